@@ -1,0 +1,359 @@
+//! The FFI-safe types that cross the boundary between the daemon and a plugin.
+//!
+//! Everything here is `#[derive(StableAbi)]` and checked by abi_stable when a plugin
+//! is loaded. Rules for changing this module in a 1.x release (see `CHANGELOG.md`):
+//! plain structs and exhaustive enums never change; hooks are appended to [`Plugin`]
+//! after the last prefix field, with a default body; error and value variants are
+//! added to the `NonExhaustive` enums only; fields are appended to [`PluginMod`] only.
+//! Plugin authors do not use this module directly: the [`crate::sdk`] wraps it.
+
+// abi_stable's derives generate `Foo_Ref`-style names and impls inside constants.
+#![allow(non_camel_case_types, non_local_definitions)]
+
+use abi_stable::{
+    declare_root_module_statics,
+    library::RootModule,
+    nonexhaustive_enum::{NonExhaustive, NonExhaustiveFor},
+    package_version_strings, sabi_trait,
+    sabi_types::VersionStrings,
+    std_types::{RBox, RResult, RStr, RString, RVec, ROption, Tuple2},
+    StableAbi,
+};
+
+/// A forum user as plugins see it (never with the password hash).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: RString,
+    pub email: RString,
+    pub activated: bool,
+    pub login_attempts: i32,
+    /// RFC 3339, UTC.
+    pub last_failed_login: ROption<RString>,
+    /// RFC 3339, UTC.
+    pub date_joined: RString,
+    pub primary_group_id: ROption<i64>,
+    /// Names of the primary and secondary groups.
+    pub groups: RVec<RString>,
+    /// True when any of the user's groups is a banned group.
+    pub banned: bool,
+}
+
+/// A post as FlaskBB hands it to `flaskbb_event_post_save_*`. For a new post the
+/// before-hook runs before user, topic and date are set, so those are optional.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Post {
+    pub id: ROption<i64>,
+    pub topic_id: ROption<i64>,
+    pub user_id: ROption<i64>,
+    pub username: ROption<RString>,
+    pub content: RString,
+    /// RFC 3339, UTC.
+    pub date_created: ROption<RString>,
+}
+
+/// A topic as FlaskBB hands it to `flaskbb_event_topic_save_*`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Topic {
+    pub id: ROption<i64>,
+    pub forum_id: ROption<i64>,
+    pub title: RString,
+    pub user_id: ROption<i64>,
+    pub username: ROption<RString>,
+    /// The content of the topic's first post, when the caller has it.
+    pub content: ROption<RString>,
+}
+
+/// Where a hook impl sits in its chain: pluggy's `tryfirst` / normal / `trylast`.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tier(pub u8);
+
+impl Tier {
+    pub const TRYFIRST: Tier = Tier(0);
+    pub const NORMAL: Tier = Tier(1);
+    pub const TRYLAST: Tier = Tier(2);
+
+    /// The name used in `flaskbb.toml` and in `flaskbbd hooks`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::TRYFIRST => "tryfirst",
+            Tier::NORMAL => "normal",
+            Tier::TRYLAST => "trylast",
+            _ => "unknown",
+        }
+    }
+
+    /// Parses a tier name as written in `flaskbb.toml`.
+    pub fn from_name(name: &str) -> Option<Tier> {
+        match name {
+            "tryfirst" => Some(Tier::TRYFIRST),
+            "normal" => Some(Tier::NORMAL),
+            "trylast" => Some(Tier::TRYLAST),
+            _ => None,
+        }
+    }
+}
+
+/// One hook a plugin implements, with the default ordering the operator may override.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct HookDecl {
+    /// FlaskBB's hook name, e.g. `flaskbb_authenticate`.
+    pub hook: RString,
+    pub tier: Tier,
+    pub priority: i32,
+    /// Instance names this impl must run before.
+    pub before: RVec<RString>,
+    /// Instance names this impl must run after.
+    pub after: RVec<RString>,
+    /// A wrapper runs around the whole chain instead of in it.
+    pub wrapper: bool,
+}
+
+/// What a plugin library says about itself; read before any instance is made.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct Manifest {
+    pub name: RString,
+    pub version: RString,
+    pub description: RString,
+    pub hooks: RVec<HookDecl>,
+    /// `cfg!(panic = "unwind")` in the plugin's own build. The daemon refuses a
+    /// plugin built with `panic = "abort"`: it could not contain a panic.
+    pub panic_unwind: bool,
+}
+
+/// The errors a hook returns. `NotImplemented` is what a hook the plugin does not
+/// implement answers (including hooks newer than the plugin's `plugin-abi`).
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+#[sabi(kind(WithNonExhaustive(size = [usize; 8], traits(Debug, Clone, PartialEq))))]
+#[non_exhaustive]
+pub enum AbiError {
+    NotImplemented,
+    StopAuthentication { reason: RString },
+    ForceLogout { reason: RString },
+    Rejected { reason: RString },
+    Failed { message: RString },
+}
+
+/// [`AbiError`] as it crosses the boundary: a newer plugin may send variants this
+/// build does not know, which the daemon treats as a failure.
+pub type ErrorBox = NonExhaustiveFor<AbiError>;
+
+impl AbiError {
+    /// Wraps the error for the boundary.
+    pub fn boxed(self) -> ErrorBox {
+        NonExhaustive::new(self)
+    }
+}
+
+/// What a chain produced, as a wrapper sees it after the chain has run.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[sabi(kind(WithNonExhaustive(size = [usize; 8], traits(Debug, Clone, PartialEq))))]
+#[non_exhaustive]
+pub enum AbiValue {
+    /// No result (a hook whose result is ignored, or a firstresult hook nobody answered).
+    Nothing,
+    User(RBox<User>),
+    /// `flaskbb_reauth_attempt`'s success.
+    True,
+    Post(RBox<Post>),
+    Topic(RBox<Topic>),
+}
+
+/// [`AbiValue`] as it crosses the boundary.
+pub type ValueBox = NonExhaustiveFor<AbiValue>;
+
+/// One call of a hook chain, as a wrapper sees it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct HookCall {
+    pub hook: RString,
+    /// The call's arguments as a JSON object, never with the secret.
+    pub args_json: RString,
+}
+
+/// The outcome of a chain as a wrapper sees it (and may replace).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct WrapOutcome {
+    pub result: RResult<ValueBox, ErrorBox>,
+    /// The instance whose answer or error decided the outcome, if one did.
+    pub decided_by: ROption<RString>,
+    pub duration_us: u64,
+}
+
+/// Severity of a message a plugin logs through the host.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLevel(pub u8);
+
+impl LogLevel {
+    pub const ERROR: LogLevel = LogLevel(1);
+    pub const WARN: LogLevel = LogLevel(2);
+    pub const INFO: LogLevel = LogLevel(3);
+    pub const DEBUG: LogLevel = LogLevel(4);
+}
+
+/// What the daemon offers a plugin during a hook call: it is made for each call and
+/// must not be kept past it.
+#[sabi_trait]
+pub trait Host: Send + Sync {
+    /// The instance name this call is for (as in `flaskbb.toml`).
+    fn instance_name(&self) -> RString;
+    /// Logs through the daemon's log, tagged with the instance and hook.
+    fn log(&self, level: LogLevel, message: RStr<'_>);
+    /// A user by username or email, case as stored.
+    fn find_user(&self, identifier: RStr<'_>) -> RResult<ROption<User>, ErrorBox>;
+    /// A user by id.
+    fn find_user_by_id(&self, id: i64) -> RResult<ROption<User>, ErrorBox>;
+    /// One value of the request context the client sent (`remote_addr`, `otp`, …).
+    fn context(&self, key: RStr<'_>) -> ROption<RString>;
+    /// The whole request context.
+    fn context_all(&self) -> RVec<Tuple2<RString, RString>>;
+    /// The instance's configuration (its `config` table in `flaskbb.toml`) as JSON.
+    fn config_json(&self) -> RString;
+    /// A value from the instance's own key-value store.
+    fn store_get(&self, key: RStr<'_>) -> RResult<ROption<RString>, ErrorBox>;
+    /// Sets (or with `RNone`, deletes) a value in the instance's own key-value store.
+    /// Written when the request commits, together with the request's other changes.
+    #[sabi(last_prefix_field)]
+    fn store_set(&self, key: RStr<'_>, value: ROption<RStr<'_>>) -> RResult<(), ErrorBox>;
+}
+
+/// The host as handed to one hook call.
+pub type HostRef<'a> = Host_TO<'a, abi_stable::sabi_types::RRef<'a, ()>>;
+
+fn not_implemented<T>() -> RResult<T, ErrorBox> {
+    RResult::RErr(AbiError::NotImplemented.boxed())
+}
+
+/// One plugin instance: one method per FlaskBB hook. Every method has a default body
+/// that answers `NotImplemented`, and methods after the last prefix field are optional
+/// in the vtable, so a plugin built against an older 1.x answers `NotImplemented` for
+/// hooks added later.
+#[sabi_trait]
+pub trait Plugin: Send + Sync {
+    /// `flaskbb_authenticate(identifier, secret)`: a user, or nothing to let the next try.
+    fn authenticate(
+        &self,
+        _host: HostRef<'_>,
+        _identifier: RStr<'_>,
+        _secret: RStr<'_>,
+    ) -> RResult<ROption<User>, ErrorBox> {
+        not_implemented()
+    }
+    /// `flaskbb_post_authenticate(user)`.
+    fn post_authenticate(&self, _host: HostRef<'_>, _user: &User) -> RResult<(), ErrorBox> {
+        not_implemented()
+    }
+    /// `flaskbb_authentication_failed(identifier)`.
+    fn authentication_failed(
+        &self,
+        _host: HostRef<'_>,
+        _identifier: RStr<'_>,
+    ) -> RResult<(), ErrorBox> {
+        not_implemented()
+    }
+    /// `flaskbb_reauth_attempt(user, secret)`: true, or false to let the next try.
+    fn reauth_attempt(
+        &self,
+        _host: HostRef<'_>,
+        _user: &User,
+        _secret: RStr<'_>,
+    ) -> RResult<bool, ErrorBox> {
+        not_implemented()
+    }
+    /// `flaskbb_post_reauth(user)`.
+    fn post_reauth(&self, _host: HostRef<'_>, _user: &User) -> RResult<(), ErrorBox> {
+        not_implemented()
+    }
+    /// `flaskbb_reauth_failed(user)`.
+    fn reauth_failed(&self, _host: HostRef<'_>, _user: &User) -> RResult<(), ErrorBox> {
+        not_implemented()
+    }
+    /// `flaskbb_event_post_save_before(post)`: the post, possibly changed.
+    fn post_save_before(&self, _host: HostRef<'_>, _post: &Post) -> RResult<Post, ErrorBox> {
+        not_implemented()
+    }
+    /// `flaskbb_event_post_save_after(post, is_new)`.
+    fn post_save_after(
+        &self,
+        _host: HostRef<'_>,
+        _post: &Post,
+        _is_new: bool,
+    ) -> RResult<(), ErrorBox> {
+        not_implemented()
+    }
+    /// `flaskbb_event_topic_save_before(topic)`: the topic, possibly changed.
+    fn topic_save_before(&self, _host: HostRef<'_>, _topic: &Topic) -> RResult<Topic, ErrorBox> {
+        not_implemented()
+    }
+    /// `flaskbb_event_topic_save_after(topic, is_new)`.
+    fn topic_save_after(
+        &self,
+        _host: HostRef<'_>,
+        _topic: &Topic,
+        _is_new: bool,
+    ) -> RResult<(), ErrorBox> {
+        not_implemented()
+    }
+    /// A wrapper's part before the chain runs. An error here ends the call.
+    fn wrap_before(&self, _host: HostRef<'_>, _call: &HookCall) -> RResult<(), ErrorBox> {
+        not_implemented()
+    }
+    /// A wrapper's part after the chain ran: sees the outcome and returns it, or a
+    /// replacement.
+    #[sabi(last_prefix_field)]
+    fn wrap_after(
+        &self,
+        _host: HostRef<'_>,
+        _call: &HookCall,
+        outcome: WrapOutcome,
+    ) -> WrapOutcome {
+        outcome
+    }
+    /// `flaskbb_event_user_registered(username)`. Added in plugin-abi 1.1.0.
+    fn user_registered(&self, _host: HostRef<'_>, _username: RStr<'_>) -> RResult<(), ErrorBox> {
+        not_implemented()
+    }
+}
+
+/// A plugin instance as the daemon holds it.
+pub type PluginBox = Plugin_TO<'static, RBox<()>>;
+
+/// The root module every plugin library exports (through [`crate::export_plugin!`]).
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginMod_Ref)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// The library's manifest.
+    pub manifest: extern "C" fn() -> Manifest,
+    /// Makes one instance from its name in `flaskbb.toml`, its `config` table as JSON,
+    /// and the directory of `flaskbb.toml` (what relative paths in `config` are
+    /// relative to).
+    #[sabi(last_prefix_field)]
+    pub new: extern "C" fn(
+        instance: RStr<'_>,
+        config_json: RStr<'_>,
+        base_dir: RStr<'_>,
+    ) -> RResult<PluginBox, ErrorBox>,
+}
+
+impl RootModule for PluginMod_Ref {
+    declare_root_module_statics! {PluginMod_Ref}
+    const BASE_NAME: &'static str = "flaskbbd_plugin";
+    const NAME: &'static str = "flaskbbd plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// The Cargo package name of this crate, as abi_stable records it in layouts: the
+/// daemon uses it to tell "a plugin of another version" from "not a flaskbbd plugin".
+pub const ABI_PACKAGE: &str = env!("CARGO_PKG_NAME");

@@ -1,0 +1,766 @@
+//! The plugin SDK: FlaskBB's authentication and event interfaces as Rust traits, and
+//! the [`crate::export_plugin!`] macro that maps a type implementing some of them onto
+//! the hooks of the stable ABI.
+//!
+//! A plugin author writes ordinary Rust here: `&str`, `String`, `Result`, `Option`.
+//! The SDK converts to and from the FFI types, and catches a panic inside a hook so it
+//! reaches the daemon as a [`HookError::Failed`] instead of ending the process.
+
+use std::{
+    cell::RefCell,
+    fmt,
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::Once,
+    time::Duration,
+};
+
+use abi_stable::std_types::{RBox, RErr, ROk, RResult, RNone, ROption, RSome, RStr, RString};
+use serde::de::DeserializeOwned;
+
+pub use crate::abi::{HookCall, LogLevel, Post, Tier, Topic, User};
+use crate::abi::{AbiError, AbiValue, ErrorBox, HostRef, ValueBox, WrapOutcome};
+pub use crate::hooks;
+
+/// Why a hook did not answer normally. The first three are FlaskBB's control flow:
+/// they end the chain and reach the client with their reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookError {
+    /// Halts authentication (or reauthentication) with a reason the user may see.
+    StopAuthentication { reason: String },
+    /// From `flaskbb_reauth_failed`: the client must log the user out.
+    ForceLogout { reason: String },
+    /// From a `save_before` event hook: the save must not happen.
+    Rejected { reason: String },
+    /// Anything else went wrong: the request fails closed with an internal error.
+    Failed { message: String },
+    /// The hook is not implemented by this plugin (the daemon skips it).
+    NotImplemented,
+}
+
+impl HookError {
+    /// `StopAuthentication` with `reason`.
+    pub fn stop(reason: impl Into<String>) -> Self {
+        HookError::StopAuthentication { reason: reason.into() }
+    }
+    /// `ForceLogout` with `reason`.
+    pub fn force_logout(reason: impl Into<String>) -> Self {
+        HookError::ForceLogout { reason: reason.into() }
+    }
+    /// `Rejected` with `reason`.
+    pub fn rejected(reason: impl Into<String>) -> Self {
+        HookError::Rejected { reason: reason.into() }
+    }
+    /// `Failed` with `message`.
+    pub fn failed(message: impl Into<String>) -> Self {
+        HookError::Failed { message: message.into() }
+    }
+
+    /// Converts for the boundary.
+    pub fn into_abi(self) -> ErrorBox {
+        match self {
+            HookError::StopAuthentication { reason } => {
+                AbiError::StopAuthentication { reason: reason.into() }
+            }
+            HookError::ForceLogout { reason } => AbiError::ForceLogout { reason: reason.into() },
+            HookError::Rejected { reason } => AbiError::Rejected { reason: reason.into() },
+            HookError::Failed { message } => AbiError::Failed { message: message.into() },
+            HookError::NotImplemented => AbiError::NotImplemented,
+        }
+        .boxed()
+    }
+
+    /// Converts from the boundary. A variant from a newer `plugin-abi` that this build
+    /// does not know becomes `Failed`, so it fails closed.
+    pub fn from_abi(err: &ErrorBox) -> Self {
+        match err.as_enum() {
+            Ok(AbiError::NotImplemented) => HookError::NotImplemented,
+            Ok(AbiError::StopAuthentication { reason }) => HookError::stop(reason.as_str()),
+            Ok(AbiError::ForceLogout { reason }) => HookError::force_logout(reason.as_str()),
+            Ok(AbiError::Rejected { reason }) => HookError::rejected(reason.as_str()),
+            Ok(AbiError::Failed { message }) => HookError::failed(message.as_str()),
+            Err(_) => HookError::failed(format!(
+                "returned an error kind this daemon does not know (discriminant {})",
+                err.get_discriminant()
+            )),
+        }
+    }
+}
+
+impl fmt::Display for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookError::StopAuthentication { reason } => write!(f, "StopAuthentication: {reason}"),
+            HookError::ForceLogout { reason } => write!(f, "ForceLogout: {reason}"),
+            HookError::Rejected { reason } => write!(f, "Rejected: {reason}"),
+            HookError::Failed { message } => write!(f, "failed: {message}"),
+            HookError::NotImplemented => f.write_str("not implemented"),
+        }
+    }
+}
+
+impl std::error::Error for HookError {}
+
+/// What every hook returns.
+pub type HookResult<T> = Result<T, HookError>;
+
+/// The value a chain produced, as a [`HookWrapper`] sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Nothing,
+    User(User),
+    True,
+    Post(Post),
+    Topic(Topic),
+}
+
+impl Value {
+    /// Converts for the boundary.
+    pub fn into_abi(self) -> ValueBox {
+        match self {
+            Value::Nothing => AbiValue::Nothing,
+            Value::User(u) => AbiValue::User(RBox::new(u)),
+            Value::True => AbiValue::True,
+            Value::Post(p) => AbiValue::Post(RBox::new(p)),
+            Value::Topic(t) => AbiValue::Topic(RBox::new(t)),
+        }
+        .boxed()
+    }
+
+    /// Converts from the boundary; `None` for a kind of value this build does not know.
+    pub fn from_abi(value: &ValueBox) -> Option<Self> {
+        Some(match value.as_enum().ok()? {
+            AbiValue::Nothing => Value::Nothing,
+            AbiValue::User(u) => Value::User((**u).clone()),
+            AbiValue::True => Value::True,
+            AbiValue::Post(p) => Value::Post((**p).clone()),
+            AbiValue::Topic(t) => Value::Topic((**t).clone()),
+        })
+    }
+}
+
+impl AbiValue {
+    /// Wraps the value for the boundary.
+    pub fn boxed(self) -> ValueBox {
+        abi_stable::nonexhaustive_enum::NonExhaustive::new(self)
+    }
+}
+
+/// The outcome of a whole chain, as a [`HookWrapper`] sees it after the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub result: Result<Value, HookError>,
+    /// The instance whose answer or error decided the outcome, if one did.
+    pub decided_by: Option<String>,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    /// Converts for the boundary.
+    pub fn into_abi(self) -> WrapOutcome {
+        WrapOutcome {
+            result: match self.result {
+                Ok(v) => ROk(v.into_abi()),
+                Err(e) => RErr(e.into_abi()),
+            },
+            decided_by: self.decided_by.map(RString::from).into(),
+            duration_us: self.duration.as_micros().min(u128::from(u64::MAX)) as u64,
+        }
+    }
+
+    /// Converts from the boundary.
+    pub fn from_abi(outcome: &WrapOutcome) -> Self {
+        Outcome {
+            result: match &outcome.result {
+                ROk(v) => Value::from_abi(v).ok_or_else(|| {
+                    HookError::failed("a wrapper returned a kind of value this daemon does not know")
+                }),
+                RErr(e) => Err(HookError::from_abi(e)),
+            },
+            decided_by: outcome.decided_by.as_ref().map(|s| s.to_string()).into_option(),
+            duration: Duration::from_micros(outcome.duration_us),
+        }
+    }
+}
+
+/// What a hook can ask of the daemon during one call: the request context, the user
+/// store, the instance's own key-value store, and the log.
+pub struct Ctx<'a> {
+    host: HostRef<'a>,
+}
+
+impl<'a> Ctx<'a> {
+    #[doc(hidden)]
+    pub fn new(host: HostRef<'a>) -> Self {
+        Ctx { host }
+    }
+
+    /// This instance's name in `flaskbb.toml`.
+    pub fn instance_name(&self) -> String {
+        self.host.instance_name().into()
+    }
+    /// Logs at `level` through the daemon, tagged with this instance and the hook.
+    pub fn log(&self, level: LogLevel, message: &str) {
+        self.host.log(level, message.into());
+    }
+    /// Logs at info level.
+    pub fn info(&self, message: &str) {
+        self.log(LogLevel::INFO, message)
+    }
+    /// Logs at warning level.
+    pub fn warn(&self, message: &str) {
+        self.log(LogLevel::WARN, message)
+    }
+    /// Finds a user by username or email.
+    pub fn find_user(&self, identifier: &str) -> HookResult<Option<User>> {
+        match self.host.find_user(identifier.into()) {
+            ROk(u) => Ok(u.into_option()),
+            RErr(e) => Err(HookError::from_abi(&e)),
+        }
+    }
+    /// Finds a user by id.
+    pub fn find_user_by_id(&self, id: i64) -> HookResult<Option<User>> {
+        match self.host.find_user_by_id(id) {
+            ROk(u) => Ok(u.into_option()),
+            RErr(e) => Err(HookError::from_abi(&e)),
+        }
+    }
+    /// One value of the request context (`remote_addr`, `user_agent`, `otp`, …).
+    pub fn context(&self, key: &str) -> Option<String> {
+        self.host.context(key.into()).map(String::from).into_option()
+    }
+    /// The whole request context, as the client sent it.
+    pub fn context_all(&self) -> Vec<(String, String)> {
+        self.host
+            .context_all()
+            .into_iter()
+            .map(|t| (t.0.into(), t.1.into()))
+            .collect()
+    }
+    /// A value from this instance's key-value store.
+    pub fn store_get(&self, key: &str) -> HookResult<Option<String>> {
+        match self.host.store_get(key.into()) {
+            ROk(v) => Ok(v.map(String::from).into_option()),
+            RErr(e) => Err(HookError::from_abi(&e)),
+        }
+    }
+    /// Sets a value in this instance's key-value store (committed with the request).
+    pub fn store_set(&self, key: &str, value: &str) -> HookResult<()> {
+        self.store_write(key, RSome(value.into()))
+    }
+    /// Deletes a value from this instance's key-value store (committed with the request).
+    pub fn store_delete(&self, key: &str) -> HookResult<()> {
+        self.store_write(key, RNone)
+    }
+    fn store_write(&self, key: &str, value: ROption<RStr<'_>>) -> HookResult<()> {
+        match self.host.store_set(key.into(), value) {
+            ROk(()) => Ok(()),
+            RErr(e) => Err(HookError::from_abi(&e)),
+        }
+    }
+}
+
+/// How a hook impl is ordered by default; the operator can override every field in
+/// `flaskbb.toml`.
+#[derive(Debug, Clone, Copy)]
+pub struct HookOrder {
+    pub tier: Tier,
+    pub priority: i32,
+    /// Instance names this impl must run before.
+    pub before: &'static [&'static str],
+    /// Instance names this impl must run after.
+    pub after: &'static [&'static str],
+}
+
+impl HookOrder {
+    /// Normal tier, priority 0, no constraints.
+    pub const NORMAL: HookOrder = HookOrder { tier: Tier::NORMAL, priority: 0, before: &[], after: &[] };
+    /// `tryfirst`, priority 0.
+    pub const TRYFIRST: HookOrder = HookOrder { tier: Tier::TRYFIRST, ..HookOrder::NORMAL };
+    /// `trylast`, priority 0.
+    pub const TRYLAST: HookOrder = HookOrder { tier: Tier::TRYLAST, ..HookOrder::NORMAL };
+
+    /// This order with `priority`.
+    pub const fn with_priority(self, priority: i32) -> Self {
+        HookOrder { priority, ..self }
+    }
+
+    #[doc(hidden)]
+    pub fn decl(self, hook: &str, wrapper: bool) -> crate::abi::HookDecl {
+        crate::abi::HookDecl {
+            hook: hook.into(),
+            tier: self.tier,
+            priority: self.priority,
+            before: self.before.iter().map(|s| RString::from(*s)).collect(),
+            after: self.after.iter().map(|s| RString::from(*s)).collect(),
+            wrapper,
+        }
+    }
+}
+
+/// How an instance is made: its name and its configuration.
+pub struct Init {
+    instance: String,
+    config_json: String,
+    base_dir: std::path::PathBuf,
+}
+
+impl Init {
+    #[doc(hidden)]
+    pub fn new(instance: &str, config_json: &str, base_dir: &str) -> Self {
+        Init {
+            instance: instance.to_owned(),
+            config_json: config_json.to_owned(),
+            base_dir: base_dir.into(),
+        }
+    }
+    /// `path` as written in the configuration, made absolute against the directory of
+    /// `flaskbb.toml` when it is relative.
+    pub fn resolve_path(&self, path: impl AsRef<std::path::Path>) -> std::path::PathBuf {
+        self.base_dir.join(path)
+    }
+    /// The instance's name in `flaskbb.toml`.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+    /// The instance's `config` table as JSON (`{}` when it has none).
+    pub fn config_json(&self) -> &str {
+        &self.config_json
+    }
+    /// The instance's `config` table, deserialized. The error names the instance and
+    /// the key that is wrong, for the daemon to print.
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_str(&self.config_json)
+            .map_err(|e| format!("invalid config for instance {:?}: {e}", self.instance))
+    }
+}
+
+/// A plugin type: made once per instance from its configuration.
+pub trait PluginInstance: Sized + Send + Sync + 'static {
+    /// Makes an instance; an error here refuses the plugin at load with this message.
+    fn new(init: &Init) -> Result<Self, String>;
+}
+
+/// `flaskbb_authenticate`: finds and checks a user. `Ok(None)` lets the next provider
+/// try; `Err(HookError::stop(..))` ends authentication.
+pub trait AuthenticationProvider: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    fn authenticate(&self, cx: &Ctx<'_>, identifier: &str, secret: &str) -> HookResult<Option<User>>;
+}
+
+/// `flaskbb_post_authenticate`: runs after a provider found the user; may still refuse
+/// with `StopAuthentication`.
+pub trait PostAuthenticationHandler: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    fn handle_post_auth(&self, cx: &Ctx<'_>, user: &User) -> HookResult<()>;
+}
+
+/// `flaskbb_authentication_failed`: runs when authentication was stopped.
+pub trait AuthenticationFailureHandler: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    fn handle_authentication_failure(&self, cx: &Ctx<'_>, identifier: &str) -> HookResult<()>;
+}
+
+/// `flaskbb_reauth_attempt`: `Ok(true)` confirms, `Ok(false)` lets the next try.
+pub trait ReauthenticateProvider: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    fn reauthenticate(&self, cx: &Ctx<'_>, user: &User, secret: &str) -> HookResult<bool>;
+}
+
+/// `flaskbb_post_reauth`: runs after a successful reauth attempt; may still refuse.
+pub trait PostReauthenticateHandler: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    fn handle_post_reauth(&self, cx: &Ctx<'_>, user: &User) -> HookResult<()>;
+}
+
+/// `flaskbb_reauth_failed`: runs when reauthentication failed; may answer `ForceLogout`.
+pub trait ReauthenticateFailureHandler: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    fn handle_reauth_failure(&self, cx: &Ctx<'_>, user: &User) -> HookResult<()>;
+}
+
+/// `flaskbb_event_post_save_before`: returns the post, possibly changed; `Rejected`
+/// stops the save.
+pub trait PostSaveBeforeHandler: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    fn post_save_before(&self, cx: &Ctx<'_>, post: Post) -> HookResult<Post>;
+}
+
+/// `flaskbb_event_post_save_after`.
+pub trait PostSaveAfterHandler: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    fn post_save_after(&self, cx: &Ctx<'_>, post: &Post, is_new: bool) -> HookResult<()>;
+}
+
+/// `flaskbb_event_topic_save_before`: returns the topic, possibly changed.
+pub trait TopicSaveBeforeHandler: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    fn topic_save_before(&self, cx: &Ctx<'_>, topic: Topic) -> HookResult<Topic>;
+}
+
+/// `flaskbb_event_topic_save_after`.
+pub trait TopicSaveAfterHandler: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    fn topic_save_after(&self, cx: &Ctx<'_>, topic: &Topic, is_new: bool) -> HookResult<()>;
+}
+
+/// `flaskbb_event_user_registered`.
+pub trait UserRegisteredHandler: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    fn user_registered(&self, cx: &Ctx<'_>, username: &str) -> HookResult<()>;
+}
+
+/// A wrapper around whole chains (pluggy's hookwrapper): `before` runs before the
+/// first impl, `after` sees the outcome and returns it or a replacement.
+pub trait HookWrapper: Send + Sync {
+    const ORDER: HookOrder = HookOrder::NORMAL;
+    /// The hooks this wrapper wraps.
+    const WRAPS: &'static [&'static str] = hooks::ALL;
+    fn before(&self, _cx: &Ctx<'_>, _call: &HookCall) -> HookResult<()> {
+        Ok(())
+    }
+    fn after(&self, _cx: &Ctx<'_>, _call: &HookCall, outcome: Outcome) -> Outcome {
+        outcome
+    }
+}
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once per plugin library) a panic hook that records the panic's message
+/// and location for [`guard`] instead of printing it: the daemon logs it, with the
+/// instance's name, from the error the hook returns.
+#[doc(hidden)]
+pub fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+                (*s).to_owned()
+            } else if let Some(s) = info.payload().downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "a panic with a non-string payload".to_owned()
+            };
+            let text = match info.location() {
+                Some(l) => format!("panicked at {}:{}: {msg}", l.file(), l.line()),
+                None => format!("panicked: {msg}"),
+            };
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));
+        }));
+    });
+}
+
+/// Runs one hook body, turning a panic into `HookError::Failed` with its message.
+#[doc(hidden)]
+pub fn guard<T>(f: impl FnOnce() -> HookResult<T>) -> RResult<T, ErrorBox> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => ROk(v),
+        Ok(Err(e)) => RErr(e.into_abi()),
+        Err(_) => {
+            let text = LAST_PANIC
+                .with(|p| p.borrow_mut().take())
+                .unwrap_or_else(|| "panicked".to_owned());
+            RErr(HookError::failed(text).into_abi())
+        }
+    }
+}
+
+/// Runs a wrapper's `after`, which cannot fail: a panic there becomes a failed outcome.
+#[doc(hidden)]
+pub fn guard_after(f: impl FnOnce() -> Outcome, decided_by: Option<String>) -> WrapOutcome {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(o) => o.into_abi(),
+        Err(_) => {
+            let text = LAST_PANIC
+                .with(|p| p.borrow_mut().take())
+                .unwrap_or_else(|| "panicked".to_owned());
+            Outcome { result: Err(HookError::failed(text)), decided_by, duration: Duration::ZERO }
+                .into_abi()
+        }
+    }
+}
+
+/// Converts a plugin's `Result<Option<T>>` answer.
+#[doc(hidden)]
+pub fn ropt<T>(v: Option<T>) -> ROption<T> {
+    v.into()
+}
+
+/// Exports a plugin library: its manifest, and an adapter that maps the SDK traits the
+/// type implements onto the ABI's hooks.
+///
+/// ```ignore
+/// plugin_abi::export_plugin! {
+///     plugin: Hello,
+///     name: "hello",
+///     description: "Greets every user who logs in",
+///     hooks: [PostAuthenticationHandler],
+/// }
+/// ```
+///
+/// Each entry of `hooks` is an SDK trait the type implements, optionally followed by
+/// `=> ORDER` to change the trait's default [`HookOrder`] for this library.
+#[macro_export]
+macro_rules! export_plugin {
+    (
+        plugin: $ty:ty,
+        name: $name:expr,
+        description: $desc:expr,
+        hooks: [ $( $tr:ident $( => $order:expr )? ),* $(,)? ] $(,)?
+    ) => {
+        #[doc(hidden)]
+        pub struct __FlaskbbdAdapter($ty);
+
+        impl $crate::abi::Plugin for __FlaskbbdAdapter {
+            $( $crate::__flaskbbd_methods!($tr, $ty); )*
+        }
+
+        #[doc(hidden)]
+        pub extern "C" fn __flaskbbd_manifest() -> $crate::abi::Manifest {
+            #[allow(unused_mut)]
+            let mut hooks: ::std::vec::Vec<$crate::abi::HookDecl> = ::std::vec::Vec::new();
+            $(
+                {
+                    #[allow(unused_variables)]
+                    let order = <$ty as $crate::sdk::$tr>::ORDER;
+                    $( let order: $crate::sdk::HookOrder = $order; )?
+                    $crate::__flaskbbd_decls!($tr, $ty, order, hooks);
+                }
+            )*
+            $crate::abi::Manifest {
+                name: ($name).into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                description: ($desc).into(),
+                hooks: hooks.into(),
+                panic_unwind: cfg!(panic = "unwind"),
+            }
+        }
+
+        #[doc(hidden)]
+        pub extern "C" fn __flaskbbd_new(
+            instance: $crate::reexports::RStr<'_>,
+            config_json: $crate::reexports::RStr<'_>,
+            base_dir: $crate::reexports::RStr<'_>,
+        ) -> $crate::reexports::RResult<$crate::abi::PluginBox, $crate::abi::ErrorBox> {
+            $crate::sdk::install_panic_hook();
+            let init =
+                $crate::sdk::Init::new(instance.as_str(), config_json.as_str(), base_dir.as_str());
+            match $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::PluginInstance>::new(&init).map_err($crate::sdk::HookError::failed)
+            }) {
+                $crate::reexports::ROk(p) => $crate::reexports::ROk($crate::abi::Plugin_TO::from_value(
+                    __FlaskbbdAdapter(p),
+                    $crate::reexports::TD_Opaque,
+                )),
+                $crate::reexports::RErr(e) => $crate::reexports::RErr(e),
+            }
+        }
+
+        #[::abi_stable::export_root_module]
+        pub fn __flaskbbd_root_module() -> $crate::abi::PluginMod_Ref {
+            use $crate::reexports::PrefixTypeTrait;
+            $crate::abi::PluginMod { manifest: __flaskbbd_manifest, new: __flaskbbd_new }
+                .leak_into_prefix()
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __flaskbbd_decls {
+    (HookWrapper, $ty:ty, $order:ident, $hooks:ident) => {
+        for h in <$ty as $crate::sdk::HookWrapper>::WRAPS {
+            $hooks.push($order.decl(h, true));
+        }
+    };
+    ($tr:ident, $ty:ty, $order:ident, $hooks:ident) => {
+        $hooks.push($order.decl($crate::__flaskbbd_hook_name!($tr), false));
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __flaskbbd_hook_name {
+    (AuthenticationProvider) => { $crate::hooks::AUTHENTICATE };
+    (PostAuthenticationHandler) => { $crate::hooks::POST_AUTHENTICATE };
+    (AuthenticationFailureHandler) => { $crate::hooks::AUTHENTICATION_FAILED };
+    (ReauthenticateProvider) => { $crate::hooks::REAUTH_ATTEMPT };
+    (PostReauthenticateHandler) => { $crate::hooks::POST_REAUTH };
+    (ReauthenticateFailureHandler) => { $crate::hooks::REAUTH_FAILED };
+    (PostSaveBeforeHandler) => { $crate::hooks::POST_SAVE_BEFORE };
+    (PostSaveAfterHandler) => { $crate::hooks::POST_SAVE_AFTER };
+    (TopicSaveBeforeHandler) => { $crate::hooks::TOPIC_SAVE_BEFORE };
+    (TopicSaveAfterHandler) => { $crate::hooks::TOPIC_SAVE_AFTER };
+    (UserRegisteredHandler) => { $crate::hooks::USER_REGISTERED };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __flaskbbd_methods {
+    (AuthenticationProvider, $ty:ty) => {
+        fn authenticate(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            identifier: $crate::reexports::RStr<'_>,
+            secret: $crate::reexports::RStr<'_>,
+        ) -> $crate::reexports::RResult<$crate::reexports::ROption<$crate::abi::User>, $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::AuthenticationProvider>::authenticate(
+                    &self.0, &cx, identifier.as_str(), secret.as_str(),
+                )
+                .map($crate::sdk::ropt)
+            })
+        }
+    };
+    (PostAuthenticationHandler, $ty:ty) => {
+        fn post_authenticate(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            user: &$crate::abi::User,
+        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::PostAuthenticationHandler>::handle_post_auth(&self.0, &cx, user)
+            })
+        }
+    };
+    (AuthenticationFailureHandler, $ty:ty) => {
+        fn authentication_failed(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            identifier: $crate::reexports::RStr<'_>,
+        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::AuthenticationFailureHandler>::handle_authentication_failure(
+                    &self.0, &cx, identifier.as_str(),
+                )
+            })
+        }
+    };
+    (ReauthenticateProvider, $ty:ty) => {
+        fn reauth_attempt(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            user: &$crate::abi::User,
+            secret: $crate::reexports::RStr<'_>,
+        ) -> $crate::reexports::RResult<bool, $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::ReauthenticateProvider>::reauthenticate(&self.0, &cx, user, secret.as_str())
+            })
+        }
+    };
+    (PostReauthenticateHandler, $ty:ty) => {
+        fn post_reauth(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            user: &$crate::abi::User,
+        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::PostReauthenticateHandler>::handle_post_reauth(&self.0, &cx, user)
+            })
+        }
+    };
+    (ReauthenticateFailureHandler, $ty:ty) => {
+        fn reauth_failed(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            user: &$crate::abi::User,
+        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::ReauthenticateFailureHandler>::handle_reauth_failure(&self.0, &cx, user)
+            })
+        }
+    };
+    (PostSaveBeforeHandler, $ty:ty) => {
+        fn post_save_before(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            post: &$crate::abi::Post,
+        ) -> $crate::reexports::RResult<$crate::abi::Post, $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::PostSaveBeforeHandler>::post_save_before(&self.0, &cx, post.clone())
+            })
+        }
+    };
+    (PostSaveAfterHandler, $ty:ty) => {
+        fn post_save_after(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            post: &$crate::abi::Post,
+            is_new: bool,
+        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::PostSaveAfterHandler>::post_save_after(&self.0, &cx, post, is_new)
+            })
+        }
+    };
+    (TopicSaveBeforeHandler, $ty:ty) => {
+        fn topic_save_before(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            topic: &$crate::abi::Topic,
+        ) -> $crate::reexports::RResult<$crate::abi::Topic, $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::TopicSaveBeforeHandler>::topic_save_before(&self.0, &cx, topic.clone())
+            })
+        }
+    };
+    (TopicSaveAfterHandler, $ty:ty) => {
+        fn topic_save_after(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            topic: &$crate::abi::Topic,
+            is_new: bool,
+        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::TopicSaveAfterHandler>::topic_save_after(&self.0, &cx, topic, is_new)
+            })
+        }
+    };
+    (UserRegisteredHandler, $ty:ty) => {
+        fn user_registered(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            username: $crate::reexports::RStr<'_>,
+        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| {
+                <$ty as $crate::sdk::UserRegisteredHandler>::user_registered(&self.0, &cx, username.as_str())
+            })
+        }
+    };
+    (HookWrapper, $ty:ty) => {
+        fn wrap_before(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            call: &$crate::abi::HookCall,
+        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
+            let cx = $crate::sdk::Ctx::new(host);
+            $crate::sdk::guard(|| <$ty as $crate::sdk::HookWrapper>::before(&self.0, &cx, call))
+        }
+        fn wrap_after(
+            &self,
+            host: $crate::abi::HostRef<'_>,
+            call: &$crate::abi::HookCall,
+            outcome: $crate::abi::WrapOutcome,
+        ) -> $crate::abi::WrapOutcome {
+            let cx = $crate::sdk::Ctx::new(host);
+            let outcome = $crate::sdk::Outcome::from_abi(&outcome);
+            let decided_by = outcome.decided_by.clone();
+            $crate::sdk::guard_after(
+                || <$ty as $crate::sdk::HookWrapper>::after(&self.0, &cx, call, outcome),
+                decided_by,
+            )
+        }
+    };
+}
