@@ -1,1 +1,26 @@
+//! flaskbbd: FlaskBB's plugin hooks and authentication pipeline as a native daemon.
+//!
+//! A request flows one way: the server decodes it, the auth or events manager hands it
+//! to a chain of a generation, the chain calls built-ins and plugins, the store
+//! commits, the server encodes the answer.
+//!
+//! - [`config`]: `flaskbb.toml`.
+//! - [`loader`]: dlopen and ABI checks of plugin libraries.
+//! - [`chain`]: ordering rules and the call loop; [`generation`]: chains of one reading of the config.
+//! - [`instance`]: built-ins and plugin instances behind one trait; [`builtins`]: FlaskBB's defaults.
+//! - [`executor`]: the worker pool with per-call timeouts; [`request`]: one request's state.
+//! - [`store`]: FlaskBB's tables through diesel; [`password`]: bcrypt.
+//! - [`proto`]: the wire types shared by server, client and tests.
 
+pub mod builtins;
+pub mod chain;
+pub mod config;
+pub mod executor;
+pub mod generation;
+pub mod hook;
+pub mod instance;
+pub mod loader;
+pub mod password;
+pub mod proto;
+pub mod request;
+pub mod store;

@@ -1,0 +1,211 @@
+//! FlaskBB's default authentication impls, registered as internal instances in the
+//! same chains as plugins (they can be disabled or reordered like any other), with
+//! FlaskBB's defects fixed: unknown users cost a real bcrypt verify, the lockout is
+//! actually registered, and banned users are refused.
+
+use std::sync::Arc;
+
+use chrono::{Duration as ChronoDuration, Utc};
+use plugin_abi::{
+    abi::{self, Tier},
+    hooks,
+    sdk::{HookError, HookResult},
+};
+
+use crate::{
+    config::Config,
+    instance::{CallCx, Hooks},
+    password,
+    proto::convert,
+    store::{Op, StoreError, UserRecord},
+};
+
+/// FlaskBB's exact messages.
+pub mod messages {
+    pub const WRONG_CREDENTIALS: &str = "Wrong username or password.";
+    pub const WRONG_PASSWORD: &str = "Wrong password.";
+    pub const NOT_ACTIVATED: &str =
+        "In order to use your account you have to activate it through the link we have sent to your email address.";
+    pub const LOCKED_OUT: &str = "Your account is currently locked out due to too many failed login attempts";
+    /// FlaskBB has no message here: it lets banned users in.
+    pub const BANNED: &str = "Your account has been banned.";
+}
+
+fn db(e: StoreError) -> HookError {
+    HookError::failed(e.to_string())
+}
+
+/// One built-in: its name, the hooks it implements with their default order, and the
+/// impl. The order of [`all`] is the registration order.
+pub struct Builtin {
+    pub name: &'static str,
+    pub hooks: Vec<(&'static str, Tier)>,
+    pub imp: Box<dyn Hooks>,
+}
+
+/// Every built-in, in registration order, configured from `config`.
+///
+/// Registration order matters only among impls of one hook with equal tier and
+/// priority, where pluggy runs the newest first: so the post_authenticate handlers
+/// are registered block_banned, block_unactivated, clear_failed_logins, making
+/// FlaskBB's call order clear → unactivated → banned.
+pub fn all(config: &Config, verifier: Arc<password::Verifier>) -> Vec<Builtin> {
+    let lockout = &config.auth.lockout;
+    vec![
+        Builtin {
+            name: "default_provider",
+            hooks: vec![(hooks::AUTHENTICATE, Tier::TRYLAST)],
+            imp: Box::new(DefaultProvider { verifier: verifier.clone() }),
+        },
+        Builtin {
+            name: "lockout",
+            hooks: vec![(hooks::AUTHENTICATE, Tier::TRYFIRST)],
+            imp: Box::new(Lockout { attempts: lockout.attempts, window: ChronoDuration::minutes(lockout.window_minutes) }),
+        },
+        Builtin {
+            name: "block_banned",
+            hooks: vec![(hooks::POST_AUTHENTICATE, Tier::TRYFIRST)],
+            imp: Box::new(BlockBanned),
+        },
+        Builtin {
+            name: "block_unactivated",
+            hooks: vec![(hooks::POST_AUTHENTICATE, Tier::TRYFIRST)],
+            imp: Box::new(BlockUnactivated),
+        },
+        Builtin {
+            name: "clear_failed_logins",
+            hooks: vec![(hooks::POST_AUTHENTICATE, Tier::TRYFIRST)],
+            imp: Box::new(ClearFailedLogins),
+        },
+        Builtin {
+            name: "mark_failed_login",
+            hooks: vec![(hooks::AUTHENTICATION_FAILED, Tier::NORMAL)],
+            imp: Box::new(MarkFailedLogin),
+        },
+        Builtin {
+            name: "default_reauth",
+            hooks: vec![(hooks::REAUTH_ATTEMPT, Tier::TRYLAST)],
+            imp: Box::new(DefaultReauth { verifier }),
+        },
+        Builtin {
+            name: "clear_failed_logins_on_reauth",
+            hooks: vec![(hooks::POST_REAUTH, Tier::NORMAL)],
+            imp: Box::new(ClearFailedLogins),
+        },
+        Builtin {
+            name: "mark_failed_reauth",
+            hooks: vec![(hooks::REAUTH_FAILED, Tier::NORMAL)],
+            imp: Box::new(MarkFailedLogin),
+        },
+    ]
+}
+
+/// FlaskBB's DefaultFlaskBBAuthProvider: user by username or email, then a password
+/// check. An unknown user is checked against a dummy hash of the same cost, so both
+/// paths take the same time.
+struct DefaultProvider {
+    verifier: Arc<password::Verifier>,
+}
+
+impl Hooks for DefaultProvider {
+    fn authenticate(&self, cx: &CallCx<'_>, identifier: &str, secret: &str) -> HookResult<Option<abi::User>> {
+        let record = cx.req.store.find_user(identifier).map_err(db)?;
+        let hash = record.as_ref().and_then(|r| r.password.as_deref());
+        if self.verifier.verify(secret, hash) {
+            Ok(record.map(|r| to_abi(&r)))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// FlaskBB's DefaultFlaskBBReauthProvider.
+struct DefaultReauth {
+    verifier: Arc<password::Verifier>,
+}
+
+impl Hooks for DefaultReauth {
+    fn reauth_attempt(&self, cx: &CallCx<'_>, user: &abi::User, secret: &str) -> HookResult<bool> {
+        let record = cx.req.store.find_user_by_id(user.id).map_err(db)?;
+        Ok(self.verifier.verify(secret, record.as_ref().and_then(|r| r.password.as_deref())))
+    }
+}
+
+fn to_abi(r: &UserRecord) -> abi::User {
+    convert::user_to_abi(&r.user, r.banned)
+}
+
+/// FlaskBB's BlockTooManyFailedLogins, which FlaskBB itself never registers.
+struct Lockout {
+    attempts: i32,
+    window: ChronoDuration,
+}
+
+impl Hooks for Lockout {
+    fn authenticate(&self, cx: &CallCx<'_>, identifier: &str, _secret: &str) -> HookResult<Option<abi::User>> {
+        let Some(record) = cx.req.store.find_user(identifier).map_err(db)? else { return Ok(None) };
+        let u = &record.user;
+        let recent = u
+            .last_failed_login
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t.with_timezone(&Utc) + self.window >= Utc::now());
+        if u.login_attempts >= self.attempts && recent {
+            return Err(HookError::stop(messages::LOCKED_OUT));
+        }
+        Ok(None)
+    }
+}
+
+/// FlaskBB's ClearFailedLogins and ClearFailedLoginsOnReauth.
+struct ClearFailedLogins;
+
+impl Hooks for ClearFailedLogins {
+    fn post_authenticate(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        cx.req.push(Op::ClearFailedLogins { user_id: user.id })
+    }
+    fn post_reauth(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        cx.req.push(Op::ClearFailedLogins { user_id: user.id })
+    }
+}
+
+/// FlaskBB's BlockUnactivatedUser (in the chain only when `auth.activate_account`).
+struct BlockUnactivated;
+
+impl Hooks for BlockUnactivated {
+    fn post_authenticate(&self, _cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        if user.activated {
+            Ok(())
+        } else {
+            Err(HookError::stop(messages::NOT_ACTIVATED))
+        }
+    }
+}
+
+/// Refuses users in a banned group.
+struct BlockBanned;
+
+impl Hooks for BlockBanned {
+    fn post_authenticate(&self, _cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        if user.banned {
+            Err(HookError::stop(messages::BANNED))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// FlaskBB's MarkFailedLogin and MarkFailedReauth: one atomic SQL increment at commit.
+struct MarkFailedLogin;
+
+impl Hooks for MarkFailedLogin {
+    fn authentication_failed(&self, cx: &CallCx<'_>, identifier: &str) -> HookResult<()> {
+        match cx.req.store.find_user(identifier).map_err(db)? {
+            Some(r) => cx.req.push(Op::MarkFailedLogin { user_id: r.user.id, at: Utc::now() }),
+            None => Ok(()),
+        }
+    }
+    fn reauth_failed(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        cx.req.push(Op::MarkFailedLogin { user_id: user.id, at: Utc::now() })
+    }
+}

@@ -1,0 +1,498 @@
+//! `flaskbb.toml`: its shape, defaults, and validation.
+//!
+//! Every key has a default, relative paths are relative to the file, and every error
+//! names the file, the line and the key. This module only reads and checks; it loads
+//! no plugin and opens no database.
+
+use std::{
+    collections::BTreeMap,
+    fmt, fs,
+    path::{Path, PathBuf},
+};
+
+use plugin_abi::{abi::Tier, hooks};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A configuration problem, already phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The whole configuration, with paths resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    /// Its directory: what relative paths are relative to.
+    pub base_dir: PathBuf,
+    pub daemon: DaemonConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub plugins: PluginsConfig,
+    /// `[builtins.<name>]` tables, by built-in instance name.
+    pub builtins: BTreeMap<String, BuiltinConfig>,
+    /// `[[plugin]]` tables, in registration order.
+    pub plugin: Vec<PluginConfig>,
+    pub log: LogConfig,
+    source: String,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// The socket path (ignored under socket activation).
+    pub socket: PathBuf,
+    /// Octal permission bits for the socket file, e.g. `"0660"`.
+    pub socket_mode: String,
+    /// Peers allowed `org.flaskbb.Admin` (the daemon's own uid always is).
+    pub admin_uids: Vec<u32>,
+    pub hook_timeout_ms: u64,
+    pub max_message_bytes: usize,
+    /// Threads for bcrypt and hook calls; 0 means one per core.
+    pub workers: usize,
+    /// Concurrent connections; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Hook calls that may hang past their timeout before new calls are refused.
+    pub max_stuck_calls: usize,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            socket: PathBuf::from("run/flaskbbd.sock"),
+            socket_mode: "0660".into(),
+            admin_uids: vec![0],
+            hook_timeout_ms: 5000,
+            max_message_bytes: 65536,
+            workers: 0,
+            max_connections: 16384,
+            max_stuck_calls: 16,
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// The socket mode as permission bits.
+    pub fn socket_mode_bits(&self) -> u32 {
+        // Validated in `Config::validate`.
+        u32::from_str_radix(&self.socket_mode, 8).unwrap_or(0o660)
+    }
+    /// Worker threads, resolving 0 to the number of cores.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// SQLAlchemy-style URL: `sqlite:///relative`, `sqlite:////absolute`,
+    /// `postgresql://user@host/db`.
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: "sqlite:///var/flaskbb.db".into() }
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub bcrypt_cost: u32,
+    pub activate_account: bool,
+    pub failure_delay_ms: u64,
+    pub lockout: LockoutConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            bcrypt_cost: 12,
+            activate_account: true,
+            failure_delay_ms: 0,
+            lockout: LockoutConfig::default(),
+        }
+    }
+}
+
+/// `[auth.lockout]`: FlaskBB's BlockTooManyFailedLogins settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LockoutConfig {
+    pub enabled: bool,
+    pub attempts: i32,
+    pub window_minutes: i64,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        LockoutConfig { enabled: true, attempts: 5, window_minutes: 15 }
+    }
+}
+
+/// `[plugins]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directories searched for `lib<library>.so`, in order.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig { dirs: vec![PathBuf::from("target/release")] }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `RUST_LOG`-style filter; the `RUST_LOG` environment variable wins.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { filter: "info".into() }
+    }
+}
+
+/// Overrides of one impl's ordering, per instance and hook.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookOverride {
+    pub tier: Option<Spanned<String>>,
+    pub priority: Option<i32>,
+    pub before: Option<Vec<Spanned<String>>>,
+    pub after: Option<Vec<Spanned<String>>>,
+    pub wrapper: Option<bool>,
+    /// `false` takes this instance out of this hook's chain.
+    pub enabled: Option<bool>,
+}
+
+/// `[builtins.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuiltinConfig {
+    pub enabled: bool,
+    pub hooks: BTreeMap<Spanned<String>, HookOverride>,
+}
+
+impl Default for BuiltinConfig {
+    fn default() -> Self {
+        BuiltinConfig { enabled: true, hooks: BTreeMap::new() }
+    }
+}
+
+/// One `[[plugin]]` table: one plugin instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    pub name: Spanned<String>,
+    pub library: Spanned<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+    #[serde(default)]
+    pub hooks: BTreeMap<Spanned<String>, HookOverride>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl PluginConfig {
+    /// The instance's `config` table as the JSON the plugin receives.
+    pub fn config_json(&self) -> String {
+        let table = self.config.clone().unwrap_or_default();
+        serde_json::to_string(&table).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: DaemonConfig,
+    #[serde(default)]
+    database: DatabaseConfig,
+    #[serde(default)]
+    auth: AuthConfig,
+    #[serde(default)]
+    plugins: PluginsConfig,
+    #[serde(default)]
+    builtins: BTreeMap<Spanned<String>, BuiltinConfig>,
+    #[serde(default)]
+    plugin: Vec<PluginConfig>,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+/// Names of the built-in instances, in registration order.
+pub const BUILTIN_NAMES: &[&str] = &[
+    "default_provider",
+    "lockout",
+    "clear_failed_logins",
+    "block_unactivated",
+    "block_banned",
+    "mark_failed_login",
+    "default_reauth",
+    "clear_failed_logins_on_reauth",
+    "mark_failed_reauth",
+];
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "{}: cannot read the configuration: {e} (pass --config FILE, or create flaskbb.toml)",
+                path.display()
+            ))
+        })?;
+        Config::parse(path, &source)
+    }
+
+    /// Parses and validates `source` as if read from `path`.
+    pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let raw: RawConfig = toml::from_str(source)
+            .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut config = Config {
+            path,
+            base_dir,
+            daemon: raw.daemon,
+            database: raw.database,
+            auth: raw.auth,
+            plugins: raw.plugins,
+            builtins: BTreeMap::new(),
+            plugin: raw.plugin,
+            log: raw.log,
+            source: source.to_owned(),
+        };
+        for (name, builtin) in raw.builtins {
+            if !BUILTIN_NAMES.contains(&name.get_ref().as_str()) {
+                return Err(config.error_at(
+                    name.span(),
+                    &format!("builtins.{}", name.get_ref()),
+                    &format!("no built-in of that name; built-ins are {}", BUILTIN_NAMES.join(", ")),
+                ));
+            }
+            config.builtins.insert(name.into_inner(), builtin);
+        }
+        config.daemon.socket = config.resolve(&config.daemon.socket);
+        config.plugins.dirs = config.plugins.dirs.iter().map(|d| config.resolve(d)).collect();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// `p` made absolute against the configuration file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        self.base_dir.join(p)
+    }
+
+    /// 1-based line of a byte offset in the file.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.source[..offset.min(self.source.len())].matches('\n').count() + 1
+    }
+
+    /// An error naming the file, the line of `span`, and `key`.
+    pub fn error_at(&self, span: std::ops::Range<usize>, key: &str, msg: &str) -> ConfigError {
+        ConfigError(format!("{}:{}: {key}: {msg}", self.path.display(), self.line_of(span.start)))
+    }
+
+    fn error_key(&self, key: &str, msg: &str) -> ConfigError {
+        // Point at the line where the key (its last segment) is written, when found.
+        let last = key.rsplit('.').next().unwrap_or(key);
+        let line = self
+            .source
+            .lines()
+            .position(|l| {
+                let t = l.trim_start();
+                t.starts_with(last) && t[last.len()..].trim_start().starts_with('=')
+            })
+            .map(|i| format!(":{}", i + 1))
+            .unwrap_or_default();
+        ConfigError(format!("{}{line}: {key}: {msg}", self.path.display()))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.daemon;
+        if u32::from_str_radix(&d.socket_mode, 8).map_or(true, |m| m > 0o777) {
+            return Err(self.error_key(
+                "daemon.socket_mode",
+                &format!("{:?} is not an octal permission such as \"0660\"", d.socket_mode),
+            ));
+        }
+        if d.hook_timeout_ms == 0 {
+            return Err(self.error_key("daemon.hook_timeout_ms", "must be at least 1"));
+        }
+        if d.max_message_bytes < 1024 {
+            return Err(self.error_key("daemon.max_message_bytes", "must be at least 1024"));
+        }
+        if !(4..=31).contains(&self.auth.bcrypt_cost) {
+            return Err(self.error_key("auth.bcrypt_cost", "must be between 4 and 31 (FlaskBB uses 12)"));
+        }
+        let l = &self.auth.lockout;
+        if l.attempts < 1 {
+            return Err(self.error_key("auth.lockout.attempts", "must be at least 1"));
+        }
+        if l.window_minutes < 1 {
+            return Err(self.error_key("auth.lockout.window_minutes", "must be at least 1"));
+        }
+        if !self.database.url.starts_with("sqlite://")
+            && !self.database.url.starts_with("postgresql://")
+            && !self.database.url.starts_with("postgres://")
+        {
+            return Err(self.error_key(
+                "database.url",
+                "must start with sqlite:// (sqlite:///relative or sqlite:////absolute) or postgresql://",
+            ));
+        }
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &self.plugin {
+            let name = p.name.get_ref();
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                return Err(self.error_at(
+                    p.name.span(),
+                    "plugin.name",
+                    &format!("{name:?}: use letters, digits, '_' and '-' only"),
+                ));
+            }
+            if BUILTIN_NAMES.contains(&name.as_str()) {
+                return Err(self.error_at(
+                    p.name.span(),
+                    "plugin.name",
+                    &format!("{name:?} is the name of a built-in; choose another"),
+                ));
+            }
+            if let Some(first) = seen.insert(name, p.name.span().start) {
+                return Err(self.error_at(
+                    p.name.span(),
+                    "plugin.name",
+                    &format!("{name:?} is already used on line {}; instance names must be unique", self.line_of(first)),
+                ));
+            }
+            self.validate_overrides(&format!("plugin {name:?}"), &p.hooks)?;
+        }
+        for b in self.builtins.values() {
+            self.validate_overrides("builtins", &b.hooks)?;
+        }
+        Ok(())
+    }
+
+    fn validate_overrides(
+        &self,
+        owner: &str,
+        hooks_: &BTreeMap<Spanned<String>, HookOverride>,
+    ) -> Result<(), ConfigError> {
+        for (hook, o) in hooks_ {
+            if !hooks::ALL.contains(&hook.get_ref().as_str()) {
+                return Err(self.error_at(
+                    hook.span(),
+                    &format!("hooks.{}", hook.get_ref()),
+                    &format!("{owner}: no such hook; hooks are {}", hooks::ALL.join(", ")),
+                ));
+            }
+            if let Some(t) = &o.tier {
+                if Tier::from_name(t.get_ref()).is_none() {
+                    return Err(self.error_at(
+                        t.span(),
+                        &format!("hooks.{}.tier", hook.get_ref()),
+                        &format!("{:?}: use tryfirst, normal or trylast", t.get_ref()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// All configured instance names (built-in and plugin, enabled or not).
+    pub fn known_instance_names(&self) -> Vec<String> {
+        BUILTIN_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.plugin.iter().map(|p| p.name.get_ref().clone()))
+            .collect()
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/flaskbbd/flaskbb.toml"), s)
+    }
+
+    #[test]
+    fn empty_file_gives_every_default_with_paths_beside_the_file() {
+        let c = parse("").unwrap();
+        assert_eq!(c.daemon.socket, PathBuf::from("/etc/flaskbbd/run/flaskbbd.sock"));
+        assert_eq!(c.daemon.socket_mode_bits(), 0o660);
+        assert_eq!(c.auth.bcrypt_cost, 12);
+        assert!(c.auth.lockout.enabled);
+        assert_eq!(c.plugins.dirs, vec![PathBuf::from("/etc/flaskbbd/target/release")]);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = parse("[daemon]\nsocket = \"x\"\nsokcet_mode = \"0600\"\n").unwrap_err().0;
+        assert!(e.contains("/etc/flaskbbd/flaskbb.toml"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("sokcet_mode"), "{e}");
+    }
+
+    #[test]
+    fn bad_tier_names_line_and_key() {
+        let e = parse("[[plugin]]\nname = \"a\"\nlibrary = \"scripted\"\n[plugin.hooks.flaskbb_authenticate]\ntier = \"first\"\n")
+            .unwrap_err()
+            .0;
+        assert_eq!(e, "/etc/flaskbbd/flaskbb.toml:5: hooks.flaskbb_authenticate.tier: \"first\": use tryfirst, normal or trylast");
+    }
+
+    #[test]
+    fn duplicate_instance_names_are_refused() {
+        let e = parse("[[plugin]]\nname = \"a\"\nlibrary = \"x\"\n[[plugin]]\nname = \"a\"\nlibrary = \"y\"\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains(":5: plugin.name: \"a\" is already used on line 2"), "{e}");
+    }
+
+    #[test]
+    fn unknown_hook_and_builtin_are_refused() {
+        let e = parse("[builtins.lockot]\nenabled = false\n").unwrap_err().0;
+        assert!(e.contains(":1: builtins.lockot: no built-in of that name"), "{e}");
+        let e = parse("[builtins.lockout.hooks.flaskbb_authenticat]\npriority = 1\n").unwrap_err().0;
+        assert!(e.contains("hooks.flaskbb_authenticat: builtins: no such hook"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = parse("[auth]\nbcrypt_cost = 40\n").unwrap_err().0;
+        assert!(e.contains(":2: auth.bcrypt_cost: must be between 4 and 31"), "{e}");
+        let e = parse("[daemon]\nsocket_mode = \"rw\"\n").unwrap_err().0;
+        assert!(e.contains(":2: daemon.socket_mode"), "{e}");
+    }
+}

@@ -1,0 +1,196 @@
+//! The worker pool that runs requests' chains (bcrypt and every hook call), off the
+//! async threads, with a timeout per hook call.
+//!
+//! Jobs are served first come, first served by as many threads as cores. A hook call
+//! cannot be cancelled: when one runs past the timeout, the waiter answers at once,
+//! the request is abandoned, and a replacement thread takes the stuck one's place, so
+//! a hung plugin never starves the others. At most `max_stuck` threads may be stuck at
+//! once; beyond that new requests are refused with a clear error until one returns.
+
+use std::{
+    cell::Cell,
+    collections::VecDeque,
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Condvar, Mutex,
+    },
+    time::Duration,
+};
+
+use tokio::sync::oneshot;
+
+use crate::{hook::Hook, request::Request};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Why a job gave no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExecError {
+    #[error("instance {instance:?} did not answer {hook} within {timeout_ms} ms")]
+    Timeout { instance: Arc<str>, hook: Hook, timeout_ms: u64 },
+    #[error("{0} hook calls are hung past their timeout; refusing new requests until one returns")]
+    Overloaded(usize),
+    #[error("internal error: {0}")]
+    Panicked(String),
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+struct Inner {
+    queue: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    stuck: AtomicUsize,
+    max_stuck: usize,
+    shutdown: AtomicBool,
+}
+
+/// The pool. Cloning shares it.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+thread_local! {
+    /// Set on a worker whose job was abandoned: a replacement already exists, so it exits.
+    static RETIRE: Cell<bool> = const { Cell::new(false) };
+}
+
+impl Executor {
+    /// Starts `workers` threads.
+    pub fn new(workers: usize, max_stuck: usize) -> Executor {
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            stuck: AtomicUsize::new(0),
+            max_stuck,
+            shutdown: AtomicBool::new(false),
+        });
+        for _ in 0..workers.max(1) {
+            spawn_worker(inner.clone());
+        }
+        Executor { inner }
+    }
+
+    /// Hook calls stuck past their timeout right now.
+    pub fn stuck(&self) -> usize {
+        self.inner.stuck.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` for `req` on the pool and waits for it; answers `Timeout` as soon as one
+    /// hook call of the request has run longer than `timeout`.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        req: Arc<Request>,
+        timeout: Duration,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ExecError> {
+        let stuck = self.stuck();
+        if stuck >= self.inner.max_stuck {
+            return Err(ExecError::Overloaded(stuck));
+        }
+        let (tx, mut rx) = oneshot::channel();
+        let job_req = req.clone();
+        let inner = self.inner.clone();
+        self.submit(Box::new(move || {
+            let r = catch_unwind(AssertUnwindSafe(f));
+            if !job_req.finish() {
+                // Abandoned while we ran: our replacement is already serving.
+                inner.stuck.fetch_sub(1, Ordering::AcqRel);
+                RETIRE.with(|r| r.set(true));
+            }
+            let _ = tx.send(r);
+        }))?;
+        loop {
+            let wait = match req.current() {
+                Some(c) => timeout.saturating_sub(c.since.elapsed()),
+                None => timeout,
+            };
+            tokio::select! {
+                r = &mut rx => {
+                    return match r {
+                        Ok(Ok(v)) => Ok(v),
+                        Ok(Err(p)) => Err(ExecError::Panicked(panic_message(&p))),
+                        Err(_) => Err(ExecError::ShuttingDown),
+                    };
+                }
+                _ = tokio::time::sleep(wait) => {
+                    let Some(c) = req.current() else { continue };
+                    if c.since.elapsed() >= timeout && req.abandon() {
+                        self.inner.stuck.fetch_add(1, Ordering::AcqRel);
+                        spawn_worker(self.inner.clone());
+                        tracing::error!(
+                            instance = %c.instance, hook = %c.hook, timeout_ms = timeout.as_millis() as u64,
+                            "hook call timed out; the request fails and the call is left to finish on its own thread"
+                        );
+                        return Err(ExecError::Timeout {
+                            instance: c.instance,
+                            hook: c.hook,
+                            timeout_ms: timeout.as_millis() as u64,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the pool without a request (no timeout): store work for the CLI and
+    /// admin methods.
+    pub async fn run_plain<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ExecError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Box::new(move || {
+            let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
+        }))?;
+        match rx.await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(p)) => Err(ExecError::Panicked(panic_message(&p))),
+            Err(_) => Err(ExecError::ShuttingDown),
+        }
+    }
+
+    fn submit(&self, job: Job) -> Result<(), ExecError> {
+        if self.inner.shutdown.load(Ordering::Acquire) {
+            return Err(ExecError::ShuttingDown);
+        }
+        self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(job);
+        self.inner.ready.notify_one();
+        Ok(())
+    }
+
+    /// Lets the workers exit once the queue is empty.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.store(true, Ordering::Release);
+        self.inner.ready.notify_all();
+    }
+}
+
+fn spawn_worker(inner: Arc<Inner>) {
+    let spawned = std::thread::Builder::new().name("flaskbbd-worker".into()).spawn(move || loop {
+        let job = {
+            let mut q = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(j) = q.pop_front() {
+                    break j;
+                }
+                if inner.shutdown.load(Ordering::Acquire) {
+                    return;
+                }
+                q = inner.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        job();
+        if RETIRE.with(|r| r.get()) {
+            return;
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a worker thread: {e}");
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a worker panicked".into())
+}

@@ -1,0 +1,236 @@
+//! Hook impl instances as chains hold them: built-ins implement [`Hooks`] natively;
+//! a plugin instance implements it by calling its ABI vtable with a [`HostShim`] that
+//! serves the plugin's host API from the running request.
+
+use std::sync::Arc;
+
+use abi_stable::{
+    erased_types::TD_Opaque,
+    std_types::{RErr, ROk, RResult, RStr, RString, RVec, ROption, Tuple2},
+};
+use plugin_abi::{
+    abi::{self, ErrorBox, Host, HookCall, LogLevel, PluginBox},
+    sdk::{HookError, HookResult, Outcome},
+};
+
+use crate::{hook::Hook, loader::Library, proto::convert, request::Request, store::Op};
+
+/// Where an instance comes from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    Builtin,
+    Plugin(Arc<Library>),
+}
+
+impl Origin {
+    /// `builtin`, or the library's path.
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::Builtin => "builtin".into(),
+            Origin::Plugin(lib) => lib.path.display().to_string(),
+        }
+    }
+}
+
+/// One instance: a built-in, or one `[[plugin]]` table made from a library.
+pub struct Instance {
+    pub name: Arc<str>,
+    pub origin: Origin,
+    pub config_json: String,
+    pub hooks: Box<dyn Hooks>,
+}
+
+/// What an impl sees of the call it is in.
+pub struct CallCx<'a> {
+    pub req: &'a Request,
+    pub instance: &'a Instance,
+    pub hook: Hook,
+}
+
+fn not_implemented<T>() -> HookResult<T> {
+    Err(HookError::NotImplemented)
+}
+
+/// One method per hook, with FlaskBB's arguments; unimplemented hooks answer
+/// `NotImplemented` and the chain skips them.
+#[allow(unused_variables)]
+pub trait Hooks: Send + Sync {
+    fn authenticate(&self, cx: &CallCx<'_>, identifier: &str, secret: &str) -> HookResult<Option<abi::User>> {
+        not_implemented()
+    }
+    fn post_authenticate(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        not_implemented()
+    }
+    fn authentication_failed(&self, cx: &CallCx<'_>, identifier: &str) -> HookResult<()> {
+        not_implemented()
+    }
+    fn reauth_attempt(&self, cx: &CallCx<'_>, user: &abi::User, secret: &str) -> HookResult<bool> {
+        not_implemented()
+    }
+    fn post_reauth(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        not_implemented()
+    }
+    fn reauth_failed(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        not_implemented()
+    }
+    fn post_save_before(&self, cx: &CallCx<'_>, post: &abi::Post) -> HookResult<abi::Post> {
+        not_implemented()
+    }
+    fn post_save_after(&self, cx: &CallCx<'_>, post: &abi::Post, is_new: bool) -> HookResult<()> {
+        not_implemented()
+    }
+    fn topic_save_before(&self, cx: &CallCx<'_>, topic: &abi::Topic) -> HookResult<abi::Topic> {
+        not_implemented()
+    }
+    fn topic_save_after(&self, cx: &CallCx<'_>, topic: &abi::Topic, is_new: bool) -> HookResult<()> {
+        not_implemented()
+    }
+    fn user_registered(&self, cx: &CallCx<'_>, username: &str) -> HookResult<()> {
+        not_implemented()
+    }
+    fn wrap_before(&self, cx: &CallCx<'_>, call: &HookCall) -> HookResult<()> {
+        not_implemented()
+    }
+    fn wrap_after(&self, cx: &CallCx<'_>, call: &HookCall, outcome: Outcome) -> Outcome {
+        outcome
+    }
+}
+
+/// The host API for one plugin call.
+pub struct HostShim<'a> {
+    cx: &'a CallCx<'a>,
+}
+
+fn abi_err(e: HookError) -> ErrorBox {
+    e.into_abi()
+}
+
+fn store_failed(e: crate::store::StoreError) -> ErrorBox {
+    abi_err(HookError::failed(e.to_string()))
+}
+
+impl Host for HostShim<'_> {
+    fn instance_name(&self) -> RString {
+        RString::from(&*self.cx.instance.name)
+    }
+
+    fn log(&self, level: LogLevel, message: RStr<'_>) {
+        let (instance, hook, msg) = (&*self.cx.instance.name, self.cx.hook.name(), message.as_str());
+        match level {
+            LogLevel::ERROR => tracing::error!(instance, hook, "{msg}"),
+            LogLevel::WARN => tracing::warn!(instance, hook, "{msg}"),
+            LogLevel::DEBUG => tracing::debug!(instance, hook, "{msg}"),
+            _ => tracing::info!(instance, hook, "{msg}"),
+        }
+    }
+
+    fn find_user(&self, identifier: RStr<'_>) -> RResult<ROption<abi::User>, ErrorBox> {
+        match self.cx.req.store.find_user(identifier.as_str()) {
+            Ok(u) => ROk(u.map(|r| convert::user_to_abi(&r.user, r.banned)).into()),
+            Err(e) => RErr(store_failed(e)),
+        }
+    }
+
+    fn find_user_by_id(&self, id: i64) -> RResult<ROption<abi::User>, ErrorBox> {
+        match self.cx.req.store.find_user_by_id(id) {
+            Ok(u) => ROk(u.map(|r| convert::user_to_abi(&r.user, r.banned)).into()),
+            Err(e) => RErr(store_failed(e)),
+        }
+    }
+
+    fn context(&self, key: RStr<'_>) -> ROption<RString> {
+        self.cx.req.context.get(key.as_str()).map(|v| RString::from(v.as_str())).into()
+    }
+
+    fn context_all(&self) -> RVec<Tuple2<RString, RString>> {
+        self.cx
+            .req
+            .context
+            .iter()
+            .map(|(k, v)| Tuple2(RString::from(k.as_str()), RString::from(v.as_str())))
+            .collect()
+    }
+
+    fn config_json(&self) -> RString {
+        self.cx.instance.config_json.as_str().into()
+    }
+
+    fn store_get(&self, key: RStr<'_>) -> RResult<ROption<RString>, ErrorBox> {
+        match self.cx.req.kv_get(&self.cx.instance.name, key.as_str()) {
+            Ok(v) => ROk(v.map(RString::from).into()),
+            Err(e) => RErr(abi_err(e)),
+        }
+    }
+
+    fn store_set(&self, key: RStr<'_>, value: ROption<RStr<'_>>) -> RResult<(), ErrorBox> {
+        let op = Op::KvSet {
+            plugin: self.cx.instance.name.to_string(),
+            key: key.to_string(),
+            value: value.map(|v| v.to_string()).into_option(),
+        };
+        match self.cx.req.push(op) {
+            Ok(()) => ROk(()),
+            Err(e) => RErr(abi_err(e)),
+        }
+    }
+}
+
+/// A plugin instance behind its vtable.
+pub struct PluginHooks(pub PluginBox);
+
+fn from_abi<T>(r: RResult<T, ErrorBox>) -> HookResult<T> {
+    match r {
+        ROk(v) => Ok(v),
+        RErr(e) => Err(HookError::from_abi(&e)),
+    }
+}
+
+macro_rules! with_host {
+    ($cx:ident, |$host:ident| $body:expr) => {{
+        let shim = HostShim { cx: $cx };
+        let $host = abi::Host_TO::from_ptr(&shim, TD_Opaque);
+        $body
+    }};
+}
+
+impl Hooks for PluginHooks {
+    fn authenticate(&self, cx: &CallCx<'_>, identifier: &str, secret: &str) -> HookResult<Option<abi::User>> {
+        with_host!(cx, |h| from_abi(self.0.authenticate(h, identifier.into(), secret.into())).map(ROption::into_option))
+    }
+    fn post_authenticate(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        with_host!(cx, |h| from_abi(self.0.post_authenticate(h, user)))
+    }
+    fn authentication_failed(&self, cx: &CallCx<'_>, identifier: &str) -> HookResult<()> {
+        with_host!(cx, |h| from_abi(self.0.authentication_failed(h, identifier.into())))
+    }
+    fn reauth_attempt(&self, cx: &CallCx<'_>, user: &abi::User, secret: &str) -> HookResult<bool> {
+        with_host!(cx, |h| from_abi(self.0.reauth_attempt(h, user, secret.into())))
+    }
+    fn post_reauth(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        with_host!(cx, |h| from_abi(self.0.post_reauth(h, user)))
+    }
+    fn reauth_failed(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        with_host!(cx, |h| from_abi(self.0.reauth_failed(h, user)))
+    }
+    fn post_save_before(&self, cx: &CallCx<'_>, post: &abi::Post) -> HookResult<abi::Post> {
+        with_host!(cx, |h| from_abi(self.0.post_save_before(h, post)))
+    }
+    fn post_save_after(&self, cx: &CallCx<'_>, post: &abi::Post, is_new: bool) -> HookResult<()> {
+        with_host!(cx, |h| from_abi(self.0.post_save_after(h, post, is_new)))
+    }
+    fn topic_save_before(&self, cx: &CallCx<'_>, topic: &abi::Topic) -> HookResult<abi::Topic> {
+        with_host!(cx, |h| from_abi(self.0.topic_save_before(h, topic)))
+    }
+    fn topic_save_after(&self, cx: &CallCx<'_>, topic: &abi::Topic, is_new: bool) -> HookResult<()> {
+        with_host!(cx, |h| from_abi(self.0.topic_save_after(h, topic, is_new)))
+    }
+    fn user_registered(&self, cx: &CallCx<'_>, username: &str) -> HookResult<()> {
+        with_host!(cx, |h| from_abi(self.0.user_registered(h, username.into())))
+    }
+    fn wrap_before(&self, cx: &CallCx<'_>, call: &HookCall) -> HookResult<()> {
+        with_host!(cx, |h| from_abi(self.0.wrap_before(h, call)))
+    }
+    fn wrap_after(&self, cx: &CallCx<'_>, call: &HookCall, outcome: Outcome) -> Outcome {
+        with_host!(cx, |h| Outcome::from_abi(&self.0.wrap_after(h, call, outcome.into_abi())))
+    }
+}

@@ -1,0 +1,230 @@
+//! Loading plugin libraries: dlopen, abi_stable's header, version and layout checks,
+//! and making instances.
+//!
+//! abi_stable's `RootModule::load_from_*` caches one module per interface type, so a
+//! second plugin would silently come back as the first; this module opens each library
+//! itself and checks it. It also accepts a plugin built against an OLDER `plugin-abi`
+//! 1.x, which abi_stable refuses on its own: the layout is checked in the reverse
+//! direction, and hooks the old vtable lacks answer "not implemented".
+//!
+//! Libraries are never unloaded (abi_stable's vtables are `'static`). Every failure is
+//! one [`LoadError`] line naming the file and the cause.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use abi_stable::{
+    abi_stability::check_layout_compatibility,
+    library::{AbiHeaderRef, RootModule, ROOT_MODULE_LOADER_NAME_WITH_NUL},
+    sabi_types::VersionNumber,
+    std_types::{RErr, ROk},
+    StableAbi,
+};
+use plugin_abi::{
+    abi::{Manifest, PluginBox, PluginMod_Ref, ABI_PACKAGE},
+    hooks,
+    sdk::HookError,
+};
+
+/// Why a library or an instance could not be loaded. `Display` is one line that
+/// starts with the file.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {}: {cause}", path.display())]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub cause: String,
+}
+
+fn fail(path: &Path, cause: impl Into<String>) -> LoadError {
+    LoadError { path: path.to_path_buf(), cause: cause.into() }
+}
+
+/// One loaded plugin library: its root module and manifest.
+pub struct Library {
+    pub path: PathBuf,
+    pub module: PluginMod_Ref,
+    pub manifest: Manifest,
+    /// The `plugin-abi` version the library was built against.
+    pub abi_version: String,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library").field("path", &self.path).field("abi_version", &self.abi_version).finish()
+    }
+}
+
+impl Library {
+    /// Makes one instance with its name, `config` JSON and the config file's directory.
+    pub fn instantiate(&self, instance: &str, config_json: &str, base_dir: &Path) -> Result<PluginBox, LoadError> {
+        let base = base_dir.to_string_lossy();
+        match (self.module.new())(instance.into(), config_json.into(), base.as_ref().into()) {
+            ROk(p) => Ok(p),
+            RErr(e) => Err(fail(
+                &self.path,
+                format!("instance {instance:?}: init returned an error: {}", describe(&HookError::from_abi(&e))),
+            )),
+        }
+    }
+}
+
+fn describe(e: &HookError) -> String {
+    match e {
+        HookError::Failed { message } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Opens libraries once per process: loading one path twice gives the same module.
+#[derive(Default)]
+pub struct Loader {
+    loaded: Mutex<HashMap<PathBuf, Arc<Library>>>,
+}
+
+/// The `plugin-abi` version this daemon speaks.
+pub fn host_abi_version() -> VersionNumber {
+    // The crate's own version strings always parse.
+    PluginMod_Ref::VERSION_STRINGS.parsed().unwrap_or(VersionNumber { major: 1, minor: 0, patch: 0 })
+}
+
+impl Loader {
+    /// Finds `lib<library>.so` in `dirs` (or takes `library` as a path when it has a
+    /// `/` or ends in `.so`, relative to `base_dir`).
+    pub fn resolve(library: &str, dirs: &[PathBuf], base_dir: &Path) -> Result<PathBuf, LoadError> {
+        if library.contains('/') || library.ends_with(".so") {
+            let p = base_dir.join(library);
+            return if p.is_file() {
+                Ok(p)
+            } else {
+                Err(fail(&p, "missing file: no such plugin library (check `library` in flaskbb.toml)"))
+            };
+        }
+        let file = format!("lib{library}.so");
+        for d in dirs {
+            let p = d.join(&file);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        Err(fail(
+            Path::new(&file),
+            format!(
+                "missing file: not found in plugins.dirs [{}] (build the plugins with `cargo build --release`, or fix plugins.dirs)",
+                searched.join(", ")
+            ),
+        ))
+    }
+
+    /// Loads the library at `path` (made absolute), or returns the one already loaded.
+    pub fn load(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
+        let path = std::path::absolute(path).map_err(|e| fail(path, format!("bad path: {e}")))?;
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lib) = loaded.get(&path) {
+            return Ok(lib.clone());
+        }
+        let lib = Arc::new(open(&path)?);
+        loaded.insert(path, lib.clone());
+        Ok(lib)
+    }
+}
+
+fn open(path: &Path) -> Result<Library, LoadError> {
+    if !path.exists() {
+        return Err(fail(path, "missing file"));
+    }
+    use libloading::os::unix::{Library as RawLib, RTLD_LOCAL, RTLD_NOW};
+    // SAFETY: loading runs the library's initialisers; plugins are trusted code
+    // installed by the operator, as with PAM modules.
+    let raw = unsafe { RawLib::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
+        let detail = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+        fail(path, format!("cannot be loaded: {detail}"))
+    })?;
+    // SAFETY: the symbol, when present, is abi_stable's header static; libloading hands
+    // back its address as `T`, and `AbiHeaderRef` is a pointer to that header.
+    let header: AbiHeaderRef = unsafe {
+        match raw.get::<AbiHeaderRef>(ROOT_MODULE_LOADER_NAME_WITH_NUL.as_bytes()) {
+            Ok(sym) => *sym,
+            Err(_) => {
+                return Err(fail(
+                    path,
+                    "not a flaskbbd plugin: it exports no abi_stable root module (was it built with export_plugin!?)",
+                ))
+            }
+        }
+    };
+    // abi_stable never unloads: its vtables and layouts are 'static.
+    std::mem::forget(raw);
+
+    let lib_header = header.upgrade().map_err(|e| {
+        fail(path, format!("ABI mismatch: built with an incompatible abi_stable ({})", first_line(&e.to_string())))
+    })?;
+    let Some(layout) = lib_header.layout() else {
+        return Err(fail(path, "not a flaskbbd plugin: its root module carries no layout to check"));
+    };
+    // The root module is abi_stable's `PrefixRef<…>`: the type it points to says whose
+    // interface this is.
+    let inner = layout.shared_vars().type_layouts().first().map(|f| f());
+    let package = inner.unwrap_or(layout).package().to_string();
+    if package != ABI_PACKAGE {
+        return Err(fail(
+            path,
+            format!(
+                "not a flaskbbd plugin: its root module `{}` comes from crate {package}, not {ABI_PACKAGE}",
+                inner.unwrap_or(layout).name()
+            ),
+        ));
+    }
+    let theirs = lib_header.version_strings().parsed().map_err(|e| {
+        fail(path, format!("ABI mismatch: unreadable plugin-abi version: {e}"))
+    })?;
+    let ours = host_abi_version();
+    if theirs.major != ours.major {
+        return Err(fail(
+            path,
+            format!("version mismatch: built against plugin-abi {theirs}, this daemon speaks {ours}; rebuild the plugin against plugin-abi {}.x", ours.major),
+        ));
+    }
+    // A newer (or equal) plugin has every field we know: the usual check. An older one
+    // has a prefix of ours: check it as the interface and our layout as its implementation.
+    let checked = if theirs.minor >= ours.minor {
+        check_layout_compatibility(<PluginMod_Ref as StableAbi>::LAYOUT, layout)
+    } else {
+        check_layout_compatibility(layout, <PluginMod_Ref as StableAbi>::LAYOUT)
+    };
+    if let Err(e) = checked.into_result() {
+        let text = e.to_string();
+        let errors: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("Error:")).collect();
+        tracing::debug!(plugin = %path.display(), "layout check: {text}");
+        return Err(fail(
+            path,
+            format!(
+                "ABI mismatch with plugin-abi {ours} (plugin built against {theirs}): {}",
+                if errors.is_empty() { first_line(&text).to_string() } else { errors.join("; ") }
+            ),
+        ));
+    }
+    // SAFETY: the layout was checked just above, in the direction that fits the versions.
+    let module = unsafe { lib_header.unchecked_layout::<PluginMod_Ref>() }
+        .map_err(|e| fail(path, format!("its root module failed to initialise: {}", first_line(&e.to_string()))))?;
+    let manifest = (module.manifest())();
+    if !manifest.panic_unwind {
+        return Err(fail(
+            path,
+            "built with panic = \"abort\": a panic in it could not be contained; build it with panic = \"unwind\" (the default)",
+        ));
+    }
+    for decl in manifest.hooks.iter() {
+        if !hooks::ALL.contains(&decl.hook.as_str()) {
+            tracing::warn!(plugin = %path.display(), hook = %decl.hook, "the manifest declares a hook this daemon does not know; it is ignored");
+        }
+    }
+    Ok(Library { path: path.to_path_buf(), module, manifest, abi_version: theirs.to_string() })
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
+}

@@ -1,0 +1,179 @@
+//! The wire types of the Varlink interfaces, in one place: the server encodes them,
+//! the CLI client and the tests decode the very same types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A user as `org.flaskbb.*` answers it. Never carries the password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub activated: bool,
+    pub login_attempts: i32,
+    /// RFC 3339, UTC.
+    pub last_failed_login: Option<String>,
+    /// RFC 3339, UTC.
+    pub date_joined: String,
+    pub primary_group_id: Option<i64>,
+    /// Names of the primary and secondary groups.
+    pub groups: Vec<String>,
+}
+
+/// A post, as `org.flaskbb.Events` takes and answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Post {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_created: Option<String>,
+}
+
+/// A topic, as `org.flaskbb.Events` takes and answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topic {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forum_id: Option<i64>,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// What the client knows of the request (`remote_addr`, `user_agent`, `otp`, …).
+pub type Context = BTreeMap<String, String>;
+
+/// One impl in a chain, as `ListHooks` and `flaskbbd hooks` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainEntry {
+    pub instance: String,
+    pub tier: String,
+    pub priority: i32,
+    pub wrapper: bool,
+    /// `builtin`, or the plugin library's path.
+    pub origin: String,
+}
+
+/// One hook's chain in call order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookChain {
+    pub hook: String,
+    pub impls: Vec<ChainEntry>,
+}
+
+/// One plugin instance, as `ListPlugins` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    pub name: String,
+    /// `builtin`, or the library's path.
+    pub origin: String,
+    pub library: Option<String>,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub abi_version: Option<String>,
+    pub enabled: bool,
+    pub hooks: Vec<String>,
+}
+
+/// Conversions between the wire types and the plugin ABI's.
+pub mod convert {
+    use abi_stable::std_types::{RString, RVec};
+    use plugin_abi::abi;
+
+    use super::*;
+
+    fn ropt(s: &Option<String>) -> abi_stable::std_types::ROption<RString> {
+        s.as_ref().map(|s| RString::from(s.as_str())).into()
+    }
+
+    /// A wire user for plugins; `banned` is known to the store only.
+    pub fn user_to_abi(u: &User, banned: bool) -> abi::User {
+        abi::User {
+            id: u.id,
+            username: u.username.as_str().into(),
+            email: u.email.as_str().into(),
+            activated: u.activated,
+            login_attempts: u.login_attempts,
+            last_failed_login: ropt(&u.last_failed_login),
+            date_joined: u.date_joined.as_str().into(),
+            primary_group_id: u.primary_group_id.into(),
+            groups: u.groups.iter().map(|g| RString::from(g.as_str())).collect::<RVec<_>>(),
+            banned,
+        }
+    }
+
+    /// A user a plugin returned, for the wire.
+    pub fn user_from_abi(u: &abi::User) -> User {
+        User {
+            id: u.id,
+            username: u.username.to_string(),
+            email: u.email.to_string(),
+            activated: u.activated,
+            login_attempts: u.login_attempts,
+            last_failed_login: u.last_failed_login.as_ref().map(|s| s.to_string()).into_option(),
+            date_joined: u.date_joined.to_string(),
+            primary_group_id: u.primary_group_id.into_option(),
+            groups: u.groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    pub fn post_to_abi(p: &Post) -> abi::Post {
+        abi::Post {
+            id: p.id.into(),
+            topic_id: p.topic_id.into(),
+            user_id: p.user_id.into(),
+            username: ropt(&p.username),
+            content: p.content.as_str().into(),
+            date_created: ropt(&p.date_created),
+        }
+    }
+
+    pub fn post_from_abi(p: &abi::Post) -> Post {
+        Post {
+            id: p.id.into_option(),
+            topic_id: p.topic_id.into_option(),
+            user_id: p.user_id.into_option(),
+            username: p.username.as_ref().map(|s| s.to_string()).into_option(),
+            content: p.content.to_string(),
+            date_created: p.date_created.as_ref().map(|s| s.to_string()).into_option(),
+        }
+    }
+
+    pub fn topic_to_abi(t: &Topic) -> abi::Topic {
+        abi::Topic {
+            id: t.id.into(),
+            forum_id: t.forum_id.into(),
+            title: t.title.as_str().into(),
+            user_id: t.user_id.into(),
+            username: ropt(&t.username),
+            content: ropt(&t.content),
+        }
+    }
+
+    pub fn topic_from_abi(t: &abi::Topic) -> Topic {
+        Topic {
+            id: t.id.into_option(),
+            forum_id: t.forum_id.into_option(),
+            title: t.title.to_string(),
+            user_id: t.user_id.into_option(),
+            username: t.username.as_ref().map(|s| s.to_string()).into_option(),
+            content: t.content.as_ref().map(|s| s.to_string()).into_option(),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! One request's state while its chains run: the client's context, the changes it
+//! will commit, and which hook impl is running (so a hung one can be named and the
+//! request abandoned).
+//!
+//! A request is RUNNING until its worker finishes it or the async side abandons it on
+//! a timeout; exactly one of the two wins. After abandonment a late plugin call can no
+//! longer change what the request commits.
+
+use std::{
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    time::Instant,
+};
+
+use plugin_abi::sdk::HookError;
+
+use crate::{
+    hook::Hook,
+    proto::Context,
+    store::{Op, Store},
+};
+
+const RUNNING: u8 = 0;
+const DONE: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// The impl a request is waiting on.
+#[derive(Debug, Clone)]
+pub struct CurrentCall {
+    pub instance: Arc<str>,
+    pub hook: Hook,
+    pub since: Instant,
+}
+
+/// One request's state, shared by its worker and its async waiter.
+pub struct Request {
+    pub context: Context,
+    pub store: Arc<dyn Store>,
+    pending: Mutex<Vec<Op>>,
+    current: Mutex<Option<CurrentCall>>,
+    state: AtomicU8,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these short locks leaves consistent data; go on.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Request {
+    pub fn new(store: Arc<dyn Store>, context: Context) -> Arc<Request> {
+        Arc::new(Request {
+            context,
+            store,
+            pending: Mutex::new(Vec::new()),
+            current: Mutex::new(None),
+            state: AtomicU8::new(RUNNING),
+        })
+    }
+
+    /// Queues a change for the request's commit.
+    pub fn push(&self, op: Op) -> Result<(), HookError> {
+        if self.is_abandoned() {
+            return Err(HookError::failed("the request this call belongs to has already ended (it timed out)"));
+        }
+        lock(&self.pending).push(op);
+        Ok(())
+    }
+
+    /// Takes the queued changes, leaving none.
+    pub fn take_ops(&self) -> Vec<Op> {
+        std::mem::take(&mut *lock(&self.pending))
+    }
+
+    /// A plugin's key-value read, seeing the request's own pending writes first.
+    pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, HookError> {
+        let pending = lock(&self.pending).iter().rev().find_map(|op| match op {
+            Op::KvSet { plugin: p, key: k, value } if p == plugin && k == key => Some(value.clone()),
+            _ => None,
+        });
+        match pending {
+            Some(v) => Ok(v),
+            None => self.store.kv_get(plugin, key).map_err(|e| HookError::failed(e.to_string())),
+        }
+    }
+
+    /// Marks `instance` as running `hook` now.
+    pub fn enter(&self, instance: &Arc<str>, hook: Hook) {
+        *lock(&self.current) = Some(CurrentCall { instance: instance.clone(), hook, since: Instant::now() });
+    }
+
+    /// Marks that no impl is running.
+    pub fn leave(&self) {
+        *lock(&self.current) = None;
+    }
+
+    /// The impl running now, if any.
+    pub fn current(&self) -> Option<CurrentCall> {
+        lock(&self.current).clone()
+    }
+
+    /// The worker finished the request; false when it had been abandoned first.
+    pub fn finish(&self) -> bool {
+        self.state.compare_exchange(RUNNING, DONE, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// The waiter gives up on the request; false when the worker finished first.
+    pub fn abandon(&self) -> bool {
+        self.state.compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    pub fn is_abandoned(&self) -> bool {
+        self.state.load(Ordering::Acquire) == ABANDONED
+    }
+}

@@ -1,0 +1,98 @@
+//! The user and plugin store: one seam ([`Store`]) over FlaskBB's tables, so a backend
+//! can be swapped (SQLite now; PostgreSQL beside it).
+//!
+//! Reads happen as a request needs them; writes a request makes are collected as
+//! [`Op`]s and applied by [`Store::commit`] in one transaction at the request's end
+//! (FlaskBB's one commit per request). Increments are SQL increments, never
+//! read-modify-write, so concurrent requests lose no count.
+
+pub mod schema;
+pub mod sqlite;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::proto::User;
+
+/// A store failure, phrased for logs (never with a secret or a hash).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Query(String),
+    #[error("a user with that username or email already exists")]
+    UserExists,
+    #[error("no such user")]
+    NoSuchUser,
+}
+
+/// A user with what only the daemon sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user: User,
+    /// The password hash (bcrypt, or werkzeug's in a FlaskBB database).
+    pub password: Option<String>,
+    /// Whether any of the user's groups is a banned group.
+    pub banned: bool,
+}
+
+/// One change a request makes, applied at commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// FlaskBB's ClearFailedLogins: `login_attempts = 0`.
+    ClearFailedLogins { user_id: i64 },
+    /// FlaskBB's MarkFailedLogin: `login_attempts + 1`, `last_failed_login = at`.
+    MarkFailedLogin { user_id: i64, at: DateTime<Utc> },
+    /// A plugin's key-value store: set, or delete with `None`.
+    KvSet { plugin: String, key: String, value: Option<String> },
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub activated: bool,
+    /// FlaskBB's group id; 4 is Member.
+    pub primary_group_id: i64,
+}
+
+/// The seam every backend implements. Calls block: the daemon makes them on its worker
+/// pool, never on the async threads.
+pub trait Store: Send + Sync {
+    /// A user whose username or email equals `identifier`.
+    fn find_user(&self, identifier: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// A user by id.
+    fn find_user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError>;
+    /// Applies a request's changes in one transaction, all or nothing.
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError>;
+    /// A value from a plugin instance's key-value store.
+    fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, StoreError>;
+    fn create_user(&self, new: &NewUser) -> Result<UserRecord, StoreError>;
+    fn set_password(&self, user_id: i64, hash: &str) -> Result<(), StoreError>;
+    fn set_activated(&self, user_id: i64, activated: bool) -> Result<(), StoreError>;
+    /// Moves the user into FlaskBB's Banned group, or back to Member.
+    fn set_banned(&self, user_id: i64, banned: bool) -> Result<(), StoreError>;
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// `plugin_registry`: instance name → enabled, for every instance ever recorded.
+    fn plugin_states(&self) -> Result<Vec<(String, bool)>, StoreError>;
+    fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError>;
+}
+
+/// Opens the store named by `url` (SQLAlchemy style), relative to `base_dir`, and
+/// brings its schema up to date.
+pub fn open(url: &str, base_dir: &std::path::Path) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let path = sqlite::path_from_url(rest, base_dir)?;
+        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(&path)?));
+    }
+    Err(StoreError::Unavailable(format!(
+        "database.url {url:?}: this build supports sqlite:// URLs (PostgreSQL follows)"
+    )))
+}
+
+/// A UTC timestamp as stored (FlaskBB keeps naive UTC) → RFC 3339.
+pub fn rfc3339(t: NaiveDateTime) -> String {
+    t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

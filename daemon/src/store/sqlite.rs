@@ -1,0 +1,350 @@
+//! The embedded SQLite store: a file beside the configuration, created and migrated
+//! on first open, in WAL mode with a busy timeout, behind a small connection pool.
+
+use std::{path::{Path, PathBuf}, time::Duration};
+
+use chrono::Utc;
+use diesel::{
+    connection::SimpleConnection,
+    prelude::*,
+    r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection},
+    result::{DatabaseErrorKind, Error as DieselError},
+    sql_types::{Integer, Nullable},
+    upsert::excluded,
+};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use super::{rfc3339, schema::*, NewUser, Op, Store, StoreError, UserRecord};
+use crate::proto::User;
+
+/// The schema migrations, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// How long a writer waits for SQLite's lock before the request fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Conn = PooledConnection<ConnectionManager<SqliteConnection>>;
+
+/// The SQLite backend.
+pub struct SqliteStore {
+    pool: Pool<ConnectionManager<SqliteConnection>>,
+    path: PathBuf,
+}
+
+#[derive(Debug)]
+struct Pragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            BUSY_TIMEOUT.as_millis()
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// `sqlite:///relative` (to `base_dir`) or `sqlite:////absolute` → the file's path.
+pub fn path_from_url(rest: &str, base_dir: &Path) -> Result<PathBuf, StoreError> {
+    let Some(p) = rest.strip_prefix('/') else {
+        return Err(StoreError::Unavailable(format!(
+            "database.url sqlite://{rest}: write sqlite:///relative/path or sqlite:////absolute/path"
+        )));
+    };
+    if p.is_empty() || p == ":memory:" {
+        return Err(StoreError::Unavailable(
+            "database.url: an in-memory SQLite database would lose every user at exit; name a file".into(),
+        ));
+    }
+    Ok(base_dir.join(p))
+}
+
+fn query_err(e: DieselError) -> StoreError {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => StoreError::UserExists,
+        other => StoreError::Query(other.to_string()),
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    id: i64,
+    username: String,
+    email: String,
+    password: Option<String>,
+    date_joined: Option<chrono::NaiveDateTime>,
+    last_failed_login: Option<chrono::NaiveDateTime>,
+    login_attempts: Option<i32>,
+    activated: Option<bool>,
+    primary_group_id: i64,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `path` and runs pending migrations.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create the directory {} for the database: {e}", dir.display()))
+            })?;
+        }
+        let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
+        let pool = Pool::builder()
+            .max_size(16)
+            .min_idle(Some(1))
+            .connection_timeout(BUSY_TIMEOUT)
+            .connection_customizer(Box::new(Pragmas))
+            .build(manager)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {}: {e}", path.display())))?;
+        let store = SqliteStore { pool, path: path.to_path_buf() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Runs the migrations that have not run yet; returns how many ran.
+    pub fn migrate(&self) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        conn.run_pending_migrations(MIGRATIONS)
+            .map(|v| v.len())
+            .map_err(|e| StoreError::Query(format!("migrating {}: {e}", self.path.display())))
+    }
+
+    fn conn(&self) -> Result<Conn, StoreError> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(format!("SQLite database {}: {e}", self.path.display())))
+    }
+
+    fn record(conn: &mut SqliteConnection, row: UserRow) -> Result<UserRecord, DieselError> {
+        let primary: Option<(String, bool)> = groups::table
+            .find(row.primary_group_id)
+            .select((groups::name, groups::banned))
+            .first(conn)
+            .optional()?;
+        let secondary: Vec<(String, bool)> = groups_users::table
+            .inner_join(groups::table.on(groups::id.eq(groups_users::group_id)))
+            .filter(groups_users::user_id.eq(row.id))
+            .filter(groups::id.ne(row.primary_group_id))
+            .select((groups::name, groups::banned))
+            .order(groups::id)
+            .load(conn)?;
+        let all: Vec<(String, bool)> = primary.into_iter().chain(secondary).collect();
+        Ok(UserRecord {
+            banned: all.iter().any(|(_, b)| *b),
+            user: User {
+                id: row.id,
+                username: row.username,
+                email: row.email,
+                activated: row.activated.unwrap_or(false),
+                login_attempts: row.login_attempts.unwrap_or(0),
+                last_failed_login: row.last_failed_login.map(rfc3339),
+                date_joined: row.date_joined.map(rfc3339).unwrap_or_default(),
+                primary_group_id: Some(row.primary_group_id),
+                groups: all.into_iter().map(|(n, _)| n).collect(),
+            },
+            password: row.password,
+        })
+    }
+
+    fn find_by(&self, f: impl FnOnce(&mut SqliteConnection) -> QueryResult<Option<UserRow>>) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.conn()?;
+        let row = f(&mut conn).map_err(query_err)?;
+        row.map(|r| Self::record(&mut conn, r)).transpose().map_err(query_err)
+    }
+
+    fn update_user(&self, user_id: i64, f: impl FnOnce(&mut SqliteConnection) -> QueryResult<usize>) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        match f(&mut conn).map_err(query_err)? {
+            0 => Err(StoreError::NoSuchUser),
+            _ => {
+                let _ = user_id;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn find_user(&self, identifier: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.find_by(|c| {
+            users::table
+                .filter(users::username.eq(identifier).or(users::email.eq(identifier)))
+                .order(users::id)
+                .select(UserRow::as_select())
+                .first(c)
+                .optional()
+        })
+    }
+
+    fn find_user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
+        self.find_by(|c| users::table.find(id).select(UserRow::as_select()).first(c).optional())
+    }
+
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        conn.immediate_transaction(|c| {
+            for op in ops {
+                apply(c, op)?;
+            }
+            Ok(())
+        })
+        .map_err(|e: DieselError| StoreError::Query(format!("commit: {e}")))
+    }
+
+    fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn()?;
+        plugin_store::table
+            .inner_join(plugin_registry::table)
+            .filter(plugin_registry::name.eq(plugin))
+            .filter(plugin_store::key.eq(key))
+            .select(plugin_store::value)
+            .first::<Option<String>>(&mut conn)
+            .optional()
+            .map(Option::flatten)
+            .map_err(query_err)
+    }
+
+    fn create_user(&self, new: &NewUser) -> Result<UserRecord, StoreError> {
+        let mut conn = self.conn()?;
+        let id = conn
+            .immediate_transaction(|c| {
+                let id: i64 = diesel::insert_into(users::table)
+                    .values((
+                        users::username.eq(&new.username),
+                        users::email.eq(&new.email),
+                        users::password.eq(&new.password_hash),
+                        users::date_joined.eq(Utc::now().naive_utc()),
+                        users::login_attempts.eq(0),
+                        users::activated.eq(new.activated),
+                        users::primary_group_id.eq(new.primary_group_id),
+                    ))
+                    .returning(users::id)
+                    .get_result(c)?;
+                diesel::insert_into(groups_users::table)
+                    .values((groups_users::user_id.eq(id), groups_users::group_id.eq(new.primary_group_id)))
+                    .execute(c)?;
+                Ok(id)
+            })
+            .map_err(query_err)?;
+        drop(conn);
+        self.find_user_by_id(id)?.ok_or(StoreError::NoSuchUser)
+    }
+
+    fn set_password(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
+        self.update_user(user_id, |c| {
+            diesel::update(users::table.find(user_id)).set(users::password.eq(hash)).execute(c)
+        })
+    }
+
+    fn set_activated(&self, user_id: i64, activated: bool) -> Result<(), StoreError> {
+        self.update_user(user_id, |c| {
+            diesel::update(users::table.find(user_id)).set(users::activated.eq(activated)).execute(c)
+        })
+    }
+
+    fn set_banned(&self, user_id: i64, banned: bool) -> Result<(), StoreError> {
+        self.update_user(user_id, |c| {
+            c.immediate_transaction(|c| {
+                let target: i64 = if banned {
+                    groups::table.filter(groups::banned.eq(true)).select(groups::id).order(groups::id).first(c)?
+                } else {
+                    groups::table.filter(groups::name.eq("Member")).select(groups::id).first(c)?
+                };
+                if !banned {
+                    let banned_ids = groups::table.filter(groups::banned.eq(true)).select(groups::id);
+                    diesel::delete(
+                        groups_users::table
+                            .filter(groups_users::user_id.eq(user_id))
+                            .filter(groups_users::group_id.eq_any(banned_ids)),
+                    )
+                    .execute(c)?;
+                }
+                diesel::update(users::table.find(user_id)).set(users::primary_group_id.eq(target)).execute(c)
+            })
+        })
+    }
+
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<UserRow> =
+            users::table.order(users::id).select(UserRow::as_select()).load(&mut conn).map_err(query_err)?;
+        rows.into_iter().map(|r| Self::record(&mut conn, r).map_err(query_err)).collect()
+    }
+
+    fn plugin_states(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        let mut conn = self.conn()?;
+        plugin_registry::table
+            .select((plugin_registry::name, plugin_registry::enabled))
+            .order(plugin_registry::id)
+            .load::<(String, Option<bool>)>(&mut conn)
+            .map(|v| v.into_iter().map(|(n, e)| (n, e.unwrap_or(true))).collect())
+            .map_err(query_err)
+    }
+
+    fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        diesel::insert_into(plugin_registry::table)
+            .values((plugin_registry::name.eq(name), plugin_registry::enabled.eq(enabled)))
+            .on_conflict(plugin_registry::name)
+            .do_update()
+            .set(plugin_registry::enabled.eq(excluded(plugin_registry::enabled)))
+            .execute(&mut conn)
+            .map(drop)
+            .map_err(query_err)
+    }
+}
+
+fn apply(c: &mut SqliteConnection, op: &Op) -> QueryResult<()> {
+    match op {
+        Op::ClearFailedLogins { user_id } => {
+            diesel::update(users::table.find(*user_id)).set(users::login_attempts.eq(0)).execute(c)?;
+        }
+        Op::MarkFailedLogin { user_id, at } => {
+            // One SQL increment: concurrent failures each count.
+            diesel::update(users::table.find(*user_id))
+                .set((
+                    users::login_attempts.eq(diesel::dsl::sql::<Nullable<Integer>>("COALESCE(login_attempts, 0) + 1")),
+                    users::last_failed_login.eq(at.naive_utc()),
+                ))
+                .execute(c)?;
+        }
+        Op::KvSet { plugin, key, value } => {
+            diesel::insert_into(plugin_registry::table)
+                .values((plugin_registry::name.eq(plugin), plugin_registry::enabled.eq(true)))
+                .on_conflict(plugin_registry::name)
+                .do_nothing()
+                .execute(c)?;
+            let plugin_id: i64 = plugin_registry::table
+                .filter(plugin_registry::name.eq(plugin))
+                .select(plugin_registry::id)
+                .first(c)?;
+            match value {
+                Some(v) => {
+                    diesel::insert_into(plugin_store::table)
+                        .values((
+                            plugin_store::key.eq(key),
+                            plugin_store::value.eq(v),
+                            plugin_store::value_type.eq("string"),
+                            plugin_store::plugin_id.eq(plugin_id),
+                        ))
+                        .on_conflict((plugin_store::key, plugin_store::plugin_id))
+                        .do_update()
+                        .set(plugin_store::value.eq(excluded(plugin_store::value)))
+                        .execute(c)?;
+                }
+                None => {
+                    diesel::delete(
+                        plugin_store::table
+                            .filter(plugin_store::key.eq(key))
+                            .filter(plugin_store::plugin_id.eq(plugin_id)),
+                    )
+                    .execute(c)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
