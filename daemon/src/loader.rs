@@ -17,7 +17,7 @@ use std::{
 };
 
 use abi_stable::{
-    abi_stability::check_layout_compatibility,
+    abi_stability::abi_checking::{check_layout_compatibility_with_globals, get_checking_globals, CheckingGlobals},
     library::{AbiHeaderRef, RootModule, ROOT_MODULE_LOADER_NAME_WITH_NUL},
     sabi_types::VersionNumber,
     std_types::{RErr, ROk},
@@ -188,14 +188,17 @@ fn open(path: &Path) -> Result<Library, LoadError> {
             format!("version mismatch: built against plugin-abi {theirs}, this daemon speaks {ours}; rebuild the plugin against plugin-abi {}.x", ours.major),
         ));
     }
-    // A newer (or equal) plugin has every field we know: the usual check. An older one
-    // has a prefix of ours: check it as the interface and our layout as its implementation.
+    // A newer (or equal) plugin has every field we know: the usual check, which also
+    // records the prefix types in abi_stable's process-wide view. An older one has a
+    // prefix of ours: check it as the interface and our layout as its implementation,
+    // against private bookkeeping, so the process-wide view keeps our (larger) layout
+    // and later plugins of the current version still check against it.
     let checked = if theirs.minor >= ours.minor {
-        check_layout_compatibility(<PluginMod_Ref as StableAbi>::LAYOUT, layout)
+        check_layout_compatibility_with_globals(<PluginMod_Ref as StableAbi>::LAYOUT, layout, get_checking_globals())
     } else {
-        check_layout_compatibility(layout, <PluginMod_Ref as StableAbi>::LAYOUT)
+        check_layout_compatibility_with_globals(layout, <PluginMod_Ref as StableAbi>::LAYOUT, &CheckingGlobals::new())
     };
-    if let Err(e) = checked.into_result() {
+    if let Err(e) = checked {
         let text = e.to_string();
         let errors: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("Error:")).collect();
         tracing::debug!(plugin = %path.display(), "layout check: {text}");
