@@ -227,6 +227,11 @@ impl Generation {
         &self.chains[&hook]
     }
 
+    /// Calls the chain of the hook `input` belongs to.
+    pub fn call(&self, req: &crate::request::Request, input: crate::chain::Input<'_>) -> crate::chain::ChainOutcome {
+        self.chain(input.hook()).call(req, input)
+    }
+
     /// Every chain in call order, in FlaskBB's hook order.
     pub fn describe(&self) -> Vec<HookChain> {
         self.chains.values().map(Chain::describe).collect()

@@ -1,1 +1,194 @@
+//! The black-box test harness: builds the real daemon and plugins once, builds the
+//! loader fixtures, makes scratch directories, runs the CLI, and starts daemons on
+//! real sockets with real SQLite files.
 
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex, OnceLock,
+    },
+};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run_cargo(args: &[&str], what: &str) {
+    let out = cargo().args(args).current_dir(root()).output().expect("cargo runs");
+    assert!(out.status.success(), "building {what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Builds the workspace (daemon and every shipped plugin, debug profile) once per test
+/// process; returns the directory holding `flaskbbd` and the plugins' `.so` files.
+pub fn build() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            run_cargo(&["build", "--workspace", "--exclude", "flaskbbd-tests"], "the workspace");
+            root().join("target/debug")
+        })
+        .clone()
+}
+
+/// The daemon binary.
+pub fn flaskbbd_bin() -> PathBuf {
+    build().join("flaskbbd")
+}
+
+/// Builds a fixture workspace under `tests/fixtures/<name>` once; returns the
+/// directory holding its `.so` files.
+pub fn fixture(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let target = root().join("target/fixtures");
+    if !built.iter().any(|b| b == name) {
+        let manifest = root().join("tests/fixtures").join(name).join("Cargo.toml");
+        run_cargo(
+            &["build", "--manifest-path", manifest.to_str().unwrap(), "--target-dir", target.to_str().unwrap()],
+            &format!("fixture {name}"),
+        );
+        built.push(name.to_owned());
+    }
+    target.join("debug")
+}
+
+/// Builds a copy of the current `plugin-abi` with its version set to `version` and
+/// `patch` applied to `abi.rs`, and a one-hook plugin against it; returns the `.so`.
+/// Used for version and layout mismatches without committing more frozen copies.
+pub fn variant_plugin(name: &str, version: &str, patch: impl Fn(String) -> String) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = root().join("target/fixtures/gen").join(name);
+    let abi = dir.join("plugin-abi");
+    fs::create_dir_all(abi.join("src")).unwrap();
+    for f in ["lib.rs", "sdk.rs", "hooks.rs", "abi.rs"] {
+        let text = fs::read_to_string(root().join("plugin-abi/src").join(f)).unwrap();
+        let text = if f == "abi.rs" { patch(text) } else { text };
+        write_if_changed(&abi.join("src").join(f), &text);
+    }
+    write_if_changed(
+        &abi.join("Cargo.toml"),
+        &format!(
+            "[package]\nname = \"flaskbbd-plugin-abi\"\nversion = \"{version}\"\nedition = \"2021\"\n[lib]\nname = \"plugin_abi\"\n\
+             [dependencies]\nabi_stable = {{ version = \"0.11.3\", default-features = false }}\n\
+             serde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\n"
+        ),
+    );
+    let plugin = dir.join("plugin");
+    fs::create_dir_all(plugin.join("src")).unwrap();
+    write_if_changed(
+        &plugin.join("Cargo.toml"),
+        &format!(
+            "[package]\nname = \"{name}\"\nversion = \"1.0.0\"\nedition = \"2021\"\n[lib]\ncrate-type = [\"cdylib\"]\n\
+             [dependencies]\nplugin-abi = {{ package = \"flaskbbd-plugin-abi\", path = \"../plugin-abi\" }}\n\
+             abi_stable = {{ version = \"0.11.3\", default-features = false }}\n"
+        ),
+    );
+    write_if_changed(
+        &plugin.join("src/lib.rs"),
+        "use plugin_abi::prelude::*;\npub struct P;\nimpl PluginInstance for P { fn new(_: &Init) -> Result<Self, String> { Ok(P) } }\n\
+         impl PostAuthenticationHandler for P { fn handle_post_auth(&self, _: &Ctx<'_>, _: &User) -> HookResult<()> { Ok(()) } }\n\
+         export_plugin! { plugin: P, name: \"variant\", description: \"test variant\", hooks: [PostAuthenticationHandler] }\n",
+    );
+    write_if_changed(&dir.join("Cargo.toml"), "[workspace]\nresolver = \"2\"\nmembers = [\"plugin\"]\n");
+    let target = root().join("target/fixtures");
+    run_cargo(
+        &[
+            "build",
+            "--manifest-path",
+            dir.join("Cargo.toml").to_str().unwrap(),
+            "--target-dir",
+            target.to_str().unwrap(),
+        ],
+        &format!("variant plugin {name}"),
+    );
+    target.join("debug").join(format!("lib{name}.so"))
+}
+
+fn write_if_changed(path: &Path, text: &str) {
+    if fs::read_to_string(path).ok().as_deref() != Some(text) {
+        fs::write(path, text).unwrap();
+    }
+}
+
+/// A scratch directory under `target/test-runs`, removed when dropped (kept when the
+/// test panicked, for a look).
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(label: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = root().join("target/test-runs").join(format!(
+            "{label}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        Scratch { path }
+    }
+
+    /// Writes `flaskbb.toml` here: test defaults (plugins from the build, bcrypt cost
+    /// 4, a socket and database in this directory) followed by `extra`.
+    pub fn config(&self, extra: &str) -> PathBuf {
+        let text = format!(
+            "[plugins]\ndirs = [{:?}, {:?}]\n[auth]\nbcrypt_cost = 4\n{extra}",
+            build().display().to_string(),
+            root().join("target/fixtures/debug").display().to_string()
+        );
+        self.write("flaskbb.toml", &text)
+    }
+
+    /// Writes a file here.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path.join(name);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Reads a file here ("" when missing).
+    pub fn read(&self, name: &str) -> String {
+        fs::read_to_string(self.path.join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Runs `flaskbbd ARGS` and returns its output.
+pub fn flaskbbd(args: &[&str]) -> Output {
+    Command::new(flaskbbd_bin()).args(args).output().expect("flaskbbd runs")
+}
+
+/// stdout and stderr of an output, as text.
+pub fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The trace lines `scripted` wrote to `file`, as JSON values.
+pub fn trace(scratch: &Scratch, file: &str) -> Vec<serde_json::Value> {
+    scratch.read(file).lines().map(|l| serde_json::from_str(l).expect("a trace line is JSON")).collect()
+}
+
+/// `(instance, hook)` of each trace line.
+pub fn trace_calls(scratch: &Scratch, file: &str) -> Vec<(String, String)> {
+    trace(scratch, file)
+        .iter()
+        .map(|v| (v["instance"].as_str().unwrap_or("").to_owned(), v["hook"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}

@@ -60,6 +60,23 @@ pub enum Input<'a> {
 }
 
 impl Input<'_> {
+    /// The hook these are the arguments of.
+    pub fn hook(&self) -> Hook {
+        match self {
+            Input::Authenticate { .. } => Hook::Authenticate,
+            Input::PostAuthenticate { .. } => Hook::PostAuthenticate,
+            Input::AuthenticationFailed { .. } => Hook::AuthenticationFailed,
+            Input::ReauthAttempt { .. } => Hook::ReauthAttempt,
+            Input::PostReauth { .. } => Hook::PostReauth,
+            Input::ReauthFailed { .. } => Hook::ReauthFailed,
+            Input::PostSaveBefore { .. } => Hook::PostSaveBefore,
+            Input::PostSaveAfter { .. } => Hook::PostSaveAfter,
+            Input::TopicSaveBefore { .. } => Hook::TopicSaveBefore,
+            Input::TopicSaveAfter { .. } => Hook::TopicSaveAfter,
+            Input::UserRegistered { .. } => Hook::UserRegistered,
+        }
+    }
+
     /// The arguments as JSON for wrappers: never the secret.
     fn args_json(&self) -> String {
         use serde_json::json;
@@ -113,8 +130,10 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 impl Chain {
-    /// Calls the chain for one request.
+    /// Calls the chain for one request; `input` must be this chain's hook's (use
+    /// `Generation::call`, which picks the chain from the input).
     pub fn call(&self, req: &Request, input: Input<'_>) -> ChainOutcome {
+        debug_assert_eq!(input.hook(), self.hook, "arguments of another hook");
         let started = Instant::now();
         let call = HookCall {
             hook: self.hook.name().into(),
