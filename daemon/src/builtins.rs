@@ -26,7 +26,8 @@ pub mod messages {
     pub const WRONG_PASSWORD: &str = "Wrong password.";
     pub const NOT_ACTIVATED: &str =
         "In order to use your account you have to activate it through the link we have sent to your email address.";
-    pub const LOCKED_OUT: &str = "Your account is currently locked out due to too many failed login attempts";
+    pub const LOCKED_OUT: &str =
+        "Your account is currently locked out due to too many failed login attempts";
     /// FlaskBB has no message here: it lets banned users in.
     pub const BANNED: &str = "Your account has been banned.";
 }
@@ -55,12 +56,17 @@ pub fn all(config: &Config, verifier: Arc<password::Verifier>) -> Vec<Builtin> {
         Builtin {
             name: "default_provider",
             hooks: vec![(hooks::AUTHENTICATE, Tier::TRYLAST)],
-            imp: Box::new(DefaultProvider { verifier: verifier.clone() }),
+            imp: Box::new(DefaultProvider {
+                verifier: verifier.clone(),
+            }),
         },
         Builtin {
             name: "lockout",
             hooks: vec![(hooks::AUTHENTICATE, Tier::TRYFIRST)],
-            imp: Box::new(Lockout { attempts: lockout.attempts, window: ChronoDuration::minutes(lockout.window_minutes) }),
+            imp: Box::new(Lockout {
+                attempts: lockout.attempts,
+                window: ChronoDuration::minutes(lockout.window_minutes),
+            }),
         },
         Builtin {
             name: "block_banned",
@@ -108,7 +114,12 @@ struct DefaultProvider {
 }
 
 impl Hooks for DefaultProvider {
-    fn authenticate(&self, cx: &CallCx<'_>, identifier: &str, secret: &str) -> HookResult<Option<abi::User>> {
+    fn authenticate(
+        &self,
+        cx: &CallCx<'_>,
+        identifier: &str,
+        secret: &str,
+    ) -> HookResult<Option<abi::User>> {
         let record = cx.req.store.find_user(identifier).map_err(db)?;
         let hash = record.as_ref().and_then(|r| r.password.as_deref());
         if self.verifier.verify(secret, hash) {
@@ -127,7 +138,9 @@ struct DefaultReauth {
 impl Hooks for DefaultReauth {
     fn reauth_attempt(&self, cx: &CallCx<'_>, user: &abi::User, secret: &str) -> HookResult<bool> {
         let record = cx.req.store.find_user_by_id(user.id).map_err(db)?;
-        Ok(self.verifier.verify(secret, record.as_ref().and_then(|r| r.password.as_deref())))
+        Ok(self
+            .verifier
+            .verify(secret, record.as_ref().and_then(|r| r.password.as_deref())))
     }
 }
 
@@ -142,8 +155,15 @@ struct Lockout {
 }
 
 impl Hooks for Lockout {
-    fn authenticate(&self, cx: &CallCx<'_>, identifier: &str, _secret: &str) -> HookResult<Option<abi::User>> {
-        let Some(record) = cx.req.store.find_user(identifier).map_err(db)? else { return Ok(None) };
+    fn authenticate(
+        &self,
+        cx: &CallCx<'_>,
+        identifier: &str,
+        _secret: &str,
+    ) -> HookResult<Option<abi::User>> {
+        let Some(record) = cx.req.store.find_user(identifier).map_err(db)? else {
+            return Ok(None);
+        };
         let u = &record.user;
         let recent = u
             .last_failed_login
@@ -201,11 +221,17 @@ struct MarkFailedLogin;
 impl Hooks for MarkFailedLogin {
     fn authentication_failed(&self, cx: &CallCx<'_>, identifier: &str) -> HookResult<()> {
         match cx.req.store.find_user(identifier).map_err(db)? {
-            Some(r) => cx.req.push(Op::MarkFailedLogin { user_id: r.user.id, at: Utc::now() }),
+            Some(r) => cx.req.push(Op::MarkFailedLogin {
+                user_id: r.user.id,
+                at: Utc::now(),
+            }),
             None => Ok(()),
         }
     }
     fn reauth_failed(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
-        cx.req.push(Op::MarkFailedLogin { user_id: user.id, at: Utc::now() })
+        cx.req.push(Op::MarkFailedLogin {
+            user_id: user.id,
+            at: Utc::now(),
+        })
     }
 }

@@ -84,7 +84,9 @@ impl DaemonConfig {
         if self.workers > 0 {
             self.workers
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
         }
     }
 }
@@ -100,7 +102,9 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: "sqlite:///var/flaskbb.db".into() }
+        DatabaseConfig {
+            url: "sqlite:///var/flaskbb.db".into(),
+        }
     }
 }
 
@@ -136,7 +140,11 @@ pub struct LockoutConfig {
 
 impl Default for LockoutConfig {
     fn default() -> Self {
-        LockoutConfig { enabled: true, attempts: 5, window_minutes: 15 }
+        LockoutConfig {
+            enabled: true,
+            attempts: 5,
+            window_minutes: 15,
+        }
     }
 }
 
@@ -150,7 +158,9 @@ pub struct PluginsConfig {
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        PluginsConfig { dirs: vec![PathBuf::from("target/release")] }
+        PluginsConfig {
+            dirs: vec![PathBuf::from("target/release")],
+        }
     }
 }
 
@@ -164,7 +174,9 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { filter: "info".into() }
+        LogConfig {
+            filter: "info".into(),
+        }
     }
 }
 
@@ -191,7 +203,10 @@ pub struct BuiltinConfig {
 
 impl Default for BuiltinConfig {
     fn default() -> Self {
-        BuiltinConfig { enabled: true, hooks: BTreeMap::new() }
+        BuiltinConfig {
+            enabled: true,
+            hooks: BTreeMap::new(),
+        }
     }
 }
 
@@ -268,8 +283,9 @@ impl Config {
     /// Parses and validates `source` as if read from `path`.
     pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let raw: RawConfig = toml::from_str(source)
-            .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+        let raw: RawConfig = toml::from_str(source).map_err(|e| {
+            ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end()))
+        })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut config = Config {
             path,
@@ -288,13 +304,21 @@ impl Config {
                 return Err(config.error_at(
                     name.span(),
                     &format!("builtins.{}", name.get_ref()),
-                    &format!("no built-in of that name; built-ins are {}", BUILTIN_NAMES.join(", ")),
+                    &format!(
+                        "no built-in of that name; built-ins are {}",
+                        BUILTIN_NAMES.join(", ")
+                    ),
                 ));
             }
             config.builtins.insert(name.into_inner(), builtin);
         }
         config.daemon.socket = config.resolve(&config.daemon.socket);
-        config.plugins.dirs = config.plugins.dirs.iter().map(|d| config.resolve(d)).collect();
+        config.plugins.dirs = config
+            .plugins
+            .dirs
+            .iter()
+            .map(|d| config.resolve(d))
+            .collect();
         config.validate()?;
         Ok(config)
     }
@@ -306,12 +330,19 @@ impl Config {
 
     /// 1-based line of a byte offset in the file.
     pub fn line_of(&self, offset: usize) -> usize {
-        self.source[..offset.min(self.source.len())].matches('\n').count() + 1
+        self.source[..offset.min(self.source.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     /// An error naming the file, the line of `span`, and `key`.
     pub fn error_at(&self, span: std::ops::Range<usize>, key: &str, msg: &str) -> ConfigError {
-        ConfigError(format!("{}:{}: {key}: {msg}", self.path.display(), self.line_of(span.start)))
+        ConfigError(format!(
+            "{}:{}: {key}: {msg}",
+            self.path.display(),
+            self.line_of(span.start)
+        ))
     }
 
     fn error_key(&self, key: &str, msg: &str) -> ConfigError {
@@ -334,7 +365,10 @@ impl Config {
         if u32::from_str_radix(&d.socket_mode, 8).map_or(true, |m| m > 0o777) {
             return Err(self.error_key(
                 "daemon.socket_mode",
-                &format!("{:?} is not an octal permission such as \"0660\"", d.socket_mode),
+                &format!(
+                    "{:?} is not an octal permission such as \"0660\"",
+                    d.socket_mode
+                ),
             ));
         }
         if d.hook_timeout_ms == 0 {
@@ -344,7 +378,10 @@ impl Config {
             return Err(self.error_key("daemon.max_message_bytes", "must be at least 1024"));
         }
         if !(4..=31).contains(&self.auth.bcrypt_cost) {
-            return Err(self.error_key("auth.bcrypt_cost", "must be between 4 and 31 (FlaskBB uses 12)"));
+            return Err(self.error_key(
+                "auth.bcrypt_cost",
+                "must be between 4 and 31 (FlaskBB uses 12)",
+            ));
         }
         let l = &self.auth.lockout;
         if l.attempts < 1 {
@@ -366,7 +403,9 @@ impl Config {
         for p in &self.plugin {
             let name = p.name.get_ref();
             let valid = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             if !valid {
                 return Err(self.error_at(
                     p.name.span(),
@@ -385,7 +424,10 @@ impl Config {
                 return Err(self.error_at(
                     p.name.span(),
                     "plugin.name",
-                    &format!("{name:?} is already used on line {}; instance names must be unique", self.line_of(first)),
+                    &format!(
+                        "{name:?} is already used on line {}; instance names must be unique",
+                        self.line_of(first)
+                    ),
                 ));
             }
             self.validate_overrides(&format!("plugin {name:?}"), &p.hooks)?;
@@ -449,16 +491,24 @@ mod tests {
     #[test]
     fn empty_file_gives_every_default_with_paths_beside_the_file() {
         let c = parse("").unwrap();
-        assert_eq!(c.daemon.socket, PathBuf::from("/etc/flaskbbd/run/flaskbbd.sock"));
+        assert_eq!(
+            c.daemon.socket,
+            PathBuf::from("/etc/flaskbbd/run/flaskbbd.sock")
+        );
         assert_eq!(c.daemon.socket_mode_bits(), 0o660);
         assert_eq!(c.auth.bcrypt_cost, 12);
         assert!(c.auth.lockout.enabled);
-        assert_eq!(c.plugins.dirs, vec![PathBuf::from("/etc/flaskbbd/target/release")]);
+        assert_eq!(
+            c.plugins.dirs,
+            vec![PathBuf::from("/etc/flaskbbd/target/release")]
+        );
     }
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let e = parse("[daemon]\nsocket = \"x\"\nsokcet_mode = \"0600\"\n").unwrap_err().0;
+        let e = parse("[daemon]\nsocket = \"x\"\nsokcet_mode = \"0600\"\n")
+            .unwrap_err()
+            .0;
         assert!(e.contains("/etc/flaskbbd/flaskbb.toml"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("sokcet_mode"), "{e}");
@@ -477,21 +527,35 @@ mod tests {
         let e = parse("[[plugin]]\nname = \"a\"\nlibrary = \"x\"\n[[plugin]]\nname = \"a\"\nlibrary = \"y\"\n")
             .unwrap_err()
             .0;
-        assert!(e.contains(":5: plugin.name: \"a\" is already used on line 2"), "{e}");
+        assert!(
+            e.contains(":5: plugin.name: \"a\" is already used on line 2"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_hook_and_builtin_are_refused() {
         let e = parse("[builtins.lockot]\nenabled = false\n").unwrap_err().0;
-        assert!(e.contains(":1: builtins.lockot: no built-in of that name"), "{e}");
-        let e = parse("[builtins.lockout.hooks.flaskbb_authenticat]\npriority = 1\n").unwrap_err().0;
-        assert!(e.contains("hooks.flaskbb_authenticat: builtins: no such hook"), "{e}");
+        assert!(
+            e.contains(":1: builtins.lockot: no built-in of that name"),
+            "{e}"
+        );
+        let e = parse("[builtins.lockout.hooks.flaskbb_authenticat]\npriority = 1\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("hooks.flaskbb_authenticat: builtins: no such hook"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let e = parse("[auth]\nbcrypt_cost = 40\n").unwrap_err().0;
-        assert!(e.contains(":2: auth.bcrypt_cost: must be between 4 and 31"), "{e}");
+        assert!(
+            e.contains(":2: auth.bcrypt_cost: must be between 4 and 31"),
+            "{e}"
+        );
         let e = parse("[daemon]\nsocket_mode = \"rw\"\n").unwrap_err().0;
         assert!(e.contains(":2: daemon.socket_mode"), "{e}");
     }

@@ -28,7 +28,11 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ExecError {
     #[error("instance {instance:?} did not answer {hook} within {timeout_ms} ms")]
-    Timeout { instance: Arc<str>, hook: Hook, timeout_ms: u64 },
+    Timeout {
+        instance: Arc<str>,
+        hook: Hook,
+        timeout_ms: u64,
+    },
     #[error("{0} hook calls are hung past their timeout; refusing new requests until one returns")]
     Overloaded(usize),
     #[error("internal error: {0}")]
@@ -136,7 +140,10 @@ impl Executor {
 
     /// Runs `f` on the pool without a request (no timeout): store work for the CLI and
     /// admin methods.
-    pub async fn run_plain<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ExecError> {
+    pub async fn run_plain<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ExecError> {
         let (tx, rx) = oneshot::channel();
         self.submit(Box::new(move || {
             let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
@@ -152,7 +159,11 @@ impl Executor {
         if self.inner.shutdown.load(Ordering::Acquire) {
             return Err(ExecError::ShuttingDown);
         }
-        self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(job);
+        self.inner
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(job);
         self.inner.ready.notify_one();
         Ok(())
     }
@@ -165,24 +176,26 @@ impl Executor {
 }
 
 fn spawn_worker(inner: Arc<Inner>) {
-    let spawned = std::thread::Builder::new().name("flaskbbd-worker".into()).spawn(move || loop {
-        let job = {
-            let mut q = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(j) = q.pop_front() {
-                    break j;
+    let spawned = std::thread::Builder::new()
+        .name("flaskbbd-worker".into())
+        .spawn(move || loop {
+            let job = {
+                let mut q = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if let Some(j) = q.pop_front() {
+                        break j;
+                    }
+                    if inner.shutdown.load(Ordering::Acquire) {
+                        return;
+                    }
+                    q = inner.ready.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
-                if inner.shutdown.load(Ordering::Acquire) {
-                    return;
-                }
-                q = inner.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            };
+            job();
+            if RETIRE.with(|r| r.get()) {
+                return;
             }
-        };
-        job();
-        if RETIRE.with(|r| r.get()) {
-            return;
-        }
-    });
+        });
     if let Err(e) = spawned {
         tracing::error!("cannot start a worker thread: {e}");
     }

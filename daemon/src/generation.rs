@@ -58,7 +58,8 @@ impl Generation {
         let mut errors = Vec::new();
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut plugins: Vec<PluginInfo> = Vec::new();
-        let is_enabled = |name: &str, configured: bool| enabled.get(name).copied().unwrap_or(configured);
+        let is_enabled =
+            |name: &str, configured: bool| enabled.get(name).copied().unwrap_or(configured);
 
         for b in builtins::all(&config, verifier.clone()) {
             let settings = config.builtins.get(b.name);
@@ -84,11 +85,25 @@ impl Generation {
             }
             let reg_index = candidates.len();
             candidates.push(Candidate {
-                instance: Arc::new(Instance { name: b.name.into(), origin: Origin::Builtin, config_json: "{}".into(), hooks: b.imp }),
+                instance: Arc::new(Instance {
+                    name: b.name.into(),
+                    origin: Origin::Builtin,
+                    config_json: "{}".into(),
+                    hooks: b.imp,
+                }),
                 reg_index,
-                decls: b.hooks.iter().map(|(h, t)| (h.to_string(), *t, 0, vec![], vec![], false)).collect(),
+                decls: b
+                    .hooks
+                    .iter()
+                    .map(|(h, t)| (h.to_string(), *t, 0, vec![], vec![], false))
+                    .collect(),
                 overrides: settings
-                    .map(|s| s.hooks.iter().map(|(k, v)| (k.get_ref().clone(), v.clone())).collect())
+                    .map(|s| {
+                        s.hooks
+                            .iter()
+                            .map(|(k, v)| (k.get_ref().clone(), v.clone()))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             });
         }
@@ -110,20 +125,27 @@ impl Generation {
                 plugins.push(info);
                 continue;
             }
-            let lib = match Loader::resolve(p.library.get_ref(), &config.plugins.dirs, &config.base_dir)
-                .and_then(|path| loader.load(&path))
-            {
-                Ok(lib) => lib,
-                Err(e) => {
-                    errors.push(format!("instance {name:?} (line {}): {e}", config.line_of(p.name.span().start)));
-                    continue;
-                }
-            };
+            let lib =
+                match Loader::resolve(p.library.get_ref(), &config.plugins.dirs, &config.base_dir)
+                    .and_then(|path| loader.load(&path))
+                {
+                    Ok(lib) => lib,
+                    Err(e) => {
+                        errors.push(format!(
+                            "instance {name:?} (line {}): {e}",
+                            config.line_of(p.name.span().start)
+                        ));
+                        continue;
+                    }
+                };
             let config_json = p.config_json();
             let boxed = match lib.instantiate(name, &config_json, &config.base_dir) {
                 Ok(b) => b,
                 Err(e) => {
-                    errors.push(format!("instance {name:?} (line {}): {e}", config.line_of(p.name.span().start)));
+                    errors.push(format!(
+                        "instance {name:?} (line {}): {e}",
+                        config.line_of(p.name.span().start)
+                    ));
                     continue;
                 }
             };
@@ -141,7 +163,14 @@ impl Generation {
                     let list = |v: &abi_stable::std_types::RVec<abi_stable::std_types::RString>| {
                         v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
                     };
-                    (d.hook.to_string(), d.tier, d.priority, list(&d.before), list(&d.after), d.wrapper)
+                    (
+                        d.hook.to_string(),
+                        d.tier,
+                        d.priority,
+                        list(&d.before),
+                        list(&d.after),
+                        d.wrapper,
+                    )
                 })
                 .collect::<Vec<_>>();
             for (hook, _) in &p.hooks {
@@ -168,7 +197,11 @@ impl Generation {
                 }),
                 reg_index,
                 decls,
-                overrides: p.hooks.iter().map(|(k, v)| (k.get_ref().clone(), v.clone())).collect(),
+                overrides: p
+                    .hooks
+                    .iter()
+                    .map(|(k, v)| (k.get_ref().clone(), v.clone()))
+                    .collect(),
             });
         }
         if !errors.is_empty() {
@@ -176,7 +209,8 @@ impl Generation {
         }
 
         let known: HashSet<String> = config.known_instance_names().into_iter().collect();
-        let by_name: HashMap<&str, &Candidate> = candidates.iter().map(|c| (&*c.instance.name, c)).collect();
+        let by_name: HashMap<&str, &Candidate> =
+            candidates.iter().map(|c| (&*c.instance.name, c)).collect();
         let mut chains = BTreeMap::new();
         for hook in Hook::ALL {
             let mut specs = Vec::new();
@@ -192,10 +226,20 @@ impl Generation {
                     specs.push(ImplSpec {
                         instance: c.instance.name.to_string(),
                         reg_index: c.reg_index,
-                        tier: o.tier.as_ref().and_then(|t| Tier::from_name(t.get_ref())).unwrap_or(*tier),
+                        tier: o
+                            .tier
+                            .as_ref()
+                            .and_then(|t| Tier::from_name(t.get_ref()))
+                            .unwrap_or(*tier),
                         priority: o.priority.unwrap_or(*priority),
-                        before: o.before.map(|v| v.into_iter().map(|s| s.into_inner()).collect()).unwrap_or_else(|| before.clone()),
-                        after: o.after.map(|v| v.into_iter().map(|s| s.into_inner()).collect()).unwrap_or_else(|| after.clone()),
+                        before: o
+                            .before
+                            .map(|v| v.into_iter().map(|s| s.into_inner()).collect())
+                            .unwrap_or_else(|| before.clone()),
+                        after: o
+                            .after
+                            .map(|v| v.into_iter().map(|s| s.into_inner()).collect())
+                            .unwrap_or_else(|| after.clone()),
                         wrapper: o.wrapper.unwrap_or(*wrapper),
                     });
                 }
@@ -209,7 +253,11 @@ impl Generation {
                     };
                     chains.insert(
                         hook,
-                        Chain { hook, wrappers: ordered.wrappers.iter().map(entry).collect(), impls: ordered.impls.iter().map(entry).collect() },
+                        Chain {
+                            hook,
+                            wrappers: ordered.wrappers.iter().map(entry).collect(),
+                            impls: ordered.impls.iter().map(entry).collect(),
+                        },
                     );
                 }
                 Err(e) => errors.push(format!("{}: {e}", config.path.display())),
@@ -218,7 +266,13 @@ impl Generation {
         if !errors.is_empty() {
             return Err(BuildError(errors));
         }
-        Ok(Generation { id, config, verifier, chains, plugins })
+        Ok(Generation {
+            id,
+            config,
+            verifier,
+            chains,
+            plugins,
+        })
     }
 
     /// The chain of `hook`.
@@ -228,7 +282,11 @@ impl Generation {
     }
 
     /// Calls the chain of the hook `input` belongs to.
-    pub fn call(&self, req: &crate::request::Request, input: crate::chain::Input<'_>) -> crate::chain::ChainOutcome {
+    pub fn call(
+        &self,
+        req: &crate::request::Request,
+        input: crate::chain::Input<'_>,
+    ) -> crate::chain::ChainOutcome {
         self.chain(input.hook()).call(req, input)
     }
 

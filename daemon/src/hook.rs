@@ -76,7 +76,10 @@ impl Hook {
     /// The control-flow error that ends this hook's chain with its reason.
     pub fn accepts(self) -> Accepts {
         match self {
-            Hook::Authenticate | Hook::PostAuthenticate | Hook::ReauthAttempt | Hook::PostReauth => Accepts::Stop,
+            Hook::Authenticate
+            | Hook::PostAuthenticate
+            | Hook::ReauthAttempt
+            | Hook::PostReauth => Accepts::Stop,
             Hook::ReauthFailed => Accepts::ForceLogout,
             Hook::PostSaveBefore | Hook::TopicSaveBefore => Accepts::Rejected,
             _ => Accepts::Nothing,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use abi_stable::{
     erased_types::TD_Opaque,
-    std_types::{RErr, ROk, RResult, RStr, RString, RVec, ROption, Tuple2},
+    std_types::{RErr, ROk, ROption, RResult, RStr, RString, RVec, Tuple2},
 };
 use plugin_abi::{
-    abi::{self, ErrorBox, Host, HookCall, LogLevel, PluginBox},
+    abi::{self, ErrorBox, HookCall, Host, LogLevel, PluginBox},
     sdk::{HookError, HookResult, Outcome},
 };
 
@@ -55,7 +55,12 @@ fn not_implemented<T>() -> HookResult<T> {
 /// `NotImplemented` and the chain skips them.
 #[allow(unused_variables)]
 pub trait Hooks: Send + Sync {
-    fn authenticate(&self, cx: &CallCx<'_>, identifier: &str, secret: &str) -> HookResult<Option<abi::User>> {
+    fn authenticate(
+        &self,
+        cx: &CallCx<'_>,
+        identifier: &str,
+        secret: &str,
+    ) -> HookResult<Option<abi::User>> {
         not_implemented()
     }
     fn post_authenticate(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
@@ -82,7 +87,12 @@ pub trait Hooks: Send + Sync {
     fn topic_save_before(&self, cx: &CallCx<'_>, topic: &abi::Topic) -> HookResult<abi::Topic> {
         not_implemented()
     }
-    fn topic_save_after(&self, cx: &CallCx<'_>, topic: &abi::Topic, is_new: bool) -> HookResult<()> {
+    fn topic_save_after(
+        &self,
+        cx: &CallCx<'_>,
+        topic: &abi::Topic,
+        is_new: bool,
+    ) -> HookResult<()> {
         not_implemented()
     }
     fn user_registered(&self, cx: &CallCx<'_>, username: &str) -> HookResult<()> {
@@ -115,7 +125,11 @@ impl Host for HostShim<'_> {
     }
 
     fn log(&self, level: LogLevel, message: RStr<'_>) {
-        let (instance, hook, msg) = (&*self.cx.instance.name, self.cx.hook.name(), message.as_str());
+        let (instance, hook, msg) = (
+            &*self.cx.instance.name,
+            self.cx.hook.name(),
+            message.as_str(),
+        );
         match level {
             LogLevel::ERROR => tracing::error!(instance, hook, "{msg}"),
             LogLevel::WARN => tracing::warn!(instance, hook, "{msg}"),
@@ -139,7 +153,12 @@ impl Host for HostShim<'_> {
     }
 
     fn context(&self, key: RStr<'_>) -> ROption<RString> {
-        self.cx.req.context.get(key.as_str()).map(|v| RString::from(v.as_str())).into()
+        self.cx
+            .req
+            .context
+            .get(key.as_str())
+            .map(|v| RString::from(v.as_str()))
+            .into()
     }
 
     fn context_all(&self) -> RVec<Tuple2<RString, RString>> {
@@ -194,17 +213,33 @@ macro_rules! with_host {
 }
 
 impl Hooks for PluginHooks {
-    fn authenticate(&self, cx: &CallCx<'_>, identifier: &str, secret: &str) -> HookResult<Option<abi::User>> {
-        with_host!(cx, |h| from_abi(self.0.authenticate(h, identifier.into(), secret.into())).map(ROption::into_option))
+    fn authenticate(
+        &self,
+        cx: &CallCx<'_>,
+        identifier: &str,
+        secret: &str,
+    ) -> HookResult<Option<abi::User>> {
+        with_host!(cx, |h| from_abi(self.0.authenticate(
+            h,
+            identifier.into(),
+            secret.into()
+        ))
+        .map(ROption::into_option))
     }
     fn post_authenticate(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
         with_host!(cx, |h| from_abi(self.0.post_authenticate(h, user)))
     }
     fn authentication_failed(&self, cx: &CallCx<'_>, identifier: &str) -> HookResult<()> {
-        with_host!(cx, |h| from_abi(self.0.authentication_failed(h, identifier.into())))
+        with_host!(cx, |h| from_abi(
+            self.0.authentication_failed(h, identifier.into())
+        ))
     }
     fn reauth_attempt(&self, cx: &CallCx<'_>, user: &abi::User, secret: &str) -> HookResult<bool> {
-        with_host!(cx, |h| from_abi(self.0.reauth_attempt(h, user, secret.into())))
+        with_host!(cx, |h| from_abi(self.0.reauth_attempt(
+            h,
+            user,
+            secret.into()
+        )))
     }
     fn post_reauth(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
         with_host!(cx, |h| from_abi(self.0.post_reauth(h, user)))
@@ -221,7 +256,12 @@ impl Hooks for PluginHooks {
     fn topic_save_before(&self, cx: &CallCx<'_>, topic: &abi::Topic) -> HookResult<abi::Topic> {
         with_host!(cx, |h| from_abi(self.0.topic_save_before(h, topic)))
     }
-    fn topic_save_after(&self, cx: &CallCx<'_>, topic: &abi::Topic, is_new: bool) -> HookResult<()> {
+    fn topic_save_after(
+        &self,
+        cx: &CallCx<'_>,
+        topic: &abi::Topic,
+        is_new: bool,
+    ) -> HookResult<()> {
         with_host!(cx, |h| from_abi(self.0.topic_save_after(h, topic, is_new)))
     }
     fn user_registered(&self, cx: &CallCx<'_>, username: &str) -> HookResult<()> {
@@ -231,6 +271,10 @@ impl Hooks for PluginHooks {
         with_host!(cx, |h| from_abi(self.0.wrap_before(h, call)))
     }
     fn wrap_after(&self, cx: &CallCx<'_>, call: &HookCall, outcome: Outcome) -> Outcome {
-        with_host!(cx, |h| Outcome::from_abi(&self.0.wrap_after(h, call, outcome.into_abi())))
+        with_host!(cx, |h| Outcome::from_abi(&self.0.wrap_after(
+            h,
+            call,
+            outcome.into_abi()
+        )))
     }
 }

@@ -10,11 +10,16 @@
 //! - [`instance`]: built-ins and plugin instances behind one trait; [`builtins`]: FlaskBB's defaults.
 //! - [`executor`]: the worker pool with per-call timeouts; [`request`]: one request's state.
 //! - [`store`]: FlaskBB's tables through diesel; [`password`]: bcrypt.
+//! - [`auth`], [`events`]: FlaskBB's flows over the chains.
+//! - [`server`]: Varlink on a Unix socket; [`client`]: a blocking client for the CLI and tests.
 //! - [`proto`]: the wire types shared by server, client and tests.
 
+pub mod auth;
 pub mod builtins;
 pub mod chain;
+pub mod client;
 pub mod config;
+pub mod events;
 pub mod executor;
 pub mod generation;
 pub mod hook;
@@ -23,4 +28,5 @@ pub mod loader;
 pub mod password;
 pub mod proto;
 pub mod request;
+pub mod server;
 pub mod store;

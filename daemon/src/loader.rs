@@ -17,7 +17,9 @@ use std::{
 };
 
 use abi_stable::{
-    abi_stability::abi_checking::{check_layout_compatibility_with_globals, get_checking_globals, CheckingGlobals},
+    abi_stability::abi_checking::{
+        check_layout_compatibility_with_globals, get_checking_globals, CheckingGlobals,
+    },
     library::{AbiHeaderRef, RootModule, ROOT_MODULE_LOADER_NAME_WITH_NUL},
     sabi_types::VersionNumber,
     std_types::{RErr, ROk},
@@ -39,7 +41,10 @@ pub struct LoadError {
 }
 
 fn fail(path: &Path, cause: impl Into<String>) -> LoadError {
-    LoadError { path: path.to_path_buf(), cause: cause.into() }
+    LoadError {
+        path: path.to_path_buf(),
+        cause: cause.into(),
+    }
 }
 
 /// One loaded plugin library: its root module and manifest.
@@ -53,19 +58,30 @@ pub struct Library {
 
 impl std::fmt::Debug for Library {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Library").field("path", &self.path).field("abi_version", &self.abi_version).finish()
+        f.debug_struct("Library")
+            .field("path", &self.path)
+            .field("abi_version", &self.abi_version)
+            .finish()
     }
 }
 
 impl Library {
     /// Makes one instance with its name, `config` JSON and the config file's directory.
-    pub fn instantiate(&self, instance: &str, config_json: &str, base_dir: &Path) -> Result<PluginBox, LoadError> {
+    pub fn instantiate(
+        &self,
+        instance: &str,
+        config_json: &str,
+        base_dir: &Path,
+    ) -> Result<PluginBox, LoadError> {
         let base = base_dir.to_string_lossy();
         match (self.module.new())(instance.into(), config_json.into(), base.as_ref().into()) {
             ROk(p) => Ok(p),
             RErr(e) => Err(fail(
                 &self.path,
-                format!("instance {instance:?}: init returned an error: {}", describe(&HookError::from_abi(&e))),
+                format!(
+                    "instance {instance:?}: init returned an error: {}",
+                    describe(&HookError::from_abi(&e))
+                ),
             )),
         }
     }
@@ -87,7 +103,13 @@ pub struct Loader {
 /// The `plugin-abi` version this daemon speaks.
 pub fn host_abi_version() -> VersionNumber {
     // The crate's own version strings always parse.
-    PluginMod_Ref::VERSION_STRINGS.parsed().unwrap_or(VersionNumber { major: 1, minor: 0, patch: 0 })
+    PluginMod_Ref::VERSION_STRINGS
+        .parsed()
+        .unwrap_or(VersionNumber {
+            major: 1,
+            minor: 0,
+            patch: 0,
+        })
 }
 
 impl Loader {
@@ -99,7 +121,10 @@ impl Loader {
             return if p.is_file() {
                 Ok(p)
             } else {
-                Err(fail(&p, "missing file: no such plugin library (check `library` in flaskbb.toml)"))
+                Err(fail(
+                    &p,
+                    "missing file: no such plugin library (check `library` in flaskbb.toml)",
+                ))
             };
         }
         let file = format!("lib{library}.so");
@@ -140,7 +165,9 @@ fn open(path: &Path) -> Result<Library, LoadError> {
     // SAFETY: loading runs the library's initialisers; plugins are trusted code
     // installed by the operator, as with PAM modules.
     let raw = unsafe { RawLib::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
-        let detail = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+        let detail = std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| e.to_string());
         fail(path, format!("cannot be loaded: {detail}"))
     })?;
     // SAFETY: the symbol, when present, is abi_stable's header static; libloading hands
@@ -160,10 +187,19 @@ fn open(path: &Path) -> Result<Library, LoadError> {
     std::mem::forget(raw);
 
     let lib_header = header.upgrade().map_err(|e| {
-        fail(path, format!("ABI mismatch: built with an incompatible abi_stable ({})", first_line(&e.to_string())))
+        fail(
+            path,
+            format!(
+                "ABI mismatch: built with an incompatible abi_stable ({})",
+                first_line(&e.to_string())
+            ),
+        )
     })?;
     let Some(layout) = lib_header.layout() else {
-        return Err(fail(path, "not a flaskbbd plugin: its root module carries no layout to check"));
+        return Err(fail(
+            path,
+            "not a flaskbbd plugin: its root module carries no layout to check",
+        ));
     };
     // The root module is abi_stable's `PrefixRef<…>`: the type it points to says whose
     // interface this is.
@@ -179,7 +215,10 @@ fn open(path: &Path) -> Result<Library, LoadError> {
         ));
     }
     let theirs = lib_header.version_strings().parsed().map_err(|e| {
-        fail(path, format!("ABI mismatch: unreadable plugin-abi version: {e}"))
+        fail(
+            path,
+            format!("ABI mismatch: unreadable plugin-abi version: {e}"),
+        )
     })?;
     let ours = host_abi_version();
     if theirs.major != ours.major {
@@ -194,25 +233,47 @@ fn open(path: &Path) -> Result<Library, LoadError> {
     // against private bookkeeping, so the process-wide view keeps our (larger) layout
     // and later plugins of the current version still check against it.
     let checked = if theirs.minor >= ours.minor {
-        check_layout_compatibility_with_globals(<PluginMod_Ref as StableAbi>::LAYOUT, layout, get_checking_globals())
+        check_layout_compatibility_with_globals(
+            <PluginMod_Ref as StableAbi>::LAYOUT,
+            layout,
+            get_checking_globals(),
+        )
     } else {
-        check_layout_compatibility_with_globals(layout, <PluginMod_Ref as StableAbi>::LAYOUT, &CheckingGlobals::new())
+        check_layout_compatibility_with_globals(
+            layout,
+            <PluginMod_Ref as StableAbi>::LAYOUT,
+            &CheckingGlobals::new(),
+        )
     };
     if let Err(e) = checked {
         let text = e.to_string();
-        let errors: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("Error:")).collect();
+        let errors: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("Error:"))
+            .collect();
         tracing::debug!(plugin = %path.display(), "layout check: {text}");
         return Err(fail(
             path,
             format!(
                 "ABI mismatch with plugin-abi {ours} (plugin built against {theirs}): {}",
-                if errors.is_empty() { first_line(&text).to_string() } else { errors.join("; ") }
+                if errors.is_empty() {
+                    first_line(&text).to_string()
+                } else {
+                    errors.join("; ")
+                }
             ),
         ));
     }
     // SAFETY: the layout was checked just above, in the direction that fits the versions.
-    let module = unsafe { lib_header.unchecked_layout::<PluginMod_Ref>() }
-        .map_err(|e| fail(path, format!("its root module failed to initialise: {}", first_line(&e.to_string()))))?;
+    let module = unsafe { lib_header.unchecked_layout::<PluginMod_Ref>() }.map_err(|e| {
+        fail(
+            path,
+            format!(
+                "its root module failed to initialise: {}",
+                first_line(&e.to_string())
+            ),
+        )
+    })?;
     let manifest = (module.manifest())();
     if !manifest.panic_unwind {
         return Err(fail(
@@ -225,7 +286,12 @@ fn open(path: &Path) -> Result<Library, LoadError> {
             tracing::warn!(plugin = %path.display(), hook = %decl.hook, "the manifest declares a hook this daemon does not know; it is ignored");
         }
     }
-    Ok(Library { path: path.to_path_buf(), module, manifest, abi_version: theirs.to_string() })
+    Ok(Library {
+        path: path.to_path_buf(),
+        module,
+        manifest,
+        abi_version: theirs.to_string(),
+    })
 }
 
 fn first_line(s: &str) -> &str {

@@ -1,14 +1,31 @@
-//! The `flaskbbd` command: the daemon and its operator CLI.
+//! The `flaskbbd` command: the daemon (`serve`) and the operator's CLI.
+//!
+//! `check`, `migrate` and `user …` work on the configuration and the store directly,
+//! with or without a running daemon; `plugins`, `hooks` and `auth` ask the running
+//! daemon over its socket.
 
-use std::{collections::HashMap, path::PathBuf, process::ExitCode, sync::Arc};
+use std::{
+    collections::HashMap,
+    io::{IsTerminal, Read},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
 
+use anyhow::{anyhow, bail, Context as _};
 use clap::{Parser, Subcommand};
 use flaskbbd::{
+    client::{CallError, Client},
     config::Config,
     generation::{render_chains, Generation},
     loader::Loader,
     password::Verifier,
+    proto::{HookChain, PluginInfo, User},
+    server::{self, Daemon},
+    store::{self, NewUser, Store},
 };
+use serde_json::json;
+use tokio::sync::watch;
 
 /// FlaskBB's plugin hooks and authentication pipeline as a native daemon.
 #[derive(Parser)]
@@ -23,17 +40,63 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon in the foreground, logging to stderr.
+    Serve,
     /// Validate the configuration, load every plugin, and print each chain in call order.
     Check,
+    /// Create the database if missing and run pending migrations.
+    Migrate,
+    /// Manage users in the store.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// List the running daemon's plugin instances.
+    Plugins,
+    /// Print the running daemon's chains in call order.
+    Hooks,
+    /// Authenticate through the running daemon; reads the secret without echo (or from
+    /// stdin when it is not a terminal).
+    Auth {
+        /// Username or email.
+        identifier: String,
+        /// Request context entries, KEY=VALUE (e.g. otp=123456).
+        #[arg(long = "context", value_name = "KEY=VALUE")]
+        context: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (in FlaskBB's Member group); reads the password without echo.
+    Add {
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// Create the account already activated.
+        #[arg(long)]
+        activated: bool,
+    },
+    /// Set a user's password; reads it without echo.
+    Passwd { identifier: String },
+    /// Activate a user (or deactivate with --off).
+    Activate {
+        identifier: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Ban a user (or lift the ban with --off).
+    Ban {
+        identifier: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// List users.
+    List,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-    ).init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("flaskbbd: {e:#}");
             ExitCode::FAILURE
@@ -41,15 +104,270 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .try_init();
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(store::open(&config.database.url, &config.base_dir)?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve => serve(&cli.config),
         Command::Check => {
-            let config = Arc::new(Config::load(&cli.config)?);
+            init_logging("warn");
+            let config = Arc::new(load(&cli.config)?);
             let verifier = Arc::new(Verifier::new(config.auth.bcrypt_cost)?);
-            let generation = Generation::build(1, config.clone(), &Loader::default(), verifier, &HashMap::new())?;
+            let generation = Generation::build(
+                1,
+                config.clone(),
+                &Loader::default(),
+                verifier,
+                &HashMap::new(),
+            )?;
             print!("{}", render_chains(&generation.describe()));
             println!("{}: OK", config.path.display());
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Migrate => {
+            init_logging("warn");
+            let config = load(&cli.config)?;
+            open_store(&config)?;
+            println!("{}: database is up to date", config.database.url);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(cmd) => {
+            init_logging("warn");
+            user(&load(&cli.config)?, cmd)
+        }
+        Command::Plugins => {
+            let plugins: Vec<PluginInfo> =
+                ask(&cli.config, "org.flaskbb.Admin.ListPlugins", "plugins")?;
+            for p in plugins {
+                println!(
+                    "{:<24} {:<8} {:<10} {}{}",
+                    p.name,
+                    if p.enabled { "enabled" } else { "disabled" },
+                    p.version.as_deref().unwrap_or("-"),
+                    p.origin,
+                    p.abi_version
+                        .map(|v| format!(" (plugin-abi {v})"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Hooks => {
+            let hooks: Vec<HookChain> = ask(&cli.config, "org.flaskbb.Admin.ListHooks", "hooks")?;
+            print!("{}", render_chains(&hooks));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Auth {
+            identifier,
+            context,
+        } => auth(&cli.config, &identifier, &context),
+    }
+}
+
+fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = load(config_path)?;
+    init_logging(&config.log.filter);
+    let daemon = Daemon::start(config_path)?;
+    let config = daemon.config();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.daemon.worker_count().max(2))
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let socket = config.daemon.socket.clone();
+        let listener = server::bind(&socket, config.daemon.socket_mode_bits()).map_err(|e| anyhow!(e))?;
+        let (tx, rx) = watch::channel(false);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            let which = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
+            tracing::info!("{which}: no new connections; finishing requests in flight");
+            let _ = tx.send(true);
+        });
+        tracing::info!(socket = %socket.display(), generation = daemon.generation().id, "listening");
+        server::serve(daemon.clone(), listener, rx).await;
+        let _ = std::fs::remove_file(&socket);
+        daemon.executor.shutdown();
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a secret: without echo from a terminal, else one line of stdin.
+fn read_secret(prompt: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        Ok(rpassword::prompt_password(prompt)?)
+    } else {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the secret from stdin")?;
+        Ok(s.strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&s)
+            .to_owned())
+    }
+}
+
+fn find(store: &dyn Store, identifier: &str) -> anyhow::Result<store::UserRecord> {
+    store.find_user(identifier)?.ok_or_else(|| {
+        anyhow!("no user {identifier:?} (by username or email); see `flaskbbd user list`")
+    })
+}
+
+fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(config)?;
+    let verifier = || Verifier::new(config.auth.bcrypt_cost);
+    match cmd {
+        UserCommand::Add {
+            username,
+            email,
+            activated,
+        } => {
+            let password = read_secret(&format!("Password for {username}: "))?;
+            let hash = verifier()?.hash(&password)?;
+            let r = store
+                .create_user(&NewUser {
+                    username: username.clone(),
+                    email,
+                    password_hash: hash,
+                    activated,
+                    primary_group_id: 4,
+                })
+                .map_err(|e| match e {
+                    store::StoreError::UserExists => {
+                        anyhow!("a user with username {username:?} or that email already exists")
+                    }
+                    other => anyhow!(other),
+                })?;
+            println!("created user {} (id {})", r.user.username, r.user.id);
+        }
+        UserCommand::Passwd { identifier } => {
+            let r = find(&*store, &identifier)?;
+            let password = read_secret(&format!("New password for {}: ", r.user.username))?;
+            store.set_password(r.user.id, &verifier()?.hash(&password)?)?;
+            println!("password of {} changed", r.user.username);
+        }
+        UserCommand::Activate { identifier, off } => {
+            let r = find(&*store, &identifier)?;
+            store.set_activated(r.user.id, !off)?;
+            println!(
+                "{} {}",
+                r.user.username,
+                if off { "deactivated" } else { "activated" }
+            );
+        }
+        UserCommand::Ban { identifier, off } => {
+            let r = find(&*store, &identifier)?;
+            store.set_banned(r.user.id, !off)?;
+            println!(
+                "{} {}",
+                r.user.username,
+                if off { "unbanned" } else { "banned" }
+            );
+        }
+        UserCommand::List => {
+            println!(
+                "{:>6}  {:<24} {:<32} {:<9} {:>8}  groups",
+                "id", "username", "email", "activated", "failures"
+            );
+            for r in store.list_users()? {
+                let u = r.user;
+                println!(
+                    "{:>6}  {:<24} {:<32} {:<9} {:>8}  {}",
+                    u.id,
+                    u.username,
+                    u.email,
+                    if u.activated { "yes" } else { "no" },
+                    u.login_attempts,
+                    u.groups.join(", ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn connect(config_path: &Path) -> anyhow::Result<Client> {
+    let config = load(config_path)?;
+    let socket = &config.daemon.socket;
+    Client::connect(socket).with_context(|| {
+        format!(
+            "cannot reach the daemon at {} (is `flaskbbd serve` running with this configuration?)",
+            socket.display()
+        )
+    })
+}
+
+fn ask<T: serde::de::DeserializeOwned>(
+    config_path: &Path,
+    method: &str,
+    field: &str,
+) -> anyhow::Result<T> {
+    let mut client = connect(config_path)?;
+    let reply = client.call(method, json!({})).map_err(|e| match e.name() {
+        Some(n) if n.ends_with("PermissionDenied") => {
+            anyhow!("{method}: permission denied: your uid is not in daemon.admin_uids")
+        }
+        _ => anyhow!("{method}: {e}"),
+    })?;
+    serde_json::from_value(reply[field].clone())
+        .with_context(|| format!("{method}: unexpected answer"))
+}
+
+fn auth(config_path: &Path, identifier: &str, context: &[String]) -> anyhow::Result<ExitCode> {
+    let mut ctx = serde_json::Map::new();
+    for kv in context {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--context {kv:?}: write KEY=VALUE")
+        };
+        ctx.insert(k.to_owned(), json!(v));
+    }
+    let mut client = connect(config_path)?;
+    let secret = read_secret(&format!("Password for {identifier}: "))?;
+    match client.call(
+        "org.flaskbb.Auth.Authenticate",
+        json!({ "identifier": identifier, "secret": secret, "context": ctx }),
+    ) {
+        Ok(reply) => {
+            let user: User =
+                serde_json::from_value(reply["user"].clone()).context("unexpected answer")?;
+            println!(
+                "authenticated: {} (id {}, groups: {})",
+                user.username,
+                user.id,
+                user.groups.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(CallError::Varlink { error, parameters }) => {
+            let why = parameters["reason"]
+                .as_str()
+                .or(parameters["message"].as_str())
+                .unwrap_or("")
+                .to_owned();
+            eprintln!("{}: {why}", error.rsplit('.').next().unwrap_or(&error));
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
     }
 }

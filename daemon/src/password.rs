@@ -25,7 +25,8 @@ pub struct Verifier {
 impl Verifier {
     /// Makes a verifier whose dummy hash has `cost`, the configured cost of new hashes.
     pub fn new(cost: u32) -> Result<Verifier, PasswordError> {
-        let dummy = bcrypt::hash("flaskbbd: no such user", cost).map_err(|e| PasswordError::Hash(e.to_string()))?;
+        let dummy = bcrypt::hash("flaskbbd: no such user", cost)
+            .map_err(|e| PasswordError::Hash(e.to_string()))?;
         Ok(Verifier { cost, dummy })
     }
 
@@ -44,9 +45,14 @@ impl Verifier {
     /// hash format this build cannot check all cost one dummy verify and answer false.
     pub fn verify(&self, secret: &str, hash: Option<&str>) -> bool {
         match hash {
-            Some(h) if secret.len() <= MAX_SECRET_BYTES && is_bcrypt(h) => bcrypt::verify(secret, h).unwrap_or(false),
+            Some(h) if secret.len() <= MAX_SECRET_BYTES && is_bcrypt(h) => {
+                bcrypt::verify(secret, h).unwrap_or(false)
+            }
             Some(h) if !is_bcrypt(h) => {
-                tracing::warn!("a stored password hash is not bcrypt ({}); it cannot be verified", scheme_of(h));
+                tracing::warn!(
+                    "a stored password hash is not bcrypt ({}); it cannot be verified",
+                    scheme_of(h)
+                );
                 self.dummy_verify(secret)
             }
             _ => self.dummy_verify(secret),
@@ -54,19 +60,28 @@ impl Verifier {
     }
 
     fn dummy_verify(&self, secret: &str) -> bool {
-        let s = if secret.len() > MAX_SECRET_BYTES { &secret[..secret.floor_char_boundary(MAX_SECRET_BYTES)] } else { secret };
+        let s = if secret.len() > MAX_SECRET_BYTES {
+            &secret[..secret.floor_char_boundary(MAX_SECRET_BYTES)]
+        } else {
+            secret
+        };
         let _ = bcrypt::verify(s, &self.dummy);
         false
     }
 }
 
 fn is_bcrypt(h: &str) -> bool {
-    ["$2a$", "$2b$", "$2y$", "$2x$"].iter().any(|p| h.starts_with(p))
+    ["$2a$", "$2b$", "$2y$", "$2x$"]
+        .iter()
+        .any(|p| h.starts_with(p))
 }
 
 /// The scheme part of a hash, for logs (never the hash itself).
 fn scheme_of(h: &str) -> &str {
-    h.split(['$', ':']).next().filter(|s| !s.is_empty() && s.len() < 16).unwrap_or("unknown")
+    h.split(['$', ':'])
+        .next()
+        .filter(|s| !s.is_empty() && s.len() < 16)
+        .unwrap_or("unknown")
 }
 
 #[cfg(test)]

@@ -113,7 +113,11 @@ pub mod convert {
             last_failed_login: ropt(&u.last_failed_login),
             date_joined: u.date_joined.as_str().into(),
             primary_group_id: u.primary_group_id.into(),
-            groups: u.groups.iter().map(|g| RString::from(g.as_str())).collect::<RVec<_>>(),
+            groups: u
+                .groups
+                .iter()
+                .map(|g| RString::from(g.as_str()))
+                .collect::<RVec<_>>(),
             banned,
         }
     }
@@ -126,7 +130,11 @@ pub mod convert {
             email: u.email.to_string(),
             activated: u.activated,
             login_attempts: u.login_attempts,
-            last_failed_login: u.last_failed_login.as_ref().map(|s| s.to_string()).into_option(),
+            last_failed_login: u
+                .last_failed_login
+                .as_ref()
+                .map(|s| s.to_string())
+                .into_option(),
             date_joined: u.date_joined.to_string(),
             primary_group_id: u.primary_group_id.into_option(),
             groups: u.groups.iter().map(|g| g.to_string()).collect(),

@@ -62,7 +62,9 @@ impl Request {
     /// Queues a change for the request's commit.
     pub fn push(&self, op: Op) -> Result<(), HookError> {
         if self.is_abandoned() {
-            return Err(HookError::failed("the request this call belongs to has already ended (it timed out)"));
+            return Err(HookError::failed(
+                "the request this call belongs to has already ended (it timed out)",
+            ));
         }
         lock(&self.pending).push(op);
         Ok(())
@@ -76,18 +78,29 @@ impl Request {
     /// A plugin's key-value read, seeing the request's own pending writes first.
     pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, HookError> {
         let pending = lock(&self.pending).iter().rev().find_map(|op| match op {
-            Op::KvSet { plugin: p, key: k, value } if p == plugin && k == key => Some(value.clone()),
+            Op::KvSet {
+                plugin: p,
+                key: k,
+                value,
+            } if p == plugin && k == key => Some(value.clone()),
             _ => None,
         });
         match pending {
             Some(v) => Ok(v),
-            None => self.store.kv_get(plugin, key).map_err(|e| HookError::failed(e.to_string())),
+            None => self
+                .store
+                .kv_get(plugin, key)
+                .map_err(|e| HookError::failed(e.to_string())),
         }
     }
 
     /// Marks `instance` as running `hook` now.
     pub fn enter(&self, instance: &Arc<str>, hook: Hook) {
-        *lock(&self.current) = Some(CurrentCall { instance: instance.clone(), hook, since: Instant::now() });
+        *lock(&self.current) = Some(CurrentCall {
+            instance: instance.clone(),
+            hook,
+            since: Instant::now(),
+        });
     }
 
     /// Marks that no impl is running.
@@ -102,12 +115,16 @@ impl Request {
 
     /// The worker finished the request; false when it had been abandoned first.
     pub fn finish(&self) -> bool {
-        self.state.compare_exchange(RUNNING, DONE, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.state
+            .compare_exchange(RUNNING, DONE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// The waiter gives up on the request; false when the worker finished first.
     pub fn abandon(&self) -> bool {
-        self.state.compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.state
+            .compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     pub fn is_abandoned(&self) -> bool {

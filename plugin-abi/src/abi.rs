@@ -16,7 +16,7 @@ use abi_stable::{
     nonexhaustive_enum::{NonExhaustive, NonExhaustiveFor},
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, RResult, RStr, RString, RVec, ROption, Tuple2},
+    std_types::{RBox, ROption, RResult, RStr, RString, RVec, Tuple2},
     StableAbi,
 };
 

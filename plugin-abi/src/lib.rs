@@ -19,10 +19,10 @@ pub mod prelude {
     pub use crate::export_plugin;
     pub use crate::sdk::{
         AuthenticationFailureHandler, AuthenticationProvider, Ctx, HookCall, HookError, HookOrder,
-        HookResult, HookWrapper, Init, LogLevel, Outcome, PluginInstance, Post, PostAuthenticationHandler,
-        PostReauthenticateHandler, PostSaveAfterHandler, PostSaveBeforeHandler, ReauthenticateFailureHandler,
-        ReauthenticateProvider, Tier, Topic, TopicSaveAfterHandler, TopicSaveBeforeHandler, User,
-        UserRegisteredHandler, Value,
+        HookResult, HookWrapper, Init, LogLevel, Outcome, PluginInstance, Post,
+        PostAuthenticationHandler, PostReauthenticateHandler, PostSaveAfterHandler,
+        PostSaveBeforeHandler, ReauthenticateFailureHandler, ReauthenticateProvider, Tier, Topic,
+        TopicSaveAfterHandler, TopicSaveBeforeHandler, User, UserRegisteredHandler, Value,
     };
 }
 

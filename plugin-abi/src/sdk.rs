@@ -14,11 +14,11 @@ use std::{
     time::Duration,
 };
 
-use abi_stable::std_types::{RBox, RErr, ROk, RResult, RNone, ROption, RSome, RStr, RString};
+use abi_stable::std_types::{RBox, RErr, RNone, ROk, ROption, RResult, RSome, RStr, RString};
 use serde::de::DeserializeOwned;
 
-pub use crate::abi::{HookCall, LogLevel, Post, Tier, Topic, User};
 use crate::abi::{AbiError, AbiValue, ErrorBox, HostRef, ValueBox, WrapOutcome};
+pub use crate::abi::{HookCall, LogLevel, Post, Tier, Topic, User};
 pub use crate::hooks;
 
 /// Why a hook did not answer normally. The first three are FlaskBB's control flow:
@@ -40,30 +40,44 @@ pub enum HookError {
 impl HookError {
     /// `StopAuthentication` with `reason`.
     pub fn stop(reason: impl Into<String>) -> Self {
-        HookError::StopAuthentication { reason: reason.into() }
+        HookError::StopAuthentication {
+            reason: reason.into(),
+        }
     }
     /// `ForceLogout` with `reason`.
     pub fn force_logout(reason: impl Into<String>) -> Self {
-        HookError::ForceLogout { reason: reason.into() }
+        HookError::ForceLogout {
+            reason: reason.into(),
+        }
     }
     /// `Rejected` with `reason`.
     pub fn rejected(reason: impl Into<String>) -> Self {
-        HookError::Rejected { reason: reason.into() }
+        HookError::Rejected {
+            reason: reason.into(),
+        }
     }
     /// `Failed` with `message`.
     pub fn failed(message: impl Into<String>) -> Self {
-        HookError::Failed { message: message.into() }
+        HookError::Failed {
+            message: message.into(),
+        }
     }
 
     /// Converts for the boundary.
     pub fn into_abi(self) -> ErrorBox {
         match self {
-            HookError::StopAuthentication { reason } => {
-                AbiError::StopAuthentication { reason: reason.into() }
-            }
-            HookError::ForceLogout { reason } => AbiError::ForceLogout { reason: reason.into() },
-            HookError::Rejected { reason } => AbiError::Rejected { reason: reason.into() },
-            HookError::Failed { message } => AbiError::Failed { message: message.into() },
+            HookError::StopAuthentication { reason } => AbiError::StopAuthentication {
+                reason: reason.into(),
+            },
+            HookError::ForceLogout { reason } => AbiError::ForceLogout {
+                reason: reason.into(),
+            },
+            HookError::Rejected { reason } => AbiError::Rejected {
+                reason: reason.into(),
+            },
+            HookError::Failed { message } => AbiError::Failed {
+                message: message.into(),
+            },
             HookError::NotImplemented => AbiError::NotImplemented,
         }
         .boxed()
@@ -172,11 +186,17 @@ impl Outcome {
         Outcome {
             result: match &outcome.result {
                 ROk(v) => Value::from_abi(v).ok_or_else(|| {
-                    HookError::failed("a wrapper returned a kind of value this daemon does not know")
+                    HookError::failed(
+                        "a wrapper returned a kind of value this daemon does not know",
+                    )
                 }),
                 RErr(e) => Err(HookError::from_abi(e)),
             },
-            decided_by: outcome.decided_by.as_ref().map(|s| s.to_string()).into_option(),
+            decided_by: outcome
+                .decided_by
+                .as_ref()
+                .map(|s| s.to_string())
+                .into_option(),
             duration: Duration::from_micros(outcome.duration_us),
         }
     }
@@ -226,7 +246,10 @@ impl<'a> Ctx<'a> {
     }
     /// One value of the request context (`remote_addr`, `user_agent`, `otp`, …).
     pub fn context(&self, key: &str) -> Option<String> {
-        self.host.context(key.into()).map(String::from).into_option()
+        self.host
+            .context(key.into())
+            .map(String::from)
+            .into_option()
     }
     /// The whole request context, as the client sent it.
     pub fn context_all(&self) -> Vec<(String, String)> {
@@ -273,11 +296,22 @@ pub struct HookOrder {
 
 impl HookOrder {
     /// Normal tier, priority 0, no constraints.
-    pub const NORMAL: HookOrder = HookOrder { tier: Tier::NORMAL, priority: 0, before: &[], after: &[] };
+    pub const NORMAL: HookOrder = HookOrder {
+        tier: Tier::NORMAL,
+        priority: 0,
+        before: &[],
+        after: &[],
+    };
     /// `tryfirst`, priority 0.
-    pub const TRYFIRST: HookOrder = HookOrder { tier: Tier::TRYFIRST, ..HookOrder::NORMAL };
+    pub const TRYFIRST: HookOrder = HookOrder {
+        tier: Tier::TRYFIRST,
+        ..HookOrder::NORMAL
+    };
     /// `trylast`, priority 0.
-    pub const TRYLAST: HookOrder = HookOrder { tier: Tier::TRYLAST, ..HookOrder::NORMAL };
+    pub const TRYLAST: HookOrder = HookOrder {
+        tier: Tier::TRYLAST,
+        ..HookOrder::NORMAL
+    };
 
     /// This order with `priority`.
     pub const fn with_priority(self, priority: i32) -> Self {
@@ -344,7 +378,12 @@ pub trait PluginInstance: Sized + Send + Sync + 'static {
 /// try; `Err(HookError::stop(..))` ends authentication.
 pub trait AuthenticationProvider: Send + Sync {
     const ORDER: HookOrder = HookOrder::NORMAL;
-    fn authenticate(&self, cx: &Ctx<'_>, identifier: &str, secret: &str) -> HookResult<Option<User>>;
+    fn authenticate(
+        &self,
+        cx: &Ctx<'_>,
+        identifier: &str,
+        secret: &str,
+    ) -> HookResult<Option<User>>;
 }
 
 /// `flaskbb_post_authenticate`: runs after a provider found the user; may still refuse
@@ -475,8 +514,12 @@ pub fn guard_after(f: impl FnOnce() -> Outcome, decided_by: Option<String>) -> W
             let text = LAST_PANIC
                 .with(|p| p.borrow_mut().take())
                 .unwrap_or_else(|| "panicked".to_owned());
-            Outcome { result: Err(HookError::failed(text)), decided_by, duration: Duration::ZERO }
-                .into_abi()
+            Outcome {
+                result: Err(HookError::failed(text)),
+                decided_by,
+                duration: Duration::ZERO,
+            }
+            .into_abi()
         }
     }
 }
@@ -582,17 +625,39 @@ macro_rules! __flaskbbd_decls {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __flaskbbd_hook_name {
-    (AuthenticationProvider) => { $crate::hooks::AUTHENTICATE };
-    (PostAuthenticationHandler) => { $crate::hooks::POST_AUTHENTICATE };
-    (AuthenticationFailureHandler) => { $crate::hooks::AUTHENTICATION_FAILED };
-    (ReauthenticateProvider) => { $crate::hooks::REAUTH_ATTEMPT };
-    (PostReauthenticateHandler) => { $crate::hooks::POST_REAUTH };
-    (ReauthenticateFailureHandler) => { $crate::hooks::REAUTH_FAILED };
-    (PostSaveBeforeHandler) => { $crate::hooks::POST_SAVE_BEFORE };
-    (PostSaveAfterHandler) => { $crate::hooks::POST_SAVE_AFTER };
-    (TopicSaveBeforeHandler) => { $crate::hooks::TOPIC_SAVE_BEFORE };
-    (TopicSaveAfterHandler) => { $crate::hooks::TOPIC_SAVE_AFTER };
-    (UserRegisteredHandler) => { $crate::hooks::USER_REGISTERED };
+    (AuthenticationProvider) => {
+        $crate::hooks::AUTHENTICATE
+    };
+    (PostAuthenticationHandler) => {
+        $crate::hooks::POST_AUTHENTICATE
+    };
+    (AuthenticationFailureHandler) => {
+        $crate::hooks::AUTHENTICATION_FAILED
+    };
+    (ReauthenticateProvider) => {
+        $crate::hooks::REAUTH_ATTEMPT
+    };
+    (PostReauthenticateHandler) => {
+        $crate::hooks::POST_REAUTH
+    };
+    (ReauthenticateFailureHandler) => {
+        $crate::hooks::REAUTH_FAILED
+    };
+    (PostSaveBeforeHandler) => {
+        $crate::hooks::POST_SAVE_BEFORE
+    };
+    (PostSaveAfterHandler) => {
+        $crate::hooks::POST_SAVE_AFTER
+    };
+    (TopicSaveBeforeHandler) => {
+        $crate::hooks::TOPIC_SAVE_BEFORE
+    };
+    (TopicSaveAfterHandler) => {
+        $crate::hooks::TOPIC_SAVE_AFTER
+    };
+    (UserRegisteredHandler) => {
+        $crate::hooks::USER_REGISTERED
+    };
 }
 
 #[doc(hidden)]
@@ -604,11 +669,17 @@ macro_rules! __flaskbbd_methods {
             host: $crate::abi::HostRef<'_>,
             identifier: $crate::reexports::RStr<'_>,
             secret: $crate::reexports::RStr<'_>,
-        ) -> $crate::reexports::RResult<$crate::reexports::ROption<$crate::abi::User>, $crate::abi::ErrorBox> {
+        ) -> $crate::reexports::RResult<
+            $crate::reexports::ROption<$crate::abi::User>,
+            $crate::abi::ErrorBox,
+        > {
             let cx = $crate::sdk::Ctx::new(host);
             $crate::sdk::guard(|| {
                 <$ty as $crate::sdk::AuthenticationProvider>::authenticate(
-                    &self.0, &cx, identifier.as_str(), secret.as_str(),
+                    &self.0,
+                    &cx,
+                    identifier.as_str(),
+                    secret.as_str(),
                 )
                 .map($crate::sdk::ropt)
             })
@@ -622,7 +693,9 @@ macro_rules! __flaskbbd_methods {
         ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
             let cx = $crate::sdk::Ctx::new(host);
             $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::PostAuthenticationHandler>::handle_post_auth(&self.0, &cx, user)
+                <$ty as $crate::sdk::PostAuthenticationHandler>::handle_post_auth(
+                    &self.0, &cx, user,
+                )
             })
         }
     };
@@ -635,7 +708,9 @@ macro_rules! __flaskbbd_methods {
             let cx = $crate::sdk::Ctx::new(host);
             $crate::sdk::guard(|| {
                 <$ty as $crate::sdk::AuthenticationFailureHandler>::handle_authentication_failure(
-                    &self.0, &cx, identifier.as_str(),
+                    &self.0,
+                    &cx,
+                    identifier.as_str(),
                 )
             })
         }
@@ -649,7 +724,12 @@ macro_rules! __flaskbbd_methods {
         ) -> $crate::reexports::RResult<bool, $crate::abi::ErrorBox> {
             let cx = $crate::sdk::Ctx::new(host);
             $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::ReauthenticateProvider>::reauthenticate(&self.0, &cx, user, secret.as_str())
+                <$ty as $crate::sdk::ReauthenticateProvider>::reauthenticate(
+                    &self.0,
+                    &cx,
+                    user,
+                    secret.as_str(),
+                )
             })
         }
     };
@@ -661,7 +741,9 @@ macro_rules! __flaskbbd_methods {
         ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
             let cx = $crate::sdk::Ctx::new(host);
             $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::PostReauthenticateHandler>::handle_post_reauth(&self.0, &cx, user)
+                <$ty as $crate::sdk::PostReauthenticateHandler>::handle_post_reauth(
+                    &self.0, &cx, user,
+                )
             })
         }
     };
@@ -673,7 +755,9 @@ macro_rules! __flaskbbd_methods {
         ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
             let cx = $crate::sdk::Ctx::new(host);
             $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::ReauthenticateFailureHandler>::handle_reauth_failure(&self.0, &cx, user)
+                <$ty as $crate::sdk::ReauthenticateFailureHandler>::handle_reauth_failure(
+                    &self.0, &cx, user,
+                )
             })
         }
     };
@@ -685,7 +769,11 @@ macro_rules! __flaskbbd_methods {
         ) -> $crate::reexports::RResult<$crate::abi::Post, $crate::abi::ErrorBox> {
             let cx = $crate::sdk::Ctx::new(host);
             $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::PostSaveBeforeHandler>::post_save_before(&self.0, &cx, post.clone())
+                <$ty as $crate::sdk::PostSaveBeforeHandler>::post_save_before(
+                    &self.0,
+                    &cx,
+                    post.clone(),
+                )
             })
         }
     };
@@ -698,7 +786,9 @@ macro_rules! __flaskbbd_methods {
         ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
             let cx = $crate::sdk::Ctx::new(host);
             $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::PostSaveAfterHandler>::post_save_after(&self.0, &cx, post, is_new)
+                <$ty as $crate::sdk::PostSaveAfterHandler>::post_save_after(
+                    &self.0, &cx, post, is_new,
+                )
             })
         }
     };
@@ -710,7 +800,11 @@ macro_rules! __flaskbbd_methods {
         ) -> $crate::reexports::RResult<$crate::abi::Topic, $crate::abi::ErrorBox> {
             let cx = $crate::sdk::Ctx::new(host);
             $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::TopicSaveBeforeHandler>::topic_save_before(&self.0, &cx, topic.clone())
+                <$ty as $crate::sdk::TopicSaveBeforeHandler>::topic_save_before(
+                    &self.0,
+                    &cx,
+                    topic.clone(),
+                )
             })
         }
     };
@@ -723,7 +817,9 @@ macro_rules! __flaskbbd_methods {
         ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
             let cx = $crate::sdk::Ctx::new(host);
             $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::TopicSaveAfterHandler>::topic_save_after(&self.0, &cx, topic, is_new)
+                <$ty as $crate::sdk::TopicSaveAfterHandler>::topic_save_after(
+                    &self.0, &cx, topic, is_new,
+                )
             })
         }
     };
@@ -735,7 +831,11 @@ macro_rules! __flaskbbd_methods {
         ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
             let cx = $crate::sdk::Ctx::new(host);
             $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::UserRegisteredHandler>::user_registered(&self.0, &cx, username.as_str())
+                <$ty as $crate::sdk::UserRegisteredHandler>::user_registered(
+                    &self.0,
+                    &cx,
+                    username.as_str(),
+                )
             })
         }
     };

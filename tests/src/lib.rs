@@ -14,7 +14,10 @@ use std::{
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -22,8 +25,16 @@ fn cargo() -> Command {
 }
 
 fn run_cargo(args: &[&str], what: &str) {
-    let out = cargo().args(args).current_dir(root()).output().expect("cargo runs");
-    assert!(out.status.success(), "building {what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = cargo()
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building {what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Builds the workspace (daemon and every shipped plugin, debug profile) once per test
@@ -32,7 +43,10 @@ pub fn build() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            run_cargo(&["build", "--workspace", "--exclude", "flaskbbd-tests"], "the workspace");
+            run_cargo(
+                &["build", "--workspace", "--exclude", "flaskbbd-tests"],
+                "the workspace",
+            );
             root().join("target/debug")
         })
         .clone()
@@ -52,7 +66,13 @@ pub fn fixture(name: &str) -> PathBuf {
     if !built.iter().any(|b| b == name) {
         let manifest = root().join("tests/fixtures").join(name).join("Cargo.toml");
         run_cargo(
-            &["build", "--manifest-path", manifest.to_str().unwrap(), "--target-dir", target.to_str().unwrap()],
+            &[
+                "build",
+                "--manifest-path",
+                manifest.to_str().unwrap(),
+                "--target-dir",
+                target.to_str().unwrap(),
+            ],
             &format!("fixture {name}"),
         );
         built.push(name.to_owned());
@@ -98,7 +118,10 @@ pub fn variant_plugin(name: &str, version: &str, patch: impl Fn(String) -> Strin
          impl PostAuthenticationHandler for P { fn handle_post_auth(&self, _: &Ctx<'_>, _: &User) -> HookResult<()> { Ok(()) } }\n\
          export_plugin! { plugin: P, name: \"variant\", description: \"test variant\", hooks: [PostAuthenticationHandler] }\n",
     );
-    write_if_changed(&dir.join("Cargo.toml"), "[workspace]\nresolver = \"2\"\nmembers = [\"plugin\"]\n");
+    write_if_changed(
+        &dir.join("Cargo.toml"),
+        "[workspace]\nresolver = \"2\"\nmembers = [\"plugin\"]\n",
+    );
     let target = root().join("target/fixtures");
     run_cargo(
         &[
@@ -172,23 +195,38 @@ impl Drop for Scratch {
 
 /// Runs `flaskbbd ARGS` and returns its output.
 pub fn flaskbbd(args: &[&str]) -> Output {
-    Command::new(flaskbbd_bin()).args(args).output().expect("flaskbbd runs")
+    Command::new(flaskbbd_bin())
+        .args(args)
+        .output()
+        .expect("flaskbbd runs")
 }
 
 /// stdout and stderr of an output, as text.
 pub fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The trace lines `scripted` wrote to `file`, as JSON values.
 pub fn trace(scratch: &Scratch, file: &str) -> Vec<serde_json::Value> {
-    scratch.read(file).lines().map(|l| serde_json::from_str(l).expect("a trace line is JSON")).collect()
+    scratch
+        .read(file)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a trace line is JSON"))
+        .collect()
 }
 
 /// `(instance, hook)` of each trace line.
 pub fn trace_calls(scratch: &Scratch, file: &str) -> Vec<(String, String)> {
     trace(scratch, file)
         .iter()
-        .map(|v| (v["instance"].as_str().unwrap_or("").to_owned(), v["hook"].as_str().unwrap_or("").to_owned()))
+        .map(|v| {
+            (
+                v["instance"].as_str().unwrap_or("").to_owned(),
+                v["hook"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect()
 }

@@ -61,19 +61,39 @@ fn shipped_config_checks_and_prints_every_chain() {
     let s = Scratch::new("shipped");
     let shipped = std::fs::read_to_string(flaskbbd_tests::root().join("flaskbb.toml")).unwrap();
     let debug_dir = build().display().to_string();
-    let cfg = s.write("flaskbb.toml", &shipped.replace("dirs = [\"target/release\"]", &format!("dirs = [{debug_dir:?}]")));
+    let cfg = s.write(
+        "flaskbb.toml",
+        &shipped.replace(
+            "dirs = [\"target/release\"]",
+            &format!("dirs = [{debug_dir:?}]"),
+        ),
+    );
     let out = flaskbbd(&["check", "--config", cfg.to_str().unwrap()]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     for hook in plugin_abi::hooks::ALL {
-        assert!(stdout.lines().any(|l| l == *hook), "missing chain {hook}:\n{stdout}");
+        assert!(
+            stdout.lines().any(|l| l == *hook),
+            "missing chain {hook}:\n{stdout}"
+        );
     }
-    assert_eq!(chain_lines(&stdout, "flaskbb_authenticate"), ["lockout", "example", "default_provider"]);
+    assert_eq!(
+        chain_lines(&stdout, "flaskbb_authenticate"),
+        ["lockout", "example", "default_provider"]
+    );
     assert_eq!(
         chain_lines(&stdout, "flaskbb_post_authenticate"),
-        ["clear_failed_logins", "block_unactivated", "block_banned", "example"]
+        [
+            "clear_failed_logins",
+            "block_unactivated",
+            "block_banned",
+            "example"
+        ]
     );
-    assert!(stdout.contains("tryfirst priority 0    builtin"), "{stdout}");
+    assert!(
+        stdout.contains("tryfirst priority 0    builtin"),
+        "{stdout}"
+    );
     assert!(stdout.contains("libscripted.so"), "{stdout}");
 }
 
@@ -123,12 +143,18 @@ fn chains_call_in_the_documented_order_and_check_prints_the_same() {
     let expected = ["c", "e", "a", "f", "b", "d"];
     let (ok, stdout, stderr) = check(&s, ORDER_CONFIG);
     assert!(ok, "{stderr}");
-    assert_eq!(chain_lines(&stdout, "flaskbb_event_user_registered"), expected);
+    assert_eq!(
+        chain_lines(&stdout, "flaskbb_event_user_registered"),
+        expected
+    );
 
     let (g, store) = generation(&s, ORDER_CONFIG);
     let out = g.call(&request(&store), Input::UserRegistered { username: "x" });
     assert_eq!(out.result, Ok(Value::Nothing));
-    let calls: Vec<String> = trace_calls(&s, "trace.jsonl").into_iter().map(|(i, _)| i).collect();
+    let calls: Vec<String> = trace_calls(&s, "trace.jsonl")
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
     assert_eq!(calls, expected);
     assert_eq!(trace(&s, "trace.jsonl")[0]["args"]["username"], "x");
 }
@@ -160,9 +186,24 @@ wrapper = true
     assert_eq!(out.result, Ok(Value::Nothing));
     let phases: Vec<String> = trace(&s, "trace.jsonl")
         .iter()
-        .map(|v| format!("{}:{}", v["instance"].as_str().unwrap(), v["args"]["phase"].as_str().unwrap_or("call")))
+        .map(|v| {
+            format!(
+                "{}:{}",
+                v["instance"].as_str().unwrap(),
+                v["args"]["phase"].as_str().unwrap_or("call")
+            )
+        })
         .collect();
-    assert_eq!(phases, ["w1:before", "w2:before", "plain:call", "w2:after", "w1:after"]);
+    assert_eq!(
+        phases,
+        [
+            "w1:before",
+            "w2:before",
+            "plain:call",
+            "w2:after",
+            "w1:after"
+        ]
+    );
 }
 
 #[test]
@@ -193,11 +234,23 @@ wrapper = true
         groups: Default::default(),
         banned: false,
     };
-    let out = g.call(&request(&store), Input::ReauthAttempt { user: &user, secret: "s" });
+    let out = g.call(
+        &request(&store),
+        Input::ReauthAttempt {
+            user: &user,
+            secret: "s",
+        },
+    );
     assert_eq!(out.result, Ok(Value::True));
     assert_eq!(out.decided_by.as_deref(), Some("w"));
-    let after = trace(&s, "trace.jsonl").into_iter().find(|v| v["args"]["phase"] == "after").unwrap();
-    assert_eq!(after["args"]["outcome"]["err"], "StopAuthentication: inner no");
+    let after = trace(&s, "trace.jsonl")
+        .into_iter()
+        .find(|v| v["args"]["phase"] == "after")
+        .unwrap();
+    assert_eq!(
+        after["args"]["outcome"]["err"],
+        "StopAuthentication: inner no"
+    );
     assert_eq!(after["args"]["decided_by"], "deny");
 }
 
@@ -228,14 +281,26 @@ config = { trace = "trace.jsonl", on = { flaskbb_reauth_attempt = { action = "re
     .unwrap();
     let user = flaskbbd::proto::convert::user_to_abi(&user.user, false);
     let req = request(&store);
-    let out = g.call(&req, Input::ReauthAttempt { user: &user, secret: "s" });
+    let out = g.call(
+        &req,
+        Input::ReauthAttempt {
+            user: &user,
+            secret: "s",
+        },
+    );
     assert_eq!(out.result, Ok(Value::True));
     assert_eq!(out.decided_by.as_deref(), Some("yes"));
     let out = g.call(&req, Input::PostReauth { user: &user });
     assert_eq!(out.result, Err(HookError::stop("second factor missing")));
     // "yes" registered last runs first; "after" never ran for either hook, and the
     // built-in clear_failed_logins_on_reauth (registered first) did not run either.
-    assert_eq!(trace_calls(&s, "trace.jsonl").into_iter().map(|c| c.0).collect::<Vec<_>>(), ["yes", "yes"]);
+    assert_eq!(
+        trace_calls(&s, "trace.jsonl")
+            .into_iter()
+            .map(|c| c.0)
+            .collect::<Vec<_>>(),
+        ["yes", "yes"]
+    );
     assert!(req.take_ops().is_empty());
 }
 
@@ -253,7 +318,10 @@ library = "scripted"
 config = { on = { flaskbb_event_post_save_before = { action = "append", text = " [two]" } } }
 "#;
     let (g, store) = generation(&s, cfg);
-    let post = plugin_abi::abi::Post { content: "hello".into(), ..Default::default() };
+    let post = plugin_abi::abi::Post {
+        content: "hello".into(),
+        ..Default::default()
+    };
     let out = g.call(&request(&store), Input::PostSaveBefore { post });
     match out.result {
         Ok(Value::Post(p)) => assert_eq!(p.content.as_str(), "hello [two] [one]"),
@@ -275,13 +343,25 @@ library = "scripted"
 config = { trace = "deny.jsonl", on = { flaskbb_authenticate = { action = "stop", reason = "no" } } }
 "#;
     let (g, store) = generation(&s, cfg);
-    let out = g.call(&request(&store), Input::Authenticate { identifier: "bob", secret: "pw" });
+    let out = g.call(
+        &request(&store),
+        Input::Authenticate {
+            identifier: "bob",
+            secret: "pw",
+        },
+    );
     assert_eq!(out.result, Err(HookError::stop("no")));
     assert_eq!(out.decided_by.as_deref(), Some("deny"));
-    assert_eq!(trace_calls(&s, "deny.jsonl"), [("deny".into(), "flaskbb_authenticate".into())]);
+    assert_eq!(
+        trace_calls(&s, "deny.jsonl"),
+        [("deny".into(), "flaskbb_authenticate".into())]
+    );
     // "deny" registered last runs first and stopped the chain: "quiet" never ran.
     assert!(trace(&s, "quiet.jsonl").is_empty());
-    assert!(!s.read("deny.jsonl").contains("pw"), "the trace must never hold the secret");
+    assert!(
+        !s.read("deny.jsonl").contains("pw"),
+        "the trace must never hold the secret"
+    );
 }
 
 #[test]
@@ -295,11 +375,20 @@ config = { on = { flaskbb_authenticate = { action = "panic", message = "kaboom" 
 "#;
     let (g, store) = generation(&s, cfg);
     for _ in 0..3 {
-        let out = g.call(&request(&store), Input::Authenticate { identifier: "x", secret: "y" });
+        let out = g.call(
+            &request(&store),
+            Input::Authenticate {
+                identifier: "x",
+                secret: "y",
+            },
+        );
         assert_eq!(out.decided_by.as_deref(), Some("boom"));
         match out.result {
             Err(HookError::Failed { message }) => {
-                assert!(message.starts_with("panicked at plugins/scripted/src/lib.rs:"), "{message}");
+                assert!(
+                    message.starts_with("panicked at plugins/scripted/src/lib.rs:"),
+                    "{message}"
+                );
                 assert!(message.ends_with(": kaboom"), "{message}");
             }
             other => panic!("expected a failure, got {other:?}"),
@@ -317,10 +406,15 @@ library = "scripted"
 config = { on = { flaskbb_authentication_failed = { action = "reject", reason = "r" } } }
 "#;
     let (g, store) = generation(&s, cfg);
-    let out = g.call(&request(&store), Input::AuthenticationFailed { identifier: "x" });
+    let out = g.call(
+        &request(&store),
+        Input::AuthenticationFailed { identifier: "x" },
+    );
     assert_eq!(
         out.result,
-        Err(HookError::failed("returned Rejected: r, which flaskbb_authentication_failed does not accept"))
+        Err(HookError::failed(
+            "returned Rejected: r, which flaskbb_authentication_failed does not accept"
+        ))
     );
 }
 
@@ -342,23 +436,46 @@ config = { on = { flaskbb_event_user_registered = { action = "sleep", ms = 3000 
     let (g2, r2) = (g.clone(), req.clone());
     let started = std::time::Instant::now();
     let err = exec
-        .run(req, timeout, move || g2.call(&r2, Input::UserRegistered { username: "u" }))
+        .run(req, timeout, move || {
+            g2.call(&r2, Input::UserRegistered { username: "u" })
+        })
         .await
         .unwrap_err();
-    assert!(started.elapsed() < Duration::from_millis(2500), "answered only after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "answered only after {:?}",
+        started.elapsed()
+    );
     match &err {
-        ExecError::Timeout { instance, hook, timeout_ms } => {
-            assert_eq!((&**instance, *hook, *timeout_ms), ("slow", Hook::UserRegistered, 200));
+        ExecError::Timeout {
+            instance,
+            hook,
+            timeout_ms,
+        } => {
+            assert_eq!(
+                (&**instance, *hook, *timeout_ms),
+                ("slow", Hook::UserRegistered, 200)
+            );
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert_eq!(err.to_string(), "instance \"slow\" did not answer flaskbb_event_user_registered within 200 ms");
+    assert_eq!(
+        err.to_string(),
+        "instance \"slow\" did not answer flaskbb_event_user_registered within 200 ms"
+    );
     assert_eq!(exec.stuck(), 1);
     // The pool still serves: a quick request answers while "slow" is stuck.
     let (g3, r3) = (g.clone(), request(&store));
     let r3b = r3.clone();
     let ok = exec
-        .run(r3, timeout, move || g3.call(&r3b, Input::AuthenticationFailed { identifier: "nobody" }))
+        .run(r3, timeout, move || {
+            g3.call(
+                &r3b,
+                Input::AuthenticationFailed {
+                    identifier: "nobody",
+                },
+            )
+        })
         .await
         .unwrap();
     assert_eq!(ok.result, Ok(Value::Nothing));
@@ -382,11 +499,18 @@ config = { on = { flaskbb_event_user_registered = { action = "sleep", ms = 1500 
     let req = request(&store);
     let (g2, r2) = (g.clone(), req.clone());
     let first = exec
-        .run(req, Duration::from_millis(100), move || g2.call(&r2, Input::UserRegistered { username: "u" }))
+        .run(req, Duration::from_millis(100), move || {
+            g2.call(&r2, Input::UserRegistered { username: "u" })
+        })
         .await;
     assert!(matches!(first, Err(ExecError::Timeout { .. })));
-    let second = exec.run(request(&store), Duration::from_millis(100), || ()).await;
-    assert!(matches!(second, Err(ExecError::Overloaded(1))), "{second:?}");
+    let second = exec
+        .run(request(&store), Duration::from_millis(100), || ())
+        .await;
+    assert!(
+        matches!(second, Err(ExecError::Overloaded(1))),
+        "{second:?}"
+    );
 }
 
 #[test]
@@ -395,14 +519,26 @@ fn a_plugin_built_against_plugin_abi_1_0_loads_and_answers_not_implemented_for_n
     let s = Scratch::new("old-abi");
     let (ok, stdout, stderr) = check(&s, "[[plugin]]\nname = \"old\"\nlibrary = \"oldabi\"\n");
     assert!(ok, "{stderr}");
-    assert_eq!(chain_lines(&stdout, "flaskbb_post_authenticate"), ["clear_failed_logins", "block_unactivated", "block_banned", "old"]);
+    assert_eq!(
+        chain_lines(&stdout, "flaskbb_post_authenticate"),
+        [
+            "clear_failed_logins",
+            "block_unactivated",
+            "block_banned",
+            "old"
+        ]
+    );
     assert!(chain_lines(&stdout, "flaskbb_event_user_registered").is_empty());
 
     let loader = Loader::default();
-    let lib = loader.load(&dir.join("liboldabi.so")).expect("the old plugin loads");
+    let lib = loader
+        .load(&dir.join("liboldabi.so"))
+        .expect("the old plugin loads");
     assert_eq!(lib.abi_version, "1.0.0");
     // A current plugin still loads after it (the checker's shared state is intact).
-    loader.load(&build().join("libscripted.so")).expect("a current plugin loads after an old one");
+    loader
+        .load(&build().join("libscripted.so"))
+        .expect("a current plugin loads after an old one");
     let instance = Instance {
         name: "old".into(),
         origin: Origin::Plugin(lib.clone()),
@@ -425,10 +561,24 @@ fn a_plugin_built_against_plugin_abi_1_0_loads_and_answers_not_implemented_for_n
         groups: Default::default(),
         banned: false,
     };
-    let cx = CallCx { req: &req, instance: &instance, hook: Hook::UserRegistered };
-    assert_eq!(instance.hooks.user_registered(&cx, "ann"), Err(HookError::NotImplemented));
-    let cx = CallCx { req: &req, instance: &instance, hook: Hook::PostAuthenticate };
-    assert_eq!(instance.hooks.post_authenticate(&cx, &user), Err(HookError::stop("the 1.0.0 plugin refuses ann")));
+    let cx = CallCx {
+        req: &req,
+        instance: &instance,
+        hook: Hook::UserRegistered,
+    };
+    assert_eq!(
+        instance.hooks.user_registered(&cx, "ann"),
+        Err(HookError::NotImplemented)
+    );
+    let cx = CallCx {
+        req: &req,
+        instance: &instance,
+        hook: Hook::PostAuthenticate,
+    };
+    assert_eq!(
+        instance.hooks.post_authenticate(&cx, &user),
+        Err(HookError::stop("the 1.0.0 plugin refuses ann"))
+    );
 }
 
 #[test]
@@ -438,7 +588,10 @@ fn each_load_failure_is_one_line_naming_the_file_and_cause() {
     s.write("bogus.so", "not an ELF file");
     let major = variant_plugin("abitwo", "2.0.0", |t| t);
     let layout = variant_plugin("abilayout", "1.1.0", |t| {
-        t.replace("pub struct User {\n    pub id: i64,", "pub struct User {\n    pub id: i32,")
+        t.replace(
+            "pub struct User {\n    pub id: i64,",
+            "pub struct User {\n    pub id: i32,",
+        )
     });
     let cases: Vec<(String, String)> = vec![
         ("nosuch".into(), "plugin libnosuch.so: missing file: not found in plugins.dirs".into()),
@@ -468,12 +621,21 @@ fn each_load_failure_is_one_line_naming_the_file_and_cause() {
         ),
     ];
     for (library, expected) in cases {
-        let (ok, _, stderr) = check(&s, &format!("[[plugin]]\nname = \"p\"\nlibrary = {library:?}\n"));
+        let (ok, _, stderr) = check(
+            &s,
+            &format!("[[plugin]]\nname = \"p\"\nlibrary = {library:?}\n"),
+        );
         assert!(!ok, "{library} should be refused");
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "one line for {library}: {stderr}");
-        assert!(lines[0].starts_with("flaskbbd: instance \"p\" (line 6): "), "{stderr}");
-        assert!(lines[0].contains(&expected), "for {library}, expected {expected:?} in:\n{stderr}");
+        assert!(
+            lines[0].starts_with("flaskbbd: instance \"p\" (line 6): "),
+            "{stderr}"
+        );
+        assert!(
+            lines[0].contains(&expected),
+            "for {library}, expected {expected:?} in:\n{stderr}"
+        );
     }
     let (ok, _, stderr) = check(
         &s,
@@ -505,8 +667,14 @@ fn ordering_configuration_errors_name_the_hook_and_instances() {
          [[plugin]]\nname = \"b\"\nlibrary = \"scripted\"\n[plugin.hooks.flaskbb_authenticate]\nbefore = [\"a\"]\n",
     );
     assert!(!ok);
-    assert!(stderr.contains("hook flaskbb_authenticate: before/after constraints form a cycle: "), "{stderr}");
-    assert!(stderr.contains("a -> b -> a") || stderr.contains("b -> a -> b"), "{stderr}");
+    assert!(
+        stderr.contains("hook flaskbb_authenticate: before/after constraints form a cycle: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("a -> b -> a") || stderr.contains("b -> a -> b"),
+        "{stderr}"
+    );
     // A built-in can be ordered against a plugin, and a plugin against a built-in.
     let (ok, stdout, stderr) = check(
         &s,
@@ -514,10 +682,19 @@ fn ordering_configuration_errors_name_the_hook_and_instances() {
          [[plugin]]\nname = \"a\"\nlibrary = \"scripted\"\n",
     );
     assert!(ok, "{stderr}");
-    assert_eq!(chain_lines(&stdout, "flaskbb_authenticate"), ["lockout", "default_provider", "a"]);
+    assert_eq!(
+        chain_lines(&stdout, "flaskbb_authenticate"),
+        ["lockout", "default_provider", "a"]
+    );
     // Overriding a hook the library does not implement is refused.
     let (ok, _, stderr) = check(&s, "[[plugin]]\nname = \"old\"\nlibrary = \"oldabi\"\n[plugin.hooks.flaskbb_authenticate]\npriority = 1\n");
     assert!(!ok);
-    assert!(stderr.contains(":8: hooks.flaskbb_authenticate: instance \"old\": library "), "{stderr}");
-    assert!(stderr.contains("does not implement this hook (it implements: flaskbb_post_authenticate)"), "{stderr}");
+    assert!(
+        stderr.contains(":8: hooks.flaskbb_authenticate: instance \"old\": library "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("does not implement this hook (it implements: flaskbb_post_authenticate)"),
+        "{stderr}"
+    );
 }

@@ -46,17 +46,43 @@ pub struct Chain {
 
 /// A hook's arguments.
 pub enum Input<'a> {
-    Authenticate { identifier: &'a str, secret: &'a str },
-    PostAuthenticate { user: &'a abi::User },
-    AuthenticationFailed { identifier: &'a str },
-    ReauthAttempt { user: &'a abi::User, secret: &'a str },
-    PostReauth { user: &'a abi::User },
-    ReauthFailed { user: &'a abi::User },
-    PostSaveBefore { post: abi::Post },
-    PostSaveAfter { post: &'a abi::Post, is_new: bool },
-    TopicSaveBefore { topic: abi::Topic },
-    TopicSaveAfter { topic: &'a abi::Topic, is_new: bool },
-    UserRegistered { username: &'a str },
+    Authenticate {
+        identifier: &'a str,
+        secret: &'a str,
+    },
+    PostAuthenticate {
+        user: &'a abi::User,
+    },
+    AuthenticationFailed {
+        identifier: &'a str,
+    },
+    ReauthAttempt {
+        user: &'a abi::User,
+        secret: &'a str,
+    },
+    PostReauth {
+        user: &'a abi::User,
+    },
+    ReauthFailed {
+        user: &'a abi::User,
+    },
+    PostSaveBefore {
+        post: abi::Post,
+    },
+    PostSaveAfter {
+        post: &'a abi::Post,
+        is_new: bool,
+    },
+    TopicSaveBefore {
+        topic: abi::Topic,
+    },
+    TopicSaveAfter {
+        topic: &'a abi::Topic,
+        is_new: bool,
+    },
+    UserRegistered {
+        username: &'a str,
+    },
 }
 
 impl Input<'_> {
@@ -137,16 +163,25 @@ impl Chain {
         let started = Instant::now();
         let call = HookCall {
             hook: self.hook.name().into(),
-            args_json: if self.wrappers.is_empty() { Default::default() } else { input.args_json().into() },
+            args_json: if self.wrappers.is_empty() {
+                Default::default()
+            } else {
+                input.args_json().into()
+            },
         };
         let mut entered = 0;
         let mut outcome = None;
         for w in &self.wrappers {
-            let r = self.run_one(req, &w.instance, |cx| w.instance.hooks.wrap_before(cx, &call));
+            let r = self.run_one(req, &w.instance, |cx| {
+                w.instance.hooks.wrap_before(cx, &call)
+            });
             match r {
                 Ok(()) | Err(HookError::NotImplemented) => entered += 1,
                 Err(e) => {
-                    outcome = Some(ChainOutcome { result: Err(as_failure(self.hook, e)), decided_by: Some(w.instance.name.clone()) });
+                    outcome = Some(ChainOutcome {
+                        result: Err(as_failure(self.hook, e)),
+                        decided_by: Some(w.instance.name.clone()),
+                    });
                     break;
                 }
             }
@@ -166,8 +201,14 @@ impl Chain {
             };
             let instance = &w.instance;
             req.enter(&instance.name, self.hook);
-            let cx = CallCx { req, instance, hook: self.hook };
-            let after = catch_unwind(AssertUnwindSafe(|| instance.hooks.wrap_after(&cx, &call, seen)));
+            let cx = CallCx {
+                req,
+                instance,
+                hook: self.hook,
+            };
+            let after = catch_unwind(AssertUnwindSafe(|| {
+                instance.hooks.wrap_after(&cx, &call, seen)
+            }));
             req.leave();
             outcome = match after {
                 Ok(o) => ChainOutcome {
@@ -185,13 +226,23 @@ impl Chain {
 
     /// Runs one impl with the request's current-call slot set, containing a panic on
     /// the daemon's side (a plugin's own panics are caught inside the plugin).
-    fn run_one<T>(&self, req: &Request, instance: &Arc<Instance>, f: impl FnOnce(&CallCx<'_>) -> HookResult<T>) -> HookResult<T> {
+    fn run_one<T>(
+        &self,
+        req: &Request,
+        instance: &Arc<Instance>,
+        f: impl FnOnce(&CallCx<'_>) -> HookResult<T>,
+    ) -> HookResult<T> {
         if req.is_abandoned() {
             return Err(HookError::failed("the request had already timed out"));
         }
         req.enter(&instance.name, self.hook);
-        let cx = CallCx { req, instance, hook: self.hook };
-        let r = catch_unwind(AssertUnwindSafe(|| f(&cx))).unwrap_or_else(|p| Err(HookError::failed(panic_text(p))));
+        let cx = CallCx {
+            req,
+            instance,
+            hook: self.hook,
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| f(&cx)))
+            .unwrap_or_else(|p| Err(HookError::failed(panic_text(p))));
         req.leave();
         r
     }
@@ -199,19 +250,30 @@ impl Chain {
     fn call_impls(&self, req: &Request, input: Input<'_>) -> ChainOutcome {
         let mut value = input.initial_value();
         for e in &self.impls {
-            let r = self.run_one(req, &e.instance, |cx| dispatch(&*e.instance.hooks, cx, &input, &value));
+            let r = self.run_one(req, &e.instance, |cx| {
+                dispatch(&*e.instance.hooks, cx, &input, &value)
+            });
             match r {
                 Ok(Some(v)) if self.hook.firstresult() => {
-                    return ChainOutcome { result: Ok(v), decided_by: Some(e.instance.name.clone()) };
+                    return ChainOutcome {
+                        result: Ok(v),
+                        decided_by: Some(e.instance.name.clone()),
+                    };
                 }
                 Ok(Some(v)) => value = v,
                 Ok(None) | Err(HookError::NotImplemented) => {}
                 Err(err) => {
-                    return ChainOutcome { result: Err(as_failure(self.hook, err)), decided_by: Some(e.instance.name.clone()) };
+                    return ChainOutcome {
+                        result: Err(as_failure(self.hook, err)),
+                        decided_by: Some(e.instance.name.clone()),
+                    };
                 }
             }
         }
-        ChainOutcome { result: Ok(value), decided_by: None }
+        ChainOutcome {
+            result: Ok(value),
+            decided_by: None,
+        }
     }
 
     /// The chain as `flaskbbd hooks` shows it.
@@ -225,7 +287,12 @@ impl Chain {
         };
         HookChain {
             hook: self.hook.name().into(),
-            impls: self.wrappers.iter().map(|e| entry(e, true)).chain(self.impls.iter().map(|e| entry(e, false))).collect(),
+            impls: self
+                .wrappers
+                .iter()
+                .map(|e| entry(e, true))
+                .chain(self.impls.iter().map(|e| entry(e, false)))
+                .collect(),
         }
     }
 }
@@ -247,24 +314,39 @@ fn as_failure(hook: Hook, e: HookError) -> HookError {
 }
 
 /// Calls the impl's method for this hook; `Some` is a value for the chain.
-fn dispatch(h: &dyn crate::instance::Hooks, cx: &CallCx<'_>, input: &Input<'_>, value: &Value) -> HookResult<Option<Value>> {
+fn dispatch(
+    h: &dyn crate::instance::Hooks,
+    cx: &CallCx<'_>,
+    input: &Input<'_>,
+    value: &Value,
+) -> HookResult<Option<Value>> {
     Ok(match input {
-        Input::Authenticate { identifier, secret } => h.authenticate(cx, identifier, secret)?.map(Value::User),
+        Input::Authenticate { identifier, secret } => {
+            h.authenticate(cx, identifier, secret)?.map(Value::User)
+        }
         Input::PostAuthenticate { user } => h.post_authenticate(cx, user).map(|()| None)?,
-        Input::AuthenticationFailed { identifier } => h.authentication_failed(cx, identifier).map(|()| None)?,
-        Input::ReauthAttempt { user, secret } => h.reauth_attempt(cx, user, secret)?.then_some(Value::True),
+        Input::AuthenticationFailed { identifier } => {
+            h.authentication_failed(cx, identifier).map(|()| None)?
+        }
+        Input::ReauthAttempt { user, secret } => {
+            h.reauth_attempt(cx, user, secret)?.then_some(Value::True)
+        }
         Input::PostReauth { user } => h.post_reauth(cx, user).map(|()| None)?,
         Input::ReauthFailed { user } => h.reauth_failed(cx, user).map(|()| None)?,
         Input::PostSaveBefore { .. } => match value {
             Value::Post(p) => Some(Value::Post(h.post_save_before(cx, p)?)),
             _ => None,
         },
-        Input::PostSaveAfter { post, is_new } => h.post_save_after(cx, post, *is_new).map(|()| None)?,
+        Input::PostSaveAfter { post, is_new } => {
+            h.post_save_after(cx, post, *is_new).map(|()| None)?
+        }
         Input::TopicSaveBefore { .. } => match value {
             Value::Topic(t) => Some(Value::Topic(h.topic_save_before(cx, t)?)),
             _ => None,
         },
-        Input::TopicSaveAfter { topic, is_new } => h.topic_save_after(cx, topic, *is_new).map(|()| None)?,
+        Input::TopicSaveAfter { topic, is_new } => {
+            h.topic_save_after(cx, topic, *is_new).map(|()| None)?
+        }
         Input::UserRegistered { username } => h.user_registered(cx, username).map(|()| None)?,
     })
 }

@@ -40,7 +40,10 @@ pub struct Ordered {
 /// is disabled) has nothing to order and is ignored.
 pub fn order(hook: &str, specs: Vec<ImplSpec>, known: &HashSet<String>) -> Result<Ordered, String> {
     let (wrappers, impls): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| s.wrapper);
-    Ok(Ordered { wrappers: order_group(hook, wrappers, known)?, impls: order_group(hook, impls, known)? })
+    Ok(Ordered {
+        wrappers: order_group(hook, wrappers, known)?,
+        impls: order_group(hook, impls, known)?,
+    })
 }
 
 /// pluggy's call order with priorities: the sort key of one impl.
@@ -50,7 +53,11 @@ fn base_key(s: &ImplSpec) -> (Tier, i64, i64) {
     (s.tier, -i64::from(s.priority), tie)
 }
 
-fn order_group(hook: &str, mut specs: Vec<ImplSpec>, known: &HashSet<String>) -> Result<Vec<ImplSpec>, String> {
+fn order_group(
+    hook: &str,
+    mut specs: Vec<ImplSpec>,
+    known: &HashSet<String>,
+) -> Result<Vec<ImplSpec>, String> {
     specs.sort_by_key(base_key);
     let n = specs.len();
     let index_of = |name: &str| specs.iter().position(|s| s.instance == name);
@@ -66,7 +73,10 @@ fn order_group(hook: &str, mut specs: Vec<ImplSpec>, known: &HashSet<String>) ->
                     ));
                 }
                 if other == &s.instance {
-                    return Err(format!("hook {hook}: instance {:?} names itself in {key}", s.instance));
+                    return Err(format!(
+                        "hook {hook}: instance {:?} names itself in {key}",
+                        s.instance
+                    ));
                 }
                 if let Some(j) = index_of(other) {
                     if key == "before" {
@@ -90,7 +100,10 @@ fn order_group(hook: &str, mut specs: Vec<ImplSpec>, known: &HashSet<String>) ->
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let Some(next) = (0..n).find(|&i| !done[i] && indegree[i] == 0) else {
-            return Err(format!("hook {hook}: before/after constraints form a cycle: {}", describe_cycle(&specs, &edges, &done)));
+            return Err(format!(
+                "hook {hook}: before/after constraints form a cycle: {}",
+                describe_cycle(&specs, &edges, &done)
+            ));
         };
         done[next] = true;
         for &j in &edges[next] {
@@ -108,15 +121,24 @@ fn describe_cycle(specs: &[ImplSpec], edges: &[BTreeSet<usize>], done: &[bool]) 
     let mut path = vec![start];
     let mut cur = start;
     loop {
-        let Some(&next) = edges[cur].iter().find(|&&j| !done[j]) else { break };
+        let Some(&next) = edges[cur].iter().find(|&&j| !done[j]) else {
+            break;
+        };
         if let Some(pos) = path.iter().position(|&p| p == next) {
-            let cycle: Vec<&str> = path[pos..].iter().chain([&next]).map(|&i| specs[i].instance.as_str()).collect();
+            let cycle: Vec<&str> = path[pos..]
+                .iter()
+                .chain([&next])
+                .map(|&i| specs[i].instance.as_str())
+                .collect();
             return cycle.join(" -> ");
         }
         path.push(next);
         cur = next;
     }
-    path.iter().map(|&i| specs[i].instance.as_str()).collect::<Vec<_>>().join(", ")
+    path.iter()
+        .map(|&i| specs[i].instance.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -159,7 +181,11 @@ mod tests {
         }
         fn calls(&self) -> Vec<String> {
             let o = self.order().unwrap();
-            o.wrappers.iter().chain(o.impls.iter()).map(|s| s.instance.clone()).collect()
+            o.wrappers
+                .iter()
+                .chain(o.impls.iter())
+                .map(|s| s.instance.clone())
+                .collect()
         }
     }
 
@@ -269,7 +295,10 @@ mod tests {
         r.plain("m13");
         let o = r.order().unwrap();
         assert_eq!(names(&o.wrappers), ["m5", "m12", "m8", "m4", "m1", "m11"]);
-        assert_eq!(names(&o.impls), ["m10", "m6", "m13", "m7", "m2", "m3", "m9"]);
+        assert_eq!(
+            names(&o.impls),
+            ["m10", "m6", "m13", "m7", "m2", "m3", "m9"]
+        );
     }
 
     #[test]
@@ -330,7 +359,10 @@ mod tests {
         r.plain("b").before = vec!["c".into()];
         r.plain("c").before = vec!["a".into()];
         let e = r.order().unwrap_err();
-        assert!(e.starts_with("hook flaskbb_authenticate: before/after constraints form a cycle: "), "{e}");
+        assert!(
+            e.starts_with("hook flaskbb_authenticate: before/after constraints form a cycle: "),
+            "{e}"
+        );
         for n in ["a", "b", "c"] {
             assert!(e.contains(n), "{e}");
         }

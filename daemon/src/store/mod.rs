@@ -44,7 +44,11 @@ pub enum Op {
     /// FlaskBB's MarkFailedLogin: `login_attempts + 1`, `last_failed_login = at`.
     MarkFailedLogin { user_id: i64, at: DateTime<Utc> },
     /// A plugin's key-value store: set, or delete with `None`.
-    KvSet { plugin: String, key: String, value: Option<String> },
+    KvSet {
+        plugin: String,
+        key: String,
+        value: Option<String>,
+    },
 }
 
 /// A user to create.
@@ -82,7 +86,10 @@ pub trait Store: Send + Sync {
 
 /// Opens the store named by `url` (SQLAlchemy style), relative to `base_dir`, and
 /// brings its schema up to date.
-pub fn open(url: &str, base_dir: &std::path::Path) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+pub fn open(
+    url: &str,
+    base_dir: &std::path::Path,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if let Some(rest) = url.strip_prefix("sqlite://") {
         let path = sqlite::path_from_url(rest, base_dir)?;
         return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(&path)?));
@@ -94,5 +101,6 @@ pub fn open(url: &str, base_dir: &std::path::Path) -> Result<std::sync::Arc<dyn 
 
 /// A UTC timestamp as stored (FlaskBB keeps naive UTC) → RFC 3339.
 pub fn rfc3339(t: NaiveDateTime) -> String {
-    t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -49,4 +49,10 @@ diesel::table! {
 
 diesel::joinable!(users -> groups (primary_group_id));
 diesel::joinable!(plugin_store -> plugin_registry (plugin_id));
-diesel::allow_tables_to_appear_in_same_query!(users, groups, groups_users, plugin_registry, plugin_store);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    groups,
+    groups_users,
+    plugin_registry,
+    plugin_store
+);

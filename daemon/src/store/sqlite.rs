@@ -1,7 +1,10 @@
 //! The embedded SQLite store: a file beside the configuration, created and migrated
 //! on first open, in WAL mode with a busy timeout, behind a small connection pool.
 
-use std::{path::{Path, PathBuf}, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use chrono::Utc;
 use diesel::{
@@ -53,7 +56,8 @@ pub fn path_from_url(rest: &str, base_dir: &Path) -> Result<PathBuf, StoreError>
     };
     if p.is_empty() || p == ":memory:" {
         return Err(StoreError::Unavailable(
-            "database.url: an in-memory SQLite database would lose every user at exit; name a file".into(),
+            "database.url: an in-memory SQLite database would lose every user at exit; name a file"
+                .into(),
         ));
     }
     Ok(base_dir.join(p))
@@ -85,7 +89,10 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create the directory {} for the database: {e}", dir.display()))
+                StoreError::Unavailable(format!(
+                    "cannot create the directory {} for the database: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
@@ -95,8 +102,16 @@ impl SqliteStore {
             .connection_timeout(BUSY_TIMEOUT)
             .connection_customizer(Box::new(Pragmas))
             .build(manager)
-            .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {}: {e}", path.display())))?;
-        let store = SqliteStore { pool, path: path.to_path_buf() };
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot open SQLite database {}: {e}",
+                    path.display()
+                ))
+            })?;
+        let store = SqliteStore {
+            pool,
+            path: path.to_path_buf(),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -110,9 +125,9 @@ impl SqliteStore {
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Unavailable(format!("SQLite database {}: {e}", self.path.display())))
+        self.pool.get().map_err(|e| {
+            StoreError::Unavailable(format!("SQLite database {}: {e}", self.path.display()))
+        })
     }
 
     fn record(conn: &mut SqliteConnection, row: UserRow) -> Result<UserRecord, DieselError> {
@@ -146,13 +161,22 @@ impl SqliteStore {
         })
     }
 
-    fn find_by(&self, f: impl FnOnce(&mut SqliteConnection) -> QueryResult<Option<UserRow>>) -> Result<Option<UserRecord>, StoreError> {
+    fn find_by(
+        &self,
+        f: impl FnOnce(&mut SqliteConnection) -> QueryResult<Option<UserRow>>,
+    ) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.conn()?;
         let row = f(&mut conn).map_err(query_err)?;
-        row.map(|r| Self::record(&mut conn, r)).transpose().map_err(query_err)
+        row.map(|r| Self::record(&mut conn, r))
+            .transpose()
+            .map_err(query_err)
     }
 
-    fn update_user(&self, user_id: i64, f: impl FnOnce(&mut SqliteConnection) -> QueryResult<usize>) -> Result<(), StoreError> {
+    fn update_user(
+        &self,
+        user_id: i64,
+        f: impl FnOnce(&mut SqliteConnection) -> QueryResult<usize>,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         match f(&mut conn).map_err(query_err)? {
             0 => Err(StoreError::NoSuchUser),
@@ -168,7 +192,11 @@ impl Store for SqliteStore {
     fn find_user(&self, identifier: &str) -> Result<Option<UserRecord>, StoreError> {
         self.find_by(|c| {
             users::table
-                .filter(users::username.eq(identifier).or(users::email.eq(identifier)))
+                .filter(
+                    users::username
+                        .eq(identifier)
+                        .or(users::email.eq(identifier)),
+                )
                 .order(users::id)
                 .select(UserRow::as_select())
                 .first(c)
@@ -177,7 +205,13 @@ impl Store for SqliteStore {
     }
 
     fn find_user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
-        self.find_by(|c| users::table.find(id).select(UserRow::as_select()).first(c).optional())
+        self.find_by(|c| {
+            users::table
+                .find(id)
+                .select(UserRow::as_select())
+                .first(c)
+                .optional()
+        })
     }
 
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
@@ -224,7 +258,10 @@ impl Store for SqliteStore {
                     .returning(users::id)
                     .get_result(c)?;
                 diesel::insert_into(groups_users::table)
-                    .values((groups_users::user_id.eq(id), groups_users::group_id.eq(new.primary_group_id)))
+                    .values((
+                        groups_users::user_id.eq(id),
+                        groups_users::group_id.eq(new.primary_group_id),
+                    ))
                     .execute(c)?;
                 Ok(id)
             })
@@ -235,13 +272,17 @@ impl Store for SqliteStore {
 
     fn set_password(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
         self.update_user(user_id, |c| {
-            diesel::update(users::table.find(user_id)).set(users::password.eq(hash)).execute(c)
+            diesel::update(users::table.find(user_id))
+                .set(users::password.eq(hash))
+                .execute(c)
         })
     }
 
     fn set_activated(&self, user_id: i64, activated: bool) -> Result<(), StoreError> {
         self.update_user(user_id, |c| {
-            diesel::update(users::table.find(user_id)).set(users::activated.eq(activated)).execute(c)
+            diesel::update(users::table.find(user_id))
+                .set(users::activated.eq(activated))
+                .execute(c)
         })
     }
 
@@ -249,12 +290,21 @@ impl Store for SqliteStore {
         self.update_user(user_id, |c| {
             c.immediate_transaction(|c| {
                 let target: i64 = if banned {
-                    groups::table.filter(groups::banned.eq(true)).select(groups::id).order(groups::id).first(c)?
+                    groups::table
+                        .filter(groups::banned.eq(true))
+                        .select(groups::id)
+                        .order(groups::id)
+                        .first(c)?
                 } else {
-                    groups::table.filter(groups::name.eq("Member")).select(groups::id).first(c)?
+                    groups::table
+                        .filter(groups::name.eq("Member"))
+                        .select(groups::id)
+                        .first(c)?
                 };
                 if !banned {
-                    let banned_ids = groups::table.filter(groups::banned.eq(true)).select(groups::id);
+                    let banned_ids = groups::table
+                        .filter(groups::banned.eq(true))
+                        .select(groups::id);
                     diesel::delete(
                         groups_users::table
                             .filter(groups_users::user_id.eq(user_id))
@@ -262,16 +312,23 @@ impl Store for SqliteStore {
                     )
                     .execute(c)?;
                 }
-                diesel::update(users::table.find(user_id)).set(users::primary_group_id.eq(target)).execute(c)
+                diesel::update(users::table.find(user_id))
+                    .set(users::primary_group_id.eq(target))
+                    .execute(c)
             })
         })
     }
 
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         let mut conn = self.conn()?;
-        let rows: Vec<UserRow> =
-            users::table.order(users::id).select(UserRow::as_select()).load(&mut conn).map_err(query_err)?;
-        rows.into_iter().map(|r| Self::record(&mut conn, r).map_err(query_err)).collect()
+        let rows: Vec<UserRow> = users::table
+            .order(users::id)
+            .select(UserRow::as_select())
+            .load(&mut conn)
+            .map_err(query_err)?;
+        rows.into_iter()
+            .map(|r| Self::record(&mut conn, r).map_err(query_err))
+            .collect()
     }
 
     fn plugin_states(&self) -> Result<Vec<(String, bool)>, StoreError> {
@@ -287,7 +344,10 @@ impl Store for SqliteStore {
     fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         diesel::insert_into(plugin_registry::table)
-            .values((plugin_registry::name.eq(name), plugin_registry::enabled.eq(enabled)))
+            .values((
+                plugin_registry::name.eq(name),
+                plugin_registry::enabled.eq(enabled),
+            ))
             .on_conflict(plugin_registry::name)
             .do_update()
             .set(plugin_registry::enabled.eq(excluded(plugin_registry::enabled)))
@@ -300,20 +360,27 @@ impl Store for SqliteStore {
 fn apply(c: &mut SqliteConnection, op: &Op) -> QueryResult<()> {
     match op {
         Op::ClearFailedLogins { user_id } => {
-            diesel::update(users::table.find(*user_id)).set(users::login_attempts.eq(0)).execute(c)?;
+            diesel::update(users::table.find(*user_id))
+                .set(users::login_attempts.eq(0))
+                .execute(c)?;
         }
         Op::MarkFailedLogin { user_id, at } => {
             // One SQL increment: concurrent failures each count.
             diesel::update(users::table.find(*user_id))
                 .set((
-                    users::login_attempts.eq(diesel::dsl::sql::<Nullable<Integer>>("COALESCE(login_attempts, 0) + 1")),
+                    users::login_attempts.eq(diesel::dsl::sql::<Nullable<Integer>>(
+                        "COALESCE(login_attempts, 0) + 1",
+                    )),
                     users::last_failed_login.eq(at.naive_utc()),
                 ))
                 .execute(c)?;
         }
         Op::KvSet { plugin, key, value } => {
             diesel::insert_into(plugin_registry::table)
-                .values((plugin_registry::name.eq(plugin), plugin_registry::enabled.eq(true)))
+                .values((
+                    plugin_registry::name.eq(plugin),
+                    plugin_registry::enabled.eq(true),
+                ))
                 .on_conflict(plugin_registry::name)
                 .do_nothing()
                 .execute(c)?;

@@ -65,12 +65,15 @@ impl PluginInstance for Scripted {
                 Action::ReturnUser { .. } => hook == plugin_abi::hooks::AUTHENTICATE,
                 Action::ReturnTrue => hook == plugin_abi::hooks::REAUTH_ATTEMPT,
                 Action::Append { .. } => {
-                    hook == plugin_abi::hooks::POST_SAVE_BEFORE || hook == plugin_abi::hooks::TOPIC_SAVE_BEFORE
+                    hook == plugin_abi::hooks::POST_SAVE_BEFORE
+                        || hook == plugin_abi::hooks::TOPIC_SAVE_BEFORE
                 }
                 _ => true,
             };
             if !fits {
-                return Err(format!("config key on.{hook}: action {action:?} does not apply to {hook}"));
+                return Err(format!(
+                    "config key on.{hook}: action {action:?} does not apply to {hook}"
+                ));
             }
         }
         Ok(Scripted {
@@ -83,7 +86,9 @@ impl PluginInstance for Scripted {
 
 impl Scripted {
     fn trace(&self, hook: &str, args: Json) -> HookResult<()> {
-        let Some(path) = &self.trace else { return Ok(()) };
+        let Some(path) = &self.trace else {
+            return Ok(());
+        };
         let mut line = json!({ "instance": self.instance, "hook": hook, "args": args }).to_string();
         line.push('\n');
         // One write of the whole line with O_APPEND: lines from concurrent calls never interleave.
@@ -92,7 +97,12 @@ impl Scripted {
             .append(true)
             .open(path)
             .and_then(|mut f| f.write_all(line.as_bytes()))
-            .map_err(|e| HookError::failed(format!("cannot append to trace file {}: {e}", path.display())))
+            .map_err(|e| {
+                HookError::failed(format!(
+                    "cannot append to trace file {}: {e}",
+                    path.display()
+                ))
+            })
     }
 
     /// Runs the action configured for `hook`: `Ok(None)` when it has no value to give,
@@ -128,11 +138,21 @@ fn topic_json(topic: &Topic) -> Json {
 }
 
 impl AuthenticationProvider for Scripted {
-    fn authenticate(&self, cx: &Ctx<'_>, identifier: &str, _secret: &str) -> HookResult<Option<User>> {
-        match self.act(plugin_abi::hooks::AUTHENTICATE, json!({ "identifier": identifier }))? {
+    fn authenticate(
+        &self,
+        cx: &Ctx<'_>,
+        identifier: &str,
+        _secret: &str,
+    ) -> HookResult<Option<User>> {
+        match self.act(
+            plugin_abi::hooks::AUTHENTICATE,
+            json!({ "identifier": identifier }),
+        )? {
             Some(Action::ReturnUser { user }) => match cx.find_user(&user)? {
                 Some(u) => Ok(Some(u)),
-                None => Err(HookError::failed(format!("return_user: no user {user:?} in the store"))),
+                None => Err(HookError::failed(format!(
+                    "return_user: no user {user:?} in the store"
+                ))),
             },
             _ => Ok(None),
         }
@@ -141,42 +161,60 @@ impl AuthenticationProvider for Scripted {
 
 impl PostAuthenticationHandler for Scripted {
     fn handle_post_auth(&self, _cx: &Ctx<'_>, user: &User) -> HookResult<()> {
-        self.act(plugin_abi::hooks::POST_AUTHENTICATE, json!({ "user": user_json(user) }))
-            .map(drop)
+        self.act(
+            plugin_abi::hooks::POST_AUTHENTICATE,
+            json!({ "user": user_json(user) }),
+        )
+        .map(drop)
     }
 }
 
 impl AuthenticationFailureHandler for Scripted {
     fn handle_authentication_failure(&self, _cx: &Ctx<'_>, identifier: &str) -> HookResult<()> {
-        self.act(plugin_abi::hooks::AUTHENTICATION_FAILED, json!({ "identifier": identifier }))
-            .map(drop)
+        self.act(
+            plugin_abi::hooks::AUTHENTICATION_FAILED,
+            json!({ "identifier": identifier }),
+        )
+        .map(drop)
     }
 }
 
 impl ReauthenticateProvider for Scripted {
     fn reauthenticate(&self, _cx: &Ctx<'_>, user: &User, _secret: &str) -> HookResult<bool> {
-        let action = self.act(plugin_abi::hooks::REAUTH_ATTEMPT, json!({ "user": user_json(user) }))?;
+        let action = self.act(
+            plugin_abi::hooks::REAUTH_ATTEMPT,
+            json!({ "user": user_json(user) }),
+        )?;
         Ok(matches!(action, Some(Action::ReturnTrue)))
     }
 }
 
 impl PostReauthenticateHandler for Scripted {
     fn handle_post_reauth(&self, _cx: &Ctx<'_>, user: &User) -> HookResult<()> {
-        self.act(plugin_abi::hooks::POST_REAUTH, json!({ "user": user_json(user) })).map(drop)
+        self.act(
+            plugin_abi::hooks::POST_REAUTH,
+            json!({ "user": user_json(user) }),
+        )
+        .map(drop)
     }
 }
 
 impl ReauthenticateFailureHandler for Scripted {
     fn handle_reauth_failure(&self, _cx: &Ctx<'_>, user: &User) -> HookResult<()> {
-        self.act(plugin_abi::hooks::REAUTH_FAILED, json!({ "user": user_json(user) })).map(drop)
+        self.act(
+            plugin_abi::hooks::REAUTH_FAILED,
+            json!({ "user": user_json(user) }),
+        )
+        .map(drop)
     }
 }
 
 impl PostSaveBeforeHandler for Scripted {
     fn post_save_before(&self, _cx: &Ctx<'_>, mut post: Post) -> HookResult<Post> {
-        if let Some(Action::Append { text }) =
-            self.act(plugin_abi::hooks::POST_SAVE_BEFORE, json!({ "post": post_json(&post) }))?
-        {
+        if let Some(Action::Append { text }) = self.act(
+            plugin_abi::hooks::POST_SAVE_BEFORE,
+            json!({ "post": post_json(&post) }),
+        )? {
             post.content.push_str(&text);
         }
         Ok(post)
@@ -195,9 +233,10 @@ impl PostSaveAfterHandler for Scripted {
 
 impl TopicSaveBeforeHandler for Scripted {
     fn topic_save_before(&self, _cx: &Ctx<'_>, mut topic: Topic) -> HookResult<Topic> {
-        if let Some(Action::Append { text }) =
-            self.act(plugin_abi::hooks::TOPIC_SAVE_BEFORE, json!({ "topic": topic_json(&topic) }))?
-        {
+        if let Some(Action::Append { text }) = self.act(
+            plugin_abi::hooks::TOPIC_SAVE_BEFORE,
+            json!({ "topic": topic_json(&topic) }),
+        )? {
             let mut content = topic.content.map(|c| c.to_string()).unwrap_or_default();
             content.push_str(&text);
             topic.content = Some(content.into()).into();
@@ -218,7 +257,11 @@ impl TopicSaveAfterHandler for Scripted {
 
 impl UserRegisteredHandler for Scripted {
     fn user_registered(&self, _cx: &Ctx<'_>, username: &str) -> HookResult<()> {
-        self.act(plugin_abi::hooks::USER_REGISTERED, json!({ "username": username })).map(drop)
+        self.act(
+            plugin_abi::hooks::USER_REGISTERED,
+            json!({ "username": username }),
+        )
+        .map(drop)
     }
 }
 
@@ -237,18 +280,27 @@ impl HookWrapper for Scripted {
             Err(e) => json!({ "err": e.to_string() }),
         };
         let hook = call.hook.as_str();
-        let result = match self.act(hook, json!({ "phase": "after", "outcome": seen, "decided_by": outcome.decided_by })) {
+        let result = match self.act(
+            hook,
+            json!({ "phase": "after", "outcome": seen, "decided_by": outcome.decided_by }),
+        ) {
             Ok(None) => return outcome,
             Ok(Some(Action::ReturnTrue)) => Ok(Value::True),
             Ok(Some(Action::ReturnUser { user })) => match cx.find_user(&user) {
                 Ok(Some(u)) => Ok(Value::User(u)),
-                Ok(None) => Err(HookError::failed(format!("return_user: no user {user:?} in the store"))),
+                Ok(None) => Err(HookError::failed(format!(
+                    "return_user: no user {user:?} in the store"
+                ))),
                 Err(e) => Err(e),
             },
             Ok(Some(_)) => return outcome,
             Err(e) => Err(e),
         };
-        Outcome { result, decided_by: Some(self.instance.clone()), duration: outcome.duration }
+        Outcome {
+            result,
+            decided_by: Some(self.instance.clone()),
+            duration: outcome.duration,
+        }
     }
 }
 

@@ -1,0 +1,224 @@
+//! The authentication and reauthentication flows: FlaskBB's
+//! `PluginAuthenticationManager` and `PluginReauthenticationManager`, behind the
+//! [`AuthenticationManager`] and [`ReauthenticateManager`] seams so another flow can
+//! replace them.
+//!
+//! Both run on a worker thread (they call bcrypt and plugins), and commit the
+//! request's changes exactly once at the end, success or failure.
+
+use plugin_abi::{
+    abi,
+    sdk::{HookError, Value},
+};
+
+use crate::{
+    builtins::messages,
+    chain::{ChainOutcome, Input},
+    generation::Generation,
+    proto::{self, convert},
+    request::Request,
+};
+
+/// How an authentication request ended, when not with a user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// `StopAuthentication` (or no provider answered): the reason is for the user.
+    #[error("authentication failed: {reason}")]
+    Failed { reason: String },
+    /// `ForceLogout` from `flaskbb_reauth_failed`.
+    #[error("force logout: {reason}")]
+    ForceLogout { reason: String },
+    /// A plugin failed, or the store did: the request failed closed.
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+/// Turns a failed chain into an internal error naming the instance and hook.
+pub fn internal(hook: &str, outcome_instance: Option<&str>, message: &str) -> AuthError {
+    AuthError::Internal {
+        message: match outcome_instance {
+            Some(i) => format!("instance {i:?} failed in {hook}: {message}"),
+            None => format!("{hook}: {message}"),
+        },
+    }
+}
+
+fn failed_chain(o: &ChainOutcome, hook: crate::hook::Hook, e: &HookError) -> AuthError {
+    let message = match e {
+        HookError::Failed { message } => message.clone(),
+        other => other.to_string(),
+    };
+    let err = internal(hook.name(), o.decided_by.as_deref(), &message);
+    tracing::error!(
+        hook = hook.name(),
+        instance = o.decided_by.as_deref().unwrap_or("-"),
+        "{err}"
+    );
+    err
+}
+
+/// Commits the request's changes; a failed commit turns any answer into an internal error.
+fn commit(req: &Request) -> Result<(), AuthError> {
+    let ops = req.take_ops();
+    req.store.commit(&ops).map_err(|e| {
+        tracing::error!("commit of {} change(s) failed: {e}", ops.len());
+        AuthError::Internal {
+            message: format!("the request's changes could not be saved: {e}"),
+        }
+    })
+}
+
+/// Replaces FlaskBB's authentication flow.
+pub trait AuthenticationManager: Send + Sync {
+    /// A fully authenticated (not yet logged in) user, or why not.
+    fn authenticate(
+        &self,
+        g: &Generation,
+        req: &Request,
+        identifier: &str,
+        secret: &str,
+    ) -> Result<proto::User, AuthError>;
+}
+
+/// Replaces FlaskBB's reauthentication flow.
+pub trait ReauthenticateManager: Send + Sync {
+    fn reauthenticate(
+        &self,
+        g: &Generation,
+        req: &Request,
+        user_id: i64,
+        secret: &str,
+    ) -> Result<(), AuthError>;
+}
+
+/// FlaskBB's flow through the hook chains.
+pub struct PluginAuthenticationManager;
+
+impl AuthenticationManager for PluginAuthenticationManager {
+    fn authenticate(
+        &self,
+        g: &Generation,
+        req: &Request,
+        identifier: &str,
+        secret: &str,
+    ) -> Result<proto::User, AuthError> {
+        use crate::hook::Hook;
+        let stopped = (|| {
+            let o = g.call(req, Input::Authenticate { identifier, secret });
+            let user = match &o.result {
+                Ok(Value::User(u)) => u.clone(),
+                Ok(_) => {
+                    return Err((
+                        o,
+                        Hook::Authenticate,
+                        HookError::stop(messages::WRONG_CREDENTIALS),
+                    ))
+                }
+                Err(e) => {
+                    let e = e.clone();
+                    return Err((o, Hook::Authenticate, e));
+                }
+            };
+            let o = g.call(req, Input::PostAuthenticate { user: &user });
+            match &o.result {
+                Ok(_) => Ok(user),
+                Err(e) => {
+                    let e = e.clone();
+                    Err((o, Hook::PostAuthenticate, e))
+                }
+            }
+        })();
+        let answer = match stopped {
+            Ok(user) => Ok(user),
+            Err((_, _, HookError::StopAuthentication { reason })) => {
+                // Only StopAuthentication runs the failure hook (FlaskBB).
+                let f = g.call(req, Input::AuthenticationFailed { identifier });
+                match &f.result {
+                    Err(e) => Err(failed_chain(&f, Hook::AuthenticationFailed, e)),
+                    Ok(_) => Err(AuthError::Failed { reason }),
+                }
+            }
+            Err((o, hook, e)) => Err(failed_chain(&o, hook, &e)),
+        };
+        commit(req)?;
+        let user = answer?;
+        // Answer the user as committed (e.g. with the failed-login counter cleared).
+        match req.store.find_user_by_id(user.id) {
+            Ok(Some(r)) => Ok(r.user),
+            _ => Ok(convert::user_from_abi(&user)),
+        }
+    }
+}
+
+impl ReauthenticateManager for PluginAuthenticationManager {
+    fn reauthenticate(
+        &self,
+        g: &Generation,
+        req: &Request,
+        user_id: i64,
+        secret: &str,
+    ) -> Result<(), AuthError> {
+        use crate::hook::Hook;
+        let record = req
+            .store
+            .find_user_by_id(user_id)
+            .map_err(|e| AuthError::Internal {
+                message: e.to_string(),
+            })?;
+        let Some(record) = record else {
+            // No such user: spend the same bcrypt work, then fail like a wrong password.
+            g.verifier.verify(secret, None);
+            return Err(AuthError::Failed {
+                reason: messages::WRONG_PASSWORD.into(),
+            });
+        };
+        let user: abi::User = convert::user_to_abi(&record.user, record.banned);
+        let stopped = (|| {
+            let o = g.call(
+                req,
+                Input::ReauthAttempt {
+                    user: &user,
+                    secret,
+                },
+            );
+            match &o.result {
+                Ok(Value::True) => {}
+                Ok(_) => {
+                    return Err((
+                        o,
+                        Hook::ReauthAttempt,
+                        HookError::stop(messages::WRONG_PASSWORD),
+                    ))
+                }
+                Err(e) => {
+                    let e = e.clone();
+                    return Err((o, Hook::ReauthAttempt, e));
+                }
+            }
+            let o = g.call(req, Input::PostReauth { user: &user });
+            match &o.result {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let e = e.clone();
+                    Err((o, Hook::PostReauth, e))
+                }
+            }
+        })();
+        let answer = match stopped {
+            Ok(()) => Ok(()),
+            Err((_, _, HookError::StopAuthentication { reason })) => {
+                let f = g.call(req, Input::ReauthFailed { user: &user });
+                match &f.result {
+                    Err(HookError::ForceLogout { reason }) => Err(AuthError::ForceLogout {
+                        reason: reason.clone(),
+                    }),
+                    Err(e) => Err(failed_chain(&f, Hook::ReauthFailed, e)),
+                    Ok(_) => Err(AuthError::Failed { reason }),
+                }
+            }
+            Err((o, hook, e)) => Err(failed_chain(&o, hook, &e)),
+        };
+        commit(req)?;
+        answer
+    }
+}

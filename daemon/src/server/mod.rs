@@ -1,0 +1,283 @@
+//! The Varlink server: the socket, one task per connection, and graceful shutdown.
+//!
+//! Requests on one connection are answered in order; connections run in parallel; the
+//! work of a request runs on the [`Executor`], never on the async threads. A malformed
+//! message gets an error (and a close where the stream cannot be trusted) and disturbs
+//! no other connection. SIGTERM/SIGINT stop accepting, let every connection finish
+//! the request it is in, and return.
+
+mod methods;
+pub mod wire;
+
+use std::{
+    collections::HashMap,
+    io,
+    os::unix::fs::{FileTypeExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::{atomic::AtomicU64, Arc, RwLock},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{watch, Semaphore},
+    task::JoinSet,
+};
+
+use crate::{
+    auth::PluginAuthenticationManager,
+    config::Config,
+    executor::Executor,
+    generation::{BuildError, Generation},
+    loader::Loader,
+    password::Verifier,
+    store::Store,
+};
+
+/// Everything a request needs, shared by all connections.
+pub struct Daemon {
+    pub config_path: PathBuf,
+    generation: RwLock<Arc<Generation>>,
+    pub store: Arc<dyn Store>,
+    pub executor: Executor,
+    pub loader: Loader,
+    pub auth: Arc<PluginAuthenticationManager>,
+    next_generation: AtomicU64,
+    own_uid: u32,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("plugins:\n{0}")]
+    Plugins(#[from] BuildError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Daemon {
+    /// Reads the configuration, opens (and migrates) the store, and builds the first
+    /// plugin generation.
+    pub fn start(config_path: &Path) -> Result<Arc<Daemon>, StartError> {
+        let config = Arc::new(Config::load(config_path)?);
+        let store = crate::store::open(&config.database.url, &config.base_dir)?;
+        let loader = Loader::default();
+        let generation = build_generation(1, config.clone(), &loader, &*store)?;
+        let executor = Executor::new(config.daemon.worker_count(), config.daemon.max_stuck_calls);
+        Ok(Arc::new(Daemon {
+            config_path: config.path.clone(),
+            generation: RwLock::new(Arc::new(generation)),
+            store,
+            executor,
+            loader,
+            auth: Arc::new(PluginAuthenticationManager),
+            next_generation: AtomicU64::new(2),
+            own_uid: effective_uid(),
+        }))
+    }
+
+    /// The generation new requests use.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.generation
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The configuration of the current generation.
+    pub fn config(&self) -> Arc<Config> {
+        self.generation().config.clone()
+    }
+
+    /// Re-reads the configuration and swaps in a new generation; on failure the current
+    /// one stays. Requests in flight finish on the generation they started with.
+    pub fn reload(&self, overrides: &HashMap<String, bool>) -> Result<u64, String> {
+        let config = Arc::new(Config::load(&self.config_path).map_err(|e| e.to_string())?);
+        let id = self
+            .next_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut states = registry_states(&*self.store).map_err(|e| e.to_string())?;
+        states.extend(overrides.iter().map(|(k, v)| (k.clone(), *v)));
+        let verifier = self.verifier_for(&config)?;
+        let g = Generation::build(id, config, &self.loader, verifier, &states)
+            .map_err(|e| e.to_string())?;
+        *self.generation.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(g);
+        tracing::info!(generation = id, "plugin generation swapped in");
+        Ok(id)
+    }
+
+    fn verifier_for(&self, config: &Config) -> Result<Arc<Verifier>, String> {
+        let current = self.generation();
+        if current.config.auth.bcrypt_cost == config.auth.bcrypt_cost {
+            Ok(current.verifier.clone())
+        } else {
+            Verifier::new(config.auth.bcrypt_cost)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    /// Whether a peer with `uid` may call `org.flaskbb.Admin`.
+    pub fn is_admin(&self, uid: Option<u32>) -> bool {
+        uid.is_some_and(|u| u == self.own_uid || self.config().daemon.admin_uids.contains(&u))
+    }
+}
+
+fn registry_states(store: &dyn Store) -> Result<HashMap<String, bool>, crate::store::StoreError> {
+    Ok(store.plugin_states()?.into_iter().collect())
+}
+
+fn build_generation(
+    id: u64,
+    config: Arc<Config>,
+    loader: &Loader,
+    store: &dyn Store,
+) -> Result<Generation, StartError> {
+    let verifier = Arc::new(
+        Verifier::new(config.auth.bcrypt_cost).map_err(|e| StartError::Other(e.to_string()))?,
+    );
+    let states = registry_states(store)?;
+    Ok(Generation::build(id, config, loader, verifier, &states)?)
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Binds the socket at `path` with `mode`. A stale socket file left by a crash is
+/// replaced; one a live daemon answers on is not stolen; anything else is not touched.
+pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the socket directory {}: {e}", dir.display()))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(format!("{} exists and is not a socket; refusing to replace it (fix daemon.socket)", path.display()));
+        }
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(format!(
+                    "{} is in use: another flaskbbd is serving on it (stop it, or choose another daemon.socket)",
+                    path.display()
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                tracing::info!(socket = %path.display(), "replacing a stale socket file");
+                std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+            }
+            Err(e) => return Err(format!("cannot probe existing socket {}: {e}", path.display())),
+        },
+        Err(_) => {}
+    }
+    let listener =
+        UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set mode {mode:o} on {}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves `listener` until `shutdown` turns true, then drains: no new connections,
+/// each connection finishes its current request, and this returns when all are done.
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    listener: UnixListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(daemon.config().daemon.max_connections));
+    let mut tasks = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let (d, rx) = (daemon.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            connection(d, stream, rx).await;
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let open = tasks.len();
+    if open > 0 {
+        tracing::info!(
+            connections = open,
+            "draining: waiting for requests in flight"
+        );
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn connection(daemon: Arc<Daemon>, stream: UnixStream, mut shutdown: watch::Receiver<bool>) {
+    let uid = stream.peer_cred().ok().map(|c| c.uid());
+    let admin = daemon.is_admin(uid);
+    let max = daemon.config().daemon.max_message_bytes;
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = BufReader::new(rd);
+    let mut buf = Vec::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let read = tokio::select! {
+            r = wire::read_message(&mut reader, &mut buf, max) => r,
+            _ = shutdown.changed() => break,
+        };
+        let (reply, close) = match read {
+            Ok(false) => break,
+            Ok(true) => match wire::decode(&buf) {
+                Ok(call) => {
+                    let oneway = call.oneway;
+                    let reply = methods::dispatch(&daemon, call, admin).await;
+                    (if oneway { None } else { Some(reply) }, false)
+                }
+                Err(bad) => (Some(bad.reply), bad.fatal),
+            },
+            Err(wire::ReadError::TooLarge(n)) => {
+                tracing::warn!(
+                    uid,
+                    "closing a connection that sent a message over {n} bytes"
+                );
+                (
+                    Some(wire::Reply::error(
+                        wire::errors::INVALID_PARAMETER,
+                        serde_json::json!({ "parameter": "message", "reason": format!("message longer than daemon.max_message_bytes ({n})") }),
+                    )),
+                    true,
+                )
+            }
+            Err(e) => {
+                tracing::debug!(uid, "connection ended: {e}");
+                break;
+            }
+        };
+        if let Some(r) = reply {
+            if let Err(e) = wr.write_all(&r.encode()).await {
+                tracing::debug!(uid, "client went away before its answer: {e}");
+                break;
+            }
+        }
+        if close {
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+}

@@ -1,0 +1,230 @@
+//! Varlink on the wire: NUL-terminated JSON messages, calls, replies and the standard
+//! errors. Knows nothing of flaskbbd's methods.
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+/// Standard error names (org.varlink.service).
+pub mod errors {
+    pub const INTERFACE_NOT_FOUND: &str = "org.varlink.service.InterfaceNotFound";
+    pub const METHOD_NOT_FOUND: &str = "org.varlink.service.MethodNotFound";
+    pub const METHOD_NOT_IMPLEMENTED: &str = "org.varlink.service.MethodNotImplemented";
+    pub const INVALID_PARAMETER: &str = "org.varlink.service.InvalidParameter";
+    pub const PERMISSION_DENIED: &str = "org.varlink.service.PermissionDenied";
+}
+
+/// Why a message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("message longer than {0} bytes")]
+    TooLarge(usize),
+    #[error("connection closed in the middle of a message")]
+    Truncated,
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one message (without its NUL) into `buf`; `Ok(false)` at a clean end of stream.
+pub async fn read_message<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<bool, ReadError> {
+    buf.clear();
+    loop {
+        let available = r.fill_buf().await?;
+        if available.is_empty() {
+            return if buf.is_empty() {
+                Ok(false)
+            } else {
+                Err(ReadError::Truncated)
+            };
+        }
+        let (chunk, done) = match available.iter().position(|&b| b == 0) {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        if buf.len() + chunk.len() > max {
+            return Err(ReadError::TooLarge(max));
+        }
+        buf.extend_from_slice(chunk);
+        let used = done.unwrap_or(chunk.len());
+        r.consume(used);
+        if done.is_some() {
+            return Ok(true);
+        }
+    }
+}
+
+/// One decoded call.
+#[derive(Debug)]
+pub struct Call {
+    pub interface: String,
+    pub method: String,
+    pub parameters: Option<Value>,
+    pub oneway: bool,
+}
+
+/// A reply: parameters, or an error with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Ok(Value),
+    Err { error: String, parameters: Value },
+}
+
+impl Reply {
+    /// A reply carrying `parameters` (an object).
+    pub fn ok(parameters: impl Serialize) -> Reply {
+        Reply::Ok(serde_json::to_value(parameters).unwrap_or_else(|_| json!({})))
+    }
+
+    /// An empty reply.
+    pub fn empty() -> Reply {
+        Reply::Ok(json!({}))
+    }
+
+    /// An error reply.
+    pub fn error(error: &str, parameters: Value) -> Reply {
+        Reply::Err {
+            error: error.to_owned(),
+            parameters,
+        }
+    }
+
+    /// `org.varlink.service.InvalidParameter` for `parameter`.
+    pub fn invalid(parameter: &str) -> Reply {
+        Reply::error(errors::INVALID_PARAMETER, json!({ "parameter": parameter }))
+    }
+
+    /// The error's name, when this is one.
+    pub fn error_name(&self) -> Option<&str> {
+        match self {
+            Reply::Err { error, .. } => Some(error),
+            Reply::Ok(_) => None,
+        }
+    }
+
+    /// The message bytes, NUL included.
+    pub fn encode(&self) -> Vec<u8> {
+        let v = match self {
+            Reply::Ok(p) => json!({ "parameters": p }),
+            Reply::Err { error, parameters } => json!({ "error": error, "parameters": parameters }),
+        };
+        let mut out = serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec());
+        out.push(0);
+        out
+    }
+}
+
+/// Why a message is not a call; the connection is closed after the reply when `fatal`.
+#[derive(Debug)]
+pub struct BadMessage {
+    pub reply: Reply,
+    pub fatal: bool,
+}
+
+fn bad(parameter: &str, reason: &str, fatal: bool) -> BadMessage {
+    BadMessage {
+        reply: Reply::error(
+            errors::INVALID_PARAMETER,
+            json!({ "parameter": parameter, "reason": reason }),
+        ),
+        fatal,
+    }
+}
+
+/// Decodes a message. Invalid UTF-8 or JSON means the peer does not speak Varlink: the
+/// reply says so and the connection closes. A well-formed message with a bad field
+/// gets an error and the connection goes on.
+pub fn decode(buf: &[u8]) -> Result<Call, BadMessage> {
+    let text = std::str::from_utf8(buf)
+        .map_err(|_| bad("message", "the message is not valid UTF-8", true))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        bad(
+            "message",
+            &format!("the message is not valid JSON: {e}"),
+            true,
+        )
+    })?;
+    let Value::Object(mut obj) = value else {
+        return Err(bad("message", "a message must be a JSON object", true));
+    };
+    let method = match obj.remove("method") {
+        Some(Value::String(m)) => m,
+        _ => {
+            return Err(bad(
+                "method",
+                "a call needs \"method\": \"interface.Method\"",
+                false,
+            ))
+        }
+    };
+    let Some((interface, name)) = method.rsplit_once('.') else {
+        return Err(bad("method", "a method name is interface.Method", false));
+    };
+    let flag = |obj: &mut Map<String, Value>, key: &str| -> Result<bool, BadMessage> {
+        match obj.remove(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(_) => Err(bad(key, "must be a boolean", false)),
+        }
+    };
+    let oneway = flag(&mut obj, "oneway")?;
+    flag(&mut obj, "more")?;
+    if flag(&mut obj, "upgrade")? {
+        return Err(bad(
+            "upgrade",
+            "this service does not upgrade connections",
+            false,
+        ));
+    }
+    let parameters = match obj.remove("parameters") {
+        None | Some(Value::Null) => None,
+        Some(p @ Value::Object(_)) => Some(p),
+        Some(_) => return Err(bad("parameters", "must be an object", false)),
+    };
+    Ok(Call {
+        interface: interface.to_owned(),
+        method: name.to_owned(),
+        parameters,
+        oneway,
+    })
+}
+
+/// A call's parameters, taken one by one so a problem names its parameter.
+pub struct Params {
+    map: Map<String, Value>,
+}
+
+impl Params {
+    /// Takes `parameters`; any key not in `known` is an invalid parameter.
+    pub fn new(parameters: Option<Value>, known: &[&str]) -> Result<Params, Reply> {
+        let map = match parameters {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(Reply::invalid(k));
+        }
+        Ok(Params { map })
+    }
+
+    /// A required parameter.
+    pub fn req<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, Reply> {
+        match self.map.remove(name) {
+            Some(v) if !v.is_null() => serde_json::from_value(v).map_err(|_| Reply::invalid(name)),
+            _ => Err(Reply::invalid(name)),
+        }
+    }
+
+    /// An optional parameter (absent or null is `None`).
+    pub fn opt<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>, Reply> {
+        match self.map.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|_| Reply::invalid(name)),
+        }
+    }
+}
