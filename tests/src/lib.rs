@@ -2,6 +2,8 @@
 //! loader fixtures, makes scratch directories, runs the CLI, and starts daemons on
 //! real sockets with real SQLite files.
 
+pub mod daemon;
+
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -162,12 +164,15 @@ impl Scratch {
     }
 
     /// Writes `flaskbb.toml` here: test defaults (plugins from the build, bcrypt cost
-    /// 4, a socket and database in this directory) followed by `extra`.
+    /// 4, a socket and database in this directory) followed by `extra`. When `extra`
+    /// has its own `[auth]` table, it must set `bcrypt_cost` itself (see [`auth`]).
     pub fn config(&self, extra: &str) -> PathBuf {
+        let has_auth = extra.starts_with("[auth]") || extra.contains("\n[auth]");
         let text = format!(
-            "[plugins]\ndirs = [{:?}, {:?}]\n[auth]\nbcrypt_cost = 4\n{extra}",
+            "[plugins]\ndirs = [{:?}, {:?}]\n{}{extra}",
             build().display().to_string(),
-            root().join("target/fixtures/debug").display().to_string()
+            root().join("target/fixtures/debug").display().to_string(),
+            if has_auth { "" } else { "[auth]\nbcrypt_cost = 4\n" }
         );
         self.write("flaskbb.toml", &text)
     }
@@ -191,6 +196,11 @@ impl Drop for Scratch {
             let _ = fs::remove_dir_all(&self.path);
         }
     }
+}
+
+/// An `[auth]` table with the tests' bcrypt cost and `keys`.
+pub fn auth(keys: &str) -> String {
+    format!("[auth]\nbcrypt_cost = 4\n{keys}")
 }
 
 /// Runs `flaskbbd ARGS` and returns its output.

@@ -243,6 +243,8 @@ impl Store for SqliteStore {
 
     fn create_user(&self, new: &NewUser) -> Result<UserRecord, StoreError> {
         let mut conn = self.conn()?;
+        // FlaskBB keeps the primary group in users.primary_group_id only; groups_users
+        // holds secondary groups.
         let id = conn
             .immediate_transaction(|c| {
                 let id: i64 = diesel::insert_into(users::table)
@@ -257,12 +259,6 @@ impl Store for SqliteStore {
                     ))
                     .returning(users::id)
                     .get_result(c)?;
-                diesel::insert_into(groups_users::table)
-                    .values((
-                        groups_users::user_id.eq(id),
-                        groups_users::group_id.eq(new.primary_group_id),
-                    ))
-                    .execute(c)?;
                 Ok(id)
             })
             .map_err(query_err)?;

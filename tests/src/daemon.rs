@@ -1,0 +1,147 @@
+//! A real `flaskbbd serve` on a scratch configuration: started, talked to over its
+//! socket, stopped with SIGTERM.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use flaskbbd::client::Client;
+use serde_json::{json, Value};
+
+use crate::{flaskbbd_bin, Scratch};
+
+/// A running daemon; killed when dropped.
+pub struct TestDaemon {
+    pub child: Child,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl TestDaemon {
+    /// Writes `extra` after the test defaults (socket `run/flaskbbd.sock`, database
+    /// `test.db`, both in `scratch`) and starts the daemon; waits until it answers.
+    pub fn start(scratch: &Scratch, extra: &str) -> TestDaemon {
+        let config = scratch.config(&format!("[database]\nurl = \"sqlite:///test.db\"\n{extra}"));
+        Self::start_with(scratch, config)
+    }
+
+    /// Starts the daemon on an existing configuration file.
+    pub fn start_with(scratch: &Scratch, config: PathBuf) -> TestDaemon {
+        let log = scratch.path.join("daemon.log");
+        let child = Command::new(flaskbbd_bin())
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the daemon starts");
+        let socket = scratch.path.join("run/flaskbbd.sock");
+        let mut d = TestDaemon { child, config, socket, log };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the daemon exited with {status} before answering:\n{}", self.log_text());
+            }
+            if let Ok(mut c) = Client::connect(&self.socket) {
+                if c.call("org.varlink.service.GetInfo", json!({})).is_ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the daemon did not answer within 20 s:\n{}", self.log_text());
+    }
+
+    /// A new connection.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket).expect("connect to the daemon")
+    }
+
+    /// One call on a new connection.
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, flaskbbd::client::CallError> {
+        self.client().call(method, params)
+    }
+
+    /// `Authenticate` with an empty context.
+    pub fn auth(&self, identifier: &str, secret: &str) -> Result<Value, flaskbbd::client::CallError> {
+        self.call("org.flaskbb.Auth.Authenticate", json!({ "identifier": identifier, "secret": secret }))
+    }
+
+    /// Creates a user through `org.flaskbb.Admin.CreateUser`; returns its id.
+    pub fn add_user(&self, username: &str, password: &str, activated: bool) -> i64 {
+        let r = self
+            .call(
+                "org.flaskbb.Admin.CreateUser",
+                json!({ "username": username, "email": format!("{username}@example.org"), "password": password, "activated": activated }),
+            )
+            .expect("CreateUser");
+        r["user"]["id"].as_i64().unwrap()
+    }
+
+    /// A user as `GetUser` answers it.
+    pub fn user(&self, identifier: &str) -> Value {
+        self.call("org.flaskbb.Admin.GetUser", json!({ "identifier": identifier })).expect("GetUser")["user"].clone()
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not stop within 20 s:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the daemon logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `flaskbbd ARGS` with `stdin` fed in.
+pub fn flaskbbd_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(flaskbbd_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("flaskbbd runs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The error name and parameters of a failed call.
+pub fn err(r: Result<Value, flaskbbd::client::CallError>) -> (String, Value) {
+    match r {
+        Err(flaskbbd::client::CallError::Varlink { error, parameters }) => (error, parameters),
+        other => panic!("expected a Varlink error, got {other:?}"),
+    }
+}
