@@ -6,6 +6,8 @@
 //! Both run on a worker thread (they call bcrypt and plugins), and commit the
 //! request's changes exactly once at the end, success or failure.
 
+use std::sync::Arc;
+
 use plugin_abi::{
     abi,
     sdk::{HookError, Value},
@@ -15,6 +17,7 @@ use crate::{
     builtins::messages,
     chain::{ChainOutcome, Input},
     generation::Generation,
+    hook::Hook,
     proto::{self, convert},
     request::Request,
 };
@@ -43,18 +46,36 @@ pub fn internal(hook: &str, outcome_instance: Option<&str>, message: &str) -> Au
     }
 }
 
-fn failed_chain(o: &ChainOutcome, hook: crate::hook::Hook, e: &HookError) -> AuthError {
-    let message = match e {
-        HookError::Failed { message } => message.clone(),
-        other => other.to_string(),
-    };
-    let err = internal(hook.name(), o.decided_by.as_deref(), &message);
-    tracing::error!(
-        hook = hook.name(),
-        instance = o.decided_by.as_deref().unwrap_or("-"),
-        "{err}"
-    );
-    err
+/// Where a flow left its chains: the hook, the instance that decided, and the error.
+struct Stopped {
+    hook: Hook,
+    decided_by: Option<Arc<str>>,
+    error: HookError,
+}
+
+impl Stopped {
+    fn from(hook: Hook, o: &ChainOutcome, error: HookError) -> Stopped {
+        Stopped {
+            hook,
+            decided_by: o.decided_by.clone(),
+            error,
+        }
+    }
+
+    /// A failed chain as an internal error naming the instance and hook; logged.
+    fn internal(&self) -> AuthError {
+        let message = match &self.error {
+            HookError::Failed { message } => message.clone(),
+            other => other.to_string(),
+        };
+        let err = internal(self.hook.name(), self.decided_by.as_deref(), &message);
+        tracing::error!(
+            hook = self.hook.name(),
+            instance = self.decided_by.as_deref().unwrap_or("-"),
+            "{err}"
+        );
+        err
+    }
 }
 
 /// Commits the request's changes; a failed commit turns any answer into an internal error.
@@ -102,43 +123,43 @@ impl AuthenticationManager for PluginAuthenticationManager {
         identifier: &str,
         secret: &str,
     ) -> Result<proto::User, AuthError> {
-        use crate::hook::Hook;
         let stopped = (|| {
             let o = g.call(req, Input::Authenticate { identifier, secret });
             let user = match &o.result {
                 Ok(Value::User(u)) => u.clone(),
                 Ok(_) => {
-                    return Err((
-                        o,
+                    return Err(Stopped::from(
                         Hook::Authenticate,
+                        &o,
                         HookError::stop(messages::WRONG_CREDENTIALS),
                     ))
                 }
                 Err(e) => {
-                    let e = e.clone();
-                    return Err((o, Hook::Authenticate, e));
+                    return Err(Stopped::from(Hook::Authenticate, &o, e.clone()));
                 }
             };
             let o = g.call(req, Input::PostAuthenticate { user: &user });
             match &o.result {
                 Ok(_) => Ok(user),
-                Err(e) => {
-                    let e = e.clone();
-                    Err((o, Hook::PostAuthenticate, e))
-                }
+                Err(e) => Err(Stopped::from(Hook::PostAuthenticate, &o, e.clone())),
             }
         })();
         let answer = match stopped {
             Ok(user) => Ok(user),
-            Err((_, _, HookError::StopAuthentication { reason })) => {
+            Err(Stopped {
+                error: HookError::StopAuthentication { reason },
+                ..
+            }) => {
                 // Only StopAuthentication runs the failure hook (FlaskBB).
                 let f = g.call(req, Input::AuthenticationFailed { identifier });
                 match &f.result {
-                    Err(e) => Err(failed_chain(&f, Hook::AuthenticationFailed, e)),
+                    Err(e) => {
+                        Err(Stopped::from(Hook::AuthenticationFailed, &f, e.clone()).internal())
+                    }
                     Ok(_) => Err(AuthError::Failed { reason }),
                 }
             }
-            Err((o, hook, e)) => Err(failed_chain(&o, hook, &e)),
+            Err(stopped) => Err(stopped.internal()),
         };
         commit(req)?;
         let user = answer?;
@@ -158,7 +179,6 @@ impl ReauthenticateManager for PluginAuthenticationManager {
         user_id: i64,
         secret: &str,
     ) -> Result<(), AuthError> {
-        use crate::hook::Hook;
         let record = req
             .store
             .find_user_by_id(user_id)
@@ -184,39 +204,38 @@ impl ReauthenticateManager for PluginAuthenticationManager {
             match &o.result {
                 Ok(Value::True) => {}
                 Ok(_) => {
-                    return Err((
-                        o,
+                    return Err(Stopped::from(
                         Hook::ReauthAttempt,
+                        &o,
                         HookError::stop(messages::WRONG_PASSWORD),
                     ))
                 }
                 Err(e) => {
-                    let e = e.clone();
-                    return Err((o, Hook::ReauthAttempt, e));
+                    return Err(Stopped::from(Hook::ReauthAttempt, &o, e.clone()));
                 }
             }
             let o = g.call(req, Input::PostReauth { user: &user });
             match &o.result {
                 Ok(_) => Ok(()),
-                Err(e) => {
-                    let e = e.clone();
-                    Err((o, Hook::PostReauth, e))
-                }
+                Err(e) => Err(Stopped::from(Hook::PostReauth, &o, e.clone())),
             }
         })();
         let answer = match stopped {
             Ok(()) => Ok(()),
-            Err((_, _, HookError::StopAuthentication { reason })) => {
+            Err(Stopped {
+                error: HookError::StopAuthentication { reason },
+                ..
+            }) => {
                 let f = g.call(req, Input::ReauthFailed { user: &user });
                 match &f.result {
                     Err(HookError::ForceLogout { reason }) => Err(AuthError::ForceLogout {
                         reason: reason.clone(),
                     }),
-                    Err(e) => Err(failed_chain(&f, Hook::ReauthFailed, e)),
+                    Err(e) => Err(Stopped::from(Hook::ReauthFailed, &f, e.clone()).internal()),
                     Ok(_) => Err(AuthError::Failed { reason }),
                 }
             }
-            Err((o, hook, e)) => Err(failed_chain(&o, hook, &e)),
+            Err(stopped) => Err(stopped.internal()),
         };
         commit(req)?;
         answer

@@ -37,11 +37,33 @@ pub struct Generation {
 #[error("{}", .0.join("\n"))]
 pub struct BuildError(pub Vec<String>);
 
+/// One hook an instance implements, with its default order (before overrides).
+struct Decl {
+    hook: String,
+    tier: Tier,
+    priority: i32,
+    before: Vec<String>,
+    after: Vec<String>,
+    wrapper: bool,
+}
+
+impl Decl {
+    fn plain(hook: &str, tier: Tier) -> Decl {
+        Decl {
+            hook: hook.into(),
+            tier,
+            priority: 0,
+            before: vec![],
+            after: vec![],
+            wrapper: false,
+        }
+    }
+}
+
 struct Candidate {
     instance: Arc<Instance>,
     reg_index: usize,
-    /// hook name → (tier, priority, before, after, wrapper) before overrides.
-    decls: Vec<(String, Tier, i32, Vec<String>, Vec<String>, bool)>,
+    decls: Vec<Decl>,
     overrides: BTreeMap<String, HookOverride>,
 }
 
@@ -63,7 +85,7 @@ impl Generation {
 
         for b in builtins::all(&config, verifier.clone()) {
             let settings = config.builtins.get(b.name);
-            let configured = settings.map_or(true, |s| s.enabled)
+            let configured = settings.is_none_or(|s| s.enabled)
                 && match b.name {
                     "lockout" => config.auth.lockout.enabled,
                     "block_unactivated" => config.auth.activate_account,
@@ -92,11 +114,7 @@ impl Generation {
                     hooks: b.imp,
                 }),
                 reg_index,
-                decls: b
-                    .hooks
-                    .iter()
-                    .map(|(h, t)| (h.to_string(), *t, 0, vec![], vec![], false))
-                    .collect(),
+                decls: b.hooks.iter().map(|(h, t)| Decl::plain(h, *t)).collect(),
                 overrides: settings
                     .map(|s| {
                         s.hooks
@@ -163,18 +181,18 @@ impl Generation {
                     let list = |v: &abi_stable::std_types::RVec<abi_stable::std_types::RString>| {
                         v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
                     };
-                    (
-                        d.hook.to_string(),
-                        d.tier,
-                        d.priority,
-                        list(&d.before),
-                        list(&d.after),
-                        d.wrapper,
-                    )
+                    Decl {
+                        hook: d.hook.to_string(),
+                        tier: d.tier,
+                        priority: d.priority,
+                        before: list(&d.before),
+                        after: list(&d.after),
+                        wrapper: d.wrapper,
+                    }
                 })
                 .collect::<Vec<_>>();
-            for (hook, _) in &p.hooks {
-                if !decls.iter().any(|d| &d.0 == hook.get_ref()) {
+            for hook in p.hooks.keys() {
+                if !decls.iter().any(|d| &d.hook == hook.get_ref()) {
                     errors.push(config.error_at(
                         hook.span(),
                         &format!("hooks.{}", hook.get_ref()),
@@ -215,11 +233,11 @@ impl Generation {
         for hook in Hook::ALL {
             let mut specs = Vec::new();
             for c in &candidates {
-                for (h, tier, priority, before, after, wrapper) in &c.decls {
-                    if h != hook.name() {
+                for d in &c.decls {
+                    if d.hook != hook.name() {
                         continue;
                     }
-                    let o = c.overrides.get(h).cloned().unwrap_or_default();
+                    let o = c.overrides.get(&d.hook).cloned().unwrap_or_default();
                     if o.enabled == Some(false) {
                         continue;
                     }
@@ -230,17 +248,17 @@ impl Generation {
                             .tier
                             .as_ref()
                             .and_then(|t| Tier::from_name(t.get_ref()))
-                            .unwrap_or(*tier),
-                        priority: o.priority.unwrap_or(*priority),
+                            .unwrap_or(d.tier),
+                        priority: o.priority.unwrap_or(d.priority),
                         before: o
                             .before
                             .map(|v| v.into_iter().map(|s| s.into_inner()).collect())
-                            .unwrap_or_else(|| before.clone()),
+                            .unwrap_or_else(|| d.before.clone()),
                         after: o
                             .after
                             .map(|v| v.into_iter().map(|s| s.into_inner()).collect())
-                            .unwrap_or_else(|| after.clone()),
-                        wrapper: o.wrapper.unwrap_or(*wrapper),
+                            .unwrap_or_else(|| d.after.clone()),
+                        wrapper: o.wrapper.unwrap_or(d.wrapper),
                     });
                 }
             }

@@ -4,15 +4,15 @@
 //! to a chain of a generation, the chain calls built-ins and plugins, the store
 //! commits, the server encodes the answer.
 //!
-//! - [`config`]: `flaskbb.toml`.
-//! - [`loader`]: dlopen and ABI checks of plugin libraries.
-//! - [`chain`]: ordering rules and the call loop; [`generation`]: chains of one reading of the config.
-//! - [`instance`]: built-ins and plugin instances behind one trait; [`builtins`]: FlaskBB's defaults.
-//! - [`executor`]: the worker pool with per-call timeouts; [`request`]: one request's state.
-//! - [`store`]: FlaskBB's tables through diesel; [`password`]: bcrypt.
-//! - [`auth`], [`events`]: FlaskBB's flows over the chains.
-//! - [`server`]: Varlink on a Unix socket; [`client`]: a blocking client for the CLI and tests.
-//! - [`proto`]: the wire types shared by server, client and tests.
+//! - [`config`] reads `flaskbb.toml`.
+//! - [`loader`] opens plugin libraries and checks their ABI.
+//! - [`chain`] holds the ordering rules and the call loop; [`generation`] the chains of one reading of the config.
+//! - [`instance`] puts built-ins and plugin instances behind one trait; [`builtins`] are FlaskBB's defaults.
+//! - [`executor`] is the worker pool with per-call timeouts; [`request`] one request's state.
+//! - [`store`] reaches FlaskBB's tables through diesel; [`password`] does bcrypt.
+//! - [`auth`] and [`events`] are FlaskBB's flows over the chains.
+//! - [`server`] speaks Varlink on a Unix socket; [`client`] is a blocking client for the CLI and tests.
+//! - [`proto`] holds the wire types shared by server, client and tests.
 
 pub mod auth;
 pub mod builtins;

@@ -41,7 +41,12 @@ impl TestDaemon {
             .spawn()
             .expect("the daemon starts");
         let socket = scratch.path.join("run/flaskbbd.sock");
-        let mut d = TestDaemon { child, config, socket, log };
+        let mut d = TestDaemon {
+            child,
+            config,
+            socket,
+            log,
+        };
         d.wait_ready();
         d
     }
@@ -50,7 +55,10 @@ impl TestDaemon {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the daemon exited with {status} before answering:\n{}", self.log_text());
+                panic!(
+                    "the daemon exited with {status} before answering:\n{}",
+                    self.log_text()
+                );
             }
             if let Ok(mut c) = Client::connect(&self.socket) {
                 if c.call("org.varlink.service.GetInfo", json!({})).is_ok() {
@@ -59,7 +67,10 @@ impl TestDaemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("the daemon did not answer within 20 s:\n{}", self.log_text());
+        panic!(
+            "the daemon did not answer within 20 s:\n{}",
+            self.log_text()
+        );
     }
 
     /// A new connection.
@@ -73,8 +84,15 @@ impl TestDaemon {
     }
 
     /// `Authenticate` with an empty context.
-    pub fn auth(&self, identifier: &str, secret: &str) -> Result<Value, flaskbbd::client::CallError> {
-        self.call("org.flaskbb.Auth.Authenticate", json!({ "identifier": identifier, "secret": secret }))
+    pub fn auth(
+        &self,
+        identifier: &str,
+        secret: &str,
+    ) -> Result<Value, flaskbbd::client::CallError> {
+        self.call(
+            "org.flaskbb.Auth.Authenticate",
+            json!({ "identifier": identifier, "secret": secret }),
+        )
     }
 
     /// Creates a user through `org.flaskbb.Admin.CreateUser`; returns its id.
@@ -90,7 +108,12 @@ impl TestDaemon {
 
     /// A user as `GetUser` answers it.
     pub fn user(&self, identifier: &str) -> Value {
-        self.call("org.flaskbb.Admin.GetUser", json!({ "identifier": identifier })).expect("GetUser")["user"].clone()
+        self.call(
+            "org.flaskbb.Admin.GetUser",
+            json!({ "identifier": identifier }),
+        )
+        .expect("GetUser")["user"]
+            .clone()
     }
 
     /// Sends `signal` to the daemon.
@@ -107,7 +130,11 @@ impl TestDaemon {
             if let Ok(Some(s)) = self.child.try_wait() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "the daemon did not stop within 20 s:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not stop within 20 s:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -134,7 +161,12 @@ pub fn flaskbbd_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("flaskbbd runs");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 

@@ -172,7 +172,11 @@ impl Scratch {
             "[plugins]\ndirs = [{:?}, {:?}]\n{}{extra}",
             build().display().to_string(),
             root().join("target/fixtures/debug").display().to_string(),
-            if has_auth { "" } else { "[auth]\nbcrypt_cost = 4\n" }
+            if has_auth {
+                ""
+            } else {
+                "[auth]\nbcrypt_cost = 4\n"
+            }
         );
         self.write("flaskbb.toml", &text)
     }

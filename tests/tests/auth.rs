@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use diesel::{connection::SimpleConnection, Connection, RunQueryDsl, SqliteConnection};
 use flaskbbd_tests::{
+    auth,
     daemon::{err, TestDaemon},
-    auth, trace_calls, Scratch,
+    trace_calls, Scratch,
 };
 use serde_json::json;
 
@@ -17,12 +18,16 @@ const NOT_ACTIVATED: &str =
 const LOCKED: &str = "Your account is currently locked out due to too many failed login attempts";
 
 fn failed(reason: &str) -> (String, serde_json::Value) {
-    ("org.flaskbb.Auth.AuthenticationFailed".into(), json!({ "reason": reason }))
+    (
+        "org.flaskbb.Auth.AuthenticationFailed".into(),
+        json!({ "reason": reason }),
+    )
 }
 
 fn sql(s: &Scratch, statement: &str) {
     let mut c = SqliteConnection::establish(s.path.join("test.db").to_str().unwrap()).unwrap();
-    c.batch_execute(&format!("PRAGMA busy_timeout = 5000; {statement}")).unwrap();
+    c.batch_execute(&format!("PRAGMA busy_timeout = 5000; {statement}"))
+        .unwrap();
 }
 
 #[test]
@@ -30,7 +35,10 @@ fn right_password_answers_the_user_without_its_hash_and_clears_failures() {
     let s = Scratch::new("auth-ok");
     let d = TestDaemon::start(&s, "");
     let id = d.add_user("alice", "Secret123", true);
-    sql(&s, &format!("UPDATE users SET login_attempts = 2 WHERE id = {id}"));
+    sql(
+        &s,
+        &format!("UPDATE users SET login_attempts = 2 WHERE id = {id}"),
+    );
     let user = d.auth("alice", "Secret123").unwrap()["user"].clone();
     assert_eq!(user["id"], id);
     assert_eq!(user["username"], "alice");
@@ -42,7 +50,10 @@ fn right_password_answers_the_user_without_its_hash_and_clears_failures() {
     assert!(user["date_joined"].as_str().unwrap().ends_with('Z'));
     assert!(user.get("password").is_none());
     // By email too, as FlaskBB's provider does.
-    assert_eq!(d.auth("alice@example.org", "Secret123").unwrap()["user"]["id"], id);
+    assert_eq!(
+        d.auth("alice@example.org", "Secret123").unwrap()["user"]["id"],
+        id
+    );
 }
 
 #[test]
@@ -62,12 +73,22 @@ fn an_unactivated_user_is_cleared_refused_then_counted() {
     let s = Scratch::new("auth-unactivated");
     let d = TestDaemon::start(&s, "");
     let id = d.add_user("bob", "Secret123", false);
-    sql(&s, &format!("UPDATE users SET login_attempts = 3 WHERE id = {id}"));
+    sql(
+        &s,
+        &format!("UPDATE users SET login_attempts = 3 WHERE id = {id}"),
+    );
     assert_eq!(err(d.auth("bob", "Secret123")), failed(NOT_ACTIVATED));
     // FlaskBB's order: clear (0), block unactivated, then mark failed (1).
     assert_eq!(d.user("bob")["login_attempts"], 1);
-    d.call("org.flaskbb.Admin.SetActivated", json!({ "user_id": id, "activated": true })).unwrap();
-    assert_eq!(d.auth("bob", "Secret123").unwrap()["user"]["login_attempts"], 0);
+    d.call(
+        "org.flaskbb.Admin.SetActivated",
+        json!({ "user_id": id, "activated": true }),
+    )
+    .unwrap();
+    assert_eq!(
+        d.auth("bob", "Secret123").unwrap()["user"]["login_attempts"],
+        0
+    );
 }
 
 #[test]
@@ -75,7 +96,10 @@ fn activation_is_not_required_when_activate_account_is_off() {
     let s = Scratch::new("auth-noactivate");
     let d = TestDaemon::start(&s, &auth("activate_account = false\n"));
     d.add_user("bob", "Secret123", false);
-    assert_eq!(d.auth("bob", "Secret123").unwrap()["user"]["activated"], false);
+    assert_eq!(
+        d.auth("bob", "Secret123").unwrap()["user"]["activated"],
+        false
+    );
 }
 
 #[test]
@@ -83,25 +107,51 @@ fn a_banned_user_is_refused_even_with_the_right_password() {
     let s = Scratch::new("auth-banned");
     let d = TestDaemon::start(&s, "");
     let id = d.add_user("carol", "Secret123", true);
-    d.call("org.flaskbb.Admin.SetBanned", json!({ "user_id": id, "banned": true })).unwrap();
+    d.call(
+        "org.flaskbb.Admin.SetBanned",
+        json!({ "user_id": id, "banned": true }),
+    )
+    .unwrap();
     assert_eq!(d.user("carol")["groups"], json!(["Banned"]));
-    assert_eq!(err(d.auth("carol", "Secret123")), failed("Your account has been banned."));
-    d.call("org.flaskbb.Admin.SetBanned", json!({ "user_id": id, "banned": false })).unwrap();
+    assert_eq!(
+        err(d.auth("carol", "Secret123")),
+        failed("Your account has been banned.")
+    );
+    d.call(
+        "org.flaskbb.Admin.SetBanned",
+        json!({ "user_id": id, "banned": false }),
+    )
+    .unwrap();
     assert!(d.auth("carol", "Secret123").is_ok());
 }
 
 #[test]
 fn too_many_failures_lock_the_account_until_the_window_passes() {
     let s = Scratch::new("auth-lockout");
-    let d = TestDaemon::start(&s, &auth("lockout = { attempts = 3, window_minutes = 10 }\n"));
+    let d = TestDaemon::start(
+        &s,
+        &auth("lockout = { attempts = 3, window_minutes = 10 }\n"),
+    );
     let id = d.add_user("dan", "Secret123", true);
     for _ in 0..3 {
         assert_eq!(err(d.auth("dan", "bad")), failed(WRONG));
     }
     assert_eq!(err(d.auth("dan", "Secret123")), failed(LOCKED));
-    assert_eq!(d.user("dan")["login_attempts"], 4, "a refused attempt still counts");
-    sql(&s, &format!("UPDATE users SET last_failed_login = datetime('now', '-11 minutes') WHERE id = {id}"));
-    assert_eq!(d.auth("dan", "Secret123").unwrap()["user"]["login_attempts"], 0);
+    assert_eq!(
+        d.user("dan")["login_attempts"],
+        4,
+        "a refused attempt still counts"
+    );
+    sql(
+        &s,
+        &format!(
+            "UPDATE users SET last_failed_login = datetime('now', '-11 minutes') WHERE id = {id}"
+        ),
+    );
+    assert_eq!(
+        d.auth("dan", "Secret123").unwrap()["user"]["login_attempts"],
+        0
+    );
 }
 
 #[test]
@@ -134,16 +184,30 @@ tier = "tryfirst"
     d.add_user("erin", "Secret123", true);
     let (name, params) = err(d.auth("erin", "Secret123"));
     assert_eq!(name, "org.flaskbb.Auth.InternalError");
-    assert_eq!(params["message"], "instance \"broken\" failed in flaskbb_post_authenticate: ldap unreachable");
-    assert!(!trace_calls(&s, "trace.jsonl").iter().any(|(_, h)| h == "flaskbb_authentication_failed"));
+    assert_eq!(
+        params["message"],
+        "instance \"broken\" failed in flaskbb_post_authenticate: ldap unreachable"
+    );
+    assert!(!trace_calls(&s, "trace.jsonl")
+        .iter()
+        .any(|(_, h)| h == "flaskbb_authentication_failed"));
     assert_eq!(d.user("erin")["login_attempts"], 0);
-    assert!(d.log_text().contains("ldap unreachable") && d.log_text().contains("broken"), "logged with the instance");
+    assert!(
+        d.log_text().contains("ldap unreachable") && d.log_text().contains("broken"),
+        "logged with the instance"
+    );
 
     // A stop runs it: the wrong password goes through watch's failure hook.
     std::fs::remove_file(s.path.join("trace.jsonl")).unwrap();
     assert_eq!(err(d.auth("erin", "bad")), failed(WRONG));
     let calls = trace_calls(&s, "trace.jsonl");
-    assert_eq!(calls.last().unwrap(), &("watch".to_string(), "flaskbb_authentication_failed".to_string()));
+    assert_eq!(
+        calls.last().unwrap(),
+        &(
+            "watch".to_string(),
+            "flaskbb_authentication_failed".to_string()
+        )
+    );
 }
 
 #[test]
@@ -159,11 +223,17 @@ config = { trace = "trace.jsonl", on = { flaskbb_post_authenticate = { action = 
 "#,
     );
     d.add_user("fay", "Secret123", true);
-    assert_eq!(err(d.auth("fay", "Secret123")), failed("A second factor is required."));
+    assert_eq!(
+        err(d.auth("fay", "Secret123")),
+        failed("A second factor is required.")
+    );
     assert_eq!(d.user("fay")["login_attempts"], 1);
     assert_eq!(
         trace_calls(&s, "trace.jsonl").last().unwrap(),
-        &("mfa".to_string(), "flaskbb_authentication_failed".to_string())
+        &(
+            "mfa".to_string(),
+            "flaskbb_authentication_failed".to_string()
+        )
     );
 }
 
@@ -181,7 +251,10 @@ config = { on = { flaskbb_authenticate = { action = "return_user", user = "gus" 
     );
     d.add_user("gus", "Secret123", true);
     // The plugin vouches for gus whatever the secret; the built-in provider never runs.
-    assert_eq!(d.auth("whoever", "anything").unwrap()["user"]["username"], "gus");
+    assert_eq!(
+        d.auth("whoever", "anything").unwrap()["user"]["username"],
+        "gus"
+    );
 }
 
 #[test]
@@ -201,7 +274,10 @@ config = { on = { flaskbb_authenticate = { action = "panic", message = "kaboom" 
         let (name, params) = err(d.auth("hal", "Secret123"));
         assert_eq!(name, "org.flaskbb.Auth.InternalError");
         let m = params["message"].as_str().unwrap();
-        assert!(m.starts_with("instance \"boom\" failed in flaskbb_authenticate: panicked at "), "{m}");
+        assert!(
+            m.starts_with("instance \"boom\" failed in flaskbb_authenticate: panicked at "),
+            "{m}"
+        );
     }
     assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok());
 }
@@ -224,9 +300,17 @@ config = { on = { flaskbb_authenticate = { action = "sleep", ms = 4000 } } }
     let (name, params) = err(d.auth("x", "y"));
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(name, "org.flaskbb.Auth.InternalError");
-    assert_eq!(params["message"], "instance \"slow\" did not answer flaskbb_authenticate within 300 ms");
+    assert_eq!(
+        params["message"],
+        "instance \"slow\" did not answer flaskbb_authenticate within 300 ms"
+    );
     // Others are still served meanwhile.
-    assert!(d.call("org.flaskbb.Events.UserRegistered", json!({ "username": "z" })).is_ok());
+    assert!(d
+        .call(
+            "org.flaskbb.Events.UserRegistered",
+            json!({ "username": "z" })
+        )
+        .is_ok());
 }
 
 #[test]
@@ -234,12 +318,23 @@ fn reauth_checks_the_password_and_counts_failures() {
     let s = Scratch::new("reauth");
     let d = TestDaemon::start(&s, "");
     let id = d.add_user("ivy", "Secret123", true);
-    let reauth = |pw: &str| d.call("org.flaskbb.Auth.Reauthenticate", json!({ "user_id": id, "secret": pw }));
+    let reauth = |pw: &str| {
+        d.call(
+            "org.flaskbb.Auth.Reauthenticate",
+            json!({ "user_id": id, "secret": pw }),
+        )
+    };
     assert_eq!(err(reauth("bad")), failed(WRONG_PW));
     assert_eq!(d.user("ivy")["login_attempts"], 1);
     assert_eq!(reauth("Secret123").unwrap(), json!({}));
     assert_eq!(d.user("ivy")["login_attempts"], 0);
-    assert_eq!(err(d.call("org.flaskbb.Auth.Reauthenticate", json!({ "user_id": 999, "secret": "x" }))), failed(WRONG_PW));
+    assert_eq!(
+        err(d.call(
+            "org.flaskbb.Auth.Reauthenticate",
+            json!({ "user_id": 999, "secret": "x" })
+        )),
+        failed(WRONG_PW)
+    );
 }
 
 #[test]
@@ -257,7 +352,10 @@ tier = "trylast"
 "#,
     );
     let id = d.add_user("jo", "Secret123", true);
-    let (name, params) = err(d.call("org.flaskbb.Auth.Reauthenticate", json!({ "user_id": id, "secret": "bad" })));
+    let (name, params) = err(d.call(
+        "org.flaskbb.Auth.Reauthenticate",
+        json!({ "user_id": id, "secret": "bad" }),
+    ));
     assert_eq!(name, "org.flaskbb.Auth.ForceLogout");
     assert_eq!(params, json!({ "reason": "Suspicious session." }));
     // The built-in mark_failed_reauth (normal) ran before the trylast ForceLogout.
@@ -271,7 +369,12 @@ fn sixty_four_concurrent_wrong_passwords_are_all_counted() {
     d.add_user("kim", "Secret123", true);
     std::thread::scope(|scope| {
         for _ in 0..64 {
-            scope.spawn(|| assert_eq!(err(d.auth("kim", "bad")).0, "org.flaskbb.Auth.AuthenticationFailed"));
+            scope.spawn(|| {
+                assert_eq!(
+                    err(d.auth("kim", "bad")).0,
+                    "org.flaskbb.Auth.AuthenticationFailed"
+                )
+            });
         }
     });
     assert_eq!(d.user("kim")["login_attempts"], 64);
@@ -290,7 +393,13 @@ fn secrets_over_72_bytes_are_never_truncated() {
         "org.flaskbb.Admin.CreateUser",
         json!({ "username": "max", "email": "max@example.org", "password": "b".repeat(73), "activated": true }),
     ));
-    assert_eq!((name.as_str(), params), ("org.varlink.service.InvalidParameter", json!({ "parameter": "password" })));
+    assert_eq!(
+        (name.as_str(), params),
+        (
+            "org.varlink.service.InvalidParameter",
+            json!({ "parameter": "password" })
+        )
+    );
 }
 
 #[test]
@@ -303,7 +412,13 @@ fn a_failed_commit_answers_an_internal_error_and_changes_nothing() {
     c.batch_execute("BEGIN EXCLUSIVE").unwrap();
     let (name, params) = err(d.auth("ned", "bad"));
     assert_eq!(name, "org.flaskbb.Auth.InternalError");
-    assert!(params["message"].as_str().unwrap().starts_with("the request's changes could not be saved: "), "{params}");
+    assert!(
+        params["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the request's changes could not be saved: "),
+        "{params}"
+    );
     diesel::sql_query("ROLLBACK").execute(&mut c).unwrap();
     drop(c);
     assert_eq!(d.user("ned")["login_attempts"], 0);
@@ -322,6 +437,12 @@ fn the_failure_delay_applies_to_failures_only() {
     let ok = t.elapsed();
     let t = std::time::Instant::now();
     assert_eq!(err(d.auth("oz", "bad")), failed(WRONG));
-    assert!(t.elapsed() >= Duration::from_millis(1500), "the delay was not applied");
-    assert!(ok < Duration::from_millis(1500), "success must not be delayed (took {ok:?})");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "the delay was not applied"
+    );
+    assert!(
+        ok < Duration::from_millis(1500),
+        "success must not be delayed (took {ok:?})"
+    );
 }

@@ -23,9 +23,14 @@ fn post_save_before_answers_the_post_as_the_chain_left_it() {
     let s = Scratch::new("events-post");
     let d = TestDaemon::start(&s, CHAIN);
     let post = json!({ "content": "Hello", "topic_id": 3, "username": "alice" });
-    let r = d.call("org.flaskbb.Events.PostSaveBefore", json!({ "post": post })).unwrap();
+    let r = d
+        .call("org.flaskbb.Events.PostSaveBefore", json!({ "post": post }))
+        .unwrap();
     // "tag" registered last runs first (pluggy), then "sign" sees tag's post.
-    assert_eq!(r["post"], json!({ "content": "Hello #tag -- signed", "topic_id": 3, "username": "alice" }));
+    assert_eq!(
+        r["post"],
+        json!({ "content": "Hello #tag -- signed", "topic_id": 3, "username": "alice" })
+    );
     let t = trace(&s, "trace.jsonl");
     assert_eq!(t[0]["instance"], "tag");
     assert_eq!(t[1]["args"]["post"]["content"], "Hello #tag");
@@ -36,9 +41,15 @@ fn topic_save_before_changes_the_topic() {
     let s = Scratch::new("events-topic");
     let d = TestDaemon::start(&s, CHAIN);
     let r = d
-        .call("org.flaskbb.Events.TopicSaveBefore", json!({ "topic": { "title": "T", "content": "Body", "forum_id": 1 } }))
+        .call(
+            "org.flaskbb.Events.TopicSaveBefore",
+            json!({ "topic": { "title": "T", "content": "Body", "forum_id": 1 } }),
+        )
         .unwrap();
-    assert_eq!(r["topic"], json!({ "title": "T", "content": "Body (edited)", "forum_id": 1 }));
+    assert_eq!(
+        r["topic"],
+        json!({ "title": "T", "content": "Body (edited)", "forum_id": 1 })
+    );
 }
 
 #[test]
@@ -50,9 +61,15 @@ fn a_rejected_save_names_the_instance_and_reason() {
             "{CHAIN}[[plugin]]\nname = \"spam\"\nlibrary = \"scripted\"\nconfig = {{ trace = \"trace.jsonl\", on = {{ flaskbb_event_post_save_before = {{ action = \"reject\", reason = \"Looks like spam.\" }} }} }}\n[plugin.hooks.flaskbb_event_post_save_before]\ntier = \"trylast\"\n"
         ),
     );
-    let (name, params) = err(d.call("org.flaskbb.Events.PostSaveBefore", json!({ "post": { "content": "buy now" } })));
+    let (name, params) = err(d.call(
+        "org.flaskbb.Events.PostSaveBefore",
+        json!({ "post": { "content": "buy now" } }),
+    ));
     assert_eq!(name, "org.flaskbb.Events.Rejected");
-    assert_eq!(params, json!({ "plugin": "spam", "reason": "Looks like spam." }));
+    assert_eq!(
+        params,
+        json!({ "plugin": "spam", "reason": "Looks like spam." })
+    );
     assert_eq!(trace_calls(&s, "trace.jsonl").last().unwrap().0, "spam");
 }
 
@@ -61,12 +78,36 @@ fn after_hooks_and_user_registered_run_every_impl() {
     let s = Scratch::new("events-after");
     let d = TestDaemon::start(&s, CHAIN);
     let post = json!({ "id": 9, "content": "x" });
-    assert_eq!(d.call("org.flaskbb.Events.PostSaveAfter", json!({ "post": post, "is_new": true })).unwrap(), json!({}));
+    assert_eq!(
+        d.call(
+            "org.flaskbb.Events.PostSaveAfter",
+            json!({ "post": post, "is_new": true })
+        )
+        .unwrap(),
+        json!({})
+    );
     let topic = json!({ "id": 2, "title": "t" });
-    assert_eq!(d.call("org.flaskbb.Events.TopicSaveAfter", json!({ "topic": topic, "is_new": false })).unwrap(), json!({}));
-    assert_eq!(d.call("org.flaskbb.Events.UserRegistered", json!({ "username": "newbie" })).unwrap(), json!({}));
+    assert_eq!(
+        d.call(
+            "org.flaskbb.Events.TopicSaveAfter",
+            json!({ "topic": topic, "is_new": false })
+        )
+        .unwrap(),
+        json!({})
+    );
+    assert_eq!(
+        d.call(
+            "org.flaskbb.Events.UserRegistered",
+            json!({ "username": "newbie" })
+        )
+        .unwrap(),
+        json!({})
+    );
     let calls = trace_calls(&s, "trace.jsonl");
-    let hooks: Vec<(&str, &str)> = calls.iter().map(|(i, h)| (i.as_str(), h.as_str())).collect();
+    let hooks: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|(i, h)| (i.as_str(), h.as_str()))
+        .collect();
     assert_eq!(
         hooks,
         [
@@ -79,7 +120,10 @@ fn after_hooks_and_user_registered_run_every_impl() {
         ]
     );
     let t = trace(&s, "trace.jsonl");
-    assert_eq!(t[0]["args"], json!({ "post": { "id": 9, "content": "x" }, "is_new": true }));
+    assert_eq!(
+        t[0]["args"],
+        json!({ "post": { "id": 9, "content": "x" }, "is_new": true })
+    );
     assert_eq!(t[4]["args"], json!({ "username": "newbie" }));
 }
 
@@ -90,7 +134,13 @@ fn a_failing_event_plugin_is_an_internal_error_naming_it() {
         &s,
         "[[plugin]]\nname = \"bad\"\nlibrary = \"scripted\"\nconfig = { on = { flaskbb_event_user_registered = { action = \"error\", message = \"mail server down\" } } }\n",
     );
-    let (name, params) = err(d.call("org.flaskbb.Events.UserRegistered", json!({ "username": "u" })));
+    let (name, params) = err(d.call(
+        "org.flaskbb.Events.UserRegistered",
+        json!({ "username": "u" }),
+    ));
     assert_eq!(name, "org.flaskbb.Events.InternalError");
-    assert_eq!(params["message"], "instance \"bad\" failed in flaskbb_event_user_registered: mail server down");
+    assert_eq!(
+        params["message"],
+        "instance \"bad\" failed in flaskbb_event_user_registered: mail server down"
+    );
 }

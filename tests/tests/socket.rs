@@ -25,7 +25,10 @@ fn raw(d: &TestDaemon, bytes: &[u8]) -> (Option<Value>, bool) {
 
 fn error_of(v: &Option<Value>) -> (String, Value) {
     let v = v.as_ref().expect("a reply");
-    (v["error"].as_str().unwrap_or("").to_owned(), v["parameters"].clone())
+    (
+        v["error"].as_str().unwrap_or("").to_owned(),
+        v["parameters"].clone(),
+    )
 }
 
 #[test]
@@ -33,8 +36,15 @@ fn malformed_messages_get_the_matching_error_and_disturb_no_other_connection() {
     let s = Scratch::new("bad-input");
     let d = TestDaemon::start(&s, "[daemon]\nmax_message_bytes = 4096\n");
     let bystander = std::sync::Mutex::new(d.client());
-    let invalid = |p: &str| ("org.varlink.service.InvalidParameter".to_string(), p.to_string());
-    let cases: Vec<(&str, Vec<u8>, (String, String), bool)> = vec![
+    let invalid = |p: &str| {
+        (
+            "org.varlink.service.InvalidParameter".to_string(),
+            p.to_string(),
+        )
+    };
+    // (what, bytes, (expected error, the parameter/interface/method it names), connection stays open)
+    type Case<'a> = (&'a str, Vec<u8>, (String, String), bool);
+    let cases: Vec<Case> = vec![
         ("oversized", vec![b'x'; 5000], invalid("message"), false),
         ("invalid UTF-8", b"{\"method\":\"org.varlink.service.GetInfo\xff\"}".to_vec(), invalid("message"), false),
         ("invalid JSON", b"{\"method\": ".to_vec(), invalid("message"), false),
@@ -66,11 +76,22 @@ fn malformed_messages_get_the_matching_error_and_disturb_no_other_connection() {
         let (reply, open) = raw(&d, &bytes);
         let (name, params) = error_of(&reply);
         assert_eq!(name, error, "{what}: {reply:?}");
-        let p = params["parameter"].as_str().or(params["interface"].as_str()).or(params["method"].as_str()).unwrap_or("");
+        let p = params["parameter"]
+            .as_str()
+            .or(params["interface"].as_str())
+            .or(params["method"].as_str())
+            .unwrap_or("");
         assert_eq!(p, param, "{what}: {reply:?}");
         assert_eq!(open, stays_open, "{what}: connection open afterwards");
         // The bystander connection is unaffected.
-        assert!(bystander.lock().unwrap().call("org.varlink.service.GetInfo", json!({})).is_ok(), "{what}");
+        assert!(
+            bystander
+                .lock()
+                .unwrap()
+                .call("org.varlink.service.GetInfo", json!({}))
+                .is_ok(),
+            "{what}"
+        );
     }
 }
 
@@ -80,15 +101,23 @@ fn a_client_gone_mid_message_or_mid_request_loses_nothing() {
     let d = TestDaemon::start(&s, "[daemon]\nhook_timeout_ms = 3000\n[[plugin]]\nname = \"slow\"\nlibrary = \"scripted\"\nconfig = { on = { flaskbb_authentication_failed = { action = \"sleep\", ms = 300 } } }\n");
     d.add_user("amy", "Secret123", true);
     {
-        let mut c = d.client();
-        c.stream().try_clone().unwrap().write_all(br#"{"method":"org.flaskbb.Auth.Authen"#).unwrap();
+        let c = d.client();
+        c.stream()
+            .try_clone()
+            .unwrap()
+            .write_all(br#"{"method":"org.flaskbb.Auth.Authen"#)
+            .unwrap();
     }
     {
         let mut c = d.client();
         c.send_raw(br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"amy","secret":"bad"}}"#).unwrap();
     } // gone before the answer
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(d.user("amy")["login_attempts"], 1, "the abandoned request still committed");
+    assert_eq!(
+        d.user("amy")["login_attempts"],
+        1,
+        "the abandoned request still committed"
+    );
 }
 
 #[test]
@@ -98,12 +127,25 @@ fn requests_on_one_connection_are_answered_in_order_and_oneway_gets_no_reply() {
     let mut c = d.client();
     c.send_raw(br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"x","secret":"y"}}"#).unwrap();
     c.send_raw(br#"{"method":"org.flaskbb.Events.UserRegistered","parameters":{"username":"u"},"oneway":true}"#).unwrap();
-    c.send_raw(br#"{"method":"org.varlink.service.GetInfo"}"#).unwrap();
+    c.send_raw(br#"{"method":"org.varlink.service.GetInfo"}"#)
+        .unwrap();
     c.send_raw(br#"{"method":"org.varlink.service.GetInterfaceDescription","parameters":{"interface":"org.flaskbb.Events"}}"#).unwrap();
-    assert_eq!(c.receive().unwrap().unwrap()["error"], "org.flaskbb.Auth.AuthenticationFailed");
-    assert_eq!(c.receive().unwrap().unwrap()["parameters"]["product"], "flaskbbd");
-    let desc = c.receive().unwrap().unwrap()["parameters"]["description"].as_str().unwrap().to_owned();
-    assert!(desc.contains("interface org.flaskbb.Events") && desc.contains("method PostSaveBefore(post: Post) -> (post: Post)"));
+    assert_eq!(
+        c.receive().unwrap().unwrap()["error"],
+        "org.flaskbb.Auth.AuthenticationFailed"
+    );
+    assert_eq!(
+        c.receive().unwrap().unwrap()["parameters"]["product"],
+        "flaskbbd"
+    );
+    let desc = c.receive().unwrap().unwrap()["parameters"]["description"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        desc.contains("interface org.flaskbb.Events")
+            && desc.contains("method PostSaveBefore(post: Post) -> (post: Post)")
+    );
 }
 
 #[test]
@@ -112,13 +154,38 @@ fn get_info_lists_every_interface_and_each_has_a_description() {
     let d = TestDaemon::start(&s, "");
     let info = d.call("org.varlink.service.GetInfo", json!({})).unwrap();
     let ifaces: Vec<String> = serde_json::from_value(info["interfaces"].clone()).unwrap();
-    assert_eq!(ifaces, ["org.varlink.service", "org.flaskbb.Auth", "org.flaskbb.Events", "org.flaskbb.Admin"]);
+    assert_eq!(
+        ifaces,
+        [
+            "org.varlink.service",
+            "org.flaskbb.Auth",
+            "org.flaskbb.Events",
+            "org.flaskbb.Admin"
+        ]
+    );
     for i in &ifaces {
-        let d = d.call("org.varlink.service.GetInterfaceDescription", json!({ "interface": i })).unwrap();
-        assert!(d["description"].as_str().unwrap().contains(&format!("interface {i}\n")));
+        let d = d
+            .call(
+                "org.varlink.service.GetInterfaceDescription",
+                json!({ "interface": i }),
+            )
+            .unwrap();
+        assert!(d["description"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("interface {i}\n")));
     }
-    let (name, params) = err(d.call("org.varlink.service.GetInterfaceDescription", json!({ "interface": "x.y" })));
-    assert_eq!((name.as_str(), params), ("org.varlink.service.InterfaceNotFound", json!({ "interface": "x.y" })));
+    let (name, params) = err(d.call(
+        "org.varlink.service.GetInterfaceDescription",
+        json!({ "interface": "x.y" }),
+    ));
+    assert_eq!(
+        (name.as_str(), params),
+        (
+            "org.varlink.service.InterfaceNotFound",
+            json!({ "interface": "x.y" })
+        )
+    );
 }
 
 #[test]
@@ -127,14 +194,27 @@ fn admin_methods_are_refused_to_peers_outside_admin_uids() {
     // Let uid 65534 reach the socket and read the configuration.
     std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o755)).unwrap();
     let d = TestDaemon::start(&s, "[daemon]\nsocket_mode = \"0666\"\nadmin_uids = []\n");
-    assert_eq!(std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777, 0o666);
+    assert_eq!(
+        std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777,
+        0o666
+    );
     let run_as_nobody = |args: &[&str]| {
-        Command::new(flaskbbd_tests::flaskbbd_bin()).args(args).uid(65534).gid(65534).output().unwrap()
+        Command::new(flaskbbd_tests::flaskbbd_bin())
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
     };
     let out = run_as_nobody(&["hooks", "--config", d.config.to_str().unwrap()]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("org.flaskbb.Admin.ListHooks: permission denied: your uid is not in daemon.admin_uids"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "org.flaskbb.Admin.ListHooks: permission denied: your uid is not in daemon.admin_uids"
+        ),
+        "{stderr}"
+    );
     // Auth is for everyone who can reach the socket.
     let out = Command::new(flaskbbd_tests::flaskbbd_bin())
         .args(["auth", "nobody", "--config", d.config.to_str().unwrap()])
@@ -143,11 +223,20 @@ fn admin_methods_are_refused_to_peers_outside_admin_uids() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    assert!(text(&out).1.contains("AuthenticationFailed: Wrong username or password."), "{:?}", text(&out));
+    assert!(
+        text(&out)
+            .1
+            .contains("AuthenticationFailed: Wrong username or password."),
+        "{:?}",
+        text(&out)
+    );
     // The daemon's own uid (root here) is always an admin.
     assert!(d.call("org.flaskbb.Admin.ListHooks", json!({})).is_ok());
     drop(d);
-    let d = TestDaemon::start(&s, "[daemon]\nsocket_mode = \"0666\"\nadmin_uids = [65534]\n");
+    let d = TestDaemon::start(
+        &s,
+        "[daemon]\nsocket_mode = \"0666\"\nadmin_uids = [65534]\n",
+    );
     let out = run_as_nobody(&["hooks", "--config", d.config.to_str().unwrap()]);
     assert!(out.status.success(), "{:?}", text(&out));
 }
@@ -159,11 +248,23 @@ fn the_socket_gets_its_mode_a_stale_file_is_replaced_and_a_live_one_is_not_stole
     // A stale socket: bound, then its owner went away.
     drop(std::os::unix::net::UnixListener::bind(s.path.join("run/flaskbbd.sock")).unwrap());
     let d = TestDaemon::start(&s, "");
-    assert_eq!(std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777, 0o660);
+    assert_eq!(
+        std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
     let out = flaskbbd_tests::flaskbbd(&["serve", "--config", d.config.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(text(&out).1.contains("is in use: another flaskbbd is serving on it"), "{:?}", text(&out));
-    assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok(), "the first daemon still serves");
+    assert!(
+        text(&out)
+            .1
+            .contains("is in use: another flaskbbd is serving on it"),
+        "{:?}",
+        text(&out)
+    );
+    assert!(
+        d.call("org.varlink.service.GetInfo", json!({})).is_ok(),
+        "the first daemon still serves"
+    );
     drop(d);
     // A regular file in the way is never deleted.
     let s2 = Scratch::new("socket-file-regular");
@@ -171,7 +272,13 @@ fn the_socket_gets_its_mode_a_stale_file_is_replaced_and_a_live_one_is_not_stole
     s2.write("run/flaskbbd.sock", "data");
     let cfg = s2.config("");
     let out = flaskbbd_tests::flaskbbd(&["serve", "--config", cfg.to_str().unwrap()]);
-    assert!(text(&out).1.contains("exists and is not a socket; refusing to replace it"), "{:?}", text(&out));
+    assert!(
+        text(&out)
+            .1
+            .contains("exists and is not a socket; refusing to replace it"),
+        "{:?}",
+        text(&out)
+    );
     assert_eq!(s2.read("run/flaskbbd.sock"), "data");
 }
 
@@ -186,17 +293,26 @@ fn sigterm_finishes_requests_in_flight_and_exits_zero() {
     let socket = d.socket.clone();
     let inflight = std::thread::spawn(move || {
         let mut c = flaskbbd::client::Client::connect(&socket).unwrap();
-        c.call("org.flaskbb.Auth.Authenticate", json!({ "identifier": "pat", "secret": "Secret123" }))
+        c.call(
+            "org.flaskbb.Auth.Authenticate",
+            json!({ "identifier": "pat", "secret": "Secret123" }),
+        )
     });
     std::thread::sleep(Duration::from_millis(300));
     let socket = d.socket.clone();
     let log = d.log.clone();
     let status = d.stop();
     let answer = inflight.join().unwrap();
-    assert_eq!(answer.unwrap()["user"]["username"], "pat", "the request in flight got its answer");
+    assert_eq!(
+        answer.unwrap()["user"]["username"],
+        "pat",
+        "the request in flight got its answer"
+    );
     assert!(status.success(), "exit status {status}");
     assert!(!socket.exists(), "the socket file is removed");
-    assert!(std::fs::read_to_string(log).unwrap().contains("SIGTERM: no new connections"));
+    assert!(std::fs::read_to_string(log)
+        .unwrap()
+        .contains("SIGTERM: no new connections"));
 }
 
 /// A virtual environment with Python's `varlink` package from PyPI, made once.
@@ -205,10 +321,21 @@ fn python_with_varlink() -> std::path::PathBuf {
     let python = venv.join("bin/python");
     let ready = venv.join(".ready");
     if !ready.exists() {
-        let ok = Command::new("python3").args(["-m", "venv", venv.to_str().unwrap()]).status().unwrap().success();
+        let ok = Command::new("python3")
+            .args(["-m", "venv", venv.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "python3 -m venv failed");
-        let out = Command::new(&python).args(["-m", "pip", "install", "-q", "varlink==31.0.0"]).output().unwrap();
-        assert!(out.status.success(), "pip install varlink failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "varlink==31.0.0"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pip install varlink failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::write(&ready, "").unwrap();
     }
     python
@@ -236,12 +363,21 @@ with varlink.Client(address="unix:" + sys.argv[1]) as client:
         out["post"] = ev.PostSaveBefore({"content": "hi"})["post"]["content"]
 print(json.dumps(out))
 "#;
-    let out = Command::new(python).args(["-c", script, d.socket.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(python)
+        .args(["-c", script, d.socket.to_str().unwrap()])
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let v: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["user"], "quinn");
-    assert_eq!(v["error"], json!(["org.flaskbb.Auth.AuthenticationFailed", "Wrong username or password."]));
+    assert_eq!(
+        v["error"],
+        json!([
+            "org.flaskbb.Auth.AuthenticationFailed",
+            "Wrong username or password."
+        ])
+    );
     assert_eq!(v["post"], "hi");
     assert_eq!(v["interfaces"].as_array().unwrap().len(), 4);
 }
@@ -256,5 +392,8 @@ fn an_idle_connection_stays_open() {
     assert!(c.call("org.varlink.service.GetInfo", json!({})).is_ok());
     let mut buf = [0u8; 1];
     c.stream().set_nonblocking(true).unwrap();
-    assert!(c.stream().try_clone().unwrap().read(&mut buf).is_err(), "nothing unexpected was sent");
+    assert!(
+        c.stream().try_clone().unwrap().read(&mut buf).is_err(),
+        "nothing unexpected was sent"
+    );
 }

@@ -120,10 +120,7 @@ fn describe_cycle(specs: &[ImplSpec], edges: &[BTreeSet<usize>], done: &[bool]) 
     let start = (0..specs.len()).find(|&i| !done[i]).unwrap_or(0);
     let mut path = vec![start];
     let mut cur = start;
-    loop {
-        let Some(&next) = edges[cur].iter().find(|&&j| !done[j]) else {
-            break;
-        };
+    while let Some(&next) = edges[cur].iter().find(|&&j| !done[j]) {
         if let Some(pos) = path.iter().position(|&p| p == next) {
             let cycle: Vec<&str> = path[pos..]
                 .iter()
