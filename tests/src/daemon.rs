@@ -31,8 +31,13 @@ impl TestDaemon {
 
     /// Starts the daemon on an existing configuration file.
     pub fn start_with(scratch: &Scratch, config: PathBuf) -> TestDaemon {
+        Self::start_bin(scratch, &flaskbbd_bin(), config)
+    }
+
+    /// Starts the daemon binary `bin` on an existing configuration file.
+    pub fn start_bin(scratch: &Scratch, bin: &std::path::Path, config: PathBuf) -> TestDaemon {
         let log = scratch.path.join("daemon.log");
-        let child = Command::new(flaskbbd_bin())
+        let child = Command::new(bin)
             .args(["serve", "--config", config.to_str().unwrap()])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

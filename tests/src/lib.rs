@@ -54,6 +54,18 @@ pub fn build() -> PathBuf {
         .clone()
 }
 
+/// Builds the workspace with the release profile once; returns `target/release`.
+/// Benchmarks use this, tests use [`build`].
+pub fn build_release() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            run_cargo(&["build", "--release", "--workspace", "--exclude", "flaskbbd-tests"], "the workspace (release)");
+            root().join("target/release")
+        })
+        .clone()
+}
+
 /// The daemon binary.
 pub fn flaskbbd_bin() -> PathBuf {
     build().join("flaskbbd")
