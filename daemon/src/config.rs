@@ -154,12 +154,15 @@ impl Default for LockoutConfig {
 pub struct PluginsConfig {
     /// Directories searched for `lib<library>.so`, in order.
     pub dirs: Vec<PathBuf>,
+    /// Where the daemon keeps the content-addressed copies it loads plugins from.
+    pub cache_dir: PathBuf,
 }
 
 impl Default for PluginsConfig {
     fn default() -> Self {
         PluginsConfig {
             dirs: vec![PathBuf::from("target/release")],
+            cache_dir: PathBuf::from("var/plugin-cache"),
         }
     }
 }
@@ -319,6 +322,7 @@ impl Config {
             .iter()
             .map(|d| config.resolve(d))
             .collect();
+        config.plugins.cache_dir = config.resolve(&config.plugins.cache_dir);
         config.validate()?;
         Ok(config)
     }

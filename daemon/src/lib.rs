@@ -12,6 +12,7 @@
 //! - [`store`] reaches FlaskBB's tables through diesel; [`password`] does bcrypt.
 //! - [`auth`] and [`events`] are FlaskBB's flows over the chains.
 //! - [`server`] speaks Varlink on a Unix socket; [`client`] is a blocking client for the CLI and tests.
+//! - [`systemd`] speaks the notify protocol and takes activated sockets.
 //! - [`proto`] holds the wire types shared by server, client and tests.
 
 pub mod auth;
@@ -30,3 +31,4 @@ pub mod proto;
 pub mod request;
 pub mod server;
 pub mod store;
+pub mod systemd;

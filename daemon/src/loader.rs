@@ -7,8 +7,12 @@
 //! 1.x, which abi_stable refuses on its own: the layout is checked in the reverse
 //! direction, and hooks the old vtable lacks answer "not implemented".
 //!
-//! Libraries are never unloaded (abi_stable's vtables are `'static`). Every failure is
-//! one [`LoadError`] line naming the file and the cause.
+//! Libraries are never unloaded (abi_stable's vtables are `'static`), and dlopen
+//! hands back the library already mapped for a path it has seen. So the daemon loads
+//! each plugin from a content-addressed copy (`plugins.cache_dir`): a rebuilt `.so` at
+//! the same path is new content, a new copy, and a new library on reload, while
+//! unchanged files map to the library already loaded. Every failure is one
+//! [`LoadError`] line naming the file and the cause.
 
 use std::{
     collections::HashMap,
@@ -25,6 +29,8 @@ use abi_stable::{
     std_types::{RErr, ROk},
     StableAbi,
 };
+use sha2::{Digest, Sha256};
+
 use plugin_abi::{
     abi::{Manifest, PluginBox, PluginMod_Ref, ABI_PACKAGE},
     hooks,
@@ -49,7 +55,12 @@ fn fail(path: &Path, cause: impl Into<String>) -> LoadError {
 
 /// One loaded plugin library: its root module and manifest.
 pub struct Library {
+    /// The file as configured.
     pub path: PathBuf,
+    /// The file actually mapped: a content-addressed copy, or `path` itself.
+    pub mapped: PathBuf,
+    /// SHA-256 of the file's content, hex.
+    pub digest: String,
     pub module: PluginMod_Ref,
     pub manifest: Manifest,
     /// The `plugin-abi` version the library was built against.
@@ -94,10 +105,12 @@ fn describe(e: &HookError) -> String {
     }
 }
 
-/// Opens libraries once per process: loading one path twice gives the same module.
+/// Opens libraries once per content: the same bytes give the same module.
 #[derive(Default)]
 pub struct Loader {
-    loaded: Mutex<HashMap<PathBuf, Arc<Library>>>,
+    loaded: Mutex<HashMap<String, Arc<Library>>>,
+    /// Where content-addressed copies go; `None` maps files in place (`flaskbbd check`).
+    cache_dir: Option<PathBuf>,
 }
 
 /// The `plugin-abi` version this daemon speaks.
@@ -144,17 +157,74 @@ impl Loader {
         ))
     }
 
-    /// Loads the library at `path` (made absolute), or returns the one already loaded.
+    /// A loader that maps content-addressed copies made in `cache_dir`.
+    pub fn with_cache(cache_dir: PathBuf) -> Loader {
+        Loader {
+            loaded: Mutex::default(),
+            cache_dir: Some(cache_dir),
+        }
+    }
+
+    /// Loads the library at `path` (made absolute), or returns the one already loaded
+    /// with the same content.
     pub fn load(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
         let path = std::path::absolute(path).map_err(|e| fail(path, format!("bad path: {e}")))?;
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => fail(&path, "missing file"),
+            _ => fail(&path, format!("cannot be read: {e}")),
+        })?;
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(lib) = loaded.get(&path) {
+        if let Some(lib) = loaded.get(&digest) {
             return Ok(lib.clone());
         }
-        let lib = Arc::new(open(&path)?);
-        loaded.insert(path, lib.clone());
+        let mapped = match &self.cache_dir {
+            Some(dir) => copy_into(dir, &path, &digest, &bytes)?,
+            None => path.clone(),
+        };
+        // Errors name the file as configured, not the copy.
+        let mut lib = open(&mapped).map_err(|e| LoadError {
+            path: path.clone(),
+            cause: e.cause,
+        })?;
+        lib.path = path;
+        lib.digest = digest.clone();
+        let lib = Arc::new(lib);
+        loaded.insert(digest, lib.clone());
         Ok(lib)
     }
+}
+
+/// Writes `bytes` to `<dir>/<digest>-<file name>` unless it is there already: through
+/// a temporary file and a rename, so a mapped copy is never rewritten in place.
+fn copy_into(dir: &Path, path: &Path, digest: &str, bytes: &[u8]) -> Result<PathBuf, LoadError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin.so".into());
+    let target = dir.join(format!("{}-{name}", &digest[..16]));
+    if target.is_file() {
+        return Ok(target);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        fail(
+            path,
+            format!("cannot create plugins.cache_dir {}: {e}", dir.display()),
+        )
+    })?;
+    let tmp = dir.join(format!(".{}-{name}.{}", &digest[..16], std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, &target))
+        .map_err(|e| {
+            fail(
+                path,
+                format!("cannot copy into plugins.cache_dir {}: {e}", dir.display()),
+            )
+        })?;
+    Ok(target)
 }
 
 fn open(path: &Path) -> Result<Library, LoadError> {
@@ -288,6 +358,8 @@ fn open(path: &Path) -> Result<Library, LoadError> {
     }
     Ok(Library {
         path: path.to_path_buf(),
+        mapped: path.to_path_buf(),
+        digest: String::new(),
         module,
         manifest,
         abi_version: theirs.to_string(),

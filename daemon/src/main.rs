@@ -23,6 +23,7 @@ use flaskbbd::{
     proto::{HookChain, PluginInfo, User},
     server::{self, Daemon},
     store::{self, NewUser, Store},
+    systemd,
 };
 use serde_json::json;
 use tokio::sync::watch;
@@ -108,11 +109,16 @@ fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
-        .try_init();
+        .with_env_filter(filter);
+    // journald stamps every line itself.
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {
@@ -192,19 +198,58 @@ fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let socket = config.daemon.socket.clone();
-        let listener = server::bind(&socket, config.daemon.socket_mode_bits()).map_err(|e| anyhow!(e))?;
+        use tokio::signal::unix::{signal, SignalKind};
+        // Under socket activation systemd owns the socket file; else we bind and own it.
+        let (listener, owned) = match systemd::listen_socket().map_err(|e| anyhow!(e))? {
+            Some(l) => (tokio::net::UnixListener::from_std(l)?, None),
+            None => {
+                let socket = config.daemon.socket.clone();
+                (server::bind(&socket, config.daemon.socket_mode_bits()).map_err(|e| anyhow!(e))?, Some(socket))
+            }
+        };
+        let address = listener.local_addr()?.as_pathname().map(Path::to_path_buf);
         let (tx, rx) = watch::channel(false);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let d = daemon.clone();
         tokio::spawn(async move {
-            let which = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
-            tracing::info!("{which}: no new connections; finishing requests in flight");
-            let _ = tx.send(true);
+            loop {
+                let which = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading {}", d.config_path.display());
+                        let d2 = d.clone();
+                        let _ = tokio::task::spawn_blocking(move || d2.reload(&HashMap::new())).await;
+                        continue;
+                    }
+                };
+                tracing::info!("{which}: no new connections; finishing requests in flight");
+                d.notifier.stopping();
+                let _ = tx.send(true);
+                break;
+            }
         });
-        tracing::info!(socket = %socket.display(), generation = daemon.generation().id, "listening");
+        if let (Some(interval), Some(socket)) = (systemd::watchdog_interval(), address.clone()) {
+            let d = daemon.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    match server::probe(&d, &socket, interval).await {
+                        Ok(()) => d.notifier.watchdog(),
+                        Err(e) => tracing::error!("watchdog: the request path did not answer ({e}); not petting the watchdog"),
+                    }
+                }
+            });
+        }
+        let shown = address.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "(unnamed)".into());
+        tracing::info!(socket = %shown, generation = daemon.generation().id, activated = owned.is_none(), "listening");
+        daemon.notifier.ready(&format!("{} on {shown}", daemon.status_line()));
         server::serve(daemon.clone(), listener, rx).await;
-        let _ = std::fs::remove_file(&socket);
+        if let Some(socket) = owned {
+            let _ = std::fs::remove_file(&socket);
+        }
         daemon.executor.shutdown();
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())

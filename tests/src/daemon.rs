@@ -36,8 +36,16 @@ impl TestDaemon {
 
     /// Starts the daemon binary `bin` on an existing configuration file.
     pub fn start_bin(scratch: &Scratch, bin: &std::path::Path, config: PathBuf) -> TestDaemon {
+        let mut d = Self::spawn(scratch, Command::new(bin), config);
+        d.wait_ready();
+        d
+    }
+
+    /// Spawns `command serve --config CONFIG` (with whatever environment or wrapper
+    /// `command` carries) and returns at once, without waiting for the socket.
+    pub fn spawn(scratch: &Scratch, mut command: Command, config: PathBuf) -> TestDaemon {
         let log = scratch.path.join("daemon.log");
-        let child = Command::new(bin)
+        let child = command
             .args(["serve", "--config", config.to_str().unwrap()])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -46,17 +54,16 @@ impl TestDaemon {
             .spawn()
             .expect("the daemon starts");
         let socket = scratch.path.join("run/flaskbbd.sock");
-        let mut d = TestDaemon {
+        TestDaemon {
             child,
             config,
             socket,
             log,
-        };
-        d.wait_ready();
-        d
+        }
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the daemon answers `GetInfo` on its socket.
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

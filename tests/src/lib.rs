@@ -60,7 +60,16 @@ pub fn build_release() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            run_cargo(&["build", "--release", "--workspace", "--exclude", "flaskbbd-tests"], "the workspace (release)");
+            run_cargo(
+                &[
+                    "build",
+                    "--release",
+                    "--workspace",
+                    "--exclude",
+                    "flaskbbd-tests",
+                ],
+                "the workspace (release)",
+            );
             root().join("target/release")
         })
         .clone()
@@ -101,7 +110,11 @@ pub fn variant_plugin(name: &str, version: &str, patch: impl Fn(String) -> Strin
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = root().join("target/fixtures/gen").join(name);
-    let abi = dir.join("plugin-abi");
+    // Cargo names a path dependency's artifacts by its path relative to the workspace
+    // root: give each variant's copy its own, or variants sharing target/fixtures would
+    // overwrite each other's plugin-abi.
+    let abi_dir = format!("plugin-abi-{name}");
+    let abi = dir.join(&abi_dir);
     fs::create_dir_all(abi.join("src")).unwrap();
     for f in ["lib.rs", "sdk.rs", "hooks.rs", "abi.rs"] {
         let text = fs::read_to_string(root().join("plugin-abi/src").join(f)).unwrap();
@@ -122,7 +135,7 @@ pub fn variant_plugin(name: &str, version: &str, patch: impl Fn(String) -> Strin
         &plugin.join("Cargo.toml"),
         &format!(
             "[package]\nname = \"{name}\"\nversion = \"1.0.0\"\nedition = \"2021\"\n[lib]\ncrate-type = [\"cdylib\"]\n\
-             [dependencies]\nplugin-abi = {{ package = \"flaskbbd-plugin-abi\", path = \"../plugin-abi\" }}\n\
+             [dependencies]\nplugin-abi = {{ package = \"flaskbbd-plugin-abi\", path = \"../{abi_dir}\" }}\n\
              abi_stable = {{ version = \"0.11.3\", default-features = false }}\n"
         ),
     );

@@ -241,9 +241,23 @@ impl Chain {
             instance,
             hook: self.hook,
         };
+        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
         let r = catch_unwind(AssertUnwindSafe(|| f(&cx)))
             .unwrap_or_else(|p| Err(HookError::failed(panic_text(p))));
         req.leave();
+        if let Some(t) = started {
+            let outcome = match &r {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            tracing::debug!(
+                instance = &*instance.name,
+                hook = self.hook.name(),
+                outcome,
+                duration_us = t.elapsed().as_micros() as u64,
+                "hook call"
+            );
+        }
         r
     }
 

@@ -45,6 +45,10 @@ pub struct Daemon {
     pub auth: Arc<PluginAuthenticationManager>,
     next_generation: AtomicU64,
     own_uid: u32,
+    /// The service manager, when there is one.
+    pub notifier: crate::systemd::Notifier,
+    /// One reload at a time.
+    reloading: std::sync::Mutex<()>,
 }
 
 /// Why the daemon could not start.
@@ -66,7 +70,7 @@ impl Daemon {
     pub fn start(config_path: &Path) -> Result<Arc<Daemon>, StartError> {
         let config = Arc::new(Config::load(config_path)?);
         let store = crate::store::open(&config.database.url, &config.base_dir)?;
-        let loader = Loader::default();
+        let loader = Loader::with_cache(config.plugins.cache_dir.clone());
         let generation = build_generation(1, config.clone(), &loader, &*store)?;
         let executor = Executor::new(config.daemon.worker_count(), config.daemon.max_stuck_calls);
         Ok(Arc::new(Daemon {
@@ -78,6 +82,8 @@ impl Daemon {
             auth: Arc::new(PluginAuthenticationManager),
             next_generation: AtomicU64::new(2),
             own_uid: effective_uid(),
+            notifier: crate::systemd::Notifier::from_env(),
+            reloading: std::sync::Mutex::new(()),
         }))
     }
 
@@ -96,7 +102,31 @@ impl Daemon {
 
     /// Re-reads the configuration and swaps in a new generation; on failure the current
     /// one stays. Requests in flight finish on the generation they started with.
+    /// `overrides` enable or disable instances on top of `plugin_registry`. Tells the
+    /// service manager RELOADING, then READY either way (the daemon keeps serving).
     pub fn reload(&self, overrides: &HashMap<String, bool>) -> Result<u64, String> {
+        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        self.notifier.reloading();
+        let result = self.build_next(overrides);
+        match &result {
+            Ok(id) => {
+                tracing::info!(generation = id, "reloaded: new plugin generation serving");
+                self.notifier.ready(&self.status_line());
+            }
+            Err(e) => {
+                tracing::error!(
+                    "reload failed; generation {} keeps serving: {e}",
+                    self.generation().id
+                );
+                let first = e.lines().next().unwrap_or("");
+                self.notifier
+                    .ready(&format!("reload failed ({first}); {}", self.status_line()));
+            }
+        }
+        result
+    }
+
+    fn build_next(&self, overrides: &HashMap<String, bool>) -> Result<u64, String> {
         let config = Arc::new(Config::load(&self.config_path).map_err(|e| e.to_string())?);
         let id = self
             .next_generation
@@ -107,8 +137,18 @@ impl Daemon {
         let g = Generation::build(id, config, &self.loader, verifier, &states)
             .map_err(|e| e.to_string())?;
         *self.generation.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(g);
-        tracing::info!(generation = id, "plugin generation swapped in");
         Ok(id)
+    }
+
+    /// What the daemon is doing, for `STATUS=`.
+    pub fn status_line(&self) -> String {
+        let g = self.generation();
+        let on = g
+            .plugins()
+            .iter()
+            .filter(|p| p.enabled && p.origin != "builtin")
+            .count();
+        format!("serving generation {} with {on} plugin instance(s)", g.id)
     }
 
     fn verifier_for(&self, config: &Config) -> Result<Arc<Verifier>, String> {
@@ -280,4 +320,42 @@ async fn connection(daemon: Arc<Daemon>, stream: UnixStream, mut shutdown: watch
         }
     }
     let _ = wr.shutdown().await;
+}
+
+/// Proves the request path still answers, for the watchdog: a real call through the
+/// socket (accept, connection task, dispatch) and a store query on the worker pool.
+pub async fn probe(daemon: &Daemon, socket: &Path, within: Duration) -> Result<(), String> {
+    use tokio::io::AsyncBufReadExt;
+    let check = async {
+        let mut s = UnixStream::connect(socket)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        s.write_all(b"{\"method\":\"org.varlink.service.GetInfo\"}\0")
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut reply = Vec::new();
+        BufReader::new(s)
+            .read_until(0, &mut reply)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if !reply.starts_with(b"{\"parameters\"") {
+            return Err(format!(
+                "unexpected answer: {}",
+                String::from_utf8_lossy(&reply)
+            ));
+        }
+        let store = daemon.store.clone();
+        match daemon
+            .executor
+            .run_plain(move || store.find_user_by_id(0))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("store: {e}")),
+            Err(e) => Err(format!("worker pool: {e}")),
+        }
+    };
+    tokio::time::timeout(within, check)
+        .await
+        .map_err(|_| format!("no answer within {within:?}"))?
 }

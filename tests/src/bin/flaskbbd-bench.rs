@@ -45,8 +45,14 @@ fn timing(args: &[String]) {
     let mut client = d.client();
     let mut time = |identifier: &str| {
         let t = Instant::now();
-        let r = client.call("org.flaskbb.Auth.Authenticate", json!({ "identifier": identifier, "secret": "wrong" }));
-        assert_eq!(r.unwrap_err().name(), Some("org.flaskbb.Auth.AuthenticationFailed"));
+        let r = client.call(
+            "org.flaskbb.Auth.Authenticate",
+            json!({ "identifier": identifier, "secret": "wrong" }),
+        );
+        assert_eq!(
+            r.unwrap_err().name(),
+            Some("org.flaskbb.Auth.AuthenticationFailed")
+        );
         t.elapsed()
     };
     // Warm up, then alternate so drift on a shared machine hits both sides alike.
@@ -60,10 +66,23 @@ fn timing(args: &[String]) {
         unknown.push(time("nobody"));
     }
     let (mw, mu) = (median(wrong.clone()), median(unknown.clone()));
-    println!("unknown user vs wrong password, bcrypt cost {cost}, {rounds} rounds each, one connection:");
-    println!("  wrong password: median {:>8.2} ms  p99 {:>8.2} ms", ms(mw), ms(percentile(wrong, 0.99)));
-    println!("  unknown user:   median {:>8.2} ms  p99 {:>8.2} ms", ms(mu), ms(percentile(unknown, 0.99)));
-    println!("  ratio unknown/wrong (medians): {:.3} (target: within 0.98..1.02)", mu.as_secs_f64() / mw.as_secs_f64());
+    println!(
+        "unknown user vs wrong password, bcrypt cost {cost}, {rounds} rounds each, one connection:"
+    );
+    println!(
+        "  wrong password: median {:>8.2} ms  p99 {:>8.2} ms",
+        ms(mw),
+        ms(percentile(wrong, 0.99))
+    );
+    println!(
+        "  unknown user:   median {:>8.2} ms  p99 {:>8.2} ms",
+        ms(mu),
+        ms(percentile(unknown, 0.99))
+    );
+    println!(
+        "  ratio unknown/wrong (medians): {:.3} (target: within 0.98..1.02)",
+        mu.as_secs_f64() / mw.as_secs_f64()
+    );
 }
 
 fn ms(d: Duration) -> f64 {
