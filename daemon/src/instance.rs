@@ -192,6 +192,49 @@ impl Host for HostShim<'_> {
             Err(e) => RErr(abi_err(e)),
         }
     }
+
+    fn provision_user(&self, username: RStr<'_>, email: RStr<'_>) -> RResult<abi::User, ErrorBox> {
+        if self.cx.req.is_abandoned() {
+            return RErr(abi_err(HookError::failed(
+                "the request this call belongs to has already ended (it timed out)",
+            )));
+        }
+        let store = &self.cx.req.store;
+        let found = match store.find_user(username.as_str()) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => store
+                .create_user(&crate::store::NewUser {
+                    username: username.to_string(),
+                    email: email.to_string(),
+                    password_hash: None,
+                    activated: true,
+                    primary_group_id: crate::store::MEMBER_GROUP,
+                })
+                .or_else(|e| match e {
+                    // Another request provisioned it meanwhile.
+                    crate::store::StoreError::UserExists => store
+                        .find_user(username.as_str())
+                        .and_then(|u| u.ok_or(crate::store::StoreError::UserExists)),
+                    other => Err(other),
+                }),
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(r) => {
+                tracing::info!(
+                    instance = &*self.cx.instance.name,
+                    user_id = r.user.id,
+                    "provisioned a local user"
+                );
+                ROk(convert::user_to_abi(&r.user, r.banned))
+            }
+            Err(e) => RErr(store_failed(e)),
+        }
+    }
+
+    fn delay_answer(&self, ms: u64) {
+        self.cx.req.delay_answer(ms);
+    }
 }
 
 /// A plugin instance behind its vtable.

@@ -50,6 +50,9 @@ enum Command {
     /// Manage users in the store.
     #[command(subcommand)]
     User(UserCommand),
+    /// Read or write a plugin instance's key-value store (e.g. TOTP enrolment).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// List the running daemon's plugin instances.
     Plugins,
     /// Print the running daemon's chains in call order.
@@ -92,6 +95,20 @@ enum UserCommand {
     },
     /// List users.
     List,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Print the value of KEY in INSTANCE's store.
+    Get { instance: String, key: String },
+    /// Set KEY in INSTANCE's store to VALUE (read from stdin when omitted).
+    Set {
+        instance: String,
+        key: String,
+        value: Option<String>,
+    },
+    /// Delete KEY from INSTANCE's store.
+    Delete { instance: String, key: String },
 }
 
 fn main() -> ExitCode {
@@ -157,6 +174,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => {
             init_logging("warn");
             user(&load(&cli.config)?, cmd)
+        }
+        Command::Store(cmd) => {
+            init_logging("warn");
+            kv(&load(&cli.config)?, cmd)
         }
         Command::Plugins => {
             let plugins: Vec<PluginInfo> =
@@ -294,9 +315,9 @@ fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
                 .create_user(&NewUser {
                     username: username.clone(),
                     email,
-                    password_hash: hash,
+                    password_hash: Some(hash),
                     activated,
-                    primary_group_id: 4,
+                    primary_group_id: store::MEMBER_GROUP,
                 })
                 .map_err(|e| match e {
                     store::StoreError::UserExists => {
@@ -347,6 +368,57 @@ fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
                     u.groups.join(", ")
                 );
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kv(config: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> {
+    let known = config.known_instance_names();
+    let instance = match &cmd {
+        StoreCommand::Get { instance, .. }
+        | StoreCommand::Set { instance, .. }
+        | StoreCommand::Delete { instance, .. } => instance,
+    };
+    if !known.contains(instance) {
+        bail!(
+            "no instance {instance:?} in {}; instances are {}",
+            config.path.display(),
+            known.join(", ")
+        );
+    }
+    let store = open_store(config)?;
+    match cmd {
+        StoreCommand::Get { instance, key } => match store.kv_get(&instance, &key)? {
+            Some(v) => println!("{v}"),
+            None => {
+                eprintln!("{instance}: no key {key:?}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        StoreCommand::Set {
+            instance,
+            key,
+            value,
+        } => {
+            let value = match value {
+                Some(v) => v,
+                None => read_secret(&format!("Value of {key}: "))?,
+            };
+            store.commit(&[store::Op::KvSet {
+                plugin: instance.clone(),
+                key: key.clone(),
+                value: Some(value),
+            }])?;
+            println!("{instance}: {key} set");
+        }
+        StoreCommand::Delete { instance, key } => {
+            store.commit(&[store::Op::KvSet {
+                plugin: instance.clone(),
+                key: key.clone(),
+                value: None,
+            }])?;
+            println!("{instance}: {key} deleted");
         }
     }
     Ok(ExitCode::SUCCESS)

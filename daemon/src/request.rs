@@ -41,6 +41,8 @@ pub struct Request {
     pending: Mutex<Vec<Op>>,
     current: Mutex<Option<CurrentCall>>,
     state: AtomicU8,
+    /// The longest answer delay a plugin asked for, in milliseconds.
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -56,6 +58,7 @@ impl Request {
             pending: Mutex::new(Vec::new()),
             current: Mutex::new(None),
             state: AtomicU8::new(RUNNING),
+            delay_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -92,6 +95,16 @@ impl Request {
                 .kv_get(plugin, key)
                 .map_err(|e| HookError::failed(e.to_string())),
         }
+    }
+
+    /// Asks for the answer to be held back by at least `ms`.
+    pub fn delay_answer(&self, ms: u64) {
+        self.delay_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+
+    /// How long the answer must be held back.
+    pub fn answer_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.delay_ms.load(Ordering::Acquire))
     }
 
     /// Marks `instance` as running `hook` now.

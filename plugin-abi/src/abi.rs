@@ -225,6 +225,16 @@ pub trait Host: Send + Sync {
     /// Written when the request commits, together with the request's other changes.
     #[sabi(last_prefix_field)]
     fn store_set(&self, key: RStr<'_>, value: ROption<RStr<'_>>) -> RResult<(), ErrorBox>;
+    /// Creates (or finds, when it exists) a local user for an identity an external
+    /// provider vouched for: activated, in the Member group, with no local password.
+    /// Written at once, so the user has an id. Added in plugin-abi 1.1.0.
+    fn provision_user(&self, _username: RStr<'_>, _email: RStr<'_>) -> RResult<User, ErrorBox> {
+        RResult::RErr(AbiError::NotImplemented.boxed())
+    }
+    /// Asks the daemon to hold this request's answer back by at least `ms`
+    /// milliseconds, without holding a thread (a rate limiter's penalty). Added in
+    /// plugin-abi 1.1.0.
+    fn delay_answer(&self, _ms: u64) {}
 }
 
 /// The host as handed to one hook call.

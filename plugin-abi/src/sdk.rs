@@ -274,6 +274,19 @@ impl<'a> Ctx<'a> {
     pub fn store_delete(&self, key: &str) -> HookResult<()> {
         self.store_write(key, RNone)
     }
+    /// Creates (or finds) the local user for an identity this plugin vouched for:
+    /// activated, Member group, no local password. Committed at once.
+    pub fn provision_user(&self, username: &str, email: &str) -> HookResult<User> {
+        match self.host.provision_user(username.into(), email.into()) {
+            ROk(u) => Ok(u),
+            RErr(e) => Err(HookError::from_abi(&e)),
+        }
+    }
+    /// Holds this request's answer back by at least `ms` milliseconds, without
+    /// holding a thread.
+    pub fn delay_answer(&self, ms: u64) {
+        self.host.delay_answer(ms)
+    }
     fn store_write(&self, key: &str, value: ROption<RStr<'_>>) -> HookResult<()> {
         match self.host.store_set(key.into(), value) {
             ROk(()) => Ok(()),

@@ -77,24 +77,42 @@ fn shipped_config_checks_and_prints_every_chain() {
             "missing chain {hook}:\n{stdout}"
         );
     }
+    // The documented order (README and each plugin's README); wrappers first.
     assert_eq!(
         chain_lines(&stdout, "flaskbb_authenticate"),
-        ["lockout", "example", "default_provider"]
+        ["audit", "ratelimit", "lockout", "default_provider"]
     );
     assert_eq!(
         chain_lines(&stdout, "flaskbb_post_authenticate"),
         [
+            "audit",
             "clear_failed_logins",
             "block_unactivated",
             "block_banned",
-            "example"
+            "totp",
+            "ratelimit"
         ]
+    );
+    assert_eq!(
+        chain_lines(&stdout, "flaskbb_authentication_failed"),
+        ["audit", "ratelimit", "mark_failed_login"]
+    );
+    assert_eq!(
+        chain_lines(&stdout, "flaskbb_event_post_save_before"),
+        ["audit", "wordfilter"]
+    );
+    assert_eq!(
+        chain_lines(&stdout, "flaskbb_reauth_attempt"),
+        ["audit", "default_reauth"]
     );
     assert!(
         stdout.contains("tryfirst priority 0    builtin"),
         "{stdout}"
     );
-    assert!(stdout.contains("libscripted.so"), "{stdout}");
+    assert!(
+        stdout.contains("wrapper  ") && stdout.contains("libaudit.so"),
+        "{stdout}"
+    );
 }
 
 const ORDER_CONFIG: &str = r#"
@@ -273,9 +291,9 @@ config = { trace = "trace.jsonl", on = { flaskbb_reauth_attempt = { action = "re
         &store::NewUser {
             username: "u".into(),
             email: "u@x".into(),
-            password_hash: "x".into(),
+            password_hash: Some("x".into()),
             activated: true,
-            primary_group_id: 4,
+            primary_group_id: store::MEMBER_GROUP,
         },
     )
     .unwrap();

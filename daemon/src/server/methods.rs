@@ -122,7 +122,15 @@ async fn run_request<T: Send + 'static>(
 ) -> Result<T, Reply> {
     let timeout = Duration::from_millis(d.config().daemon.hook_timeout_ms);
     match d.executor.run(req.clone(), timeout, f).await {
-        Ok(v) => Ok(v),
+        Ok(v) => {
+            // A plugin (a rate limiter) asked to hold the answer back: wait here, on
+            // the async side, holding no thread.
+            let delay = req.answer_delay();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(v)
+        }
         Err(e) => {
             if matches!(e, ExecError::Timeout { .. }) {
                 let ops = req.take_ops();
@@ -312,9 +320,9 @@ async fn admin_method(d: &Arc<Daemon>, call: Call) -> Reply {
                     store.create_user(&NewUser {
                         username,
                         email,
-                        password_hash: hash,
+                        password_hash: Some(hash),
                         activated,
-                        primary_group_id: 4,
+                        primary_group_id: crate::store::MEMBER_GROUP,
                     })
                 })
                 .await?;

@@ -51,12 +51,16 @@ pub enum Op {
     },
 }
 
+/// FlaskBB's Member group.
+pub const MEMBER_GROUP: i64 = 4;
+
 /// A user to create.
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub username: String,
     pub email: String,
-    pub password_hash: String,
+    /// `None` for users who cannot log in with a local password (provisioned ones).
+    pub password_hash: Option<String>,
     pub activated: bool,
     /// FlaskBB's group id; 4 is Member.
     pub primary_group_id: i64,
