@@ -179,7 +179,7 @@ mod tests {
             [ms(0), ms(1), ms(2), ms(3), ms(4), ms(5), ms(19)],
             [0, 0, 2000, 4000, 8000, 15000, 15000]
         );
-        assert_eq!(r.penalty(19).1, false);
-        assert_eq!(r.penalty(20).1, true);
+        assert!(!r.penalty(19).1);
+        assert!(r.penalty(20).1);
     }
 }
