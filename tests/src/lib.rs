@@ -3,6 +3,7 @@
 //! real sockets with real SQLite files.
 
 pub mod daemon;
+pub mod slapd;
 
 use std::{
     fs,
