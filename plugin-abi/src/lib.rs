@@ -6,6 +6,7 @@
 //! - [`sdk`]: FlaskBB's interfaces (`AuthenticationProvider`, …) as Rust traits and
 //!   [`export_plugin!`], which maps a type onto the hooks and catches its panics.
 //! - [`hooks`]: the hook names, as FlaskBB spells them.
+//! - [`testing`]: an in-memory host for unit-testing a plugin's hooks.
 //!
 //! A plugin crate is a `cdylib` depending on this crate and on `abi_stable`; see
 //! `docs/writing-plugins.md` and `plugins/hello` in the repository.
@@ -13,6 +14,7 @@
 pub mod abi;
 pub mod hooks;
 pub mod sdk;
+pub mod testing;
 
 /// Everything a plugin's source file needs: `use plugin_abi::prelude::*;`.
 pub mod prelude {

@@ -59,3 +59,36 @@ export_plugin! {
     description: "Greets every user who logs in; refuses the ones it is told to",
     hooks: [PostAuthenticationHandler],
 }
+
+#[cfg(test)]
+mod tests {
+    use plugin_abi::testing::TestHost;
+
+    use super::*;
+
+    fn hello(refuse: &[&str]) -> Hello {
+        Hello {
+            config: Config {
+                greeting: "Welcome back".into(),
+                refuse: refuse.iter().map(|s| s.to_string()).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn greets_through_the_log() {
+        let host = TestHost::new("hello");
+        hello(&[])
+            .handle_post_auth(&host.ctx(), &TestHost::user(1, "ann"))
+            .unwrap();
+        assert_eq!(host.logs(), ["INFO Welcome back, ann!"]);
+    }
+
+    #[test]
+    fn refuses_listed_users() {
+        let host = TestHost::new("hello");
+        let r = hello(&["mallory"]).handle_post_auth(&host.ctx(), &TestHost::user(2, "mallory"));
+        assert_eq!(r, Err(HookError::stop("This account may not log in here.")));
+        assert!(host.logs().is_empty());
+    }
+}

@@ -1,0 +1,73 @@
+//! The plugin kit: following docs/writing-plugins.md word for word, in a new
+//! directory outside this repository, produces a plugin the daemon loads.
+
+use std::process::Command;
+
+use flaskbbd_tests::{build, root, text};
+
+/// The `sh` blocks of the walkthrough section, in order.
+fn walkthrough() -> String {
+    let doc = std::fs::read_to_string(root().join("docs/writing-plugins.md")).unwrap();
+    let start = doc
+        .find("<!-- walkthrough -->")
+        .expect("walkthrough start marker");
+    let end = doc
+        .find("<!-- /walkthrough -->")
+        .expect("walkthrough end marker");
+    let mut script = String::new();
+    let mut inside = false;
+    for line in doc[start..end].lines() {
+        match (inside, line.trim_end()) {
+            (false, "```sh") => inside = true,
+            (true, "```") => inside = false,
+            (true, l) => {
+                script.push_str(l);
+                script.push('\n');
+            }
+            _ => {}
+        }
+    }
+    script
+}
+
+#[test]
+fn following_writing_plugins_word_for_word_gives_a_plugin_that_loads() {
+    build();
+    let script = walkthrough();
+    assert!(
+        script.contains("cargo new --lib greeter") && script.contains("flaskbbd\" check"),
+        "{script}"
+    );
+    // Outside the repository: `cargo new` must not see flaskbbd's workspace.
+    let dir = std::env::temp_dir().join(format!("flaskbbd-kit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.args(["-euo", "pipefail", "-c", &script])
+        .current_dir(&dir)
+        .env("FLASKBBD", root());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CARGO_") && k != "CARGO_HOME" {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "the walkthrough failed:\n{stdout}\n{stderr}"
+    );
+    let chain: Vec<&str> = stdout
+        .split('\n')
+        .skip_while(|l| *l != "flaskbb_post_authenticate")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    let last = chain.last().copied().unwrap_or_default();
+    assert!(
+        last.contains("greeter") && last.contains("libgreeter.so"),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with("flaskbb.toml: OK"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
