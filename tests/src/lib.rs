@@ -117,10 +117,13 @@ pub fn variant_plugin(name: &str, version: &str, patch: impl Fn(String) -> Strin
     let abi_dir = format!("plugin-abi-{name}");
     let abi = dir.join(&abi_dir);
     fs::create_dir_all(abi.join("src")).unwrap();
-    for f in ["lib.rs", "sdk.rs", "hooks.rs", "abi.rs"] {
-        let text = fs::read_to_string(root().join("plugin-abi/src").join(f)).unwrap();
-        let text = if f == "abi.rs" { patch(text) } else { text };
-        write_if_changed(&abi.join("src").join(f), &text);
+    // Every source file of the current plugin-abi, abi.rs patched.
+    for entry in fs::read_dir(root().join("plugin-abi/src")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_owned();
+        let text = fs::read_to_string(&path).unwrap();
+        let text = if name == "abi.rs" { patch(text) } else { text };
+        write_if_changed(&abi.join("src").join(name), &text);
     }
     write_if_changed(
         &abi.join("Cargo.toml"),

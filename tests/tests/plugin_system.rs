@@ -607,8 +607,8 @@ fn each_load_failure_is_one_line_naming_the_file_and_cause() {
     let major = variant_plugin("abitwo", "2.0.0", |t| t);
     let layout = variant_plugin("abilayout", "1.1.0", |t| {
         t.replace(
-            "pub struct User {\n    pub id: i64,",
-            "pub struct User {\n    pub id: i32,",
+            "    pub login_attempts: i32,",
+            "    pub login_attempts: u32,",
         )
     });
     let cases: Vec<(String, String)> = vec![

@@ -2,6 +2,7 @@
 //! asserted (these machines are shared and noisy). See docs/benchmarks.md.
 //!
 //! `cargo run --release -p flaskbbd-tests --bin flaskbbd-bench -- timing [--cost N] [--rounds N]`
+//! `cargo run --release -p flaskbbd-tests --bin flaskbbd-bench -- bcrypt [--seconds N]`
 
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,174 @@ fn timing(args: &[String]) {
     );
 }
 
+/// Runs `per_thread` calls of `f` on each of `threads` threads at once; returns every
+/// call's duration and the wall time of the whole run.
+fn on_all_cores(
+    threads: usize,
+    per_thread: usize,
+    f: &(dyn Fn() + Sync),
+) -> (Vec<Duration>, Duration) {
+    let start = Instant::now();
+    let times = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..per_thread)
+                        .map(|_| {
+                            let t = Instant::now();
+                            f();
+                            t.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    (times, start.elapsed())
+}
+
+/// bcrypt verification: the bcrypt crate, the system's libxcrypt, and flaskbbd's
+/// verifier, each on all cores at cost 10 and 12; then Authenticate through the socket
+/// at saturation against raw libxcrypt in the same run.
+fn bcrypt_bench(args: &[String]) {
+    use flaskbbd::password::{libxcrypt_crypt, Engine, Verifier};
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let seconds = arg(args, "--seconds", 20);
+    println!("bcrypt verification on {threads} cores (one thread per core), every call verifies a right password:");
+    println!(
+        "{:<8} {:<28} {:>14} {:>12}",
+        "cost", "engine", "median/call", "calls/s"
+    );
+    let mut libx_rate_10 = 0.0;
+    for cost in [10u32, 12] {
+        let per_thread = if cost == 10 { 12 } else { 4 };
+        let hash = bcrypt::hash("correct horse battery", cost).unwrap();
+        let ours = Verifier::new(cost).unwrap();
+        assert_eq!(
+            ours.engine(),
+            Engine::Libxcrypt,
+            "libxcrypt is not available"
+        );
+        let engines: [(&str, Box<dyn Fn() + Sync>); 3] = [
+            (
+                "bcrypt crate (bcrypt::verify)",
+                Box::new(|| assert!(bcrypt::verify("correct horse battery", &hash).unwrap())),
+            ),
+            (
+                "libxcrypt crypt_rn (raw)",
+                Box::new(|| {
+                    assert_eq!(
+                        libxcrypt_crypt("correct horse battery", &hash).as_deref(),
+                        Some(hash.as_str())
+                    )
+                }),
+            ),
+            (
+                "flaskbbd Verifier::verify",
+                Box::new(|| assert!(ours.verify("correct horse battery", Some(&hash)))),
+            ),
+        ];
+        let mut results = Vec::new();
+        for (name, f) in &engines {
+            let (times, wall) = on_all_cores(threads, per_thread, f.as_ref());
+            let rate = times.len() as f64 / wall.as_secs_f64();
+            let med = median(times);
+            println!("{cost:<8} {name:<28} {:>11.2} ms {rate:>12.2}", ms(med));
+            results.push((med, rate));
+        }
+        // The same two again, interleaved call by call on every thread, so that
+        // whatever else the machine does falls on both alike.
+        let both = std::sync::Mutex::new((Vec::new(), Vec::new()));
+        on_all_cores(threads, per_thread, &|| {
+            let t = Instant::now();
+            (engines[1].1)();
+            let x = t.elapsed();
+            let t = Instant::now();
+            (engines[2].1)();
+            let o = t.elapsed();
+            let mut b = both.lock().unwrap();
+            b.0.push(x);
+            b.1.push(o);
+        });
+        let (xs, os) = both.into_inner().unwrap();
+        println!(
+            "{cost:<8} interleaved medians: libxcrypt {:.2} ms, flaskbbd {:.2} ms, ratio {:.3}",
+            ms(median(xs.clone())),
+            ms(median(os.clone())),
+            median(os).as_secs_f64() / median(xs).as_secs_f64()
+        );
+        let (c, x, o) = (results[0], results[1], results[2]);
+        println!(
+            "{cost:<8} ratios: time/call ours/libxcrypt {:.3} (target <= 1.00), crate/libxcrypt {:.3}; calls/s ours/libxcrypt {:.3}",
+            o.0.as_secs_f64() / x.0.as_secs_f64(),
+            c.0.as_secs_f64() / x.0.as_secs_f64(),
+            o.1 / x.1
+        );
+        if cost == 10 {
+            libx_rate_10 = x.1;
+        }
+    }
+
+    // Through the socket: the release daemon, 4 clients per core, right passwords.
+    let dir = build_release();
+    let s = Scratch::new("bench-bcrypt");
+    let cfg = s.write(
+        "flaskbb.toml",
+        &format!(
+            "[plugins]\ndirs = [{:?}]\n[database]\nurl = \"sqlite:///bench.db\"\n[auth]\nbcrypt_cost = 10\n[log]\nfilter = \"warn\"\n",
+            dir.display().to_string()
+        ),
+    );
+    let d = TestDaemon::start_bin(&s, &dir.join("flaskbbd"), cfg);
+    d.add_user("alice", "correct horse battery", true);
+    let clients = threads * 4;
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let times: Vec<Duration> = std::thread::scope(|scope| {
+        let hs: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut c = d.client();
+                    let mut v = Vec::new();
+                    while Instant::now() < stop {
+                        let t = Instant::now();
+                        c.call(
+                            "org.flaskbb.Auth.Authenticate",
+                            json!({ "identifier": "alice", "secret": "correct horse battery" }),
+                        )
+                        .expect("Authenticate");
+                        v.push(t.elapsed());
+                    }
+                    v
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let wall = start.elapsed();
+    let rate = times.len() as f64 / wall.as_secs_f64();
+    let (p50, p99) = (percentile(times.clone(), 0.5), percentile(times, 0.99));
+    println!(
+        "Authenticate through the socket, cost 10, {clients} concurrent clients, {seconds} s:"
+    );
+    println!(
+        "  {rate:.2} calls/s; p50 {:.1} ms, p99 {:.1} ms; p99/p50 {:.3} (target <= 1.2)",
+        ms(p50),
+        ms(p99),
+        p99.as_secs_f64() / p50.as_secs_f64()
+    );
+    println!(
+        "  ratio to raw libxcrypt calls/s on all cores: {:.3} (target >= 0.95)",
+        rate / libx_rate_10
+    );
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -93,8 +262,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("timing") => timing(&args[1..]),
+        Some("bcrypt") => bcrypt_bench(&args[1..]),
         _ => {
-            eprintln!("usage: flaskbbd-bench timing [--cost N] [--rounds N]");
+            eprintln!("usage: flaskbbd-bench timing [--cost N] [--rounds N]\n       flaskbbd-bench bcrypt [--seconds N]");
             std::process::exit(2);
         }
     }
