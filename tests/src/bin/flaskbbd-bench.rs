@@ -86,6 +86,9 @@ fn timing(args: &[String]) {
     );
 }
 
+/// One benchmarked call.
+type Job<'a> = Box<dyn Fn() + Sync + 'a>;
+
 /// Runs `per_thread` calls of `f` on each of `threads` threads at once; returns every
 /// call's duration and the wall time of the whole run.
 fn on_all_cores(
@@ -140,7 +143,7 @@ fn bcrypt_bench(args: &[String]) {
             Engine::Libxcrypt,
             "libxcrypt is not available"
         );
-        let engines: [(&str, Box<dyn Fn() + Sync>); 3] = [
+        let engines: [(&str, Job); 3] = [
             (
                 "bcrypt crate (bcrypt::verify)",
                 Box::new(|| assert!(bcrypt::verify("correct horse battery", &hash).unwrap())),
