@@ -98,13 +98,23 @@ pub struct DatabaseConfig {
     /// SQLAlchemy-style URL: `sqlite:///relative`, `sqlite:////absolute`,
     /// `postgresql://user@host/db`.
     pub url: String,
+    /// How long a request waits for a database connection before it fails.
+    pub connect_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: "sqlite:///var/flaskbb.db".into(),
+            connect_timeout_ms: 3000,
         }
+    }
+}
+
+impl DatabaseConfig {
+    /// `connect_timeout_ms` as a duration.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.connect_timeout_ms)
     }
 }
 
@@ -393,6 +403,9 @@ impl Config {
         }
         if l.window_minutes < 1 {
             return Err(self.error_key("auth.lockout.window_minutes", "must be at least 1"));
+        }
+        if self.database.connect_timeout_ms == 0 {
+            return Err(self.error_key("database.connect_timeout_ms", "must be at least 1"));
         }
         if !self.database.url.starts_with("sqlite://")
             && !self.database.url.starts_with("postgresql://")

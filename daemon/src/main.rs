@@ -143,7 +143,11 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(store::open(&config.database.url, &config.base_dir)?)
+    Ok(store::open(
+        &config.database.url,
+        &config.base_dir,
+        config.database.connect_timeout(),
+    )?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -25,7 +25,12 @@ fn generation(s: &Scratch, extra: &str) -> (Generation, Arc<dyn Store>) {
     build();
     let path = s.config(&format!("[database]\nurl = \"sqlite:///test.db\"\n{extra}"));
     let config = Arc::new(Config::load(&path).expect("valid config"));
-    let store = store::open(&config.database.url, &config.base_dir).expect("store opens");
+    let store = store::open(
+        &config.database.url,
+        &config.base_dir,
+        config.database.connect_timeout(),
+    )
+    .expect("store opens");
     let verifier = Arc::new(Verifier::new(4).unwrap());
     let generation = Generation::build(1, config, &Loader::default(), verifier, &HashMap::new())
         .unwrap_or_else(|e| panic!("generation builds: {e}"));

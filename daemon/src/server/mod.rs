@@ -69,7 +69,11 @@ impl Daemon {
     /// plugin generation.
     pub fn start(config_path: &Path) -> Result<Arc<Daemon>, StartError> {
         let config = Arc::new(Config::load(config_path)?);
-        let store = crate::store::open(&config.database.url, &config.base_dir)?;
+        let store = crate::store::open(
+            &config.database.url,
+            &config.base_dir,
+            config.database.connect_timeout(),
+        )?;
         let loader = Loader::with_cache(config.plugins.cache_dir.clone());
         let generation = build_generation(1, config.clone(), &loader, &*store)?;
         let executor = Executor::new(config.daemon.worker_count(), config.daemon.max_stuck_calls);

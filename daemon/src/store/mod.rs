@@ -1,13 +1,13 @@
-//! The user and plugin store: one seam ([`Store`]) over FlaskBB's tables, so a backend
-//! can be swapped (SQLite now; PostgreSQL beside it).
+//! The user and plugin store: one seam ([`Store`]) over FlaskBB's tables, on SQLite
+//! or PostgreSQL ([`db`]).
 //!
 //! Reads happen as a request needs them; writes a request makes are collected as
 //! [`Op`]s and applied by [`Store::commit`] in one transaction at the request's end
 //! (FlaskBB's one commit per request). Increments are SQL increments, never
 //! read-modify-write, so concurrent requests lose no count.
 
+pub mod db;
 pub mod schema;
-pub mod sqlite;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
@@ -88,18 +88,30 @@ pub trait Store: Send + Sync {
     fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError>;
 }
 
-/// Opens the store named by `url` (SQLAlchemy style), relative to `base_dir`, and
+/// Opens the store named by `url` (SQLAlchemy style: `sqlite:///relative`,
+/// `sqlite:////absolute`, `postgresql://user@host/db`), relative to `base_dir`, and
 /// brings its schema up to date.
 pub fn open(
     url: &str,
     base_dir: &std::path::Path,
+    connect_timeout: std::time::Duration,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if let Some(rest) = url.strip_prefix("sqlite://") {
-        let path = sqlite::path_from_url(rest, base_dir)?;
-        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(&path)?));
+        let path = db::path_from_url(rest, base_dir)?;
+        return Ok(std::sync::Arc::new(db::DbStore::open_sqlite(
+            &path,
+            connect_timeout,
+        )?));
+    }
+    if url.starts_with("postgresql://") || url.starts_with("postgres://") {
+        return Ok(std::sync::Arc::new(db::DbStore::open_postgres(
+            url,
+            connect_timeout,
+        )?));
     }
     Err(StoreError::Unavailable(format!(
-        "database.url {url:?}: this build supports sqlite:// URLs (PostgreSQL follows)"
+        "database.url {}: use sqlite:///path or postgresql://user@host/db",
+        db::redact_url(url)
     )))
 }
 

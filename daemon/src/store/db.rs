@@ -1,5 +1,11 @@
-//! The embedded SQLite store: a file beside the configuration, created and migrated
-//! on first open, in WAL mode with a busy timeout, behind a small connection pool.
+//! The diesel store, one code path for both backends: SQLite (a file beside the
+//! configuration, WAL mode, a busy timeout) and PostgreSQL (for several daemons on
+//! one store). Only the connection settings and the migration set differ.
+//!
+//! Connections come from an r2d2 pool that checks each one before handing it out, so
+//! after a database restart broken connections are replaced and the daemon recovers
+//! by itself; while the database is down, requests fail with an internal error after
+//! `database.connect_timeout_ms`.
 
 use std::{
     path::{Path, PathBuf},
@@ -9,6 +15,7 @@ use std::{
 use chrono::Utc;
 use diesel::{
     connection::SimpleConnection,
+    pg::PgConnection,
     prelude::*,
     r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection},
     result::{DatabaseErrorKind, Error as DieselError},
@@ -20,30 +27,71 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use super::{rfc3339, schema::*, NewUser, Op, Store, StoreError, UserRecord};
 use crate::proto::User;
 
-/// The schema migrations, compiled into the binary.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// The schema migrations of each backend, compiled into the binary.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
-/// How long a writer waits for SQLite's lock before the request fails.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a statement waits for a lock before the request fails.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Conn = PooledConnection<ConnectionManager<SqliteConnection>>;
+/// A connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Sqlite(SqliteConnection),
+    Postgresql(PgConnection),
+}
 
-/// The SQLite backend.
-pub struct SqliteStore {
-    pool: Pool<ConnectionManager<SqliteConnection>>,
-    path: PathBuf,
+type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
+
+/// Runs `$body` with `$c` bound to the concrete connection: for the statements diesel
+/// cannot express across backends (`ON CONFLICT`, `RETURNING`), which both have.
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            AnyConnection::Sqlite($c) => $body,
+            AnyConnection::Postgresql($c) => $body,
+        }
+    };
+}
+
+/// The store over a pool of connections to one database.
+pub struct DbStore {
+    pool: Pool<ConnectionManager<AnyConnection>>,
+    /// The database as logs name it (never with a password).
+    name: String,
 }
 
 #[derive(Debug)]
-struct Pragmas;
+struct Settings;
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-            BUSY_TIMEOUT.as_millis()
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Settings {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        let ms = LOCK_TIMEOUT.as_millis();
+        let sql = match conn {
+            AnyConnection::Sqlite(_) => format!(
+                "PRAGMA busy_timeout = {ms}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+            ),
+            // FlaskBB's timestamps are UTC; a statement never waits on a lock forever.
+            AnyConnection::Postgresql(_) => {
+                format!("SET TIME ZONE 'UTC'; SET lock_timeout = {ms}; SET statement_timeout = {};", ms * 2)
+            }
+        };
+        conn.batch_execute(&sql)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// `url` with any password replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -84,9 +132,10 @@ struct UserRow {
     primary_group_id: i64,
 }
 
-impl SqliteStore {
-    /// Opens (creating when missing) the database at `path` and runs pending migrations.
-    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+impl DbStore {
+    /// Opens the SQLite database at `path` (creating it and its directory when
+    /// missing) and runs pending migrations.
+    pub fn open_sqlite(path: &Path, connect_timeout: Duration) -> Result<DbStore, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!(
@@ -95,23 +144,29 @@ impl SqliteStore {
                 ))
             })?;
         }
-        let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
+        let name = format!("SQLite database {}", path.display());
+        Self::open(&path.to_string_lossy(), name, connect_timeout)
+    }
+
+    /// Opens the PostgreSQL database at `url` and runs pending migrations.
+    pub fn open_postgres(url: &str, connect_timeout: Duration) -> Result<DbStore, StoreError> {
+        Self::open(
+            url,
+            format!("PostgreSQL database {}", redact_url(url)),
+            connect_timeout,
+        )
+    }
+
+    fn open(url: &str, name: String, connect_timeout: Duration) -> Result<DbStore, StoreError> {
         let pool = Pool::builder()
             .max_size(16)
             .min_idle(Some(1))
-            .connection_timeout(BUSY_TIMEOUT)
-            .connection_customizer(Box::new(Pragmas))
-            .build(manager)
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "cannot open SQLite database {}: {e}",
-                    path.display()
-                ))
-            })?;
-        let store = SqliteStore {
-            pool,
-            path: path.to_path_buf(),
-        };
+            .connection_timeout(connect_timeout)
+            .test_on_check_out(true)
+            .connection_customizer(Box::new(Settings))
+            .build(ConnectionManager::<AnyConnection>::new(url))
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {name}: {e}")))?;
+        let store = DbStore { pool, name };
         store.migrate()?;
         Ok(store)
     }
@@ -119,18 +174,24 @@ impl SqliteStore {
     /// Runs the migrations that have not run yet; returns how many ran.
     pub fn migrate(&self) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
-        conn.run_pending_migrations(MIGRATIONS)
-            .map(|v| v.len())
-            .map_err(|e| StoreError::Query(format!("migrating {}: {e}", self.path.display())))
+        let ran = match &mut *conn {
+            AnyConnection::Sqlite(c) => {
+                c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
+            }
+            AnyConnection::Postgresql(c) => c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.len()),
+        };
+        ran.map_err(|e| StoreError::Query(format!("migrating {}: {e}", self.name)))
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool.get().map_err(|e| {
-            StoreError::Unavailable(format!("SQLite database {}: {e}", self.path.display()))
-        })
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.name)))
     }
 
-    fn record(conn: &mut SqliteConnection, row: UserRow) -> Result<UserRecord, DieselError> {
+    fn record(conn: &mut AnyConnection, row: UserRow) -> Result<UserRecord, DieselError> {
         let primary: Option<(String, bool)> = groups::table
             .find(row.primary_group_id)
             .select((groups::name, groups::banned))
@@ -163,7 +224,7 @@ impl SqliteStore {
 
     fn find_by(
         &self,
-        f: impl FnOnce(&mut SqliteConnection) -> QueryResult<Option<UserRow>>,
+        f: impl FnOnce(&mut AnyConnection) -> QueryResult<Option<UserRow>>,
     ) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.conn()?;
         let row = f(&mut conn).map_err(query_err)?;
@@ -175,7 +236,7 @@ impl SqliteStore {
     fn update_user(
         &self,
         user_id: i64,
-        f: impl FnOnce(&mut SqliteConnection) -> QueryResult<usize>,
+        f: impl FnOnce(&mut AnyConnection) -> QueryResult<usize>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         match f(&mut conn).map_err(query_err)? {
@@ -188,7 +249,7 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+impl Store for DbStore {
     fn find_user(&self, identifier: &str) -> Result<Option<UserRecord>, StoreError> {
         self.find_by(|c| {
             users::table
@@ -219,7 +280,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut conn = self.conn()?;
-        conn.immediate_transaction(|c| {
+        conn.transaction(|c| {
             for op in ops {
                 apply(c, op)?;
             }
@@ -246,20 +307,20 @@ impl Store for SqliteStore {
         // FlaskBB keeps the primary group in users.primary_group_id only; groups_users
         // holds secondary groups.
         let id = conn
-            .immediate_transaction(|c| {
-                let id: i64 = diesel::insert_into(users::table)
-                    .values((
-                        users::username.eq(&new.username),
-                        users::email.eq(&new.email),
-                        users::password.eq(&new.password_hash),
-                        users::date_joined.eq(Utc::now().naive_utc()),
-                        users::login_attempts.eq(0),
-                        users::activated.eq(new.activated),
-                        users::primary_group_id.eq(new.primary_group_id),
-                    ))
+            .transaction(|c| {
+                let row = (
+                    users::username.eq(&new.username),
+                    users::email.eq(&new.email),
+                    users::password.eq(&new.password_hash),
+                    users::date_joined.eq(Utc::now().naive_utc()),
+                    users::login_attempts.eq(0),
+                    users::activated.eq(new.activated),
+                    users::primary_group_id.eq(new.primary_group_id),
+                );
+                per_backend!(&mut **c, |c| diesel::insert_into(users::table)
+                    .values(row)
                     .returning(users::id)
-                    .get_result(c)?;
-                Ok(id)
+                    .get_result::<i64>(c))
             })
             .map_err(query_err)?;
         drop(conn);
@@ -284,7 +345,7 @@ impl Store for SqliteStore {
 
     fn set_banned(&self, user_id: i64, banned: bool) -> Result<(), StoreError> {
         self.update_user(user_id, |c| {
-            c.immediate_transaction(|c| {
+            c.transaction(|c| {
                 let target: i64 = if banned {
                     groups::table
                         .filter(groups::banned.eq(true))
@@ -339,21 +400,21 @@ impl Store for SqliteStore {
 
     fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        diesel::insert_into(plugin_registry::table)
+        per_backend!(&mut *conn, |c| diesel::insert_into(plugin_registry::table)
             .values((
                 plugin_registry::name.eq(name),
-                plugin_registry::enabled.eq(enabled),
+                plugin_registry::enabled.eq(enabled)
             ))
             .on_conflict(plugin_registry::name)
             .do_update()
             .set(plugin_registry::enabled.eq(excluded(plugin_registry::enabled)))
-            .execute(&mut conn)
-            .map(drop)
-            .map_err(query_err)
+            .execute(c))
+        .map(drop)
+        .map_err(query_err)
     }
 }
 
-fn apply(c: &mut SqliteConnection, op: &Op) -> QueryResult<()> {
+fn apply(c: &mut AnyConnection, op: &Op) -> QueryResult<()> {
     match op {
         Op::ClearFailedLogins { user_id } => {
             diesel::update(users::table.find(*user_id))
@@ -372,31 +433,32 @@ fn apply(c: &mut SqliteConnection, op: &Op) -> QueryResult<()> {
                 .execute(c)?;
         }
         Op::KvSet { plugin, key, value } => {
-            diesel::insert_into(plugin_registry::table)
+            per_backend!(&mut *c, |c| diesel::insert_into(plugin_registry::table)
                 .values((
                     plugin_registry::name.eq(plugin),
-                    plugin_registry::enabled.eq(true),
+                    plugin_registry::enabled.eq(true)
                 ))
                 .on_conflict(plugin_registry::name)
                 .do_nothing()
-                .execute(c)?;
+                .execute(c))?;
             let plugin_id: i64 = plugin_registry::table
                 .filter(plugin_registry::name.eq(plugin))
                 .select(plugin_registry::id)
                 .first(c)?;
             match value {
                 Some(v) => {
-                    diesel::insert_into(plugin_store::table)
-                        .values((
-                            plugin_store::key.eq(key),
-                            plugin_store::value.eq(v),
-                            plugin_store::value_type.eq("string"),
-                            plugin_store::plugin_id.eq(plugin_id),
-                        ))
+                    let row = (
+                        plugin_store::key.eq(key),
+                        plugin_store::value.eq(v),
+                        plugin_store::value_type.eq("string"),
+                        plugin_store::plugin_id.eq(plugin_id),
+                    );
+                    per_backend!(&mut *c, |c| diesel::insert_into(plugin_store::table)
+                        .values(row)
                         .on_conflict((plugin_store::key, plugin_store::plugin_id))
                         .do_update()
                         .set(plugin_store::value.eq(excluded(plugin_store::value)))
-                        .execute(c)?;
+                        .execute(c))?;
                 }
                 None => {
                     diesel::delete(
