@@ -182,6 +182,15 @@ impl Host for HostShim<'_> {
     }
 
     fn store_set(&self, key: RStr<'_>, value: ROption<RStr<'_>>) -> RResult<(), ErrorBox> {
+        if key.as_str().contains('\0')
+            || value
+                .into_option()
+                .is_some_and(|v| v.as_str().contains('\0'))
+        {
+            return RErr(abi_err(HookError::failed(
+                "store_set: keys and values cannot contain NUL characters",
+            )));
+        }
         let op = Op::KvSet {
             plugin: self.cx.instance.name.to_string(),
             key: key.to_string(),
@@ -197,6 +206,11 @@ impl Host for HostShim<'_> {
         if self.cx.req.is_abandoned() {
             return RErr(abi_err(HookError::failed(
                 "the request this call belongs to has already ended (it timed out)",
+            )));
+        }
+        if username.as_str().contains('\0') || email.as_str().contains('\0') {
+            return RErr(abi_err(HookError::failed(
+                "provision_user: a username or email cannot contain NUL",
             )));
         }
         let store = &self.cx.req.store;

@@ -22,10 +22,14 @@ pub struct TestDaemon {
 }
 
 impl TestDaemon {
-    /// Writes `extra` after the test defaults (socket `run/flaskbbd.sock`, database
-    /// `test.db`, both in `scratch`) and starts the daemon; waits until it answers.
+    /// Writes `extra` after the test defaults (socket `run/flaskbbd.sock` in
+    /// `scratch`, the scratch's database on the tests' backend) and starts the daemon;
+    /// waits until it answers.
     pub fn start(scratch: &Scratch, extra: &str) -> TestDaemon {
-        let config = scratch.config(&format!("[database]\nurl = \"sqlite:///test.db\"\n{extra}"));
+        let config = scratch.config(&format!(
+            "[database]\nurl = {:?}\n{extra}",
+            scratch.db_url()
+        ));
         Self::start_with(scratch, config)
     }
 

@@ -173,10 +173,63 @@ fn write_if_changed(path: &Path, text: &str) {
     }
 }
 
+/// The database backend black-box tests run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// SQLite, unless `FLASKBBD_TEST_DB=postgres`, or the test binary is a `*_pg` twin
+/// (tests/Cargo.toml builds each black-box test file twice; the twin runs the same
+/// tests on PostgreSQL, so `cargo test --workspace` covers both backends).
+pub fn backend() -> Backend {
+    if let Ok(v) = std::env::var("FLASKBBD_TEST_DB") {
+        return if v == "postgres" {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+    }
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    match exe {
+        Some(name)
+            if name
+                .split('-')
+                .next()
+                .is_some_and(|stem| stem.ends_with("_pg")) =>
+        {
+            Backend::Postgres
+        }
+        _ => Backend::Sqlite,
+    }
+}
+
+/// The PostgreSQL server tests use: `FLASKBBD_TEST_PG`, or the local one with trust
+/// auth (`.ci/run` starts one where none runs).
+pub fn pg_server() -> String {
+    std::env::var("FLASKBBD_TEST_PG")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432".into())
+}
+
+/// Runs SQL on the PostgreSQL server's `postgres` database.
+pub fn pg_admin(statement: &str) {
+    use diesel::{connection::SimpleConnection, Connection, PgConnection};
+    let url = format!("{}/postgres", pg_server());
+    let mut c =
+        PgConnection::establish(&url).unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"));
+    c.batch_execute(statement)
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
 /// A scratch directory under `target/test-runs`, removed when dropped (kept when the
-/// test panicked, for a look).
+/// test panicked, for a look), with its own database.
 pub struct Scratch {
     pub path: PathBuf,
+    /// The PostgreSQL database made for this scratch, if one was.
+    pg_db: Mutex<Option<String>>,
 }
 
 impl Scratch {
@@ -189,7 +242,81 @@ impl Scratch {
         ));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).unwrap();
-        Scratch { path }
+        Scratch {
+            path,
+            pg_db: Mutex::new(None),
+        }
+    }
+
+    /// The URL of this scratch's database on the tests' backend: `test.db` here, or a
+    /// new PostgreSQL database dropped with the scratch.
+    pub fn db_url(&self) -> String {
+        match backend() {
+            Backend::Sqlite => "sqlite:///test.db".into(),
+            Backend::Postgres => {
+                let mut db = self.pg_db.lock().unwrap_or_else(|e| e.into_inner());
+                let name = db.get_or_insert_with(|| {
+                    let label: String = self
+                        .path
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .chars()
+                        .map(|c| {
+                            if c.is_ascii_alphanumeric() {
+                                c.to_ascii_lowercase()
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect();
+                    let name = format!("fbd_{label}");
+                    pg_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                    pg_admin(&format!("CREATE DATABASE {name}"));
+                    name
+                });
+                format!("{}/{name}", pg_server())
+            }
+        }
+    }
+
+    /// Runs `statement` on this scratch's database (after the daemon made it).
+    pub fn sql(&self, statement: &str) {
+        use diesel::{connection::SimpleConnection, Connection, PgConnection, SqliteConnection};
+        match backend() {
+            Backend::Sqlite => {
+                let mut c =
+                    SqliteConnection::establish(self.path.join("test.db").to_str().unwrap())
+                        .unwrap();
+                c.batch_execute(&format!("PRAGMA busy_timeout = 5000; {statement}"))
+                    .unwrap();
+            }
+            Backend::Postgres => {
+                let mut c = PgConnection::establish(&self.db_url()).unwrap();
+                c.batch_execute(statement).unwrap();
+            }
+        }
+    }
+
+    /// Holds a lock that keeps the daemon from writing (readers still read) until
+    /// the returned guard is dropped.
+    pub fn hold_write_lock(&self) -> Box<dyn std::any::Any> {
+        use diesel::{connection::SimpleConnection, Connection, PgConnection, SqliteConnection};
+        match backend() {
+            Backend::Sqlite => {
+                let mut c =
+                    SqliteConnection::establish(self.path.join("test.db").to_str().unwrap())
+                        .unwrap();
+                c.batch_execute("BEGIN EXCLUSIVE").unwrap();
+                Box::new(c)
+            }
+            Backend::Postgres => {
+                let mut c = PgConnection::establish(&self.db_url()).unwrap();
+                c.batch_execute("BEGIN; LOCK TABLE users IN EXCLUSIVE MODE")
+                    .unwrap();
+                Box::new(c)
+            }
+        }
     }
 
     /// Writes `flaskbb.toml` here: test defaults (plugins from the build, bcrypt cost
@@ -227,6 +354,11 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.path);
+            if let Some(db) = self.pg_db.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = std::panic::catch_unwind(|| {
+                    pg_admin(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                });
+            }
         }
     }
 }

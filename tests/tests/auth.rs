@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use diesel::{connection::SimpleConnection, Connection, RunQueryDsl, SqliteConnection};
 use flaskbbd_tests::{
     auth,
     daemon::{err, TestDaemon},
@@ -25,9 +24,7 @@ fn failed(reason: &str) -> (String, serde_json::Value) {
 }
 
 fn sql(s: &Scratch, statement: &str) {
-    let mut c = SqliteConnection::establish(s.path.join("test.db").to_str().unwrap()).unwrap();
-    c.batch_execute(&format!("PRAGMA busy_timeout = 5000; {statement}"))
-        .unwrap();
+    s.sql(statement);
 }
 
 #[test]
@@ -144,9 +141,7 @@ fn too_many_failures_lock_the_account_until_the_window_passes() {
     );
     sql(
         &s,
-        &format!(
-            "UPDATE users SET last_failed_login = datetime('now', '-11 minutes') WHERE id = {id}"
-        ),
+        &format!("UPDATE users SET last_failed_login = '2020-01-01 00:00:00' WHERE id = {id}"),
     );
     assert_eq!(
         d.auth("dan", "Secret123").unwrap()["user"]["login_attempts"],
@@ -407,9 +402,8 @@ fn a_failed_commit_answers_an_internal_error_and_changes_nothing() {
     let s = Scratch::new("auth-commit");
     let d = TestDaemon::start(&s, "");
     d.add_user("ned", "Secret123", true);
-    // Hold SQLite's write lock longer than the daemon's busy timeout.
-    let mut c = SqliteConnection::establish(s.path.join("test.db").to_str().unwrap()).unwrap();
-    c.batch_execute("BEGIN EXCLUSIVE").unwrap();
+    // Hold the write lock longer than the daemon's lock timeout.
+    let lock = s.hold_write_lock();
     let (name, params) = err(d.auth("ned", "bad"));
     assert_eq!(name, "org.flaskbb.Auth.InternalError");
     assert!(
@@ -419,8 +413,7 @@ fn a_failed_commit_answers_an_internal_error_and_changes_nothing() {
             .starts_with("the request's changes could not be saved: "),
         "{params}"
     );
-    diesel::sql_query("ROLLBACK").execute(&mut c).unwrap();
-    drop(c);
+    drop(lock);
     assert_eq!(d.user("ned")["login_attempts"], 0);
     // And the daemon recovers once the lock is gone.
     assert_eq!(err(d.auth("ned", "bad")), failed(WRONG));

@@ -49,7 +49,7 @@ fn user_add_then_auth_succeeds_and_a_wrong_password_fails_with_flaskbbs_message(
 #[test]
 fn user_commands_change_the_store() {
     let s = Scratch::new("cli-user");
-    let cfg = s.config("[database]\nurl = \"sqlite:///test.db\"\n");
+    let cfg = s.config(&format!("[database]\nurl = {:?}\n", s.db_url()));
     let cfg = cfg.to_str().unwrap();
     assert!(flaskbbd_with_stdin(
         &[

@@ -57,7 +57,7 @@ impl NotifySocket {
 }
 
 fn config(s: &Scratch, extra: &str) -> std::path::PathBuf {
-    s.config(&format!("[database]\nurl = \"sqlite:///test.db\"\n{extra}"))
+    s.config(&format!("[database]\nurl = {:?}\n{extra}", s.db_url()))
 }
 
 #[test]

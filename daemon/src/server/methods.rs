@@ -303,10 +303,10 @@ async fn admin_method(d: &Arc<Daemon>, call: Call) -> Reply {
                 let email: String = p.req("email")?;
                 let password: String = p.req("password")?;
                 let activated: bool = p.opt("activated")?.unwrap_or(false);
-                if username.trim().is_empty() || username.len() > 200 {
+                if username.trim().is_empty() || username.len() > 200 || username.contains('\0') {
                     return Err(Reply::invalid("username"));
                 }
-                if !email.contains('@') || email.len() > 200 {
+                if !email.contains('@') || email.len() > 200 || email.contains('\0') {
                     return Err(Reply::invalid("email"));
                 }
                 let (store, verifier) = (d.store.clone(), d.generation().verifier.clone());

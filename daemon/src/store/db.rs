@@ -251,6 +251,10 @@ impl DbStore {
 
 impl Store for DbStore {
     fn find_user(&self, identifier: &str) -> Result<Option<UserRecord>, StoreError> {
+        // No stored name contains NUL, and PostgreSQL refuses it in text.
+        if identifier.contains('\0') {
+            return Ok(None);
+        }
         self.find_by(|c| {
             users::table
                 .filter(
@@ -290,6 +294,9 @@ impl Store for DbStore {
     }
 
     fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, StoreError> {
+        if key.contains('\0') {
+            return Ok(None);
+        }
         let mut conn = self.conn()?;
         plugin_store::table
             .inner_join(plugin_registry::table)

@@ -1,0 +1,5 @@
+//! The `events` tests again, on PostgreSQL: the harness runs a test binary whose
+//! name ends in `_pg` against a fresh PostgreSQL database (`flaskbbd_tests::backend`).
+
+#[path = "events.rs"]
+mod events;
