@@ -56,6 +56,9 @@ pub struct DaemonConfig {
     pub max_connections: usize,
     /// Hook calls that may hang past their timeout before new calls are refused.
     pub max_stuck_calls: usize,
+    /// How often to look for instances enabled or disabled through another daemon on
+    /// the same database (`plugin_registry`); 0 turns it off.
+    pub registry_poll_ms: u64,
 }
 
 impl Default for DaemonConfig {
@@ -69,6 +72,7 @@ impl Default for DaemonConfig {
             workers: 0,
             max_connections: 16384,
             max_stuck_calls: 16,
+            registry_poll_ms: 2000,
         }
     }
 }

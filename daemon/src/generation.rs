@@ -30,6 +30,8 @@ pub struct Generation {
     pub verifier: Arc<Verifier>,
     chains: BTreeMap<Hook, Chain>,
     plugins: Vec<PluginInfo>,
+    /// The run-time enabled/disabled states this generation was built with.
+    pub registry: HashMap<String, bool>,
 }
 
 /// Why a generation could not be built: every problem, one line each.
@@ -290,6 +292,7 @@ impl Generation {
             verifier,
             chains,
             plugins,
+            registry: enabled.clone(),
         })
     }
 

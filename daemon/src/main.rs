@@ -10,6 +10,7 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::{anyhow, bail, Context as _};
@@ -264,6 +265,21 @@ fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
                     match server::probe(&d, &socket, interval).await {
                         Ok(()) => d.notifier.watchdog(),
                         Err(e) => tracing::error!("watchdog: the request path did not answer ({e}); not petting the watchdog"),
+                    }
+                }
+            });
+        }
+        let poll = config.daemon.registry_poll_ms;
+        if poll > 0 {
+            let d = daemon.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(poll)).await;
+                    let d2 = d.clone();
+                    match tokio::task::spawn_blocking(move || d2.sync_registry()).await {
+                        Ok(Err(e)) => tracing::warn!("checking plugin_registry: {e}"),
+                        Err(e) => tracing::error!("checking plugin_registry panicked: {e}"),
+                        Ok(Ok(_)) => {}
                     }
                 }
             });

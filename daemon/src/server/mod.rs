@@ -49,6 +49,8 @@ pub struct Daemon {
     pub notifier: crate::systemd::Notifier,
     /// One reload at a time.
     reloading: std::sync::Mutex<()>,
+    /// The `plugin_registry` states last acted on by [`Daemon::sync_registry`].
+    registry_seen: std::sync::Mutex<Option<HashMap<String, bool>>>,
 }
 
 /// Why the daemon could not start.
@@ -88,6 +90,7 @@ impl Daemon {
             own_uid: effective_uid(),
             notifier: crate::systemd::Notifier::from_env(),
             reloading: std::sync::Mutex::new(()),
+            registry_seen: std::sync::Mutex::new(None),
         }))
     }
 
@@ -142,6 +145,25 @@ impl Daemon {
             .map_err(|e| e.to_string())?;
         *self.generation.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(g);
         Ok(id)
+    }
+
+    /// Rebuilds the generation when `plugin_registry` changed since this daemon last
+    /// looked (an instance enabled or disabled through another daemon on the same
+    /// database). Returns whether it changed.
+    pub fn sync_registry(&self) -> Result<bool, String> {
+        let states = registry_states(&*self.store).map_err(|e| e.to_string())?;
+        if states == self.generation().registry {
+            return Ok(false);
+        }
+        let mut last = self.registry_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_ref() == Some(&states) {
+            // Seen already, and the reload for it failed: do not retry on every poll.
+            return Ok(false);
+        }
+        *last = Some(states);
+        drop(last);
+        tracing::info!("plugin_registry changed (through another daemon?): reloading");
+        self.reload(&HashMap::new()).map(|_| true)
     }
 
     /// What the daemon is doing, for `STATUS=`.

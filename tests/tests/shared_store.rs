@@ -1,0 +1,278 @@
+//! Several daemons on one PostgreSQL store, and a PostgreSQL server that goes away
+//! and comes back while the daemon serves.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use flaskbbd_tests::{
+    daemon::{err, TestDaemon},
+    pg_admin, pg_server, Scratch,
+};
+use serde_json::json;
+
+/// A fresh database on the tests' PostgreSQL server, dropped at the end.
+struct Db(String);
+
+impl Db {
+    fn new(name: &str) -> Db {
+        let name = format!("fbd_shared_{name}_{}", std::process::id());
+        pg_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        pg_admin(&format!("CREATE DATABASE {name}"));
+        Db(name)
+    }
+    fn url(&self) -> String {
+        format!("{}/{}", pg_server(), self.0)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| {
+            pg_admin(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
+        });
+    }
+}
+
+fn daemon_on(s: &Scratch, url: &str, extra: &str) -> TestDaemon {
+    TestDaemon::start_with(s, s.config(&format!("[database]\nurl = {url:?}\n{extra}")))
+}
+
+#[test]
+fn two_daemons_count_every_failure_and_lock_out_together() {
+    let db = Db::new("count");
+    let (s1, s2) = (Scratch::new("shared-a"), Scratch::new("shared-b"));
+    let a = daemon_on(&s1, &db.url(), "");
+    let b = daemon_on(&s2, &db.url(), "");
+    a.add_user("kim", "Secret123", true);
+    std::thread::scope(|scope| {
+        for i in 0..64 {
+            let d = if i % 2 == 0 { &a } else { &b };
+            scope.spawn(move || {
+                assert_eq!(
+                    err(d.auth("kim", "bad")).0,
+                    "org.flaskbb.Auth.AuthenticationFailed"
+                )
+            });
+        }
+    });
+    assert_eq!(a.user("kim")["login_attempts"], 64);
+    assert_eq!(b.user("kim")["login_attempts"], 64);
+    let locked = json!({ "reason": "Your account is currently locked out due to too many failed login attempts" });
+    assert_eq!(err(a.auth("kim", "Secret123")).1, locked);
+    assert_eq!(err(b.auth("kim", "Secret123")).1, locked);
+}
+
+#[test]
+fn an_instance_disabled_through_one_daemon_is_disabled_in_the_other() {
+    let db = Db::new("registry");
+    let deny = "[daemon]\nregistry_poll_ms = 200\n[[plugin]]\nname = \"deny\"\nlibrary = \"scripted\"\nconfig = { on = { flaskbb_authenticate = { action = \"stop\", reason = \"closed\" } } }\n";
+    let (s1, s2) = (Scratch::new("registry-a"), Scratch::new("registry-b"));
+    let a = daemon_on(&s1, &db.url(), deny);
+    let b = daemon_on(&s2, &db.url(), deny);
+    a.add_user("lou", "Secret123", true);
+    assert_eq!(
+        err(b.auth("lou", "Secret123")).1,
+        json!({ "reason": "closed" })
+    );
+    a.call(
+        "org.flaskbb.Admin.SetPluginEnabled",
+        json!({ "name": "deny", "enabled": false }),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.auth("lou", "Secret123").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the other daemon never saw the change:\n{}",
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        b.log_text().contains("plugin_registry changed"),
+        "{}",
+        b.log_text()
+    );
+}
+
+/// A PostgreSQL server of our own, so that stopping it disturbs no other test.
+struct OwnPostgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn start() -> OwnPostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect(
+                "PostgreSQL's server binaries under /usr/lib/postgresql (.ci/run installs them)",
+            )
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("initdb");
+        let dir = std::env::temp_dir().join(format!("flaskbbd-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(Command::new("chown")
+            .args(["postgres:postgres", dir.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success());
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = OwnPostgres { dir, bin, port };
+        let out = pg.as_postgres(&[
+            "initdb",
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-D",
+            pg.data().to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.up();
+        pg
+    }
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+    fn as_postgres(&self, args: &[&str]) -> std::process::Output {
+        let mut full = vec!["-u", "postgres", "--"];
+        let tool = self.bin.join(args[0]);
+        full.push(tool.to_str().unwrap());
+        full.extend_from_slice(&args[1..]);
+        Command::new("runuser")
+            .args(&full)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap()
+    }
+    fn up(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("pg.log");
+        let out = self.as_postgres(&[
+            "pg_ctl",
+            "-D",
+            self.data().to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-o",
+            &opts,
+            "-w",
+            "start",
+        ]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fn down(&self) {
+        let out = self.as_postgres(&[
+            "pg_ctl",
+            "-D",
+            self.data().to_str().unwrap(),
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        ]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fn url(&self) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = self.as_postgres(&[
+            "pg_ctl",
+            "-D",
+            self.data().to_str().unwrap(),
+            "-m",
+            "immediate",
+            "stop",
+        ]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn while_postgres_is_down_only_internal_errors_and_afterwards_success_without_a_restart() {
+    let pg = OwnPostgres::start();
+    let s = Scratch::new("pg-restart");
+    let d = daemon_on(&s, &pg.url(), "");
+    d.add_user("max", "Secret123", true);
+    let pid = d.child.id();
+    assert!(d.auth("max", "Secret123").is_ok());
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, internal) = (
+        std::sync::atomic::AtomicUsize::new(0),
+        std::sync::atomic::AtomicUsize::new(0),
+    );
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match d.auth("max", "Secret123") {
+                    Ok(_) => ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    Err(e) => {
+                        assert_eq!(
+                            e.name(),
+                            Some("org.flaskbb.Auth.InternalError"),
+                            "never a wrong password: {e}"
+                        );
+                        internal.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    }
+                };
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        pg.down();
+        std::thread::sleep(Duration::from_secs(3));
+        pg.up();
+        // The daemon recovers by itself.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while d.auth("max", "Secret123").is_err() {
+            assert!(Instant::now() < deadline, "no recovery:\n{}", d.log_text());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(
+        internal.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the outage was never seen"
+    );
+    assert!(ok.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert_eq!(d.child.id(), pid);
+    assert_eq!(
+        d.user("max")["login_attempts"],
+        0,
+        "an outage is not a failed login"
+    );
+    assert!(d.auth("max", "nope").is_err());
+    assert_eq!(d.user("max")["login_attempts"], 1);
+}
