@@ -58,6 +58,7 @@ pub fn all(config: &Config, verifier: Arc<password::Verifier>) -> Vec<Builtin> {
             hooks: vec![(hooks::AUTHENTICATE, Tier::TRYLAST)],
             imp: Box::new(DefaultProvider {
                 verifier: verifier.clone(),
+                rehash: config.auth.rehash_on_login,
             }),
         },
         Builtin {
@@ -91,7 +92,10 @@ pub fn all(config: &Config, verifier: Arc<password::Verifier>) -> Vec<Builtin> {
         Builtin {
             name: "default_reauth",
             hooks: vec![(hooks::REAUTH_ATTEMPT, Tier::TRYLAST)],
-            imp: Box::new(DefaultReauth { verifier }),
+            imp: Box::new(DefaultReauth {
+                verifier,
+                rehash: config.auth.rehash_on_login,
+            }),
         },
         Builtin {
             name: "clear_failed_logins_on_reauth",
@@ -111,6 +115,29 @@ pub fn all(config: &Config, verifier: Arc<password::Verifier>) -> Vec<Builtin> {
 /// paths take the same time.
 struct DefaultProvider {
     verifier: Arc<password::Verifier>,
+    rehash: bool,
+}
+
+/// Checks `secret` against the stored hash; when it matched a werkzeug hash and
+/// `rehash` is on, queues the bcrypt hash that replaces it at the request's commit.
+fn check_password(
+    cx: &CallCx<'_>,
+    verifier: &password::Verifier,
+    rehash: bool,
+    record: Option<&UserRecord>,
+    secret: &str,
+) -> HookResult<bool> {
+    let verdict = verifier.verdict(secret, record.and_then(|r| r.password.as_deref()));
+    if let (true, true, Some(r)) = (verdict.ok && verdict.rehash, rehash, record) {
+        match verifier.hash(secret) {
+            Ok(hash) => cx.req.push(Op::SetPassword {
+                user_id: r.user.id,
+                hash,
+            })?,
+            Err(e) => tracing::warn!(user_id = r.user.id, "cannot rehash to bcrypt: {e}"),
+        }
+    }
+    Ok(verdict.ok)
 }
 
 impl Hooks for DefaultProvider {
@@ -121,8 +148,7 @@ impl Hooks for DefaultProvider {
         secret: &str,
     ) -> HookResult<Option<abi::User>> {
         let record = cx.req.store.find_user(identifier).map_err(db)?;
-        let hash = record.as_ref().and_then(|r| r.password.as_deref());
-        if self.verifier.verify(secret, hash) {
+        if check_password(cx, &self.verifier, self.rehash, record.as_ref(), secret)? {
             Ok(record.map(|r| to_abi(&r)))
         } else {
             Ok(None)
@@ -133,14 +159,13 @@ impl Hooks for DefaultProvider {
 /// FlaskBB's DefaultFlaskBBReauthProvider.
 struct DefaultReauth {
     verifier: Arc<password::Verifier>,
+    rehash: bool,
 }
 
 impl Hooks for DefaultReauth {
     fn reauth_attempt(&self, cx: &CallCx<'_>, user: &abi::User, secret: &str) -> HookResult<bool> {
         let record = cx.req.store.find_user_by_id(user.id).map_err(db)?;
-        Ok(self
-            .verifier
-            .verify(secret, record.as_ref().and_then(|r| r.password.as_deref())))
+        check_password(cx, &self.verifier, self.rehash, record.as_ref(), secret)
     }
 }
 

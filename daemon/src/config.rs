@@ -104,6 +104,9 @@ pub struct DatabaseConfig {
     pub url: String,
     /// How long a request waits for a database connection before it fails.
     pub connect_timeout_ms: u64,
+    /// `flaskbbd` (the daemon's own database, migrated by it) or `flaskbb` (a
+    /// database FlaskBB made, used as it is).
+    pub schema: crate::store::Schema,
 }
 
 impl Default for DatabaseConfig {
@@ -111,6 +114,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: "sqlite:///var/flaskbb.db".into(),
             connect_timeout_ms: 3000,
+            schema: crate::store::Schema::Flaskbbd,
         }
     }
 }
@@ -130,6 +134,8 @@ pub struct AuthConfig {
     pub activate_account: bool,
     pub failure_delay_ms: u64,
     pub lockout: LockoutConfig,
+    /// Replace a werkzeug hash (FlaskBB's) by bcrypt when its user logs in.
+    pub rehash_on_login: bool,
 }
 
 impl Default for AuthConfig {
@@ -139,6 +145,7 @@ impl Default for AuthConfig {
             activate_account: true,
             failure_delay_ms: 0,
             lockout: LockoutConfig::default(),
+            rehash_on_login: false,
         }
     }
 }

@@ -146,6 +146,7 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store::open(
         &config.database.url,
+        config.database.schema,
         &config.base_dir,
         config.database.connect_timeout(),
     )?)

@@ -102,6 +102,57 @@ impl Libxcrypt {
     }
 }
 
+/// What verifying a secret found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub ok: bool,
+    /// The secret matched a hash that is not bcrypt: store a bcrypt hash instead
+    /// (when configured).
+    pub rehash: bool,
+}
+
+/// werkzeug's hash formats: `Some(matches)`, or `None` when `hash` is none of them.
+fn verify_werkzeug(secret: &str, hash: &str) -> Option<bool> {
+    let mut parts = hash.splitn(3, '$');
+    let (method, salt, hex) = (parts.next()?, parts.next()?, parts.next()?);
+    let mut m = method.split(':');
+    let expected: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let (pw, salt) = (secret.as_bytes(), salt.as_bytes());
+    let mut out = vec![0u8; expected.len()];
+    match m.next()? {
+        "pbkdf2" => {
+            let digest = m.next().unwrap_or("sha256");
+            // werkzeug wrote the iterations into the method from 0.15 on; 150000 before.
+            let rounds: u32 = m
+                .next()
+                .map(str::parse)
+                .transpose()
+                .ok()?
+                .unwrap_or(150_000);
+            match digest {
+                "sha256" => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(pw, salt, rounds, &mut out),
+                "sha512" => pbkdf2::pbkdf2_hmac::<sha2::Sha512>(pw, salt, rounds, &mut out),
+                "sha1" => pbkdf2::pbkdf2_hmac::<sha1::Sha1>(pw, salt, rounds, &mut out),
+                _ => return None,
+            }
+        }
+        "scrypt" => {
+            let n: u64 = m.next()?.parse().ok()?;
+            let r: u32 = m.next()?.parse().ok()?;
+            let p: u32 = m.next()?.parse().ok()?;
+            if !n.is_power_of_two() || n < 2 {
+                return None;
+            }
+            let params = scrypt::Params::new(n.trailing_zeros() as u8, r, p, out.len()).ok()?;
+            scrypt::scrypt(pw, salt, &params, &mut out).ok()?;
+        }
+        _ => return None,
+    }
+    Some(!expected.is_empty() && constant_time_eq(&out, &expected))
+}
+
 /// Which implementation verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -177,17 +228,44 @@ impl Verifier {
     /// whole (over 72 bytes, or with a NUL), or a hash format this build cannot check
     /// all cost one dummy verify and answer false.
     pub fn verify(&self, secret: &str, hash: Option<&str>) -> bool {
+        self.verdict(secret, hash).ok
+    }
+
+    /// As [`Verifier::verify`], and whether the hash should be replaced by bcrypt.
+    pub fn verdict(&self, secret: &str, hash: Option<&str>) -> Verdict {
         let whole = secret.len() <= MAX_SECRET_BYTES && !secret.contains('\0');
+        let no = Verdict {
+            ok: false,
+            rehash: false,
+        };
         match hash {
-            Some(h) if whole && is_bcrypt(h) => self.check(secret, h),
-            Some(h) if !is_bcrypt(h) => {
-                tracing::warn!(
-                    "a stored password hash is not bcrypt ({}); it cannot be verified",
-                    scheme_of(h)
-                );
-                self.dummy_verify(secret)
+            Some(h) if is_bcrypt(h) && whole => Verdict {
+                ok: self.check(secret, h),
+                rehash: false,
+            },
+            Some(h) if is_bcrypt(h) => {
+                self.dummy_verify(secret);
+                no
             }
-            _ => self.dummy_verify(secret),
+            Some(h) => match verify_werkzeug(secret, h) {
+                // werkzeug takes any length; bcrypt could not, so no rehash then.
+                Some(ok) => Verdict {
+                    ok,
+                    rehash: ok && whole,
+                },
+                None => {
+                    tracing::warn!(
+                        "a stored password hash has a format this daemon cannot check ({})",
+                        scheme_of(h)
+                    );
+                    self.dummy_verify(secret);
+                    no
+                }
+            },
+            None => {
+                self.dummy_verify(secret);
+                no
+            }
         }
     }
 
@@ -270,6 +348,40 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn werkzeug_hashes_verify_and_ask_for_a_rehash() {
+        let v = Verifier::new(4).unwrap();
+        // werkzeug's formats, computed with Python's hashlib as werkzeug does.
+        let pbkdf2 = "pbkdf2:sha256:150000$Vj6IoFPt$3b761e61f8cc3809d2f613f38f64cca00675c1801a3add68a698d932c81c315f";
+        let verdict = v.verdict("AlicePass123", Some(pbkdf2));
+        assert_eq!(
+            verdict,
+            Verdict {
+                ok: true,
+                rehash: true
+            },
+            "pbkdf2"
+        );
+        assert!(!v.verify("AlicePass124", Some(pbkdf2)));
+        let scrypt = "scrypt:32768:8:1$qn7LgFvJIl84DOPk$73293bc0224f0c436dfa3574b14761d68b4471108b97aa63bf7fe11133a61dd3cbd5ccff87da3741038b5f1a4c7d30848a20b7a3559260e6994f063a70bf73a6";
+        assert_eq!(
+            v.verdict("AlicePass123", Some(scrypt)),
+            Verdict {
+                ok: true,
+                rehash: true
+            },
+            "scrypt"
+        );
+        assert!(!v.verify("alicepass123", Some(scrypt)));
+        assert_eq!(
+            v.verdict("x", Some("md5$salt$abc")),
+            Verdict {
+                ok: false,
+                rehash: false
+            }
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! real sockets with real SQLite files.
 
 pub mod daemon;
+pub mod flaskbb;
 pub mod slapd;
 
 use std::{
@@ -295,6 +296,21 @@ impl Scratch {
                 let mut c = PgConnection::establish(&self.db_url()).unwrap();
                 c.batch_execute(statement).unwrap();
             }
+        }
+    }
+
+    /// Runs `statement` on the database at `url` (`sqlite:////abs/path` or
+    /// `postgresql://…`).
+    pub fn sql_on(url: &str, statement: &str) {
+        use diesel::{connection::SimpleConnection, Connection, PgConnection, SqliteConnection};
+        if let Some(path) = url.strip_prefix("sqlite:///") {
+            let mut c = SqliteConnection::establish(path).unwrap();
+            c.batch_execute(&format!("PRAGMA busy_timeout = 5000; {statement}"))
+                .unwrap();
+        } else {
+            let mut c = PgConnection::establish(url).unwrap();
+            c.batch_execute(statement)
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
         }
     }
 

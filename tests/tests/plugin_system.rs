@@ -27,6 +27,7 @@ fn generation(s: &Scratch, extra: &str) -> (Generation, Arc<dyn Store>) {
     let config = Arc::new(Config::load(&path).expect("valid config"));
     let store = store::open(
         &config.database.url,
+        config.database.schema,
         &config.base_dir,
         config.database.connect_timeout(),
     )

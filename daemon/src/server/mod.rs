@@ -73,6 +73,7 @@ impl Daemon {
         let config = Arc::new(Config::load(config_path)?);
         let store = crate::store::open(
             &config.database.url,
+            config.database.schema,
             &config.base_dir,
             config.database.connect_timeout(),
         )?;

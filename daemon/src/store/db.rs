@@ -24,7 +24,7 @@ use diesel::{
 };
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::{rfc3339, schema::*, NewUser, Op, Store, StoreError, UserRecord};
+use super::{rfc3339, schema::*, NewUser, Op, Schema, Store, StoreError, UserRecord};
 use crate::proto::User;
 
 /// The schema migrations of each backend, compiled into the binary.
@@ -43,6 +43,25 @@ pub enum AnyConnection {
 
 type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
 
+/// Runs `$body` with `reg` and `kv` naming the plugin tables of `$schema`: FlaskBB's
+/// names in our own schema, `flaskbbd_*` ones inside FlaskBB's database.
+macro_rules! with_plugin_tables {
+    ($schema:expr, $body:block) => {
+        match $schema {
+            Schema::Flaskbbd => {
+                #[allow(unused_imports)]
+                use super::schema::{plugin_registry as reg, plugin_store as kv};
+                $body
+            }
+            Schema::Flaskbb => {
+                #[allow(unused_imports)]
+                use super::schema::{flaskbbd_plugin_registry as reg, flaskbbd_plugin_store as kv};
+                $body
+            }
+        }
+    };
+}
+
 /// Runs `$body` with `$c` bound to the concrete connection: for the statements diesel
 /// cannot express across backends (`ON CONFLICT`, `RETURNING`), which both have.
 macro_rules! per_backend {
@@ -59,6 +78,7 @@ pub struct DbStore {
     pool: Pool<ConnectionManager<AnyConnection>>,
     /// The database as logs name it (never with a password).
     name: String,
+    schema: Schema,
 }
 
 #[derive(Debug)]
@@ -111,6 +131,15 @@ pub fn path_from_url(rest: &str, base_dir: &Path) -> Result<PathBuf, StoreError>
     Ok(base_dir.join(p))
 }
 
+/// FlaskBB's Member group, as stored.
+const MEMBER: i32 = super::MEMBER_GROUP as i32;
+
+/// FlaskBB's ids are 32-bit in the database; the API's are 64-bit. An id that cannot
+/// be stored names no row.
+fn id32(id: i64) -> Result<i32, StoreError> {
+    i32::try_from(id).map_err(|_| StoreError::NoSuchUser)
+}
+
 fn query_err(e: DieselError) -> StoreError {
     match e {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => StoreError::UserExists,
@@ -121,7 +150,7 @@ fn query_err(e: DieselError) -> StoreError {
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = users)]
 struct UserRow {
-    id: i64,
+    id: i32,
     username: String,
     email: String,
     password: Option<String>,
@@ -129,13 +158,17 @@ struct UserRow {
     last_failed_login: Option<chrono::NaiveDateTime>,
     login_attempts: Option<i32>,
     activated: Option<bool>,
-    primary_group_id: i64,
+    primary_group_id: i32,
 }
 
 impl DbStore {
     /// Opens the SQLite database at `path` (creating it and its directory when
     /// missing) and runs pending migrations.
-    pub fn open_sqlite(path: &Path, connect_timeout: Duration) -> Result<DbStore, StoreError> {
+    pub fn open_sqlite(
+        path: &Path,
+        schema: Schema,
+        connect_timeout: Duration,
+    ) -> Result<DbStore, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!(
@@ -144,20 +177,36 @@ impl DbStore {
                 ))
             })?;
         }
+        if schema == Schema::Flaskbb && !path.exists() {
+            return Err(StoreError::Unavailable(format!(
+                "database.schema = \"flaskbb\", but {} does not exist: point database.url at FlaskBB's database",
+                path.display()
+            )));
+        }
         let name = format!("SQLite database {}", path.display());
-        Self::open(&path.to_string_lossy(), name, connect_timeout)
+        Self::open(&path.to_string_lossy(), name, schema, connect_timeout)
     }
 
     /// Opens the PostgreSQL database at `url` and runs pending migrations.
-    pub fn open_postgres(url: &str, connect_timeout: Duration) -> Result<DbStore, StoreError> {
+    pub fn open_postgres(
+        url: &str,
+        schema: Schema,
+        connect_timeout: Duration,
+    ) -> Result<DbStore, StoreError> {
         Self::open(
             url,
             format!("PostgreSQL database {}", redact_url(url)),
+            schema,
             connect_timeout,
         )
     }
 
-    fn open(url: &str, name: String, connect_timeout: Duration) -> Result<DbStore, StoreError> {
+    fn open(
+        url: &str,
+        name: String,
+        schema: Schema,
+        connect_timeout: Duration,
+    ) -> Result<DbStore, StoreError> {
         let pool = Pool::builder()
             .max_size(16)
             .min_idle(Some(1))
@@ -166,14 +215,71 @@ impl DbStore {
             .connection_customizer(Box::new(Settings))
             .build(ConnectionManager::<AnyConnection>::new(url))
             .map_err(|e| StoreError::Unavailable(format!("cannot open {name}: {e}")))?;
-        let store = DbStore { pool, name };
-        store.migrate()?;
+        let store = DbStore { pool, name, schema };
+        match schema {
+            Schema::Flaskbbd => {
+                store.migrate()?;
+            }
+            Schema::Flaskbb => store.adopt_flaskbb()?,
+        }
         Ok(store)
     }
 
-    /// Runs the migrations that have not run yet; returns how many ran.
+    /// Checks that this is FlaskBB's database and adds the daemon's two plugin tables
+    /// when missing. FlaskBB's own tables are used as they are, never migrated.
+    fn adopt_flaskbb(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        for table in ["users", "groups", "groups_users"] {
+            if diesel::sql_query(format!("SELECT 1 FROM {table} WHERE 1 = 0"))
+                .execute(&mut *conn)
+                .is_err()
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "database.schema = \"flaskbb\", but {} has no table {table}: is database.url FlaskBB's database?",
+                    self.name
+                )));
+            }
+        }
+        let ddl = match &mut *conn {
+            AnyConnection::Sqlite(_) => {
+                "CREATE TABLE IF NOT EXISTS flaskbbd_plugin_registry (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, \
+                 name VARCHAR(255) NOT NULL UNIQUE, enabled BOOLEAN DEFAULT 1); \
+                 CREATE TABLE IF NOT EXISTS flaskbbd_plugin_store (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, \
+                 key VARCHAR(255) NOT NULL, value TEXT, value_type VARCHAR(20) NOT NULL DEFAULT 'string', \
+                 plugin_id INTEGER REFERENCES flaskbbd_plugin_registry(id) ON DELETE CASCADE, UNIQUE (key, plugin_id));"
+            }
+            AnyConnection::Postgresql(_) => {
+                "CREATE TABLE IF NOT EXISTS flaskbbd_plugin_registry (id SERIAL PRIMARY KEY, \
+                 name VARCHAR(255) NOT NULL UNIQUE, enabled BOOLEAN DEFAULT TRUE); \
+                 CREATE TABLE IF NOT EXISTS flaskbbd_plugin_store (id SERIAL PRIMARY KEY, \
+                 key VARCHAR(255) NOT NULL, value TEXT, value_type VARCHAR(20) NOT NULL DEFAULT 'string', \
+                 plugin_id INTEGER REFERENCES flaskbbd_plugin_registry(id) ON DELETE CASCADE, UNIQUE (key, plugin_id));"
+            }
+        };
+        conn.batch_execute(ddl).map_err(|e| {
+            StoreError::Query(format!(
+                "creating the daemon's plugin tables in {}: {e}",
+                self.name
+            ))
+        })
+    }
+
+    /// Runs the migrations that have not run yet; returns how many ran. Refuses a
+    /// database FlaskBB made (it would need `database.schema = "flaskbb"`).
     pub fn migrate(&self) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
+        let ours = diesel::sql_query("SELECT 1 FROM __diesel_schema_migrations WHERE 1 = 0")
+            .execute(&mut *conn)
+            .is_ok();
+        let flaskbbs = diesel::sql_query("SELECT 1 FROM alembic_version WHERE 1 = 0")
+            .execute(&mut *conn)
+            .is_ok();
+        if flaskbbs && !ours {
+            return Err(StoreError::Unavailable(format!(
+                "{} was made by FlaskBB: set database.schema = \"flaskbb\" to use its tables as they are",
+                self.name
+            )));
+        }
         let ran = match &mut *conn {
             AnyConnection::Sqlite(c) => {
                 c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
@@ -208,14 +314,14 @@ impl DbStore {
         Ok(UserRecord {
             banned: all.iter().any(|(_, b)| *b),
             user: User {
-                id: row.id,
+                id: i64::from(row.id),
                 username: row.username,
                 email: row.email,
                 activated: row.activated.unwrap_or(false),
                 login_attempts: row.login_attempts.unwrap_or(0),
                 last_failed_login: row.last_failed_login.map(rfc3339),
                 date_joined: row.date_joined.map(rfc3339).unwrap_or_default(),
-                primary_group_id: Some(row.primary_group_id),
+                primary_group_id: Some(i64::from(row.primary_group_id)),
                 groups: all.into_iter().map(|(n, _)| n).collect(),
             },
             password: row.password,
@@ -233,18 +339,15 @@ impl DbStore {
             .map_err(query_err)
     }
 
+    /// Runs an update of one user; no row changed means no such user.
     fn update_user(
         &self,
-        user_id: i64,
         f: impl FnOnce(&mut AnyConnection) -> QueryResult<usize>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         match f(&mut conn).map_err(query_err)? {
             0 => Err(StoreError::NoSuchUser),
-            _ => {
-                let _ = user_id;
-                Ok(())
-            }
+            _ => Ok(()),
         }
     }
 }
@@ -270,6 +373,9 @@ impl Store for DbStore {
     }
 
     fn find_user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
+        let Ok(id) = i32::try_from(id) else {
+            return Ok(None);
+        };
         self.find_by(|c| {
             users::table
                 .find(id)
@@ -286,7 +392,7 @@ impl Store for DbStore {
         let mut conn = self.conn()?;
         conn.transaction(|c| {
             for op in ops {
-                apply(c, op)?;
+                apply(c, op, self.schema)?;
             }
             Ok(())
         })
@@ -298,15 +404,17 @@ impl Store for DbStore {
             return Ok(None);
         }
         let mut conn = self.conn()?;
-        plugin_store::table
-            .inner_join(plugin_registry::table)
-            .filter(plugin_registry::name.eq(plugin))
-            .filter(plugin_store::key.eq(key))
-            .select(plugin_store::value)
-            .first::<Option<String>>(&mut conn)
-            .optional()
-            .map(Option::flatten)
-            .map_err(query_err)
+        with_plugin_tables!(self.schema, {
+            kv::table
+                .inner_join(reg::table)
+                .filter(reg::name.eq(plugin))
+                .filter(kv::key.eq(key))
+                .select(kv::value)
+                .first::<Option<String>>(&mut conn)
+                .optional()
+                .map(Option::flatten)
+                .map_err(query_err)
+        })
     }
 
     fn create_user(&self, new: &NewUser) -> Result<UserRecord, StoreError> {
@@ -322,20 +430,23 @@ impl Store for DbStore {
                     users::date_joined.eq(Utc::now().naive_utc()),
                     users::login_attempts.eq(0),
                     users::activated.eq(new.activated),
-                    users::primary_group_id.eq(new.primary_group_id),
+                    users::primary_group_id
+                        .eq(i32::try_from(new.primary_group_id).unwrap_or(MEMBER)),
                 );
                 per_backend!(&mut **c, |c| diesel::insert_into(users::table)
                     .values(row)
                     .returning(users::id)
-                    .get_result::<i64>(c))
+                    .get_result::<i32>(c))
             })
             .map_err(query_err)?;
         drop(conn);
-        self.find_user_by_id(id)?.ok_or(StoreError::NoSuchUser)
+        self.find_user_by_id(i64::from(id))?
+            .ok_or(StoreError::NoSuchUser)
     }
 
     fn set_password(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
-        self.update_user(user_id, |c| {
+        let user_id = id32(user_id)?;
+        self.update_user(|c| {
             diesel::update(users::table.find(user_id))
                 .set(users::password.eq(hash))
                 .execute(c)
@@ -343,7 +454,8 @@ impl Store for DbStore {
     }
 
     fn set_activated(&self, user_id: i64, activated: bool) -> Result<(), StoreError> {
-        self.update_user(user_id, |c| {
+        let user_id = id32(user_id)?;
+        self.update_user(|c| {
             diesel::update(users::table.find(user_id))
                 .set(users::activated.eq(activated))
                 .execute(c)
@@ -351,9 +463,10 @@ impl Store for DbStore {
     }
 
     fn set_banned(&self, user_id: i64, banned: bool) -> Result<(), StoreError> {
-        self.update_user(user_id, |c| {
+        let user_id = id32(user_id)?;
+        self.update_user(|c| {
             c.transaction(|c| {
-                let target: i64 = if banned {
+                let target: i32 = if banned {
                     groups::table
                         .filter(groups::banned.eq(true))
                         .select(groups::id)
@@ -397,40 +510,43 @@ impl Store for DbStore {
 
     fn plugin_states(&self) -> Result<Vec<(String, bool)>, StoreError> {
         let mut conn = self.conn()?;
-        plugin_registry::table
-            .select((plugin_registry::name, plugin_registry::enabled))
-            .order(plugin_registry::id)
-            .load::<(String, Option<bool>)>(&mut conn)
-            .map(|v| v.into_iter().map(|(n, e)| (n, e.unwrap_or(true))).collect())
-            .map_err(query_err)
+        with_plugin_tables!(self.schema, {
+            reg::table
+                .select((reg::name, reg::enabled))
+                .order(reg::id)
+                .load::<(String, Option<bool>)>(&mut conn)
+                .map(|v| v.into_iter().map(|(n, e)| (n, e.unwrap_or(true))).collect())
+                .map_err(query_err)
+        })
     }
 
     fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        per_backend!(&mut *conn, |c| diesel::insert_into(plugin_registry::table)
-            .values((
-                plugin_registry::name.eq(name),
-                plugin_registry::enabled.eq(enabled)
-            ))
-            .on_conflict(plugin_registry::name)
-            .do_update()
-            .set(plugin_registry::enabled.eq(excluded(plugin_registry::enabled)))
-            .execute(c))
-        .map(drop)
-        .map_err(query_err)
+        with_plugin_tables!(self.schema, {
+            per_backend!(&mut *conn, |c| diesel::insert_into(reg::table)
+                .values((reg::name.eq(name), reg::enabled.eq(enabled)))
+                .on_conflict(reg::name)
+                .do_update()
+                .set(reg::enabled.eq(excluded(reg::enabled)))
+                .execute(c))
+            .map(drop)
+            .map_err(query_err)
+        })
     }
 }
 
-fn apply(c: &mut AnyConnection, op: &Op) -> QueryResult<()> {
+fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
+    // An id the database cannot hold names no row: nothing to change.
+    let user = |id: &i64| i32::try_from(*id).unwrap_or(-1);
     match op {
         Op::ClearFailedLogins { user_id } => {
-            diesel::update(users::table.find(*user_id))
+            diesel::update(users::table.find(user(user_id)))
                 .set(users::login_attempts.eq(0))
                 .execute(c)?;
         }
         Op::MarkFailedLogin { user_id, at } => {
             // One SQL increment: concurrent failures each count.
-            diesel::update(users::table.find(*user_id))
+            diesel::update(users::table.find(user(user_id)))
                 .set((
                     users::login_attempts.eq(diesel::dsl::sql::<Nullable<Integer>>(
                         "COALESCE(login_attempts, 0) + 1",
@@ -439,44 +555,46 @@ fn apply(c: &mut AnyConnection, op: &Op) -> QueryResult<()> {
                 ))
                 .execute(c)?;
         }
-        Op::KvSet { plugin, key, value } => {
-            per_backend!(&mut *c, |c| diesel::insert_into(plugin_registry::table)
-                .values((
-                    plugin_registry::name.eq(plugin),
-                    plugin_registry::enabled.eq(true)
-                ))
-                .on_conflict(plugin_registry::name)
+        Op::SetPassword { user_id, hash } => {
+            diesel::update(users::table.find(user(user_id)))
+                .set(users::password.eq(hash))
+                .execute(c)?;
+        }
+        Op::KvSet { plugin, key, value } => with_plugin_tables!(schema, {
+            per_backend!(&mut *c, |c| diesel::insert_into(reg::table)
+                .values((reg::name.eq(plugin), reg::enabled.eq(true)))
+                .on_conflict(reg::name)
                 .do_nothing()
                 .execute(c))?;
-            let plugin_id: i64 = plugin_registry::table
-                .filter(plugin_registry::name.eq(plugin))
-                .select(plugin_registry::id)
+            let plugin_id: i32 = reg::table
+                .filter(reg::name.eq(plugin))
+                .select(reg::id)
                 .first(c)?;
             match value {
                 Some(v) => {
                     let row = (
-                        plugin_store::key.eq(key),
-                        plugin_store::value.eq(v),
-                        plugin_store::value_type.eq("string"),
-                        plugin_store::plugin_id.eq(plugin_id),
+                        kv::key.eq(key),
+                        kv::value.eq(v),
+                        kv::value_type.eq("string"),
+                        kv::plugin_id.eq(plugin_id),
                     );
-                    per_backend!(&mut *c, |c| diesel::insert_into(plugin_store::table)
+                    per_backend!(&mut *c, |c| diesel::insert_into(kv::table)
                         .values(row)
-                        .on_conflict((plugin_store::key, plugin_store::plugin_id))
+                        .on_conflict((kv::key, kv::plugin_id))
                         .do_update()
-                        .set(plugin_store::value.eq(excluded(plugin_store::value)))
+                        .set(kv::value.eq(excluded(kv::value)))
                         .execute(c))?;
                 }
                 None => {
                     diesel::delete(
-                        plugin_store::table
-                            .filter(plugin_store::key.eq(key))
-                            .filter(plugin_store::plugin_id.eq(plugin_id)),
+                        kv::table
+                            .filter(kv::key.eq(key))
+                            .filter(kv::plugin_id.eq(plugin_id)),
                     )
                     .execute(c)?;
                 }
             }
-        }
+        }),
     }
     Ok(())
 }

@@ -43,12 +43,24 @@ pub enum Op {
     ClearFailedLogins { user_id: i64 },
     /// FlaskBB's MarkFailedLogin: `login_attempts + 1`, `last_failed_login = at`.
     MarkFailedLogin { user_id: i64, at: DateTime<Utc> },
+    /// Replace the user's password hash (a rehash on login).
+    SetPassword { user_id: i64, hash: String },
     /// A plugin's key-value store: set, or delete with `None`.
     KvSet {
         plugin: String,
         key: String,
         value: Option<String>,
     },
+}
+
+/// Whose tables the store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schema {
+    /// The daemon's own database, created and migrated by it.
+    Flaskbbd,
+    /// A database FlaskBB made: its tables as they are, never migrated.
+    Flaskbb,
 }
 
 /// FlaskBB's Member group.
@@ -93,6 +105,7 @@ pub trait Store: Send + Sync {
 /// brings its schema up to date.
 pub fn open(
     url: &str,
+    schema: Schema,
     base_dir: &std::path::Path,
     connect_timeout: std::time::Duration,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
@@ -100,12 +113,14 @@ pub fn open(
         let path = db::path_from_url(rest, base_dir)?;
         return Ok(std::sync::Arc::new(db::DbStore::open_sqlite(
             &path,
+            schema,
             connect_timeout,
         )?));
     }
     if url.starts_with("postgresql://") || url.starts_with("postgres://") {
         return Ok(std::sync::Arc::new(db::DbStore::open_postgres(
             url,
+            schema,
             connect_timeout,
         )?));
     }

@@ -2,7 +2,7 @@
 
 diesel::table! {
     users (id) {
-        id -> BigInt,
+        id -> Integer,
         username -> Text,
         email -> Text,
         password -> Nullable<Text>,
@@ -10,13 +10,13 @@ diesel::table! {
         last_failed_login -> Nullable<Timestamp>,
         login_attempts -> Nullable<Integer>,
         activated -> Nullable<Bool>,
-        primary_group_id -> BigInt,
+        primary_group_id -> Integer,
     }
 }
 
 diesel::table! {
     groups (id) {
-        id -> BigInt,
+        id -> Integer,
         name -> Text,
         banned -> Bool,
     }
@@ -24,14 +24,14 @@ diesel::table! {
 
 diesel::table! {
     groups_users (user_id, group_id) {
-        user_id -> BigInt,
-        group_id -> BigInt,
+        user_id -> Integer,
+        group_id -> Integer,
     }
 }
 
 diesel::table! {
     plugin_registry (id) {
-        id -> BigInt,
+        id -> Integer,
         name -> Text,
         enabled -> Nullable<Bool>,
     }
@@ -39,11 +39,11 @@ diesel::table! {
 
 diesel::table! {
     plugin_store (id) {
-        id -> BigInt,
+        id -> Integer,
         key -> Text,
         value -> Nullable<Text>,
         value_type -> Text,
-        plugin_id -> Nullable<BigInt>,
+        plugin_id -> Nullable<Integer>,
     }
 }
 
@@ -55,4 +55,32 @@ diesel::allow_tables_to_appear_in_same_query!(
     groups_users,
     plugin_registry,
     plugin_store
+);
+
+// With `database.schema = "flaskbb"`, FlaskBB's plugin_registry and plugin_store are
+// FlaskBB's own (its Python plugins, pickled settings): the daemon keeps its instance
+// states and key-value stores in these two tables instead, and adds nothing else.
+diesel::table! {
+    flaskbbd_plugin_registry (id) {
+        id -> Integer,
+        name -> Text,
+        enabled -> Nullable<Bool>,
+    }
+}
+
+diesel::table! {
+    flaskbbd_plugin_store (id) {
+        id -> Integer,
+        key -> Text,
+        value -> Nullable<Text>,
+        value_type -> Text,
+        plugin_id -> Nullable<Integer>,
+    }
+}
+
+diesel::joinable!(flaskbbd_plugin_store -> flaskbbd_plugin_registry (plugin_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    flaskbbd_plugin_registry,
+    flaskbbd_plugin_store,
+    users
 );

@@ -2,7 +2,7 @@
 -- so the daemon and FlaskBB can share a database. users.password is wider than
 -- FlaskBB's String(120): werkzeug's scrypt hashes are 162 characters.
 CREATE TABLE groups (
-    id BIGSERIAL PRIMARY KEY,
+    id SERIAL PRIMARY KEY,
     name VARCHAR(255) NOT NULL UNIQUE,
     description TEXT,
     admin BOOLEAN NOT NULL DEFAULT FALSE,
@@ -22,7 +22,7 @@ CREATE TABLE groups (
 );
 
 CREATE TABLE users (
-    id BIGSERIAL PRIMARY KEY,
+    id SERIAL PRIMARY KEY,
     username VARCHAR(200) NOT NULL UNIQUE,
     email VARCHAR(200) NOT NULL UNIQUE,
     password VARCHAR(255),
@@ -41,28 +41,28 @@ CREATE TABLE users (
     theme VARCHAR(15),
     language VARCHAR(15) DEFAULT 'en',
     post_count INTEGER DEFAULT 0,
-    primary_group_id BIGINT NOT NULL REFERENCES groups(id)
+    primary_group_id INTEGER NOT NULL REFERENCES groups(id)
 );
 
 CREATE TABLE groups_users (
-    user_id BIGINT REFERENCES users(id),
-    group_id BIGINT REFERENCES groups(id),
+    user_id INTEGER REFERENCES users(id),
+    group_id INTEGER REFERENCES groups(id),
     PRIMARY KEY (user_id, group_id)
 );
 
 CREATE TABLE plugin_registry (
-    id BIGSERIAL PRIMARY KEY,
+    id SERIAL PRIMARY KEY,
     name VARCHAR(255) NOT NULL UNIQUE,
     enabled BOOLEAN DEFAULT TRUE
 );
 
 CREATE TABLE plugin_store (
-    id BIGSERIAL PRIMARY KEY,
+    id SERIAL PRIMARY KEY,
     key VARCHAR(255) NOT NULL,
     value TEXT,
     value_type VARCHAR(20) NOT NULL DEFAULT 'string',
     extra TEXT,
-    plugin_id BIGINT REFERENCES plugin_registry(id) ON DELETE CASCADE,
+    plugin_id INTEGER REFERENCES plugin_registry(id) ON DELETE CASCADE,
     name VARCHAR(255),
     description TEXT,
     UNIQUE (key, plugin_id)
