@@ -246,18 +246,7 @@ config = { trace = "trace.jsonl", on = { flaskbb_reauth_attempt = { action = "re
 wrapper = true
 "#;
     let (g, store) = generation(&s, cfg);
-    let user = plugin_abi::abi::User {
-        id: 1,
-        username: "u".into(),
-        email: "u@x".into(),
-        activated: true,
-        login_attempts: 0,
-        last_failed_login: None.into(),
-        date_joined: "".into(),
-        primary_group_id: None.into(),
-        groups: Default::default(),
-        banned: false,
-    };
+    let user = plugin_abi::testing::TestHost::user(1, "u");
     let out = g.call(
         &request(&store),
         Input::ReauthAttempt {
@@ -573,18 +562,7 @@ fn a_plugin_built_against_plugin_abi_1_0_loads_and_answers_not_implemented_for_n
     let mut context = Context::new();
     context.insert("old_abi".into(), "refuse".into());
     let req = Request::new(store, context);
-    let user = plugin_abi::abi::User {
-        id: 7,
-        username: "ann".into(),
-        email: "ann@x".into(),
-        activated: true,
-        login_attempts: 0,
-        last_failed_login: None.into(),
-        date_joined: "".into(),
-        primary_group_id: None.into(),
-        groups: Default::default(),
-        banned: false,
-    };
+    let user = plugin_abi::testing::TestHost::user(7, "ann");
     let cx = CallCx {
         req: &req,
         instance: &instance,
