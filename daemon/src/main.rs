@@ -331,7 +331,7 @@ fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
             activated,
         } => {
             let password = read_secret(&format!("Password for {username}: "))?;
-            let hash = verifier()?.hash(&password)?;
+            let hash = verifier()?.hash_for(config.database.schema, &password)?;
             let r = store
                 .create_user(&NewUser {
                     username: username.clone(),
@@ -351,7 +351,10 @@ fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
         UserCommand::Passwd { identifier } => {
             let r = find(&*store, &identifier)?;
             let password = read_secret(&format!("New password for {}: ", r.user.username))?;
-            store.set_password(r.user.id, &verifier()?.hash(&password)?)?;
+            store.set_password(
+                r.user.id,
+                &verifier()?.hash_for(config.database.schema, &password)?,
+            )?;
             println!("password of {} changed", r.user.username);
         }
         UserCommand::Activate { identifier, off } => {

@@ -153,6 +153,30 @@ fn verify_werkzeug(secret: &str, hash: &str) -> Option<bool> {
     Some(!expected.is_empty() && constant_time_eq(&out, &expected))
 }
 
+/// werkzeug's `pbkdf2:sha256:600000$salt$hex` (its default before scrypt), which
+/// every FlaskBB version verifies.
+pub fn hash_werkzeug(secret: &str) -> Result<String, PasswordError> {
+    if secret.is_empty() {
+        return Err(PasswordError::Empty);
+    }
+    const SALT_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw)
+        .map_err(|e| PasswordError::Hash(format!("no randomness for a salt: {e}")))?;
+    let salt: String = raw
+        .iter()
+        .map(|b| SALT_CHARS[usize::from(*b) % SALT_CHARS.len()] as char)
+        .collect();
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(secret.as_bytes(), salt.as_bytes(), 600_000, &mut out);
+    let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("pbkdf2:sha256:600000${salt}${hex}"))
+}
+
+/// The marker stored for users with no local password where the column cannot be
+/// NULL (FlaskBB's): no hash ever matches it.
+pub const NO_PASSWORD: &str = "!";
+
 /// Which implementation verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -209,6 +233,19 @@ impl Verifier {
         self.engine
     }
 
+    /// A new password's hash for a store of `schema`: bcrypt, or inside FlaskBB's
+    /// database a werkzeug hash FlaskBB's own login can verify too.
+    pub fn hash_for(
+        &self,
+        schema: crate::store::Schema,
+        secret: &str,
+    ) -> Result<String, PasswordError> {
+        match schema {
+            crate::store::Schema::Flaskbbd => self.hash(secret),
+            crate::store::Schema::Flaskbb => hash_werkzeug(secret),
+        }
+    }
+
     /// Hashes a new password at the configured cost; refuses what bcrypt would
     /// truncate or could not hash.
     pub fn hash(&self, secret: &str) -> Result<String, PasswordError> {
@@ -244,6 +281,10 @@ impl Verifier {
                 rehash: false,
             },
             Some(h) if is_bcrypt(h) => {
+                self.dummy_verify(secret);
+                no
+            }
+            Some(h) if h.starts_with(NO_PASSWORD) => {
                 self.dummy_verify(secret);
                 no
             }
@@ -382,6 +423,21 @@ mod tests {
                 rehash: false
             }
         );
+    }
+
+    #[test]
+    fn werkzeug_hashes_we_make_verify_and_no_password_never_matches() {
+        let v = Verifier::new(4).unwrap();
+        let h = hash_werkzeug("Secret123").unwrap();
+        assert!(
+            h.starts_with("pbkdf2:sha256:600000$") && h.len() == 21 + 16 + 1 + 64,
+            "{h}"
+        );
+        assert!(v.verify("Secret123", Some(&h)));
+        assert!(!v.verify("Secret124", Some(&h)));
+        assert_ne!(h, hash_werkzeug("Secret123").unwrap(), "salted");
+        assert!(!v.verify("", Some(NO_PASSWORD)));
+        assert!(!v.verify("!", Some(NO_PASSWORD)));
     }
 
     #[test]

@@ -89,8 +89,18 @@ fn flaskbbs_users_log_in_and_its_columns_keep_their_meaning() {
     assert!(tables.contains("'flaskbbd_plugin_registry'"), "{tables}");
 }
 
+/// Python in FlaskBB's environment, on the test's database: `e` is the engine,
+/// `check` werkzeug's check_password_hash (FlaskBB's own password check).
+fn flaskbb_py(s: &Scratch, code: &str) -> String {
+    flaskbb::python(&format!(
+        "import sqlalchemy as sa\nfrom werkzeug.security import check_password_hash as check, generate_password_hash as gen\n\
+         e = sa.create_engine({:?})\n{code}",
+        d_url(s)
+    ))
+}
+
 #[test]
-fn werkzeug_scrypt_hashes_verify_and_are_rehashed_to_bcrypt_on_login_when_configured() {
+fn werkzeug_hashes_verify_and_a_rehash_leaves_flaskbbs_own_login_working() {
     let s = Scratch::new("flaskbb-rehash");
     let (d, url) = forum(&s, "rehash_on_login = true\n");
     // A user with a hash from a current werkzeug (scrypt); FlaskBB 2.0.2's 120-character
@@ -112,22 +122,58 @@ fn werkzeug_scrypt_hashes_verify_and_are_rehashed_to_bcrypt_on_login_when_config
         "carol"
     );
     assert_eq!(err(d.auth("carol", "carolpass123")), failed(WRONG));
-    // admin's pbkdf2 hash from FlaskBB itself, then both rehashed to bcrypt.
     assert!(d.auth("admin", "AdminPass123").is_ok());
-    let hashes = flaskbb::python(&format!(
-        "import sqlalchemy as sa; e = sa.create_engine({:?}); \
-         print(' '.join(r[0][:4] for r in e.execute(\"SELECT password FROM users WHERE username IN ('admin', 'carol') ORDER BY username\")))",
-        d_url(&s)
-    ));
-    assert_eq!(hashes, "$2b$ $2b$");
-    // The new hashes verify through the daemon; alice, who did not log in, keeps hers.
+    // Both logins rehashed to bcrypt, into the daemon's own wide column; FlaskBB's
+    // column is untouched and FlaskBB's own check still accepts both passwords.
+    let ours = flaskbb_py(
+        &s,
+        "print(' '.join(r[0][:4] + ':' + str(len(r[0])) for r in e.execute(\
+        \"SELECT hash FROM flaskbbd_password_hashes ORDER BY user_id\")))",
+    );
+    assert_eq!(ours, "$2b$:60 $2b$:60");
+    // (FlaskBB 2.0.2's werkzeug cannot read scrypt hashes at all, FlaskBB 2.2's can:
+    // carol's is checked to be exactly as it was.)
+    let flaskbb_checks = flaskbb_py(
+        &s,
+        "u = dict(e.execute(\"SELECT username, password FROM users\").fetchall())\n\
+         print(check(u['admin'], 'AdminPass123'), u['carol'])",
+    );
+    assert_eq!(flaskbb_checks, format!("True {scrypt}"));
     assert!(d.auth("carol", "CarolPass123").is_ok());
     assert!(d.auth("admin", "AdminPass123").is_ok());
-    let alice = flaskbb::python(&format!(
-        "import sqlalchemy as sa; e = sa.create_engine({:?}); print(e.execute(\"SELECT password FROM users WHERE username = 'alice'\").scalar()[:7])",
-        d_url(&s)
-    ));
-    assert_eq!(alice, "pbkdf2:");
+    // A password changed in FlaskBB wins over the daemon's older bcrypt hash.
+    flaskbb_py(
+        &s,
+        "e.execute(\"UPDATE users SET password = %s WHERE username = 'admin'\" \
+        .replace('%s', \"'\" + gen('NewAdminPass456') + \"'\"))",
+    );
+    assert_eq!(err(d.auth("admin", "AdminPass123")), failed(WRONG));
+    assert!(d.auth("admin", "NewAdminPass456").is_ok());
+}
+
+#[test]
+fn passwords_set_through_the_daemon_are_ones_flaskbb_verifies() {
+    let s = Scratch::new("flaskbb-passwd");
+    let (d, _) = forum(&s, "");
+    let id = d.user("alice")["id"].clone();
+    d.call(
+        "org.flaskbb.Admin.SetPassword",
+        json!({ "user_id": id, "password": "Changed789" }),
+    )
+    .unwrap();
+    assert!(d.auth("alice", "Changed789").is_ok());
+    d.call(
+        "org.flaskbb.Admin.CreateUser",
+        json!({ "username": "dora", "email": "dora@example.org", "password": "DoraPass123", "activated": true }),
+    )
+    .unwrap();
+    assert!(d.auth("dora", "DoraPass123").is_ok());
+    let checks = flaskbb_py(
+        &s,
+        "u = dict(e.execute(\"SELECT username, password FROM users\").fetchall())\n\
+         print(check(u['alice'], 'Changed789'), check(u['dora'], 'DoraPass123'))",
+    );
+    assert_eq!(checks, "True True");
 }
 
 /// The database URL in SQLAlchemy's spelling, for FlaskBB's Python.

@@ -309,10 +309,14 @@ async fn admin_method(d: &Arc<Daemon>, call: Call) -> Reply {
                 if !email.contains('@') || email.len() > 200 || email.contains('\0') {
                     return Err(Reply::invalid("email"));
                 }
-                let (store, verifier) = (d.store.clone(), d.generation().verifier.clone());
+                let (store, verifier, schema) = (
+                    d.store.clone(),
+                    d.generation().verifier.clone(),
+                    d.config().database.schema,
+                );
                 let hash = d
                     .executor
-                    .run_plain(move || verifier.hash(&password))
+                    .run_plain(move || verifier.hash_for(schema, &password))
                     .await
                     .map_err(|e| internal(ADMIN, e.to_string()))?;
                 let hash = hash.map_err(|_| Reply::invalid("password"))?;
@@ -340,10 +344,14 @@ async fn admin_method(d: &Arc<Daemon>, call: Call) -> Reply {
             "SetPassword" => {
                 let mut p = Params::new(call.parameters, &["user_id", "password"])?;
                 let (user_id, password): (i64, String) = (p.req("user_id")?, p.req("password")?);
-                let (store, verifier) = (d.store.clone(), d.generation().verifier.clone());
+                let (store, verifier, schema) = (
+                    d.store.clone(),
+                    d.generation().verifier.clone(),
+                    d.config().database.schema,
+                );
                 let hash = d
                     .executor
-                    .run_plain(move || verifier.hash(&password))
+                    .run_plain(move || verifier.hash_for(schema, &password))
                     .await
                     .map_err(|e| internal(ADMIN, e.to_string()))?;
                 let hash = hash.map_err(|_| Reply::invalid("password"))?;

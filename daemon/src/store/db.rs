@@ -246,14 +246,18 @@ impl DbStore {
                  name VARCHAR(255) NOT NULL UNIQUE, enabled BOOLEAN DEFAULT 1); \
                  CREATE TABLE IF NOT EXISTS flaskbbd_plugin_store (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, \
                  key VARCHAR(255) NOT NULL, value TEXT, value_type VARCHAR(20) NOT NULL DEFAULT 'string', \
-                 plugin_id INTEGER REFERENCES flaskbbd_plugin_registry(id) ON DELETE CASCADE, UNIQUE (key, plugin_id));"
+                 plugin_id INTEGER REFERENCES flaskbbd_plugin_registry(id) ON DELETE CASCADE, UNIQUE (key, plugin_id)); \
+                 CREATE TABLE IF NOT EXISTS flaskbbd_password_hashes (user_id INTEGER PRIMARY KEY NOT NULL \
+                 REFERENCES users(id) ON DELETE CASCADE, hash VARCHAR(255) NOT NULL, replaces TEXT NOT NULL);"
             }
             AnyConnection::Postgresql(_) => {
                 "CREATE TABLE IF NOT EXISTS flaskbbd_plugin_registry (id SERIAL PRIMARY KEY, \
                  name VARCHAR(255) NOT NULL UNIQUE, enabled BOOLEAN DEFAULT TRUE); \
                  CREATE TABLE IF NOT EXISTS flaskbbd_plugin_store (id SERIAL PRIMARY KEY, \
                  key VARCHAR(255) NOT NULL, value TEXT, value_type VARCHAR(20) NOT NULL DEFAULT 'string', \
-                 plugin_id INTEGER REFERENCES flaskbbd_plugin_registry(id) ON DELETE CASCADE, UNIQUE (key, plugin_id));"
+                 plugin_id INTEGER REFERENCES flaskbbd_plugin_registry(id) ON DELETE CASCADE, UNIQUE (key, plugin_id)); \
+                 CREATE TABLE IF NOT EXISTS flaskbbd_password_hashes (user_id INTEGER PRIMARY KEY \
+                 REFERENCES users(id) ON DELETE CASCADE, hash VARCHAR(255) NOT NULL, replaces TEXT NOT NULL);"
             }
         };
         conn.batch_execute(ddl).map_err(|e| {
@@ -297,7 +301,30 @@ impl DbStore {
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.name)))
     }
 
-    fn record(conn: &mut AnyConnection, row: UserRow) -> Result<UserRecord, DieselError> {
+    fn record(
+        conn: &mut AnyConnection,
+        row: UserRow,
+        schema: Schema,
+    ) -> Result<UserRecord, DieselError> {
+        let password = match (schema, row.password) {
+            (Schema::Flaskbb, Some(flaskbbs)) => {
+                let ours: Option<(String, String)> = flaskbbd_password_hashes::table
+                    .find(row.id)
+                    .select((
+                        flaskbbd_password_hashes::hash,
+                        flaskbbd_password_hashes::replaces,
+                    ))
+                    .first(conn)
+                    .optional()?;
+                match ours {
+                    // FlaskBB's column still holds the hash ours replaced: ours is current.
+                    Some((hash, replaces)) if replaces == flaskbbs => Some(hash),
+                    // None yet, or the password was changed in FlaskBB since.
+                    _ => Some(flaskbbs),
+                }
+            }
+            (_, p) => p,
+        };
         let primary: Option<(String, bool)> = groups::table
             .find(row.primary_group_id)
             .select((groups::name, groups::banned))
@@ -324,7 +351,7 @@ impl DbStore {
                 primary_group_id: Some(i64::from(row.primary_group_id)),
                 groups: all.into_iter().map(|(n, _)| n).collect(),
             },
-            password: row.password,
+            password,
         })
     }
 
@@ -334,7 +361,7 @@ impl DbStore {
     ) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.conn()?;
         let row = f(&mut conn).map_err(query_err)?;
-        row.map(|r| Self::record(&mut conn, r))
+        row.map(|r| Self::record(&mut conn, r, self.schema))
             .transpose()
             .map_err(query_err)
     }
@@ -426,7 +453,11 @@ impl Store for DbStore {
                 let row = (
                     users::username.eq(&new.username),
                     users::email.eq(&new.email),
-                    users::password.eq(&new.password_hash),
+                    users::password.eq(match (&new.password_hash, self.schema) {
+                        // FlaskBB's column cannot be NULL.
+                        (None, Schema::Flaskbb) => Some(crate::password::NO_PASSWORD.to_owned()),
+                        (h, _) => h.clone(),
+                    }),
                     users::date_joined.eq(Utc::now().naive_utc()),
                     users::login_attempts.eq(0),
                     users::activated.eq(new.activated),
@@ -504,7 +535,7 @@ impl Store for DbStore {
             .load(&mut conn)
             .map_err(query_err)?;
         rows.into_iter()
-            .map(|r| Self::record(&mut conn, r).map_err(query_err))
+            .map(|r| Self::record(&mut conn, r, self.schema).map_err(query_err))
             .collect()
     }
 
@@ -554,6 +585,34 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
                     users::last_failed_login.eq(at.naive_utc()),
                 ))
                 .execute(c)?;
+        }
+        Op::SetPassword { user_id, hash } if schema == Schema::Flaskbb => {
+            // Keep FlaskBB's column as it is; remember which hash ours replaces.
+            let id = user(user_id);
+            let current: Option<Option<String>> = users::table
+                .find(id)
+                .select(users::password)
+                .first(c)
+                .optional()?;
+            if let Some(Some(replaces)) = current {
+                let row = (
+                    flaskbbd_password_hashes::user_id.eq(id),
+                    flaskbbd_password_hashes::hash.eq(hash),
+                    flaskbbd_password_hashes::replaces.eq(&replaces),
+                );
+                per_backend!(&mut *c, |c| diesel::insert_into(
+                    flaskbbd_password_hashes::table
+                )
+                .values(row)
+                .on_conflict(flaskbbd_password_hashes::user_id)
+                .do_update()
+                .set((
+                    flaskbbd_password_hashes::hash.eq(excluded(flaskbbd_password_hashes::hash)),
+                    flaskbbd_password_hashes::replaces
+                        .eq(excluded(flaskbbd_password_hashes::replaces)),
+                ))
+                .execute(c))?;
+            }
         }
         Op::SetPassword { user_id, hash } => {
             diesel::update(users::table.find(user(user_id)))

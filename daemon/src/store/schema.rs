@@ -84,3 +84,15 @@ diesel::allow_tables_to_appear_in_same_query!(
     flaskbbd_plugin_store,
     users
 );
+
+// With `database.schema = "flaskbb"`, a rehash on login does not overwrite FlaskBB's
+// users.password (FlaskBB's werkzeug cannot verify bcrypt): the bcrypt hash goes here,
+// with the werkzeug hash it replaces, and is used only while users.password still
+// holds that hash.
+diesel::table! {
+    flaskbbd_password_hashes (user_id) {
+        user_id -> Integer,
+        hash -> Text,
+        replaces -> Text,
+    }
+}
