@@ -147,7 +147,7 @@ impl Hooks for DefaultProvider {
         identifier: &str,
         secret: &str,
     ) -> HookResult<Option<abi::User>> {
-        let record = cx.req.store.find_user(identifier).map_err(db)?;
+        let record = cx.req.find_user(identifier).map_err(db)?;
         if check_password(cx, &self.verifier, self.rehash, record.as_ref(), secret)? {
             Ok(record.map(|r| to_abi(&r)))
         } else {
@@ -186,7 +186,7 @@ impl Hooks for Lockout {
         identifier: &str,
         _secret: &str,
     ) -> HookResult<Option<abi::User>> {
-        let Some(record) = cx.req.store.find_user(identifier).map_err(db)? else {
+        let Some(record) = cx.req.find_user(identifier).map_err(db)? else {
             return Ok(None);
         };
         let u = &record.user;
@@ -245,7 +245,7 @@ struct MarkFailedLogin;
 
 impl Hooks for MarkFailedLogin {
     fn authentication_failed(&self, cx: &CallCx<'_>, identifier: &str) -> HookResult<()> {
-        match cx.req.store.find_user(identifier).map_err(db)? {
+        match cx.req.find_user(identifier).map_err(db)? {
             Some(r) => cx.req.push(Op::MarkFailedLogin {
                 user_id: r.user.id,
                 at: Utc::now(),

@@ -139,7 +139,7 @@ impl Host for HostShim<'_> {
     }
 
     fn find_user(&self, identifier: RStr<'_>) -> RResult<ROption<abi::User>, ErrorBox> {
-        match self.cx.req.store.find_user(identifier.as_str()) {
+        match self.cx.req.find_user(identifier.as_str()) {
             Ok(u) => ROk(u.map(|r| convert::user_to_abi(&r.user, r.banned)).into()),
             Err(e) => RErr(store_failed(e)),
         }
@@ -235,6 +235,8 @@ impl Host for HostShim<'_> {
         };
         match found {
             Ok(r) => {
+                // An earlier lookup in this request may have cached "no such user".
+                self.cx.req.forget_user(username.as_str());
                 tracing::info!(
                     instance = &*self.cx.instance.name,
                     user_id = r.user.id,

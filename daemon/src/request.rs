@@ -19,7 +19,7 @@ use plugin_abi::sdk::HookError;
 use crate::{
     hook::Hook,
     proto::Context,
-    store::{Op, Store},
+    store::{Op, Store, StoreError, UserRecord},
 };
 
 const RUNNING: u8 = 0;
@@ -43,6 +43,10 @@ pub struct Request {
     state: AtomicU8,
     /// The longest answer delay a plugin asked for, in milliseconds.
     delay_ms: std::sync::atomic::AtomicU64,
+    /// Users looked up by identifier during this request. The request's own writes
+    /// wait for its commit, so within it a lookup's answer does not change: the
+    /// lockout, the provider and the failure hook share one lookup.
+    users: Mutex<std::collections::HashMap<String, Option<UserRecord>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -59,7 +63,23 @@ impl Request {
             current: Mutex::new(None),
             state: AtomicU8::new(RUNNING),
             delay_ms: std::sync::atomic::AtomicU64::new(0),
+            users: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// A user by username or email, looked up once per request.
+    pub fn find_user(&self, identifier: &str) -> Result<Option<UserRecord>, StoreError> {
+        if let Some(found) = lock(&self.users).get(identifier) {
+            return Ok(found.clone());
+        }
+        let found = self.store.find_user(identifier)?;
+        lock(&self.users).insert(identifier.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    /// Forgets a cached lookup (a user was just created under that name).
+    pub fn forget_user(&self, identifier: &str) {
+        lock(&self.users).remove(identifier);
     }
 
     /// Queues a change for the request's commit.

@@ -202,7 +202,7 @@ config = { free_failures = 1, base_delay_ms = 600, max_delay_ms = 600, refuse_af
         err(r),
         (
             "org.flaskbb.Auth.AuthenticationFailed".into(),
-            json!({ "reason": ratelimit::REFUSED })
+            json!({ "reason": "Too many failed login attempts from your address. Try again later." })
         )
     );
     // Another address is not affected (another account: bo's own failures now lock
