@@ -113,6 +113,11 @@ enum StoreCommand {
 }
 
 fn main() -> ExitCode {
+    // libpq uses OpenSSL, which by default frees its global state in an atexit
+    // handler; the connection pool's threads may be mid-handshake then, and the
+    // process crashed at exit. Initialising it first without that handler prevents it
+    // (exit reclaims the memory anyway).
+    openssl_sys::init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -213,3 +213,28 @@ fn hooks_and_plugins_ask_the_running_daemon() {
         "{plugins}"
     );
 }
+
+#[test]
+fn commands_exit_cleanly_every_time() {
+    // Regression: on PostgreSQL, OpenSSL's exit handler freed its state while the
+    // connection pool's threads were mid-handshake; about one exit in six crashed.
+    let s = Scratch::new("cli-exit");
+    let cfg = s.config(&format!(
+        "[database]\nurl = {:?}\n[[plugin]]\nname = \"totp\"\nlibrary = \"totp\"\n",
+        s.db_url()
+    ));
+    let cfg = cfg.to_str().unwrap();
+    for i in 0..40 {
+        let out = flaskbbd_with_stdin(
+            &["store", "set", "totp", &format!("k{i}"), "-c", cfg],
+            "v\n",
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "run {i}: {:?} {:?}",
+            out.status,
+            text(&out)
+        );
+    }
+}
