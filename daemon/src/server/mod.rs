@@ -243,8 +243,14 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, String> {
         },
         Err(_) => {}
     }
-    let listener =
-        UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    // Create the socket file with no more than `mode` from the start (a umask for the
+    // bind), so it is never reachable with wider permissions, then set exactly `mode`.
+    // SAFETY: umask only swaps the process's file-creation mask.
+    let previous = unsafe { libc::umask(!mode & 0o777) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above, restoring the mask.
+    unsafe { libc::umask(previous) };
+    let listener = bound.map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("cannot set mode {mode:o} on {}: {e}", path.display()))?;
     Ok(listener)
