@@ -461,3 +461,38 @@ fn both_unit_files_pass_systemd_analyze_verify() {
         .to_owned();
     assert!(overall.contains(" OK"), "{overall}");
 }
+
+#[test]
+fn enabling_an_instance_that_cannot_load_changes_nothing() {
+    let s = Scratch::new("enable-fail");
+    let cfg = config(
+        &s,
+        "[[plugin]]\nname = \"gone\"\nlibrary = \"nosuchplugin\"\nenabled = false\n",
+    );
+    let d = TestDaemon::start_with(&s, cfg.clone());
+    let (name, params) = err(d.call(
+        "org.flaskbb.Admin.SetPluginEnabled",
+        json!({ "name": "gone", "enabled": true }),
+    ));
+    assert_eq!(name, "org.flaskbb.Admin.ReloadFailed");
+    assert!(
+        params["reason"]
+            .as_str()
+            .unwrap()
+            .contains("libnosuchplugin.so: missing file"),
+        "{params}"
+    );
+    let plugins = d.call("org.flaskbb.Admin.ListPlugins", json!({})).unwrap();
+    let gone = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "gone")
+        .unwrap()
+        .clone();
+    assert_eq!(gone["enabled"], false);
+    // The failed change was not remembered: the daemon restarts on flaskbb.toml alone.
+    assert!(d.stop().success());
+    let d = TestDaemon::start_with(&s, cfg);
+    assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok());
+}

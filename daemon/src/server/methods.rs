@@ -389,24 +389,18 @@ async fn admin_method(d: &Arc<Daemon>, call: Call) -> Reply {
                         json!({ "name": name }),
                     ));
                 }
-                // Build the generation with the new state first: a plugin that cannot
-                // load is not recorded as enabled.
                 let d2 = d.clone();
-                let n2 = name.clone();
-                let swapped = d
+                match d
                     .executor
-                    .run_plain(move || d2.reload(&HashMap::from([(n2, enabled)])))
-                    .await;
-                match swapped {
-                    Ok(Ok(_)) => {
-                        let store = d.store.clone();
-                        on_pool(d, move || store.set_plugin_enabled(&name, enabled)).await?;
-                        Reply::empty()
-                    }
-                    Ok(Err(reason)) => Reply::error(
+                    .run_plain(move || d2.set_plugin_enabled(&name, enabled))
+                    .await
+                {
+                    Ok(Ok(())) => Reply::empty(),
+                    Ok(Err(super::SetEnabledError::Reload(reason))) => Reply::error(
                         &format!("{ADMIN}.ReloadFailed"),
                         json!({ "reason": reason }),
                     ),
+                    Ok(Err(super::SetEnabledError::Store(e))) => admin_store_error(e),
                     Err(e) => internal(ADMIN, e.to_string()),
                 }
             }

@@ -53,6 +53,15 @@ pub struct Daemon {
     registry_seen: std::sync::Mutex<Option<HashMap<String, bool>>>,
 }
 
+/// Why enabling or disabling an instance did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum SetEnabledError {
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Reload(String),
+}
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -146,6 +155,30 @@ impl Daemon {
             .map_err(|e| e.to_string())?;
         *self.generation.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(g);
         Ok(id)
+    }
+
+    /// Enables or disables an instance at once and remembers it in `plugin_registry`:
+    /// recorded first, then a new generation is built; if that fails (the plugin does
+    /// not load), the record is put back as it was and the current generation stays.
+    pub fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), SetEnabledError> {
+        let before = registry_states(&*self.store)?.get(name).copied();
+        self.store.set_plugin_enabled(name, enabled)?;
+        match self.reload(&HashMap::new()) {
+            Ok(_) => Ok(()),
+            Err(reason) => {
+                let undo = match before {
+                    Some(v) => self.store.set_plugin_enabled(name, v),
+                    None => self.store.clear_plugin_state(name),
+                };
+                if let Err(e) = undo {
+                    tracing::error!(
+                        instance = name,
+                        "could not restore plugin_registry after a failed change: {e}"
+                    );
+                }
+                Err(SetEnabledError::Reload(reason))
+            }
+        }
     }
 
     /// Rebuilds the generation when `plugin_registry` changed since this daemon last

@@ -564,6 +564,16 @@ impl Store for DbStore {
             .map_err(query_err)
         })
     }
+
+    fn clear_plugin_state(&self, name: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        with_plugin_tables!(self.schema, {
+            diesel::delete(reg::table.filter(reg::name.eq(name)))
+                .execute(&mut conn)
+                .map(drop)
+                .map_err(query_err)
+        })
+    }
 }
 
 fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {

@@ -98,6 +98,8 @@ pub trait Store: Send + Sync {
     /// `plugin_registry`: instance name → enabled, for every instance ever recorded.
     fn plugin_states(&self) -> Result<Vec<(String, bool)>, StoreError>;
     fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError>;
+    /// Forgets the run-time state of an instance: `flaskbb.toml` decides again.
+    fn clear_plugin_state(&self, name: &str) -> Result<(), StoreError>;
 }
 
 /// Opens the store named by `url` (SQLAlchemy style: `sqlite:///relative`,
