@@ -198,6 +198,35 @@ impl Loader {
     }
 }
 
+impl Loader {
+    /// Removes the copies in the cache directory that this process has not loaded:
+    /// at start-up, those are copies of builds no longer in use. Returns how many went.
+    pub fn prune_cache(&self) -> usize {
+        let Some(dir) = &self.cache_dir else { return 0 };
+        let in_use: Vec<PathBuf> = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|l| l.mapped.clone())
+            .collect();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_file())
+                && !in_use.contains(&path)
+                && std::fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
 /// Writes `bytes` to `<dir>/<digest>-<file name>` unless it is there already: through
 /// a temporary file and a rename, so a mapped copy is never rewritten in place.
 fn copy_into(dir: &Path, path: &Path, digest: &str, bytes: &[u8]) -> Result<PathBuf, LoadError> {

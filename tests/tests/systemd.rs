@@ -354,6 +354,17 @@ fn a_plugin_rebuilt_in_place_is_picked_up_by_a_reload() {
         .count();
     assert_eq!(copies, 2, "each content loaded from its own copy");
     assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    // A restart prunes the copies no longer in use.
+    let config = d.config.clone();
+    assert!(d.stop().success());
+    let d = TestDaemon::start_with(&s, config);
+    assert_eq!(
+        std::fs::read_dir(s.path.join("var/plugin-cache"))
+            .unwrap()
+            .count(),
+        1
+    );
+    assert_eq!(info(&d)["description"], "test variant");
 }
 
 #[test]

@@ -88,6 +88,10 @@ impl Daemon {
         )?;
         let loader = Loader::with_cache(config.plugins.cache_dir.clone());
         let generation = build_generation(1, config.clone(), &loader, &*store)?;
+        let pruned = loader.prune_cache();
+        if pruned > 0 {
+            tracing::info!(removed = pruned, dir = %config.plugins.cache_dir.display(), "removed plugin copies no longer in use");
+        }
         let executor = Executor::new(config.daemon.worker_count(), config.daemon.max_stuck_calls);
         Ok(Arc::new(Daemon {
             config_path: config.path.clone(),
