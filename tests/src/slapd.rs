@@ -70,9 +70,95 @@ cn: reader
 userPassword: readerpw
 ";
 
+/// Makes a throw-away CA and a server certificate for 127.0.0.1 signed by it, in
+/// `dir`; returns (CA certificate, server certificate, server key).
+fn make_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=flaskbbd test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    // slapd may drop privileges; the key must stay readable to it.
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
 impl Slapd {
     /// Configures, fills and starts a directory under `scratch/ldap`.
     pub fn start(scratch: &Scratch) -> Slapd {
+        Self::start_with(scratch, false)
+    }
+
+    /// As [`Slapd::start`], with StartTLS offered under a throw-away CA; the CA's
+    /// certificate is `scratch/ldap/ca.pem`.
+    pub fn start_tls(scratch: &Scratch) -> Slapd {
+        Self::start_with(scratch, true)
+    }
+
+    fn start_with(scratch: &Scratch, tls: bool) -> Slapd {
         ensure_installed();
         let dir = scratch.path.join("ldap");
         std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -95,6 +181,17 @@ impl Slapd {
              access to * by * read\n",
             d = dir.display()
         );
+        let conf = if tls {
+            let (ca, cert, key) = make_certificates(&dir);
+            format!(
+                "TLSCACertificateFile {}\nTLSCertificateFile {}\nTLSCertificateKeyFile {}\n{conf}",
+                ca.display(),
+                cert.display(),
+                key.display()
+            )
+        } else {
+            conf
+        };
         std::fs::write(dir.join("slapd.conf"), conf).unwrap();
         std::fs::write(dir.join("data.ldif"), DATA).unwrap();
         let out = Command::new("/usr/sbin/slapadd")

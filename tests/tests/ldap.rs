@@ -127,3 +127,42 @@ fn bad_ldap_configuration_is_refused_at_load() {
         flaskbbd_tests::text(&out)
     );
 }
+
+#[test]
+fn starttls_verifies_the_directory_against_ca_file() {
+    let s = Scratch::new("ldap-tls");
+    let ldap = Slapd::start_tls(&s);
+    let ca = s.path.join("ldap/ca.pem");
+    let d = TestDaemon::start(
+        &s,
+        &format!(
+            "[[plugin]]\nname = \"trusting\"\nlibrary = \"ldap\"\nconfig = {{ url = \"{}\", starttls = true, ca_file = {:?}, bind_dn = \"uid={{username}},ou=people,dc=example,dc=org\" }}\n",
+            ldap.url,
+            ca.display().to_string()
+        ),
+    );
+    assert_eq!(
+        d.auth("lena", "LdapPass1").unwrap()["user"]["username"],
+        "lena"
+    );
+    assert_eq!(err(d.auth("lena", "nope")), failed(WRONG));
+    drop(d);
+    // Without the CA the directory's certificate is not trusted: a failure, not a login.
+    let s2 = Scratch::new("ldap-tls-untrusted");
+    let d = TestDaemon::start(
+        &s2,
+        &format!(
+            "[[plugin]]\nname = \"strict\"\nlibrary = \"ldap\"\nconfig = {{ url = \"{}\", starttls = true, bind_dn = \"uid={{username}},ou=people,dc=example,dc=org\" }}\n",
+            ldap.url
+        ),
+    );
+    let (name, params) = err(d.auth("lena", "LdapPass1"));
+    assert_eq!(name, "org.flaskbb.Auth.InternalError");
+    assert!(
+        params["message"]
+            .as_str()
+            .unwrap()
+            .contains("LDAP directory"),
+        "{params}"
+    );
+}
