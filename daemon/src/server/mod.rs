@@ -326,6 +326,8 @@ pub async fn serve(
         while tasks.try_join_next().is_some() {}
     }
     drop(listener);
+    // Reap the connections that already ended, so the count is of open ones.
+    while tasks.try_join_next().is_some() {}
     let open = tasks.len();
     if open > 0 {
         tracing::info!(
