@@ -219,9 +219,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit: every connection is a file
+/// descriptor, and the usual soft limit (1024) is far below `daemon.max_connections`.
+/// Returns the limit now in force.
+fn raise_open_files_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on our own process with a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = load(config_path)?;
     init_logging(&config.log.filter);
+    let files = raise_open_files_limit();
+    let wanted = config.daemon.max_connections as u64 + 64;
+    if files < wanted {
+        tracing::warn!(
+            open_files = files,
+            max_connections = config.daemon.max_connections,
+            "the open-files limit is below daemon.max_connections: raise LimitNOFILE (or ulimit -n), or lower max_connections"
+        );
+    }
     let daemon = Daemon::start(config_path)?;
     let config = daemon.config();
     let runtime = tokio::runtime::Builder::new_multi_thread()

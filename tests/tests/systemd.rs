@@ -507,3 +507,26 @@ fn enabling_an_instance_that_cannot_load_changes_nothing() {
     let d = TestDaemon::start_with(&s, cfg);
     assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok());
 }
+
+#[test]
+fn serve_raises_its_open_files_soft_limit_to_the_hard_limit() {
+    let s = Scratch::new("nofile");
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -Sn 256 && exec \"$0\" \"$@\"",
+        flaskbbd_bin().to_str().unwrap(),
+    ]);
+    let mut d = TestDaemon::spawn(&s, cmd, config(&s, ""));
+    d.wait_ready();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_owned();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "{line}");
+    assert_ne!(soft, "256", "{line}");
+}
