@@ -170,7 +170,7 @@ fn ratelimit_delays_then_refuses_by_address_and_forgets_on_success() {
 [[plugin]]
 name = "ratelimit"
 library = "ratelimit"
-config = { free_failures = 1, base_delay_ms = 600, max_delay_ms = 600, refuse_after = 4, window_seconds = 60 }
+config = { free_failures = 1, base_delay_ms = 1500, max_delay_ms = 1500, refuse_after = 4, window_seconds = 60 }
 "#,
     );
     d.add_user("bo", "Secret123", true);
@@ -188,7 +188,7 @@ config = { free_failures = 1, base_delay_ms = 600, max_delay_ms = 600, refuse_af
     let (r, took) = attempt(evil, "bad"); // penalised: 2 failures so far
     assert_eq!(err(r).1, json!({ "reason": "Wrong username or password." }));
     assert!(
-        took >= Duration::from_millis(600),
+        took >= Duration::from_millis(1500),
         "the answer was not held back ({took:?})"
     );
     let (r, _) = attempt(evil, "Secret123"); // 3 failures: still only delayed
@@ -215,7 +215,7 @@ config = { free_failures = 1, base_delay_ms = 600, max_delay_ms = 600, refuse_af
     );
     assert!(r.is_ok(), "{r:?}");
     assert!(
-        t.elapsed() < Duration::from_millis(600),
+        t.elapsed() < Duration::from_millis(1500),
         "{:?}",
         t.elapsed()
     );

@@ -224,7 +224,9 @@ impl Drop for OwnPostgres {
 fn while_postgres_is_down_only_internal_errors_and_afterwards_success_without_a_restart() {
     let pg = OwnPostgres::start();
     let s = Scratch::new("pg-restart");
-    let d = daemon_on(&s, &pg.url(), "");
+    // Requests wait at most 500 ms for a connection: well inside the 3 s outage, so
+    // the outage is seen as errors instead of being waited out.
+    let d = daemon_on(&s, &pg.url(), "connect_timeout_ms = 500\n");
     d.add_user("max", "Secret123", true);
     let pid = d.child.id();
     assert!(d.auth("max", "Secret123").is_ok());
