@@ -113,11 +113,6 @@ enum StoreCommand {
 }
 
 fn main() -> ExitCode {
-    // libpq uses OpenSSL, which by default frees its global state in an atexit
-    // handler; the connection pool's threads may be mid-handshake then, and the
-    // process crashed at exit. Initialising it first without that handler prevents it
-    // (exit reclaims the memory anyway).
-    openssl_sys::init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -288,7 +283,7 @@ fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
                     _ = hup.recv() => {
                         tracing::info!("SIGHUP: reloading {}", d.config_path.display());
                         let d2 = d.clone();
-                        let _ = tokio::task::spawn_blocking(move || d2.reload(&HashMap::new())).await;
+                        let _ = tokio::task::spawn_blocking(move || d2.reload()).await;
                         continue;
                     }
                 };

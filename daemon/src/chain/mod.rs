@@ -160,14 +160,13 @@ impl Chain {
     /// `Generation::call`, which picks the chain from the input).
     pub fn call(&self, req: &Request, input: Input<'_>) -> ChainOutcome {
         debug_assert_eq!(input.hook(), self.hook, "arguments of another hook");
+        if self.wrappers.is_empty() {
+            return self.call_impls(req, input);
+        }
         let started = Instant::now();
         let call = HookCall {
             hook: self.hook.name().into(),
-            args_json: if self.wrappers.is_empty() {
-                Default::default()
-            } else {
-                input.args_json().into()
-            },
+            args_json: input.args_json().into(),
         };
         let mut entered = 0;
         let mut outcome = None;

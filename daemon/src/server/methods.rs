@@ -2,7 +2,6 @@
 //! `org.varlink.service`: parameters in, work on the executor, reply out.
 
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -407,11 +406,7 @@ async fn admin_method(d: &Arc<Daemon>, call: Call) -> Reply {
             "Reload" => {
                 Params::new(call.parameters, &[])?;
                 let d2 = d.clone();
-                match d
-                    .executor
-                    .run_plain(move || d2.reload(&HashMap::new()))
-                    .await
-                {
+                match d.executor.run_plain(move || d2.reload()).await {
                     Ok(Ok(_)) => Reply::empty(),
                     Ok(Err(reason)) => {
                         tracing::error!(

@@ -87,7 +87,10 @@ impl Daemon {
             config.database.connect_timeout(),
         )?;
         let loader = Loader::with_cache(config.plugins.cache_dir.clone());
-        let generation = build_generation(1, config.clone(), &loader, &*store)?;
+        let verifier = Arc::new(
+            Verifier::new(config.auth.bcrypt_cost).map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        let generation = build_generation(1, config.clone(), &loader, &*store, verifier)?;
         let pruned = loader.prune_cache();
         if pruned > 0 {
             tracing::info!(removed = pruned, dir = %config.plugins.cache_dir.display(), "removed plugin copies no longer in use");
@@ -123,12 +126,12 @@ impl Daemon {
 
     /// Re-reads the configuration and swaps in a new generation; on failure the current
     /// one stays. Requests in flight finish on the generation they started with.
-    /// `overrides` enable or disable instances on top of `plugin_registry`. Tells the
-    /// service manager RELOADING, then READY either way (the daemon keeps serving).
-    pub fn reload(&self, overrides: &HashMap<String, bool>) -> Result<u64, String> {
+    /// Tells the service manager RELOADING, then READY either way (the daemon keeps
+    /// serving).
+    pub fn reload(&self) -> Result<u64, String> {
         let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         self.notifier.reloading();
-        let result = self.build_next(overrides);
+        let result = self.build_next();
         match &result {
             Ok(id) => {
                 tracing::info!(generation = id, "reloaded: new plugin generation serving");
@@ -147,15 +150,13 @@ impl Daemon {
         result
     }
 
-    fn build_next(&self, overrides: &HashMap<String, bool>) -> Result<u64, String> {
+    fn build_next(&self) -> Result<u64, String> {
         let config = Arc::new(Config::load(&self.config_path).map_err(|e| e.to_string())?);
         let id = self
             .next_generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut states = registry_states(&*self.store).map_err(|e| e.to_string())?;
-        states.extend(overrides.iter().map(|(k, v)| (k.clone(), *v)));
         let verifier = self.verifier_for(&config)?;
-        let g = Generation::build(id, config, &self.loader, verifier, &states)
+        let g = build_generation(id, config, &self.loader, &*self.store, verifier)
             .map_err(|e| e.to_string())?;
         *self.generation.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(g);
         Ok(id)
@@ -167,7 +168,7 @@ impl Daemon {
     pub fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), SetEnabledError> {
         let before = registry_states(&*self.store)?.get(name).copied();
         self.store.set_plugin_enabled(name, enabled)?;
-        match self.reload(&HashMap::new()) {
+        match self.reload() {
             Ok(_) => Ok(()),
             Err(reason) => {
                 let undo = match before {
@@ -201,7 +202,7 @@ impl Daemon {
         *last = Some(states);
         drop(last);
         tracing::info!("plugin_registry changed (through another daemon?): reloading");
-        self.reload(&HashMap::new()).map(|_| true)
+        self.reload().map(|_| true)
     }
 
     /// What the daemon is doing, for `STATUS=`.
@@ -236,15 +237,14 @@ fn registry_states(store: &dyn Store) -> Result<HashMap<String, bool>, crate::st
     Ok(store.plugin_states()?.into_iter().collect())
 }
 
+/// A generation from `config`, with the run-time states in `plugin_registry`.
 fn build_generation(
     id: u64,
     config: Arc<Config>,
     loader: &Loader,
     store: &dyn Store,
+    verifier: Arc<Verifier>,
 ) -> Result<Generation, StartError> {
-    let verifier = Arc::new(
-        Verifier::new(config.auth.bcrypt_cost).map_err(|e| StartError::Other(e.to_string()))?,
-    );
     let states = registry_states(store)?;
     Ok(Generation::build(id, config, loader, verifier, &states)?)
 }

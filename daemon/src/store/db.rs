@@ -193,6 +193,11 @@ impl DbStore {
         schema: Schema,
         connect_timeout: Duration,
     ) -> Result<DbStore, StoreError> {
+        // libpq uses OpenSSL, which by default frees its global state in an atexit
+        // handler while the pool's threads may be mid-handshake: the process crashed
+        // at exit. Initialising OpenSSL first without that handler prevents it (exit
+        // reclaims the memory anyway); it must happen before libpq's first connection.
+        openssl_sys::init();
         Self::open(
             url,
             format!("PostgreSQL database {}", redact_url(url)),
