@@ -8,15 +8,17 @@ use std::{
 
 use serde_json::json;
 
+use flaskbbd_protocol::methods::{parse, Method, ADMIN, AUTH, EVENTS};
+
 use super::{
-    wire::{errors, Call, Params, Reply},
+    wire::{errors, Call, Reply},
     Daemon,
 };
 use crate::{
     auth::{AuthError, AuthenticationManager, ReauthenticateManager},
     events::{self, EventError},
     executor::ExecError,
-    proto::{Context, Post, Topic},
+    proto::Context,
     request::Request,
     store::{NewUser, StoreError},
 };
@@ -41,10 +43,6 @@ pub const INTERFACES: &[(&str, &str)] = &[
     ),
 ];
 
-const AUTH: &str = "org.flaskbb.Auth";
-const EVENTS: &str = "org.flaskbb.Events";
-const ADMIN: &str = "org.flaskbb.Admin";
-
 fn internal(iface: &str, message: impl Into<String>) -> Reply {
     Reply::error(
         &format!("{iface}.InternalError"),
@@ -55,18 +53,19 @@ fn internal(iface: &str, message: impl Into<String>) -> Reply {
 /// Handles one call; logs its method, outcome and duration (never its parameters).
 pub async fn dispatch(d: &Arc<Daemon>, call: Call, admin: bool) -> Reply {
     let started = Instant::now();
-    let method = format!("{}.{}", call.interface, call.method);
-    let reply = match call.interface.as_str() {
-        "org.varlink.service" => service(&call),
-        AUTH => auth(d, call).await,
-        EVENTS => event(d, call).await,
-        ADMIN if !admin => Reply::error(&format!("{ADMIN}.PermissionDenied"), json!({})),
-        ADMIN => admin_method(d, call).await,
-        other => Reply::error(errors::INTERFACE_NOT_FOUND, json!({ "interface": other })),
+    let name = format!("{}.{}", call.interface, call.method);
+    // A peer outside `admin_uids` learns nothing of Admin, not even its parameters.
+    let reply = if call.interface == ADMIN && !admin {
+        Reply::error(&format!("{ADMIN}.PermissionDenied"), json!({}))
+    } else {
+        match parse(call) {
+            Ok(method) => run(d, method).await,
+            Err(reply) => reply,
+        }
     };
     let outcome = reply.error_name().unwrap_or("ok");
     tracing::info!(
-        method,
+        method = name,
         outcome,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
@@ -74,41 +73,32 @@ pub async fn dispatch(d: &Arc<Daemon>, call: Call, admin: bool) -> Reply {
     reply
 }
 
-fn not_found(call: &Call) -> Reply {
-    Reply::error(
-        errors::METHOD_NOT_FOUND,
-        json!({ "method": format!("{}.{}", call.interface, call.method) }),
-    )
-}
-
-fn service(call: &Call) -> Reply {
-    let run = || -> Result<Reply, Reply> {
-        match call.method.as_str() {
-            "GetInfo" => {
-                Params::new(call.parameters.clone(), &[])?;
-                Ok(Reply::ok(json!({
-                    "vendor": "flaskbbd",
-                    "product": "flaskbbd",
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "url": "https://flaskbb.org",
-                    "interfaces": INTERFACES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-                })))
+async fn run(d: &Arc<Daemon>, method: Method) -> Reply {
+    match method {
+        Method::GetInfo => Reply::ok(json!({
+            "vendor": "flaskbbd",
+            "product": "flaskbbd",
+            "version": env!("CARGO_PKG_VERSION"),
+            "url": "https://flaskbb.org",
+            "interfaces": INTERFACES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        })),
+        Method::GetInterfaceDescription { interface } => {
+            match INTERFACES.iter().find(|(n, _)| *n == interface) {
+                Some((_, text)) => Reply::ok(json!({ "description": text })),
+                None => Reply::error(
+                    errors::INTERFACE_NOT_FOUND,
+                    json!({ "interface": interface }),
+                ),
             }
-            "GetInterfaceDescription" => {
-                let mut p = Params::new(call.parameters.clone(), &["interface"])?;
-                let name: String = p.req("interface")?;
-                match INTERFACES.iter().find(|(n, _)| *n == name) {
-                    Some((_, text)) => Ok(Reply::ok(json!({ "description": text }))),
-                    None => Ok(Reply::error(
-                        errors::INTERFACE_NOT_FOUND,
-                        json!({ "interface": name }),
-                    )),
-                }
-            }
-            _ => Ok(not_found(call)),
         }
-    };
-    run().unwrap_or_else(|e| e)
+        m @ (Method::Authenticate { .. } | Method::Reauthenticate { .. }) => auth(d, m).await,
+        m @ (Method::PostSaveBefore { .. }
+        | Method::PostSaveAfter { .. }
+        | Method::TopicSaveBefore { .. }
+        | Method::TopicSaveAfter { .. }
+        | Method::UserRegistered { .. }) => event(d, m).await,
+        m => admin_method(d, m).await,
+    }
 }
 
 /// Runs `f` for a request on the executor; on a timeout, commits what the request had
@@ -145,13 +135,20 @@ async fn run_request<T: Send + 'static>(
     }
 }
 
-async fn auth(d: &Arc<Daemon>, call: Call) -> Reply {
-    let reply = match call.method.as_str() {
-        "Authenticate" => authenticate(d, call).await,
-        "Reauthenticate" => reauthenticate(d, call).await,
-        _ => return not_found(&call),
-    }
-    .unwrap_or_else(|e| e);
+async fn auth(d: &Arc<Daemon>, method: Method) -> Reply {
+    let reply = match method {
+        Method::Authenticate {
+            identifier,
+            secret,
+            context,
+        } => authenticate(d, identifier, secret, context).await,
+        Method::Reauthenticate {
+            user_id,
+            secret,
+            context,
+        } => reauthenticate(d, user_id, secret, context).await,
+        _ => Reply::error(errors::METHOD_NOT_IMPLEMENTED, json!({})),
+    };
     // The same delay for every kind of failure, never on success, without a thread.
     let delay = d.config().auth.failure_delay_ms;
     if delay > 0 && matches!(&reply, Reply::Err { error, .. } if error.starts_with(AUTH)) {
@@ -174,34 +171,37 @@ fn auth_reply<T>(r: Result<T, AuthError>, ok: impl FnOnce(T) -> Reply) -> Reply 
     }
 }
 
-async fn authenticate(d: &Arc<Daemon>, call: Call) -> Result<Reply, Reply> {
-    let mut p = Params::new(call.parameters, &["identifier", "secret", "context"])?;
-    let identifier: String = p.req("identifier")?;
-    let secret: String = p.req("secret")?;
-    let context: Context = p.opt("context")?.unwrap_or_default();
+async fn authenticate(
+    d: &Arc<Daemon>,
+    identifier: String,
+    secret: String,
+    context: Context,
+) -> Reply {
     let g = d.generation();
     let req = Request::new(d.store.clone(), context);
     let (manager, r2) = (d.auth.clone(), req.clone());
     let r = run_request(d, AUTH, req, move || {
         manager.authenticate(&g, &r2, &identifier, &secret)
     })
-    .await?;
-    Ok(auth_reply(r, |user| Reply::ok(json!({ "user": user }))))
+    .await;
+    match r {
+        Ok(r) => auth_reply(r, |user| Reply::ok(json!({ "user": user }))),
+        Err(reply) => reply,
+    }
 }
 
-async fn reauthenticate(d: &Arc<Daemon>, call: Call) -> Result<Reply, Reply> {
-    let mut p = Params::new(call.parameters, &["user_id", "secret", "context"])?;
-    let user_id: i64 = p.req("user_id")?;
-    let secret: String = p.req("secret")?;
-    let context: Context = p.opt("context")?.unwrap_or_default();
+async fn reauthenticate(d: &Arc<Daemon>, user_id: i64, secret: String, context: Context) -> Reply {
     let g = d.generation();
     let req = Request::new(d.store.clone(), context);
     let (manager, r2) = (d.auth.clone(), req.clone());
     let r = run_request(d, AUTH, req, move || {
         manager.reauthenticate(&g, &r2, user_id, &secret)
     })
-    .await?;
-    Ok(auth_reply(r, |()| Reply::empty()))
+    .await;
+    match r {
+        Ok(r) => auth_reply(r, |()| Reply::empty()),
+        Err(reply) => reply,
+    }
 }
 
 fn event_reply<T>(r: Result<T, EventError>, ok: impl FnOnce(T) -> Reply) -> Reply {
@@ -215,59 +215,49 @@ fn event_reply<T>(r: Result<T, EventError>, ok: impl FnOnce(T) -> Reply) -> Repl
     }
 }
 
-async fn event(d: &Arc<Daemon>, call: Call) -> Reply {
-    let run = async {
-        let g = d.generation();
-        let req = Request::new(d.store.clone(), Context::new());
-        let r2 = req.clone();
-        Ok(match call.method.as_str() {
-            "PostSaveBefore" => {
-                let post: Post = Params::new(call.parameters, &["post"])?.req("post")?;
-                let r = run_request(d, EVENTS, req, move || {
-                    events::post_save_before(&g, &r2, &post)
-                })
-                .await?;
-                event_reply(r, |post| Reply::ok(json!({ "post": post })))
-            }
-            "PostSaveAfter" => {
-                let mut p = Params::new(call.parameters, &["post", "is_new"])?;
-                let (post, is_new): (Post, bool) = (p.req("post")?, p.req("is_new")?);
-                let r = run_request(d, EVENTS, req, move || {
-                    events::post_save_after(&g, &r2, &post, is_new)
-                })
-                .await?;
-                event_reply(r, |()| Reply::empty())
-            }
-            "TopicSaveBefore" => {
-                let topic: Topic = Params::new(call.parameters, &["topic"])?.req("topic")?;
-                let r = run_request(d, EVENTS, req, move || {
-                    events::topic_save_before(&g, &r2, &topic)
-                })
-                .await?;
-                event_reply(r, |topic| Reply::ok(json!({ "topic": topic })))
-            }
-            "TopicSaveAfter" => {
-                let mut p = Params::new(call.parameters, &["topic", "is_new"])?;
-                let (topic, is_new): (Topic, bool) = (p.req("topic")?, p.req("is_new")?);
-                let r = run_request(d, EVENTS, req, move || {
-                    events::topic_save_after(&g, &r2, &topic, is_new)
-                })
-                .await?;
-                event_reply(r, |()| Reply::empty())
-            }
-            "UserRegistered" => {
-                let username: String =
-                    Params::new(call.parameters, &["username"])?.req("username")?;
-                let r = run_request(d, EVENTS, req, move || {
-                    events::user_registered(&g, &r2, &username)
-                })
-                .await?;
-                event_reply(r, |()| Reply::empty())
-            }
-            _ => not_found(&call),
-        })
+async fn event(d: &Arc<Daemon>, method: Method) -> Reply {
+    let g = d.generation();
+    let req = Request::new(d.store.clone(), Context::new());
+    let r2 = req.clone();
+    let r = match method {
+        Method::PostSaveBefore { post } => {
+            run_request(d, EVENTS, req, move || {
+                events::post_save_before(&g, &r2, &post)
+                    .map(|post| Reply::ok(json!({ "post": post })))
+            })
+            .await
+        }
+        Method::PostSaveAfter { post, is_new } => {
+            run_request(d, EVENTS, req, move || {
+                events::post_save_after(&g, &r2, &post, is_new).map(|()| Reply::empty())
+            })
+            .await
+        }
+        Method::TopicSaveBefore { topic } => {
+            run_request(d, EVENTS, req, move || {
+                events::topic_save_before(&g, &r2, &topic)
+                    .map(|topic| Reply::ok(json!({ "topic": topic })))
+            })
+            .await
+        }
+        Method::TopicSaveAfter { topic, is_new } => {
+            run_request(d, EVENTS, req, move || {
+                events::topic_save_after(&g, &r2, &topic, is_new).map(|()| Reply::empty())
+            })
+            .await
+        }
+        Method::UserRegistered { username } => {
+            run_request(d, EVENTS, req, move || {
+                events::user_registered(&g, &r2, &username).map(|()| Reply::empty())
+            })
+            .await
+        }
+        _ => return Reply::error(errors::METHOD_NOT_IMPLEMENTED, json!({})),
     };
-    run.await.unwrap_or_else(|e: Reply| e)
+    match r {
+        Ok(r) => event_reply(r, |reply| reply),
+        Err(reply) => reply,
+    }
 }
 
 fn admin_store_error(e: StoreError) -> Reply {
@@ -290,35 +280,27 @@ async fn on_pool<T: Send + 'static>(
     }
 }
 
-async fn admin_method(d: &Arc<Daemon>, call: Call) -> Reply {
+/// Hashes `password` the way the configured schema stores it, on the executor.
+async fn hash_password(d: &Arc<Daemon>, password: String) -> Result<String, Reply> {
+    let (verifier, schema) = (d.generation().verifier.clone(), d.config().database.schema);
+    d.executor
+        .run_plain(move || verifier.hash_for(schema, &password))
+        .await
+        .map_err(|e| internal(ADMIN, e.to_string()))?
+        .map_err(|_| Reply::invalid("password"))
+}
+
+async fn admin_method(d: &Arc<Daemon>, method: Method) -> Reply {
     let run = async {
-        Ok(match call.method.as_str() {
-            "CreateUser" => {
-                let mut p = Params::new(
-                    call.parameters,
-                    &["username", "email", "password", "activated"],
-                )?;
-                let username: String = p.req("username")?;
-                let email: String = p.req("email")?;
-                let password: String = p.req("password")?;
-                let activated: bool = p.opt("activated")?.unwrap_or(false);
-                if username.trim().is_empty() || username.len() > 200 || username.contains('\0') {
-                    return Err(Reply::invalid("username"));
-                }
-                if !email.contains('@') || email.len() > 200 || email.contains('\0') {
-                    return Err(Reply::invalid("email"));
-                }
-                let (store, verifier, schema) = (
-                    d.store.clone(),
-                    d.generation().verifier.clone(),
-                    d.config().database.schema,
-                );
-                let hash = d
-                    .executor
-                    .run_plain(move || verifier.hash_for(schema, &password))
-                    .await
-                    .map_err(|e| internal(ADMIN, e.to_string()))?;
-                let hash = hash.map_err(|_| Reply::invalid("password"))?;
+        let store = d.store.clone();
+        Ok(match method {
+            Method::CreateUser {
+                username,
+                email,
+                password,
+                activated,
+            } => {
+                let hash = hash_password(d, password).await?;
                 let user = on_pool(d, move || {
                     store.create_user(&NewUser {
                         username,
@@ -331,57 +313,28 @@ async fn admin_method(d: &Arc<Daemon>, call: Call) -> Reply {
                 .await?;
                 Reply::ok(json!({ "user": user.user }))
             }
-            "GetUser" => {
-                let identifier: String =
-                    Params::new(call.parameters, &["identifier"])?.req("identifier")?;
-                let store = d.store.clone();
+            Method::GetUser { identifier } => {
                 match on_pool(d, move || store.find_user(&identifier)).await? {
                     Some(r) => Reply::ok(json!({ "user": r.user })),
                     None => Reply::error(&format!("{ADMIN}.NoSuchUser"), json!({})),
                 }
             }
-            "SetPassword" => {
-                let mut p = Params::new(call.parameters, &["user_id", "password"])?;
-                let (user_id, password): (i64, String) = (p.req("user_id")?, p.req("password")?);
-                let (store, verifier, schema) = (
-                    d.store.clone(),
-                    d.generation().verifier.clone(),
-                    d.config().database.schema,
-                );
-                let hash = d
-                    .executor
-                    .run_plain(move || verifier.hash_for(schema, &password))
-                    .await
-                    .map_err(|e| internal(ADMIN, e.to_string()))?;
-                let hash = hash.map_err(|_| Reply::invalid("password"))?;
+            Method::SetPassword { user_id, password } => {
+                let hash = hash_password(d, password).await?;
                 on_pool(d, move || store.set_password(user_id, &hash)).await?;
                 Reply::empty()
             }
-            "SetActivated" => {
-                let mut p = Params::new(call.parameters, &["user_id", "activated"])?;
-                let (user_id, on): (i64, bool) = (p.req("user_id")?, p.req("activated")?);
-                let store = d.store.clone();
-                on_pool(d, move || store.set_activated(user_id, on)).await?;
+            Method::SetActivated { user_id, activated } => {
+                on_pool(d, move || store.set_activated(user_id, activated)).await?;
                 Reply::empty()
             }
-            "SetBanned" => {
-                let mut p = Params::new(call.parameters, &["user_id", "banned"])?;
-                let (user_id, on): (i64, bool) = (p.req("user_id")?, p.req("banned")?);
-                let store = d.store.clone();
-                on_pool(d, move || store.set_banned(user_id, on)).await?;
+            Method::SetBanned { user_id, banned } => {
+                on_pool(d, move || store.set_banned(user_id, banned)).await?;
                 Reply::empty()
             }
-            "ListPlugins" => {
-                Params::new(call.parameters, &[])?;
-                Reply::ok(json!({ "plugins": d.generation().plugins() }))
-            }
-            "ListHooks" => {
-                Params::new(call.parameters, &[])?;
-                Reply::ok(json!({ "hooks": d.generation().describe() }))
-            }
-            "SetPluginEnabled" => {
-                let mut p = Params::new(call.parameters, &["name", "enabled"])?;
-                let (name, enabled): (String, bool) = (p.req("name")?, p.req("enabled")?);
+            Method::ListPlugins => Reply::ok(json!({ "plugins": d.generation().plugins() })),
+            Method::ListHooks => Reply::ok(json!({ "hooks": d.generation().describe() })),
+            Method::SetPluginEnabled { name, enabled } => {
                 if !d.config().known_instance_names().contains(&name) {
                     return Ok(Reply::error(
                         &format!("{ADMIN}.NoSuchPlugin"),
@@ -403,8 +356,7 @@ async fn admin_method(d: &Arc<Daemon>, call: Call) -> Reply {
                     Err(e) => internal(ADMIN, e.to_string()),
                 }
             }
-            "Reload" => {
-                Params::new(call.parameters, &[])?;
+            Method::Reload => {
                 let d2 = d.clone();
                 match d.executor.run_plain(move || d2.reload()).await {
                     Ok(Ok(_)) => Reply::empty(),
@@ -420,7 +372,7 @@ async fn admin_method(d: &Arc<Daemon>, call: Call) -> Reply {
                     Err(e) => internal(ADMIN, e.to_string()),
                 }
             }
-            _ => not_found(&call),
+            _ => Reply::error(errors::METHOD_NOT_IMPLEMENTED, json!({})),
         })
     };
     run.await.unwrap_or_else(|e: Reply| e)

@@ -7,7 +7,7 @@
 //! the request it is in, and return.
 
 mod methods;
-pub mod wire;
+pub use flaskbbd_protocol::wire;
 
 use std::{
     collections::HashMap,

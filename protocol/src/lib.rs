@@ -1,0 +1,16 @@
+//! flaskbbd's Varlink protocol, apart from the daemon so that it can be fuzzed,
+//! benchmarked and reused on its own:
+//!
+//! - [`wire`] frames messages (NUL-terminated JSON), decodes calls and encodes replies;
+//! - [`methods`] turns a decoded call into one typed [`methods::Method`], or the
+//!   Varlink error naming what is wrong with it;
+//! - [`fuzzing`] is the fuzz body: all of the above on an arbitrary byte stream;
+//! - [`types`] holds the values the interfaces carry (users, posts, topics, chains).
+//!
+//! Nothing here touches a socket, a database or a plugin: every function is pure
+//! and total (bad input is an error value, never a panic).
+
+pub mod fuzzing;
+pub mod methods;
+pub mod types;
+pub mod wire;

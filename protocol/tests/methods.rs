@@ -1,0 +1,139 @@
+//! Request parsing as a table: each call and the reply (or method) it parses to.
+
+use flaskbbd_protocol::{
+    methods::{parse, Method},
+    wire::{decode, Reply},
+};
+use serde_json::Value;
+
+/// Decodes and parses `message`: `Ok(method name)` or `Err((error, named parameter))`.
+fn outcome(message: &str) -> Result<&'static str, (String, String)> {
+    let call = decode(message.as_bytes()).map_err(|b| named(&b.reply))?;
+    match parse(call) {
+        Ok(m) => Ok(match m {
+            Method::GetInfo => "GetInfo",
+            Method::Authenticate { .. } => "Authenticate",
+            Method::Reauthenticate { .. } => "Reauthenticate",
+            Method::CreateUser { .. } => "CreateUser",
+            Method::PostSaveBefore { .. } => "PostSaveBefore",
+            _ => "other",
+        }),
+        Err(r) => Err(named(&r)),
+    }
+}
+
+fn named(r: &Reply) -> (String, String) {
+    let Reply::Err { error, parameters } = r else {
+        panic!("not an error: {r:?}")
+    };
+    let p = ["parameter", "interface", "method"]
+        .iter()
+        .find_map(|k| parameters[*k].as_str())
+        .unwrap_or("");
+    (error.clone(), p.to_owned())
+}
+
+fn invalid(p: &str) -> Result<&'static str, (String, String)> {
+    Err(("org.varlink.service.InvalidParameter".into(), p.into()))
+}
+
+#[test]
+fn each_call_parses_to_its_method_or_the_error_naming_what_is_wrong() {
+    let cases: &[(&str, Result<&str, (String, String)>)] = &[
+        (r#"{"method":"org.varlink.service.GetInfo"}"#, Ok("GetInfo")),
+        (
+            r#"{"method":"org.varlink.service.GetInfo","parameters":{"x":1}}"#,
+            invalid("x"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"a","secret":"b","context":{"otp":"1"}}}"#,
+            Ok("Authenticate"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"a","secret":"b","context":{"otp":1}}}"#,
+            invalid("context"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":null,"secret":"b"}}"#,
+            invalid("identifier"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Auth.Reauthenticate","parameters":{"user_id":1.5,"secret":"b"}}"#,
+            invalid("user_id"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Auth.Reauthenticate","parameters":{"user_id":-9223372036854775808,"secret":"b"}}"#,
+            Ok("Reauthenticate"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Auth.Reauthenticate","parameters":{"user_id":9223372036854775808,"secret":"b"}}"#,
+            invalid("user_id"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":"x"}}}"#,
+            Ok("PostSaveBefore"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":"x","extra":1}}}"#,
+            invalid("post"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Events.PostSaveAfter","parameters":{"post":{"content":"x"}}}"#,
+            invalid("is_new"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Admin.CreateUser","parameters":{"username":"a","email":"a@b","password":"p"}}"#,
+            Ok("CreateUser"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Admin.CreateUser","parameters":{"username":" ","email":"a@b","password":"p"}}"#,
+            invalid("username"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Admin.CreateUser","parameters":{"username":"a\u0000","email":"a@b","password":"p"}}"#,
+            invalid("username"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Admin.CreateUser","parameters":{"username":"a","email":"ab","password":"p"}}"#,
+            invalid("email"),
+        ),
+        (
+            r#"{"method":"org.flaskbb.Auth.Nope"}"#,
+            Err((
+                "org.varlink.service.MethodNotFound".into(),
+                "org.flaskbb.Auth.Nope".into(),
+            )),
+        ),
+        (
+            r#"{"method":"org.example.Nope.Call"}"#,
+            Err((
+                "org.varlink.service.InterfaceNotFound".into(),
+                "org.example.Nope".into(),
+            )),
+        ),
+        (r#"{"method":"NoDot"}"#, invalid("method")),
+        (
+            r#"{"method":"org.varlink.service.GetInfo","oneway":"yes"}"#,
+            invalid("oneway"),
+        ),
+        (
+            r#"{"method":"org.varlink.service.GetInfo","parameters":[]}"#,
+            invalid("parameters"),
+        ),
+        (r#"[1]"#, invalid("message")),
+        (r#"{"method":"#, invalid("message")),
+    ];
+    for (message, expected) in cases {
+        assert_eq!(&outcome(message), expected, "{message}");
+    }
+}
+
+#[test]
+fn errors_encode_as_one_varlink_message() {
+    let r = decode(b"\xff").unwrap_err();
+    assert!(r.fatal);
+    let bytes = r.reply.encode();
+    assert_eq!(bytes.iter().filter(|b| **b == 0).count(), 1);
+    let v: Value = serde_json::from_slice(&bytes[..bytes.len() - 1]).unwrap();
+    assert_eq!(v["error"], "org.varlink.service.InvalidParameter");
+}
