@@ -77,6 +77,49 @@ pub fn build_release() -> PathBuf {
         .clone()
 }
 
+/// Builds the libFuzzer target `name` of `fuzz/` once, instrumented for coverage the
+/// way `cargo fuzz build --sanitizer none` does (which works on a stable toolchain),
+/// in `target/fuzz`; returns the binary.
+pub fn build_fuzz_target(name: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc -vV names the host");
+    let target_dir = root().join("target/fuzz");
+    // An explicit --target keeps the instrumentation off build scripts and proc macros.
+    let flags = [
+        "-Cpasses=sancov-module",
+        "-Cllvm-args=-sanitizer-coverage-level=4",
+        "-Cllvm-args=-sanitizer-coverage-inline-8bit-counters",
+        "-Cllvm-args=-sanitizer-coverage-pc-table",
+        "-Cllvm-args=-sanitizer-coverage-trace-compares",
+        "--cfg=fuzzing",
+    ];
+    let out = cargo()
+        .args(["build", "--release", "--bin", name, "--target", &host])
+        .arg("--manifest-path")
+        .arg(root().join("fuzz/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("RUSTFLAGS", flags.join(" "))
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .current_dir(root())
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building fuzz target {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target_dir.join(host).join("release").join(name)
+}
+
 /// The daemon binary.
 pub fn flaskbbd_bin() -> PathBuf {
     build().join("flaskbbd")
