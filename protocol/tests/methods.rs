@@ -6,8 +6,11 @@ use flaskbbd_protocol::{
 };
 use serde_json::Value;
 
-/// Decodes and parses `message`: `Ok(method name)` or `Err((error, named parameter))`.
-fn outcome(message: &str) -> Result<&'static str, (String, String)> {
+/// A method's name, or an error and the parameter (interface, method) it names.
+type Outcome = Result<&'static str, (String, String)>;
+
+/// Decodes and parses `message`.
+fn outcome(message: &str) -> Outcome {
     let call = decode(message.as_bytes()).map_err(|b| named(&b.reply))?;
     match parse(call) {
         Ok(m) => Ok(match m {
@@ -33,13 +36,13 @@ fn named(r: &Reply) -> (String, String) {
     (error.clone(), p.to_owned())
 }
 
-fn invalid(p: &str) -> Result<&'static str, (String, String)> {
+fn invalid(p: &str) -> Outcome {
     Err(("org.varlink.service.InvalidParameter".into(), p.into()))
 }
 
 #[test]
 fn each_call_parses_to_its_method_or_the_error_naming_what_is_wrong() {
-    let cases: &[(&str, Result<&str, (String, String)>)] = &[
+    let cases: &[(&str, Outcome)] = &[
         (r#"{"method":"org.varlink.service.GetInfo"}"#, Ok("GetInfo")),
         (
             r#"{"method":"org.varlink.service.GetInfo","parameters":{"x":1}}"#,

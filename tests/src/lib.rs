@@ -378,6 +378,30 @@ impl Scratch {
         }
     }
 
+    /// Makes the SQLite database file and its write-ahead log read-only (`on`) or
+    /// writable again. Root writes through file modes, so this sets the immutable
+    /// attribute (`chattr +i`), which holds against root too and also stops writes on
+    /// descriptors already open. The shared-memory index (`-shm`) is left alone: it is
+    /// mapped, and SQLite rebuilds nothing from it.
+    pub fn set_db_read_only(&self, on: bool) {
+        let flag = if on { "+i" } else { "-i" };
+        let files: Vec<PathBuf> = ["test.db", "test.db-wal"]
+            .iter()
+            .map(|f| self.path.join(f))
+            .filter(|p| p.exists())
+            .collect();
+        let out = Command::new("chattr")
+            .arg(flag)
+            .args(&files)
+            .output()
+            .expect("chattr (e2fsprogs) runs");
+        assert!(
+            out.status.success(),
+            "chattr {flag} failed (it needs CAP_LINUX_IMMUTABLE, as root has): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Writes `flaskbb.toml` here: test defaults (plugins from the build, bcrypt cost
     /// 4, a socket and database in this directory) followed by `extra`. When `extra`
     /// has its own `[auth]` table, it must set `bcrypt_cost` itself (see [`auth`]).

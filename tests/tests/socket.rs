@@ -71,6 +71,14 @@ fn malformed_messages_get_the_matching_error_and_disturb_no_other_connection() {
         ("NUL cannot be inside a message; string with escaped NUL is fine", br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"a\u0000b","secret":"x"}}"#.to_vec(), ("org.flaskbb.Auth.AuthenticationFailed".into(), "".into()), true),
         ("parameters not an object", br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":[1]}"#.to_vec(), invalid("parameters"), true),
         ("upgrade", br#"{"method":"org.varlink.service.GetInfo","upgrade":true}"#.to_vec(), invalid("upgrade"), true),
+        ("empty message", Vec::new(), invalid("message"), false),
+        ("raw NUL inside a string: the message ends there, cut off", b"{\"method\":\"org.flaskbb.Auth.Authenticate\",\"parameters\":{\"identifier\":\"a\0b\",\"secret\":\"x\"}}".to_vec(), invalid("message"), false),
+        ("truncated message", br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identi"#.to_vec(), invalid("message"), false),
+        ("wrong type inside a post", br#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":5}}}"#.to_vec(), invalid("post"), true),
+        ("oneway not a boolean", br#"{"method":"org.varlink.service.GetInfo","oneway":"yes"}"#.to_vec(), invalid("oneway"), true),
+        ("method not a string", br#"{"method":["org.varlink.service.GetInfo"]}"#.to_vec(), invalid("method"), true),
+        ("unknown admin method", br#"{"method":"org.flaskbb.Admin.DropTables"}"#.to_vec(), ("org.varlink.service.MethodNotFound".into(), "org.flaskbb.Admin.DropTables".into()), true),
+        ("NUL escaped in a new username", br#"{"method":"org.flaskbb.Admin.CreateUser","parameters":{"username":"a\u0000b","email":"a@b","password":"x"}}"#.to_vec(), invalid("username"), true),
     ];
     for (what, bytes, (error, param), stays_open) in cases {
         let (reply, open) = raw(&d, &bytes);

@@ -64,12 +64,20 @@ pub async fn dispatch(d: &Arc<Daemon>, call: Call, admin: bool) -> Reply {
         }
     };
     let outcome = reply.error_name().unwrap_or("ok");
-    tracing::info!(
-        method = name,
-        outcome,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match &reply {
+        // A fault: logged with its cause (error messages never carry parameters).
+        Reply::Err { error, parameters } if error.ends_with(".InternalError") => {
+            tracing::error!(
+                method = name,
+                outcome,
+                duration_ms,
+                cause = parameters["message"].as_str().unwrap_or(""),
+                "request failed"
+            );
+        }
+        _ => tracing::info!(method = name, outcome, duration_ms, "request"),
+    }
     reply
 }
 

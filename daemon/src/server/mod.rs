@@ -338,12 +338,17 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
 }
 
+/// The read buffer of one connection, in bytes.
+const READ_BUFFER: usize = 1024;
+
 async fn connection(daemon: Arc<Daemon>, stream: UnixStream, mut shutdown: watch::Receiver<bool>) {
     let uid = stream.peer_cred().ok().map(|c| c.uid());
     let admin = daemon.is_admin(uid);
     let max = daemon.config().daemon.max_message_bytes;
     let (rd, mut wr) = stream.into_split();
-    let mut reader = BufReader::new(rd);
+    // Idle connections cost little: a small read buffer (a message longer than it is
+    // read in several steps), and the request's state boxed only while it runs.
+    let mut reader = BufReader::with_capacity(READ_BUFFER, rd);
     let mut buf = Vec::new();
     loop {
         if *shutdown.borrow() {
@@ -358,7 +363,7 @@ async fn connection(daemon: Arc<Daemon>, stream: UnixStream, mut shutdown: watch
             Ok(true) => match wire::decode(&buf) {
                 Ok(call) => {
                     let oneway = call.oneway;
-                    let reply = methods::dispatch(&daemon, call, admin).await;
+                    let reply = Box::pin(methods::dispatch(&daemon, call, admin)).await;
                     (if oneway { None } else { Some(reply) }, false)
                 }
                 Err(bad) => (Some(bad.reply), bad.fatal),
@@ -389,6 +394,10 @@ async fn connection(daemon: Arc<Daemon>, stream: UnixStream, mut shutdown: watch
         }
         if close {
             break;
+        }
+        // A connection that once sent a large message does not keep its buffer.
+        if buf.capacity() > READ_BUFFER * 16 {
+            buf = Vec::new();
         }
     }
     let _ = wr.shutdown().await;

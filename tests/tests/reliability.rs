@@ -1,0 +1,464 @@
+//! The reliability suite: faults thrown at a running daemon (plugin panics, a hung
+//! plugin, the database made read-only or locked mid-stream, clients that vanish,
+//! ten thousand connections), each followed by a check that nothing was lost: the
+//! failed-login counters and the users are exactly what the answers said.
+//!
+//! Malformed messages are in `socket.rs` (the table) and `fuzz.rs` (the fuzzer).
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    os::unix::net::UnixStream,
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use flaskbbd_tests::{
+    daemon::{err, TestDaemon},
+    Scratch,
+};
+use serde_json::json;
+
+const FAILED: &str = "org.flaskbb.Auth.AuthenticationFailed";
+
+/// Answers counted by error name (`ok` for a success).
+#[derive(Default, Debug)]
+struct Tally(BTreeMap<String, u64>);
+
+impl Tally {
+    fn add(&mut self, r: &Result<serde_json::Value, flaskbbd::client::CallError>) {
+        let name = match r {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.name().unwrap_or("transport").to_owned(),
+        };
+        *self.0.entry(name).or_default() += 1;
+    }
+
+    fn get(&self, name: &str) -> u64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+
+    fn merge(&mut self, other: Tally) {
+        for (k, v) in other.0 {
+            *self.0.entry(k).or_default() += v;
+        }
+    }
+}
+
+fn login_attempts(d: &TestDaemon, who: &str) -> u64 {
+    d.user(who)["login_attempts"].as_u64().unwrap()
+}
+
+#[test]
+fn a_thousand_plugin_panics_in_a_row_leave_the_daemon_serving_with_flat_memory() {
+    let s = Scratch::new("rel-panics");
+    let mut d = TestDaemon::start(
+        &s,
+        r#"
+[auth]
+bcrypt_cost = 4
+lockout = { enabled = false }
+[[plugin]]
+name = "boom"
+library = "scripted"
+config = { on = { flaskbb_event_post_save_before = { action = "panic", message = "kaboom" } } }
+"#,
+    );
+    d.add_user("hal", "Secret123", true);
+    let mut c = d.client();
+    let mut panic_once = || {
+        let (name, params) = err(c.call(
+            "org.flaskbb.Events.PostSaveBefore",
+            json!({ "post": { "content": "hello" } }),
+        ));
+        assert_eq!(name, "org.flaskbb.Events.InternalError");
+        let m = params["message"].as_str().unwrap();
+        assert!(
+            m.starts_with(
+                "instance \"boom\" failed in flaskbb_event_post_save_before: panicked at "
+            ),
+            "{m}"
+        );
+    };
+    // Warm up: allocator arenas, the log writer, the connection's buffers.
+    for _ in 0..200 {
+        panic_once();
+    }
+    let before = d.rss_kib();
+    for i in 0..1000 {
+        panic_once();
+        if i % 100 == 0 {
+            // Between panics, the same daemon answers everything else.
+            assert_eq!(err(d.auth("hal", "wrong")).0, FAILED);
+        }
+    }
+    let after = d.rss_kib();
+    d.assert_alive();
+    println!("RSS before {before} KiB, after 1,000 more panics {after} KiB");
+    // A leak of even 1 KiB per panic would show as 1,000 KiB.
+    assert!(
+        after <= before + 512,
+        "memory grew from {before} KiB to {after} KiB over 1,000 panics"
+    );
+    // Nothing lost: ten wrong passwords counted, and the account still works.
+    assert_eq!(login_attempts(&d, "hal"), 10);
+    assert!(d.auth("hal", "Secret123").is_ok());
+    assert_eq!(login_attempts(&d, "hal"), 0);
+}
+
+#[test]
+fn a_hung_plugin_answers_within_its_timeout_and_never_starves_the_pool() {
+    let s = Scratch::new("rel-hung");
+    let d = TestDaemon::start(
+        &s,
+        r#"
+[daemon]
+workers = 2
+hook_timeout_ms = 300
+max_stuck_calls = 16
+[auth]
+bcrypt_cost = 4
+lockout = { enabled = false }
+[[plugin]]
+name = "slow"
+library = "scripted"
+config = { on = { flaskbb_event_post_save_before = { action = "sleep", ms = 2500 } } }
+"#,
+    );
+    d.add_user("ned", "Secret123", true);
+    // Two rounds: the second shows the stuck threads were replaced and then retired.
+    for round in 0..2 {
+        let hung_done = AtomicBool::new(false);
+        let logins = thread::scope(|scope| {
+            // Twice as many hung calls as there are workers, all at once.
+            let hung: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let t = Instant::now();
+                        let (name, params) = err(d.call(
+                            "org.flaskbb.Events.PostSaveBefore",
+                            json!({ "post": { "content": "x" } }),
+                        ));
+                        (t.elapsed(), name, params)
+                    })
+                })
+                .collect();
+            // Meanwhile other clients are served, on the same two workers.
+            let others = scope.spawn(|| {
+                let mut tally = Tally::default();
+                let mut c = d.client();
+                for _ in 0..20 {
+                    tally.add(&c.call(
+                        "org.flaskbb.Auth.Authenticate",
+                        json!({ "identifier": "ned", "secret": "wrong" }),
+                    ));
+                }
+                (tally, hung_done.load(Ordering::SeqCst))
+            });
+            for h in hung {
+                let (took, name, params) = h.join().unwrap();
+                assert_eq!(name, "org.flaskbb.Events.InternalError", "round {round}");
+                assert_eq!(
+                    params["message"],
+                    "instance \"slow\" did not answer flaskbb_event_post_save_before within 300 ms"
+                );
+                // Well before the plugin's 2.5 s sleep ends.
+                assert!(
+                    took < Duration::from_millis(2000),
+                    "round {round}: {took:?}"
+                );
+            }
+            hung_done.store(true, Ordering::SeqCst);
+            others.join().unwrap()
+        });
+        let (tally, _) = logins;
+        assert_eq!(tally.get(FAILED), 20, "round {round}: {tally:?}");
+        // Let the sleeping calls finish so their threads retire.
+        thread::sleep(Duration::from_millis(2700));
+    }
+    // Nothing lost: every failed answer was counted.
+    assert_eq!(login_attempts(&d, "ned"), 40);
+    assert!(d
+        .log_text()
+        .contains("hook call timed out; the request fails and the call is left to finish on its own thread instance=slow"));
+}
+
+/// A steady stream of wrong passwords for `ned` and of `CreateUser` calls from four
+/// clients while `fault` runs; returns the answers (logins) and each user creation's
+/// name and outcome.
+fn stream_during(d: &TestDaemon, fault: impl FnOnce()) -> (Tally, Vec<(String, bool)>) {
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let logins: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut tally = Tally::default();
+                    let mut c = d.client();
+                    while !stop.load(Ordering::SeqCst) {
+                        tally.add(&c.call(
+                            "org.flaskbb.Auth.Authenticate",
+                            json!({ "identifier": "ned", "secret": "wrong" }),
+                        ));
+                    }
+                    tally
+                })
+            })
+            .collect();
+        let creations = scope.spawn(|| {
+            let mut made = Vec::new();
+            let mut c = d.client();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let name = format!("u{i}");
+                let r = c.call(
+                    "org.flaskbb.Admin.CreateUser",
+                    json!({ "username": name, "email": format!("{name}@example.org"), "password": "pw" }),
+                );
+                if let Err(e) = &r {
+                    assert_eq!(e.name(), Some("org.flaskbb.Admin.InternalError"), "{e:?}");
+                }
+                made.push((name, r.is_ok()));
+                i += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            made
+        });
+        thread::sleep(Duration::from_millis(500));
+        fault();
+        thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::SeqCst);
+        let mut tally = Tally::default();
+        for l in logins {
+            tally.merge(l.join().unwrap());
+        }
+        (tally, creations.join().unwrap())
+    })
+}
+
+/// After a fault: the daemon is alive, `ned`'s counter is exactly the number of
+/// failures answered (an internal error committed nothing), every user whose creation
+/// was answered exists and no other does, and the daemon writes again.
+fn nothing_lost(d: &mut TestDaemon, tally: &Tally, made: &[(String, bool)], before: u64) {
+    d.assert_alive();
+    let internal = tally.get("org.flaskbb.Auth.InternalError");
+    assert_eq!(
+        tally.0.keys().filter(|k| *k != FAILED).count(),
+        usize::from(internal > 0),
+        "only failures and internal errors: {tally:?}"
+    );
+    assert_eq!(
+        login_attempts(d, "ned"),
+        before + tally.get(FAILED),
+        "{tally:?}"
+    );
+    for (name, ok) in made {
+        let found = d.call("org.flaskbb.Admin.GetUser", json!({ "identifier": name }));
+        assert_eq!(
+            found.is_ok(),
+            *ok,
+            "user {name}: created {ok}, found {found:?}"
+        );
+    }
+    // Recovery: writes go through again.
+    assert_eq!(err(d.auth("ned", "wrong")).0, FAILED);
+    assert_eq!(login_attempts(d, "ned"), before + tally.get(FAILED) + 1);
+}
+
+/// Clears the immutable attribute even when the test fails, so the scratch can go.
+struct Writable<'a>(&'a Scratch);
+
+impl Drop for Writable<'_> {
+    fn drop(&mut self) {
+        self.0.set_db_read_only(false);
+    }
+}
+
+#[test]
+fn the_database_made_read_only_mid_stream_gives_internal_errors_and_loses_nothing() {
+    let s = Scratch::new("rel-readonly");
+    let mut d = TestDaemon::start(
+        &s,
+        "[auth]\nbcrypt_cost = 4\nlockout = { enabled = false }\n",
+    );
+    d.add_user("ned", "Secret123", true);
+    let (tally, made) = stream_during(&d, || {
+        s.set_db_read_only(true);
+        let _restore = Writable(&s);
+        thread::sleep(Duration::from_millis(1500));
+    });
+    println!(
+        "answers: {tally:?}; users created {}/{}",
+        made.iter().filter(|m| m.1).count(),
+        made.len()
+    );
+    assert!(
+        tally.get("org.flaskbb.Auth.InternalError") > 0,
+        "the fault never showed: {tally:?}"
+    );
+    assert!(
+        made.iter().any(|m| !m.1),
+        "no creation failed while read-only"
+    );
+    assert!(
+        d.log_text()
+            .contains("commit of 1 change(s) failed: database error: commit: disk I/O error")
+            && d.log_text()
+                .contains("request failed method=\"org.flaskbb.Admin.CreateUser\""),
+        "the cause is logged"
+    );
+    nothing_lost(&mut d, &tally, &made, 0);
+}
+
+#[test]
+fn the_database_locked_mid_stream_gives_internal_errors_and_loses_nothing() {
+    let s = Scratch::new("rel-locked");
+    let mut d = TestDaemon::start(
+        &s,
+        "[auth]\nbcrypt_cost = 4\nlockout = { enabled = false }\n",
+    );
+    d.add_user("ned", "Secret123", true);
+    // Longer than the daemon's 5 s lock timeout.
+    let (tally, made) = stream_during(&d, || {
+        let lock = s.hold_write_lock();
+        thread::sleep(Duration::from_millis(6500));
+        drop(lock);
+    });
+    println!(
+        "answers: {tally:?}; users created {}/{}",
+        made.iter().filter(|m| m.1).count(),
+        made.len()
+    );
+    assert!(
+        tally.get("org.flaskbb.Auth.InternalError") > 0,
+        "the fault never showed: {tally:?}"
+    );
+    nothing_lost(&mut d, &tally, &made, 0);
+}
+
+#[test]
+fn clients_that_vanish_mid_request_or_mid_message_lose_nothing() {
+    let s = Scratch::new("rel-vanish");
+    let mut d = TestDaemon::start(
+        &s,
+        "[daemon]\nmax_connections = 64\n[auth]\nbcrypt_cost = 4\nlockout = { enabled = false }\n",
+    );
+    d.add_user("ned", "Secret123", true);
+    let call = br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"ned","secret":"wrong"}}"#;
+    thread::scope(|scope| {
+        for i in 0..200 {
+            let d = &d;
+            scope.spawn(move || {
+                let mut c = UnixStream::connect(&d.socket).unwrap();
+                if i % 2 == 0 {
+                    // A whole call, then gone before the answer.
+                    c.write_all(call).unwrap();
+                    c.write_all(b"\0").unwrap();
+                } else {
+                    // Half a call, then gone.
+                    c.write_all(&call[..call.len() / 2]).unwrap();
+                }
+            });
+        }
+    });
+    // Every abandoned whole call still commits; no half call counts. More clients
+    // than max_connections came and went: the slots were all given back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while login_attempts(&d, "ned") < 100 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(login_attempts(&d, "ned"), 100);
+    d.assert_alive();
+    assert!(d.auth("ned", "Secret123").is_ok());
+}
+
+#[test]
+fn ten_thousand_idle_connections_hold_the_limit_and_others_are_served() {
+    const IDLE: usize = 10_000;
+    const LIMIT: usize = IDLE + 8;
+    let s = Scratch::new("rel-conns");
+    let mut d = TestDaemon::start(
+        &s,
+        &format!(
+            "[daemon]\nmax_connections = {LIMIT}\n[auth]\nbcrypt_cost = 4\nlockout = {{ enabled = false }}\n"
+        ),
+    );
+    d.add_user("ned", "Secret123", true);
+    // Let add_user's connection close on the daemon's side before counting.
+    thread::sleep(Duration::from_millis(300));
+    let sockets_before = d.open_sockets();
+    let idle: Vec<UnixStream> = (0..IDLE)
+        .map(|i| {
+            UnixStream::connect(&d.socket)
+                .unwrap_or_else(|e| panic!("connection {i}: {e} (raise ulimit -n above 10100)"))
+        })
+        .collect();
+    // Every idle connection is held (accepted), and the daemon still answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while d.open_sockets() < sockets_before + IDLE && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        d.open_sockets() >= sockets_before + IDLE,
+        "the daemon holds {} sockets, {sockets_before} before the connections",
+        d.open_sockets()
+    );
+    println!("RSS with {IDLE} idle connections: {} KiB", d.rss_kib());
+    let tally = thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut t = Tally::default();
+                    let mut c = d.client();
+                    for _ in 0..10 {
+                        t.add(&c.call(
+                            "org.flaskbb.Auth.Authenticate",
+                            json!({ "identifier": "ned", "secret": "wrong" }),
+                        ));
+                    }
+                    t
+                })
+            })
+            .collect();
+        let mut all = Tally::default();
+        for w in workers {
+            all.merge(w.join().unwrap());
+        }
+        all
+    });
+    assert_eq!(tally.get(FAILED), 40, "{tally:?}");
+    // The limit holds: with every slot taken, a new connection waits unanswered
+    // (in the listen queue) rather than the daemon taking more descriptors...
+    let fillers: Vec<UnixStream> = (0..LIMIT - IDLE)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    let mut waiting = d.client();
+    waiting
+        .stream()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    waiting
+        .send_raw(br#"{"method":"org.varlink.service.GetInfo"}"#)
+        .unwrap();
+    assert!(
+        waiting.receive().is_err(),
+        "answered beyond max_connections"
+    );
+    let held = d.open_sockets();
+    assert!(
+        held <= sockets_before + LIMIT,
+        "{held} sockets beyond a limit of {LIMIT} connections ({sockets_before} before)"
+    );
+    // ... and is served as soon as one slot frees.
+    drop(fillers);
+    waiting
+        .stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let reply = waiting.receive().expect("answered once a slot freed");
+    assert!(reply.is_some_and(|v| v["parameters"]["vendor"] == "flaskbbd"));
+    drop(idle);
+    d.assert_alive();
+    assert_eq!(login_attempts(&d, "ned"), 40);
+}
