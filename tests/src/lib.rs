@@ -128,24 +128,35 @@ pub fn flaskbbd_bin() -> PathBuf {
 /// Builds a fixture workspace under `tests/fixtures/<name>` once; returns the
 /// directory holding its `.so` files.
 pub fn fixture(name: &str) -> PathBuf {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    fixture_with(name, false)
+}
+
+/// [`fixture`] with the release profile (for the benchmarks); returns the directory
+/// holding its `.so` files.
+pub fn fixture_release(name: &str) -> PathBuf {
+    fixture_with(name, true)
+}
+
+fn fixture_with(name: &str, release: bool) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let target = root().join("target/fixtures");
-    if !built.iter().any(|b| b == name) {
+    if !built.iter().any(|(b, r)| b == name && *r == release) {
         let manifest = root().join("tests/fixtures").join(name).join("Cargo.toml");
-        run_cargo(
-            &[
-                "build",
-                "--manifest-path",
-                manifest.to_str().unwrap(),
-                "--target-dir",
-                target.to_str().unwrap(),
-            ],
-            &format!("fixture {name}"),
-        );
-        built.push(name.to_owned());
+        let mut args = vec![
+            "build",
+            "--manifest-path",
+            manifest.to_str().unwrap(),
+            "--target-dir",
+            target.to_str().unwrap(),
+        ];
+        if release {
+            args.push("--release");
+        }
+        run_cargo(&args, &format!("fixture {name}"));
+        built.push((name.to_owned(), release));
     }
-    target.join("debug")
+    target.join(if release { "release" } else { "debug" })
 }
 
 /// Builds a copy of the current `plugin-abi` with its version set to `version` and

@@ -1,0 +1,51 @@
+//! flaskbbd's benchmarks: figures measured in one run, reported as ratios, never
+//! asserted (these machines are shared and noisy). See docs/benchmarks.md, which
+//! holds the last run's figures.
+//!
+//! `cargo run --release -p flaskbbd-tests --bin flaskbbd-bench -- <benchmark> [options]`
+
+mod auth;
+mod dispatch;
+mod events;
+mod flaskbb;
+mod memory;
+mod stats;
+
+const USAGE: &str = "usage: flaskbbd-bench <benchmark> [options]
+  dispatch  [--calls N]        hook dispatch: plugin chains of 1/10/100 vs closures
+  bcrypt    [--seconds N]      Authenticate calls/s against raw bcrypt on all cores
+  timing    [--cost N] [--rounds N]   unknown user vs wrong password
+  events    [--seconds N]      PostSaveBefore through 5 plugins, 1/16/256 clients
+  flaskbb   [--rounds N]       the same flows through FlaskBB's own pipeline
+  memory    [--starts N] [--connections N]   start-up time and RSS
+  all                          every benchmark with its defaults";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or(&[]);
+    match args.first().map(String::as_str) {
+        Some("dispatch") => dispatch::dispatch(rest),
+        Some("bcrypt") => auth::bcrypt_bench(rest),
+        Some("timing") => auth::timing(rest),
+        Some("events") => events::events(rest),
+        Some("flaskbb") => flaskbb::against_flaskbb(rest),
+        Some("memory") => memory::memory(rest),
+        Some("all") => {
+            dispatch::dispatch(&[]);
+            println!();
+            auth::bcrypt_bench(&[]);
+            println!();
+            auth::timing(&[]);
+            println!();
+            events::events(&[]);
+            println!();
+            flaskbb::against_flaskbb(&[]);
+            println!();
+            memory::memory(&[]);
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}

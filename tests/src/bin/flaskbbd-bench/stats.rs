@@ -1,0 +1,95 @@
+//! Small statistics and load helpers shared by the benchmarks.
+
+use std::time::{Duration, Instant};
+
+/// The median of `v`.
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The `p` quantile of `v` (0.99 for p99).
+pub fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The number after `name` in `args`, or `default`.
+pub fn arg(args: &[String], name: &str, default: u64) -> u64 {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Milliseconds, for printing.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One unit of work, run from many threads.
+pub type Job<'a> = Box<dyn Fn() + Sync + 'a>;
+
+/// Runs `per_thread` calls of `f` on each of `threads` threads at once; returns every
+/// call's duration and the wall time of the whole run.
+pub fn on_all_cores(
+    threads: usize,
+    per_thread: usize,
+    f: &(dyn Fn() + Sync),
+) -> (Vec<Duration>, Duration) {
+    let start = Instant::now();
+    let times = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..per_thread)
+                        .map(|_| {
+                            let t = Instant::now();
+                            f();
+                            t.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    (times, start.elapsed())
+}
+
+/// `clients` connections to `d`, each calling `call` in a closed loop for `seconds`;
+/// returns every call's latency and the wall time.
+pub fn closed_loop(
+    d: &flaskbbd_tests::daemon::TestDaemon,
+    clients: usize,
+    seconds: f64,
+    call: &(dyn Fn(&mut flaskbbd::client::Client) + Sync),
+) -> (Vec<Duration>, Duration) {
+    let stop = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let times = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut c = d.client();
+                    let mut v = Vec::new();
+                    while Instant::now() < stop {
+                        let t = Instant::now();
+                        call(&mut c);
+                        v.push(t.elapsed());
+                    }
+                    v
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    (times, start.elapsed())
+}
