@@ -377,7 +377,9 @@ impl Scratch {
                 let mut c =
                     SqliteConnection::establish(self.path.join("test.db").to_str().unwrap())
                         .unwrap();
-                c.batch_execute("BEGIN EXCLUSIVE").unwrap();
+                // Wait out a write in progress (the daemon may be mid-commit).
+                c.batch_execute("PRAGMA busy_timeout = 10000; BEGIN EXCLUSIVE")
+                    .unwrap();
                 Box::new(c)
             }
             Backend::Postgres => {

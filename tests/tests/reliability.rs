@@ -4,6 +4,10 @@
 //! failed-login counters and the users are exactly what the answers said.
 //!
 //! Malformed messages are in `socket.rs` (the table) and `fuzz.rs` (the fuzzer).
+//!
+//! Longer by hand: `FLASKBBD_SOAK=20 cargo test -p flaskbbd-tests --test reliability`
+//! repeats each fault twenty times over (20,000 panics, 4,000 vanishing clients, forty
+//! hung rounds, twenty read-only and twenty locked spells in one stream).
 
 use std::{
     collections::BTreeMap,
@@ -21,6 +25,18 @@ use flaskbbd_tests::{
 use serde_json::json;
 
 const FAILED: &str = "org.flaskbb.Auth.AuthenticationFailed";
+
+/// How many times over each fault runs: 1 in CI, more by hand (`FLASKBBD_SOAK`).
+fn soak() -> u64 {
+    match std::env::var("FLASKBBD_SOAK") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .unwrap_or_else(|| panic!("FLASKBBD_SOAK={v:?}: give a whole number from 1")),
+        Err(_) => 1,
+    }
+}
 
 /// Answers counted by error name (`ok` for a success).
 #[derive(Default, Debug)]
@@ -86,7 +102,8 @@ config = { on = { flaskbb_event_post_save_before = { action = "panic", message =
         panic_once();
     }
     let before = d.rss_kib();
-    for i in 0..1000 {
+    let panics = 1000 * soak();
+    for i in 0..panics {
         panic_once();
         if i % 100 == 0 {
             // Between panics, the same daemon answers everything else.
@@ -95,14 +112,14 @@ config = { on = { flaskbb_event_post_save_before = { action = "panic", message =
     }
     let after = d.rss_kib();
     d.assert_alive();
-    println!("RSS before {before} KiB, after 1,000 more panics {after} KiB");
+    println!("RSS before {before} KiB, after {panics} more panics {after} KiB");
     // A leak of even 1 KiB per panic would show as 1,000 KiB.
     assert!(
         after <= before + 512,
-        "memory grew from {before} KiB to {after} KiB over 1,000 panics"
+        "memory grew from {before} KiB to {after} KiB over {panics} panics"
     );
-    // Nothing lost: ten wrong passwords counted, and the account still works.
-    assert_eq!(login_attempts(&d, "hal"), 10);
+    // Nothing lost: every tenth wrong password counted, and the account still works.
+    assert_eq!(login_attempts(&d, "hal"), panics / 100);
     assert!(d.auth("hal", "Secret123").is_ok());
     assert_eq!(login_attempts(&d, "hal"), 0);
 }
@@ -128,7 +145,8 @@ config = { on = { flaskbb_event_post_save_before = { action = "sleep", ms = 2500
     );
     d.add_user("ned", "Secret123", true);
     // Two rounds: the second shows the stuck threads were replaced and then retired.
-    for round in 0..2 {
+    let rounds = 2 * soak();
+    for round in 0..rounds {
         let hung_done = AtomicBool::new(false);
         let logins = thread::scope(|scope| {
             // Twice as many hung calls as there are workers, all at once.
@@ -178,7 +196,7 @@ config = { on = { flaskbb_event_post_save_before = { action = "sleep", ms = 2500
         thread::sleep(Duration::from_millis(2700));
     }
     // Nothing lost: every failed answer was counted.
-    assert_eq!(login_attempts(&d, "ned"), 40);
+    assert_eq!(login_attempts(&d, "ned"), 20 * rounds);
     assert!(d
         .log_text()
         .contains("hook call timed out; the request fails and the call is left to finish on its own thread instance=slow"));
@@ -224,10 +242,18 @@ fn stream_during(d: &TestDaemon, fault: impl FnOnce()) -> (Tally, Vec<(String, b
             }
             made
         });
+        // Stops the stream even when the fault panics, or the scope would never end.
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let stopper = Stop(&stop);
         thread::sleep(Duration::from_millis(500));
         fault();
         thread::sleep(Duration::from_millis(500));
-        stop.store(true, Ordering::SeqCst);
+        drop(stopper);
         let mut tally = Tally::default();
         for l in logins {
             tally.merge(l.join().unwrap());
@@ -283,9 +309,13 @@ fn the_database_made_read_only_mid_stream_gives_internal_errors_and_loses_nothin
     );
     d.add_user("ned", "Secret123", true);
     let (tally, made) = stream_during(&d, || {
-        s.set_db_read_only(true);
-        let _restore = Writable(&s);
-        thread::sleep(Duration::from_millis(1500));
+        for _ in 0..soak() {
+            s.set_db_read_only(true);
+            let restore = Writable(&s);
+            thread::sleep(Duration::from_millis(1500));
+            drop(restore);
+            thread::sleep(Duration::from_millis(500));
+        }
     });
     println!(
         "answers: {tally:?}; users created {}/{}",
@@ -320,9 +350,12 @@ fn the_database_locked_mid_stream_gives_internal_errors_and_loses_nothing() {
     d.add_user("ned", "Secret123", true);
     // Longer than the daemon's 5 s lock timeout.
     let (tally, made) = stream_during(&d, || {
-        let lock = s.hold_write_lock();
-        thread::sleep(Duration::from_millis(6500));
-        drop(lock);
+        for _ in 0..soak() {
+            let lock = s.hold_write_lock();
+            thread::sleep(Duration::from_millis(6500));
+            drop(lock);
+            thread::sleep(Duration::from_millis(500));
+        }
     });
     println!(
         "answers: {tally:?}; users created {}/{}",
@@ -345,8 +378,9 @@ fn clients_that_vanish_mid_request_or_mid_message_lose_nothing() {
     );
     d.add_user("ned", "Secret123", true);
     let call = br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"ned","secret":"wrong"}}"#;
+    let clients = 200 * soak();
     thread::scope(|scope| {
-        for i in 0..200 {
+        for i in 0..clients {
             let d = &d;
             scope.spawn(move || {
                 let mut c = UnixStream::connect(&d.socket).unwrap();
@@ -363,12 +397,13 @@ fn clients_that_vanish_mid_request_or_mid_message_lose_nothing() {
     });
     // Every abandoned whole call still commits; no half call counts. More clients
     // than max_connections came and went: the slots were all given back.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while login_attempts(&d, "ned") < 100 && Instant::now() < deadline {
+    let whole = clients / 2;
+    let deadline = Instant::now() + Duration::from_secs(20 * soak());
+    while login_attempts(&d, "ned") < whole && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
     }
     thread::sleep(Duration::from_millis(300));
-    assert_eq!(login_attempts(&d, "ned"), 100);
+    assert_eq!(login_attempts(&d, "ned"), whole);
     d.assert_alive();
     assert!(d.auth("ned", "Secret123").is_ok());
 }
