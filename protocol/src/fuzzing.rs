@@ -13,7 +13,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    methods::{parse, Method},
+    methods::{parse, AdminCall, Method},
     wire::{decode, errors, read_message, Reply},
 };
 
@@ -79,9 +79,9 @@ pub fn handle_stream(data: &[u8]) {
 
 /// A parsed method upholds what the handlers rely on.
 fn check_method(method: &Method) {
-    if let Method::CreateUser {
+    if let Method::Admin(AdminCall::CreateUser {
         username, email, ..
-    } = method
+    }) = method
     {
         assert!(!username.trim().is_empty() && !username.contains('\0'));
         assert!(email.contains('@') && !email.contains('\0'));

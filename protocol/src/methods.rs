@@ -21,13 +21,24 @@ pub const ADMIN: &str = "org.flaskbb.Admin";
 /// The longest username or email address `CreateUser` takes, in bytes.
 pub const MAX_NAME_BYTES: usize = 200;
 
-/// One call with valid parameters. Holds secrets (`secret`, `password`): it has no
-/// `Debug`, so it cannot end up in a log by accident.
+/// One call with valid parameters, by interface. Holds secrets (`secret`,
+/// `password`): none of these types has `Debug`, so none can end up in a log by
+/// accident.
 pub enum Method {
+    Service(ServiceCall),
+    Auth(AuthCall),
+    Events(EventCall),
+    Admin(AdminCall),
+}
+
+/// A call of `org.varlink.service`.
+pub enum ServiceCall {
     GetInfo,
-    GetInterfaceDescription {
-        interface: String,
-    },
+    GetInterfaceDescription { interface: String },
+}
+
+/// A call of `org.flaskbb.Auth`.
+pub enum AuthCall {
     Authenticate {
         identifier: String,
         secret: String,
@@ -38,23 +49,19 @@ pub enum Method {
         secret: String,
         context: Context,
     },
-    PostSaveBefore {
-        post: Post,
-    },
-    PostSaveAfter {
-        post: Post,
-        is_new: bool,
-    },
-    TopicSaveBefore {
-        topic: Topic,
-    },
-    TopicSaveAfter {
-        topic: Topic,
-        is_new: bool,
-    },
-    UserRegistered {
-        username: String,
-    },
+}
+
+/// A call of `org.flaskbb.Events`.
+pub enum EventCall {
+    PostSaveBefore { post: Post },
+    PostSaveAfter { post: Post, is_new: bool },
+    TopicSaveBefore { topic: Topic },
+    TopicSaveAfter { topic: Topic, is_new: bool },
+    UserRegistered { username: String },
+}
+
+/// A call of `org.flaskbb.Admin`.
+pub enum AdminCall {
     CreateUser {
         username: String,
         email: String,
@@ -99,50 +106,52 @@ pub fn parse(call: Call) -> Result<Method, Reply> {
     Ok(match (interface.as_str(), method.as_str()) {
         (SERVICE, "GetInfo") => {
             params(&[])?;
-            Method::GetInfo
+            Method::Service(ServiceCall::GetInfo)
         }
-        (SERVICE, "GetInterfaceDescription") => Method::GetInterfaceDescription {
-            interface: params(&["interface"])?.req("interface")?,
-        },
+        (SERVICE, "GetInterfaceDescription") => {
+            Method::Service(ServiceCall::GetInterfaceDescription {
+                interface: params(&["interface"])?.req("interface")?,
+            })
+        }
         (AUTH, "Authenticate") => {
             let mut p = params(&["identifier", "secret", "context"])?;
-            Method::Authenticate {
+            Method::Auth(AuthCall::Authenticate {
                 identifier: p.req("identifier")?,
                 secret: p.req("secret")?,
                 context: p.opt("context")?.unwrap_or_default(),
-            }
+            })
         }
         (AUTH, "Reauthenticate") => {
             let mut p = params(&["user_id", "secret", "context"])?;
-            Method::Reauthenticate {
+            Method::Auth(AuthCall::Reauthenticate {
                 user_id: p.req("user_id")?,
                 secret: p.req("secret")?,
                 context: p.opt("context")?.unwrap_or_default(),
-            }
+            })
         }
-        (EVENTS, "PostSaveBefore") => Method::PostSaveBefore {
+        (EVENTS, "PostSaveBefore") => Method::Events(EventCall::PostSaveBefore {
             post: params(&["post"])?.req("post")?,
-        },
+        }),
         (EVENTS, "PostSaveAfter") => {
             let mut p = params(&["post", "is_new"])?;
-            Method::PostSaveAfter {
+            Method::Events(EventCall::PostSaveAfter {
                 post: p.req("post")?,
                 is_new: p.req("is_new")?,
-            }
+            })
         }
-        (EVENTS, "TopicSaveBefore") => Method::TopicSaveBefore {
+        (EVENTS, "TopicSaveBefore") => Method::Events(EventCall::TopicSaveBefore {
             topic: params(&["topic"])?.req("topic")?,
-        },
+        }),
         (EVENTS, "TopicSaveAfter") => {
             let mut p = params(&["topic", "is_new"])?;
-            Method::TopicSaveAfter {
+            Method::Events(EventCall::TopicSaveAfter {
                 topic: p.req("topic")?,
                 is_new: p.req("is_new")?,
-            }
+            })
         }
-        (EVENTS, "UserRegistered") => Method::UserRegistered {
+        (EVENTS, "UserRegistered") => Method::Events(EventCall::UserRegistered {
             username: params(&["username"])?.req("username")?,
-        },
+        }),
         (ADMIN, "CreateUser") => {
             let mut p = params(&["username", "email", "password", "activated"])?;
             let username: String = p.req("username")?;
@@ -158,55 +167,55 @@ pub fn parse(call: Call) -> Result<Method, Reply> {
             if !email.contains('@') || email.len() > MAX_NAME_BYTES || email.contains('\0') {
                 return Err(Reply::invalid("email"));
             }
-            Method::CreateUser {
+            Method::Admin(AdminCall::CreateUser {
                 username,
                 email,
                 password,
                 activated,
-            }
+            })
         }
-        (ADMIN, "GetUser") => Method::GetUser {
+        (ADMIN, "GetUser") => Method::Admin(AdminCall::GetUser {
             identifier: params(&["identifier"])?.req("identifier")?,
-        },
+        }),
         (ADMIN, "SetPassword") => {
             let mut p = params(&["user_id", "password"])?;
-            Method::SetPassword {
+            Method::Admin(AdminCall::SetPassword {
                 user_id: p.req("user_id")?,
                 password: p.req("password")?,
-            }
+            })
         }
         (ADMIN, "SetActivated") => {
             let mut p = params(&["user_id", "activated"])?;
-            Method::SetActivated {
+            Method::Admin(AdminCall::SetActivated {
                 user_id: p.req("user_id")?,
                 activated: p.req("activated")?,
-            }
+            })
         }
         (ADMIN, "SetBanned") => {
             let mut p = params(&["user_id", "banned"])?;
-            Method::SetBanned {
+            Method::Admin(AdminCall::SetBanned {
                 user_id: p.req("user_id")?,
                 banned: p.req("banned")?,
-            }
+            })
         }
         (ADMIN, "ListPlugins") => {
             params(&[])?;
-            Method::ListPlugins
+            Method::Admin(AdminCall::ListPlugins)
         }
         (ADMIN, "ListHooks") => {
             params(&[])?;
-            Method::ListHooks
+            Method::Admin(AdminCall::ListHooks)
         }
         (ADMIN, "SetPluginEnabled") => {
             let mut p = params(&["name", "enabled"])?;
-            Method::SetPluginEnabled {
+            Method::Admin(AdminCall::SetPluginEnabled {
                 name: p.req("name")?,
                 enabled: p.req("enabled")?,
-            }
+            })
         }
         (ADMIN, "Reload") => {
             params(&[])?;
-            Method::Reload
+            Method::Admin(AdminCall::Reload)
         }
         (SERVICE | AUTH | EVENTS | ADMIN, _) => {
             return Err(Reply::error(

@@ -1,7 +1,7 @@
 //! Request parsing as a table: each call and the reply (or method) it parses to.
 
 use flaskbbd_protocol::{
-    methods::{parse, Method},
+    methods::{parse, AdminCall, AuthCall, EventCall, Method, ServiceCall},
     wire::{decode, Reply},
 };
 use serde_json::Value;
@@ -14,11 +14,11 @@ fn outcome(message: &str) -> Outcome {
     let call = decode(message.as_bytes()).map_err(|b| named(&b.reply))?;
     match parse(call) {
         Ok(m) => Ok(match m {
-            Method::GetInfo => "GetInfo",
-            Method::Authenticate { .. } => "Authenticate",
-            Method::Reauthenticate { .. } => "Reauthenticate",
-            Method::CreateUser { .. } => "CreateUser",
-            Method::PostSaveBefore { .. } => "PostSaveBefore",
+            Method::Service(ServiceCall::GetInfo) => "GetInfo",
+            Method::Auth(AuthCall::Authenticate { .. }) => "Authenticate",
+            Method::Auth(AuthCall::Reauthenticate { .. }) => "Reauthenticate",
+            Method::Admin(AdminCall::CreateUser { .. }) => "CreateUser",
+            Method::Events(EventCall::PostSaveBefore { .. }) => "PostSaveBefore",
             _ => "other",
         }),
         Err(r) => Err(named(&r)),

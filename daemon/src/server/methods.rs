@@ -8,7 +8,9 @@ use std::{
 
 use serde_json::json;
 
-use flaskbbd_protocol::methods::{parse, Method, ADMIN, AUTH, EVENTS};
+use flaskbbd_protocol::methods::{
+    parse, AdminCall, AuthCall, EventCall, Method, ServiceCall, ADMIN, AUTH, EVENTS,
+};
 
 use super::{
     wire::{errors, Call, Reply},
@@ -83,14 +85,14 @@ pub async fn dispatch(d: &Arc<Daemon>, call: Call, admin: bool) -> Reply {
 
 async fn run(d: &Arc<Daemon>, method: Method) -> Reply {
     match method {
-        Method::GetInfo => Reply::ok(json!({
+        Method::Service(ServiceCall::GetInfo) => Reply::ok(json!({
             "vendor": "flaskbbd",
             "product": "flaskbbd",
             "version": env!("CARGO_PKG_VERSION"),
             "url": "https://flaskbb.org",
             "interfaces": INTERFACES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
         })),
-        Method::GetInterfaceDescription { interface } => {
+        Method::Service(ServiceCall::GetInterfaceDescription { interface }) => {
             match INTERFACES.iter().find(|(n, _)| *n == interface) {
                 Some((_, text)) => Reply::ok(json!({ "description": text })),
                 None => Reply::error(
@@ -99,13 +101,9 @@ async fn run(d: &Arc<Daemon>, method: Method) -> Reply {
                 ),
             }
         }
-        m @ (Method::Authenticate { .. } | Method::Reauthenticate { .. }) => auth(d, m).await,
-        m @ (Method::PostSaveBefore { .. }
-        | Method::PostSaveAfter { .. }
-        | Method::TopicSaveBefore { .. }
-        | Method::TopicSaveAfter { .. }
-        | Method::UserRegistered { .. }) => event(d, m).await,
-        m => admin_method(d, m).await,
+        Method::Auth(call) => auth(d, call).await,
+        Method::Events(call) => event(d, call).await,
+        Method::Admin(call) => admin_method(d, call).await,
     }
 }
 
@@ -143,19 +141,18 @@ async fn run_request<T: Send + 'static>(
     }
 }
 
-async fn auth(d: &Arc<Daemon>, method: Method) -> Reply {
-    let reply = match method {
-        Method::Authenticate {
+async fn auth(d: &Arc<Daemon>, call: AuthCall) -> Reply {
+    let reply = match call {
+        AuthCall::Authenticate {
             identifier,
             secret,
             context,
         } => authenticate(d, identifier, secret, context).await,
-        Method::Reauthenticate {
+        AuthCall::Reauthenticate {
             user_id,
             secret,
             context,
         } => reauthenticate(d, user_id, secret, context).await,
-        _ => Reply::error(errors::METHOD_NOT_IMPLEMENTED, json!({})),
     };
     // The same delay for every kind of failure, never on success, without a thread.
     let delay = d.config().auth.failure_delay_ms;
@@ -223,44 +220,43 @@ fn event_reply<T>(r: Result<T, EventError>, ok: impl FnOnce(T) -> Reply) -> Repl
     }
 }
 
-async fn event(d: &Arc<Daemon>, method: Method) -> Reply {
+async fn event(d: &Arc<Daemon>, call: EventCall) -> Reply {
     let g = d.generation();
     let req = Request::new(d.store.clone(), Context::new());
     let r2 = req.clone();
-    let r = match method {
-        Method::PostSaveBefore { post } => {
+    let r = match call {
+        EventCall::PostSaveBefore { post } => {
             run_request(d, EVENTS, req, move || {
                 events::post_save_before(&g, &r2, &post)
                     .map(|post| Reply::ok(json!({ "post": post })))
             })
             .await
         }
-        Method::PostSaveAfter { post, is_new } => {
+        EventCall::PostSaveAfter { post, is_new } => {
             run_request(d, EVENTS, req, move || {
                 events::post_save_after(&g, &r2, &post, is_new).map(|()| Reply::empty())
             })
             .await
         }
-        Method::TopicSaveBefore { topic } => {
+        EventCall::TopicSaveBefore { topic } => {
             run_request(d, EVENTS, req, move || {
                 events::topic_save_before(&g, &r2, &topic)
                     .map(|topic| Reply::ok(json!({ "topic": topic })))
             })
             .await
         }
-        Method::TopicSaveAfter { topic, is_new } => {
+        EventCall::TopicSaveAfter { topic, is_new } => {
             run_request(d, EVENTS, req, move || {
                 events::topic_save_after(&g, &r2, &topic, is_new).map(|()| Reply::empty())
             })
             .await
         }
-        Method::UserRegistered { username } => {
+        EventCall::UserRegistered { username } => {
             run_request(d, EVENTS, req, move || {
                 events::user_registered(&g, &r2, &username).map(|()| Reply::empty())
             })
             .await
         }
-        _ => return Reply::error(errors::METHOD_NOT_IMPLEMENTED, json!({})),
     };
     match r {
         Ok(r) => event_reply(r, |reply| reply),
@@ -298,11 +294,11 @@ async fn hash_password(d: &Arc<Daemon>, password: String) -> Result<String, Repl
         .map_err(|_| Reply::invalid("password"))
 }
 
-async fn admin_method(d: &Arc<Daemon>, method: Method) -> Reply {
+async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Reply {
     let run = async {
         let store = d.store.clone();
-        Ok(match method {
-            Method::CreateUser {
+        Ok(match call {
+            AdminCall::CreateUser {
                 username,
                 email,
                 password,
@@ -321,28 +317,28 @@ async fn admin_method(d: &Arc<Daemon>, method: Method) -> Reply {
                 .await?;
                 Reply::ok(json!({ "user": user.user }))
             }
-            Method::GetUser { identifier } => {
+            AdminCall::GetUser { identifier } => {
                 match on_pool(d, move || store.find_user(&identifier)).await? {
                     Some(r) => Reply::ok(json!({ "user": r.user })),
                     None => Reply::error(&format!("{ADMIN}.NoSuchUser"), json!({})),
                 }
             }
-            Method::SetPassword { user_id, password } => {
+            AdminCall::SetPassword { user_id, password } => {
                 let hash = hash_password(d, password).await?;
                 on_pool(d, move || store.set_password(user_id, &hash)).await?;
                 Reply::empty()
             }
-            Method::SetActivated { user_id, activated } => {
+            AdminCall::SetActivated { user_id, activated } => {
                 on_pool(d, move || store.set_activated(user_id, activated)).await?;
                 Reply::empty()
             }
-            Method::SetBanned { user_id, banned } => {
+            AdminCall::SetBanned { user_id, banned } => {
                 on_pool(d, move || store.set_banned(user_id, banned)).await?;
                 Reply::empty()
             }
-            Method::ListPlugins => Reply::ok(json!({ "plugins": d.generation().plugins() })),
-            Method::ListHooks => Reply::ok(json!({ "hooks": d.generation().describe() })),
-            Method::SetPluginEnabled { name, enabled } => {
+            AdminCall::ListPlugins => Reply::ok(json!({ "plugins": d.generation().plugins() })),
+            AdminCall::ListHooks => Reply::ok(json!({ "hooks": d.generation().describe() })),
+            AdminCall::SetPluginEnabled { name, enabled } => {
                 if !d.config().known_instance_names().contains(&name) {
                     return Ok(Reply::error(
                         &format!("{ADMIN}.NoSuchPlugin"),
@@ -364,7 +360,7 @@ async fn admin_method(d: &Arc<Daemon>, method: Method) -> Reply {
                     Err(e) => internal(ADMIN, e.to_string()),
                 }
             }
-            Method::Reload => {
+            AdminCall::Reload => {
                 let d2 = d.clone();
                 match d.executor.run_plain(move || d2.reload()).await {
                     Ok(Ok(_)) => Reply::empty(),
@@ -380,7 +376,6 @@ async fn admin_method(d: &Arc<Daemon>, method: Method) -> Reply {
                     Err(e) => internal(ADMIN, e.to_string()),
                 }
             }
-            _ => Reply::error(errors::METHOD_NOT_IMPLEMENTED, json!({})),
         })
     };
     run.await.unwrap_or_else(|e: Reply| e)
