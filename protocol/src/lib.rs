@@ -10,6 +10,8 @@
 //! Nothing here touches a socket, a database or a plugin: every function is pure
 //! and total (bad input is an error value, never a panic).
 
+#![warn(missing_docs)]
+
 pub mod fuzzing;
 pub mod methods;
 pub mod types;

@@ -25,70 +25,133 @@ pub const MAX_NAME_BYTES: usize = 200;
 /// `password`): none of these types has `Debug`, so none can end up in a log by
 /// accident.
 pub enum Method {
+    /// `org.varlink.service.*`: introspection.
     Service(ServiceCall),
+    /// `org.flaskbb.Auth.*`: the authentication pipeline.
     Auth(AuthCall),
+    /// `org.flaskbb.Events.*`: the event hooks.
     Events(EventCall),
+    /// `org.flaskbb.Admin.*`: users, plugins, reload (admin peers only).
     Admin(AdminCall),
 }
 
 /// A call of `org.varlink.service`.
 pub enum ServiceCall {
+    /// The service's vendor, version and interfaces.
     GetInfo,
-    GetInterfaceDescription { interface: String },
+    /// The Varlink description of one interface.
+    GetInterfaceDescription {
+        /// The interface's full name.
+        interface: String,
+    },
 }
 
 /// A call of `org.flaskbb.Auth`.
 pub enum AuthCall {
+    /// A login: FlaskBB's `PluginAuthenticationManager.authenticate`.
     Authenticate {
+        /// A username or an email address.
         identifier: String,
+        /// The password (never logged).
         secret: String,
+        /// What the client knows of the request (`remote_addr`, `otp`, ...).
         context: Context,
     },
+    /// A logged-in user confirming their password: `PluginReauthenticateManager`.
     Reauthenticate {
+        /// The logged-in user.
         user_id: i64,
+        /// The password (never logged).
         secret: String,
+        /// What the client knows of the request.
         context: Context,
     },
 }
 
 /// A call of `org.flaskbb.Events`.
 pub enum EventCall {
-    PostSaveBefore { post: Post },
-    PostSaveAfter { post: Post, is_new: bool },
-    TopicSaveBefore { topic: Topic },
-    TopicSaveAfter { topic: Topic, is_new: bool },
-    UserRegistered { username: String },
+    /// `flaskbb_event_post_save_before`: the chain may change or reject the post.
+    PostSaveBefore {
+        /// The post about to be saved.
+        post: Post,
+    },
+    /// `flaskbb_event_post_save_after`.
+    PostSaveAfter {
+        /// The post as saved.
+        post: Post,
+        /// Whether the post was created (not edited).
+        is_new: bool,
+    },
+    /// `flaskbb_event_topic_save_before`: the chain may change or reject the topic.
+    TopicSaveBefore {
+        /// The topic about to be saved.
+        topic: Topic,
+    },
+    /// `flaskbb_event_topic_save_after`.
+    TopicSaveAfter {
+        /// The topic as saved.
+        topic: Topic,
+        /// Whether the topic was created (not edited).
+        is_new: bool,
+    },
+    /// `flaskbb_event_user_registered`.
+    UserRegistered {
+        /// The new user's name.
+        username: String,
+    },
 }
 
 /// A call of `org.flaskbb.Admin`.
 pub enum AdminCall {
+    /// Creates a user (in the Member group).
     CreateUser {
+        /// Not blank, at most [`MAX_NAME_BYTES`], no NUL.
         username: String,
+        /// Has an `@`, at most [`MAX_NAME_BYTES`], no NUL.
         email: String,
+        /// The password to hash (never logged).
         password: String,
+        /// Whether the account starts activated.
         activated: bool,
     },
+    /// One user, by username or email address.
     GetUser {
+        /// A username or an email address.
         identifier: String,
     },
+    /// Replaces a user's password.
     SetPassword {
+        /// The user.
         user_id: i64,
+        /// The new password (never logged).
         password: String,
     },
+    /// Activates or deactivates a user.
     SetActivated {
+        /// The user.
         user_id: i64,
+        /// The new state.
         activated: bool,
     },
+    /// Bans or unbans a user.
     SetBanned {
+        /// The user.
         user_id: i64,
+        /// The new state.
         banned: bool,
     },
+    /// The plugin instances of the current generation.
     ListPlugins,
+    /// Every hook's chain in call order.
     ListHooks,
+    /// Enables or disables an instance, recorded and applied by a reload.
     SetPluginEnabled {
+        /// The instance's name in `flaskbb.toml`.
         name: String,
+        /// The new state.
         enabled: bool,
     },
+    /// Reads `flaskbb.toml` again and builds a new generation of chains.
     Reload,
 }
 

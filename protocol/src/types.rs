@@ -8,15 +8,21 @@ use serde::{Deserialize, Serialize};
 /// A user as `org.flaskbb.*` answers it. Never carries the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
+    /// The user's id (FlaskBB's `users.id`).
     pub id: i64,
+    /// The username.
     pub username: String,
+    /// The email address.
     pub email: String,
+    /// Whether the account is activated.
     pub activated: bool,
+    /// Failed logins since the last success.
     pub login_attempts: i32,
     /// RFC 3339, UTC.
     pub last_failed_login: Option<String>,
     /// RFC 3339, UTC.
     pub date_joined: String,
+    /// The primary group's id.
     pub primary_group_id: Option<i64>,
     /// Names of the primary and secondary groups.
     pub groups: Vec<String>,
@@ -26,15 +32,21 @@ pub struct User {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Post {
+    /// The post's id, once saved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
+    /// The topic it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_id: Option<i64>,
+    /// The author's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<i64>,
+    /// The author's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// The text (Markdown, as FlaskBB stores it).
     pub content: String,
+    /// RFC 3339, UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_created: Option<String>,
 }
@@ -43,15 +55,21 @@ pub struct Post {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Topic {
+    /// The topic's id, once saved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
+    /// The forum it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forum_id: Option<i64>,
+    /// The title.
     pub title: String,
+    /// The author's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<i64>,
+    /// The author's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// The first post's text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
 }
@@ -62,9 +80,13 @@ pub type Context = BTreeMap<String, String>;
 /// One impl in a chain, as `ListHooks` and `flaskbbd hooks` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainEntry {
+    /// The instance's name (`builtin:...` for built-ins).
     pub instance: String,
+    /// `tryfirst`, normal or `trylast`, as pluggy orders them.
     pub tier: String,
+    /// The priority within its tier (higher runs first).
     pub priority: i32,
+    /// Whether it wraps the chain (pluggy's hookwrapper).
     pub wrapper: bool,
     /// `builtin`, or the plugin library's path.
     pub origin: String,
@@ -73,20 +95,29 @@ pub struct ChainEntry {
 /// One hook's chain in call order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookChain {
+    /// The hook's name, as FlaskBB spells it.
     pub hook: String,
+    /// Its impls in call order.
     pub impls: Vec<ChainEntry>,
 }
 
 /// One plugin instance, as `ListPlugins` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInfo {
+    /// The instance's name in `flaskbb.toml`.
     pub name: String,
     /// `builtin`, or the library's path.
     pub origin: String,
+    /// The library the instance was loaded from (`None` for built-ins).
     pub library: Option<String>,
+    /// The plugin's own version.
     pub version: Option<String>,
+    /// What the plugin says it does.
     pub description: Option<String>,
+    /// The plugin ABI version the plugin was built against.
     pub abi_version: Option<String>,
+    /// Whether the instance is in the chains.
     pub enabled: bool,
+    /// The hooks it implements.
     pub hooks: Vec<String>,
 }

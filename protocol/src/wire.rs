@@ -7,20 +7,28 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// Standard error names (org.varlink.service).
 pub mod errors {
+    /// The call names an interface this service does not provide.
     pub const INTERFACE_NOT_FOUND: &str = "org.varlink.service.InterfaceNotFound";
+    /// The interface has no such method.
     pub const METHOD_NOT_FOUND: &str = "org.varlink.service.MethodNotFound";
+    /// The method exists but this service does not implement it.
     pub const METHOD_NOT_IMPLEMENTED: &str = "org.varlink.service.MethodNotImplemented";
+    /// A parameter (or the message itself: parameter `message`) is not valid.
     pub const INVALID_PARAMETER: &str = "org.varlink.service.InvalidParameter";
+    /// The peer may not call this.
     pub const PERMISSION_DENIED: &str = "org.varlink.service.PermissionDenied";
 }
 
 /// Why a message could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    /// The message grew past the limit (in bytes) before its NUL.
     #[error("message longer than {0} bytes")]
     TooLarge(usize),
+    /// The stream ended inside a message.
     #[error("connection closed in the middle of a message")]
     Truncated,
+    /// Reading the socket failed.
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -57,20 +65,41 @@ pub async fn read_message<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// One decoded call.
-#[derive(Debug)]
+/// One decoded call. Its `Debug` leaves out the parameters, which may hold secrets.
 pub struct Call {
+    /// The interface, e.g. `org.flaskbb.Auth`.
     pub interface: String,
+    /// The method within it, e.g. `Authenticate`.
     pub method: String,
+    /// The parameters object, if the call had one.
     pub parameters: Option<Value>,
+    /// The caller wants no reply.
     pub oneway: bool,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("interface", &self.interface)
+            .field("method", &self.method)
+            .field("parameters", &self.parameters.as_ref().map(|_| "…"))
+            .field("oneway", &self.oneway)
+            .finish()
+    }
 }
 
 /// A reply: parameters, or an error with its parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
+    /// Success, with the method's output parameters.
     Ok(Value),
-    Err { error: String, parameters: Value },
+    /// An error.
+    Err {
+        /// The error's full name, e.g. `org.flaskbb.Auth.AuthenticationFailed`.
+        error: String,
+        /// The error's parameters (an object).
+        parameters: Value,
+    },
 }
 
 impl Reply {
@@ -120,7 +149,9 @@ impl Reply {
 /// Why a message is not a call; the connection is closed after the reply when `fatal`.
 #[derive(Debug)]
 pub struct BadMessage {
+    /// The error to answer.
     pub reply: Reply,
+    /// The stream cannot be trusted any further: close it after the reply.
     pub fatal: bool,
 }
 
