@@ -18,7 +18,7 @@ use crate::{
     config::{Config, HookOverride},
     hook::Hook,
     instance::{Instance, Origin, PluginHooks},
-    loader::Loader,
+    loader::{Library, Loader},
     password::Verifier,
     proto::{HookChain, PluginInfo},
 };
@@ -82,6 +82,9 @@ impl Generation {
         let mut errors = Vec::new();
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut plugins: Vec<PluginInfo> = Vec::new();
+        // Each library file is read and hashed once per build, however many instances
+        // use it; a later build (a reload) reads it again, to see a rebuilt file.
+        let mut by_path: HashMap<std::path::PathBuf, Arc<Library>> = HashMap::new();
         let is_enabled =
             |name: &str, configured: bool| enabled.get(name).copied().unwrap_or(configured);
 
@@ -147,8 +150,14 @@ impl Generation {
             }
             let lib =
                 match Loader::resolve(p.library.get_ref(), &config.plugins.dirs, &config.base_dir)
-                    .and_then(|path| loader.load(&path))
-                {
+                    .and_then(|path| match by_path.get(&path) {
+                        Some(lib) => Ok(lib.clone()),
+                        None => {
+                            let lib = loader.load(&path)?;
+                            by_path.insert(path, lib.clone());
+                            Ok(lib)
+                        }
+                    }) {
                     Ok(lib) => lib,
                     Err(e) => {
                         errors.push(format!(
