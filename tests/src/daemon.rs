@@ -155,6 +155,20 @@ impl TestDaemon {
         }
     }
 
+    /// Every user in the daemon's store, read from the database itself (not through
+    /// the daemon): username and failed-login count, sorted by username.
+    pub fn users(&self) -> Vec<(String, i32)> {
+        let (_, store) = crate::open_store(&self.config);
+        let mut users: Vec<(String, i32)> = store
+            .list_users()
+            .expect("the store lists its users")
+            .into_iter()
+            .map(|r| (r.user.username, r.user.login_attempts))
+            .collect();
+        users.sort();
+        users
+    }
+
     /// The daemon's resident set size in KiB (`VmRSS` of `/proc/PID/status`).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

@@ -12,7 +12,7 @@ use std::{
     process::{Command, Output},
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Mutex, OnceLock,
+        Arc, Mutex, OnceLock,
     },
 };
 
@@ -118,6 +118,46 @@ pub fn build_fuzz_target(name: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     target_dir.join(host).join("release").join(name)
+}
+
+/// The store of the configuration at `config`, opened as the daemon opens it (the
+/// daemon may be running on it at the same time).
+pub fn open_store(
+    config: &Path,
+) -> (
+    Arc<flaskbbd::config::Config>,
+    Arc<dyn flaskbbd::store::Store>,
+) {
+    let config = Arc::new(flaskbbd::config::Config::load(config).expect("valid config"));
+    let store = flaskbbd::store::open(
+        &config.database.url,
+        config.database.schema,
+        &config.base_dir,
+        config.database.connect_timeout(),
+    )
+    .expect("store opens");
+    (config, store)
+}
+
+/// The chains of the configuration at `config`, built in this process as the daemon
+/// builds them (bcrypt cost 4), and its store.
+pub fn generation(
+    config: &Path,
+) -> (
+    flaskbbd::generation::Generation,
+    Arc<dyn flaskbbd::store::Store>,
+) {
+    let (config, store) = open_store(config);
+    let verifier = Arc::new(flaskbbd::password::Verifier::new(4).unwrap());
+    let g = flaskbbd::generation::Generation::build(
+        1,
+        config,
+        &flaskbbd::loader::Loader::default(),
+        verifier,
+        &std::collections::HashMap::new(),
+    )
+    .unwrap_or_else(|e| panic!("generation builds: {e}"));
+    (g, store)
 }
 
 /// The daemon binary.

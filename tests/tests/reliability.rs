@@ -1,7 +1,8 @@
 //! The reliability suite: faults thrown at a running daemon (plugin panics, a hung
 //! plugin, the database made read-only or locked mid-stream, clients that vanish,
 //! ten thousand connections), each followed by a check that nothing was lost: the
-//! failed-login counters and the users are exactly what the answers said.
+//! failed-login counters and the users, read from the database itself, are exactly
+//! what the answers said.
 //!
 //! Malformed messages are in `socket.rs` (the table) and `fuzz.rs` (the fuzzer).
 //!
@@ -124,6 +125,7 @@ config = { on = { flaskbb_event_post_save_before = { action = "panic", message =
     );
     // Nothing lost: every wrong password counted, and the account still works.
     assert_eq!(login_attempts(&d, "hal"), 2 + panics / 100);
+    assert_eq!(d.users(), [("hal".into(), 2 + panics as i32 / 100)]);
     assert!(d.auth("hal", "Secret123").is_ok());
     assert_eq!(login_attempts(&d, "hal"), 0);
 }
@@ -201,6 +203,7 @@ config = { on = { flaskbb_event_post_save_before = { action = "sleep", ms = 2500
     }
     // Nothing lost: every failed answer was counted.
     assert_eq!(login_attempts(&d, "ned"), 20 * rounds);
+    assert_eq!(d.users(), [("ned".into(), 20 * rounds as i32)]);
     assert!(d
         .log_text()
         .contains("hook call timed out; the request fails and the call is left to finish on its own thread instance=slow"));
@@ -282,6 +285,15 @@ fn nothing_lost(d: &mut TestDaemon, tally: &Tally, made: &[(String, bool)], befo
         before + tally.get(FAILED),
         "{tally:?}"
     );
+    // Exactly the users answered as created, and ned with his counted failures.
+    let mut expected: Vec<(String, i32)> = made
+        .iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(name, _)| (name.clone(), 0))
+        .collect();
+    expected.push(("ned".into(), (before + tally.get(FAILED)) as i32));
+    expected.sort();
+    assert_eq!(d.users(), expected);
     for (name, ok) in made {
         let found = d.call("org.flaskbb.Admin.GetUser", json!({ "identifier": name }));
         assert_eq!(
@@ -408,6 +420,7 @@ fn clients_that_vanish_mid_request_or_mid_message_lose_nothing() {
     }
     thread::sleep(Duration::from_millis(300));
     assert_eq!(login_attempts(&d, "ned"), whole);
+    assert_eq!(d.users(), [("ned".into(), whole as i32)]);
     d.assert_alive();
     assert!(d.auth("ned", "Secret123").is_ok());
 }
@@ -500,4 +513,5 @@ fn ten_thousand_idle_connections_hold_the_limit_and_others_are_served() {
     drop(idle);
     d.assert_alive();
     assert_eq!(login_attempts(&d, "ned"), 40);
+    assert_eq!(d.users(), [("ned".into(), 40)]);
 }

@@ -101,6 +101,8 @@ fn malformed_messages_get_the_matching_error_and_disturb_no_other_connection() {
             "{what}"
         );
     }
+    // Nothing lost, nothing made: no message created a user.
+    assert_eq!(d.users(), Vec::<(String, i32)>::new());
 }
 
 #[test]
