@@ -1,21 +1,53 @@
 //! A real FlaskBB 2.0.2 (FlaskBB 2.2 needs Python 3.12, which these machines lack):
-//! installed once with the workplace's tool (`../shared/tools/flaskbb-2.0.2`) in a
-//! virtual environment under `target/`, and asked to make a database with its own
-//! commands. Also a current werkzeug, for its `scrypt:` hashes.
+//! installed once with the workplace's tool (`shared/tools/flaskbb-2.0.2` beside the
+//! checkout; `tool_candidates` says where else it is looked for) in a virtual
+//! environment under `target/`, and asked to make a database with its own commands. Also a current werkzeug, for its `scrypt:` hashes.
 
 use std::{path::PathBuf, process::Command, sync::Mutex};
 
 use crate::{root, Backend};
 
+/// Where the workplace's FlaskBB tool is looked for, in order: `FLASKBBD_FLASKBB_TOOL`,
+/// `shared/tools/flaskbb-2.0.2` beside this checkout, and beside the repository this
+/// checkout was cloned from (a throw-away clone elsewhere still finds it).
+fn tool_candidates() -> Vec<PathBuf> {
+    const REL: &str = "../shared/tools/flaskbb-2.0.2";
+    let mut places: Vec<PathBuf> = std::env::var_os("FLASKBBD_FLASKBB_TOOL")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    places.push(root().join(REL));
+    let origin = Command::new("git")
+        .args(["config", "--get", "remote.origin.url"])
+        .current_dir(root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if let Some(origin) = origin {
+        let path = PathBuf::from(origin.strip_prefix("file://").unwrap_or(&origin));
+        if path.is_absolute() {
+            places.push(path.join(REL));
+        }
+    }
+    places
+}
+
 /// The workplace's FlaskBB tool directory.
 fn tool() -> PathBuf {
-    let t = root().join("../shared/tools/flaskbb-2.0.2");
-    assert!(
-        t.join("install.sh").exists(),
-        "FlaskBB's install tool is missing at {}",
-        t.display()
-    );
-    t
+    let places = tool_candidates();
+    places
+        .iter()
+        .find(|t| t.join("install.sh").exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            let searched: Vec<String> = places.iter().map(|p| p.display().to_string()).collect();
+            panic!(
+                "FlaskBB's install tool (install.sh) is missing; searched: {}. Set \
+                 FLASKBBD_FLASKBB_TOOL to the tools/flaskbb-2.0.2 directory.",
+                searched.join(", ")
+            )
+        })
 }
 
 /// FlaskBB's working directory (virtual environment and migrations), made once.
