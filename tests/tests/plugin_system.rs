@@ -2,17 +2,15 @@
 //! and semantics, panics, hangs, several instances of one library, and a plugin built
 //! against an older plugin-abi.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use flaskbbd::{
     chain::Input,
-    config::Config,
     executor::{ExecError, Executor},
     generation::Generation,
     hook::Hook,
     instance::{CallCx, Instance, Origin, PluginHooks},
     loader::Loader,
-    password::Verifier,
     proto::Context,
     request::Request,
     store::{self, Store},
@@ -23,19 +21,9 @@ use plugin_abi::sdk::{HookError, Value};
 /// A generation built from `extra` config, and a store in the same scratch directory.
 fn generation(s: &Scratch, extra: &str) -> (Generation, Arc<dyn Store>) {
     build();
-    let path = s.config(&format!("[database]\nurl = \"sqlite:///test.db\"\n{extra}"));
-    let config = Arc::new(Config::load(&path).expect("valid config"));
-    let store = store::open(
-        &config.database.url,
-        config.database.schema,
-        &config.base_dir,
-        config.database.connect_timeout(),
+    flaskbbd_tests::generation(
+        &s.config(&format!("[database]\nurl = \"sqlite:///test.db\"\n{extra}")),
     )
-    .expect("store opens");
-    let verifier = Arc::new(Verifier::new(4).unwrap());
-    let generation = Generation::build(1, config, &Loader::default(), verifier, &HashMap::new())
-        .unwrap_or_else(|e| panic!("generation builds: {e}"));
-    (generation, store)
 }
 
 fn request(store: &Arc<dyn Store>) -> Arc<Request> {

@@ -141,19 +141,26 @@ async fn run_request<T: Send + 'static>(
     }
 }
 
-async fn auth(d: &Arc<Daemon>, call: AuthCall) -> Reply {
-    let reply = match call {
+async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Reply {
+    let (AuthCall::Authenticate { context, .. } | AuthCall::Reauthenticate { context, .. }) =
+        &mut call;
+    let req = Request::new(d.store.clone(), std::mem::take(context));
+    let (g, manager, r2) = (d.generation(), d.auth.clone(), req.clone());
+    let reply = run_request(d, AUTH, req, move || match call {
         AuthCall::Authenticate {
-            identifier,
-            secret,
-            context,
-        } => authenticate(d, identifier, secret, context).await,
+            identifier, secret, ..
+        } => auth_reply(
+            manager.authenticate(&g, &r2, &identifier, &secret),
+            |user| Reply::ok(json!({ "user": user })),
+        ),
         AuthCall::Reauthenticate {
-            user_id,
-            secret,
-            context,
-        } => reauthenticate(d, user_id, secret, context).await,
-    };
+            user_id, secret, ..
+        } => auth_reply(manager.reauthenticate(&g, &r2, user_id, &secret), |()| {
+            Reply::empty()
+        }),
+    })
+    .await
+    .unwrap_or_else(|reply| reply);
     // The same delay for every kind of failure, never on success, without a thread.
     let delay = d.config().auth.failure_delay_ms;
     if delay > 0 && matches!(&reply, Reply::Err { error, .. } if error.starts_with(AUTH)) {
@@ -176,39 +183,6 @@ fn auth_reply<T>(r: Result<T, AuthError>, ok: impl FnOnce(T) -> Reply) -> Reply 
     }
 }
 
-async fn authenticate(
-    d: &Arc<Daemon>,
-    identifier: String,
-    secret: String,
-    context: Context,
-) -> Reply {
-    let g = d.generation();
-    let req = Request::new(d.store.clone(), context);
-    let (manager, r2) = (d.auth.clone(), req.clone());
-    let r = run_request(d, AUTH, req, move || {
-        manager.authenticate(&g, &r2, &identifier, &secret)
-    })
-    .await;
-    match r {
-        Ok(r) => auth_reply(r, |user| Reply::ok(json!({ "user": user }))),
-        Err(reply) => reply,
-    }
-}
-
-async fn reauthenticate(d: &Arc<Daemon>, user_id: i64, secret: String, context: Context) -> Reply {
-    let g = d.generation();
-    let req = Request::new(d.store.clone(), context);
-    let (manager, r2) = (d.auth.clone(), req.clone());
-    let r = run_request(d, AUTH, req, move || {
-        manager.reauthenticate(&g, &r2, user_id, &secret)
-    })
-    .await;
-    match r {
-        Ok(r) => auth_reply(r, |()| Reply::empty()),
-        Err(reply) => reply,
-    }
-}
-
 fn event_reply<T>(r: Result<T, EventError>, ok: impl FnOnce(T) -> Reply) -> Reply {
     match r {
         Ok(v) => ok(v),
@@ -221,47 +195,37 @@ fn event_reply<T>(r: Result<T, EventError>, ok: impl FnOnce(T) -> Reply) -> Repl
 }
 
 async fn event(d: &Arc<Daemon>, call: EventCall) -> Reply {
-    let g = d.generation();
     let req = Request::new(d.store.clone(), Context::new());
-    let r2 = req.clone();
-    let r = match call {
+    let (g, r2) = (d.generation(), req.clone());
+    run_request(d, EVENTS, req, move || match call {
         EventCall::PostSaveBefore { post } => {
-            run_request(d, EVENTS, req, move || {
-                events::post_save_before(&g, &r2, &post)
-                    .map(|post| Reply::ok(json!({ "post": post })))
+            event_reply(events::post_save_before(&g, &r2, &post), |post| {
+                Reply::ok(json!({ "post": post }))
             })
-            .await
         }
         EventCall::PostSaveAfter { post, is_new } => {
-            run_request(d, EVENTS, req, move || {
-                events::post_save_after(&g, &r2, &post, is_new).map(|()| Reply::empty())
+            event_reply(events::post_save_after(&g, &r2, &post, is_new), |()| {
+                Reply::empty()
             })
-            .await
         }
         EventCall::TopicSaveBefore { topic } => {
-            run_request(d, EVENTS, req, move || {
-                events::topic_save_before(&g, &r2, &topic)
-                    .map(|topic| Reply::ok(json!({ "topic": topic })))
+            event_reply(events::topic_save_before(&g, &r2, &topic), |topic| {
+                Reply::ok(json!({ "topic": topic }))
             })
-            .await
         }
         EventCall::TopicSaveAfter { topic, is_new } => {
-            run_request(d, EVENTS, req, move || {
-                events::topic_save_after(&g, &r2, &topic, is_new).map(|()| Reply::empty())
+            event_reply(events::topic_save_after(&g, &r2, &topic, is_new), |()| {
+                Reply::empty()
             })
-            .await
         }
         EventCall::UserRegistered { username } => {
-            run_request(d, EVENTS, req, move || {
-                events::user_registered(&g, &r2, &username).map(|()| Reply::empty())
+            event_reply(events::user_registered(&g, &r2, &username), |()| {
+                Reply::empty()
             })
-            .await
         }
-    };
-    match r {
-        Ok(r) => event_reply(r, |reply| reply),
-        Err(reply) => reply,
-    }
+    })
+    .await
+    .unwrap_or_else(|reply| reply)
 }
 
 fn admin_store_error(e: StoreError) -> Reply {

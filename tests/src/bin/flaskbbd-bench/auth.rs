@@ -1,28 +1,23 @@
 //! Authentication: unknown user vs wrong password (`timing`), and bcrypt against the
 //! physical limit (`bcrypt`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use flaskbbd_tests::{build_release, daemon::TestDaemon, Scratch};
+use flaskbbd_tests::Scratch;
 use serde_json::json;
 
-use crate::stats::{arg, median, ms, on_all_cores, percentile, Job};
+use crate::stats::{arg, closed_loop, median, ms, on_all_cores, percentile, release_daemon, Job};
 
 /// Unknown user vs wrong password: the ratio of their median answer times through the
 /// socket. FlaskBB answers an unknown user at once; flaskbbd spends the same bcrypt work.
 pub fn timing(args: &[String]) {
     let cost = arg(args, "--cost", 10);
     let rounds = arg(args, "--rounds", 40) as usize;
-    let dir = build_release();
     let s = Scratch::new("bench-timing");
-    let cfg = s.write(
-        "flaskbb.toml",
-        &format!(
-            "[plugins]\ndirs = [{:?}]\n[database]\nurl = \"sqlite:///bench.db\"\n[auth]\nbcrypt_cost = {cost}\nlockout = {{ enabled = false }}\n",
-            dir.display().to_string()
-        ),
+    let (d, _) = release_daemon(
+        &s,
+        &format!("[database]\nurl = \"sqlite:///bench.db\"\n[auth]\nbcrypt_cost = {cost}\nlockout = {{ enabled = false }}\n"),
     );
-    let d = TestDaemon::start_bin(&s, &dir.join("flaskbbd"), cfg);
     d.add_user("alice", "Secret123", true);
     let mut client = d.client();
     let mut time = |identifier: &str| {
@@ -154,42 +149,20 @@ pub fn bcrypt_bench(args: &[String]) {
     }
 
     // Through the socket: the release daemon, 4 clients per core, right passwords.
-    let dir = build_release();
     let s = Scratch::new("bench-bcrypt");
-    let cfg = s.write(
-        "flaskbb.toml",
-        &format!(
-            "[plugins]\ndirs = [{:?}]\n[database]\nurl = \"sqlite:///bench.db\"\n[auth]\nbcrypt_cost = 10\n[log]\nfilter = \"warn\"\n",
-            dir.display().to_string()
-        ),
+    let (d, _) = release_daemon(
+        &s,
+        "[database]\nurl = \"sqlite:///bench.db\"\n[auth]\nbcrypt_cost = 10\n[log]\nfilter = \"warn\"\n",
     );
-    let d = TestDaemon::start_bin(&s, &dir.join("flaskbbd"), cfg);
     d.add_user("alice", "correct horse battery", true);
     let clients = threads * 4;
-    let stop = Instant::now() + Duration::from_secs(seconds);
-    let start = Instant::now();
-    let times: Vec<Duration> = std::thread::scope(|scope| {
-        let hs: Vec<_> = (0..clients)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut c = d.client();
-                    let mut v = Vec::new();
-                    while Instant::now() < stop {
-                        let t = Instant::now();
-                        c.call(
-                            "org.flaskbb.Auth.Authenticate",
-                            json!({ "identifier": "alice", "secret": "correct horse battery" }),
-                        )
-                        .expect("Authenticate");
-                        v.push(t.elapsed());
-                    }
-                    v
-                })
-            })
-            .collect();
-        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    let (times, wall) = closed_loop(&d, clients, seconds as f64, &|c| {
+        c.call(
+            "org.flaskbb.Auth.Authenticate",
+            json!({ "identifier": "alice", "secret": "correct horse battery" }),
+        )
+        .expect("Authenticate");
     });
-    let wall = start.elapsed();
     let rate = times.len() as f64 / wall.as_secs_f64();
     let (p50, p99) = (percentile(times.clone(), 0.5), percentile(times, 0.99));
     println!(

@@ -1,34 +1,14 @@
 //! Hook dispatch: one hook through chains of 1, 10 and 100 plugin impls loaded through
 //! the ABI, against the same chain of plain Rust closures: the cost the ABI adds.
 
-use std::{collections::HashMap, hint::black_box, sync::Arc, time::Instant};
+use std::{hint::black_box, time::Instant};
 
-use flaskbbd::{
-    chain::Input, config::Config, generation::Generation, loader::Loader, password::Verifier,
-    proto::Context, request::Request, store,
-};
-use flaskbbd_tests::{fixture_release, Scratch};
+use flaskbbd::{chain::Input, proto::Context, request::Request};
+use flaskbbd_tests::{fixture_release, generation, Scratch};
 
 use crate::stats::arg;
 
 type Closure = Box<dyn Fn(&str) -> Result<(), String>>;
-
-/// The chains of the configuration at `path`, built in this process as the daemon
-/// builds them, and its store.
-pub fn load_generation(path: &std::path::Path) -> (Generation, Arc<dyn store::Store>) {
-    let config = Arc::new(Config::load(path).expect("valid config"));
-    let store = store::open(
-        &config.database.url,
-        config.database.schema,
-        &config.base_dir,
-        config.database.connect_timeout(),
-    )
-    .expect("store opens");
-    let verifier = Arc::new(Verifier::new(4).unwrap());
-    let g = Generation::build(1, config, &Loader::default(), verifier, &HashMap::new())
-        .unwrap_or_else(|e| panic!("generation builds: {e}"));
-    (g, store)
-}
 
 /// `flaskbbd-bench dispatch [--calls N]`.
 pub fn dispatch(args: &[String]) {
@@ -51,7 +31,7 @@ pub fn dispatch(args: &[String]) {
             ));
         }
         let path = s.write("flaskbb.toml", &cfg);
-        let (g, store) = load_generation(&path);
+        let (g, store) = generation(&path);
         let req = Request::new(store, Context::new());
         let plugins = || {
             let t = Instant::now();

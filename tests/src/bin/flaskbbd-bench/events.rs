@@ -1,10 +1,10 @@
 //! Events: PostSaveBefore round trips through five plugin instances (word filters)
 //! with 1, 16 and 256 concurrent clients.
 
-use flaskbbd_tests::{build_release, daemon::TestDaemon, Scratch};
+use flaskbbd_tests::Scratch;
 use serde_json::json;
 
-use crate::stats::{arg, closed_loop, ms, percentile};
+use crate::stats::{arg, closed_loop, ms, percentile, release_daemon};
 
 /// The five instances: word filters, each masking its own words.
 pub fn five_filters() -> String {
@@ -25,17 +25,14 @@ pub const CONTENT: &str = "Thanks for the reply! I tried spam0 and scam1 setting
 /// `flaskbbd-bench events [--seconds N]`.
 pub fn events(args: &[String]) {
     let seconds = arg(args, "--seconds", 5) as f64;
-    let dir = build_release();
     let s = Scratch::new("bench-events");
-    let cfg = s.write(
-        "flaskbb.toml",
+    let (d, _) = release_daemon(
+        &s,
         &format!(
-            "[plugins]\ndirs = [{:?}]\n[database]\nurl = \"sqlite:///bench.db\"\n[log]\nfilter = \"warn\"\n{}",
-            dir.display().to_string(),
+            "[database]\nurl = \"sqlite:///bench.db\"\n[log]\nfilter = \"warn\"\n{}",
             five_filters()
         ),
     );
-    let d = TestDaemon::start_bin(&s, &dir.join("flaskbbd"), cfg);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!("PostSaveBefore through 5 plugin instances (wordfilter), {seconds} s per row, {cores} cores, release build:");
     println!(

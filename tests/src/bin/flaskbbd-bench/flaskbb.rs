@@ -5,15 +5,14 @@
 
 use std::{process::Command, time::Instant};
 
-use flaskbbd_tests::{build_release, daemon::TestDaemon, flaskbb, Backend, Scratch};
+use flaskbbd_tests::{flaskbb, Backend, Scratch};
 use serde_json::{json, Value};
 
 use flaskbbd::{proto::Context, proto::Post, request::Request};
 
 use crate::{
-    dispatch::load_generation,
     events::{five_filters, CONTENT},
-    stats::{arg, median},
+    stats::{arg, median, release_daemon},
 };
 
 /// `flaskbbd-bench flaskbb [--rounds N]`.
@@ -45,19 +44,16 @@ pub fn against_flaskbb(args: &[String]) {
     )
     .unwrap();
 
-    let dir = build_release();
     let url = uri
         .replacen("sqlite:///", "sqlite:////", 1)
         .replace("sqlite://///", "sqlite:////");
-    let cfg = s.write(
-        "flaskbb.toml",
+    let (d, cfg) = release_daemon(
+        &s,
         &format!(
-            "[plugins]\ndirs = [{:?}]\n[database]\nurl = {url:?}\nschema = \"flaskbb\"\n[auth]\nbcrypt_cost = 10\nrehash_on_login = false\nlockout = {{ enabled = false }}\n[log]\nfilter = \"warn\"\n{}",
-            dir.display().to_string(),
+            "[database]\nurl = {url:?}\nschema = \"flaskbb\"\n[auth]\nbcrypt_cost = 10\nrehash_on_login = false\nlockout = {{ enabled = false }}\n[log]\nfilter = \"warn\"\n{}",
             five_filters()
         ),
     );
-    let d = TestDaemon::start_bin(&s, &dir.join("flaskbbd"), cfg.clone());
     let mut c = d.client();
     let mut time = |n: usize, method: &str, params: Value, ok: bool| {
         let mut once = || {
@@ -92,7 +88,7 @@ pub fn against_flaskbb(args: &[String]) {
     // Leave alice as found.
     assert!(d.auth("alice", "AlicePass123").is_ok());
     // The same chain in this process, as pluggy's runs in FlaskBB's: no socket.
-    let (g, store) = load_generation(&cfg);
+    let (g, store) = flaskbbd_tests::generation(&cfg);
     let req = Request::new(store, Context::new());
     let post = Post {
         content: CONTENT.into(),

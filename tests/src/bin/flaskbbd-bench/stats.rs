@@ -1,6 +1,11 @@
-//! Small statistics and load helpers shared by the benchmarks.
+//! Small statistics, load and set-up helpers shared by the benchmarks.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use flaskbbd_tests::{build_release, daemon::TestDaemon, Scratch};
 
 /// The median of `v`.
 pub fn median(mut v: Vec<Duration>) -> Duration {
@@ -31,28 +36,15 @@ pub fn ms(d: Duration) -> f64 {
 /// One unit of work, run from many threads.
 pub type Job<'a> = Box<dyn Fn() + Sync + 'a>;
 
-/// Runs `per_thread` calls of `f` on each of `threads` threads at once; returns every
-/// call's duration and the wall time of the whole run.
-pub fn on_all_cores(
+/// Runs `work` on each of `threads` threads at once; returns the durations they all
+/// measured and the wall time of the whole run.
+fn in_parallel(
     threads: usize,
-    per_thread: usize,
-    f: &(dyn Fn() + Sync),
+    work: &(dyn Fn() -> Vec<Duration> + Sync),
 ) -> (Vec<Duration>, Duration) {
     let start = Instant::now();
     let times = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    (0..per_thread)
-                        .map(|_| {
-                            let t = Instant::now();
-                            f();
-                            t.elapsed()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
         handles
             .into_iter()
             .flat_map(|h| h.join().unwrap())
@@ -61,35 +53,59 @@ pub fn on_all_cores(
     (times, start.elapsed())
 }
 
+/// Runs `per_thread` calls of `f` on each of `threads` threads at once; returns every
+/// call's duration and the wall time of the whole run.
+pub fn on_all_cores(
+    threads: usize,
+    per_thread: usize,
+    f: &(dyn Fn() + Sync),
+) -> (Vec<Duration>, Duration) {
+    in_parallel(threads, &|| {
+        (0..per_thread)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect()
+    })
+}
+
 /// `clients` connections to `d`, each calling `call` in a closed loop for `seconds`;
 /// returns every call's latency and the wall time.
 pub fn closed_loop(
-    d: &flaskbbd_tests::daemon::TestDaemon,
+    d: &TestDaemon,
     clients: usize,
     seconds: f64,
     call: &(dyn Fn(&mut flaskbbd::client::Client) + Sync),
 ) -> (Vec<Duration>, Duration) {
     let stop = Instant::now() + Duration::from_secs_f64(seconds);
-    let start = Instant::now();
-    let times = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut c = d.client();
-                    let mut v = Vec::new();
-                    while Instant::now() < stop {
-                        let t = Instant::now();
-                        call(&mut c);
-                        v.push(t.elapsed());
-                    }
-                    v
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
-    });
-    (times, start.elapsed())
+    in_parallel(clients, &|| {
+        let mut c = d.client();
+        let mut v = Vec::new();
+        while Instant::now() < stop {
+            let t = Instant::now();
+            call(&mut c);
+            v.push(t.elapsed());
+        }
+        v
+    })
+}
+
+/// Starts the release daemon, with the release build's plugins, on `extra` (which
+/// gives at least `[database]`) written to `flaskbb.toml` in `s`; returns it and the
+/// configuration's path.
+pub fn release_daemon(s: &Scratch, extra: &str) -> (TestDaemon, PathBuf) {
+    let dir = build_release();
+    let cfg = s.write(
+        "flaskbb.toml",
+        &format!(
+            "[plugins]\ndirs = [{:?}]\n{extra}",
+            dir.display().to_string()
+        ),
+    );
+    (
+        TestDaemon::start_bin(s, &dir.join("flaskbbd"), cfg.clone()),
+        cfg,
+    )
 }
