@@ -198,25 +198,69 @@ fn get_info_lists_every_interface_and_each_has_a_description() {
     );
 }
 
+/// A directory uid 65534 can reach wherever the checkout is (a clone under a `0700`
+/// mktemp directory is out of its reach): the daemon's socket, a configuration naming
+/// it, and a copy of the binary. Removed when dropped.
+struct PublicDir(std::path::PathBuf);
+
+impl PublicDir {
+    fn new(label: &str) -> PublicDir {
+        let dir = std::env::temp_dir().join(format!("flaskbbd-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::copy(flaskbbd_tests::flaskbbd_bin(), dir.join("flaskbbd")).unwrap();
+        std::fs::write(
+            dir.join("client.toml"),
+            format!("[daemon]\nsocket = {:?}\n", dir.join("flaskbbd.sock")),
+        )
+        .unwrap();
+        PublicDir(dir)
+    }
+
+    /// Starts a daemon whose socket is here.
+    fn daemon(&self, s: &Scratch, admin_uids: &str) -> TestDaemon {
+        let config = s.config(&format!(
+            "[database]\nurl = {:?}\n[daemon]\nsocket = {:?}\nsocket_mode = \"0666\"\nadmin_uids = {admin_uids}\n",
+            s.db_url(),
+            self.0.join("flaskbbd.sock")
+        ));
+        let mut d = TestDaemon::spawn(s, Command::new(flaskbbd_tests::flaskbbd_bin()), config);
+        d.socket = self.0.join("flaskbbd.sock");
+        d.wait_ready();
+        d
+    }
+
+    /// `flaskbbd ARGS --config client.toml` as uid and gid 65534.
+    fn run_as_nobody(&self, args: &[&str]) -> std::process::Output {
+        Command::new(self.0.join("flaskbbd"))
+            .args(args)
+            .arg("--config")
+            .arg(self.0.join("client.toml"))
+            .uid(65534)
+            .gid(65534)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for PublicDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn admin_methods_are_refused_to_peers_outside_admin_uids() {
     let s = Scratch::new("admin-perm");
-    // Let uid 65534 reach the socket and read the configuration.
-    std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let d = TestDaemon::start(&s, "[daemon]\nsocket_mode = \"0666\"\nadmin_uids = []\n");
+    let public = PublicDir::new("admin-perm");
+    let d = public.daemon(&s, "[]");
     assert_eq!(
         std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777,
         0o666
     );
-    let run_as_nobody = |args: &[&str]| {
-        Command::new(flaskbbd_tests::flaskbbd_bin())
-            .args(args)
-            .uid(65534)
-            .gid(65534)
-            .output()
-            .unwrap()
-    };
-    let out = run_as_nobody(&["hooks", "--config", d.config.to_str().unwrap()]);
+    let out = public.run_as_nobody(&["hooks"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(
@@ -226,13 +270,7 @@ fn admin_methods_are_refused_to_peers_outside_admin_uids() {
         "{stderr}"
     );
     // Auth is for everyone who can reach the socket.
-    let out = Command::new(flaskbbd_tests::flaskbbd_bin())
-        .args(["auth", "nobody", "--config", d.config.to_str().unwrap()])
-        .uid(65534)
-        .gid(65534)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = public.run_as_nobody(&["auth", "nobody"]);
     assert!(
         text(&out)
             .1
@@ -243,12 +281,10 @@ fn admin_methods_are_refused_to_peers_outside_admin_uids() {
     // The daemon's own uid (root here) is always an admin.
     assert!(d.call("org.flaskbb.Admin.ListHooks", json!({})).is_ok());
     drop(d);
-    let d = TestDaemon::start(
-        &s,
-        "[daemon]\nsocket_mode = \"0666\"\nadmin_uids = [65534]\n",
-    );
-    let out = run_as_nobody(&["hooks", "--config", d.config.to_str().unwrap()]);
+    let d = public.daemon(&s, "[65534]");
+    let out = public.run_as_nobody(&["hooks"]);
     assert!(out.status.success(), "{:?}", text(&out));
+    drop(d);
 }
 
 #[test]
