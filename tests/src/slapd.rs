@@ -24,6 +24,9 @@ pub struct Slapd {
 }
 
 fn ensure_installed() {
+    // Tests run in parallel and dpkg holds a lock: one apt-get at a time.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     if Path::new("/usr/sbin/slapd").exists() && Path::new("/usr/sbin/slapadd").exists() {
         return;
     }
