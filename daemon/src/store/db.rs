@@ -453,6 +453,7 @@ impl Store for DbStore {
         let mut conn = self.conn()?;
         // FlaskBB keeps the primary group in users.primary_group_id only; groups_users
         // holds secondary groups.
+        let now = Utc::now().naive_utc();
         let id = conn
             .transaction(|c| {
                 let row = (
@@ -463,7 +464,13 @@ impl Store for DbStore {
                         (None, Schema::Flaskbb) => Some(crate::password::NO_PASSWORD.to_owned()),
                         (h, _) => h.clone(),
                     }),
-                    users::date_joined.eq(Utc::now().naive_utc()),
+                    users::date_joined.eq(now),
+                    // FlaskBB's own defaults for these live in its Python models, not
+                    // in its tables: without them FlaskBB fails on the user's first
+                    // post (`post_count += 1` on NULL), after committing the topic.
+                    users::lastseen.eq(now),
+                    users::language.eq("en"),
+                    users::post_count.eq(0),
                     users::login_attempts.eq(0),
                     users::activated.eq(new.activated),
                     users::primary_group_id

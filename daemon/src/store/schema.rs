@@ -7,9 +7,12 @@ diesel::table! {
         email -> Text,
         password -> Nullable<Text>,
         date_joined -> Nullable<Timestamp>,
+        lastseen -> Nullable<Timestamp>,
         last_failed_login -> Nullable<Timestamp>,
         login_attempts -> Nullable<Integer>,
         activated -> Nullable<Bool>,
+        language -> Nullable<Text>,
+        post_count -> Nullable<Integer>,
         primary_group_id -> Integer,
     }
 }
