@@ -251,6 +251,10 @@ impl Host for HostShim<'_> {
     fn delay_answer(&self, ms: u64) {
         self.cx.req.delay_answer(ms);
     }
+
+    fn ask_for(&self, key: RStr<'_>) {
+        self.cx.req.ask_for(&self.cx.instance.name, key.as_str());
+    }
 }
 
 /// A plugin instance behind its vtable.

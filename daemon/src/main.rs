@@ -542,6 +542,12 @@ fn auth(config_path: &Path, identifier: &str, context: &[String]) -> anyhow::Res
                 .unwrap_or("")
                 .to_owned();
             eprintln!("{}: {why}", error.rsplit('.').next().unwrap_or(&error));
+            // A plugin asked for more context (a second factor's code): say how to send it.
+            if let Some(keys) = parameters["ask"].as_array() {
+                for key in keys.iter().filter_map(|k| k.as_str()) {
+                    eprintln!("(the daemon asks for {key:?}: add --context {key}=VALUE)");
+                }
+            }
             Ok(ExitCode::FAILURE)
         }
         Err(e) => Err(e.into()),

@@ -43,6 +43,8 @@ pub struct Request {
     state: AtomicU8,
     /// The longest answer delay a plugin asked for, in milliseconds.
     delay_ms: std::sync::atomic::AtomicU64,
+    /// Context keys plugins asked the client for (`Host::ask_for`), in order, once each.
+    asked: Mutex<Vec<String>>,
     /// Users looked up by identifier during this request. The request's own writes
     /// wait for its commit, so within it a lookup's answer does not change: the
     /// lockout, the provider and the failure hook share one lookup.
@@ -63,6 +65,7 @@ impl Request {
             current: Mutex::new(None),
             state: AtomicU8::new(RUNNING),
             delay_ms: std::sync::atomic::AtomicU64::new(0),
+            asked: Mutex::new(Vec::new()),
             users: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -125,6 +128,32 @@ impl Request {
     /// How long the answer must be held back.
     pub fn answer_delay(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.delay_ms.load(Ordering::Acquire))
+    }
+
+    /// Records that a plugin asked the client for the context key `key`. Keys are
+    /// short names (`otp`); anything else is ignored with a warning naming `instance`.
+    pub fn ask_for(&self, instance: &str, key: &str) {
+        let valid = !key.is_empty()
+            && key.len() <= 64
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if !valid {
+            tracing::warn!(
+                instance,
+                "ignored ask_for({key:?}): a context key is 1-64 characters of letters, digits, '_', '-' or '.'"
+            );
+            return;
+        }
+        let mut asked = lock(&self.asked);
+        if !asked.iter().any(|k| k == key) {
+            asked.push(key.to_owned());
+        }
+    }
+
+    /// The context keys plugins asked the client for.
+    pub fn asked(&self) -> Vec<String> {
+        lock(&self.asked).clone()
     }
 
     /// Marks `instance` as running `hook` now.

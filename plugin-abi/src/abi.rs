@@ -235,6 +235,10 @@ pub trait Host: Send + Sync {
     /// milliseconds, without holding a thread (a rate limiter's penalty). Added in
     /// plugin-abi 1.1.0.
     fn delay_answer(&self, _ms: u64) {}
+    /// Tells the client that this request could go further with `key` in its
+    /// context (a second factor's `otp`): an `AuthenticationFailed` answer then lists
+    /// it in `ask`, so that a login page can show the field. Added in plugin-abi 1.2.0.
+    fn ask_for(&self, _key: RStr<'_>) {}
 }
 
 /// The host as handed to one hook call.

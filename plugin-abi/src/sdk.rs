@@ -287,6 +287,12 @@ impl<'a> Ctx<'a> {
     pub fn delay_answer(&self, ms: u64) {
         self.host.delay_answer(ms)
     }
+    /// Tells the client that this sign-in could go further with `key` in the request
+    /// context: an `AuthenticationFailed` answer lists it in `ask` (the `totp` plugin
+    /// asks for `otp`, so the forum's login page shows a field for the code).
+    pub fn ask_for(&self, key: &str) {
+        self.host.ask_for(key.into())
+    }
     fn store_write(&self, key: &str, value: ROption<RStr<'_>>) -> HookResult<()> {
         match self.host.store_set(key.into(), value) {
             ROk(()) => Ok(()),

@@ -43,6 +43,7 @@ pub struct TestHost {
     store: Mutex<BTreeMap<String, String>>,
     logs: Mutex<Vec<String>>,
     delay_ms: Mutex<u64>,
+    asked: Mutex<Vec<String>>,
 }
 
 impl TestHost {
@@ -56,6 +57,7 @@ impl TestHost {
             store: Mutex::default(),
             logs: Mutex::default(),
             delay_ms: Mutex::new(0),
+            asked: Mutex::default(),
         }
     }
 
@@ -124,6 +126,14 @@ impl TestHost {
     /// The answer delay the plugin asked for.
     pub fn delay_ms(&self) -> u64 {
         *self.delay_ms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The context keys the plugin asked the client for (`Ctx::ask_for`), in order.
+    pub fn asked(&self) -> Vec<String> {
+        self.asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -195,5 +205,11 @@ impl Host for TestHost {
     fn delay_answer(&self, ms: u64) {
         let mut d = self.delay_ms.lock().unwrap_or_else(PoisonError::into_inner);
         *d = (*d).max(ms);
+    }
+    fn ask_for(&self, key: RStr<'_>) {
+        let mut asked = self.asked.lock().unwrap_or_else(PoisonError::into_inner);
+        if !asked.iter().any(|k| k == key.as_str()) {
+            asked.push(key.to_string());
+        }
     }
 }

@@ -577,7 +577,7 @@ fn each_load_failure_is_one_line_naming_the_file_and_cause() {
     let s = Scratch::new("load-failures");
     s.write("bogus.so", "not an ELF file");
     let major = variant_plugin("abitwo", "2.0.0", |t| t);
-    let layout = variant_plugin("abilayout", "1.1.0", |t| {
+    let layout = variant_plugin("abilayout", "1.2.0", |t| {
         t.replace(
             "    pub login_attempts: i32,",
             "    pub login_attempts: u32,",
@@ -603,11 +603,11 @@ fn each_load_failure_is_one_line_naming_the_file_and_cause() {
         ),
         (
             major.display().to_string(),
-            format!("plugin {}: version mismatch: built against plugin-abi 2.0.0, this daemon speaks 1.1.0", major.display()),
+            format!("plugin {}: version mismatch: built against plugin-abi 2.0.0, this daemon speaks 1.2.0", major.display()),
         ),
         (
             layout.display().to_string(),
-            format!("plugin {}: ABI mismatch with plugin-abi 1.1.0 (plugin built against 1.1.0): ", layout.display()),
+            format!("plugin {}: ABI mismatch with plugin-abi 1.2.0 (plugin built against 1.2.0): ", layout.display()),
         ),
     ];
     for (library, expected) in cases {

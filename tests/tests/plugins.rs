@@ -258,10 +258,11 @@ fn totp_requires_a_fresh_right_code_from_enrolled_users() {
             json!({ "identifier": user, "secret": "Secret123", "context": ctx }),
         )
     };
+    // Refusals about the code ask the client for one (the forum shows the field).
     let failed = |reason: &str| {
         (
             "org.flaskbb.Auth.AuthenticationFailed".to_string(),
-            json!({ "reason": reason }),
+            json!({ "reason": reason, "ask": ["otp"] }),
         )
     };
     // Not enrolled: passes (require = false).

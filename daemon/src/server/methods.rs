@@ -150,14 +150,17 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Reply {
         AuthCall::Authenticate {
             identifier, secret, ..
         } => auth_reply(
+            &r2,
             manager.authenticate(&g, &r2, &identifier, &secret),
             |user| Reply::ok(json!({ "user": user })),
         ),
         AuthCall::Reauthenticate {
             user_id, secret, ..
-        } => auth_reply(manager.reauthenticate(&g, &r2, user_id, &secret), |()| {
-            Reply::empty()
-        }),
+        } => auth_reply(
+            &r2,
+            manager.reauthenticate(&g, &r2, user_id, &secret),
+            |()| Reply::empty(),
+        ),
     })
     .await
     .unwrap_or_else(|reply| reply);
@@ -169,13 +172,19 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Reply {
     reply
 }
 
-fn auth_reply<T>(r: Result<T, AuthError>, ok: impl FnOnce(T) -> Reply) -> Reply {
+fn auth_reply<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> Reply) -> Reply {
     match r {
         Ok(v) => ok(v),
-        Err(AuthError::Failed { reason }) => Reply::error(
-            &format!("{AUTH}.AuthenticationFailed"),
-            json!({ "reason": reason }),
-        ),
+        Err(AuthError::Failed { reason }) => {
+            // What plugins asked the client for (a second factor's `otp`), if anything.
+            let asked = req.asked();
+            let parameters = if asked.is_empty() {
+                json!({ "reason": reason })
+            } else {
+                json!({ "reason": reason, "ask": asked })
+            };
+            Reply::error(&format!("{AUTH}.AuthenticationFailed"), parameters)
+        }
         Err(AuthError::ForceLogout { reason }) => {
             Reply::error(&format!("{AUTH}.ForceLogout"), json!({ "reason": reason }))
         }

@@ -159,8 +159,13 @@ impl PostAuthenticationHandler for Totp {
             .context("otp")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default();
+        // Every refusal from here on is about the code: ask the forum for (another) one.
+        let refuse = |reason: &str| {
+            cx.ask_for("otp");
+            Err(HookError::stop(reason))
+        };
         if code.is_empty() {
-            return Err(HookError::stop(MISSING));
+            return refuse(MISSING);
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -178,7 +183,7 @@ impl PostAuthenticationHandler for Totp {
                 ) == code
             });
         let Some(step) = matched else {
-            return Err(HookError::stop(WRONG));
+            return refuse(WRONG);
         };
         let mut last = self.last_step.lock().unwrap_or_else(|e| e.into_inner());
         let stored = cx
@@ -186,7 +191,7 @@ impl PostAuthenticationHandler for Totp {
             .and_then(|s| s.parse::<u64>().ok());
         let used = last.get(&user.id).copied().max(stored);
         if used.is_some_and(|u| step <= u) {
-            return Err(HookError::stop(REUSED));
+            return refuse(REUSED);
         }
         last.insert(user.id, step);
         cx.store_set(&format!("last_step:{}", user.id), &step.to_string())
@@ -231,6 +236,33 @@ mod tests {
                 "SHA512 at {t}"
             );
         }
+    }
+
+    fn instance() -> Totp {
+        Totp {
+            config: Config::default(),
+            last_step: Mutex::new(HashMap::new()),
+        }
+    }
+
+    #[test]
+    fn refusals_about_the_code_ask_the_client_for_otp() {
+        use plugin_abi::testing::TestHost;
+        let user = TestHost::user(7, "cat");
+        let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        for otp in [None, Some("000000x")] {
+            let mut host = TestHost::new("totp").with_stored("secret:7", secret);
+            if let Some(code) = otp {
+                host = host.with_context("otp", code);
+            }
+            let refused = instance().handle_post_auth(&host.ctx(), &user);
+            assert!(matches!(refused, Err(HookError::StopAuthentication { .. })));
+            assert_eq!(host.asked(), ["otp"], "otp {otp:?}");
+        }
+        // A user without a secret passes, and nothing is asked of the client.
+        let host = TestHost::new("totp");
+        assert_eq!(instance().handle_post_auth(&host.ctx(), &user), Ok(()));
+        assert!(host.asked().is_empty());
     }
 
     #[test]
