@@ -1,112 +1,99 @@
-//! A real FlaskBB 2.0.2 (FlaskBB 2.2 needs Python 3.12, which these machines lack):
-//! installed once with the workplace's tool (`shared/tools/flaskbb-2.0.2` beside the
-//! checkout; `tool_candidates` says where else it is looked for) in a virtual
-//! environment under `target/`, and asked to make a database with its own commands. Also a current werkzeug, for its `scrypt:` hashes.
+//! A real FlaskBB 2.0.2 (FlaskBB 2.2 needs Python 3.12, which these machines lack),
+//! installed from PyPI by the bridge's own script
+//! (`bridges/flaskbb/testing/install-flaskbb.sh`) into `target/flaskbb-2.0.2`, with
+//! the bridge (`pip install ./bridges/flaskbb`), and asked to make databases with its
+//! own commands. Also a current werkzeug, for its `scrypt:` hashes.
 
-use std::{path::PathBuf, process::Command, sync::Mutex};
+use std::{
+    collections::hash_map::DefaultHasher,
+    hash::{Hash, Hasher},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
 
 use crate::{root, Backend};
 
-/// Where the workplace's FlaskBB tool is looked for, in order: `FLASKBBD_FLASKBB_TOOL`,
-/// `shared/tools/flaskbb-2.0.2` beside this checkout, and beside the repository this
-/// checkout was cloned from (a throw-away clone elsewhere still finds it).
-fn tool_candidates() -> Vec<PathBuf> {
-    const REL: &str = "../shared/tools/flaskbb-2.0.2";
-    let mut places: Vec<PathBuf> = std::env::var_os("FLASKBBD_FLASKBB_TOOL")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    places.push(root().join(REL));
-    let origin = Command::new("git")
-        .args(["config", "--get", "remote.origin.url"])
-        .current_dir(root())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    if let Some(origin) = origin {
-        let path = PathBuf::from(origin.strip_prefix("file://").unwrap_or(&origin));
-        if path.is_absolute() {
-            places.push(path.join(REL));
-        }
+/// The bridge's directory (its package, its test harness and its tests).
+pub fn bridge_dir() -> PathBuf {
+    root().join("bridges/flaskbb")
+}
+
+/// A fingerprint of the installer and its pins: a change reinstalls FlaskBB.
+fn installer_stamp() -> String {
+    let testing = bridge_dir().join("testing");
+    let mut h = DefaultHasher::new();
+    for file in ["install-flaskbb.sh", "flaskbb-2.0.2.txt"] {
+        std::fs::read(testing.join(file))
+            .unwrap_or_else(|e| panic!("reading {file}: {e}"))
+            .hash(&mut h);
     }
-    places
+    format!("{:016x}", h.finish())
 }
 
-/// The workplace's FlaskBB tool directory.
-fn tool() -> PathBuf {
-    let places = tool_candidates();
-    places
-        .iter()
-        .find(|t| t.join("install.sh").exists())
-        .cloned()
-        .unwrap_or_else(|| {
-            let searched: Vec<String> = places.iter().map(|p| p.display().to_string()).collect();
-            panic!(
-                "FlaskBB's install tool (install.sh) is missing; searched: {}. Set \
-                 FLASKBBD_FLASKBB_TOOL to the tools/flaskbb-2.0.2 directory.",
-                searched.join(", ")
-            )
-        })
-}
-
-/// FlaskBB's working directory (virtual environment and migrations), made once.
+/// FlaskBB's installation (`venv/` and `migrations/`), made once per installer
+/// version, with the bridge installed into it once per test process (so that it is
+/// always the working tree's).
 pub fn install() -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = root().join("target/flaskbb-2.0.2");
-    let ready = dir.join(".ready");
-    if !ready.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = Command::new("bash")
-            .arg(tool().join("install.sh"))
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "installing FlaskBB failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let pip = dir.join("venv/bin/pip");
-        let out = Command::new(&pip)
-            .args([
-                "install",
-                "-q",
-                "--no-cache-dir",
-                "--no-deps",
-                "psycopg2-binary==2.9.10",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "installing psycopg2 failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(&ready, "").unwrap();
-    }
-    dir
+    static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let dir = root().join("target/flaskbb-2.0.2");
+            let stamp = installer_stamp();
+            let ready = dir.join(".installed");
+            if std::fs::read_to_string(&ready).ok().as_deref() != Some(stamp.as_str()) {
+                let _ = std::fs::remove_dir_all(&dir);
+                run(
+                    Command::new("bash")
+                        .arg(bridge_dir().join("testing/install-flaskbb.sh"))
+                        .arg(&dir),
+                    "installing FlaskBB 2.0.2 (install-flaskbb.sh)",
+                );
+                std::fs::write(&ready, &stamp).expect("writing FlaskBB's install stamp");
+            }
+            // The README's command, as an operator runs it.
+            run(
+                Command::new(dir.join("venv/bin/pip"))
+                    .args([
+                        "install",
+                        "-q",
+                        "--disable-pip-version-check",
+                        "./bridges/flaskbb",
+                    ])
+                    .current_dir(root()),
+                "pip install ./bridges/flaskbb",
+            );
+            dir
+        })
+        .clone()
 }
 
-/// Makes a FlaskBB database at `uri` with FlaskBB's own commands: `admin` /
-/// `AdminPass123` (Administrator) and `alice` / `AlicePass123` (Member).
-pub fn make_database(uri: &str) {
-    let dir = install();
-    // setup_db.sh writes flaskbb.cfg into the working directory: one at a time.
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let out = Command::new("bash")
-        .arg(tool().join("setup_db.sh"))
-        .arg(&dir)
-        .arg(uri)
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     assert!(
         out.status.success(),
-        "FlaskBB could not make its database at {uri}:\n{}\n{}",
+        "{what} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes a FlaskBB database at `uri` with FlaskBB's own commands (its config goes in
+/// `dir`): `admin` / `AdminPass123` (Administrator) and `alice` / `AlicePass123`
+/// (Member).
+pub fn make_database(dir: &Path, uri: &str) {
+    let install = install();
+    run(
+        Command::new(install.join("venv/bin/python"))
+            .args(["-m", "testing.forum", "make", "--install"])
+            .arg(&install)
+            .arg("--dir")
+            .arg(dir.join("forum"))
+            .args(["--db", uri])
+            .current_dir(bridge_dir()),
+        &format!("making FlaskBB's database at {uri}"),
     );
 }
 
@@ -116,7 +103,7 @@ pub fn python(code: &str) -> String {
     let out = Command::new(dir.join("venv/bin/python"))
         .args(["-c", code])
         .output()
-        .unwrap();
+        .expect("FlaskBB's python runs");
     assert!(
         out.status.success(),
         "python failed:\n{}",
@@ -127,31 +114,16 @@ pub fn python(code: &str) -> String {
 
 /// A hash from a current werkzeug's `generate_password_hash` (scrypt by default).
 pub fn werkzeug_hash(password: &str) -> String {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = root().join("target/pyvenv-werkzeug");
-    if !venv.join(".ready").exists() {
-        assert!(Command::new("python3")
-            .args(["-m", "venv", venv.to_str().unwrap()])
-            .status()
-            .unwrap()
-            .success());
-        let out = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "werkzeug>=3"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pip install werkzeug failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(venv.join(".ready"), "").unwrap();
-    }
+    let venv = crate::python_venv("werkzeug", &["werkzeug>=3"]);
     let out = Command::new(venv.join("bin/python"))
         .args(["-c", "import sys; from werkzeug.security import generate_password_hash as g; print(g(sys.argv[1]))", password])
         .output()
-        .unwrap();
-    assert!(out.status.success());
+        .expect("werkzeug's python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -165,4 +137,43 @@ pub fn uri_for(
         Backend::Sqlite => format!("sqlite:///{}", scratch_path.join("forum.sqlite").display()),
         Backend::Postgres => pg_url(),
     }
+}
+
+/// Runs the bridge's test module `bridges/flaskbb/tests/<module>.py` with unittest in
+/// FlaskBB's virtualenv, against the debug daemon and plugins, on the tests' backend;
+/// fails unless every test in it ran and passed.
+pub fn bridge_tests(module: &str) {
+    let bin = crate::build();
+    let install = install();
+    let s = crate::Scratch::new(&format!("bridge-{module}"));
+    let out = Command::new(install.join("venv/bin/python"))
+        .args(["-m", "unittest", "-v", &format!("tests.{module}")])
+        .current_dir(bridge_dir())
+        .env("FLASKBBD_BIN", bin.join("flaskbbd"))
+        .env("FLASKBBD_PLUGIN_DIRS", &bin)
+        .env("FLASKBB_INSTALL", &install)
+        .env("FLASKBBD_TEST_SCRATCH", &s.path)
+        .env(
+            "FLASKBBD_TEST_DB",
+            match crate::backend() {
+                Backend::Sqlite => "sqlite",
+                Backend::Postgres => "postgres",
+            },
+        )
+        .env("FLASKBBD_TEST_PG", crate::pg_server())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("FlaskBB's python runs");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bridges/flaskbb/tests/{module}.py failed ({}); scratch kept in {}:\n{report}",
+        out.status,
+        s.path.display()
+    );
+    // Nothing skipped quietly: every test in the module ran and passed.
+    assert!(
+        report.lines().any(|l| l.starts_with("Ran ")) && report.trim_end().ends_with("OK"),
+        "{report}"
+    );
 }

@@ -268,6 +268,43 @@ fn write_if_changed(path: &Path, text: &str) {
     }
 }
 
+/// A Python virtual environment `target/pyvenv-<name>` with `packages` from PyPI,
+/// made once (again when the package list changes); returns its directory.
+pub fn python_venv(name: &str, packages: &[&str]) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = root().join(format!("target/pyvenv-{name}"));
+    let stamp = venv.join(".installed");
+    let wanted = packages.join("\n");
+    if fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = fs::remove_dir_all(&venv);
+        let out = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "python3 -m venv {}: {}",
+            venv.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(packages)
+            .output()
+            .expect("pip runs");
+        assert!(
+            out.status.success(),
+            "pip install {} failed:\n{}",
+            packages.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::write(&stamp, &wanted).expect("writing the venv's stamp");
+    }
+    venv
+}
+
 /// The database backend black-box tests run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

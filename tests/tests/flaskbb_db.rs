@@ -21,7 +21,7 @@ fn failed(reason: &str) -> (String, serde_json::Value) {
 /// A FlaskBB-made database and a daemon on it.
 fn forum(s: &Scratch, auth: &str) -> (TestDaemon, String) {
     let uri = flaskbb::uri_for(backend(), &s.path, || s.db_url());
-    flaskbb::make_database(&uri);
+    flaskbb::make_database(&s.path, &uri);
     let url = uri
         .replacen("sqlite:///", "sqlite:////", 1)
         .replace("sqlite://///", "sqlite:////");
@@ -176,6 +176,21 @@ fn passwords_set_through_the_daemon_are_ones_flaskbb_verifies() {
     assert_eq!(checks, "True True");
 }
 
+#[test]
+fn users_the_daemon_creates_carry_the_defaults_flaskbb_keeps_in_python() {
+    let s = Scratch::new("flaskbb-defaults");
+    let (d, _) = forum(&s, "");
+    d.add_user("dora", "DoraPass123", true);
+    // FlaskBB's model fills these in Python; its tables have no defaults. With a NULL
+    // post_count FlaskBB failed on the user's first post, after committing the topic.
+    let row = flaskbb_py(
+        &s,
+        "r = e.execute(\"SELECT post_count, language, lastseen IS NOT NULL FROM users WHERE username = 'dora'\").fetchone()\n\
+         print(r[0], r[1], bool(r[2]))",
+    );
+    assert_eq!(row, "0 en True");
+}
+
 /// The database URL in SQLAlchemy's spelling, for FlaskBB's Python.
 fn d_url(s: &Scratch) -> String {
     flaskbb::uri_for(backend(), &s.path, || s.db_url())
@@ -200,7 +215,7 @@ fn flaskbbs_own_password_check_still_accepts_what_the_daemon_did_not_rehash() {
 fn our_own_schema_refuses_a_flaskbb_database_and_flaskbb_schema_refuses_ours() {
     let s = Scratch::new("flaskbb-schema-guard");
     let uri = flaskbb::uri_for(backend(), &s.path, || s.db_url());
-    flaskbb::make_database(&uri);
+    flaskbb::make_database(&s.path, &uri);
     let url = uri
         .replacen("sqlite:///", "sqlite:////", 1)
         .replace("sqlite://///", "sqlite:////");

@@ -10,7 +10,7 @@ use std::{
 
 use flaskbbd_tests::{
     daemon::{err, TestDaemon},
-    root, text, Scratch,
+    python_venv, text, Scratch,
 };
 use serde_json::{json, Value};
 
@@ -361,35 +361,9 @@ fn sigterm_finishes_requests_in_flight_and_exits_zero() {
         .contains("SIGTERM: no new connections"));
 }
 
-/// A virtual environment with Python's `varlink` package from PyPI, made once.
-fn python_with_varlink() -> std::path::PathBuf {
-    let venv = root().join("target/pyvenv-varlink");
-    let python = venv.join("bin/python");
-    let ready = venv.join(".ready");
-    if !ready.exists() {
-        let ok = Command::new("python3")
-            .args(["-m", "venv", venv.to_str().unwrap()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "python3 -m venv failed");
-        let out = Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "varlink==31.0.0"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pip install varlink failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(&ready, "").unwrap();
-    }
-    python
-}
-
 #[test]
 fn pythons_varlink_package_calls_the_daemon() {
-    let python = python_with_varlink();
+    let python = python_venv("varlink", &["varlink==31.0.0"]).join("bin/python");
     let s = Scratch::new("python-varlink");
     let d = TestDaemon::start(&s, "");
     d.add_user("quinn", "Secret123", true);

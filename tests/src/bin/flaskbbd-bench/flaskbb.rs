@@ -20,15 +20,15 @@ pub fn against_flaskbb(args: &[String]) {
     let rounds = arg(args, "--rounds", 40) as usize;
     let s = Scratch::new("bench-flaskbb");
     let uri = flaskbb::uri_for(Backend::Sqlite, &s.path, || unreachable!());
-    flaskbb::make_database(&uri);
+    flaskbb::make_database(&s.path, &uri);
     let install = flaskbb::install();
     let script = s.write("flaskbb_pipeline.py", include_str!("flaskbb_pipeline.py"));
     let out = Command::new(install.join("venv/bin/python"))
         .arg(&script)
-        .arg(install.join("flaskbb.cfg"))
+        .arg(s.path.join("forum/flaskbb.cfg"))
         .arg(rounds.to_string())
         .arg(CONTENT)
-        .current_dir(&install)
+        .current_dir(s.path.join("forum"))
         .output()
         .expect("FlaskBB's python runs");
     assert!(
@@ -128,6 +128,59 @@ pub fn against_flaskbb(args: &[String]) {
             theirs[i] * 1e6,
             ours[i] * 1e6,
             theirs[i] / ours[i]
+        );
+    }
+}
+
+/// `flaskbbd-bench bridge [--rounds N]`: a login and a topic post over HTTP, on a
+/// plain FlaskBB and on one with the bridge (and the release daemon, built-ins only,
+/// lockout off so that the repeated logins are all the same work), same database,
+/// interleaved in one run (`bridges/flaskbb/testing/bench.py`).
+pub fn bridge(args: &[String]) {
+    let rounds = arg(args, "--rounds", 40);
+    let release = flaskbbd_tests::build_release();
+    let install = flaskbb::install();
+    let s = Scratch::new("bench-bridge");
+    let out = Command::new(install.join("venv/bin/python"))
+        .args(["-m", "testing.bench", "--install"])
+        .arg(&install)
+        .arg("--dir")
+        .arg(&s.path)
+        .arg("--daemon")
+        .arg(release.join("flaskbbd"))
+        .arg("--plugins")
+        .arg(&release)
+        .args(["--rounds", &rounds.to_string()])
+        .current_dir(flaskbb::bridge_dir())
+        .output()
+        .expect("FlaskBB's python runs");
+    assert!(
+        out.status.success(),
+        "the bridge benchmark failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: Value = serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .expect("the script prints its figures"),
+    )
+    .expect("the figures are JSON");
+    let m = &figures["median_ms"];
+    println!("FlaskBB 2.0.2 over HTTP (its own server), plain vs with the bridge, same database, {rounds} interleaved rounds, medians:");
+    println!(
+        "{:<34} {:>12} {:>12} {:>16}",
+        "request", "plain ms", "bridged ms", "bridged/plain"
+    );
+    for (name, key, ratio) in [
+        ("login (POST /auth/login)", "login", "login_ratio"),
+        ("new topic (POST /1/topic/new)", "post", "post_ratio"),
+    ] {
+        println!(
+            "{name:<34} {:>12.2} {:>12.2} {:>16.2}",
+            m[format!("{key}_plain")].as_f64().unwrap_or(f64::NAN),
+            m[format!("{key}_bridged")].as_f64().unwrap_or(f64::NAN),
+            figures[ratio].as_f64().unwrap_or(f64::NAN)
         );
     }
 }

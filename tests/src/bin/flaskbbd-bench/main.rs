@@ -17,6 +17,7 @@ const USAGE: &str = "usage: flaskbbd-bench <benchmark> [options]
   timing    [--cost N] [--rounds N]   unknown user vs wrong password
   events    [--seconds N]      PostSaveBefore through 5 plugins, 1/16/256 clients
   flaskbb   [--rounds N]       the same flows through FlaskBB's own pipeline
+  bridge    [--rounds N]       a FlaskBB login and topic post, plain vs through the bridge
   memory    [--starts N] [--connections N]   start-up time and RSS
   all                          every benchmark with its defaults";
 
@@ -29,6 +30,7 @@ fn main() {
         Some("timing") => auth::timing(rest),
         Some("events") => events::events(rest),
         Some("flaskbb") => flaskbb::against_flaskbb(rest),
+        Some("bridge") => flaskbb::bridge(rest),
         Some("memory") => memory::memory(rest),
         Some("all") => {
             dispatch::dispatch(&[]);
@@ -40,6 +42,8 @@ fn main() {
             events::events(&[]);
             println!();
             flaskbb::against_flaskbb(&[]);
+            println!();
+            flaskbb::bridge(&[]);
             println!();
             memory::memory(&[]);
         }

@@ -1,0 +1,28 @@
+//! The FlaskBB bridge (`bridges/flaskbb`), tested as a person uses a forum: a real
+//! FlaskBB 2.0.2 with the bridge installed (`pip install ./bridges/flaskbb`), its own
+//! HTTP server, a real daemon on the forum's database, and a browser with cookies and
+//! CSRF tokens. The tests themselves are Python (`bridges/flaskbb/tests/`, one module
+//! per test here); `flaskbb::bridge_tests` builds and installs what they need and runs
+//! them.
+
+use flaskbbd_tests::flaskbb::bridge_tests as python_tests;
+
+#[test]
+fn login_reauth_second_factor_and_force_logout() {
+    python_tests("test_login");
+}
+
+#[test]
+fn posts_and_topics_masked_rejected_and_announced() {
+    python_tests("test_posts");
+}
+
+#[test]
+fn daemon_away_failing_slow_or_misconfigured_fails_closed() {
+    python_tests("test_outage");
+}
+
+#[test]
+fn without_a_socket_the_bridge_stays_out_of_the_way() {
+    python_tests("test_inactive");
+}
