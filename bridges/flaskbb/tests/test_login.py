@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import unittest
 
+import sqlalchemy as sa
+
 from tests.support import AUDIT_PLUGIN, TRACE_PLUGIN, WRONG, Site, SiteTestCase, totp
 
 LOCKED = "Your account is currently locked out due to too many failed login attempts"
@@ -70,6 +72,19 @@ class Login(SiteTestCase):
         self.assertFalse(page.logged_in)
         self.assertEqual(site.snapshot()["users"], before)
 
+    def test_a_banned_member_cannot_log_in(self) -> None:
+        # FlaskBB itself lets members of a banned group log in; the daemon does not.
+        name, password = site.member()
+        with site.engine.begin() as c:
+            c.execute(
+                sa.text("UPDATE users SET primary_group_id = (SELECT id FROM groups WHERE banned = :t) WHERE username = :n"),
+                t=True,
+                n=name,
+            )
+        page = site.browser().login(name, password)
+        self.assertFalse(page.logged_in)
+        self.assertEqual(page.flash("danger"), ["Your account has been banned."])
+
     def test_the_daemons_lockout_locks_the_account(self) -> None:
         name, password = site.member()
         browser = site.browser()
@@ -98,6 +113,28 @@ class Login(SiteTestCase):
         page = browser.login(name, password, otp=totp(SECRET))
         self.assertTrue(page.logged_in, page)
         self.assertEqual(attempts(name), 0)
+
+
+class RateLimited(SiteTestCase):
+    """The daemon's per-address rate limit, fed by the address the bridge sends."""
+
+    TOO_MANY = "Too many failed login attempts from your address. Try again later."
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        site.configure_daemon(
+            TRACE_PLUGIN + '[[plugin]]\nname = "ratelimit"\nlibrary = "ratelimit"\n'
+            "config = { free_failures = 1, base_delay_ms = 100, max_delay_ms = 200, refuse_after = 3 }\n"
+        )
+
+    def test_failures_from_one_address_are_refused_after_a_while(self) -> None:
+        name, password = site.member()
+        browser = site.browser()
+        for _ in range(3):
+            self.assertEqual(browser.login(name, "wrong").flash("danger"), [WRONG])
+        page = browser.login(name, password)
+        self.assertFalse(page.logged_in)
+        self.assertEqual(page.flash("danger"), [self.TOO_MANY])
 
 
 class Reauth(SiteTestCase):
