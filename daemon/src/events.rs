@@ -1,13 +1,15 @@
-//! FlaskBB's event hooks: a save_before chain hands the post or topic from impl to impl
-//! and answers the final one, or `Rejected` naming the instance; the other events run
-//! every impl. Like authentication, a request commits its changes once at the end.
+//! FlaskBB's event hooks as clients fire them: an `org.flaskbb.Events` call runs its
+//! hook's chain (generated from the hook table: each event method is a hook), and
+//! commits the request's changes once at the end. A save_before chain hands the post
+//! or topic from impl to impl and answers the final one, or `Rejected` naming the
+//! instance; the other events run every impl.
 
+use flaskbbd_protocol::methods::EventCall;
 use plugin_abi::sdk::{HookError, Value};
 
 use crate::{
     chain::{ChainOutcome, Input},
     generation::Generation,
-    hook::Hook,
     proto::{convert, Post, Topic},
     request::Request,
 };
@@ -15,20 +17,150 @@ use crate::{
 /// How an event request ended, when not normally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
+    /// A `save_before` chain refused the save.
     #[error("instance {plugin:?} rejected the save: {reason}")]
-    Rejected { plugin: String, reason: String },
+    Rejected {
+        /// The instance that refused.
+        plugin: String,
+        /// Why, for the person who wrote the post.
+        reason: String,
+    },
+    /// A plugin or the store failed: the request failed closed.
     #[error("internal error: {message}")]
-    Internal { message: String },
+    Internal {
+        /// What failed, naming the instance and hook.
+        message: String,
+    },
 }
 
-fn finish<T>(
-    req: &Request,
-    hook: Hook,
-    o: ChainOutcome,
-    value: impl FnOnce(Value) -> T,
-) -> Result<T, EventError> {
+/// What an event answers: nothing, or the draft as its chain left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventAnswer {
+    /// An event whose result is ignored.
+    Nothing,
+    /// `PostSaveBefore`'s post, to be saved.
+    Post(Post),
+    /// `TopicSaveBefore`'s topic, to be saved.
+    Topic(Topic),
+}
+
+impl EventAnswer {
+    /// The chain's value in place of this draft, when it is one of the same kind (a
+    /// wrapper may have replaced the outcome with something else: then the draft as
+    /// sent stands).
+    fn replaced_by(self, value: Value) -> EventAnswer {
+        match (self, value) {
+            (EventAnswer::Post(_), Value::Post(p)) => EventAnswer::Post(convert::post_from_abi(&p)),
+            (EventAnswer::Topic(_), Value::Topic(t)) => {
+                EventAnswer::Topic(convert::topic_from_abi(&t))
+            }
+            (answer, _) => answer,
+        }
+    }
+}
+
+/// A wire argument as the chain takes it.
+macro_rules! to_abi {
+    (Post, $arg:ident) => {
+        convert::post_to_abi(&$arg)
+    };
+    (DraftPost, $arg:ident) => {
+        convert::post_to_abi(&$arg)
+    };
+    (Topic, $arg:ident) => {
+        convert::topic_to_abi(&$arg)
+    };
+    (DraftTopic, $arg:ident) => {
+        convert::topic_to_abi(&$arg)
+    };
+    ($kind:ident, $arg:ident) => {
+        $arg
+    };
+}
+
+/// An `Input` field from the converted argument: the draft is moved in, the rest lent.
+macro_rules! input_field {
+    (DraftPost, $arg:ident) => {
+        $arg
+    };
+    (DraftTopic, $arg:ident) => {
+        $arg
+    };
+    (Bool, $arg:ident) => {
+        $arg
+    };
+    ($kind:ident, $arg:ident) => {
+        &$arg
+    };
+}
+
+/// The answer before the chain runs: the draft as sent, or nothing.
+macro_rules! draft_answer {
+    (DraftPost, $arg:ident) => {
+        Some(EventAnswer::Post($arg.clone()))
+    };
+    (DraftTopic, $arg:ident) => {
+        Some(EventAnswer::Topic($arg.clone()))
+    };
+    ($kind:ident, $arg:ident) => {
+        None::<EventAnswer>
+    };
+}
+
+macro_rules! declare_fire {
+    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
+        declare_fire!(@scan [] $($prefix)* $($appended)*);
+    };
+    (@scan [$($events:tt)*]) => {
+        declare_fire!(@emit $($events)*);
+    };
+    (@scan $events:tt
+        $hook:ident {
+            name: $name:literal, constant: $constant:ident, method: $method:ident,
+            args: $args:tt, returns: $returns:ident,
+            firstresult: $first:literal, accepts: $accepts:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: none,
+            since: $since:literal, doc: $doc:literal $(,)?
+        },
+        $($rest:tt)*
+    ) => {
+        declare_fire!(@scan $events $($rest)*);
+    };
+    (@scan [$($events:tt)*]
+        $hook:ident {
+            name: $name:literal, constant: $constant:ident, method: $method:ident,
+            args: $args:tt, returns: $returns:ident,
+            firstresult: $first:literal, accepts: $accepts:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
+            since: $since:literal, doc: $doc:literal $(,)?
+        },
+        $($rest:tt)*
+    ) => {
+        declare_fire!(@scan [$($events)* ($hook $wire $args)] $($rest)*);
+    };
+    (@emit $(($hook:ident $wire:ident ($($arg:ident : $kind:ident),*)))*) => {
+        /// Runs the chain of the hook `call` fires, then commits the request's changes.
+        pub fn fire(g: &Generation, req: &Request, call: EventCall) -> Result<EventAnswer, EventError> {
+            match call {
+                $(
+                    EventCall::$wire { $($arg),* } => {
+                        let answer = None$(.or(draft_answer!($kind, $arg)))*.unwrap_or(EventAnswer::Nothing);
+                        $(let $arg = to_abi!($kind, $arg);)*
+                        let o = g.call(req, Input::$hook { $($arg: input_field!($kind, $arg)),* });
+                        finish(req, o).map(|v| answer.replaced_by(v))
+                    }
+                )*
+            }
+        }
+    };
+}
+
+flaskbbd_hooks::for_each_hook!(declare_fire);
+
+/// Maps a chain's outcome to the event's, and commits the request's changes.
+fn finish(req: &Request, o: ChainOutcome) -> Result<Value, EventError> {
     let answer = match o.result {
-        Ok(v) => Ok(value(v)),
+        Ok(v) => Ok(v),
         Err(HookError::Rejected { reason }) => Err(EventError::Rejected {
             plugin: o.decided_by.as_deref().unwrap_or("").to_owned(),
             reason,
@@ -39,6 +171,7 @@ fn finish<T>(
                 other => other.to_string(),
             };
             let instance = o.decided_by.as_deref().unwrap_or("-");
+            let hook = o.hook;
             tracing::error!(hook = hook.name(), instance, "{message}");
             Err(EventError::Internal {
                 message: format!("instance {instance:?} failed in {hook}: {message}"),
@@ -50,72 +183,4 @@ fn finish<T>(
         message: format!("the request's changes could not be saved: {e}"),
     })?;
     answer
-}
-
-/// `flaskbb_event_post_save_before`: the post as the chain left it.
-pub fn post_save_before(g: &Generation, req: &Request, post: &Post) -> Result<Post, EventError> {
-    let o = g.call(
-        req,
-        Input::PostSaveBefore {
-            post: convert::post_to_abi(post),
-        },
-    );
-    finish(req, Hook::PostSaveBefore, o, |v| match v {
-        Value::Post(p) => convert::post_from_abi(&p),
-        _ => post.clone(),
-    })
-}
-
-/// `flaskbb_event_post_save_after`.
-pub fn post_save_after(
-    g: &Generation,
-    req: &Request,
-    post: &Post,
-    is_new: bool,
-) -> Result<(), EventError> {
-    let abi = convert::post_to_abi(post);
-    let o = g.call(req, Input::PostSaveAfter { post: &abi, is_new });
-    finish(req, Hook::PostSaveAfter, o, drop)
-}
-
-/// `flaskbb_event_topic_save_before`: the topic as the chain left it.
-pub fn topic_save_before(
-    g: &Generation,
-    req: &Request,
-    topic: &Topic,
-) -> Result<Topic, EventError> {
-    let o = g.call(
-        req,
-        Input::TopicSaveBefore {
-            topic: convert::topic_to_abi(topic),
-        },
-    );
-    finish(req, Hook::TopicSaveBefore, o, |v| match v {
-        Value::Topic(t) => convert::topic_from_abi(&t),
-        _ => topic.clone(),
-    })
-}
-
-/// `flaskbb_event_topic_save_after`.
-pub fn topic_save_after(
-    g: &Generation,
-    req: &Request,
-    topic: &Topic,
-    is_new: bool,
-) -> Result<(), EventError> {
-    let abi = convert::topic_to_abi(topic);
-    let o = g.call(
-        req,
-        Input::TopicSaveAfter {
-            topic: &abi,
-            is_new,
-        },
-    );
-    finish(req, Hook::TopicSaveAfter, o, drop)
-}
-
-/// `flaskbb_event_user_registered`.
-pub fn user_registered(g: &Generation, req: &Request, username: &str) -> Result<(), EventError> {
-    let o = g.call(req, Input::UserRegistered { username });
-    finish(req, Hook::UserRegistered, o, drop)
 }

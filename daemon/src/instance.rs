@@ -51,60 +51,119 @@ fn not_implemented<T>() -> HookResult<T> {
     Err(HookError::NotImplemented)
 }
 
-/// One method per hook, with FlaskBB's arguments; unimplemented hooks answer
-/// `NotImplemented` and the chain skips them.
-#[allow(unused_variables)]
-pub trait Hooks: Send + Sync {
-    fn authenticate(
-        &self,
-        cx: &CallCx<'_>,
-        identifier: &str,
-        secret: &str,
-    ) -> HookResult<Option<abi::User>> {
-        not_implemented()
-    }
-    fn post_authenticate(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
-        not_implemented()
-    }
-    fn authentication_failed(&self, cx: &CallCx<'_>, identifier: &str) -> HookResult<()> {
-        not_implemented()
-    }
-    fn reauth_attempt(&self, cx: &CallCx<'_>, user: &abi::User, secret: &str) -> HookResult<bool> {
-        not_implemented()
-    }
-    fn post_reauth(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
-        not_implemented()
-    }
-    fn reauth_failed(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
-        not_implemented()
-    }
-    fn post_save_before(&self, cx: &CallCx<'_>, post: &abi::Post) -> HookResult<abi::Post> {
-        not_implemented()
-    }
-    fn post_save_after(&self, cx: &CallCx<'_>, post: &abi::Post, is_new: bool) -> HookResult<()> {
-        not_implemented()
-    }
-    fn topic_save_before(&self, cx: &CallCx<'_>, topic: &abi::Topic) -> HookResult<abi::Topic> {
-        not_implemented()
-    }
-    fn topic_save_after(
-        &self,
-        cx: &CallCx<'_>,
-        topic: &abi::Topic,
-        is_new: bool,
-    ) -> HookResult<()> {
-        not_implemented()
-    }
-    fn user_registered(&self, cx: &CallCx<'_>, username: &str) -> HookResult<()> {
-        not_implemented()
-    }
-    fn wrap_before(&self, cx: &CallCx<'_>, call: &HookCall) -> HookResult<()> {
-        not_implemented()
-    }
-    fn wrap_after(&self, cx: &CallCx<'_>, call: &HookCall, outcome: Outcome) -> Outcome {
-        outcome
-    }
+/// Runs `$body` with `$host`, the host API of the call `$cx`, for the plugin.
+macro_rules! with_host {
+    ($cx:ident, |$host:ident| $body:expr) => {{
+        let shim = HostShim { cx: $cx };
+        let $host = abi::Host_TO::from_ptr(&shim, TD_Opaque);
+        $body
+    }};
 }
+
+/// A hook argument's type in the daemon, by the hook table's argument kinds.
+macro_rules! host_arg {
+    (Str) => {
+        &str
+    };
+    (Secret) => {
+        &str
+    };
+    (User) => {
+        &abi::User
+    };
+    (Post) => {
+        &abi::Post
+    };
+    (Topic) => {
+        &abi::Topic
+    };
+    (DraftPost) => {
+        &abi::Post
+    };
+    (DraftTopic) => {
+        &abi::Topic
+    };
+    (Bool) => {
+        bool
+    };
+}
+
+/// A hook answer's type in the daemon, by the hook table's `returns`.
+macro_rules! host_returns {
+    (Nothing) => { () };
+    (User) => { Option<abi::User> };
+    (True) => { bool };
+    (Post) => { abi::Post };
+    (Topic) => { abi::Topic };
+}
+
+macro_rules! declare_hooks_trait {
+    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
+        declare_hooks_trait!(@rows $($prefix)* $($appended)*);
+    };
+    (@rows $(
+        $hook:ident {
+            name: $name:literal, constant: $constant:ident, method: $method:ident,
+            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
+            firstresult: $first:literal, accepts: $accepts:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
+            since: $since:literal, doc: $doc:literal $(,)?
+        },
+    )*) => {
+        /// One method per hook (generated from the hook table), with FlaskBB's
+        /// arguments; unimplemented hooks answer `NotImplemented` and the chain skips
+        /// them. Built-ins implement it natively, plugin instances through
+        /// [`PluginHooks`].
+        pub trait Hooks: Send + Sync {
+            $(
+                #[doc = $doc]
+                fn $method(
+                    &self,
+                    cx: &CallCx<'_>,
+                    $($arg: host_arg!($kind)),*
+                ) -> HookResult<host_returns!($returns)> {
+                    let _ = (cx, $($arg,)*);
+                    not_implemented()
+                }
+            )*
+            /// A wrapper's part before the chain.
+            fn wrap_before(&self, cx: &CallCx<'_>, call: &HookCall) -> HookResult<()> {
+                let _ = (cx, call);
+                not_implemented()
+            }
+            /// A wrapper's part after the chain: the outcome, or a replacement.
+            fn wrap_after(&self, cx: &CallCx<'_>, call: &HookCall, outcome: Outcome) -> Outcome {
+                let _ = (cx, call);
+                outcome
+            }
+        }
+
+        impl Hooks for PluginHooks {
+            $(
+                fn $method(
+                    &self,
+                    cx: &CallCx<'_>,
+                    $($arg: host_arg!($kind)),*
+                ) -> HookResult<host_returns!($returns)> {
+                    with_host!(cx, |h| from_abi(self.0.$method(h, $($arg.into()),*))
+                        .map(plugin_abi::sdk::FromAbi::from_abi))
+                }
+            )*
+            fn wrap_before(&self, cx: &CallCx<'_>, call: &HookCall) -> HookResult<()> {
+                with_host!(cx, |h| from_abi(self.0.wrap_before(h, call)))
+            }
+            fn wrap_after(&self, cx: &CallCx<'_>, call: &HookCall, outcome: Outcome) -> Outcome {
+                with_host!(cx, |h| Outcome::from_abi(&self.0.wrap_after(
+                    h,
+                    call,
+                    outcome.into_abi()
+                )))
+            }
+        }
+    };
+}
+
+flaskbbd_hooks::for_each_hook!(declare_hooks_trait);
 
 /// The host API for one plugin call.
 pub struct HostShim<'a> {
@@ -264,80 +323,5 @@ fn from_abi<T>(r: RResult<T, ErrorBox>) -> HookResult<T> {
     match r {
         ROk(v) => Ok(v),
         RErr(e) => Err(HookError::from_abi(&e)),
-    }
-}
-
-macro_rules! with_host {
-    ($cx:ident, |$host:ident| $body:expr) => {{
-        let shim = HostShim { cx: $cx };
-        let $host = abi::Host_TO::from_ptr(&shim, TD_Opaque);
-        $body
-    }};
-}
-
-impl Hooks for PluginHooks {
-    fn authenticate(
-        &self,
-        cx: &CallCx<'_>,
-        identifier: &str,
-        secret: &str,
-    ) -> HookResult<Option<abi::User>> {
-        with_host!(cx, |h| from_abi(self.0.authenticate(
-            h,
-            identifier.into(),
-            secret.into()
-        ))
-        .map(ROption::into_option))
-    }
-    fn post_authenticate(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
-        with_host!(cx, |h| from_abi(self.0.post_authenticate(h, user)))
-    }
-    fn authentication_failed(&self, cx: &CallCx<'_>, identifier: &str) -> HookResult<()> {
-        with_host!(cx, |h| from_abi(
-            self.0.authentication_failed(h, identifier.into())
-        ))
-    }
-    fn reauth_attempt(&self, cx: &CallCx<'_>, user: &abi::User, secret: &str) -> HookResult<bool> {
-        with_host!(cx, |h| from_abi(self.0.reauth_attempt(
-            h,
-            user,
-            secret.into()
-        )))
-    }
-    fn post_reauth(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
-        with_host!(cx, |h| from_abi(self.0.post_reauth(h, user)))
-    }
-    fn reauth_failed(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
-        with_host!(cx, |h| from_abi(self.0.reauth_failed(h, user)))
-    }
-    fn post_save_before(&self, cx: &CallCx<'_>, post: &abi::Post) -> HookResult<abi::Post> {
-        with_host!(cx, |h| from_abi(self.0.post_save_before(h, post)))
-    }
-    fn post_save_after(&self, cx: &CallCx<'_>, post: &abi::Post, is_new: bool) -> HookResult<()> {
-        with_host!(cx, |h| from_abi(self.0.post_save_after(h, post, is_new)))
-    }
-    fn topic_save_before(&self, cx: &CallCx<'_>, topic: &abi::Topic) -> HookResult<abi::Topic> {
-        with_host!(cx, |h| from_abi(self.0.topic_save_before(h, topic)))
-    }
-    fn topic_save_after(
-        &self,
-        cx: &CallCx<'_>,
-        topic: &abi::Topic,
-        is_new: bool,
-    ) -> HookResult<()> {
-        with_host!(cx, |h| from_abi(self.0.topic_save_after(h, topic, is_new)))
-    }
-    fn user_registered(&self, cx: &CallCx<'_>, username: &str) -> HookResult<()> {
-        with_host!(cx, |h| from_abi(self.0.user_registered(h, username.into())))
-    }
-    fn wrap_before(&self, cx: &CallCx<'_>, call: &HookCall) -> HookResult<()> {
-        with_host!(cx, |h| from_abi(self.0.wrap_before(h, call)))
-    }
-    fn wrap_after(&self, cx: &CallCx<'_>, call: &HookCall, outcome: Outcome) -> Outcome {
-        with_host!(cx, |h| Outcome::from_abi(&self.0.wrap_after(
-            h,
-            call,
-            outcome.into_abi()
-        )))
     }
 }

@@ -248,96 +248,122 @@ fn not_implemented<T>() -> RResult<T, ErrorBox> {
     RResult::RErr(AbiError::NotImplemented.boxed())
 }
 
-/// One plugin instance: one method per FlaskBB hook. Every method has a default body
-/// that answers `NotImplemented`, and methods after the last prefix field are optional
-/// in the vtable, so a plugin built against an older 1.x answers `NotImplemented` for
-/// hooks added later.
-#[sabi_trait]
-pub trait Plugin: Send + Sync {
-    /// `flaskbb_authenticate(identifier, secret)`: a user, or nothing to let the next try.
-    fn authenticate(
-        &self,
-        _host: HostRef<'_>,
-        _identifier: RStr<'_>,
-        _secret: RStr<'_>,
-    ) -> RResult<ROption<User>, ErrorBox> {
-        not_implemented()
-    }
-    /// `flaskbb_post_authenticate(user)`.
-    fn post_authenticate(&self, _host: HostRef<'_>, _user: &User) -> RResult<(), ErrorBox> {
-        not_implemented()
-    }
-    /// `flaskbb_authentication_failed(identifier)`.
-    fn authentication_failed(
-        &self,
-        _host: HostRef<'_>,
-        _identifier: RStr<'_>,
-    ) -> RResult<(), ErrorBox> {
-        not_implemented()
-    }
-    /// `flaskbb_reauth_attempt(user, secret)`: true, or false to let the next try.
-    fn reauth_attempt(
-        &self,
-        _host: HostRef<'_>,
-        _user: &User,
-        _secret: RStr<'_>,
-    ) -> RResult<bool, ErrorBox> {
-        not_implemented()
-    }
-    /// `flaskbb_post_reauth(user)`.
-    fn post_reauth(&self, _host: HostRef<'_>, _user: &User) -> RResult<(), ErrorBox> {
-        not_implemented()
-    }
-    /// `flaskbb_reauth_failed(user)`.
-    fn reauth_failed(&self, _host: HostRef<'_>, _user: &User) -> RResult<(), ErrorBox> {
-        not_implemented()
-    }
-    /// `flaskbb_event_post_save_before(post)`: the post, possibly changed.
-    fn post_save_before(&self, _host: HostRef<'_>, _post: &Post) -> RResult<Post, ErrorBox> {
-        not_implemented()
-    }
-    /// `flaskbb_event_post_save_after(post, is_new)`.
-    fn post_save_after(
-        &self,
-        _host: HostRef<'_>,
-        _post: &Post,
-        _is_new: bool,
-    ) -> RResult<(), ErrorBox> {
-        not_implemented()
-    }
-    /// `flaskbb_event_topic_save_before(topic)`: the topic, possibly changed.
-    fn topic_save_before(&self, _host: HostRef<'_>, _topic: &Topic) -> RResult<Topic, ErrorBox> {
-        not_implemented()
-    }
-    /// `flaskbb_event_topic_save_after(topic, is_new)`.
-    fn topic_save_after(
-        &self,
-        _host: HostRef<'_>,
-        _topic: &Topic,
-        _is_new: bool,
-    ) -> RResult<(), ErrorBox> {
-        not_implemented()
-    }
-    /// A wrapper's part before the chain runs. An error here ends the call.
-    fn wrap_before(&self, _host: HostRef<'_>, _call: &HookCall) -> RResult<(), ErrorBox> {
-        not_implemented()
-    }
-    /// A wrapper's part after the chain ran: sees the outcome and returns it, or a
-    /// replacement.
-    #[sabi(last_prefix_field)]
-    fn wrap_after(
-        &self,
-        _host: HostRef<'_>,
-        _call: &HookCall,
-        outcome: WrapOutcome,
-    ) -> WrapOutcome {
-        outcome
-    }
-    /// `flaskbb_event_user_registered(username)`. Added in plugin-abi 1.1.0.
-    fn user_registered(&self, _host: HostRef<'_>, _username: RStr<'_>) -> RResult<(), ErrorBox> {
-        not_implemented()
-    }
+/// The types of a hook's arguments in the vtable, by the hook table's argument kinds.
+pub mod arg {
+    use abi_stable::std_types::RStr;
+
+    /// Text the client sent.
+    pub type Str<'a> = RStr<'a>;
+    /// The password.
+    pub type Secret<'a> = RStr<'a>;
+    /// A forum user.
+    pub type User<'a> = &'a super::User;
+    /// A post as saved.
+    pub type Post<'a> = &'a super::Post;
+    /// A topic as saved.
+    pub type Topic<'a> = &'a super::Topic;
+    /// A post about to be saved.
+    pub type DraftPost<'a> = &'a super::Post;
+    /// A topic about to be saved.
+    pub type DraftTopic<'a> = &'a super::Topic;
+    /// A flag (the vtable writes it `bool`: see `declare_plugin_trait`).
+    pub type Bool<'a> = bool;
 }
+
+/// The types of a hook's answer in the vtable, by the hook table's `returns`.
+pub mod ret {
+    use abi_stable::std_types::ROption;
+
+    /// Nothing (the chain ignores results).
+    pub type Nothing = ();
+    /// A firstresult hook's user, or nothing to let the next impl try.
+    pub type User = ROption<super::User>;
+    /// A firstresult hook's `true`, or `false` to let the next impl try.
+    pub type True = bool;
+    /// The post, possibly changed.
+    pub type Post = super::Post;
+    /// The topic, possibly changed.
+    pub type Topic = super::Topic;
+}
+
+// The trait is built by munching the table into method signatures first and handing
+// the finished body to `#[sabi_trait]` (an attribute sees its input before any macro
+// in it expands). A `Bool` argument is written `bool`: abi_stable counts a function's
+// lifetimes from its syntax, and `arg::Bool<'_>` would add one that 1.0's `bool` did
+// not have (the layout check then refuses 1.0 plugins).
+macro_rules! declare_plugin_trait {
+    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
+        declare_plugin_trait!(@rows [] $($prefix)* @wrappers $($appended)*);
+    };
+    (@rows [$($methods:tt)*]) => {
+        /// One plugin instance: one method per FlaskBB hook (generated from the hook
+        /// table in `flaskbbd-hooks`), and a wrapper's two parts. Every method has a
+        /// default body that answers `NotImplemented`, and methods after the last
+        /// prefix field are optional in the vtable, so a plugin built against an older
+        /// 1.x answers `NotImplemented` for hooks added later.
+        #[sabi_trait]
+        pub trait Plugin: Send + Sync {
+            $($methods)*
+        }
+    };
+    // The wrapper's parts sit between 1.0's hooks and the hooks added later.
+    (@rows [$($methods:tt)*] @wrappers $($rest:tt)*) => {
+        declare_plugin_trait!(@rows [
+            $($methods)*
+            /// A wrapper's part before the chain runs. An error here ends the call.
+            fn wrap_before(&self, _host: HostRef<'_>, _call: &HookCall) -> RResult<(), ErrorBox> {
+                not_implemented()
+            }
+            /// A wrapper's part after the chain ran: sees the outcome and returns it, or
+            /// a replacement.
+            #[sabi(last_prefix_field)]
+            fn wrap_after(
+                &self,
+                _host: HostRef<'_>,
+                _call: &HookCall,
+                outcome: WrapOutcome,
+            ) -> WrapOutcome {
+                outcome
+            }
+        ] $($rest)*);
+    };
+    (@rows $methods:tt
+        $hook:ident {
+            name: $name:literal, constant: $constant:ident, method: $method:ident,
+            args: ($($args:tt)*), returns: $returns:ident,
+            firstresult: $first:literal, accepts: $accepts:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
+            since: $since:literal, doc: $doc:literal $(,)?
+        },
+        $($rest:tt)*
+    ) => {
+        declare_plugin_trait!(@params $methods [$method $returns $since $doc] [] [] $($args)* , ; $($rest)*);
+    };
+    // A row's arguments are done: emit its method, go on with the rows.
+    (@params [$($methods:tt)*] [$method:ident $returns:ident $since:literal $doc:literal]
+        [$($params:tt)*] [$($names:tt)*] ; $($rest:tt)*) => {
+        declare_plugin_trait!(@rows [
+            $($methods)*
+            #[doc = $doc]
+            #[doc = concat!("\n\nSince plugin-abi ", $since, ".")]
+            fn $method(&self, _host: HostRef<'_>, $($params)*) -> RResult<ret::$returns, ErrorBox> {
+                let _ = ($($names)*);
+                not_implemented()
+            }
+        ] $($rest)*);
+    };
+    (@params $methods:tt $meta:tt $params:tt $names:tt , $($more:tt)*) => {
+        declare_plugin_trait!(@params $methods $meta $params $names $($more)*);
+    };
+    (@params $methods:tt $meta:tt [$($params:tt)*] [$($names:tt)*] $arg:ident : Bool $($more:tt)*) => {
+        declare_plugin_trait!(@params $methods $meta [$($params)* $arg: bool,] [$($names)* $arg,] $($more)*);
+    };
+    (@params $methods:tt $meta:tt [$($params:tt)*] [$($names:tt)*] $arg:ident : $kind:ident $($more:tt)*) => {
+        declare_plugin_trait!(@params $methods $meta [$($params)* $arg: arg::$kind<'_>,] [$($names)* $arg,] $($more)*);
+    };
+}
+
+flaskbbd_hooks::for_each_hook!(declare_plugin_trait);
 
 /// A plugin instance as the daemon holds it.
 pub type PluginBox = Plugin_TO<'static, RBox<()>>;

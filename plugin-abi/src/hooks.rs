@@ -1,29 +1,124 @@
-//! FlaskBB's hook names, exactly as `flaskbb.plugins.spec` spells them, and what the
-//! daemon needs to know of each.
+//! FlaskBB's hooks as plugins meet them: [`Hook`], each hook's name exactly as
+//! `flaskbb.plugins.spec` spells it, and what its chain does with answers and errors.
+//! Generated from the table in `flaskbbd-hooks` (`for_each_hook!`), like the ABI's
+//! vtable and the SDK's traits.
 
-pub const AUTHENTICATE: &str = "flaskbb_authenticate";
-pub const POST_AUTHENTICATE: &str = "flaskbb_post_authenticate";
-pub const AUTHENTICATION_FAILED: &str = "flaskbb_authentication_failed";
-pub const REAUTH_ATTEMPT: &str = "flaskbb_reauth_attempt";
-pub const POST_REAUTH: &str = "flaskbb_post_reauth";
-pub const REAUTH_FAILED: &str = "flaskbb_reauth_failed";
-pub const POST_SAVE_BEFORE: &str = "flaskbb_event_post_save_before";
-pub const POST_SAVE_AFTER: &str = "flaskbb_event_post_save_after";
-pub const TOPIC_SAVE_BEFORE: &str = "flaskbb_event_topic_save_before";
-pub const TOPIC_SAVE_AFTER: &str = "flaskbb_event_topic_save_after";
-pub const USER_REGISTERED: &str = "flaskbb_event_user_registered";
+/// The control-flow error that ends a hook's chain with its reason. Any other error
+/// from an impl ends the chain too, but fails the request closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepts {
+    /// `StopAuthentication`: the login (or reauthentication) is refused.
+    Stop,
+    /// `ForceLogout`: the client must log the user out.
+    ForceLogout,
+    /// `Rejected`: the save must not happen.
+    Rejected,
+    /// No control-flow error: every impl runs.
+    Nothing,
+}
 
-/// Every hook, in the order of FlaskBB's spec.
-pub const ALL: &[&str] = &[
-    AUTHENTICATE,
-    POST_AUTHENTICATE,
-    AUTHENTICATION_FAILED,
-    REAUTH_ATTEMPT,
-    POST_REAUTH,
-    REAUTH_FAILED,
-    POST_SAVE_BEFORE,
-    POST_SAVE_AFTER,
-    TOPIC_SAVE_BEFORE,
-    TOPIC_SAVE_AFTER,
-    USER_REGISTERED,
-];
+/// What an impl's answer contributes to its hook's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returns {
+    /// Nothing: the chain ignores results.
+    Nothing,
+    /// A user (a `firstresult` answer), or nothing to let the next impl try.
+    User,
+    /// `true` (a `firstresult` answer), or `false` to let the next impl try.
+    True,
+    /// The post, possibly changed, handed to the next impl.
+    Post,
+    /// The topic, possibly changed, handed to the next impl.
+    Topic,
+}
+
+macro_rules! declare_hooks {
+    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
+        declare_hooks!(@rows $($prefix)* $($appended)*);
+    };
+    (@rows $(
+        $hook:ident {
+            name: $name:literal,
+            constant: $constant:ident,
+            method: $method:ident,
+            args: ($($arg:ident : $kind:ident),*),
+            returns: $returns:ident,
+            firstresult: $firstresult:literal,
+            accepts: $accepts:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident,
+            wire: $wire:ident,
+            since: $since:literal,
+            doc: $doc:literal $(,)?
+        },
+    )*) => {
+        $(
+            #[doc = concat!("`", $name, "`.")]
+            pub const $constant: &str = $name;
+        )*
+
+        /// Every hook's name, in the order of the hook table.
+        pub const ALL: &[&str] = &[$($name),*];
+
+        /// One FlaskBB hook.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Hook {
+            $(
+                #[doc = $doc]
+                $hook,
+            )*
+        }
+
+        impl Hook {
+            /// Every hook, in the order of the hook table.
+            pub const ALL: [Hook; [$($name),*].len()] = [$(Hook::$hook),*];
+
+            /// FlaskBB's name, e.g. `flaskbb_authenticate`.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Hook::$hook => $name,)*
+                }
+            }
+
+            /// The hook called `name`.
+            pub fn from_name(name: &str) -> Option<Hook> {
+                Hook::ALL.into_iter().find(|h| h.name() == name)
+            }
+
+            /// pluggy's `firstresult`: the chain stops at the first answer.
+            pub const fn firstresult(self) -> bool {
+                match self {
+                    $(Hook::$hook => $firstresult,)*
+                }
+            }
+
+            /// The control-flow error that ends this hook's chain with its reason.
+            pub const fn accepts(self) -> Accepts {
+                match self {
+                    $(Hook::$hook => Accepts::$accepts,)*
+                }
+            }
+
+            /// What an impl's answer contributes to the chain.
+            pub const fn returns(self) -> Returns {
+                match self {
+                    $(Hook::$hook => Returns::$returns,)*
+                }
+            }
+
+            /// The plugin-abi version that added the hook.
+            pub const fn since(self) -> &'static str {
+                match self {
+                    $(Hook::$hook => $since,)*
+                }
+            }
+        }
+    };
+}
+
+flaskbbd_hooks::for_each_hook!(declare_hooks);
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -19,12 +19,10 @@ pub mod testing;
 /// Everything a plugin's source file needs: `use plugin_abi::prelude::*;`.
 pub mod prelude {
     pub use crate::export_plugin;
+    pub use crate::sdk::hook_traits::*;
     pub use crate::sdk::{
-        AuthenticationFailureHandler, AuthenticationProvider, Ctx, HookCall, HookError, HookOrder,
-        HookResult, HookWrapper, Init, LogLevel, Outcome, PluginInstance, Post,
-        PostAuthenticationHandler, PostReauthenticateHandler, PostSaveAfterHandler,
-        PostSaveBeforeHandler, ReauthenticateFailureHandler, ReauthenticateProvider, Tier, Topic,
-        TopicSaveAfterHandler, TopicSaveBeforeHandler, User, UserRegisteredHandler, Value,
+        Ctx, HookCall, HookError, HookOrder, HookResult, HookWrapper, Init, LogLevel, Outcome,
+        PluginInstance, Post, Tier, Topic, User, Value,
     };
 }
 

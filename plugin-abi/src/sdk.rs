@@ -393,78 +393,144 @@ pub trait PluginInstance: Sized + Send + Sync + 'static {
     fn new(init: &Init) -> Result<Self, String>;
 }
 
-/// `flaskbb_authenticate`: finds and checks a user. `Ok(None)` lets the next provider
-/// try; `Err(HookError::stop(..))` ends authentication.
-pub trait AuthenticationProvider: Send + Sync {
-    const ORDER: HookOrder = HookOrder::NORMAL;
-    fn authenticate(
-        &self,
-        cx: &Ctx<'_>,
-        identifier: &str,
-        secret: &str,
-    ) -> HookResult<Option<User>>;
+/// A hook argument's type in the SDK, by the hook table's argument kinds
+/// (`flaskbbd-hooks`): `sdk_arg!(Str)` is `&str`. For plugins that implement hooks
+/// from the table itself, as `scripted` implements every hook.
+#[macro_export]
+macro_rules! sdk_arg {
+    (Str) => {
+        &str
+    };
+    (Secret) => {
+        &str
+    };
+    (User) => {
+        &$crate::sdk::User
+    };
+    (Post) => {
+        &$crate::sdk::Post
+    };
+    (Topic) => {
+        &$crate::sdk::Topic
+    };
+    (DraftPost) => {
+        $crate::sdk::Post
+    };
+    (DraftTopic) => {
+        $crate::sdk::Topic
+    };
+    (Bool) => {
+        bool
+    };
 }
 
-/// `flaskbb_post_authenticate`: runs after a provider found the user; may still refuse
-/// with `StopAuthentication`.
-pub trait PostAuthenticationHandler: Send + Sync {
-    const ORDER: HookOrder = HookOrder::NORMAL;
-    fn handle_post_auth(&self, cx: &Ctx<'_>, user: &User) -> HookResult<()>;
+/// A hook answer's type in the SDK, by the hook table's `returns`: `sdk_returns!(User)`
+/// is `Option<User>`.
+#[macro_export]
+macro_rules! sdk_returns {
+    (Nothing) => { () };
+    (User) => { Option<$crate::sdk::User> };
+    (True) => { bool };
+    (Post) => { $crate::sdk::Post };
+    (Topic) => { $crate::sdk::Topic };
 }
 
-/// `flaskbb_authentication_failed`: runs when authentication was stopped.
-pub trait AuthenticationFailureHandler: Send + Sync {
-    const ORDER: HookOrder = HookOrder::NORMAL;
-    fn handle_authentication_failure(&self, cx: &Ctx<'_>, identifier: &str) -> HookResult<()>;
+macro_rules! declare_sdk_traits {
+    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
+        declare_sdk_traits!(@rows $($prefix)* $($appended)*);
+    };
+    (@rows $(
+        $hook:ident {
+            name: $name:literal, constant: $constant:ident, method: $method:ident,
+            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
+            firstresult: $first:literal, accepts: $accepts:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
+            since: $since:literal, doc: $doc:literal $(,)?
+        },
+    )*) => {
+        $(
+            #[doc = $doc]
+            #[doc = concat!(
+                "\n\nImplement it and list `", stringify!($sdk_trait),
+                "` in `export_plugin!`'s `hooks`. Since plugin-abi ", $since, "."
+            )]
+            pub trait $sdk_trait: Send + Sync {
+                /// The impl's place in its chain unless `flaskbb.toml` says otherwise.
+                const ORDER: HookOrder = HookOrder::NORMAL;
+                #[doc = concat!("The impl of `", $name, "`.")]
+                fn $sdk_method(
+                    &self,
+                    cx: &Ctx<'_>,
+                    $($arg: crate::sdk_arg!($kind)),*
+                ) -> HookResult<crate::sdk_returns!($returns)>;
+            }
+        )*
+
+        /// Every hook's SDK trait, for the prelude.
+        pub mod hook_traits {
+            pub use super::{$($sdk_trait),*};
+        }
+    };
 }
 
-/// `flaskbb_reauth_attempt`: `Ok(true)` confirms, `Ok(false)` lets the next try.
-pub trait ReauthenticateProvider: Send + Sync {
-    const ORDER: HookOrder = HookOrder::NORMAL;
-    fn reauthenticate(&self, cx: &Ctx<'_>, user: &User, secret: &str) -> HookResult<bool>;
+flaskbbd_hooks::for_each_hook!(declare_sdk_traits);
+
+/// Converts a hook's argument from its vtable type to its SDK type (`RStr` to `&str`,
+/// a draft post to an owned one); the identity otherwise.
+#[doc(hidden)]
+pub trait FromAbi<A> {
+    /// The conversion.
+    fn from_abi(a: A) -> Self;
 }
 
-/// `flaskbb_post_reauth`: runs after a successful reauth attempt; may still refuse.
-pub trait PostReauthenticateHandler: Send + Sync {
-    const ORDER: HookOrder = HookOrder::NORMAL;
-    fn handle_post_reauth(&self, cx: &Ctx<'_>, user: &User) -> HookResult<()>;
+impl<T> FromAbi<T> for T {
+    fn from_abi(a: T) -> T {
+        a
+    }
 }
 
-/// `flaskbb_reauth_failed`: runs when reauthentication failed; may answer `ForceLogout`.
-pub trait ReauthenticateFailureHandler: Send + Sync {
-    const ORDER: HookOrder = HookOrder::NORMAL;
-    fn handle_reauth_failure(&self, cx: &Ctx<'_>, user: &User) -> HookResult<()>;
+impl<'a> FromAbi<RStr<'a>> for &'a str {
+    fn from_abi(a: RStr<'a>) -> &'a str {
+        a.as_str()
+    }
 }
 
-/// `flaskbb_event_post_save_before`: returns the post, possibly changed; `Rejected`
-/// stops the save.
-pub trait PostSaveBeforeHandler: Send + Sync {
-    const ORDER: HookOrder = HookOrder::NORMAL;
-    fn post_save_before(&self, cx: &Ctx<'_>, post: Post) -> HookResult<Post>;
+impl<'a> FromAbi<&'a Post> for Post {
+    fn from_abi(a: &'a Post) -> Post {
+        a.clone()
+    }
 }
 
-/// `flaskbb_event_post_save_after`.
-pub trait PostSaveAfterHandler: Send + Sync {
-    const ORDER: HookOrder = HookOrder::NORMAL;
-    fn post_save_after(&self, cx: &Ctx<'_>, post: &Post, is_new: bool) -> HookResult<()>;
+impl<'a> FromAbi<&'a Topic> for Topic {
+    fn from_abi(a: &'a Topic) -> Topic {
+        a.clone()
+    }
 }
 
-/// `flaskbb_event_topic_save_before`: returns the topic, possibly changed.
-pub trait TopicSaveBeforeHandler: Send + Sync {
-    const ORDER: HookOrder = HookOrder::NORMAL;
-    fn topic_save_before(&self, cx: &Ctx<'_>, topic: Topic) -> HookResult<Topic>;
+impl<T> FromAbi<ROption<T>> for Option<T> {
+    fn from_abi(a: ROption<T>) -> Option<T> {
+        a.into_option()
+    }
 }
 
-/// `flaskbb_event_topic_save_after`.
-pub trait TopicSaveAfterHandler: Send + Sync {
-    const ORDER: HookOrder = HookOrder::NORMAL;
-    fn topic_save_after(&self, cx: &Ctx<'_>, topic: &Topic, is_new: bool) -> HookResult<()>;
+/// Converts a hook's answer from its SDK type to its vtable type (`Option` to
+/// `ROption`); the identity otherwise.
+#[doc(hidden)]
+pub trait IntoAbi<A> {
+    /// The conversion.
+    fn into_abi(self) -> A;
 }
 
-/// `flaskbb_event_user_registered`.
-pub trait UserRegisteredHandler: Send + Sync {
-    const ORDER: HookOrder = HookOrder::NORMAL;
-    fn user_registered(&self, cx: &Ctx<'_>, username: &str) -> HookResult<()>;
+impl<T> IntoAbi<T> for T {
+    fn into_abi(self) -> T {
+        self
+    }
+}
+
+impl<T> IntoAbi<ROption<T>> for Option<T> {
+    fn into_abi(self) -> ROption<T> {
+        self.into()
+    }
 }
 
 /// A wrapper around whole chains (pluggy's hookwrapper): `before` runs before the
@@ -641,224 +707,66 @@ macro_rules! __flaskbbd_decls {
     };
 }
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __flaskbbd_hook_name {
-    (AuthenticationProvider) => {
-        $crate::hooks::AUTHENTICATE
+macro_rules! declare_export_helpers {
+    (pass: [$d:tt], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
+        declare_export_helpers!(@rows $d $($prefix)* $($appended)*);
     };
-    (PostAuthenticationHandler) => {
-        $crate::hooks::POST_AUTHENTICATE
-    };
-    (AuthenticationFailureHandler) => {
-        $crate::hooks::AUTHENTICATION_FAILED
-    };
-    (ReauthenticateProvider) => {
-        $crate::hooks::REAUTH_ATTEMPT
-    };
-    (PostReauthenticateHandler) => {
-        $crate::hooks::POST_REAUTH
-    };
-    (ReauthenticateFailureHandler) => {
-        $crate::hooks::REAUTH_FAILED
-    };
-    (PostSaveBeforeHandler) => {
-        $crate::hooks::POST_SAVE_BEFORE
-    };
-    (PostSaveAfterHandler) => {
-        $crate::hooks::POST_SAVE_AFTER
-    };
-    (TopicSaveBeforeHandler) => {
-        $crate::hooks::TOPIC_SAVE_BEFORE
-    };
-    (TopicSaveAfterHandler) => {
-        $crate::hooks::TOPIC_SAVE_AFTER
-    };
-    (UserRegisteredHandler) => {
-        $crate::hooks::USER_REGISTERED
+    (@rows $d:tt $(
+        $hook:ident {
+            name: $name:literal, constant: $constant:ident, method: $method:ident,
+            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
+            firstresult: $first:literal, accepts: $accepts:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
+            since: $since:literal, doc: $doc:literal $(,)?
+        },
+    )*) => {
+        /// The hook an SDK trait implements, by the trait's name (for the manifest).
+        #[doc(hidden)]
+        #[macro_export]
+        macro_rules! __flaskbbd_hook_name {
+            $(
+                ($sdk_trait) => { $crate::hooks::$constant };
+            )*
+        }
+
+        /// The vtable methods of an SDK trait: each converts its arguments, calls the
+        /// plugin's impl inside `guard` (a panic becomes an error), converts back.
+        #[doc(hidden)]
+        #[macro_export]
+        macro_rules! __flaskbbd_methods {
+            $(
+                ($sdk_trait, $d ty:ty) => {
+                    fn $method(
+                        &self,
+                        host: $crate::abi::HostRef<'_>,
+                        $($arg: $crate::abi::arg::$kind<'_>),*
+                    ) -> $crate::reexports::RResult<$crate::abi::ret::$returns, $crate::abi::ErrorBox> {
+                        let cx = $crate::sdk::Ctx::new(host);
+                        $crate::sdk::guard(|| {
+                            <$d ty as $crate::sdk::$sdk_trait>::$sdk_method(
+                                &self.0,
+                                &cx,
+                                $($crate::sdk::FromAbi::from_abi($arg)),*
+                            )
+                            .map($crate::sdk::IntoAbi::into_abi)
+                        })
+                    }
+                };
+            )*
+            (HookWrapper, $d ty:ty) => {
+                $crate::__flaskbbd_wrapper_methods!($d ty);
+            };
+        }
     };
 }
 
+flaskbbd_hooks::for_each_hook!(declare_export_helpers, $);
+
+/// The vtable methods of [`HookWrapper`].
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __flaskbbd_methods {
-    (AuthenticationProvider, $ty:ty) => {
-        fn authenticate(
-            &self,
-            host: $crate::abi::HostRef<'_>,
-            identifier: $crate::reexports::RStr<'_>,
-            secret: $crate::reexports::RStr<'_>,
-        ) -> $crate::reexports::RResult<
-            $crate::reexports::ROption<$crate::abi::User>,
-            $crate::abi::ErrorBox,
-        > {
-            let cx = $crate::sdk::Ctx::new(host);
-            $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::AuthenticationProvider>::authenticate(
-                    &self.0,
-                    &cx,
-                    identifier.as_str(),
-                    secret.as_str(),
-                )
-                .map($crate::sdk::ropt)
-            })
-        }
-    };
-    (PostAuthenticationHandler, $ty:ty) => {
-        fn post_authenticate(
-            &self,
-            host: $crate::abi::HostRef<'_>,
-            user: &$crate::abi::User,
-        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
-            let cx = $crate::sdk::Ctx::new(host);
-            $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::PostAuthenticationHandler>::handle_post_auth(
-                    &self.0, &cx, user,
-                )
-            })
-        }
-    };
-    (AuthenticationFailureHandler, $ty:ty) => {
-        fn authentication_failed(
-            &self,
-            host: $crate::abi::HostRef<'_>,
-            identifier: $crate::reexports::RStr<'_>,
-        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
-            let cx = $crate::sdk::Ctx::new(host);
-            $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::AuthenticationFailureHandler>::handle_authentication_failure(
-                    &self.0,
-                    &cx,
-                    identifier.as_str(),
-                )
-            })
-        }
-    };
-    (ReauthenticateProvider, $ty:ty) => {
-        fn reauth_attempt(
-            &self,
-            host: $crate::abi::HostRef<'_>,
-            user: &$crate::abi::User,
-            secret: $crate::reexports::RStr<'_>,
-        ) -> $crate::reexports::RResult<bool, $crate::abi::ErrorBox> {
-            let cx = $crate::sdk::Ctx::new(host);
-            $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::ReauthenticateProvider>::reauthenticate(
-                    &self.0,
-                    &cx,
-                    user,
-                    secret.as_str(),
-                )
-            })
-        }
-    };
-    (PostReauthenticateHandler, $ty:ty) => {
-        fn post_reauth(
-            &self,
-            host: $crate::abi::HostRef<'_>,
-            user: &$crate::abi::User,
-        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
-            let cx = $crate::sdk::Ctx::new(host);
-            $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::PostReauthenticateHandler>::handle_post_reauth(
-                    &self.0, &cx, user,
-                )
-            })
-        }
-    };
-    (ReauthenticateFailureHandler, $ty:ty) => {
-        fn reauth_failed(
-            &self,
-            host: $crate::abi::HostRef<'_>,
-            user: &$crate::abi::User,
-        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
-            let cx = $crate::sdk::Ctx::new(host);
-            $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::ReauthenticateFailureHandler>::handle_reauth_failure(
-                    &self.0, &cx, user,
-                )
-            })
-        }
-    };
-    (PostSaveBeforeHandler, $ty:ty) => {
-        fn post_save_before(
-            &self,
-            host: $crate::abi::HostRef<'_>,
-            post: &$crate::abi::Post,
-        ) -> $crate::reexports::RResult<$crate::abi::Post, $crate::abi::ErrorBox> {
-            let cx = $crate::sdk::Ctx::new(host);
-            $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::PostSaveBeforeHandler>::post_save_before(
-                    &self.0,
-                    &cx,
-                    post.clone(),
-                )
-            })
-        }
-    };
-    (PostSaveAfterHandler, $ty:ty) => {
-        fn post_save_after(
-            &self,
-            host: $crate::abi::HostRef<'_>,
-            post: &$crate::abi::Post,
-            is_new: bool,
-        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
-            let cx = $crate::sdk::Ctx::new(host);
-            $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::PostSaveAfterHandler>::post_save_after(
-                    &self.0, &cx, post, is_new,
-                )
-            })
-        }
-    };
-    (TopicSaveBeforeHandler, $ty:ty) => {
-        fn topic_save_before(
-            &self,
-            host: $crate::abi::HostRef<'_>,
-            topic: &$crate::abi::Topic,
-        ) -> $crate::reexports::RResult<$crate::abi::Topic, $crate::abi::ErrorBox> {
-            let cx = $crate::sdk::Ctx::new(host);
-            $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::TopicSaveBeforeHandler>::topic_save_before(
-                    &self.0,
-                    &cx,
-                    topic.clone(),
-                )
-            })
-        }
-    };
-    (TopicSaveAfterHandler, $ty:ty) => {
-        fn topic_save_after(
-            &self,
-            host: $crate::abi::HostRef<'_>,
-            topic: &$crate::abi::Topic,
-            is_new: bool,
-        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
-            let cx = $crate::sdk::Ctx::new(host);
-            $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::TopicSaveAfterHandler>::topic_save_after(
-                    &self.0, &cx, topic, is_new,
-                )
-            })
-        }
-    };
-    (UserRegisteredHandler, $ty:ty) => {
-        fn user_registered(
-            &self,
-            host: $crate::abi::HostRef<'_>,
-            username: $crate::reexports::RStr<'_>,
-        ) -> $crate::reexports::RResult<(), $crate::abi::ErrorBox> {
-            let cx = $crate::sdk::Ctx::new(host);
-            $crate::sdk::guard(|| {
-                <$ty as $crate::sdk::UserRegisteredHandler>::user_registered(
-                    &self.0,
-                    &cx,
-                    username.as_str(),
-                )
-            })
-        }
-    };
-    (HookWrapper, $ty:ty) => {
+macro_rules! __flaskbbd_wrapper_methods {
+    ($ty:ty) => {
         fn wrap_before(
             &self,
             host: $crate::abi::HostRef<'_>,

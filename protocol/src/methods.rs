@@ -2,7 +2,7 @@
 //! `org.flaskbb.Admin`, each with its parameters checked and typed: [`parse`] is all
 //! the request parsing there is, so the daemon's handlers only ever see valid input.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::{
     types::{Context, Post, Topic},
@@ -68,38 +68,103 @@ pub enum AuthCall {
     },
 }
 
-/// A call of `org.flaskbb.Events`.
-pub enum EventCall {
-    /// `flaskbb_event_post_save_before`: the chain may change or reject the post.
-    PostSaveBefore {
-        /// The post about to be saved.
-        post: Post,
-    },
-    /// `flaskbb_event_post_save_after`.
-    PostSaveAfter {
-        /// The post as saved.
-        post: Post,
-        /// Whether the post was created (not edited).
-        is_new: bool,
-    },
-    /// `flaskbb_event_topic_save_before`: the chain may change or reject the topic.
-    TopicSaveBefore {
-        /// The topic about to be saved.
-        topic: Topic,
-    },
-    /// `flaskbb_event_topic_save_after`.
-    TopicSaveAfter {
-        /// The topic as saved.
-        topic: Topic,
-        /// Whether the topic was created (not edited).
-        is_new: bool,
-    },
-    /// `flaskbb_event_user_registered`.
-    UserRegistered {
-        /// The new user's name.
-        username: String,
-    },
+/// An event argument's type on the wire, by the hook table's argument kinds.
+macro_rules! wire_arg {
+    (Str) => {
+        String
+    };
+    (Bool) => {
+        bool
+    };
+    (Post) => {
+        Post
+    };
+    (DraftPost) => {
+        Post
+    };
+    (Topic) => {
+        Topic
+    };
+    (DraftTopic) => {
+        Topic
+    };
 }
+
+// `org.flaskbb.Events` has one method per hook whose row in the hook table names one
+// (`wire`); this collects those rows, then declares the calls and their parsing.
+macro_rules! declare_event_calls {
+    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
+        declare_event_calls!(@scan [] $($prefix)* $($appended)*);
+    };
+    (@scan [$($events:tt)*]) => {
+        declare_event_calls!(@emit $($events)*);
+    };
+    (@scan $events:tt
+        $hook:ident {
+            name: $name:literal, constant: $constant:ident, method: $method:ident,
+            args: $args:tt, returns: $returns:ident,
+            firstresult: $first:literal, accepts: $accepts:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: none,
+            since: $since:literal, doc: $doc:literal $(,)?
+        },
+        $($rest:tt)*
+    ) => {
+        declare_event_calls!(@scan $events $($rest)*);
+    };
+    (@scan [$($events:tt)*]
+        $hook:ident {
+            name: $name:literal, constant: $constant:ident, method: $method:ident,
+            args: $args:tt, returns: $returns:ident,
+            firstresult: $first:literal, accepts: $accepts:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
+            since: $since:literal, doc: $doc:literal $(,)?
+        },
+        $($rest:tt)*
+    ) => {
+        declare_event_calls!(@scan [$($events)* ($wire $doc $args)] $($rest)*);
+    };
+    (@emit $(($wire:ident $doc:literal ($($arg:ident : $kind:ident),*)))*) => {
+        /// A call of `org.flaskbb.Events`: one method per hook a client fires,
+        /// generated from the hook table in `flaskbbd-hooks`.
+        pub enum EventCall {
+            $(
+                #[doc = $doc]
+                $wire {
+                    $(
+                        #[doc = concat!("The hook's `", stringify!($arg), "`.")]
+                        $arg: wire_arg!($kind),
+                    )*
+                },
+            )*
+        }
+
+        impl EventCall {
+            /// The method's name in `org.flaskbb.Events`.
+            pub fn method(&self) -> &'static str {
+                match self {
+                    $(EventCall::$wire { .. } => stringify!($wire),)*
+                }
+            }
+
+            /// The call of `org.flaskbb.Events.<method>` with these parameters; `None`
+            /// when the interface has no such method.
+            fn parse(method: &str, parameters: Option<Value>) -> Option<Result<EventCall, Reply>> {
+                match method {
+                    $(
+                        stringify!($wire) => Some((|| {
+                            #[allow(unused_mut)]
+                            let mut p = Params::new(parameters, &[$(stringify!($arg)),*])?;
+                            Ok(EventCall::$wire { $($arg: p.req(stringify!($arg))?),* })
+                        })()),
+                    )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+flaskbbd_hooks::for_each_hook!(declare_event_calls);
 
 /// A call of `org.flaskbb.Admin`.
 pub enum AdminCall {
@@ -164,6 +229,15 @@ pub fn parse(call: Call) -> Result<Method, Reply> {
         parameters,
         ..
     } = call;
+    if interface == EVENTS {
+        return match EventCall::parse(&method, parameters) {
+            Some(call) => call.map(Method::Events),
+            None => Err(Reply::error(
+                errors::METHOD_NOT_FOUND,
+                json!({ "method": format!("{interface}.{method}") }),
+            )),
+        };
+    }
     // The parameters a method takes; any other is refused by name.
     let params = |known: &[&str]| Params::new(parameters, known);
     Ok(match (interface.as_str(), method.as_str()) {
@@ -192,29 +266,6 @@ pub fn parse(call: Call) -> Result<Method, Reply> {
                 context: p.opt("context")?.unwrap_or_default(),
             })
         }
-        (EVENTS, "PostSaveBefore") => Method::Events(EventCall::PostSaveBefore {
-            post: params(&["post"])?.req("post")?,
-        }),
-        (EVENTS, "PostSaveAfter") => {
-            let mut p = params(&["post", "is_new"])?;
-            Method::Events(EventCall::PostSaveAfter {
-                post: p.req("post")?,
-                is_new: p.req("is_new")?,
-            })
-        }
-        (EVENTS, "TopicSaveBefore") => Method::Events(EventCall::TopicSaveBefore {
-            topic: params(&["topic"])?.req("topic")?,
-        }),
-        (EVENTS, "TopicSaveAfter") => {
-            let mut p = params(&["topic", "is_new"])?;
-            Method::Events(EventCall::TopicSaveAfter {
-                topic: p.req("topic")?,
-                is_new: p.req("is_new")?,
-            })
-        }
-        (EVENTS, "UserRegistered") => Method::Events(EventCall::UserRegistered {
-            username: params(&["username"])?.req("username")?,
-        }),
         (ADMIN, "CreateUser") => {
             let mut p = params(&["username", "email", "password", "activated"])?;
             let username: String = p.req("username")?;

@@ -225,7 +225,9 @@ pub fn variant_plugin(name: &str, version: &str, patch: impl Fn(String) -> Strin
         &format!(
             "[package]\nname = \"flaskbbd-plugin-abi\"\nversion = \"{version}\"\nedition = \"2021\"\n[lib]\nname = \"plugin_abi\"\n\
              [dependencies]\nabi_stable = {{ version = \"0.11.3\", default-features = false }}\n\
-             serde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\n"
+             serde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\n\
+             flaskbbd-hooks = {{ path = {:?} }}\n",
+            root().join("hooks").display().to_string()
         ),
     );
     let plugin = dir.join("plugin");

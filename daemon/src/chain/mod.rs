@@ -16,6 +16,8 @@ use std::{
     time::Instant,
 };
 
+use serde_json::json;
+
 use plugin_abi::{
     abi::{self, HookCall, Tier},
     sdk::{HookError, HookResult, Outcome, Value},
@@ -44,104 +46,199 @@ pub struct Chain {
     pub impls: Vec<Entry>,
 }
 
-/// A hook's arguments.
-pub enum Input<'a> {
-    Authenticate {
-        identifier: &'a str,
-        secret: &'a str,
-    },
-    PostAuthenticate {
-        user: &'a abi::User,
-    },
-    AuthenticationFailed {
-        identifier: &'a str,
-    },
-    ReauthAttempt {
-        user: &'a abi::User,
-        secret: &'a str,
-    },
-    PostReauth {
-        user: &'a abi::User,
-    },
-    ReauthFailed {
-        user: &'a abi::User,
-    },
-    PostSaveBefore {
-        post: abi::Post,
-    },
-    PostSaveAfter {
-        post: &'a abi::Post,
-        is_new: bool,
-    },
-    TopicSaveBefore {
-        topic: abi::Topic,
-    },
-    TopicSaveAfter {
-        topic: &'a abi::Topic,
-        is_new: bool,
-    },
-    UserRegistered {
-        username: &'a str,
-    },
+/// An `Input` field's type, by the hook table's argument kinds: references to what
+/// the caller holds, except the draft a save_before chain starts from, which it owns.
+macro_rules! input_arg {
+    ($l:lifetime, Str) => { &$l str };
+    ($l:lifetime, Secret) => { &$l str };
+    ($l:lifetime, User) => { &$l abi::User };
+    ($l:lifetime, Post) => { &$l abi::Post };
+    ($l:lifetime, Topic) => { &$l abi::Topic };
+    ($l:lifetime, DraftPost) => { abi::Post };
+    ($l:lifetime, DraftTopic) => { abi::Topic };
+    ($l:lifetime, Bool) => { bool };
 }
 
-impl Input<'_> {
-    /// The hook these are the arguments of.
-    pub fn hook(&self) -> Hook {
-        match self {
-            Input::Authenticate { .. } => Hook::Authenticate,
-            Input::PostAuthenticate { .. } => Hook::PostAuthenticate,
-            Input::AuthenticationFailed { .. } => Hook::AuthenticationFailed,
-            Input::ReauthAttempt { .. } => Hook::ReauthAttempt,
-            Input::PostReauth { .. } => Hook::PostReauth,
-            Input::ReauthFailed { .. } => Hook::ReauthFailed,
-            Input::PostSaveBefore { .. } => Hook::PostSaveBefore,
-            Input::PostSaveAfter { .. } => Hook::PostSaveAfter,
-            Input::TopicSaveBefore { .. } => Hook::TopicSaveBefore,
-            Input::TopicSaveAfter { .. } => Hook::TopicSaveAfter,
-            Input::UserRegistered { .. } => Hook::UserRegistered,
+/// One argument handed to an impl: the caller's, or for a draft the chain's current
+/// value (what the impl before returned).
+macro_rules! impl_arg {
+    (DraftPost, $arg:ident, $value:ident) => {{
+        let _ = $arg;
+        match $value {
+            Value::Post(p) => p,
+            _ => return Ok(None),
         }
-    }
+    }};
+    (DraftTopic, $arg:ident, $value:ident) => {{
+        let _ = $arg;
+        match $value {
+            Value::Topic(t) => t,
+            _ => return Ok(None),
+        }
+    }};
+    ($kind:ident, $arg:ident, $value:ident) => {
+        *$arg
+    };
+}
 
-    /// The arguments as JSON for wrappers: never the secret.
-    fn args_json(&self) -> String {
-        use serde_json::json;
-        let user = |u: &abi::User| json!({ "id": u.id, "username": u.username.as_str() });
-        match self {
-            Input::Authenticate { identifier, .. } | Input::AuthenticationFailed { identifier } => {
-                json!({ "identifier": identifier })
-            }
-            Input::PostAuthenticate { user: u }
-            | Input::ReauthAttempt { user: u, .. }
-            | Input::PostReauth { user: u }
-            | Input::ReauthFailed { user: u } => json!({ "user": user(u) }),
-            Input::PostSaveBefore { post } => json!({ "post": { "id": post.id.into_option(), "topic_id": post.topic_id.into_option() } }),
-            Input::PostSaveAfter { post, is_new } => {
-                json!({ "post": { "id": post.id.into_option(), "topic_id": post.topic_id.into_option() }, "is_new": is_new })
-            }
-            Input::TopicSaveBefore { topic } => json!({ "topic": { "id": topic.id.into_option(), "title": topic.title.as_str() } }),
-            Input::TopicSaveAfter { topic, is_new } => {
-                json!({ "topic": { "id": topic.id.into_option(), "title": topic.title.as_str() }, "is_new": is_new })
-            }
-            Input::UserRegistered { username } => json!({ "username": username }),
-        }
-        .to_string()
-    }
+/// The value a chain starts from, when the argument is its draft.
+macro_rules! draft_value {
+    (DraftPost, $arg:ident) => {
+        Some(Value::Post($arg.clone()))
+    };
+    (DraftTopic, $arg:ident) => {
+        Some(Value::Topic($arg.clone()))
+    };
+    ($kind:ident, $arg:ident) => {{
+        let _ = $arg;
+        None
+    }};
+}
 
-    /// The value a chain starts from: save_before hooks thread their object through.
-    fn initial_value(&self) -> Value {
-        match self {
-            Input::PostSaveBefore { post } => Value::Post(post.clone()),
-            Input::TopicSaveBefore { topic } => Value::Topic(topic.clone()),
-            _ => Value::Nothing,
+/// One argument as a wrapper sees it in the call's JSON; never the secret.
+macro_rules! arg_json {
+    ($map:ident, Secret, $arg:ident) => {
+        let _ = $arg;
+    };
+    ($map:ident, User, $arg:ident) => {
+        $map.insert(
+            stringify!($arg).into(),
+            json!({ "id": $arg.id, "username": $arg.username.as_str() }),
+        );
+    };
+    ($map:ident, Post, $arg:ident) => {
+        $map.insert(
+            stringify!($arg).into(),
+            json!({ "id": $arg.id.into_option(), "topic_id": $arg.topic_id.into_option() }),
+        );
+    };
+    ($map:ident, DraftPost, $arg:ident) => {
+        arg_json!($map, Post, $arg);
+    };
+    ($map:ident, Topic, $arg:ident) => {
+        $map.insert(
+            stringify!($arg).into(),
+            json!({ "id": $arg.id.into_option(), "title": $arg.title.as_str() }),
+        );
+    };
+    ($map:ident, DraftTopic, $arg:ident) => {
+        arg_json!($map, Topic, $arg);
+    };
+    ($map:ident, $kind:ident, $arg:ident) => {
+        $map.insert(stringify!($arg).into(), json!($arg));
+    };
+}
+
+macro_rules! declare_inputs {
+    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
+        declare_inputs!(@rows $($prefix)* $($appended)*);
+    };
+    (@rows $(
+        $hook:ident {
+            name: $name:literal, constant: $constant:ident, method: $method:ident,
+            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
+            firstresult: $first:literal, accepts: $accepts:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
+            since: $since:literal, doc: $doc:literal $(,)?
+        },
+    )*) => {
+        /// A hook's arguments (one variant per hook of the hook table).
+        pub enum Input<'a> {
+            $(
+                #[doc = $doc]
+                $hook { $($arg: input_arg!('a, $kind)),* },
+            )*
         }
+
+        impl Input<'_> {
+            /// The hook these are the arguments of.
+            pub fn hook(&self) -> Hook {
+                match self {
+                    $(Input::$hook { .. } => Hook::$hook,)*
+                }
+            }
+
+            /// The arguments as JSON for wrappers: never the secret.
+            fn args_json(&self) -> String {
+                let mut map = serde_json::Map::new();
+                match self {
+                    $(Input::$hook { $($arg),* } => { $(arg_json!(map, $kind, $arg);)* })*
+                }
+                serde_json::Value::Object(map).to_string()
+            }
+
+            /// The value a chain starts from: save_before hooks thread their draft
+            /// through.
+            fn initial_value(&self) -> Value {
+                match self {
+                    $(Input::$hook { $($arg),* } => {
+                        None$(.or(draft_value!($kind, $arg)))*.unwrap_or(Value::Nothing)
+                    })*
+                }
+            }
+        }
+
+        /// Calls the impl's method for this hook; `Some` is a value for the chain.
+        fn dispatch(
+            h: &dyn crate::instance::Hooks,
+            cx: &CallCx<'_>,
+            input: &Input<'_>,
+            value: &Value,
+        ) -> HookResult<Option<Value>> {
+            Ok(match input {
+                $(Input::$hook { $($arg),* } => {
+                    ChainValue::into_value(h.$method(cx, $(impl_arg!($kind, $arg, value)),*)?)
+                })*
+            })
+        }
+    };
+}
+
+flaskbbd_hooks::for_each_hook!(declare_inputs);
+
+/// What an impl's answer contributes to its chain.
+trait ChainValue {
+    fn into_value(self) -> Option<Value>;
+}
+
+impl ChainValue for () {
+    fn into_value(self) -> Option<Value> {
+        None
+    }
+}
+
+impl ChainValue for Option<abi::User> {
+    fn into_value(self) -> Option<Value> {
+        self.map(Value::User)
+    }
+}
+
+impl ChainValue for bool {
+    fn into_value(self) -> Option<Value> {
+        self.then_some(Value::True)
+    }
+}
+
+impl ChainValue for abi::Post {
+    fn into_value(self) -> Option<Value> {
+        Some(Value::Post(self))
+    }
+}
+
+impl ChainValue for abi::Topic {
+    fn into_value(self) -> Option<Value> {
+        Some(Value::Topic(self))
     }
 }
 
 /// What a chain call produced and who decided it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChainOutcome {
+    /// The hook whose chain this is the outcome of.
+    pub hook: Hook,
+    /// The chain's value, or the error that ended it.
     pub result: Result<Value, HookError>,
+    /// The instance whose answer or error decided the outcome, if one did.
     pub decided_by: Option<Arc<str>>,
 }
 
@@ -178,6 +275,7 @@ impl Chain {
                 Ok(()) | Err(HookError::NotImplemented) => entered += 1,
                 Err(e) => {
                     outcome = Some(ChainOutcome {
+                        hook: self.hook,
                         result: Err(as_failure(self.hook, e)),
                         decided_by: Some(w.instance.name.clone()),
                     });
@@ -211,10 +309,12 @@ impl Chain {
             req.leave();
             outcome = match after {
                 Ok(o) => ChainOutcome {
+                    hook: self.hook,
                     decided_by: o.decided_by.map(Arc::from),
                     result: o.result.map_err(|e| as_failure(self.hook, e)),
                 },
                 Err(p) => ChainOutcome {
+                    hook: self.hook,
                     result: Err(HookError::failed(panic_text(p))),
                     decided_by: Some(instance.name.clone()),
                 },
@@ -269,6 +369,7 @@ impl Chain {
             match r {
                 Ok(Some(v)) if self.hook.firstresult() => {
                     return ChainOutcome {
+                        hook: self.hook,
                         result: Ok(v),
                         decided_by: Some(e.instance.name.clone()),
                     };
@@ -277,6 +378,7 @@ impl Chain {
                 Ok(None) | Err(HookError::NotImplemented) => {}
                 Err(err) => {
                     return ChainOutcome {
+                        hook: self.hook,
                         result: Err(as_failure(self.hook, err)),
                         decided_by: Some(e.instance.name.clone()),
                     };
@@ -284,6 +386,7 @@ impl Chain {
             }
         }
         ChainOutcome {
+            hook: self.hook,
             result: Ok(value),
             decided_by: None,
         }
@@ -324,42 +427,4 @@ fn as_failure(hook: Hook, e: HookError) -> HookError {
     } else {
         HookError::failed(format!("returned {e}, which {hook} does not accept"))
     }
-}
-
-/// Calls the impl's method for this hook; `Some` is a value for the chain.
-fn dispatch(
-    h: &dyn crate::instance::Hooks,
-    cx: &CallCx<'_>,
-    input: &Input<'_>,
-    value: &Value,
-) -> HookResult<Option<Value>> {
-    Ok(match input {
-        Input::Authenticate { identifier, secret } => {
-            h.authenticate(cx, identifier, secret)?.map(Value::User)
-        }
-        Input::PostAuthenticate { user } => h.post_authenticate(cx, user).map(|()| None)?,
-        Input::AuthenticationFailed { identifier } => {
-            h.authentication_failed(cx, identifier).map(|()| None)?
-        }
-        Input::ReauthAttempt { user, secret } => {
-            h.reauth_attempt(cx, user, secret)?.then_some(Value::True)
-        }
-        Input::PostReauth { user } => h.post_reauth(cx, user).map(|()| None)?,
-        Input::ReauthFailed { user } => h.reauth_failed(cx, user).map(|()| None)?,
-        Input::PostSaveBefore { .. } => match value {
-            Value::Post(p) => Some(Value::Post(h.post_save_before(cx, p)?)),
-            _ => None,
-        },
-        Input::PostSaveAfter { post, is_new } => {
-            h.post_save_after(cx, post, *is_new).map(|()| None)?
-        }
-        Input::TopicSaveBefore { .. } => match value {
-            Value::Topic(t) => Some(Value::Topic(h.topic_save_before(cx, t)?)),
-            _ => None,
-        },
-        Input::TopicSaveAfter { topic, is_new } => {
-            h.topic_save_after(cx, topic, *is_new).map(|()| None)?
-        }
-        Input::UserRegistered { username } => h.user_registered(cx, username).map(|()| None)?,
-    })
 }

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     auth::{AuthError, AuthenticationManager, ReauthenticateManager},
-    events::{self, EventError},
+    events::{self, EventAnswer, EventError},
     executor::ExecError,
     proto::Context,
     request::Request,
@@ -192,46 +192,18 @@ fn auth_reply<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> R
     }
 }
 
-fn event_reply<T>(r: Result<T, EventError>, ok: impl FnOnce(T) -> Reply) -> Reply {
-    match r {
-        Ok(v) => ok(v),
+async fn event(d: &Arc<Daemon>, call: EventCall) -> Reply {
+    let req = Request::new(d.store.clone(), Context::new());
+    let (g, r2) = (d.generation(), req.clone());
+    run_request(d, EVENTS, req, move || match events::fire(&g, &r2, call) {
+        Ok(EventAnswer::Nothing) => Reply::empty(),
+        Ok(EventAnswer::Post(post)) => Reply::ok(json!({ "post": post })),
+        Ok(EventAnswer::Topic(topic)) => Reply::ok(json!({ "topic": topic })),
         Err(EventError::Rejected { plugin, reason }) => Reply::error(
             &format!("{EVENTS}.Rejected"),
             json!({ "plugin": plugin, "reason": reason }),
         ),
         Err(EventError::Internal { message }) => internal(EVENTS, message),
-    }
-}
-
-async fn event(d: &Arc<Daemon>, call: EventCall) -> Reply {
-    let req = Request::new(d.store.clone(), Context::new());
-    let (g, r2) = (d.generation(), req.clone());
-    run_request(d, EVENTS, req, move || match call {
-        EventCall::PostSaveBefore { post } => {
-            event_reply(events::post_save_before(&g, &r2, &post), |post| {
-                Reply::ok(json!({ "post": post }))
-            })
-        }
-        EventCall::PostSaveAfter { post, is_new } => {
-            event_reply(events::post_save_after(&g, &r2, &post, is_new), |()| {
-                Reply::empty()
-            })
-        }
-        EventCall::TopicSaveBefore { topic } => {
-            event_reply(events::topic_save_before(&g, &r2, &topic), |topic| {
-                Reply::ok(json!({ "topic": topic }))
-            })
-        }
-        EventCall::TopicSaveAfter { topic, is_new } => {
-            event_reply(events::topic_save_after(&g, &r2, &topic, is_new), |()| {
-                Reply::empty()
-            })
-        }
-        EventCall::UserRegistered { username } => {
-            event_reply(events::user_registered(&g, &r2, &username), |()| {
-                Reply::empty()
-            })
-        }
     })
     .await
     .unwrap_or_else(|reply| reply)

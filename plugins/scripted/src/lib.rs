@@ -9,31 +9,95 @@
 //! config = { trace = "var/trace.jsonl", on = { flaskbb_authenticate = { action = "stop", reason = "no" } } }
 //! ```
 //!
-//! It implements every hook; a hook without an entry in `on` behaves as `none`. When
-//! the operator makes it a wrapper of a hook (`wrapper = true` in `flaskbb.toml`), its
-//! action applies to the outcome after the chain. Every call appends one JSON line to
-//! `trace` (never the secret).
+//! It implements every hook (generated from the hook table in `flaskbbd-hooks`, so a
+//! hook added there is one it implements); a hook without an entry in `on` behaves as
+//! `none`. When the operator makes it a wrapper of a hook (`wrapper = true` in
+//! `flaskbb.toml`), its action applies to the outcome after the chain. Every call
+//! appends one JSON line to `trace` (never the secret).
 
 use std::{collections::HashMap, fs::OpenOptions, io::Write, path::PathBuf, time::Duration};
 
-use plugin_abi::prelude::*;
+use plugin_abi::{
+    hooks::{Hook, Returns},
+    prelude::*,
+};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-/// What one hook does, from `on.<hook>`.
+/// What one hook does, from `on.<hook>`. Every parameter has a default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 enum Action {
     None,
-    ReturnUser { user: String },
+    ReturnUser {
+        user: String,
+    },
     ReturnTrue,
-    Stop { reason: String },
-    ForceLogout { reason: String },
-    Reject { reason: String },
-    Error { message: String },
-    Panic { message: String },
-    Sleep { ms: u64 },
-    Append { text: String },
+    Stop {
+        #[serde(default = "defaults::stop")]
+        reason: String,
+    },
+    ForceLogout {
+        #[serde(default = "defaults::force_logout")]
+        reason: String,
+    },
+    Reject {
+        #[serde(default = "defaults::reject")]
+        reason: String,
+    },
+    Error {
+        #[serde(default = "defaults::error")]
+        message: String,
+    },
+    Panic {
+        #[serde(default = "defaults::panic")]
+        message: String,
+    },
+    Sleep {
+        #[serde(default = "defaults::sleep_ms")]
+        ms: u64,
+    },
+    Append {
+        #[serde(default = "defaults::append")]
+        text: String,
+    },
+}
+
+/// The parameters an action takes when the configuration leaves them out.
+mod defaults {
+    pub fn stop() -> String {
+        "Stopped by the scripted plugin.".into()
+    }
+    pub fn force_logout() -> String {
+        "Logged out by the scripted plugin.".into()
+    }
+    pub fn reject() -> String {
+        "Rejected by the scripted plugin.".into()
+    }
+    pub fn error() -> String {
+        "the scripted plugin's configured error".into()
+    }
+    pub fn panic() -> String {
+        "the scripted plugin's configured panic".into()
+    }
+    pub fn sleep_ms() -> u64 {
+        1000
+    }
+    pub fn append() -> String {
+        " [scripted]".into()
+    }
+}
+
+impl Action {
+    /// Whether the action makes sense as an impl of `hook`.
+    fn fits(&self, hook: Hook) -> bool {
+        match self {
+            Action::ReturnUser { .. } => hook.returns() == Returns::User,
+            Action::ReturnTrue => hook.returns() == Returns::True,
+            Action::Append { .. } => matches!(hook.returns(), Returns::Post | Returns::Topic),
+            _ => true,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,25 +118,16 @@ pub struct Scripted {
 impl PluginInstance for Scripted {
     fn new(init: &Init) -> Result<Self, String> {
         let config: Config = init.config()?;
-        for (hook, action) in &config.on {
-            if !plugin_abi::hooks::ALL.contains(&hook.as_str()) {
+        for (name, action) in &config.on {
+            let Some(hook) = Hook::from_name(name) else {
                 return Err(format!(
-                    "config key on.{hook}: no such hook; hooks are {}",
+                    "config key on.{name}: no such hook; hooks are {}",
                     plugin_abi::hooks::ALL.join(", ")
                 ));
-            }
-            let fits = match action {
-                Action::ReturnUser { .. } => hook == plugin_abi::hooks::AUTHENTICATE,
-                Action::ReturnTrue => hook == plugin_abi::hooks::REAUTH_ATTEMPT,
-                Action::Append { .. } => {
-                    hook == plugin_abi::hooks::POST_SAVE_BEFORE
-                        || hook == plugin_abi::hooks::TOPIC_SAVE_BEFORE
-                }
-                _ => true,
             };
-            if !fits {
+            if !action.fits(hook) {
                 return Err(format!(
-                    "config key on.{hook}: action {action:?} does not apply to {hook}"
+                    "config key on.{name}: action {action:?} does not apply to {name}"
                 ));
             }
         }
@@ -105,8 +160,9 @@ impl Scripted {
             })
     }
 
-    /// Runs the action configured for `hook`: `Ok(None)` when it has no value to give,
-    /// `Ok(Some(text))` for `append`, `Ok(Some(""))` for `return_true`.
+    /// Traces the call and runs the action configured for `hook`: an error for the
+    /// actions that end the chain, `None` when there is no value to give, else the
+    /// action that makes one (`return_user`, `return_true`, `append`).
     fn act(&self, hook: &str, args: Json) -> HookResult<Option<Action>> {
         self.trace(hook, args)?;
         match self.on.get(hook).cloned().unwrap_or(Action::None) {
@@ -125,29 +181,32 @@ impl Scripted {
     }
 }
 
-fn user_json(user: &User) -> Json {
-    json!({ "id": user.id, "username": user.username.as_str() })
+/// The post or topic a save_before call hands on.
+enum Draft {
+    Post(Post),
+    Topic(Topic),
 }
 
-fn post_json(post: &Post) -> Json {
-    json!({ "id": post.id.into_option(), "content": post.content.as_str() })
+/// An impl's answer from its action, by the hook's answer type.
+trait Answer: Sized {
+    fn answer(action: Option<Action>, cx: &Ctx<'_>, draft: Option<Draft>) -> HookResult<Self>;
 }
 
-fn topic_json(topic: &Topic) -> Json {
-    json!({ "id": topic.id.into_option(), "title": topic.title.as_str() })
+impl Answer for () {
+    fn answer(_: Option<Action>, _: &Ctx<'_>, _: Option<Draft>) -> HookResult<()> {
+        Ok(())
+    }
 }
 
-impl AuthenticationProvider for Scripted {
-    fn authenticate(
-        &self,
-        cx: &Ctx<'_>,
-        identifier: &str,
-        _secret: &str,
-    ) -> HookResult<Option<User>> {
-        match self.act(
-            plugin_abi::hooks::AUTHENTICATE,
-            json!({ "identifier": identifier }),
-        )? {
+impl Answer for bool {
+    fn answer(action: Option<Action>, _: &Ctx<'_>, _: Option<Draft>) -> HookResult<bool> {
+        Ok(matches!(action, Some(Action::ReturnTrue)))
+    }
+}
+
+impl Answer for Option<User> {
+    fn answer(action: Option<Action>, cx: &Ctx<'_>, _: Option<Draft>) -> HookResult<Self> {
+        match action {
             Some(Action::ReturnUser { user }) => match cx.find_user(&user)? {
                 Some(u) => Ok(Some(u)),
                 None => Err(HookError::failed(format!(
@@ -159,84 +218,24 @@ impl AuthenticationProvider for Scripted {
     }
 }
 
-impl PostAuthenticationHandler for Scripted {
-    fn handle_post_auth(&self, _cx: &Ctx<'_>, user: &User) -> HookResult<()> {
-        self.act(
-            plugin_abi::hooks::POST_AUTHENTICATE,
-            json!({ "user": user_json(user) }),
-        )
-        .map(drop)
-    }
-}
-
-impl AuthenticationFailureHandler for Scripted {
-    fn handle_authentication_failure(&self, _cx: &Ctx<'_>, identifier: &str) -> HookResult<()> {
-        self.act(
-            plugin_abi::hooks::AUTHENTICATION_FAILED,
-            json!({ "identifier": identifier }),
-        )
-        .map(drop)
-    }
-}
-
-impl ReauthenticateProvider for Scripted {
-    fn reauthenticate(&self, _cx: &Ctx<'_>, user: &User, _secret: &str) -> HookResult<bool> {
-        let action = self.act(
-            plugin_abi::hooks::REAUTH_ATTEMPT,
-            json!({ "user": user_json(user) }),
-        )?;
-        Ok(matches!(action, Some(Action::ReturnTrue)))
-    }
-}
-
-impl PostReauthenticateHandler for Scripted {
-    fn handle_post_reauth(&self, _cx: &Ctx<'_>, user: &User) -> HookResult<()> {
-        self.act(
-            plugin_abi::hooks::POST_REAUTH,
-            json!({ "user": user_json(user) }),
-        )
-        .map(drop)
-    }
-}
-
-impl ReauthenticateFailureHandler for Scripted {
-    fn handle_reauth_failure(&self, _cx: &Ctx<'_>, user: &User) -> HookResult<()> {
-        self.act(
-            plugin_abi::hooks::REAUTH_FAILED,
-            json!({ "user": user_json(user) }),
-        )
-        .map(drop)
-    }
-}
-
-impl PostSaveBeforeHandler for Scripted {
-    fn post_save_before(&self, _cx: &Ctx<'_>, mut post: Post) -> HookResult<Post> {
-        if let Some(Action::Append { text }) = self.act(
-            plugin_abi::hooks::POST_SAVE_BEFORE,
-            json!({ "post": post_json(&post) }),
-        )? {
+impl Answer for Post {
+    fn answer(action: Option<Action>, _: &Ctx<'_>, draft: Option<Draft>) -> HookResult<Post> {
+        let Some(Draft::Post(mut post)) = draft else {
+            return Err(HookError::failed("a post hook without its post"));
+        };
+        if let Some(Action::Append { text }) = action {
             post.content.push_str(&text);
         }
         Ok(post)
     }
 }
 
-impl PostSaveAfterHandler for Scripted {
-    fn post_save_after(&self, _cx: &Ctx<'_>, post: &Post, is_new: bool) -> HookResult<()> {
-        self.act(
-            plugin_abi::hooks::POST_SAVE_AFTER,
-            json!({ "post": post_json(post), "is_new": is_new }),
-        )
-        .map(drop)
-    }
-}
-
-impl TopicSaveBeforeHandler for Scripted {
-    fn topic_save_before(&self, _cx: &Ctx<'_>, mut topic: Topic) -> HookResult<Topic> {
-        if let Some(Action::Append { text }) = self.act(
-            plugin_abi::hooks::TOPIC_SAVE_BEFORE,
-            json!({ "topic": topic_json(&topic) }),
-        )? {
+impl Answer for Topic {
+    fn answer(action: Option<Action>, _: &Ctx<'_>, draft: Option<Draft>) -> HookResult<Topic> {
+        let Some(Draft::Topic(mut topic)) = draft else {
+            return Err(HookError::failed("a topic hook without its topic"));
+        };
+        if let Some(Action::Append { text }) = action {
             let mut content = topic.content.map(|c| c.to_string()).unwrap_or_default();
             content.push_str(&text);
             topic.content = Some(content.into()).into();
@@ -245,25 +244,83 @@ impl TopicSaveBeforeHandler for Scripted {
     }
 }
 
-impl TopicSaveAfterHandler for Scripted {
-    fn topic_save_after(&self, _cx: &Ctx<'_>, topic: &Topic, is_new: bool) -> HookResult<()> {
-        self.act(
-            plugin_abi::hooks::TOPIC_SAVE_AFTER,
-            json!({ "topic": topic_json(topic), "is_new": is_new }),
-        )
-        .map(drop)
-    }
+/// One argument in the trace line (never the secret); a draft is kept for the answer.
+macro_rules! trace_arg {
+    ($args:ident, $draft:ident, Secret, $arg:ident) => {
+        let _ = $arg;
+    };
+    ($args:ident, $draft:ident, User, $arg:ident) => {
+        $args.insert(
+            stringify!($arg).into(),
+            json!({ "id": $arg.id, "username": $arg.username.as_str() }),
+        );
+    };
+    ($args:ident, $draft:ident, Post, $arg:ident) => {
+        $args.insert(
+            stringify!($arg).into(),
+            json!({ "id": $arg.id.into_option(), "content": $arg.content.as_str() }),
+        );
+    };
+    ($args:ident, $draft:ident, DraftPost, $arg:ident) => {
+        trace_arg!($args, $draft, Post, $arg);
+        $draft = Some(Draft::Post($arg));
+    };
+    ($args:ident, $draft:ident, Topic, $arg:ident) => {
+        $args.insert(
+            stringify!($arg).into(),
+            json!({ "id": $arg.id.into_option(), "title": $arg.title.as_str() }),
+        );
+    };
+    ($args:ident, $draft:ident, DraftTopic, $arg:ident) => {
+        trace_arg!($args, $draft, Topic, $arg);
+        $draft = Some(Draft::Topic($arg));
+    };
+    ($args:ident, $draft:ident, $kind:ident, $arg:ident) => {
+        $args.insert(stringify!($arg).into(), json!($arg));
+    };
 }
 
-impl UserRegisteredHandler for Scripted {
-    fn user_registered(&self, _cx: &Ctx<'_>, username: &str) -> HookResult<()> {
-        self.act(
-            plugin_abi::hooks::USER_REGISTERED,
-            json!({ "username": username }),
-        )
-        .map(drop)
-    }
+macro_rules! implement_every_hook {
+    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
+        implement_every_hook!(@rows $($prefix)* $($appended)*);
+    };
+    (@rows $(
+        $hook:ident {
+            name: $name:literal, constant: $constant:ident, method: $method:ident,
+            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
+            firstresult: $first:literal, accepts: $accepts:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
+            since: $since:literal, doc: $doc:literal $(,)?
+        },
+    )*) => {
+        $(
+            impl $sdk_trait for Scripted {
+                #[allow(unused_mut, unused_assignments)]
+                fn $sdk_method(
+                    &self,
+                    cx: &Ctx<'_>,
+                    $($arg: plugin_abi::sdk_arg!($kind)),*
+                ) -> HookResult<plugin_abi::sdk_returns!($returns)> {
+                    let mut args = serde_json::Map::new();
+                    let mut draft: Option<Draft> = None;
+                    $(trace_arg!(args, draft, $kind, $arg);)*
+                    let action = self.act($name, Json::Object(args))?;
+                    Answer::answer(action, cx, draft)
+                }
+            }
+        )*
+
+        export_plugin! {
+            plugin: Scripted,
+            name: "scripted",
+            description: "Behaviour per hook from configuration: none, return_user, return_true, stop, \
+                          force_logout, reject, error, panic, sleep, append; traces every call",
+            hooks: [$($sdk_trait,)* HookWrapper],
+        }
+    };
 }
+
+flaskbbd_hooks::for_each_hook!(implement_every_hook);
 
 /// As a wrapper (only where `flaskbb.toml` says `wrapper = true` for a hook), the
 /// configured action replaces the chain's outcome.
@@ -302,25 +359,4 @@ impl HookWrapper for Scripted {
             duration: outcome.duration,
         }
     }
-}
-
-export_plugin! {
-    plugin: Scripted,
-    name: "scripted",
-    description: "Behaviour per hook from configuration: none, return_user, return_true, stop, \
-                  force_logout, reject, error, panic, sleep, append; traces every call",
-    hooks: [
-        AuthenticationProvider,
-        PostAuthenticationHandler,
-        AuthenticationFailureHandler,
-        ReauthenticateProvider,
-        PostReauthenticateHandler,
-        ReauthenticateFailureHandler,
-        PostSaveBeforeHandler,
-        PostSaveAfterHandler,
-        TopicSaveBeforeHandler,
-        TopicSaveAfterHandler,
-        UserRegisteredHandler,
-        HookWrapper,
-    ],
 }
