@@ -80,12 +80,8 @@ impl Stopped {
 
 /// Commits the request's changes; a failed commit turns any answer into an internal error.
 fn commit(req: &Request) -> Result<(), AuthError> {
-    let ops = req.take_ops();
-    req.store.commit(&ops).map_err(|e| {
-        tracing::error!("commit of {} change(s) failed: {e}", ops.len());
-        AuthError::Internal {
-            message: format!("the request's changes could not be saved: {e}"),
-        }
+    req.commit().map_err(|e| AuthError::Internal {
+        message: e.to_string(),
     })
 }
 

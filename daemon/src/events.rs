@@ -178,9 +178,8 @@ fn finish(req: &Request, o: ChainOutcome) -> Result<Value, EventError> {
             })
         }
     };
-    let ops = req.take_ops();
-    req.store.commit(&ops).map_err(|e| EventError::Internal {
-        message: format!("the request's changes could not be saved: {e}"),
+    req.commit().map_err(|e| EventError::Internal {
+        message: e.to_string(),
     })?;
     answer
 }

@@ -11,14 +11,14 @@
 //! - [`executor`] is the worker pool with per-call timeouts; [`request`] one request's state.
 //! - [`store`] reaches FlaskBB's tables through diesel; [`password`] does bcrypt.
 //! - [`auth`] and [`events`] are FlaskBB's flows over the chains.
-//! - [`server`] speaks Varlink on a Unix socket; [`client`] is a blocking client for the CLI and tests.
+//! - [`server`] speaks Varlink on a Unix socket (the protocol itself, and the client
+//!   the CLI and tests use, are in `flaskbbd-protocol`).
 //! - [`systemd`] speaks the notify protocol and takes activated sockets.
 //! - [`proto`] holds the wire types shared by server, client and tests.
 
 pub mod auth;
 pub mod builtins;
 pub mod chain;
-pub mod client;
 pub mod config;
 pub mod events;
 pub mod executor;

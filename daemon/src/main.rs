@@ -16,17 +16,16 @@ use std::{
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Parser, Subcommand};
 use flaskbbd::{
-    client::{CallError, Client},
     config::Config,
     generation::{render_chains, Generation},
     loader::Loader,
     password::Verifier,
-    proto::{HookChain, PluginInfo, User},
+    proto::Context,
     server::{self, Daemon},
     store::{self, NewUser, Store},
     systemd,
 };
-use serde_json::json;
+use flaskbbd_protocol::client::{CallError, Client};
 use tokio::sync::watch;
 
 /// FlaskBB's plugin hooks and authentication pipeline as a native daemon.
@@ -186,8 +185,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             kv(&load(&cli.config)?, cmd)
         }
         Command::Plugins => {
-            let plugins: Vec<PluginInfo> =
-                ask(&cli.config, "org.flaskbb.Admin.ListPlugins", "plugins")?;
+            let plugins = admin(
+                &cli.config,
+                "org.flaskbb.Admin.ListPlugins",
+                Client::list_plugins,
+            )?;
             for p in plugins {
                 println!(
                     "{:<24} {:<8} {:<10} {}{}",
@@ -203,7 +205,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Hooks => {
-            let hooks: Vec<HookChain> = ask(&cli.config, "org.flaskbb.Admin.ListHooks", "hooks")?;
+            let hooks = admin(
+                &cli.config,
+                "org.flaskbb.Admin.ListHooks",
+                Client::list_hooks,
+            )?;
             print!("{}", render_chains(&hooks));
             Ok(ExitCode::SUCCESS)
         }
@@ -494,39 +500,33 @@ fn connect(config_path: &Path) -> anyhow::Result<Client> {
     })
 }
 
-fn ask<T: serde::de::DeserializeOwned>(
+/// Calls an `org.flaskbb.Admin` method of the running daemon.
+fn admin<T>(
     config_path: &Path,
     method: &str,
-    field: &str,
+    call: impl FnOnce(&mut Client) -> Result<T, CallError>,
 ) -> anyhow::Result<T> {
     let mut client = connect(config_path)?;
-    let reply = client.call(method, json!({})).map_err(|e| match e.name() {
-        Some(n) if n.ends_with("PermissionDenied") => {
+    call(&mut client).map_err(|e| match e.short_name() {
+        Some("PermissionDenied") => {
             anyhow!("{method}: permission denied: your uid is not in daemon.admin_uids")
         }
         _ => anyhow!("{method}: {e}"),
-    })?;
-    serde_json::from_value(reply[field].clone())
-        .with_context(|| format!("{method}: unexpected answer"))
+    })
 }
 
 fn auth(config_path: &Path, identifier: &str, context: &[String]) -> anyhow::Result<ExitCode> {
-    let mut ctx = serde_json::Map::new();
+    let mut ctx = Context::new();
     for kv in context {
         let Some((k, v)) = kv.split_once('=') else {
             bail!("--context {kv:?}: write KEY=VALUE")
         };
-        ctx.insert(k.to_owned(), json!(v));
+        ctx.insert(k.to_owned(), v.to_owned());
     }
     let mut client = connect(config_path)?;
     let secret = read_secret(&format!("Password for {identifier}: "))?;
-    match client.call(
-        "org.flaskbb.Auth.Authenticate",
-        json!({ "identifier": identifier, "secret": secret, "context": ctx }),
-    ) {
-        Ok(reply) => {
-            let user: User =
-                serde_json::from_value(reply["user"].clone()).context("unexpected answer")?;
+    match client.authenticate(identifier, &secret, &ctx) {
+        Ok(user) => {
             println!(
                 "authenticated: {} (id {}, groups: {})",
                 user.username,
@@ -535,18 +535,12 @@ fn auth(config_path: &Path, identifier: &str, context: &[String]) -> anyhow::Res
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(CallError::Varlink { error, parameters }) => {
-            let why = parameters["reason"]
-                .as_str()
-                .or(parameters["message"].as_str())
-                .unwrap_or("")
-                .to_owned();
-            eprintln!("{}: {why}", error.rsplit('.').next().unwrap_or(&error));
+        Err(e @ CallError::Varlink { .. }) => {
+            let why = e.text("reason").or(e.text("message")).unwrap_or("");
+            eprintln!("{}: {why}", e.short_name().unwrap_or(""));
             // A plugin asked for more context (a second factor's code): say how to send it.
-            if let Some(keys) = parameters["ask"].as_array() {
-                for key in keys.iter().filter_map(|k| k.as_str()) {
-                    eprintln!("(the daemon asks for {key:?}: add --context {key}=VALUE)");
-                }
+            for key in e.ask() {
+                eprintln!("(the daemon asks for {key:?}: add --context {key}=VALUE)");
             }
             Ok(ExitCode::FAILURE)
         }

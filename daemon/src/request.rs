@@ -26,6 +26,11 @@ const RUNNING: u8 = 0;
 const DONE: u8 = 1;
 const ABANDONED: u8 = 2;
 
+/// A request's changes could not be written; it answers an internal error.
+#[derive(Debug, thiserror::Error)]
+#[error("the request's changes could not be saved: {0}")]
+pub struct CommitError(pub StoreError);
+
 /// The impl a request is waiting on.
 #[derive(Debug, Clone)]
 pub struct CurrentCall {
@@ -96,9 +101,23 @@ impl Request {
         Ok(())
     }
 
-    /// Takes the queued changes, leaving none.
-    pub fn take_ops(&self) -> Vec<Op> {
-        std::mem::take(&mut *lock(&self.pending))
+    /// How many changes wait for the request's commit.
+    pub fn pending_changes(&self) -> usize {
+        lock(&self.pending).len()
+    }
+
+    /// Commits the changes the request queued, in one transaction, and forgets them.
+    /// This is the one place a request's changes are written: at its end, success or
+    /// failure, and after a timeout (for what was queued before the hung call).
+    pub fn commit(&self) -> Result<(), CommitError> {
+        let ops = std::mem::take(&mut *lock(&self.pending));
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.store.commit(&ops).map_err(|e| {
+            tracing::error!("commit of {} change(s) failed: {e}", ops.len());
+            CommitError(e)
+        })
     }
 
     /// A plugin's key-value read, seeing the request's own pending writes first.

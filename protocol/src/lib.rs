@@ -5,14 +5,39 @@
 //! - [`methods`] turns a decoded call into one typed [`methods::Method`], or the
 //!   Varlink error naming what is wrong with it;
 //! - [`fuzzing`] is the fuzz body: all of the above on an arbitrary byte stream;
-//! - [`types`] holds the values the interfaces carry (users, posts, topics, chains).
+//! - [`types`] holds the values the interfaces carry (users, posts, topics, chains);
+//! - [`client`] is a blocking client that speaks all of the above over a socket, for
+//!   the CLI, the tests and the benchmarks;
+//! - [`INTERFACES`] are the Varlink interface descriptions (`varlink/*.varlink`).
 //!
-//! Nothing here touches a socket, a database or a plugin: every function is pure
-//! and total (bad input is an error value, never a panic).
+//! Apart from [`client`], nothing here touches a socket, a database or a plugin: every
+//! function is pure and total (bad input is an error value, never a panic).
 
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod fuzzing;
 pub mod methods;
 pub mod types;
 pub mod wire;
+
+/// The interfaces flaskbbd provides, with their Varlink descriptions (what
+/// `org.varlink.service.GetInterfaceDescription` answers).
+pub const INTERFACES: &[(&str, &str)] = &[
+    (
+        "org.varlink.service",
+        include_str!("../varlink/org.varlink.service.varlink"),
+    ),
+    (
+        methods::AUTH,
+        include_str!("../varlink/org.flaskbb.Auth.varlink"),
+    ),
+    (
+        methods::EVENTS,
+        include_str!("../varlink/org.flaskbb.Events.varlink"),
+    ),
+    (
+        methods::ADMIN,
+        include_str!("../varlink/org.flaskbb.Admin.varlink"),
+    ),
+];

@@ -146,6 +146,17 @@ macro_rules! declare_event_calls {
                 }
             }
 
+            /// The call's parameters, as a client sends them.
+            pub fn parameters(&self) -> Value {
+                let mut map = serde_json::Map::new();
+                match self {
+                    $(EventCall::$wire { $($arg),* } => {
+                        $(map.insert(stringify!($arg).into(), json!($arg));)*
+                    })*
+                }
+                Value::Object(map)
+            }
+
             /// The call of `org.flaskbb.Events.<method>` with these parameters; `None`
             /// when the interface has no such method.
             fn parse(method: &str, parameters: Option<Value>) -> Option<Result<EventCall, Reply>> {

@@ -33,6 +33,30 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
 }
 
+/// The framing, apart from any I/O: takes what the reader has buffered (`available`),
+/// appends the part that belongs to the message being read to `buf`, and says how many
+/// bytes it used and whether the message ended (its NUL, not kept, counts as used).
+fn frame(available: &[u8], buf: &mut Vec<u8>, max: usize) -> Result<(usize, bool), ReadError> {
+    let (chunk, done) = match available.iter().position(|&b| b == 0) {
+        Some(i) => (&available[..i], true),
+        None => (available, false),
+    };
+    if buf.len() + chunk.len() > max {
+        return Err(ReadError::TooLarge(max));
+    }
+    buf.extend_from_slice(chunk);
+    Ok((chunk.len() + usize::from(done), done))
+}
+
+/// What an empty read means: a clean end between messages, or a message cut short.
+fn end_of_stream(buf: &[u8]) -> Result<bool, ReadError> {
+    if buf.is_empty() {
+        Ok(false)
+    } else {
+        Err(ReadError::Truncated)
+    }
+}
+
 /// Reads one message (without its NUL) into `buf`; `Ok(false)` at a clean end of stream.
 pub async fn read_message<R: AsyncBufRead + Unpin>(
     r: &mut R,
@@ -43,26 +67,43 @@ pub async fn read_message<R: AsyncBufRead + Unpin>(
     loop {
         let available = r.fill_buf().await?;
         if available.is_empty() {
-            return if buf.is_empty() {
-                Ok(false)
-            } else {
-                Err(ReadError::Truncated)
-            };
+            return end_of_stream(buf);
         }
-        let (chunk, done) = match available.iter().position(|&b| b == 0) {
-            Some(i) => (&available[..i], Some(i + 1)),
-            None => (available, None),
-        };
-        if buf.len() + chunk.len() > max {
-            return Err(ReadError::TooLarge(max));
-        }
-        buf.extend_from_slice(chunk);
-        let used = done.unwrap_or(chunk.len());
+        let (used, done) = frame(available, buf, max)?;
         r.consume(used);
-        if done.is_some() {
+        if done {
             return Ok(true);
         }
     }
+}
+
+/// [`read_message`] for a blocking reader (the client's).
+pub fn read_message_blocking<R: std::io::BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<bool, ReadError> {
+    buf.clear();
+    loop {
+        let available = r.fill_buf()?;
+        if available.is_empty() {
+            return end_of_stream(buf);
+        }
+        let (used, done) = frame(available, buf, max)?;
+        r.consume(used);
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+/// A call on the wire: `{"method": ..., "parameters": ...}` and its NUL.
+pub fn encode_call(method: &str, parameters: &Value) -> Vec<u8> {
+    let mut bytes = json!({ "method": method, "parameters": parameters })
+        .to_string()
+        .into_bytes();
+    bytes.push(0);
+    bytes
 }
 
 /// One decoded call. Its `Debug` leaves out the parameters, which may hold secrets.
@@ -135,11 +176,36 @@ impl Reply {
     }
 
     /// The message bytes, NUL included.
-    pub fn encode(&self) -> Vec<u8> {
-        let v = match self {
+    /// Decodes a reply (without its NUL), as a client reads it.
+    pub fn decode(buf: &[u8]) -> Result<Reply, String> {
+        let value: Value =
+            serde_json::from_slice(buf).map_err(|e| format!("the reply is not JSON: {e}"))?;
+        let Value::Object(mut obj) = value else {
+            return Err("the reply is not a JSON object".into());
+        };
+        let parameters = match obj.remove("parameters") {
+            None | Some(Value::Null) => json!({}),
+            Some(p @ Value::Object(_)) => p,
+            Some(_) => return Err("the reply's parameters are not an object".into()),
+        };
+        match obj.remove("error") {
+            None | Some(Value::Null) => Ok(Reply::Ok(parameters)),
+            Some(Value::String(error)) => Ok(Reply::Err { error, parameters }),
+            Some(_) => Err("the reply's error is not a string".into()),
+        }
+    }
+
+    /// The reply as the JSON object on the wire.
+    pub fn message(&self) -> Value {
+        match self {
             Reply::Ok(p) => json!({ "parameters": p }),
             Reply::Err { error, parameters } => json!({ "error": error, "parameters": parameters }),
-        };
+        }
+    }
+
+    /// Encodes the reply for the wire, with its NUL.
+    pub fn encode(&self) -> Vec<u8> {
+        let v = self.message();
         let mut out = serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec());
         out.push(0);
         out

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flaskbbd::client::Client;
+use flaskbbd_protocol::client::Client;
 use serde_json::{json, Value};
 
 use crate::{flaskbbd_bin, Scratch};
@@ -95,7 +95,11 @@ impl TestDaemon {
     }
 
     /// One call on a new connection.
-    pub fn call(&self, method: &str, params: Value) -> Result<Value, flaskbbd::client::CallError> {
+    pub fn call(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, flaskbbd_protocol::client::CallError> {
         self.client().call(method, params)
     }
 
@@ -104,7 +108,7 @@ impl TestDaemon {
         &self,
         identifier: &str,
         secret: &str,
-    ) -> Result<Value, flaskbbd::client::CallError> {
+    ) -> Result<Value, flaskbbd_protocol::client::CallError> {
         self.call(
             "org.flaskbb.Auth.Authenticate",
             json!({ "identifier": identifier, "secret": secret }),
@@ -238,9 +242,11 @@ pub fn flaskbbd_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
 }
 
 /// The error name and parameters of a failed call.
-pub fn err(r: Result<Value, flaskbbd::client::CallError>) -> (String, Value) {
+pub fn err(r: Result<Value, flaskbbd_protocol::client::CallError>) -> (String, Value) {
     match r {
-        Err(flaskbbd::client::CallError::Varlink { error, parameters }) => (error, parameters),
+        Err(flaskbbd_protocol::client::CallError::Varlink { error, parameters }) => {
+            (error, parameters)
+        }
         other => panic!("expected a Varlink error, got {other:?}"),
     }
 }

@@ -44,7 +44,7 @@ fn soak() -> u64 {
 struct Tally(BTreeMap<String, u64>);
 
 impl Tally {
-    fn add(&mut self, r: &Result<serde_json::Value, flaskbbd::client::CallError>) {
+    fn add(&mut self, r: &Result<serde_json::Value, flaskbbd_protocol::client::CallError>) {
         let name = match r {
             Ok(_) => "ok".to_owned(),
             Err(e) => e.name().unwrap_or("transport").to_owned(),
@@ -498,7 +498,7 @@ fn ten_thousand_idle_connections_hold_the_limit_and_others_are_served() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let reply = waiting.receive().expect("answered once a slot freed");
-    assert!(reply.is_some_and(|v| v["parameters"]["vendor"] == "flaskbbd"));
+    assert!(reply.is_some_and(|r| r.message()["parameters"]["vendor"] == "flaskbbd"));
     drop(idle);
     d.assert_alive();
     assert_eq!(login_attempts(&d, "ned"), 40);

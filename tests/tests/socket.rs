@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 fn raw(d: &TestDaemon, bytes: &[u8]) -> (Option<Value>, bool) {
     let mut c = d.client();
     c.send_raw(bytes).unwrap();
-    let reply = c.receive().unwrap();
+    let reply = c.receive().unwrap().map(|r| r.message());
     // Is the connection still usable afterwards?
     let open = c.call("org.varlink.service.GetInfo", json!({})).is_ok();
     (reply, open)
@@ -141,14 +141,14 @@ fn requests_on_one_connection_are_answered_in_order_and_oneway_gets_no_reply() {
         .unwrap();
     c.send_raw(br#"{"method":"org.varlink.service.GetInterfaceDescription","parameters":{"interface":"org.flaskbb.Events"}}"#).unwrap();
     assert_eq!(
-        c.receive().unwrap().unwrap()["error"],
+        c.receive().unwrap().unwrap().message()["error"],
         "org.flaskbb.Auth.AuthenticationFailed"
     );
     assert_eq!(
-        c.receive().unwrap().unwrap()["parameters"]["product"],
+        c.receive().unwrap().unwrap().message()["parameters"]["product"],
         "flaskbbd"
     );
-    let desc = c.receive().unwrap().unwrap()["parameters"]["description"]
+    let desc = c.receive().unwrap().unwrap().message()["parameters"]["description"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -338,7 +338,7 @@ fn sigterm_finishes_requests_in_flight_and_exits_zero() {
     d.add_user("pat", "Secret123", true);
     let socket = d.socket.clone();
     let inflight = std::thread::spawn(move || {
-        let mut c = flaskbbd::client::Client::connect(&socket).unwrap();
+        let mut c = flaskbbd_protocol::client::Client::connect(&socket).unwrap();
         c.call(
             "org.flaskbb.Auth.Authenticate",
             json!({ "identifier": "pat", "secret": "Secret123" }),

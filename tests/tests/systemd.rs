@@ -116,10 +116,12 @@ fn the_watchdog_is_fed_only_while_the_request_path_answers() {
     n.until("WATCHDOG=1");
     let socket = d.socket.clone();
     let busy = std::thread::spawn(move || {
-        flaskbbd::client::Client::connect(&socket).unwrap().call(
-            "org.flaskbb.Events.UserRegistered",
-            json!({ "username": "u" }),
-        )
+        flaskbbd_protocol::client::Client::connect(&socket)
+            .unwrap()
+            .call(
+                "org.flaskbb.Events.UserRegistered",
+                json!({ "username": "u" }),
+            )
     });
     std::thread::sleep(Duration::from_millis(700));
     // While the only worker is busy, no WATCHDOG=1 arrives.

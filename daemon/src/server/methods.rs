@@ -1,5 +1,5 @@
 //! The methods of `org.flaskbb.Auth`, `org.flaskbb.Events`, `org.flaskbb.Admin` and
-//! `org.varlink.service`: parameters in, work on the executor, reply out.
+//! `org.varlink.service`: parameters in, work on the executor, an [`Answer`] out.
 
 use std::{
     sync::Arc,
@@ -8,8 +8,9 @@ use std::{
 
 use serde_json::json;
 
-use flaskbbd_protocol::methods::{
-    parse, AdminCall, AuthCall, EventCall, Method, ServiceCall, ADMIN, AUTH, EVENTS,
+use flaskbbd_protocol::{
+    methods::{parse, AdminCall, AuthCall, EventCall, Method, ServiceCall, ADMIN, AUTH, EVENTS},
+    INTERFACES,
 };
 
 use super::{
@@ -25,65 +26,78 @@ use crate::{
     store::{NewUser, StoreError},
 };
 
-/// The interfaces this service provides, and their descriptions.
-pub const INTERFACES: &[(&str, &str)] = &[
-    (
-        "org.varlink.service",
-        include_str!("../../varlink/org.varlink.service.varlink"),
-    ),
-    (
-        "org.flaskbb.Auth",
-        include_str!("../../varlink/org.flaskbb.Auth.varlink"),
-    ),
-    (
-        "org.flaskbb.Events",
-        include_str!("../../varlink/org.flaskbb.Events.varlink"),
-    ),
-    (
-        "org.flaskbb.Admin",
-        include_str!("../../varlink/org.flaskbb.Admin.varlink"),
-    ),
-];
-
-fn internal(iface: &str, message: impl Into<String>) -> Reply {
-    Reply::error(
-        &format!("{iface}.InternalError"),
-        json!({ "message": message.into() }),
-    )
+/// A request failed closed: a plugin, the store or the pool failed. The client gets
+/// the interface's `InternalError(message)`; the log gets the cause.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    interface: &'static str,
+    message: String,
 }
 
-/// Handles one call; logs its method, outcome and duration (never its parameters).
-pub async fn dispatch(d: &Arc<Daemon>, call: Call, admin: bool) -> Reply {
+impl Failure {
+    fn new(interface: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            interface,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a method answers: a reply (success or one of the interface's named errors),
+/// or a failure.
+pub(crate) enum Answer {
+    Reply(Reply),
+    Failed(Failure),
+}
+
+impl From<Reply> for Answer {
+    fn from(r: Reply) -> Answer {
+        Answer::Reply(r)
+    }
+}
+
+impl From<Failure> for Answer {
+    fn from(f: Failure) -> Answer {
+        Answer::Failed(f)
+    }
+}
+
+/// Handles one call; logs its method, outcome and duration (never its parameters),
+/// and a failure with its cause.
+pub(crate) async fn dispatch(d: &Arc<Daemon>, call: Call, admin: bool) -> Reply {
     let started = Instant::now();
     let name = format!("{}.{}", call.interface, call.method);
     // A peer outside `admin_uids` learns nothing of Admin, not even its parameters.
-    let reply = if call.interface == ADMIN && !admin {
-        Reply::error(&format!("{ADMIN}.PermissionDenied"), json!({}))
+    let answer = if call.interface == ADMIN && !admin {
+        Reply::error(&format!("{ADMIN}.PermissionDenied"), json!({})).into()
     } else {
         match parse(call) {
             Ok(method) => run(d, method).await,
-            Err(reply) => reply,
+            Err(reply) => reply.into(),
         }
     };
-    let outcome = reply.error_name().unwrap_or("ok");
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match &reply {
-        // A fault: logged with its cause (error messages never carry parameters).
-        Reply::Err { error, parameters } if error.ends_with(".InternalError") => {
+    match answer {
+        Answer::Reply(reply) => {
+            let outcome = reply.error_name().unwrap_or("ok");
+            tracing::info!(method = name, outcome, duration_ms, "request");
+            reply
+        }
+        Answer::Failed(Failure { interface, message }) => {
+            let outcome = format!("{interface}.InternalError");
             tracing::error!(
                 method = name,
                 outcome,
                 duration_ms,
-                cause = parameters["message"].as_str().unwrap_or(""),
+                cause = message.as_str(),
                 "request failed"
             );
+            Reply::error(&outcome, json!({ "message": message }))
         }
-        _ => tracing::info!(method = name, outcome, duration_ms, "request"),
     }
-    reply
 }
 
-async fn run(d: &Arc<Daemon>, method: Method) -> Reply {
+async fn run(d: &Arc<Daemon>, method: Method) -> Answer {
     match method {
         Method::Service(ServiceCall::GetInfo) => Reply::ok(json!({
             "vendor": "flaskbbd",
@@ -91,7 +105,8 @@ async fn run(d: &Arc<Daemon>, method: Method) -> Reply {
             "version": env!("CARGO_PKG_VERSION"),
             "url": "https://flaskbb.org",
             "interfaces": INTERFACES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-        })),
+        }))
+        .into(),
         Method::Service(ServiceCall::GetInterfaceDescription { interface }) => {
             match INTERFACES.iter().find(|(n, _)| *n == interface) {
                 Some((_, text)) => Reply::ok(json!({ "description": text })),
@@ -100,6 +115,7 @@ async fn run(d: &Arc<Daemon>, method: Method) -> Reply {
                     json!({ "interface": interface }),
                 ),
             }
+            .into()
         }
         Method::Auth(call) => auth(d, call).await,
         Method::Events(call) => event(d, call).await,
@@ -108,13 +124,13 @@ async fn run(d: &Arc<Daemon>, method: Method) -> Reply {
 }
 
 /// Runs `f` for a request on the executor; on a timeout, commits what the request had
-/// queued so far (the hung call can no longer add to it) and answers an internal error.
+/// queued so far (the hung call can no longer add to it) and fails.
 async fn run_request<T: Send + 'static>(
     d: &Arc<Daemon>,
-    iface: &str,
+    iface: &'static str,
     req: Arc<Request>,
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Reply> {
+) -> Result<T, Failure> {
     let timeout = Duration::from_millis(d.config().daemon.hook_timeout_ms);
     match d.executor.run(req.clone(), timeout, f).await {
         Ok(v) => {
@@ -128,53 +144,52 @@ async fn run_request<T: Send + 'static>(
         }
         Err(e) => {
             if matches!(e, ExecError::Timeout { .. }) {
-                let ops = req.take_ops();
-                if !ops.is_empty() {
-                    let store = req.store.clone();
-                    if let Ok(Err(ce)) = d.executor.run_plain(move || store.commit(&ops)).await {
-                        tracing::error!("commit after a timeout failed: {ce}");
-                    }
-                }
+                // Logged by the commit; the answer is the timeout either way.
+                let _ = d.executor.run_plain(move || req.commit()).await;
             }
-            Err(internal(iface, e.to_string()))
+            Err(Failure::new(iface, e.to_string()))
         }
     }
 }
 
-async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Reply {
+async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
     let (AuthCall::Authenticate { context, .. } | AuthCall::Reauthenticate { context, .. }) =
         &mut call;
     let req = Request::new(d.store.clone(), std::mem::take(context));
     let (g, manager, r2) = (d.generation(), d.auth.clone(), req.clone());
-    let reply = run_request(d, AUTH, req, move || match call {
+    let answer = run_request(d, AUTH, req, move || match call {
         AuthCall::Authenticate {
             identifier, secret, ..
-        } => auth_reply(
+        } => auth_answer(
             &r2,
             manager.authenticate(&g, &r2, &identifier, &secret),
             |user| Reply::ok(json!({ "user": user })),
         ),
         AuthCall::Reauthenticate {
             user_id, secret, ..
-        } => auth_reply(
+        } => auth_answer(
             &r2,
             manager.reauthenticate(&g, &r2, user_id, &secret),
             |()| Reply::empty(),
         ),
     })
     .await
-    .unwrap_or_else(|reply| reply);
+    .unwrap_or_else(Answer::from);
     // The same delay for every kind of failure, never on success, without a thread.
     let delay = d.config().auth.failure_delay_ms;
-    if delay > 0 && matches!(&reply, Reply::Err { error, .. } if error.starts_with(AUTH)) {
+    let failed = match &answer {
+        Answer::Reply(r) => r.error_name().is_some(),
+        Answer::Failed(_) => true,
+    };
+    if delay > 0 && failed {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    reply
+    answer
 }
 
-fn auth_reply<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> Reply) -> Reply {
+fn auth_answer<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> Reply) -> Answer {
     match r {
-        Ok(v) => ok(v),
+        Ok(v) => ok(v).into(),
         Err(AuthError::Failed { reason }) => {
             // What plugins asked the client for (a second factor's `otp`), if anything.
             let asked = req.asked();
@@ -183,37 +198,40 @@ fn auth_reply<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> R
             } else {
                 json!({ "reason": reason, "ask": asked })
             };
-            Reply::error(&format!("{AUTH}.AuthenticationFailed"), parameters)
+            Reply::error(&format!("{AUTH}.AuthenticationFailed"), parameters).into()
         }
         Err(AuthError::ForceLogout { reason }) => {
-            Reply::error(&format!("{AUTH}.ForceLogout"), json!({ "reason": reason }))
+            Reply::error(&format!("{AUTH}.ForceLogout"), json!({ "reason": reason })).into()
         }
-        Err(AuthError::Internal { message }) => internal(AUTH, message),
+        Err(AuthError::Internal { message }) => Failure::new(AUTH, message).into(),
     }
 }
 
-async fn event(d: &Arc<Daemon>, call: EventCall) -> Reply {
+async fn event(d: &Arc<Daemon>, call: EventCall) -> Answer {
     let req = Request::new(d.store.clone(), Context::new());
     let (g, r2) = (d.generation(), req.clone());
     run_request(d, EVENTS, req, move || match events::fire(&g, &r2, call) {
-        Ok(EventAnswer::Nothing) => Reply::empty(),
-        Ok(EventAnswer::Post(post)) => Reply::ok(json!({ "post": post })),
-        Ok(EventAnswer::Topic(topic)) => Reply::ok(json!({ "topic": topic })),
+        Ok(EventAnswer::Nothing) => Reply::empty().into(),
+        Ok(EventAnswer::Post(post)) => Reply::ok(json!({ "post": post })).into(),
+        Ok(EventAnswer::Topic(topic)) => Reply::ok(json!({ "topic": topic })).into(),
         Err(EventError::Rejected { plugin, reason }) => Reply::error(
             &format!("{EVENTS}.Rejected"),
             json!({ "plugin": plugin, "reason": reason }),
-        ),
-        Err(EventError::Internal { message }) => internal(EVENTS, message),
+        )
+        .into(),
+        Err(EventError::Internal { message }) => Failure::new(EVENTS, message).into(),
     })
     .await
-    .unwrap_or_else(|reply| reply)
+    .unwrap_or_else(Answer::from)
 }
 
-fn admin_store_error(e: StoreError) -> Reply {
+/// A store error as an admin method answers it: the interface's named errors for what
+/// the caller asked wrong, a failure for the rest.
+fn admin_store_error(e: StoreError) -> Answer {
     match e {
-        StoreError::UserExists => Reply::error(&format!("{ADMIN}.UserExists"), json!({})),
-        StoreError::NoSuchUser => Reply::error(&format!("{ADMIN}.NoSuchUser"), json!({})),
-        other => internal(ADMIN, other.to_string()),
+        StoreError::UserExists => Reply::error(&format!("{ADMIN}.UserExists"), json!({})).into(),
+        StoreError::NoSuchUser => Reply::error(&format!("{ADMIN}.NoSuchUser"), json!({})).into(),
+        other => Failure::new(ADMIN, other.to_string()).into(),
     }
 }
 
@@ -221,28 +239,28 @@ fn admin_store_error(e: StoreError) -> Reply {
 async fn on_pool<T: Send + 'static>(
     d: &Arc<Daemon>,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Reply> {
+) -> Result<T, Answer> {
     match d.executor.run_plain(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(admin_store_error(e)),
-        Err(e) => Err(internal(ADMIN, e.to_string())),
+        Err(e) => Err(Failure::new(ADMIN, e.to_string()).into()),
     }
 }
 
 /// Hashes `password` the way the configured schema stores it, on the executor.
-async fn hash_password(d: &Arc<Daemon>, password: String) -> Result<String, Reply> {
+async fn hash_password(d: &Arc<Daemon>, password: String) -> Result<String, Answer> {
     let (verifier, schema) = (d.generation().verifier.clone(), d.config().database.schema);
     d.executor
         .run_plain(move || verifier.hash_for(schema, &password))
         .await
-        .map_err(|e| internal(ADMIN, e.to_string()))?
-        .map_err(|_| Reply::invalid("password"))
+        .map_err(|e| Answer::from(Failure::new(ADMIN, e.to_string())))?
+        .map_err(|_| Reply::invalid("password").into())
 }
 
-async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Reply {
+async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
     let run = async {
         let store = d.store.clone();
-        Ok(match call {
+        Ok::<Answer, Answer>(match call {
             AdminCall::CreateUser {
                 username,
                 email,
@@ -260,35 +278,39 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Reply {
                     })
                 })
                 .await?;
-                Reply::ok(json!({ "user": user.user }))
+                Reply::ok(json!({ "user": user.user })).into()
             }
             AdminCall::GetUser { identifier } => {
                 match on_pool(d, move || store.find_user(&identifier)).await? {
                     Some(r) => Reply::ok(json!({ "user": r.user })),
                     None => Reply::error(&format!("{ADMIN}.NoSuchUser"), json!({})),
                 }
+                .into()
             }
             AdminCall::SetPassword { user_id, password } => {
                 let hash = hash_password(d, password).await?;
                 on_pool(d, move || store.set_password(user_id, &hash)).await?;
-                Reply::empty()
+                Reply::empty().into()
             }
             AdminCall::SetActivated { user_id, activated } => {
                 on_pool(d, move || store.set_activated(user_id, activated)).await?;
-                Reply::empty()
+                Reply::empty().into()
             }
             AdminCall::SetBanned { user_id, banned } => {
                 on_pool(d, move || store.set_banned(user_id, banned)).await?;
-                Reply::empty()
+                Reply::empty().into()
             }
-            AdminCall::ListPlugins => Reply::ok(json!({ "plugins": d.generation().plugins() })),
-            AdminCall::ListHooks => Reply::ok(json!({ "hooks": d.generation().describe() })),
+            AdminCall::ListPlugins => {
+                Reply::ok(json!({ "plugins": d.generation().plugins() })).into()
+            }
+            AdminCall::ListHooks => Reply::ok(json!({ "hooks": d.generation().describe() })).into(),
             AdminCall::SetPluginEnabled { name, enabled } => {
                 if !d.config().known_instance_names().contains(&name) {
                     return Ok(Reply::error(
                         &format!("{ADMIN}.NoSuchPlugin"),
                         json!({ "name": name }),
-                    ));
+                    )
+                    .into());
                 }
                 let d2 = d.clone();
                 match d
@@ -296,19 +318,20 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Reply {
                     .run_plain(move || d2.set_plugin_enabled(&name, enabled))
                     .await
                 {
-                    Ok(Ok(())) => Reply::empty(),
+                    Ok(Ok(())) => Reply::empty().into(),
                     Ok(Err(super::SetEnabledError::Reload(reason))) => Reply::error(
                         &format!("{ADMIN}.ReloadFailed"),
                         json!({ "reason": reason }),
-                    ),
+                    )
+                    .into(),
                     Ok(Err(super::SetEnabledError::Store(e))) => admin_store_error(e),
-                    Err(e) => internal(ADMIN, e.to_string()),
+                    Err(e) => Failure::new(ADMIN, e.to_string()).into(),
                 }
             }
             AdminCall::Reload => {
                 let d2 = d.clone();
                 match d.executor.run_plain(move || d2.reload()).await {
-                    Ok(Ok(_)) => Reply::empty(),
+                    Ok(Ok(_)) => Reply::empty().into(),
                     Ok(Err(reason)) => {
                         tracing::error!(
                             "reload failed; the current generation keeps serving: {reason}"
@@ -317,11 +340,12 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Reply {
                             &format!("{ADMIN}.ReloadFailed"),
                             json!({ "reason": reason }),
                         )
+                        .into()
                     }
-                    Err(e) => internal(ADMIN, e.to_string()),
+                    Err(e) => Failure::new(ADMIN, e.to_string()).into(),
                 }
             }
         })
     };
-    run.await.unwrap_or_else(|e: Reply| e)
+    run.await.unwrap_or_else(|e| e)
 }

@@ -406,24 +406,24 @@ async fn connection(daemon: Arc<Daemon>, stream: UnixStream, mut shutdown: watch
 /// Proves the request path still answers, for the watchdog: a real call through the
 /// socket (accept, connection task, dispatch) and a store query on the worker pool.
 pub async fn probe(daemon: &Daemon, socket: &Path, within: Duration) -> Result<(), String> {
-    use tokio::io::AsyncBufReadExt;
     let check = async {
         let mut s = UnixStream::connect(socket)
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        s.write_all(b"{\"method\":\"org.varlink.service.GetInfo\"}\0")
-            .await
-            .map_err(|e| format!("write: {e}"))?;
+        s.write_all(&wire::encode_call(
+            "org.varlink.service.GetInfo",
+            &serde_json::json!({}),
+        ))
+        .await
+        .map_err(|e| format!("write: {e}"))?;
         let mut reply = Vec::new();
-        BufReader::new(s)
-            .read_until(0, &mut reply)
+        wire::read_message(&mut BufReader::new(s), &mut reply, READ_BUFFER * 64)
             .await
             .map_err(|e| format!("read: {e}"))?;
-        if !reply.starts_with(b"{\"parameters\"") {
-            return Err(format!(
-                "unexpected answer: {}",
-                String::from_utf8_lossy(&reply)
-            ));
+        match wire::Reply::decode(&reply) {
+            Ok(wire::Reply::Ok(_)) => {}
+            Ok(wire::Reply::Err { error, .. }) => return Err(format!("answered {error}")),
+            Err(e) => return Err(e),
         }
         let store = daemon.store.clone();
         match daemon

@@ -77,7 +77,7 @@ pub fn closed_loop(
     d: &TestDaemon,
     clients: usize,
     seconds: f64,
-    call: &(dyn Fn(&mut flaskbbd::client::Client) + Sync),
+    call: &(dyn Fn(&mut flaskbbd_protocol::client::Client) + Sync),
 ) -> (Vec<Duration>, Duration) {
     let stop = Instant::now() + Duration::from_secs_f64(seconds);
     in_parallel(clients, &|| {
