@@ -19,7 +19,9 @@
 pub mod auth;
 pub mod builtins;
 pub mod chain;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod events;
 pub mod executor;
 pub mod generation;

@@ -319,12 +319,12 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                     .await
                 {
                     Ok(Ok(())) => Reply::empty().into(),
-                    Ok(Err(super::SetEnabledError::Reload(reason))) => Reply::error(
+                    Ok(Err(crate::daemon::SetEnabledError::Reload(reason))) => Reply::error(
                         &format!("{ADMIN}.ReloadFailed"),
                         json!({ "reason": reason }),
                     )
                     .into(),
-                    Ok(Err(super::SetEnabledError::Store(e))) => admin_store_error(e),
+                    Ok(Err(crate::daemon::SetEnabledError::Store(e))) => admin_store_error(e),
                     Err(e) => Failure::new(ADMIN, e.to_string()).into(),
                 }
             }

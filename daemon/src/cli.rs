@@ -1,0 +1,430 @@
+//! The `flaskbbd` command line: the daemon (`serve`) and the operator's commands.
+//!
+//! `check`, `migrate`, `user …` and `store …` work on the configuration and the store
+//! directly, with or without a running daemon; `plugins`, `hooks` and `auth` ask the
+//! running daemon over its socket. `main.rs` only parses and calls [`main`].
+
+use std::{
+    collections::HashMap,
+    io::{IsTerminal, Read},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
+
+use crate::{
+    config::Config,
+    generation::{render_chains, Generation},
+    loader::Loader,
+    password::Verifier,
+    proto::Context,
+    store::{self, NewUser, Store},
+};
+use anyhow::{anyhow, bail, Context as _};
+use clap::{Parser, Subcommand};
+use flaskbbd_protocol::client::{CallError, Client};
+
+/// FlaskBB's plugin hooks and authentication pipeline as a native daemon.
+#[derive(Parser)]
+#[command(name = "flaskbbd", version)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, short, global = true, default_value = "flaskbb.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground, logging to stderr.
+    Serve,
+    /// Validate the configuration, load every plugin, and print each chain in call order.
+    Check,
+    /// Create the database if missing and run pending migrations.
+    Migrate,
+    /// Manage users in the store.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Read or write a plugin instance's key-value store (e.g. TOTP enrolment).
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// List the running daemon's plugin instances.
+    Plugins,
+    /// Print the running daemon's chains in call order.
+    Hooks,
+    /// Authenticate through the running daemon; reads the secret without echo (or from
+    /// stdin when it is not a terminal).
+    Auth {
+        /// Username or email.
+        identifier: String,
+        /// Request context entries, KEY=VALUE (e.g. otp=123456).
+        #[arg(long = "context", value_name = "KEY=VALUE")]
+        context: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (in FlaskBB's Member group); reads the password without echo.
+    Add {
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// Create the account already activated.
+        #[arg(long)]
+        activated: bool,
+    },
+    /// Set a user's password; reads it without echo.
+    Passwd { identifier: String },
+    /// Activate a user (or deactivate with --off).
+    Activate {
+        identifier: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Ban a user (or lift the ban with --off).
+    Ban {
+        identifier: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// List users.
+    List,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Print the value of KEY in INSTANCE's store.
+    Get { instance: String, key: String },
+    /// Set KEY in INSTANCE's store to VALUE (read from stdin when omitted).
+    Set {
+        instance: String,
+        key: String,
+        value: Option<String>,
+    },
+    /// Delete KEY from INSTANCE's store.
+    Delete { instance: String, key: String },
+}
+
+/// Runs a parsed command line; the process's exit code. Errors are printed here.
+pub fn main(cli: Cli) -> ExitCode {
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("flaskbbd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter);
+    // journald stamps every line itself.
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(store::open(
+        &config.database.url,
+        config.database.schema,
+        &config.base_dir,
+        config.database.connect_timeout(),
+    )?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve => {
+            let config = load(&cli.config)?;
+            init_logging(&config.log.filter);
+            crate::daemon::serve(&cli.config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => {
+            init_logging("warn");
+            let config = Arc::new(load(&cli.config)?);
+            let verifier = Arc::new(Verifier::new(config.auth.bcrypt_cost)?);
+            let generation = Generation::build(
+                1,
+                config.clone(),
+                &Loader::default(),
+                verifier,
+                &HashMap::new(),
+            )?;
+            print!("{}", render_chains(&generation.describe()));
+            println!("{}: OK", config.path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            init_logging("warn");
+            let config = load(&cli.config)?;
+            open_store(&config)?;
+            println!("{}: database is up to date", config.database.url);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(cmd) => {
+            init_logging("warn");
+            user(&load(&cli.config)?, cmd)
+        }
+        Command::Store(cmd) => {
+            init_logging("warn");
+            kv(&load(&cli.config)?, cmd)
+        }
+        Command::Plugins => {
+            let plugins = admin(
+                &cli.config,
+                "org.flaskbb.Admin.ListPlugins",
+                Client::list_plugins,
+            )?;
+            for p in plugins {
+                println!(
+                    "{:<24} {:<8} {:<10} {}{}",
+                    p.name,
+                    if p.enabled { "enabled" } else { "disabled" },
+                    p.version.as_deref().unwrap_or("-"),
+                    p.origin,
+                    p.abi_version
+                        .map(|v| format!(" (plugin-abi {v})"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Hooks => {
+            let hooks = admin(
+                &cli.config,
+                "org.flaskbb.Admin.ListHooks",
+                Client::list_hooks,
+            )?;
+            print!("{}", render_chains(&hooks));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Auth {
+            identifier,
+            context,
+        } => auth(&cli.config, &identifier, &context),
+    }
+}
+
+/// Reads a secret: without echo from a terminal, else one line of stdin.
+fn read_secret(prompt: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        Ok(rpassword::prompt_password(prompt)?)
+    } else {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the secret from stdin")?;
+        Ok(s.strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&s)
+            .to_owned())
+    }
+}
+
+fn find(store: &dyn Store, identifier: &str) -> anyhow::Result<store::UserRecord> {
+    store.find_user(identifier)?.ok_or_else(|| {
+        anyhow!("no user {identifier:?} (by username or email); see `flaskbbd user list`")
+    })
+}
+
+fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(config)?;
+    let verifier = || Verifier::new(config.auth.bcrypt_cost);
+    match cmd {
+        UserCommand::Add {
+            username,
+            email,
+            activated,
+        } => {
+            let password = read_secret(&format!("Password for {username}: "))?;
+            let hash = verifier()?.hash_for(config.database.schema, &password)?;
+            let r = store
+                .create_user(&NewUser {
+                    username: username.clone(),
+                    email,
+                    password_hash: Some(hash),
+                    activated,
+                    primary_group_id: store::MEMBER_GROUP,
+                })
+                .map_err(|e| match e {
+                    store::StoreError::UserExists => {
+                        anyhow!("a user with username {username:?} or that email already exists")
+                    }
+                    other => anyhow!(other),
+                })?;
+            println!("created user {} (id {})", r.user.username, r.user.id);
+        }
+        UserCommand::Passwd { identifier } => {
+            let r = find(&*store, &identifier)?;
+            let password = read_secret(&format!("New password for {}: ", r.user.username))?;
+            store.set_password(
+                r.user.id,
+                &verifier()?.hash_for(config.database.schema, &password)?,
+            )?;
+            println!("password of {} changed", r.user.username);
+        }
+        UserCommand::Activate { identifier, off } => {
+            let r = find(&*store, &identifier)?;
+            store.set_activated(r.user.id, !off)?;
+            println!(
+                "{} {}",
+                r.user.username,
+                if off { "deactivated" } else { "activated" }
+            );
+        }
+        UserCommand::Ban { identifier, off } => {
+            let r = find(&*store, &identifier)?;
+            store.set_banned(r.user.id, !off)?;
+            println!(
+                "{} {}",
+                r.user.username,
+                if off { "unbanned" } else { "banned" }
+            );
+        }
+        UserCommand::List => {
+            println!(
+                "{:>6}  {:<24} {:<32} {:<9} {:>8}  groups",
+                "id", "username", "email", "activated", "failures"
+            );
+            for r in store.list_users()? {
+                let u = r.user;
+                println!(
+                    "{:>6}  {:<24} {:<32} {:<9} {:>8}  {}",
+                    u.id,
+                    u.username,
+                    u.email,
+                    if u.activated { "yes" } else { "no" },
+                    u.login_attempts,
+                    u.groups.join(", ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kv(config: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> {
+    let known = config.known_instance_names();
+    let instance = match &cmd {
+        StoreCommand::Get { instance, .. }
+        | StoreCommand::Set { instance, .. }
+        | StoreCommand::Delete { instance, .. } => instance,
+    };
+    if !known.contains(instance) {
+        bail!(
+            "no instance {instance:?} in {}; instances are {}",
+            config.path.display(),
+            known.join(", ")
+        );
+    }
+    let store = open_store(config)?;
+    match cmd {
+        StoreCommand::Get { instance, key } => match store.kv_get(&instance, &key)? {
+            Some(v) => println!("{v}"),
+            None => {
+                eprintln!("{instance}: no key {key:?}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        StoreCommand::Set {
+            instance,
+            key,
+            value,
+        } => {
+            let value = match value {
+                Some(v) => v,
+                None => read_secret(&format!("Value of {key}: "))?,
+            };
+            store.commit(&[store::Op::KvSet {
+                plugin: instance.clone(),
+                key: key.clone(),
+                value: Some(value),
+            }])?;
+            println!("{instance}: {key} set");
+        }
+        StoreCommand::Delete { instance, key } => {
+            store.commit(&[store::Op::KvSet {
+                plugin: instance.clone(),
+                key: key.clone(),
+                value: None,
+            }])?;
+            println!("{instance}: {key} deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn connect(config_path: &Path) -> anyhow::Result<Client> {
+    let config = load(config_path)?;
+    let socket = &config.daemon.socket;
+    Client::connect(socket).with_context(|| {
+        format!(
+            "cannot reach the daemon at {} (is `flaskbbd serve` running with this configuration?)",
+            socket.display()
+        )
+    })
+}
+
+/// Calls an `org.flaskbb.Admin` method of the running daemon.
+fn admin<T>(
+    config_path: &Path,
+    method: &str,
+    call: impl FnOnce(&mut Client) -> Result<T, CallError>,
+) -> anyhow::Result<T> {
+    let mut client = connect(config_path)?;
+    call(&mut client).map_err(|e| match e.short_name() {
+        Some("PermissionDenied") => {
+            anyhow!("{method}: permission denied: your uid is not in daemon.admin_uids")
+        }
+        _ => anyhow!("{method}: {e}"),
+    })
+}
+
+fn auth(config_path: &Path, identifier: &str, context: &[String]) -> anyhow::Result<ExitCode> {
+    let mut ctx = Context::new();
+    for kv in context {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--context {kv:?}: write KEY=VALUE")
+        };
+        ctx.insert(k.to_owned(), v.to_owned());
+    }
+    let mut client = connect(config_path)?;
+    let secret = read_secret(&format!("Password for {identifier}: "))?;
+    match client.authenticate(identifier, &secret, &ctx) {
+        Ok(user) => {
+            println!(
+                "authenticated: {} (id {}, groups: {})",
+                user.username,
+                user.id,
+                user.groups.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ CallError::Varlink { .. }) => {
+            let why = e.text("reason").or(e.text("message")).unwrap_or("");
+            eprintln!("{}: {why}", e.short_name().unwrap_or(""));
+            // A plugin asked for more context (a second factor's code): say how to send it.
+            for key in e.ask() {
+                eprintln!("(the daemon asks for {key:?}: add --context {key}=VALUE)");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
