@@ -237,3 +237,108 @@ impl ReauthenticateManager for PluginAuthenticationManager {
         answer
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! FlaskBB's two flows over the built-in chains, on a real SQLite store.
+
+    use super::*;
+    use crate::testing::Setup;
+
+    fn login(s: &Setup, identifier: &str, secret: &str) -> Result<proto::User, AuthError> {
+        PluginAuthenticationManager.authenticate(&s.generation, &s.request(), identifier, secret)
+    }
+
+    fn failed(reason: &str) -> Result<proto::User, AuthError> {
+        Err(AuthError::Failed {
+            reason: reason.into(),
+        })
+    }
+
+    #[test]
+    fn the_right_password_answers_the_user_with_failures_cleared() {
+        let s = Setup::new("auth-ok", "");
+        s.user("ann", "Secret123", true);
+        assert!(login(&s, "ann", "nope").is_err());
+        let user = login(&s, "ann@example.org", "Secret123").unwrap();
+        assert_eq!((user.username.as_str(), user.login_attempts), ("ann", 0));
+    }
+
+    #[test]
+    fn wrong_and_unknown_answer_alike_and_a_failure_is_counted_once() {
+        let s = Setup::new("auth-wrong", "");
+        s.user("ann", "Secret123", true);
+        assert_eq!(
+            login(&s, "ann", "nope"),
+            failed(messages::WRONG_CREDENTIALS)
+        );
+        assert_eq!(
+            login(&s, "nobody", "nope"),
+            failed(messages::WRONG_CREDENTIALS)
+        );
+        assert_eq!(s.attempts("ann"), 1);
+    }
+
+    #[test]
+    fn an_unactivated_user_is_refused_and_counted_after_the_clear() {
+        let s = Setup::new("auth-unactivated", "");
+        s.user("bob", "Secret123", false);
+        assert_eq!(
+            login(&s, "bob", "Secret123"),
+            failed(messages::NOT_ACTIVATED)
+        );
+        // FlaskBB's order: cleared, refused, then counted by the failure hook.
+        assert_eq!(s.attempts("bob"), 1);
+    }
+
+    #[test]
+    fn the_lockout_refuses_even_the_right_password() {
+        let s = Setup::new(
+            "auth-lockout",
+            "[auth]\nbcrypt_cost = 4\nlockout = { attempts = 2, window_minutes = 5 }\n",
+        );
+        s.user("ann", "Secret123", true);
+        for _ in 0..2 {
+            assert!(login(&s, "ann", "nope").is_err());
+        }
+        assert_eq!(login(&s, "ann", "Secret123"), failed(messages::LOCKED_OUT));
+    }
+
+    #[test]
+    fn reauthentication_checks_the_password_and_counts_a_failure() {
+        let s = Setup::new("auth-reauth", "");
+        let id = s.user("ann", "Secret123", true);
+        let reauth = |secret: &str| {
+            PluginAuthenticationManager.reauthenticate(&s.generation, &s.request(), id, secret)
+        };
+        assert_eq!(
+            reauth("nope"),
+            Err(AuthError::Failed {
+                reason: messages::WRONG_PASSWORD.into()
+            })
+        );
+        assert_eq!(s.attempts("ann"), 1);
+        assert_eq!(reauth("Secret123"), Ok(()));
+        assert_eq!(s.attempts("ann"), 0);
+        // An id nobody has answers as a wrong password.
+        assert_eq!(
+            PluginAuthenticationManager.reauthenticate(&s.generation, &s.request(), 999, "x"),
+            Err(AuthError::Failed {
+                reason: messages::WRONG_PASSWORD.into()
+            })
+        );
+    }
+
+    #[test]
+    fn every_change_a_request_queued_is_committed_by_its_end() {
+        let s = Setup::new("auth-commit", "");
+        s.user("ann", "Secret123", true);
+        assert!(login(&s, "ann", "nope").is_err());
+        // The clear of that failure is queued during the chain and written at the end.
+        let req = s.request();
+        assert!(PluginAuthenticationManager
+            .authenticate(&s.generation, &req, "ann", "Secret123")
+            .is_ok());
+        assert_eq!((req.pending_changes(), s.attempts("ann")), (0, 0));
+    }
+}

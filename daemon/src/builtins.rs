@@ -8,12 +8,12 @@ use std::sync::Arc;
 use chrono::{Duration as ChronoDuration, Utc};
 use plugin_abi::{
     abi::{self, Tier},
-    hooks,
     sdk::{HookError, HookResult},
 };
 
 use crate::{
     config::Config,
+    hook::Hook,
     instance::{CallCx, Hooks},
     password,
     proto::convert,
@@ -36,78 +36,110 @@ fn db(e: StoreError) -> HookError {
     HookError::failed(e.to_string())
 }
 
-/// One built-in: its name, the hooks it implements with their default order, and the
-/// impl. The order of [`all`] is the registration order.
-pub struct Builtin {
+/// One built-in: its name, the hooks it implements with their default order, whether
+/// the configuration turns it on, and how it is made.
+pub(crate) struct Builtin {
+    /// Its instance name (`[builtins.<name>]` in `flaskbb.toml`).
     pub name: &'static str,
-    pub hooks: Vec<(&'static str, Tier)>,
-    pub imp: Box<dyn Hooks>,
+    /// The hooks it implements, with their default tier.
+    pub hooks: &'static [(Hook, Tier)],
+    /// Whether the `[auth]` settings want it (before `[builtins.<name>] enabled` and
+    /// the run-time states in `plugin_registry`, which can turn it off).
+    pub gate: fn(&Config) -> bool,
+    /// Makes the impl for one generation.
+    pub make: fn(&Config, &Arc<password::Verifier>) -> Box<dyn Hooks>,
 }
 
-/// Every built-in, in registration order, configured from `config`.
+/// Every built-in, in registration order: the one list of their names.
 ///
 /// Registration order matters only among impls of one hook with equal tier and
 /// priority, where pluggy runs the newest first: so the post_authenticate handlers
 /// are registered block_banned, block_unactivated, clear_failed_logins, making
 /// FlaskBB's call order clear → unactivated → banned.
-pub fn all(config: &Config, verifier: Arc<password::Verifier>) -> Vec<Builtin> {
-    let lockout = &config.auth.lockout;
-    vec![
-        Builtin {
-            name: "default_provider",
-            hooks: vec![(hooks::AUTHENTICATE, Tier::TRYLAST)],
-            imp: Box::new(DefaultProvider {
+pub(crate) const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "default_provider",
+        hooks: &[(Hook::Authenticate, Tier::TRYLAST)],
+        gate: |_| true,
+        make: |config, verifier| {
+            Box::new(DefaultProvider {
                 verifier: verifier.clone(),
                 rehash: config.auth.rehash_on_login,
-            }),
+            })
         },
-        Builtin {
-            name: "lockout",
-            hooks: vec![(hooks::AUTHENTICATE, Tier::TRYFIRST)],
-            imp: Box::new(Lockout {
-                attempts: lockout.attempts,
-                window: ChronoDuration::minutes(lockout.window_minutes),
-            }),
+    },
+    Builtin {
+        name: "lockout",
+        hooks: &[(Hook::Authenticate, Tier::TRYFIRST)],
+        gate: |config| config.auth.lockout.enabled,
+        make: |config, _| {
+            Box::new(Lockout {
+                attempts: config.auth.lockout.attempts,
+                window: ChronoDuration::minutes(config.auth.lockout.window_minutes),
+            })
         },
-        Builtin {
-            name: "block_banned",
-            hooks: vec![(hooks::POST_AUTHENTICATE, Tier::TRYFIRST)],
-            imp: Box::new(BlockBanned),
-        },
-        Builtin {
-            name: "block_unactivated",
-            hooks: vec![(hooks::POST_AUTHENTICATE, Tier::TRYFIRST)],
-            imp: Box::new(BlockUnactivated),
-        },
-        Builtin {
-            name: "clear_failed_logins",
-            hooks: vec![(hooks::POST_AUTHENTICATE, Tier::TRYFIRST)],
-            imp: Box::new(ClearFailedLogins),
-        },
-        Builtin {
-            name: "mark_failed_login",
-            hooks: vec![(hooks::AUTHENTICATION_FAILED, Tier::NORMAL)],
-            imp: Box::new(MarkFailedLogin),
-        },
-        Builtin {
-            name: "default_reauth",
-            hooks: vec![(hooks::REAUTH_ATTEMPT, Tier::TRYLAST)],
-            imp: Box::new(DefaultReauth {
-                verifier,
+    },
+    Builtin {
+        name: "block_banned",
+        hooks: &[(Hook::PostAuthenticate, Tier::TRYFIRST)],
+        gate: |_| true,
+        make: |_, _| Box::new(BlockBanned),
+    },
+    Builtin {
+        name: "block_unactivated",
+        hooks: &[(Hook::PostAuthenticate, Tier::TRYFIRST)],
+        gate: |config| config.auth.activate_account,
+        make: |_, _| Box::new(BlockUnactivated),
+    },
+    Builtin {
+        name: "clear_failed_logins",
+        hooks: &[(Hook::PostAuthenticate, Tier::TRYFIRST)],
+        gate: |_| true,
+        make: |_, _| Box::new(ClearFailedLogins),
+    },
+    Builtin {
+        name: "mark_failed_login",
+        hooks: &[(Hook::AuthenticationFailed, Tier::NORMAL)],
+        gate: |_| true,
+        make: |_, _| Box::new(MarkFailedLogin),
+    },
+    Builtin {
+        name: "default_reauth",
+        hooks: &[(Hook::ReauthAttempt, Tier::TRYLAST)],
+        gate: |_| true,
+        make: |config, verifier| {
+            Box::new(DefaultReauth {
+                verifier: verifier.clone(),
                 rehash: config.auth.rehash_on_login,
-            }),
+            })
         },
-        Builtin {
-            name: "clear_failed_logins_on_reauth",
-            hooks: vec![(hooks::POST_REAUTH, Tier::NORMAL)],
-            imp: Box::new(ClearFailedLogins),
-        },
-        Builtin {
-            name: "mark_failed_reauth",
-            hooks: vec![(hooks::REAUTH_FAILED, Tier::NORMAL)],
-            imp: Box::new(MarkFailedLogin),
-        },
-    ]
+    },
+    Builtin {
+        name: "clear_failed_logins_on_reauth",
+        hooks: &[(Hook::PostReauth, Tier::NORMAL)],
+        gate: |_| true,
+        make: |_, _| Box::new(ClearFailedLogins),
+    },
+    Builtin {
+        name: "mark_failed_reauth",
+        hooks: &[(Hook::ReauthFailed, Tier::NORMAL)],
+        gate: |_| true,
+        make: |_, _| Box::new(MarkFailedLogin),
+    },
+];
+
+/// Whether `name` is a built-in's.
+pub(crate) fn is_builtin(name: &str) -> bool {
+    BUILTINS.iter().any(|b| b.name == name)
+}
+
+/// The built-ins' names, for messages.
+pub(crate) fn names() -> String {
+    BUILTINS
+        .iter()
+        .map(|b| b.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// FlaskBB's DefaultFlaskBBAuthProvider: user by username or email, then a password

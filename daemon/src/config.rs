@@ -243,7 +243,7 @@ pub struct PluginConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default)]
-    pub config: Option<toml::Table>,
+    pub config: Option<Spanned<toml::Table>>,
     #[serde(default)]
     pub hooks: BTreeMap<Spanned<String>, HookOverride>,
 }
@@ -255,7 +255,11 @@ fn yes() -> bool {
 impl PluginConfig {
     /// The instance's `config` table as the JSON the plugin receives.
     pub fn config_json(&self) -> String {
-        let table = self.config.clone().unwrap_or_default();
+        let table = self
+            .config
+            .as_ref()
+            .map(|t| t.get_ref().clone())
+            .unwrap_or_default();
         serde_json::to_string(&table).unwrap_or_else(|_| "{}".into())
     }
 }
@@ -278,19 +282,6 @@ struct RawConfig {
     #[serde(default)]
     log: LogConfig,
 }
-
-/// Names of the built-in instances, in registration order.
-pub const BUILTIN_NAMES: &[&str] = &[
-    "default_provider",
-    "lockout",
-    "clear_failed_logins",
-    "block_unactivated",
-    "block_banned",
-    "mark_failed_login",
-    "default_reauth",
-    "clear_failed_logins_on_reauth",
-    "mark_failed_reauth",
-];
 
 impl Config {
     /// Reads and validates the file at `path`.
@@ -324,13 +315,13 @@ impl Config {
             source: source.to_owned(),
         };
         for (name, builtin) in raw.builtins {
-            if !BUILTIN_NAMES.contains(&name.get_ref().as_str()) {
+            if !crate::builtins::is_builtin(name.get_ref()) {
                 return Err(config.error_at(
                     name.span(),
                     &format!("builtins.{}", name.get_ref()),
                     &format!(
                         "no built-in of that name; built-ins are {}",
-                        BUILTIN_NAMES.join(", ")
+                        crate::builtins::names()
                     ),
                 ));
             }
@@ -359,6 +350,27 @@ impl Config {
             .matches('\n')
             .count()
             + 1
+    }
+
+    /// The line of `flaskbb.toml` where the key `path` (dotted, as a plugin names it in
+    /// "config key words: ...") of `plugin`'s `config` table is written, if found.
+    pub fn config_key_line(&self, plugin: &PluginConfig, path: &str) -> Option<usize> {
+        let span = plugin.config.as_ref()?.span();
+        let text = self.source.get(span.clone())?;
+        let key = path.rsplit('.').next().filter(|k| !k.is_empty())?;
+        let is_key_at = |at: usize| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + key.len()..].trim_start();
+            before.is_none_or(|c| c.is_whitespace() || "{,.[\"".contains(c))
+                && (after.starts_with('=')
+                    || after.starts_with('.')
+                    || after.starts_with(']')
+                    || after.starts_with('"'))
+        };
+        text.match_indices(key)
+            .map(|(at, _)| at)
+            .find(|&at| is_key_at(at))
+            .map(|at| self.line_of(span.start + at))
     }
 
     /// An error naming the file, the line of `span`, and `key`.
@@ -441,7 +453,7 @@ impl Config {
                     &format!("{name:?}: use letters, digits, '_' and '-' only"),
                 ));
             }
-            if BUILTIN_NAMES.contains(&name.as_str()) {
+            if crate::builtins::is_builtin(name) {
                 return Err(self.error_at(
                     p.name.span(),
                     "plugin.name",
@@ -494,9 +506,9 @@ impl Config {
 
     /// All configured instance names (built-in and plugin, enabled or not).
     pub fn known_instance_names(&self) -> Vec<String> {
-        BUILTIN_NAMES
+        crate::builtins::BUILTINS
             .iter()
-            .map(|s| s.to_string())
+            .map(|b| b.name.to_string())
             .chain(self.plugin.iter().map(|p| p.name.get_ref().clone()))
             .collect()
     }

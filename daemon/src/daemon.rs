@@ -48,7 +48,7 @@ pub struct Daemon {
 /// Why enabling or disabling an instance did not take effect.
 #[derive(Debug, thiserror::Error)]
 pub enum SetEnabledError {
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Reload(String),
@@ -57,12 +57,15 @@ pub enum SetEnabledError {
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The store could not be opened (its message is part of this one, not a source).
     #[error("database: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(crate::store::StoreError),
+    /// The plugin generation could not be built (the message lists each problem; it
+    /// is not also the error's source, or it would be printed twice).
     #[error("plugins:\n{0}")]
-    Plugins(#[from] BuildError),
+    Plugins(BuildError),
     #[error("{0}")]
     Other(String),
 }
@@ -230,7 +233,7 @@ fn registry_states(store: &dyn Store) -> Result<HashMap<String, bool>, crate::st
 }
 
 /// A generation from `config`, with the run-time states in `plugin_registry`.
-fn build_generation(
+pub(crate) fn build_generation(
     id: u64,
     config: Arc<Config>,
     loader: &Loader,
@@ -239,6 +242,18 @@ fn build_generation(
 ) -> Result<Generation, StartError> {
     let states = registry_states(store)?;
     Ok(Generation::build(id, config, loader, verifier, &states)?)
+}
+
+impl From<crate::store::StoreError> for StartError {
+    fn from(e: crate::store::StoreError) -> StartError {
+        StartError::Store(e)
+    }
+}
+
+impl From<BuildError> for StartError {
+    fn from(e: BuildError) -> StartError {
+        StartError::Plugins(e)
+    }
 }
 
 fn effective_uid() -> u32 {

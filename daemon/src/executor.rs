@@ -114,7 +114,7 @@ impl Executor {
                 r = &mut rx => {
                     return match r {
                         Ok(Ok(v)) => Ok(v),
-                        Ok(Err(p)) => Err(ExecError::Panicked(panic_message(&p))),
+                        Ok(Err(p)) => Err(ExecError::Panicked(panic_message(&*p))),
                         Err(_) => Err(ExecError::ShuttingDown),
                     };
                 }
@@ -150,7 +150,7 @@ impl Executor {
         }))?;
         match rx.await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(p)) => Err(ExecError::Panicked(panic_message(&p))),
+            Ok(Err(p)) => Err(ExecError::Panicked(panic_message(&*p))),
             Err(_) => Err(ExecError::ShuttingDown),
         }
     }
@@ -201,9 +201,97 @@ fn spawn_worker(inner: Arc<Inner>) {
     }
 }
 
-fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a worker panicked".into())
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    plugin_abi::sdk::panic_payload(p)
+        .unwrap_or("a worker panicked")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool with plain closures standing in for hook calls: the request's
+    //! current-call slot is what names a hung impl.
+
+    use super::*;
+    use crate::testing::Setup;
+
+    const TIMEOUT: Duration = Duration::from_millis(150);
+
+    /// A job that says it is running `instance`'s user_registered impl for `ms`.
+    fn hook_call(req: &Arc<Request>, instance: &str, ms: u64) -> impl FnOnce() + Send + 'static {
+        let (req, instance): (Arc<Request>, Arc<str>) = (req.clone(), instance.into());
+        move || {
+            req.enter(&instance, Hook::UserRegistered);
+            std::thread::sleep(Duration::from_millis(ms));
+            req.leave();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_past_its_timeout_answers_at_once_naming_the_impl() {
+        let s = Setup::new("exec-timeout", "");
+        let exec = Executor::new(1, 4);
+        let req = s.request();
+        let started = std::time::Instant::now();
+        let err = exec
+            .run(req.clone(), TIMEOUT, hook_call(&req, "slow", 1500))
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            err.to_string(),
+            "instance \"slow\" did not answer flaskbb_event_user_registered within 150 ms"
+        );
+        assert!(req.is_abandoned());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_call_does_not_starve_the_pool_and_its_thread_retires_after() {
+        let s = Setup::new("exec-starve", "");
+        // One worker: it is the stuck one, so the next job needs its replacement.
+        let exec = Executor::new(1, 4);
+        let req = s.request();
+        assert!(exec
+            .run(req.clone(), TIMEOUT, hook_call(&req, "slow", 800))
+            .await
+            .is_err());
+        assert_eq!(exec.stuck(), 1);
+        assert_eq!(exec.run(s.request(), TIMEOUT, || 42).await.unwrap(), 42);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(exec.stuck(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn past_max_stuck_calls_new_requests_are_refused() {
+        let s = Setup::new("exec-overload", "");
+        let exec = Executor::new(1, 1);
+        let req = s.request();
+        assert!(exec
+            .run(req.clone(), TIMEOUT, hook_call(&req, "slow", 800))
+            .await
+            .is_err());
+        let refused = exec.run(s.request(), TIMEOUT, || ()).await;
+        assert!(
+            matches!(refused, Err(ExecError::Overloaded(1))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_job_is_an_error_and_the_worker_goes_on() {
+        let s = Setup::new("exec-panic", "");
+        let exec = Executor::new(1, 1);
+        let r = exec
+            .run(s.request(), TIMEOUT, || panic!("job panics"))
+            .await;
+        assert!(
+            matches!(&r, Err(ExecError::Panicked(m)) if m == "job panics"),
+            "{r:?}"
+        );
+        assert_eq!(exec.run_plain(|| 7).await.unwrap(), 7);
+    }
 }

@@ -15,7 +15,7 @@ use crate::{
         order::{self, ImplSpec},
         Chain, Entry,
     },
-    config::{Config, HookOverride},
+    config::{Config, HookOverride, PluginConfig},
     hook::Hook,
     instance::{Instance, Origin, PluginHooks},
     loader::{Library, Loader},
@@ -60,6 +60,21 @@ impl Decl {
             wrapper: false,
         }
     }
+
+    /// A plugin's declaration, from its manifest.
+    fn from_manifest(d: &plugin_abi::abi::HookDecl) -> Decl {
+        let list = |v: &abi_stable::std_types::RVec<abi_stable::std_types::RString>| {
+            v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        };
+        Decl {
+            hook: d.hook.to_string(),
+            tier: d.tier,
+            priority: d.priority,
+            before: list(&d.before),
+            after: list(&d.after),
+            wrapper: d.wrapper,
+        }
+    }
 }
 
 struct Candidate {
@@ -70,8 +85,10 @@ struct Candidate {
 }
 
 impl Generation {
-    /// Builds a generation. `enabled` holds the instances the operator enabled or
-    /// disabled at run time (from `plugin_registry`); they win over `flaskbb.toml`.
+    /// Builds a generation: the built-ins, then the plugin instances, then every
+    /// hook's chain. `enabled` holds the instances the operator enabled or disabled at
+    /// run time (from `plugin_registry`); they win over `flaskbb.toml`. Every problem
+    /// is reported, one line each, not just the first.
     pub fn build(
         id: u64,
         config: Arc<Config>,
@@ -79,25 +96,71 @@ impl Generation {
         verifier: Arc<Verifier>,
         enabled: &HashMap<String, bool>,
     ) -> Result<Generation, BuildError> {
-        let mut errors = Vec::new();
-        let mut candidates: Vec<Candidate> = Vec::new();
-        let mut plugins: Vec<PluginInfo> = Vec::new();
-        // Each library file is read and hashed once per build, however many instances
-        // use it; a later build (a reload) reads it again, to see a rebuilt file.
-        let mut by_path: HashMap<std::path::PathBuf, Arc<Library>> = HashMap::new();
-        let is_enabled =
-            |name: &str, configured: bool| enabled.get(name).copied().unwrap_or(configured);
+        let mut b = Builder {
+            config: &config,
+            enabled,
+            candidates: Vec::new(),
+            plugins: Vec::new(),
+            errors: Vec::new(),
+        };
+        b.builtins(&verifier);
+        b.plugin_instances(loader);
+        if !b.errors.is_empty() {
+            return Err(BuildError(b.errors));
+        }
+        let chains = b.chains()?;
+        let plugins = b.plugins;
+        Ok(Generation {
+            id,
+            config,
+            verifier,
+            chains,
+            plugins,
+            registry: enabled.clone(),
+        })
+    }
+}
 
-        for b in builtins::all(&config, verifier.clone()) {
-            let settings = config.builtins.get(b.name);
-            let configured = settings.is_none_or(|s| s.enabled)
-                && match b.name {
-                    "lockout" => config.auth.lockout.enabled,
-                    "block_unactivated" => config.auth.activate_account,
-                    _ => true,
-                };
-            let on = is_enabled(b.name, configured);
-            plugins.push(PluginInfo {
+/// A generation being built: the instances made so far, what `ListPlugins` will
+/// show, and the problems found.
+struct Builder<'a> {
+    config: &'a Config,
+    enabled: &'a HashMap<String, bool>,
+    candidates: Vec<Candidate>,
+    plugins: Vec<PluginInfo>,
+    errors: Vec<String>,
+}
+
+impl Builder<'_> {
+    /// Whether an instance is on: its run-time state if it has one, else `configured`.
+    fn is_enabled(&self, name: &str, configured: bool) -> bool {
+        self.enabled.get(name).copied().unwrap_or(configured)
+    }
+
+    /// Registers an instance (registration order is the order of these calls).
+    fn register(
+        &mut self,
+        instance: Instance,
+        decls: Vec<Decl>,
+        overrides: BTreeMap<String, HookOverride>,
+    ) {
+        let reg_index = self.candidates.len();
+        self.candidates.push(Candidate {
+            instance: Arc::new(instance),
+            reg_index,
+            decls,
+            overrides,
+        });
+    }
+
+    /// Step 1: the built-ins, registered first, each unless its gate in `[auth]`, its
+    /// `[builtins.<name>]` table or its run-time state turns it off.
+    fn builtins(&mut self, verifier: &Arc<Verifier>) {
+        for b in builtins::BUILTINS {
+            let settings = self.config.builtins.get(b.name);
+            let configured = settings.is_none_or(|s| s.enabled) && (b.gate)(self.config);
+            let on = self.is_enabled(b.name, configured);
+            self.plugins.push(PluginInfo {
                 name: b.name.into(),
                 origin: "builtin".into(),
                 library: None,
@@ -105,35 +168,42 @@ impl Generation {
                 description: None,
                 abi_version: None,
                 enabled: on,
-                hooks: b.hooks.iter().map(|(h, _)| h.to_string()).collect(),
+                hooks: b.hooks.iter().map(|(h, _)| h.name().to_string()).collect(),
             });
             if !on {
                 continue;
             }
-            let reg_index = candidates.len();
-            candidates.push(Candidate {
-                instance: Arc::new(Instance {
+            let overrides = settings
+                .map(|s| {
+                    s.hooks
+                        .iter()
+                        .map(|(k, v)| (k.get_ref().clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.register(
+                Instance {
                     name: b.name.into(),
                     origin: Origin::Builtin,
                     config_json: "{}".into(),
-                    hooks: b.imp,
-                }),
-                reg_index,
-                decls: b.hooks.iter().map(|(h, t)| Decl::plain(h, *t)).collect(),
-                overrides: settings
-                    .map(|s| {
-                        s.hooks
-                            .iter()
-                            .map(|(k, v)| (k.get_ref().clone(), v.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
+                    hooks: (b.make)(self.config, verifier),
+                },
+                b.hooks
+                    .iter()
+                    .map(|(h, t)| Decl::plain(h.name(), *t))
+                    .collect(),
+                overrides,
+            );
         }
+    }
 
-        for p in &config.plugin {
+    /// Step 2: one instance per enabled `[[plugin]]` table, in file order. Each
+    /// library file is read and hashed once per build, however many instances use it;
+    /// a later build (a reload) reads it again, to see a rebuilt file.
+    fn plugin_instances(&mut self, loader: &Loader) {
+        let mut by_path: HashMap<std::path::PathBuf, Arc<Library>> = HashMap::new();
+        for p in &self.config.plugin {
             let name = p.name.get_ref().as_str();
-            let on = is_enabled(name, p.enabled);
             let mut info = PluginInfo {
                 name: name.into(),
                 origin: String::new(),
@@ -141,139 +211,105 @@ impl Generation {
                 version: None,
                 description: None,
                 abi_version: None,
-                enabled: on,
+                enabled: self.is_enabled(name, p.enabled),
                 hooks: vec![],
             };
-            if !on {
-                plugins.push(info);
-                continue;
-            }
-            let lib =
-                match Loader::resolve(p.library.get_ref(), &config.plugins.dirs, &config.base_dir)
-                    .and_then(|path| match by_path.get(&path) {
-                        Some(lib) => Ok(lib.clone()),
-                        None => {
-                            let lib = loader.load(&path)?;
-                            by_path.insert(path, lib.clone());
-                            Ok(lib)
-                        }
-                    }) {
-                    Ok(lib) => lib,
-                    Err(e) => {
-                        errors.push(format!(
-                            "instance {name:?} (line {}): {e}",
-                            config.line_of(p.name.span().start)
-                        ));
-                        continue;
-                    }
-                };
-            let config_json = p.config_json();
-            let boxed = match lib.instantiate(name, &config_json, &config.base_dir) {
-                Ok(b) => b,
-                Err(e) => {
-                    errors.push(format!(
+            if info.enabled {
+                if let Err(e) = self.plugin_instance(p, &mut info, loader, &mut by_path) {
+                    self.errors.push(format!(
                         "instance {name:?} (line {}): {e}",
-                        config.line_of(p.name.span().start)
+                        self.config.line_of(p.name.span().start)
                     ));
-                    continue;
-                }
-            };
-            let m = &lib.manifest;
-            info.origin = lib.path.display().to_string();
-            info.version = Some(m.version.to_string());
-            info.description = Some(m.description.to_string());
-            info.abi_version = Some(lib.abi_version.clone());
-            info.hooks = m.hooks.iter().map(|d| d.hook.to_string()).collect();
-            let decls = m
-                .hooks
-                .iter()
-                .filter(|d| Hook::from_name(d.hook.as_str()).is_some())
-                .map(|d| {
-                    let list = |v: &abi_stable::std_types::RVec<abi_stable::std_types::RString>| {
-                        v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-                    };
-                    Decl {
-                        hook: d.hook.to_string(),
-                        tier: d.tier,
-                        priority: d.priority,
-                        before: list(&d.before),
-                        after: list(&d.after),
-                        wrapper: d.wrapper,
-                    }
-                })
-                .collect::<Vec<_>>();
-            for hook in p.hooks.keys() {
-                if !decls.iter().any(|d| &d.hook == hook.get_ref()) {
-                    errors.push(config.error_at(
-                        hook.span(),
-                        &format!("hooks.{}", hook.get_ref()),
-                        &format!(
-                            "instance {name:?}: library {} does not implement this hook (it implements: {})",
-                            lib.path.display(),
-                            info.hooks.join(", ")
-                        ),
-                    ).0);
                 }
             }
-            plugins.push(info);
-            let reg_index = candidates.len();
-            candidates.push(Candidate {
-                instance: Arc::new(Instance {
-                    name: name.into(),
-                    origin: Origin::Plugin(lib.clone()),
-                    config_json,
-                    hooks: Box::new(PluginHooks(boxed)),
-                }),
-                reg_index,
-                decls,
-                overrides: p
-                    .hooks
-                    .iter()
-                    .map(|(k, v)| (k.get_ref().clone(), v.clone()))
-                    .collect(),
-            });
+            self.plugins.push(info);
         }
-        if !errors.is_empty() {
-            return Err(BuildError(errors));
-        }
+    }
 
-        let known: HashSet<String> = config.known_instance_names().into_iter().collect();
-        let by_name: HashMap<&str, &Candidate> =
-            candidates.iter().map(|c| (&*c.instance.name, c)).collect();
-        let mut chains = BTreeMap::new();
-        for hook in Hook::ALL {
-            let mut specs = Vec::new();
-            for c in &candidates {
-                for d in &c.decls {
-                    if d.hook != hook.name() {
-                        continue;
-                    }
-                    let o = c.overrides.get(&d.hook).cloned().unwrap_or_default();
-                    if o.enabled == Some(false) {
-                        continue;
-                    }
-                    specs.push(ImplSpec {
-                        instance: c.instance.name.to_string(),
-                        reg_index: c.reg_index,
-                        tier: o
-                            .tier
-                            .as_ref()
-                            .and_then(|t| Tier::from_name(t.get_ref()))
-                            .unwrap_or(d.tier),
-                        priority: o.priority.unwrap_or(d.priority),
-                        before: o
-                            .before
-                            .map(|v| v.into_iter().map(|s| s.into_inner()).collect())
-                            .unwrap_or_else(|| d.before.clone()),
-                        after: o
-                            .after
-                            .map(|v| v.into_iter().map(|s| s.into_inner()).collect())
-                            .unwrap_or_else(|| d.after.clone()),
-                        wrapper: o.wrapper.unwrap_or(d.wrapper),
-                    });
-                }
+    /// Loads (or reuses) `p`'s library, makes the instance and registers it.
+    fn plugin_instance(
+        &mut self,
+        p: &PluginConfig,
+        info: &mut PluginInfo,
+        loader: &Loader,
+        by_path: &mut HashMap<std::path::PathBuf, Arc<Library>>,
+    ) -> Result<(), String> {
+        let config = self.config;
+        let name = p.name.get_ref().as_str();
+        let path = Loader::resolve(p.library.get_ref(), &config.plugins.dirs, &config.base_dir)
+            .map_err(|e| e.to_string())?;
+        let lib = match by_path.get(&path) {
+            Some(lib) => lib.clone(),
+            None => {
+                let lib = loader.load(&path).map_err(|e| e.to_string())?;
+                by_path.insert(path, lib.clone());
+                lib
             }
-            match order::order(hook.name(), specs, &known) {
+        };
+        let config_json = p.config_json();
+        let boxed = lib
+            .instantiate(name, &config_json, &config.base_dir)
+            .map_err(|e| with_key_lines(config, p, &e.to_string()))?;
+        let m = &lib.manifest;
+        info.origin = lib.path.display().to_string();
+        info.version = Some(m.version.to_string());
+        info.description = Some(m.description.to_string());
+        info.abi_version = Some(lib.abi_version.clone());
+        info.hooks = m.hooks.iter().map(|d| d.hook.to_string()).collect();
+        let decls: Vec<Decl> = m
+            .hooks
+            .iter()
+            .filter(|d| Hook::from_name(d.hook.as_str()).is_some())
+            .map(Decl::from_manifest)
+            .collect();
+        for hook in p.hooks.keys() {
+            if !decls.iter().any(|d| &d.hook == hook.get_ref()) {
+                self.errors.push(
+                    config
+                        .error_at(
+                            hook.span(),
+                            &format!("hooks.{}", hook.get_ref()),
+                            &format!(
+                                "instance {name:?}: library {} does not implement this hook (it implements: {})",
+                                lib.path.display(),
+                                info.hooks.join(", ")
+                            ),
+                        )
+                        .0,
+                );
+            }
+        }
+        let overrides = p
+            .hooks
+            .iter()
+            .map(|(k, v)| (k.get_ref().clone(), v.clone()))
+            .collect();
+        self.register(
+            Instance {
+                name: name.into(),
+                origin: Origin::Plugin(lib.clone()),
+                config_json,
+                hooks: Box::new(PluginHooks(boxed)),
+            },
+            decls,
+            overrides,
+        );
+        Ok(())
+    }
+
+    /// Step 3: every hook's chain in call order, from the registered instances'
+    /// declarations and the configuration's overrides.
+    fn chains(&self) -> Result<BTreeMap<Hook, Chain>, BuildError> {
+        let known: HashSet<String> = self.config.known_instance_names().into_iter().collect();
+        let by_name: HashMap<&str, &Candidate> = self
+            .candidates
+            .iter()
+            .map(|c| (&*c.instance.name, c))
+            .collect();
+        let mut chains = BTreeMap::new();
+        let mut errors = Vec::new();
+        for hook in Hook::ALL {
+            match order::order(hook.name(), self.specs(hook), &known) {
                 Ok(ordered) => {
                     let entry = |s: &ImplSpec| Entry {
                         instance: by_name[s.instance.as_str()].instance.clone(),
@@ -289,22 +325,47 @@ impl Generation {
                         },
                     );
                 }
-                Err(e) => errors.push(format!("{}: {e}", config.path.display())),
+                Err(e) => errors.push(format!("{}: {e}", self.config.path.display())),
             }
         }
-        if !errors.is_empty() {
-            return Err(BuildError(errors));
+        if errors.is_empty() {
+            Ok(chains)
+        } else {
+            Err(BuildError(errors))
         }
-        Ok(Generation {
-            id,
-            config,
-            verifier,
-            chains,
-            plugins,
-            registry: enabled.clone(),
-        })
     }
 
+    /// The impls of `hook`, each with its declaration's order as overridden.
+    fn specs(&self, hook: Hook) -> Vec<ImplSpec> {
+        let mut specs = Vec::new();
+        for c in &self.candidates {
+            for d in c.decls.iter().filter(|d| d.hook == hook.name()) {
+                let o = c.overrides.get(&d.hook).cloned().unwrap_or_default();
+                if o.enabled == Some(false) {
+                    continue;
+                }
+                let names =
+                    |v: Vec<toml::Spanned<String>>| v.into_iter().map(|s| s.into_inner()).collect();
+                specs.push(ImplSpec {
+                    instance: c.instance.name.to_string(),
+                    reg_index: c.reg_index,
+                    tier: o
+                        .tier
+                        .as_ref()
+                        .and_then(|t| Tier::from_name(t.get_ref()))
+                        .unwrap_or(d.tier),
+                    priority: o.priority.unwrap_or(d.priority),
+                    before: o.before.map(names).unwrap_or_else(|| d.before.clone()),
+                    after: o.after.map(names).unwrap_or_else(|| d.after.clone()),
+                    wrapper: o.wrapper.unwrap_or(d.wrapper),
+                });
+            }
+        }
+        specs
+    }
+}
+
+impl Generation {
     /// The chain of `hook`.
     pub fn chain(&self, hook: Hook) -> &Chain {
         // Every hook has a chain (possibly empty) once built.
@@ -329,6 +390,25 @@ impl Generation {
     pub fn plugins(&self) -> &[PluginInfo] {
         &self.plugins
     }
+}
+
+/// `message` with the line of `flaskbb.toml` after each "config key K" it names, so
+/// that a plugin's complaint about its configuration points at the line to fix.
+fn with_key_lines(config: &Config, plugin: &PluginConfig, message: &str) -> String {
+    const KEY: &str = "config key ";
+    let mut out = String::with_capacity(message.len() + 16);
+    let mut rest = message;
+    while let Some(at) = rest.find(KEY) {
+        let after = &rest[at + KEY.len()..];
+        let path = after.split([':', ' ']).next().unwrap_or("");
+        out.push_str(&rest[..at + KEY.len() + path.len()]);
+        if let Some(line) = config.config_key_line(plugin, path) {
+            out.push_str(&format!(" (line {line})"));
+        }
+        rest = &after[path.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Prints chains as `flaskbbd check` and `flaskbbd hooks` show them.

@@ -1,36 +1,46 @@
 //! flaskbbd: FlaskBB's plugin hooks and authentication pipeline as a native daemon.
 //!
-//! A request flows one way: the server decodes it, the auth or events manager hands it
-//! to a chain of a generation, the chain calls built-ins and plugins, the store
-//! commits, the server encodes the answer.
+//! A request flows one way, through these modules in this order:
 //!
-//! - [`config`] reads `flaskbb.toml`.
-//! - [`loader`] opens plugin libraries and checks their ABI.
-//! - [`chain`] holds the ordering rules and the call loop; [`generation`] the chains of one reading of the config.
-//! - [`instance`] puts built-ins and plugin instances behind one trait; [`builtins`] are FlaskBB's defaults.
-//! - [`executor`] is the worker pool with per-call timeouts; [`request`] one request's state.
-//! - [`store`] reaches FlaskBB's tables through diesel; [`password`] does bcrypt.
-//! - [`auth`] and [`events`] are FlaskBB's flows over the chains.
-//! - [`server`] speaks Varlink on a Unix socket (the protocol itself, and the client
-//!   the CLI and tests use, are in `flaskbbd-protocol`).
-//! - [`systemd`] speaks the notify protocol and takes activated sockets.
-//! - [`proto`] holds the wire types shared by server, client and tests.
+//! - [`server`] accepts a connection and decodes a Varlink call (the protocol, its
+//!   wire types and the client are the `flaskbbd-protocol` crate);
+//! - [`daemon`] holds what every request needs: the current [`generation`], the
+//!   [`store`], the [`executor`]; it builds and swaps generations on reload;
+//! - [`auth`] and [`events`] are FlaskBB's flows; each runs one [`request`] on the
+//!   executor, with its context and the changes it will commit;
+//! - a [`generation`] holds the chains of one reading of the [`config`]: each
+//!   [`chain`] calls its impls in order ([`chain::order`]), built-ins ([`builtins`])
+//!   and plugin instances ([`instance`], loaded by the [`loader`]) alike; [`hook`]
+//!   names the hooks (the table they come from is `flaskbbd-hooks`);
+//! - the request commits once, to the [`store`] (FlaskBB's tables through diesel;
+//!   [`password`] verifies and hashes);
+//! - the server encodes the answer.
+//!
+//! Beside the path: [`systemd`] (notify, socket activation, watchdog), [`proto`]
+//! (conversions between the wire types and the plugin ABI's), [`cli`] (the `flaskbbd`
+//! command), and [`embed`], the only part other crates use (the benchmarks).
+//!
+//! `docs/architecture.md` walks through the same picture, and says where a new hook,
+//! built-in, plugin or Varlink method goes.
 
-pub mod auth;
-pub mod builtins;
-pub mod chain;
+pub(crate) mod auth;
+pub(crate) mod builtins;
+pub(crate) mod chain;
 pub mod cli;
-pub mod config;
-pub mod daemon;
-pub mod events;
-pub mod executor;
-pub mod generation;
-pub mod hook;
-pub mod instance;
-pub mod loader;
-pub mod password;
-pub mod proto;
-pub mod request;
-pub mod server;
-pub mod store;
-pub mod systemd;
+pub(crate) mod config;
+pub(crate) mod daemon;
+pub mod embed;
+pub(crate) mod events;
+pub(crate) mod executor;
+pub(crate) mod generation;
+pub(crate) mod hook;
+pub(crate) mod instance;
+pub(crate) mod loader;
+pub(crate) mod password;
+pub(crate) mod proto;
+pub(crate) mod request;
+pub(crate) mod server;
+pub(crate) mod store;
+pub(crate) mod systemd;
+#[cfg(test)]
+pub(crate) mod testing;

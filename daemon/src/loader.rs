@@ -89,10 +89,7 @@ impl Library {
             ROk(p) => Ok(p),
             RErr(e) => Err(fail(
                 &self.path,
-                format!(
-                    "instance {instance:?}: init returned an error: {}",
-                    describe(&HookError::from_abi(&e))
-                ),
+                format!("init failed: {}", describe(&HookError::from_abi(&e))),
             )),
         }
     }
@@ -146,6 +143,18 @@ impl Loader {
             if p.is_file() {
                 return Ok(p);
             }
+        }
+        // A crate built without `crate-type = ["cdylib"]` leaves only its rlib.
+        let rlib = format!("lib{library}.rlib");
+        if let Some(d) = dirs.iter().find(|d| d.join(&rlib).is_file()) {
+            return Err(fail(
+                &d.join(&file),
+                format!(
+                    "missing file: {} is there but no {file}: the crate builds no shared library; \
+                     add crate-type = [\"cdylib\"] under [lib] in its Cargo.toml and build it again",
+                    d.join(&rlib).display()
+                ),
+            ));
         }
         let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
         Err(fail(

@@ -102,6 +102,7 @@ impl Request {
     }
 
     /// How many changes wait for the request's commit.
+    #[cfg(test)]
     pub fn pending_changes(&self) -> usize {
         lock(&self.pending).len()
     }

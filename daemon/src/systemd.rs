@@ -31,11 +31,6 @@ impl Notifier {
         Notifier { target }
     }
 
-    /// Whether a service manager listens.
-    pub fn enabled(&self) -> bool {
-        self.target.is_some()
-    }
-
     /// Sends `state` (newline-separated assignments).
     pub fn notify(&self, state: &str) {
         let Some(addr) = &self.target else { return };
@@ -61,11 +56,6 @@ impl Notifier {
     /// `STOPPING=1`.
     pub fn stopping(&self) {
         self.notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
-    }
-
-    /// `STATUS=…`.
-    pub fn status(&self, status: &str) {
-        self.notify(&format!("STATUS={status}"));
     }
 
     /// `WATCHDOG=1`.

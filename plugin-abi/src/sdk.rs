@@ -379,11 +379,35 @@ impl Init {
     pub fn config_json(&self) -> &str {
         &self.config_json
     }
-    /// The instance's `config` table, deserialized. The error names the instance and
-    /// the key that is wrong, for the daemon to print.
+    /// The instance's `config` table, deserialized into `T`. A key `T` does not have
+    /// is refused (a typo in a security setting must not go unnoticed), and every
+    /// error names the key it is about: `config key words: invalid type: integer
+    /// `3`, expected a sequence`. The daemon adds the line of `flaskbb.toml` the key is
+    /// on, and prints the message once, with the instance and library.
     pub fn config<T: DeserializeOwned>(&self) -> Result<T, String> {
-        serde_json::from_str(&self.config_json)
-            .map_err(|e| format!("invalid config for instance {:?}: {e}", self.instance))
+        let value: serde_json::Value = serde_json::from_str(&self.config_json)
+            .map_err(|e| format!("config: not a table the daemon could pass on: {e}"))?;
+        let mut unknown = Vec::new();
+        let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let parsed =
+            serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut note));
+        match parsed {
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                Err(if path == "." {
+                    format!("config: {inner}")
+                } else {
+                    format!("config key {path}: {inner}")
+                })
+            }
+            Ok(_) if !unknown.is_empty() => Err(unknown
+                .iter()
+                .map(|k| format!("config key {k}: not a key of this plugin (a typo? its documentation lists its keys)"))
+                .collect::<Vec<_>>()
+                .join("; ")),
+            Ok(config) => Ok(config),
+        }
     }
 }
 
@@ -551,6 +575,15 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
+/// The message a panic carries, when it is text (`panic!("...")` carries a `&str` or a
+/// `String`).
+pub fn panic_payload(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
 /// Installs (once per plugin library) a panic hook that records the panic's message
 /// and location for [`guard`] instead of printing it: the daemon logs it, with the
 /// instance's name, from the error the hook returns.
@@ -559,13 +592,7 @@ pub fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
-                (*s).to_owned()
-            } else if let Some(s) = info.payload().downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "a panic with a non-string payload".to_owned()
-            };
+            let msg = panic_payload(info.payload()).unwrap_or("a panic with a non-string payload");
             let text = match info.location() {
                 Some(l) => format!("panicked at {}:{}: {msg}", l.file(), l.line()),
                 None => format!("panicked: {msg}"),
@@ -790,4 +817,65 @@ macro_rules! __flaskbbd_wrapper_methods {
             )
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::Init;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Config {
+        words: Vec<String>,
+        #[serde(default)]
+        deny: Vec<String>,
+        #[serde(default)]
+        limits: Limits,
+    }
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    struct Limits {
+        #[serde(default)]
+        max: u32,
+    }
+
+    fn config(json: &str) -> Result<Config, String> {
+        Init::new("wf", json, ".").config()
+    }
+
+    #[test]
+    fn a_key_the_plugin_does_not_have_is_refused_by_name() {
+        assert_eq!(
+            config(r#"{"words": [], "denylist": ["x"], "limits": {"maxx": 1}}"#),
+            Err("config key denylist: not a key of this plugin (a typo? its documentation lists its keys); \
+                 config key limits.maxx: not a key of this plugin (a typo? its documentation lists its keys)"
+                .into())
+        );
+    }
+
+    #[test]
+    fn a_wrong_value_names_its_key_and_a_missing_one_the_table() {
+        assert_eq!(
+            config(r#"{"words": 3}"#),
+            Err("config key words: invalid type: integer `3`, expected a sequence".into())
+        );
+        assert_eq!(
+            config(r#"{"limits": {"max": "ten"}, "words": []}"#),
+            Err("config key limits.max: invalid type: string \"ten\", expected u32".into())
+        );
+        assert_eq!(config("{}"), Err("config: missing field `words`".into()));
+    }
+
+    #[test]
+    fn a_good_table_deserializes() {
+        assert_eq!(
+            config(r#"{"words": ["a"]}"#),
+            Ok(Config {
+                words: vec!["a".into()],
+                deny: vec![],
+                limits: Limits::default()
+            })
+        );
+    }
 }

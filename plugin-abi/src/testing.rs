@@ -30,7 +30,7 @@ use abi_stable::{
 
 use crate::{
     abi::{ErrorBox, Host, Host_TO, LogLevel, User},
-    sdk::Ctx,
+    sdk::{Ctx, Init, PluginInstance},
 };
 
 /// A host whose users, request context and key-value store live in memory, and which
@@ -59,6 +59,19 @@ impl TestHost {
             delay_ms: Mutex::new(0),
             asked: Mutex::default(),
         }
+    }
+
+    /// The instance's configuration (its `config` table in `flaskbb.toml`, as JSON).
+    pub fn with_config(mut self, config: serde_json::Value) -> TestHost {
+        self.config_json = config.to_string();
+        self
+    }
+
+    /// Makes an instance of `P` as the daemon does, named after this host's instance
+    /// and from its configuration ([`TestHost::with_config`]); relative paths resolve
+    /// against the current directory.
+    pub fn instance<P: PluginInstance>(&self) -> Result<P, String> {
+        P::new(&Init::new(&self.instance, &self.config_json, "."))
     }
 
     /// Adds a request-context entry.

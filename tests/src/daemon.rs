@@ -117,13 +117,15 @@ impl TestDaemon {
 
     /// Creates a user through `org.flaskbb.Admin.CreateUser`; returns its id.
     pub fn add_user(&self, username: &str, password: &str, activated: bool) -> i64 {
-        let r = self
-            .call(
-                "org.flaskbb.Admin.CreateUser",
-                json!({ "username": username, "email": format!("{username}@example.org"), "password": password, "activated": activated }),
+        self.client()
+            .create_user(
+                username,
+                &format!("{username}@example.org"),
+                password,
+                activated,
             )
-            .expect("CreateUser");
-        r["user"]["id"].as_i64().unwrap()
+            .expect("CreateUser")
+            .id
     }
 
     /// A user as `GetUser` answers it.
@@ -160,14 +162,24 @@ impl TestDaemon {
     }
 
     /// Every user in the daemon's store, read from the database itself (not through
-    /// the daemon): username and failed-login count, sorted by username.
+    /// the daemon: `flaskbbd user list` opens the store): username and failed-login
+    /// count, sorted by username.
     pub fn users(&self) -> Vec<(String, i32)> {
-        let (_, store) = crate::open_store(&self.config);
-        let mut users: Vec<(String, i32)> = store
-            .list_users()
-            .expect("the store lists its users")
-            .into_iter()
-            .map(|r| (r.user.username, r.user.login_attempts))
+        let out = crate::flaskbbd(&["user", "list", "--config", self.config.to_str().unwrap()]);
+        let (stdout, stderr) = crate::text(&out);
+        assert!(out.status.success(), "flaskbbd user list: {stderr}");
+        // Columns: id, username, email, activated, failures, groups.
+        let mut users: Vec<(String, i32)> = stdout
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                let failures = cols.get(4).and_then(|f| f.parse().ok());
+                match (cols.get(1), failures) {
+                    (Some(name), Some(failures)) => (name.to_string(), failures),
+                    _ => panic!("unexpected line of `flaskbbd user list`: {line:?}"),
+                }
+            })
             .collect();
         users.sort();
         users

@@ -12,7 +12,7 @@ use std::{
     process::{Command, Output},
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc, Mutex, OnceLock,
+        Mutex, OnceLock,
     },
 };
 
@@ -120,46 +120,6 @@ pub fn build_fuzz_target(name: &str) -> PathBuf {
     target_dir.join(host).join("release").join(name)
 }
 
-/// The store of the configuration at `config`, opened as the daemon opens it (the
-/// daemon may be running on it at the same time).
-pub fn open_store(
-    config: &Path,
-) -> (
-    Arc<flaskbbd::config::Config>,
-    Arc<dyn flaskbbd::store::Store>,
-) {
-    let config = Arc::new(flaskbbd::config::Config::load(config).expect("valid config"));
-    let store = flaskbbd::store::open(
-        &config.database.url,
-        config.database.schema,
-        &config.base_dir,
-        config.database.connect_timeout(),
-    )
-    .expect("store opens");
-    (config, store)
-}
-
-/// The chains of the configuration at `config`, built in this process as the daemon
-/// builds them (bcrypt cost 4), and its store.
-pub fn generation(
-    config: &Path,
-) -> (
-    flaskbbd::generation::Generation,
-    Arc<dyn flaskbbd::store::Store>,
-) {
-    let (config, store) = open_store(config);
-    let verifier = Arc::new(flaskbbd::password::Verifier::new(4).unwrap());
-    let g = flaskbbd::generation::Generation::build(
-        1,
-        config,
-        &flaskbbd::loader::Loader::default(),
-        verifier,
-        &std::collections::HashMap::new(),
-    )
-    .unwrap_or_else(|e| panic!("generation builds: {e}"));
-    (g, store)
-}
-
 /// The daemon binary.
 pub fn flaskbbd_bin() -> PathBuf {
     build().join("flaskbbd")
@@ -220,16 +180,7 @@ pub fn variant_plugin(name: &str, version: &str, patch: impl Fn(String) -> Strin
         let text = if name == "abi.rs" { patch(text) } else { text };
         write_if_changed(&abi.join("src").join(name), &text);
     }
-    write_if_changed(
-        &abi.join("Cargo.toml"),
-        &format!(
-            "[package]\nname = \"flaskbbd-plugin-abi\"\nversion = \"{version}\"\nedition = \"2021\"\n[lib]\nname = \"plugin_abi\"\n\
-             [dependencies]\nabi_stable = {{ version = \"0.11.3\", default-features = false }}\n\
-             serde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\n\
-             flaskbbd-hooks = {{ path = {:?} }}\n",
-            root().join("hooks").display().to_string()
-        ),
-    );
+    write_if_changed(&abi.join("Cargo.toml"), &variant_abi_manifest(version));
     let plugin = dir.join("plugin");
     fs::create_dir_all(plugin.join("src")).unwrap();
     write_if_changed(
@@ -262,6 +213,49 @@ pub fn variant_plugin(name: &str, version: &str, patch: impl Fn(String) -> Strin
         &format!("variant plugin {name}"),
     );
     target.join("debug").join(format!("lib{name}.so"))
+}
+
+/// plugin-abi's own manifest as a crate of its own with `version`: its dependencies
+/// as plugin-abi declares them, the workspace's versions filled in and paths made
+/// absolute, so a variant always builds with what plugin-abi needs.
+fn variant_abi_manifest(version: &str) -> String {
+    let read = |p: &str| fs::read_to_string(root().join(p)).expect("a manifest of the workspace");
+    let (abi, workspace) = (read("plugin-abi/Cargo.toml"), read("Cargo.toml"));
+    let section = |text: &str, name: &str| -> Vec<String> {
+        text.lines()
+            .skip_while(|l| l.trim() != name)
+            .skip(1)
+            .take_while(|l| !l.starts_with('['))
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    };
+    let inherited = section(&workspace, "[workspace.dependencies]");
+    let mut deps = String::new();
+    for line in section(&abi, "[dependencies]") {
+        let name = line.split(['.', '=', ' ']).next().unwrap_or("").to_owned();
+        let line = if line.contains(".workspace = true") {
+            inherited
+                .iter()
+                .find(|l| l.split([' ', '=']).next() == Some(name.as_str()))
+                .cloned()
+                .unwrap_or_else(|| panic!("{name} is not in [workspace.dependencies]"))
+        } else if let Some(rel) = line.split("path = \"../").nth(1) {
+            let rel = rel.split('"').next().unwrap_or("");
+            line.replace(
+                &format!("\"../{rel}\""),
+                &format!("{:?}", root().join(rel).display().to_string()),
+            )
+        } else {
+            line
+        };
+        deps.push_str(&line);
+        deps.push('\n');
+    }
+    format!(
+        "[package]\nname = \"flaskbbd-plugin-abi\"\nversion = \"{version}\"\nedition = \"2021\"\n\
+         [lib]\nname = \"plugin_abi\"\n[dependencies]\n{deps}"
+    )
 }
 
 fn write_if_changed(path: &Path, text: &str) {

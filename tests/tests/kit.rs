@@ -35,17 +35,35 @@ fn following_writing_plugins_word_for_word_gives_a_plugin_that_loads() {
     build();
     let script = walkthrough();
     assert!(
-        script.contains("cargo new --lib greeter") && script.contains("flaskbbd\" check"),
+        script.contains("cargo new --lib greeter")
+            && script.contains("cargo test")
+            && script.contains("target/release/flaskbbd\" check"),
         "{script}"
     );
     // Outside the repository: `cargo new` must not see flaskbbd's workspace.
     let dir = std::env::temp_dir().join(format!("flaskbbd-kit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // $FLASKBBD as the guide assumes it: a checkout built with `cargo build --release`.
+    // The tests build the debug profile, so the checkout here is made of links: this
+    // repository's files, and the daemon where a release build puts it.
+    let checkout = dir.join("flaskbbd");
+    std::fs::create_dir_all(checkout.join("target/release")).unwrap();
+    for entry in std::fs::read_dir(root()).unwrap() {
+        let name = entry.unwrap().file_name();
+        if name != "target" {
+            std::os::unix::fs::symlink(root().join(&name), checkout.join(&name)).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink(
+        build().join("flaskbbd"),
+        checkout.join("target/release/flaskbbd"),
+    )
+    .unwrap();
     let mut cmd = Command::new("bash");
     cmd.args(["-euo", "pipefail", "-c", &script])
         .current_dir(&dir)
-        .env("FLASKBBD", root());
+        .env("FLASKBBD", &checkout);
     for (k, _) in std::env::vars() {
         if k.starts_with("CARGO_") && k != "CARGO_HOME" {
             cmd.env_remove(k);
@@ -69,5 +87,12 @@ fn following_writing_plugins_word_for_word_gives_a_plugin_that_loads() {
         "{stdout}"
     );
     assert!(stdout.trim_end().ends_with("flaskbb.toml: OK"), "{stdout}");
+    // The guide's unit tests ran and passed, TestHost making the instance from a
+    // configuration.
+    assert!(
+        stdout.contains("test tests::greets_the_user_who_logged_in ... ok")
+            && stdout.contains("test tests::a_misspelt_key_is_refused ... ok"),
+        "{stdout}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

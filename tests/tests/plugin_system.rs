@@ -1,34 +1,16 @@
-//! The plugin system with real `.so` plugins: loading and its failures, chain order
-//! and semantics, panics, hangs, several instances of one library, and a plugin built
-//! against an older plugin-abi.
+//! The plugin system with real `.so` plugins, through the daemon's CLI and socket:
+//! loading and its failures, chain order and semantics, panics, hangs, several
+//! instances of one library, and a plugin built against an older plugin-abi. (The
+//! call loop, the executor and the flows have unit tests of their own in the daemon.)
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use flaskbbd::{
-    chain::Input,
-    executor::{ExecError, Executor},
-    generation::Generation,
-    hook::Hook,
-    instance::{CallCx, Instance, Origin, PluginHooks},
-    loader::Loader,
-    proto::Context,
-    request::Request,
-    store::{self, Store},
+use flaskbbd_tests::{
+    build,
+    daemon::{err, TestDaemon},
+    fixture, flaskbbd, text, trace, trace_calls, variant_plugin, Scratch,
 };
-use flaskbbd_tests::{build, fixture, flaskbbd, text, trace, trace_calls, variant_plugin, Scratch};
-use plugin_abi::sdk::{HookError, Value};
-
-/// A generation built from `extra` config, and a store in the same scratch directory.
-fn generation(s: &Scratch, extra: &str) -> (Generation, Arc<dyn Store>) {
-    build();
-    flaskbbd_tests::generation(
-        &s.config(&format!("[database]\nurl = \"sqlite:///test.db\"\n{extra}")),
-    )
-}
-
-fn request(store: &Arc<dyn Store>) -> Arc<Request> {
-    Request::new(store.clone(), Context::new())
-}
+use serde_json::json;
 
 fn check(s: &Scratch, extra: &str) -> (bool, String, String) {
     build();
@@ -147,6 +129,12 @@ tier = "tryfirst"
 after = ["a"]
 "#;
 
+/// A daemon on `extra`'s configuration (plugins from the build, the scratch's store).
+fn daemon(s: &Scratch, extra: &str) -> TestDaemon {
+    build();
+    TestDaemon::start(s, extra)
+}
+
 #[test]
 fn chains_call_in_the_documented_order_and_check_prints_the_same() {
     let s = Scratch::new("order");
@@ -160,9 +148,12 @@ fn chains_call_in_the_documented_order_and_check_prints_the_same() {
         expected
     );
 
-    let (g, store) = generation(&s, ORDER_CONFIG);
-    let out = g.call(&request(&store), Input::UserRegistered { username: "x" });
-    assert_eq!(out.result, Ok(Value::Nothing));
+    let d = daemon(&s, ORDER_CONFIG);
+    d.call(
+        "org.flaskbb.Events.UserRegistered",
+        json!({ "username": "x" }),
+    )
+    .unwrap();
     let calls: Vec<String> = trace_calls(&s, "trace.jsonl")
         .into_iter()
         .map(|(i, _)| i)
@@ -193,9 +184,15 @@ config = { trace = "trace.jsonl" }
 [plugin.hooks.flaskbb_event_user_registered]
 wrapper = true
 "#;
-    let (g, store) = generation(&s, cfg);
-    let out = g.call(&request(&store), Input::UserRegistered { username: "x" });
-    assert_eq!(out.result, Ok(Value::Nothing));
+    let d = daemon(&s, cfg);
+    assert_eq!(
+        d.call(
+            "org.flaskbb.Events.UserRegistered",
+            json!({ "username": "x" })
+        )
+        .unwrap(),
+        json!({})
+    );
     let phases: Vec<String> = trace(&s, "trace.jsonl")
         .iter()
         .map(|v| {
@@ -233,17 +230,15 @@ config = { trace = "trace.jsonl", on = { flaskbb_reauth_attempt = { action = "re
 [plugin.hooks.flaskbb_reauth_attempt]
 wrapper = true
 "#;
-    let (g, store) = generation(&s, cfg);
-    let user = plugin_abi::testing::TestHost::user(1, "u");
-    let out = g.call(
-        &request(&store),
-        Input::ReauthAttempt {
-            user: &user,
-            secret: "s",
-        },
-    );
-    assert_eq!(out.result, Ok(Value::True));
-    assert_eq!(out.decided_by.as_deref(), Some("w"));
+    let d = daemon(&s, cfg);
+    let id = d.add_user("u", "Secret123", true);
+    // "deny" stops the attempt; the wrapper turns that into a confirmation.
+    assert!(d
+        .call(
+            "org.flaskbb.Auth.Reauthenticate",
+            json!({ "user_id": id, "secret": "wrong" }),
+        )
+        .is_ok());
     let after = trace(&s, "trace.jsonl")
         .into_iter()
         .find(|v| v["args"]["phase"] == "after")
@@ -268,41 +263,35 @@ name = "yes"
 library = "scripted"
 config = { trace = "trace.jsonl", on = { flaskbb_reauth_attempt = { action = "return_true" }, flaskbb_post_reauth = { action = "stop", reason = "second factor missing" } } }
 "#;
-    let (g, store) = generation(&s, cfg);
-    let user = store::Store::create_user(
-        &*store,
-        &store::NewUser {
-            username: "u".into(),
-            email: "u@x".into(),
-            password_hash: Some("x".into()),
-            activated: true,
-            primary_group_id: store::MEMBER_GROUP,
-        },
-    )
-    .unwrap();
-    let user = flaskbbd::proto::convert::user_to_abi(&user.user, false);
-    let req = request(&store);
-    let out = g.call(
-        &req,
-        Input::ReauthAttempt {
-            user: &user,
-            secret: "s",
-        },
-    );
-    assert_eq!(out.result, Ok(Value::True));
-    assert_eq!(out.decided_by.as_deref(), Some("yes"));
-    let out = g.call(&req, Input::PostReauth { user: &user });
-    assert_eq!(out.result, Err(HookError::stop("second factor missing")));
-    // "yes" registered last runs first; "after" never ran for either hook, and the
-    // built-in clear_failed_logins_on_reauth (registered first) did not run either.
+    let d = daemon(&s, cfg);
+    let id = d.add_user("u", "Secret123", true);
+    s.sql("UPDATE users SET login_attempts = 3 WHERE username = 'u'");
     assert_eq!(
-        trace_calls(&s, "trace.jsonl")
-            .into_iter()
-            .map(|c| c.0)
-            .collect::<Vec<_>>(),
-        ["yes", "yes"]
+        err(d.call(
+            "org.flaskbb.Auth.Reauthenticate",
+            json!({ "user_id": id, "secret": "anything" }),
+        )),
+        (
+            "org.flaskbb.Auth.AuthenticationFailed".into(),
+            json!({ "reason": "second factor missing" })
+        )
     );
-    assert_eq!(req.pending_changes(), 0);
+    // "yes" registered last runs first: it answered reauth_attempt (firstresult: the
+    // default provider after it never checked the password) and stopped post_reauth;
+    // "after" ran in neither chain, only in reauth_failed.
+    let calls = trace_calls(&s, "trace.jsonl");
+    assert_eq!(
+        calls,
+        [
+            ("yes".into(), "flaskbb_reauth_attempt".into()),
+            ("yes".into(), "flaskbb_post_reauth".into()),
+            ("yes".into(), "flaskbb_reauth_failed".into()),
+            ("after".into(), "flaskbb_reauth_failed".into()),
+        ]
+    );
+    // The built-in clear_failed_logins_on_reauth (registered first, so after "yes")
+    // never ran either: the counter went on from 3.
+    assert_eq!(d.user("u")["login_attempts"], 4);
 }
 
 #[test]
@@ -318,16 +307,14 @@ name = "two"
 library = "scripted"
 config = { on = { flaskbb_event_post_save_before = { action = "append", text = " [two]" } } }
 "#;
-    let (g, store) = generation(&s, cfg);
-    let post = plugin_abi::abi::Post {
-        content: "hello".into(),
-        ..Default::default()
-    };
-    let out = g.call(&request(&store), Input::PostSaveBefore { post });
-    match out.result {
-        Ok(Value::Post(p)) => assert_eq!(p.content.as_str(), "hello [two] [one]"),
-        other => panic!("expected a post, got {other:?}"),
-    }
+    let d = daemon(&s, cfg);
+    let reply = d
+        .call(
+            "org.flaskbb.Events.PostSaveBefore",
+            json!({ "post": { "content": "hello" } }),
+        )
+        .unwrap();
+    assert_eq!(reply["post"]["content"], "hello [two] [one]");
 }
 
 #[test]
@@ -343,22 +330,27 @@ name = "deny"
 library = "scripted"
 config = { trace = "deny.jsonl", on = { flaskbb_authenticate = { action = "stop", reason = "no" } } }
 "#;
-    let (g, store) = generation(&s, cfg);
-    let out = g.call(
-        &request(&store),
-        Input::Authenticate {
-            identifier: "bob",
-            secret: "pw",
-        },
+    let d = daemon(&s, cfg);
+    assert_eq!(
+        err(d.auth("bob", "pw")),
+        (
+            "org.flaskbb.Auth.AuthenticationFailed".into(),
+            json!({ "reason": "no" })
+        )
     );
-    assert_eq!(out.result, Err(HookError::stop("no")));
-    assert_eq!(out.decided_by.as_deref(), Some("deny"));
+    // "deny" registered last runs first and stopped the chain: "quiet" never ran in
+    // flaskbb_authenticate (it did in the failure hook that followed).
     assert_eq!(
         trace_calls(&s, "deny.jsonl"),
-        [("deny".into(), "flaskbb_authenticate".into())]
+        [
+            ("deny".into(), "flaskbb_authenticate".into()),
+            ("deny".into(), "flaskbb_authentication_failed".into()),
+        ]
     );
-    // "deny" registered last runs first and stopped the chain: "quiet" never ran.
-    assert!(trace(&s, "quiet.jsonl").is_empty());
+    assert_eq!(
+        trace_calls(&s, "quiet.jsonl"),
+        [("quiet".into(), "flaskbb_authentication_failed".into())]
+    );
     assert!(
         !s.read("deny.jsonl").contains("pw"),
         "the trace must never hold the secret"
@@ -374,27 +366,20 @@ name = "boom"
 library = "scripted"
 config = { on = { flaskbb_authenticate = { action = "panic", message = "kaboom" } } }
 "#;
-    let (g, store) = generation(&s, cfg);
+    let mut d = daemon(&s, cfg);
     for _ in 0..3 {
-        let out = g.call(
-            &request(&store),
-            Input::Authenticate {
-                identifier: "x",
-                secret: "y",
-            },
+        let (error, parameters) = err(d.auth("x", "y"));
+        assert_eq!(error, "org.flaskbb.Auth.InternalError");
+        let message = parameters["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(
+                "instance \"boom\" failed in flaskbb_authenticate: panicked at plugins/scripted/src/lib.rs:"
+            ),
+            "{message}"
         );
-        assert_eq!(out.decided_by.as_deref(), Some("boom"));
-        match out.result {
-            Err(HookError::Failed { message }) => {
-                assert!(
-                    message.starts_with("panicked at plugins/scripted/src/lib.rs:"),
-                    "{message}"
-                );
-                assert!(message.ends_with(": kaboom"), "{message}");
-            }
-            other => panic!("expected a failure, got {other:?}"),
-        }
+        assert!(message.ends_with(": kaboom"), "{message}");
     }
+    d.assert_alive();
 }
 
 #[test]
@@ -406,119 +391,94 @@ name = "odd"
 library = "scripted"
 config = { on = { flaskbb_authentication_failed = { action = "reject", reason = "r" } } }
 "#;
-    let (g, store) = generation(&s, cfg);
-    let out = g.call(
-        &request(&store),
-        Input::AuthenticationFailed { identifier: "x" },
-    );
+    let d = daemon(&s, cfg);
     assert_eq!(
-        out.result,
-        Err(HookError::failed(
-            "returned Rejected: r, which flaskbb_authentication_failed does not accept"
-        ))
+        err(d.auth("nobody", "x")),
+        (
+            "org.flaskbb.Auth.InternalError".into(),
+            json!({ "message": "instance \"odd\" failed in flaskbb_authentication_failed: returned Rejected: r, which flaskbb_authentication_failed does not accept" })
+        )
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_plugin_times_out_naming_it_and_does_not_starve_the_pool() {
+#[test]
+fn a_hung_plugin_times_out_naming_it_and_does_not_starve_the_pool() {
     let s = Scratch::new("hung");
     let cfg = r#"
+[daemon]
+workers = 1
+hook_timeout_ms = 200
 [[plugin]]
 name = "slow"
 library = "scripted"
 config = { on = { flaskbb_event_user_registered = { action = "sleep", ms = 3000 } } }
 "#;
-    let (g, store) = generation(&s, cfg);
-    let g = Arc::new(g);
-    // One worker only: a stuck call must not block the next request.
-    let exec = Executor::new(1, 4);
-    let timeout = Duration::from_millis(200);
-    let req = request(&store);
-    let (g2, r2) = (g.clone(), req.clone());
+    let d = daemon(&s, cfg);
     let started = std::time::Instant::now();
-    let err = exec
-        .run(req, timeout, move || {
-            g2.call(&r2, Input::UserRegistered { username: "u" })
-        })
-        .await
-        .unwrap_err();
+    assert_eq!(
+        err(d.call(
+            "org.flaskbb.Events.UserRegistered",
+            json!({ "username": "u" })
+        )),
+        (
+            "org.flaskbb.Events.InternalError".into(),
+            json!({ "message": "instance \"slow\" did not answer flaskbb_event_user_registered within 200 ms" })
+        )
+    );
     assert!(
         started.elapsed() < Duration::from_millis(2500),
         "answered only after {:?}",
         started.elapsed()
     );
-    match &err {
-        ExecError::Timeout {
-            instance,
-            hook,
-            timeout_ms,
-        } => {
-            assert_eq!(
-                (&**instance, *hook, *timeout_ms),
-                ("slow", Hook::UserRegistered, 200)
-            );
-        }
-        other => panic!("expected a timeout, got {other:?}"),
-    }
+    // One worker, and it is stuck: the pool still serves the next request.
     assert_eq!(
-        err.to_string(),
-        "instance \"slow\" did not answer flaskbb_event_user_registered within 200 ms"
+        err(d.auth("nobody", "x")).0,
+        "org.flaskbb.Auth.AuthenticationFailed"
     );
-    assert_eq!(exec.stuck(), 1);
-    // The pool still serves: a quick request answers while "slow" is stuck.
-    let (g3, r3) = (g.clone(), request(&store));
-    let r3b = r3.clone();
-    let ok = exec
-        .run(r3, timeout, move || {
-            g3.call(
-                &r3b,
-                Input::AuthenticationFailed {
-                    identifier: "nobody",
-                },
-            )
-        })
-        .await
-        .unwrap();
-    assert_eq!(ok.result, Ok(Value::Nothing));
-    // When the stuck call returns, its thread retires and the count drops.
-    tokio::time::sleep(Duration::from_millis(3200)).await;
-    assert_eq!(exec.stuck(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn too_many_hung_calls_refuse_new_requests() {
+#[test]
+fn too_many_hung_calls_refuse_new_requests() {
     let s = Scratch::new("overload");
     let cfg = r#"
+[daemon]
+workers = 1
+hook_timeout_ms = 100
+max_stuck_calls = 1
 [[plugin]]
 name = "slow"
 library = "scripted"
 config = { on = { flaskbb_event_user_registered = { action = "sleep", ms = 1500 } } }
 "#;
-    let (g, store) = generation(&s, cfg);
-    let g = Arc::new(g);
-    let exec = Executor::new(1, 1);
-    let req = request(&store);
-    let (g2, r2) = (g.clone(), req.clone());
-    let first = exec
-        .run(req, Duration::from_millis(100), move || {
-            g2.call(&r2, Input::UserRegistered { username: "u" })
-        })
-        .await;
-    assert!(matches!(first, Err(ExecError::Timeout { .. })));
-    let second = exec
-        .run(request(&store), Duration::from_millis(100), || ())
-        .await;
+    let d = daemon(&s, cfg);
+    assert_eq!(
+        err(d.call(
+            "org.flaskbb.Events.UserRegistered",
+            json!({ "username": "u" })
+        ))
+        .0,
+        "org.flaskbb.Events.InternalError"
+    );
+    let (error, parameters) = err(d.auth("nobody", "x"));
+    assert_eq!(error, "org.flaskbb.Auth.InternalError");
     assert!(
-        matches!(second, Err(ExecError::Overloaded(1))),
-        "{second:?}"
+        parameters["message"]
+            .as_str()
+            .unwrap()
+            .contains("refusing new requests"),
+        "{parameters}"
     );
 }
 
 #[test]
 fn a_plugin_built_against_plugin_abi_1_0_loads_and_answers_not_implemented_for_newer_hooks() {
-    let dir = fixture("old-abi");
+    fixture("old-abi");
     let s = Scratch::new("old-abi");
-    let (ok, stdout, stderr) = check(&s, "[[plugin]]\nname = \"old\"\nlibrary = \"oldabi\"\n");
+    // After it, a current plugin still loads (abi_stable's shared checking state is
+    // intact).
+    let cfg = "[[plugin]]\nname = \"old\"\nlibrary = \"oldabi\"\n\
+               [[plugin]]\nname = \"current\"\nlibrary = \"scripted\"\n";
+    let (ok, stdout, stderr) = check(&s, cfg);
     assert!(ok, "{stderr}");
     assert_eq!(
         chain_lines(&stdout, "flaskbb_post_authenticate"),
@@ -526,49 +486,37 @@ fn a_plugin_built_against_plugin_abi_1_0_loads_and_answers_not_implemented_for_n
             "clear_failed_logins",
             "block_unactivated",
             "block_banned",
+            "current",
             "old"
         ]
     );
-    assert!(chain_lines(&stdout, "flaskbb_event_user_registered").is_empty());
-
-    let loader = Loader::default();
-    let lib = loader
-        .load(&dir.join("liboldabi.so"))
-        .expect("the old plugin loads");
-    assert_eq!(lib.abi_version, "1.0.0");
-    // A current plugin still loads after it (the checker's shared state is intact).
-    loader
-        .load(&build().join("libscripted.so"))
-        .expect("a current plugin loads after an old one");
-    let instance = Instance {
-        name: "old".into(),
-        origin: Origin::Plugin(lib.clone()),
-        config_json: "{}".into(),
-        hooks: Box::new(PluginHooks(lib.instantiate("old", "{}", &s.path).unwrap())),
-    };
-    let (_, store) = generation(&s, "");
-    let mut context = Context::new();
-    context.insert("old_abi".into(), "refuse".into());
-    let req = Request::new(store, context);
-    let user = plugin_abi::testing::TestHost::user(7, "ann");
-    let cx = CallCx {
-        req: &req,
-        instance: &instance,
-        hook: Hook::UserRegistered,
-    };
+    // A hook newer than 1.0.0 has no "old" in its chain...
     assert_eq!(
-        instance.hooks.user_registered(&cx, "ann"),
-        Err(HookError::NotImplemented)
+        chain_lines(&stdout, "flaskbb_event_user_registered"),
+        ["current"]
     );
-    let cx = CallCx {
-        req: &req,
-        instance: &instance,
-        hook: Hook::PostAuthenticate,
-    };
+    let d = daemon(&s, cfg);
+    let plugins = d.client().list_plugins().unwrap();
+    let old = plugins.iter().find(|p| p.name == "old").unwrap();
+    assert_eq!(old.abi_version.as_deref(), Some("1.0.0"));
+    // ... and the hooks it has work: it refuses ann when asked to.
+    d.add_user("ann", "Secret123", true);
     assert_eq!(
-        instance.hooks.post_authenticate(&cx, &user),
-        Err(HookError::stop("the 1.0.0 plugin refuses ann"))
+        err(d.call(
+            "org.flaskbb.Auth.Authenticate",
+            json!({ "identifier": "ann", "secret": "Secret123", "context": { "old_abi": "refuse" } }),
+        )),
+        (
+            "org.flaskbb.Auth.AuthenticationFailed".into(),
+            json!({ "reason": "the 1.0.0 plugin refuses ann" })
+        )
     );
+    assert!(d
+        .call(
+            "org.flaskbb.Events.UserRegistered",
+            json!({ "username": "ann" })
+        )
+        .is_ok());
 }
 
 #[test]
@@ -632,12 +580,39 @@ fn each_load_failure_is_one_line_naming_the_file_and_cause() {
         "[[plugin]]\nname = \"p\"\nlibrary = \"scripted\"\nconfig = { on = { nohook = { action = \"none\" } } }\n",
     );
     assert!(!ok);
-    assert!(
-        stderr.trim_end().ends_with(&format!(
-            "instance \"p\": init returned an error: config key on.nohook: no such hook; hooks are {}",
+    // Printed once, with the line of the key in flaskbb.toml.
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "flaskbbd: instance \"p\" (line 6): plugin {}: init failed: config key on.nohook (line 8): \
+             no such hook; hooks are {}",
+            build().join("libscripted.so").display(),
             plugin_abi::hooks::ALL.join(", ")
-        )),
-        "{stderr}"
+        )
+    );
+}
+
+#[test]
+fn a_crate_built_without_cdylib_is_told_to_add_it() {
+    let s = Scratch::new("rlib-only");
+    s.write("libgreeter.rlib", "");
+    let cfg = s.write(
+        "flaskbb.toml",
+        &format!(
+            "[plugins]\ndirs = [{:?}]\n[[plugin]]\nname = \"g\"\nlibrary = \"greeter\"\n",
+            s.path.display().to_string()
+        ),
+    );
+    let out = flaskbbd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert_eq!(
+        text(&out).1.trim_end(),
+        format!(
+            "flaskbbd: instance \"g\" (line 4): plugin {dir}/libgreeter.so: missing file: \
+             {dir}/libgreeter.rlib is there but no libgreeter.so: the crate builds no shared library; \
+             add crate-type = [\"cdylib\"] under [lib] in its Cargo.toml and build it again",
+            dir = s.path.display()
+        )
     );
 }
 

@@ -243,12 +243,9 @@ pub struct ChainOutcome {
 }
 
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        format!("panicked: {s}")
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        format!("panicked: {s}")
-    } else {
-        "panicked".into()
+    match plugin_abi::sdk::panic_payload(&*p) {
+        Some(s) => format!("panicked: {s}"),
+        None => "panicked".into(),
     }
 }
 
@@ -426,5 +423,291 @@ fn as_failure(hook: Hook, e: HookError) -> HookError {
         e
     } else {
         HookError::failed(format!("returned {e}, which {hook} does not accept"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The call loop with native test instances (no plugin libraries): wrappers,
+    //! firstresult, the control-flow errors, drafts handed on, panics, and errors a
+    //! hook does not accept.
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{instance::Hooks, instance::Origin, testing::Setup};
+
+    /// What a test instance does when called.
+    #[derive(Clone, Copy)]
+    enum Act {
+        /// Answers nothing (or `false`).
+        Pass,
+        /// Answers (`true`), or as a wrapper replaces the outcome with `true`.
+        Answer,
+        Stop(&'static str),
+        Reject(&'static str),
+        Append(&'static str),
+        Panic,
+    }
+
+    struct Fake {
+        name: &'static str,
+        act: Act,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Fake {
+        fn note(&self, what: &str) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{}:{what}", self.name));
+        }
+        fn outcome<T>(&self, answer: T, nothing: T) -> HookResult<T> {
+            match self.act {
+                Act::Pass | Act::Append(_) => Ok(nothing),
+                Act::Answer => Ok(answer),
+                Act::Stop(r) => Err(HookError::stop(r)),
+                Act::Reject(r) => Err(HookError::rejected(r)),
+                Act::Panic => panic!("{} panics", self.name),
+            }
+        }
+    }
+
+    impl Hooks for Fake {
+        fn reauth_attempt(&self, _: &CallCx<'_>, _: &abi::User, _: &str) -> HookResult<bool> {
+            self.note("call");
+            self.outcome(true, false)
+        }
+        fn post_reauth(&self, _: &CallCx<'_>, _: &abi::User) -> HookResult<()> {
+            self.note("call");
+            self.outcome((), ())
+        }
+        fn authentication_failed(&self, _: &CallCx<'_>, _: &str) -> HookResult<()> {
+            self.note("call");
+            self.outcome((), ())
+        }
+        fn user_registered(&self, _: &CallCx<'_>, _: &str) -> HookResult<()> {
+            self.note("call");
+            self.outcome((), ())
+        }
+        fn post_save_before(&self, _: &CallCx<'_>, post: &abi::Post) -> HookResult<abi::Post> {
+            self.note("call");
+            let mut post = post.clone();
+            if let Act::Append(text) = self.act {
+                post.content.push_str(text);
+            }
+            self.outcome(post.clone(), post)
+        }
+        fn wrap_before(&self, _: &CallCx<'_>, _: &HookCall) -> HookResult<()> {
+            self.note("before");
+            Ok(())
+        }
+        fn wrap_after(&self, _: &CallCx<'_>, _: &HookCall, outcome: Outcome) -> Outcome {
+            self.note("after");
+            match self.act {
+                Act::Answer => Outcome {
+                    result: Ok(Value::True),
+                    decided_by: Some(self.name.into()),
+                    duration: outcome.duration,
+                },
+                _ => outcome,
+            }
+        }
+    }
+
+    /// A chain of `hook` from `(name, act, wrapper)` in call order, and its log.
+    fn chain(hook: Hook, impls: &[(&'static str, Act, bool)]) -> (Chain, Arc<Mutex<Vec<String>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (mut wrappers, mut plain) = (Vec::new(), Vec::new());
+        for &(name, act, wrapper) in impls {
+            let entry = Entry {
+                instance: Arc::new(Instance {
+                    name: name.into(),
+                    origin: Origin::Builtin,
+                    config_json: "{}".into(),
+                    hooks: Box::new(Fake {
+                        name,
+                        act,
+                        log: log.clone(),
+                    }),
+                }),
+                tier: Tier::NORMAL,
+                priority: 0,
+            };
+            if wrapper {
+                wrappers.push(entry);
+            } else {
+                plain.push(entry);
+            }
+        }
+        (
+            Chain {
+                hook,
+                wrappers,
+                impls: plain,
+            },
+            log,
+        )
+    }
+
+    fn user() -> abi::User {
+        plugin_abi::testing::TestHost::user(1, "ann")
+    }
+
+    fn logged(log: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+        log.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn wrappers_run_around_the_impls_and_tear_down_in_reverse() {
+        let s = Setup::new("chain-wrappers", "");
+        let (c, log) = chain(
+            Hook::UserRegistered,
+            &[
+                ("w1", Act::Pass, true),
+                ("w2", Act::Pass, true),
+                ("a", Act::Pass, false),
+            ],
+        );
+        let o = c.call(&s.request(), Input::UserRegistered { username: "u" });
+        assert_eq!(o.result, Ok(Value::Nothing));
+        assert_eq!(
+            logged(&log),
+            ["w1:before", "w2:before", "a:call", "w2:after", "w1:after"]
+        );
+    }
+
+    #[test]
+    fn a_wrapper_may_replace_the_outcome_and_then_decides_it() {
+        let s = Setup::new("chain-replace", "");
+        let (c, _) = chain(
+            Hook::ReauthAttempt,
+            &[("w", Act::Answer, true), ("deny", Act::Stop("no"), false)],
+        );
+        let u = user();
+        let o = c.call(
+            &s.request(),
+            Input::ReauthAttempt {
+                user: &u,
+                secret: "s",
+            },
+        );
+        assert_eq!(
+            (o.result, o.decided_by.as_deref()),
+            (Ok(Value::True), Some("w"))
+        );
+    }
+
+    #[test]
+    fn firstresult_stops_at_the_first_answer() {
+        let s = Setup::new("chain-first", "");
+        let (c, log) = chain(
+            Hook::ReauthAttempt,
+            &[
+                ("no", Act::Pass, false),
+                ("yes", Act::Answer, false),
+                ("late", Act::Answer, false),
+            ],
+        );
+        let u = user();
+        let o = c.call(
+            &s.request(),
+            Input::ReauthAttempt {
+                user: &u,
+                secret: "s",
+            },
+        );
+        assert_eq!(
+            (o.result, o.decided_by.as_deref()),
+            (Ok(Value::True), Some("yes"))
+        );
+        assert_eq!(logged(&log), ["no:call", "yes:call"]);
+    }
+
+    #[test]
+    fn an_accepted_stop_ends_the_chain_naming_who_stopped() {
+        let s = Setup::new("chain-stop", "");
+        let (c, log) = chain(
+            Hook::PostReauth,
+            &[
+                ("a", Act::Pass, false),
+                ("b", Act::Stop("second factor"), false),
+                ("c", Act::Pass, false),
+            ],
+        );
+        let u = user();
+        let o = c.call(&s.request(), Input::PostReauth { user: &u });
+        assert_eq!(o.result, Err(HookError::stop("second factor")));
+        assert_eq!(o.decided_by.as_deref(), Some("b"));
+        assert_eq!(logged(&log), ["a:call", "b:call"]);
+    }
+
+    #[test]
+    fn every_impl_of_a_save_before_gets_the_draft_the_one_before_returned() {
+        let s = Setup::new("chain-draft", "");
+        let (c, _) = chain(
+            Hook::PostSaveBefore,
+            &[
+                ("one", Act::Append(" [one]"), false),
+                ("two", Act::Append(" [two]"), false),
+            ],
+        );
+        let post = abi::Post {
+            content: "hello".into(),
+            ..Default::default()
+        };
+        let o = c.call(&s.request(), Input::PostSaveBefore { post });
+        match o.result {
+            Ok(Value::Post(p)) => assert_eq!(p.content.as_str(), "hello [one] [two]"),
+            other => panic!("expected the post, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_panic_becomes_a_failure_naming_the_instance() {
+        let s = Setup::new("chain-panic", "");
+        let (c, log) = chain(
+            Hook::UserRegistered,
+            &[("boom", Act::Panic, false), ("after", Act::Pass, false)],
+        );
+        let o = c.call(&s.request(), Input::UserRegistered { username: "u" });
+        assert_eq!(o.result, Err(HookError::failed("panicked: boom panics")));
+        assert_eq!(o.decided_by.as_deref(), Some("boom"));
+        assert_eq!(logged(&log), ["boom:call"]);
+    }
+
+    #[test]
+    fn an_error_the_hook_does_not_accept_fails_closed() {
+        let s = Setup::new("chain-odd", "");
+        let (c, _) = chain(
+            Hook::AuthenticationFailed,
+            &[("odd", Act::Reject("r"), false)],
+        );
+        let o = c.call(
+            &s.request(),
+            Input::AuthenticationFailed { identifier: "x" },
+        );
+        assert_eq!(
+            o.result,
+            Err(HookError::failed(
+                "returned Rejected: r, which flaskbb_authentication_failed does not accept"
+            ))
+        );
+    }
+
+    #[test]
+    fn the_arguments_wrappers_see_never_hold_the_secret() {
+        let input = Input::Authenticate {
+            identifier: "ann",
+            secret: "hunter2",
+        };
+        assert_eq!(input.args_json(), r#"{"identifier":"ann"}"#);
+        let u = user();
+        let input = Input::ReauthAttempt {
+            user: &u,
+            secret: "hunter2",
+        };
+        assert_eq!(input.args_json(), r#"{"user":{"id":1,"username":"ann"}}"#);
     }
 }

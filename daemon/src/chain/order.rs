@@ -1,6 +1,6 @@
 //! The order of one hook's impls, decided once per plugin generation.
 //!
-//! The rules (PRODUCT.md "Chain order"): wrappers and plain impls are ordered apart;
+//! The rules (the README's "How chains are ordered"): wrappers and plain impls are ordered apart;
 //! `tryfirst`, then normal, then `trylast`; higher priority first; at equal priority
 //! pluggy's registration rule (newest first, except `trylast`: oldest first); then
 //! `before`/`after` constraints override all of that. With no priorities and no

@@ -332,16 +332,12 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                 let d2 = d.clone();
                 match d.executor.run_plain(move || d2.reload()).await {
                     Ok(Ok(_)) => Reply::empty().into(),
-                    Ok(Err(reason)) => {
-                        tracing::error!(
-                            "reload failed; the current generation keeps serving: {reason}"
-                        );
-                        Reply::error(
-                            &format!("{ADMIN}.ReloadFailed"),
-                            json!({ "reason": reason }),
-                        )
-                        .into()
-                    }
+                    // Daemon::reload has logged why.
+                    Ok(Err(reason)) => Reply::error(
+                        &format!("{ADMIN}.ReloadFailed"),
+                        json!({ "reason": reason }),
+                    )
+                    .into(),
                     Err(e) => Failure::new(ADMIN, e.to_string()).into(),
                 }
             }

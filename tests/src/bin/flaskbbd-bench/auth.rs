@@ -67,7 +67,7 @@ pub fn timing(args: &[String]) {
 /// verifier, each on all cores at cost 10 and 12; then Authenticate through the socket
 /// at saturation against raw libxcrypt in the same run.
 pub fn bcrypt_bench(args: &[String]) {
-    use flaskbbd::password::{libxcrypt_crypt, Engine, Verifier};
+    use flaskbbd::embed::{libxcrypt_crypt, Engine, Verifier};
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);

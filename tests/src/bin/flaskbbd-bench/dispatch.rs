@@ -3,8 +3,8 @@
 
 use std::{hint::black_box, time::Instant};
 
-use flaskbbd::{chain::Input, proto::Context, request::Request};
-use flaskbbd_tests::{fixture_release, generation, Scratch};
+use flaskbbd::embed::{Chains, Context, EventCall};
+use flaskbbd_tests::{fixture_release, Scratch};
 
 use crate::stats::arg;
 
@@ -31,18 +31,19 @@ pub fn dispatch(args: &[String]) {
             ));
         }
         let path = s.write("flaskbb.toml", &cfg);
-        let (g, store) = generation(&path);
-        let req = Request::new(store, Context::new());
+        let chains = Chains::load(&path).expect("the configuration builds");
+        let req = chains.request(Context::new());
         let plugins = || {
+            // The calls are made before the clock starts: only the chain is timed.
+            let events: Vec<EventCall> = (0..calls)
+                .map(|_| EventCall::UserRegistered {
+                    username: "bench".into(),
+                })
+                .collect();
             let t = Instant::now();
-            for _ in 0..calls {
-                let out = g.call(
-                    &req,
-                    Input::UserRegistered {
-                        username: black_box("bench"),
-                    },
-                );
-                assert!(out.result.is_ok());
+            for event in events {
+                let out = chains.fire(&req, black_box(event));
+                assert!(out.is_ok());
             }
             t.elapsed()
         };

@@ -8,8 +8,8 @@ use std::{process::Command, time::Instant};
 use flaskbbd_tests::{flaskbb, Backend, Scratch};
 use serde_json::{json, Value};
 
-use flaskbbd::{events::EventAnswer, proto::Context, proto::Post, request::Request};
-use flaskbbd_protocol::methods::EventCall;
+use flaskbbd::embed::{Chains, Context, EventAnswer, EventCall};
+use flaskbbd_protocol::types::Post;
 
 use crate::{
     events::{five_filters, CONTENT},
@@ -89,8 +89,8 @@ pub fn against_flaskbb(args: &[String]) {
     // Leave alice as found.
     assert!(d.auth("alice", "AlicePass123").is_ok());
     // The same chain in this process, as pluggy's runs in FlaskBB's: no socket.
-    let (g, store) = flaskbbd_tests::generation(&cfg);
-    let req = Request::new(store, Context::new());
+    let chains = Chains::load(&cfg).expect("the configuration builds");
+    let req = chains.request(Context::new());
     let post = Post {
         content: CONTENT.into(),
         ..Default::default()
@@ -98,7 +98,7 @@ pub fn against_flaskbb(args: &[String]) {
     let once = || {
         let call = EventCall::PostSaveBefore { post: post.clone() };
         let t = Instant::now();
-        let answer = flaskbbd::events::fire(&g, &req, call).expect("saved");
+        let answer = chains.fire(&req, call).expect("saved");
         let elapsed = t.elapsed();
         assert!(matches!(answer, EventAnswer::Post(p) if p.content.contains("*****")));
         elapsed
