@@ -20,12 +20,16 @@ pub const MAX_SECRET_BYTES: usize = 72;
 /// Why a password cannot be set.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
+    /// Over bcrypt's 72 bytes (the length given).
     #[error("the password is longer than bcrypt's {MAX_SECRET_BYTES} bytes ({0} bytes); bcrypt would ignore the rest, so choose a shorter one")]
     TooLong(usize),
+    /// Empty.
     #[error("the password is empty")]
     Empty,
+    /// With a NUL byte.
     #[error("the password contains a NUL character, which bcrypt cannot hash")]
     Nul,
+    /// The hash function itself failed.
     #[error("hashing failed: {0}")]
     Hash(String),
 }
@@ -180,7 +184,9 @@ pub const NO_PASSWORD: &str = "!";
 /// Which implementation verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
+    /// The system's libxcrypt (`crypt_rn`), as the daemon prefers.
     Libxcrypt,
+    /// The `bcrypt` crate.
     BcryptCrate,
 }
 

@@ -24,15 +24,21 @@ use abi_stable::{
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    /// FlaskBB's `users.id`.
     pub id: i64,
+    /// The username.
     pub username: RString,
+    /// The email address.
     pub email: RString,
+    /// Whether the account is activated.
     pub activated: bool,
+    /// Failed logins since the last success.
     pub login_attempts: i32,
     /// RFC 3339, UTC.
     pub last_failed_login: ROption<RString>,
     /// RFC 3339, UTC.
     pub date_joined: RString,
+    /// The primary group's id.
     pub primary_group_id: ROption<i64>,
     /// Names of the primary and secondary groups.
     pub groups: RVec<RString>,
@@ -45,10 +51,15 @@ pub struct User {
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq, Default)]
 pub struct Post {
+    /// The post's id, once saved.
     pub id: ROption<i64>,
+    /// The topic it belongs to.
     pub topic_id: ROption<i64>,
+    /// The author's id.
     pub user_id: ROption<i64>,
+    /// The author's name.
     pub username: ROption<RString>,
+    /// The text (Markdown, as FlaskBB stores it).
     pub content: RString,
     /// RFC 3339, UTC.
     pub date_created: ROption<RString>,
@@ -58,10 +69,15 @@ pub struct Post {
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq, Default)]
 pub struct Topic {
+    /// The topic's id, once saved.
     pub id: ROption<i64>,
+    /// The forum it belongs to.
     pub forum_id: ROption<i64>,
+    /// The title.
     pub title: RString,
+    /// The author's id.
     pub user_id: ROption<i64>,
+    /// The author's name.
     pub username: ROption<RString>,
     /// The content of the topic's first post, when the caller has it.
     pub content: ROption<RString>,
@@ -73,8 +89,11 @@ pub struct Topic {
 pub struct Tier(pub u8);
 
 impl Tier {
+    /// Before the normal impls (pluggy's `tryfirst`).
     pub const TRYFIRST: Tier = Tier(0);
+    /// Unmarked.
     pub const NORMAL: Tier = Tier(1);
+    /// After the normal impls (pluggy's `trylast`).
     pub const TRYLAST: Tier = Tier(2);
 
     /// The name used in `flaskbb.toml` and in `flaskbbd hooks`.
@@ -104,7 +123,9 @@ impl Tier {
 pub struct HookDecl {
     /// FlaskBB's hook name, e.g. `flaskbb_authenticate`.
     pub hook: RString,
+    /// Its tier.
     pub tier: Tier,
+    /// Its priority within the tier (higher runs first).
     pub priority: i32,
     /// Instance names this impl must run before.
     pub before: RVec<RString>,
@@ -118,9 +139,13 @@ pub struct HookDecl {
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct Manifest {
+    /// The plugin's name.
     pub name: RString,
+    /// The plugin's own version (its crate's).
     pub version: RString,
+    /// What it does, in one line.
     pub description: RString,
+    /// The hooks it implements, with their default order.
     pub hooks: RVec<HookDecl>,
     /// `cfg!(panic = "unwind")` in the plugin's own build. The daemon refuses a
     /// plugin built with `panic = "abort"`: it could not contain a panic.
@@ -134,11 +159,28 @@ pub struct Manifest {
 #[sabi(kind(WithNonExhaustive(size = [usize; 8], traits(Debug, Clone, PartialEq))))]
 #[non_exhaustive]
 pub enum AbiError {
+    /// The plugin does not implement the hook.
     NotImplemented,
-    StopAuthentication { reason: RString },
-    ForceLogout { reason: RString },
-    Rejected { reason: RString },
-    Failed { message: RString },
+    /// FlaskBB's `StopAuthentication`.
+    StopAuthentication {
+        /// For the person logging in.
+        reason: RString,
+    },
+    /// FlaskBB's `ForceLogout`.
+    ForceLogout {
+        /// For the person logged out.
+        reason: RString,
+    },
+    /// A save refused.
+    Rejected {
+        /// For the person who wrote the post.
+        reason: RString,
+    },
+    /// Anything else: the request fails closed.
+    Failed {
+        /// What failed, for the log.
+        message: RString,
+    },
 }
 
 /// [`AbiError`] as it crosses the boundary: a newer plugin may send variants this
@@ -160,10 +202,13 @@ impl AbiError {
 pub enum AbiValue {
     /// No result (a hook whose result is ignored, or a firstresult hook nobody answered).
     Nothing,
+    /// A firstresult hook's user.
     User(RBox<User>),
     /// `flaskbb_reauth_attempt`'s success.
     True,
+    /// A save_before chain's post.
     Post(RBox<Post>),
+    /// A save_before chain's topic.
     Topic(RBox<Topic>),
 }
 
@@ -174,6 +219,7 @@ pub type ValueBox = NonExhaustiveFor<AbiValue>;
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct HookCall {
+    /// FlaskBB's name of the hook.
     pub hook: RString,
     /// The call's arguments as a JSON object, never with the secret.
     pub args_json: RString,
@@ -183,9 +229,11 @@ pub struct HookCall {
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct WrapOutcome {
+    /// The chain's value, or the error that ended it.
     pub result: RResult<ValueBox, ErrorBox>,
     /// The instance whose answer or error decided the outcome, if one did.
     pub decided_by: ROption<RString>,
+    /// How long the chain took, in microseconds.
     pub duration_us: u64,
 }
 
@@ -195,9 +243,13 @@ pub struct WrapOutcome {
 pub struct LogLevel(pub u8);
 
 impl LogLevel {
+    /// Something failed.
     pub const ERROR: LogLevel = LogLevel(1);
+    /// Something looks wrong.
     pub const WARN: LogLevel = LogLevel(2);
+    /// What happened.
     pub const INFO: LogLevel = LogLevel(3);
+    /// Detail for finding a problem.
     pub const DEBUG: LogLevel = LogLevel(4);
 }
 

@@ -26,13 +26,25 @@ pub use crate::hooks;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookError {
     /// Halts authentication (or reauthentication) with a reason the user may see.
-    StopAuthentication { reason: String },
+    StopAuthentication {
+        /// For the person logging in.
+        reason: String,
+    },
     /// From `flaskbb_reauth_failed`: the client must log the user out.
-    ForceLogout { reason: String },
+    ForceLogout {
+        /// For the person logged out.
+        reason: String,
+    },
     /// From a `save_before` event hook: the save must not happen.
-    Rejected { reason: String },
+    Rejected {
+        /// For the person who wrote the post.
+        reason: String,
+    },
     /// Anything else went wrong: the request fails closed with an internal error.
-    Failed { message: String },
+    Failed {
+        /// What failed, for the log.
+        message: String,
+    },
     /// The hook is not implemented by this plugin (the daemon skips it).
     NotImplemented,
 }
@@ -120,10 +132,15 @@ pub type HookResult<T> = Result<T, HookError>;
 /// The value a chain produced, as a [`HookWrapper`] sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// No result (a hook whose result is ignored, or a firstresult hook nobody answered).
     Nothing,
+    /// A firstresult hook's user.
     User(User),
+    /// `flaskbb_reauth_attempt`'s success.
     True,
+    /// A save_before chain's post.
     Post(Post),
+    /// A save_before chain's topic.
     Topic(Topic),
 }
 
@@ -162,9 +179,11 @@ impl AbiValue {
 /// The outcome of a whole chain, as a [`HookWrapper`] sees it after the chain.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// The chain's value, or the error that ended it.
     pub result: Result<Value, HookError>,
     /// The instance whose answer or error decided the outcome, if one did.
     pub decided_by: Option<String>,
+    /// How long the chain took.
     pub duration: Duration,
 }
 
@@ -305,7 +324,9 @@ impl<'a> Ctx<'a> {
 /// `flaskbb.toml`.
 #[derive(Debug, Clone, Copy)]
 pub struct HookOrder {
+    /// The tier.
     pub tier: Tier,
+    /// The priority within the tier (higher runs first).
     pub priority: i32,
     /// Instance names this impl must run before.
     pub before: &'static [&'static str],
@@ -560,12 +581,15 @@ impl<T> IntoAbi<ROption<T>> for Option<T> {
 /// A wrapper around whole chains (pluggy's hookwrapper): `before` runs before the
 /// first impl, `after` sees the outcome and returns it or a replacement.
 pub trait HookWrapper: Send + Sync {
+    /// The wrapper's place among the wrappers unless `flaskbb.toml` says otherwise.
     const ORDER: HookOrder = HookOrder::NORMAL;
     /// The hooks this wrapper wraps.
     const WRAPS: &'static [&'static str] = hooks::ALL;
+    /// Runs before the chain's first impl; an error ends the call.
     fn before(&self, _cx: &Ctx<'_>, _call: &HookCall) -> HookResult<()> {
         Ok(())
     }
+    /// Runs after the chain: returns the outcome, or a replacement.
     fn after(&self, _cx: &Ctx<'_>, _call: &HookCall, outcome: Outcome) -> Outcome {
         outcome
     }
@@ -712,11 +736,18 @@ macro_rules! export_plugin {
             }
         }
 
-        #[::abi_stable::export_root_module]
-        pub fn __flaskbbd_root_module() -> $crate::abi::PluginMod_Ref {
-            use $crate::reexports::PrefixTypeTrait;
-            $crate::abi::PluginMod { manifest: __flaskbbd_manifest, new: __flaskbbd_new }
+        // The library's root module, which the daemon's loader reads (exported by its
+        // symbol; the module only keeps it out of the plugin crate's public items).
+        mod __flaskbbd_root {
+            #[::abi_stable::export_root_module]
+            pub fn __flaskbbd_root_module() -> $crate::abi::PluginMod_Ref {
+                use $crate::reexports::PrefixTypeTrait;
+                $crate::abi::PluginMod {
+                    manifest: super::__flaskbbd_manifest,
+                    new: super::__flaskbbd_new,
+                }
                 .leak_into_prefix()
+            }
         }
     };
 }

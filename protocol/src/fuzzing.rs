@@ -4,6 +4,9 @@
 //! corpus and every regression test run this same function, so a crash found by the
 //! fuzzer is reproduced by `cargo test`.
 
+// The fuzz body checks invariants by panicking: a panic here is what the fuzzer reports.
+#![allow(clippy::expect_used)]
+
 use std::{
     future::Future,
     pin::pin,

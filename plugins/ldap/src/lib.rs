@@ -195,10 +195,12 @@ impl Ldap {
                     .search(&s.base, Scope::Subtree, &filter, vec!["1.1"])
                     .and_then(|r| r.success())
                     .map_err(|e| unreachable(url, e))?;
-                match entries.len() {
-                    0 => return Ok(Bound::No),
-                    1 => SearchEntry::construct(entries.into_iter().next().expect("one entry")).dn,
-                    n => {
+                let n = entries.len();
+                let mut entries = entries.into_iter();
+                match (entries.next(), entries.next()) {
+                    (None, _) => return Ok(Bound::No),
+                    (Some(entry), None) => SearchEntry::construct(entry).dn,
+                    (Some(_), Some(_)) => {
                         return Err(HookError::failed(format!(
                             "LDAP directory {url}: {n} entries match {filter:?} under {}; make search.filter unique",
                             s.base

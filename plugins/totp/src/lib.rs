@@ -22,8 +22,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
+    /// HMAC-SHA1, what authenticator apps use.
     Sha1,
+    /// HMAC-SHA256.
     Sha256,
+    /// HMAC-SHA512.
     Sha512,
 }
 
@@ -49,14 +52,20 @@ impl Default for Config {
     }
 }
 
+/// The refusal when an enrolled user sent no code.
 pub const MISSING: &str = "A one-time code from your authenticator app is required.";
+/// The refusal of a code that is not the current one (or an adjacent step's).
 pub const WRONG: &str = "The one-time code is wrong.";
+/// The refusal of a code (or an earlier one) already used.
 pub const REUSED: &str = "This one-time code was already used. Wait for the next one.";
+/// The refusal, with `require`, of a user who is not enrolled.
 pub const NOT_ENROLLED: &str =
     "Two-factor authentication is required, but it is not set up for this account.";
 
 /// RFC 4226's HOTP value of `key` at `counter`.
 pub fn hotp(key: &[u8], counter: u64, digits: u32, algorithm: Algorithm) -> u32 {
+    // HMAC takes keys of any length: new_from_slice cannot fail here.
+    #[allow(clippy::expect_used)]
     fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
         let mut m =
             <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
