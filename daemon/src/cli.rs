@@ -62,6 +62,14 @@ enum Command {
         #[arg(long = "context", value_name = "KEY=VALUE")]
         context: Vec<String>,
     },
+    /// Serve one isolated plugin instance for the daemon, which starts this itself
+    /// (isolation = "process"); not run by hand.
+    #[command(hide = true)]
+    PluginHost {
+        /// The instance's name (shown by ps; the daemon sends everything else).
+        #[arg(long)]
+        instance: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -149,6 +157,10 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::PluginHost { .. } => {
+            init_logging("warn");
+            Ok(crate::isolation::host::main())
+        }
         Command::Serve => {
             let config = load(&cli.config)?;
             init_logging(&config.log.filter);
@@ -202,6 +214,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .map(|v| format!(" (plugin-abi {v})"))
                         .unwrap_or_default()
                 );
+                if let Some(h) = p.host {
+                    let mut line = format!("    process: {}", h.state);
+                    if let Some(pid) = h.pid {
+                        line.push_str(&format!(", pid {pid}"));
+                    }
+                    line.push_str(&format!(
+                        ", {} restart(s), landlock {}",
+                        h.restarts, h.landlock
+                    ));
+                    if let Some(exit) = h.last_exit {
+                        line.push_str(&format!("; last exit: {exit}"));
+                    }
+                    println!("{line}");
+                } else if p.isolation.as_deref() == Some("none") && p.enabled {
+                    println!("    in the daemon's process (isolation = \"none\")");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

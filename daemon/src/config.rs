@@ -177,6 +177,11 @@ pub struct PluginsConfig {
     pub dirs: Vec<PathBuf>,
     /// Where the daemon keeps the content-addressed copies it loads plugins from.
     pub cache_dir: PathBuf,
+    /// Where a `[[plugin]]` instance runs unless its table says otherwise.
+    pub isolation: Isolation,
+    /// The memory limit of a plugin host process, in MiB, unless the instance's
+    /// `sandbox.memory_mb` says otherwise.
+    pub host_memory_mb: u64,
 }
 
 impl Default for PluginsConfig {
@@ -184,8 +189,47 @@ impl Default for PluginsConfig {
         PluginsConfig {
             dirs: vec![PathBuf::from("target/release")],
             cache_dir: PathBuf::from("var/plugin-cache"),
+            isolation: Isolation::Process,
+            host_memory_mb: 256,
         }
     }
+}
+
+/// Where a plugin instance runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// In the daemon's own process: the fastest call, but a crash in the plugin is a
+    /// crash of the daemon, and a call that hangs keeps its thread.
+    None,
+    /// In a plugin host process of its own: a crash costs the calls in flight in
+    /// that instance, a hung call is ended by killing the host.
+    Process,
+}
+
+impl Isolation {
+    /// The name used in `flaskbb.toml` and in `flaskbbd plugins`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::None => "none",
+            Isolation::Process => "process",
+        }
+    }
+}
+
+/// `[plugin.sandbox]`: what an isolated instance's host may do beyond serving its
+/// calls. Paths are relative to `flaskbb.toml`'s directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// May open network sockets (an LDAP client does).
+    pub network: bool,
+    /// Files and directories it may read (a directory: everything under it).
+    pub read: Vec<PathBuf>,
+    /// Files and directories it may read and write (an audit log).
+    pub write: Vec<PathBuf>,
+    /// Its memory limit in MiB (else `plugins.host_memory_mb`).
+    pub memory_mb: Option<u64>,
 }
 
 /// `[log]`.
@@ -246,6 +290,12 @@ pub struct PluginConfig {
     pub config: Option<Spanned<toml::Table>>,
     #[serde(default)]
     pub hooks: BTreeMap<Spanned<String>, HookOverride>,
+    /// Where the instance runs; `plugins.isolation` when absent.
+    #[serde(default)]
+    pub isolation: Option<Spanned<Isolation>>,
+    /// What its host process may do (only with `isolation = "process"`).
+    #[serde(default)]
+    pub sandbox: Option<Spanned<SandboxConfig>>,
 }
 
 fn yes() -> bool {
@@ -261,6 +311,14 @@ impl PluginConfig {
             .map(|t| t.get_ref().clone())
             .unwrap_or_default();
         serde_json::to_string(&table).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Where the instance runs: its own `isolation`, else the `[plugins]` default.
+    pub fn isolation(&self, plugins: &PluginsConfig) -> Isolation {
+        self.isolation
+            .as_ref()
+            .map(|i| *i.get_ref())
+            .unwrap_or(plugins.isolation)
     }
 }
 
@@ -471,6 +529,28 @@ impl Config {
                 ));
             }
             self.validate_overrides(&format!("plugin {name:?}"), &p.hooks)?;
+            if let Some(sandbox) = &p.sandbox {
+                if p.isolation(&self.plugins) == Isolation::None {
+                    return Err(self.error_at(
+                        sandbox.span(),
+                        "plugin.sandbox",
+                        &format!(
+                            "instance {name:?} runs with isolation = \"none\", in the daemon's own process, which no sandbox narrows; \
+                             set isolation = \"process\" or remove the sandbox table"
+                        ),
+                    ));
+                }
+                if sandbox.get_ref().memory_mb.is_some_and(|m| m < 16) {
+                    return Err(self.error_at(
+                        sandbox.span(),
+                        "plugin.sandbox.memory_mb",
+                        &format!("instance {name:?}: must be at least 16 (MiB)"),
+                    ));
+                }
+            }
+        }
+        if self.plugins.host_memory_mb < 16 {
+            return Err(self.error_key("plugins.host_memory_mb", "must be at least 16 (MiB)"));
         }
         for b in self.builtins.values() {
             self.validate_overrides("builtins", &b.hooks)?;

@@ -48,6 +48,13 @@ impl Chains {
         Ok(Chains { generation, store })
     }
 
+    /// Makes isolated instances' plugin hosts run `program` (the `flaskbbd` binary)
+    /// instead of this process's own binary, which has no host mode. Call it before
+    /// [`Chains::load`]; the first call wins.
+    pub fn set_plugin_host_program(program: std::path::PathBuf) {
+        crate::isolation::supervisor::set_host_program(program);
+    }
+
     /// A request with `context`, for one or more calls.
     pub fn request(&self, context: Context) -> Request {
         Request(crate::request::Request::new(self.store.clone(), context))

@@ -1,11 +1,13 @@
 //! The worker pool that runs requests' chains (bcrypt and every hook call), off the
 //! async threads, with a timeout per hook call.
 //!
-//! Jobs are served first come, first served by as many threads as cores. A hook call
-//! cannot be cancelled: when one runs past the timeout, the waiter answers at once,
-//! the request is abandoned, and a replacement thread takes the stuck one's place, so
-//! a hung plugin never starves the others. At most `max_stuck` threads may be stuck at
-//! once; beyond that new requests are refused with a clear error until one returns.
+//! Jobs are served first come, first served by as many threads as cores. When a hook
+//! call runs past the timeout, the waiter answers at once. A call that can be ended
+//! (an isolated instance's: its host is killed) is cancelled and its thread comes
+//! back. An in-process call cannot be ended: the request is abandoned, and a
+//! replacement thread takes the stuck one's place, so a hung plugin never starves the
+//! others. At most `max_stuck` threads may be stuck at once; beyond that new requests
+//! are refused with a clear error until one returns.
 
 use std::{
     cell::Cell,
@@ -20,7 +22,10 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use crate::{hook::Hook, request::Request};
+use crate::{
+    hook::Hook,
+    request::{Finish, Request},
+};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -98,7 +103,7 @@ impl Executor {
         let inner = self.inner.clone();
         self.submit(Box::new(move || {
             let r = catch_unwind(AssertUnwindSafe(f));
-            if !job_req.finish() {
+            if job_req.finish() == Finish::Abandoned {
                 // Abandoned while we ran: our replacement is already serving.
                 inner.stuck.fetch_sub(1, Ordering::AcqRel);
                 RETIRE.with(|r| r.set(true));
@@ -120,7 +125,24 @@ impl Executor {
                 }
                 _ = tokio::time::sleep(wait) => {
                     let Some(c) = req.current() else { continue };
-                    if c.since.elapsed() >= timeout && req.abandon() {
+                    if c.since.elapsed() < timeout {
+                        continue;
+                    }
+                    if let Some(cancel) = &c.cancel {
+                        if req.cancel(cancel) {
+                            tracing::error!(
+                                instance = %c.instance, hook = %c.hook, timeout_ms = timeout.as_millis() as u64,
+                                "hook call timed out; its plugin host is killed and replaced"
+                            );
+                            return Err(ExecError::Timeout {
+                                instance: c.instance,
+                                hook: c.hook,
+                                timeout_ms: timeout.as_millis() as u64,
+                            });
+                        }
+                        continue;
+                    }
+                    if req.abandon() {
                         self.inner.stuck.fetch_add(1, Ordering::AcqRel);
                         spawn_worker(self.inner.clone());
                         tracing::error!(

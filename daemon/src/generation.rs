@@ -15,12 +15,16 @@ use crate::{
         order::{self, ImplSpec},
         Chain, Entry,
     },
-    config::{Config, HookOverride, PluginConfig},
+    config::{Config, HookOverride, Isolation, PluginConfig},
     hook::Hook,
     instance::{Instance, Origin, PluginHooks},
+    isolation::{
+        ipc::{self, Init, Sandbox},
+        sandbox, IsolatedHooks, Supervisor,
+    },
     loader::{Library, Loader},
     password::Verifier,
-    proto::{HookChain, PluginInfo},
+    proto::{HookChain, PluginHost, PluginInfo},
 };
 
 /// One generation of instances and chains.
@@ -30,6 +34,8 @@ pub struct Generation {
     pub verifier: Arc<Verifier>,
     chains: BTreeMap<Hook, Chain>,
     plugins: Vec<PluginInfo>,
+    /// The isolated instances' hosts, by instance name, with how far landlock got.
+    hosts: Vec<(String, Arc<Supervisor>, String)>,
     /// The run-time enabled/disabled states this generation was built with.
     pub registry: HashMap<String, bool>,
 }
@@ -58,6 +64,18 @@ impl Decl {
             before: vec![],
             after: vec![],
             wrapper: false,
+        }
+    }
+
+    /// An isolated plugin's declaration, from the manifest its host sent.
+    fn from_wire(d: &ipc::HookDecl) -> Decl {
+        Decl {
+            hook: d.hook.clone(),
+            tier: Tier(d.tier),
+            priority: d.priority,
+            before: d.before.clone(),
+            after: d.after.clone(),
+            wrapper: d.wrapper,
         }
     }
 
@@ -101,6 +119,7 @@ impl Generation {
             enabled,
             candidates: Vec::new(),
             plugins: Vec::new(),
+            hosts: Vec::new(),
             errors: Vec::new(),
         };
         b.builtins(&verifier);
@@ -109,13 +128,14 @@ impl Generation {
             return Err(BuildError(b.errors));
         }
         let chains = b.chains()?;
-        let plugins = b.plugins;
+        let (plugins, hosts) = (b.plugins, b.hosts);
         Ok(Generation {
             id,
             config,
             verifier,
             chains,
             plugins,
+            hosts,
             registry: enabled.clone(),
         })
     }
@@ -128,6 +148,7 @@ struct Builder<'a> {
     enabled: &'a HashMap<String, bool>,
     candidates: Vec<Candidate>,
     plugins: Vec<PluginInfo>,
+    hosts: Vec<(String, Arc<Supervisor>, String)>,
     errors: Vec<String>,
 }
 
@@ -169,6 +190,8 @@ impl Builder<'_> {
                 abi_version: None,
                 enabled: on,
                 hooks: b.hooks.iter().map(|(h, _)| h.name().to_string()).collect(),
+                isolation: None,
+                host: None,
             });
             if !on {
                 continue;
@@ -213,6 +236,8 @@ impl Builder<'_> {
                 abi_version: None,
                 enabled: self.is_enabled(name, p.enabled),
                 hooks: vec![],
+                isolation: Some(p.isolation(&self.config.plugins).name().into()),
+                host: None,
             };
             if info.enabled {
                 if let Err(e) = self.plugin_instance(p, &mut info, loader, &mut by_path) {
@@ -238,30 +263,61 @@ impl Builder<'_> {
         let name = p.name.get_ref().as_str();
         let path = Loader::resolve(p.library.get_ref(), &config.plugins.dirs, &config.base_dir)
             .map_err(|e| e.to_string())?;
-        let lib = match by_path.get(&path) {
-            Some(lib) => lib.clone(),
-            None => {
-                let lib = loader.load(&path).map_err(|e| e.to_string())?;
-                by_path.insert(path, lib.clone());
-                lib
-            }
-        };
         let config_json = p.config_json();
-        let boxed = lib
-            .instantiate(name, &config_json, &config.base_dir)
-            .map_err(|e| with_key_lines(config, p, &e.to_string()))?;
-        let m = &lib.manifest;
-        info.origin = lib.path.display().to_string();
-        info.version = Some(m.version.to_string());
-        info.description = Some(m.description.to_string());
-        info.abi_version = Some(lib.abi_version.clone());
-        info.hooks = m.hooks.iter().map(|d| d.hook.to_string()).collect();
-        let decls: Vec<Decl> = m
-            .hooks
-            .iter()
-            .filter(|d| Hook::from_name(d.hook.as_str()).is_some())
-            .map(Decl::from_manifest)
-            .collect();
+        let (origin, hooks, decls): (Origin, Box<dyn crate::instance::Hooks>, Vec<Decl>) =
+            match p.isolation(&config.plugins) {
+                Isolation::None => {
+                    let lib = match by_path.get(&path) {
+                        Some(lib) => lib.clone(),
+                        None => {
+                            let lib = loader.load(&path).map_err(|e| e.to_string())?;
+                            by_path.insert(path, lib.clone());
+                            lib
+                        }
+                    };
+                    let boxed = lib
+                        .instantiate(name, &config_json, &config.base_dir)
+                        .map_err(|e| with_key_lines(config, p, &e.to_string()))?;
+                    let m = &lib.manifest;
+                    info.origin = lib.path.display().to_string();
+                    info.version = Some(m.version.to_string());
+                    info.description = Some(m.description.to_string());
+                    info.abi_version = Some(lib.abi_version.clone());
+                    info.hooks = m.hooks.iter().map(|d| d.hook.to_string()).collect();
+                    let decls = m
+                        .hooks
+                        .iter()
+                        .filter(|d| Hook::from_name(d.hook.as_str()).is_some())
+                        .map(Decl::from_manifest)
+                        .collect();
+                    (
+                        Origin::Plugin(lib.clone()),
+                        Box::new(PluginHooks(boxed)),
+                        decls,
+                    )
+                }
+                Isolation::Process => {
+                    let (sup, ready, library) = self.start_host(p, &path, &config_json, loader)?;
+                    let m = &ready.manifest;
+                    info.origin = library.display().to_string();
+                    info.version = Some(m.version.clone());
+                    info.description = Some(m.description.clone());
+                    info.abi_version = Some(ready.abi_version.clone());
+                    info.hooks = m.hooks.iter().map(|d| d.hook.clone()).collect();
+                    let decls = m
+                        .hooks
+                        .iter()
+                        .filter(|d| Hook::from_name(&d.hook).is_some())
+                        .map(Decl::from_wire)
+                        .collect();
+                    self.hosts.push((name.into(), sup.clone(), ready.landlock));
+                    (
+                        Origin::Isolated(library),
+                        Box::new(IsolatedHooks(sup)),
+                        decls,
+                    )
+                }
+            };
         for hook in p.hooks.keys() {
             if !decls.iter().any(|d| &d.hook == hook.get_ref()) {
                 self.errors.push(
@@ -271,7 +327,7 @@ impl Builder<'_> {
                             &format!("hooks.{}", hook.get_ref()),
                             &format!(
                                 "instance {name:?}: library {} does not implement this hook (it implements: {})",
-                                lib.path.display(),
+                                info.origin,
                                 info.hooks.join(", ")
                             ),
                         )
@@ -287,14 +343,62 @@ impl Builder<'_> {
         self.register(
             Instance {
                 name: name.into(),
-                origin: Origin::Plugin(lib.clone()),
+                origin,
                 config_json,
-                hooks: Box::new(PluginHooks(boxed)),
+                hooks,
             },
             decls,
             overrides,
         );
         Ok(())
+    }
+
+    /// Stages `p`'s library and starts the plugin host of the isolated instance,
+    /// confined by its `sandbox` table; the host's manifest, and the library's path.
+    fn start_host(
+        &self,
+        p: &PluginConfig,
+        path: &std::path::Path,
+        config_json: &str,
+        loader: &Loader,
+    ) -> Result<
+        (
+            Arc<Supervisor>,
+            crate::isolation::supervisor::Ready,
+            std::path::PathBuf,
+        ),
+        String,
+    > {
+        let config = self.config;
+        let staged = loader.stage(path).map_err(|e| e.to_string())?;
+        let declared = p
+            .sandbox
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default();
+        let memory_mb = declared.memory_mb.unwrap_or(config.plugins.host_memory_mb);
+        for w in &declared.write {
+            prepare_write_path(config, p, w)?;
+        }
+        let init = Init {
+            mapped: staged.mapped,
+            library: staged.path.clone(),
+            instance: p.name.get_ref().clone(),
+            config_json: config_json.to_owned(),
+            base_dir: config.base_dir.clone(),
+            sandbox: Sandbox {
+                network: declared.network,
+                read: sandbox::resolve(&declared.read, &config.base_dir),
+                write: sandbox::resolve(&declared.write, &config.base_dir),
+                memory_bytes: memory_mb.saturating_mul(1 << 20),
+            },
+        };
+        // Loading is not a hook call, but it must not wait forever either.
+        let start_timeout =
+            std::time::Duration::from_millis(config.daemon.hook_timeout_ms.max(10_000));
+        let (sup, ready) =
+            Supervisor::start(init, start_timeout).map_err(|e| with_key_lines(config, p, &e))?;
+        Ok((sup, ready, staged.path))
     }
 
     /// Step 3: every hook's chain in call order, from the registered instances'
@@ -386,10 +490,62 @@ impl Generation {
         self.chains.values().map(Chain::describe).collect()
     }
 
-    /// Every configured instance, enabled or not.
-    pub fn plugins(&self) -> &[PluginInfo] {
-        &self.plugins
+    /// Every configured instance, enabled or not; an isolated one with its host's
+    /// state as it is now.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        let mut plugins = self.plugins.clone();
+        for info in &mut plugins {
+            if let Some((_, sup, landlock)) = self.hosts.iter().find(|(n, _, _)| *n == info.name) {
+                let status = sup.status();
+                info.host = Some(PluginHost {
+                    state: status.state.into(),
+                    pid: status.pid,
+                    restarts: status.restarts,
+                    last_exit: status.last_exit,
+                    landlock: landlock.clone(),
+                });
+            }
+        }
+        plugins
     }
+}
+
+/// Makes a missing `sandbox.write` path, so that landlock has something to grant: a
+/// directory when written with a trailing `/`, else an empty file (and its directory).
+/// What the plugin would have created itself, created before it is confined.
+fn prepare_write_path(
+    config: &Config,
+    plugin: &PluginConfig,
+    declared: &std::path::Path,
+) -> Result<(), String> {
+    let path = config.base_dir.join(declared);
+    if path.exists() {
+        return Ok(());
+    }
+    let made = if declared.as_os_str().to_string_lossy().ends_with('/') {
+        std::fs::create_dir_all(&path)
+    } else {
+        path.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map(drop)
+            })
+    };
+    made.map_err(|e| {
+        let at = plugin
+            .sandbox
+            .as_ref()
+            .map(|s| format!(" (line {})", config.line_of(s.span().start)))
+            .unwrap_or_default();
+        format!(
+            "sandbox.write{at}: {} does not exist and cannot be created: {e}",
+            path.display()
+        )
+    })
 }
 
 /// `message` with the line of `flaskbb.toml` after each "config key K" it names, so

@@ -1,6 +1,8 @@
 //! Hook impl instances as chains hold them: built-ins implement [`Hooks`] natively;
-//! a plugin instance implements it by calling its ABI vtable with a [`HostShim`] that
-//! serves the plugin's host API from the running request.
+//! an in-process plugin instance implements it by calling its ABI vtable with a
+//! [`HostShim`] that serves the plugin's host API from the running request; an
+//! isolated one by sending the call to its plugin host (`crate::isolation`), which
+//! serves the same host API across the boundary.
 
 use std::sync::Arc;
 
@@ -13,13 +15,26 @@ use plugin_abi::{
     sdk::{HookError, HookResult, Outcome},
 };
 
-use crate::{hook::Hook, loader::Library, proto::convert, request::Request, store::Op};
+use crate::{
+    hook::Hook,
+    isolation::{
+        ipc::{self, Answer, Arg, Down},
+        IsolatedHooks,
+    },
+    loader::Library,
+    proto::convert,
+    request::Request,
+    store::Op,
+};
 
 /// Where an instance comes from.
 #[derive(Debug, Clone)]
 pub enum Origin {
     Builtin,
+    /// A library mapped in the daemon.
     Plugin(Arc<Library>),
+    /// A library mapped by a plugin host (its path as configured).
+    Isolated(std::path::PathBuf),
 }
 
 impl Origin {
@@ -28,6 +43,7 @@ impl Origin {
         match self {
             Origin::Builtin => "builtin".into(),
             Origin::Plugin(lib) => lib.path.display().to_string(),
+            Origin::Isolated(path) => path.display().to_string(),
         }
     }
 }
@@ -97,6 +113,75 @@ macro_rules! host_returns {
     (Topic) => { abi::Topic };
 }
 
+/// A hook argument as it crosses to a plugin host, by the hook table's kinds.
+macro_rules! wire_arg {
+    (Str, $a:ident) => {
+        Arg::Str($a.to_owned())
+    };
+    (Secret, $a:ident) => {
+        Arg::Str($a.to_owned())
+    };
+    (User, $a:ident) => {
+        Arg::User(ipc::WireUser::of($a))
+    };
+    (Post, $a:ident) => {
+        Arg::Post(convert::post_from_abi($a))
+    };
+    (DraftPost, $a:ident) => {
+        Arg::Post(convert::post_from_abi($a))
+    };
+    (Topic, $a:ident) => {
+        Arg::Topic(convert::topic_from_abi($a))
+    };
+    (DraftTopic, $a:ident) => {
+        Arg::Topic(convert::topic_from_abi($a))
+    };
+    (Bool, $a:ident) => {
+        Arg::Bool($a)
+    };
+}
+
+/// A plugin host's answer as the chain takes it, by the hook table's `returns`.
+macro_rules! from_answer {
+    (Nothing, $hook:expr, $a:expr) => {
+        match $a {
+            Answer::Nothing => Ok(()),
+            other => mismatched($hook, &other),
+        }
+    };
+    (User, $hook:expr, $a:expr) => {
+        match $a {
+            Answer::User(u) => Ok(u.map(|u| u.to_abi())),
+            other => mismatched($hook, &other),
+        }
+    };
+    (True, $hook:expr, $a:expr) => {
+        match $a {
+            Answer::True(t) => Ok(t),
+            other => mismatched($hook, &other),
+        }
+    };
+    (Post, $hook:expr, $a:expr) => {
+        match $a {
+            Answer::Post(p) => Ok(convert::post_to_abi(&p)),
+            other => mismatched($hook, &other),
+        }
+    };
+    (Topic, $hook:expr, $a:expr) => {
+        match $a {
+            Answer::Topic(t) => Ok(convert::topic_to_abi(&t)),
+            other => mismatched($hook, &other),
+        }
+    };
+}
+
+/// A plugin host answered a call with the wrong kind of value.
+fn mismatched<T>(hook: Hook, answer: &Answer) -> HookResult<T> {
+    Err(HookError::failed(format!(
+        "the plugin host answered {hook} with {answer:?}, which is not its kind of answer"
+    )))
+}
+
 macro_rules! declare_hooks_trait {
     (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
         declare_hooks_trait!(@rows $($prefix)* $($appended)*);
@@ -160,35 +245,64 @@ macro_rules! declare_hooks_trait {
                 )))
             }
         }
+
+        impl Hooks for IsolatedHooks {
+            $(
+                fn $method(
+                    &self,
+                    cx: &CallCx<'_>,
+                    $($arg: host_arg!($kind)),*
+                ) -> HookResult<host_returns!($returns)> {
+                    let down = Down::Call {
+                        hook: $name.into(),
+                        args: vec![$(wire_arg!($kind, $arg)),*],
+                        context: cx.req.context.clone(),
+                    };
+                    from_answer!($returns, cx.hook, self.0.call(cx, &down)?)
+                }
+            )*
+            fn wrap_before(&self, cx: &CallCx<'_>, call: &HookCall) -> HookResult<()> {
+                let down = Down::WrapBefore {
+                    hook: call.hook.to_string(),
+                    args_json: call.args_json.to_string(),
+                    context: cx.req.context.clone(),
+                };
+                from_answer!(Nothing, cx.hook, self.0.call(cx, &down)?)
+            }
+            fn wrap_after(&self, cx: &CallCx<'_>, call: &HookCall, outcome: Outcome) -> Outcome {
+                let duration = outcome.duration;
+                let down = Down::WrapAfter {
+                    hook: call.hook.to_string(),
+                    args_json: call.args_json.to_string(),
+                    context: cx.req.context.clone(),
+                    outcome: outcome.into(),
+                };
+                let failed = |e: HookError| Outcome {
+                    result: Err(e),
+                    decided_by: Some(cx.instance.name.to_string()),
+                    duration,
+                };
+                match self.0.call(cx, &down) {
+                    Ok(Answer::Outcome(o)) => o.into(),
+                    Ok(other) => failed(HookError::failed(format!(
+                        "the plugin host answered a wrapper's after part with {other:?}"
+                    ))),
+                    Err(e) => failed(e),
+                }
+            }
+        }
     };
 }
 
 flaskbbd_hooks::for_each_hook!(declare_hooks_trait);
 
-/// The host API for one plugin call.
-pub struct HostShim<'a> {
-    cx: &'a CallCx<'a>,
-}
-
-fn abi_err(e: HookError) -> ErrorBox {
-    e.into_abi()
-}
-
-fn store_failed(e: crate::store::StoreError) -> ErrorBox {
-    abi_err(HookError::failed(e.to_string()))
-}
-
-impl Host for HostShim<'_> {
-    fn instance_name(&self) -> RString {
-        RString::from(&*self.cx.instance.name)
-    }
-
-    fn log(&self, level: LogLevel, message: RStr<'_>) {
-        let (instance, hook, msg) = (
-            &*self.cx.instance.name,
-            self.cx.hook.name(),
-            message.as_str(),
-        );
+/// The host API for one plugin call: what a plugin may ask of the daemon while its
+/// hook runs, for an in-process instance through [`HostShim`] and for an isolated one
+/// across its host's lane (`isolation`), with the same semantics.
+impl CallCx<'_> {
+    /// Logs through the daemon's log, tagged with the instance and hook.
+    pub fn log(&self, level: LogLevel, msg: &str) {
+        let (instance, hook) = (&*self.instance.name, self.hook.name());
         match level {
             LogLevel::ERROR => tracing::error!(instance, hook, "{msg}"),
             LogLevel::WARN => tracing::warn!(instance, hook, "{msg}"),
@@ -197,18 +311,130 @@ impl Host for HostShim<'_> {
         }
     }
 
-    fn find_user(&self, identifier: RStr<'_>) -> RResult<ROption<abi::User>, ErrorBox> {
-        match self.cx.req.find_user(identifier.as_str()) {
-            Ok(u) => ROk(u.map(|r| convert::user_to_abi(&r.user, r.banned)).into()),
-            Err(e) => RErr(store_failed(e)),
+    /// A user by username or email (looked up once per request).
+    pub fn find_user(&self, identifier: &str) -> HookResult<Option<abi::User>> {
+        self.req
+            .find_user(identifier)
+            .map(|u| u.map(|r| convert::user_to_abi(&r.user, r.banned)))
+            .map_err(store_failed)
+    }
+
+    /// A user by id.
+    pub fn find_user_by_id(&self, id: i64) -> HookResult<Option<abi::User>> {
+        self.req
+            .store
+            .find_user_by_id(id)
+            .map(|u| u.map(|r| convert::user_to_abi(&r.user, r.banned)))
+            .map_err(store_failed)
+    }
+
+    /// A value of the instance's key-value store, seeing the request's own writes.
+    pub fn store_get(&self, key: &str) -> HookResult<Option<String>> {
+        self.req.kv_get(&self.instance.name, key)
+    }
+
+    /// Queues a write (or with `None`, a delete) of the instance's key-value store for
+    /// the request's commit.
+    pub fn store_set(&self, key: &str, value: Option<&str>) -> HookResult<()> {
+        if key.contains('\0') || value.is_some_and(|v| v.contains('\0')) {
+            return Err(HookError::failed(
+                "store_set: keys and values cannot contain NUL characters",
+            ));
         }
+        self.req.push(Op::KvSet {
+            plugin: self.instance.name.to_string(),
+            key: key.to_owned(),
+            value: value.map(str::to_owned),
+        })
+    }
+
+    /// Creates (or finds) a local user for an identity an external provider vouched
+    /// for; written at once, so that the user has an id.
+    pub fn provision_user(&self, username: &str, email: &str) -> HookResult<abi::User> {
+        if self.req.is_abandoned() {
+            return Err(HookError::failed(
+                "the request this call belongs to has already ended (it timed out)",
+            ));
+        }
+        if username.contains('\0') || email.contains('\0') {
+            return Err(HookError::failed(
+                "provision_user: a username or email cannot contain NUL",
+            ));
+        }
+        let store = &self.req.store;
+        let found = match store.find_user(username) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => store
+                .create_user(&crate::store::NewUser {
+                    username: username.to_owned(),
+                    email: email.to_owned(),
+                    password_hash: None,
+                    activated: true,
+                    primary_group_id: crate::store::MEMBER_GROUP,
+                })
+                .or_else(|e| match e {
+                    // Another request provisioned it meanwhile.
+                    crate::store::StoreError::UserExists => store
+                        .find_user(username)
+                        .and_then(|u| u.ok_or(crate::store::StoreError::UserExists)),
+                    other => Err(other),
+                }),
+            Err(e) => Err(e),
+        };
+        let r = found.map_err(store_failed)?;
+        // An earlier lookup in this request may have cached "no such user".
+        self.req.forget_user(username);
+        tracing::info!(
+            instance = &*self.instance.name,
+            user_id = r.user.id,
+            "provisioned a local user"
+        );
+        Ok(convert::user_to_abi(&r.user, r.banned))
+    }
+
+    /// Holds the request's answer back by at least `ms`.
+    pub fn delay_answer(&self, ms: u64) {
+        self.req.delay_answer(ms);
+    }
+
+    /// Tells the client the request could go further with `key` in its context.
+    pub fn ask_for(&self, key: &str) {
+        self.req.ask_for(&self.instance.name, key);
+    }
+}
+
+fn store_failed(e: crate::store::StoreError) -> HookError {
+    HookError::failed(e.to_string())
+}
+
+/// The host API handed to an in-process plugin for one call.
+pub struct HostShim<'a> {
+    cx: &'a CallCx<'a>,
+}
+
+/// A host API answer for the vtable.
+fn to_abi<T>(r: HookResult<T>) -> RResult<T, ErrorBox> {
+    match r {
+        Ok(v) => ROk(v),
+        Err(e) => RErr(e.into_abi()),
+    }
+}
+
+impl Host for HostShim<'_> {
+    fn instance_name(&self) -> RString {
+        RString::from(&*self.cx.instance.name)
+    }
+
+    fn log(&self, level: LogLevel, message: RStr<'_>) {
+        self.cx.log(level, message.as_str());
+    }
+
+    fn find_user(&self, identifier: RStr<'_>) -> RResult<ROption<abi::User>, ErrorBox> {
+        to_abi(self.cx.find_user(identifier.as_str()).map(ROption::from))
     }
 
     fn find_user_by_id(&self, id: i64) -> RResult<ROption<abi::User>, ErrorBox> {
-        match self.cx.req.store.find_user_by_id(id) {
-            Ok(u) => ROk(u.map(|r| convert::user_to_abi(&r.user, r.banned)).into()),
-            Err(e) => RErr(store_failed(e)),
-        }
+        to_abi(self.cx.find_user_by_id(id).map(ROption::from))
     }
 
     fn context(&self, key: RStr<'_>) -> ROption<RString> {
@@ -234,85 +460,30 @@ impl Host for HostShim<'_> {
     }
 
     fn store_get(&self, key: RStr<'_>) -> RResult<ROption<RString>, ErrorBox> {
-        match self.cx.req.kv_get(&self.cx.instance.name, key.as_str()) {
-            Ok(v) => ROk(v.map(RString::from).into()),
-            Err(e) => RErr(abi_err(e)),
-        }
+        to_abi(
+            self.cx
+                .store_get(key.as_str())
+                .map(|v| v.map(RString::from).into()),
+        )
     }
 
     fn store_set(&self, key: RStr<'_>, value: ROption<RStr<'_>>) -> RResult<(), ErrorBox> {
-        if key.as_str().contains('\0')
-            || value
-                .into_option()
-                .is_some_and(|v| v.as_str().contains('\0'))
-        {
-            return RErr(abi_err(HookError::failed(
-                "store_set: keys and values cannot contain NUL characters",
-            )));
-        }
-        let op = Op::KvSet {
-            plugin: self.cx.instance.name.to_string(),
-            key: key.to_string(),
-            value: value.map(|v| v.to_string()).into_option(),
-        };
-        match self.cx.req.push(op) {
-            Ok(()) => ROk(()),
-            Err(e) => RErr(abi_err(e)),
-        }
+        to_abi(
+            self.cx
+                .store_set(key.as_str(), value.map(|v| v.as_str()).into_option()),
+        )
     }
 
     fn provision_user(&self, username: RStr<'_>, email: RStr<'_>) -> RResult<abi::User, ErrorBox> {
-        if self.cx.req.is_abandoned() {
-            return RErr(abi_err(HookError::failed(
-                "the request this call belongs to has already ended (it timed out)",
-            )));
-        }
-        if username.as_str().contains('\0') || email.as_str().contains('\0') {
-            return RErr(abi_err(HookError::failed(
-                "provision_user: a username or email cannot contain NUL",
-            )));
-        }
-        let store = &self.cx.req.store;
-        let found = match store.find_user(username.as_str()) {
-            Ok(Some(r)) => Ok(r),
-            Ok(None) => store
-                .create_user(&crate::store::NewUser {
-                    username: username.to_string(),
-                    email: email.to_string(),
-                    password_hash: None,
-                    activated: true,
-                    primary_group_id: crate::store::MEMBER_GROUP,
-                })
-                .or_else(|e| match e {
-                    // Another request provisioned it meanwhile.
-                    crate::store::StoreError::UserExists => store
-                        .find_user(username.as_str())
-                        .and_then(|u| u.ok_or(crate::store::StoreError::UserExists)),
-                    other => Err(other),
-                }),
-            Err(e) => Err(e),
-        };
-        match found {
-            Ok(r) => {
-                // An earlier lookup in this request may have cached "no such user".
-                self.cx.req.forget_user(username.as_str());
-                tracing::info!(
-                    instance = &*self.cx.instance.name,
-                    user_id = r.user.id,
-                    "provisioned a local user"
-                );
-                ROk(convert::user_to_abi(&r.user, r.banned))
-            }
-            Err(e) => RErr(store_failed(e)),
-        }
+        to_abi(self.cx.provision_user(username.as_str(), email.as_str()))
     }
 
     fn delay_answer(&self, ms: u64) {
-        self.cx.req.delay_answer(ms);
+        self.cx.delay_answer(ms);
     }
 
     fn ask_for(&self, key: RStr<'_>) {
-        self.cx.req.ask_for(&self.cx.instance.name, key.as_str());
+        self.cx.ask_for(key.as_str());
     }
 }
 

@@ -10,7 +10,8 @@
 //!   executor, with its context and the changes it will commit;
 //! - a [`generation`] holds the chains of one reading of the [`config`]: each
 //!   [`chain`] calls its impls in order ([`chain::order`]), built-ins ([`builtins`])
-//!   and plugin instances ([`instance`], loaded by the [`loader`]) alike; [`hook`]
+//!   and plugin instances ([`instance`], loaded by the [`loader`]) alike, in the
+//!   daemon's process or each in a plugin host of its own ([`isolation`]); [`hook`]
 //!   names the hooks (the table they come from is `flaskbbd-hooks`);
 //! - the request commits once, to the [`store`] (FlaskBB's tables through diesel;
 //!   [`password`] verifies and hashes);
@@ -35,6 +36,7 @@ pub(crate) mod executor;
 pub(crate) mod generation;
 pub(crate) mod hook;
 pub(crate) mod instance;
+pub(crate) mod isolation;
 pub(crate) mod loader;
 pub(crate) mod password;
 pub(crate) mod proto;

@@ -57,8 +57,6 @@ fn fail(path: &Path, cause: impl Into<String>) -> LoadError {
 pub struct Library {
     /// The file as configured.
     pub path: PathBuf,
-    /// The file actually mapped: a content-addressed copy, or `path` itself.
-    pub mapped: PathBuf,
     /// SHA-256 of the file's content, hex.
     pub digest: String,
     pub module: PluginMod_Ref,
@@ -106,6 +104,8 @@ fn describe(e: &HookError) -> String {
 #[derive(Default)]
 pub struct Loader {
     loaded: Mutex<HashMap<String, Arc<Library>>>,
+    /// Every copy staged by this process (mapped here or by a plugin host).
+    staged: Mutex<Vec<PathBuf>>,
     /// Where content-addressed copies go; `None` maps files in place (`flaskbbd check`).
     cache_dir: Option<PathBuf>,
 }
@@ -170,6 +170,7 @@ impl Loader {
     pub fn with_cache(cache_dir: PathBuf) -> Loader {
         Loader {
             loaded: Mutex::default(),
+            staged: Mutex::default(),
             cache_dir: Some(cache_dir),
         }
     }
@@ -177,6 +178,21 @@ impl Loader {
     /// Loads the library at `path` (made absolute), or returns the one already loaded
     /// with the same content.
     pub fn load(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
+        let staged = self.stage(path)?;
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lib) = loaded.get(&staged.digest) {
+            return Ok(lib.clone());
+        }
+        let mut lib = open_as(&staged.mapped, &staged.path)?;
+        lib.digest = staged.digest.clone();
+        let lib = Arc::new(lib);
+        loaded.insert(staged.digest, lib.clone());
+        Ok(lib)
+    }
+
+    /// Reads the library at `path` and makes its content-addressed copy, without
+    /// mapping it: for an isolated instance, whose host maps the copy.
+    pub fn stage(&self, path: &Path) -> Result<Staged, LoadError> {
         let path = std::path::absolute(path).map_err(|e| fail(path, format!("bad path: {e}")))?;
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => fail(&path, "missing file"),
@@ -186,25 +202,32 @@ impl Loader {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(lib) = loaded.get(&digest) {
-            return Ok(lib.clone());
-        }
         let mapped = match &self.cache_dir {
             Some(dir) => copy_into(dir, &path, &digest, &bytes)?,
             None => path.clone(),
         };
-        // Errors name the file as configured, not the copy.
-        let mut lib = open(&mapped).map_err(|e| LoadError {
-            path: path.clone(),
-            cause: e.cause,
-        })?;
-        lib.path = path;
-        lib.digest = digest.clone();
-        let lib = Arc::new(lib);
-        loaded.insert(digest, lib.clone());
-        Ok(lib)
+        let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        if !staged.contains(&mapped) {
+            staged.push(mapped.clone());
+        }
+        drop(staged);
+        Ok(Staged {
+            path,
+            mapped,
+            digest,
+        })
     }
+}
+
+/// A library file read and copied, ready to map.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    /// The file as configured, made absolute.
+    pub path: PathBuf,
+    /// The file to map: the content-addressed copy, or `path` itself.
+    pub mapped: PathBuf,
+    /// SHA-256 of the content, hex.
+    pub digest: String,
 }
 
 impl Loader {
@@ -213,12 +236,10 @@ impl Loader {
     pub fn prune_cache(&self) -> usize {
         let Some(dir) = &self.cache_dir else { return 0 };
         let in_use: Vec<PathBuf> = self
-            .loaded
+            .staged
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .map(|l| l.mapped.clone())
-            .collect();
+            .clone();
         let Ok(entries) = std::fs::read_dir(dir) else {
             return 0;
         };
@@ -263,6 +284,17 @@ fn copy_into(dir: &Path, path: &Path, digest: &str, bytes: &[u8]) -> Result<Path
             )
         })?;
     Ok(target)
+}
+
+/// Maps `mapped` and checks it as a plugin library; errors and the library name
+/// `shown`, the file as configured. The plugin host loads with this too.
+pub fn open_as(mapped: &Path, shown: &Path) -> Result<Library, LoadError> {
+    let mut lib = open(mapped).map_err(|e| LoadError {
+        path: shown.to_path_buf(),
+        cause: e.cause,
+    })?;
+    lib.path = shown.to_path_buf();
+    Ok(lib)
 }
 
 fn open(path: &Path) -> Result<Library, LoadError> {
@@ -396,7 +428,6 @@ fn open(path: &Path) -> Result<Library, LoadError> {
     }
     Ok(Library {
         path: path.to_path_buf(),
-        mapped: path.to_path_buf(),
         digest: String::new(),
         module,
         manifest,

@@ -2,9 +2,11 @@
 //! will commit, and which hook impl is running (so a hung one can be named and the
 //! request abandoned).
 //!
-//! A request is RUNNING until its worker finishes it or the async side abandons it on
-//! a timeout; exactly one of the two wins. After abandonment a late plugin call can no
-//! longer change what the request commits.
+//! A request is RUNNING until its worker finishes it or the async side gives up on it
+//! at a timeout; exactly one of the two wins. Giving up is ABANDONED when the hung call
+//! runs on in its thread, or CANCELLED when the call could be ended (an isolated
+//! instance's host is killed), so the worker comes back. After either, a late plugin
+//! call can no longer change what the request commits.
 
 use std::{
     sync::{
@@ -25,6 +27,28 @@ use crate::{
 const RUNNING: u8 = 0;
 const DONE: u8 = 1;
 const ABANDONED: u8 = 2;
+const CANCELLED: u8 = 3;
+
+/// How a request's worker found it when done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// It finished first: its answer is the one given.
+    Finished,
+    /// The waiter abandoned it to a hung call (this thread was counted as stuck).
+    Abandoned,
+    /// The waiter cancelled its hung call (the thread was never counted as stuck).
+    Cancelled,
+}
+
+/// Ends the hook call in flight at once (an isolated instance's kills its host).
+#[derive(Clone)]
+pub struct Cancel(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cancel")
+    }
+}
 
 /// A request's changes could not be written; it answers an internal error.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +61,8 @@ pub struct CurrentCall {
     pub instance: Arc<str>,
     pub hook: Hook,
     pub since: Instant,
+    /// How to end the call, when it can be ended.
+    pub cancel: Option<Cancel>,
 }
 
 /// One request's state, shared by its worker and its async waiter.
@@ -182,7 +208,15 @@ impl Request {
             instance: instance.clone(),
             hook,
             since: Instant::now(),
+            cancel: None,
         });
+    }
+
+    /// Says how the call running now can be ended if it runs past its timeout.
+    pub fn arm_cancel(&self, cancel: Cancel) {
+        if let Some(c) = lock(&self.current).as_mut() {
+            c.cancel = Some(cancel);
+        }
     }
 
     /// Marks that no impl is running.
@@ -195,11 +229,30 @@ impl Request {
         lock(&self.current).clone()
     }
 
-    /// The worker finished the request; false when it had been abandoned first.
-    pub fn finish(&self) -> bool {
-        self.state
+    /// The worker is done with the request: whether it finished first, or the waiter
+    /// gave up on it before.
+    pub fn finish(&self) -> Finish {
+        match self
+            .state
             .compare_exchange(RUNNING, DONE, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        {
+            Ok(_) => Finish::Finished,
+            Err(CANCELLED) => Finish::Cancelled,
+            Err(_) => Finish::Abandoned,
+        }
+    }
+
+    /// The waiter gives up on the request and ends its hung call with `cancel`;
+    /// false when the worker finished first.
+    pub fn cancel(&self, cancel: &Cancel) -> bool {
+        let won = self
+            .state
+            .compare_exchange(RUNNING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if won {
+            (cancel.0)();
+        }
+        won
     }
 
     /// The waiter gives up on the request; false when the worker finished first.
@@ -209,7 +262,8 @@ impl Request {
             .is_ok()
     }
 
+    /// Whether the waiter gave up on the request (abandoned or cancelled).
     pub fn is_abandoned(&self) -> bool {
-        self.state.load(Ordering::Acquire) == ABANDONED
+        matches!(self.state.load(Ordering::Acquire), ABANDONED | CANCELLED)
     }
 }

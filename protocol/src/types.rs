@@ -120,4 +120,29 @@ pub struct PluginInfo {
     pub enabled: bool,
     /// The hooks it implements.
     pub hooks: Vec<String>,
+    /// Where a plugin instance runs: `none` (in the daemon's process) or `process`
+    /// (in a plugin host of its own). Absent for built-ins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
+    /// An isolated instance's host: its state, pid, restarts and last exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<PluginHost>,
+}
+
+/// An isolated instance's plugin host, as `ListPlugins` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginHost {
+    /// `running`, `stopped` (a new host starts at the next call) or `backed-off`
+    /// (it died too often; the instance fails closed for a while).
+    pub state: String,
+    /// The running host's process id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Hosts started after the first.
+    pub restarts: u32,
+    /// How the last host ended ("was killed by signal 11 (SIGSEGV)", ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+    /// How far landlock narrowed the host's filesystem on this kernel.
+    pub landlock: String,
 }

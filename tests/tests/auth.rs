@@ -168,10 +168,12 @@ fn the_failure_hook_runs_only_on_stop_authentication() {
 name = "watch"
 library = "scripted"
 config = { trace = "trace.jsonl" }
+sandbox = { write = ["."] }
 [[plugin]]
 name = "broken"
 library = "scripted"
 config = { trace = "trace.jsonl", on = { flaskbb_post_authenticate = { action = "error", message = "ldap unreachable" } } }
+sandbox = { write = ["."] }
 [plugin.hooks.flaskbb_post_authenticate]
 tier = "tryfirst"
 "#,
@@ -215,6 +217,7 @@ fn a_plugin_stop_in_post_authenticate_runs_the_failure_hooks_with_its_reason() {
 name = "mfa"
 library = "scripted"
 config = { trace = "trace.jsonl", on = { flaskbb_post_authenticate = { action = "stop", reason = "A second factor is required." } } }
+sandbox = { write = ["."] }
 "#,
     );
     d.add_user("fay", "Secret123", true);

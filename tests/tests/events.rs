@@ -12,10 +12,12 @@ const CHAIN: &str = r#"
 name = "sign"
 library = "scripted"
 config = { trace = "trace.jsonl", on = { flaskbb_event_post_save_before = { action = "append", text = " -- signed" }, flaskbb_event_topic_save_before = { action = "append", text = " (edited)" } } }
+sandbox = { write = ["trace.jsonl"] }
 [[plugin]]
 name = "tag"
 library = "scripted"
 config = { trace = "trace.jsonl", on = { flaskbb_event_post_save_before = { action = "append", text = " #tag" } } }
+sandbox = { write = ["trace.jsonl"] }
 "#;
 
 #[test]
@@ -58,7 +60,7 @@ fn a_rejected_save_names_the_instance_and_reason() {
     let d = TestDaemon::start(
         &s,
         &format!(
-            "{CHAIN}[[plugin]]\nname = \"spam\"\nlibrary = \"scripted\"\nconfig = {{ trace = \"trace.jsonl\", on = {{ flaskbb_event_post_save_before = {{ action = \"reject\", reason = \"Looks like spam.\" }} }} }}\n[plugin.hooks.flaskbb_event_post_save_before]\ntier = \"trylast\"\n"
+            "{CHAIN}[[plugin]]\nname = \"spam\"\nlibrary = \"scripted\"\nconfig = {{ trace = \"trace.jsonl\", on = {{ flaskbb_event_post_save_before = {{ action = \"reject\", reason = \"Looks like spam.\" }} }} }}\nsandbox = {{ write = [\"trace.jsonl\"] }}\n[plugin.hooks.flaskbb_event_post_save_before]\ntier = \"trylast\"\n"
         ),
     );
     let (name, params) = err(d.call(

@@ -23,7 +23,7 @@ fn login_by_dn_template_provisions_the_user_and_counts_failures() {
     let d = TestDaemon::start(
         &s,
         &format!(
-            "[[plugin]]\nname = \"ldap\"\nlibrary = \"ldap\"\nconfig = {{ url = \"{}\", bind_dn = \"uid={{username}},ou=people,dc=example,dc=org\" }}\n",
+            "[[plugin]]\nname = \"ldap\"\nlibrary = \"ldap\"\nconfig = {{ url = \"{}\", bind_dn = \"uid={{username}},ou=people,dc=example,dc=org\" }}\nsandbox = {{ network = true }}\n",
             ldap.url
         ),
     );
@@ -69,7 +69,7 @@ fn login_by_search_then_bind_finds_users_by_mail_and_escapes_filters() {
     let d = TestDaemon::start(
         &s,
         &format!(
-            "[[plugin]]\nname = \"ldap\"\nlibrary = \"ldap\"\n[plugin.config]\nurl = \"{}\"\nsearch = {{ base = \"ou=people,dc=example,dc=org\", bind_dn = \"cn=reader,dc=example,dc=org\", bind_password = \"readerpw\" }}\n",
+            "[[plugin]]\nname = \"ldap\"\nlibrary = \"ldap\"\n[plugin.config]\nurl = \"{}\"\nsearch = {{ base = \"ou=people,dc=example,dc=org\", bind_dn = \"cn=reader,dc=example,dc=org\", bind_password = \"readerpw\" }}\n[plugin.sandbox]\nnetwork = true\n",
             ldap.url
         ),
     );
@@ -89,7 +89,7 @@ fn a_directory_that_is_down_is_an_internal_error_not_a_wrong_password() {
     let d = TestDaemon::start(
         &s,
         &format!(
-            "[[plugin]]\nname = \"ldap\"\nlibrary = \"ldap\"\nconfig = {{ url = \"{}\", bind_dn = \"uid={{username}},ou=people,dc=example,dc=org\", connect_timeout_ms = 1000 }}\n",
+            "[[plugin]]\nname = \"ldap\"\nlibrary = \"ldap\"\nconfig = {{ url = \"{}\", bind_dn = \"uid={{username}},ou=people,dc=example,dc=org\", connect_timeout_ms = 1000 }}\nsandbox = {{ network = true }}\n",
             ldap.url
         ),
     );
@@ -132,13 +132,12 @@ fn bad_ldap_configuration_is_refused_at_load() {
 fn starttls_verifies_the_directory_against_ca_file() {
     let s = Scratch::new("ldap-tls");
     let ldap = Slapd::start_tls(&s);
-    let ca = s.path.join("ldap/ca.pem");
+    let ca = s.path.join("ldap/ca.pem").display().to_string();
     let d = TestDaemon::start(
         &s,
         &format!(
-            "[[plugin]]\nname = \"trusting\"\nlibrary = \"ldap\"\nconfig = {{ url = \"{}\", starttls = true, ca_file = {:?}, bind_dn = \"uid={{username}},ou=people,dc=example,dc=org\" }}\n",
+            "[[plugin]]\nname = \"trusting\"\nlibrary = \"ldap\"\nconfig = {{ url = \"{}\", starttls = true, ca_file = {ca:?}, bind_dn = \"uid={{username}},ou=people,dc=example,dc=org\" }}\nsandbox = {{ network = true, read = [{ca:?}] }}\n",
             ldap.url,
-            ca.display().to_string()
         ),
     );
     assert_eq!(
@@ -152,7 +151,7 @@ fn starttls_verifies_the_directory_against_ca_file() {
     let d = TestDaemon::start(
         &s2,
         &format!(
-            "[[plugin]]\nname = \"strict\"\nlibrary = \"ldap\"\nconfig = {{ url = \"{}\", starttls = true, bind_dn = \"uid={{username}},ou=people,dc=example,dc=org\" }}\n",
+            "[[plugin]]\nname = \"strict\"\nlibrary = \"ldap\"\nconfig = {{ url = \"{}\", starttls = true, bind_dn = \"uid={{username}},ou=people,dc=example,dc=org\" }}\nsandbox = {{ network = true }}\n",
             ldap.url
         ),
     );

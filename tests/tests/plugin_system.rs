@@ -96,34 +96,40 @@ const ORDER_CONFIG: &str = r#"
 name = "a"
 library = "scripted"
 config = { trace = "trace.jsonl" }
+sandbox = { write = ["trace.jsonl"] }
 [[plugin]]
 name = "b"
 library = "scripted"
 config = { trace = "trace.jsonl" }
+sandbox = { write = ["trace.jsonl"] }
 [plugin.hooks.flaskbb_event_user_registered]
 tier = "trylast"
 [[plugin]]
 name = "c"
 library = "scripted"
 config = { trace = "trace.jsonl" }
+sandbox = { write = ["trace.jsonl"] }
 [plugin.hooks.flaskbb_event_user_registered]
 tier = "tryfirst"
 [[plugin]]
 name = "d"
 library = "scripted"
 config = { trace = "trace.jsonl" }
+sandbox = { write = ["trace.jsonl"] }
 [plugin.hooks.flaskbb_event_user_registered]
 tier = "trylast"
 [[plugin]]
 name = "e"
 library = "scripted"
 config = { trace = "trace.jsonl" }
+sandbox = { write = ["trace.jsonl"] }
 [plugin.hooks.flaskbb_event_user_registered]
 priority = 5
 [[plugin]]
 name = "f"
 library = "scripted"
 config = { trace = "trace.jsonl" }
+sandbox = { write = ["trace.jsonl"] }
 [plugin.hooks.flaskbb_event_user_registered]
 tier = "tryfirst"
 after = ["a"]
@@ -170,6 +176,7 @@ fn wrappers_run_around_the_chain_and_tear_down_in_reverse() {
 name = "w1"
 library = "scripted"
 config = { trace = "trace.jsonl" }
+sandbox = { write = ["trace.jsonl"] }
 [plugin.hooks.flaskbb_event_user_registered]
 wrapper = true
 tier = "tryfirst"
@@ -177,10 +184,12 @@ tier = "tryfirst"
 name = "plain"
 library = "scripted"
 config = { trace = "trace.jsonl" }
+sandbox = { write = ["trace.jsonl"] }
 [[plugin]]
 name = "w2"
 library = "scripted"
 config = { trace = "trace.jsonl" }
+sandbox = { write = ["trace.jsonl"] }
 [plugin.hooks.flaskbb_event_user_registered]
 wrapper = true
 "#;
@@ -223,10 +232,12 @@ fn a_wrapper_sees_the_outcome_and_may_replace_it() {
 name = "deny"
 library = "scripted"
 config = { trace = "trace.jsonl", on = { flaskbb_reauth_attempt = { action = "stop", reason = "inner no" } } }
+sandbox = { write = ["trace.jsonl"] }
 [[plugin]]
 name = "w"
 library = "scripted"
 config = { trace = "trace.jsonl", on = { flaskbb_reauth_attempt = { action = "return_true" } } }
+sandbox = { write = ["trace.jsonl"] }
 [plugin.hooks.flaskbb_reauth_attempt]
 wrapper = true
 "#;
@@ -258,10 +269,12 @@ fn firstresult_stops_at_the_first_answer_and_stop_ends_the_chain() {
 name = "after"
 library = "scripted"
 config = { trace = "trace.jsonl" }
+sandbox = { write = ["trace.jsonl"] }
 [[plugin]]
 name = "yes"
 library = "scripted"
 config = { trace = "trace.jsonl", on = { flaskbb_reauth_attempt = { action = "return_true" }, flaskbb_post_reauth = { action = "stop", reason = "second factor missing" } } }
+sandbox = { write = ["trace.jsonl"] }
 "#;
     let d = daemon(&s, cfg);
     let id = d.add_user("u", "Secret123", true);
@@ -325,10 +338,12 @@ fn several_instances_of_one_library_keep_their_own_configuration() {
 name = "quiet"
 library = "scripted"
 config = { trace = "quiet.jsonl" }
+sandbox = { write = ["quiet.jsonl"] }
 [[plugin]]
 name = "deny"
 library = "scripted"
 config = { trace = "deny.jsonl", on = { flaskbb_authenticate = { action = "stop", reason = "no" } } }
+sandbox = { write = ["deny.jsonl"] }
 "#;
     let d = daemon(&s, cfg);
     assert_eq!(
@@ -445,9 +460,12 @@ fn too_many_hung_calls_refuse_new_requests() {
 workers = 1
 hook_timeout_ms = 100
 max_stuck_calls = 1
+# In the daemon's process: an isolated instance's hung call is ended by killing its
+# host, and never counts as stuck (tests/tests/isolation.rs).
 [[plugin]]
 name = "slow"
 library = "scripted"
+isolation = "none"
 config = { on = { flaskbb_event_user_registered = { action = "sleep", ms = 1500 } } }
 "#;
     let d = daemon(&s, cfg);

@@ -26,6 +26,7 @@ fn audit_writes_one_line_per_outcome_without_secrets() {
 name = "audit"
 library = "audit"
 config = { path = "log/audit.jsonl" }
+sandbox = { write = ["log/"] }
 [[plugin]]
 name = "broken"
 library = "scripted"
@@ -88,7 +89,7 @@ fn audit_reopens_its_file_after_rotation_on_reload() {
     let s = Scratch::new("audit-rotate");
     let d = TestDaemon::start(
         &s,
-        "[[plugin]]\nname = \"audit\"\nlibrary = \"audit\"\nconfig = { path = \"audit.jsonl\" }\n",
+        "[[plugin]]\nname = \"audit\"\nlibrary = \"audit\"\nconfig = { path = \"audit.jsonl\" }\nsandbox = { write = [\"audit.jsonl\"] }\n",
     );
     d.call(
         "org.flaskbb.Events.UserRegistered",

@@ -143,9 +143,12 @@ max_stuck_calls = 16
 [auth]
 bcrypt_cost = 4
 lockout = { enabled = false }
+# In the daemon's process, where a hung call keeps its thread (an isolated one's
+# host is killed instead: `isolated_faults_cost_their_request_only`).
 [[plugin]]
 name = "slow"
 library = "scripted"
+isolation = "none"
 config = { on = { flaskbb_event_post_save_before = { action = "sleep", ms = 2500 } } }
 "#,
     );

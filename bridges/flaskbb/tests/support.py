@@ -31,10 +31,16 @@ from testing.forum import Forum
 WRONG = "Wrong username or password."
 #: The `scripted` plugin traces every call into this file (in the daemon's directory).
 TRACE = "trace.jsonl"
-TRACE_PLUGIN = f'[[plugin]]\nname = "trace"\nlibrary = "scripted"\nconfig = {{ trace = "{TRACE}" }}\n'
+TRACE_PLUGIN = (
+    f'[[plugin]]\nname = "trace"\nlibrary = "scripted"\nconfig = {{ trace = "{TRACE}" }}\n'
+    f'sandbox = {{ write = ["{TRACE}"] }}\n'
+)
 #: The `audit` plugin writes each chain's outcome and request context to this file.
 AUDIT = "audit.jsonl"
-AUDIT_PLUGIN = f'[[plugin]]\nname = "audit"\nlibrary = "audit"\nconfig = {{ path = "{AUDIT}" }}\n'
+AUDIT_PLUGIN = (
+    f'[[plugin]]\nname = "audit"\nlibrary = "audit"\nconfig = {{ path = "{AUDIT}" }}\n'
+    f'sandbox = {{ write = ["{AUDIT}"] }}\n'
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,480 @@
+//! The plugin host process (`flaskbbd plugin-host`, started by the daemon): loads one
+//! instance's library, confines itself, makes the instance, and serves its calls.
+//!
+//! Its stdin is the control channel. It reads [`Init`], limits itself (memory, no new
+//! privileges, no core files), loads the library with the daemon's loader and checks,
+//! narrows the filesystem and the system calls, makes the instance, and answers
+//! [`Started`]. Then each file descriptor the daemon sends is a lane, served by a
+//! thread of its own. When the control channel closes, the daemon is done with it (or
+//! gone): it waits for its lanes to close, drops the instance and exits.
+
+use std::{
+    io::{self, Write},
+    os::fd::AsFd,
+    os::unix::net::UnixStream,
+    process::ExitCode,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use abi_stable::{
+    erased_types::TD_Opaque,
+    std_types::{RErr, ROk, ROption, RResult, RStr, RString, RVec, Tuple2},
+};
+use plugin_abi::{
+    abi::{self, ErrorBox, HookCall, Host, HostRef, LogLevel, PluginBox},
+    sdk::{HookError, Outcome},
+};
+
+use super::{
+    ipc::{self, Answer, Arg, Down, HostCall, HostValue, Init, Started, Up, WireError, WireUser},
+    sandbox,
+};
+use crate::proto::{convert, Context};
+
+/// The stack of a lane's thread (as a spawned Rust thread's default).
+const LANE_STACK: usize = 2 << 20;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The host's main: exit status 0 when the daemon let it go, 1 when the instance
+/// could not be started (the daemon has the reason), 2 when not started by a daemon.
+pub fn main() -> ExitCode {
+    let control = match io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => UnixStream::from(fd),
+        Err(e) => return not_started(&e.to_string()),
+    };
+    let mut reader = match control.try_clone() {
+        Ok(c) => c,
+        Err(e) => return not_started(&e.to_string()),
+    };
+    let init: Init = match ipc::recv(&mut reader) {
+        Ok(init) => init,
+        Err(e) => return not_started(&e.to_string()),
+    };
+    let (plugin, started) = match start(&init) {
+        Ok(ok) => ok,
+        Err(message) => {
+            let _ = ipc::send(&mut reader, &Started::Failed { message });
+            return ExitCode::from(1);
+        }
+    };
+    if ipc::send(&mut reader, &started).is_err() {
+        return ExitCode::from(1);
+    }
+    let served = Arc::new(Served {
+        plugin,
+        instance: init.instance.as_str().into(),
+        config_json: init.config_json.as_str().into(),
+    });
+    let mut lanes = Vec::new();
+    loop {
+        match ipc::recv_fd(&control) {
+            Ok(fd) => {
+                let (s, lane) = (served.clone(), UnixStream::from(fd));
+                let spawned = std::thread::Builder::new()
+                    .name("lane".into())
+                    .stack_size(LANE_STACK)
+                    .spawn(move || serve_lane(&s, lane));
+                match spawned {
+                    Ok(t) => lanes.push(t),
+                    // The lane closes with the closure; the daemon sees the call fail.
+                    Err(e) => eprintln!(
+                        "flaskbbd-plugin-host {}: cannot start a lane thread: {e}",
+                        init.instance
+                    ),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => {
+                eprintln!(
+                    "flaskbbd-plugin-host {}: control channel: {e}",
+                    init.instance
+                );
+                break;
+            }
+        }
+    }
+    // The daemon closes a retired host's lanes with its control channel.
+    for t in lanes {
+        let _ = t.join();
+    }
+    drop(served);
+    ExitCode::SUCCESS
+}
+
+fn not_started(detail: &str) -> ExitCode {
+    let _ = writeln!(
+        io::stderr(),
+        "flaskbbd plugin-host: {detail}\nthe daemon starts this for an isolated plugin instance (isolation = \"process\"); it is not run by hand"
+    );
+    ExitCode::from(2)
+}
+
+/// Confines the process, loads the library and makes the instance.
+fn start(init: &Init) -> Result<(PluginBox, Started), String> {
+    let library = init.library.display();
+    sandbox::limit(&init.sandbox)
+        .map_err(|e| format!("plugin {library}: the plugin host cannot limit itself: {e}"))?;
+    let lib = crate::loader::open_as(&init.mapped, &init.library).map_err(|e| e.to_string())?;
+    let landlock = sandbox::confine(&init.sandbox)
+        .map_err(|e| format!("plugin {library}: the plugin host cannot confine itself: {e}"))?;
+    let plugin = lib
+        .instantiate(&init.instance, &init.config_json, &init.base_dir)
+        .map_err(|e| e.to_string())?;
+    Ok((
+        plugin,
+        Started::Ready {
+            manifest: ipc::Manifest::of(&lib.manifest),
+            abi_version: lib.abi_version.clone(),
+            landlock,
+        },
+    ))
+}
+
+/// What every lane serves.
+struct Served {
+    plugin: PluginBox,
+    instance: RString,
+    config_json: RString,
+}
+
+/// Serves calls on one lane until the daemon closes it.
+fn serve_lane(s: &Served, lane: UnixStream) {
+    // The plugin may call the host API from threads of its own during a call.
+    let lane = Mutex::new(lane);
+    loop {
+        let down: Down = match ipc::recv(&mut *lock(&lane)) {
+            Ok(down) => down,
+            Err(_) => return,
+        };
+        let done = match down {
+            Down::Call {
+                hook,
+                args,
+                context,
+            } => {
+                let remote = Remote::new(&lane, s, &context);
+                dispatch(&s.plugin, remote.as_host(), &hook, args)
+            }
+            Down::WrapBefore {
+                hook,
+                args_json,
+                context,
+            } => {
+                let remote = Remote::new(&lane, s, &context);
+                let call = HookCall {
+                    hook: hook.into(),
+                    args_json: args_json.into(),
+                };
+                from_abi(s.plugin.wrap_before(remote.as_host(), &call)).map(|()| Answer::Nothing)
+            }
+            Down::WrapAfter {
+                hook,
+                args_json,
+                context,
+                outcome,
+            } => {
+                let remote = Remote::new(&lane, s, &context);
+                let call = HookCall {
+                    hook: hook.into(),
+                    args_json: args_json.into(),
+                };
+                let after =
+                    s.plugin
+                        .wrap_after(remote.as_host(), &call, Outcome::from(outcome).into_abi());
+                Ok(Answer::Outcome(Outcome::from_abi(&after).into()))
+            }
+            Down::Reply(_) => Err(WireError::Failed(
+                "the plugin host received a reply with no call waiting for it".into(),
+            )),
+        };
+        if ipc::send(&mut *lock(&lane), &Up::Done(done)).is_err() {
+            return;
+        }
+    }
+}
+
+fn from_abi<T>(r: RResult<T, ErrorBox>) -> Result<T, WireError> {
+    match r {
+        ROk(v) => Ok(v),
+        RErr(e) => Err(HookError::from_abi(&e).into()),
+    }
+}
+
+/// The host API across the lane: what the host knows (the instance, its
+/// configuration, the request's context) is answered here; the rest asks the daemon.
+struct Remote<'a> {
+    lane: &'a Mutex<UnixStream>,
+    served: &'a Served,
+    context: &'a Context,
+}
+
+impl<'a> Remote<'a> {
+    fn new(lane: &'a Mutex<UnixStream>, served: &'a Served, context: &'a Context) -> Remote<'a> {
+        Remote {
+            lane,
+            served,
+            context,
+        }
+    }
+
+    fn as_host(&self) -> HostRef<'_> {
+        abi::Host_TO::from_ptr(self, TD_Opaque)
+    }
+
+    /// A call the daemon answers.
+    fn ask(&self, call: HostCall) -> Result<HostValue, WireError> {
+        let lost = |e: io::Error| {
+            WireError::Failed(format!(
+                "the daemon could not be asked ({e}): the call is ending"
+            ))
+        };
+        let mut lane = lock(self.lane);
+        ipc::send(&mut *lane, &Up::Host(call)).map_err(lost)?;
+        match ipc::recv::<Down>(&mut *lane).map_err(lost)? {
+            Down::Reply(r) => r,
+            _ => Err(WireError::Failed(
+                "the daemon answered a host call with something other than a reply".into(),
+            )),
+        }
+    }
+
+    /// A call the daemon does not answer.
+    fn tell(&self, call: HostCall) {
+        let _ = ipc::send(&mut *lock(self.lane), &Up::Host(call));
+    }
+}
+
+fn to_abi<T>(r: Result<T, WireError>) -> RResult<T, ErrorBox> {
+    match r {
+        Ok(v) => ROk(v),
+        Err(e) => RErr(HookError::from(e).into_abi()),
+    }
+}
+
+fn unexpected<T>() -> Result<T, WireError> {
+    Err(WireError::Failed(
+        "the daemon's reply does not fit the host call".into(),
+    ))
+}
+
+fn user_reply(r: Result<HostValue, WireError>) -> RResult<ROption<abi::User>, ErrorBox> {
+    to_abi(r.and_then(|v| match v {
+        HostValue::User(u) => Ok(u.map(|u| u.to_abi()).into()),
+        _ => unexpected(),
+    }))
+}
+
+impl Host for Remote<'_> {
+    fn instance_name(&self) -> RString {
+        self.served.instance.clone()
+    }
+
+    fn log(&self, level: LogLevel, message: RStr<'_>) {
+        self.tell(HostCall::Log {
+            level: level.0,
+            message: message.to_string(),
+        });
+    }
+
+    fn find_user(&self, identifier: RStr<'_>) -> RResult<ROption<abi::User>, ErrorBox> {
+        user_reply(self.ask(HostCall::FindUser {
+            identifier: identifier.to_string(),
+        }))
+    }
+
+    fn find_user_by_id(&self, id: i64) -> RResult<ROption<abi::User>, ErrorBox> {
+        user_reply(self.ask(HostCall::FindUserById { id }))
+    }
+
+    fn context(&self, key: RStr<'_>) -> ROption<RString> {
+        self.context
+            .get(key.as_str())
+            .map(|v| RString::from(v.as_str()))
+            .into()
+    }
+
+    fn context_all(&self) -> RVec<Tuple2<RString, RString>> {
+        self.context
+            .iter()
+            .map(|(k, v)| Tuple2(RString::from(k.as_str()), RString::from(v.as_str())))
+            .collect()
+    }
+
+    fn config_json(&self) -> RString {
+        self.served.config_json.clone()
+    }
+
+    fn store_get(&self, key: RStr<'_>) -> RResult<ROption<RString>, ErrorBox> {
+        to_abi(
+            self.ask(HostCall::StoreGet {
+                key: key.to_string(),
+            })
+            .and_then(|v| match v {
+                HostValue::Text(t) => Ok(t.map(RString::from).into()),
+                _ => unexpected(),
+            }),
+        )
+    }
+
+    fn store_set(&self, key: RStr<'_>, value: ROption<RStr<'_>>) -> RResult<(), ErrorBox> {
+        to_abi(
+            self.ask(HostCall::StoreSet {
+                key: key.to_string(),
+                value: value.map(|v| v.to_string()).into_option(),
+            })
+            .and_then(|v| match v {
+                HostValue::Unit => Ok(()),
+                _ => unexpected(),
+            }),
+        )
+    }
+
+    fn provision_user(&self, username: RStr<'_>, email: RStr<'_>) -> RResult<abi::User, ErrorBox> {
+        to_abi(
+            self.ask(HostCall::ProvisionUser {
+                username: username.to_string(),
+                email: email.to_string(),
+            })
+            .and_then(|v| match v {
+                HostValue::Provisioned(u) => Ok(u.to_abi()),
+                _ => unexpected(),
+            }),
+        )
+    }
+
+    fn delay_answer(&self, ms: u64) {
+        self.tell(HostCall::DelayAnswer { ms });
+    }
+
+    fn ask_for(&self, key: RStr<'_>) {
+        self.tell(HostCall::AskFor {
+            key: key.to_string(),
+        });
+    }
+}
+
+/// Takes the next argument of the kind the hook table says, or answers that the
+/// daemon sent arguments that do not fit.
+macro_rules! take_arg {
+    ($args:ident, $hook:expr, Str) => {
+        match $args.next() {
+            Some(Arg::Str(s)) => s,
+            _ => return bad_args($hook),
+        }
+    };
+    ($args:ident, $hook:expr, Secret) => {
+        take_arg!($args, $hook, Str)
+    };
+    ($args:ident, $hook:expr, User) => {
+        match $args.next() {
+            Some(Arg::User(u)) => u.to_abi(),
+            _ => return bad_args($hook),
+        }
+    };
+    ($args:ident, $hook:expr, Post) => {
+        match $args.next() {
+            Some(Arg::Post(p)) => convert::post_to_abi(&p),
+            _ => return bad_args($hook),
+        }
+    };
+    ($args:ident, $hook:expr, DraftPost) => {
+        take_arg!($args, $hook, Post)
+    };
+    ($args:ident, $hook:expr, Topic) => {
+        match $args.next() {
+            Some(Arg::Topic(t)) => convert::topic_to_abi(&t),
+            _ => return bad_args($hook),
+        }
+    };
+    ($args:ident, $hook:expr, DraftTopic) => {
+        take_arg!($args, $hook, Topic)
+    };
+    ($args:ident, $hook:expr, Bool) => {
+        match $args.next() {
+            Some(Arg::Bool(b)) => b,
+            _ => return bad_args($hook),
+        }
+    };
+}
+
+/// An argument as the vtable takes it.
+macro_rules! pass_arg {
+    (Str, $a:ident) => {
+        RStr::from($a.as_str())
+    };
+    (Secret, $a:ident) => {
+        RStr::from($a.as_str())
+    };
+    (Bool, $a:ident) => {
+        $a
+    };
+    ($kind:ident, $a:ident) => {
+        &$a
+    };
+}
+
+/// An impl's answer as it crosses back, by the hook table's `returns`.
+macro_rules! answer {
+    (Nothing, $v:ident) => {{
+        let () = $v;
+        Answer::Nothing
+    }};
+    (User, $v:ident) => {
+        Answer::User($v.into_option().map(|u| WireUser::of(&u)))
+    };
+    (True, $v:ident) => {
+        Answer::True($v)
+    };
+    (Post, $v:ident) => {
+        Answer::Post(convert::post_from_abi(&$v))
+    };
+    (Topic, $v:ident) => {
+        Answer::Topic(convert::topic_from_abi(&$v))
+    };
+}
+
+fn bad_args(hook: &str) -> Result<Answer, WireError> {
+    Err(WireError::Failed(format!(
+        "the daemon sent arguments that do not fit {hook}"
+    )))
+}
+
+macro_rules! declare_dispatch {
+    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
+        declare_dispatch!(@rows $($prefix)* $($appended)*);
+    };
+    (@rows $(
+        $hook:ident {
+            name: $name:literal, constant: $constant:ident, method: $method:ident,
+            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
+            $($rest:tt)*
+        },
+    )*) => {
+        /// Calls the instance's impl of the hook named `hook` (generated from the hook
+        /// table).
+        fn dispatch(
+            plugin: &PluginBox,
+            host: HostRef<'_>,
+            hook: &str,
+            args: Vec<Arg>,
+        ) -> Result<Answer, WireError> {
+            #[allow(unused_mut, unused_variables)]
+            let mut args = args.into_iter();
+            match hook {
+                $($name => {
+                    $(let $arg = take_arg!(args, hook, $kind);)*
+                    let v = from_abi(plugin.$method(host, $(pass_arg!($kind, $arg)),*))?;
+                    Ok(answer!($returns, v))
+                })*
+                other => Err(WireError::Failed(format!(
+                    "this plugin host does not know the hook {other}"
+                ))),
+            }
+        }
+    };
+}
+
+flaskbbd_hooks::for_each_hook!(declare_dispatch);

@@ -1,0 +1,581 @@
+//! What the daemon and a plugin host say to each other, and how.
+//!
+//! Two kinds of channel, both Unix socketpairs: the host's control channel (its stdin),
+//! which carries [`Init`] down and [`Started`] up, then file descriptors for new lanes;
+//! and lanes, one per call in flight, each a strict conversation: the daemon sends a
+//! [`Down::Call`], the host answers with any number of [`Up::Host`] (the host API the
+//! plugin called; those that answer get a [`Down::Reply`]) and then one [`Up::Done`].
+//!
+//! A message is a frame: a 4-byte little-endian length, then that many bytes of JSON.
+//! Neither side logs frames: a call's arguments hold the password.
+
+use std::{
+    io::{self, Read, Write},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::unix::net::UnixStream,
+    path::PathBuf,
+};
+
+use abi_stable::std_types::RString;
+use plugin_abi::{
+    abi,
+    sdk::{HookError, Outcome, Value},
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::proto::{convert, Context, Post, Topic, User};
+
+/// The largest frame either side accepts (a post is at most `daemon.max_message_bytes`).
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// Writes one frame.
+pub fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
+    let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&n| n as usize <= MAX_FRAME)
+        .ok_or_else(|| {
+            io::Error::other(format!("a message of {} bytes is too large", body.len()))
+        })?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame)
+}
+
+/// Reads one frame; `UnexpectedEof` when the other side is gone, `InvalidData` when
+/// what came is not a message.
+pub fn recv<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a frame of {len} bytes is over the limit of {MAX_FRAME}"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// What a host is to load and how it is confined: the control channel's first frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Init {
+    /// The file to map (the daemon's content-addressed copy).
+    pub mapped: PathBuf,
+    /// The file as configured, for messages.
+    pub library: PathBuf,
+    /// The instance's name.
+    pub instance: String,
+    /// Its `config` table as JSON.
+    pub config_json: String,
+    /// The directory of `flaskbb.toml`.
+    pub base_dir: PathBuf,
+    /// How the host is confined.
+    pub sandbox: Sandbox,
+}
+
+/// The confinement of one host, resolved from the instance's `sandbox` table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Sandbox {
+    /// May open network sockets.
+    pub network: bool,
+    /// Paths it may read.
+    pub read: Vec<PathBuf>,
+    /// Paths it may read and write.
+    pub write: Vec<PathBuf>,
+    /// Its address-space data limit, in bytes.
+    pub memory_bytes: u64,
+}
+
+/// The host's answer to [`Init`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Started {
+    /// The library loaded, passed the loader's checks, and the instance was made.
+    Ready {
+        /// The library's manifest.
+        manifest: Manifest,
+        /// The `plugin-abi` version it was built against.
+        abi_version: String,
+        /// How far the filesystem could be narrowed on this kernel.
+        landlock: String,
+    },
+    /// Loading, confining or making the instance failed: the message says why.
+    Failed {
+        /// One line, naming the file (as the loader's errors do).
+        message: String,
+    },
+}
+
+/// A library's manifest as it crosses (`plugin_abi::abi::Manifest` is FFI-only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The plugin's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// What it does.
+    pub description: String,
+    /// The hooks it implements, with their default order.
+    pub hooks: Vec<HookDecl>,
+}
+
+/// One hook of a [`Manifest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HookDecl {
+    /// FlaskBB's hook name.
+    pub hook: String,
+    /// `plugin_abi::abi::Tier`'s number.
+    pub tier: u8,
+    /// Priority within the tier.
+    pub priority: i32,
+    /// Instances it runs before.
+    pub before: Vec<String>,
+    /// Instances it runs after.
+    pub after: Vec<String>,
+    /// Whether it wraps the chain.
+    pub wrapper: bool,
+}
+
+impl Manifest {
+    /// The manifest of a loaded library.
+    pub fn of(m: &abi::Manifest) -> Manifest {
+        let list =
+            |v: &abi_stable::std_types::RVec<RString>| v.iter().map(|s| s.to_string()).collect();
+        Manifest {
+            name: m.name.to_string(),
+            version: m.version.to_string(),
+            description: m.description.to_string(),
+            hooks: m
+                .hooks
+                .iter()
+                .map(|d| HookDecl {
+                    hook: d.hook.to_string(),
+                    tier: d.tier.0,
+                    priority: d.priority,
+                    before: list(&d.before),
+                    after: list(&d.after),
+                    wrapper: d.wrapper,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Daemon to host, on a lane.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Down {
+    /// Call the instance's impl of `hook` with `args` (in the hook table's order).
+    Call {
+        /// FlaskBB's hook name.
+        hook: String,
+        /// The arguments.
+        args: Vec<Arg>,
+        /// The request's context (the plugin reads it without a round trip).
+        context: Context,
+    },
+    /// A wrapper's part before the chain of `hook`.
+    WrapBefore {
+        /// FlaskBB's hook name.
+        hook: String,
+        /// The call's arguments as wrappers see them (never the secret).
+        args_json: String,
+        /// The request's context.
+        context: Context,
+    },
+    /// A wrapper's part after the chain of `hook`.
+    WrapAfter {
+        /// FlaskBB's hook name.
+        hook: String,
+        /// The call's arguments as wrappers see them.
+        args_json: String,
+        /// The request's context.
+        context: Context,
+        /// What the chain produced.
+        outcome: WireOutcome,
+    },
+    /// The answer to the host's last [`Up::Host`] call that answers.
+    Reply(Result<HostValue, WireError>),
+}
+
+/// Host to daemon, on a lane.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Up {
+    /// The plugin called the host API.
+    Host(HostCall),
+    /// The call is over: its answer, or the error it returned.
+    Done(Result<Answer, WireError>),
+}
+
+/// A host API call that crosses: `instance_name`, `config_json` and the context are
+/// answered in the host.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum HostCall {
+    /// `Host::log` (no reply).
+    Log {
+        /// `LogLevel`'s number.
+        level: u8,
+        /// The message.
+        message: String,
+    },
+    /// `Host::find_user`.
+    FindUser {
+        /// Username or email.
+        identifier: String,
+    },
+    /// `Host::find_user_by_id`.
+    FindUserById {
+        /// The id.
+        id: i64,
+    },
+    /// `Host::store_get`.
+    StoreGet {
+        /// The key.
+        key: String,
+    },
+    /// `Host::store_set`.
+    StoreSet {
+        /// The key.
+        key: String,
+        /// The value, or `None` to delete.
+        value: Option<String>,
+    },
+    /// `Host::provision_user`.
+    ProvisionUser {
+        /// The username.
+        username: String,
+        /// The email address.
+        email: String,
+    },
+    /// `Host::delay_answer` (no reply).
+    DelayAnswer {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// `Host::ask_for` (no reply).
+    AskFor {
+        /// The context key.
+        key: String,
+    },
+}
+
+impl HostCall {
+    /// Whether the daemon answers this call with a [`Down::Reply`].
+    pub fn answers(&self) -> bool {
+        !matches!(
+            self,
+            HostCall::Log { .. } | HostCall::DelayAnswer { .. } | HostCall::AskFor { .. }
+        )
+    }
+}
+
+/// What a host API call answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum HostValue {
+    /// A user lookup's answer.
+    User(Option<WireUser>),
+    /// A provisioned user.
+    Provisioned(WireUser),
+    /// A key-value read's answer.
+    Text(Option<String>),
+    /// Done, nothing to say.
+    Unit,
+}
+
+/// A user as it crosses: the wire user and whether they are banned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireUser(pub User, pub bool);
+
+impl WireUser {
+    /// From the ABI's user.
+    pub fn of(u: &abi::User) -> WireUser {
+        WireUser(convert::user_from_abi(u), u.banned)
+    }
+
+    /// The ABI's user.
+    pub fn to_abi(&self) -> abi::User {
+        convert::user_to_abi(&self.0, self.1)
+    }
+}
+
+/// One argument of a hook call, by the hook table's argument kinds.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Arg {
+    /// `Str` and `Secret`.
+    Str(String),
+    /// `User`.
+    User(WireUser),
+    /// `Post` and `DraftPost`.
+    Post(Post),
+    /// `Topic` and `DraftTopic`.
+    Topic(Topic),
+    /// `Bool`.
+    Bool(bool),
+}
+
+/// An impl's answer, by the hook table's `returns`, or a wrapper's.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Answer {
+    /// `Nothing`, and a wrapper's "before" part.
+    Nothing,
+    /// `User`.
+    User(Option<WireUser>),
+    /// `True`.
+    True(bool),
+    /// `Post`.
+    Post(Post),
+    /// `Topic`.
+    Topic(Topic),
+    /// A wrapper's "after" part.
+    Outcome(WireOutcome),
+}
+
+/// [`HookError`] as it crosses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WireError {
+    /// `StopAuthentication`.
+    Stop(String),
+    /// `ForceLogout`.
+    ForceLogout(String),
+    /// `Rejected`.
+    Rejected(String),
+    /// `Failed`.
+    Failed(String),
+    /// `NotImplemented`.
+    NotImplemented,
+}
+
+impl From<HookError> for WireError {
+    fn from(e: HookError) -> WireError {
+        match e {
+            HookError::StopAuthentication { reason } => WireError::Stop(reason),
+            HookError::ForceLogout { reason } => WireError::ForceLogout(reason),
+            HookError::Rejected { reason } => WireError::Rejected(reason),
+            HookError::Failed { message } => WireError::Failed(message),
+            HookError::NotImplemented => WireError::NotImplemented,
+        }
+    }
+}
+
+impl From<WireError> for HookError {
+    fn from(e: WireError) -> HookError {
+        match e {
+            WireError::Stop(reason) => HookError::StopAuthentication { reason },
+            WireError::ForceLogout(reason) => HookError::ForceLogout { reason },
+            WireError::Rejected(reason) => HookError::Rejected { reason },
+            WireError::Failed(message) => HookError::Failed { message },
+            WireError::NotImplemented => HookError::NotImplemented,
+        }
+    }
+}
+
+/// [`Value`] as it crosses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WireValue {
+    /// `Nothing`.
+    Nothing,
+    /// `User`.
+    User(WireUser),
+    /// `True`.
+    True,
+    /// `Post`.
+    Post(Post),
+    /// `Topic`.
+    Topic(Topic),
+}
+
+impl From<Value> for WireValue {
+    fn from(v: Value) -> WireValue {
+        match v {
+            Value::Nothing => WireValue::Nothing,
+            Value::User(u) => WireValue::User(WireUser::of(&u)),
+            Value::True => WireValue::True,
+            Value::Post(p) => WireValue::Post(convert::post_from_abi(&p)),
+            Value::Topic(t) => WireValue::Topic(convert::topic_from_abi(&t)),
+        }
+    }
+}
+
+impl From<WireValue> for Value {
+    fn from(v: WireValue) -> Value {
+        match v {
+            WireValue::Nothing => Value::Nothing,
+            WireValue::User(u) => Value::User(u.to_abi()),
+            WireValue::True => Value::True,
+            WireValue::Post(p) => Value::Post(convert::post_to_abi(&p)),
+            WireValue::Topic(t) => Value::Topic(convert::topic_to_abi(&t)),
+        }
+    }
+}
+
+/// [`Outcome`] as it crosses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireOutcome {
+    /// The chain's value, or the error that ended it.
+    pub result: Result<WireValue, WireError>,
+    /// Who decided it.
+    pub decided_by: Option<String>,
+    /// How long the chain took, in microseconds.
+    pub duration_us: u64,
+}
+
+impl From<Outcome> for WireOutcome {
+    fn from(o: Outcome) -> WireOutcome {
+        WireOutcome {
+            result: o.result.map(WireValue::from).map_err(WireError::from),
+            decided_by: o.decided_by,
+            duration_us: u64::try_from(o.duration.as_micros()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl From<WireOutcome> for Outcome {
+    fn from(o: WireOutcome) -> Outcome {
+        Outcome {
+            result: o.result.map(Value::from).map_err(HookError::from),
+            decided_by: o.decided_by,
+            duration: std::time::Duration::from_micros(o.duration_us),
+        }
+    }
+}
+
+/// Sends `fd` over `channel` (SCM_RIGHTS) with one byte of data.
+pub fn send_fd(channel: &UnixStream, fd: RawFd) -> io::Result<()> {
+    let mut byte = [1u8];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points at `space` bytes, enough for one header holding one
+    // fd, so CMSG_FIRSTHDR is non-null and CMSG_DATA has room for the fd.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+    }
+    loop {
+        // SAFETY: `msg` and everything it points at live across the call.
+        let n = unsafe { libc::sendmsg(channel.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Receives a file descriptor sent by [`send_fd`] (close-on-exec); `UnexpectedEof`
+/// when the other side closed the channel.
+pub fn recv_fd(channel: &UnixStream) -> io::Result<OwnedFd> {
+    let mut byte = [0u8];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    let n = loop {
+        // SAFETY: `msg` and everything it points at live across the call.
+        let n = unsafe { libc::recvmsg(channel.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    if n == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    // SAFETY: recvmsg filled `msg`; CMSG_FIRSTHDR checks msg_controllen, and a header
+    // of the expected level, type and length holds one fd.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+            || (*cmsg).cmsg_len < libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a control message without a file descriptor",
+            ));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_a_short_or_oversized_frame_is_an_error() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        send(
+            &mut a,
+            &Down::Call {
+                hook: "flaskbb_authenticate".into(),
+                args: vec![Arg::Str("ann".into()), Arg::Str("pw".into())],
+                context: Context::new(),
+            },
+        )
+        .unwrap();
+        match recv::<Down>(&mut b).unwrap() {
+            Down::Call { hook, args, .. } => {
+                assert_eq!(hook, "flaskbb_authenticate");
+                assert_eq!(args.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        a.write_all(&(MAX_FRAME as u32 + 1).to_le_bytes()).unwrap();
+        let e = recv::<Down>(&mut b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        drop(a);
+        let e = recv::<Down>(&mut b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_file_descriptor_crosses_and_still_works() {
+        let (ctl_a, ctl_b) = UnixStream::pair().unwrap();
+        let (mut lane_daemon, lane_host) = UnixStream::pair().unwrap();
+        send_fd(&ctl_a, lane_host.as_raw_fd()).unwrap();
+        drop(lane_host);
+        let mut received = UnixStream::from(recv_fd(&ctl_b).unwrap());
+        send(&mut lane_daemon, &Up::Done(Ok(Answer::True(true)))).unwrap();
+        assert!(matches!(
+            recv::<Up>(&mut received).unwrap(),
+            Up::Done(Ok(Answer::True(true)))
+        ));
+        drop(ctl_a);
+        assert_eq!(
+            recv_fd(&ctl_b).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
+}

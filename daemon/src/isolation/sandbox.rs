@@ -1,0 +1,298 @@
+//! A plugin host's confinement, applied by the host to itself.
+//!
+//! [`limit`] runs first, before the library is mapped: no new privileges (setuid
+//! binaries and file capabilities stop working), an address-space data limit (heap,
+//! anonymous maps and thread stacks: an allocation past it fails and the host dies of
+//! it, alone), and no core files (a core would hold the passwords in flight).
+//!
+//! [`confine`] runs once the library is mapped, before the instance is made:
+//! - landlock (where the kernel has it): the filesystem shrinks to what the instance
+//!   declared in `sandbox.read` and `sandbox.write`, plus time zone data and
+//!   `/dev/null`/`/dev/urandom`, plus the resolver's files and shared libraries when it
+//!   may use the network; from ABI 6 it also cannot signal processes outside its
+//!   sandbox (the daemon) nor reach abstract Unix sockets;
+//! - a seccomp filter that refuses (EPERM) what no plugin needs: running programs,
+//!   tracing or signalling other processes, mounts, namespaces, kernel modules, BPF,
+//!   keyrings, clock changes, and, unless `sandbox.network`, opening sockets.
+//!
+//! Both are inherited by every thread the plugin starts.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use landlock::{
+    Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
+};
+
+use super::ipc::Sandbox;
+
+/// Files every host may read: time zone data and the two harmless devices.
+const BASE_READ: &[&str] = &[
+    "/dev/null",
+    "/dev/urandom",
+    "/etc/localtime",
+    "/usr/share/zoneinfo",
+];
+
+/// What a host with `sandbox.network` may read besides: the resolver's configuration,
+/// the NSS modules it loads, and the system's certificates (for TLS).
+pub const NETWORK_READ: &[&str] = &[
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/nsswitch.conf",
+    "/etc/gai.conf",
+    "/etc/host.conf",
+    "/etc/services",
+    "/etc/protocols",
+    "/etc/ld.so.cache",
+    "/etc/ssl",
+    "/etc/pki",
+    "/usr/lib",
+    "/usr/lib64",
+    "/lib",
+    "/lib64",
+    "/usr/share/ca-certificates",
+];
+
+/// The landlock ABI the rules are written for; older kernels get what they have.
+const LANDLOCK_ABI: ABI = ABI::V6;
+
+/// No new privileges, the memory limit, no core files.
+pub fn limit(s: &Sandbox) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    set_limit(libc::RLIMIT_DATA, s.memory_bytes)?;
+    set_limit(libc::RLIMIT_CORE, 0)
+}
+
+fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: setrlimit on our own process with a struct we own.
+    if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Landlock, then seccomp. Answers how far landlock got on this kernel.
+pub fn confine(s: &Sandbox) -> Result<String, String> {
+    let landlock = restrict_filesystem(s)?;
+    filter_syscalls(s.network)?;
+    Ok(landlock)
+}
+
+fn restrict_filesystem(s: &Sandbox) -> Result<String, String> {
+    let abi = LANDLOCK_ABI;
+    let fail = |e: landlock::RulesetError| format!("landlock: {e}");
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(fail)?
+        .scope(Scope::from_all(abi))
+        .map_err(fail)?
+        .create()
+        .map_err(fail)?;
+    let mut base: Vec<&str> = BASE_READ.to_vec();
+    if s.network {
+        base.extend_from_slice(NETWORK_READ);
+    }
+    // The base paths are granted where they exist on this system.
+    for p in base {
+        if Path::new(p).exists() {
+            ruleset = ruleset
+                .add_rule(rule(Path::new(p), AccessFs::from_read(abi))?)
+                .map_err(fail)?;
+        }
+    }
+    // The declared ones must exist: a typo would otherwise be a silent denial.
+    for (paths, access, key) in [
+        (&s.read, AccessFs::from_read(abi), "read"),
+        (&s.write, AccessFs::from_all(abi), "write"),
+    ] {
+        for p in paths {
+            if !p.exists() {
+                return Err(format!(
+                    "sandbox.{key}: {} does not exist (create it, or name the directory it will be created in)",
+                    p.display()
+                ));
+            }
+            ruleset = ruleset.add_rule(rule(p, access)?).map_err(fail)?;
+        }
+    }
+    let status = ruleset.restrict_self().map_err(fail)?;
+    Ok(match status.ruleset {
+        RulesetStatus::FullyEnforced => "enforced".into(),
+        RulesetStatus::PartiallyEnforced => {
+            "partly enforced (this kernel's landlock is older than ABI 6)".into()
+        }
+        RulesetStatus::NotEnforced => "not available on this kernel".into(),
+    })
+}
+
+/// A rule granting `access` beneath `path` (on a file, only the rights a file has).
+fn rule(path: &Path, access: landlock::BitFlags<AccessFs>) -> Result<PathBeneath<PathFd>, String> {
+    let fd = PathFd::new(path).map_err(|e| format!("landlock: {}: {e}", path.display()))?;
+    let access = if path.is_dir() {
+        access
+    } else {
+        access & AccessFs::from_file(LANDLOCK_ABI)
+    };
+    Ok(PathBeneath::new(fd, access))
+}
+
+/// The system calls refused with EPERM, whatever their arguments.
+const DENIED: &[libc::c_long] = &[
+    libc::SYS_execve,
+    libc::SYS_execveat,
+    libc::SYS_fork,
+    libc::SYS_vfork,
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_kill,
+    libc::SYS_tkill,
+    libc::SYS_pidfd_open,
+    libc::SYS_pidfd_send_signal,
+    libc::SYS_pidfd_getfd,
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_move_mount,
+    libc::SYS_open_tree,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_userfaultfd,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_reboot,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_acct,
+    libc::SYS_quotactl,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_fanotify_init,
+    libc::SYS_syslog,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    libc::SYS_sethostname,
+    libc::SYS_setdomainname,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_iopl,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ioperm,
+];
+
+/// Namespace flags refused in `clone` (threads and plain forks of the plugin's own
+/// making have none).
+const NAMESPACE_FLAGS: &[libc::c_int] = &[
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWCGROUP,
+];
+
+fn filter_syscalls(network: bool) -> Result<(), String> {
+    let fail = |e: seccompiler::BackendError| format!("seccomp: {e}");
+    let arch = std::env::consts::ARCH.try_into().map_err(|_| {
+        format!(
+            "seccomp: no filter for the {} architecture",
+            std::env::consts::ARCH
+        )
+    })?;
+    let pid = u64::from(std::process::id());
+    let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().map(|&nr| (nr, vec![])).collect();
+    // Signals to itself (abort, a thread's) only.
+    let to_others = || -> Result<Vec<SeccompRule>, String> {
+        Ok(vec![SeccompRule::new(vec![SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Ne,
+            pid,
+        )
+        .map_err(fail)?])
+        .map_err(fail)?])
+    };
+    rules.insert(libc::SYS_tgkill, to_others()?);
+    rules.insert(libc::SYS_rt_sigqueueinfo, to_others()?);
+    rules.insert(libc::SYS_rt_tgsigqueueinfo, to_others()?);
+    let mut clone_rules = Vec::new();
+    for &flag in NAMESPACE_FLAGS {
+        let flag = flag as u64;
+        clone_rules.push(
+            SeccompRule::new(vec![SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::MaskedEq(flag),
+                flag,
+            )
+            .map_err(fail)?])
+            .map_err(fail)?,
+        );
+    }
+    rules.insert(libc::SYS_clone, clone_rules);
+    if !network {
+        rules.insert(libc::SYS_socket, vec![]);
+    }
+    let denied: BpfProgram = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(fail)?
+    .try_into()
+    .map_err(fail)?;
+    // clone3 passes its flags in memory a filter cannot read: answer ENOSYS, and the C
+    // library falls back to clone, whose flags it can.
+    let clone3: BpfProgram = SeccompFilter::new(
+        [(libc::SYS_clone3, vec![])].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .map_err(fail)?
+    .try_into()
+    .map_err(fail)?;
+    for program in [&denied, &clone3] {
+        seccompiler::apply_filter_all_threads(program).map_err(|e| format!("seccomp: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The paths of an instance's `sandbox` table, resolved against `base_dir`.
+pub fn resolve(paths: &[PathBuf], base_dir: &Path) -> Vec<PathBuf> {
+    paths.iter().map(|p| base_dir.join(p)).collect()
+}

@@ -1,0 +1,611 @@
+//! The daemon's side of an isolated instance: its plugin host process, the lanes its
+//! calls run on, and what happens when the host dies or hangs.
+//!
+//! A [`Supervisor`] belongs to one instance of one generation. It starts the host when
+//! the generation is built (the manifest comes from there: the daemon never maps the
+//! library), and again at the first call after the host died. Every death is logged
+//! with its cause; five within a minute back the instance off for a minute, during
+//! which its calls fail closed naming the reason. A call past its timeout kills the
+//! host (through the request's [`Cancel`]): the request answers at once and no thread
+//! stays stuck. When the generation goes, the host is told to exit (its control channel
+//! closes) and killed if it has not after a grace period.
+
+use std::{
+    collections::VecDeque,
+    io,
+    os::fd::{AsRawFd, OwnedFd},
+    os::unix::{net::UnixStream, process::CommandExt, process::ExitStatusExt},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak},
+    time::{Duration, Instant},
+};
+
+use plugin_abi::{abi::LogLevel, sdk::HookError};
+
+use super::ipc::{self, Answer, Down, HostCall, HostValue, Init, Started, Up, WireError, WireUser};
+use crate::{instance::CallCx, request::Cancel};
+
+/// Deaths within this window count towards a back-off.
+const DEATH_WINDOW: Duration = Duration::from_secs(60);
+/// This many deaths within [`DEATH_WINDOW`] back the instance off.
+const MAX_DEATHS: usize = 5;
+/// How long a backed-off instance fails closed before its host is tried again.
+const BACKOFF: Duration = Duration::from_secs(60);
+/// How long a retired host (its generation is gone) has to exit before it is killed.
+const RETIRE_GRACE: Duration = Duration::from_secs(2);
+/// How long to wait for a host that closed a lane to finish dying.
+const DEATH_GRACE: Duration = Duration::from_secs(2);
+
+static HOST_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+
+/// Runs hosts from `program` instead of this process's own binary: for programs that
+/// embed the daemon's parts (the benchmarks), whose own binary has no host mode.
+pub fn set_host_program(program: PathBuf) {
+    let _ = HOST_PROGRAM.set(program);
+}
+
+/// The binary a host runs: this process's own, through `/proc/self/exe`, so that a
+/// host always speaks this daemon's protocol even after the file was upgraded on disk.
+fn host_program() -> PathBuf {
+    HOST_PROGRAM
+        .get()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data behind these locks stays consistent across a panic; go on.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the host said about itself when it first started.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// The library's manifest.
+    pub manifest: ipc::Manifest,
+    /// The `plugin-abi` version it was built against.
+    pub abi_version: String,
+    /// How far landlock narrowed the host's filesystem.
+    pub landlock: String,
+}
+
+/// An isolated instance's host as `ListPlugins` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostStatus {
+    /// `running`, `stopped` (a new host starts at the next call) or `backed-off`.
+    pub state: &'static str,
+    /// The running host's process id.
+    pub pid: Option<u32>,
+    /// Hosts started after the first.
+    pub restarts: u32,
+    /// How the last host ended, and when backed off, until when.
+    pub last_exit: Option<String>,
+}
+
+/// One host process.
+struct Proc {
+    pid: u32,
+    control: Mutex<UnixStream>,
+    idle: Mutex<Vec<UnixStream>>,
+    life: Mutex<Life>,
+    ended: Condvar,
+}
+
+#[derive(Default)]
+struct Life {
+    /// The process has exited (and may be reaped): its pid must not be signalled.
+    exited: bool,
+    /// How it ended, once reaped.
+    cause: Option<String>,
+    /// Why the daemon killed it, when it did.
+    killed_for: Option<String>,
+    /// Its generation is gone: its exit is expected.
+    retiring: bool,
+}
+
+impl Proc {
+    /// Kills the process (unless it has exited already), recording why.
+    fn kill(&self, why: String) {
+        let mut life = lock(&self.life);
+        if life.exited {
+            return;
+        }
+        life.killed_for.get_or_insert(why);
+        // SAFETY: plain kill(2). The pid is ours and not yet reaped (reaping happens
+        // only after `exited` is set, under this lock), so it cannot have been reused.
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+
+    /// Waits up to `wait` for the process to be reaped; its exit cause.
+    fn wait_cause(&self, wait: Duration) -> Option<String> {
+        let life = lock(&self.life);
+        let (life, _) = self
+            .ended
+            .wait_timeout_while(life, wait, |l| l.cause.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        life.cause.clone()
+    }
+
+    /// Running and not being killed: fit for a new call.
+    fn is_alive(&self) -> bool {
+        let life = lock(&self.life);
+        !life.exited && life.killed_for.is_none()
+    }
+
+    /// An idle lane, or a new one handed to the host.
+    fn lane(&self) -> io::Result<UnixStream> {
+        if let Some(lane) = lock(&self.idle).pop() {
+            return Ok(lane);
+        }
+        let (ours, theirs) = UnixStream::pair()?;
+        ipc::send_fd(&lock(&self.control), theirs.as_raw_fd())?;
+        Ok(ours)
+    }
+
+    /// Tells the host to exit (its control channel and idle lanes close) and kills it
+    /// if it has not after [`RETIRE_GRACE`].
+    fn retire(self: &Arc<Self>) {
+        lock(&self.life).retiring = true;
+        lock(&self.idle).clear();
+        let _ = lock(&self.control).shutdown(std::net::Shutdown::Both);
+        let proc = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("flaskbbd-retire".into())
+            .spawn(move || {
+                if proc.wait_cause(RETIRE_GRACE).is_none() {
+                    proc.kill("retired with its generation".into());
+                }
+            });
+        if spawned.is_err() {
+            self.kill("retired with its generation".into());
+        }
+    }
+}
+
+/// The supervisor's record of its instance's hosts.
+#[derive(Default)]
+struct State {
+    proc: Option<Arc<Proc>>,
+    deaths: VecDeque<Instant>,
+    restarts: u32,
+    started: bool,
+    last_exit: Option<String>,
+    backoff_until: Option<Instant>,
+}
+
+/// One isolated instance's host, restarted as needed.
+pub struct Supervisor {
+    instance: Arc<str>,
+    init: Init,
+    start_timeout: Duration,
+    state: Mutex<State>,
+    me: Weak<Supervisor>,
+}
+
+impl Supervisor {
+    /// Starts the host for `init`'s instance and waits (up to `start_timeout`) for it
+    /// to load the library and make the instance; the error says why it did not.
+    pub fn start(init: Init, start_timeout: Duration) -> Result<(Arc<Supervisor>, Ready), String> {
+        let sup = Arc::new_cyclic(|me| Supervisor {
+            instance: init.instance.as_str().into(),
+            init,
+            start_timeout,
+            state: Mutex::new(State::default()),
+            me: me.clone(),
+        });
+        let mut st = lock(&sup.state);
+        match sup.spawn() {
+            Ok((proc, ready)) => {
+                st.proc = Some(proc);
+                st.started = true;
+                drop(st);
+                Ok((sup, ready))
+            }
+            Err((proc, message)) => {
+                // Reported as the generation's build error, not as a crash.
+                if let Some(p) = proc {
+                    lock(&p.life).retiring = true;
+                    p.kill("failed to start".into());
+                }
+                Err(message)
+            }
+        }
+    }
+
+    /// Starts one host and does the handshake. On failure, the process (if it was
+    /// started) and why.
+    #[allow(clippy::type_complexity)]
+    fn spawn(&self) -> Result<(Arc<Proc>, Ready), (Option<Arc<Proc>>, String)> {
+        let fail = |m: String| (None, m);
+        let (ours, theirs) = UnixStream::pair()
+            .map_err(|e| fail(format!("cannot make the plugin host's channel: {e}")))?;
+        let program = host_program();
+        let child = Command::new(&program)
+            .arg0("flaskbbd-plugin-host")
+            .args(["plugin-host", "--instance", &self.instance])
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            // Hosts do not talk to the service manager or take sockets from it.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            // Few malloc arenas: each reserves address space the memory limit counts.
+            .env("MALLOC_ARENA_MAX", "2")
+            .spawn()
+            .map_err(|e| {
+                fail(format!(
+                    "cannot start the plugin host ({}): {e}",
+                    program.display()
+                ))
+            })?;
+        let control = ours
+            .try_clone()
+            .map_err(|e| fail(format!("cannot use the plugin host's channel: {e}")))?;
+        let proc = Arc::new(Proc {
+            pid: child.id(),
+            control: Mutex::new(control),
+            idle: Mutex::new(Vec::new()),
+            life: Mutex::new(Life::default()),
+            ended: Condvar::new(),
+        });
+        let (reaped, me) = (proc.clone(), self.me.clone());
+        let watcher = std::thread::Builder::new()
+            .name("flaskbbd-host-reaper".into())
+            .spawn(move || reap(child, &reaped, &me));
+        if let Err(e) = watcher {
+            proc.kill("no thread to watch it".into());
+            return Err((
+                Some(proc),
+                format!("cannot start a thread to watch the plugin host: {e}"),
+            ));
+        }
+        match self.handshake(ours) {
+            Ok(ready) => Ok((proc, ready)),
+            Err(Handshake::Refused(message)) => Err((Some(proc), message)),
+            Err(Handshake::Broken(detail)) => {
+                proc.kill(format!("did not finish starting: {detail}"));
+                let cause = proc
+                    .wait_cause(DEATH_GRACE)
+                    .unwrap_or_else(|| "did not exit".into());
+                Err((
+                    Some(proc),
+                    format!(
+                        "plugin {}: the plugin host {cause} while loading it",
+                        self.init.library.display()
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn handshake(&self, mut control: UnixStream) -> Result<Ready, Handshake> {
+        let broken = |e: io::Error| {
+            Handshake::Broken(match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                    format!("no answer within {} ms", self.start_timeout.as_millis())
+                }
+                _ => e.to_string(),
+            })
+        };
+        control
+            .set_read_timeout(Some(self.start_timeout))
+            .map_err(broken)?;
+        ipc::send(&mut control, &self.init).map_err(broken)?;
+        match ipc::recv::<Started>(&mut control).map_err(broken)? {
+            Started::Ready {
+                manifest,
+                abi_version,
+                landlock,
+            } => Ok(Ready {
+                manifest,
+                abi_version,
+                landlock,
+            }),
+            Started::Failed { message } => Err(Handshake::Refused(message)),
+        }
+    }
+
+    /// The running host, starting a new one if the last one died (unless backed off).
+    fn running(&self) -> Result<Arc<Proc>, HookError> {
+        let mut st = lock(&self.state);
+        if let Some(p) = st.proc.as_ref().filter(|p| p.is_alive()) {
+            return Ok(p.clone());
+        }
+        let now = Instant::now();
+        if let Some(until) = st.backoff_until {
+            if now < until {
+                return Err(HookError::failed(format!(
+                    "backed off: its plugin host died {MAX_DEATHS} times within {} s (last: {}); it is tried again in {} s",
+                    DEATH_WINDOW.as_secs(),
+                    st.last_exit.as_deref().unwrap_or("unknown"),
+                    (until - now).as_secs() + 1
+                )));
+            }
+            st.backoff_until = None;
+            st.deaths.clear();
+        }
+        // Concurrent callers wait here for the same new host.
+        match self.spawn() {
+            Ok((proc, _)) => {
+                st.restarts += 1;
+                st.proc = Some(proc.clone());
+                tracing::info!(
+                    instance = &*self.instance,
+                    pid = proc.pid,
+                    restarts = st.restarts,
+                    "started a new plugin host"
+                );
+                Ok(proc)
+            }
+            Err((_, message)) => Err(HookError::failed(format!(
+                "a new plugin host could not be started: {message}"
+            ))),
+        }
+    }
+
+    /// A host ended (reported by its reaper): record it, unless it was retired.
+    fn on_exit(&self, proc: &Arc<Proc>, cause: &str) {
+        // The state first: a failed start marks its process retiring under this lock.
+        let mut st = lock(&self.state);
+        if lock(&proc.life).retiring {
+            tracing::debug!(
+                instance = &*self.instance,
+                pid = proc.pid,
+                cause,
+                "retired plugin host ended"
+            );
+            return;
+        }
+        if st.proc.as_ref().is_some_and(|p| Arc::ptr_eq(p, proc)) {
+            st.proc = None;
+        }
+        st.last_exit = Some(cause.to_owned());
+        let now = Instant::now();
+        st.deaths.push_back(now);
+        while st
+            .deaths
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > DEATH_WINDOW)
+        {
+            st.deaths.pop_front();
+        }
+        if st.deaths.len() >= MAX_DEATHS {
+            st.backoff_until = Some(now + BACKOFF);
+            tracing::error!(
+                instance = &*self.instance,
+                pid = proc.pid,
+                cause,
+                "plugin host died {} times within {} s; the instance fails closed for {} s",
+                st.deaths.len(),
+                DEATH_WINDOW.as_secs(),
+                BACKOFF.as_secs()
+            );
+        } else {
+            tracing::error!(
+                instance = &*self.instance,
+                pid = proc.pid,
+                cause,
+                "plugin host died; the next call starts a new one"
+            );
+        }
+    }
+
+    /// The host as `ListPlugins` shows it.
+    pub fn status(&self) -> HostStatus {
+        let st = lock(&self.state);
+        let now = Instant::now();
+        let alive = st.proc.as_ref().filter(|p| p.is_alive());
+        let (state, last_exit) = match st.backoff_until.filter(|u| *u > now) {
+            Some(until) => (
+                "backed-off",
+                Some(format!(
+                    "{} (backed off for {} s more)",
+                    st.last_exit.as_deref().unwrap_or("unknown"),
+                    (until - now).as_secs() + 1
+                )),
+            ),
+            None => (
+                if alive.is_some() {
+                    "running"
+                } else {
+                    "stopped"
+                },
+                st.last_exit.clone(),
+            ),
+        };
+        HostStatus {
+            state,
+            pid: alive.map(|p| p.pid),
+            restarts: st.restarts,
+            last_exit,
+        }
+    }
+
+    /// Runs one call (`down`) of the instance for the request in `cx`, serving the
+    /// host API the plugin calls meanwhile.
+    pub fn call(&self, cx: &CallCx<'_>, down: &Down) -> Result<Answer, HookError> {
+        let proc = self.running()?;
+        let mut lane = match proc.lane() {
+            Ok(lane) => lane,
+            Err(e) => return Err(self.lost(&proc, &format!("no lane could be opened: {e}"))),
+        };
+        let (killer, hook) = (proc.clone(), cx.hook);
+        cx.req.arm_cancel(Cancel(Arc::new(move || {
+            killer.kill(format!(
+                "was killed by the daemon: {hook} ran past daemon.hook_timeout_ms"
+            ))
+        })));
+        if let Err(e) = ipc::send(&mut lane, down) {
+            return Err(self.lost(&proc, &e.to_string()));
+        }
+        loop {
+            match ipc::recv::<Up>(&mut lane) {
+                Ok(Up::Done(result)) => {
+                    lock(&proc.idle).push(lane);
+                    return result.map_err(HookError::from);
+                }
+                Ok(Up::Host(call)) => {
+                    let answers = call.answers();
+                    let reply = serve(cx, call);
+                    if answers {
+                        if let Err(e) = ipc::send(&mut lane, &Down::Reply(reply)) {
+                            return Err(self.lost(&proc, &e.to_string()));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    proc.kill(format!(
+                        "was killed by the daemon: it sent an unreadable message ({e})"
+                    ));
+                    return Err(self.lost(&proc, &e.to_string()));
+                }
+                Err(e) => return Err(self.lost(&proc, &e.to_string())),
+            }
+        }
+    }
+
+    /// The error for a call whose host went away mid-call, once the host is gone.
+    fn lost(&self, proc: &Arc<Proc>, detail: &str) -> HookError {
+        let cause = match proc.wait_cause(DEATH_GRACE) {
+            Some(cause) => cause,
+            None => {
+                // The lane broke but the process lives on: it cannot be trusted.
+                proc.kill(format!(
+                    "was killed by the daemon: its lane broke mid-call ({detail})"
+                ));
+                proc.wait_cause(DEATH_GRACE)
+                    .unwrap_or_else(|| "did not exit after SIGKILL".into())
+            }
+        };
+        HookError::failed(format!(
+            "its plugin host (pid {}) {cause}; a new one starts at the next call",
+            proc.pid
+        ))
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(proc) = lock(&self.state).proc.take() {
+            proc.retire();
+        }
+    }
+}
+
+enum Handshake {
+    /// The host answered: it could not load or make the instance.
+    Refused(String),
+    /// The host died or did not answer.
+    Broken(String),
+}
+
+/// Waits for the host to exit, records how, and tells its supervisor (if it still
+/// exists). Its own thread: the first to learn of a death.
+fn reap(mut child: Child, proc: &Arc<Proc>, supervisor: &Weak<Supervisor>) {
+    // Wait without reaping, so that the pid stays ours until `exited` is set.
+    loop {
+        // SAFETY: siginfo_t is plain data; waitid fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on our own child with a struct we own.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                child.id(),
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    let killed_for = {
+        let mut life = lock(&proc.life);
+        life.exited = true;
+        life.killed_for.clone()
+    };
+    let cause = match child.wait() {
+        Ok(status) => describe_exit(status, killed_for.as_deref()),
+        Err(e) => format!("ended (its status could not be read: {e})"),
+    };
+    lock(&proc.life).cause = Some(cause.clone());
+    proc.ended.notify_all();
+    if let Some(sup) = supervisor.upgrade() {
+        sup.on_exit(proc, &cause);
+    }
+}
+
+/// How a host ended, in words: "was killed by signal 11 (SIGSEGV)", "exited with
+/// status 3", or why the daemon killed it.
+fn describe_exit(status: ExitStatus, killed_for: Option<&str>) -> String {
+    match (status.signal(), killed_for) {
+        (Some(libc::SIGKILL), Some(why)) => why.to_owned(),
+        (Some(sig), _) => {
+            let name = match sig {
+                libc::SIGSEGV => "SIGSEGV",
+                libc::SIGABRT => "SIGABRT",
+                libc::SIGKILL => "SIGKILL",
+                libc::SIGBUS => "SIGBUS",
+                libc::SIGILL => "SIGILL",
+                libc::SIGFPE => "SIGFPE",
+                libc::SIGTERM => "SIGTERM",
+                libc::SIGSYS => "SIGSYS",
+                _ => "",
+            };
+            let what = if name.is_empty() {
+                format!("was killed by signal {sig}")
+            } else {
+                format!("was killed by signal {sig} ({name})")
+            };
+            if sig == libc::SIGKILL {
+                // Not the daemon: the kernel's OOM killer, or an operator.
+                format!("{what}, not by the daemon (the kernel's out-of-memory killer?)")
+            } else {
+                what
+            }
+        }
+        (None, _) => match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => "ended".into(),
+        },
+    }
+}
+
+/// Serves one host API call for the plugin, from the running request.
+fn serve(cx: &CallCx<'_>, call: HostCall) -> Result<HostValue, WireError> {
+    let user = |u: Option<plugin_abi::abi::User>| HostValue::User(u.as_ref().map(WireUser::of));
+    let r = match call {
+        HostCall::Log { level, message } => {
+            cx.log(LogLevel(level), &message);
+            Ok(HostValue::Unit)
+        }
+        HostCall::FindUser { identifier } => cx.find_user(&identifier).map(user),
+        HostCall::FindUserById { id } => cx.find_user_by_id(id).map(user),
+        HostCall::StoreGet { key } => cx.store_get(&key).map(HostValue::Text),
+        HostCall::StoreSet { key, value } => cx
+            .store_set(&key, value.as_deref())
+            .map(|()| HostValue::Unit),
+        HostCall::ProvisionUser { username, email } => cx
+            .provision_user(&username, &email)
+            .map(|u| HostValue::Provisioned(WireUser::of(&u))),
+        HostCall::DelayAnswer { ms } => {
+            cx.delay_answer(ms);
+            Ok(HostValue::Unit)
+        }
+        HostCall::AskFor { key } => {
+            cx.ask_for(&key);
+            Ok(HostValue::Unit)
+        }
+    };
+    r.map_err(WireError::from)
+}
+
+/// An isolated instance as chains call it: every hook crosses to its host.
+pub struct IsolatedHooks(pub Arc<Supervisor>);
