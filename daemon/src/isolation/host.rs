@@ -14,6 +14,7 @@ use std::{
     os::unix::net::UnixStream,
     process::ExitCode,
     sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
 };
 
 use abi_stable::{
@@ -26,13 +27,21 @@ use plugin_abi::{
 };
 
 use super::{
-    ipc::{self, Answer, Arg, Down, HostCall, HostValue, Init, Started, Up, WireError, WireUser},
+    ipc::{
+        self, Answer, Arg, Down, HostCall, HostValue, Init, Lane, Started, Up, WireError, WireUser,
+    },
     sandbox,
 };
 use crate::proto::{convert, Context};
 
 /// The stack of a lane's thread (as a spawned Rust thread's default).
 const LANE_STACK: usize = 2 << 20;
+/// How long a host whose daemon let it go waits for its lanes' calls to end.
+const EXIT_DEADLINE: Duration = Duration::from_secs(1);
+/// How long a lane stays awake for the next call after answering one.
+const NEXT_CALL_SPIN: Duration = Duration::from_micros(30);
+/// How long a host API call spins for the daemon's reply before it sleeps.
+const HOST_REPLY_SPIN: Duration = Duration::from_micros(20);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -96,7 +105,20 @@ pub fn main() -> ExitCode {
             }
         }
     }
-    // The daemon closes a retired host's lanes with its control channel.
+    // The daemon is done with this host (or gone). Its lanes close with the control
+    // channel: let the calls on them end and the instance drop, unless a call is stuck
+    // in the plugin, which must not keep the process (and a core) alive.
+    let stuck = std::thread::Builder::new()
+        .name("exit-deadline".into())
+        .spawn(|| {
+            std::thread::sleep(EXIT_DEADLINE);
+            // SAFETY: _exit ends the process at once, running nothing of the plugin's.
+            unsafe { libc::_exit(0) }
+        });
+    if stuck.is_err() {
+        // SAFETY: as above; without a deadline thread, end now.
+        unsafe { libc::_exit(0) }
+    }
     for t in lanes {
         let _ = t.join();
     }
@@ -143,9 +165,11 @@ struct Served {
 /// Serves calls on one lane until the daemon closes it.
 fn serve_lane(s: &Served, lane: UnixStream) {
     // The plugin may call the host API from threads of its own during a call.
-    let lane = Mutex::new(lane);
+    let lane = Mutex::new(Lane::new(lane));
     loop {
-        let down: Down = match ipc::recv(&mut *lock(&lane)) {
+        // A request's calls to one instance come in bursts (a login's authenticate,
+        // then post_authenticate): wait a moment awake for the next before sleeping.
+        let down: Down = match lock(&lane).recv(NEXT_CALL_SPIN) {
             Ok(down) => down,
             Err(_) => return,
         };
@@ -190,7 +214,7 @@ fn serve_lane(s: &Served, lane: UnixStream) {
                 "the plugin host received a reply with no call waiting for it".into(),
             )),
         };
-        if ipc::send(&mut *lock(&lane), &Up::Done(done)).is_err() {
+        if lock(&lane).send(&Up::Done(done)).is_err() {
             return;
         }
     }
@@ -206,13 +230,13 @@ fn from_abi<T>(r: RResult<T, ErrorBox>) -> Result<T, WireError> {
 /// The host API across the lane: what the host knows (the instance, its
 /// configuration, the request's context) is answered here; the rest asks the daemon.
 struct Remote<'a> {
-    lane: &'a Mutex<UnixStream>,
+    lane: &'a Mutex<Lane>,
     served: &'a Served,
     context: &'a Context,
 }
 
 impl<'a> Remote<'a> {
-    fn new(lane: &'a Mutex<UnixStream>, served: &'a Served, context: &'a Context) -> Remote<'a> {
+    fn new(lane: &'a Mutex<Lane>, served: &'a Served, context: &'a Context) -> Remote<'a> {
         Remote {
             lane,
             served,
@@ -232,8 +256,8 @@ impl<'a> Remote<'a> {
             ))
         };
         let mut lane = lock(self.lane);
-        ipc::send(&mut *lane, &Up::Host(call)).map_err(lost)?;
-        match ipc::recv::<Down>(&mut *lane).map_err(lost)? {
+        lane.send(&Up::Host(call)).map_err(lost)?;
+        match lane.recv::<Down>(HOST_REPLY_SPIN).map_err(lost)? {
             Down::Reply(r) => r,
             _ => Err(WireError::Failed(
                 "the daemon answered a host call with something other than a reply".into(),
@@ -243,7 +267,7 @@ impl<'a> Remote<'a> {
 
     /// A call the daemon does not answer.
     fn tell(&self, call: HostCall) {
-        let _ = ipc::send(&mut *lock(self.lane), &Up::Host(call));
+        let _ = lock(self.lane).send(&Up::Host(call));
     }
 }
 

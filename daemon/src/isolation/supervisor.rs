@@ -23,7 +23,9 @@ use std::{
 
 use plugin_abi::{abi::LogLevel, sdk::HookError};
 
-use super::ipc::{self, Answer, Down, HostCall, HostValue, Init, Started, Up, WireError, WireUser};
+use super::ipc::{
+    self, Answer, Down, HostCall, HostValue, Init, Lane, Started, Up, WireError, WireUser,
+};
 use crate::{instance::CallCx, request::Cancel};
 
 /// Deaths within this window count towards a back-off.
@@ -36,6 +38,9 @@ const BACKOFF: Duration = Duration::from_secs(60);
 const RETIRE_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a host that closed a lane to finish dying.
 const DEATH_GRACE: Duration = Duration::from_secs(2);
+/// How long a caller spins for the host's answer before it sleeps: most plugin calls
+/// take microseconds, and waking a sleeping thread costs more than that.
+const ANSWER_SPIN: Duration = Duration::from_micros(40);
 
 static HOST_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
 
@@ -87,7 +92,7 @@ pub struct HostStatus {
 struct Proc {
     pid: u32,
     control: Mutex<UnixStream>,
-    idle: Mutex<Vec<UnixStream>>,
+    idle: Mutex<Vec<Lane>>,
     life: Mutex<Life>,
     ended: Condvar,
 }
@@ -136,13 +141,13 @@ impl Proc {
     }
 
     /// An idle lane, or a new one handed to the host.
-    fn lane(&self) -> io::Result<UnixStream> {
+    fn lane(&self) -> io::Result<Lane> {
         if let Some(lane) = lock(&self.idle).pop() {
             return Ok(lane);
         }
         let (ours, theirs) = UnixStream::pair()?;
         ipc::send_fd(&lock(&self.control), theirs.as_raw_fd())?;
-        Ok(ours)
+        Ok(Lane::new(ours))
     }
 
     /// Tells the host to exit (its control channel and idle lanes close) and kills it
@@ -442,11 +447,11 @@ impl Supervisor {
                 "was killed by the daemon: {hook} ran past daemon.hook_timeout_ms"
             ))
         })));
-        if let Err(e) = ipc::send(&mut lane, down) {
+        if let Err(e) = lane.send(down) {
             return Err(self.lost(&proc, &e.to_string()));
         }
         loop {
-            match ipc::recv::<Up>(&mut lane) {
+            match lane.recv::<Up>(ANSWER_SPIN) {
                 Ok(Up::Done(result)) => {
                     lock(&proc.idle).push(lane);
                     return result.map_err(HookError::from);
@@ -455,7 +460,7 @@ impl Supervisor {
                     let answers = call.answers();
                     let reply = serve(cx, call);
                     if answers {
-                        if let Err(e) = ipc::send(&mut lane, &Down::Reply(reply)) {
+                        if let Err(e) = lane.send(&Down::Reply(reply)) {
                             return Err(self.lost(&proc, &e.to_string()));
                         }
                     }
