@@ -1,6 +1,7 @@
 //! The reliability suite: faults thrown at a running daemon (plugin panics, a hung
-//! plugin, the database made read-only or locked mid-stream, clients that vanish,
-//! ten thousand connections), each followed by a check that nothing was lost: the
+//! plugin, isolated plugins that segfault, abort, exit, spin or exhaust their memory,
+//! the database made read-only or locked mid-stream, clients that vanish, ten
+//! thousand connections), each followed by a check that nothing was lost: the
 //! failed-login counters and the users, read from the database itself, are exactly
 //! what the answers said.
 //!
@@ -210,6 +211,152 @@ config = { on = { flaskbb_event_post_save_before = { action = "sleep", ms = 2500
     assert!(d
         .log_text()
         .contains("hook call timed out; the request fails and the call is left to finish on its own thread instance=slow"));
+}
+
+/// Isolated instances' faults: a plugin that segfaults, aborts, exits, spins or
+/// allocates without bound on a request costs that request only. Meanwhile other
+/// clients' logins (through another isolated instance) and user creations go on, all
+/// answered as usual; each host death is replaced at the next call; the fifth within a
+/// minute backs the instance off; nothing is lost and no core keeps burning.
+#[test]
+fn isolated_faults_cost_their_request_only() {
+    flaskbbd_tests::fixture("faults");
+    let s = Scratch::new("rel-isolated");
+    let mut d = TestDaemon::start(
+        &s,
+        r#"
+[daemon]
+hook_timeout_ms = 1000
+max_stuck_calls = 1
+[auth]
+bcrypt_cost = 4
+lockout = { enabled = false }
+[[plugin]]
+name = "faults"
+library = "faults"
+sandbox = { memory_mb = 64 }
+[plugin.hooks.flaskbb_authenticate]
+enabled = false
+[[plugin]]
+name = "totp"
+library = "totp"
+"#,
+    );
+    d.add_user("ned", "Secret123", true);
+    let save = |content: &str| {
+        d.call(
+            "org.flaskbb.Events.PostSaveBefore",
+            json!({ "post": { "content": content } }),
+        )
+    };
+    let mut hosts = Vec::new();
+    let (tally, made) = stream_during(&d, || {
+        for (fault, cause) in [
+            ("segv", "was killed by signal 11 (SIGSEGV)"),
+            ("abort", "was killed by signal 6 (SIGABRT)"),
+            ("exit", "exited with status 3"),
+            ("spin", ""),
+            ("alloc", "was killed by signal 6 (SIGABRT)"),
+        ] {
+            hosts.push(faults_host(&d));
+            let t = Instant::now();
+            let (name, params) = err(save(fault));
+            assert!(
+                t.elapsed() < Duration::from_secs(4),
+                "{fault}: {:?}",
+                t.elapsed()
+            );
+            assert_eq!(name, "org.flaskbb.Events.InternalError", "{fault}");
+            let m = params["message"].as_str().unwrap();
+            if fault == "spin" {
+                assert_eq!(
+                    m,
+                    "instance \"faults\" did not answer flaskbb_event_post_save_before within 1000 ms"
+                );
+            } else {
+                assert!(
+                    m.starts_with(
+                        "instance \"faults\" failed in flaskbb_event_post_save_before: its plugin host (pid "
+                    ) && m.ends_with(&format!("{cause}; a new one starts at the next call")),
+                    "{fault}: {m}"
+                );
+            }
+            if fault != "alloc" {
+                // The next call gets a new host and works.
+                assert_eq!(
+                    save("hello").unwrap()["post"]["content"],
+                    "hello",
+                    "after {fault}"
+                );
+            }
+        }
+        // Five deaths within a minute: the instance fails closed for a while.
+        let (name, params) = err(save("hello"));
+        assert_eq!(name, "org.flaskbb.Events.InternalError");
+        assert!(
+            params["message"].as_str().unwrap().contains(
+                "backed off: its plugin host died 5 times within 60 s (last: was killed by signal 6 (SIGABRT))"
+            ),
+            "{params}"
+        );
+    });
+    // The other clients never noticed.
+    assert_eq!(tally.get("org.flaskbb.Auth.InternalError"), 0, "{tally:?}");
+    assert!(
+        tally.get(FAILED) > 0 && made.iter().all(|(_, ok)| *ok),
+        "{tally:?}"
+    );
+    nothing_lost(&mut d, &tally, &made);
+    let p = plugin_info(&d, "faults");
+    assert_eq!(p["host"]["state"], "backed-off", "{p}");
+    assert_eq!(p["host"]["restarts"], 4, "{p}");
+    assert!(d
+        .log_text()
+        .contains("plugin host died 5 times within 60 s; the instance fails closed for 60 s"));
+    // Every faulty host is gone, and nothing burns a core.
+    for pid in hosts {
+        let until = Instant::now() + Duration::from_secs(5);
+        while std::path::Path::new(&format!("/proc/{pid}/stat")).exists() && Instant::now() < until
+        {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}/stat")).exists(),
+            "host {pid} lives"
+        );
+    }
+    let busy = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<u64> = stat[stat.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .skip(11)
+            .take(2)
+            .map(|n| n.parse().unwrap())
+            .collect();
+        f[0] + f[1]
+    };
+    let before = busy(d.child.id());
+    thread::sleep(Duration::from_secs(1));
+    let used = busy(d.child.id()) - before;
+    assert!(used < 30, "the daemon used {used} ticks in an idle second");
+}
+
+/// The instance's entry in `ListPlugins`.
+fn plugin_info(d: &TestDaemon, name: &str) -> serde_json::Value {
+    let all = d.call("org.flaskbb.Admin.ListPlugins", json!({})).unwrap();
+    all["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+/// The pid of the `faults` instance's running host.
+fn faults_host(d: &TestDaemon) -> u32 {
+    let p = plugin_info(d, "faults");
+    p["host"]["pid"].as_u64().unwrap_or_else(|| panic!("{p}")) as u32
 }
 
 /// A steady stream of wrong passwords for `ned` and of `CreateUser` calls from four

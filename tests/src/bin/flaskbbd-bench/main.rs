@@ -8,6 +8,7 @@ mod auth;
 mod dispatch;
 mod events;
 mod flaskbb;
+mod isolation;
 mod memory;
 mod stats;
 
@@ -16,6 +17,7 @@ const USAGE: &str = "usage: flaskbbd-bench <benchmark> [options]
   bcrypt    [--seconds N]      Authenticate calls/s against raw bcrypt on all cores
   timing    [--cost N] [--rounds N]   unknown user vs wrong password
   events    [--seconds N]      PostSaveBefore through 5 plugins, 1/16/256 clients
+  isolation [--calls N] [--seconds N]   an isolated impl call vs in-process; 5 filters each way
   flaskbb   [--rounds N]       the same flows through FlaskBB's own pipeline
   bridge    [--rounds N]       a FlaskBB login and topic post, plain vs through the bridge
   memory    [--starts N] [--connections N]   start-up time and RSS
@@ -29,6 +31,7 @@ fn main() {
         Some("bcrypt") => auth::bcrypt_bench(rest),
         Some("timing") => auth::timing(rest),
         Some("events") => events::events(rest),
+        Some("isolation") => isolation::isolation(rest),
         Some("flaskbb") => flaskbb::against_flaskbb(rest),
         Some("bridge") => flaskbb::bridge(rest),
         Some("memory") => memory::memory(rest),
@@ -40,6 +43,8 @@ fn main() {
             auth::timing(&[]);
             println!();
             events::events(&[]);
+            println!();
+            isolation::isolation(&[]);
             println!();
             flaskbb::against_flaskbb(&[]);
             println!();

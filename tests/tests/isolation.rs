@@ -1,0 +1,542 @@
+//! Isolated plugin instances (`isolation = "process"`), through the real daemon: a
+//! chain answers exactly as in-process (and may mix both), an instance's state is
+//! shared by its concurrent calls, reload and `SetPluginEnabled` replace hosts and
+//! retire the old ones, a host killed from outside is replaced, hung calls never
+//! count as stuck, and the sandbox refuses what the instance did not declare.
+//!
+//! The faults themselves (segfault, abort, exit, spin, unbounded allocation), with
+//! other traffic flowing and nothing lost, are in `reliability.rs`.
+
+use std::{
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use flaskbbd_tests::{
+    daemon::{err, flaskbbd_with_stdin, TestDaemon},
+    fixture, flaskbbd, text, Scratch,
+};
+use serde_json::{json, Value};
+
+/// The instance's entry in `ListPlugins`.
+fn plugin(d: &TestDaemon, name: &str) -> Value {
+    let all = d.call("org.flaskbb.Admin.ListPlugins", json!({})).unwrap();
+    all["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no plugin {name} in {all}"))
+}
+
+/// The pid of the instance's running host.
+fn host_pid(d: &TestDaemon, name: &str) -> u32 {
+    let p = plugin(d, name);
+    assert_eq!(p["host"]["state"], "running", "{p}");
+    p["host"]["pid"].as_u64().unwrap() as u32
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+/// Waits up to five seconds for `pid` to be gone.
+fn gone(pid: u32) -> bool {
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if !alive(pid) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// CPU time (user + system) `pid` has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// The configuration every equivalence daemon runs: a wrapper (audit), a tracer,
+/// a draft changer, a filter, a second factor and a stop, with `{a}`..`{e}` standing
+/// for each instance's isolation.
+const CHAIN: &str = r#"
+[auth]
+bcrypt_cost = 4
+lockout = { enabled = true, attempts = 3, window_minutes = 15 }
+[[plugin]]
+name = "audit"
+library = "audit"
+isolation = "{a}"
+config = { path = "audit.jsonl" }
+{sandbox_a}
+[[plugin]]
+name = "trace"
+library = "scripted"
+isolation = "{b}"
+config = { trace = "trace.jsonl", on = { flaskbb_event_post_save_before = { action = "append", text = " -- signed" }, flaskbb_reauth_failed = { action = "force_logout", reason = "Bye." } } }
+{sandbox_b}
+[[plugin]]
+name = "filter"
+library = "wordfilter"
+isolation = "{c}"
+config = { words = ["darn"], action = "mask" }
+[[plugin]]
+name = "totp"
+library = "totp"
+isolation = "{d}"
+[[plugin]]
+name = "closed"
+library = "scripted"
+isolation = "{e}"
+config = { on = { flaskbb_event_topic_save_before = { action = "reject", reason = "Topics are closed." } } }
+[plugin.hooks.flaskbb_event_topic_save_before]
+tier = "trylast"
+"#;
+
+/// Runs the same requests against a daemon whose instances are isolated as `iso`
+/// says; returns every answer, the users, the trace and the audit log (without
+/// times), for comparison.
+fn scenario(label: &str, iso: [&str; 5]) -> Vec<Value> {
+    let s = Scratch::new(label);
+    let sandbox = |i: usize, file: &str| {
+        if iso[i] == "process" {
+            format!("sandbox = {{ write = [\"{file}\"] }}")
+        } else {
+            String::new()
+        }
+    };
+    let cfg = CHAIN
+        .replace("{a}", iso[0])
+        .replace("{b}", iso[1])
+        .replace("{c}", iso[2])
+        .replace("{d}", iso[3])
+        .replace("{e}", iso[4])
+        .replace("{sandbox_a}", &sandbox(0, "audit.jsonl"))
+        .replace("{sandbox_b}", &sandbox(1, "trace.jsonl"));
+    let d = TestDaemon::start(&s, &cfg);
+    let ann = d.add_user("ann", "Secret123", true);
+    let bob = d.add_user("bob", "Secret123", true);
+    let out = flaskbbd_with_stdin(
+        &[
+            "store",
+            "set",
+            "totp",
+            &format!("secret:{bob}"),
+            "-c",
+            d.config.to_str().unwrap(),
+        ],
+        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n",
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let ctx = json!({ "remote_addr": "192.0.2.1" });
+    let mut answers = Vec::new();
+    let mut note = |r: Result<Value, flaskbbd_protocol::client::CallError>| {
+        answers.push(match r {
+            Ok(v) => json!({ "ok": v }),
+            Err(e) => {
+                let (name, parameters) = err(Err(e));
+                json!({ "error": name, "parameters": parameters })
+            }
+        });
+    };
+    let auth = |who: &str, pw: &str| {
+        d.call(
+            "org.flaskbb.Auth.Authenticate",
+            json!({ "identifier": who, "secret": pw, "context": ctx }),
+        )
+    };
+    note(auth("ann", "Secret123"));
+    note(auth("ann", "wrong"));
+    note(auth("nobody", "x"));
+    note(auth("bob", "Secret123")); // enrolled: asks for the code
+    for _ in 0..3 {
+        note(auth("ann", "wrong")); // the third locks ann out
+    }
+    note(auth("ann", "Secret123"));
+    note(d.call(
+        "org.flaskbb.Auth.Reauthenticate",
+        json!({ "user_id": bob, "secret": "Secret123" }),
+    ));
+    note(d.call(
+        "org.flaskbb.Auth.Reauthenticate",
+        json!({ "user_id": bob, "secret": "nope" }),
+    ));
+    note(d.call(
+        "org.flaskbb.Events.PostSaveBefore",
+        json!({ "post": { "content": "Darn, it works.", "user_id": ann } }),
+    ));
+    note(d.call(
+        "org.flaskbb.Events.TopicSaveBefore",
+        json!({ "topic": { "title": "Hello" } }),
+    ));
+    note(d.call(
+        "org.flaskbb.Events.PostSaveAfter",
+        json!({ "post": { "id": 7, "content": "x" }, "is_new": true }),
+    ));
+    note(d.call(
+        "org.flaskbb.Events.UserRegistered",
+        json!({ "username": "cy" }),
+    ));
+    note(d.call("org.flaskbb.Admin.ListHooks", json!({})));
+    let users: Vec<Value> = d.users().into_iter().map(|(u, n)| json!([u, n])).collect();
+    answers.push(json!(users));
+    let strip = |mut v: Value| {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("duration_us");
+        }
+        v
+    };
+    for file in ["trace.jsonl", "audit.jsonl"] {
+        let lines: Vec<Value> = s
+            .read(file)
+            .lines()
+            .map(|l| strip(serde_json::from_str(l).unwrap()))
+            .collect();
+        assert!(!lines.is_empty(), "{label}: {file} is empty");
+        answers.push(json!({ file: lines }));
+    }
+    answers.into_iter().map(without_times).collect()
+}
+
+/// `v` with every timestamp replaced by `"<time>"`: the daemons ran at different
+/// moments.
+fn without_times(v: Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| match k.as_str() {
+                    "time" | "date_joined" | "last_failed_login" if v.is_string() => {
+                        (k, json!("<time>"))
+                    }
+                    _ => (k, without_times(v)),
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_times).collect()),
+        other => other,
+    }
+}
+
+#[test]
+fn an_isolated_chain_answers_exactly_as_in_process_and_may_mix_both() {
+    let inline = scenario("iso-same-none", ["none"; 5]);
+    let isolated = scenario("iso-same-process", ["process"; 5]);
+    let mixed = scenario(
+        "iso-same-mixed",
+        ["process", "none", "process", "none", "process"],
+    );
+    // Origins differ only in isolation, which ListHooks does not show.
+    for (name, other) in [("isolated", &isolated), ("mixed", &mixed)] {
+        assert_eq!(inline.len(), other.len());
+        for (i, (a, b)) in inline.iter().zip(other.iter()).enumerate() {
+            assert_eq!(a, b, "{name}: answer {i} differs");
+        }
+    }
+    // The scenario did what it says (so that the comparison means something).
+    assert_eq!(inline[0]["ok"]["user"]["username"], "ann");
+    assert_eq!(
+        inline[3]["parameters"]["ask"],
+        json!(["otp"]),
+        "{}",
+        inline[3]
+    );
+    assert_eq!(inline[7]["error"], "org.flaskbb.Auth.AuthenticationFailed");
+    assert_eq!(inline[9]["error"], "org.flaskbb.Auth.ForceLogout");
+    assert_eq!(
+        inline[10]["ok"]["post"]["content"],
+        "****, it works. -- signed"
+    );
+    assert_eq!(
+        inline[11]["parameters"]["reason"], "Topics are closed.",
+        "{}",
+        inline[11]
+    );
+}
+
+#[test]
+fn an_isolated_instances_state_is_shared_by_its_concurrent_calls() {
+    fixture("faults");
+    let s = Scratch::new("iso-shared");
+    let d = TestDaemon::start(
+        &s,
+        "[daemon]\nworkers = 4\n[[plugin]]\nname = \"faults\"\nlibrary = \"faults\"\n",
+    );
+    let pid = host_pid(&d, "faults");
+    let counts: Vec<u64> = thread::scope(|scope| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut c = d.client();
+                    (0..10)
+                        .map(|_| {
+                            let (_, p) = err(c.call(
+                                "org.flaskbb.Auth.Authenticate",
+                                json!({ "identifier": "count", "secret": "x" }),
+                            ));
+                            let reason = p["reason"].as_str().unwrap().to_owned();
+                            reason.strip_prefix("count ").unwrap().parse().unwrap()
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    let mut sorted = counts.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=80).collect::<Vec<u64>>());
+    // One host served them all, over several lanes at once.
+    assert_eq!(host_pid(&d, "faults"), pid);
+    assert_eq!(plugin(&d, "faults")["host"]["restarts"], 0);
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
+    assert!(
+        threads > 2,
+        "one lane thread per concurrent call: {threads}"
+    );
+}
+
+#[test]
+fn reload_and_set_plugin_enabled_start_new_hosts_and_retire_the_old_ones() {
+    let s = Scratch::new("iso-reload");
+    let d = TestDaemon::start(
+        &s,
+        "[[plugin]]\nname = \"filter\"\nlibrary = \"wordfilter\"\nconfig = { words = [\"darn\"] }\n\
+         [[plugin]]\nname = \"hello\"\nlibrary = \"hello\"\n",
+    );
+    let save = || {
+        d.call(
+            "org.flaskbb.Events.PostSaveBefore",
+            json!({ "post": { "content": "darn" } }),
+        )
+        .unwrap()["post"]["content"]
+            .clone()
+    };
+    assert_eq!(save(), "****");
+    let (filter, hello) = (host_pid(&d, "filter"), host_pid(&d, "hello"));
+    d.call("org.flaskbb.Admin.Reload", json!({})).unwrap();
+    let (filter2, hello2) = (host_pid(&d, "filter"), host_pid(&d, "hello"));
+    assert!(filter2 != filter && hello2 != hello);
+    assert!(
+        gone(filter) && gone(hello),
+        "the old generation's hosts exit"
+    );
+    assert_eq!(save(), "****");
+
+    d.call(
+        "org.flaskbb.Admin.SetPluginEnabled",
+        json!({ "name": "filter", "enabled": false }),
+    )
+    .unwrap();
+    let p = plugin(&d, "filter");
+    assert_eq!(p["enabled"], false);
+    assert!(
+        p.get("host").is_none(),
+        "a disabled instance has no host: {p}"
+    );
+    assert!(gone(filter2));
+    assert_eq!(save(), "darn");
+    d.call(
+        "org.flaskbb.Admin.SetPluginEnabled",
+        json!({ "name": "filter", "enabled": true }),
+    )
+    .unwrap();
+    assert_eq!(save(), "****");
+    assert!(alive(host_pid(&d, "filter")));
+}
+
+#[test]
+fn a_host_killed_from_outside_is_replaced_at_the_next_call() {
+    let s = Scratch::new("iso-killed");
+    let d = TestDaemon::start(
+        &s,
+        "[[plugin]]\nname = \"filter\"\nlibrary = \"wordfilter\"\nconfig = { words = [\"darn\"] }\n",
+    );
+    let pid = host_pid(&d, "filter");
+    // SAFETY: kill(2) on a process of our own making.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert!(gone(pid));
+    let p = plugin(&d, "filter");
+    assert_eq!(p["host"]["state"], "stopped", "{p}");
+    assert_eq!(
+        p["host"]["last_exit"],
+        "was killed by signal 9 (SIGKILL), not by the daemon (the kernel's out-of-memory killer?)"
+    );
+    let r = d
+        .call(
+            "org.flaskbb.Events.PostSaveBefore",
+            json!({ "post": { "content": "darn" } }),
+        )
+        .unwrap();
+    assert_eq!(r["post"]["content"], "****");
+    let p = plugin(&d, "filter");
+    assert_eq!(p["host"]["state"], "running");
+    assert_eq!(p["host"]["restarts"], 1);
+    assert!(d
+        .log_text()
+        .contains("plugin host died; the next call starts a new one"));
+    let shown = text(&flaskbbd(&["plugins", "-c", d.config.to_str().unwrap()])).0;
+    assert!(
+        shown.contains("    process: running, pid ")
+            && shown.contains("1 restart(s), landlock ")
+            && shown.contains("last exit: was killed by signal 9 (SIGKILL)"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn isolated_hung_calls_are_killed_and_never_count_as_stuck() {
+    fixture("faults");
+    let s = Scratch::new("iso-hung");
+    let mut d = TestDaemon::start(
+        &s,
+        "[daemon]\nworkers = 1\nhook_timeout_ms = 300\nmax_stuck_calls = 1\n\
+         [[plugin]]\nname = \"faults\"\nlibrary = \"faults\"\n",
+    );
+    d.add_user("hal", "Secret123", true);
+    // Two hung calls in a row, then two at once: with one worker and
+    // max_stuck_calls = 1, in-process calls would have refused requests by now. (A
+    // fifth death within a minute would back the instance off: reliability.rs.)
+    let mut pids = vec![host_pid(&d, "faults")];
+    for _ in 0..2 {
+        let t = Instant::now();
+        let (name, params) = err(d.auth("spin", "x"));
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert_eq!(name, "org.flaskbb.Auth.InternalError");
+        assert_eq!(
+            params["message"],
+            "instance \"faults\" did not answer flaskbb_authenticate within 300 ms"
+        );
+        assert!(d.auth("hal", "Secret123").is_ok());
+        pids.push(host_pid(&d, "faults"));
+    }
+    let at_once: Vec<String> = thread::scope(|scope| {
+        let calls: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| err(d.auth("spin", "x")).0))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(at_once, ["org.flaskbb.Auth.InternalError"; 2]);
+    assert!(d.auth("hal", "Secret123").is_ok());
+    // Every spinning host is gone, and nothing burns a core any more.
+    for pid in &pids[..pids.len() - 1] {
+        assert!(gone(*pid), "host {pid} still runs");
+    }
+    let daemon = d.child.id();
+    let (before, host_before) = (cpu_ticks(daemon), cpu_ticks(host_pid(&d, "faults")));
+    thread::sleep(Duration::from_secs(1));
+    let (after, host_after) = (cpu_ticks(daemon), cpu_ticks(host_pid(&d, "faults")));
+    // A spinning thread would use ~100 ticks a second; idle uses ~0.
+    assert!(
+        after - before < 30 && host_after - host_before < 30,
+        "daemon {} ticks, host {} ticks in 1 s",
+        after - before,
+        host_after - host_before
+    );
+    assert!(!d.log_text().contains("refusing new requests"));
+    assert!(d
+        .log_text()
+        .contains("hook call timed out; its plugin host is killed and replaced"));
+    d.assert_alive();
+}
+
+#[test]
+fn the_sandbox_refuses_what_the_instance_did_not_declare() {
+    fixture("faults");
+    let s = Scratch::new("iso-sandbox");
+    std::fs::write(s.path.join("granted.txt"), "hello").unwrap();
+    std::fs::write(s.path.join("secret.txt"), "hush").unwrap();
+    let d = TestDaemon::start(
+        &s,
+        r#"
+[[plugin]]
+name = "closed"
+library = "faults"
+sandbox = { read = ["granted.txt"], write = ["out/"] }
+"#,
+    );
+    let probe = |what: &str| -> String {
+        let (name, p) = err(d.auth(what, "x"));
+        assert_eq!(name, "org.flaskbb.Auth.AuthenticationFailed", "{what}: {p}");
+        p["reason"].as_str().unwrap().to_owned()
+    };
+    let path = |f: &str| s.path.join(f).display().to_string();
+    assert_eq!(
+        probe(&format!("read:{}", path("granted.txt"))),
+        "read 5 bytes"
+    );
+    assert!(probe(&format!("read:{}", path("secret.txt")))
+        .starts_with("read refused: Permission denied"));
+    assert!(probe("read:/etc/passwd").starts_with("read refused: Permission denied"));
+    assert_eq!(probe(&format!("write:{}", path("out/x.log"))), "write done");
+    assert!(probe(&format!("write:{}", path("elsewhere.log"))).starts_with("write refused"));
+    assert!(!s.path.join("elsewhere.log").exists());
+    assert!(probe("exec").starts_with("exec refused: Operation not permitted"));
+    assert!(probe("net").starts_with("net refused: Operation not permitted"));
+    assert!(probe("kill-parent").starts_with("kill refused: Operation not permitted"));
+    // With sandbox.network, it may.
+    let open_scratch = Scratch::new("iso-sandbox-open");
+    let open = TestDaemon::start(
+        &open_scratch,
+        "[[plugin]]\nname = \"open\"\nlibrary = \"faults\"\nsandbox = { network = true }\n",
+    );
+    let (_, p) = err(open.auth("net", "x"));
+    assert_eq!(p["reason"], "net open");
+    assert_eq!(plugin(&d, "closed")["host"]["landlock"], "enforced");
+    // In the daemon's own process nothing is confined (isolation = "none").
+    let inline_scratch = Scratch::new("iso-sandbox-none");
+    let inline = TestDaemon::start(
+        &inline_scratch,
+        "[[plugin]]\nname = \"inline\"\nlibrary = \"faults\"\nisolation = \"none\"\n",
+    );
+    let (_, p) = err(inline.auth("read:/etc/passwd", "x"));
+    assert!(p["reason"].as_str().unwrap().starts_with("read "), "{p}");
+    assert!(!p["reason"].as_str().unwrap().contains("refused"), "{p}");
+}
+
+#[test]
+fn sandbox_mistakes_are_refused_at_start_naming_file_and_line() {
+    fixture("faults");
+    let s = Scratch::new("iso-bad");
+    let cfg = s.config(
+        "[[plugin]]\nname = \"f\"\nlibrary = \"faults\"\nisolation = \"none\"\nsandbox = { network = true }\n",
+    );
+    let (out, errs) = text(&flaskbbd(&["check", "-c", cfg.to_str().unwrap()]));
+    assert!(out.is_empty());
+    assert!(
+        errs.contains(
+            "flaskbb.toml:9: plugin.sandbox: instance \"f\" runs with isolation = \"none\""
+        ),
+        "{errs}"
+    );
+    let cfg = s.config(
+        "[[plugin]]\nname = \"f\"\nlibrary = \"faults\"\nsandbox = { read = [\"nowhere/ca.pem\"] }\n",
+    );
+    let (_, errs) = text(&flaskbbd(&["check", "-c", cfg.to_str().unwrap()]));
+    assert!(
+        errs.contains("instance \"f\" (line 6): plugin ")
+            && errs.contains("sandbox.read: ")
+            && errs.contains("nowhere/ca.pem does not exist"),
+        "{errs}"
+    );
+    let cfg =
+        s.config("[[plugin]]\nname = \"f\"\nlibrary = \"faults\"\nisolation = \"sideways\"\n");
+    let (_, errs) = text(&flaskbbd(&["check", "-c", cfg.to_str().unwrap()]));
+    assert!(
+        errs.contains("flaskbb.toml") && errs.contains("sideways") && errs.contains("none"),
+        "{errs}"
+    );
+}
