@@ -79,8 +79,10 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> 
         rlim_cur: value,
         rlim_max: value,
     };
-    // SAFETY: setrlimit on our own process with a struct we own.
-    if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+    // prlimit rather than setrlimit: the same call, and a service manager's system
+    // call filter that denies setrlimit (systemd's ~@resources) lets prlimit64 through.
+    // SAFETY: prlimit on our own process (pid 0) with a struct we own.
+    if unsafe { libc::prlimit(0, resource, &lim, std::ptr::null_mut()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -93,9 +95,22 @@ pub fn confine(s: &Sandbox) -> Result<String, String> {
     Ok(landlock)
 }
 
+/// What to do when the service manager's own filter refuses the sandbox's calls.
+const FILTERED: &str =
+    "a system call filter refused it (systemd's SystemCallFilter=@system-service \
+     needs landlock_create_ruleset landlock_add_rule landlock_restrict_self seccomp added, as \
+     daemon/systemd/flaskbbd.service does)";
+
 fn restrict_filesystem(s: &Sandbox) -> Result<String, String> {
     let abi = LANDLOCK_ABI;
-    let fail = |e: landlock::RulesetError| format!("landlock: {e}");
+    let fail = |e: landlock::RulesetError| {
+        let text = e.to_string();
+        if text.contains("Operation not permitted") {
+            format!("landlock: {text}: {FILTERED}")
+        } else {
+            format!("landlock: {text}")
+        }
+    };
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(abi))
@@ -287,7 +302,14 @@ fn filter_syscalls(network: bool) -> Result<(), String> {
     .try_into()
     .map_err(fail)?;
     for program in [&denied, &clone3] {
-        seccompiler::apply_filter_all_threads(program).map_err(|e| format!("seccomp: {e}"))?;
+        seccompiler::apply_filter_all_threads(program).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("Operation not permitted") {
+                format!("seccomp: {text}: {FILTERED}")
+            } else {
+                format!("seccomp: {text}")
+            }
+        })?;
     }
     Ok(())
 }
