@@ -1,7 +1,13 @@
 //! Isolation's cost: one impl call in a plugin host against the same call in the
 //! daemon's process, and `PostSaveBefore` through five word filters each way.
 
-use std::{hint::black_box, time::Instant};
+use std::{
+    hint::black_box,
+    io::{Read, Write},
+    os::{fd::AsFd, unix::net::UnixStream},
+    process::{Command, Stdio},
+    time::Instant,
+};
 
 use flaskbbd::embed::{Chains, Context, EventCall};
 use flaskbbd_tests::{build_release, fixture_release, Scratch};
@@ -16,9 +22,77 @@ use crate::{
 pub fn isolation(args: &[String]) {
     let calls = arg(args, "--calls", 20_000) as usize;
     let seconds = arg(args, "--seconds", 5) as f64;
+    socket_floor(calls);
+    println!();
     one_call(calls);
     println!();
     five_filters_each_way(seconds);
+}
+
+/// The floor: a bare 8-byte round trip over a socketpair to another process that
+/// echoes it, the caller blocking, and the caller spinning as the daemon does.
+fn socket_floor(calls: usize) {
+    let (mut ours, theirs) = UnixStream::pair().expect("a socketpair");
+    let mut peer = Command::new(std::env::current_exe().expect("this binary"))
+        .arg("echo-peer")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .spawn()
+        .expect("the echo peer starts");
+    let mut buf = [0u8; 8];
+    let mut round = |spin: bool| {
+        ours.set_nonblocking(spin).unwrap();
+        let t = Instant::now();
+        for _ in 0..calls {
+            ours.write_all(&[1; 8]).unwrap();
+            let mut got = 0;
+            while got < 8 {
+                match ours.read(&mut buf[got..]) {
+                    Ok(0) => panic!("the echo peer went away"),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        t.elapsed().as_nanos() as f64 / calls as f64 / 1000.0
+    };
+    round(false);
+    let (mut blocking, mut spinning) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        blocking.push(round(false));
+        spinning.push(round(true));
+    }
+    blocking.sort_by(f64::total_cmp);
+    spinning.sort_by(f64::total_cmp);
+    drop(ours);
+    let _ = peer.wait();
+    println!("the socket's own floor: an 8-byte round trip over a socketpair to an echoing process, median of 5:");
+    println!(
+        "  caller blocking {:.2} µs; caller spinning {:.2} µs",
+        blocking[2], spinning[2]
+    );
+}
+
+/// The other end of [`socket_floor`]: echoes what comes on stdin (a socket) until it
+/// closes.
+pub fn echo_peer() {
+    let mut s = UnixStream::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("stdin is the socket"),
+    );
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// One `flaskbb_event_user_registered` impl (a no-op), in-process and isolated.

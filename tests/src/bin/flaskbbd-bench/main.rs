@@ -32,6 +32,8 @@ fn main() {
         Some("timing") => auth::timing(rest),
         Some("events") => events::events(rest),
         Some("isolation") => isolation::isolation(rest),
+        // The socket-floor measurement's other process (not for people).
+        Some("echo-peer") => isolation::echo_peer(),
         Some("flaskbb") => flaskbb::against_flaskbb(rest),
         Some("bridge") => flaskbb::bridge(rest),
         Some("memory") => memory::memory(rest),

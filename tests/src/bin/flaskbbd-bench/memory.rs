@@ -1,5 +1,6 @@
 //! Memory and start-up: time from start to READY, RSS idle with the shipped plugins on
-//! the shipped `flaskbb.toml`, and RSS with 10,000 idle connections.
+//! the shipped `flaskbb.toml` (and what their plugin hosts take), and RSS with 10,000
+//! idle connections.
 
 use std::{
     os::unix::net::{UnixDatagram, UnixStream},
@@ -24,6 +25,22 @@ fn shipped_config(s: &Scratch, dir: &std::path::Path) -> std::path::PathBuf {
     );
     std::fs::create_dir_all(s.path.join("var")).unwrap();
     s.write("flaskbb.toml", &text)
+}
+
+/// The processes whose parent is `pid` (an isolated instance's plugin hosts).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            stat.rfind(')')
+                .and_then(|i| stat[i + 2..].split(' ').nth(1)?.parse::<u32>().ok())
+                == Some(pid)
+        })
+        .collect()
 }
 
 /// Raises this process's open-files soft limit to its hard limit.
@@ -101,6 +118,27 @@ pub fn memory(args: &[String]) {
     std::thread::sleep(Duration::from_secs(1));
     let idle = d.rss_kib();
     println!("  RSS idle: {:.1} MiB", idle as f64 / 1024.0);
+    let hosts = children(d.child.id());
+    let field = |pid: u32, file: &str, key: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let rss: u64 = hosts.iter().map(|&p| field(p, "status", "VmRSS:")).sum();
+    let pss: u64 = hosts
+        .iter()
+        .map(|&p| field(p, "smaps_rollup", "Pss:"))
+        .sum();
+    println!(
+        "  plugin hosts (one per isolated instance): {}, RSS {:.1} MiB together, PSS {:.1} MiB ({:.1} MiB each)",
+        hosts.len(),
+        rss as f64 / 1024.0,
+        pss as f64 / 1024.0,
+        pss as f64 / 1024.0 / hosts.len().max(1) as f64
+    );
     let limit = raise_nofile();
     assert!(
         limit as usize > connections + 64,
