@@ -670,6 +670,54 @@ mod tests {
     }
 
     #[test]
+    fn isolation_defaults_to_process_and_each_instance_may_choose() {
+        let c = parse(
+            "[[plugin]]\nname = \"a\"\nlibrary = \"x\"\n\
+             [[plugin]]\nname = \"b\"\nlibrary = \"x\"\nisolation = \"none\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.plugins.isolation, Isolation::Process);
+        assert_eq!(c.plugins.host_memory_mb, 256);
+        assert_eq!(c.plugin[0].isolation(&c.plugins), Isolation::Process);
+        assert_eq!(c.plugin[1].isolation(&c.plugins), Isolation::None);
+        let c =
+            parse("[plugins]\nisolation = \"none\"\n[[plugin]]\nname = \"a\"\nlibrary = \"x\"\n")
+                .unwrap();
+        assert_eq!(c.plugin[0].isolation(&c.plugins), Isolation::None);
+    }
+
+    #[test]
+    fn a_sandbox_needs_a_plugin_host_and_sane_limits() {
+        let e = parse(
+            "[[plugin]]\nname = \"a\"\nlibrary = \"x\"\nisolation = \"none\"\nsandbox = { network = true }\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains(":5: plugin.sandbox: instance \"a\" runs with isolation = \"none\""),
+            "{e}"
+        );
+        let e = parse("[[plugin]]\nname = \"a\"\nlibrary = \"x\"\nsandbox = { memory_mb = 8 }\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("plugin.sandbox.memory_mb: instance \"a\": must be at least 16"),
+            "{e}"
+        );
+        let e = parse("[plugins]\nhost_memory_mb = 1\n").unwrap_err().0;
+        assert!(
+            e.contains(":2: plugins.host_memory_mb: must be at least 16"),
+            "{e}"
+        );
+        let e = parse(
+            "[[plugin]]\nname = \"a\"\nlibrary = \"x\"\nsandbox = { network = true, wirte = [] }\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("wirte"), "{e}");
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let e = parse("[auth]\nbcrypt_cost = 40\n").unwrap_err().0;
         assert!(

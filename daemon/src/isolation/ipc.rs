@@ -672,6 +672,69 @@ mod tests {
     }
 
     #[test]
+    fn a_lane_reads_frames_however_the_bytes_arrive() {
+        let (mut raw, theirs) = UnixStream::pair().unwrap();
+        let mut lane = Lane::new(theirs);
+        let frame = |msg: &Up| {
+            let body = serde_json::to_vec(msg).unwrap();
+            let mut f = (body.len() as u32).to_le_bytes().to_vec();
+            f.extend(body);
+            f
+        };
+        // Two frames in one write, then one a byte at a time, then one larger than
+        // the lane's buffer.
+        let mut two = frame(&Up::Done(Ok(Answer::True(true))));
+        two.extend(frame(&Up::Done(Ok(Answer::Nothing))));
+        raw.write_all(&two).unwrap();
+        assert!(matches!(
+            lane.recv::<Up>(std::time::Duration::ZERO).unwrap(),
+            Up::Done(Ok(Answer::True(true)))
+        ));
+        assert!(matches!(
+            lane.recv::<Up>(std::time::Duration::from_micros(50))
+                .unwrap(),
+            Up::Done(Ok(Answer::Nothing))
+        ));
+        let slow = frame(&Up::Done(Err(WireError::Stop("no".into()))));
+        let writer = std::thread::spawn(move || {
+            for b in slow {
+                raw.write_all(&[b]).unwrap();
+            }
+            let big = "x".repeat(100_000);
+            let body = serde_json::to_vec(&Up::Done(Ok(Answer::Post(Post {
+                content: big,
+                ..Default::default()
+            }))))
+            .unwrap();
+            raw.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
+            raw.write_all(&body).unwrap();
+            raw
+        });
+        assert!(
+            matches!(lane.recv::<Up>(std::time::Duration::ZERO).unwrap(), Up::Done(Err(WireError::Stop(r))) if r == "no")
+        );
+        match lane.recv::<Up>(std::time::Duration::ZERO).unwrap() {
+            Up::Done(Ok(Answer::Post(p))) => assert_eq!(p.content.len(), 100_000),
+            other => panic!("{other:?}"),
+        }
+        let mut raw = writer.join().unwrap();
+        raw.write_all(b"\x05\x00\x00\x00{oops").unwrap();
+        assert_eq!(
+            lane.recv::<Up>(std::time::Duration::ZERO)
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::InvalidData
+        );
+        drop(raw);
+        assert_eq!(
+            lane.recv::<Up>(std::time::Duration::from_micros(50))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
+
+    #[test]
     fn a_file_descriptor_crosses_and_still_works() {
         let (ctl_a, ctl_b) = UnixStream::pair().unwrap();
         let (mut lane_daemon, lane_host) = UnixStream::pair().unwrap();

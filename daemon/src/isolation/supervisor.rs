@@ -614,3 +614,37 @@ fn serve(cx: &CallCx<'_>, call: HostCall) -> Result<HostValue, WireError> {
 
 /// An isolated instance as chains call it: every hook crosses to its host.
 pub struct IsolatedHooks(pub Arc<Supervisor>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exit_is_described_by_its_signal_status_or_the_daemons_reason() {
+        let signal = |s: i32| ExitStatus::from_raw(s);
+        let exited = |c: i32| ExitStatus::from_raw(c << 8);
+        assert_eq!(
+            describe_exit(signal(libc::SIGSEGV), None),
+            "was killed by signal 11 (SIGSEGV)"
+        );
+        assert_eq!(
+            describe_exit(signal(libc::SIGABRT | 0x80), None),
+            "was killed by signal 6 (SIGABRT)"
+        );
+        assert_eq!(describe_exit(exited(3), None), "exited with status 3");
+        assert_eq!(
+            describe_exit(signal(libc::SIGKILL), Some("was killed by the daemon: x")),
+            "was killed by the daemon: x"
+        );
+        assert_eq!(
+            describe_exit(signal(libc::SIGKILL), None),
+            "was killed by signal 9 (SIGKILL), not by the daemon (the kernel's out-of-memory killer?)"
+        );
+        // A reason the daemon had does not hide a different death.
+        assert_eq!(
+            describe_exit(signal(libc::SIGSEGV), Some("was killed by the daemon: x")),
+            "was killed by signal 11 (SIGSEGV)"
+        );
+        assert_eq!(describe_exit(signal(64), None), "was killed by signal 64");
+    }
+}
