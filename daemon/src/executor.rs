@@ -128,32 +128,28 @@ impl Executor {
                     if c.since.elapsed() < timeout {
                         continue;
                     }
+                    let timeout_ms = timeout.as_millis() as u64;
+                    let timed_out = ExecError::Timeout {
+                        instance: c.instance.clone(),
+                        hook: c.hook,
+                        timeout_ms,
+                    };
                     if let Some(cancel) = &c.cancel {
                         if req.cancel(cancel) {
                             tracing::error!(
-                                instance = %c.instance, hook = %c.hook, timeout_ms = timeout.as_millis() as u64,
+                                instance = %c.instance, hook = %c.hook, timeout_ms,
                                 "hook call timed out; its plugin host is killed and replaced"
                             );
-                            return Err(ExecError::Timeout {
-                                instance: c.instance,
-                                hook: c.hook,
-                                timeout_ms: timeout.as_millis() as u64,
-                            });
+                            return Err(timed_out);
                         }
-                        continue;
-                    }
-                    if req.abandon() {
+                    } else if req.abandon() {
                         self.inner.stuck.fetch_add(1, Ordering::AcqRel);
                         spawn_worker(self.inner.clone());
                         tracing::error!(
-                            instance = %c.instance, hook = %c.hook, timeout_ms = timeout.as_millis() as u64,
+                            instance = %c.instance, hook = %c.hook, timeout_ms,
                             "hook call timed out; the request fails and the call is left to finish on its own thread"
                         );
-                        return Err(ExecError::Timeout {
-                            instance: c.instance,
-                            hook: c.hook,
-                            timeout_ms: timeout.as_millis() as u64,
-                        });
+                        return Err(timed_out);
                     }
                 }
             }

@@ -138,6 +138,20 @@ impl TestDaemon {
             .clone()
     }
 
+    /// The instance's entry in `ListPlugins` (with its plugin host, when isolated).
+    pub fn plugin(&self, name: &str) -> Value {
+        let all = self
+            .call("org.flaskbb.Admin.ListPlugins", json!({}))
+            .unwrap();
+        all["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no plugin {name} in {all}"))
+    }
+
     /// Sends `signal` to the daemon.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill on our own child's pid.

@@ -19,21 +19,9 @@ use flaskbbd_tests::{
 };
 use serde_json::{json, Value};
 
-/// The instance's entry in `ListPlugins`.
-fn plugin(d: &TestDaemon, name: &str) -> Value {
-    let all = d.call("org.flaskbb.Admin.ListPlugins", json!({})).unwrap();
-    all["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no plugin {name} in {all}"))
-}
-
 /// The pid of the instance's running host.
 fn host_pid(d: &TestDaemon, name: &str) -> u32 {
-    let p = plugin(d, name);
+    let p = d.plugin(name);
     assert_eq!(p["host"]["state"], "running", "{p}");
     p["host"]["pid"].as_u64().unwrap() as u32
 }
@@ -299,7 +287,7 @@ fn an_isolated_instances_state_is_shared_by_its_concurrent_calls() {
     assert_eq!(sorted, (1..=80).collect::<Vec<u64>>());
     // One host served them all, over several lanes at once.
     assert_eq!(host_pid(&d, "faults"), pid);
-    assert_eq!(plugin(&d, "faults")["host"]["restarts"], 0);
+    assert_eq!(d.plugin("faults")["host"]["restarts"], 0);
     let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .count();
@@ -341,7 +329,7 @@ fn reload_and_set_plugin_enabled_start_new_hosts_and_retire_the_old_ones() {
         json!({ "name": "filter", "enabled": false }),
     )
     .unwrap();
-    let p = plugin(&d, "filter");
+    let p = d.plugin("filter");
     assert_eq!(p["enabled"], false);
     assert!(
         p.get("host").is_none(),
@@ -369,7 +357,7 @@ fn a_host_killed_from_outside_is_replaced_at_the_next_call() {
     // SAFETY: kill(2) on a process of our own making.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     assert!(gone(pid));
-    let p = plugin(&d, "filter");
+    let p = d.plugin("filter");
     assert_eq!(p["host"]["state"], "stopped", "{p}");
     assert_eq!(
         p["host"]["last_exit"],
@@ -382,7 +370,7 @@ fn a_host_killed_from_outside_is_replaced_at_the_next_call() {
         )
         .unwrap();
     assert_eq!(r["post"]["content"], "****");
-    let p = plugin(&d, "filter");
+    let p = d.plugin("filter");
     assert_eq!(p["host"]["state"], "running");
     assert_eq!(p["host"]["restarts"], 1);
     assert!(d
@@ -495,7 +483,7 @@ sandbox = { read = ["granted.txt"], write = ["out/"] }
     );
     let (_, p) = err(open.auth("net", "x"));
     assert_eq!(p["reason"], "net open");
-    assert_eq!(plugin(&d, "closed")["host"]["landlock"], "enforced");
+    assert_eq!(d.plugin("closed")["host"]["landlock"], "enforced");
     // In the daemon's own process nothing is confined (isolation = "none").
     let inline_scratch = Scratch::new("iso-sandbox-none");
     let inline = TestDaemon::start(

@@ -307,7 +307,7 @@ library = "totp"
         "{tally:?}"
     );
     nothing_lost(&mut d, &tally, &made);
-    let p = plugin_info(&d, "faults");
+    let p = d.plugin("faults");
     assert_eq!(p["host"]["state"], "backed-off", "{p}");
     assert_eq!(p["host"]["restarts"], 4, "{p}");
     assert!(d
@@ -341,21 +341,9 @@ library = "totp"
     assert!(used < 30, "the daemon used {used} ticks in an idle second");
 }
 
-/// The instance's entry in `ListPlugins`.
-fn plugin_info(d: &TestDaemon, name: &str) -> serde_json::Value {
-    let all = d.call("org.flaskbb.Admin.ListPlugins", json!({})).unwrap();
-    all["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap()
-}
-
 /// The pid of the `faults` instance's running host.
 fn faults_host(d: &TestDaemon) -> u32 {
-    let p = plugin_info(d, "faults");
+    let p = d.plugin("faults");
     p["host"]["pid"].as_u64().unwrap_or_else(|| panic!("{p}")) as u32
 }
 

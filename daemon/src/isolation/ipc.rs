@@ -552,6 +552,24 @@ impl From<WireOutcome> for Outcome {
     }
 }
 
+/// The room a control message with one file descriptor takes.
+fn fd_space() -> usize {
+    // SAFETY: CMSG_SPACE only computes a size.
+    unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize }
+}
+
+/// A message header for one byte of data (`iov`) and room for one descriptor
+/// (`control`, [`fd_space`] bytes). The pointers it holds must outlive its use.
+fn one_fd_header(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    msg
+}
+
 /// Sends `fd` over `channel` (SCM_RIGHTS) with one byte of data.
 pub fn send_fd(channel: &UnixStream, fd: RawFd) -> io::Result<()> {
     let mut byte = [1u8];
@@ -559,17 +577,10 @@ pub fn send_fd(channel: &UnixStream, fd: RawFd) -> io::Result<()> {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
     };
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: msg_control points at `space` bytes, enough for one header holding one
-    // fd, so CMSG_FIRSTHDR is non-null and CMSG_DATA has room for the fd.
+    let mut control = vec![0u8; fd_space()];
+    let msg = one_fd_header(&mut iov, &mut control);
+    // SAFETY: msg_control points at room for one header holding one fd, so
+    // CMSG_FIRSTHDR is non-null and CMSG_DATA has room for the fd.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
@@ -598,15 +609,8 @@ pub fn recv_fd(channel: &UnixStream) -> io::Result<OwnedFd> {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
     };
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
+    let mut control = vec![0u8; fd_space()];
+    let mut msg = one_fd_header(&mut iov, &mut control);
     let n = loop {
         // SAFETY: `msg` and everything it points at live across the call.
         let n = unsafe { libc::recvmsg(channel.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
