@@ -50,6 +50,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The host's main: exit status 0 when the daemon let it go, 1 when the instance
 /// could not be started (the daemon has the reason), 2 when not started by a daemon.
 pub fn main() -> ExitCode {
+    // Nothing of the daemon's but the control channel and the log: a descriptor that
+    // lacked close-on-exec must not reach the plugin. (Lanes arrive later.)
+    // SAFETY: close_range on descriptors this process does not use; where the kernel
+    // lacks it (before 5.9) it fails and changes nothing.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
     let control = match io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => UnixStream::from(fd),
         Err(e) => return not_started(&e.to_string()),

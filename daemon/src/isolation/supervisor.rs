@@ -176,7 +176,6 @@ struct State {
     proc: Option<Arc<Proc>>,
     deaths: VecDeque<Instant>,
     restarts: u32,
-    started: bool,
     last_exit: Option<String>,
     backoff_until: Option<Instant>,
 }
@@ -205,7 +204,6 @@ impl Supervisor {
         match sup.spawn() {
             Ok((proc, ready)) => {
                 st.proc = Some(proc);
-                st.started = true;
                 drop(st);
                 Ok((sup, ready))
             }
