@@ -475,6 +475,9 @@ sandbox = { read = ["granted.txt"], write = ["out/"] }
     assert!(probe("exec").starts_with("exec refused: Operation not permitted"));
     assert!(probe("net").starts_with("net refused: Operation not permitted"));
     assert!(probe("kill-parent").starts_with("kill refused: Operation not permitted"));
+    assert!(probe("fork").starts_with("fork refused: Operation not permitted"));
+    let socket = d.socket.display().to_string();
+    assert!(probe(&format!("admin:{socket}")).starts_with("connect refused"));
     // With sandbox.network, it may.
     let open_scratch = Scratch::new("iso-sandbox-open");
     let open = TestDaemon::start(
@@ -483,6 +486,13 @@ sandbox = { read = ["granted.txt"], write = ["out/"] }
     );
     let (_, p) = err(open.auth("net", "x"));
     assert_eq!(p["reason"], "net open");
+    // It reaches the daemon's socket then, as the daemon's own user, which is always
+    // an admin: but not from a plugin host.
+    let (_, p) = err(open.auth(&format!("admin:{}", open.socket.display()), "x"));
+    assert_eq!(p["reason"], "org.flaskbb.Admin.PermissionDenied");
+    assert!(open
+        .log_text()
+        .contains("connected to the daemon's socket; org.flaskbb.Admin is refused to it"));
     assert_eq!(d.plugin("closed")["host"]["landlock"], "enforced");
     // In the daemon's own process nothing is confined (isolation = "none").
     let inline_scratch = Scratch::new("iso-sandbox-none");

@@ -12,8 +12,9 @@
 //!   may use the network; from ABI 6 it also cannot signal processes outside its
 //!   sandbox (the daemon) nor reach abstract Unix sockets;
 //! - a seccomp filter that refuses (EPERM) what no plugin needs: running programs,
-//!   tracing or signalling other processes, mounts, namespaces, kernel modules, BPF,
-//!   keyrings, clock changes, and, unless `sandbox.network`, opening sockets.
+//!   forking, tracing or signalling other processes, mounts, namespaces, kernel
+//!   modules, BPF, keyrings, clock changes, and, unless `sandbox.network`, opening
+//!   sockets.
 //!
 //! Both are inherited by every thread the plugin starts.
 
@@ -226,8 +227,7 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_ioperm,
 ];
 
-/// Namespace flags refused in `clone` (threads and plain forks of the plugin's own
-/// making have none).
+/// Namespace flags refused in `clone` (a thread has none).
 const NAMESPACE_FLAGS: &[libc::c_int] = &[
     libc::CLONE_NEWNS,
     libc::CLONE_NEWUSER,
@@ -277,6 +277,18 @@ fn filter_syscalls(network: bool) -> Result<(), String> {
             .map_err(fail)?,
         );
     }
+    // A clone that is not a thread is a fork (the C library's fork() is one): refused,
+    // so that a host is only ever the one process the daemon started.
+    clone_rules.push(
+        SeccompRule::new(vec![SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64),
+            0,
+        )
+        .map_err(fail)?])
+        .map_err(fail)?,
+    );
     rules.insert(libc::SYS_clone, clone_rules);
     if !network {
         rules.insert(libc::SYS_socket, vec![]);

@@ -11,7 +11,7 @@
 //! closes) and killed if it has not after a grace period.
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeMap, VecDeque},
     io,
     os::fd::{AsRawFd, OwnedFd},
     os::unix::{net::UnixStream, process::CommandExt, process::ExitStatusExt},
@@ -43,6 +43,15 @@ const DEATH_GRACE: Duration = Duration::from_secs(2);
 const ANSWER_SPIN: Duration = Duration::from_micros(40);
 
 static HOST_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+
+/// The plugin hosts of this process that have not been reaped, by pid.
+static HOSTS: Mutex<BTreeMap<u32, Arc<str>>> = Mutex::new(BTreeMap::new());
+
+/// The instance whose plugin host `pid` is, if it is one of this daemon's (the
+/// server refuses `org.flaskbb.Admin` to it).
+pub fn host_of(pid: u32) -> Option<Arc<str>> {
+    lock(&HOSTS).get(&pid).cloned()
+}
 
 /// Runs hosts from `program` instead of this process's own binary: for programs that
 /// embed the daemon's parts (the benchmarks), whose own binary has no host mode.
@@ -251,6 +260,7 @@ impl Supervisor {
         let control = ours
             .try_clone()
             .map_err(|e| fail(format!("cannot use the plugin host's channel: {e}")))?;
+        lock(&HOSTS).insert(child.id(), self.instance.clone());
         let proc = Arc::new(Proc {
             pid: child.id(),
             control: Mutex::new(control),
@@ -538,6 +548,8 @@ fn reap(mut child: Child, proc: &Arc<Proc>, supervisor: &Weak<Supervisor>) {
         Ok(status) => describe_exit(status, killed_for.as_deref()),
         Err(e) => format!("ended (its status could not be read: {e})"),
     };
+    // Reaped: the pid may be reused from now on.
+    lock(&HOSTS).remove(&proc.pid);
     lock(&proc.life).cause = Some(cause.clone());
     proc.ended.notify_all();
     if let Some(sup) = supervisor.upgrade() {

@@ -115,8 +115,23 @@ pub async fn serve(
 const READ_BUFFER: usize = 1024;
 
 async fn connection(daemon: Arc<Daemon>, stream: UnixStream, mut shutdown: watch::Receiver<bool>) {
-    let uid = stream.peer_cred().ok().map(|c| c.uid());
-    let admin = daemon.is_admin(uid);
+    let cred = stream.peer_cred().ok();
+    let uid = cred.map(|c| c.uid());
+    let mut admin = daemon.is_admin(uid);
+    // A plugin host runs as the daemon's own user, which is always an admin: a plugin
+    // that reaches the socket (sandbox.network) must not become one.
+    if let Some(instance) = cred
+        .and_then(|c| c.pid())
+        .and_then(|pid| crate::isolation::supervisor::host_of(pid as u32))
+    {
+        if admin {
+            tracing::warn!(
+                instance = &*instance,
+                "the plugin host of this instance connected to the daemon's socket; org.flaskbb.Admin is refused to it"
+            );
+        }
+        admin = false;
+    }
     let max = daemon.config().daemon.max_message_bytes;
     let (rd, mut wr) = stream.into_split();
     // Idle connections cost little: a small read buffer (a message longer than it is
