@@ -494,6 +494,23 @@ sandbox = { read = ["granted.txt"], write = ["out/"] }
         .log_text()
         .contains("connected to the daemon's socket; org.flaskbb.Admin is refused to it"));
     assert_eq!(d.plugin("closed")["host"]["landlock"], "enforced");
+    // What the kernel says of the host: no new privileges, a seccomp filter, the
+    // memory limit (plugins.host_memory_mb, 256 MiB), no core files.
+    let pid = host_pid(&d, "closed");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let limit = |name: &str| -> Vec<String> {
+        let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
+        line[name.len()..]
+            .split_whitespace()
+            .take(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(limit("Max data size"), ["268435456", "268435456"]);
+    assert_eq!(limit("Max core file size"), ["0", "0"]);
     // In the daemon's own process nothing is confined (isolation = "none").
     let inline_scratch = Scratch::new("iso-sandbox-none");
     let inline = TestDaemon::start(
