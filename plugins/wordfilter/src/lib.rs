@@ -59,37 +59,61 @@ fn is_word_char(c: char) -> bool {
 }
 
 impl WordFilter {
-    /// `text` with listed words masked, and the first listed word found.
-    pub fn filter(&self, text: &str) -> (String, Option<String>) {
-        let mut out = String::with_capacity(text.len());
-        let mut found = None;
-        let mut word = String::new();
-        let flush = |word: &mut String, out: &mut String, found: &mut Option<String>| {
-            if word.is_empty() {
-                return;
-            }
+    /// Whether `word` (a whole word of the text) is listed; the listed form if so.
+    fn listed(&self, word: &str) -> Option<&str> {
+        if word.is_ascii() {
+            // The listed words are lowercase, so an ASCII word matches one exactly
+            // when the two are equal ignoring ASCII case: no lowercase copy needed.
+            self.words
+                .iter()
+                .find(|w| w.len() == word.len() && w.eq_ignore_ascii_case(word))
+        } else {
             let lower = word.to_lowercase();
-            if let Some(w) = self.words.iter().find(|w| **w == lower) {
-                found.get_or_insert_with(|| w.clone());
+            self.words.iter().find(|w| **w == lower)
+        }
+        .map(String::as_str)
+    }
+
+    /// `text` with listed words masked (`None` when nothing was listed, so nothing
+    /// changes), and the first listed word found.
+    pub fn filter(&self, text: &str) -> (Option<String>, Option<String>) {
+        let mut out: Option<String> = None;
+        let mut found: Option<String> = None;
+        // Where the text not yet copied to `out` starts, and where the current word does.
+        let mut copied = 0;
+        let mut word_start = None;
+        let mut check = |start: usize, end: usize, copied: &mut usize| {
+            let word = &text[start..end];
+            if let Some(w) = self.listed(word) {
+                found.get_or_insert_with(|| w.to_owned());
+                let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                out.push_str(&text[*copied..start]);
                 out.extend(std::iter::repeat_n(self.mask, word.chars().count()));
-            } else {
-                out.push_str(word);
+                *copied = end;
             }
-            word.clear();
         };
-        for c in text.chars() {
-            if is_word_char(c) {
-                word.push(c);
-            } else {
-                flush(&mut word, &mut out, &mut found);
-                out.push(c);
+        for (i, c) in text.char_indices() {
+            match (is_word_char(c), word_start) {
+                (true, None) => word_start = Some(i),
+                (false, Some(start)) => {
+                    check(start, i, &mut copied);
+                    word_start = None;
+                }
+                _ => {}
             }
         }
-        flush(&mut word, &mut out, &mut found);
+        if let Some(start) = word_start {
+            check(start, text.len(), &mut copied);
+        }
+        let out = out.map(|mut out| {
+            out.push_str(&text[copied..]);
+            out
+        });
         (out, found)
     }
 
-    fn apply(&self, text: &str) -> HookResult<String> {
+    /// The text to save in place of `text`, if it changes; a rejection if it must.
+    fn apply(&self, text: &str) -> HookResult<Option<String>> {
         match self.filter(text) {
             (_, Some(w)) if self.action == Action::Reject => Err(HookError::rejected(format!(
                 "The text contains a word that is not allowed here: \"{w}\"."
@@ -101,16 +125,22 @@ impl WordFilter {
 
 impl PostSaveBeforeHandler for WordFilter {
     fn post_save_before(&self, _cx: &Ctx<'_>, mut post: Post) -> HookResult<Post> {
-        post.content = self.apply(&post.content)?.into();
+        if let Some(masked) = self.apply(&post.content)? {
+            post.content = masked.into();
+        }
         Ok(post)
     }
 }
 
 impl TopicSaveBeforeHandler for WordFilter {
     fn topic_save_before(&self, _cx: &Ctx<'_>, mut topic: Topic) -> HookResult<Topic> {
-        topic.title = self.apply(&topic.title)?.into();
-        if let Some(c) = topic.content.as_ref().map(|c| c.to_string()).into_option() {
-            topic.content = Some(self.apply(&c)?.into()).into();
+        if let Some(masked) = self.apply(&topic.title)? {
+            topic.title = masked.into();
+        }
+        if let Some(content) = topic.content.as_ref().into_option() {
+            if let Some(masked) = self.apply(content)? {
+                topic.content = Some(masked.into()).into();
+            }
         }
         Ok(topic)
     }
@@ -138,8 +168,44 @@ mod tests {
     #[test]
     fn masks_whole_words_case_insensitively() {
         let (out, found) = wf(Action::Mask).filter("Darn it, what the HECK; darnation stays.");
-        assert_eq!(out, "**** it, what the ****; darnation stays.");
+        assert_eq!(
+            out.as_deref(),
+            Some("**** it, what the ****; darnation stays.")
+        );
         assert_eq!(found.as_deref(), Some("darn"));
+    }
+
+    #[test]
+    fn words_at_either_end_and_beside_punctuation_are_found() {
+        let f = wf(Action::Mask);
+        assert_eq!(f.filter("heck").0.as_deref(), Some("****"));
+        assert_eq!(f.filter("(darn)heck!").0.as_deref(), Some("(****)****!"));
+        assert_eq!(f.filter("x darn").0.as_deref(), Some("x ****"));
+        assert_eq!(
+            f.filter("darn's heck_ darn").0.as_deref(),
+            Some("darn's heck_ ****")
+        );
+    }
+
+    #[test]
+    fn text_without_listed_words_is_left_as_it_is() {
+        assert_eq!(
+            wf(Action::Mask).filter("Nothing to see, darnation."),
+            (None, None)
+        );
+        assert_eq!(wf(Action::Mask).filter(""), (None, None));
+    }
+
+    #[test]
+    fn non_ascii_words_match_case_insensitively() {
+        let f = WordFilter {
+            words: vec!["größe".into(), "ärger".into()],
+            action: Action::Mask,
+            mask: '#',
+        };
+        let (out, found) = f.filter("Die GRÖSSE, die Größe und ÄRGER.");
+        assert_eq!(out.as_deref(), Some("Die GRÖSSE, die ##### und #####."));
+        assert_eq!(found.as_deref(), Some("größe"));
     }
 
     #[test]
@@ -150,6 +216,6 @@ mod tests {
                 "The text contains a word that is not allowed here: \"heck\"."
             ))
         );
-        assert_eq!(wf(Action::Reject).apply("all fine"), Ok("all fine".into()));
+        assert_eq!(wf(Action::Reject).apply("all fine"), Ok(None));
     }
 }

@@ -52,7 +52,7 @@ pub fn against_flaskbb(args: &[String]) {
         &s,
         &format!(
             "[database]\nurl = {url:?}\nschema = \"flaskbb\"\n[auth]\nbcrypt_cost = 10\nrehash_on_login = false\nlockout = {{ enabled = false }}\n[log]\nfilter = \"warn\"\n{}",
-            five_filters()
+            five_filters("none")
         ),
     );
     let mut c = d.client();

@@ -164,10 +164,7 @@ fn five_filters_each_way(seconds: f64) {
             &s,
             &format!(
                 "[database]\nurl = \"sqlite:///bench.db\"\n[log]\nfilter = \"warn\"\n{}",
-                five_filters().replace(
-                    "library = \"wordfilter\"\n",
-                    &format!("library = \"wordfilter\"\nisolation = \"{isolation}\"\n")
-                )
+                five_filters(isolation)
             ),
         );
         for clients in [1usize, 16] {

@@ -16,7 +16,7 @@ const USAGE: &str = "usage: flaskbbd-bench <benchmark> [options]
   dispatch  [--calls N]        hook dispatch: plugin chains of 1/10/100 vs closures
   bcrypt    [--seconds N]      Authenticate calls/s against raw bcrypt on all cores
   timing    [--cost N] [--rounds N]   unknown user vs wrong password
-  events    [--seconds N]      PostSaveBefore through 5 plugins, 1/16/256 clients
+  events    [--seconds N]      PostSaveBefore through 5 plugins vs an echo server, 1/16/256 clients
   isolation [--calls N] [--seconds N]   an isolated impl call vs in-process; 5 filters each way
   flaskbb   [--rounds N]       the same flows through FlaskBB's own pipeline
   bridge    [--rounds N]       a FlaskBB login and topic post, plain vs through the bridge
@@ -34,6 +34,8 @@ fn main() {
         Some("isolation") => isolation::isolation(rest),
         // The socket-floor measurement's other process (not for people).
         Some("echo-peer") => isolation::echo_peer(),
+        // The events benchmark's yardstick (not for people).
+        Some("echo-server") => events::echo_server(rest),
         Some("flaskbb") => flaskbb::against_flaskbb(rest),
         Some("bridge") => flaskbb::bridge(rest),
         Some("memory") => memory::memory(rest),

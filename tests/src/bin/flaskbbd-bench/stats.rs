@@ -79,9 +79,20 @@ pub fn closed_loop(
     seconds: f64,
     call: &(dyn Fn(&mut flaskbbd_protocol::client::Client) + Sync),
 ) -> (Vec<Duration>, Duration) {
+    run_clients(clients, seconds, &|| d.client(), call)
+}
+
+/// `clients` connections made by `connect`, each calling `call` in a closed loop for
+/// `seconds`; returns every call's latency and the wall time.
+pub fn run_clients(
+    clients: usize,
+    seconds: f64,
+    connect: &(dyn Fn() -> flaskbbd_protocol::client::Client + Sync),
+    call: &(dyn Fn(&mut flaskbbd_protocol::client::Client) + Sync),
+) -> (Vec<Duration>, Duration) {
     let stop = Instant::now() + Duration::from_secs_f64(seconds);
     in_parallel(clients, &|| {
-        let mut c = d.client();
+        let mut c = connect();
         let mut v = Vec::new();
         while Instant::now() < stop {
             let t = Instant::now();
