@@ -306,7 +306,11 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
         .enable_all()
         .build()
         .map_err(|e| StartError::Other(format!("starting the async runtime: {e}")))?;
-    runtime.block_on(run(daemon))
+    let served = runtime.block_on(run(daemon));
+    // Drained: what is left is at most a thread stuck in a hung plugin call (its
+    // request long answered), which is not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    served
 }
 
 /// Serves on the socket systemd passed, or on `daemon.socket`, with the background

@@ -10,6 +10,7 @@ use plugin_abi::sdk::{HookError, Value};
 use crate::{
     chain::{ChainOutcome, Input},
     generation::Generation,
+    hook::Hook,
     proto::{convert, Post, Topic},
     request::Request,
 };
@@ -139,17 +140,25 @@ macro_rules! declare_fire {
         declare_fire!(@scan [$($events)* ($hook $wire $args)] $($rest)*);
     };
     (@emit $(($hook:ident $wire:ident ($($arg:ident : $kind:ident),*)))*) => {
-        /// Runs the chain of the hook `call` fires, then commits the request's changes.
-        pub fn fire(g: &Generation, req: &Request, call: EventCall) -> Result<EventAnswer, EventError> {
+        /// Runs the chain of the hook `call` fires; the request's changes wait in it
+        /// for [`commit`].
+        pub fn run(g: &Generation, req: &Request, call: EventCall) -> Result<EventAnswer, EventError> {
             match call {
                 $(
                     EventCall::$wire { $($arg),* } => {
                         let answer = None$(.or(draft_answer!($kind, $arg)))*.unwrap_or(EventAnswer::Nothing);
                         $(let $arg = to_abi!($kind, $arg);)*
                         let o = g.call(req, Input::$hook { $($arg: input_field!($kind, $arg)),* });
-                        finish(req, o).map(|v| answer.replaced_by(v))
+                        outcome(o).map(|v| answer.replaced_by(v))
                     }
                 )*
+            }
+        }
+
+        /// The hook an event call fires.
+        pub fn hook_of(call: &EventCall) -> Hook {
+            match call {
+                $(EventCall::$wire { .. } => Hook::$hook,)*
             }
         }
     };
@@ -157,9 +166,28 @@ macro_rules! declare_fire {
 
 flaskbbd_hooks::for_each_hook!(declare_fire);
 
-/// Maps a chain's outcome to the event's, and commits the request's changes.
-fn finish(req: &Request, o: ChainOutcome) -> Result<Value, EventError> {
-    let answer = match o.result {
+/// Runs the chain of the hook `call` fires, then commits the request's changes.
+pub fn fire(g: &Generation, req: &Request, call: EventCall) -> Result<EventAnswer, EventError> {
+    let answer = run(g, req, call);
+    commit(req, answer)
+}
+
+/// Commits the request's changes (whatever the chain answered: a failed chain's
+/// earlier impls' changes stand, as for authentication); a failed commit fails the
+/// request.
+pub fn commit(
+    req: &Request,
+    answer: Result<EventAnswer, EventError>,
+) -> Result<EventAnswer, EventError> {
+    req.commit().map_err(|e| EventError::Internal {
+        message: e.to_string(),
+    })?;
+    answer
+}
+
+/// Maps a chain's outcome to the event's.
+fn outcome(o: ChainOutcome) -> Result<Value, EventError> {
+    match o.result {
         Ok(v) => Ok(v),
         Err(HookError::Rejected { reason }) => Err(EventError::Rejected {
             plugin: o.decided_by.as_deref().unwrap_or("").to_owned(),
@@ -177,9 +205,5 @@ fn finish(req: &Request, o: ChainOutcome) -> Result<Value, EventError> {
                 message: format!("instance {instance:?} failed in {hook}: {message}"),
             })
         }
-    };
-    req.commit().map_err(|e| EventError::Internal {
-        message: e.to_string(),
-    })?;
-    answer
+    }
 }

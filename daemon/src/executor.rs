@@ -1,13 +1,22 @@
-//! The worker pool that runs requests' chains (bcrypt and every hook call), off the
-//! async threads, with a timeout per hook call.
+//! Where requests' chains run, with a timeout per hook call: the worker pool, and the
+//! caller's own thread under a watch.
 //!
-//! Jobs are served first come, first served by as many threads as cores. When a hook
-//! call runs past the timeout, the waiter answers at once. A call that can be ended
-//! (an isolated instance's: its host is killed) is cancelled and its thread comes
-//! back. An in-process call cannot be ended: the request is abandoned, and a
+//! The pool runs what is long (bcrypt, store work, a chain that has been slow), off the
+//! async threads: jobs are served first come, first served by as many threads as cores.
+//! When a hook call runs past the timeout, the waiter answers at once. A call that can
+//! be ended (an isolated instance's: its host is killed) is cancelled and its thread
+//! comes back. An in-process call cannot be ended: the request is abandoned, and a
 //! replacement thread takes the stuck one's place, so a hung plugin never starves the
 //! others. At most `max_stuck` threads may be stuck at once; beyond that new requests
 //! are refused with a clear error until one returns.
+//!
+//! A short chain (an event through word filters: a few microseconds) costs less than
+//! the two thread hand-offs the pool would add, so [`Executor::run_here`] runs it on
+//! the caller's thread, a connection's async task, and a watch thread enforces the
+//! same timeout from outside: it cancels a call that can be ended, and abandons one
+//! that cannot, handing the request's answer (and the connection) to a callback, so
+//! the client is answered on time while the call runs on. Until an abandoned call
+//! returns, nothing more runs that way: the async threads are never all lost.
 
 use std::{
     cell::Cell,
@@ -52,6 +61,56 @@ struct Inner {
     stuck: AtomicUsize,
     max_stuck: usize,
     shutdown: AtomicBool,
+    watch: Watch,
+}
+
+/// Runs on callers' threads that the watch thread keeps an eye on.
+struct Watch {
+    state: Mutex<WatchState>,
+    wake: Condvar,
+    /// Calls run here that were abandoned and have not returned yet.
+    stuck_here: AtomicUsize,
+}
+
+#[derive(Default)]
+struct WatchState {
+    next_id: u64,
+    runs: Vec<Watched>,
+    /// Runs begun since the watch last looked: while there are, it keeps looking.
+    started: u64,
+    /// The watch thread is waiting with no deadline: a new run must wake it.
+    idle: bool,
+    /// How often the watch looks while runs come and go: half the shortest timeout,
+    /// so a call is seen well before its deadline.
+    tick: Option<Duration>,
+    stop: bool,
+}
+
+/// One run on a caller's thread.
+struct Watched {
+    id: u64,
+    req: Arc<Request>,
+    timeout: Duration,
+    /// Set once the watch acted on it (the timeout it answered).
+    timed_out: Option<ExecError>,
+    /// Given the request's timeout when its hung call is abandoned: answers the client.
+    on_abandon: Option<OnAbandon>,
+}
+
+/// What to do with a request whose call, run on a caller's thread, was abandoned: the
+/// caller is stuck in it, so this answers the client (with the timeout given).
+pub type OnAbandon = Box<dyn FnOnce(ExecError) + Send>;
+
+/// How a run on the caller's thread ended.
+#[derive(Debug)]
+pub enum Here<T> {
+    /// It finished in time (or failed as a job fails: a panic).
+    Done(Result<T, ExecError>),
+    /// A call ran past the timeout and was ended: answer this.
+    TimedOut(ExecError),
+    /// A call ran past the timeout and could not be ended: the request was given to
+    /// the `OnAbandon` callback; the caller drops everything of it.
+    Abandoned,
 }
 
 /// The pool. Cloning shares it.
@@ -74,11 +133,94 @@ impl Executor {
             stuck: AtomicUsize::new(0),
             max_stuck,
             shutdown: AtomicBool::new(false),
+            watch: Watch {
+                state: Mutex::new(WatchState::default()),
+                wake: Condvar::new(),
+                stuck_here: AtomicUsize::new(0),
+            },
         });
         for _ in 0..workers.max(1) {
             spawn_worker(inner.clone());
         }
+        let weak = Arc::downgrade(&inner);
+        let watch = std::thread::Builder::new()
+            .name("flaskbbd-watch".into())
+            .spawn(move || watch_loop(weak));
+        if let Err(e) = watch {
+            // Without the watch nothing may run here; the pool does it all.
+            tracing::error!("cannot start the watch thread: {e}");
+            inner
+                .watch
+                .stuck_here
+                .store(usize::MAX / 2, Ordering::Release);
+        }
         Executor { inner }
+    }
+
+    /// Whether a request may run on the caller's thread now: not while a call run that
+    /// way is stuck (each holds an async thread), nor while too many are stuck at all.
+    pub fn can_run_here(&self) -> bool {
+        self.inner.watch.stuck_here.load(Ordering::Acquire) == 0
+            && self.stuck() < self.inner.max_stuck
+            && !self.inner.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` for `req` on this thread, with each hook call of the request watched
+    /// from outside: past `timeout`, a call that can be ended is (the answer is
+    /// [`Here::TimedOut`]); one that cannot is abandoned, counted as stuck, and
+    /// `on_abandon` is called at once from the watch thread with the timeout, while
+    /// this thread stays in the call until it returns ([`Here::Abandoned`]).
+    /// For short work only: an async caller is blocked meanwhile.
+    pub fn run_here<T>(
+        &self,
+        req: &Arc<Request>,
+        timeout: Duration,
+        f: impl FnOnce() -> T,
+        on_abandon: OnAbandon,
+    ) -> Here<T> {
+        let watch = &self.inner.watch;
+        let id = {
+            let mut st = lock(&watch.state);
+            let id = st.next_id;
+            st.next_id += 1;
+            st.started += 1;
+            let tick = (timeout / 2).max(Duration::from_millis(1));
+            st.tick = Some(st.tick.map_or(tick, |t| t.min(tick)));
+            st.runs.push(Watched {
+                id,
+                req: req.clone(),
+                timeout,
+                timed_out: None,
+                on_abandon: Some(on_abandon),
+            });
+            if st.idle {
+                st.idle = false;
+                watch.wake.notify_one();
+            }
+            id
+        };
+        let r = catch_unwind(AssertUnwindSafe(f));
+        let finish = req.finish();
+        let watched = {
+            let mut st = lock(&watch.state);
+            let at = st.runs.iter().position(|w| w.id == id);
+            at.map(|i| st.runs.swap_remove(i))
+        };
+        let timed_out = watched.and_then(|w| w.timed_out);
+        match finish {
+            Finish::Finished => Here::Done(r.map_err(|p| ExecError::Panicked(panic_message(&*p)))),
+            Finish::Cancelled => Here::TimedOut(timed_out.unwrap_or(ExecError::Panicked(
+                "a hook call was cancelled without a timeout".into(),
+            ))),
+            Finish::Abandoned => {
+                self.inner.stuck.fetch_sub(1, Ordering::AcqRel);
+                watch.stuck_here.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!(
+                    "an abandoned hook call returned; requests run on the async threads again"
+                );
+                Here::Abandoned
+            }
+        }
     }
 
     /// Hook calls stuck past their timeout right now.
@@ -190,6 +332,82 @@ impl Executor {
     pub fn shutdown(&self) {
         self.inner.shutdown.store(true, Ordering::Release);
         self.inner.ready.notify_all();
+        lock(&self.inner.watch.state).stop = true;
+        self.inner.watch.wake.notify_one();
+    }
+}
+
+/// How long the watch thread sleeps when nothing runs on callers' threads.
+const IDLE_LOOK: Duration = Duration::from_secs(30);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The watch thread: looks at the runs on callers' threads, sleeps until the next
+/// deadline (or a tick while runs come and go, or until woken when none do), and acts
+/// on each call past its timeout. Ends with the pool.
+fn watch_loop(inner: std::sync::Weak<Inner>) {
+    loop {
+        let Some(inner) = inner.upgrade() else { return };
+        let watch = &inner.watch;
+        let mut st = lock(&watch.state);
+        if st.stop {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let tick = st.tick.unwrap_or(Duration::from_millis(100));
+        let mut next = now + tick;
+        let mut acted = Vec::new();
+        for w in st.runs.iter_mut().filter(|w| w.timed_out.is_none()) {
+            let Some(c) = w.req.current() else { continue };
+            let due = c.since + w.timeout;
+            if due > now {
+                next = next.min(due);
+                continue;
+            }
+            let timed_out = ExecError::Timeout {
+                instance: c.instance.clone(),
+                hook: c.hook,
+                timeout_ms: w.timeout.as_millis() as u64,
+            };
+            // Recorded before the request is given up, so its thread, which takes the
+            // run out under this lock, finds it.
+            w.timed_out = Some(timed_out.clone());
+            if let Some(cancel) = &c.cancel {
+                if w.req.cancel(cancel) {
+                    tracing::error!(
+                        instance = %c.instance, hook = %c.hook, timeout_ms = w.timeout.as_millis() as u64,
+                        "hook call timed out; its plugin host is killed and replaced"
+                    );
+                }
+            } else if w.req.abandon() {
+                inner.stuck.fetch_add(1, Ordering::AcqRel);
+                watch.stuck_here.fetch_add(1, Ordering::AcqRel);
+                tracing::error!(
+                    instance = %c.instance, hook = %c.hook, timeout_ms = w.timeout.as_millis() as u64,
+                    "hook call timed out; the request fails and the call is left to finish on its thread (requests run on the pool until it returns)"
+                );
+                acted.extend(w.on_abandon.take().map(|f| (f, timed_out)));
+            }
+        }
+        if !acted.is_empty() {
+            drop(st);
+            for (answer, timed_out) in acted {
+                answer(timed_out);
+            }
+            continue;
+        }
+        let wait = if st.runs.is_empty() && st.started == 0 {
+            // Nothing ran since the last look: wait to be woken by the next run (and
+            // look now and then whether the pool still exists).
+            st.idle = true;
+            IDLE_LOOK
+        } else {
+            next.saturating_duration_since(now)
+        };
+        st.started = 0;
+        let _ = watch.wake.wait_timeout(st, wait);
     }
 }
 

@@ -33,11 +33,41 @@ pub struct Generation {
     pub config: Arc<Config>,
     pub verifier: Arc<Verifier>,
     chains: BTreeMap<Hook, Chain>,
+    /// What each chain has cost lately, to choose where its next request runs.
+    costs: BTreeMap<Hook, ChainCost>,
     plugins: Vec<PluginInfo>,
     /// The isolated instances' hosts, by instance name, with how far landlock got.
     hosts: Vec<(String, Arc<Supervisor>, String)>,
     /// The run-time enabled/disabled states this generation was built with.
     pub registry: HashMap<String, bool>,
+}
+
+/// A chain's recent cost: a moving average of how long its requests took, kept so
+/// that a request whose chain has been short runs on the connection's own thread and
+/// one whose chain has been long runs on the pool (see `executor`).
+#[derive(Debug, Default)]
+pub struct ChainCost {
+    /// Nanoseconds, averaged over about the last eight requests; 0 before the first.
+    average_ns: std::sync::atomic::AtomicU64,
+}
+
+impl ChainCost {
+    /// A request through the chain took `took`.
+    pub fn record(&self, took: std::time::Duration) {
+        use std::sync::atomic::Ordering;
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let old = self.average_ns.load(Ordering::Relaxed);
+        // A lost update between two threads only skews the average a little.
+        let new = if old == 0 { ns } else { old - old / 8 + ns / 8 };
+        self.average_ns.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether requests have been shorter than `limit` lately. A chain never measured
+    /// is not: its first request runs on the pool, and measures it.
+    pub fn short(&self, limit: std::time::Duration) -> bool {
+        let ns = self.average_ns.load(std::sync::atomic::Ordering::Relaxed);
+        ns != 0 && u128::from(ns) < limit.as_nanos()
+    }
 }
 
 /// Why a generation could not be built: every problem, one line each.
@@ -128,12 +158,14 @@ impl Generation {
             return Err(BuildError(b.errors));
         }
         let chains = b.chains()?;
+        let costs = chains.keys().map(|h| (*h, ChainCost::default())).collect();
         let (plugins, hosts) = (b.plugins, b.hosts);
         Ok(Generation {
             id,
             config,
             verifier,
             chains,
+            costs,
             plugins,
             hosts,
             registry: enabled.clone(),
@@ -483,6 +515,11 @@ impl Generation {
         input: crate::chain::Input<'_>,
     ) -> crate::chain::ChainOutcome {
         self.chain(input.hook()).call(req, input)
+    }
+
+    /// What `hook`'s chain has cost lately.
+    pub fn cost(&self, hook: Hook) -> &ChainCost {
+        &self.costs[&hook]
     }
 
     /// Every chain in call order, in FlaskBB's hook order.

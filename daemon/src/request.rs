@@ -127,6 +127,11 @@ impl Request {
         Ok(())
     }
 
+    /// Whether changes wait for the request's commit.
+    pub fn has_changes(&self) -> bool {
+        !lock(&self.pending).is_empty()
+    }
+
     /// How many changes wait for the request's commit.
     #[cfg(test)]
     pub fn pending_changes(&self) -> usize {

@@ -16,7 +16,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    methods::{parse, AdminCall, Method},
+    methods::{decode_event, parse, AdminCall, Method},
     wire::{decode, errors, read_message, Reply},
 };
 
@@ -47,6 +47,8 @@ pub fn handle_stream(data: &[u8]) {
         }
         assert!(buf.len() <= FUZZ_MAX_MESSAGE, "a message over the limit");
         assert!(!buf.contains(&0), "a NUL inside a message");
+        let fast =
+            decode_event(&buf).map(|(call, oneway)| (call.method(), call.parameters(), oneway));
         match decode(&buf) {
             Ok(call) => {
                 let again = serde_json::json!({
@@ -65,12 +67,35 @@ pub fn handle_stream(data: &[u8]) {
                     ),
                     (&call.interface, &call.method, &call.parameters, call.oneway)
                 );
+                let oneway = call.oneway;
                 match parse(call) {
-                    Ok(method) => check_method(&method),
-                    Err(reply) => check_reply(&reply),
+                    Ok(method) => {
+                        check_method(&method);
+                        if let Some(fast) = fast {
+                            let Method::Events(slow) = method else {
+                                panic!("the fast path read an event the full parse did not")
+                            };
+                            assert_eq!(
+                                fast,
+                                (slow.method(), slow.parameters(), oneway),
+                                "the fast path read an event otherwise than the full parse"
+                            );
+                        }
+                    }
+                    Err(reply) => {
+                        assert!(
+                            fast.is_none(),
+                            "the fast path took an event the full parse refused"
+                        );
+                        check_reply(&reply);
+                    }
                 }
             }
             Err(bad) => {
+                assert!(
+                    fast.is_none(),
+                    "the fast path took a message decode refused"
+                );
                 check_reply(&bad.reply);
                 if bad.fatal {
                     return;

@@ -146,6 +146,13 @@ macro_rules! declare_event_calls {
                 }
             }
 
+            /// The method's full name, `org.flaskbb.Events.<method>`.
+            pub fn full_name(&self) -> &'static str {
+                match self {
+                    $(EventCall::$wire { .. } => concat!("org.flaskbb.Events.", stringify!($wire)),)*
+                }
+            }
+
             /// The call's parameters, as a client sends them.
             pub fn parameters(&self) -> Value {
                 let mut map = serde_json::Map::new();
@@ -155,6 +162,26 @@ macro_rules! declare_event_calls {
                     })*
                 }
                 Value::Object(map)
+            }
+
+            /// The call of `org.flaskbb.Events.<method>` read straight from the text
+            /// of its parameters object; `None` for an unknown method or anything
+            /// [`EventCall::parse`] would refuse (or might read otherwise: a repeated
+            /// key), which then answers it.
+            fn parse_text(method: &str, parameters: &str) -> Option<EventCall> {
+                match method {
+                    $(
+                        stringify!($wire) => {
+                            #[derive(serde::Deserialize)]
+                            #[serde(deny_unknown_fields)]
+                            struct Args { $($arg: wire_arg!($kind)),* }
+                            #[allow(unused_variables)]
+                            let args: Args = serde_json::from_str(parameters).ok()?;
+                            Some(EventCall::$wire { $($arg: args.$arg),* })
+                        }
+                    )*
+                    _ => None,
+                }
             }
 
             /// The call of `org.flaskbb.Events.<method>` with these parameters; `None`
@@ -229,6 +256,45 @@ pub enum AdminCall {
     },
     /// Reads `flaskbb.toml` again and builds a new generation of chains.
     Reload,
+}
+
+/// The fast path for the busiest calls, `org.flaskbb.Events`: a message that is a
+/// well-formed event call is read straight into its typed form, with no JSON tree
+/// between, and returned with its `oneway` flag. Anything else, or anything unusual,
+/// gives `None`, and [`crate::wire::decode`] then [`parse`] handle the message (and
+/// answer what is wrong with it) as always; when this returns a call, it is the one
+/// they would give.
+pub fn decode_event(message: &[u8]) -> Option<(EventCall, bool)> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        method: std::borrow::Cow<'a, str>,
+        #[serde(borrow, default)]
+        parameters: Option<&'a serde_json::value::RawValue>,
+        #[serde(default)]
+        oneway: Option<bool>,
+        #[serde(default)]
+        more: Option<bool>,
+        #[serde(default)]
+        upgrade: Option<bool>,
+    }
+    let text = std::str::from_utf8(message).ok()?;
+    let envelope: Envelope<'_> = serde_json::from_str(text).ok()?;
+    let _ = envelope.more;
+    if envelope.upgrade == Some(true) {
+        return None;
+    }
+    let (interface, method) = envelope.method.rsplit_once('.')?;
+    if interface != EVENTS {
+        return None;
+    }
+    let parameters = match envelope.parameters {
+        None => "{}",
+        Some(raw) if raw.get().starts_with('{') => raw.get(),
+        Some(_) => return None,
+    };
+    let call = EventCall::parse_text(method, parameters)?;
+    Some((call, envelope.oneway.unwrap_or(false)))
 }
 
 /// Checks and types a call's parameters. The error is the reply to send: the interface

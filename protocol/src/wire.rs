@@ -175,7 +175,6 @@ impl Reply {
         }
     }
 
-    /// The message bytes, NUL included.
     /// Decodes a reply (without its NUL), as a client reads it.
     pub fn decode(buf: &[u8]) -> Result<Reply, String> {
         let value: Value =
@@ -205,10 +204,38 @@ impl Reply {
 
     /// Encodes the reply for the wire, with its NUL.
     pub fn encode(&self) -> Vec<u8> {
-        let v = self.message();
-        let mut out = serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec());
-        out.push(0);
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
         out
+    }
+
+    /// Appends the reply, encoded for the wire with its NUL, to `out` (replies to
+    /// pipelined calls gather in one buffer and go out in one write).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        /// The wire object, borrowing the reply's parts (no copy of its parameters).
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a str>,
+            parameters: &'a Value,
+        }
+        let wire = match self {
+            Reply::Ok(parameters) => Wire {
+                error: None,
+                parameters,
+            },
+            Reply::Err { error, parameters } => Wire {
+                error: Some(error),
+                parameters,
+            },
+        };
+        let start = out.len();
+        if serde_json::to_writer(&mut *out, &wire).is_err() {
+            // Only a map with non-string keys fails, which a Value cannot hold.
+            out.truncate(start);
+            out.extend_from_slice(b"{}");
+        }
+        out.push(0);
     }
 }
 

@@ -140,3 +140,51 @@ fn errors_encode_as_one_varlink_message() {
     let v: Value = serde_json::from_slice(&bytes[..bytes.len() - 1]).unwrap();
     assert_eq!(v["error"], "org.varlink.service.InvalidParameter");
 }
+
+/// The events fast path: a well-formed event call is read as the full parse reads it;
+/// anything the full parse refuses, or might read otherwise, is left to it.
+#[test]
+fn the_event_fast_path_agrees_with_the_full_parse_or_stands_aside() {
+    use flaskbbd_protocol::methods::decode_event;
+    let taken = [
+        r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":"hi","user_id":2}}}"#,
+        r#"{"parameters":{"post":{"content":"h\u00e9\n","id":1}},"method":"org.flaskbb.Events.PostSaveBefore","oneway":true}"#,
+        r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":""}},"more":null,"oneway":null,"upgrade":false,"extra":[1]}"#,
+        r#" { "method" : "org.flaskbb.\u0045vents.TopicSaveAfter" , "parameters" : { "topic" : { "title" : "t" }, "is_new" : true } } "#,
+    ];
+    for m in taken {
+        let (fast, oneway) = decode_event(m.as_bytes()).unwrap_or_else(|| panic!("not taken: {m}"));
+        let call = decode(m.as_bytes()).unwrap();
+        assert_eq!(oneway, call.oneway, "{m}");
+        let Ok(Method::Events(slow)) = parse(call) else {
+            panic!("not an event: {m}")
+        };
+        assert_eq!(
+            (fast.method(), fast.parameters()),
+            (slow.method(), slow.parameters()),
+            "{m}"
+        );
+    }
+    let left = [
+        // Refused by the full parse: each gets its own error there.
+        r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":"hi"},"x":1}}"#,
+        r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":"hi","user_id":2.0}}}"#,
+        r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":null}}"#,
+        r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":[]}"#,
+        r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":"hi"}},"upgrade":true}"#,
+        r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":"hi"}},"oneway":1}"#,
+        r#"{"method":"org.flaskbb.Events.NoSuchEvent","parameters":{}}"#,
+        r#"{"method":"org.flaskbb.Events.PostSaveBefore"}"#,
+        r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":"hi"}}} x"#,
+        // Read otherwise by the full parse (the last of a repeated key wins there).
+        r#"{"method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":"a"},"post":{"content":"b"}}}"#,
+        r#"{"method":"org.flaskbb.Auth.Authenticate","method":"org.flaskbb.Events.PostSaveBefore","parameters":{"post":{"content":"a"}}}"#,
+        // Not events.
+        r#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"a","secret":"b"}}"#,
+        r#"{"method":"org.varlink.service.GetInfo"}"#,
+        "\u{ff}",
+    ];
+    for m in left {
+        assert!(decode_event(m.as_bytes()).is_none(), "taken: {m}");
+    }
+}

@@ -2,6 +2,7 @@
 //! `org.varlink.service`: parameters in, work on the executor, an [`Answer`] out.
 
 use std::{
+    borrow::Cow,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -9,18 +10,22 @@ use std::{
 use serde_json::json;
 
 use flaskbbd_protocol::{
-    methods::{parse, AdminCall, AuthCall, EventCall, Method, ServiceCall, ADMIN, AUTH, EVENTS},
+    methods::{
+        decode_event, parse, AdminCall, AuthCall, EventCall, Method, ServiceCall, ADMIN, AUTH,
+        EVENTS,
+    },
     INTERFACES,
 };
 
 use super::{
-    wire::{errors, Call, Reply},
+    wire::{self, errors, BadMessage, Call, Reply},
     Daemon,
 };
 use crate::{
     auth::{AuthError, AuthenticationManager, ReauthenticateManager},
     events::{self, EventAnswer, EventError},
-    executor::ExecError,
+    executor::{ExecError, Here, OnAbandon},
+    generation::Generation,
     proto::Context,
     request::Request,
     store::{NewUser, StoreError},
@@ -62,28 +67,66 @@ impl From<Failure> for Answer {
     }
 }
 
-/// Handles one call; logs its method, outcome and duration (never its parameters),
-/// and a failure with its cause.
-pub(crate) async fn dispatch(d: &Arc<Daemon>, call: Call, admin: bool) -> Reply {
+/// A call read off a connection and parsed, with its name and when it arrived.
+pub(crate) struct Parsed {
+    name: Cow<'static, str>,
+    started: Instant,
+    method: Result<Method, Answer>,
+}
+
+/// Decodes and parses one message, with its `oneway` flag; an event call by the fast
+/// path when it can be, else by the full one. The error is the reply to a message
+/// that is not a call.
+pub(crate) fn decode(message: &[u8], admin: bool) -> Result<(Parsed, bool), BadMessage> {
+    if let Some((call, oneway)) = decode_event(message) {
+        let parsed = Parsed {
+            name: Cow::Borrowed(call.full_name()),
+            started: Instant::now(),
+            method: Ok(Method::Events(call)),
+        };
+        return Ok((parsed, oneway));
+    }
+    let call = wire::decode(message)?;
+    let oneway = call.oneway;
+    Ok((parse_call(call, admin), oneway))
+}
+
+/// Parses one call; a peer outside `admin_uids` learns nothing of Admin, not even its
+/// parameters.
+fn parse_call(call: Call, admin: bool) -> Parsed {
     let started = Instant::now();
-    let name = format!("{}.{}", call.interface, call.method);
-    // A peer outside `admin_uids` learns nothing of Admin, not even its parameters.
-    let answer = if call.interface == ADMIN && !admin {
-        Reply::error(&format!("{ADMIN}.PermissionDenied"), json!({})).into()
+    let name = Cow::Owned(format!("{}.{}", call.interface, call.method));
+    let method = if call.interface == ADMIN && !admin {
+        Err(Reply::error(&format!("{ADMIN}.PermissionDenied"), json!({})).into())
     } else {
-        match parse(call) {
-            Ok(method) => run(d, method).await,
-            Err(reply) => reply.into(),
-        }
+        parse(call).map_err(Answer::from)
     };
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Parsed {
+        name,
+        started,
+        method,
+    }
+}
+
+/// Handles one call (on the pool where it has work); logs its method, outcome and
+/// duration (never its parameters), and a failure with its cause.
+pub(crate) async fn dispatch(d: &Arc<Daemon>, parsed: Parsed) -> Reply {
+    let answer = match parsed.method {
+        Ok(method) => run(d, method).await,
+        Err(answer) => answer,
+    };
+    logged(&parsed.name, parsed.started, answer)
+}
+
+/// Logs how a call ended and turns its answer into the reply.
+fn logged(name: &str, started: Instant, answer: Answer) -> Reply {
     match answer {
         Answer::Reply(reply) => {
-            let outcome = reply.error_name().unwrap_or("ok");
-            tracing::info!(method = name, outcome, duration_ms, "request");
+            log_answered(name, started, reply.error_name().unwrap_or("ok"));
             reply
         }
         Answer::Failed(Failure { interface, message }) => {
+            let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             let outcome = format!("{interface}.InternalError");
             tracing::error!(
                 method = name,
@@ -95,6 +138,198 @@ pub(crate) async fn dispatch(d: &Arc<Daemon>, call: Call, admin: bool) -> Reply 
             Reply::error(&outcome, json!({ "message": message }))
         }
     }
+}
+
+/// Logs an answered call (at info level: the clock is read only when that is on).
+fn log_answered(name: &str, started: Instant, outcome: &str) {
+    if tracing::enabled!(tracing::Level::INFO) {
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(method = name, outcome, duration_ms, "request");
+    }
+}
+
+/// The chain of an event whose recent requests took less than this runs on the
+/// connection's own thread; a longer one runs on the pool. An async thread should
+/// not be held much longer between two waits; two thread hand-offs cost about 20 µs.
+const SHORT_CHAIN: Duration = Duration::from_micros(500);
+
+/// An event call that runs on the connection's own thread.
+pub(crate) struct HereEvent {
+    call: EventCall,
+    generation: Arc<Generation>,
+    /// What answers it once the chain has run.
+    pub(crate) pending: Pending,
+}
+
+/// An event run on the connection's thread, to be answered: [`Pending::finish`], or
+/// [`Pending::abandoned`] by whoever took the connection over from a hung call.
+#[derive(Clone)]
+pub(crate) struct Pending {
+    name: Cow<'static, str>,
+    started: Instant,
+    req: Arc<Request>,
+}
+
+impl Parsed {
+    /// Where the call runs: on this thread, when it is an event whose chain has been
+    /// short lately and nothing stands in the way (see `executor`); else through
+    /// [`dispatch`].
+    pub(crate) fn route(self, d: &Daemon) -> Route {
+        match self.method {
+            Ok(Method::Events(call)) => {
+                let generation = d.generation();
+                if d.executor.can_run_here()
+                    && generation.cost(events::hook_of(&call)).short(SHORT_CHAIN)
+                {
+                    Route::Here(HereEvent {
+                        call,
+                        generation,
+                        pending: Pending {
+                            name: self.name,
+                            started: self.started,
+                            req: Request::new(d.store.clone(), Context::new()),
+                        },
+                    })
+                } else {
+                    Route::Pool(Parsed {
+                        method: Ok(Method::Events(call)),
+                        ..self
+                    })
+                }
+            }
+            method => Route::Pool(Parsed { method, ..self }),
+        }
+    }
+}
+
+/// Where a call runs.
+pub(crate) enum Route {
+    /// An event, on the connection's thread.
+    Here(HereEvent),
+    /// Anything else, through [`dispatch`] (the pool where it has work).
+    Pool(Parsed),
+}
+
+/// How an event run on the connection's thread ended, before its commit.
+pub(crate) type HereOutcome = Here<Result<EventAnswer, EventError>>;
+
+impl HereEvent {
+    /// Runs the chain here, watched (see [`crate::executor::Executor::run_here`]);
+    /// `on_abandon` gets the timeout of a call that hangs.
+    pub(crate) fn run(self, d: &Daemon, on_abandon: OnAbandon) -> (Pending, HereOutcome) {
+        let timeout = Duration::from_millis(d.config().daemon.hook_timeout_ms);
+        let HereEvent {
+            call,
+            generation: g,
+            pending,
+        } = self;
+        let hook = events::hook_of(&call);
+        let req = &pending.req;
+        let outcome = d
+            .executor
+            .run_here(req, timeout, || events::run(&g, req, call), on_abandon);
+        // From the call's arrival: decoding is the same for every chain.
+        g.cost(hook).record(pending.started.elapsed());
+        (pending, outcome)
+    }
+}
+
+impl Pending {
+    /// Finishes an event run here: commits its changes (on the pool, as a store
+    /// write may block), holds the answer back if a plugin asked, logs it, and
+    /// appends the reply to `out` (none for a oneway call).
+    pub(crate) async fn finish(
+        self,
+        d: &Arc<Daemon>,
+        outcome: HereOutcome,
+        out: Option<&mut Vec<u8>>,
+    ) {
+        let outcome = match outcome {
+            Here::Done(Ok(answer)) => {
+                let answer = if self.req.has_changes() {
+                    let req = self.req.clone();
+                    match d
+                        .executor
+                        .run_plain(move || events::commit(&req, answer))
+                        .await
+                    {
+                        Ok(a) => a,
+                        Err(e) => Err(EventError::Internal {
+                            message: e.to_string(),
+                        }),
+                    }
+                } else {
+                    answer
+                };
+                let delay = self.req.answer_delay();
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                answer
+            }
+            Here::Done(Err(e)) => Err(EventError::Internal {
+                message: e.to_string(),
+            }),
+            Here::TimedOut(e) => {
+                let answer = timed_out(d, self.req, e).await;
+                let reply = logged(&self.name, self.started, answer);
+                if let Some(out) = out {
+                    reply.encode_into(out);
+                }
+                return;
+            }
+            // The abandoned request is answered by `abandoned`.
+            Here::Abandoned => return,
+        };
+        // The saved draft goes straight to the wire: no JSON tree between.
+        if let Ok(EventAnswer::Post(_) | EventAnswer::Topic(_)) = &outcome {
+            log_answered(&self.name, self.started, "ok");
+            match (&outcome, out) {
+                (Ok(EventAnswer::Post(post)), Some(out)) => encode_draft("post", post, out),
+                (Ok(EventAnswer::Topic(topic)), Some(out)) => encode_draft("topic", topic, out),
+                _ => {}
+            }
+            return;
+        }
+        let reply = logged(&self.name, self.started, event_answer(outcome));
+        if let Some(out) = out {
+            reply.encode_into(out);
+        }
+    }
+
+    /// Answers an event whose hung call was abandoned, from wherever the connection
+    /// went on: commits what it queued before, logs, and gives the reply.
+    pub(crate) async fn abandoned(self, d: &Arc<Daemon>, e: ExecError) -> Reply {
+        let answer = timed_out(d, self.req, e).await;
+        logged(&self.name, self.started, answer)
+    }
+}
+
+/// Appends the reply `{"parameters":{key: draft}}` and its NUL to `out`: a saved post
+/// or topic encoded straight from its type.
+fn encode_draft<T: serde::Serialize>(key: &str, draft: &T, out: &mut Vec<u8>) {
+    #[derive(serde::Serialize)]
+    struct Wire<'a, T> {
+        parameters: std::collections::BTreeMap<&'a str, &'a T>,
+    }
+    let start = out.len();
+    let wire = Wire {
+        parameters: [(key, draft)].into(),
+    };
+    if serde_json::to_writer(&mut *out, &wire).is_err() {
+        // A post or topic always serializes: this is not reached.
+        out.truncate(start);
+        out.extend_from_slice(br#"{"parameters":{}}"#);
+    }
+    out.push(0);
+}
+
+/// A request that timed out: commits what it had queued so far (the hung call can no
+/// longer add to it) and fails.
+async fn timed_out(d: &Arc<Daemon>, req: Arc<Request>, e: ExecError) -> Answer {
+    // Logged by the commit; the answer is the timeout either way.
+    let _ = d.executor.run_plain(move || req.commit()).await;
+    Failure::new(EVENTS, e.to_string()).into()
 }
 
 async fn run(d: &Arc<Daemon>, method: Method) -> Answer {
@@ -210,7 +445,22 @@ fn auth_answer<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> 
 async fn event(d: &Arc<Daemon>, call: EventCall) -> Answer {
     let req = Request::new(d.store.clone(), Context::new());
     let (g, r2) = (d.generation(), req.clone());
-    run_request(d, EVENTS, req, move || match events::fire(&g, &r2, call) {
+    let hook = events::hook_of(&call);
+    let ran = Instant::now();
+    let answer = run_request(d, EVENTS, req, move || {
+        event_answer(events::fire(&g, &r2, call))
+    })
+    .await
+    .unwrap_or_else(Answer::from);
+    // Measured here too, so that a chain that was long and is short again comes back
+    // to the connection's thread.
+    d.generation().cost(hook).record(ran.elapsed());
+    answer
+}
+
+/// What an event's outcome answers.
+fn event_answer(outcome: Result<EventAnswer, EventError>) -> Answer {
+    match outcome {
         Ok(EventAnswer::Nothing) => Reply::empty().into(),
         Ok(EventAnswer::Post(post)) => Reply::ok(json!({ "post": post })).into(),
         Ok(EventAnswer::Topic(topic)) => Reply::ok(json!({ "topic": topic })).into(),
@@ -220,9 +470,7 @@ async fn event(d: &Arc<Daemon>, call: EventCall) -> Answer {
         )
         .into(),
         Err(EventError::Internal { message }) => Failure::new(EVENTS, message).into(),
-    })
-    .await
-    .unwrap_or_else(Answer::from)
+    }
 }
 
 /// A store error as an admin method answers it: the interface's named errors for what

@@ -20,12 +20,17 @@ use std::{
 
 use tokio::{
     io::{AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
-    sync::{watch, Semaphore},
-    task::JoinSet,
+    net::{
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+        UnixListener, UnixStream,
+    },
+    sync::{watch, OwnedSemaphorePermit, Semaphore},
 };
 
-use crate::daemon::Daemon;
+use crate::{
+    daemon::Daemon,
+    executor::{Here, OnAbandon},
+};
 
 /// Binds the socket at `path` with `mode`. A stale socket file left by a crash is
 /// replaced; one a live daemon answers on is not stolen; anything else is not touched.
@@ -73,8 +78,8 @@ pub async fn serve(
     listener: UnixListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(daemon.config().daemon.max_connections));
-    let mut tasks = JoinSet::new();
+    let max = daemon.config().daemon.max_connections;
+    let limit = Arc::new(Semaphore::new(max));
     loop {
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -91,30 +96,48 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        let (d, rx) = (daemon.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            connection(d, stream, rx).await;
-            drop(permit);
-        });
-        while tasks.try_join_next().is_some() {}
+        tokio::spawn(connection(daemon.clone(), stream, permit, shutdown.clone()));
     }
     drop(listener);
-    // Reap the connections that already ended, so the count is of open ones.
-    while tasks.try_join_next().is_some() {}
-    let open = tasks.len();
+    // Each open connection holds a permit (wherever it is served: a connection whose
+    // hung call was abandoned goes on in another task), so all permits back means all
+    // connections closed.
+    let open = max - limit.available_permits();
     if open > 0 {
         tracing::info!(
             connections = open,
             "draining: waiting for requests in flight"
         );
     }
-    while tasks.join_next().await.is_some() {}
+    let _ = limit
+        .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
+        .await;
 }
 
 /// The read buffer of one connection, in bytes.
 const READ_BUFFER: usize = 1024;
 
-async fn connection(daemon: Arc<Daemon>, stream: UnixStream, mut shutdown: watch::Receiver<bool>) {
+/// One client connection and all that serving it needs; it moves to another task when
+/// the task serving it is stuck in a hung hook call.
+struct Conn {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    /// The message being read.
+    buf: Vec<u8>,
+    /// Replies not yet written: those to pipelined calls go out together.
+    out: Vec<u8>,
+    uid: Option<u32>,
+    admin: bool,
+    /// The connection's place under `daemon.max_connections`.
+    _permit: OwnedSemaphorePermit,
+}
+
+async fn connection(
+    daemon: Arc<Daemon>,
+    stream: UnixStream,
+    permit: OwnedSemaphorePermit,
+    shutdown: watch::Receiver<bool>,
+) {
     let cred = stream.peer_cred().ok();
     let uid = cred.map(|c| c.uid());
     let mut admin = daemon.is_admin(uid);
@@ -132,63 +155,172 @@ async fn connection(daemon: Arc<Daemon>, stream: UnixStream, mut shutdown: watch
         }
         admin = false;
     }
-    let max = daemon.config().daemon.max_message_bytes;
-    let (rd, mut wr) = stream.into_split();
+    let (rd, writer) = stream.into_split();
     // Idle connections cost little: a small read buffer (a message longer than it is
     // read in several steps), and the request's state boxed only while it runs.
-    let mut reader = BufReader::with_capacity(READ_BUFFER, rd);
-    let mut buf = Vec::new();
+    let conn = Conn {
+        reader: BufReader::with_capacity(READ_BUFFER, rd),
+        writer,
+        buf: Vec::new(),
+        out: Vec::new(),
+        uid,
+        admin,
+        _permit: permit,
+    };
+    serve_connection(daemon, conn, shutdown).await;
+}
+
+/// Answers the calls on `conn`, in order, until the client closes it, sends what
+/// cannot be trusted, or the daemon stops.
+async fn serve_connection(
+    daemon: Arc<Daemon>,
+    mut conn: Conn,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let max = daemon.config().daemon.max_message_bytes;
+    let uid = conn.uid;
     loop {
         if *shutdown.borrow() {
             break;
         }
+        if !conn.out.is_empty() && !has_message(conn.reader.buffer()) {
+            // Nothing more is waiting to be answered at once: send what is due.
+            if !flush(&mut conn).await {
+                break;
+            }
+        }
         let read = tokio::select! {
-            r = wire::read_message(&mut reader, &mut buf, max) => r,
+            r = wire::read_message(&mut conn.reader, &mut conn.buf, max) => r,
             _ = shutdown.changed() => break,
         };
-        let (reply, close) = match read {
+        let close = match read {
             Ok(false) => break,
-            Ok(true) => match wire::decode(&buf) {
-                Ok(call) => {
-                    let oneway = call.oneway;
-                    let reply = Box::pin(methods::dispatch(&daemon, call, admin)).await;
-                    (if oneway { None } else { Some(reply) }, false)
+            Ok(true) => match methods::decode(&conn.buf, conn.admin) {
+                Ok((parsed, oneway)) => {
+                    match parsed.route(&daemon) {
+                        methods::Route::Here(event) => {
+                            // The chain runs on this thread; should a call in it hang,
+                            // the watch gives the connection to a new task, which
+                            // answers the timeout and goes on serving it.
+                            let slot = Arc::new(std::sync::Mutex::new(Some(conn)));
+                            let on_abandon =
+                                take_over(&daemon, &slot, &event.pending, oneway, &shutdown);
+                            let (pending, outcome) = event.run(&daemon, on_abandon);
+                            if matches!(outcome, Here::Abandoned) {
+                                return;
+                            }
+                            let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                            let Some(c) = taken else { return };
+                            conn = c;
+                            let out = (!oneway).then_some(&mut conn.out);
+                            pending.finish(&daemon, outcome, out).await;
+                        }
+                        methods::Route::Pool(parsed) => {
+                            let reply = Box::pin(methods::dispatch(&daemon, parsed)).await;
+                            if !oneway {
+                                reply.encode_into(&mut conn.out);
+                            }
+                        }
+                    }
+                    // A pipelining client must not keep this thread from others.
+                    tokio::task::coop::consume_budget().await;
+                    false
                 }
-                Err(bad) => (Some(bad.reply), bad.fatal),
+                Err(bad) => {
+                    bad.reply.encode_into(&mut conn.out);
+                    bad.fatal
+                }
             },
             Err(wire::ReadError::TooLarge(n)) => {
                 tracing::warn!(
                     uid,
                     "closing a connection that sent a message over {n} bytes"
                 );
-                (
-                    Some(wire::Reply::error(
-                        wire::errors::INVALID_PARAMETER,
-                        serde_json::json!({ "parameter": "message", "reason": format!("message longer than daemon.max_message_bytes ({n})") }),
-                    )),
-                    true,
+                wire::Reply::error(
+                    wire::errors::INVALID_PARAMETER,
+                    serde_json::json!({ "parameter": "message", "reason": format!("message longer than daemon.max_message_bytes ({n})") }),
                 )
+                .encode_into(&mut conn.out);
+                true
             }
             Err(e) => {
                 tracing::debug!(uid, "connection ended: {e}");
                 break;
             }
         };
-        if let Some(r) = reply {
-            if let Err(e) = wr.write_all(&r.encode()).await {
-                tracing::debug!(uid, "client went away before its answer: {e}");
-                break;
-            }
-        }
         if close {
             break;
         }
-        // A connection that once sent a large message does not keep its buffer.
-        if buf.capacity() > READ_BUFFER * 16 {
-            buf = Vec::new();
+        // A connection that once sent a large message does not keep its buffers.
+        if conn.buf.capacity() > READ_BUFFER * 16 {
+            conn.buf = Vec::new();
         }
     }
-    let _ = wr.shutdown().await;
+    if !conn.out.is_empty() {
+        flush(&mut conn).await;
+    }
+    let _ = conn.writer.shutdown().await;
+}
+
+/// Whether `buffered` holds a whole message (its terminating NUL).
+fn has_message(buffered: &[u8]) -> bool {
+    buffered.contains(&0)
+}
+
+/// Writes the replies due on `conn`; false when the client has gone.
+async fn flush(conn: &mut Conn) -> bool {
+    let written = conn.writer.write_all(&conn.out).await;
+    if conn.out.capacity() > READ_BUFFER * 16 {
+        conn.out = Vec::new();
+    } else {
+        conn.out.clear();
+    }
+    match written {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(uid = conn.uid, "client went away before its answer: {e}");
+            false
+        }
+    }
+}
+
+/// What the watch does when the event `pending` hangs on this connection's thread:
+/// a new task takes the connection (in `slot`), answers the timeout, and serves on.
+fn take_over(
+    daemon: &Arc<Daemon>,
+    slot: &Arc<std::sync::Mutex<Option<Conn>>>,
+    pending: &methods::Pending,
+    oneway: bool,
+    shutdown: &watch::Receiver<bool>,
+) -> OnAbandon {
+    let (daemon, slot, pending, shutdown) = (
+        daemon.clone(),
+        slot.clone(),
+        pending.clone(),
+        shutdown.clone(),
+    );
+    let runtime = tokio::runtime::Handle::current();
+    Box::new(move |timed_out| {
+        let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut conn) = taken else { return };
+        runtime.spawn(async move {
+            let reply = pending.abandoned(&daemon, timed_out).await;
+            if !oneway {
+                reply.encode_into(&mut conn.out);
+            }
+            resume(daemon, conn, shutdown).await;
+        });
+    })
+}
+
+/// Serves a connection taken over from a stuck task (boxed: the task that serves it
+/// is made inside [`serve_connection`]).
+fn resume(
+    daemon: Arc<Daemon>,
+    conn: Conn,
+    shutdown: watch::Receiver<bool>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(serve_connection(daemon, conn, shutdown))
 }
 
 /// Proves the request path still answers, for the watchdog: a real call through the

@@ -38,6 +38,14 @@ pub struct WordFilter {
     words: Vec<String>,
     action: Action,
     mask: char,
+    /// Bit n set when some listed word is n bytes long (bit 63: 63 or more): most
+    /// words of a text are ruled out by their length alone.
+    lengths: u64,
+}
+
+/// The [`WordFilter::lengths`] bit of a word `len` bytes long.
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 impl PluginInstance for WordFilter {
@@ -46,11 +54,11 @@ impl PluginInstance for WordFilter {
         if c.words.iter().any(|w| w.trim().is_empty()) {
             return Err("config key words: an empty word would match nothing; remove it".into());
         }
-        Ok(WordFilter {
-            words: c.words.iter().map(|w| w.to_lowercase()).collect(),
-            action: c.action,
-            mask: c.mask,
-        })
+        Ok(WordFilter::new(
+            c.words.iter().map(|w| w.to_lowercase()).collect(),
+            c.action,
+            c.mask,
+        ))
     }
 }
 
@@ -58,10 +66,36 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '\'' || c == '_'
 }
 
+/// [`is_word_char`] for each ASCII byte.
+const ASCII_WORD: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = (b as u8).is_ascii_alphanumeric() || b == b'\'' as usize || b == b'_' as usize;
+        b += 1;
+    }
+    t
+};
+
 impl WordFilter {
-    /// Whether `word` (a whole word of the text) is listed; the listed form if so.
-    fn listed(&self, word: &str) -> Option<&str> {
-        if word.is_ascii() {
+    /// A filter of `words` (lowercase).
+    fn new(words: Vec<String>, action: Action, mask: char) -> WordFilter {
+        let lengths = words.iter().fold(0, |l, w| l | length_bit(w.len()));
+        WordFilter {
+            words,
+            action,
+            mask,
+            lengths,
+        }
+    }
+
+    /// Whether `word` (a whole word of the text, `ascii` if all of it is) is listed;
+    /// the listed form if so.
+    fn listed(&self, word: &str, ascii: bool) -> Option<&str> {
+        if ascii {
+            if self.lengths & length_bit(word.len()) == 0 {
+                return None;
+            }
             // The listed words are lowercase, so an ASCII word matches one exactly
             // when the two are equal ignoring ASCII case: no lowercase copy needed.
             self.words
@@ -79,31 +113,45 @@ impl WordFilter {
     pub fn filter(&self, text: &str) -> (Option<String>, Option<String>) {
         let mut out: Option<String> = None;
         let mut found: Option<String> = None;
-        // Where the text not yet copied to `out` starts, and where the current word does.
+        let bytes = text.as_bytes();
+        // Where the text not yet copied to `out` starts.
         let mut copied = 0;
-        let mut word_start = None;
-        let mut check = |start: usize, end: usize, copied: &mut usize| {
-            let word = &text[start..end];
-            if let Some(w) = self.listed(word) {
-                found.get_or_insert_with(|| w.to_owned());
-                let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
-                out.push_str(&text[*copied..start]);
-                out.extend(std::iter::repeat_n(self.mask, word.chars().count()));
-                *copied = end;
+        let mut i = 0;
+        // Posts are mostly ASCII: bytes are classified by table, chars decoded only
+        // beyond ASCII.
+        while i < bytes.len() {
+            while i < bytes.len() && bytes[i].is_ascii() && !ASCII_WORD[usize::from(bytes[i])] {
+                i += 1;
             }
-        };
-        for (i, c) in text.char_indices() {
-            match (is_word_char(c), word_start) {
-                (true, None) => word_start = Some(i),
-                (false, Some(start)) => {
-                    check(start, i, &mut copied);
-                    word_start = None;
+            let (start, mut ascii) = (i, true);
+            while let Some(&b) = bytes.get(i) {
+                if b.is_ascii() {
+                    if !ASCII_WORD[usize::from(b)] {
+                        break;
+                    }
+                    i += 1;
+                } else {
+                    let c = text[i..].chars().next().unwrap_or(' ');
+                    if !is_word_char(c) {
+                        break;
+                    }
+                    ascii = false;
+                    i += c.len_utf8();
                 }
-                _ => {}
             }
-        }
-        if let Some(start) = word_start {
-            check(start, text.len(), &mut copied);
+            if start == i {
+                // A character beyond ASCII that is not part of a word.
+                i += text[i..].chars().next().map_or(1, char::len_utf8);
+                continue;
+            }
+            let word = &text[start..i];
+            if let Some(listed) = self.listed(word, ascii) {
+                found.get_or_insert_with(|| listed.to_owned());
+                let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                out.push_str(&text[copied..start]);
+                out.extend(std::iter::repeat_n(self.mask, word.chars().count()));
+                copied = i;
+            }
         }
         let out = out.map(|mut out| {
             out.push_str(&text[copied..]);
@@ -158,11 +206,7 @@ mod tests {
     use super::*;
 
     fn wf(action: Action) -> WordFilter {
-        WordFilter {
-            words: vec!["darn".into(), "heck".into()],
-            action,
-            mask: '*',
-        }
+        WordFilter::new(vec!["darn".into(), "heck".into()], action, '*')
     }
 
     #[test]
@@ -188,6 +232,17 @@ mod tests {
     }
 
     #[test]
+    fn words_longer_than_the_length_table_are_still_compared_whole() {
+        let long = "a".repeat(70);
+        let f = WordFilter::new(vec![long.clone()], Action::Mask, '*');
+        assert_eq!(
+            f.filter(&format!("x {long} y")).0,
+            Some(format!("x {} y", "*".repeat(70)))
+        );
+        assert_eq!(f.filter(&"a".repeat(80)).0, None);
+    }
+
+    #[test]
     fn text_without_listed_words_is_left_as_it_is() {
         assert_eq!(
             wf(Action::Mask).filter("Nothing to see, darnation."),
@@ -198,11 +253,7 @@ mod tests {
 
     #[test]
     fn non_ascii_words_match_case_insensitively() {
-        let f = WordFilter {
-            words: vec!["größe".into(), "ärger".into()],
-            action: Action::Mask,
-            mask: '#',
-        };
+        let f = WordFilter::new(vec!["größe".into(), "ärger".into()], Action::Mask, '#');
         let (out, found) = f.filter("Die GRÖSSE, die Größe und ÄRGER.");
         assert_eq!(out.as_deref(), Some("Die GRÖSSE, die ##### und #####."));
         assert_eq!(found.as_deref(), Some("größe"));
