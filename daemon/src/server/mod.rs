@@ -8,25 +8,27 @@
 //! the request it is in, and return.
 
 mod methods;
+mod reader;
 pub use flaskbbd_protocol::wire;
 
 use std::{
     io,
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::Path,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
 use tokio::{
     io::{AsyncWriteExt, BufReader},
-    net::{
-        unix::{OwnedReadHalf, OwnedWriteHalf},
-        UnixListener, UnixStream,
-    },
+    net::{unix::OwnedWriteHalf, UnixListener, UnixStream},
     sync::{watch, OwnedSemaphorePermit, Semaphore},
 };
 
+use self::reader::ConnReader;
 use crate::{
     daemon::Daemon,
     executor::{Here, OnAbandon},
@@ -120,7 +122,7 @@ const READ_BUFFER: usize = 1024;
 /// One client connection and all that serving it needs; it moves to another task when
 /// the task serving it is stuck in a hung hook call.
 struct Conn {
-    reader: BufReader<OwnedReadHalf>,
+    reader: ConnReader,
     writer: OwnedWriteHalf,
     /// The message being read.
     buf: Vec<u8>,
@@ -159,7 +161,7 @@ async fn connection(
     // Idle connections cost little: a small read buffer (a message longer than it is
     // read in several steps), and the request's state boxed only while it runs.
     let conn = Conn {
-        reader: BufReader::with_capacity(READ_BUFFER, rd),
+        reader: ConnReader::new(rd, READ_BUFFER),
         writer,
         buf: Vec::new(),
         out: Vec::new(),
@@ -188,11 +190,13 @@ async fn serve_connection(
             if !flush(&mut conn).await {
                 break;
             }
+            poll_for_next(&mut conn);
         }
         let read = tokio::select! {
             r = wire::read_message(&mut conn.reader, &mut conn.buf, max) => r,
             _ = shutdown.changed() => break,
         };
+        let _busy = Busy::enter();
         let close = match read {
             Ok(false) => break,
             Ok(true) => match methods::decode(&conn.buf, conn.admin) {
@@ -260,6 +264,55 @@ async fn serve_connection(
         flush(&mut conn).await;
     }
     let _ = conn.writer.shutdown().await;
+}
+
+/// Requests being served right now, across all connections.
+static BUSY: AtomicUsize = AtomicUsize::new(0);
+
+/// A connection is polling its socket for its next call.
+static POLLING: AtomicBool = AtomicBool::new(false);
+
+/// How long a connection just answered polls its socket for its next call before it
+/// goes to sleep: about one client's turn-around, so that a client calling again at
+/// once is read without a sleep and a wake-up of this thread.
+const POLL_FOR_NEXT: Duration = Duration::from_micros(30);
+
+/// One request being served, counted in [`BUSY`] while it lives.
+struct Busy;
+
+impl Busy {
+    fn enter() -> Busy {
+        BUSY.fetch_add(1, Ordering::AcqRel);
+        Busy
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        BUSY.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Polls the socket of `conn` for its next call for up to [`POLL_FOR_NEXT`], when
+/// nothing else in the daemon is being served and no other connection is polling:
+/// when the daemon is busy its threads have better things to do, and it never
+/// spins more than one thread this way.
+fn poll_for_next(conn: &mut Conn) {
+    if BUSY.load(Ordering::Acquire) != 0 || POLLING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let until = std::time::Instant::now() + POLL_FOR_NEXT;
+    loop {
+        // An error ends the polling; the read that follows meets it again.
+        if !matches!(conn.reader.try_fill(), Ok(false)) {
+            break;
+        }
+        if BUSY.load(Ordering::Acquire) != 0 || std::time::Instant::now() >= until {
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    POLLING.store(false, Ordering::Release);
 }
 
 /// Whether `buffered` holds a whole message (its terminating NUL).
