@@ -517,6 +517,98 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_run_here_that_finishes_in_time_is_done() {
+        let s = Setup::new("here-done", "");
+        let exec = Executor::new(1, 4);
+        let req = s.request();
+        let r = exec.run_here(
+            &req,
+            TIMEOUT,
+            hook_call(&req, "quick", 1),
+            Box::new(|_| panic!("not abandoned")),
+        );
+        assert!(matches!(r, Here::Done(Ok(()))), "{r:?}");
+        let r = exec.run_here(
+            &s.request(),
+            TIMEOUT,
+            || panic!("job panics"),
+            Box::new(|_| {}),
+        );
+        assert!(
+            matches!(&r, Here::Done(Err(ExecError::Panicked(m))) if m == "job panics"),
+            "{r:?}"
+        );
+        assert!(exec.can_run_here());
+    }
+
+    #[test]
+    fn a_hung_run_here_is_handed_to_its_callback_on_time_and_counted_stuck_until_it_returns() {
+        let s = Setup::new("here-hung", "");
+        let exec = Executor::new(1, 4);
+        let req = s.request();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = std::time::Instant::now();
+        let runner = {
+            let (exec, req) = (exec.clone(), req.clone());
+            std::thread::spawn(move || {
+                exec.run_here(
+                    &req,
+                    TIMEOUT,
+                    hook_call(&req, "slow", 1200),
+                    Box::new(move |e| {
+                        tx.send((e.to_string(), started.elapsed())).unwrap();
+                    }),
+                )
+            })
+        };
+        let (message, at) = rx.recv().unwrap();
+        assert_eq!(
+            message,
+            "instance \"slow\" did not answer flaskbb_event_user_registered within 150 ms"
+        );
+        assert!(at >= TIMEOUT && at < Duration::from_millis(1000), "{at:?}");
+        // While it hangs: counted stuck, and nothing more runs on callers' threads.
+        assert_eq!(exec.stuck(), 1);
+        assert!(!exec.can_run_here());
+        assert!(req.is_abandoned());
+        assert!(matches!(runner.join().unwrap(), Here::Abandoned));
+        assert_eq!(exec.stuck(), 0);
+        assert!(exec.can_run_here());
+    }
+
+    #[test]
+    fn a_hung_run_here_that_can_be_ended_is_cancelled_and_answers_the_timeout() {
+        let s = Setup::new("here-cancel", "");
+        let exec = Executor::new(1, 4);
+        let req = s.request();
+        let ended = Arc::new(AtomicBool::new(false));
+        let job = {
+            let (req, ended) = (req.clone(), ended.clone());
+            move || {
+                req.enter(&Arc::from("isolated"), Hook::UserRegistered);
+                let e = ended.clone();
+                req.arm_cancel(crate::request::Cancel(Arc::new(move || {
+                    e.store(true, Ordering::SeqCst)
+                })));
+                // As an isolated call does: it returns once its host is killed.
+                while !ended.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                req.leave();
+            }
+        };
+        let started = std::time::Instant::now();
+        let r = exec.run_here(&req, TIMEOUT, job, Box::new(|_| panic!("not abandoned")));
+        assert!(
+            matches!(&r, Here::TimedOut(e) if e.to_string() == "instance \"isolated\" did not answer flaskbb_event_user_registered within 150 ms"),
+            "{r:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(1000));
+        assert_eq!(exec.stuck(), 0);
+        assert!(exec.can_run_here());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_job_is_an_error_and_the_worker_goes_on() {
         let s = Setup::new("exec-panic", "");

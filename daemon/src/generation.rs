@@ -627,3 +627,30 @@ pub fn render_chains(chains: &[HookChain]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    //! The chain cost that chooses where an event runs.
+
+    use std::time::Duration;
+
+    use super::ChainCost;
+
+    #[test]
+    fn a_chain_is_short_once_measured_short_and_long_after_a_slow_call_until_quick_ones_follow() {
+        let limit = Duration::from_micros(500);
+        let cost = ChainCost::default();
+        assert!(!cost.short(limit), "never measured");
+        cost.record(Duration::from_micros(5));
+        assert!(cost.short(limit));
+        cost.record(Duration::from_secs(4));
+        assert!(!cost.short(limit));
+        let mut quick = 0;
+        while !cost.short(limit) {
+            cost.record(Duration::from_micros(5));
+            quick += 1;
+        }
+        // About eight quick calls per halving of the average.
+        assert!((40..120).contains(&quick), "{quick}");
+    }
+}
