@@ -132,6 +132,7 @@ struct Conn {
     admin: bool,
     /// The connection's place under `daemon.max_connections`.
     _permit: OwnedSemaphorePermit,
+    _open: Open,
 }
 
 async fn connection(
@@ -168,6 +169,7 @@ async fn connection(
         uid,
         admin,
         _permit: permit,
+        _open: Open::new(),
     };
     serve_connection(daemon, conn, shutdown).await;
 }
@@ -269,6 +271,30 @@ async fn serve_connection(
 /// Requests being served right now, across all connections.
 static BUSY: AtomicUsize = AtomicUsize::new(0);
 
+/// Connections open right now.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// One open connection, counted in [`OPEN`] while it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        OPEN.fetch_add(1, Ordering::AcqRel);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection polls for its next call only while at most this many are open: one
+/// client calling in turn (and, say, a watchdog's). With more, others' calls would
+/// wait on the polling thread, and the daemon is rarely idle anyway.
+const POLL_WHEN_OPEN: usize = 2;
+
 /// A connection is polling its socket for its next call.
 static POLLING: AtomicBool = AtomicBool::new(false);
 
@@ -293,12 +319,15 @@ impl Drop for Busy {
     }
 }
 
-/// Polls the socket of `conn` for its next call for up to [`POLL_FOR_NEXT`], when
-/// nothing else in the daemon is being served and no other connection is polling:
-/// when the daemon is busy its threads have better things to do, and it never
-/// spins more than one thread this way.
+/// Polls the socket of `conn` for its next call for up to [`POLL_FOR_NEXT`], when it
+/// is (nearly) the only connection, nothing else in the daemon is being served and no
+/// other connection is polling: when the daemon is busy its threads have better
+/// things to do, and it never spins more than one thread this way.
 fn poll_for_next(conn: &mut Conn) {
-    if BUSY.load(Ordering::Acquire) != 0 || POLLING.swap(true, Ordering::AcqRel) {
+    if OPEN.load(Ordering::Acquire) > POLL_WHEN_OPEN
+        || BUSY.load(Ordering::Acquire) != 0
+        || POLLING.swap(true, Ordering::AcqRel)
+    {
         return;
     }
     let until = std::time::Instant::now() + POLL_FOR_NEXT;
