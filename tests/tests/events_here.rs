@@ -218,3 +218,54 @@ fn pipelined_calls_are_answered_in_order() {
         assert_eq!(got, want, "{v}");
     }
 }
+
+/// bcrypt never holds up events: with one pool thread busy with a queue of logins,
+/// events are answered meanwhile, on the connections' own threads.
+#[test]
+fn events_are_answered_while_logins_queue_for_bcrypt() {
+    let s = Scratch::new("here-bcrypt");
+    let d = TestDaemon::start(
+        &s,
+        r#"
+[daemon]
+workers = 1
+[auth]
+bcrypt_cost = 12
+failure_delay_ms = 0
+lockout = { enabled = false }
+[[plugin]]
+name = "filter"
+library = "wordfilter"
+isolation = "none"
+config = { words = ["darn"] }
+"#,
+    );
+    d.add_user("ann", "Secret123", true);
+    warm_up(&mut d.client());
+    let (logins_done, events_done) = thread::scope(|scope| {
+        let logins: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (name, _) = err(d.auth("ann", "wrong"));
+                    assert_eq!(name, "org.flaskbb.Auth.AuthenticationFailed");
+                    Instant::now()
+                })
+            })
+            .collect();
+        // Let the logins reach the pool's queue first.
+        thread::sleep(Duration::from_millis(100));
+        let mut c = d.client();
+        for _ in 0..50 {
+            assert_eq!(save(&mut c, "darn").unwrap()["post"]["content"], "****");
+        }
+        let events_done = Instant::now();
+        let last_login = logins.into_iter().map(|h| h.join().unwrap()).max().unwrap();
+        (last_login, events_done)
+    });
+    // Six bcrypt verifications at cost 12 on one thread take far longer than fifty
+    // events; had the events waited in the same queue, they would end after them.
+    assert!(
+        events_done < logins_done,
+        "the events waited for the logins"
+    );
+}

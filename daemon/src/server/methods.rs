@@ -446,16 +446,17 @@ async fn event(d: &Arc<Daemon>, call: EventCall) -> Answer {
     let req = Request::new(d.store.clone(), Context::new());
     let (g, r2) = (d.generation(), req.clone());
     let hook = events::hook_of(&call);
-    let ran = Instant::now();
-    let answer = run_request(d, EVENTS, req, move || {
-        event_answer(events::fire(&g, &r2, call))
+    run_request(d, EVENTS, req, move || {
+        // The chain's own time, measured here too, so that a chain that was long and is
+        // short again comes back to the connection's thread (the time waited in the
+        // pool's queue, behind logins say, is not the chain's).
+        let ran = Instant::now();
+        let answer = event_answer(events::fire(&g, &r2, call));
+        g.cost(hook).record(ran.elapsed());
+        answer
     })
     .await
-    .unwrap_or_else(Answer::from);
-    // Measured here too, so that a chain that was long and is short again comes back
-    // to the connection's thread.
-    d.generation().cost(hook).record(ran.elapsed());
-    answer
+    .unwrap_or_else(Answer::from)
 }
 
 /// What an event's outcome answers.
