@@ -179,10 +179,14 @@ async fn connection(
 async fn serve_connection(
     daemon: Arc<Daemon>,
     mut conn: Conn,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let max = daemon.config().daemon.max_message_bytes;
     let uid = conn.uid;
+    // One wait for the stop for the connection's whole life, not one per message.
+    let mut stop_rx = shutdown.clone();
+    let stop = stop_rx.changed();
+    tokio::pin!(stop);
     loop {
         if *shutdown.borrow() {
             break;
@@ -196,7 +200,7 @@ async fn serve_connection(
         }
         let read = tokio::select! {
             r = wire::read_message(&mut conn.reader, &mut conn.buf, max) => r,
-            _ = shutdown.changed() => break,
+            _ = &mut stop => break,
         };
         let _busy = Busy::enter();
         let close = match read {
