@@ -176,11 +176,7 @@ async fn connection(
 
 /// Answers the calls on `conn`, in order, until the client closes it, sends what
 /// cannot be trusted, or the daemon stops.
-async fn serve_connection(
-    daemon: Arc<Daemon>,
-    mut conn: Conn,
-    shutdown: watch::Receiver<bool>,
-) {
+async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::Receiver<bool>) {
     let max = daemon.config().daemon.max_message_bytes;
     let uid = conn.uid;
     // One wait for the stop for the connection's whole life, not one per message.
