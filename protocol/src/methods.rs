@@ -280,6 +280,8 @@ pub fn decode_event(message: &[u8]) -> Option<(EventCall, bool)> {
     }
     let text = std::str::from_utf8(message).ok()?;
     let envelope: Envelope<'_> = serde_json::from_str(text).ok()?;
+    // `more` must be a boolean (or null) and asks for nothing this service does, as in
+    // the full decoder; `upgrade` it refuses, with its own answer there.
     let _ = envelope.more;
     if envelope.upgrade == Some(true) {
         return None;
