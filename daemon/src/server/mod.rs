@@ -1,11 +1,14 @@
 //! The Varlink server, the daemon's transport: the socket, one task per connection,
 //! each method handed to the [`Daemon`], and graceful shutdown.
 //!
-//! Requests on one connection are answered in order; connections run in parallel; the
-//! work of a request runs on the daemon's executor, never on the async threads. A malformed
-//! message gets an error (and a close where the stream cannot be trusted) and disturbs
-//! no other connection. SIGTERM/SIGINT stop accepting, let every connection finish
-//! the request it is in, and return.
+//! Requests on one connection are answered in order (replies to pipelined calls in one
+//! write); connections run in parallel. The work of a request runs on the daemon's
+//! executor: on its pool, or, for an event whose chain has been short, right on the
+//! connection's task under the executor's watch (a hung call there hands the
+//! connection to a new task, `take_over`). A malformed message gets an error (and a
+//! close where the stream cannot be trusted) and disturbs no other connection.
+//! SIGTERM/SIGINT stop accepting, let every connection finish the request it is in,
+//! and return.
 
 mod methods;
 mod reader;

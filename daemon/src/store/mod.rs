@@ -79,7 +79,9 @@ pub struct NewUser {
 }
 
 /// The seam every backend implements. Calls block: the daemon makes them on its worker
-/// pool, never on the async threads.
+/// pool, except a plugin's own reads during an event chain that runs on a connection's
+/// task (short by measure, and under the hook timeout's watch); commits always on the
+/// pool.
 pub trait Store: Send + Sync {
     /// A user whose username or email equals `identifier`.
     fn find_user(&self, identifier: &str) -> Result<Option<UserRecord>, StoreError>;
