@@ -376,10 +376,52 @@ impl DbStore {
         &self,
         f: impl FnOnce(&mut AnyConnection) -> QueryResult<usize>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        match f(&mut conn).map_err(query_err)? {
+        match self.write(f)?.map_err(query_err)? {
             0 => Err(StoreError::NoSuchUser),
             _ => Ok(()),
+        }
+    }
+
+    /// Runs the write `f` on a pooled connection (the outer error: no connection). A
+    /// connection that answers that the database cannot be written leaves the pool
+    /// instead of going back to it: SQLite opens a file it cannot write read-only and
+    /// keeps it so, and a PostgreSQL session keeps the read-only default it began
+    /// with, so without this such a connection would fail writes long after the
+    /// database is writable again. A new one takes its place.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> QueryResult<T>,
+    ) -> Result<QueryResult<T>, StoreError> {
+        let mut conn = self.conn()?;
+        let written = f(&mut conn);
+        if let Err(e) = &written {
+            if is_read_only(e) {
+                retire(&mut conn);
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Whether `e` says the database (or this connection to it) cannot be written.
+fn is_read_only(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => true,
+        // SQLITE_READONLY and its extended codes.
+        DieselError::DatabaseError(_, info) => info.message().contains("readonly database"),
+        _ => false,
+    }
+}
+
+/// Marks `conn` broken, so that the pool drops it when it comes back.
+fn retire(conn: &mut AnyConnection) {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error()
+        }
+        AnyConnection::Postgresql(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error()
         }
     }
 }
@@ -421,13 +463,14 @@ impl Store for DbStore {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn()?;
-        conn.transaction(|c| {
-            for op in ops {
-                apply(c, op, self.schema)?;
-            }
-            Ok(())
-        })
+        self.write(|conn| {
+            conn.transaction(|c| {
+                for op in ops {
+                    apply(c, op, self.schema)?;
+                }
+                Ok(())
+            })
+        })?
         .map_err(|e: DieselError| StoreError::Query(format!("commit: {e}")))
     }
 
@@ -450,39 +493,41 @@ impl Store for DbStore {
     }
 
     fn create_user(&self, new: &NewUser) -> Result<UserRecord, StoreError> {
-        let mut conn = self.conn()?;
         // FlaskBB keeps the primary group in users.primary_group_id only; groups_users
         // holds secondary groups.
         let now = Utc::now().naive_utc();
-        let id = conn
-            .transaction(|c| {
-                let row = (
-                    users::username.eq(&new.username),
-                    users::email.eq(&new.email),
-                    users::password.eq(match (&new.password_hash, self.schema) {
-                        // FlaskBB's column cannot be NULL.
-                        (None, Schema::Flaskbb) => Some(crate::password::NO_PASSWORD.to_owned()),
-                        (h, _) => h.clone(),
-                    }),
-                    users::date_joined.eq(now),
-                    // FlaskBB's own defaults for these live in its Python models, not
-                    // in its tables: without them FlaskBB fails on the user's first
-                    // post (`post_count += 1` on NULL), after committing the topic.
-                    users::lastseen.eq(now),
-                    users::language.eq("en"),
-                    users::post_count.eq(0),
-                    users::login_attempts.eq(0),
-                    users::activated.eq(new.activated),
-                    users::primary_group_id
-                        .eq(i32::try_from(new.primary_group_id).unwrap_or(MEMBER)),
-                );
-                per_backend!(&mut **c, |c| diesel::insert_into(users::table)
-                    .values(row)
-                    .returning(users::id)
-                    .get_result::<i32>(c))
-            })
+        let id = self
+            .write(|conn| {
+                conn.transaction(|c| {
+                    let row = (
+                        users::username.eq(&new.username),
+                        users::email.eq(&new.email),
+                        users::password.eq(match (&new.password_hash, self.schema) {
+                            // FlaskBB's column cannot be NULL.
+                            (None, Schema::Flaskbb) => {
+                                Some(crate::password::NO_PASSWORD.to_owned())
+                            }
+                            (h, _) => h.clone(),
+                        }),
+                        users::date_joined.eq(now),
+                        // FlaskBB's own defaults for these live in its Python models, not
+                        // in its tables: without them FlaskBB fails on the user's first
+                        // post (`post_count += 1` on NULL), after committing the topic.
+                        users::lastseen.eq(now),
+                        users::language.eq("en"),
+                        users::post_count.eq(0),
+                        users::login_attempts.eq(0),
+                        users::activated.eq(new.activated),
+                        users::primary_group_id
+                            .eq(i32::try_from(new.primary_group_id).unwrap_or(MEMBER)),
+                    );
+                    per_backend!(&mut *c, |c| diesel::insert_into(users::table)
+                        .values(row)
+                        .returning(users::id)
+                        .get_result::<i32>(c))
+                })
+            })?
             .map_err(query_err)?;
-        drop(conn);
         self.find_user_by_id(i64::from(id))?
             .ok_or(StoreError::NoSuchUser)
     }
@@ -564,24 +609,23 @@ impl Store for DbStore {
     }
 
     fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
         with_plugin_tables!(self.schema, {
-            per_backend!(&mut *conn, |c| diesel::insert_into(reg::table)
-                .values((reg::name.eq(name), reg::enabled.eq(enabled)))
-                .on_conflict(reg::name)
-                .do_update()
-                .set(reg::enabled.eq(excluded(reg::enabled)))
-                .execute(c))
+            self.write(|conn| {
+                per_backend!(conn, |c| diesel::insert_into(reg::table)
+                    .values((reg::name.eq(name), reg::enabled.eq(enabled)))
+                    .on_conflict(reg::name)
+                    .do_update()
+                    .set(reg::enabled.eq(excluded(reg::enabled)))
+                    .execute(c))
+            })?
             .map(drop)
             .map_err(query_err)
         })
     }
 
     fn clear_plugin_state(&self, name: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
         with_plugin_tables!(self.schema, {
-            diesel::delete(reg::table.filter(reg::name.eq(name)))
-                .execute(&mut conn)
+            self.write(|conn| diesel::delete(reg::table.filter(reg::name.eq(name))).execute(conn))?
                 .map(drop)
                 .map_err(query_err)
         })
