@@ -261,17 +261,14 @@ impl Pending {
                 } else {
                     answer
                 };
-                let delay = self.req.answer_delay();
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
+                hold_back(&self.req).await;
                 answer
             }
             Here::Done(Err(e)) => Err(EventError::Internal {
                 message: e.to_string(),
             }),
             Here::TimedOut(e) => {
-                let answer = timed_out(d, self.req, e).await;
+                let answer = timed_out(d, EVENTS, self.req, e).await.into();
                 let reply = logged(&self.name, self.started, answer);
                 if let Some(out) = out {
                     reply.encode_into(out);
@@ -300,7 +297,7 @@ impl Pending {
     /// Answers an event whose hung call was abandoned, from wherever the connection
     /// went on: commits what it queued before, logs, and gives the reply.
     pub(crate) async fn abandoned(self, d: &Arc<Daemon>, e: ExecError) -> Reply {
-        let answer = timed_out(d, self.req, e).await;
+        let answer = timed_out(d, EVENTS, self.req, e).await.into();
         logged(&self.name, self.started, answer)
     }
 }
@@ -324,12 +321,26 @@ fn encode_draft<T: serde::Serialize>(key: &str, draft: &T, out: &mut Vec<u8>) {
     out.push(0);
 }
 
-/// A request that timed out: commits what it had queued so far (the hung call can no
-/// longer add to it) and fails.
-async fn timed_out(d: &Arc<Daemon>, req: Arc<Request>, e: ExecError) -> Answer {
+/// A request of `iface` that timed out: commits what it had queued so far (the hung
+/// call can no longer add to it) and fails.
+async fn timed_out(
+    d: &Arc<Daemon>,
+    iface: &'static str,
+    req: Arc<Request>,
+    e: ExecError,
+) -> Failure {
     // Logged by the commit; the answer is the timeout either way.
     let _ = d.executor.run_plain(move || req.commit()).await;
-    Failure::new(EVENTS, e.to_string()).into()
+    Failure::new(iface, e.to_string())
+}
+
+/// Holds the answer back when a plugin (a rate limiter) asked: waits here, on the
+/// async side, holding no thread.
+async fn hold_back(req: &Request) {
+    let delay = req.answer_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
 }
 
 async fn run(d: &Arc<Daemon>, method: Method) -> Answer {
@@ -369,21 +380,11 @@ async fn run_request<T: Send + 'static>(
     let timeout = Duration::from_millis(d.config().daemon.hook_timeout_ms);
     match d.executor.run(req.clone(), timeout, f).await {
         Ok(v) => {
-            // A plugin (a rate limiter) asked to hold the answer back: wait here, on
-            // the async side, holding no thread.
-            let delay = req.answer_delay();
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
+            hold_back(&req).await;
             Ok(v)
         }
-        Err(e) => {
-            if matches!(e, ExecError::Timeout { .. }) {
-                // Logged by the commit; the answer is the timeout either way.
-                let _ = d.executor.run_plain(move || req.commit()).await;
-            }
-            Err(Failure::new(iface, e.to_string()))
-        }
+        Err(e @ ExecError::Timeout { .. }) => Err(timed_out(d, iface, req, e).await),
+        Err(e) => Err(Failure::new(iface, e.to_string())),
     }
 }
 

@@ -135,7 +135,7 @@ struct Conn {
     admin: bool,
     /// The connection's place under `daemon.max_connections`.
     _permit: OwnedSemaphorePermit,
-    _open: Open,
+    _open: Counted,
 }
 
 async fn connection(
@@ -172,7 +172,7 @@ async fn connection(
         uid,
         admin,
         _permit: permit,
-        _open: Open::new(),
+        _open: Counted::new(&OPEN),
     };
     serve_connection(daemon, conn, shutdown).await;
 }
@@ -201,7 +201,7 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
             r = wire::read_message(&mut conn.reader, &mut conn.buf, max) => r,
             _ = &mut stop => break,
         };
-        let _busy = Busy::enter();
+        let _busy = Counted::new(&BUSY);
         let close = match read {
             Ok(false) => break,
             Ok(true) => match methods::decode(&conn.buf, conn.admin) {
@@ -277,19 +277,19 @@ static BUSY: AtomicUsize = AtomicUsize::new(0);
 /// Connections open right now.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
-/// One open connection, counted in [`OPEN`] while it lives.
-struct Open;
+/// One thing counted in a counter ([`OPEN`], [`BUSY`]) while it lives.
+struct Counted(&'static AtomicUsize);
 
-impl Open {
-    fn new() -> Open {
-        OPEN.fetch_add(1, Ordering::AcqRel);
-        Open
+impl Counted {
+    fn new(counter: &'static AtomicUsize) -> Counted {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Counted(counter)
     }
 }
 
-impl Drop for Open {
+impl Drop for Counted {
     fn drop(&mut self) {
-        OPEN.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -305,22 +305,6 @@ static POLLING: AtomicBool = AtomicBool::new(false);
 /// goes to sleep: about one client's turn-around, so that a client calling again at
 /// once is read without a sleep and a wake-up of this thread.
 const POLL_FOR_NEXT: Duration = Duration::from_micros(30);
-
-/// One request being served, counted in [`BUSY`] while it lives.
-struct Busy;
-
-impl Busy {
-    fn enter() -> Busy {
-        BUSY.fetch_add(1, Ordering::AcqRel);
-        Busy
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        BUSY.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// Polls the socket of `conn` for its next call for up to [`POLL_FOR_NEXT`], when it
 /// is (nearly) the only connection, nothing else in the daemon is being served and no
