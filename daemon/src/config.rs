@@ -50,7 +50,8 @@ pub struct DaemonConfig {
     pub admin_uids: Vec<u32>,
     pub hook_timeout_ms: u64,
     pub max_message_bytes: usize,
-    /// Threads for bcrypt and hook calls; 0 means one per core.
+    /// Cores that compute bcrypt (each up to four hashes at once); the pool that runs
+    /// requests off the async threads has four threads per core. 0 means every core.
     pub workers: usize,
     /// Concurrent connections; more wait in the kernel's accept queue.
     pub max_connections: usize,

@@ -21,7 +21,10 @@ use crate::{
     executor::Executor,
     generation::{BuildError, Generation},
     loader::Loader,
-    password::Verifier,
+    password::{
+        lanes::{Lanes, LANES},
+        Verifier,
+    },
     server,
     store::Store,
     systemd,
@@ -82,15 +85,23 @@ impl Daemon {
             config.database.connect_timeout(),
         )?;
         let loader = Loader::with_cache(config.plugins.cache_dir.clone());
+        // One verification slot per worker (core); every generation's verifier shares it.
+        let pool = Arc::new(Lanes::new(config.daemon.worker_count()));
         let verifier = Arc::new(
-            Verifier::new(config.auth.bcrypt_cost).map_err(|e| StartError::Other(e.to_string()))?,
+            Verifier::with_pool(config.auth.bcrypt_cost, pool)
+                .map_err(|e| StartError::Other(e.to_string()))?,
         );
         let generation = build_generation(1, config.clone(), &loader, &*store, verifier)?;
         let pruned = loader.prune_cache();
         if pruned > 0 {
             tracing::info!(removed = pruned, dir = %config.plugins.cache_dir.display(), "removed plugin copies no longer in use");
         }
-        let executor = Executor::new(config.daemon.worker_count(), config.daemon.max_stuck_calls);
+        // Request threads mostly wait on bcrypt: enough of them that every slot can
+        // fill its lanes.
+        let executor = Executor::new(
+            config.daemon.worker_count() * LANES,
+            config.daemon.max_stuck_calls,
+        );
         Ok(Arc::new(Daemon {
             config_path: config.path.clone(),
             generation: RwLock::new(Arc::new(generation)),
@@ -216,7 +227,7 @@ impl Daemon {
         if current.config.auth.bcrypt_cost == config.auth.bcrypt_cost {
             Ok(current.verifier.clone())
         } else {
-            Verifier::new(config.auth.bcrypt_cost)
+            Verifier::with_pool(config.auth.bcrypt_cost, current.verifier.pool().clone())
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
         }

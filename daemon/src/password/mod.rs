@@ -2,16 +2,19 @@
 //! and the same cost for unknown users as for known ones.
 //!
 //! New hashes come from the `bcrypt` crate (`$2b$`). Verification, the daemon's whole
-//! cost, runs through the system's libxcrypt (`crypt_rn`, the bcrypt PAM and Dovecot
-//! use), which is about a fifth faster than the crate on the same machine
-//! (docs/benchmarks.md); when libxcrypt is missing it falls back to the crate. Both
-//! produce the same hash bit for bit (a property test checks it), and the comparison
-//! with the stored hash is constant-time.
+//! cost, runs on the daemon's own engine ([`flaskbbd_bcrypt`]): bit for bit the
+//! system's libxcrypt, and able to compute several hashes at once on one core, which
+//! the verification pool ([`lanes`]) does with the verifications that queue under
+//! load. A property test checks the engine against libxcrypt and the crate; the
+//! comparison with the stored hash is constant-time. libxcrypt stays reachable as an
+//! engine for benchmarks and that test.
+
+pub mod lanes;
 
 use std::{
     cell::RefCell,
     ffi::{c_char, c_int, c_void, CStr, CString},
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
 };
 
 /// bcrypt reads at most this many bytes of a secret; more would be silently ignored.
@@ -184,7 +187,9 @@ pub const NO_PASSWORD: &str = "!";
 /// Which implementation verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
-    /// The system's libxcrypt (`crypt_rn`), as the daemon prefers.
+    /// The daemon's own engine through the verification pool, batching what queues.
+    Lanes,
+    /// The system's libxcrypt (`crypt_rn`), one hash at a time (for comparisons).
     Libxcrypt,
     /// The `bcrypt` crate.
     BcryptCrate,
@@ -205,21 +210,32 @@ pub struct Verifier {
     cost: u32,
     dummy: String,
     engine: Engine,
+    pool: Arc<lanes::Lanes>,
 }
 
 impl Verifier {
-    /// Makes a verifier whose dummy hash has `cost`, the configured cost of new hashes.
+    /// Makes a verifier whose dummy hash has `cost`, the configured cost of new hashes,
+    /// with its own verification pool of one slot per core.
     pub fn new(cost: u32) -> Result<Verifier, PasswordError> {
-        let engine = if libxcrypt().is_some() {
-            Engine::Libxcrypt
-        } else {
-            Engine::BcryptCrate
-        };
-        Self::with_engine(cost, engine)
+        Self::with_pool(cost, Arc::new(lanes::Lanes::per_core()))
+    }
+
+    /// A verifier computing on `pool` (a daemon shares one pool between the
+    /// verifiers of its generations).
+    pub fn with_pool(cost: u32, pool: Arc<lanes::Lanes>) -> Result<Verifier, PasswordError> {
+        Self::build(cost, Engine::Lanes, pool)
     }
 
     /// A verifier on a given engine (for benchmarks and the equivalence test).
     pub fn with_engine(cost: u32, engine: Engine) -> Result<Verifier, PasswordError> {
+        Self::build(cost, engine, Arc::new(lanes::Lanes::per_core()))
+    }
+
+    fn build(
+        cost: u32,
+        engine: Engine,
+        pool: Arc<lanes::Lanes>,
+    ) -> Result<Verifier, PasswordError> {
         if !(4..=31).contains(&cost) {
             return Err(PasswordError::Hash(format!(
                 "bcrypt cost {cost} is outside 4..=31"
@@ -235,7 +251,13 @@ impl Verifier {
             cost,
             dummy,
             engine,
+            pool,
         })
+    }
+
+    /// The verification pool this verifier computes on.
+    pub fn pool(&self) -> &Arc<lanes::Lanes> {
+        &self.pool
     }
 
     /// The engine that verifies.
@@ -320,8 +342,29 @@ impl Verifier {
         }
     }
 
+    /// Whether `secret` (whole: at most 72 bytes, no NUL) matches the bcrypt `hash`.
+    /// A hash that is not a setting bcrypt computes (a `$2x$` one, a bad cost or salt)
+    /// costs a dummy verification and is logged, by its scheme only.
     fn check(&self, secret: &str, hash: &str) -> bool {
+        match flaskbbd_bcrypt::Setting::parse(hash) {
+            Ok(setting) => self.crypt_matches(secret, setting, hash),
+            Err(e) => {
+                tracing::warn!(
+                    "a stored password hash ({}) cannot be checked: {e}",
+                    scheme_of(hash)
+                );
+                self.dummy_verify(secret);
+                false
+            }
+        }
+    }
+
+    fn crypt_matches(&self, secret: &str, setting: flaskbbd_bcrypt::Setting, hash: &str) -> bool {
         match (self.engine, libxcrypt()) {
+            (Engine::Lanes, _) => self
+                .pool
+                .crypt(secret.as_bytes(), setting)
+                .is_some_and(|out| out.matches(hash)),
             (Engine::Libxcrypt, Some(x)) => x
                 .crypt(secret, hash)
                 .is_some_and(|out| constant_time_eq(out.as_bytes(), hash.as_bytes())),
@@ -329,10 +372,14 @@ impl Verifier {
         }
     }
 
+    /// Spends one verification's work on the dummy hash, through the same path as a
+    /// real one.
     fn dummy_verify(&self, secret: &str) -> bool {
         let s: String = secret.chars().filter(|&c| c != '\0').collect();
         let s = &s[..s.floor_char_boundary(MAX_SECRET_BYTES)];
-        let _ = self.check(s, &self.dummy);
+        if let Ok(setting) = flaskbbd_bcrypt::Setting::parse(&self.dummy) {
+            let _ = self.crypt_matches(s, setting, &self.dummy);
+        }
         false
     }
 }
@@ -400,7 +447,10 @@ mod tests {
     use super::*;
 
     fn engines() -> Vec<Verifier> {
-        let mut v = vec![Verifier::with_engine(4, Engine::BcryptCrate).unwrap()];
+        let mut v = vec![
+            Verifier::new(4).unwrap(),
+            Verifier::with_engine(4, Engine::BcryptCrate).unwrap(),
+        ];
         if let Ok(x) = Verifier::with_engine(4, Engine::Libxcrypt) {
             v.push(x);
         }
@@ -507,14 +557,31 @@ mod tests {
     }
 
     #[test]
-    fn the_system_has_libxcrypt() {
-        // Debian's libcrypt1 is a required package; the daemon should use it.
-        assert_eq!(Verifier::new(4).unwrap().engine(), Engine::Libxcrypt);
+    fn the_daemon_verifies_on_its_own_engine_and_libxcrypt_is_there_to_compare() {
+        assert_eq!(Verifier::new(4).unwrap().engine(), Engine::Lanes);
+        // Debian's libcrypt1 is a required package: the equivalence test needs it.
+        assert!(Verifier::with_engine(4, Engine::Libxcrypt).is_ok());
+    }
+
+    #[test]
+    fn buggy_and_malformed_bcrypt_hashes_never_match() {
+        let v = Verifier::new(4).unwrap();
+        let good = "$2b$04$abcdefghijklmnopqrstuuBYyE5fvzi3mZlZSz3X9KbqbnJFjY3Hp6";
+        let pw = "pw";
+        let real = v.hash(pw).unwrap();
+        assert!(v.verify(pw, Some(&real)));
+        // libxcrypt would compute this $2x$ one; the daemon refuses the bug.
+        let x = real.replacen("$2b$", "$2x$", 1);
+        assert!(!v.verify(pw, Some(&x)));
+        for bad in ["$2b$99$abcdefghijklmnopqrstuu", "$2b$04$abc", &good[..20]] {
+            assert!(!v.verify(pw, Some(bad)), "{bad}");
+        }
     }
 }
 
-/// The bcrypt crate (which hashes new passwords) and the system's libxcrypt (which
-/// verifies them) agree bit for bit: random passwords, random salts, costs 4 to 8,
+/// The bcrypt crate (which hashes new passwords), the system's libxcrypt and the
+/// daemon's engine (which verifies them; daemon/bcrypt/tests has its own test
+/// against libxcrypt on arbitrary bytes and lanes) agree bit for bit: random passwords, random salts, costs 4 to 8,
 /// and every variant `$2a$`, `$2b$`, `$2y$`, in both directions.
 #[cfg(test)]
 mod equivalence {
@@ -573,6 +640,7 @@ mod equivalence {
         let mut rng = Rng(seed);
         let ours = Verifier::with_engine(4, Engine::Libxcrypt).unwrap();
         let crate_engine = Verifier::with_engine(4, Engine::BcryptCrate).unwrap();
+        let lanes = Verifier::new(4).unwrap();
         let variant = |i: usize| match i % 3 {
             0 => (Version::TwoA, "2a"),
             1 => (Version::TwoB, "2b"),
@@ -595,6 +663,7 @@ mod equivalence {
                 "case {case}: {pw:?} {by_crate}"
             );
             assert!(ours.verify(&pw, Some(&by_crate)), "case {case}");
+            assert!(lanes.verify(&pw, Some(&by_crate)), "case {case}");
             assert!(
                 !ours.verify(&format!("{pw}!"), Some(&by_crate)) || pw.len() >= 72,
                 "case {case}"
@@ -618,6 +687,7 @@ mod equivalence {
                 "case {case}: {pw:?} {by_libxcrypt}"
             );
             assert!(crate_engine.verify(&pw, Some(&by_libxcrypt)), "case {case}");
+            assert!(lanes.verify(&pw, Some(&by_libxcrypt)), "case {case}");
             assert!(
                 !bcrypt::verify(format!("{pw}!"), &by_libxcrypt).unwrap() || pw.len() >= 72,
                 "case {case}"

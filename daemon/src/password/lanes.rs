@@ -1,0 +1,285 @@
+//! The verification pool: bcrypt computations queue here and run in batches, up to
+//! [`LANES`] of the same cost interleaved on one core ([`flaskbbd_bcrypt`]).
+//!
+//! The threads that need a hash (request workers) queue it and wait. At most `cores`
+//! of them compute at once ("slots"); a waiting thread whose own job is still queued
+//! takes a free slot and runs the oldest job with every later queued job of the same
+//! cost, up to [`LANES`], then hands each hash to its waiter. So first come, first
+//! served holds across batches, and no thread is added for bcrypt.
+//!
+//! A lone job runs on one lane at once: the latency of a login on a quiet forum does
+//! not grow. Under load, answers leave in batches and their clients' next requests
+//! arrive microseconds apart, so a thread about to run a short batch while other
+//! slots are busy (or right after a batch ended) first lingers a moment — at most a
+//! 64th of one hash's time, 2 ms at most — for the batch to fill.
+
+use std::{
+    collections::VecDeque,
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock},
+    time::{Duration, Instant},
+};
+
+use flaskbbd_bcrypt::{crypt_many, Hash, Job, Setting};
+use zeroize::Zeroizing;
+
+/// How many hashes one core computes at once: measured with
+/// `cargo run --release -p flaskbbd-bcrypt --example lanes` (docs/benchmarks.md), 4
+/// lanes gave 2.2–2.5 times one lane's hashes per second, 3 lanes about as many, 2
+/// lanes 1.7–1.9 times.
+pub const LANES: usize = 4;
+
+/// The longest a short batch waits to fill.
+const MAX_LINGER: Duration = Duration::from_millis(2);
+
+/// A job waiting for its hash.
+struct Pending {
+    key: Zeroizing<Vec<u8>>,
+    setting: Setting,
+    /// The hash, or `None` when computing it failed (a panic in the engine).
+    done: OnceLock<Option<Hash>>,
+}
+
+struct State {
+    queue: VecDeque<Arc<Pending>>,
+    /// Slots computing now.
+    computing: usize,
+    /// When the last batch ended.
+    last_end: Option<Instant>,
+    /// One hash's time on one lane at each cost (index = cost), as last measured.
+    single: [Option<Duration>; 32],
+}
+
+/// The pool. Shared by every verifier of a daemon (the cost may change on reload; the
+/// cores do not).
+pub struct Lanes {
+    state: Mutex<State>,
+    changed: Condvar,
+    slots: usize,
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes")
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Lanes {
+    /// A pool computing on at most `slots` threads at once (one per core).
+    pub fn new(slots: usize) -> Lanes {
+        Lanes {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                computing: 0,
+                last_end: None,
+                single: [None; 32],
+            }),
+            changed: Condvar::new(),
+            slots: slots.max(1),
+        }
+    }
+
+    /// A pool with one slot per core.
+    pub fn per_core() -> Lanes {
+        Lanes::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+    }
+
+    /// `crypt(key, setting)`, computed in a batch with whatever else is queued;
+    /// `None` if the engine failed. Blocks until done.
+    pub fn crypt(&self, key: &[u8], setting: Setting) -> Option<Hash> {
+        let me = Arc::new(Pending {
+            key: Zeroizing::new(key.to_vec()),
+            setting,
+            done: OnceLock::new(),
+        });
+        let mut st = lock(&self.state);
+        st.queue.push_back(me.clone());
+        // A thread lingering for its batch to fill may want this one.
+        self.changed.notify_all();
+        loop {
+            if let Some(done) = me.done.get() {
+                return done.clone();
+            }
+            let queued = st.queue.iter().any(|p| Arc::ptr_eq(p, &me));
+            if queued && st.computing < self.slots {
+                st.computing += 1;
+                st = self.linger(st);
+                let batch = take_batch(&mut st.queue);
+                drop(st);
+                self.compute(&batch);
+                st = lock(&self.state);
+                st.computing -= 1;
+                st.last_end = Some(Instant::now());
+                self.changed.notify_all();
+                continue;
+            }
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits, holding a slot, for the oldest job's batch to fill while more jobs are
+    /// likely on their way: other slots are busy, or a batch ended just now (its
+    /// clients are sending again). Not at all for a lone job on a quiet pool.
+    fn linger<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let Some(cost) = st.queue.front().map(|p| p.setting.cost()) else {
+            return st;
+        };
+        let Some(single) = st.single[cost as usize] else {
+            return st;
+        };
+        let linger = (single / 64).min(MAX_LINGER);
+        let busy = st.computing > 1 || st.last_end.is_some_and(|t| t.elapsed() < linger * 4);
+        if !busy {
+            return st;
+        }
+        let deadline = Instant::now() + linger;
+        while batch_len(&st.queue) < LANES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        st
+    }
+
+    /// Runs one batch and hands out its hashes.
+    fn compute(&self, batch: &[Arc<Pending>]) {
+        let jobs: Vec<Job<'_>> = batch
+            .iter()
+            .map(|p| Job {
+                key: &p.key,
+                setting: &p.setting,
+            })
+            .collect();
+        let start = Instant::now();
+        let hashes = catch_unwind(AssertUnwindSafe(|| crypt_many(&jobs, LANES)));
+        let took = start.elapsed();
+        match hashes {
+            Ok(hashes) => {
+                if let (1, Some(p)) = (batch.len(), batch.first()) {
+                    lock(&self.state).single[p.setting.cost() as usize] = Some(took);
+                }
+                for (p, h) in batch.iter().zip(hashes) {
+                    let _ = p.done.set(Some(h));
+                }
+            }
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!("bcrypt failed on a batch of {}: {why}", batch.len());
+                for p in batch {
+                    let _ = p.done.set(None);
+                }
+            }
+        }
+        // Estimate one lane's time from a batch too, so lingering starts under load
+        // even before a lone job was ever timed: a batch takes at least that long.
+        if let Some(p) = batch.first() {
+            let mut st = lock(&self.state);
+            st.single[p.setting.cost() as usize].get_or_insert(took / batch.len() as u32);
+        }
+    }
+}
+
+/// How many queued jobs the next batch would take.
+fn batch_len(queue: &VecDeque<Arc<Pending>>) -> usize {
+    let Some(cost) = queue.front().map(|p| p.setting.cost()) else {
+        return 0;
+    };
+    queue
+        .iter()
+        .filter(|p| p.setting.cost() == cost)
+        .take(LANES)
+        .count()
+}
+
+/// Takes the oldest job and the following jobs of its cost, up to [`LANES`], in order.
+fn take_batch(queue: &mut VecDeque<Arc<Pending>>) -> Vec<Arc<Pending>> {
+    let Some(cost) = queue.front().map(|p| p.setting.cost()) else {
+        return Vec::new();
+    };
+    let mut batch = Vec::with_capacity(LANES);
+    let mut i = 0;
+    while i < queue.len() && batch.len() < LANES {
+        if queue[i].setting.cost() == cost {
+            if let Some(p) = queue.remove(i) {
+                batch.push(p);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(cost: u32) -> Setting {
+        Setting::parse(&format!("$2b${cost:02}$abcdefghijklmnopqrstuu")).unwrap()
+    }
+
+    fn pending(cost: u32) -> Arc<Pending> {
+        Arc::new(Pending {
+            key: Zeroizing::new(b"k".to_vec()),
+            setting: setting(cost),
+            done: OnceLock::new(),
+        })
+    }
+
+    #[test]
+    fn batches_take_the_oldest_cost_in_order_and_leave_the_rest() {
+        let q: Vec<Arc<Pending>> = [4, 5, 4, 4, 5, 4, 4].into_iter().map(pending).collect();
+        let mut queue: VecDeque<_> = q.iter().cloned().collect();
+        assert_eq!(batch_len(&queue), LANES.min(5));
+        let batch = take_batch(&mut queue);
+        let idx = |p: &Arc<Pending>| q.iter().position(|x| Arc::ptr_eq(x, p)).unwrap();
+        assert_eq!(
+            batch.iter().map(idx).collect::<Vec<_>>(),
+            [0, 2, 3, 5, 6][..LANES.min(5)]
+        );
+        // The cost-5 jobs keep their places at the front.
+        assert_eq!(queue.front().map(|p| p.setting.cost()), Some(5));
+        assert_eq!(take_batch(&mut queue).len(), 2);
+    }
+
+    #[test]
+    fn concurrent_jobs_get_their_own_hashes() {
+        let lanes = Arc::new(Lanes::new(2));
+        let threads: Vec<_> = (0..12)
+            .map(|i| {
+                let lanes = lanes.clone();
+                std::thread::spawn(move || {
+                    let key = format!("key{i}");
+                    let s = setting(4 + (i % 2) as u32);
+                    let got = lanes.crypt(key.as_bytes(), s.clone()).unwrap();
+                    assert_eq!(got, flaskbbd_bcrypt::crypt(key.as_bytes(), &s), "{i}");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let st = lock(&lanes.state);
+        assert!(st.queue.is_empty() && st.computing == 0);
+    }
+}
