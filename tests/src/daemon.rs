@@ -49,9 +49,13 @@ impl TestDaemon {
     /// `command` carries) and returns at once, without waiting for the socket.
     pub fn spawn(scratch: &Scratch, mut command: Command, config: PathBuf) -> TestDaemon {
         let log = scratch.path.join("daemon.log");
+        // The configuration's `[log] filter` (info unless it says otherwise), unless
+        // whoever runs the tests sets RUST_LOG.
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env_remove("RUST_LOG");
+        }
         let child = command
             .args(["serve", "--config", config.to_str().unwrap()])
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -173,6 +173,13 @@ impl Setting {
     pub fn variant(&self) -> Variant {
         self.variant
     }
+
+    /// The setting as every hash made with it begins: prefix, cost and salt, 29
+    /// characters, the salt's last character canonical.
+    pub fn as_str(&self) -> &str {
+        // Parsed from a &str and rewritten with an ASCII character only.
+        std::str::from_utf8(&self.head).unwrap_or_default()
+    }
 }
 
 /// A computed bcrypt hash: 60 characters, `$2?$cc$` + 22 salt + 31 checksum.
@@ -183,6 +190,11 @@ impl Hash {
     /// The hash as stored.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The hash as a `String`.
+    pub fn into_string(self) -> String {
+        self.0
     }
 
     /// Whether `stored` is this hash, in time independent of where they differ.

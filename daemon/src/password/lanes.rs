@@ -7,11 +7,16 @@
 //! cost, up to [`LANES`], then hands each hash to its waiter. So first come, first
 //! served holds across batches, and no thread is added for bcrypt.
 //!
-//! A lone job runs on one lane at once: the latency of a login on a quiet forum does
-//! not grow. Under load, answers leave in batches and their clients' next requests
-//! arrive microseconds apart, so a thread about to run a short batch while other
-//! slots are busy (or right after a batch ended) first lingers a moment — at most a
-//! 64th of one hash's time, 2 ms at most — for the batch to fill.
+//! A lone job runs at once, on the fastest engine for one hash: the system's
+//! libxcrypt where it is installed (our one lane measured 5–8 % slower than it here;
+//! the two agree bit for bit, tested), else our engine's single lane. So the latency
+//! of a login on a quiet forum does not grow.
+//!
+//! Under load, answers leave in batches and their clients' next requests arrive a
+//! millisecond or so apart, so a thread about to run a short batch while there are
+//! more jobs than slots (queued or computing), or right after a batch of several
+//! ended, first lingers a moment — a 16th of one hash's time, 10 ms at most — for it
+//! to fill.
 
 use std::{
     collections::VecDeque,
@@ -20,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flaskbbd_bcrypt::{crypt_many, Hash, Job, Setting};
+use flaskbbd_bcrypt::{crypt_many, Job, Setting};
 use zeroize::Zeroizing;
 
 /// How many hashes one core computes at once: measured with
@@ -30,22 +35,24 @@ use zeroize::Zeroizing;
 pub const LANES: usize = 4;
 
 /// The longest a short batch waits to fill.
-const MAX_LINGER: Duration = Duration::from_millis(2);
+const MAX_LINGER: Duration = Duration::from_millis(10);
 
 /// A job waiting for its hash.
 struct Pending {
     key: Zeroizing<Vec<u8>>,
     setting: Setting,
     /// The hash, or `None` when computing it failed (a panic in the engine).
-    done: OnceLock<Option<Hash>>,
+    done: OnceLock<Option<String>>,
 }
 
 struct State {
     queue: VecDeque<Arc<Pending>>,
     /// Slots computing now.
     computing: usize,
-    /// When the last batch ended.
-    last_end: Option<Instant>,
+    /// Jobs in the batches computing now.
+    in_flight: usize,
+    /// When the last batch ended, and how many jobs it had.
+    last_end: Option<(Instant, usize)>,
     /// One hash's time on one lane at each cost (index = cost), as last measured.
     single: [Option<Duration>; 32],
 }
@@ -77,8 +84,9 @@ impl Lanes {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 computing: 0,
+                in_flight: 0,
                 last_end: None,
-                single: [None; 32],
+                single: calibrate(),
             }),
             changed: Condvar::new(),
             slots: slots.max(1),
@@ -96,7 +104,7 @@ impl Lanes {
 
     /// `crypt(key, setting)`, computed in a batch with whatever else is queued;
     /// `None` if the engine failed. Blocks until done.
-    pub fn crypt(&self, key: &[u8], setting: Setting) -> Option<Hash> {
+    pub fn crypt(&self, key: &[u8], setting: Setting) -> Option<String> {
         let me = Arc::new(Pending {
             key: Zeroizing::new(key.to_vec()),
             setting,
@@ -113,13 +121,21 @@ impl Lanes {
             let queued = st.queue.iter().any(|p| Arc::ptr_eq(p, &me));
             if queued && st.computing < self.slots {
                 st.computing += 1;
-                st = self.linger(st);
+                let lingered;
+                (st, lingered) = self.linger(st);
                 let batch = take_batch(&mut st.queue);
+                if batch.is_empty() {
+                    // Another slot lingered for the same jobs and took them.
+                    st.computing -= 1;
+                    continue;
+                }
+                st.in_flight += batch.len();
                 drop(st);
-                self.compute(&batch);
+                self.compute(&batch, lingered);
                 st = lock(&self.state);
                 st.computing -= 1;
-                st.last_end = Some(Instant::now());
+                st.in_flight -= batch.len();
+                st.last_end = Some((Instant::now(), batch.len()));
                 self.changed.notify_all();
                 continue;
             }
@@ -128,21 +144,27 @@ impl Lanes {
     }
 
     /// Waits, holding a slot, for the oldest job's batch to fill while more jobs are
-    /// likely on their way: other slots are busy, or a batch ended just now (its
-    /// clients are sending again). Not at all for a lone job on a quiet pool.
-    fn linger<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    /// likely on their way: there are more jobs than slots (queued or computing), or
+    /// a batch of several ended just now (its clients are sending again). Never for a
+    /// lone job on a quiet pool, nor for one client's jobs one after another.
+    /// Returns how long it waited.
+    fn linger<'a>(&'a self, mut st: MutexGuard<'a, State>) -> (MutexGuard<'a, State>, Duration) {
         let Some(cost) = st.queue.front().map(|p| p.setting.cost()) else {
-            return st;
+            return (st, Duration::ZERO);
         };
         let Some(single) = st.single[cost as usize] else {
-            return st;
+            return (st, Duration::ZERO);
         };
-        let linger = (single / 64).min(MAX_LINGER);
-        let busy = st.computing > 1 || st.last_end.is_some_and(|t| t.elapsed() < linger * 4);
-        if !busy {
-            return st;
+        let linger = (single / 16).min(MAX_LINGER);
+        let contended = st.queue.len() + st.in_flight > self.slots;
+        let returning = st
+            .last_end
+            .is_some_and(|(t, jobs)| jobs > 1 && t.elapsed() < linger * 4);
+        if !contended && !returning {
+            return (st, Duration::ZERO);
         }
-        let deadline = Instant::now() + linger;
+        let start = Instant::now();
+        let deadline = start + linger;
         while batch_len(&st.queue) < LANES {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -154,11 +176,11 @@ impl Lanes {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
-        st
+        (st, start.elapsed())
     }
 
     /// Runs one batch and hands out its hashes.
-    fn compute(&self, batch: &[Arc<Pending>]) {
+    fn compute(&self, batch: &[Arc<Pending>], lingered: Duration) {
         let jobs: Vec<Job<'_>> = batch
             .iter()
             .map(|p| Job {
@@ -167,8 +189,22 @@ impl Lanes {
             })
             .collect();
         let start = Instant::now();
-        let hashes = catch_unwind(AssertUnwindSafe(|| crypt_many(&jobs, LANES)));
+        let hashes = catch_unwind(AssertUnwindSafe(|| match batch {
+            [one] => vec![super::libxcrypt_single(&one.key, one.setting.as_str())
+                .unwrap_or_else(|| flaskbbd_bcrypt::crypt(&one.key, &one.setting).into_string())],
+            _ => crypt_many(&jobs, LANES)
+                .into_iter()
+                .map(|h| h.into_string())
+                .collect(),
+        }));
         let took = start.elapsed();
+        tracing::debug!(
+            jobs = batch.len(),
+            cost = batch.first().map_or(0, |p| p.setting.cost()),
+            took_ms = took.as_secs_f64() * 1e3,
+            lingered_us = lingered.as_micros() as u64,
+            "bcrypt batch"
+        );
         match hashes {
             Ok(hashes) => {
                 if let (1, Some(p)) = (batch.len(), batch.first()) {
@@ -190,13 +226,19 @@ impl Lanes {
                 }
             }
         }
-        // Estimate one lane's time from a batch too, so lingering starts under load
-        // even before a lone job was ever timed: a batch takes at least that long.
-        if let Some(p) = batch.first() {
-            let mut st = lock(&self.state);
-            st.single[p.setting.cost() as usize].get_or_insert(took / batch.len() as u32);
-        }
     }
+}
+
+/// One hash's time at every cost, estimated from one cost-4 hash timed now (about a
+/// millisecond): each cost doubles the work. Measured lone hashes replace these.
+fn calibrate() -> [Option<Duration>; 32] {
+    let Ok(setting) = Setting::parse("$2b$04$CalibratingTheBcryptPo") else {
+        return [None; 32];
+    };
+    let start = Instant::now();
+    let _ = flaskbbd_bcrypt::crypt(b"calibration", &setting);
+    let t4 = start.elapsed();
+    std::array::from_fn(|cost| (cost >= 4).then(|| t4 * (1u32 << (cost - 4).min(27))))
 }
 
 /// How many queued jobs the next batch would take.
@@ -272,7 +314,11 @@ mod tests {
                     let key = format!("key{i}");
                     let s = setting(4 + (i % 2) as u32);
                     let got = lanes.crypt(key.as_bytes(), s.clone()).unwrap();
-                    assert_eq!(got, flaskbbd_bcrypt::crypt(key.as_bytes(), &s), "{i}");
+                    assert_eq!(
+                        got,
+                        flaskbbd_bcrypt::crypt(key.as_bytes(), &s).as_str(),
+                        "{i}"
+                    );
                 })
             })
             .collect();

@@ -83,7 +83,7 @@ thread_local! {
 impl Libxcrypt {
     /// `crypt(secret, setting)`: the hash of `secret` with the salt and cost of
     /// `setting` (a full hash works as a setting). `None` when libxcrypt refuses.
-    fn crypt(&self, secret: &str, setting: &str) -> Option<String> {
+    fn crypt(&self, secret: &[u8], setting: &str) -> Option<String> {
         let secret = CString::new(secret).ok()?;
         let setting = CString::new(setting).ok()?;
         CRYPT_DATA.with(|data| {
@@ -364,9 +364,9 @@ impl Verifier {
             (Engine::Lanes, _) => self
                 .pool
                 .crypt(secret.as_bytes(), setting)
-                .is_some_and(|out| out.matches(hash)),
+                .is_some_and(|out| constant_time_eq(out.as_bytes(), hash.as_bytes())),
             (Engine::Libxcrypt, Some(x)) => x
-                .crypt(secret, hash)
+                .crypt(secret.as_bytes(), hash)
                 .is_some_and(|out| constant_time_eq(out.as_bytes(), hash.as_bytes())),
             _ => bcrypt::verify(secret, hash).unwrap_or(false),
         }
@@ -425,7 +425,13 @@ fn dummy_hash(cost: u32) -> Result<String, PasswordError> {
 /// The system's libxcrypt `crypt(secret, setting)`, for benchmarks and the
 /// equivalence test; `None` when libxcrypt is missing or refuses.
 pub fn libxcrypt_crypt(secret: &str, setting: &str) -> Option<String> {
-    libxcrypt()?.crypt(secret, setting)
+    libxcrypt()?.crypt(secret.as_bytes(), setting)
+}
+
+/// libxcrypt's hash of `key` with `setting` (the faster engine for a lone hash on the
+/// machines measured), or `None` when it is missing or refuses.
+pub(crate) fn libxcrypt_single(key: &[u8], setting: &str) -> Option<String> {
+    libxcrypt()?.crypt(key, setting)
 }
 
 fn is_bcrypt(h: &str) -> bool {
@@ -436,9 +442,12 @@ fn is_bcrypt(h: &str) -> bool {
 
 /// The scheme part of a hash, for logs (never the hash itself).
 fn scheme_of(h: &str) -> &str {
-    h.split(['$', ':'])
-        .next()
-        .filter(|s| !s.is_empty() && s.len() < 16)
+    // A crypt hash: `$id$...`, named by `$id`; werkzeug's: `method:...$salt$hash`.
+    let name = match h.strip_prefix('$') {
+        Some(rest) => rest.find('$').map(|end| &h[..=end]),
+        None => h.split(['$', ':']).next(),
+    };
+    name.filter(|s| !s.is_empty() && s.len() < 16)
         .unwrap_or("unknown")
 }
 

@@ -79,6 +79,13 @@ pub struct DbStore {
     /// The database as logs name it (never with a password).
     name: String,
     schema: Schema,
+    /// SQLite only: this process's writes, one at a time. SQLite has one writer per
+    /// file; threads racing for it meet SQLITE_BUSY and its handler sleeps 1, 2, 5,
+    /// … ms between tries, so concurrent logins (whose commits come in bursts when
+    /// their verifications end together) queued for milliseconds each. Waiting here
+    /// costs only the writes before it. Other processes on the file still meet the
+    /// busy handler.
+    sqlite_writes: Option<std::sync::Mutex<()>>,
 }
 
 #[derive(Debug)]
@@ -184,7 +191,7 @@ impl DbStore {
             )));
         }
         let name = format!("SQLite database {}", path.display());
-        Self::open(&path.to_string_lossy(), name, schema, connect_timeout)
+        Self::open(&path.to_string_lossy(), name, schema, connect_timeout, true)
     }
 
     /// Opens the PostgreSQL database at `url` and runs pending migrations.
@@ -203,6 +210,7 @@ impl DbStore {
             format!("PostgreSQL database {}", redact_url(url)),
             schema,
             connect_timeout,
+            false,
         )
     }
 
@@ -211,6 +219,7 @@ impl DbStore {
         name: String,
         schema: Schema,
         connect_timeout: Duration,
+        sqlite: bool,
     ) -> Result<DbStore, StoreError> {
         let pool = Pool::builder()
             .max_size(16)
@@ -220,7 +229,13 @@ impl DbStore {
             .connection_customizer(Box::new(Settings))
             .build(ConnectionManager::<AnyConnection>::new(url))
             .map_err(|e| StoreError::Unavailable(format!("cannot open {name}: {e}")))?;
-        let store = DbStore { pool, name, schema };
+        let sqlite_writes = sqlite.then(|| std::sync::Mutex::new(()));
+        let store = DbStore {
+            pool,
+            name,
+            schema,
+            sqlite_writes,
+        };
         match schema {
             Schema::Flaskbbd => {
                 store.migrate()?;
@@ -392,6 +407,10 @@ impl DbStore {
         &self,
         f: impl FnOnce(&mut AnyConnection) -> QueryResult<T>,
     ) -> Result<QueryResult<T>, StoreError> {
+        let _one_writer = self
+            .sqlite_writes
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
         let mut conn = self.conn()?;
         let written = f(&mut conn);
         if let Err(e) = &written {

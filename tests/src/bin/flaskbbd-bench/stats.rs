@@ -33,9 +33,6 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// One unit of work, run from many threads.
-pub type Job<'a> = Box<dyn Fn() + Sync + 'a>;
-
 /// Runs `work` on each of `threads` threads at once; returns the durations they all
 /// measured and the wall time of the whole run.
 fn in_parallel(

@@ -1,0 +1,165 @@
+//! Batched bcrypt verification through the real daemon: concurrent logins share
+//! batches and each still gets its own answer (right, wrong, unknown, every bcrypt
+//! prefix), every Authenticate costs exactly one verification (the unknown user's
+//! dummy too), a `$2x$` hash is refused, and one client's logins one after another
+//! run alone, without waiting for company. The daemon logs each batch at debug level
+//! (`bcrypt batch jobs=N ...`), which is what these tests read.
+
+use std::sync::Barrier;
+
+use bcrypt::Version;
+use flaskbbd_tests::{
+    daemon::{err, TestDaemon},
+    Scratch,
+};
+
+const COST: u32 = 6;
+
+fn daemon(s: &Scratch, workers: usize) -> TestDaemon {
+    TestDaemon::start(
+        s,
+        &format!(
+            "[daemon]\nworkers = {workers}\n[auth]\nbcrypt_cost = {COST}\nlockout = {{ enabled = false }}\n[log]\nfilter = \"info,flaskbbd::password::lanes=debug\"\n"
+        ),
+    )
+}
+
+/// The `jobs=` of every batch the daemon logged, in order.
+fn batches(d: &TestDaemon) -> Vec<(usize, u64)> {
+    d.log_text()
+        .lines()
+        .filter(|l| l.contains("bcrypt batch"))
+        .map(|l| {
+            let field = |name: &str| -> u64 {
+                let at = l.find(&format!("{name}=")).unwrap() + name.len() + 1;
+                l[at..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            (field("jobs") as usize, field("lingered_us"))
+        })
+        .collect()
+}
+
+/// Replaces `user`'s stored hash with one of `secret` in the given prefix.
+fn set_hash(s: &Scratch, user: &str, secret: &str, version: Version) -> String {
+    let hash = bcrypt::hash_with_salt(secret, COST, *b"flaskbbd-lanes!!")
+        .unwrap()
+        .format_for_version(version);
+    s.sql(&format!(
+        "UPDATE users SET password = '{hash}' WHERE username = '{user}'"
+    ));
+    hash
+}
+
+#[test]
+fn concurrent_logins_share_batches_and_each_gets_its_own_answer() {
+    let s = Scratch::new("lanes-concurrent");
+    let d = daemon(&s, 1);
+    let ids: Vec<i64> = ["ann", "bob", "cat", "dan"]
+        .iter()
+        .map(|u| d.add_user(u, &format!("pw-{u}"), true))
+        .collect();
+    set_hash(&s, "cat", "pw-cat", Version::TwoA);
+    set_hash(&s, "dan", "pw-dan", Version::TwoY);
+    let before = batches(&d).len();
+    assert_eq!(before, 0, "creating users hashes, it does not verify");
+
+    // Right passwords (one per prefix), a wrong one, an unknown user.
+    let cases: [(&str, &str, Option<i64>); 6] = [
+        ("ann", "pw-ann", Some(ids[0])),
+        ("bob", "pw-bob", Some(ids[1])),
+        ("cat", "pw-cat", Some(ids[2])),
+        ("dan", "pw-dan", Some(ids[3])),
+        ("ann", "pw-bob", None),
+        ("nobody", "pw-ann", None),
+    ];
+    let clients = 8;
+    let rounds = 6;
+    let start = Barrier::new(clients);
+    std::thread::scope(|scope| {
+        for c in 0..clients {
+            let (d, start, cases) = (&d, &start, &cases);
+            scope.spawn(move || {
+                let mut client = d.client();
+                start.wait();
+                for r in 0..rounds {
+                    let (who, secret, expect) = cases[(c + r) % cases.len()];
+                    let got = client.call(
+                        "org.flaskbb.Auth.Authenticate",
+                        serde_json::json!({ "identifier": who, "secret": secret }),
+                    );
+                    match expect {
+                        Some(id) => assert_eq!(got.unwrap()["user"]["id"], id, "{who}"),
+                        None => {
+                            let (name, params) = err(got);
+                            assert_eq!(name, "org.flaskbb.Auth.AuthenticationFailed");
+                            assert_eq!(params["reason"], "Wrong username or password.");
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let seen = batches(&d);
+    let jobs: usize = seen.iter().map(|(j, _)| j).sum();
+    assert_eq!(
+        jobs,
+        clients * rounds,
+        "one verification per login, unknown users included: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|&(j, _)| j >= 2),
+        "eight clients on one core never shared a batch: {seen:?}"
+    );
+    assert!(seen.iter().all(|&(j, _)| (1..=4).contains(&j)), "{seen:?}");
+}
+
+#[test]
+fn one_client_after_another_runs_alone_at_once() {
+    let s = Scratch::new("lanes-alone");
+    let d = daemon(&s, 2);
+    d.add_user("ann", "pw-ann", true);
+    let mut client = d.client();
+    for i in 0..6 {
+        let secret = if i % 2 == 0 { "pw-ann" } else { "wrong" };
+        let got = client.call(
+            "org.flaskbb.Auth.Authenticate",
+            serde_json::json!({ "identifier": "ann", "secret": secret }),
+        );
+        assert_eq!(got.is_ok(), i % 2 == 0, "{got:?}");
+    }
+    let seen = batches(&d);
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    // Alone, and without lingering for others that never come.
+    assert!(seen.iter().all(|&b| b == (1, 0)), "{seen:?}");
+}
+
+#[test]
+fn a_2x_hash_is_refused_with_the_usual_answer_after_the_usual_work() {
+    let s = Scratch::new("lanes-2x");
+    let d = daemon(&s, 1);
+    d.add_user("old", "pw-old", true);
+    let hash = set_hash(&s, "old", "pw-old", Version::TwoB);
+    s.sql(&format!(
+        "UPDATE users SET password = '{}' WHERE username = 'old'",
+        hash.replacen("$2b$", "$2x$", 1)
+    ));
+    let (name, params) = err(d.auth("old", "pw-old"));
+    assert_eq!(name, "org.flaskbb.Auth.AuthenticationFailed");
+    assert_eq!(params["reason"], "Wrong username or password.");
+    // The dummy verification ran (equal time), and the log says why, without the hash.
+    assert_eq!(batches(&d).len(), 1);
+    let log = d.log_text();
+    assert!(
+        log.contains("a stored password hash ($2x) cannot be checked: $2x$ hashes were made with crypt_blowfish's sign-extension bug"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&hash[29..]),
+        "the hash's checksum is in the log"
+    );
+}
