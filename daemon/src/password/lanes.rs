@@ -15,7 +15,7 @@
 //! Under load, answers leave in batches and their clients' next requests arrive a
 //! millisecond or so apart, so a thread about to run a short batch while there are
 //! more jobs than slots (queued or computing), or right after a batch of several
-//! ended, first lingers a moment — a 16th of one hash's time, 10 ms at most — for it
+//! ended, first lingers a moment — a 16th of one hash's time, 40 ms at most — for it
 //! to fill.
 
 use std::{
@@ -35,7 +35,7 @@ use zeroize::Zeroizing;
 pub const LANES: usize = 4;
 
 /// The longest a short batch waits to fill.
-const MAX_LINGER: Duration = Duration::from_millis(10);
+const MAX_LINGER: Duration = Duration::from_millis(40);
 
 /// A job waiting for its hash.
 struct Pending {
@@ -188,6 +188,7 @@ impl Lanes {
                 setting: &p.setting,
             })
             .collect();
+        let _batch_class = BatchScheduling::enter();
         let start = Instant::now();
         let hashes = catch_unwind(AssertUnwindSafe(|| match batch {
             [one] => vec![super::libxcrypt_single(&one.key, one.setting.as_str())
@@ -227,6 +228,36 @@ impl Lanes {
             }
         }
     }
+}
+
+/// While alive, the calling thread runs under Linux's `SCHED_BATCH` policy: the
+/// scheduler treats it as CPU-bound and lets woken threads (the daemon's socket
+/// threads, other requests, the clients on the same machine) preempt it sooner, so
+/// the next logins reach the queue while this batch computes instead of after its
+/// time slice. Nice values are untouched; the thread returns to `SCHED_OTHER` after.
+/// Unprivileged, both ways. If the kernel refuses, nothing changes.
+struct BatchScheduling(bool);
+
+impl BatchScheduling {
+    fn enter() -> BatchScheduling {
+        BatchScheduling(set_policy(libc::SCHED_BATCH))
+    }
+}
+
+impl Drop for BatchScheduling {
+    fn drop(&mut self) {
+        if self.0 {
+            set_policy(libc::SCHED_OTHER);
+        }
+    }
+}
+
+/// Sets the calling thread's scheduling policy (priority 0, as both non-real-time
+/// policies require); whether it took.
+fn set_policy(policy: libc::c_int) -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
+    unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
 }
 
 /// One hash's time at every cost, estimated from one cost-4 hash timed now (about a

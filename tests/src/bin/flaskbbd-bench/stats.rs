@@ -100,6 +100,33 @@ pub fn run_clients(
     })
 }
 
+/// As [`closed_loop`], the clients running `warmup + seconds` without a break, and
+/// only the calls that began after the warm-up counted: the steady state, with no
+/// start-up burst in it. The rate is the counted calls over the counted window.
+pub fn steady_loop(
+    d: &TestDaemon,
+    clients: usize,
+    warmup: f64,
+    seconds: f64,
+    call: &(dyn Fn(&mut flaskbbd_protocol::client::Client) + Sync),
+) -> (Vec<Duration>, Duration) {
+    let begin = Instant::now() + Duration::from_secs_f64(warmup);
+    let stop = begin + Duration::from_secs_f64(seconds);
+    let (times, _) = in_parallel(clients, &|| {
+        let mut c = d.client();
+        let mut v = Vec::new();
+        while Instant::now() < stop {
+            let t = Instant::now();
+            call(&mut c);
+            if t >= begin {
+                v.push(t.elapsed());
+            }
+        }
+        v
+    });
+    (times, Duration::from_secs_f64(seconds))
+}
+
 /// Starts the release daemon, with the release build's plugins, on `extra` (which
 /// gives at least `[database]`) written to `flaskbb.toml` in `s`; returns it and the
 /// configuration's path.
