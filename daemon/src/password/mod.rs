@@ -84,7 +84,7 @@ impl Libxcrypt {
     /// `crypt(secret, setting)`: the hash of `secret` with the salt and cost of
     /// `setting` (a full hash works as a setting). `None` when libxcrypt refuses.
     fn crypt(&self, secret: &[u8], setting: &str) -> Option<String> {
-        let secret = CString::new(secret).ok()?;
+        let secret = zeroize::Zeroizing::new(CString::new(secret).ok()?.into_bytes_with_nul());
         let setting = CString::new(setting).ok()?;
         CRYPT_DATA.with(|data| {
             let mut data = data.borrow_mut();
@@ -92,19 +92,25 @@ impl Libxcrypt {
             // exclusively ours for the call; the result points into `data`.
             let out = unsafe {
                 (self.crypt_rn)(
-                    secret.as_ptr(),
+                    secret.as_ptr().cast(),
                     setting.as_ptr(),
                     data.as_mut_ptr().cast(),
                     CRYPT_DATA_SIZE as c_int,
                 )
             };
-            if out.is_null() {
-                return None;
-            }
             // SAFETY: on success crypt_rn returns a NUL-terminated string in `data`.
-            let s = unsafe { CStr::from_ptr(out) }.to_str().ok()?.to_owned();
+            let s = (!out.is_null())
+                .then(|| {
+                    unsafe { CStr::from_ptr(out) }
+                        .to_str()
+                        .ok()
+                        .map(str::to_owned)
+                })
+                .flatten();
+            // The scratch space held the key's schedule and the input: clear it.
+            zeroize::Zeroize::zeroize(&mut data[..]);
             // libxcrypt marks failures with a hash starting with '*'.
-            (!s.starts_with('*')).then_some(s)
+            s.filter(|s| !s.starts_with('*'))
         })
     }
 }
