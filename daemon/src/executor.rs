@@ -2,7 +2,8 @@
 //! caller's own thread under a watch.
 //!
 //! The pool runs what is long (bcrypt, store work, a chain that has been slow), off the
-//! async threads: jobs are served first come, first served by as many threads as cores.
+//! async threads: jobs are served first come, first served by four threads per core
+//! (the daemon sizes it so; a login's thread mostly waits on `password::lanes`).
 //! When a hook call runs past the timeout, the waiter answers at once. A call that can
 //! be ended (an isolated instance's: its host is killed) is cancelled and its thread
 //! comes back. An in-process call cannot be ended: the request is abandoned, and a
