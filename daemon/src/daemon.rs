@@ -87,6 +87,12 @@ impl Daemon {
         let loader = Loader::with_cache(config.plugins.cache_dir.clone());
         // One verification slot per worker (core); every generation's verifier shares it.
         let pool = Arc::new(Lanes::new(config.daemon.worker_count()));
+        if let Some(w) = pool.timeout_warning(
+            config.auth.bcrypt_cost,
+            Duration::from_millis(config.daemon.hook_timeout_ms),
+        ) {
+            tracing::warn!("{w}");
+        }
         let verifier = Arc::new(
             Verifier::with_pool(config.auth.bcrypt_cost, pool)
                 .map_err(|e| StartError::Other(e.to_string()))?,
@@ -227,7 +233,14 @@ impl Daemon {
         if current.config.auth.bcrypt_cost == config.auth.bcrypt_cost {
             Ok(current.verifier.clone())
         } else {
-            Verifier::with_pool(config.auth.bcrypt_cost, current.verifier.pool().clone())
+            let pool = current.verifier.pool();
+            if let Some(w) = pool.timeout_warning(
+                config.auth.bcrypt_cost,
+                Duration::from_millis(config.daemon.hook_timeout_ms),
+            ) {
+                tracing::warn!("{w}");
+            }
+            Verifier::with_pool(config.auth.bcrypt_cost, pool.clone())
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
         }

@@ -102,6 +102,32 @@ impl Lanes {
         )
     }
 
+    /// One hash's time at `cost` on one lane, as last measured (or estimated at start).
+    pub fn hash_time(&self, cost: u32) -> Option<Duration> {
+        lock(&self.state)
+            .single
+            .get(cost as usize)
+            .copied()
+            .flatten()
+    }
+
+    /// A warning when, under load, a login could wait near or past `timeout`: it may
+    /// wait for the batch computing on its slot, then compute in its own (each about
+    /// twice one hash's time with four lanes). `None` when the margin is comfortable.
+    pub fn timeout_warning(&self, cost: u32, timeout: Duration) -> Option<String> {
+        let single = self.hash_time(cost)?;
+        let worst = single * 4;
+        (worst > timeout / 2).then(|| {
+            format!(
+                "auth.bcrypt_cost = {cost} takes about {} ms per hash here; under load a login may wait for a batch and compute in the next, about {} ms, against daemon.hook_timeout_ms = {}: logins will time out under load; raise daemon.hook_timeout_ms to at least {} or lower the cost",
+                single.as_millis(),
+                worst.as_millis(),
+                timeout.as_millis(),
+                (worst * 2).as_millis()
+            )
+        })
+    }
+
     /// `crypt(key, setting)`, computed in a batch with whatever else is queued;
     /// `None` if the engine failed. Blocks until done.
     pub fn crypt(&self, key: &[u8], setting: Setting) -> Option<String> {
@@ -333,6 +359,22 @@ mod tests {
         // The cost-5 jobs keep their places at the front.
         assert_eq!(queue.front().map(|p| p.setting.cost()), Some(5));
         assert_eq!(take_batch(&mut queue).len(), 2);
+    }
+
+    #[test]
+    fn a_cost_whose_batches_near_the_timeout_is_warned_about() {
+        let lanes = Lanes::new(1);
+        let t4 = lanes.hash_time(4).unwrap();
+        assert_eq!(lanes.hash_time(10), Some(t4 * 64));
+        assert_eq!(lanes.timeout_warning(4, Duration::from_secs(5)), None);
+        let w = lanes
+            .timeout_warning(20, Duration::from_secs(5))
+            .expect("cost 20 is seconds per hash");
+        assert!(
+            w.starts_with("auth.bcrypt_cost = 20 takes about ")
+                && w.contains("daemon.hook_timeout_ms = 5000"),
+            "{w}"
+        );
     }
 
     #[test]
