@@ -102,7 +102,9 @@ fn the_watchdog_is_fed_only_while_the_request_path_answers() {
     let n = NotifySocket::new(&s);
     let mut cmd = n.command();
     cmd.env("WATCHDOG_USEC", "600000");
-    // One worker, and a plugin that keeps it busy for 3 s: the pool cannot answer.
+    // One worker (so a pool of four threads, the daemon's four per core), and a
+    // plugin that keeps a thread busy for 3 s: four such calls and the pool cannot
+    // answer.
     let d = TestDaemon::spawn(
         &s,
         cmd,
@@ -114,17 +116,21 @@ fn the_watchdog_is_fed_only_while_the_request_path_answers() {
     n.until("READY=1");
     n.until("WATCHDOG=1");
     n.until("WATCHDOG=1");
-    let socket = d.socket.clone();
-    let busy = std::thread::spawn(move || {
-        flaskbbd_protocol::client::Client::connect(&socket)
-            .unwrap()
-            .call(
-                "org.flaskbb.Events.UserRegistered",
-                json!({ "username": "u" }),
-            )
-    });
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let socket = d.socket.clone();
+            std::thread::spawn(move || {
+                flaskbbd_protocol::client::Client::connect(&socket)
+                    .unwrap()
+                    .call(
+                        "org.flaskbb.Events.UserRegistered",
+                        json!({ "username": "u" }),
+                    )
+            })
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(700));
-    // While the only worker is busy, no WATCHDOG=1 arrives.
+    // While every pool thread is busy, no WATCHDOG=1 arrives.
     n.sock
         .set_read_timeout(Some(Duration::from_millis(1800)))
         .unwrap();
@@ -142,7 +148,9 @@ fn the_watchdog_is_fed_only_while_the_request_path_answers() {
         fed, 0,
         "the watchdog was fed while requests could not be served"
     );
-    assert!(busy.join().unwrap().is_ok());
+    for b in busy {
+        assert!(b.join().unwrap().is_ok());
+    }
     n.sock
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
