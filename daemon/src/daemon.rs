@@ -87,12 +87,7 @@ impl Daemon {
         let loader = Loader::with_cache(config.plugins.cache_dir.clone());
         // One verification slot per worker (core); every generation's verifier shares it.
         let pool = Arc::new(Lanes::new(config.daemon.worker_count()));
-        if let Some(w) = pool.timeout_warning(
-            config.auth.bcrypt_cost,
-            Duration::from_millis(config.daemon.hook_timeout_ms),
-        ) {
-            tracing::warn!("{w}");
-        }
+        warn_if_logins_near_timeout(&pool, &config);
         let verifier = Arc::new(
             Verifier::with_pool(config.auth.bcrypt_cost, pool)
                 .map_err(|e| StartError::Other(e.to_string()))?,
@@ -234,12 +229,7 @@ impl Daemon {
             Ok(current.verifier.clone())
         } else {
             let pool = current.verifier.pool();
-            if let Some(w) = pool.timeout_warning(
-                config.auth.bcrypt_cost,
-                Duration::from_millis(config.daemon.hook_timeout_ms),
-            ) {
-                tracing::warn!("{w}");
-            }
+            warn_if_logins_near_timeout(pool, config);
             Verifier::with_pool(config.auth.bcrypt_cost, pool.clone())
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
@@ -249,6 +239,15 @@ impl Daemon {
     /// Whether a peer with `uid` may call `org.flaskbb.Admin`.
     pub fn is_admin(&self, uid: Option<u32>) -> bool {
         uid.is_some_and(|u| u == self.own_uid || self.config().daemon.admin_uids.contains(&u))
+    }
+}
+
+/// Logs when, at `config`'s bcrypt cost, a login under load could near the hook
+/// timeout (see [`Lanes::timeout_warning`]).
+fn warn_if_logins_near_timeout(pool: &Lanes, config: &Config) {
+    let timeout = Duration::from_millis(config.daemon.hook_timeout_ms);
+    if let Some(w) = pool.timeout_warning(config.auth.bcrypt_cost, timeout) {
+        tracing::warn!("{w}");
     }
 }
 

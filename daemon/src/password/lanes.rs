@@ -207,22 +207,24 @@ impl Lanes {
 
     /// Runs one batch and hands out its hashes.
     fn compute(&self, batch: &[Arc<Pending>], lingered: Duration) {
-        let jobs: Vec<Job<'_>> = batch
-            .iter()
-            .map(|p| Job {
-                key: &p.key,
-                setting: &p.setting,
-            })
-            .collect();
         let _batch_class = BatchScheduling::enter();
         let start = Instant::now();
         let hashes = catch_unwind(AssertUnwindSafe(|| match batch {
             [one] => vec![super::libxcrypt_single(&one.key, one.setting.as_str())
                 .unwrap_or_else(|| flaskbbd_bcrypt::crypt(&one.key, &one.setting).into_string())],
-            _ => crypt_many(&jobs, LANES)
-                .into_iter()
-                .map(|h| h.into_string())
-                .collect(),
+            _ => {
+                let jobs: Vec<Job<'_>> = batch
+                    .iter()
+                    .map(|p| Job {
+                        key: &p.key,
+                        setting: &p.setting,
+                    })
+                    .collect();
+                crypt_many(&jobs, LANES)
+                    .into_iter()
+                    .map(|h| h.into_string())
+                    .collect()
+            }
         }));
         let took = start.elapsed();
         tracing::debug!(

@@ -18,7 +18,7 @@ use std::{
 };
 
 /// bcrypt reads at most this many bytes of a secret; more would be silently ignored.
-pub const MAX_SECRET_BYTES: usize = 72;
+pub const MAX_SECRET_BYTES: usize = flaskbbd_bcrypt::MAX_KEY_BYTES;
 
 /// Why a password cannot be set.
 #[derive(Debug, thiserror::Error)]

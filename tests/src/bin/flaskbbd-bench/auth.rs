@@ -6,7 +6,9 @@ use std::time::Instant;
 use flaskbbd_tests::Scratch;
 use serde_json::json;
 
-use crate::stats::{arg, median, ms, on_all_cores, percentile, release_daemon, steady_loop};
+use crate::stats::{
+    arg, for_seconds, median, ms, on_all_cores, percentile, release_daemon, steady_loop,
+};
 
 /// Unknown user vs wrong password: the ratio of their median answer times through the
 /// socket, on a quiet daemon and then under load (other clients logging in with
@@ -145,34 +147,6 @@ fn paired(
         "    ratio unknown/wrong (medians): {:.3} (target: within 0.98..1.02)",
         mu.as_secs_f64() / mw.as_secs_f64()
     );
-}
-
-/// Runs `f` on `threads` threads for `seconds`; calls per second, and p99/p50 of a call.
-fn for_seconds(threads: usize, seconds: f64, f: &(dyn Fn() + Sync)) -> (f64, f64) {
-    let stop = Instant::now() + std::time::Duration::from_secs_f64(seconds);
-    let start = Instant::now();
-    let times: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut v = Vec::new();
-                    while Instant::now() < stop {
-                        let t = Instant::now();
-                        f();
-                        v.push(t.elapsed());
-                    }
-                    v
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
-    let rate = times.len() as f64 / start.elapsed().as_secs_f64();
-    let spread = percentile(times.clone(), 0.99).as_secs_f64() / median(times).as_secs_f64();
-    (rate, spread)
 }
 
 /// bcrypt verification against the physical limit, at cost 10 and 12: raw libxcrypt

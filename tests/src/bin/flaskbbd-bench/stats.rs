@@ -68,6 +68,42 @@ pub fn on_all_cores(
     })
 }
 
+/// On each of `threads` threads, `make()` once, then `step` on what it made again and
+/// again until `warmup + seconds` have passed; returns the durations of the steps
+/// begun after the warm-up and the wall time from then to the last step's end.
+fn for_duration<S>(
+    threads: usize,
+    warmup: f64,
+    seconds: f64,
+    make: &(dyn Fn() -> S + Sync),
+    step: &(dyn Fn(&mut S) + Sync),
+) -> (Vec<Duration>, Duration) {
+    let begin = Instant::now() + Duration::from_secs_f64(warmup);
+    let stop = begin + Duration::from_secs_f64(seconds);
+    let (times, _) = in_parallel(threads, &|| {
+        let mut state = make();
+        let mut v = Vec::new();
+        while Instant::now() < stop {
+            let t = Instant::now();
+            step(&mut state);
+            if t >= begin {
+                v.push(t.elapsed());
+            }
+        }
+        v
+    });
+    (times, begin.elapsed())
+}
+
+/// `f` on each of `threads` threads for `seconds`: calls per second, and p99/p50 of
+/// a call.
+pub fn for_seconds(threads: usize, seconds: f64, f: &(dyn Fn() + Sync)) -> (f64, f64) {
+    let (times, wall) = for_duration(threads, 0.0, seconds, &|| (), &|_| f());
+    let rate = times.len() as f64 / wall.as_secs_f64();
+    let spread = percentile(times.clone(), 0.99).as_secs_f64() / median(times).as_secs_f64();
+    (rate, spread)
+}
+
 /// `clients` connections to `d`, each calling `call` in a closed loop for `seconds`;
 /// returns every call's latency and the wall time.
 pub fn closed_loop(
@@ -87,22 +123,12 @@ pub fn run_clients(
     connect: &(dyn Fn() -> flaskbbd_protocol::client::Client + Sync),
     call: &(dyn Fn(&mut flaskbbd_protocol::client::Client) + Sync),
 ) -> (Vec<Duration>, Duration) {
-    let stop = Instant::now() + Duration::from_secs_f64(seconds);
-    in_parallel(clients, &|| {
-        let mut c = connect();
-        let mut v = Vec::new();
-        while Instant::now() < stop {
-            let t = Instant::now();
-            call(&mut c);
-            v.push(t.elapsed());
-        }
-        v
-    })
+    for_duration(clients, 0.0, seconds, connect, call)
 }
 
 /// As [`closed_loop`], the clients running `warmup + seconds` without a break, and
 /// only the calls that began after the warm-up counted: the steady state, with no
-/// start-up burst in it. The rate is the counted calls over the counted window.
+/// start-up burst in it.
 pub fn steady_loop(
     d: &TestDaemon,
     clients: usize,
@@ -110,21 +136,7 @@ pub fn steady_loop(
     seconds: f64,
     call: &(dyn Fn(&mut flaskbbd_protocol::client::Client) + Sync),
 ) -> (Vec<Duration>, Duration) {
-    let begin = Instant::now() + Duration::from_secs_f64(warmup);
-    let stop = begin + Duration::from_secs_f64(seconds);
-    let (times, _) = in_parallel(clients, &|| {
-        let mut c = d.client();
-        let mut v = Vec::new();
-        while Instant::now() < stop {
-            let t = Instant::now();
-            call(&mut c);
-            if t >= begin {
-                v.push(t.elapsed());
-            }
-        }
-        v
-    });
-    (times, Duration::from_secs_f64(seconds))
+    for_duration(clients, warmup, seconds, &|| d.client(), call)
 }
 
 /// Starts the release daemon, with the release build's plugins, on `extra` (which
