@@ -79,13 +79,6 @@ pub struct DbStore {
     /// The database as logs name it (never with a password).
     name: String,
     schema: Schema,
-    /// SQLite only: this process's writes, one at a time. SQLite has one writer per
-    /// file; threads racing for it meet SQLITE_BUSY and its handler sleeps 1, 2, 5,
-    /// … ms between tries, so concurrent logins (whose commits come in bursts when
-    /// their verifications end together) queued for milliseconds each. Waiting here
-    /// costs only the writes before it. Other processes on the file still meet the
-    /// busy handler.
-    sqlite_writes: Option<std::sync::Mutex<()>>,
 }
 
 #[derive(Debug)]
@@ -191,7 +184,7 @@ impl DbStore {
             )));
         }
         let name = format!("SQLite database {}", path.display());
-        Self::open(&path.to_string_lossy(), name, schema, connect_timeout, true)
+        Self::open(&path.to_string_lossy(), name, schema, connect_timeout)
     }
 
     /// Opens the PostgreSQL database at `url` and runs pending migrations.
@@ -210,7 +203,6 @@ impl DbStore {
             format!("PostgreSQL database {}", redact_url(url)),
             schema,
             connect_timeout,
-            false,
         )
     }
 
@@ -219,7 +211,6 @@ impl DbStore {
         name: String,
         schema: Schema,
         connect_timeout: Duration,
-        sqlite: bool,
     ) -> Result<DbStore, StoreError> {
         let pool = Pool::builder()
             .max_size(16)
@@ -229,13 +220,7 @@ impl DbStore {
             .connection_customizer(Box::new(Settings))
             .build(ConnectionManager::<AnyConnection>::new(url))
             .map_err(|e| StoreError::Unavailable(format!("cannot open {name}: {e}")))?;
-        let sqlite_writes = sqlite.then(|| std::sync::Mutex::new(()));
-        let store = DbStore {
-            pool,
-            name,
-            schema,
-            sqlite_writes,
-        };
+        let store = DbStore { pool, name, schema };
         match schema {
             Schema::Flaskbbd => {
                 store.migrate()?;
@@ -407,10 +392,6 @@ impl DbStore {
         &self,
         f: impl FnOnce(&mut AnyConnection) -> QueryResult<T>,
     ) -> Result<QueryResult<T>, StoreError> {
-        let _one_writer = self
-            .sqlite_writes
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
         let mut conn = self.conn()?;
         let written = f(&mut conn);
         if let Err(e) = &written {
