@@ -495,41 +495,40 @@ impl Store for DbStore {
     fn create_user(&self, new: &NewUser) -> Result<UserRecord, StoreError> {
         // FlaskBB keeps the primary group in users.primary_group_id only; groups_users
         // holds secondary groups.
+        // The new user is read back inside the creating transaction: a read after the
+        // commit, on another pooled connection, could fail (the session ended, the
+        // database went away) and answer an error for a user that exists.
         let now = Utc::now().naive_utc();
-        let id = self
-            .write(|conn| {
-                conn.transaction(|c| {
-                    let row = (
-                        users::username.eq(&new.username),
-                        users::email.eq(&new.email),
-                        users::password.eq(match (&new.password_hash, self.schema) {
-                            // FlaskBB's column cannot be NULL.
-                            (None, Schema::Flaskbb) => {
-                                Some(crate::password::NO_PASSWORD.to_owned())
-                            }
-                            (h, _) => h.clone(),
-                        }),
-                        users::date_joined.eq(now),
-                        // FlaskBB's own defaults for these live in its Python models, not
-                        // in its tables: without them FlaskBB fails on the user's first
-                        // post (`post_count += 1` on NULL), after committing the topic.
-                        users::lastseen.eq(now),
-                        users::language.eq("en"),
-                        users::post_count.eq(0),
-                        users::login_attempts.eq(0),
-                        users::activated.eq(new.activated),
-                        users::primary_group_id
-                            .eq(i32::try_from(new.primary_group_id).unwrap_or(MEMBER)),
-                    );
-                    per_backend!(&mut *c, |c| diesel::insert_into(users::table)
-                        .values(row)
-                        .returning(users::id)
-                        .get_result::<i32>(c))
-                })
-            })?
-            .map_err(query_err)?;
-        self.find_user_by_id(i64::from(id))?
-            .ok_or(StoreError::NoSuchUser)
+        self.write(|conn| {
+            conn.transaction(|c| {
+                let row = (
+                    users::username.eq(&new.username),
+                    users::email.eq(&new.email),
+                    users::password.eq(match (&new.password_hash, self.schema) {
+                        // FlaskBB's column cannot be NULL.
+                        (None, Schema::Flaskbb) => Some(crate::password::NO_PASSWORD.to_owned()),
+                        (h, _) => h.clone(),
+                    }),
+                    users::date_joined.eq(now),
+                    // FlaskBB's own defaults for these live in its Python models, not
+                    // in its tables: without them FlaskBB fails on the user's first
+                    // post (`post_count += 1` on NULL), after committing the topic.
+                    users::lastseen.eq(now),
+                    users::language.eq("en"),
+                    users::post_count.eq(0),
+                    users::login_attempts.eq(0),
+                    users::activated.eq(new.activated),
+                    users::primary_group_id
+                        .eq(i32::try_from(new.primary_group_id).unwrap_or(MEMBER)),
+                );
+                let created = per_backend!(&mut *c, |c| diesel::insert_into(users::table)
+                    .values(row)
+                    .returning(UserRow::as_returning())
+                    .get_result::<UserRow>(c))?;
+                Self::record(c, created, self.schema)
+            })
+        })?
+        .map_err(query_err)
     }
 
     fn set_password(&self, user_id: i64, hash: &str) -> Result<(), StoreError> {
