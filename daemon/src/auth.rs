@@ -295,13 +295,56 @@ mod tests {
     fn the_lockout_refuses_even_the_right_password() {
         let s = Setup::new(
             "auth-lockout",
-            "[auth]\nbcrypt_cost = 4\nlockout = { attempts = 2, window_minutes = 5 }\n",
+            "[auth]\nbcrypt_cost = 4\nlockout = { attempts = 2, window_minutes = 5, scope = \"account\", reveal = true }\n",
         );
         s.user("ann", "Secret123", true);
         for _ in 0..2 {
             assert!(login(&s, "ann", "nope").is_err());
         }
         assert_eq!(login(&s, "ann", "Secret123"), failed(messages::LOCKED_OUT));
+    }
+
+    #[test]
+    fn by_default_a_locked_account_and_an_unknown_name_answer_as_a_wrong_password() {
+        let s = Setup::new(
+            "auth-lockout-hidden",
+            "[auth]\nbcrypt_cost = 4\nlockout = { attempts = 2, account_attempts = 10 }\n",
+        );
+        s.user("ann", "Secret123", true);
+        for who in ["ann", "nobody"] {
+            for _ in 0..2 {
+                assert_eq!(login(&s, who, "nope"), failed(messages::WRONG_CREDENTIALS));
+            }
+        }
+        // Locked: the right password is refused, in the same words, and still counted.
+        assert_eq!(
+            login(&s, "ann", "Secret123"),
+            failed(messages::WRONG_CREDENTIALS)
+        );
+        assert_eq!(s.attempts("ann"), 3);
+        let now = chrono::Utc::now();
+        let count = |subject: &str| {
+            s.store
+                .penalties(crate::lockout::KIND, subject, None, now)
+                .unwrap()
+        };
+        let ann = format!(
+            "user:{}",
+            s.store.find_user("ann").unwrap().unwrap().user.id
+        );
+        let failures = |rows: Vec<crate::store::Penalty>| -> Vec<(String, u32)> {
+            rows.into_iter()
+                .map(|p| (p.key.address, p.failures))
+                .collect()
+        };
+        assert_eq!(
+            failures(count(&ann)),
+            [(String::new(), 3), ("unknown".into(), 3)]
+        );
+        assert_eq!(
+            failures(count("name:nobody")),
+            [(String::new(), 2), ("unknown".into(), 2)]
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::Utc;
 use plugin_abi::{
     abi::{self, Tier},
     sdk::{HookError, HookResult},
@@ -15,7 +15,7 @@ use crate::{
     config::Config,
     hook::Hook,
     instance::{CallCx, Hooks},
-    password,
+    lockout, password,
     proto::convert,
     store::{Op, StoreError, UserRecord},
 };
@@ -70,12 +70,20 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "lockout",
-        hooks: &[(Hook::Authenticate, Tier::TRYFIRST)],
+        // The check first; the clearing last, so that nothing after it can still
+        // refuse a login it cleared for (a second factor's refusal counts).
+        hooks: &[
+            (Hook::Authenticate, Tier::TRYFIRST),
+            (Hook::PostAuthenticate, Tier::TRYLAST),
+            (Hook::AuthenticationFailed, Tier::NORMAL),
+            (Hook::PostReauth, Tier::TRYLAST),
+            (Hook::ReauthFailed, Tier::NORMAL),
+        ],
         gate: |config| config.auth.lockout.enabled,
-        make: |config, _| {
+        make: |config, verifier| {
             Box::new(Lockout {
-                attempts: config.auth.lockout.attempts,
-                window: ChronoDuration::minutes(config.auth.lockout.window_minutes),
+                policy: lockout::Policy::new(&config.auth.lockout),
+                verifier: verifier.clone(),
             })
         },
     },
@@ -205,10 +213,35 @@ fn to_abi(r: &UserRecord) -> abi::User {
     convert::user_to_abi(&r.user, r.banned)
 }
 
-/// FlaskBB's BlockTooManyFailedLogins, which FlaskBB itself never registers.
+/// FlaskBB's BlockTooManyFailedLogins, which FlaskBB itself never registers, with
+/// its counts in the store ([`lockout`]): it refuses a locked login before any other
+/// impl runs, counts each failure, and clears on success.
 struct Lockout {
-    attempts: i32,
-    window: ChronoDuration,
+    policy: lockout::Policy,
+    verifier: Arc<password::Verifier>,
+}
+
+impl Lockout {
+    /// The request's client as its rows count it.
+    fn address(cx: &CallCx<'_>) -> String {
+        lockout::Policy::address(cx.req.context.get("remote_addr").map(String::as_str))
+    }
+
+    fn subject_of(cx: &CallCx<'_>, identifier: &str) -> HookResult<(Option<UserRecord>, String)> {
+        let record = cx.req.find_user(identifier).map_err(db)?;
+        let subject = lockout::subject(record.as_ref(), identifier);
+        Ok((record, subject))
+    }
+
+    fn count_failure(&self, cx: &CallCx<'_>, subject: &str) -> HookResult<()> {
+        for op in self
+            .policy
+            .count_failure(subject, &Self::address(cx), Utc::now())
+        {
+            cx.req.push(op)?;
+        }
+        Ok(())
+    }
 }
 
 impl Hooks for Lockout {
@@ -216,21 +249,53 @@ impl Hooks for Lockout {
         &self,
         cx: &CallCx<'_>,
         identifier: &str,
-        _secret: &str,
+        secret: &str,
     ) -> HookResult<Option<abi::User>> {
-        let Some(record) = cx.req.find_user(identifier).map_err(db)? else {
-            return Ok(None);
-        };
-        let u = &record.user;
-        let recent = u
-            .last_failed_login
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .is_some_and(|t| t.with_timezone(&Utc) + self.window >= Utc::now());
-        if u.login_attempts >= self.attempts && recent {
-            return Err(HookError::stop(messages::LOCKED_OUT));
+        let (record, subject) = Self::subject_of(cx, identifier)?;
+        let (address, now) = (Self::address(cx), Utc::now());
+        let rows = self
+            .policy
+            .read(&*cx.req.store, &subject, &address, now)
+            .map_err(db)?;
+        match self.policy.judge(&rows, &address, now) {
+            lockout::Verdict::Open { delay_ms } => {
+                if delay_ms > 0 {
+                    cx.req.delay_answer(delay_ms);
+                }
+                Ok(None)
+            }
+            lockout::Verdict::Locked if self.policy.reveal => {
+                Err(HookError::stop(messages::LOCKED_OUT))
+            }
+            lockout::Verdict::Locked => {
+                // Exactly a wrong password's answer: the same bcrypt work against the
+                // same hash (or the dummy one), whose verdict is not used, then the
+                // same message and failure hooks.
+                let _ = self
+                    .verifier
+                    .verdict(secret, record.as_ref().and_then(|r| r.password.as_deref()));
+                Err(HookError::stop(messages::WRONG_CREDENTIALS))
+            }
         }
-        Ok(None)
+    }
+
+    fn post_authenticate(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        let subject = format!("user:{}", user.id);
+        cx.req
+            .push(self.policy.clear_on_success(&subject, &Self::address(cx)))
+    }
+
+    fn authentication_failed(&self, cx: &CallCx<'_>, identifier: &str) -> HookResult<()> {
+        let (_, subject) = Self::subject_of(cx, identifier)?;
+        self.count_failure(cx, &subject)
+    }
+
+    fn post_reauth(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        self.post_authenticate(cx, user)
+    }
+
+    fn reauth_failed(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        self.count_failure(cx, &format!("user:{}", user.id))
     }
 }
 

@@ -16,8 +16,9 @@ use crate::{
     config::Config,
     generation::{render_chains, Generation},
     loader::Loader,
+    lockout,
     password::Verifier,
-    proto::Context,
+    proto::{self, Context},
     store::{self, NewUser, Store},
 };
 use anyhow::{anyhow, bail, Context as _};
@@ -97,8 +98,17 @@ enum UserCommand {
         #[arg(long)]
         off: bool,
     },
-    /// List users.
+    /// List users, with what the lockout holds against each.
     List,
+    /// Lift an account's lockout: every count against it, or one address's.
+    Unlock {
+        /// A username, an email address, or a name no account has (such names are
+        /// counted too).
+        identifier: String,
+        /// Only the count of this address (an IPv6 address stands for its /64).
+        #[arg(long)]
+        address: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -326,25 +336,55 @@ fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
             );
         }
         UserCommand::List => {
+            let policy = lockout::Policy::new(&config.auth.lockout);
+            let now = chrono::Utc::now();
             println!(
-                "{:>6}  {:<24} {:<32} {:<9} {:>8}  groups",
-                "id", "username", "email", "activated", "failures"
+                "{:>6}  {:<24} {:<32} {:<9} {:>8}  {:<24} groups",
+                "id", "username", "email", "activated", "failures", "lock"
             );
             for r in store.list_users()? {
                 let u = r.user;
+                let lock = lockout::lock_state(&policy, &*store, &u.username, now)?;
                 println!(
-                    "{:>6}  {:<24} {:<32} {:<9} {:>8}  {}",
+                    "{:>6}  {:<24} {:<32} {:<9} {:>8}  {:<24} {}",
                     u.id,
                     u.username,
                     u.email,
                     if u.activated { "yes" } else { "no" },
                     u.login_attempts,
+                    describe_lock(&lock),
                     u.groups.join(", ")
                 );
             }
         }
+        UserCommand::Unlock {
+            identifier,
+            address,
+        } => {
+            let cleared =
+                lockout::unlock(&*store, &identifier, address.as_deref(), chrono::Utc::now())?;
+            let whose = match &address {
+                Some(a) => format!("{identifier} from {}", lockout::Policy::address(Some(a))),
+                None => identifier.clone(),
+            };
+            println!("unlocked {whose}: {cleared} failure count(s) cleared");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One account's lock state in a few words, for `user list`.
+fn describe_lock(lock: &proto::LockState) -> String {
+    let locked_from = lock.addresses.iter().filter(|a| a.locked).count();
+    if let Some(until) = &lock.locked_until {
+        format!("locked until {until}")
+    } else if locked_from > 0 {
+        format!("locked for {locked_from} address(es)")
+    } else if lock.delay_ms > 0 {
+        format!("delayed {} ms", lock.delay_ms)
+    } else {
+        "-".into()
+    }
 }
 
 fn kv(config: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> {

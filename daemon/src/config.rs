@@ -151,13 +151,40 @@ impl Default for AuthConfig {
     }
 }
 
-/// `[auth.lockout]`: FlaskBB's BlockTooManyFailedLogins settings.
+/// `[auth.lockout]`: FlaskBB's BlockTooManyFailedLogins, hardened against being
+/// turned on members and against telling which accounts exist (`docs/security.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LockoutConfig {
     pub enabled: bool,
+    /// Failures within the window that lock (the account, or under
+    /// `account_and_address` the account for that address).
     pub attempts: i32,
+    /// How long failures count, from the last one.
     pub window_minutes: i64,
+    pub scope: LockoutScope,
+    /// Whether a locked account says so (FlaskBB's message, answered at once), or
+    /// answers exactly as a wrong password does.
+    pub reveal: bool,
+    /// Under `account_and_address`: failures against the account from all addresses
+    /// within the window past which every answer for it is held back.
+    pub account_attempts: i32,
+    /// The first such delay; it doubles with each further failure.
+    pub account_delay_ms: u64,
+    /// The longest such delay.
+    pub account_max_delay_ms: u64,
+}
+
+/// `auth.lockout.scope`: what a run of failures locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockoutScope {
+    /// The account, from everywhere (FlaskBB's meaning): anyone who knows a name can
+    /// keep its member out.
+    Account,
+    /// The account for the address (IPv6: the /64) the failures came from; failures
+    /// from all addresses together bring growing delays, never a lock.
+    AccountAndAddress,
 }
 
 impl Default for LockoutConfig {
@@ -166,6 +193,11 @@ impl Default for LockoutConfig {
             enabled: true,
             attempts: 5,
             window_minutes: 15,
+            scope: LockoutScope::AccountAndAddress,
+            reveal: false,
+            account_attempts: 20,
+            account_delay_ms: 1000,
+            account_max_delay_ms: 30_000,
         }
     }
 }
@@ -483,8 +515,23 @@ impl Config {
         if l.attempts < 1 {
             return Err(self.error_key("auth.lockout.attempts", "must be at least 1"));
         }
-        if l.window_minutes < 1 {
-            return Err(self.error_key("auth.lockout.window_minutes", "must be at least 1"));
+        if !(1..=60 * 24 * 366).contains(&l.window_minutes) {
+            return Err(self.error_key(
+                "auth.lockout.window_minutes",
+                "must be between 1 and 527040 (a year)",
+            ));
+        }
+        if l.scope == LockoutScope::AccountAndAddress && l.account_attempts <= l.attempts {
+            return Err(self.error_key(
+                "auth.lockout.account_attempts",
+                "must be larger than auth.lockout.attempts: it counts the failures of all addresses together",
+            ));
+        }
+        if l.account_max_delay_ms > 600_000 || l.account_delay_ms > l.account_max_delay_ms {
+            return Err(self.error_key(
+                "auth.lockout.account_delay_ms",
+                "must be at most auth.lockout.account_max_delay_ms, which must be at most 600000 (10 minutes)",
+            ));
         }
         if self.database.connect_timeout_ms == 0 {
             return Err(self.error_key("database.connect_timeout_ms", "must be at least 1"));

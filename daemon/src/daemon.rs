@@ -369,6 +369,7 @@ async fn run(daemon: Arc<Daemon>) -> Result<(), StartError> {
             Duration::from_millis(config.daemon.registry_poll_ms),
         ));
     }
+    tokio::spawn(prune_penalties(daemon.clone(), PRUNE_EVERY));
     let shown = address
         .as_deref()
         .map(|p| p.display().to_string())
@@ -432,6 +433,25 @@ async fn watchdog(d: Arc<Daemon>, socket: PathBuf, interval: Duration) {
                 "watchdog: the request path did not answer ({e}); not petting the watchdog"
             ),
         }
+    }
+}
+
+/// How often expired failure counts are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes expired failure counts now and every `every`, so that a flood of failures
+/// for names that do not exist (each counted, as known ones are) leaves no lasting
+/// rows. Every daemon on a store does it; a delete of nothing costs little.
+async fn prune_penalties(d: Arc<Daemon>, every: Duration) {
+    loop {
+        let store = d.store.clone();
+        match tokio::task::spawn_blocking(move || store.prune_penalties(chrono::Utc::now())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!("pruned {n} expired failure count(s)"),
+            Ok(Err(e)) => tracing::warn!("pruning expired failure counts: {e}"),
+            Err(e) => tracing::error!("pruning expired failure counts panicked: {e}"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -24,7 +24,7 @@ use crate::{
     loader::Library,
     proto::convert,
     request::Request,
-    store::Op,
+    store::{Op, PenaltyKey, MAX_PENALTY_SUBJECT},
 };
 
 /// Where an instance comes from.
@@ -401,6 +401,47 @@ impl CallCx<'_> {
     pub fn ask_for(&self, key: &str) {
         self.req.ask_for(&self.instance.name, key);
     }
+
+    /// The instance's penalty row for `key`, refusing keys the column cannot hold.
+    fn penalty_key(&self, call: &str, key: &str) -> HookResult<PenaltyKey> {
+        if key.contains('\0') || key.len() > MAX_PENALTY_SUBJECT {
+            return Err(HookError::failed(format!(
+                "{call}: a penalty key is at most {MAX_PENALTY_SUBJECT} bytes, without NUL"
+            )));
+        }
+        Ok(PenaltyKey::new(
+            &format!("plugin:{}", self.instance.name),
+            key,
+            "",
+        ))
+    }
+
+    /// Failures counted under the instance's `key`, live ones only.
+    pub fn penalty_get(&self, key: &str) -> HookResult<u32> {
+        let key = self.penalty_key("penalty_get", key)?;
+        let rows = self
+            .req
+            .store
+            .penalties(&key.kind, &key.subject, Some(&[""]), chrono::Utc::now())
+            .map_err(store_failed)?;
+        Ok(rows.first().map_or(0, |p| p.failures))
+    }
+
+    /// Queues one failure under the instance's `key` for the request's commit.
+    pub fn penalty_add(&self, key: &str, window_ms: u64) -> HookResult<()> {
+        let key = self.penalty_key("penalty_add", key)?;
+        self.req.push(Op::AddPenalty {
+            key,
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            window_ms: i64::try_from(window_ms).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// Queues forgetting the instance's `key` for the request's commit.
+    pub fn penalty_clear(&self, key: &str) -> HookResult<()> {
+        let key = self.penalty_key("penalty_clear", key)?;
+        self.req.push(Op::ClearPenalty { key })
+    }
 }
 
 fn store_failed(e: crate::store::StoreError) -> HookError {
@@ -484,6 +525,18 @@ impl Host for HostShim<'_> {
 
     fn ask_for(&self, key: RStr<'_>) {
         self.cx.ask_for(key.as_str());
+    }
+
+    fn penalty_get(&self, key: RStr<'_>) -> RResult<u32, ErrorBox> {
+        to_abi(self.cx.penalty_get(key.as_str()))
+    }
+
+    fn penalty_add(&self, key: RStr<'_>, window_ms: u64) -> RResult<(), ErrorBox> {
+        to_abi(self.cx.penalty_add(key.as_str(), window_ms))
+    }
+
+    fn penalty_clear(&self, key: RStr<'_>) -> RResult<(), ErrorBox> {
+        to_abi(self.cx.penalty_clear(key.as_str()))
     }
 }
 

@@ -14,7 +14,8 @@
 //!   daemon's process or each in a plugin host of its own ([`isolation`]); [`hook`]
 //!   names the hooks (the table they come from is `flaskbbd-hooks`);
 //! - the request commits once, to the [`store`] (FlaskBB's tables through diesel;
-//!   [`password`] verifies and hashes);
+//!   [`password`] verifies and hashes; [`lockout`] says what the failure counts
+//!   there mean);
 //! - the server encodes the answer.
 //!
 //! Beside the path: [`systemd`] (notify, socket activation, watchdog), [`proto`]
@@ -38,6 +39,7 @@ pub(crate) mod hook;
 pub(crate) mod instance;
 pub(crate) mod isolation;
 pub(crate) mod loader;
+pub(crate) mod lockout;
 pub(crate) mod password;
 pub(crate) mod proto;
 pub(crate) mod request;

@@ -291,6 +291,24 @@ pub trait Host: Send + Sync {
     /// context (a second factor's `otp`): an `AuthenticationFailed` answer then lists
     /// it in `ask`, so that a login page can show the field. Added in plugin-abi 1.2.0.
     fn ask_for(&self, _key: RStr<'_>) {}
+    /// Failures counted under `key` in this instance's penalty counts, shared by every
+    /// daemon on the store and kept across restarts; 0 once the window they were
+    /// counted with has passed since the last one. Reads the store, not this request's
+    /// own pending counts. Added in plugin-abi 1.3.0.
+    fn penalty_get(&self, _key: RStr<'_>) -> RResult<u32, ErrorBox> {
+        not_implemented()
+    }
+    /// Counts one failure under `key`, at the request's commit, in one atomic upsert:
+    /// the count restarts at 1 when the last failure is older than `window_ms`.
+    /// Added in plugin-abi 1.3.0.
+    fn penalty_add(&self, _key: RStr<'_>, _window_ms: u64) -> RResult<(), ErrorBox> {
+        not_implemented()
+    }
+    /// Forgets the failures counted under `key`, at the request's commit. Added in
+    /// plugin-abi 1.3.0.
+    fn penalty_clear(&self, _key: RStr<'_>) -> RResult<(), ErrorBox> {
+        not_implemented()
+    }
 }
 
 /// The host as handed to one hook call.

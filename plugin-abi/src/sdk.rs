@@ -312,10 +312,74 @@ impl<'a> Ctx<'a> {
     pub fn ask_for(&self, key: &str) {
         self.host.ask_for(key.into())
     }
+    /// Failures counted under `key` in this instance's penalty counts (0 once their
+    /// window has passed): shared by every daemon on the store, kept across restarts
+    /// and reloads. A key is at most 255 bytes, without NUL.
+    pub fn penalty(&self, key: &str) -> HookResult<u32> {
+        match self.host.penalty_get(key.into()) {
+            ROk(n) => Ok(n),
+            RErr(e) => Err(HookError::from_abi(&e)),
+        }
+    }
+    /// Counts one failure under `key` when the request commits (an atomic increment,
+    /// so concurrent requests on any daemon each count); the count starts again at 1
+    /// when the last failure is older than `window`.
+    pub fn add_penalty(&self, key: &str, window: std::time::Duration) -> HookResult<()> {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        match self.host.penalty_add(key.into(), window_ms) {
+            ROk(()) => Ok(()),
+            RErr(e) => Err(HookError::from_abi(&e)),
+        }
+    }
+    /// Forgets the failures counted under `key` when the request commits.
+    pub fn clear_penalty(&self, key: &str) -> HookResult<()> {
+        match self.host.penalty_clear(key.into()) {
+            ROk(()) => Ok(()),
+            RErr(e) => Err(HookError::from_abi(&e)),
+        }
+    }
     fn store_write(&self, key: &str, value: ROption<RStr<'_>>) -> HookResult<()> {
         match self.host.store_set(key.into(), value) {
             ROk(()) => Ok(()),
             RErr(e) => Err(HookError::from_abi(&e)),
+        }
+    }
+}
+
+/// The client a failure is counted against, from the request context's
+/// `remote_addr`: an IPv4 address as it is, an IPv6 address as its /64 network
+/// (one subscriber's whole allocation: counting single IPv6 addresses would give an
+/// attacker 2^64 fresh ones), an IPv4-mapped IPv6 address as the IPv4 one. Text that
+/// is no address is kept (trimmed, at most 64 bytes), so it still counts as one client.
+pub fn address_bucket(remote_addr: &str) -> String {
+    use std::net::IpAddr;
+    let text = remote_addr.trim();
+    // "[::1]:443" and "1.2.3.4:5678" as some proxies write them: the port is no client.
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.split_once(']'))
+        .map(|(a, _)| a)
+        .unwrap_or(text);
+    let parsed = bare
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| bare.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()));
+    match parsed {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+        None => {
+            let mut end = text.len().min(64);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text[..end].to_owned()
         }
     }
 }
@@ -853,6 +917,20 @@ macro_rules! __flaskbbd_wrapper_methods {
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
+
+    #[test]
+    fn addresses_are_counted_per_ipv4_address_and_per_ipv6_64() {
+        use super::address_bucket as b;
+        assert_eq!(b("203.0.113.7"), "203.0.113.7");
+        assert_eq!(b(" 203.0.113.7:5678 "), "203.0.113.7");
+        assert_eq!(b("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(b("2001:db8:1:2::ffff"), b("2001:db8:1:2:ab::1"));
+        assert_ne!(b("2001:db8:1:2::1"), b("2001:db8:1:3::1"));
+        assert_eq!(b("[2001:db8::1]:443"), "2001:db8::/64");
+        assert_eq!(b("::ffff:198.51.100.1"), "198.51.100.1");
+        assert_eq!(b("not an address"), "not an address");
+        assert_eq!(b(&"é".repeat(40)).len(), 64);
+    }
 
     use super::Init;
 

@@ -44,6 +44,8 @@ pub struct TestHost {
     logs: Mutex<Vec<String>>,
     delay_ms: Mutex<u64>,
     asked: Mutex<Vec<String>>,
+    /// Penalty counts: key → (failures, when the last was counted, its window).
+    penalties: Mutex<BTreeMap<String, (u32, std::time::Instant, u64)>>,
 }
 
 impl TestHost {
@@ -58,6 +60,7 @@ impl TestHost {
             logs: Mutex::default(),
             delay_ms: Mutex::new(0),
             asked: Mutex::default(),
+            penalties: Mutex::default(),
         }
     }
 
@@ -224,5 +227,37 @@ impl Host for TestHost {
         if !asked.iter().any(|k| k == key.as_str()) {
             asked.push(key.to_string());
         }
+    }
+    // Counted at once: a test host has no commit.
+    fn penalty_get(&self, key: RStr<'_>) -> RResult<u32, ErrorBox> {
+        let p = self
+            .penalties
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        ROk(p
+            .get(key.as_str())
+            .filter(|(_, last, window)| last.elapsed().as_millis() < u128::from(*window))
+            .map_or(0, |(n, _, _)| *n))
+    }
+    fn penalty_add(&self, key: RStr<'_>, window_ms: u64) -> RResult<(), ErrorBox> {
+        let mut p = self
+            .penalties
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        let e = p.entry(key.to_string()).or_insert((0, now, window_ms));
+        if e.1.elapsed().as_millis() >= u128::from(e.2) {
+            e.0 = 0;
+        }
+        *e = (e.0 + 1, now, window_ms);
+        ROk(())
+    }
+    fn penalty_clear(&self, key: RStr<'_>) -> RResult<(), ErrorBox> {
+        let mut p = self
+            .penalties
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        p.remove(key.as_str());
+        ROk(())
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::{
     methods::{EventCall, ADMIN, AUTH, EVENTS},
-    types::{Context, HookChain, PluginInfo, Post, Topic, User},
+    types::{Context, HookChain, LockState, PluginInfo, Post, Topic, User},
     wire::{self, ReadError, Reply},
 };
 
@@ -227,6 +227,24 @@ impl Client {
             &format!("{ADMIN}.GetUser"),
             json!({ "identifier": identifier }),
             "user",
+        )
+    }
+
+    /// `org.flaskbb.Admin.GetUser`'s lock state of the account.
+    pub fn get_lock(&mut self, identifier: &str) -> Result<LockState, CallError> {
+        self.call_for(
+            &format!("{ADMIN}.GetUser"),
+            json!({ "identifier": identifier }),
+            "lock",
+        )
+    }
+
+    /// `org.flaskbb.Admin.Unlock`: how many live counts it removed.
+    pub fn unlock(&mut self, identifier: &str, address: Option<&str>) -> Result<u64, CallError> {
+        self.call_for(
+            &format!("{ADMIN}.Unlock"),
+            json!({ "identifier": identifier, "address": address }),
+            "cleared",
         )
     }
 

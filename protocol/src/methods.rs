@@ -222,6 +222,13 @@ pub enum AdminCall {
         /// A username or an email address.
         identifier: String,
     },
+    /// Lifts an account's lockout, everywhere or for one address.
+    Unlock {
+        /// A username, an email address, or a name no account has.
+        identifier: String,
+        /// Only this address's count (an IPv6 address stands for its /64).
+        address: Option<String>,
+    },
     /// Replaces a user's password.
     SetPassword {
         /// The user.
@@ -370,6 +377,13 @@ pub fn parse(call: Call) -> Result<Method, Reply> {
         (ADMIN, "GetUser") => Method::Admin(AdminCall::GetUser {
             identifier: params(&["identifier"])?.req("identifier")?,
         }),
+        (ADMIN, "Unlock") => {
+            let mut p = params(&["identifier", "address"])?;
+            Method::Admin(AdminCall::Unlock {
+                identifier: p.req("identifier")?,
+                address: p.opt("address")?,
+            })
+        }
         (ADMIN, "SetPassword") => {
             let mut p = params(&["user_id", "password"])?;
             Method::Admin(AdminCall::SetPassword {

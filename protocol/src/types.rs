@@ -28,6 +28,41 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
+/// What the lockout holds against one account (`org.flaskbb.Admin.GetUser`,
+/// `flaskbbd user list`), under the daemon's current `auth.lockout` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LockState {
+    /// Whether logins to the account are refused from every address.
+    pub locked: bool,
+    /// Failures counted against the account from any address, within the window.
+    pub failures: u32,
+    /// RFC 3339, UTC: the last counted failure.
+    pub last_failure: Option<String>,
+    /// RFC 3339, UTC: when the lock ends unless another failure comes first.
+    pub locked_until: Option<String>,
+    /// How long every answer for the account is held back now (`account_attempts`
+    /// reached under `scope = "account_and_address"`), in milliseconds.
+    pub delay_ms: u64,
+    /// Addresses (IPv6: /64 networks) with failures against the account, counted
+    /// under `scope = "account_and_address"`.
+    pub addresses: Vec<AddressLock>,
+}
+
+/// Failures against one account from one address (or IPv6 /64 network).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressLock {
+    /// The address, or `a:b:c:d::/64`, or `unknown` for requests without `remote_addr`.
+    pub address: String,
+    /// Failures counted within the window.
+    pub failures: u32,
+    /// RFC 3339, UTC.
+    pub last_failure: String,
+    /// Whether logins to the account from this address are refused.
+    pub locked: bool,
+    /// RFC 3339, UTC: when the lock ends unless another failure comes first.
+    pub locked_until: Option<String>,
+}
+
 /// A post, as `org.flaskbb.Events` takes and answers it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

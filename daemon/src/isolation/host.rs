@@ -385,6 +385,43 @@ impl Host for Remote<'_> {
             key: key.to_string(),
         });
     }
+
+    fn penalty_get(&self, key: RStr<'_>) -> RResult<u32, ErrorBox> {
+        to_abi(
+            self.ask(HostCall::PenaltyGet {
+                key: key.to_string(),
+            })
+            .and_then(|v| match v {
+                HostValue::Count(n) => Ok(n),
+                _ => unexpected(),
+            }),
+        )
+    }
+
+    fn penalty_add(&self, key: RStr<'_>, window_ms: u64) -> RResult<(), ErrorBox> {
+        to_abi(
+            self.ask(HostCall::PenaltyAdd {
+                key: key.to_string(),
+                window_ms,
+            })
+            .and_then(|v| match v {
+                HostValue::Unit => Ok(()),
+                _ => unexpected(),
+            }),
+        )
+    }
+
+    fn penalty_clear(&self, key: RStr<'_>) -> RResult<(), ErrorBox> {
+        to_abi(
+            self.ask(HostCall::PenaltyClear {
+                key: key.to_string(),
+            })
+            .and_then(|v| match v {
+                HostValue::Unit => Ok(()),
+                _ => unexpected(),
+            }),
+        )
+    }
 }
 
 /// Takes the next argument of the kind the hook table says, or answers that the

@@ -370,6 +370,23 @@ pub enum HostCall {
         /// The context key.
         key: String,
     },
+    /// `Host::penalty_get`.
+    PenaltyGet {
+        /// The key.
+        key: String,
+    },
+    /// `Host::penalty_add`.
+    PenaltyAdd {
+        /// The key.
+        key: String,
+        /// The window, in milliseconds.
+        window_ms: u64,
+    },
+    /// `Host::penalty_clear`.
+    PenaltyClear {
+        /// The key.
+        key: String,
+    },
 }
 
 impl HostCall {
@@ -391,6 +408,8 @@ pub enum HostValue {
     Provisioned(WireUser),
     /// A key-value read's answer.
     Text(Option<String>),
+    /// A penalty count.
+    Count(u32),
     /// Done, nothing to say.
     Unit,
 }

@@ -618,6 +618,11 @@ fn serve(cx: &CallCx<'_>, call: HostCall) -> Result<HostValue, WireError> {
             cx.ask_for(&key);
             Ok(HostValue::Unit)
         }
+        HostCall::PenaltyGet { key } => cx.penalty_get(&key).map(HostValue::Count),
+        HostCall::PenaltyAdd { key, window_ms } => {
+            cx.penalty_add(&key, window_ms).map(|()| HostValue::Unit)
+        }
+        HostCall::PenaltyClear { key } => cx.penalty_clear(&key).map(|()| HostValue::Unit),
     };
     r.map_err(WireError::from)
 }

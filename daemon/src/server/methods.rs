@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chrono::Utc;
 use serde_json::json;
 
 use flaskbbd_protocol::{
@@ -26,6 +27,7 @@ use crate::{
     events::{self, EventAnswer, EventError},
     executor::{ExecError, Here, OnAbandon},
     generation::Generation,
+    lockout,
     proto::Context,
     request::Request,
     store::{NewUser, StoreError},
@@ -531,11 +533,30 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                 Reply::ok(json!({ "user": user.user })).into()
             }
             AdminCall::GetUser { identifier } => {
-                match on_pool(d, move || store.find_user(&identifier)).await? {
-                    Some(r) => Reply::ok(json!({ "user": r.user })),
+                let policy = lockout::Policy::new(&d.config().auth.lockout);
+                let found = on_pool(d, move || {
+                    let Some(r) = store.find_user(&identifier)? else {
+                        return Ok(None);
+                    };
+                    let lock = lockout::lock_state(&policy, &*store, &identifier, Utc::now())?;
+                    Ok(Some((r, lock)))
+                })
+                .await?;
+                match found {
+                    Some((r, lock)) => Reply::ok(json!({ "user": r.user, "lock": lock })),
                     None => Reply::error(&format!("{ADMIN}.NoSuchUser"), json!({})),
                 }
                 .into()
+            }
+            AdminCall::Unlock {
+                identifier,
+                address,
+            } => {
+                let cleared = on_pool(d, move || {
+                    lockout::unlock(&*store, &identifier, address.as_deref(), Utc::now())
+                })
+                .await?;
+                Reply::ok(json!({ "cleared": cleared })).into()
             }
             AdminCall::SetPassword { user_id, password } => {
                 let hash = hash_password(d, password).await?;

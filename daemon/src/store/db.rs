@@ -12,24 +12,33 @@ use std::{
     time::Duration,
 };
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel::{
     connection::SimpleConnection,
     pg::PgConnection,
     prelude::*,
     r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection},
     result::{DatabaseErrorKind, Error as DieselError},
-    sql_types::{Integer, Nullable},
+    sql_types::{BigInt, Integer, Nullable},
     upsert::excluded,
 };
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::{rfc3339, schema::*, NewUser, Op, Schema, Store, StoreError, UserRecord};
+use super::{
+    rfc3339, schema::*, NewUser, Op, Penalty, PenaltyKey, Schema, Store, StoreError, UserRecord,
+};
 use crate::proto::User;
 
 /// The schema migrations of each backend, compiled into the binary.
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// The penalty table inside a FlaskBB database: the same in both backends and as
+/// the migration `2026-12-02-000001_penalties` makes it in ours.
+const PENALTIES_DDL: &str = "CREATE TABLE IF NOT EXISTS flaskbbd_penalties (kind VARCHAR(255) NOT NULL, \
+     subject VARCHAR(255) NOT NULL, address VARCHAR(64) NOT NULL DEFAULT '', failures INTEGER NOT NULL, \
+     last_failure BIGINT NOT NULL, expires BIGINT NOT NULL, PRIMARY KEY (kind, subject, address)); \
+     CREATE INDEX IF NOT EXISTS flaskbbd_penalties_expires ON flaskbbd_penalties (expires);";
 
 /// How long a statement waits for a lock before the request fails.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -253,7 +262,7 @@ impl DbStore {
                  key VARCHAR(255) NOT NULL, value TEXT, value_type VARCHAR(20) NOT NULL DEFAULT 'string', \
                  plugin_id INTEGER REFERENCES flaskbbd_plugin_registry(id) ON DELETE CASCADE, UNIQUE (key, plugin_id)); \
                  CREATE TABLE IF NOT EXISTS flaskbbd_password_hashes (user_id INTEGER PRIMARY KEY NOT NULL \
-                 REFERENCES users(id) ON DELETE CASCADE, hash VARCHAR(255) NOT NULL, replaces TEXT NOT NULL);"
+                 REFERENCES users(id) ON DELETE CASCADE, hash VARCHAR(255) NOT NULL, replaces TEXT NOT NULL); {PENALTIES_DDL}"
             }
             AnyConnection::Postgresql(_) => {
                 "CREATE TABLE IF NOT EXISTS flaskbbd_plugin_registry (id SERIAL PRIMARY KEY, \
@@ -262,10 +271,11 @@ impl DbStore {
                  key VARCHAR(255) NOT NULL, value TEXT, value_type VARCHAR(20) NOT NULL DEFAULT 'string', \
                  plugin_id INTEGER REFERENCES flaskbbd_plugin_registry(id) ON DELETE CASCADE, UNIQUE (key, plugin_id)); \
                  CREATE TABLE IF NOT EXISTS flaskbbd_password_hashes (user_id INTEGER PRIMARY KEY \
-                 REFERENCES users(id) ON DELETE CASCADE, hash VARCHAR(255) NOT NULL, replaces TEXT NOT NULL);"
+                 REFERENCES users(id) ON DELETE CASCADE, hash VARCHAR(255) NOT NULL, replaces TEXT NOT NULL); {PENALTIES_DDL}"
             }
         };
-        conn.batch_execute(ddl).map_err(|e| {
+        let ddl = ddl.replace("{PENALTIES_DDL}", PENALTIES_DDL);
+        conn.batch_execute(&ddl).map_err(|e| {
             StoreError::Query(format!(
                 "creating the daemon's plugin tables in {}: {e}",
                 self.name
@@ -622,6 +632,83 @@ impl Store for DbStore {
         })
     }
 
+    fn penalties(
+        &self,
+        kind: &str,
+        subject: &str,
+        addresses: Option<&[&str]>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Penalty>, StoreError> {
+        use flaskbbd_penalties as p;
+        let mut conn = self.conn()?;
+        let live = p::table
+            .filter(p::kind.eq(kind))
+            .filter(p::subject.eq(subject))
+            .filter(p::expires.gt(now.timestamp_millis()));
+        let columns = (p::address, p::failures, p::last_failure, p::expires);
+        let rows: Vec<(String, i32, i64, i64)> = match addresses {
+            Some(a) => live
+                .filter(p::address.eq_any(a))
+                .order(p::address)
+                .select(columns)
+                .load(&mut conn),
+            None => live.order(p::address).select(columns).load(&mut conn),
+        }
+        .map_err(query_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(address, failures, last, expires)| Penalty {
+                key: PenaltyKey {
+                    kind: kind.to_owned(),
+                    subject: subject.to_owned(),
+                    address,
+                },
+                failures: u32::try_from(failures).unwrap_or(0),
+                last_failure: from_ms(last),
+                expires: from_ms(expires),
+            })
+            .collect())
+    }
+
+    fn clear_penalties(
+        &self,
+        kind: &str,
+        subject: &str,
+        address: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        use flaskbbd_penalties as p;
+        let now = now.timestamp_millis();
+        self.write(|conn| {
+            conn.transaction(|c| {
+                let rows = p::table
+                    .filter(p::kind.eq(kind))
+                    .filter(p::subject.eq(subject));
+                let live = match address {
+                    Some(a) => diesel::delete(rows.filter(p::address.eq(a)))
+                        .filter(p::expires.gt(now))
+                        .execute(c)?,
+                    None => diesel::delete(rows).filter(p::expires.gt(now)).execute(c)?,
+                };
+                // Expired rows go too: they count as nothing, and unlock means "clean".
+                match address {
+                    Some(a) => diesel::delete(rows.filter(p::address.eq(a))).execute(c)?,
+                    None => diesel::delete(rows).execute(c)?,
+                };
+                Ok(live)
+            })
+        })?
+        .map_err(query_err)
+    }
+
+    fn prune_penalties(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        use flaskbbd_penalties as p;
+        self.write(|conn| {
+            diesel::delete(p::table.filter(p::expires.le(now.timestamp_millis()))).execute(conn)
+        })?
+        .map_err(query_err)
+    }
+
     fn clear_plugin_state(&self, name: &str) -> Result<(), StoreError> {
         with_plugin_tables!(self.schema, {
             self.write(|conn| diesel::delete(reg::table.filter(reg::name.eq(name))).execute(conn))?
@@ -629,6 +716,11 @@ impl Store for DbStore {
                 .map_err(query_err)
         })
     }
+}
+
+/// Unix milliseconds as stored in `flaskbbd_penalties` → a time.
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
@@ -683,6 +775,46 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
             diesel::update(users::table.find(user(user_id)))
                 .set(users::password.eq(hash))
                 .execute(c)?;
+        }
+        Op::AddPenalty {
+            key,
+            at_ms,
+            window_ms,
+        } => {
+            use flaskbbd_penalties as p;
+            let row = (
+                p::kind.eq(&key.kind),
+                p::subject.eq(&key.subject),
+                p::address.eq(&key.address),
+                p::failures.eq(1),
+                p::last_failure.eq(at_ms),
+                p::expires.eq(at_ms.saturating_add(*window_ms)),
+            );
+            // One statement, so concurrent failures on any daemon each count; an
+            // expired row starts again at 1.
+            let failures = diesel::dsl::sql::<Integer>("CASE WHEN flaskbbd_penalties.expires <= ")
+                .bind::<BigInt, _>(*at_ms)
+                .sql(" THEN 1 ELSE flaskbbd_penalties.failures + 1 END");
+            per_backend!(&mut *c, |c| diesel::insert_into(p::table)
+                .values(row)
+                .on_conflict((p::kind, p::subject, p::address))
+                .do_update()
+                .set((
+                    p::failures.eq(failures),
+                    p::last_failure.eq(excluded(p::last_failure)),
+                    p::expires.eq(excluded(p::expires)),
+                ))
+                .execute(c))?;
+        }
+        Op::ClearPenalty { key } => {
+            use flaskbbd_penalties as p;
+            diesel::delete(
+                p::table
+                    .filter(p::kind.eq(&key.kind))
+                    .filter(p::subject.eq(&key.subject))
+                    .filter(p::address.eq(&key.address)),
+            )
+            .execute(c)?;
         }
         Op::KvSet { plugin, key, value } => with_plugin_tables!(schema, {
             per_backend!(&mut *c, |c| diesel::insert_into(reg::table)

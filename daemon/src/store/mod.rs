@@ -51,6 +51,68 @@ pub enum Op {
         key: String,
         value: Option<String>,
     },
+    /// One more failure for a penalty row, in one upsert: the count restarts at 1
+    /// when the row has expired, and the row then expires `window_ms` after `at_ms`.
+    AddPenalty {
+        key: PenaltyKey,
+        at_ms: i64,
+        window_ms: i64,
+    },
+    /// Forgets a penalty row.
+    ClearPenalty { key: PenaltyKey },
+}
+
+/// Names one row of failure counts: whose it is, what it counts, and for which
+/// client address (`""`: from anywhere).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PenaltyKey {
+    /// `"lockout"`, or `"plugin:<instance>"`.
+    pub kind: String,
+    /// What is counted: an account (`user:<id>`, `name:<identifier>`), a plugin's key.
+    pub subject: String,
+    /// The client address (an IPv6 /64) it is counted for, or `""` for all.
+    pub address: String,
+}
+
+/// Longest `subject` a penalty row holds (the column is `VARCHAR(255)`).
+pub const MAX_PENALTY_SUBJECT: usize = 255;
+
+impl PenaltyKey {
+    /// A key whose subject and address fit their columns: NUL (which PostgreSQL
+    /// refuses in text) becomes U+FFFD, and a subject is cut to
+    /// [`MAX_PENALTY_SUBJECT`] bytes, an address to 64, at a character boundary.
+    pub fn new(kind: &str, subject: &str, address: &str) -> PenaltyKey {
+        fn fit(s: &str, max: usize) -> String {
+            let mut end = s.len().min(max);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            let cut = s[..end].replace('\0', "\u{fffd}");
+            // U+FFFD is 3 bytes where NUL was 1: cut again if that overflowed.
+            if cut.len() > max {
+                fit(&cut, max)
+            } else {
+                cut
+            }
+        }
+        PenaltyKey {
+            kind: kind.to_owned(),
+            subject: fit(subject, MAX_PENALTY_SUBJECT),
+            address: fit(address, 64),
+        }
+    }
+}
+
+/// One live row of failure counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Penalty {
+    pub key: PenaltyKey,
+    /// Failures counted since the row last started (or expired).
+    pub failures: u32,
+    /// When the last failure was counted.
+    pub last_failure: DateTime<Utc>,
+    /// When the row stops counting unless another failure comes first.
+    pub expires: DateTime<Utc>,
 }
 
 /// Whose tables the store uses.
@@ -102,6 +164,26 @@ pub trait Store: Send + Sync {
     fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError>;
     /// Forgets the run-time state of an instance: `flaskbb.toml` decides again.
     fn clear_plugin_state(&self, name: &str) -> Result<(), StoreError>;
+    /// The live (unexpired at `now`) penalty rows of `kind` and `subject`: those for
+    /// the given addresses, or with `None` every address's.
+    fn penalties(
+        &self,
+        kind: &str,
+        subject: &str,
+        addresses: Option<&[&str]>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Penalty>, StoreError>;
+    /// Deletes the penalty rows of `kind` and `subject` (only `address`'s when given),
+    /// at once; returns how many live rows went.
+    fn clear_penalties(
+        &self,
+        kind: &str,
+        subject: &str,
+        address: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError>;
+    /// Deletes the rows that expired before `now`; returns how many.
+    fn prune_penalties(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
 }
 
 /// Opens the store named by `url` (SQLAlchemy style: `sqlite:///relative`,

@@ -99,3 +99,16 @@ diesel::table! {
         replaces -> Text,
     }
 }
+
+// Failure counts for the lockout and rate limits, in both schemas (see the migration
+// `2026-12-02-000001_penalties`). Times are Unix milliseconds.
+diesel::table! {
+    flaskbbd_penalties (kind, subject, address) {
+        kind -> Text,
+        subject -> Text,
+        address -> Text,
+        failures -> Integer,
+        last_failure -> BigInt,
+        expires -> BigInt,
+    }
+}

@@ -6,16 +6,14 @@
 //! forgotten.
 //!
 //! The delay is applied by the daemon after the chain, on its async side
-//! (`Ctx::delay_answer`): a penalised address never holds a worker thread. Counts
-//! live in the daemon's memory and start afresh on restart or reload.
+//! (`Ctx::delay_answer`): a penalised address never holds a worker thread. Counts live
+//! in the store (`Ctx::add_penalty`), so every daemon on a shared database sees the
+//! same ones, and restarts and reloads forget nothing. Addresses are counted as
+//! `address_bucket` groups them: IPv6 by /64.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use plugin_abi::prelude::*;
+use plugin_abi::{prelude::*, sdk::address_bucket};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -43,16 +41,9 @@ impl Default for Config {
 /// The message for a refused address.
 pub const REFUSED: &str = "Too many failed login attempts from your address. Try again later.";
 
-#[derive(Clone, Copy)]
-struct Entry {
-    failures: u32,
-    last: Instant,
-}
-
 /// One configured instance.
 pub struct RateLimit {
     config: Config,
-    addresses: Mutex<HashMap<String, Entry>>,
 }
 
 impl PluginInstance for RateLimit {
@@ -63,10 +54,10 @@ impl PluginInstance for RateLimit {
                 "config keys refuse_after and free_failures: refuse_after must be larger".into(),
             );
         }
-        Ok(RateLimit {
-            config,
-            addresses: Mutex::new(HashMap::new()),
-        })
+        if config.window_seconds == 0 {
+            return Err("config key window_seconds: must be at least 1".into());
+        }
+        Ok(RateLimit { config })
     }
 }
 
@@ -86,14 +77,11 @@ impl RateLimit {
             false,
         )
     }
+}
 
-    fn failures(&self, addr: &str) -> u32 {
-        let window = Duration::from_secs(self.config.window_seconds);
-        let map = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(addr)
-            .filter(|e| e.last.elapsed() < window)
-            .map_or(0, |e| e.failures)
-    }
+/// The request's client, as counted.
+fn client(cx: &Ctx<'_>) -> Option<String> {
+    cx.context("remote_addr").map(|a| address_bucket(&a))
 }
 
 impl AuthenticationProvider for RateLimit {
@@ -105,10 +93,10 @@ impl AuthenticationProvider for RateLimit {
         _identifier: &str,
         _secret: &str,
     ) -> HookResult<Option<User>> {
-        let Some(addr) = cx.context("remote_addr") else {
+        let Some(addr) = client(cx) else {
             return Ok(None);
         };
-        let (delay, refuse) = self.penalty(self.failures(&addr));
+        let (delay, refuse) = self.penalty(cx.penalty(&addr)?);
         if refuse {
             return Err(HookError::stop(REFUSED));
         }
@@ -121,25 +109,10 @@ impl AuthenticationProvider for RateLimit {
 
 impl AuthenticationFailureHandler for RateLimit {
     fn handle_authentication_failure(&self, cx: &Ctx<'_>, _identifier: &str) -> HookResult<()> {
-        let Some(addr) = cx.context("remote_addr") else {
-            return Ok(());
-        };
-        let window = Duration::from_secs(self.config.window_seconds);
-        let mut map = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            map.retain(|_, e| e.last.elapsed() < window);
+        match client(cx) {
+            Some(addr) => cx.add_penalty(&addr, Duration::from_secs(self.config.window_seconds)),
+            None => Ok(()),
         }
-        let now = Instant::now();
-        let e = map.entry(addr).or_insert(Entry {
-            failures: 0,
-            last: now,
-        });
-        if e.last.elapsed() >= window {
-            e.failures = 0;
-        }
-        e.failures += 1;
-        e.last = now;
-        Ok(())
     }
 }
 
@@ -147,13 +120,10 @@ impl PostAuthenticationHandler for RateLimit {
     const ORDER: HookOrder = HookOrder::TRYLAST;
 
     fn handle_post_auth(&self, cx: &Ctx<'_>, _user: &User) -> HookResult<()> {
-        if let Some(addr) = cx.context("remote_addr") {
-            self.addresses
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&addr);
+        match client(cx) {
+            Some(addr) => cx.clear_penalty(&addr),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -172,7 +142,6 @@ mod tests {
     fn the_penalty_doubles_up_to_the_maximum_then_refuses() {
         let r = RateLimit {
             config: Config::default(),
-            addresses: Mutex::new(HashMap::new()),
         };
         let ms = |n| r.penalty(n).0.as_millis();
         assert_eq!(

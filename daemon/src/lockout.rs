@@ -1,0 +1,337 @@
+//! The lockout's policy: what the failure counts in `flaskbbd_penalties` mean under
+//! `[auth.lockout]`, for the built-in that enforces it and for the operators who look
+//! at and lift locks (`GetUser`, `Unlock`, `flaskbbd user list|unlock`).
+//!
+//! Counts live in the store, one row per account (all failures) and, under
+//! `scope = "account_and_address"`, one per account and address. Accounts are counted
+//! by id (`user:<id>`, whether named by username or email) and names no account has
+//! by the name (`name:<identifier>`), so that an unknown name locks as a known one
+//! does and no answer tells them apart.
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use plugin_abi::sdk::address_bucket;
+
+use crate::{
+    config::{LockoutConfig, LockoutScope},
+    proto::{AddressLock, LockState},
+    store::{Op, Penalty, PenaltyKey, Store, StoreError, UserRecord},
+};
+
+/// The `kind` of the lockout's rows.
+pub const KIND: &str = "lockout";
+
+/// The address of requests that carry no `remote_addr`: they count as one client.
+pub const UNKNOWN_ADDRESS: &str = "unknown";
+
+/// `[auth.lockout]` as the built-in and the admin views apply it.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    attempts: u32,
+    window: ChronoDuration,
+    /// What a run of failures locks.
+    pub scope: LockoutScope,
+    /// Whether a lock answers with FlaskBB's own message.
+    pub reveal: bool,
+    account_attempts: u32,
+    account_delay_ms: u64,
+    account_max_delay_ms: u64,
+}
+
+/// What the counts say about one login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on, holding the answer back by this long (zero: not at all).
+    Open { delay_ms: u64 },
+    /// Refuse.
+    Locked,
+}
+
+impl Policy {
+    /// The policy of a validated configuration.
+    pub fn new(c: &LockoutConfig) -> Policy {
+        Policy {
+            attempts: u32::try_from(c.attempts).unwrap_or(1).max(1),
+            window: ChronoDuration::minutes(c.window_minutes),
+            scope: c.scope,
+            reveal: c.reveal,
+            account_attempts: u32::try_from(c.account_attempts).unwrap_or(u32::MAX),
+            account_delay_ms: c.account_delay_ms,
+            account_max_delay_ms: c.account_max_delay_ms,
+        }
+    }
+
+    /// The window in milliseconds, as penalty rows store it.
+    fn window_ms(&self) -> i64 {
+        self.window.num_milliseconds()
+    }
+
+    /// The address whose row a request counts in: its `remote_addr` as
+    /// [`address_bucket`] groups it, or [`UNKNOWN_ADDRESS`].
+    pub fn address(remote_addr: Option<&str>) -> String {
+        match remote_addr.map(address_bucket) {
+            Some(a) if !a.is_empty() => a,
+            _ => UNKNOWN_ADDRESS.to_owned(),
+        }
+    }
+
+    /// The rows a request reads and counts in: the account's, and under
+    /// `account_and_address` the account's for `address`.
+    pub fn keys(&self, subject: &str, address: &str) -> Vec<PenaltyKey> {
+        let mut keys = vec![PenaltyKey::new(KIND, subject, "")];
+        if self.scope == LockoutScope::AccountAndAddress {
+            keys.push(PenaltyKey::new(KIND, subject, address));
+        }
+        keys
+    }
+
+    /// The live rows behind [`Policy::keys`].
+    pub fn read(
+        &self,
+        store: &dyn Store,
+        subject: &str,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Penalty>, StoreError> {
+        let keys = self.keys(subject, address);
+        let subject = &keys[0].subject;
+        let addresses: Vec<&str> = keys.iter().map(|k| k.address.as_str()).collect();
+        store.penalties(KIND, subject, Some(&addresses), now)
+    }
+
+    /// Whether `p` still counts at `now` under this window (the window may have
+    /// changed since the row was written).
+    fn live(&self, p: &Penalty, now: DateTime<Utc>) -> bool {
+        p.last_failure + self.window >= now
+    }
+
+    /// Whether `p`'s failures lock what it counts.
+    fn locks(&self, p: &Penalty, now: DateTime<Utc>) -> bool {
+        p.failures >= self.attempts && self.live(p, now)
+    }
+
+    /// The delay the account-wide count `p` asks for, under `account_and_address`.
+    fn delay(&self, p: &Penalty, now: DateTime<Utc>) -> u64 {
+        if self.scope != LockoutScope::AccountAndAddress
+            || p.failures < self.account_attempts
+            || !self.live(p, now)
+        {
+            return 0;
+        }
+        let doublings = (p.failures - self.account_attempts).min(32);
+        self.account_delay_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.account_max_delay_ms)
+    }
+
+    /// What the rows of one login's account and address say.
+    pub fn judge(&self, rows: &[Penalty], address: &str, now: DateTime<Utc>) -> Verdict {
+        let account = rows.iter().find(|p| p.key.address.is_empty());
+        let locked = match self.scope {
+            LockoutScope::Account => account.is_some_and(|p| self.locks(p, now)),
+            LockoutScope::AccountAndAddress => rows
+                .iter()
+                .any(|p| p.key.address == address && self.locks(p, now)),
+        };
+        if locked {
+            return Verdict::Locked;
+        }
+        Verdict::Open {
+            delay_ms: account.map_or(0, |p| self.delay(p, now)),
+        }
+    }
+
+    /// The changes one failure makes: one more in each of the rows it counts in.
+    pub fn count_failure(&self, subject: &str, address: &str, now: DateTime<Utc>) -> Vec<Op> {
+        self.keys(subject, address)
+            .into_iter()
+            .map(|key| Op::AddPenalty {
+                key,
+                at_ms: now.timestamp_millis(),
+                window_ms: self.window_ms(),
+            })
+            .collect()
+    }
+
+    /// The change a successful login makes: under `account` the account's count goes
+    /// (FlaskBB's ClearFailedLogins); under `account_and_address` only the count of the
+    /// address that proved itself, while the account-wide count, which others may be
+    /// running up, runs out with its window.
+    pub fn clear_on_success(&self, subject: &str, address: &str) -> Op {
+        let key = match self.scope {
+            LockoutScope::Account => PenaltyKey::new(KIND, subject, ""),
+            LockoutScope::AccountAndAddress => PenaltyKey::new(KIND, subject, address),
+        };
+        Op::ClearPenalty { key }
+    }
+
+    /// The lock state of an account, from all its live rows, for operators.
+    pub fn state(&self, rows: &[Penalty], now: DateTime<Utc>) -> LockState {
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let until = |p: &Penalty| {
+            self.locks(p, now)
+                .then(|| time(p.last_failure + self.window))
+        };
+        let mut state = LockState::default();
+        for p in rows.iter().filter(|p| self.live(p, now)) {
+            if p.key.address.is_empty() {
+                state.failures = p.failures;
+                state.last_failure = Some(time(p.last_failure));
+                state.delay_ms = self.delay(p, now);
+                if self.scope == LockoutScope::Account {
+                    state.locked_until = until(p);
+                    state.locked = state.locked_until.is_some();
+                }
+            } else {
+                let locked_until = match self.scope {
+                    LockoutScope::AccountAndAddress => until(p),
+                    LockoutScope::Account => None,
+                };
+                state.addresses.push(AddressLock {
+                    address: p.key.address.clone(),
+                    failures: p.failures,
+                    last_failure: time(p.last_failure),
+                    locked: locked_until.is_some(),
+                    locked_until,
+                });
+            }
+        }
+        state
+    }
+}
+
+/// The subject an account's failures are counted under: its id when it exists, else
+/// the name as given.
+pub fn subject(record: Option<&UserRecord>, identifier: &str) -> String {
+    match record {
+        Some(r) => format!("user:{}", r.user.id),
+        None => format!("name:{identifier}"),
+    }
+}
+
+/// The lock state of the account `identifier` names (or of the name, when no
+/// account has it), read from the store.
+pub fn lock_state(
+    policy: &Policy,
+    store: &dyn Store,
+    identifier: &str,
+    now: DateTime<Utc>,
+) -> Result<LockState, StoreError> {
+    let record = store.find_user(identifier)?;
+    let key = PenaltyKey::new(KIND, &subject(record.as_ref(), identifier), "");
+    let rows = store.penalties(KIND, &key.subject, None, now)?;
+    Ok(policy.state(&rows, now))
+}
+
+/// Lifts the lock of the account `identifier` names, and of the name itself (the
+/// same name may have been counted before the account existed): every count, or
+/// only `address`'s. Returns how many live counts went.
+pub fn unlock(
+    store: &dyn Store,
+    identifier: &str,
+    address: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let record = store.find_user(identifier)?;
+    let address = address.map(|a| Policy::address(Some(a)));
+    let mut subjects = vec![subject(None, identifier)];
+    if record.is_some() {
+        subjects.push(subject(record.as_ref(), identifier));
+    }
+    let mut cleared = 0;
+    for s in subjects {
+        let key = PenaltyKey::new(KIND, &s, address.as_deref().unwrap_or(""));
+        let only = address.as_ref().map(|_| key.address.as_str());
+        cleared += store.clear_penalties(KIND, &key.subject, only, now)?;
+    }
+    Ok(cleared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(scope: LockoutScope) -> Policy {
+        Policy::new(&LockoutConfig {
+            scope,
+            attempts: 3,
+            account_attempts: 10,
+            account_delay_ms: 1000,
+            account_max_delay_ms: 8000,
+            ..LockoutConfig::default()
+        })
+    }
+
+    fn row(address: &str, failures: u32, ago_minutes: i64, now: DateTime<Utc>) -> Penalty {
+        let last = now - ChronoDuration::minutes(ago_minutes);
+        Penalty {
+            key: PenaltyKey::new(KIND, "user:1", address),
+            failures,
+            last_failure: last,
+            expires: last + ChronoDuration::minutes(15),
+        }
+    }
+
+    #[test]
+    fn under_account_scope_the_account_count_locks_everywhere() {
+        let (p, now) = (policy(LockoutScope::Account), Utc::now());
+        assert_eq!(
+            p.judge(&[row("", 3, 1, now)], "1.2.3.4", now),
+            Verdict::Locked
+        );
+        assert_eq!(
+            p.judge(&[row("", 2, 1, now)], "1.2.3.4", now),
+            Verdict::Open { delay_ms: 0 }
+        );
+        // Past the window a count no longer locks, whatever it says.
+        assert_eq!(
+            p.judge(&[row("", 9, 16, now)], "1.2.3.4", now),
+            Verdict::Open { delay_ms: 0 }
+        );
+        assert_eq!(p.keys("user:1", "1.2.3.4").len(), 1);
+    }
+
+    #[test]
+    fn under_account_and_address_scope_only_the_failing_address_is_locked() {
+        let (p, now) = (policy(LockoutScope::AccountAndAddress), Utc::now());
+        let rows = [row("", 3, 1, now), row("6.6.6.6", 3, 1, now)];
+        assert_eq!(p.judge(&rows, "6.6.6.6", now), Verdict::Locked);
+        assert_eq!(
+            p.judge(&rows[..1], "1.2.3.4", now),
+            Verdict::Open { delay_ms: 0 }
+        );
+        // Many addresses together bring delays, doubling up to the maximum, no lock.
+        let delay = |n| match p.judge(&[row("", n, 1, now)], "1.2.3.4", now) {
+            Verdict::Open { delay_ms } => delay_ms,
+            Verdict::Locked => panic!("locked"),
+        };
+        assert_eq!(
+            [
+                delay(9),
+                delay(10),
+                delay(11),
+                delay(12),
+                delay(13),
+                delay(40)
+            ],
+            [0, 1000, 2000, 4000, 8000, 8000]
+        );
+    }
+
+    #[test]
+    fn the_state_shows_the_locks_and_their_end() {
+        let (p, now) = (policy(LockoutScope::AccountAndAddress), Utc::now());
+        let s = p.state(
+            &[
+                row("", 11, 1, now),
+                row("6.6.6.6", 3, 1, now),
+                row("7.7.7.7", 1, 2, now),
+            ],
+            now,
+        );
+        assert!(!s.locked);
+        assert_eq!((s.failures, s.delay_ms), (11, 2000));
+        assert_eq!(s.addresses.len(), 2);
+        assert!(s.addresses[0].locked && s.addresses[0].locked_until.is_some());
+        assert!(!s.addresses[1].locked && s.addresses[1].locked_until.is_none());
+    }
+}
