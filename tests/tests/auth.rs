@@ -127,7 +127,9 @@ fn too_many_failures_lock_the_account_until_the_window_passes() {
     let s = Scratch::new("auth-lockout");
     let d = TestDaemon::start(
         &s,
-        &auth("lockout = { attempts = 3, window_minutes = 10 }\n"),
+        &auth(
+            "lockout = { attempts = 3, window_minutes = 10, scope = \"account\", reveal = true }\n",
+        ),
     );
     let id = d.add_user("dan", "Secret123", true);
     for _ in 0..3 {
@@ -139,9 +141,12 @@ fn too_many_failures_lock_the_account_until_the_window_passes() {
         4,
         "a refused attempt still counts"
     );
+    // The window passes: the count's last failure (Unix milliseconds) is long ago.
     sql(
         &s,
-        &format!("UPDATE users SET last_failed_login = '2020-01-01 00:00:00' WHERE id = {id}"),
+        &format!(
+            "UPDATE flaskbbd_penalties SET last_failure = 0, expires = 600000 WHERE subject = 'user:{id}'"
+        ),
     );
     assert_eq!(
         d.auth("dan", "Secret123").unwrap()["user"]["login_attempts"],

@@ -45,8 +45,10 @@ fn daemon_on(s: &Scratch, url: &str, extra: &str) -> TestDaemon {
 fn two_daemons_count_every_failure_and_lock_out_together() {
     let db = Db::new("count");
     let (s1, s2) = (Scratch::new("shared-a"), Scratch::new("shared-b"));
-    let a = daemon_on(&s1, &db.url(), "");
-    let b = daemon_on(&s2, &db.url(), "");
+    // FlaskBB's lockout: the account, from everywhere, saying so.
+    let flaskbbs = "[auth]\nbcrypt_cost = 4\nlockout = { scope = \"account\", reveal = true }\n";
+    let a = daemon_on(&s1, &db.url(), flaskbbs);
+    let b = daemon_on(&s2, &db.url(), flaskbbs);
     a.add_user("kim", "Secret123", true);
     std::thread::scope(|scope| {
         for i in 0..64 {
@@ -64,6 +66,66 @@ fn two_daemons_count_every_failure_and_lock_out_together() {
     let locked = json!({ "reason": "Your account is currently locked out due to too many failed login attempts" });
     assert_eq!(err(a.auth("kim", "Secret123")).1, locked);
     assert_eq!(err(b.auth("kim", "Secret123")).1, locked);
+}
+
+#[test]
+fn four_daemons_share_per_address_penalties_exactly() {
+    let db = Db::new("penalties");
+    let extra = r#"
+[auth]
+bcrypt_cost = 4
+lockout = { account_attempts = 1000 }
+[[plugin]]
+name = "ratelimit"
+library = "ratelimit"
+config = { free_failures = 1, base_delay_ms = 0, refuse_after = 40, window_seconds = 600 }
+"#;
+    let scratches: Vec<Scratch> = (0..4)
+        .map(|i| Scratch::new(&format!("penalties-{i}")))
+        .collect();
+    let daemons: Vec<TestDaemon> = scratches
+        .iter()
+        .map(|s| daemon_on(s, &db.url(), extra))
+        .collect();
+    daemons[0].add_user("kim", "Secret123", true);
+    let login = |d: &TestDaemon, secret: &str, addr: &str| {
+        d.call(
+            "org.flaskbb.Auth.Authenticate",
+            json!({ "identifier": "kim", "secret": secret, "context": { "remote_addr": addr } }),
+        )
+    };
+    let evil = "198.51.100.40";
+    // 39 guesses at once from one address, spread over the four daemons.
+    std::thread::scope(|scope| {
+        for i in 0..39 {
+            let d = &daemons[i % 4];
+            scope.spawn(move || assert!(login(d, "guess", evil).is_err()));
+        }
+    });
+    // Every daemon sees all 39 in the lockout's count, and the rate limit has not
+    // refused yet: not one increment was lost or counted twice.
+    for d in &daemons {
+        let lock = d
+            .call("org.flaskbb.Admin.GetUser", json!({ "identifier": "kim" }))
+            .unwrap()["lock"]
+            .clone();
+        assert_eq!(lock["failures"], 39, "{lock}");
+        assert_eq!(lock["addresses"][0]["failures"], 39, "{lock}");
+        assert_eq!(lock["addresses"][0]["locked"], true, "{lock}");
+    }
+    assert_eq!(
+        err(login(&daemons[3], "guess", evil)).1,
+        json!({ "reason": "Wrong username or password." })
+    );
+    // That was the 40th: now every daemon refuses the address outright.
+    for d in &daemons {
+        assert_eq!(
+            err(login(d, "Secret123", evil)).1,
+            json!({ "reason": "Too many failed login attempts from your address. Try again later." })
+        );
+    }
+    // kim, from her own address, is let in by any of them.
+    assert!(login(&daemons[1], "Secret123", "203.0.113.40").is_ok());
 }
 
 #[test]
