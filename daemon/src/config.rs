@@ -197,7 +197,7 @@ impl Default for LockoutConfig {
             reveal: false,
             account_attempts: 20,
             account_delay_ms: 1000,
-            account_max_delay_ms: 30_000,
+            account_max_delay_ms: 8000,
         }
     }
 }

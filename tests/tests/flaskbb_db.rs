@@ -68,13 +68,26 @@ fn flaskbbs_users_log_in_and_its_columns_keep_their_meaning() {
         failed("Your account has been banned.")
     );
     sql("UPDATE users SET primary_group_id = (SELECT id FROM groups WHERE name = 'Member') WHERE username = 'alice'");
-    // login_attempts and last_failed_login: the lockout reads them.
+    // The lockout keeps its counts in a table it adds to FlaskBB's database, and by
+    // default answers a locked login as a wrong password.
     for _ in 0..5 {
         let _ = d.auth("alice", "nope");
     }
+    assert_eq!(err(d.auth("alice", "AlicePass123")), failed(WRONG));
+    let lock = d
+        .call(
+            "org.flaskbb.Admin.GetUser",
+            json!({ "identifier": "alice" }),
+        )
+        .unwrap()["lock"]
+        .clone();
     assert_eq!(
-        err(d.auth("alice", "AlicePass123")),
-        failed("Your account is currently locked out due to too many failed login attempts")
+        (
+            lock["addresses"][0]["address"].clone(),
+            lock["addresses"][0]["locked"].clone()
+        ),
+        (json!("unknown"), json!(true)),
+        "{lock}"
     );
     // The daemon never migrated FlaskBB's database: FlaskBB's alembic version is there
     // and no diesel bookkeeping appeared.

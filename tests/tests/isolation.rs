@@ -256,7 +256,7 @@ fn an_isolated_instances_state_is_shared_by_its_concurrent_calls() {
     let s = Scratch::new("iso-shared");
     let d = TestDaemon::start(
         &s,
-        "[daemon]\nworkers = 4\n[[plugin]]\nname = \"faults\"\nlibrary = \"faults\"\n",
+        "[daemon]\nworkers = 4\n[auth]\nbcrypt_cost = 4\nlockout = { enabled = false }\n[[plugin]]\nname = \"faults\"\nlibrary = \"faults\"\n",
     );
     let pid = host_pid(&d, "faults");
     let counts: Vec<u64> = thread::scope(|scope| {

@@ -81,11 +81,13 @@ fn following_writing_plugins_word_for_word_gives_a_plugin_that_loads() {
         .skip(1)
         .take_while(|l| l.starts_with("  "))
         .collect();
-    let last = chain.last().copied().unwrap_or_default();
-    assert!(
-        last.contains("greeter") && last.contains("libgreeter.so"),
-        "{stdout}"
-    );
+    // After the built-in checks (tryfirst); only the lockout's clearing (trylast)
+    // comes later.
+    let at = |name: &str| chain.iter().position(|l| l.contains(name));
+    let greeter = at("greeter").unwrap_or_else(|| panic!("no greeter: {stdout}"));
+    assert!(chain[greeter].contains("libgreeter.so"), "{stdout}");
+    assert!(at("block_banned") < Some(greeter), "{stdout}");
+    assert_eq!(at("lockout"), Some(chain.len() - 1), "{stdout}");
     assert!(stdout.trim_end().ends_with("flaskbb.toml: OK"), "{stdout}");
     // The guide's unit tests ran and passed, TestHost making the instance from a
     // configuration.

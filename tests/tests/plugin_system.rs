@@ -66,12 +66,13 @@ fn shipped_config_checks_and_prints_every_chain() {
             "block_unactivated",
             "block_banned",
             "totp",
+            "lockout",
             "ratelimit"
         ]
     );
     assert_eq!(
         chain_lines(&stdout, "flaskbb_authentication_failed"),
-        ["audit", "ratelimit", "mark_failed_login"]
+        ["audit", "ratelimit", "mark_failed_login", "lockout"]
     );
     assert_eq!(
         chain_lines(&stdout, "flaskbb_event_post_save_before"),
@@ -505,7 +506,8 @@ fn a_plugin_built_against_plugin_abi_1_0_loads_and_answers_not_implemented_for_n
             "block_unactivated",
             "block_banned",
             "current",
-            "old"
+            "old",
+            "lockout"
         ]
     );
     // A hook newer than 1.0.0 has no "old" in its chain...
@@ -543,7 +545,7 @@ fn each_load_failure_is_one_line_naming_the_file_and_cause() {
     let s = Scratch::new("load-failures");
     s.write("bogus.so", "not an ELF file");
     let major = variant_plugin("abitwo", "2.0.0", |t| t);
-    let layout = variant_plugin("abilayout", "1.2.0", |t| {
+    let layout = variant_plugin("abilayout", "1.3.0", |t| {
         t.replace(
             "    pub login_attempts: i32,",
             "    pub login_attempts: u32,",
@@ -569,11 +571,11 @@ fn each_load_failure_is_one_line_naming_the_file_and_cause() {
         ),
         (
             major.display().to_string(),
-            format!("plugin {}: version mismatch: built against plugin-abi 2.0.0, this daemon speaks 1.2.0", major.display()),
+            format!("plugin {}: version mismatch: built against plugin-abi 2.0.0, this daemon speaks 1.3.0", major.display()),
         ),
         (
             layout.display().to_string(),
-            format!("plugin {}: ABI mismatch with plugin-abi 1.2.0 (plugin built against 1.2.0): ", layout.display()),
+            format!("plugin {}: ABI mismatch with plugin-abi 1.3.0 (plugin built against 1.3.0): ", layout.display()),
         ),
     ];
     for (library, expected) in cases {

@@ -85,14 +85,25 @@ class Login(SiteTestCase):
         self.assertFalse(page.logged_in)
         self.assertEqual(page.flash("danger"), ["Your account has been banned."])
 
-    def test_the_daemons_lockout_locks_the_account(self) -> None:
+    def test_the_daemons_lockout_locks_the_account_for_the_guessing_address(self) -> None:
         name, password = site.member()
         browser = site.browser()
         for _ in range(5):
             self.assertEqual(browser.login(name, "wrong").flash("danger"), [WRONG])
+        # The defaults (scope "account_and_address", reveal = false): the right password
+        # from the address that guessed is refused in the words of a wrong one...
         page = browser.login(name, password)
         self.assertFalse(page.logged_in)
-        self.assertEqual(page.flash("danger"), [LOCKED])
+        self.assertEqual(page.flash("danger"), [WRONG])
+        self.assertNotEqual(page.flash("danger"), [LOCKED])
+        # ...because the forum sent the client's address, which the daemon locked.
+        lock = site.daemon.admin("GetUser", identifier=name)["lock"]
+        self.assertEqual(
+            [(a["address"], a["locked"]) for a in lock["addresses"]], [("127.0.0.1", True)]
+        )
+        self.assertFalse(lock["locked"])
+        site.daemon.admin("Unlock", identifier=name)
+        self.assertTrue(browser.login(name, password).logged_in)
 
     def test_an_enrolled_member_is_asked_for_a_one_time_code(self) -> None:
         name, password = site.member()

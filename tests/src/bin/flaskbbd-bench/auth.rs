@@ -1,5 +1,5 @@
-//! Authentication: unknown user vs wrong password (`timing`), and bcrypt against the
-//! physical limit (`bcrypt`).
+//! Authentication: wrong password vs unknown user vs locked account (`timing`), and
+//! bcrypt against the physical limit (`bcrypt`).
 
 use std::time::Instant;
 
@@ -10,67 +10,125 @@ use crate::stats::{
     arg, for_seconds, median, ms, on_all_cores, percentile, release_daemon, steady_loop,
 };
 
-/// Unknown user vs wrong password: the ratio of their median answer times through the
-/// socket, on a quiet daemon and then under load (other clients logging in with
-/// wrong passwords), since batched verification changes how calls queue. FlaskBB
-/// answers an unknown user at once; flaskbbd spends the same bcrypt work, through
-/// the same verification pool.
+/// The three failures an attacker must not tell apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A wrong password for an account that is not locked.
+    Wrong,
+    /// A name no account has.
+    Unknown,
+    /// Any password for an account locked for the sending address (`reveal = false`).
+    Locked,
+}
+
+const KINDS: [Kind; 3] = [Kind::Wrong, Kind::Unknown, Kind::Locked];
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Wrong => "wrong password",
+            Kind::Unknown => "unknown user",
+            Kind::Locked => "locked account",
+        }
+    }
+}
+
+/// A client address no lockout row has seen yet (so that wrong passwords and unknown
+/// names never reach a lock), or the address carol is locked for.
+fn address_for(kind: Kind) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    if kind == Kind::Locked {
+        return LOCKED_FROM.into();
+    }
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::net::Ipv4Addr::from(0x0a00_0000 | n).to_string()
+}
+
+const LOCKED_FROM: &str = "192.0.2.1";
+
+/// One failed login of `kind` on `client`.
+fn fail(client: &mut flaskbbd_protocol::client::Client, kind: Kind, who: &str) {
+    let r = client.call(
+        "org.flaskbb.Auth.Authenticate",
+        json!({ "identifier": who, "secret": "wrong",
+                "context": { "remote_addr": address_for(kind) } }),
+    );
+    let e = r.unwrap_err();
+    assert_eq!(e.name(), Some("org.flaskbb.Auth.AuthenticationFailed"));
+}
+
+fn who(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Wrong => "alice",
+        Kind::Unknown => "nobody",
+        Kind::Locked => "carol",
+    }
+}
+
+/// Wrong password, unknown user and locked account: the ratios of their median answer
+/// times through the socket, with the default lockout (`reveal = false`), on a quiet
+/// daemon and then under load (other clients logging in with wrong passwords), since
+/// batched verification changes how calls queue. FlaskBB answers an unknown user at
+/// once, and a locked one at once with its own message; flaskbbd spends the same
+/// bcrypt work on all three, through the same verification pool, and answers them in
+/// the same words.
 pub fn timing(args: &[String]) {
     let cost = arg(args, "--cost", 10);
     let rounds = arg(args, "--rounds", 100) as usize;
     let s = Scratch::new("bench-timing");
+    // The default lockout, but no account-wide delays: those hold answers back on
+    // purpose, and the wrong passwords here all go to alice.
     let (d, _) = release_daemon(
         &s,
-        &format!("[database]\nurl = \"sqlite:///bench.db\"\n[auth]\nbcrypt_cost = {cost}\nlockout = {{ enabled = false }}\n[log]\nfilter = \"warn\"\n"),
+        &format!("[database]\nurl = \"sqlite:///bench.db\"\n[auth]\nbcrypt_cost = {cost}\nlockout = {{ account_attempts = 1000000000 }}\n[log]\nfilter = \"warn\"\n"),
     );
-    d.add_user("alice", "Secret123", true);
-    d.add_user("bob", "Secret123", true);
-    let fail = |client: &mut flaskbbd_protocol::client::Client, identifier: &str| {
-        let r = client.call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": identifier, "secret": "wrong" }),
+    for name in ["alice", "bob", "carol"] {
+        d.add_user(name, "Secret123", true);
+    }
+    {
+        let mut c = d.client();
+        for _ in 0..5 {
+            fail(&mut c, Kind::Locked, "carol");
+        }
+        let mut same = |k: Kind| {
+            c.call(
+                "org.flaskbb.Auth.Authenticate",
+                json!({ "identifier": who(k), "secret": "wrong",
+                        "context": { "remote_addr": address_for(k) } }),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let answers: Vec<_> = KINDS.iter().map(|k| same(*k)).collect();
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "the three answers differ: {answers:?}"
         );
-        assert_eq!(
-            r.unwrap_err().name(),
-            Some("org.flaskbb.Auth.AuthenticationFailed")
-        );
-    };
+        println!("the three answers are the same: {}", answers[0]);
+    }
     let measure = |label: &str| {
         let mut client = d.client();
-        let mut time = |identifier: &str| {
+        let mut time = |kind: Kind| {
             let t = Instant::now();
-            fail(&mut client, identifier);
+            fail(&mut client, kind, who(kind));
             t.elapsed()
         };
-        // Warm up, then alternate so drift on a shared machine hits both sides alike.
+        // Warm up, then take turns so drift on a shared machine hits all alike.
         for _ in 0..3 {
-            time("alice");
-            time("nobody");
+            for k in KINDS {
+                time(k);
+            }
         }
-        let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
+        let mut times: [Vec<std::time::Duration>; 3] = Default::default();
         for _ in 0..rounds {
-            wrong.push(time("alice"));
-            unknown.push(time("nobody"));
+            for (i, k) in KINDS.iter().enumerate() {
+                times[i].push(time(*k));
+            }
         }
-        let (mw, mu) = (median(wrong.clone()), median(unknown.clone()));
-        println!("  {label}:");
-        println!(
-            "    wrong password: median {:>8.2} ms  p99 {:>8.2} ms",
-            ms(mw),
-            ms(percentile(wrong, 0.99))
-        );
-        println!(
-            "    unknown user:   median {:>8.2} ms  p99 {:>8.2} ms",
-            ms(mu),
-            ms(percentile(unknown, 0.99))
-        );
-        println!(
-            "    ratio unknown/wrong (medians): {:.3} (target: within 0.98..1.02)",
-            mu.as_secs_f64() / mw.as_secs_f64()
-        );
+        report(label, &times);
     };
     println!(
-        "unknown user vs wrong password, bcrypt cost {cost}, {rounds} rounds each, one measuring connection:"
+        "wrong password, unknown user, locked account; bcrypt cost {cost}, {rounds} rounds each, one measuring connection:"
     );
     measure("quiet daemon");
     // Under load: two clients per core keep failing logins for bob meanwhile.
@@ -83,7 +141,7 @@ pub fn timing(args: &[String]) {
             scope.spawn(|| {
                 let mut c = d.client();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    fail(&mut c, "bob");
+                    fail(&mut c, Kind::Wrong, "bob");
                 }
             });
         }
@@ -91,34 +149,53 @@ pub fn timing(args: &[String]) {
             "under load ({} other clients failing logins)",
             threads * 2
         ));
-        paired(&d, rounds, &fail);
+        together(&d, rounds);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
 }
 
-/// Under load, where a call's time is mostly where it lands among the batches, a
-/// wrong password and an unknown user sent at the same instant from two connections
-/// (they share the queue and, mostly, a batch): the path's own difference, without
-/// the queueing noise. Sides swap connections every round.
-fn paired(
-    d: &flaskbbd_tests::daemon::TestDaemon,
-    rounds: usize,
-    fail: &(dyn Fn(&mut flaskbbd_protocol::client::Client, &str) + Sync),
-) {
-    let both = std::sync::Barrier::new(2);
-    let times: Vec<Vec<(bool, std::time::Duration)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..2)
+/// Prints the medians and p99s of `times` (in [`KINDS`] order) and the ratios of the
+/// medians to the wrong password's.
+fn report(label: &str, times: &[Vec<std::time::Duration>; 3]) {
+    println!("  {label}:");
+    let medians: Vec<f64> = times
+        .iter()
+        .map(|t| median(t.clone()).as_secs_f64())
+        .collect();
+    for (i, k) in KINDS.iter().enumerate() {
+        println!(
+            "    {:<15} median {:>8.2} ms  p99 {:>8.2} ms",
+            format!("{}:", k.label()),
+            medians[i] * 1e3,
+            ms(percentile(times[i].clone(), 0.99))
+        );
+    }
+    println!(
+        "    ratio unknown/wrong {:.3}, locked/wrong {:.3} (medians; target: within 0.98..1.02)",
+        medians[1] / medians[0],
+        medians[2] / medians[0]
+    );
+}
+
+/// Under load, where a call's time is mostly where it lands among the batches: the
+/// three kinds sent at the same instant from three connections (they share the queue
+/// and, mostly, a batch), each path's own difference without the queueing noise.
+/// Kinds rotate over the connections every round.
+fn together(d: &flaskbbd_tests::daemon::TestDaemon, rounds: usize) {
+    let all = std::sync::Barrier::new(3);
+    let times: Vec<Vec<(Kind, std::time::Duration)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
             .map(|side| {
-                let both = &both;
+                let all = &all;
                 scope.spawn(move || {
                     let mut c = d.client();
                     (0..rounds)
                         .map(|r| {
-                            let unknown = (r + side) % 2 == 0;
-                            both.wait();
+                            let kind = KINDS[(r + side) % 3];
+                            all.wait();
                             let t = Instant::now();
-                            fail(&mut c, if unknown { "nobody" } else { "alice" });
-                            (unknown, t.elapsed())
+                            fail(&mut c, kind, who(kind));
+                            (kind, t.elapsed())
                         })
                         .collect()
                 })
@@ -126,26 +203,13 @@ fn paired(
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
-    for (a, b) in times[0].iter().zip(&times[1]) {
-        for (is_unknown, t) in [a, b] {
-            if *is_unknown {
-                unknown.push(*t)
-            } else {
-                wrong.push(*t)
-            }
-        }
+    let mut by_kind: [Vec<std::time::Duration>; 3] = Default::default();
+    for (kind, t) in times.into_iter().flatten() {
+        by_kind[KINDS.iter().position(|k| *k == kind).unwrap()].push(t);
     }
-    let (mu, mw) = (median(unknown), median(wrong));
-    println!("  under the same load, sent in pairs at the same instant ({rounds} pairs):");
-    println!(
-        "    wrong password: median {:>8.2} ms; unknown user: median {:>8.2} ms",
-        ms(mw),
-        ms(mu)
-    );
-    println!(
-        "    ratio unknown/wrong (medians): {:.3} (target: within 0.98..1.02)",
-        mu.as_secs_f64() / mw.as_secs_f64()
+    report(
+        &format!("under the same load, the three sent at the same instant ({rounds} rounds)"),
+        &by_kind,
     );
 }
 
