@@ -74,7 +74,7 @@ fn who(kind: Kind) -> &'static str {
 /// the same words.
 pub fn timing(args: &[String]) {
     let cost = arg(args, "--cost", 10);
-    let rounds = arg(args, "--rounds", 100) as usize;
+    let rounds = arg(args, "--rounds", 300) as usize;
     let s = Scratch::new("bench-timing");
     // The default lockout, but no account-wide delays: those hold answers back on
     // purpose, and the wrong passwords here all go to alice.
