@@ -88,6 +88,55 @@ pub struct DbStore {
     /// The database as logs name it (never with a password).
     name: String,
     schema: Schema,
+    /// SQLite only: this process's writes take turns (see [`WriteTurns`]).
+    turns: Option<WriteTurns>,
+}
+
+/// This process's SQLite writes, one at a time, each waiting at most until its
+/// deadline. SQLite has one writer per file; threads racing for it meet SQLITE_BUSY,
+/// and its busy handler sleeps 1, 2, 5, … ms between tries, so a burst of commits
+/// (logins whose verifications ended together) is spread over milliseconds and the
+/// next batch of verifications splits. Taking turns here costs a write only the
+/// writes before it. The wait is bounded: a write waits for its turn and then for
+/// SQLite's lock within one [`LOCK_TIMEOUT`] in all, so a database locked from
+/// outside fails each write after that long, as it does without turns.
+struct WriteTurns {
+    busy: std::sync::Mutex<bool>,
+    freed: std::sync::Condvar,
+}
+
+/// A write's turn; the next writer's comes when it is dropped.
+struct Turn<'a>(&'a WriteTurns);
+
+impl WriteTurns {
+    fn new() -> WriteTurns {
+        WriteTurns {
+            busy: std::sync::Mutex::new(false),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for the turn until `deadline`; `None` when it did not come.
+    fn take(&self, deadline: std::time::Instant) -> Option<Turn<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            busy = self
+                .freed
+                .wait_timeout(busy, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *busy = true;
+        Some(Turn(self))
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.0.freed.notify_one();
+    }
 }
 
 #[derive(Debug)]
@@ -229,7 +278,14 @@ impl DbStore {
             .connection_customizer(Box::new(Settings))
             .build(ConnectionManager::<AnyConnection>::new(url))
             .map_err(|e| StoreError::Unavailable(format!("cannot open {name}: {e}")))?;
-        let store = DbStore { pool, name, schema };
+        // PostgreSQL locks rows, not the database: its writers need no turns.
+        let turns = (!url.starts_with("postgres")).then(WriteTurns::new);
+        let store = DbStore {
+            pool,
+            name,
+            schema,
+            turns,
+        };
         match schema {
             Schema::Flaskbbd => {
                 store.migrate()?;
@@ -402,8 +458,37 @@ impl DbStore {
         &self,
         f: impl FnOnce(&mut AnyConnection) -> QueryResult<T>,
     ) -> Result<QueryResult<T>, StoreError> {
+        let deadline = std::time::Instant::now() + LOCK_TIMEOUT;
+        // The turn first, so that waiting writers hold no pooled connection.
+        let turn = match &self.turns {
+            None => None,
+            Some(turns) => Some(turns.take(deadline).ok_or_else(|| {
+                StoreError::Query(format!(
+                    "{}: no write went through for {} s (the database is locked, or writes are queued behind a lock)",
+                    self.name,
+                    LOCK_TIMEOUT.as_secs()
+                ))
+            })?),
+        };
         let mut conn = self.conn()?;
+        if turn.is_some() {
+            // What is left of the deadline is SQLite's to wait for its lock.
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let set = format!("PRAGMA busy_timeout = {}", left.as_millis().max(1));
+            if let Err(e) = conn.batch_execute(&set) {
+                return Ok(Err(e));
+            }
+        }
         let written = f(&mut conn);
+        drop(turn);
+        if self.turns.is_some() {
+            // Back to the full timeout for the connection's next user.
+            let full = format!("PRAGMA busy_timeout = {}", LOCK_TIMEOUT.as_millis());
+            if let Err(e) = conn.batch_execute(&full) {
+                tracing::warn!("{}: resetting busy_timeout: {e}", self.name);
+                retire(&mut conn);
+            }
+        }
         if let Err(e) = &written {
             if is_read_only(e) {
                 retire(&mut conn);
@@ -853,4 +938,33 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
         }),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::WriteTurns;
+
+    #[test]
+    fn a_write_waits_for_its_turn_only_until_its_deadline() {
+        let turns = WriteTurns::new();
+        let first = turns
+            .take(Instant::now())
+            .expect("a free turn is taken at once");
+        let start = Instant::now();
+        assert!(turns.take(start + Duration::from_millis(50)).is_none());
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        // Freed, the next writer gets its turn while it still waits.
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                turns
+                    .take(Instant::now() + Duration::from_secs(30))
+                    .is_some()
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            drop(first);
+            assert!(waiter.join().unwrap());
+        });
+    }
 }
