@@ -156,6 +156,7 @@ impl Default for AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LockoutConfig {
+    /// Whether the `lockout` built-in is in the chains at all.
     pub enabled: bool,
     /// Failures within the window that lock (the account, or under
     /// `account_and_address` the account for that address).

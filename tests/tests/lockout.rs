@@ -168,6 +168,35 @@ fn a_hidden_lock_answers_as_a_wrong_password_and_unknown_names_lock_alike() {
 }
 
 #[test]
+fn names_and_addresses_of_any_shape_are_counted_without_failing() {
+    let s = Scratch::new("lock-shapes");
+    let d = TestDaemon::start(&s, "");
+    // NUL (which PostgreSQL refuses in text), a name longer than the column, an
+    // address that is no address: each a plain failure, counted, never an error.
+    let long = "n".repeat(1000);
+    for (who, addr) in [
+        ("nul\0name", "198.51.100.9"),
+        (long.as_str(), "198.51.100.9"),
+        ("someone", "not-an-address\0"),
+        ("someone", "fe80::1%eth0"),
+    ] {
+        for _ in 0..6 {
+            assert_eq!(
+                outcome(login(&d, who, "guess", addr)),
+                outcome(failed(WRONG))
+            );
+        }
+    }
+    let cleared = d
+        .call(
+            "org.flaskbb.Admin.Unlock",
+            json!({ "identifier": "nul\0name" }),
+        )
+        .unwrap();
+    assert_eq!(cleared["cleared"], 2);
+}
+
+#[test]
 fn reveal_and_account_scope_keep_flaskbbs_lockout() {
     let s = Scratch::new("lock-reveal");
     let d = TestDaemon::start(
