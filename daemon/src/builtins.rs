@@ -280,7 +280,7 @@ impl Hooks for Lockout {
     }
 
     fn post_authenticate(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
-        let subject = format!("user:{}", user.id);
+        let subject = lockout::user_subject(user.id);
         cx.req
             .push(self.policy.clear_on_success(&subject, &Self::address(cx)))
     }
@@ -295,7 +295,7 @@ impl Hooks for Lockout {
     }
 
     fn reauth_failed(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
-        self.count_failure(cx, &format!("user:{}", user.id))
+        self.count_failure(cx, &lockout::user_subject(user.id))
     }
 }
 

@@ -344,7 +344,7 @@ fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
             );
             for r in store.list_users()? {
                 let u = r.user;
-                let lock = lockout::lock_state(&policy, &*store, &u.username, now)?;
+                let lock = lockout::lock_state(&policy, &*store, u.id, now)?;
                 println!(
                     "{:>6}  {:<24} {:<32} {:<9} {:>8}  {:<24} {}",
                     u.id,

@@ -203,22 +203,24 @@ impl Policy {
 /// the name as given.
 pub fn subject(record: Option<&UserRecord>, identifier: &str) -> String {
     match record {
-        Some(r) => format!("user:{}", r.user.id),
+        Some(r) => user_subject(r.user.id),
         None => format!("name:{identifier}"),
     }
 }
 
-/// The lock state of the account `identifier` names (or of the name, when no
-/// account has it), read from the store.
+/// The subject of the account with id `id`.
+pub fn user_subject(id: i64) -> String {
+    format!("user:{id}")
+}
+
+/// The lock state of the account with id `user_id`, read from the store.
 pub fn lock_state(
     policy: &Policy,
     store: &dyn Store,
-    identifier: &str,
+    user_id: i64,
     now: DateTime<Utc>,
 ) -> Result<LockState, StoreError> {
-    let record = store.find_user(identifier)?;
-    let key = PenaltyKey::new(KIND, &subject(record.as_ref(), identifier), "");
-    let rows = store.penalties(KIND, &key.subject, None, now)?;
+    let rows = store.penalties(KIND, &user_subject(user_id), None, now)?;
     Ok(policy.state(&rows, now))
 }
 

@@ -538,7 +538,7 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                     let Some(r) = store.find_user(&identifier)? else {
                         return Ok(None);
                     };
-                    let lock = lockout::lock_state(&policy, &*store, &identifier, Utc::now())?;
+                    let lock = lockout::lock_state(&policy, &*store, r.user.id, Utc::now())?;
                     Ok(Some((r, lock)))
                 })
                 .await?;

@@ -33,12 +33,10 @@ use crate::proto::User;
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
-/// The penalty table inside a FlaskBB database: the same in both backends and as
-/// the migration `2026-12-02-000001_penalties` makes it in ours.
-const PENALTIES_DDL: &str = "CREATE TABLE IF NOT EXISTS flaskbbd_penalties (kind VARCHAR(255) NOT NULL, \
-     subject VARCHAR(255) NOT NULL, address VARCHAR(64) NOT NULL DEFAULT '', failures INTEGER NOT NULL, \
-     last_failure BIGINT NOT NULL, expires BIGINT NOT NULL, PRIMARY KEY (kind, subject, address)); \
-     CREATE INDEX IF NOT EXISTS flaskbbd_penalties_expires ON flaskbbd_penalties (expires);";
+/// The penalty table, made the same way in a FlaskBB database as the migration makes
+/// it in ours (the SQL is the same for both backends, and may run again).
+const PENALTIES_DDL: &str =
+    include_str!("../../migrations/sqlite/2026-12-02-000001_penalties/up.sql");
 
 /// How long a statement waits for a lock before the request fails.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -471,9 +469,11 @@ impl DbStore {
             })?),
         };
         let mut conn = self.conn()?;
-        if turn.is_some() {
-            // What is left of the deadline is SQLite's to wait for its lock.
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // What is left of the deadline is SQLite's to wait for its lock; a turn that
+        // came at once (the usual case) leaves the connection's full timeout as it is.
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let shortened = turn.is_some() && LOCK_TIMEOUT - left >= Duration::from_millis(1);
+        if shortened {
             let set = format!("PRAGMA busy_timeout = {}", left.as_millis().max(1));
             if let Err(e) = conn.batch_execute(&set) {
                 return Ok(Err(e));
@@ -481,7 +481,7 @@ impl DbStore {
         }
         let written = f(&mut conn);
         drop(turn);
-        if self.turns.is_some() {
+        if shortened {
             // Back to the full timeout for the connection's next user.
             let full = format!("PRAGMA busy_timeout = {}", LOCK_TIMEOUT.as_millis());
             if let Err(e) = conn.batch_execute(&full) {

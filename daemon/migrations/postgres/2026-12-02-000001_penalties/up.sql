@@ -5,7 +5,7 @@
 -- `subject` what is counted (an account, a plugin's key), `address` the client
 -- address it is counted for ('' for all). Times are Unix milliseconds; a row whose
 -- `expires` has passed counts as zero and is pruned.
-CREATE TABLE flaskbbd_penalties (
+CREATE TABLE IF NOT EXISTS flaskbbd_penalties (
     kind VARCHAR(255) NOT NULL,
     subject VARCHAR(255) NOT NULL,
     address VARCHAR(64) NOT NULL DEFAULT '',
@@ -14,4 +14,4 @@ CREATE TABLE flaskbbd_penalties (
     expires BIGINT NOT NULL,
     PRIMARY KEY (kind, subject, address)
 );
-CREATE INDEX flaskbbd_penalties_expires ON flaskbbd_penalties (expires);
+CREATE INDEX IF NOT EXISTS flaskbbd_penalties_expires ON flaskbbd_penalties (expires);
