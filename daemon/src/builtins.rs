@@ -15,7 +15,9 @@ use crate::{
     config::Config,
     hook::Hook,
     instance::{CallCx, Hooks},
-    lockout, password,
+    lockout,
+    metrics::{self, LockoutAction},
+    password,
     proto::convert,
     store::{Op, StoreError, UserRecord},
 };
@@ -234,6 +236,7 @@ impl Lockout {
     }
 
     fn count_failure(&self, cx: &CallCx<'_>, subject: &str) -> HookResult<()> {
+        metrics::global().lockout(LockoutAction::Counted);
         for op in self
             .policy
             .count_failure(subject, &Self::address(cx), Utc::now())
@@ -260,14 +263,17 @@ impl Hooks for Lockout {
         match self.policy.judge(&rows, &address, now) {
             lockout::Verdict::Open { delay_ms } => {
                 if delay_ms > 0 {
+                    metrics::global().lockout(LockoutAction::Delayed);
                     cx.req.delay_answer(delay_ms);
                 }
                 Ok(None)
             }
             lockout::Verdict::Locked if self.policy.reveal => {
+                metrics::global().lockout(LockoutAction::Refused);
                 Err(HookError::stop(messages::LOCKED_OUT))
             }
             lockout::Verdict::Locked => {
+                metrics::global().lockout(LockoutAction::Refused);
                 // Exactly a wrong password's answer: the same bcrypt work against the
                 // same hash (or the dummy one), whose verdict is not used, then the
                 // same message and failure hooks.

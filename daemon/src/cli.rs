@@ -54,6 +54,11 @@ enum Command {
     Plugins,
     /// Print the running daemon's chains in call order.
     Hooks,
+    /// One screen of what the running daemon is doing: generation, uptime, plugins
+    /// with their state and call times, requests over the last minute, queues.
+    Status,
+    /// Print the running daemon's metrics in the Prometheus text format.
+    Metrics,
     /// Authenticate through the running daemon; reads the secret without echo (or from
     /// stdin when it is not a terminal).
     Auth {
@@ -252,11 +257,97 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", render_chains(&hooks));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status => {
+            let status = admin(
+                &cli.config,
+                "org.flaskbb.Admin.GetStatus",
+                Client::get_status,
+            )?;
+            print!("{}", render_status(&status));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Metrics => {
+            let text = admin(
+                &cli.config,
+                "org.flaskbb.Admin.GetMetrics",
+                Client::get_metrics,
+            )?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Auth {
             identifier,
             context,
         } => auth(&cli.config, &identifier, &context),
     }
+}
+
+/// A duration in whole seconds for a person: `3d 4h 5m`, `4h 5m 6s`, `5m 6s`, `6s`.
+fn render_uptime(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    let (d, h, m, s) = (s / 86_400, s / 3_600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m {s}s"),
+        _ => format!("{d}d {h}h {m}m"),
+    }
+}
+
+/// `flaskbbd status`'s screen.
+fn render_status(st: &proto::Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let w = &st.last_minute;
+    let _ = writeln!(
+        out,
+        "flaskbbd {}, generation {}, up {}",
+        st.version,
+        st.generation,
+        render_uptime(st.uptime_seconds)
+    );
+    let _ = writeln!(
+        out,
+        "last {}s: {} requests ({:.1}/s), {} refused, {} failed",
+        w.seconds,
+        w.requests,
+        w.requests as f64 / w.seconds.max(1) as f64,
+        w.refused,
+        w.failed
+    );
+    let _ = writeln!(
+        out,
+        "now: {} connection(s), {} request(s) in flight, {} waiting for a worker, {} password(s) waiting for bcrypt, {} stuck call(s)",
+        st.connections, st.in_flight, st.queued, st.hashes_queued, st.stuck_calls
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<24} {:<10} {:>8} {:>10} {:>8} {:>10}",
+        "INSTANCE", "STATE", "PID", "CALLS", "FAILED", "MEAN"
+    );
+    for p in &st.plugins {
+        // An isolated instance's state is its host's.
+        let (state, pid) = match (&p.plugin.host, p.plugin.enabled) {
+            (_, false) => ("disabled", None),
+            (Some(h), true) => (h.state.as_str(), h.pid),
+            (None, true) => ("enabled", None),
+        };
+        let pid = pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let mean = if p.calls == 0 {
+            "-".to_owned()
+        } else if p.mean_ms < 1.0 {
+            format!("{:.0} µs", p.mean_ms * 1000.0)
+        } else {
+            format!("{:.1} ms", p.mean_ms)
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<10} {:>8} {:>10} {:>8} {:>10}",
+            p.plugin.name, state, pid, p.calls, p.failed, mean
+        );
+    }
+    out
 }
 
 /// Reads a secret: without echo from a terminal, else one line of stdin.

@@ -35,6 +35,7 @@ pub struct Config {
     /// `[[plugin]]` tables, in registration order.
     pub plugin: Vec<PluginConfig>,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     source: String,
 }
 
@@ -282,6 +283,23 @@ impl Default for LogConfig {
     }
 }
 
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// The TCP address (`host:port`) to serve `GET /metrics` on; none by default. Read
+    /// at start (a reload does not move it). The metrics name no user or address, but
+    /// say how busy the forum is: keep it on loopback or behind a firewall.
+    pub listen: Option<String>,
+}
+
+impl MetricsConfig {
+    /// The address to listen on, when set (validated by `Config::load`).
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        self.listen.as_deref().and_then(|a| a.parse().ok())
+    }
+}
+
 /// Overrides of one impl's ordering, per instance and hook.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -373,6 +391,8 @@ struct RawConfig {
     plugin: Vec<PluginConfig>,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    metrics: MetricsConfig,
 }
 
 impl Config {
@@ -404,6 +424,7 @@ impl Config {
             builtins: BTreeMap::new(),
             plugin: raw.plugin,
             log: raw.log,
+            metrics: raw.metrics,
             source: source.to_owned(),
         };
         for (name, builtin) in raw.builtins {
@@ -490,6 +511,16 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(listen) = &self.metrics.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(self.error_key(
+                    "metrics.listen",
+                    &format!(
+                        "{listen:?} is not an IP address and port such as \"127.0.0.1:9187\" or \"[::1]:9187\""
+                    ),
+                ));
+            }
+        }
         let d = &self.daemon;
         if u32::from_str_radix(&d.socket_mode, 8).map_or(true, |m| m > 0o777) {
             return Err(self.error_key(

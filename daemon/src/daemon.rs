@@ -139,6 +139,7 @@ impl Daemon {
         let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         self.notifier.reloading();
         let result = self.build_next();
+        crate::metrics::global().reload(result.is_ok());
         match &result {
             Ok(id) => {
                 tracing::info!(generation = id, "reloaded: new plugin generation serving");
@@ -210,6 +211,57 @@ impl Daemon {
         drop(last);
         tracing::info!("plugin_registry changed (through another daemon?): reloading");
         self.reload().map(|_| true)
+    }
+
+    /// What the daemon's gauges read now.
+    fn load(&self) -> crate::metrics::Load {
+        let (connections, in_flight) = server::load();
+        let g = self.generation();
+        crate::metrics::Load {
+            connections: connections as u64,
+            in_flight: in_flight as u64,
+            queued: self.executor.queued() as u64,
+            hashes_queued: g.verifier.pool().queued() as u64,
+            stuck_calls: self.executor.stuck() as u64,
+            generation: g.id,
+        }
+    }
+
+    /// Every metric, in the Prometheus text format (`GetMetrics`, `metrics.listen`).
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::global().text(self.load())
+    }
+
+    /// What the daemon is doing now, for a person (`GetStatus`, `flaskbbd status`).
+    pub fn status(&self) -> crate::proto::Status {
+        let metrics = crate::metrics::global();
+        let load = self.load();
+        let plugins = self
+            .generation()
+            .plugins()
+            .into_iter()
+            .map(|plugin| {
+                let (calls, failed, mean_ms) = metrics.totals(&plugin.name).read();
+                crate::proto::PluginStatus {
+                    plugin,
+                    calls,
+                    failed,
+                    mean_ms,
+                }
+            })
+            .collect();
+        crate::proto::Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            generation: load.generation,
+            uptime_seconds: metrics.uptime().as_secs_f64(),
+            connections: load.connections,
+            in_flight: load.in_flight,
+            queued: load.queued,
+            hashes_queued: load.hashes_queued,
+            stuck_calls: load.stuck_calls,
+            last_minute: metrics.last_minute(),
+            plugins,
+        }
     }
 
     /// What the daemon is doing, for `STATUS=`.
@@ -340,6 +392,19 @@ pub fn serve(config_path: &Path) -> Result<(), StartError> {
 /// tasks beside it; returns once drained after SIGTERM/SIGINT.
 async fn run(daemon: Arc<Daemon>) -> Result<(), StartError> {
     let config = daemon.config();
+    // Bound first: a port taken fails the start before the socket exists.
+    let metrics = match config.metrics.address() {
+        Some(addr) => Some((
+            addr,
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                StartError::Other(format!(
+                    "{}: metrics.listen: cannot listen on {addr}: {e} (choose a free port, or remove metrics.listen)",
+                    config.path.display()
+                ))
+            })?,
+        )),
+        None => None,
+    };
     // Under socket activation systemd owns the socket file; else we bind and own it.
     let (listener, owned) = match systemd::listen_socket().map_err(StartError::Other)? {
         Some(l) => (
@@ -370,6 +435,11 @@ async fn run(daemon: Arc<Daemon>) -> Result<(), StartError> {
         ));
     }
     tokio::spawn(prune_penalties(daemon.clone(), PRUNE_EVERY));
+    if let Some((addr, listener)) = metrics {
+        tracing::info!(address = %addr, "serving metrics at /metrics");
+        let d = daemon.clone();
+        tokio::spawn(crate::metrics::serve(listener, move || d.metrics_text()));
+    }
     let shown = address
         .as_deref()
         .map(|p| p.display().to_string())

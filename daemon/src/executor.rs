@@ -224,6 +224,11 @@ impl Executor {
         }
     }
 
+    /// Jobs waiting for a worker thread right now.
+    pub fn queued(&self) -> usize {
+        lock(&self.inner.queue).len()
+    }
+
     /// Hook calls stuck past their timeout right now.
     pub fn stuck(&self) -> usize {
         self.inner.stuck.load(Ordering::Acquire)
@@ -272,6 +277,7 @@ impl Executor {
                         continue;
                     }
                     let timeout_ms = timeout.as_millis() as u64;
+                    crate::metrics::global().hook_timeout(&c.instance, c.hook);
                     let timed_out = ExecError::Timeout {
                         instance: c.instance.clone(),
                         hook: c.hook,
@@ -367,6 +373,7 @@ fn watch_loop(inner: std::sync::Weak<Inner>) {
                 next = next.min(due);
                 continue;
             }
+            crate::metrics::global().hook_timeout(&c.instance, c.hook);
             let timed_out = ExecError::Timeout {
                 instance: c.instance.clone(),
                 hook: c.hook,

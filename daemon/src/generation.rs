@@ -447,10 +447,13 @@ impl Builder<'_> {
         for hook in Hook::ALL {
             match order::order(hook.name(), self.specs(hook), &known) {
                 Ok(ordered) => {
-                    let entry = |s: &ImplSpec| Entry {
-                        instance: by_name[s.instance.as_str()].instance.clone(),
-                        tier: s.tier,
-                        priority: s.priority,
+                    let entry = |s: &ImplSpec| {
+                        Entry::new(
+                            by_name[s.instance.as_str()].instance.clone(),
+                            hook,
+                            s.tier,
+                            s.priority,
+                        )
                     };
                     chains.insert(
                         hook,

@@ -18,7 +18,8 @@
 //!   there mean);
 //! - the server encodes the answer.
 //!
-//! Beside the path: [`systemd`] (notify, socket activation, watchdog), [`proto`]
+//! Beside the path: [`metrics`] (what the daemon did, for Prometheus and `flaskbbd
+//! status`), [`systemd`] (notify, socket activation, watchdog), [`proto`]
 //! (conversions between the wire types and the plugin ABI's), [`cli`] (the `flaskbbd`
 //! command), and [`embed`], the only part other crates use (the benchmarks).
 //!
@@ -40,6 +41,7 @@ pub(crate) mod instance;
 pub(crate) mod isolation;
 pub(crate) mod loader;
 pub(crate) mod lockout;
+pub(crate) mod metrics;
 pub(crate) mod password;
 pub(crate) mod proto;
 pub(crate) mod request;

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::{
     methods::{EventCall, ADMIN, AUTH, EVENTS},
-    types::{Context, HookChain, LockState, PluginInfo, Post, Topic, User},
+    types::{Context, HookChain, LockState, PluginInfo, Post, Status, Topic, User},
     wire::{self, ReadError, Reply},
 };
 
@@ -256,6 +256,16 @@ impl Client {
     /// `org.flaskbb.Admin.ListHooks`: every chain in call order.
     pub fn list_hooks(&mut self) -> Result<Vec<HookChain>, CallError> {
         self.call_for(&format!("{ADMIN}.ListHooks"), json!({}), "hooks")
+    }
+
+    /// `org.flaskbb.Admin.GetMetrics`: the Prometheus text.
+    pub fn get_metrics(&mut self) -> Result<String, CallError> {
+        self.call_for(&format!("{ADMIN}.GetMetrics"), json!({}), "text")
+    }
+
+    /// `org.flaskbb.Admin.GetStatus`.
+    pub fn get_status(&mut self) -> Result<Status, CallError> {
+        self.call_for(&format!("{ADMIN}.GetStatus"), json!({}), "status")
     }
 
     /// `org.flaskbb.Admin.SetPluginEnabled`.

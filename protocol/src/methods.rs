@@ -254,6 +254,10 @@ pub enum AdminCall {
     ListPlugins,
     /// Every hook's chain in call order.
     ListHooks,
+    /// The daemon's metrics, in the Prometheus text format.
+    GetMetrics,
+    /// What the daemon is doing now.
+    GetStatus,
     /// Enables or disables an instance, recorded and applied by a reload.
     SetPluginEnabled {
         /// The instance's name in `flaskbb.toml`.
@@ -412,6 +416,14 @@ pub fn parse(call: Call) -> Result<Method, Reply> {
         (ADMIN, "ListHooks") => {
             params(&[])?;
             Method::Admin(AdminCall::ListHooks)
+        }
+        (ADMIN, "GetMetrics") => {
+            params(&[])?;
+            Method::Admin(AdminCall::GetMetrics)
+        }
+        (ADMIN, "GetStatus") => {
+            params(&[])?;
+            Method::Admin(AdminCall::GetStatus)
         }
         (ADMIN, "SetPluginEnabled") => {
             let mut p = params(&["name", "enabled"])?;

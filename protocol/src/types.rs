@@ -181,3 +181,56 @@ pub struct PluginHost {
     /// How far landlock narrowed the host's filesystem on this kernel.
     pub landlock: String,
 }
+
+/// What the running daemon is doing, as `GetStatus` answers and `flaskbbd status`
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The daemon's version.
+    pub version: String,
+    /// The plugin generation serving.
+    pub generation: u64,
+    /// Seconds since the daemon started.
+    pub uptime_seconds: f64,
+    /// Open connections.
+    pub connections: u64,
+    /// Requests being served right now.
+    pub in_flight: u64,
+    /// Requests waiting for a worker thread.
+    pub queued: u64,
+    /// Passwords waiting for a bcrypt lane.
+    pub hashes_queued: u64,
+    /// Hook calls hung past their timeout right now.
+    pub stuck_calls: u64,
+    /// The requests of the last full minute.
+    pub last_minute: RequestWindow,
+    /// Every configured instance with its calls.
+    pub plugins: Vec<PluginStatus>,
+}
+
+/// The requests answered in a window of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RequestWindow {
+    /// The window's length.
+    pub seconds: u64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Of those, answered with one of the interfaces' named errors (a wrong password,
+    /// a rejected post, an invalid parameter, ...).
+    pub refused: u64,
+    /// Of those, failed (`InternalError`: a plugin, the store, a timeout).
+    pub failed: u64,
+}
+
+/// One instance and its hook calls since the daemon started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginStatus {
+    /// The instance, as `ListPlugins` shows it.
+    pub plugin: PluginInfo,
+    /// Hook calls made.
+    pub calls: u64,
+    /// Of those, the ones that failed (an error, a panic, a timeout).
+    pub failed: u64,
+    /// Their mean time, in milliseconds.
+    pub mean_ms: f64,
+}

@@ -26,6 +26,7 @@ use plugin_abi::{
 use crate::{
     hook::{Accepts, Hook},
     instance::{CallCx, Instance},
+    metrics::{HookOutcome, HookStats},
     proto::{ChainEntry, HookChain},
     request::Request,
 };
@@ -36,6 +37,21 @@ pub struct Entry {
     pub instance: Arc<Instance>,
     pub tier: Tier,
     pub priority: i32,
+    /// The metrics its calls add to.
+    pub stats: HookStats,
+}
+
+impl Entry {
+    /// `instance`'s impl of `hook`, where `tier` and `priority` put it.
+    pub fn new(instance: Arc<Instance>, hook: Hook, tier: Tier, priority: i32) -> Entry {
+        let stats = crate::metrics::global().hook_stats(&instance.name, hook);
+        Entry {
+            instance,
+            tier,
+            priority,
+            stats,
+        }
+    }
 }
 
 /// One hook's chain.
@@ -265,9 +281,7 @@ impl Chain {
         let mut entered = 0;
         let mut outcome = None;
         for w in &self.wrappers {
-            let r = self.run_one(req, &w.instance, |cx| {
-                w.instance.hooks.wrap_before(cx, &call)
-            });
+            let r = self.run_one(req, w, |cx| w.instance.hooks.wrap_before(cx, &call));
             match r {
                 Ok(()) | Err(HookError::NotImplemented) => entered += 1,
                 Err(e) => {
@@ -300,10 +314,19 @@ impl Chain {
                 instance,
                 hook: self.hook,
             };
+            let after_started = Instant::now();
             let after = catch_unwind(AssertUnwindSafe(|| {
                 instance.hooks.wrap_after(&cx, &call, seen)
             }));
             req.leave();
+            let after_outcome = match &after {
+                Ok(o) => match &o.result {
+                    Ok(_) => HookOutcome::Ok,
+                    Err(e) => hook_outcome(e),
+                },
+                Err(_) => HookOutcome::Failed,
+            };
+            w.stats.record(after_outcome, after_started.elapsed());
             outcome = match after {
                 Ok(o) => ChainOutcome {
                     hook: self.hook,
@@ -325,9 +348,10 @@ impl Chain {
     fn run_one<T>(
         &self,
         req: &Request,
-        instance: &Arc<Instance>,
+        entry: &Entry,
         f: impl FnOnce(&CallCx<'_>) -> HookResult<T>,
     ) -> HookResult<T> {
+        let instance = &entry.instance;
         if req.is_abandoned() {
             return Err(HookError::failed("the request had already timed out"));
         }
@@ -337,11 +361,20 @@ impl Chain {
             instance,
             hook: self.hook,
         };
-        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+        let started = Instant::now();
         let r = catch_unwind(AssertUnwindSafe(|| f(&cx)))
             .unwrap_or_else(|p| Err(HookError::failed(panic_text(p))));
         req.leave();
-        if let Some(t) = started {
+        let took = started.elapsed();
+        let outcome = match &r {
+            // The request timed out while this call ran: whatever it answered late
+            // was not used, and the call counts as failed.
+            _ if req.is_abandoned() => HookOutcome::Failed,
+            Ok(_) => HookOutcome::Ok,
+            Err(e) => hook_outcome(e),
+        };
+        entry.stats.record(outcome, took);
+        if tracing::enabled!(tracing::Level::DEBUG) {
             let outcome = match &r {
                 Ok(_) => "ok".to_owned(),
                 Err(e) => e.to_string(),
@@ -350,7 +383,7 @@ impl Chain {
                 instance = &*instance.name,
                 hook = self.hook.name(),
                 outcome,
-                duration_us = t.elapsed().as_micros() as u64,
+                duration_us = took.as_micros() as u64,
                 "hook call"
             );
         }
@@ -360,7 +393,7 @@ impl Chain {
     fn call_impls(&self, req: &Request, input: Input<'_>) -> ChainOutcome {
         let mut value = input.initial_value();
         for e in &self.impls {
-            let r = self.run_one(req, &e.instance, |cx| {
+            let r = self.run_one(req, e, |cx| {
                 dispatch(&*e.instance.hooks, cx, &input, &value)
             });
             match r {
@@ -407,6 +440,17 @@ impl Chain {
                 .chain(self.impls.iter().map(|e| entry(e, false)))
                 .collect(),
         }
+    }
+}
+
+/// How a hook call that ended in `e` counts in the metrics.
+fn hook_outcome(e: &HookError) -> HookOutcome {
+    match e {
+        HookError::NotImplemented => HookOutcome::NotImplemented,
+        HookError::Failed { .. } => HookOutcome::Failed,
+        HookError::StopAuthentication { .. }
+        | HookError::ForceLogout { .. }
+        | HookError::Rejected { .. } => HookOutcome::Refused,
     }
 }
 
@@ -521,20 +565,17 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (mut wrappers, mut plain) = (Vec::new(), Vec::new());
         for &(name, act, wrapper) in impls {
-            let entry = Entry {
-                instance: Arc::new(Instance {
-                    name: name.into(),
-                    origin: Origin::Builtin,
-                    config_json: "{}".into(),
-                    hooks: Box::new(Fake {
-                        name,
-                        act,
-                        log: log.clone(),
-                    }),
+            let instance = Arc::new(Instance {
+                name: name.into(),
+                origin: Origin::Builtin,
+                config_json: "{}".into(),
+                hooks: Box::new(Fake {
+                    name,
+                    act,
+                    log: log.clone(),
                 }),
-                tier: Tier::NORMAL,
-                priority: 0,
-            };
+            });
+            let entry = Entry::new(instance, hook, Tier::NORMAL, 0);
             if wrapper {
                 wrappers.push(entry);
             } else {

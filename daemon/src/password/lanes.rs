@@ -93,6 +93,11 @@ impl Lanes {
         }
     }
 
+    /// Hashes waiting for a lane right now.
+    pub fn queued(&self) -> usize {
+        lock(&self.state).queue.len()
+    }
+
     /// A pool with one slot per core.
     pub fn per_core() -> Lanes {
         Lanes::new(

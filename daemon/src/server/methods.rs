@@ -128,8 +128,10 @@ fn logged(name: &str, started: Instant, answer: Answer) -> Reply {
             reply
         }
         Answer::Failed(Failure { interface, message }) => {
-            let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let took = started.elapsed();
+            let duration_ms = took.as_secs_f64() * 1000.0;
             let outcome = format!("{interface}.InternalError");
+            crate::metrics::global().request(name, &outcome, took);
             tracing::error!(
                 method = name,
                 outcome,
@@ -142,10 +144,12 @@ fn logged(name: &str, started: Instant, answer: Answer) -> Reply {
     }
 }
 
-/// Logs an answered call (at info level: the clock is read only when that is on).
+/// Counts and logs an answered call.
 fn log_answered(name: &str, started: Instant, outcome: &str) {
+    let took = started.elapsed();
+    crate::metrics::global().request(name, outcome, took);
     if tracing::enabled!(tracing::Level::INFO) {
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let duration_ms = took.as_secs_f64() * 1000.0;
         tracing::info!(method = name, outcome, duration_ms, "request");
     }
 }
@@ -556,6 +560,9 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                     lockout::unlock(&*store, &identifier, address.as_deref(), Utc::now())
                 })
                 .await?;
+                if cleared > 0 {
+                    crate::metrics::global().lockout(crate::metrics::LockoutAction::Unlocked);
+                }
                 Reply::ok(json!({ "cleared": cleared })).into()
             }
             AdminCall::SetPassword { user_id, password } => {
@@ -575,6 +582,8 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                 Reply::ok(json!({ "plugins": d.generation().plugins() })).into()
             }
             AdminCall::ListHooks => Reply::ok(json!({ "hooks": d.generation().describe() })).into(),
+            AdminCall::GetMetrics => Reply::ok(json!({ "text": d.metrics_text() })).into(),
+            AdminCall::GetStatus => Reply::ok(json!({ "status": d.status() })).into(),
             AdminCall::SetPluginEnabled { name, enabled } => {
                 if !d.config().known_instance_names().contains(&name) {
                     return Ok(Reply::error(

@@ -236,6 +236,11 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
                     false
                 }
                 Err(bad) => {
+                    crate::metrics::global().request(
+                        crate::metrics::INVALID_METHOD,
+                        bad.reply.error_name().unwrap_or("ok"),
+                        Duration::ZERO,
+                    );
                     bad.reply.encode_into(&mut conn.out);
                     bad.fatal
                 }
@@ -244,6 +249,11 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
                 tracing::warn!(
                     uid,
                     "closing a connection that sent a message over {n} bytes"
+                );
+                crate::metrics::global().request(
+                    crate::metrics::INVALID_METHOD,
+                    wire::errors::INVALID_PARAMETER,
+                    Duration::ZERO,
                 );
                 wire::Reply::error(
                     wire::errors::INVALID_PARAMETER,
@@ -269,6 +279,11 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
         flush(&mut conn).await;
     }
     let _ = conn.writer.shutdown().await;
+}
+
+/// Open connections and requests being served right now, for the metrics.
+pub fn load() -> (usize, usize) {
+    (OPEN.load(Ordering::Acquire), BUSY.load(Ordering::Acquire))
 }
 
 /// Requests being served right now, across all connections.
