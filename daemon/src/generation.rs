@@ -4,6 +4,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    os::unix::fs::MetadataExt,
     sync::Arc,
 };
 
@@ -550,6 +551,11 @@ impl Generation {
     }
 }
 
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Makes a missing `sandbox.write` path, so that landlock has something to grant: a
 /// directory when written with a trailing `/`, else an empty file (and its directory).
 /// What the plugin would have created itself, created before it is confined.
@@ -562,6 +568,13 @@ fn prepare_write_path(
     if path.exists() {
         return Ok(());
     }
+    // What is created belongs to whoever owns the directory it is created in: run as
+    // root (`flaskbbd check` by an operator), it must not leave the daemon's own
+    // state directory a file the daemon cannot write.
+    let existing = path.ancestors().skip(1).find(|a| a.exists());
+    let owner = existing
+        .and_then(|a| std::fs::metadata(a).ok())
+        .map(|m| (m.uid(), m.gid()));
     let made = if declared.as_os_str().to_string_lossy().ends_with('/') {
         std::fs::create_dir_all(&path)
     } else {
@@ -575,6 +588,13 @@ fn prepare_write_path(
                     .map(drop)
             })
     };
+    let made = made.and_then(|()| match (owner, existing) {
+        (Some((uid, gid)), Some(existing)) if is_root() && (uid, gid) != (0, 0) => path
+            .ancestors()
+            .take_while(|a| *a != existing)
+            .try_for_each(|a| std::os::unix::fs::chown(a, Some(uid), Some(gid))),
+        _ => Ok(()),
+    });
     made.map_err(|e| {
         let at = plugin
             .sandbox

@@ -77,6 +77,66 @@ pub fn build_release() -> PathBuf {
         .clone()
 }
 
+/// The cargo-deb the package is built with: installed into `target/tools` when the
+/// machine has none (CI's clean machine), at a version known to work.
+fn cargo_deb() -> PathBuf {
+    let on_path = Command::new("cargo-deb").arg("--version").output();
+    if on_path.is_ok_and(|o| o.status.success()) {
+        return PathBuf::from("cargo-deb");
+    }
+    let tools = root().join("target/tools");
+    let bin = tools.join("bin/cargo-deb");
+    if !bin.exists() {
+        run_cargo(
+            &[
+                "install",
+                "--locked",
+                "cargo-deb",
+                "--version",
+                "=3.8.0",
+                "--root",
+                tools.to_str().expect("a UTF-8 path"),
+            ],
+            "cargo-deb",
+        );
+    }
+    bin
+}
+
+/// Builds the Debian package once (`cargo build --release`, then `cargo deb -p
+/// flaskbbd --no-build`, as docs/operations.md says); returns the `.deb`.
+pub fn build_deb() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            build_release();
+            let out_dir = root().join("target/debian");
+            let out = Command::new(cargo_deb())
+                .args(["deb", "-p", "flaskbbd", "--no-build", "--output"])
+                .arg(&out_dir)
+                .env(
+                    "CARGO",
+                    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+                )
+                .current_dir(root())
+                .output()
+                .expect("cargo-deb runs");
+            assert!(
+                out.status.success(),
+                "cargo deb failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let deb = PathBuf::from(path.lines().last().unwrap_or_default());
+            assert!(
+                deb.extension().is_some_and(|e| e == "deb") && deb.exists(),
+                "cargo deb printed no package path: {path:?}"
+            );
+            deb
+        })
+        .clone()
+}
+
 /// Builds the libFuzzer target `name` of `fuzz/` once, instrumented for coverage the
 /// way `cargo fuzz build --sanitizer none` does (which works on a stable toolchain),
 /// in `target/fuzz`; returns the binary.

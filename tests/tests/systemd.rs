@@ -449,7 +449,7 @@ fn both_unit_files_pass_systemd_analyze_verify() {
     let dir = root().join("daemon/systemd");
     let service = std::fs::read_to_string(dir.join("flaskbbd.service"))
         .unwrap()
-        .replace("/usr/local/bin/flaskbbd", flaskbbd_bin().to_str().unwrap());
+        .replace("/usr/bin/flaskbbd", flaskbbd_bin().to_str().unwrap());
     s.write("flaskbbd.service", &service);
     s.write(
         "flaskbbd.socket",
