@@ -29,10 +29,17 @@ use flaskbbd_protocol::client::{CallError, Client};
 #[derive(Parser)]
 #[command(name = "flaskbbd", version)]
 pub struct Cli {
-    /// The configuration file.
-    #[arg(long, short, global = true, default_value = "flaskbb.toml")]
-    config: PathBuf,
+    /// The configuration file [default: ./flaskbb.toml, else the package's
+    /// /etc/flaskbbd/flaskbb.toml].
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
+    command: Command,
+}
+
+/// The command line with its configuration file chosen.
+struct ResolvedCli {
+    config: PathBuf,
     command: Command,
 }
 
@@ -170,7 +177,28 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     )?)
 }
 
+/// The configuration the package installs, used when none is named and there is no
+/// `flaskbb.toml` in the working directory.
+const PACKAGE_CONFIG: &str = "/etc/flaskbbd/flaskbb.toml";
+
+/// The configuration file a command uses: `--config`, else `flaskbb.toml` here, else
+/// the package's (so that `flaskbbd status` works as is on a packaged install).
+fn config_path(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        let here = PathBuf::from("flaskbb.toml");
+        if !here.exists() && Path::new(PACKAGE_CONFIG).exists() {
+            PathBuf::from(PACKAGE_CONFIG)
+        } else {
+            here
+        }
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cli = ResolvedCli {
+        config: config_path(cli.config),
+        command: cli.command,
+    };
     match cli.command {
         Command::PluginHost { .. } => {
             init_logging("warn");

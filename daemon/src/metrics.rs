@@ -221,7 +221,8 @@ pub struct Load {
 /// The per-second counts of the last minute (and a second), for `GetStatus`.
 #[derive(Debug)]
 struct Recent {
-    /// Per second `s`, at `s % 61`: the second it holds, requests, refused, failed.
+    /// Per second `s` of the daemon's life, at `s % 61`: the second it holds,
+    /// requests, refused, failed.
     slots: [(u64, u64, u64, u64); 61],
 }
 
@@ -270,7 +271,8 @@ pub struct Metrics {
     generation: Gauge,
     instances: Mutex<HashMap<String, Arc<InstanceTotals>>>,
     recent: Mutex<Recent>,
-    methods: HashSet<String>,
+    methods: HashSet<&'static str>,
+    errors: HashSet<&'static str>,
     started: Instant,
 }
 
@@ -280,18 +282,22 @@ pub fn global() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
-/// The full names (`interface.Method`) of every method the daemon's interfaces
-/// declare.
-fn declared_methods() -> HashSet<String> {
+/// The full names (`interface.Name`) of what the daemon's interfaces declare with
+/// `keyword` (`method` or `error`): a small, fixed set, kept for the process's life so
+/// that labels borrow them instead of copying a name per request.
+fn declared(keyword: &str) -> HashSet<&'static str> {
+    let prefix = format!("{keyword} ");
     flaskbbd_protocol::INTERFACES
         .iter()
         .flat_map(|(interface, text)| {
+            let prefix = prefix.clone();
             text.lines().filter_map(move |line| {
-                let name = line.trim_start().strip_prefix("method ")?;
-                let name = name.split('(').next()?.trim();
+                let name = line.trim_start().strip_prefix(prefix.as_str())?;
+                let name = name.split(|c: char| c == '(' || c.is_whitespace()).next()?;
                 Some(format!("{interface}.{name}"))
             })
         })
+        .map(|full| &*Box::leak(full.into_boxed_str()))
         .collect()
 }
 
@@ -388,10 +394,10 @@ impl Metrics {
         registry.register("build_info", "The daemon's version", build);
         // Requests by method show every method from the start (at zero), so that a
         // rate over them has a beginning.
-        let methods = declared_methods();
+        let methods = declared("method");
         for m in &methods {
             let _ = request_seconds.get_or_create(&MethodLabels {
-                method: Cow::Owned(m.clone()),
+                method: Cow::Borrowed(m),
             });
         }
         for action in [
@@ -426,41 +432,51 @@ impl Metrics {
                 slots: [(0, 0, 0, 0); 61],
             }),
             methods,
+            errors: declared("error"),
             started: Instant::now(),
         }
     }
 
     /// The label a method name counts under: itself if an interface declares it.
     fn method_label(&self, name: &str) -> Cow<'static, str> {
-        if self.methods.contains(name) {
-            Cow::Owned(name.to_owned())
-        } else {
-            Cow::Borrowed(INVALID_METHOD)
+        Cow::Borrowed(self.methods.get(name).copied().unwrap_or(INVALID_METHOD))
+    }
+
+    /// The label an outcome counts under: `ok` or a declared error's name (the daemon
+    /// answers no other).
+    fn outcome_label(&self, outcome: &str) -> Cow<'static, str> {
+        match outcome {
+            "ok" => Cow::Borrowed("ok"),
+            _ => match self.errors.get(outcome) {
+                Some(name) => Cow::Borrowed(name),
+                None => Cow::Owned(outcome.to_owned()),
+            },
         }
     }
 
-    /// Counts an answered request: `outcome` is `ok` or the error's name, `failed`
-    /// whether it was an `InternalError`.
-    pub fn request(&self, method: &str, outcome: &str, took: Duration) {
+    /// Counts a request that arrived at `arrived` and is answered now with `outcome`
+    /// (`ok` or the error's name); returns how long it took. Reads the clock once.
+    pub fn request(&self, method: &str, outcome: &str, arrived: Instant) -> Duration {
+        let now = Instant::now();
+        let took = now.saturating_duration_since(arrived);
         let method = self.method_label(method);
-        // Error names are the daemon's own, but the method is checked, so the outcome
-        // of a call to a method that does not exist is one of the service's errors.
         let failed = outcome.ends_with(".InternalError");
         let refused = outcome != "ok" && !failed;
         self.requests
             .get_or_create(&RequestLabels {
                 method: method.clone(),
-                outcome: Cow::Owned(outcome.to_owned()),
+                outcome: self.outcome_label(outcome),
             })
             .inc();
         self.request_seconds
             .get_or_create(&MethodLabels { method })
             .observe(took.as_secs_f64());
-        let second = unix_now().as_secs();
+        let second = now.saturating_duration_since(self.started).as_secs();
         self.recent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .add(second, refused, failed);
+        took
     }
 
     /// The metrics of `instance`'s impl of `hook`, for its chain entry.
@@ -527,10 +543,11 @@ impl Metrics {
 
     /// The requests of the last full minute.
     pub fn last_minute(&self) -> RequestWindow {
+        let now = self.started.elapsed().as_secs();
         self.recent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .last_minute(unix_now().as_secs())
+            .last_minute(now)
     }
 
     /// How long the daemon has been running.
@@ -675,8 +692,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn declared_methods_are_every_interfaces_methods() {
-        let m = declared_methods();
+    fn declared_names_are_every_interfaces_methods_and_errors() {
+        let e = declared("error");
+        for name in [
+            "org.flaskbb.Auth.AuthenticationFailed",
+            "org.flaskbb.Events.InternalError",
+            "org.varlink.service.MethodNotFound",
+        ] {
+            assert!(e.contains(name), "{name} missing from {e:?}");
+        }
+        let m = declared("method");
         for name in [
             "org.flaskbb.Auth.Authenticate",
             "org.flaskbb.Events.PostSaveBefore",

@@ -11,6 +11,7 @@
 pub mod order;
 
 use std::{
+    cell::Cell,
     panic::{catch_unwind, AssertUnwindSafe},
     sync::Arc,
     time::Instant,
@@ -270,10 +271,12 @@ impl Chain {
     /// `Generation::call`, which picks the chain from the input).
     pub fn call(&self, req: &Request, input: Input<'_>) -> ChainOutcome {
         debug_assert_eq!(input.hook(), self.hook, "arguments of another hook");
-        if self.wrappers.is_empty() {
-            return self.call_impls(req, input);
-        }
         let started = Instant::now();
+        // One clock read per call: each call's end is the next one's start.
+        let lap = Cell::new(started);
+        if self.wrappers.is_empty() {
+            return self.call_impls(req, input, &lap);
+        }
         let call = HookCall {
             hook: self.hook.name().into(),
             args_json: input.args_json().into(),
@@ -281,7 +284,7 @@ impl Chain {
         let mut entered = 0;
         let mut outcome = None;
         for w in &self.wrappers {
-            let r = self.run_one(req, w, |cx| w.instance.hooks.wrap_before(cx, &call));
+            let r = self.run_one(req, w, &lap, |cx| w.instance.hooks.wrap_before(cx, &call));
             match r {
                 Ok(()) | Err(HookError::NotImplemented) => entered += 1,
                 Err(e) => {
@@ -296,7 +299,7 @@ impl Chain {
         }
         let mut outcome = match outcome {
             Some(o) => o,
-            None => self.call_impls(req, input),
+            None => self.call_impls(req, input, &lap),
         };
         for w in self.wrappers[..entered].iter().rev() {
             if req.is_abandoned() {
@@ -314,7 +317,7 @@ impl Chain {
                 instance,
                 hook: self.hook,
             };
-            let after_started = Instant::now();
+            let after_started = lap.get();
             let after = catch_unwind(AssertUnwindSafe(|| {
                 instance.hooks.wrap_after(&cx, &call, seen)
             }));
@@ -326,7 +329,9 @@ impl Chain {
                 },
                 Err(_) => HookOutcome::Failed,
             };
-            w.stats.record(after_outcome, after_started.elapsed());
+            let now = Instant::now();
+            lap.set(now);
+            w.stats.record(after_outcome, now - after_started);
             outcome = match after {
                 Ok(o) => ChainOutcome {
                     hook: self.hook,
@@ -344,11 +349,14 @@ impl Chain {
     }
 
     /// Runs one impl with the request's current-call slot set, containing a panic on
-    /// the daemon's side (a plugin's own panics are caught inside the plugin).
+    /// the daemon's side (a plugin's own panics are caught inside the plugin); counts
+    /// it in its entry's metrics, timed from `lap` (the previous call's end), which it
+    /// moves to its own end.
     fn run_one<T>(
         &self,
         req: &Request,
         entry: &Entry,
+        lap: &Cell<Instant>,
         f: impl FnOnce(&CallCx<'_>) -> HookResult<T>,
     ) -> HookResult<T> {
         let instance = &entry.instance;
@@ -361,11 +369,13 @@ impl Chain {
             instance,
             hook: self.hook,
         };
-        let started = Instant::now();
+        let started = lap.get();
         let r = catch_unwind(AssertUnwindSafe(|| f(&cx)))
             .unwrap_or_else(|p| Err(HookError::failed(panic_text(p))));
         req.leave();
-        let took = started.elapsed();
+        let now = Instant::now();
+        lap.set(now);
+        let took = now - started;
         let outcome = match &r {
             // The request timed out while this call ran: whatever it answered late
             // was not used, and the call counts as failed.
@@ -390,10 +400,10 @@ impl Chain {
         r
     }
 
-    fn call_impls(&self, req: &Request, input: Input<'_>) -> ChainOutcome {
+    fn call_impls(&self, req: &Request, input: Input<'_>, lap: &Cell<Instant>) -> ChainOutcome {
         let mut value = input.initial_value();
         for e in &self.impls {
-            let r = self.run_one(req, e, |cx| {
+            let r = self.run_one(req, e, lap, |cx| {
                 dispatch(&*e.instance.hooks, cx, &input, &value)
             });
             match r {

@@ -128,10 +128,9 @@ fn logged(name: &str, started: Instant, answer: Answer) -> Reply {
             reply
         }
         Answer::Failed(Failure { interface, message }) => {
-            let took = started.elapsed();
-            let duration_ms = took.as_secs_f64() * 1000.0;
             let outcome = format!("{interface}.InternalError");
-            crate::metrics::global().request(name, &outcome, took);
+            let took = crate::metrics::global().request(name, &outcome, started);
+            let duration_ms = took.as_secs_f64() * 1000.0;
             tracing::error!(
                 method = name,
                 outcome,
@@ -146,8 +145,7 @@ fn logged(name: &str, started: Instant, answer: Answer) -> Reply {
 
 /// Counts and logs an answered call.
 fn log_answered(name: &str, started: Instant, outcome: &str) {
-    let took = started.elapsed();
-    crate::metrics::global().request(name, outcome, took);
+    let took = crate::metrics::global().request(name, outcome, started);
     if tracing::enabled!(tracing::Level::INFO) {
         let duration_ms = took.as_secs_f64() * 1000.0;
         tracing::info!(method = name, outcome, duration_ms, "request");

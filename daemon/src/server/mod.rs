@@ -239,7 +239,7 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
                     crate::metrics::global().request(
                         crate::metrics::INVALID_METHOD,
                         bad.reply.error_name().unwrap_or("ok"),
-                        Duration::ZERO,
+                        std::time::Instant::now(),
                     );
                     bad.reply.encode_into(&mut conn.out);
                     bad.fatal
@@ -253,7 +253,7 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
                 crate::metrics::global().request(
                     crate::metrics::INVALID_METHOD,
                     wire::errors::INVALID_PARAMETER,
-                    Duration::ZERO,
+                    std::time::Instant::now(),
                 );
                 wire::Reply::error(
                     wire::errors::INVALID_PARAMETER,
