@@ -615,3 +615,116 @@ fn auth(config_path: &Path, identifier: &str, context: &[String]) -> anyhow::Res
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_reads_as_a_person_says_it() {
+        assert_eq!(render_uptime(0.4), "0s");
+        assert_eq!(render_uptime(59.9), "59s");
+        assert_eq!(render_uptime(61.0), "1m 1s");
+        assert_eq!(render_uptime(3_600.0 * 5.0 + 62.0), "5h 1m 2s");
+        assert_eq!(
+            render_uptime(86_400.0 * 2.0 + 3_600.0 * 4.0 + 780.0),
+            "2d 4h 13m"
+        );
+        assert_eq!(render_uptime(-1.0), "0s");
+    }
+
+    #[test]
+    fn status_lines_up_instances_of_every_kind() {
+        let plugin =
+            |name: &str, enabled: bool, host: Option<proto::PluginHost>| proto::PluginInfo {
+                name: name.into(),
+                origin: "builtin".into(),
+                library: None,
+                version: None,
+                description: None,
+                abi_version: None,
+                enabled,
+                hooks: vec![],
+                isolation: None,
+                host,
+            };
+        let host = |state: &str, pid| proto::PluginHost {
+            state: state.into(),
+            pid,
+            restarts: 0,
+            last_exit: None,
+            landlock: "enforced".into(),
+        };
+        let st = proto::Status {
+            version: "0.1.0".into(),
+            generation: 3,
+            uptime_seconds: 90.0,
+            connections: 2,
+            in_flight: 1,
+            queued: 0,
+            hashes_queued: 4,
+            stuck_calls: 0,
+            last_minute: proto::RequestWindow {
+                seconds: 60,
+                requests: 120,
+                refused: 3,
+                failed: 1,
+            },
+            plugins: vec![
+                proto::PluginStatus {
+                    plugin: plugin("lockout", true, None),
+                    calls: 10,
+                    failed: 0,
+                    mean_ms: 0.021,
+                },
+                proto::PluginStatus {
+                    plugin: plugin("audit", true, Some(host("running", Some(4121)))),
+                    calls: 7,
+                    failed: 1,
+                    mean_ms: 2.5,
+                },
+                proto::PluginStatus {
+                    plugin: plugin("ldap", true, Some(host("backed-off", None))),
+                    calls: 0,
+                    failed: 0,
+                    mean_ms: 0.0,
+                },
+                proto::PluginStatus {
+                    plugin: plugin("totp", false, None),
+                    calls: 0,
+                    failed: 0,
+                    mean_ms: 0.0,
+                },
+            ],
+        };
+        let text = render_status(&st);
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines[0], "flaskbbd 0.1.0, generation 3, up 1m 30s");
+        assert_eq!(
+            lines[1],
+            "last 60s: 120 requests (2.0/s), 3 refused, 1 failed"
+        );
+        assert!(
+            lines[2].contains("4 password(s) waiting for bcrypt"),
+            "{}",
+            lines[2]
+        );
+        let row = |name: &str| {
+            lines
+                .iter()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .unwrap_or_else(|| panic!("no row for {name}:\n{text}"))
+        };
+        assert_eq!(
+            row("lockout"),
+            ["lockout", "enabled", "-", "10", "0", "21", "µs"]
+        );
+        assert_eq!(
+            row("audit"),
+            ["audit", "running", "4121", "7", "1", "2.5", "ms"]
+        );
+        assert_eq!(row("ldap"), ["ldap", "backed-off", "-", "0", "0", "-"]);
+        assert_eq!(row("totp"), ["totp", "disabled", "-", "0", "0", "-"]);
+    }
+}
