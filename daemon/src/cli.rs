@@ -349,9 +349,16 @@ fn render_status(st: &proto::Status) -> String {
         st.connections, st.in_flight, st.queued, st.hashes_queued, st.stuck_calls
     );
     let _ = writeln!(out);
+    let width = st
+        .plugins
+        .iter()
+        .map(|p| p.plugin.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("INSTANCE".len());
     let _ = writeln!(
         out,
-        "{:<24} {:<10} {:>8} {:>10} {:>8} {:>10}",
+        "{:<width$} {:<10} {:>8} {:>10} {:>8} {:>10}",
         "INSTANCE", "STATE", "PID", "CALLS", "FAILED", "MEAN"
     );
     for p in &st.plugins {
@@ -371,7 +378,7 @@ fn render_status(st: &proto::Status) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<24} {:<10} {:>8} {:>10} {:>8} {:>10}",
+            "{:<width$} {:<10} {:>8} {:>10} {:>8} {:>10}",
             p.plugin.name, state, pid, p.calls, p.failed, mean
         );
     }
@@ -690,7 +697,7 @@ mod tests {
                     mean_ms: 0.0,
                 },
                 proto::PluginStatus {
-                    plugin: plugin("totp", false, None),
+                    plugin: plugin("clear_failed_logins_on_reauth", false, None),
                     calls: 0,
                     failed: 0,
                     mean_ms: 0.0,
@@ -725,6 +732,23 @@ mod tests {
             ["audit", "running", "4121", "7", "1", "2.5", "ms"]
         );
         assert_eq!(row("ldap"), ["ldap", "backed-off", "-", "0", "0", "-"]);
-        assert_eq!(row("totp"), ["totp", "disabled", "-", "0", "0", "-"]);
+        assert_eq!(
+            row("clear_failed_logins_on_reauth"),
+            [
+                "clear_failed_logins_on_reauth",
+                "disabled",
+                "-",
+                "0",
+                "0",
+                "-"
+            ]
+        );
+        // Columns line up whatever the names' lengths.
+        let state_at = |l: &str| {
+            l.find(|c: char| c.is_whitespace())
+                .map(|i| i + l[i..].len() - l[i..].trim_start().len())
+        };
+        let at: Vec<_> = lines[4..].iter().map(|l| state_at(l)).collect();
+        assert!(at.windows(2).all(|w| w[0] == w[1]), "{text}");
     }
 }
