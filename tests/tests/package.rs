@@ -5,7 +5,10 @@
 //! check` passes on the packaged configuration, and the packaged daemon serves a
 //! login as the `flaskbbd` user (chrooted, with /proc and /dev bound in a mount
 //! namespace of its own). Then an upgrade that keeps an edited conffile, a removal
-//! that keeps the database, and a purge that removes it.
+//! that keeps the database, and a purge that removes it. And the scripts' systemd
+//! side, run chrooted as on a system booted with systemd, with stand-ins recording
+//! what they ask of systemctl: enable and start the socket on install, reload (not
+//! restart) on upgrade, stop on removal.
 //!
 //! Needs root (dpkg --root, chroot, mount), as CI has.
 
@@ -104,8 +107,14 @@ fn prepare_root(root: &Path, deb_binaries: &[PathBuf]) {
         )
         .arg(root.join("usr/bin/kill")));
     // The shared libraries the packaged binaries need, where they live here.
+    copy_libraries(root, deb_binaries);
+}
+
+/// Copies the shared libraries `binaries` need (as `ldd` finds them here) into the
+/// same places under the merged-/usr `root`.
+fn copy_libraries(root: &Path, binaries: &[PathBuf]) {
     let mut libs = std::collections::BTreeSet::new();
-    for bin in deb_binaries {
+    for bin in binaries {
         let out = run(Command::new("ldd").arg(bin));
         for line in text(&out).0.lines() {
             let path = match line.split_once("=>") {
@@ -122,6 +131,9 @@ fn prepare_root(root: &Path, deb_binaries: &[PathBuf]) {
         // /lib/... is /usr/lib/... in a merged root.
         let rel = rel.strip_prefix("usr").unwrap_or(rel);
         let dest = root.join("usr").join(rel);
+        if dest.exists() {
+            continue;
+        }
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         run(Command::new("cp").arg("-L").arg(&lib).arg(&dest));
     }
@@ -401,5 +413,164 @@ fn the_debian_package_installs_serves_upgrades_and_purges() {
     assert!(
         !root.join("etc/flaskbbd").exists(),
         "purge removes the configuration"
+    );
+}
+
+/// A stand-in for a systemd tool in the chroot: records its command line in /calls,
+/// and answers `systemctl is-active` as /active says (present: active).
+const STUB: &str = r#"#!/bin/sh
+echo "${0##*/} $*" >> /calls
+case "$*" in
+*is-active*) [ -e /active ] ;;
+*) exit 0 ;;
+esac
+"#;
+
+/// The lines recorded in /calls since the last look, and clears them.
+fn calls(root: &Path) -> Vec<String> {
+    let path = root.join("calls");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_file(&path);
+    text.lines().map(str::to_owned).collect()
+}
+
+/// Runs one of the package's maintainer scripts chrooted into `root` as dpkg runs it
+/// on a system booted with systemd: no DPKG_ROOT, /run/systemd/system present (on a
+/// tmpfs of a private mount namespace).
+fn script(root: &Path, name: &str, args: &[&str]) {
+    let r = root.display();
+    let sh = format!(
+        "mount -t tmpfs tmpfs {r}/run && mkdir -p {r}/run/systemd/system && mount --bind /proc {r}/proc && exec chroot {r} /bin/sh \"$@\""
+    );
+    run(Command::new("unshare")
+        .args(["--mount", "sh", "-c", &sh, "sh"])
+        .arg(format!("/control/{name}"))
+        .args(args)
+        .env_remove("DPKG_ROOT")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
+}
+
+#[test]
+fn under_systemd_the_scripts_enable_and_start_the_socket_reload_on_upgrade_and_stop_on_removal() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test runs the package's maintainer scripts chrooted in a mount namespace: run it as root (CI does)"
+    );
+    let deb = build_deb();
+    let s = Scratch::new("pkg-scripts");
+    let root = s.path.join("root");
+    prepare_root(&root, &[]);
+    // The package's files and scripts, as dpkg would have unpacked them.
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    run(Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(root.join("control")));
+    // What the scripts run: a shell and coreutils from this machine, the real
+    // systemd-sysusers, and stand-ins for systemctl and init-system-helpers.
+    let tools = [
+        "sh",
+        "dash",
+        "awk",
+        "install",
+        "chown",
+        "chgrp",
+        "chmod",
+        "rm",
+        "rmdir",
+        "mkdir",
+        "systemd-sysusers",
+    ];
+    let mut found = Vec::new();
+    for t in tools {
+        let out =
+            run(Command::new("sh").args(["-c", &format!("readlink -f \"$(command -v {t})\"")]));
+        let real = PathBuf::from(text(&out).0.trim());
+        run(Command::new("cp")
+            .arg("-L")
+            .arg(&real)
+            .arg(root.join("usr/bin").join(t)));
+        found.push(real);
+    }
+    copy_libraries(&root, &found);
+    for stub in ["systemctl", "deb-systemd-helper", "deb-systemd-invoke"] {
+        let p = root.join("usr/bin").join(stub);
+        std::fs::write(&p, STUB).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    // A fresh install: the user, the state directory, the socket enabled and started;
+    // the daemon is not started (the socket starts it, or `systemctl start`).
+    script(&root, "postinst", &["configure"]);
+    assert_eq!(
+        calls(&root),
+        [
+            "deb-systemd-helper enable flaskbbd.socket flaskbbd.service",
+            "systemctl --system daemon-reload",
+            "deb-systemd-invoke start flaskbbd.socket",
+        ]
+    );
+    let uid = id_in(&root, "passwd", "flaskbbd");
+    assert_eq!(
+        std::fs::metadata(root.join("var/lib/flaskbbd"))
+            .unwrap()
+            .uid(),
+        uid
+    );
+
+    // An upgrade while the daemon runs: nothing stopped, the daemon reloaded, never
+    // restarted.
+    std::fs::write(root.join("active"), "").unwrap();
+    script(&root, "prerm", &["upgrade", "0.1.0-1"]);
+    assert_eq!(
+        calls(&root),
+        Vec::<String>::new(),
+        "prerm upgrade stops nothing"
+    );
+    script(&root, "postinst", &["configure", "0.1.0-1"]);
+    assert_eq!(
+        calls(&root),
+        [
+            "deb-systemd-helper update-state flaskbbd.socket flaskbbd.service",
+            "systemctl --system daemon-reload",
+            "systemctl is-active --quiet flaskbbd.service",
+            "systemctl reload flaskbbd.service",
+        ]
+    );
+    // An upgrade while it is stopped: nothing started behind the operator's back.
+    std::fs::remove_file(root.join("active")).unwrap();
+    script(&root, "postinst", &["configure", "0.1.0-1"]);
+    let c = calls(&root);
+    assert!(
+        !c.iter()
+            .any(|l| l.contains("reload flaskbbd") || l.contains("start")),
+        "{c:?}"
+    );
+
+    // Removal stops the daemon and its socket; purge forgets them and the state.
+    script(&root, "prerm", &["remove"]);
+    assert_eq!(
+        calls(&root),
+        ["deb-systemd-invoke stop flaskbbd.service flaskbbd.socket"]
+    );
+    script(&root, "postrm", &["remove"]);
+    assert_eq!(calls(&root), ["systemctl --system daemon-reload"]);
+    assert!(
+        root.join("var/lib/flaskbbd").exists(),
+        "removal keeps the state"
+    );
+    script(&root, "postrm", &["purge"]);
+    assert_eq!(
+        calls(&root),
+        [
+            "deb-systemd-helper purge flaskbbd.socket flaskbbd.service",
+            "systemctl --system daemon-reload",
+        ]
+    );
+    assert!(
+        !root.join("var/lib/flaskbbd").exists(),
+        "purge removes the state"
     );
 }
