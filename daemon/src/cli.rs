@@ -37,12 +37,6 @@ pub struct Cli {
     command: Command,
 }
 
-/// The command line with its configuration file chosen.
-struct ResolvedCli {
-    config: PathBuf,
-    command: Command,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon in the foreground, logging to stderr.
@@ -195,24 +189,21 @@ fn config_path(given: Option<PathBuf>) -> PathBuf {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let cli = ResolvedCli {
-        config: config_path(cli.config),
-        command: cli.command,
-    };
+    let file = config_path(cli.config);
     match cli.command {
         Command::PluginHost { .. } => {
             init_logging("warn");
             Ok(crate::isolation::host::main())
         }
         Command::Serve => {
-            let config = load(&cli.config)?;
+            let config = load(&file)?;
             init_logging(&config.log.filter);
-            crate::daemon::serve(&cli.config)?;
+            crate::daemon::serve(&file)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
             init_logging("warn");
-            let config = Arc::new(load(&cli.config)?);
+            let config = Arc::new(load(&file)?);
             let verifier = Arc::new(Verifier::new(config.auth.bcrypt_cost)?);
             let generation = Generation::build(
                 1,
@@ -227,25 +218,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             init_logging("warn");
-            let config = load(&cli.config)?;
+            let config = load(&file)?;
             open_store(&config)?;
             println!("{}: database is up to date", config.database.url);
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => {
             init_logging("warn");
-            user(&load(&cli.config)?, cmd)
+            user(&load(&file)?, cmd)
         }
         Command::Store(cmd) => {
             init_logging("warn");
-            kv(&load(&cli.config)?, cmd)
+            kv(&load(&file)?, cmd)
         }
         Command::Plugins => {
-            let plugins = admin(
-                &cli.config,
-                "org.flaskbb.Admin.ListPlugins",
-                Client::list_plugins,
-            )?;
+            let plugins = admin(&file, "org.flaskbb.Admin.ListPlugins", Client::list_plugins)?;
             for p in plugins {
                 println!(
                     "{:<24} {:<8} {:<10} {}{}",
@@ -277,36 +264,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Hooks => {
-            let hooks = admin(
-                &cli.config,
-                "org.flaskbb.Admin.ListHooks",
-                Client::list_hooks,
-            )?;
+            let hooks = admin(&file, "org.flaskbb.Admin.ListHooks", Client::list_hooks)?;
             print!("{}", render_chains(&hooks));
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => {
-            let status = admin(
-                &cli.config,
-                "org.flaskbb.Admin.GetStatus",
-                Client::get_status,
-            )?;
+            let status = admin(&file, "org.flaskbb.Admin.GetStatus", Client::get_status)?;
             print!("{}", render_status(&status));
             Ok(ExitCode::SUCCESS)
         }
         Command::Metrics => {
-            let text = admin(
-                &cli.config,
-                "org.flaskbb.Admin.GetMetrics",
-                Client::get_metrics,
-            )?;
+            let text = admin(&file, "org.flaskbb.Admin.GetMetrics", Client::get_metrics)?;
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Auth {
             identifier,
             context,
-        } => auth(&cli.config, &identifier, &context),
+        } => auth(&file, &identifier, &context),
     }
 }
 

@@ -331,7 +331,8 @@ impl From<BuildError> for StartError {
     }
 }
 
-fn effective_uid() -> u32 {
+/// The daemon's effective uid.
+pub(crate) fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }

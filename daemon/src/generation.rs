@@ -551,11 +551,6 @@ impl Generation {
     }
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Makes a missing `sandbox.write` path, so that landlock has something to grant: a
 /// directory when written with a trailing `/`, else an empty file (and its directory).
 /// What the plugin would have created itself, created before it is confined.
@@ -589,10 +584,13 @@ fn prepare_write_path(
             })
     };
     let made = made.and_then(|()| match (owner, existing) {
-        (Some((uid, gid)), Some(existing)) if is_root() && (uid, gid) != (0, 0) => path
-            .ancestors()
-            .take_while(|a| *a != existing)
-            .try_for_each(|a| std::os::unix::fs::chown(a, Some(uid), Some(gid))),
+        (Some((uid, gid)), Some(existing))
+            if crate::daemon::effective_uid() == 0 && (uid, gid) != (0, 0) =>
+        {
+            path.ancestors()
+                .take_while(|a| *a != existing)
+                .try_for_each(|a| std::os::unix::fs::chown(a, Some(uid), Some(gid)))
+        }
         _ => Ok(()),
     });
     made.map_err(|e| {

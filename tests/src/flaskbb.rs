@@ -69,15 +69,7 @@ pub fn install() -> PathBuf {
 }
 
 fn run(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::checked(cmd, what);
 }
 
 /// Makes a FlaskBB database at `uri` with FlaskBB's own commands (its config goes in

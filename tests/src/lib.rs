@@ -28,16 +28,25 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn run_cargo(args: &[&str], what: &str) {
-    let out = cargo()
-        .args(args)
-        .current_dir(root())
+/// Runs `cmd` to its end and returns its output; panics, naming `what` and showing
+/// what it printed, when it cannot start or fails.
+pub fn checked(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
         .output()
-        .expect("cargo runs");
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     assert!(
         out.status.success(),
-        "building {what} failed:\n{}",
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn run_cargo(args: &[&str], what: &str) {
+    checked(
+        cargo().args(args).current_dir(root()),
+        &format!("building {what}"),
     );
 }
 
@@ -111,20 +120,16 @@ pub fn build_deb() -> PathBuf {
         .get_or_init(|| {
             build_release();
             let out_dir = root().join("target/debian");
-            let out = Command::new(cargo_deb())
-                .args(["deb", "-p", "flaskbbd", "--no-build", "--output"])
-                .arg(&out_dir)
-                .env(
-                    "CARGO",
-                    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
-                )
-                .current_dir(root())
-                .output()
-                .expect("cargo-deb runs");
-            assert!(
-                out.status.success(),
-                "cargo deb failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
+            let out = checked(
+                Command::new(cargo_deb())
+                    .args(["deb", "-p", "flaskbbd", "--no-build", "--output"])
+                    .arg(&out_dir)
+                    .env(
+                        "CARGO",
+                        std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+                    )
+                    .current_dir(root()),
+                "cargo deb",
             );
             let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             let deb = PathBuf::from(path.lines().last().unwrap_or_default());

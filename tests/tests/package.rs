@@ -21,21 +21,19 @@ use std::{
 };
 
 use flaskbbd_protocol::client::Client;
-use flaskbbd_tests::{build_deb, text, Scratch};
+use flaskbbd_tests::{build_deb, checked, text, Scratch};
 use serde_json::json;
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    let what = format!("{cmd:?}");
+    checked(cmd, &what)
+}
+
+/// Fails the test unless it runs as root, saying why `what` needs it.
+fn assert_root(what: &str) {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(uid, 0, "this test {what}: run it as root (CI does)");
 }
 
 /// `dpkg` on the throw-away root.
@@ -170,12 +168,7 @@ fn id_in(root: &Path, file: &str, name: &str) -> u32 {
 
 #[test]
 fn the_debian_package_installs_serves_upgrades_and_purges() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test installs the package into a throw-away root with dpkg --root, chroot and mount: run it as root (CI does)"
-    );
+    assert_root("installs the package into a throw-away root with dpkg --root, chroot and mount");
     let deb = build_deb();
 
     // What is in it.
@@ -452,12 +445,7 @@ fn script(root: &Path, name: &str, args: &[&str]) {
 
 #[test]
 fn under_systemd_the_scripts_enable_and_start_the_socket_reload_on_upgrade_and_stop_on_removal() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test runs the package's maintainer scripts chrooted in a mount namespace: run it as root (CI does)"
-    );
+    assert_root("runs the package's maintainer scripts chrooted in a mount namespace");
     let deb = build_deb();
     let s = Scratch::new("pkg-scripts");
     let root = s.path.join("root");

@@ -323,10 +323,7 @@ impl Chain {
             }));
             req.leave();
             let after_outcome = match &after {
-                Ok(o) => match &o.result {
-                    Ok(_) => HookOutcome::Ok,
-                    Err(e) => hook_outcome(e),
-                },
+                Ok(o) => hook_outcome(&o.result),
                 Err(_) => HookOutcome::Failed,
             };
             let now = Instant::now();
@@ -376,12 +373,12 @@ impl Chain {
         let now = Instant::now();
         lap.set(now);
         let took = now - started;
-        let outcome = match &r {
-            // The request timed out while this call ran: whatever it answered late
-            // was not used, and the call counts as failed.
-            _ if req.is_abandoned() => HookOutcome::Failed,
-            Ok(_) => HookOutcome::Ok,
-            Err(e) => hook_outcome(e),
+        // The request timed out while this call ran: whatever it answered late was
+        // not used, and the call counts as failed.
+        let outcome = if req.is_abandoned() {
+            HookOutcome::Failed
+        } else {
+            hook_outcome(&r)
         };
         entry.stats.record(outcome, took);
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -453,14 +450,17 @@ impl Chain {
     }
 }
 
-/// How a hook call that ended in `e` counts in the metrics.
-fn hook_outcome(e: &HookError) -> HookOutcome {
-    match e {
-        HookError::NotImplemented => HookOutcome::NotImplemented,
-        HookError::Failed { .. } => HookOutcome::Failed,
-        HookError::StopAuthentication { .. }
-        | HookError::ForceLogout { .. }
-        | HookError::Rejected { .. } => HookOutcome::Refused,
+/// How a hook call that ended in `r` counts in the metrics.
+fn hook_outcome<T>(r: &Result<T, HookError>) -> HookOutcome {
+    match r {
+        Ok(_) => HookOutcome::Ok,
+        Err(HookError::NotImplemented) => HookOutcome::NotImplemented,
+        Err(HookError::Failed { .. }) => HookOutcome::Failed,
+        Err(
+            HookError::StopAuthentication { .. }
+            | HookError::ForceLogout { .. }
+            | HookError::Rejected { .. },
+        ) => HookOutcome::Refused,
     }
 }
 
