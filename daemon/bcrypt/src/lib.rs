@@ -234,37 +234,200 @@ impl std::fmt::Debug for Job<'_> {
 
 /// `crypt(key, setting)` on one lane.
 pub fn crypt(key: &[u8], setting: &Setting) -> Hash {
-    let [h] = lanes(&[Job { key, setting }]);
-    h
-}
-
-/// Hashes every job, interleaving up to `max_lanes` (1 to [`MAX_LANES`]) consecutive
-/// jobs of the same cost in one loop; the answers come in the jobs' order.
-pub fn crypt_many(jobs: &[Job<'_>], max_lanes: usize) -> Vec<Hash> {
-    let max_lanes = max_lanes.clamp(1, MAX_LANES);
-    let mut out = Vec::with_capacity(jobs.len());
-    let mut rest = jobs;
-    while let Some(first) = rest.first() {
-        let same = rest
-            .iter()
-            .take(max_lanes)
-            .take_while(|j| j.setting.cost == first.setting.cost)
-            .count();
-        let (chunk, tail) = rest.split_at(same);
-        if let Ok(four) = <&[Job<'_>; 4]>::try_from(chunk) {
-            out.extend(lanes(four));
-        } else if let Ok(three) = <&[Job<'_>; 3]>::try_from(chunk) {
-            out.extend(lanes(three));
-        } else if let Ok(two) = <&[Job<'_>; 2]>::try_from(chunk) {
-            out.extend(lanes(two));
-        } else if let Ok(one) = <&[Job<'_>; 1]>::try_from(chunk) {
-            out.extend(lanes(one));
+    let mut engine = Interleaved::new(1);
+    let mut out = None;
+    if engine.admit(key, setting, ()).is_ok() {
+        while out.is_none() {
+            engine.step(|(), h| out = Some(h));
         }
-        rest = tail;
     }
-    out
+    // One lane was free: the loop ends with the hash.
+    out.unwrap_or_else(|| Hash(String::new()))
 }
 
+/// Hashes every job, up to `max_lanes` (1 to [`MAX_LANES`]) at once on this thread, the
+/// next job taking the first lane that frees; the answers come in the jobs' order.
+pub fn crypt_many(jobs: &[Job<'_>], max_lanes: usize) -> Vec<Hash> {
+    let mut engine = Interleaved::new(max_lanes);
+    let mut out: Vec<Option<Hash>> = vec![None; jobs.len()];
+    let mut next = jobs.iter().enumerate();
+    let mut waiting = next.next();
+    loop {
+        while let Some((i, job)) = waiting {
+            if engine.admit(job.key, job.setting, i).is_err() {
+                break;
+            }
+            waiting = next.next();
+        }
+        if engine.is_empty() {
+            break;
+        }
+        engine.step(|i, h| out[i] = Some(h));
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// Up to [`MAX_LANES`] bcrypt computations in flight on one thread, interleaved one
+/// key-schedule pass at a time, each tagged with a `T` of the caller's.
+///
+/// A computation is a chain of `1 + 2^(cost+1)` passes over the Blowfish state; every
+/// [`step`](Self::step) advances each lane by one pass, whatever its cost and however
+/// far along it is. So a new computation takes a lane the moment one frees (a pass is
+/// tens of microseconds), instead of waiting for a whole batch to end; computations of
+/// different costs share the loop. With fewer lanes busy the loop interleaves only
+/// those, so a lone computation runs at one lane's speed.
+pub struct Interleaved<T> {
+    /// The lanes' states; lanes `0..work.len()` are busy.
+    st: Box<[State; MAX_LANES]>,
+    work: Vec<Work<T>>,
+    lanes: usize,
+}
+
+/// What one busy lane computes, besides its Blowfish state.
+struct Work<T> {
+    /// The key as 18 words (mixed in on every other pass).
+    key: [u32; 18],
+    salt: [u32; 4],
+    /// Passes done, and how many in all.
+    done: u64,
+    total: u64,
+    head: [u8; 29],
+    /// The caller's; taken when the computation ends.
+    tag: Option<T>,
+}
+
+impl<T> Drop for Work<T> {
+    fn drop(&mut self) {
+        self.key.zeroize();
+        self.salt.zeroize();
+    }
+}
+
+impl<T> std::fmt::Debug for Interleaved<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interleaved")
+            .field("lanes", &self.lanes)
+            .field("busy", &self.work.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Interleaved<T> {
+    /// An engine of `lanes` lanes (1 to [`MAX_LANES`]), all free.
+    pub fn new(lanes: usize) -> Interleaved<T> {
+        Interleaved {
+            st: Box::new(std::array::from_fn(|_| State {
+                p: [0; 18],
+                s: [[0; 256]; 4],
+            })),
+            work: Vec::with_capacity(MAX_LANES),
+            lanes: lanes.clamp(1, MAX_LANES),
+        }
+    }
+
+    /// Computations in flight.
+    pub fn len(&self) -> usize {
+        self.work.len()
+    }
+
+    /// Whether no lane is busy.
+    pub fn is_empty(&self) -> bool {
+        self.work.is_empty()
+    }
+
+    /// Whether every lane is busy.
+    pub fn is_full(&self) -> bool {
+        self.work.len() >= self.lanes
+    }
+
+    /// Starts `crypt(key, setting)` on a free lane; gives `tag` back when none is free.
+    pub fn admit(&mut self, key: &[u8], setting: &Setting, tag: T) -> Result<(), T> {
+        if self.is_full() {
+            return Err(tag);
+        }
+        let lane = &mut self.st[self.work.len()];
+        lane.p = pi::P;
+        lane.s = pi::S;
+        let (key, flip) = expand_key(key, setting.variant);
+        xor_into(&mut lane.p, &key);
+        lane.p[0] ^= flip;
+        self.work.push(Work {
+            key,
+            salt: setting.salt,
+            done: 0,
+            total: 1 + (2u64 << setting.cost),
+            head: setting.head,
+            tag: Some(tag),
+        });
+        Ok(())
+    }
+
+    /// The tags of the computations in flight.
+    pub fn tags(&self) -> impl Iterator<Item = &T> {
+        self.work.iter().filter_map(|w| w.tag.as_ref())
+    }
+
+    /// Abandons every computation in flight (after a failure), zeroing the lanes;
+    /// each tag is handed to `each`.
+    pub fn abandon(&mut self, mut each: impl FnMut(T)) {
+        for lane in self.st.iter_mut() {
+            lane.wipe();
+        }
+        for mut work in self.work.drain(..) {
+            if let Some(tag) = work.tag.take() {
+                each(tag);
+            }
+        }
+    }
+
+    /// One key-schedule pass on every busy lane; each computation that ends with it is
+    /// handed to `finished` with its tag, and its lane is free again.
+    pub fn step(&mut self, mut finished: impl FnMut(T, Hash)) {
+        let mut mix = [[0u32; 4]; MAX_LANES];
+        let mut salted = false;
+        for ((lane, work), mix) in self.st.iter_mut().zip(&self.work).zip(&mut mix) {
+            match work.done {
+                // The first pass mixes the salt into every block (the key is in P).
+                0 => {
+                    *mix = work.salt;
+                    salted = true;
+                }
+                // Then 2^cost times: the key into P and a pass, the salt and a pass.
+                d if d % 2 == 1 => xor_into(&mut lane.p, &work.key),
+                _ => {
+                    for (i, p) in lane.p.iter_mut().enumerate() {
+                        *p ^= work.salt[i & 3];
+                    }
+                }
+            }
+        }
+        match self.work.len() {
+            1 => pass::<1>(&mut self.st, &mix, salted),
+            2 => pass::<2>(&mut self.st, &mix, salted),
+            3 => pass::<3>(&mut self.st, &mix, salted),
+            4 => pass::<4>(&mut self.st, &mix, salted),
+            _ => return,
+        }
+        // Ended lanes give their place to the last busy one; from the end, so every
+        // lane is looked at once.
+        for k in (0..self.work.len()).rev() {
+            let work = &mut self.work[k];
+            work.done += 1;
+            if work.done < work.total {
+                continue;
+            }
+            let hash = output(&self.st[k], &work.head);
+            let last = self.work.len() - 1;
+            self.st.swap(k, last);
+            self.st[last].wipe();
+            // The key and salt are zeroized as `work` drops.
+            let mut work = self.work.swap_remove(k);
+            if let Some(tag) = work.tag.take() {
+                finished(tag, hash);
+            }
+        }
+    }
+}
 /// One lane's Blowfish state: the P-array and the four S-boxes (4,168 bytes).
 #[derive(Clone)]
 struct State {
@@ -272,10 +435,17 @@ struct State {
     s: [[u32; 256]; 4],
 }
 
-impl Drop for State {
-    fn drop(&mut self) {
+impl State {
+    /// Zeroes the state (a lane's state is key material until the lane is reused).
+    fn wipe(&mut self) {
         self.p.zeroize();
         self.s.zeroize();
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        self.wipe();
     }
 }
 
@@ -404,61 +574,46 @@ fn xor_into(p: &mut [u32; 18], words: &[u32; 18]) {
     }
 }
 
-/// Runs N bcrypt computations of the same cost interleaved. `jobs` must share a cost;
-/// the first job's cost is used.
-fn lanes<const N: usize>(jobs: &[Job<'_>; N]) -> [Hash; N] {
-    let cost = jobs[0].setting.cost;
-    debug_assert!(jobs.iter().all(|j| j.setting.cost == cost));
-    let mut keys = [[0u32; 18]; N];
-    let mut salts = [[0u32; 4]; N];
-    let mut st: [State; N] = std::array::from_fn(|_| State { p: pi::P, s: pi::S });
-    for k in 0..N {
-        let (words, flip) = expand_key(jobs[k].key, jobs[k].setting.variant);
-        keys[k] = words;
-        salts[k] = jobs[k].setting.salt;
-        xor_into(&mut st[k].p, &words);
-        st[k].p[0] ^= flip;
+/// One key-schedule pass on the first `N` lanes, interleaved; `salted` when some
+/// lane takes its first pass (its salt in `mix`; the others' are zero).
+fn pass<const N: usize>(st: &mut [State; MAX_LANES], mix: &[[u32; 4]; MAX_LANES], salted: bool) {
+    let (Some((st, _)), Some((mix, _))) = (
+        st.split_first_chunk_mut::<N>(),
+        mix.split_first_chunk::<N>(),
+    ) else {
+        return;
+    };
+    if salted {
+        schedule::<N, true>(st, mix);
+    } else {
+        schedule::<N, false>(st, mix);
     }
-    schedule::<N, true>(&mut st, &salts);
-    for _ in 0..1u64 << cost {
-        for (lane, key) in st.iter_mut().zip(&keys) {
-            xor_into(&mut lane.p, key);
-        }
-        schedule::<N, false>(&mut st, &salts);
-        for k in 0..N {
-            for i in 0..18 {
-                st[k].p[i] ^= salts[k][i & 3];
-            }
-        }
-        schedule::<N, false>(&mut st, &salts);
-    }
-    let mut text = [MAGIC; N];
+}
+
+/// The hash of a finished computation: "OrpheanBeholderScryDoubt" encrypted 64 times
+/// with the final state, after the setting's head.
+fn output(state: &State, head: &[u8; 29]) -> Hash {
+    let st = std::array::from_ref(state);
+    let mut text = MAGIC;
     for block in 0..3 {
-        let mut l: [u32; N] = std::array::from_fn(|k| text[k][2 * block]);
-        let mut r: [u32; N] = std::array::from_fn(|k| text[k][2 * block + 1]);
+        let (mut l, mut r) = ([text[2 * block]], [text[2 * block + 1]]);
         for _ in 0..64 {
-            encrypt(&st, &mut l, &mut r);
+            encrypt(st, &mut l, &mut r);
         }
-        for k in 0..N {
-            text[k][2 * block] = l[k];
-            text[k][2 * block + 1] = r[k];
-        }
+        text[2 * block] = l[0];
+        text[2 * block + 1] = r[0];
     }
-    keys.zeroize();
-    salts.zeroize();
-    drop(st);
-    std::array::from_fn(|k| {
-        let mut bytes = [0u8; 24];
-        for (chunk, word) in bytes.chunks_exact_mut(4).zip(&text[k]) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        let mut out = Vec::with_capacity(60);
-        out.extend_from_slice(&jobs[k].setting.head);
-        encode64(&bytes[..23], &mut out);
-        bytes.zeroize();
-        // Only bcrypt's alphabet and the setting's ASCII head were written.
-        Hash(String::from_utf8(out).unwrap_or_default())
-    })
+    let mut bytes = [0u8; 24];
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(&text) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    text.zeroize();
+    let mut out = Vec::with_capacity(60);
+    out.extend_from_slice(head);
+    encode64(&bytes[..23], &mut out);
+    bytes.zeroize();
+    // Only bcrypt's alphabet and the setting's ASCII head were written.
+    Hash(String::from_utf8(out).unwrap_or_default())
 }
 
 #[cfg(test)]

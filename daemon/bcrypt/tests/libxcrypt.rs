@@ -1,7 +1,8 @@
 //! The engine against the system's libxcrypt, bit for bit: random keys of 0 to 72
 //! bytes (any byte but NUL, biased toward the bytes the `$2a$` countermeasure is
 //! about), random salts (last character not always canonical), costs 4 to 8, every
-//! prefix, one to four lanes, mixed costs in one call. Set FLASKBBD_SEED to explore
+//! prefix, one to four lanes, mixed costs in one call, computations admitted while
+//! others are part-way through. Set FLASKBBD_SEED to explore
 //! another stream, FLASKBBD_CASES for more cases.
 
 // A test harness: a failure here should stop it loudly.
@@ -9,7 +10,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
-use flaskbbd_bcrypt::{crypt, crypt_many, Job, Setting, SettingError, MAX_LANES};
+use flaskbbd_bcrypt::{crypt, crypt_many, Interleaved, Job, Setting, SettingError, MAX_LANES};
 
 type CryptRn =
     unsafe extern "C" fn(*const c_char, *const c_char, *mut c_void, c_int) -> *mut c_char;
@@ -169,6 +170,56 @@ fn random_keys_salts_costs_and_lanes_agree_with_libxcrypt() {
         countermeasure_seen || cases < 60,
         "no case exercised $2a$'s countermeasure; change the seed"
     );
+}
+
+#[test]
+fn computations_admitted_part_way_through_others_agree_with_libxcrypt() {
+    let seed = std::env::var("FLASKBBD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x1a7e_c0e5_5eed_0001_u64);
+    let mut rng = Rng(seed);
+    for round in 0..8 {
+        let lanes = 1 + rng.below(MAX_LANES as u64) as usize;
+        let mut engine = Interleaved::new(lanes);
+        let jobs: Vec<(Vec<u8>, String)> = (0..12)
+            .map(|_| {
+                let cost = 4 + rng.below(5) as u32;
+                (key(&mut rng), setting(&mut rng, cost))
+            })
+            .collect();
+        let mut hashes: Vec<Option<String>> = vec![None; jobs.len()];
+        let mut next = 0;
+        let mut steps = 0u64;
+        while next < jobs.len() || !engine.is_empty() {
+            // Admit the next job after a random number of passes (the first pass of a
+            // new lane is salted while the others' are not), while a lane is free.
+            if next < jobs.len() && rng.below(40) == 0 {
+                let (k, s) = &jobs[next];
+                if engine.admit(k, &Setting::parse(s).unwrap(), next).is_ok() {
+                    next += 1;
+                }
+            }
+            if engine.is_empty() {
+                continue;
+            }
+            engine.step(|i, h| {
+                assert!(
+                    hashes[i].replace(h.into_string()).is_none(),
+                    "job {i} twice"
+                );
+            });
+            steps += 1;
+        }
+        assert!(steps > 0);
+        for (i, ((k, s), h)) in jobs.iter().zip(&hashes).enumerate() {
+            assert_eq!(
+                h.as_deref(),
+                libxcrypt(k, s).as_deref(),
+                "round {round} job {i} ({lanes} lanes): key {k:02x?} setting {s}"
+            );
+        }
+    }
 }
 
 #[test]
