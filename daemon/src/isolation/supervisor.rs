@@ -114,6 +114,8 @@ struct Life {
     cause: Option<String>,
     /// Why the daemon killed it, when it did.
     killed_for: Option<String>,
+    /// Its supervisor has counted its death (toward the back-off).
+    counted: bool,
     /// Its generation is gone: its exit is expected.
     retiring: bool,
 }
@@ -141,6 +143,15 @@ impl Proc {
             .wait_timeout_while(life, wait, |l| l.cause.is_none())
             .unwrap_or_else(|e| e.into_inner());
         life.cause.clone()
+    }
+
+    /// Waits up to `wait` for its supervisor to have counted its death.
+    fn wait_counted(&self, wait: Duration) {
+        let life = lock(&self.life);
+        let _ = self
+            .ended
+            .wait_timeout_while(life, wait, |l| !l.counted)
+            .unwrap_or_else(|e| e.into_inner());
     }
 
     /// Running and not being killed: fit for a new call.
@@ -497,6 +508,10 @@ impl Supervisor {
                     .unwrap_or_else(|| "did not exit after SIGKILL".into())
             }
         };
+        // Answer once the death counts, so that the caller's next call already meets
+        // the back-off it may bring on (the reliability test found a call right after
+        // a fifth death starting a new host).
+        proc.wait_counted(DEATH_GRACE);
         HookError::failed(format!(
             "its plugin host (pid {}) {cause}; a new one starts at the next call",
             proc.pid
@@ -555,6 +570,8 @@ fn reap(mut child: Child, proc: &Arc<Proc>, supervisor: &Weak<Supervisor>) {
     if let Some(sup) = supervisor.upgrade() {
         sup.on_exit(proc, &cause);
     }
+    lock(&proc.life).counted = true;
+    proc.ended.notify_all();
 }
 
 /// How a host ended, in words: "was killed by signal 11 (SIGSEGV)", "exited with
