@@ -133,6 +133,9 @@ impl DatabaseConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub bcrypt_cost: u32,
+    /// bcrypt computations each core interleaves (docs/benchmarks.md: more lanes,
+    /// more logins per second; on a shared host, a wider spread of answer times).
+    pub bcrypt_lanes: usize,
     pub activate_account: bool,
     pub failure_delay_ms: u64,
     pub lockout: LockoutConfig,
@@ -144,6 +147,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             bcrypt_cost: 12,
+            bcrypt_lanes: crate::password::lanes::DEFAULT_LANES,
             activate_account: true,
             failure_delay_ms: 0,
             lockout: LockoutConfig::default(),
@@ -543,6 +547,16 @@ impl Config {
                 "must be between 4 and 31 (FlaskBB uses 12)",
             ));
         }
+        if !(1..=flaskbbd_bcrypt::MAX_LANES).contains(&self.auth.bcrypt_lanes) {
+            return Err(self.error_key(
+                "auth.bcrypt_lanes",
+                &format!(
+                    "must be between 1 and {} ({} unless measured otherwise: docs/benchmarks.md)",
+                    flaskbbd_bcrypt::MAX_LANES,
+                    crate::password::lanes::DEFAULT_LANES
+                ),
+            ));
+        }
         let l = &self.auth.lockout;
         if l.attempts < 1 {
             return Err(self.error_key("auth.lockout.attempts", "must be at least 1"));
@@ -697,6 +711,7 @@ mod tests {
         );
         assert_eq!(c.daemon.socket_mode_bits(), 0o660);
         assert_eq!(c.auth.bcrypt_cost, 12);
+        assert_eq!(c.auth.bcrypt_lanes, 2);
         assert!(c.auth.lockout.enabled);
         assert_eq!(
             c.plugins.dirs,
@@ -804,6 +819,19 @@ mod tests {
             e.contains(":2: auth.bcrypt_cost: must be between 4 and 31"),
             "{e}"
         );
+        for lanes in [0, 5] {
+            let e = parse(&format!(
+                "[auth]\nbcrypt_cost = 10\nbcrypt_lanes = {lanes}\n"
+            ))
+            .unwrap_err()
+            .0;
+            assert!(
+                e.contains(
+                    ":3: auth.bcrypt_lanes: must be between 1 and 4 (2 unless measured otherwise"
+                ),
+                "{e}"
+            );
+        }
         let e = parse("[daemon]\nsocket_mode = \"rw\"\n").unwrap_err().0;
         assert!(e.contains(":2: daemon.socket_mode"), "{e}");
     }

@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use flaskbbd_bcrypt::MAX_LANES;
 use tokio::sync::watch;
 
 use crate::{
@@ -21,10 +22,7 @@ use crate::{
     executor::Executor,
     generation::{BuildError, Generation},
     loader::Loader,
-    password::{
-        lanes::{Lanes, LANES},
-        Verifier,
-    },
+    password::{lanes::Lanes, Verifier},
     server,
     store::Store,
     systemd,
@@ -86,7 +84,10 @@ impl Daemon {
         )?;
         let loader = Loader::with_cache(config.plugins.cache_dir.clone());
         // One verification slot per worker (core); every generation's verifier shares it.
-        let pool = Arc::new(Lanes::new(config.daemon.worker_count()));
+        let pool = Arc::new(Lanes::new(
+            config.daemon.worker_count(),
+            config.auth.bcrypt_lanes,
+        ));
         warn_if_logins_near_timeout(&pool, &config);
         let verifier = Arc::new(
             Verifier::with_pool(config.auth.bcrypt_cost, pool)
@@ -98,9 +99,9 @@ impl Daemon {
             tracing::info!(removed = pruned, dir = %config.plugins.cache_dir.display(), "removed plugin copies no longer in use");
         }
         // Request threads mostly wait on bcrypt: enough of them that every slot can
-        // fill its lanes.
+        // fill its lanes at the most lanes a reload may set.
         let executor = Executor::new(
-            config.daemon.worker_count() * LANES,
+            config.daemon.worker_count() * MAX_LANES,
             config.daemon.max_stuck_calls,
         );
         Ok(Arc::new(Daemon {
@@ -164,9 +165,11 @@ impl Daemon {
             .next_generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let verifier = self.verifier_for(&config)?;
-        let g = build_generation(id, config, &self.loader, &*self.store, verifier)
+        let lanes = config.auth.bcrypt_lanes;
+        let g = build_generation(id, config, &self.loader, &*self.store, verifier.clone())
             .map_err(|e| e.to_string())?;
         *self.generation.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(g);
+        verifier.pool().set_lanes(lanes);
         Ok(id)
     }
 

@@ -6,7 +6,7 @@
 use std::{path::Path, sync::Arc};
 
 pub use crate::events::{EventAnswer, EventError};
-pub use crate::password::{libxcrypt_crypt, Engine, PasswordError, Verifier};
+pub use crate::password::{lanes::DEFAULT_LANES, libxcrypt_crypt, Engine, PasswordError, Verifier};
 pub use flaskbbd_protocol::{
     methods::EventCall,
     types::{Context, HookChain},

@@ -1,9 +1,10 @@
-//! Batched bcrypt verification through the real daemon: concurrent logins share
-//! batches and each still gets its own answer (right, wrong, unknown, every bcrypt
-//! prefix), every Authenticate costs exactly one verification (the unknown user's
-//! dummy too), a `$2x$` hash is refused, and one client's logins one after another
-//! run alone, without waiting for company. The daemon logs each batch at debug level
-//! (`bcrypt batch jobs=N ...`), which is what these tests read.
+//! Interleaved bcrypt verification through the real daemon: concurrent logins share
+//! a core's lanes (never more than `auth.bcrypt_lanes`) and each still gets its own
+//! answer (right, wrong, unknown, every bcrypt prefix), every Authenticate costs
+//! exactly one verification (the unknown user's dummy too), a `$2x$` hash is refused,
+//! and one client's logins one after another run alone, at once. The daemon logs
+//! each hash at debug level (`bcrypt hash lanes=N alone=… …`, N the most lanes busy
+//! beside it), which is what these tests read.
 
 use std::sync::Barrier;
 
@@ -15,31 +16,27 @@ use flaskbbd_tests::{
 
 const COST: u32 = 6;
 
-fn daemon(s: &Scratch, workers: usize) -> TestDaemon {
+fn daemon(s: &Scratch, workers: usize, lanes: usize) -> TestDaemon {
     TestDaemon::start(
         s,
         &format!(
-            "[daemon]\nworkers = {workers}\n[auth]\nbcrypt_cost = {COST}\nlockout = {{ enabled = false }}\n[log]\nfilter = \"info,flaskbbd::password::lanes=debug\"\n"
+            "[daemon]\nworkers = {workers}\n[auth]\nbcrypt_cost = {COST}\nbcrypt_lanes = {lanes}\nlockout = {{ enabled = false }}\n[log]\nfilter = \"info,flaskbbd::password::lanes=debug\"\n"
         ),
     )
 }
 
-/// The `jobs=` of every batch the daemon logged, in order.
-fn batches(d: &TestDaemon) -> Vec<(usize, u64)> {
+/// Every hash the daemon logged, in order: the most lanes busy on its core while it
+/// computed, and whether it ran alone on its request's thread.
+fn hashes(d: &TestDaemon) -> Vec<(usize, bool)> {
     d.log_text()
         .lines()
-        .filter(|l| l.contains("bcrypt batch"))
+        .filter(|l| l.contains("bcrypt hash"))
         .map(|l| {
-            let field = |name: &str| -> u64 {
-                let at = l.find(&format!("{name}=")).unwrap() + name.len() + 1;
-                l[at..]
-                    .split(|c: char| !c.is_ascii_digit())
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap()
+            let field = |name: &str| -> &str {
+                let at = l.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+                l[at..].split(' ').next().unwrap()
             };
-            (field("jobs") as usize, field("lingered_us"))
+            (field("lanes").parse().unwrap(), field("alone") == "true")
         })
         .collect()
 }
@@ -56,16 +53,16 @@ fn set_hash(s: &Scratch, user: &str, secret: &str, version: Version) -> String {
 }
 
 #[test]
-fn concurrent_logins_share_batches_and_each_gets_its_own_answer() {
+fn concurrent_logins_share_lanes_and_each_gets_its_own_answer() {
     let s = Scratch::new("lanes-concurrent");
-    let d = daemon(&s, 1);
+    let d = daemon(&s, 1, 3);
     let ids: Vec<i64> = ["ann", "bob", "cat", "dan"]
         .iter()
         .map(|u| d.add_user(u, &format!("pw-{u}"), true))
         .collect();
     set_hash(&s, "cat", "pw-cat", Version::TwoA);
     set_hash(&s, "dan", "pw-dan", Version::TwoY);
-    let before = batches(&d).len();
+    let before = hashes(&d).len();
     assert_eq!(before, 0, "creating users hashes, it does not verify");
 
     // Right passwords (one per prefix), a wrong one, an unknown user.
@@ -104,24 +101,26 @@ fn concurrent_logins_share_batches_and_each_gets_its_own_answer() {
             });
         }
     });
-    let seen = batches(&d);
-    let jobs: usize = seen.iter().map(|(j, _)| j).sum();
+    let seen = hashes(&d);
     assert_eq!(
-        jobs,
+        seen.len(),
         clients * rounds,
         "one verification per login, unknown users included: {seen:?}"
     );
     assert!(
-        seen.iter().any(|&(j, _)| j >= 2),
-        "eight clients on one core never shared a batch: {seen:?}"
+        seen.iter().any(|&(lanes, _)| lanes == 3),
+        "eight clients on one core never filled its three lanes: {seen:?}"
     );
-    assert!(seen.iter().all(|&(j, _)| (1..=4).contains(&j)), "{seen:?}");
+    assert!(
+        seen.iter().all(|&(lanes, _)| (1..=3).contains(&lanes)),
+        "more lanes than auth.bcrypt_lanes: {seen:?}"
+    );
 }
 
 #[test]
 fn one_client_after_another_runs_alone_at_once() {
     let s = Scratch::new("lanes-alone");
-    let d = daemon(&s, 2);
+    let d = daemon(&s, 2, 2);
     d.add_user("ann", "pw-ann", true);
     let mut client = d.client();
     for i in 0..6 {
@@ -132,16 +131,15 @@ fn one_client_after_another_runs_alone_at_once() {
         );
         assert_eq!(got.is_ok(), i % 2 == 0, "{got:?}");
     }
-    let seen = batches(&d);
-    assert_eq!(seen.len(), 6, "{seen:?}");
-    // Alone, and without lingering for others that never come.
-    assert!(seen.iter().all(|&b| b == (1, 0)), "{seen:?}");
+    let seen = hashes(&d);
+    // Alone, at once on the request's own thread.
+    assert_eq!(seen, vec![(1, true); 6]);
 }
 
 #[test]
 fn a_2x_hash_is_refused_with_the_usual_answer_after_the_usual_work() {
     let s = Scratch::new("lanes-2x");
-    let d = daemon(&s, 1);
+    let d = daemon(&s, 1, 2);
     d.add_user("old", "pw-old", true);
     let hash = set_hash(&s, "old", "pw-old", Version::TwoB);
     s.sql(&format!(
@@ -152,7 +150,7 @@ fn a_2x_hash_is_refused_with_the_usual_answer_after_the_usual_work() {
     assert_eq!(name, "org.flaskbb.Auth.AuthenticationFailed");
     assert_eq!(params["reason"], "Wrong username or password.");
     // The dummy verification ran (equal time), and the log says why, without the hash.
-    assert_eq!(batches(&d).len(), 1);
+    assert_eq!(hashes(&d).len(), 1);
     let log = d.log_text();
     assert!(
         log.contains("a stored password hash ($2x) cannot be checked: $2x$ hashes were made with crypt_blowfish's sign-extension bug"),
