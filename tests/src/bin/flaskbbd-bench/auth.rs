@@ -68,7 +68,7 @@ fn who(kind: Kind) -> &'static str {
 /// Wrong password, unknown user and locked account: the ratios of their median answer
 /// times through the socket, with the default lockout (`reveal = false`), on a quiet
 /// daemon and then under load (other clients logging in with wrong passwords), since
-/// batched verification changes how calls queue. FlaskBB answers an unknown user at
+/// the shared verification pool changes how calls queue. FlaskBB answers an unknown user at
 /// once, and a locked one at once with its own message; flaskbbd spends the same
 /// bcrypt work on all three, through the same verification pool, and answers them in
 /// the same words.
@@ -177,9 +177,9 @@ fn report(label: &str, times: &[Vec<std::time::Duration>; 3]) {
     );
 }
 
-/// Under load, where a call's time is mostly where it lands among the batches: the
-/// three kinds sent at the same instant from three connections (they share the queue
-/// and, mostly, a batch), each path's own difference without the queueing noise.
+/// Under load, where a call's time is mostly how long it waits for a lane: the three
+/// kinds sent at the same instant from three connections (they share the queue and
+/// wait alike), each path's own difference without the queueing noise.
 /// Kinds rotate over the connections every round.
 fn together(d: &flaskbbd_tests::daemon::TestDaemon, rounds: usize) {
     let all = std::sync::Barrier::new(3);
@@ -213,27 +213,33 @@ fn together(d: &flaskbbd_tests::daemon::TestDaemon, rounds: usize) {
     );
 }
 
-/// bcrypt verification against the physical limit, at cost 10 and 12: raw libxcrypt
-/// on every core (one hash per thread at a time, as every peer verifies) beside the
-/// daemon's engine at 1 to 4 lanes per thread; then Authenticate through the socket
-/// at 4 clients per core (throughput and its spread) and a lone client's latency,
-/// each against raw libxcrypt in the same run.
+/// bcrypt verification against the physical limit, at cost 10 and 12 (or `--cost`):
+/// raw libxcrypt on every core (one hash per thread at a time, as every peer
+/// verifies) beside the daemon's engine at 1 to 4 lanes per thread; then
+/// Authenticate through the socket at 4 clients per core (throughput, and the spread
+/// of answer times beside the machine's own spread at as many lanes) with the default
+/// lanes and with four; and a lone client's latency, each against raw libxcrypt in
+/// the same run.
 pub fn bcrypt_bench(args: &[String]) {
-    use flaskbbd::embed::libxcrypt_crypt;
+    use flaskbbd::embed::{libxcrypt_crypt, DEFAULT_LANES};
     use flaskbbd_bcrypt::{crypt_many, Job as Lane, Setting, MAX_LANES};
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
     let seconds = arg(args, "--seconds", 20);
+    let costs = match arg(args, "--cost", 0) {
+        0 => vec![10, 12],
+        c => vec![c as u32],
+    };
     let secret = "correct horse battery";
     println!("bcrypt verification on {threads} cores; every call verifies a right password.");
-    for cost in [10u32, 12] {
+    for cost in costs {
         let per_thread: usize = if cost == 10 { 16 } else { 4 };
         let hash = bcrypt::hash(secret, cost).unwrap();
         let setting = Setting::parse(&hash).unwrap();
         println!("\ncost {cost}, raw engines, one thread per core:");
         // The wall, measured long enough to mean something (a quarter of the socket
-        // run) before the socket run and again after it; the ratio uses the mean.
+        // run) before the socket runs and again after them; the ratios use the mean.
         let raw_libxcrypt = || {
             for_seconds(threads, seconds as f64 / 4.0, &|| {
                 assert_eq!(
@@ -247,14 +253,16 @@ pub fn bcrypt_bench(args: &[String]) {
             "  {:<34} {libx_before:>8.2} hashes/s                 (p99/p50 of a call {spread:.2})",
             "libxcrypt crypt_rn"
         );
-        let libx = libx_before;
-        for lanes in 1..=MAX_LANES {
-            let jobs: Vec<Lane<'_>> = (0..lanes)
+        let jobs = |lanes: usize| -> Vec<Lane<'_>> {
+            (0..lanes)
                 .map(|_| Lane {
                     key: secret.as_bytes(),
                     setting: &setting,
                 })
-                .collect();
+                .collect()
+        };
+        for lanes in 1..=MAX_LANES {
+            let jobs = jobs(lanes);
             let batches = per_thread.div_ceil(lanes);
             let (times, wall) = on_all_cores(threads, batches, &|| {
                 for h in crypt_many(&jobs, lanes) {
@@ -267,61 +275,69 @@ pub fn bcrypt_bench(args: &[String]) {
             println!(
                 "  {:<34} {rate:>8.2} hashes/s  {:.2}× libxcrypt  (p99/p50 of a call {spread:.2})",
                 format!("flaskbbd engine, {lanes} lane(s)"),
-                rate / libx
+                rate / libx_before
             );
         }
 
-        let s = Scratch::new("bench-bcrypt");
-        let (d, _) = release_daemon(
-            &s,
-            &format!("[database]\nurl = \"sqlite:///bench.db\"\n[auth]\nbcrypt_cost = {cost}\n[log]\nfilter = \"warn\"\n"),
-        );
-        d.add_user("alice", secret, true);
-        let login = |c: &mut flaskbbd_protocol::client::Client| {
-            c.call(
-                "org.flaskbb.Auth.Authenticate",
-                json!({ "identifier": "alice", "secret": secret }),
-            )
-            .expect("Authenticate");
-        };
         let clients = threads * 4;
         // Saturation is the steady state: the same clients' first seconds (the burst
         // of eight logins at once on an idle daemon) are not counted.
         let warmup = if cost == 10 { 2.0 } else { 5.0 };
-        let (times, wall) = steady_loop(&d, clients, warmup, seconds as f64, &login);
-        let rate = times.len() as f64 / wall.as_secs_f64();
-        let (p50, p99) = (percentile(times.clone(), 0.5), percentile(times, 0.99));
+        let mut socket_runs = Vec::new();
+        let mut default_daemon = None;
+        for lanes in [DEFAULT_LANES, MAX_LANES] {
+            let s = Scratch::new("bench-bcrypt");
+            let (d, _) = release_daemon(
+                &s,
+                &format!("[database]\nurl = \"sqlite:///bench.db\"\n[auth]\nbcrypt_cost = {cost}\nbcrypt_lanes = {lanes}\n[log]\nfilter = \"warn\"\n"),
+            );
+            d.add_user("alice", secret, true);
+            let (times, wall) =
+                steady_loop(&d, clients, warmup, seconds as f64, &|c| login(c, secret));
+            let rate = times.len() as f64 / wall.as_secs_f64();
+            let quantiles = [0.5, 0.9, 0.99].map(|q| percentile(times.clone(), q));
+            // The machine's own spread over as long: our engine at as many lanes,
+            // back to back on every core, with no daemon.
+            let jobs = jobs(lanes);
+            let (_, machine) = for_seconds(threads, seconds as f64, &|| {
+                crypt_many(&jobs, lanes);
+            });
+            socket_runs.push((lanes, rate, quantiles, machine));
+            if lanes == DEFAULT_LANES {
+                default_daemon = Some((s, d));
+            }
+        }
         let (libx_after, _) = raw_libxcrypt();
-        let libx_mean = (libx + libx_after) / 2.0;
-        println!("cost {cost}, Authenticate through the socket, {clients} clients (4 per core), {seconds} s after {warmup} s:");
-        println!(
-            "  {rate:.2} calls/s = {:.2}× raw libxcrypt on all cores (target >= 1.6; libxcrypt {libx:.2} hashes/s before, {libx_after:.2} after)",
-            rate / libx_mean
-        );
-        // The machine's own spread over as long: our engine's four-lane batches,
-        // back to back on every core, with no daemon.
-        let jobs: Vec<Lane<'_>> = (0..MAX_LANES)
-            .map(|_| Lane {
-                key: secret.as_bytes(),
-                setting: &setting,
-            })
-            .collect();
-        let (_, machine) = for_seconds(threads, seconds as f64, &|| {
-            crypt_many(&jobs, MAX_LANES);
-        });
-        println!(
-            "  p50 {:.1} ms, p99 {:.1} ms: p99/p50 {:.3} (target <= 1.3); the machine's own: raw {MAX_LANES}-lane batches on every core for {seconds} s, p99/p50 {:.3}",
-            ms(p50),
-            ms(p99),
-            p99.as_secs_f64() / p50.as_secs_f64(),
-            machine
-        );
+        let libx_mean = (libx_before + libx_after) / 2.0;
+        println!("cost {cost}, Authenticate through the socket, {clients} clients (4 per core), {seconds} s after {warmup} s (libxcrypt {libx_before:.2} hashes/s before, {libx_after:.2} after):");
+        for (lanes, rate, [p50, p90, p99], machine) in socket_runs {
+            let default = if lanes == DEFAULT_LANES {
+                ", the default"
+            } else {
+                ""
+            };
+            println!(
+                "  auth.bcrypt_lanes = {lanes}{default}: {rate:.2} calls/s = {:.2}× raw libxcrypt on all cores (target >= 1.6)",
+                rate / libx_mean
+            );
+            println!(
+                "    p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms: p99/p50 {:.3} (target <= 1.3); the machine's own: raw {lanes}-lane hashes on every core for {seconds} s, p99/p50 {:.3}",
+                ms(p50),
+                ms(p90),
+                ms(p99),
+                p99.as_secs_f64() / p50.as_secs_f64(),
+                machine
+            );
+        }
+        let Some((_s, d)) = default_daemon else {
+            return;
+        };
 
         // A lone client, alternating with a single libxcrypt verify in this process.
         let rounds = if cost == 10 { 60 } else { 30 };
         let mut client = d.client();
         let (mut alone, mut raw) = (Vec::new(), Vec::new());
-        login(&mut client);
+        login(&mut client, secret);
         for _ in 0..rounds {
             let t = Instant::now();
             assert_eq!(
@@ -330,7 +346,7 @@ pub fn bcrypt_bench(args: &[String]) {
             );
             raw.push(t.elapsed());
             let t = Instant::now();
-            login(&mut client);
+            login(&mut client, secret);
             alone.push(t.elapsed());
         }
         let (ma, mr) = (median(alone), median(raw));
@@ -341,4 +357,13 @@ pub fn bcrypt_bench(args: &[String]) {
             ma.as_secs_f64() / mr.as_secs_f64()
         );
     }
+}
+
+/// alice's login with `secret`, which must succeed.
+fn login(c: &mut flaskbbd_protocol::client::Client, secret: &str) {
+    c.call(
+        "org.flaskbb.Auth.Authenticate",
+        json!({ "identifier": "alice", "secret": secret }),
+    )
+    .expect("Authenticate");
 }

@@ -14,7 +14,7 @@ mod stats;
 
 const USAGE: &str = "usage: flaskbbd-bench <benchmark> [options]
   dispatch  [--calls N]        hook dispatch: plugin chains of 1/10/100 vs closures
-  bcrypt    [--seconds N]      engines and lanes vs libxcrypt; Authenticate at 4 clients/core and alone, cost 10 and 12
+  bcrypt    [--seconds N] [--cost C]  engines and lanes vs libxcrypt; Authenticate at 4 clients/core (default and 4 lanes) and alone, cost 10 and 12
   timing    [--cost N] [--rounds N]   wrong password vs unknown user vs locked account, quiet and under load
   events    [--seconds N]      PostSaveBefore through 5 plugins vs an echo server, 1/16/256 clients
   isolation [--calls N] [--seconds N]   an isolated impl call vs in-process; 5 filters each way
