@@ -203,7 +203,12 @@ impl Lanes {
     /// first free lane; `None` if the engine failed. Blocks until done.
     pub fn crypt(&self, key: &[u8], setting: Setting) -> Option<String> {
         let mut st = self.shared.lock();
-        if st.queue.is_empty() && st.slots_in_use() == 0 {
+        if !st.started && st.slots_in_use() > 0 {
+            st.started = self.start_lane_threads() > 0;
+        }
+        // Alone on an idle pool; or, should no lane thread have started, always (more
+        // hashes than cores at once beats logins that never end).
+        if (st.queue.is_empty() && st.slots_in_use() == 0) || !st.started {
             st.solo += 1;
             drop(st);
             let hash = self.solo(key, &setting);
@@ -214,10 +219,6 @@ impl Lanes {
                 self.shared.work.notify_all();
             }
             return hash;
-        }
-        if !st.started {
-            st.started = true;
-            self.start_lane_threads();
         }
         let me = Arc::new(Pending {
             key: Zeroizing::new(key.to_vec()),
@@ -262,7 +263,8 @@ impl Lanes {
         }
     }
 
-    fn start_lane_threads(&self) {
+    /// Starts the lane threads; how many are running.
+    fn start_lane_threads(&self) -> usize {
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
         for index in 0..self.shared.slots {
             let shared = self.shared.clone();
@@ -277,8 +279,9 @@ impl Lanes {
             }
         }
         if threads.is_empty() {
-            tracing::error!("no bcrypt lane thread could start: logins under load will wait; restart the daemon");
+            tracing::error!("no bcrypt lane thread could start: every login computes on its own request thread; restart the daemon when the system has threads to spare");
         }
+        threads.len()
     }
 }
 
