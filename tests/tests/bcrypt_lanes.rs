@@ -2,7 +2,8 @@
 //! a core's lanes (never more than `auth.bcrypt_lanes`) and each still gets its own
 //! answer (right, wrong, unknown, every bcrypt prefix), every Authenticate costs
 //! exactly one verification (the unknown user's dummy too), a `$2x$` hash is refused,
-//! and one client's logins one after another run alone, at once. The daemon logs
+//! one client's logins one after another run alone, at once, and a reload's
+//! `auth.bcrypt_lanes` applies to the next logins. The daemon logs
 //! each hash at debug level (`bcrypt hash lanes=N alone=… …`, N the most lanes busy
 //! beside it), which is what these tests read.
 
@@ -115,6 +116,70 @@ fn concurrent_logins_share_lanes_and_each_gets_its_own_answer() {
         seen.iter().all(|&(lanes, _)| (1..=3).contains(&lanes)),
         "more lanes than auth.bcrypt_lanes: {seen:?}"
     );
+}
+
+/// `clients` concurrent right-password logins for `user`, `rounds` each.
+fn storm(d: &TestDaemon, user: &str, secret: &str, clients: usize, rounds: usize) {
+    let start = Barrier::new(clients);
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            let start = &start;
+            scope.spawn(move || {
+                let mut client = d.client();
+                start.wait();
+                for _ in 0..rounds {
+                    let got = client.call(
+                        "org.flaskbb.Auth.Authenticate",
+                        serde_json::json!({ "identifier": user, "secret": secret }),
+                    );
+                    assert!(got.is_ok(), "{got:?}");
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_reload_changes_the_lanes_of_the_next_logins() {
+    let s = Scratch::new("lanes-reload");
+    let d = daemon(&s, 1, 3);
+    d.add_user("ann", "pw-ann", true);
+    storm(&d, "ann", "pw-ann", 6, 4);
+    let before = hashes(&d);
+    assert!(before.iter().any(|&(lanes, _)| lanes == 3), "{before:?}");
+
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        text.replace("bcrypt_lanes = 3", "bcrypt_lanes = 1"),
+    )
+    .unwrap();
+    d.call("org.flaskbb.Admin.Reload", serde_json::json!({}))
+        .unwrap();
+    storm(&d, "ann", "pw-ann", 6, 4);
+    let after = &hashes(&d)[before.len()..];
+    assert_eq!(after.len(), 24, "{after:?}");
+    assert!(
+        after.iter().all(|&(lanes, _)| lanes == 1),
+        "a hash shared its core after the reload set one lane: {after:?}"
+    );
+    // A bad value is refused, naming the key, and the last good one stays.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        text.replace("bcrypt_lanes = 1", "bcrypt_lanes = 9"),
+    )
+    .unwrap();
+    let (_, params) = err(d.call("org.flaskbb.Admin.Reload", serde_json::json!({})));
+    assert!(
+        params
+            .to_string()
+            .contains("auth.bcrypt_lanes: must be between 1 and 4"),
+        "{params}"
+    );
+    storm(&d, "ann", "pw-ann", 4, 2);
+    let last = &hashes(&d)[before.len() + 24..];
+    assert!(last.iter().all(|&(lanes, _)| lanes == 1), "{last:?}");
 }
 
 #[test]
