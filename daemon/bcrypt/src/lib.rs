@@ -429,7 +429,6 @@ impl<T> Interleaved<T> {
     }
 }
 /// One lane's Blowfish state: the P-array and the four S-boxes (4,168 bytes).
-#[derive(Clone)]
 struct State {
     p: [u32; 18],
     s: [[u32; 256]; 4],

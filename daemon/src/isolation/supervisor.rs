@@ -154,6 +154,11 @@ impl Proc {
             .unwrap_or_else(|e| e.into_inner());
     }
 
+    /// Whether its supervisor has counted its death.
+    fn is_counted(&self) -> bool {
+        lock(&self.life).counted
+    }
+
     /// Running and not being killed: fit for a new call.
     fn is_alive(&self) -> bool {
         let life = lock(&self.life);
@@ -339,8 +344,22 @@ impl Supervisor {
     /// The running host, starting a new one if the last one died (unless backed off).
     fn running(&self) -> Result<Arc<Proc>, HookError> {
         let mut st = lock(&self.state);
-        if let Some(p) = st.proc.as_ref().filter(|p| p.is_alive()) {
-            return Ok(p.clone());
+        if let Some(p) = st.proc.clone() {
+            if p.is_alive() {
+                return Ok(p);
+            }
+            if !p.is_counted() {
+                // The last host is dying or dead, its death not yet counted by its
+                // reaper: count it first, so that a death that brings on the back-off
+                // is not followed by a new host (the reliability test found a call
+                // right after a fifth death starting one).
+                drop(st);
+                p.wait_counted(DEATH_GRACE);
+                st = lock(&self.state);
+                if let Some(p) = st.proc.as_ref().filter(|p| p.is_alive()) {
+                    return Ok(p.clone());
+                }
+            }
         }
         let now = Instant::now();
         if let Some(until) = st.backoff_until {
@@ -508,10 +527,6 @@ impl Supervisor {
                     .unwrap_or_else(|| "did not exit after SIGKILL".into())
             }
         };
-        // Answer once the death counts, so that the caller's next call already meets
-        // the back-off it may bring on (the reliability test found a call right after
-        // a fifth death starting a new host).
-        proc.wait_counted(DEATH_GRACE);
         HookError::failed(format!(
             "its plugin host (pid {}) {cause}; a new one starts at the next call",
             proc.pid

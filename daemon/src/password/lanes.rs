@@ -386,10 +386,9 @@ fn admit(st: &mut State, engine: &mut Interleaved<OnLane>, me: usize, slots: usi
             break;
         }
         let Some(p) = st.queue.pop_front() else { break };
-        let started = Instant::now();
-        let setting = p.setting.clone();
-        let key = p.key.clone();
-        if let Err((p, _)) = engine.admit(&key, &setting, (p, started)) {
+        // The lane copies what it needs; the key is not copied again here.
+        let tag = (p.clone(), Instant::now());
+        if let Err((p, _)) = engine.admit(&p.key, &p.setting, tag) {
             st.queue.push_front(p);
             break;
         }
