@@ -279,12 +279,16 @@ pub fn crypt_many(jobs: &[Job<'_>], max_lanes: usize) -> Vec<Hash> {
 pub struct Interleaved<T> {
     /// The lanes' states; lanes `0..work.len()` are busy.
     st: Box<[State; MAX_LANES]>,
-    work: Vec<Work<T>>,
+    work: Vec<Work>,
+    /// The callers' tags, lane by lane as `work`. Kept apart so that the passes
+    /// ([`advance`]) are not generic: they compile, optimized, in this crate, even
+    /// in a caller's debug build.
+    tags: Vec<T>,
     lanes: usize,
 }
 
 /// What one busy lane computes, besides its Blowfish state.
-struct Work<T> {
+struct Work {
     /// The key as 18 words (mixed in on every other pass).
     key: [u32; 18],
     salt: [u32; 4],
@@ -292,11 +296,9 @@ struct Work<T> {
     done: u64,
     total: u64,
     head: [u8; 29],
-    /// The caller's; taken when the computation ends.
-    tag: Option<T>,
 }
 
-impl<T> Drop for Work<T> {
+impl Drop for Work {
     fn drop(&mut self) {
         self.key.zeroize();
         self.salt.zeroize();
@@ -321,6 +323,7 @@ impl<T> Interleaved<T> {
                 s: [[0; 256]; 4],
             })),
             work: Vec::with_capacity(MAX_LANES),
+            tags: Vec::with_capacity(MAX_LANES),
             lanes: lanes.clamp(1, MAX_LANES),
         }
     }
@@ -357,14 +360,14 @@ impl<T> Interleaved<T> {
             done: 0,
             total: 1 + (2u64 << setting.cost),
             head: setting.head,
-            tag: Some(tag),
         });
+        self.tags.push(tag);
         Ok(())
     }
 
     /// The tags of the computations in flight.
     pub fn tags(&self) -> impl Iterator<Item = &T> {
-        self.work.iter().filter_map(|w| w.tag.as_ref())
+        self.tags.iter()
     }
 
     /// Abandons every computation in flight (after a failure), zeroing the lanes;
@@ -373,46 +376,18 @@ impl<T> Interleaved<T> {
         for lane in self.st.iter_mut() {
             lane.wipe();
         }
-        for mut work in self.work.drain(..) {
-            if let Some(tag) = work.tag.take() {
-                each(tag);
-            }
-        }
+        self.work.clear();
+        self.tags.drain(..).for_each(&mut each);
     }
 
     /// One key-schedule pass on every busy lane; each computation that ends with it is
     /// handed to `finished` with its tag, and its lane is free again.
     pub fn step(&mut self, mut finished: impl FnMut(T, Hash)) {
-        let mut mix = [[0u32; 4]; MAX_LANES];
-        let mut salted = false;
-        for ((lane, work), mix) in self.st.iter_mut().zip(&self.work).zip(&mut mix) {
-            match work.done {
-                // The first pass mixes the salt into every block (the key is in P).
-                0 => {
-                    *mix = work.salt;
-                    salted = true;
-                }
-                // Then 2^cost times: the key into P and a pass, the salt and a pass.
-                d if d % 2 == 1 => xor_into(&mut lane.p, &work.key),
-                _ => {
-                    for (i, p) in lane.p.iter_mut().enumerate() {
-                        *p ^= work.salt[i & 3];
-                    }
-                }
-            }
-        }
-        match self.work.len() {
-            1 => pass::<1>(&mut self.st, &mix, salted),
-            2 => pass::<2>(&mut self.st, &mix, salted),
-            3 => pass::<3>(&mut self.st, &mix, salted),
-            4 => pass::<4>(&mut self.st, &mix, salted),
-            _ => return,
-        }
+        advance(&mut self.st, &mut self.work);
         // Ended lanes give their place to the last busy one; from the end, so every
         // lane is looked at once.
         for k in (0..self.work.len()).rev() {
-            let work = &mut self.work[k];
-            work.done += 1;
+            let work = &self.work[k];
             if work.done < work.total {
                 continue;
             }
@@ -420,12 +395,42 @@ impl<T> Interleaved<T> {
             let last = self.work.len() - 1;
             self.st.swap(k, last);
             self.st[last].wipe();
-            // The key and salt are zeroized as `work` drops.
-            let mut work = self.work.swap_remove(k);
-            if let Some(tag) = work.tag.take() {
-                finished(tag, hash);
+            // The key and salt are zeroized as the work drops.
+            self.work.swap_remove(k);
+            finished(self.tags.swap_remove(k), hash);
+        }
+    }
+}
+
+/// One key-schedule pass on every busy lane (`work`, lanes `0..work.len()` of `st`).
+fn advance(st: &mut [State; MAX_LANES], work: &mut [Work]) {
+    let mut mix = [[0u32; 4]; MAX_LANES];
+    let mut salted = false;
+    for ((lane, work), mix) in st.iter_mut().zip(work.iter()).zip(&mut mix) {
+        match work.done {
+            // The first pass mixes the salt into every block (the key is in P).
+            0 => {
+                *mix = work.salt;
+                salted = true;
+            }
+            // Then 2^cost times: the key into P and a pass, the salt and a pass.
+            d if d % 2 == 1 => xor_into(&mut lane.p, &work.key),
+            _ => {
+                for (i, p) in lane.p.iter_mut().enumerate() {
+                    *p ^= work.salt[i & 3];
+                }
             }
         }
+    }
+    match work.len() {
+        1 => pass::<1>(st, &mix, salted),
+        2 => pass::<2>(st, &mix, salted),
+        3 => pass::<3>(st, &mix, salted),
+        4 => pass::<4>(st, &mix, salted),
+        _ => return,
+    }
+    for work in work {
+        work.done += 1;
     }
 }
 /// One lane's Blowfish state: the P-array and the four S-boxes (4,168 bytes).
