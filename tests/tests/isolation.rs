@@ -522,6 +522,73 @@ sandbox = { read = ["granted.txt"], write = ["out/"] }
     assert!(!p["reason"].as_str().unwrap().contains("refused"), "{p}");
 }
 
+/// A TCP listener on 127.0.0.1 that records whether anything ever connected.
+fn tripwire() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    (l, addr)
+}
+
+#[test]
+fn a_host_without_network_reaches_nothing_by_any_route() {
+    fixture("faults");
+    let (listener, addr) = tripwire();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let udp_addr = udp.local_addr().unwrap().to_string();
+    let s = Scratch::new("iso-nonet");
+    let d = TestDaemon::start(&s, "[[plugin]]\nname = \"closed\"\nlibrary = \"faults\"\n");
+    let probe = |what: &str| -> String {
+        let (_, p) = err(d.auth(what, "x"));
+        p["reason"].as_str().unwrap_or_default().to_owned()
+    };
+    let refused = |what: &str, answer: String| {
+        assert!(answer.contains("refused"), "{what}: {answer}");
+    };
+    // socket(2): TCP to a listener, to PostgreSQL's port, UDP, raw and packet sockets,
+    // the daemon's own socket.
+    refused("tcp", probe(&format!("connect:{addr}")));
+    refused("postgres", probe("connect:127.0.0.1:5432"));
+    refused("udp", probe(&format!("udp:{udp_addr}")));
+    refused("raw", probe("raw"));
+    refused("packet", probe("packet"));
+    refused("unix", probe(&format!("admin:{}", d.socket.display())));
+    // io_uring, whose IORING_OP_SOCKET/CONNECT the system call filter would not see.
+    assert!(
+        probe("uring").starts_with("uring refused: Operation not permitted"),
+        "{}",
+        probe("uring")
+    );
+    // The x32 ABI, whose system call numbers a filter for x86_64 would not know.
+    if cfg!(target_arch = "x86_64") {
+        refused("x32", probe("x32"));
+    }
+    // Nothing arrived.
+    assert!(listener.accept().is_err(), "a host without network connected");
+    assert!(udp.recv_from(&mut [0u8; 8]).is_err(), "a host without network sent UDP");
+    let status = d.plugin("closed")["host"].clone();
+    assert_eq!(status["landlock"], "enforced", "{status}");
+
+    // With sandbox.network, TCP and UDP go out, and still no raw, packet or io_uring.
+    let open_scratch = Scratch::new("iso-net");
+    let open = TestDaemon::start(
+        &open_scratch,
+        "[[plugin]]\nname = \"open\"\nlibrary = \"faults\"\nsandbox = { network = true }\n",
+    );
+    let probe = |what: &str| -> String {
+        let (_, p) = err(open.auth(what, "x"));
+        p["reason"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(probe(&format!("connect:{addr}")), "connect open");
+    assert_eq!(probe(&format!("udp:{udp_addr}")), "udp sent");
+    refused("raw with network", probe("raw"));
+    refused("packet with network", probe("packet"));
+    assert!(probe("uring").starts_with("uring refused"), "{}", probe("uring"));
+    listener.set_nonblocking(false).unwrap();
+    assert!(listener.accept().is_ok());
+}
+
 #[test]
 fn sandbox_mistakes_are_refused_at_start_naming_file_and_line() {
     fixture("faults");

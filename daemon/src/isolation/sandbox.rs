@@ -10,11 +10,14 @@
 //!   declared in `sandbox.read` and `sandbox.write`, plus time zone data and
 //!   `/dev/null`/`/dev/urandom`, plus the resolver's files and shared libraries when it
 //!   may use the network; from ABI 6 it also cannot signal processes outside its
-//!   sandbox (the daemon) nor reach abstract Unix sockets;
+//!   sandbox (the daemon) nor reach abstract Unix sockets; unless `sandbox.network`,
+//!   from ABI 4 it can neither bind nor connect a TCP socket, however it was made;
 //! - a seccomp filter that refuses (EPERM) what no plugin needs: running programs,
 //!   forking, tracing or signalling other processes, mounts, namespaces, kernel
-//!   modules, BPF, keyrings, clock changes, and, unless `sandbox.network`, opening
-//!   sockets.
+//!   modules, BPF, io_uring (whose requests the filter would not see), keyrings, clock
+//!   changes, x32 system calls; and, unless `sandbox.network`, opening any socket (with
+//!   it: TCP and UDP over IPv4/IPv6, Unix and routing netlink sockets only, never raw
+//!   or packet sockets).
 //!
 //! Both are inherited by every thread the plugin starts.
 
@@ -24,7 +27,7 @@ use std::{
 };
 
 use landlock::{
-    Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
     RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 use seccompiler::{
@@ -115,7 +118,15 @@ fn restrict_filesystem(s: &Sandbox) -> Result<String, String> {
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(abi))
-        .map_err(fail)?
+        .map_err(fail)?;
+    if !s.network {
+        // Handled and granted to no port: no TCP bind or connect at all (from ABI 4),
+        // whatever route made the socket.
+        ruleset = ruleset
+            .handle_access(AccessNet::from_all(abi))
+            .map_err(fail)?;
+    }
+    let mut ruleset = ruleset
         .scope(Scope::from_all(abi))
         .map_err(fail)?
         .create()
@@ -221,6 +232,23 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_adjtimex,
     libc::SYS_sethostname,
     libc::SYS_setdomainname,
+    // io_uring runs system calls on the process's behalf from kernel threads, where no
+    // seccomp filter sees them: IORING_OP_SOCKET and IORING_OP_CONNECT would reach the
+    // network with `socket` refused. No plugin needs it.
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+    // Kernel attack surface no plugin needs.
+    libc::SYS_personality,
+    libc::SYS_vhangup,
+    libc::SYS_lookup_dcookie,
+    libc::SYS_mbind,
+    libc::SYS_migrate_pages,
+    libc::SYS_move_pages,
+    libc::SYS_set_mempolicy,
+    libc::SYS_fanotify_mark,
+    libc::SYS_process_madvise,
+    libc::SYS_kcmp,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_iopl,
     #[cfg(target_arch = "x86_64")]
@@ -290,9 +318,7 @@ fn filter_syscalls(network: bool) -> Result<(), String> {
         .map_err(fail)?,
     );
     rules.insert(libc::SYS_clone, clone_rules);
-    if !network {
-        rules.insert(libc::SYS_socket, vec![]);
-    }
+    rules.insert(libc::SYS_socket, socket_rules(network)?);
     let denied: BpfProgram = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -313,7 +339,10 @@ fn filter_syscalls(network: bool) -> Result<(), String> {
     .map_err(fail)?
     .try_into()
     .map_err(fail)?;
-    for program in [&denied, &clone3] {
+    let mut programs = vec![denied, clone3];
+    #[cfg(target_arch = "x86_64")]
+    programs.push(x32_refused());
+    for program in &programs {
         seccompiler::apply_filter_all_threads(program).map_err(|e| {
             let text = e.to_string();
             if text.contains("Operation not permitted") {
@@ -324,6 +353,81 @@ fn filter_syscalls(network: bool) -> Result<(), String> {
         })?;
     }
     Ok(())
+}
+
+/// The `socket` calls refused (EPERM). Without `sandbox.network`: every one (a host
+/// talks to the daemon over the descriptors it was started with and never needs a new
+/// socket, so it cannot reach the daemon's socket, a database or the network). With
+/// it: only TCP and UDP over IPv4 and IPv6, Unix sockets and the routing netlink socket
+/// the resolver asks for its addresses; never raw or packet sockets, nor any other
+/// family (a filter on the family is a deny-by-default list: what is not named is
+/// refused).
+fn socket_rules(network: bool) -> Result<Vec<SeccompRule>, String> {
+    let fail = |e: seccompiler::BackendError| format!("seccomp: {e}");
+    if !network {
+        return Ok(vec![]);
+    }
+    let arg = |index: u8, op: SeccompCmpOp, value: libc::c_int| {
+        SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value as u64).map_err(fail)
+    };
+    // SOCK_NONBLOCK and SOCK_CLOEXEC ride in the type's high bits.
+    const TYPE_MASK: u64 = 0xf;
+    let mut rules = vec![
+        // Any family but these four.
+        SeccompRule::new(vec![
+            arg(0, SeccompCmpOp::Ne, libc::AF_UNIX)?,
+            arg(0, SeccompCmpOp::Ne, libc::AF_INET)?,
+            arg(0, SeccompCmpOp::Ne, libc::AF_INET6)?,
+            arg(0, SeccompCmpOp::Ne, libc::AF_NETLINK)?,
+        ])
+        .map_err(fail)?,
+        // Netlink for routes only (getaddrinfo's AI_ADDRCONFIG), nothing that configures.
+        SeccompRule::new(vec![
+            arg(0, SeccompCmpOp::Eq, libc::AF_NETLINK)?,
+            arg(2, SeccompCmpOp::Ne, libc::NETLINK_ROUTE)?,
+        ])
+        .map_err(fail)?,
+    ];
+    // IPv4 and IPv6: stream and datagram only (no SOCK_RAW, no SOCK_PACKET, nor any
+    // other type): every type value but those two is named, as a filter cannot negate a
+    // masked comparison.
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        for kind in 0..=TYPE_MASK as libc::c_int {
+            if kind == libc::SOCK_STREAM || kind == libc::SOCK_DGRAM {
+                continue;
+            }
+            rules.push(
+                SeccompRule::new(vec![
+                    arg(0, SeccompCmpOp::Eq, family)?,
+                    arg(1, SeccompCmpOp::MaskedEq(TYPE_MASK), kind)?,
+                ])
+                .map_err(fail)?,
+            );
+        }
+    }
+    Ok(rules)
+}
+
+/// A filter that refuses every x32 system call (numbers with bit 30 set, on the
+/// x86_64 architecture): the x32 ABI reaches the same kernel entry points under other
+/// numbers, which a filter written with x86_64 numbers would let through.
+#[cfg(target_arch = "x86_64")]
+fn x32_refused() -> BpfProgram {
+    use seccompiler::sock_filter;
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JGE_K: u16 = 0x35;
+    const BPF_RET_K: u16 = 0x06;
+    const X32_BIT: u32 = 0x4000_0000;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        // The system call number (seccomp_data.nr, offset 0).
+        op(BPF_LD_W_ABS, 0, 0, 0),
+        op(BPF_JGE_K, 0, 1, X32_BIT),
+        op(BPF_RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
+        op(BPF_RET_K, 0, 0, RET_ALLOW),
+    ]
 }
 
 /// The paths of an instance's `sandbox` table, resolved against `base_dir`.
