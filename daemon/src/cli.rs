@@ -133,6 +133,10 @@ enum StoreCommand {
 
 /// Runs a parsed command line; the process's exit code. Errors are printed here.
 pub fn main(cli: Cli) -> ExitCode {
+    // Whatever this process creates (the database and its siblings, directories, a
+    // plugin's files) is its user's alone, also when started from a shell with umask
+    // 022; the socket's mode is set from the configuration.
+    crate::files::restrict_umask();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -220,7 +224,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging("warn");
             let config = load(&file)?;
             open_store(&config)?;
-            println!("{}: database is up to date", config.database.url);
+            println!(
+                "{}: database is up to date",
+                crate::store::db::redact_url(&config.database.url)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => {

@@ -415,7 +415,11 @@ impl Config {
     pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let raw: RawConfig = toml::from_str(source).map_err(|e| {
-            ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end()))
+            ConfigError(format!(
+                "{}: {}",
+                path.display(),
+                render_toml_error(source, &e)
+            ))
         })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut config = Config {
@@ -694,12 +698,217 @@ impl fmt::Display for Config {
     }
 }
 
+/// Whether a key (its last dotted part, unquoted) names a secret whose value is
+/// never shown: a password, secret, token, credential or private key.
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credential",
+        "private_key",
+        "api_key",
+        "apikey",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+/// Whether a key names a URL, whose credentials are never shown.
+fn is_url_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["url", "uri", "dsn", "conninfo"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+/// One line of `flaskbb.toml` with the values of secret keys replaced by `***` (URLs
+/// keep all but their password); the byte ranges replaced, each with its
+/// replacement's length, and the values taken out.
+fn redact_toml_line(line: &str) -> (String, Vec<(usize, usize, usize)>, Vec<String>) {
+    let b = line.as_bytes();
+    let mut cuts: Vec<(usize, usize, String)> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let Some(eq) = line[i..].find('=').map(|at| i + at) else {
+            break;
+        };
+        // The key before the '=': its last dotted part, quotes and spaces dropped.
+        let before = line[..eq].trim_end();
+        let key_start = before
+            .rfind(|c: char| c == '{' || c == ',' || c == '[' || c.is_whitespace())
+            .map_or(0, |at| at + 1);
+        let key = before[key_start..]
+            .rsplit('.')
+            .next()
+            .unwrap_or("")
+            .trim_matches(|c| c == '"' || c == '\'');
+        let (secret, url) = (is_secret_key(key), is_url_key(key));
+        // The value after the '=': a quoted string to its closing quote (or the line's
+        // end when it has none), else up to a separator.
+        let mut start = eq + 1;
+        while start < b.len() && (b[start] == b' ' || b[start] == b'\t') {
+            start += 1;
+        }
+        let (inner_start, inner_end, next) = match b.get(start) {
+            // An inline table or array: its keys are looked at in turn.
+            Some(b'{' | b'[') => (start, start, start + 1),
+            Some(&q) if q == b'"' || q == b'\'' => {
+                let triple = line[start..].starts_with(if q == b'"' { "\"\"\"" } else { "'''" });
+                let open = if triple { 3 } else { 1 };
+                let mut j = start + open;
+                let mut end = None;
+                while j < b.len() {
+                    if q == b'"' && b[j] == b'\\' {
+                        j += 2;
+                        continue;
+                    }
+                    if b[j] == q && (!triple || line[j..].starts_with(&line[start..start + 3])) {
+                        end = Some(j);
+                        break;
+                    }
+                    j += 1;
+                }
+                match end {
+                    Some(e) => (start + open, e, e + open),
+                    None => (start + open, b.len(), b.len()),
+                }
+            }
+            _ => {
+                let e = line[start..]
+                    .find([',', '}', ']', '#'])
+                    .map_or(b.len(), |at| start + at);
+                let e = start + line[start..e].trim_end().len();
+                (start, e, e)
+            }
+        };
+        let inner_end = inner_end.min(b.len());
+        let value = line.get(inner_start..inner_end).unwrap_or("");
+        if !value.is_empty() {
+            if secret {
+                cuts.push((inner_start, inner_end, "***".into()));
+            } else if url {
+                let shown = crate::store::db::redact_url(value);
+                if shown != value {
+                    cuts.push((inner_start, inner_end, shown));
+                }
+            }
+        }
+        i = next.max(eq + 1);
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut at = 0;
+    let mut ranges = Vec::new();
+    let mut taken = Vec::new();
+    for (s, e, with) in cuts {
+        out.push_str(&line[at..s]);
+        out.push_str(&with);
+        ranges.push((s, e, with.len()));
+        taken.push(line[s..e].to_owned());
+        at = e;
+    }
+    out.push_str(&line[at..]);
+    (out, ranges, taken)
+}
+
+/// A TOML error as the toml crate words it (line and column, the line, a caret
+/// under the column, the message), but with the values of secret keys on the line
+/// shown as `***`: a password typed into a broken line is not printed back.
+fn render_toml_error(source: &str, e: &toml::de::Error) -> String {
+    let mut message = e.message().trim_end().to_owned();
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let offset = span.start.min(source.len());
+    let line_start = source[..offset].rfind('\n').map_or(0, |at| at + 1);
+    let line_end = source[offset..]
+        .find('\n')
+        .map_or(source.len(), |at| offset + at);
+    let line = source[line_start..line_end].trim_end_matches('\r');
+    let line_no = source[..line_start].matches('\n').count() + 1;
+    let column = source[line_start..offset].chars().count() + 1;
+    let (shown, ranges, taken) = redact_toml_line(line);
+    for value in taken.iter().filter(|v| !v.is_empty()) {
+        message = message.replace(value.as_str(), "***");
+    }
+    // Where the caret goes on the line as shown.
+    let mut caret = (offset - line_start).min(line.len());
+    let mut shift: isize = 0;
+    for &(s, e, len) in &ranges {
+        if caret >= e {
+            shift += len as isize - (e - s) as isize;
+        } else if caret >= s {
+            caret = s;
+        }
+    }
+    let caret = (caret as isize + shift).max(0) as usize;
+    let caret_col = shown
+        .get(..caret.min(shown.len()))
+        .map_or(0, |s| s.chars().count());
+    let gutter = " ".repeat(line_no.to_string().len());
+    format!(
+        "TOML parse error at line {line_no}, column {column}\n{gutter} |\n{line_no} | {shown}\n{gutter} | {}^\n{message}",
+        " ".repeat(caret_col)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("/etc/flaskbbd/flaskbb.toml"), s)
+    }
+
+    #[test]
+    fn toml_errors_keep_line_column_and_message_but_not_secret_values() {
+        // Broken after the value: the line is shown with the value as ***, the caret
+        // still under what broke.
+        let e = parse("[database]\nurl = \"postgresql://forum:hunter2@db/forum\" x\n")
+            .unwrap_err()
+            .0;
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("line 2, column"), "{e}");
+        assert!(
+            e.contains("url = \"postgresql://forum:***@db/forum\" x"),
+            "{e}"
+        );
+        let lines: Vec<&str> = e.lines().collect();
+        let shown = lines.iter().position(|l| l.starts_with("2 | ")).unwrap();
+        let caret = lines[shown + 1].find('^').unwrap();
+        assert_eq!(&lines[shown][caret..caret + 1], "x", "{e}");
+        // An unterminated string, in a plugin's config table.
+        let e = parse(
+            "[[plugin]]\nname = \"ldap\"\nlibrary = \"ldap\"\n[plugin.config]\nbind_password = \"hunter2\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("bind_password = \"***"), "{e}");
+        assert!(e.contains("line 5"), "{e}");
+        // Inline tables, and a type error whose message would quote the value.
+        let e = parse(
+            "[[plugin]]\nname = \"x\"\nlibrary = \"x\"\nconfig = { user = \"a\", api_token = \"hunter2\" } oops\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            !e.contains("hunter2") && e.contains("api_token = \"***\""),
+            "{e}"
+        );
+        let e = parse("[daemon]\nsocket_mode = \"0660\"\nadmin_uids = \"hunter2\"\n[x]\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("hunter2"),
+            "not a secret key: shown as it is: {e}"
+        );
+        let e = parse("[metrics]\nlisten = 5\nsecret_token = \"hunter2\" \"\n")
+            .unwrap_err()
+            .0;
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

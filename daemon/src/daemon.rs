@@ -76,6 +76,13 @@ impl Daemon {
     /// plugin generation.
     pub fn start(config_path: &Path) -> Result<Arc<Daemon>, StartError> {
         let config = Arc::new(Config::load(config_path)?);
+        for warning in crate::store::loose_files(
+            &config.database.url,
+            config.database.schema,
+            &config.base_dir,
+        ) {
+            tracing::warn!("{warning}");
+        }
         let store = crate::store::open(
             &config.database.url,
             config.database.schema,

@@ -571,17 +571,11 @@ fn prepare_write_path(
         .and_then(|a| std::fs::metadata(a).ok())
         .map(|m| (m.uid(), m.gid()));
     let made = if declared.as_os_str().to_string_lossy().ends_with('/') {
-        std::fs::create_dir_all(&path)
+        crate::files::create_private_dir_all(&path)
     } else {
         path.parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map(drop)
-            })
+            .map_or(Ok(()), crate::files::create_private_dir_all)
+            .and_then(|()| crate::files::create_private_file(&path))
     };
     let made = made.and_then(|()| match (owner, existing) {
         (Some((uid, gid)), Some(existing))

@@ -20,7 +20,8 @@
 //!
 //! Beside the path: [`metrics`] (what the daemon did, for Prometheus and `flaskbbd
 //! status`), [`systemd`] (notify, socket activation, watchdog), [`proto`]
-//! (conversions between the wire types and the plugin ABI's), [`cli`] (the `flaskbbd`
+//! (conversions between the wire types and the plugin ABI's), [`files`] (the
+//! daemon's files, private whatever the umask), [`cli`] (the `flaskbbd`
 //! command), and [`embed`], the only part other crates use (the benchmarks).
 //!
 //! `docs/architecture.md` walks through the same picture, and says where a new hook,
@@ -35,6 +36,7 @@ pub(crate) mod daemon;
 pub mod embed;
 pub(crate) mod events;
 pub(crate) mod executor;
+pub(crate) mod files;
 pub(crate) mod generation;
 pub(crate) mod hook;
 pub(crate) mod instance;

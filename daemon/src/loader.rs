@@ -268,14 +268,14 @@ fn copy_into(dir: &Path, path: &Path, digest: &str, bytes: &[u8]) -> Result<Path
     if target.is_file() {
         return Ok(target);
     }
-    std::fs::create_dir_all(dir).map_err(|e| {
+    crate::files::create_private_dir_all(dir).map_err(|e| {
         fail(
             path,
             format!("cannot create plugins.cache_dir {}: {e}", dir.display()),
         )
     })?;
     let tmp = dir.join(format!(".{}-{name}.{}", &digest[..16], std::process::id()));
-    std::fs::write(&tmp, bytes)
+    crate::files::write_private(&tmp, bytes)
         .and_then(|_| std::fs::rename(&tmp, &target))
         .map_err(|e| {
             fail(

@@ -41,7 +41,12 @@ use crate::{
 /// replaced; one a live daemon answers on is not stolen; anything else is not touched.
 pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
+        // A directory made here is private but for the search (x) permission of
+        // whoever `mode` lets connect: the socket is reachable as configured, and
+        // nothing else in its directory can be listed.
+        let search = (if mode & 0o070 != 0 { 0o010 } else { 0 })
+            | (if mode & 0o007 != 0 { 0o001 } else { 0 });
+        crate::files::create_dir_all(dir, crate::files::DIR_MODE | search)
             .map_err(|e| format!("cannot create the socket directory {}: {e}", dir.display()))?;
     }
     match std::fs::symlink_metadata(path) {

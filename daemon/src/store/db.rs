@@ -17,7 +17,7 @@ use diesel::{
     connection::SimpleConnection,
     pg::PgConnection,
     prelude::*,
-    r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection},
+    r2d2::{CustomizeConnection, Pool, PooledConnection},
     result::{DatabaseErrorKind, Error as DieselError},
     sql_types::{BigInt, Integer, Nullable},
     upsert::excluded,
@@ -48,7 +48,116 @@ pub enum AnyConnection {
     Postgresql(PgConnection),
 }
 
-type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
+type Conn = PooledConnection<Manager>;
+
+/// Makes the pool's connections with the backend the URL names, not through
+/// `AnyConnection::establish` (which tries each backend in turn and, when all fail,
+/// says only "Invalid connection url for multiconnection"): a failure keeps the
+/// backend's own words (connection refused on host and port, no such database,
+/// authentication failed), which [`Manager::why`] gives to the error the user sees.
+#[derive(Debug)]
+struct Manager {
+    url: String,
+    postgres: bool,
+    /// The last connection failure, on one line; `None` once one succeeds.
+    last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Manager {
+    fn new(url: &str) -> Manager {
+        Manager {
+            url: url.to_owned(),
+            postgres: is_postgres(url),
+            last_error: Default::default(),
+        }
+    }
+}
+
+/// What the last failed connection attempt said (kept in `last`), and what to do.
+fn why(last: &std::sync::Mutex<Option<String>>, postgres: bool, waited: Duration) -> String {
+    {
+        let last = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match last {
+            Some(e) => with_hint(&e, postgres),
+            None => format!(
+                "no connection within database.connect_timeout_ms ({} ms): is the server reachable? Check the host in database.url, or raise the timeout",
+                waited.as_millis()
+            ),
+        }
+    }
+}
+
+impl diesel::r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, diesel::r2d2::Error> {
+        let made = establish(&self.url, self.postgres);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            made.as_ref().err().map(|e| one_line(&e.to_string()));
+        made.map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        diesel::r2d2::R2D2Connection::ping(conn).map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
+    }
+}
+
+/// Whether `url` names a PostgreSQL database.
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgresql://") || url.starts_with("postgres://")
+}
+
+/// One connection to `url` with its own backend.
+fn establish(url: &str, postgres: bool) -> ConnectionResult<AnyConnection> {
+    if postgres {
+        PgConnection::establish(url).map(AnyConnection::Postgresql)
+    } else {
+        SqliteConnection::establish(url).map(AnyConnection::Sqlite)
+    }
+}
+
+/// A driver's message on one line (libpq's span several, with tabs).
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A connection failure's message, with what to do about it when it is one we know.
+fn with_hint(message: &str, postgres: bool) -> String {
+    let m = message.to_ascii_lowercase();
+    let hint = if !postgres {
+        (m.contains("unable to open") || m.contains("readonly") || m.contains("read-only"))
+            .then_some(
+                "check that the file's directory exists and that the daemon's user may write both",
+            )
+    } else if m.contains("database") && m.contains("does not exist") {
+        Some("create it (`createdb -O USER NAME`, as the PostgreSQL superuser) or correct the database name in database.url")
+    } else if m.contains("password authentication failed")
+        || m.contains("no password supplied")
+        || m.contains("role") && m.contains("does not exist")
+        || m.contains("pg_hba.conf")
+    {
+        Some("check the user and password in database.url, and the server's pg_hba.conf")
+    } else if m.contains("connection refused")
+        || m.contains("no such file or directory")
+        || m.contains("could not connect")
+    {
+        Some("start PostgreSQL, or correct the host and port in database.url")
+    } else if m.contains("could not translate host name") || m.contains("name or service not known")
+    {
+        Some("correct the host in database.url")
+    } else {
+        None
+    };
+    match hint {
+        Some(h) => format!("{message} ({h})"),
+        None => message.to_owned(),
+    }
+}
 
 /// Runs `$body` with `reg` and `kv` naming the plugin tables of `$schema`: FlaskBB's
 /// names in our own schema, `flaskbbd_*` ones inside FlaskBB's database.
@@ -82,7 +191,10 @@ macro_rules! per_backend {
 
 /// The store over a pool of connections to one database.
 pub struct DbStore {
-    pool: Pool<ConnectionManager<AnyConnection>>,
+    pool: Pool<Manager>,
+    /// What the pool's last failed connection said ([`Manager::last_error`]).
+    last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    postgres: bool,
     /// The database as logs name it (never with a password).
     name: String,
     schema: Schema,
@@ -157,18 +269,55 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Settings {
     }
 }
 
-/// `url` with any password replaced, for logs and errors.
+/// `url` with any password replaced by `***`, for what is printed or logged: the
+/// password of `user:password@`, and the value of `password=` in a query string
+/// (`?password=…&`) or a key-value conninfo (`password=… host=…`, quoted or not).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
+    let mut out = url.to_owned();
+    // userinfo: between "://" and the last '@' before the query.
+    if let Some(scheme) = out.find("://") {
+        let head = out.find('?').unwrap_or(out.len());
+        if let Some(at) = out[..head].rfind('@').filter(|&at| at > scheme + 3) {
+            if let Some(colon) = out[scheme + 3..at].find(':') {
+                out.replace_range(scheme + 3 + colon + 1..at, "***");
             }
         }
-        _ => url.to_owned(),
     }
+    // password=VALUE, as a query parameter or a conninfo keyword.
+    let mut from = 0;
+    while let Some(found) = out[from..].to_ascii_lowercase().find("password") {
+        let key = from + found;
+        let boundary =
+            key == 0 || matches!(out.as_bytes()[key - 1], b'?' | b'&' | b';' | b' ' | b'\t');
+        let mut eq = key + "password".len();
+        while out.as_bytes().get(eq) == Some(&b' ') {
+            eq += 1;
+        }
+        if !boundary || out.as_bytes().get(eq) != Some(&b'=') {
+            from = key + 1;
+            continue;
+        }
+        let mut start = eq + 1;
+        while out.as_bytes().get(start) == Some(&b' ') {
+            start += 1;
+        }
+        let end = if out.as_bytes().get(start) == Some(&b'\'') {
+            // A quoted conninfo value, with \' and \\ escapes.
+            let b = out.as_bytes();
+            let mut j = start + 1;
+            while j < b.len() && b[j] != b'\'' {
+                j += if b[j] == b'\\' { 2 } else { 1 };
+            }
+            (j + 1).min(b.len())
+        } else {
+            out[start..]
+                .find(['&', '#', ' ', '\t', ';'])
+                .map_or(out.len(), |at| start + at)
+        };
+        out.replace_range(start..end, "***");
+        from = start + 3;
+    }
+    out
 }
 
 /// `sqlite:///relative` (to `base_dir`) or `sqlite:////absolute` → the file's path.
@@ -226,7 +375,7 @@ impl DbStore {
         connect_timeout: Duration,
     ) -> Result<DbStore, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            crate::files::create_private_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!(
                     "cannot create the directory {} for the database: {e}",
                     dir.display()
@@ -239,6 +388,14 @@ impl DbStore {
                 path.display()
             )));
         }
+        // Made 0600 before SQLite opens it: SQLite creates its -wal, -shm and
+        // -journal files with the database file's permissions.
+        crate::files::create_private_file(path).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot create the database {}: {e}",
+                path.display()
+            ))
+        })?;
         let name = format!("SQLite database {}", path.display());
         Self::open(&path.to_string_lossy(), name, schema, connect_timeout)
     }
@@ -268,18 +425,28 @@ impl DbStore {
         schema: Schema,
         connect_timeout: Duration,
     ) -> Result<DbStore, StoreError> {
+        let manager = Manager::new(url);
+        let (last_error, postgres) = (manager.last_error.clone(), manager.postgres);
         let pool = Pool::builder()
             .max_size(16)
             .min_idle(Some(1))
             .connection_timeout(connect_timeout)
             .test_on_check_out(true)
             .connection_customizer(Box::new(Settings))
-            .build(ConnectionManager::<AnyConnection>::new(url))
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {name}: {e}")))?;
+            .build(manager)
+            // A failure to connect: the backend's own words, not the pool's.
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "cannot open {name}: {}",
+                    why(&last_error, postgres, connect_timeout)
+                ))
+            })?;
         // PostgreSQL locks rows, not the database: its writers need no turns.
-        let turns = (!url.starts_with("postgres")).then(WriteTurns::new);
+        let turns = (!is_postgres(url)).then(WriteTurns::new);
         let store = DbStore {
             pool,
+            last_error,
+            postgres,
             name,
             schema,
             turns,
@@ -365,9 +532,17 @@ impl DbStore {
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.name)))
+        self.pool.get().map_err(|_| {
+            StoreError::Unavailable(format!(
+                "{}: {}",
+                self.name,
+                why(
+                    &self.last_error,
+                    self.postgres,
+                    self.pool.connection_timeout()
+                )
+            ))
+        })
     }
 
     fn record(
@@ -944,7 +1119,43 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::WriteTurns;
+    use super::{redact_url, WriteTurns};
+
+    #[test]
+    fn printed_urls_show_no_password() {
+        for (url, shown) in [
+            (
+                "postgresql://forum:s3cret@db.example:5432/forum",
+                "postgresql://forum:***@db.example:5432/forum",
+            ),
+            (
+                "postgresql://forum:p@ss/w@db/forum",
+                "postgresql://forum:***@db/forum",
+            ),
+            ("postgresql://forum@db/forum", "postgresql://forum@db/forum"),
+            (
+                "postgresql://db/forum?user=forum&password=s3cret&sslmode=require",
+                "postgresql://db/forum?user=forum&password=***&sslmode=require",
+            ),
+            (
+                "postgresql:///forum?host=/run/pg&PASSWORD=s3cret",
+                "postgresql:///forum?host=/run/pg&PASSWORD=***",
+            ),
+            (
+                "host=db user=forum password='s3 \\'cret' dbname=forum",
+                "host=db user=forum password=*** dbname=forum",
+            ),
+            (
+                "host=db password = s3cret dbname=forum",
+                "host=db password = *** dbname=forum",
+            ),
+            ("sqlite:///var/flaskbb.db", "sqlite:///var/flaskbb.db"),
+            ("sqlite:///var/password=x.db", "sqlite:///var/password=x.db"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert!(!redact_url(url).contains("s3"), "{url}");
+        }
+    }
 
     #[test]
     fn a_write_waits_for_its_turn_only_until_its_deadline() {

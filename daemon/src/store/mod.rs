@@ -216,6 +216,32 @@ pub fn open(
     )))
 }
 
+/// Warnings for the database files at `url` (SQLite: the file and its `-wal`, `-shm`
+/// and `-journal` siblings) that exist and that other local users can read: any group
+/// or other permission in the daemon's own database, any other permission in
+/// FlaskBB's (which FlaskBB's group may need). They are not changed: what the daemon
+/// creates is private ([`crate::files`]), an existing file's mode is its operator's.
+pub fn loose_files(url: &str, schema: Schema, base_dir: &std::path::Path) -> Vec<String> {
+    let Some(path) = url
+        .strip_prefix("sqlite://")
+        .and_then(|rest| db::path_from_url(rest, base_dir).ok())
+    else {
+        return Vec::new();
+    };
+    let forbidden = match schema {
+        Schema::Flaskbbd => 0o077,
+        Schema::Flaskbb => 0o007,
+    };
+    ["", "-wal", "-shm", "-journal"]
+        .iter()
+        .filter_map(|suffix| {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            crate::files::loose_mode(std::path::Path::new(&p), forbidden, "the database file")
+        })
+        .collect()
+}
+
 /// A UTC timestamp as stored (FlaskBB keeps naive UTC) → RFC 3339.
 pub fn rfc3339(t: NaiveDateTime) -> String {
     t.and_utc()

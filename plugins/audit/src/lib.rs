@@ -10,6 +10,7 @@
 use std::{
     fs::{File, OpenOptions},
     io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::PathBuf,
     sync::Mutex,
     time::{SystemTime, UNIX_EPOCH},
@@ -46,12 +47,17 @@ impl PluginInstance for Audit {
         let c: Config = init.config()?;
         let path = init.resolve_path(&c.path);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .map_err(|e| format!("config key path: cannot create {}: {e}", dir.display()))?;
         }
+        // Private whatever the umask: the log names members and their addresses.
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| {
                 format!(
