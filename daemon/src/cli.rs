@@ -41,8 +41,18 @@ pub struct Cli {
 enum Command {
     /// Run the daemon in the foreground, logging to stderr.
     Serve,
-    /// Validate the configuration, load every plugin, and print each chain in call order.
-    Check,
+    /// Validate the configuration, load every plugin, print each chain in call order,
+    /// and connect to the database.
+    ///
+    /// The database is tried as the daemon would use it, creating and changing
+    /// nothing: PostgreSQL is connected to and queried; an SQLite file is opened when
+    /// it exists, else its directory must be writable. The line says how many
+    /// migrations are left to run. Database files other users can read are warned of.
+    Check {
+        /// Do not connect to the database (e.g. on a machine that cannot reach it).
+        #[arg(long)]
+        no_database: bool,
+    },
     /// Create the database if missing and run pending migrations.
     Migrate,
     /// Manage users in the store.
@@ -205,9 +215,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::daemon::serve(&file)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check => {
+        Command::Check { no_database } => {
             init_logging("warn");
             let config = Arc::new(load(&file)?);
+            let db = &config.database;
+            for warning in store::loose_files(&db.url, db.schema, &config.base_dir) {
+                eprintln!("warning: {warning}");
+            }
             let verifier = Arc::new(Verifier::new(config.auth.bcrypt_cost)?);
             let generation = Generation::build(
                 1,
@@ -217,6 +231,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &HashMap::new(),
             )?;
             print!("{}", render_chains(&generation.describe()));
+            if no_database {
+                println!("database: not tried (--no-database)");
+            } else {
+                let found =
+                    store::db::probe(&db.url, db.schema, &config.base_dir, db.connect_timeout())?;
+                println!("database: {found}");
+            }
             println!("{}: OK", config.path.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -30,13 +30,20 @@ pub fn restrict_umask() {
     unsafe { libc::umask(0o077) };
 }
 
-/// Creates `dir` and its missing parents with `mode` (0700 for the daemon's own).
-/// Directories that exist are not changed.
+/// Creates `dir` and its missing parents with exactly `mode` (0700 for the daemon's
+/// own), whatever the umask. Directories that exist are not changed.
 pub fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.exists()).collect();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
-        .create(dir)
+        .create(dir)?;
+    // The umask may have taken bits `mode` grants (the socket directory's search
+    // permission for the socket's group).
+    for made in missing {
+        std::fs::set_permissions(made, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// Creates `dir` and its missing parents 0700.

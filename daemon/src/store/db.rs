@@ -320,6 +320,145 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
+/// Tries the database at `url` for `flaskbbd check` without creating or changing
+/// anything: connects (PostgreSQL: within `timeout`; SQLite: an existing file, opened
+/// without creating it, or else the directory it would be created in must be
+/// writable), runs a query, and says how many of the daemon's migrations have run
+/// (FlaskBB's schema: that its tables are there). The text says what was found.
+pub fn probe(
+    url: &str,
+    schema: Schema,
+    base_dir: &Path,
+    timeout: Duration,
+) -> Result<String, StoreError> {
+    let postgres = is_postgres(url);
+    let (name, mut conn) = if postgres {
+        openssl_sys::init();
+        let name = format!("PostgreSQL database {}", redact_url(url));
+        // libpq has no timeout of its own unless the URL sets one: wait at most
+        // `timeout` for it, leaving a hung attempt behind (the command exits).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let owned = url.to_owned();
+        std::thread::spawn(move || {
+            let _ = tx.send(establish(&owned, true).map_err(|e| one_line(&e.to_string())));
+        });
+        let conn = match rx.recv_timeout(timeout) {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot connect to {name}: {}",
+                    with_hint(&e, true)
+                )))
+            }
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot connect to {name}: no answer within database.connect_timeout_ms ({} ms): is the server reachable? Check the host in database.url",
+                    timeout.as_millis()
+                )))
+            }
+        };
+        (name, conn)
+    } else {
+        let rest = url.strip_prefix("sqlite://").unwrap_or(url);
+        let path = path_from_url(rest, base_dir)?;
+        let name = format!("SQLite database {}", path.display());
+        if !path.exists() {
+            if schema == Schema::Flaskbb {
+                return Err(StoreError::Unavailable(format!(
+                    "database.schema = \"flaskbb\", but {} does not exist: point database.url at FlaskBB's database",
+                    path.display()
+                )));
+            }
+            let Some(dir) = path.ancestors().skip(1).find(|a| a.exists()) else {
+                return Err(StoreError::Unavailable(format!(
+                    "{name}: no directory of its path exists"
+                )));
+            };
+            let c_dir =
+                std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| {
+                    StoreError::Unavailable(format!("{name}: the path holds a NUL byte"))
+                })?;
+            // SAFETY: access only reads the NUL-terminated path it is given.
+            if unsafe { libc::access(c_dir.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+                return Err(StoreError::Unavailable(format!(
+                    "{name} does not exist, and this user cannot create it in {}: {} (run `flaskbbd check` as the daemon's user, or give it that directory)",
+                    dir.display(),
+                    std::io::Error::last_os_error()
+                )));
+            }
+            return Ok(format!(
+                "{name} does not exist yet; `flaskbbd migrate` (or the daemon at its start) creates it"
+            ));
+        }
+        // Opened read-write but never created: mode=rw in a URI filename.
+        let escaped = path
+            .to_string_lossy()
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23");
+        let conn = establish(&format!("file:{escaped}?mode=rw"), false).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot open {name}: {}",
+                with_hint(&one_line(&e.to_string()), false)
+            ))
+        })?;
+        (name, conn)
+    };
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let count = |conn: &mut AnyConnection, sql: &str| {
+        diesel::sql_query(sql)
+            .get_result::<Count>(conn)
+            .map(|c| c.n)
+    };
+    count(
+        &mut conn,
+        "SELECT COUNT(*) AS n FROM (SELECT 1 AS one) AS t",
+    )
+    .map_err(|e| {
+        StoreError::Unavailable(format!(
+            "{name} does not answer a query: {}",
+            one_line(&e.to_string())
+        ))
+    })?;
+    match schema {
+        Schema::Flaskbb => {
+            count(&mut conn, "SELECT COUNT(*) AS n FROM users").map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "database.schema = \"flaskbb\", but {name} has no table users: is database.url FlaskBB's database?"
+                ))
+            })?;
+            Ok(format!("{name}: connected, FlaskBB's tables found"))
+        }
+        Schema::Flaskbbd => {
+            use diesel::migration::MigrationSource;
+            let all = if postgres {
+                MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS).map(|m| m.len())
+            } else {
+                MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+                    .map(|m| m.len())
+            }
+            .unwrap_or(0) as i64;
+            let ran = count(
+                &mut conn,
+                "SELECT COUNT(*) AS n FROM __diesel_schema_migrations",
+            )
+            .unwrap_or(0);
+            Ok(if ran >= all {
+                format!("{name}: connected, schema up to date ({all} migrations)")
+            } else {
+                format!(
+                    "{name}: connected, {} of {all} migrations to run (`flaskbbd migrate` runs them, as the daemon does at its start)",
+                    all - ran
+                )
+            })
+        }
+    }
+}
+
 /// `sqlite:///relative` (to `base_dir`) or `sqlite:////absolute` → the file's path.
 pub fn path_from_url(rest: &str, base_dir: &Path) -> Result<PathBuf, StoreError> {
     let Some(p) = rest.strip_prefix('/') else {
