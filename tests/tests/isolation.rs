@@ -565,8 +565,14 @@ fn a_host_without_network_reaches_nothing_by_any_route() {
         refused("x32", probe("x32"));
     }
     // Nothing arrived.
-    assert!(listener.accept().is_err(), "a host without network connected");
-    assert!(udp.recv_from(&mut [0u8; 8]).is_err(), "a host without network sent UDP");
+    assert!(
+        listener.accept().is_err(),
+        "a host without network connected"
+    );
+    assert!(
+        udp.recv_from(&mut [0u8; 8]).is_err(),
+        "a host without network sent UDP"
+    );
     let status = d.plugin("closed")["host"].clone();
     assert_eq!(status["landlock"], "enforced", "{status}");
 
@@ -584,7 +590,11 @@ fn a_host_without_network_reaches_nothing_by_any_route() {
     assert_eq!(probe(&format!("udp:{udp_addr}")), "udp sent");
     refused("raw with network", probe("raw"));
     refused("packet with network", probe("packet"));
-    assert!(probe("uring").starts_with("uring refused"), "{}", probe("uring"));
+    assert!(
+        probe("uring").starts_with("uring refused"),
+        "{}",
+        probe("uring")
+    );
     listener.set_nonblocking(false).unwrap();
     assert!(listener.accept().is_ok());
 }
