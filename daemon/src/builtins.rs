@@ -256,10 +256,13 @@ impl Hooks for Lockout {
     ) -> HookResult<Option<abi::User>> {
         let (record, subject) = Self::subject_of(cx, identifier)?;
         let (address, now) = (Self::address(cx), Utc::now());
+        // Counted before it is checked, committed at once: a burst of concurrent
+        // guesses cannot all read the count from before any of them.
         let rows = self
             .policy
-            .read(&*cx.req.store, &subject, &address, now)
+            .reserve(&*cx.req.store, &subject, &address, now)
             .map_err(db)?;
+        cx.req.mark_failure_reserved();
         match self.policy.judge(&rows, &address, now) {
             lockout::Verdict::Open { delay_ms } => {
                 if delay_ms > 0 {
@@ -287,11 +290,22 @@ impl Hooks for Lockout {
 
     fn post_authenticate(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
         let subject = lockout::user_subject(user.id);
-        cx.req
-            .push(self.policy.clear_on_success(&subject, &Self::address(cx)))
+        let reserved = cx.req.failure_reserved();
+        for op in self
+            .policy
+            .clear_on_success(&subject, &Self::address(cx), reserved)
+        {
+            cx.req.push(op)?;
+        }
+        Ok(())
     }
 
     fn authentication_failed(&self, cx: &CallCx<'_>, identifier: &str) -> HookResult<()> {
+        if cx.req.failure_reserved() {
+            // Counted when it was reserved.
+            metrics::global().lockout(LockoutAction::Counted);
+            return Ok(());
+        }
         let (_, subject) = Self::subject_of(cx, identifier)?;
         self.count_failure(cx, &subject)
     }

@@ -111,6 +111,8 @@ impl Daemon {
             config.daemon.worker_count() * MAX_LANES,
             config.daemon.max_stuck_calls,
         );
+        // The async threads are worker_count().max(2): one always stays free.
+        executor.set_here_limit(config.daemon.worker_count().max(2) - 1);
         Ok(Arc::new(Daemon {
             config_path: config.path.clone(),
             generation: RwLock::new(Arc::new(generation)),

@@ -56,9 +56,26 @@ pub enum ExecError {
     ShuttingDown,
 }
 
+/// The jobs waiting, and the workers.
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Workers waiting for a job.
+    idle: usize,
+    /// Workers alive (stuck ones included until they retire).
+    workers: usize,
+}
+
 struct Inner {
-    queue: Mutex<VecDeque<Job>>,
+    queue: Mutex<Queue>,
     ready: Condvar,
+    /// Threads the pool keeps; above them it grows while jobs wait ([`Queue`]).
+    base_workers: usize,
+    /// The most threads it grows to.
+    max_workers: usize,
+    /// Runs on callers' threads right now, and the most allowed at once.
+    here_running: AtomicUsize,
+    here_limit: AtomicUsize,
     stuck: AtomicUsize,
     max_stuck: usize,
     shutdown: AtomicBool,
@@ -126,11 +143,20 @@ thread_local! {
 }
 
 impl Executor {
-    /// Starts `workers` threads.
+    /// Starts `workers` threads. The pool grows past them, up to eight times as many
+    /// (at least [`MIN_MAX_WORKERS`]), while jobs wait with every thread busy: a call
+    /// that hangs until its timeout (a plugin host that spins, a slow directory) holds
+    /// its thread, and must not hold the requests queued behind it. The extra threads
+    /// exit after [`EXTRA_IDLE`] without work.
     pub fn new(workers: usize, max_stuck: usize) -> Executor {
+        let workers = workers.max(1);
         let inner = Arc::new(Inner {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
+            base_workers: workers,
+            max_workers: (workers * 8).max(MIN_MAX_WORKERS),
+            here_running: AtomicUsize::new(0),
+            here_limit: AtomicUsize::new(usize::MAX),
             stuck: AtomicUsize::new(0),
             max_stuck,
             shutdown: AtomicBool::new(false),
@@ -140,7 +166,8 @@ impl Executor {
                 stuck_here: AtomicUsize::new(0),
             },
         });
-        for _ in 0..workers.max(1) {
+        lock(&inner.queue).workers = workers;
+        for _ in 0..workers {
             spawn_worker(inner.clone());
         }
         let weak = Arc::downgrade(&inner);
@@ -158,12 +185,31 @@ impl Executor {
         Executor { inner }
     }
 
+    /// At most `n` requests run on callers' threads at once (the async threads less
+    /// one: however many calls there hang until their timeout, one thread is always
+    /// left to read, route and answer the rest).
+    pub fn set_here_limit(&self, n: usize) {
+        self.inner.here_limit.store(n.max(1), Ordering::Release);
+    }
+
     /// Whether a request may run on the caller's thread now: not while a call run that
-    /// way is stuck (each holds an async thread), nor while too many are stuck at all.
+    /// way is stuck (each holds an async thread), nor while too many are stuck at all,
+    /// nor while the most allowed at once already do. A `true` takes one of those
+    /// places: the caller must then call [`Executor::run_here`], which gives it back.
     pub fn can_run_here(&self) -> bool {
-        self.inner.watch.stuck_here.load(Ordering::Acquire) == 0
-            && self.stuck() < self.inner.max_stuck
-            && !self.inner.shutdown.load(Ordering::Acquire)
+        if self.inner.watch.stuck_here.load(Ordering::Acquire) != 0
+            || self.stuck() >= self.inner.max_stuck
+            || self.inner.shutdown.load(Ordering::Acquire)
+        {
+            return false;
+        }
+        let limit = self.inner.here_limit.load(Ordering::Acquire);
+        self.inner
+            .here_running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     /// Runs `f` for `req` on this thread, with each hook call of the request watched
@@ -171,7 +217,8 @@ impl Executor {
     /// [`Here::TimedOut`]); one that cannot is abandoned, counted as stuck, and
     /// `on_abandon` is called at once from the watch thread with the timeout, while
     /// this thread stays in the call until it returns ([`Here::Abandoned`]).
-    /// For short work only: an async caller is blocked meanwhile.
+    /// For short work only: an async caller is blocked meanwhile. Only after
+    /// [`Executor::can_run_here`] said yes.
     pub fn run_here<T>(
         &self,
         req: &Arc<Request>,
@@ -179,6 +226,16 @@ impl Executor {
         f: impl FnOnce() -> T,
         on_abandon: OnAbandon,
     ) -> Here<T> {
+        /// Gives back the place `can_run_here` took, however the run ends.
+        struct Place<'a>(&'a AtomicUsize);
+        impl Drop for Place<'_> {
+            fn drop(&mut self) {
+                let _ = self
+                    .0
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            }
+        }
+        let _place = Place(&self.inner.here_running);
         let watch = &self.inner.watch;
         let id = {
             let mut st = lock(&watch.state);
@@ -226,7 +283,13 @@ impl Executor {
 
     /// Jobs waiting for a worker thread right now.
     pub fn queued(&self) -> usize {
-        lock(&self.inner.queue).len()
+        lock(&self.inner.queue).jobs.len()
+    }
+
+    /// Worker threads alive right now.
+    #[cfg(test)]
+    fn workers(&self) -> usize {
+        lock(&self.inner.queue).workers
     }
 
     /// Hook calls stuck past their timeout right now.
@@ -293,6 +356,7 @@ impl Executor {
                         }
                     } else if req.abandon() {
                         self.inner.stuck.fetch_add(1, Ordering::AcqRel);
+                        lock(&self.inner.queue).workers += 1;
                         spawn_worker(self.inner.clone());
                         tracing::error!(
                             instance = %c.instance, hook = %c.hook, timeout_ms,
@@ -326,11 +390,17 @@ impl Executor {
         if self.inner.shutdown.load(Ordering::Acquire) {
             return Err(ExecError::ShuttingDown);
         }
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(job);
+        let mut q = lock(&self.inner.queue);
+        q.jobs.push_back(job);
+        // Every idle thread already has a job to take: one more thread, up to the cap.
+        let grow = q.jobs.len() > q.idle && q.workers < self.inner.max_workers;
+        if grow {
+            q.workers += 1;
+        }
+        drop(q);
+        if grow {
+            spawn_worker(self.inner.clone());
+        }
         self.inner.ready.notify_one();
         Ok(())
     }
@@ -343,6 +413,12 @@ impl Executor {
         self.inner.watch.wake.notify_one();
     }
 }
+
+/// The fewest threads the pool may grow to.
+const MIN_MAX_WORKERS: usize = 64;
+
+/// How long a thread above the pool's base size waits for work before it exits.
+const EXTRA_IDLE: Duration = Duration::from_secs(10);
 
 /// How long the watch thread sleeps when nothing runs on callers' threads.
 const IDLE_LOOK: Duration = Duration::from_secs(30);
@@ -420,28 +496,48 @@ fn watch_loop(inner: std::sync::Weak<Inner>) {
 }
 
 fn spawn_worker(inner: Arc<Inner>) {
+    let worker = inner.clone();
     let spawned = std::thread::Builder::new()
         .name("flaskbbd-worker".into())
-        .spawn(move || loop {
-            let job = {
-                let mut q = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    if let Some(j) = q.pop_front() {
-                        break j;
-                    }
-                    if inner.shutdown.load(Ordering::Acquire) {
-                        return;
-                    }
-                    q = inner.ready.wait(q).unwrap_or_else(|e| e.into_inner());
-                }
-            };
-            job();
-            if RETIRE.with(|r| r.get()) {
-                return;
-            }
-        });
+        .spawn(move || worker_loop(&worker));
     if let Err(e) = spawned {
+        lock(&inner.queue).workers -= 1;
         tracing::error!("cannot start a worker thread: {e}");
+    }
+}
+
+/// One worker: takes jobs until the pool shuts down, its job was abandoned (its
+/// replacement serves), or it is one too many and has been idle for [`EXTRA_IDLE`].
+fn worker_loop(inner: &Inner) {
+    loop {
+        let job = {
+            let mut q = lock(&inner.queue);
+            loop {
+                if let Some(j) = q.jobs.pop_front() {
+                    break j;
+                }
+                if inner.shutdown.load(Ordering::Acquire) {
+                    q.workers -= 1;
+                    return;
+                }
+                q.idle += 1;
+                let (back, waited) = inner
+                    .ready
+                    .wait_timeout(q, EXTRA_IDLE)
+                    .unwrap_or_else(|e| e.into_inner());
+                q = back;
+                q.idle -= 1;
+                if waited.timed_out() && q.jobs.is_empty() && q.workers > inner.base_workers {
+                    q.workers -= 1;
+                    return;
+                }
+            }
+        };
+        job();
+        if RETIRE.with(|r| r.get()) {
+            lock(&inner.queue).workers -= 1;
+            return;
+        }
     }
 }
 
@@ -469,6 +565,53 @@ mod tests {
             std::thread::sleep(Duration::from_millis(ms));
             req.leave();
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_that_wait_do_not_hold_the_jobs_behind_them() {
+        // One base thread: four jobs that each wait for all four to be running at
+        // once can only finish if the pool grows.
+        let exec = Executor::new(1, 4);
+        let running = Arc::new(AtomicUsize::new(0));
+        let jobs: Vec<_> = (0..4)
+            .map(|_| {
+                let (exec, running) = (exec.clone(), running.clone());
+                tokio::spawn(async move {
+                    exec.run_plain(move || {
+                        running.fetch_add(1, Ordering::AcqRel);
+                        let until = std::time::Instant::now() + Duration::from_secs(20);
+                        while running.load(Ordering::Acquire) < 4 {
+                            if std::time::Instant::now() > until {
+                                return false;
+                            }
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        true
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for job in jobs {
+            assert!(
+                job.await.unwrap().unwrap(),
+                "the four jobs never ran at once"
+            );
+        }
+        assert!(exec.workers() >= 4);
+    }
+
+    #[test]
+    fn places_on_callers_threads_are_limited_and_given_back() {
+        let s = Setup::new("exec-here-limit", "");
+        let exec = Executor::new(1, 4);
+        exec.set_here_limit(1);
+        assert!(exec.can_run_here());
+        assert!(!exec.can_run_here(), "a second place past the limit of one");
+        let req = s.request();
+        let r = exec.run_here(&req, TIMEOUT, || 7, Box::new(|_| {}));
+        assert!(matches!(r, Here::Done(Ok(7))));
+        assert!(exec.can_run_here(), "the place was not given back");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

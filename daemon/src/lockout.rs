@@ -84,8 +84,13 @@ impl Policy {
         keys
     }
 
-    /// The live rows behind [`Policy::keys`].
-    pub fn read(
+    /// Reserves one attempt: counts it as a failure in every row it counts in, at
+    /// once and committed ([`Store::reserve_penalties`]), and answers the rows as
+    /// they stood before it, for [`Policy::judge`]. Concurrent attempts each see the
+    /// ones reserved before them, so a burst gets at most `attempts` checks per row,
+    /// on one daemon or several on one database. A success gives the reservation back
+    /// ([`Policy::clear_on_success`]); a failure keeps it as its count.
+    pub fn reserve(
         &self,
         store: &dyn Store,
         subject: &str,
@@ -93,9 +98,11 @@ impl Policy {
         now: DateTime<Utc>,
     ) -> Result<Vec<Penalty>, StoreError> {
         let keys = self.keys(subject, address);
-        let subject = &keys[0].subject;
-        let addresses: Vec<&str> = keys.iter().map(|k| k.address.as_str()).collect();
-        store.penalties(KIND, subject, Some(&addresses), now)
+        let mut rows = store.reserve_penalties(&keys, now, self.window_ms())?;
+        for row in &mut rows {
+            row.failures = row.failures.saturating_sub(1);
+        }
+        Ok(rows)
     }
 
     /// Whether `p` still counts at `now` under this window (the window may have
@@ -152,16 +159,28 @@ impl Policy {
             .collect()
     }
 
-    /// The change a successful login makes: under `account` the account's count goes
-    /// (FlaskBB's ClearFailedLogins); under `account_and_address` only the count of the
-    /// address that proved itself, while the account-wide count, which others may be
-    /// running up, runs out with its window.
-    pub fn clear_on_success(&self, subject: &str, address: &str) -> Op {
-        let key = match self.scope {
-            LockoutScope::Account => PenaltyKey::new(KIND, subject, ""),
-            LockoutScope::AccountAndAddress => PenaltyKey::new(KIND, subject, address),
-        };
-        Op::ClearPenalty { key }
+    /// The changes a successful login makes: under `account` the account's count
+    /// goes (FlaskBB's ClearFailedLogins); under `account_and_address` only the count
+    /// of the address that proved itself, while the account-wide count, which others
+    /// may be running up, runs out with its window (less the one failure this login
+    /// reserved, when `reserved`: it was no failure).
+    pub fn clear_on_success(&self, subject: &str, address: &str, reserved: bool) -> Vec<Op> {
+        match self.scope {
+            LockoutScope::Account => vec![Op::ClearPenalty {
+                key: PenaltyKey::new(KIND, subject, ""),
+            }],
+            LockoutScope::AccountAndAddress => {
+                let mut ops = vec![Op::ClearPenalty {
+                    key: PenaltyKey::new(KIND, subject, address),
+                }];
+                if reserved {
+                    ops.push(Op::ReleasePenalty {
+                        key: PenaltyKey::new(KIND, subject, ""),
+                    });
+                }
+                ops
+            }
+        }
     }
 
     /// The lock state of an account, from all its live rows, for operators.

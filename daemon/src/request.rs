@@ -74,6 +74,9 @@ pub struct Request {
     state: AtomicU8,
     /// The longest answer delay a plugin asked for, in milliseconds.
     delay_ms: std::sync::atomic::AtomicU64,
+    /// Whether the lockout reserved this request's attempt as a failure up front
+    /// (so that the failure hook does not count it twice, and a success gives it back).
+    failure_reserved: std::sync::atomic::AtomicBool,
     /// Context keys plugins asked the client for (`Host::ask_for`), in order, once each.
     asked: Mutex<Vec<String>>,
     /// Users looked up by identifier during this request. The request's own writes
@@ -96,6 +99,7 @@ impl Request {
             current: Mutex::new(None),
             state: AtomicU8::new(RUNNING),
             delay_ms: std::sync::atomic::AtomicU64::new(0),
+            failure_reserved: std::sync::atomic::AtomicBool::new(false),
             asked: Mutex::new(Vec::new()),
             users: Mutex::new(std::collections::HashMap::new()),
         })
@@ -169,6 +173,17 @@ impl Request {
                 .kv_get(plugin, key)
                 .map_err(|e| HookError::failed(e.to_string())),
         }
+    }
+
+    /// Records that this request's attempt was counted as a failure before it was
+    /// checked (the lockout's reservation).
+    pub fn mark_failure_reserved(&self) {
+        self.failure_reserved.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Request::mark_failure_reserved`] was called.
+    pub fn failure_reserved(&self) -> bool {
+        self.failure_reserved.load(Ordering::Acquire)
     }
 
     /// Asks for the answer to be held back by at least `ms`.

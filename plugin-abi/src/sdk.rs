@@ -360,10 +360,27 @@ pub fn address_bucket(remote_addr: &str) -> String {
         .and_then(|t| t.split_once(']'))
         .map(|(a, _)| a)
         .unwrap_or(text);
+    // "1.2.3.4:5678" as some proxies write it; a zone names an interface, not a client.
+    let bare = match bare.rsplit_once(':') {
+        Some((host, port)) if host.contains('.') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => bare,
+    };
+    let bare = bare.split_once('%').map_or(bare, |(a, _)| a);
     let parsed = bare
         .parse::<IpAddr>()
         .ok()
-        .or_else(|| bare.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()));
+        .or_else(|| dotted_decimal(bare).map(IpAddr::V4))
+        .or_else(|| {
+            // An IPv4-mapped address with a leading-zero octet, which the IPv6 parser
+            // refuses as it refuses the bare IPv4 one.
+            let v4 = bare
+                .get(..7)?
+                .eq_ignore_ascii_case("::ffff:")
+                .then(|| &bare[7..])?;
+            dotted_decimal(v4).map(IpAddr::V4)
+        });
     match parsed {
         Some(IpAddr::V4(v4)) => v4.to_string(),
         Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
@@ -379,9 +396,27 @@ pub fn address_bucket(remote_addr: &str) -> String {
             while !text.is_char_boundary(end) {
                 end -= 1;
             }
-            text[..end].to_owned()
+            text[..end].to_lowercase()
         }
     }
+}
+
+/// Four dotted decimal octets, leading zeros allowed (which the standard parser
+/// refuses, as it cannot tell whether they were meant as octal).
+fn dotted_decimal(text: &str) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *octet = part.parse().ok()?;
+    }
+    parts
+        .next()
+        .is_none()
+        .then(|| std::net::Ipv4Addr::from(octets))
 }
 
 /// How a hook impl is ordered by default; the operator can override every field in
@@ -930,6 +965,21 @@ mod tests {
         assert_eq!(b("::ffff:198.51.100.1"), "198.51.100.1");
         assert_eq!(b("not an address"), "not an address");
         assert_eq!(b(&"é".repeat(40)).len(), 64);
+    }
+
+    #[test]
+    fn one_address_has_one_spelling() {
+        use super::address_bucket as b;
+        assert_eq!(b("203.0.113.066"), "203.0.113.66");
+        assert_eq!(b("203.000.113.66:8080"), "203.0.113.66");
+        assert_eq!(b("[::ffff:203.0.113.66]:80"), "203.0.113.66");
+        assert_eq!(b("::FFFF:203.0.113.066"), "203.0.113.66");
+        assert_eq!(b("2001:DB8:1:2::1"), b("2001:0db8:0001:0002:0:0:0:9"));
+        assert_eq!(b("fe80::1%eth0"), "fe80::/64");
+        // Not addresses: kept as text, in one case.
+        assert_eq!(b("203.0.113.256"), "203.0.113.256");
+        assert_eq!(b("203.0.113.0066"), "203.0.113.0066");
+        assert_eq!(b("Proxy-A"), b("proxy-a"));
     }
 
     use super::Init;

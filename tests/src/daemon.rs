@@ -142,6 +142,16 @@ impl TestDaemon {
             .clone()
     }
 
+    /// The value of the sample `series` (name and labels as the text format writes
+    /// them, e.g. `flaskbbd_lockout_actions_total{action="refused"}`) in `GetMetrics`,
+    /// 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.client().get_metrics().expect("GetMetrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().expect("a sample value"))
+    }
+
     /// The instance's entry in `ListPlugins` (with its plugin host, when isolated).
     pub fn plugin(&self, name: &str) -> Value {
         let all = self
@@ -278,5 +288,73 @@ pub fn err(r: Result<Value, flaskbbd_protocol::client::CallError>) -> (String, V
             (error, parameters)
         }
         other => panic!("expected a Varlink error, got {other:?}"),
+    }
+}
+
+/// What a burst of concurrent logins from one address did ([`login_burst`]).
+#[derive(Debug)]
+pub struct Burst {
+    /// How many of the attempts were checked against the password (not refused by
+    /// the lockout before), over every daemon.
+    pub checked: u32,
+    /// Whether the right password, sent inside the burst, was accepted.
+    pub right_accepted: bool,
+}
+
+/// Sends `wrong` wrong guesses for `who` at once from `addr`, spread over `daemons`,
+/// and, inside the burst (once `attempts` of them have reached a daemon's lockout,
+/// as `GetUser` shows, and while the rest are still being checked), the right
+/// password `right`.
+pub fn login_burst(
+    daemons: &[&TestDaemon],
+    who: &str,
+    right: &str,
+    addr: &str,
+    wrong: usize,
+    attempts: u32,
+) -> Burst {
+    const REFUSED: &str = "flaskbbd_lockout_actions_total{action=\"refused\"}";
+    let refused = || daemons.iter().map(|d| d.metric(REFUSED)).sum::<f64>();
+    let before = refused();
+    let login = |d: &TestDaemon, secret: &str| {
+        d.call(
+            "org.flaskbb.Auth.Authenticate",
+            json!({ "identifier": who, "secret": secret, "context": { "remote_addr": addr } }),
+        )
+    };
+    let counted = || -> u32 {
+        let lock = daemons[0]
+            .call("org.flaskbb.Admin.GetUser", json!({ "identifier": who }))
+            .expect("GetUser")["lock"]
+            .clone();
+        lock["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["failures"].as_u64().unwrap_or(0) as u32)
+            .max()
+            .unwrap_or(0)
+    };
+    let gate = std::sync::Barrier::new(wrong + 1);
+    let right_accepted = std::thread::scope(|scope| {
+        for i in 0..wrong {
+            let (d, gate) = (daemons[i % daemons.len()], &gate);
+            scope.spawn(move || {
+                gate.wait();
+                let (name, _) = err(login(d, "not the password"));
+                assert_eq!(name, "org.flaskbb.Auth.AuthenticationFailed");
+            });
+        }
+        gate.wait();
+        let until = Instant::now() + Duration::from_secs(30);
+        while counted() < attempts && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        login(daemons[daemons.len() - 1], right).is_ok()
+    });
+    let refused_now = refused() - before;
+    Burst {
+        checked: (wrong as u32 + 1).saturating_sub(refused_now as u32),
+        right_accepted,
     }
 }

@@ -355,6 +355,7 @@ fn a_host_killed_from_outside_is_replaced_at_the_next_call() {
     );
     let pid = host_pid(&d, "filter");
     // SAFETY: kill(2) on a process of our own making.
+    // SAFETY: kill(2) on the host's pid, which the daemon has not reaped yet.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     assert!(gone(pid));
     let p = d.plugin("filter");
@@ -565,8 +566,14 @@ fn a_host_without_network_reaches_nothing_by_any_route() {
         refused("x32", probe("x32"));
     }
     // Nothing arrived.
-    assert!(listener.accept().is_err(), "a host without network connected");
-    assert!(udp.recv_from(&mut [0u8; 8]).is_err(), "a host without network sent UDP");
+    assert!(
+        listener.accept().is_err(),
+        "a host without network connected"
+    );
+    assert!(
+        udp.recv_from(&mut [0u8; 8]).is_err(),
+        "a host without network sent UDP"
+    );
     let status = d.plugin("closed")["host"].clone();
     assert_eq!(status["landlock"], "enforced", "{status}");
 
@@ -584,9 +591,152 @@ fn a_host_without_network_reaches_nothing_by_any_route() {
     assert_eq!(probe(&format!("udp:{udp_addr}")), "udp sent");
     refused("raw with network", probe("raw"));
     refused("packet with network", probe("packet"));
-    assert!(probe("uring").starts_with("uring refused"), "{}", probe("uring"));
+    assert!(
+        probe("uring").starts_with("uring refused"),
+        "{}",
+        probe("uring")
+    );
     listener.set_nonblocking(false).unwrap();
     assert!(listener.accept().is_ok());
+}
+
+#[test]
+fn hosts_that_cannot_start_back_the_instance_off() {
+    fixture("faults");
+    let s = Scratch::new("iso-backoff");
+    let marker = s.path.join("broken/now");
+    std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+    let d = TestDaemon::start(
+        &s,
+        &format!(
+            "[[plugin]]\nname = \"flaky\"\nlibrary = \"faults\"\nsandbox = {{ read = [\"broken/\"] }}\nconfig = {{ fail_start_if = {:?} }}\n",
+            marker.display().to_string()
+        ),
+    );
+    let save = || {
+        d.call(
+            "org.flaskbb.Events.PostSaveBefore",
+            json!({ "post": { "content": "hello" } }),
+        )
+    };
+    assert!(save().is_ok());
+    // From now on a new host refuses to start; the running one is killed from
+    // outside (it served a call: its death is no start failure).
+    std::fs::write(&marker, "").unwrap();
+    let pid = host_pid(&d, "flaky");
+    // SAFETY: kill(2) on the host's pid, which the daemon has not reaped yet.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert!(gone(pid));
+    let mut messages = Vec::new();
+    for _ in 0..6 {
+        let (name, p) = err(save());
+        assert_eq!(name, "org.flaskbb.Events.InternalError", "{p}");
+        messages.push(p["message"].as_str().unwrap().to_owned());
+        if messages.last().unwrap().contains("backed off") {
+            break;
+        }
+    }
+    assert!(
+        messages[0].contains("a new plugin host could not be started")
+            && messages[0].contains("exists: refusing to start"),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .last()
+            .unwrap()
+            .contains("backed off: its plugin host failed to start 5 times within 60 s"),
+        "{messages:?}"
+    );
+    // Five failed starts, then the back-off.
+    assert_eq!(messages.len(), 6, "{messages:?}");
+    assert_eq!(d.plugin("flaky")["host"]["state"], "backed-off");
+    // Backed off: the calls fail at once, without trying to start a host.
+    std::fs::remove_file(&marker).unwrap();
+    let (_, p) = err(save());
+    assert!(p["message"].as_str().unwrap().contains("backed off"), "{p}");
+}
+
+#[test]
+fn spinning_isolated_calls_hold_no_thread_that_other_requests_need() {
+    fixture("faults");
+    let s = Scratch::new("iso-spinners");
+    let d = TestDaemon::start(
+        &s,
+        r#"
+[daemon]
+hook_timeout_ms = 10000
+[[plugin]]
+name = "spinner"
+library = "faults"
+[plugin.hooks.flaskbb_authenticate]
+enabled = false
+"#,
+    );
+    d.add_user("ada", "Secret123", true);
+    std::thread::scope(|scope| {
+        let spins: Vec<_> = (0..16)
+            .map(|_| {
+                scope.spawn(|| {
+                    d.call(
+                        "org.flaskbb.Events.PostSaveBefore",
+                        json!({ "post": { "content": "spin" } }),
+                    )
+                })
+            })
+            .collect();
+        // Let the sixteen reach the host.
+        thread::sleep(Duration::from_millis(1500));
+        let t = Instant::now();
+        let topic = d.call(
+            "org.flaskbb.Events.TopicSaveBefore",
+            json!({ "topic": { "title": "unrelated" } }),
+        );
+        let topic_took = t.elapsed();
+        assert!(topic.is_ok(), "{topic:?}");
+        let t = Instant::now();
+        assert!(d.auth("ada", "Secret123").is_ok());
+        let login_took = t.elapsed();
+        // Answered long before the spinning calls' 10 s timeout (they end at 10 s).
+        assert!(topic_took < Duration::from_secs(4), "{topic_took:?}");
+        assert!(login_took < Duration::from_secs(4), "{login_took:?}");
+        for spin in spins {
+            let (name, _) = err(spin.join().unwrap());
+            assert_eq!(name, "org.flaskbb.Events.InternalError");
+        }
+    });
+}
+
+#[test]
+fn a_hosts_output_is_logged_under_its_instances_name() {
+    fixture("faults");
+    let s = Scratch::new("iso-output");
+    let forged = "INFO flaskbbd::daemon: the daemon did not write this";
+    let d = TestDaemon::start(
+        &s,
+        &format!("[[plugin]]\nname = \"chatty\"\nlibrary = \"faults\"\nconfig = {{ say = {forged:?} }}\n"),
+    );
+    let pid = host_pid(&d, "chatty");
+    let until = Instant::now() + Duration::from_secs(5);
+    while !d.log_text().contains("plugin host output") && Instant::now() < until {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let log = d.log_text();
+    for stream in ["stdout", "stderr"] {
+        assert!(
+            log.lines().any(|l| l.contains("plugin host output")
+                && l.contains("instance=\"chatty\"")
+                && l.contains(&format!("pid={pid}"))
+                && l.contains(&format!("stream=\"{stream}\""))
+                && l.contains(&format!("output={forged:?}"))),
+            "{log}"
+        );
+    }
+    // No line of the log is the plugin's text on its own.
+    assert!(
+        !log.lines().any(|l| l.trim_start().starts_with(forged)),
+        "{log}"
+    );
 }
 
 #[test]

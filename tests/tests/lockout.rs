@@ -92,6 +92,63 @@ fn a_member_cannot_be_locked_out_from_another_address() {
 }
 
 #[test]
+fn a_burst_of_guesses_is_checked_no_more_than_attempts_times() {
+    let s = Scratch::new("lock-burst");
+    // The defaults (attempts = 5, hidden locks), and a hash slow enough (cost 10) that
+    // the burst is still being checked when the right password arrives.
+    let d = TestDaemon::start(&s, "[auth]\nbcrypt_cost = 10\n");
+    d.add_user("bo", "Secret123", true);
+    let burst =
+        flaskbbd_tests::daemon::login_burst(&[&d], "bo", "Secret123", "198.51.100.7", 30, 5);
+    assert_eq!(burst.checked, 5, "{burst:?}");
+    assert!(
+        !burst.right_accepted,
+        "the right password got through a burst"
+    );
+    // The count is every attempt's, and the address stays locked.
+    assert_eq!(lock(&d, "bo")["addresses"][0]["failures"], 31);
+    assert_eq!(
+        outcome(login(&d, "bo", "Secret123", "198.51.100.7")),
+        outcome(failed(WRONG))
+    );
+    assert!(login(&d, "bo", "Secret123", "203.0.113.9").is_ok());
+}
+
+#[test]
+fn an_address_counts_as_one_however_it_is_spelled() {
+    let s = Scratch::new("lock-spelling");
+    let d = TestDaemon::start(&s, "");
+    d.add_user("al", "Secret123", true);
+    for addr in [
+        "203.0.113.066",
+        "203.0.113.66",
+        "::ffff:203.0.113.66",
+        "203.000.113.66:4711",
+        "[::ffff:203.0.113.066]",
+    ] {
+        let _ = login(&d, "al", "guess", addr);
+    }
+    let l = lock(&d, "al");
+    assert_eq!(l["addresses"].as_array().unwrap().len(), 1, "{l}");
+    assert_eq!(l["addresses"][0]["address"], "203.0.113.66", "{l}");
+    assert_eq!(
+        outcome(login(&d, "al", "Secret123", "203.0.113.66")),
+        outcome(failed(WRONG))
+    );
+    let v6 = login(&d, "al", "guess", "2001:DB8:0:1::7");
+    assert!(v6.is_err());
+    let l = lock(&d, "al");
+    assert!(
+        l["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["address"] == "2001:db8:0:1::/64"),
+        "{l}"
+    );
+}
+
+#[test]
 fn guesses_from_many_addresses_bring_growing_delays_not_a_lock() {
     let s = Scratch::new("lock-distributed");
     let d = TestDaemon::start(

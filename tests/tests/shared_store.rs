@@ -42,6 +42,29 @@ fn daemon_on(s: &Scratch, url: &str, extra: &str) -> TestDaemon {
 }
 
 #[test]
+fn four_daemons_check_a_burst_no_more_than_attempts_times() {
+    let db = Db::new("burst");
+    let scratches: Vec<Scratch> = (0..4)
+        .map(|i| Scratch::new(&format!("shared-burst-{i}")))
+        .collect();
+    // The default lockout (attempts = 5, per account and address, hidden), a hash slow
+    // enough that the burst is still being checked when the right password arrives.
+    let daemons: Vec<TestDaemon> = scratches
+        .iter()
+        .map(|s| daemon_on(s, &db.url(), "[auth]\nbcrypt_cost = 10\n"))
+        .collect();
+    daemons[0].add_user("ivy", "Secret123", true);
+    let all: Vec<&TestDaemon> = daemons.iter().collect();
+    let burst =
+        flaskbbd_tests::daemon::login_burst(&all, "ivy", "Secret123", "198.51.100.9", 30, 5);
+    assert_eq!(burst.checked, 5, "{burst:?}");
+    assert!(
+        !burst.right_accepted,
+        "the right password got through a burst"
+    );
+}
+
+#[test]
 fn two_daemons_count_every_failure_and_lock_out_together() {
     let db = Db::new("count");
     let (s1, s2) = (Scratch::new("shared-a"), Scratch::new("shared-b"));

@@ -4,8 +4,13 @@
 //! A [`Supervisor`] belongs to one instance of one generation. It starts the host when
 //! the generation is built (the manifest comes from there: the daemon never maps the
 //! library), and again at the first call after the host died. Every death is logged
-//! with its cause; five within a minute back the instance off for a minute, during
-//! which its calls fail closed naming the reason. A call past its timeout kills the
+//! with its cause. Only hosts that fail to start, or die before they were given a
+//! call, count towards a back-off (five within a minute back the instance off for a minute,
+//! during which its calls fail closed naming the reason), as a service manager
+//! throttles only what cannot start: a host that served and then died on a call is
+//! replaced at once, and the address that sent the call (its `remote_addr`) is the
+//! one held back: after five such calls within a minute, its calls of this instance
+//! fail closed until the minute is over. A call past its timeout kills the
 //! host (through the request's [`Cancel`]): the request answers at once and no thread
 //! stays stuck. When the generation goes, the host is told to exit (its control channel
 //! closes) and killed if it has not after a grace period.
@@ -34,6 +39,12 @@ const DEATH_WINDOW: Duration = Duration::from_secs(60);
 const MAX_DEATHS: usize = 5;
 /// How long a backed-off instance fails closed before its host is tried again.
 const BACKOFF: Duration = Duration::from_secs(60);
+/// Calls from one address that killed a host within [`DEATH_WINDOW`] after which
+/// that address's calls of the instance fail closed.
+const MAX_FAULTS: usize = 5;
+/// Addresses remembered at most (the oldest are forgotten first): a flood of made-up
+/// addresses must not grow the daemon without bound.
+const MAX_FAULT_ADDRESSES: usize = 4096;
 /// How long a retired host (its generation is gone) has to exit before it is killed.
 const RETIRE_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a host that closed a lane to finish dying.
@@ -100,6 +111,9 @@ pub struct HostStatus {
 /// One host process.
 struct Proc {
     pid: u32,
+    /// It was given a call: its death is no start-up failure but that call's doing
+    /// (or a call's at the same moment), however soon it came.
+    called: std::sync::atomic::AtomicBool,
     control: Mutex<UnixStream>,
     idle: Mutex<Vec<Lane>>,
     life: Mutex<Life>,
@@ -203,6 +217,8 @@ struct State {
     restarts: u32,
     last_exit: Option<String>,
     backoff_until: Option<Instant>,
+    /// Calls that killed a host, by the address that sent them.
+    faults: std::collections::HashMap<String, VecDeque<Instant>>,
 }
 
 /// One isolated instance's host, restarted as needed.
@@ -255,8 +271,10 @@ impl Supervisor {
             .arg0("flaskbbd-plugin-host")
             .args(["plugin-host", "--instance", &self.instance])
             .stdin(Stdio::from(OwnedFd::from(theirs)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            // Its output is read and logged under the instance's name, never written
+            // where the daemon's own log lines go.
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             // Hosts do not talk to the service manager or take sockets from it.
             .env_remove("NOTIFY_SOCKET")
             .env_remove("LISTEN_FDS")
@@ -273,12 +291,22 @@ impl Supervisor {
                     program.display()
                 ))
             })?;
+        let mut child = child;
+        for (stream, pipe) in [
+            ("stdout", child.stdout.take().map(OwnedFd::from)),
+            ("stderr", child.stderr.take().map(OwnedFd::from)),
+        ] {
+            if let Some(pipe) = pipe {
+                forward_output(&self.instance, child.id(), stream, pipe);
+            }
+        }
         let control = ours
             .try_clone()
             .map_err(|e| fail(format!("cannot use the plugin host's channel: {e}")))?;
         lock(&HOSTS).insert(child.id(), self.instance.clone());
         let proc = Arc::new(Proc {
             pid: child.id(),
+            called: std::sync::atomic::AtomicBool::new(false),
             control: Mutex::new(control),
             idle: Mutex::new(Vec::new()),
             life: Mutex::new(Life::default()),
@@ -365,7 +393,7 @@ impl Supervisor {
         if let Some(until) = st.backoff_until {
             if now < until {
                 return Err(HookError::failed(format!(
-                    "backed off: its plugin host died {MAX_DEATHS} times within {} s (last: {}); it is tried again in {} s",
+                    "backed off: its plugin host failed to start {MAX_DEATHS} times within {} s (last: {}); it is tried again in {} s",
                     DEATH_WINDOW.as_secs(),
                     st.last_exit.as_deref().unwrap_or("unknown"),
                     (until - now).as_secs() + 1
@@ -387,9 +415,18 @@ impl Supervisor {
                 );
                 Ok(proc)
             }
-            Err((_, message)) => Err(HookError::failed(format!(
-                "a new plugin host could not be started: {message}"
-            ))),
+            Err((proc, message)) => {
+                if let Some(p) = proc {
+                    // Counted here, not again by its reaper.
+                    lock(&p.life).retiring = true;
+                    p.kill("failed to start".into());
+                }
+                st.last_exit = Some(message.clone());
+                self.count_start_failure(&mut st, &message);
+                Err(HookError::failed(format!(
+                    "a new plugin host could not be started: {message}"
+                )))
+            }
         }
     }
 
@@ -410,6 +447,21 @@ impl Supervisor {
             st.proc = None;
         }
         st.last_exit = Some(cause.to_owned());
+        if proc.called.load(std::sync::atomic::Ordering::Acquire) {
+            tracing::error!(
+                instance = &*self.instance,
+                pid = proc.pid,
+                cause,
+                "plugin host died; the next call starts a new one"
+            );
+            return;
+        }
+        self.count_start_failure(&mut st, cause);
+    }
+
+    /// A host that did not start, or died before it was given a call: five within
+    /// [`DEATH_WINDOW`] back the instance off.
+    fn count_start_failure(&self, st: &mut State, cause: &str) {
         let now = Instant::now();
         st.deaths.push_back(now);
         while st
@@ -423,9 +475,8 @@ impl Supervisor {
             st.backoff_until = Some(now + BACKOFF);
             tracing::error!(
                 instance = &*self.instance,
-                pid = proc.pid,
                 cause,
-                "plugin host died {} times within {} s; the instance fails closed for {} s",
+                "plugin host failed to start (or died before it was given a call) {} times within {} s; the instance fails closed for {} s",
                 st.deaths.len(),
                 DEATH_WINDOW.as_secs(),
                 BACKOFF.as_secs()
@@ -433,9 +484,66 @@ impl Supervisor {
         } else {
             tracing::error!(
                 instance = &*self.instance,
-                pid = proc.pid,
                 cause,
-                "plugin host died; the next call starts a new one"
+                "plugin host failed to start or died before it was given a call; the next call starts a new one"
+            );
+        }
+    }
+
+    /// Whether calls from `address` killed a host [`MAX_FAULTS`] times within
+    /// [`DEATH_WINDOW`]: the refusal, naming why and until when.
+    fn held_back(&self, address: &str) -> Option<HookError> {
+        let mut st = lock(&self.state);
+        let now = Instant::now();
+        let faults = st.faults.get_mut(address)?;
+        while faults
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > DEATH_WINDOW)
+        {
+            faults.pop_front();
+        }
+        if faults.is_empty() {
+            st.faults.remove(address);
+            return None;
+        }
+        (faults.len() >= MAX_FAULTS).then(|| {
+            let until = faults[faults.len() - MAX_FAULTS] + DEATH_WINDOW;
+            HookError::failed(format!(
+                "held back: calls from {address} killed its plugin host {} times within {} s; its calls are refused for {} s more",
+                faults.len(),
+                DEATH_WINDOW.as_secs(),
+                until.saturating_duration_since(now).as_secs() + 1
+            ))
+        })
+    }
+
+    /// Counts a call from `address` that killed (or went down with) the host.
+    fn count_fault(&self, address: &str) {
+        let mut st = lock(&self.state);
+        let now = Instant::now();
+        if !st.faults.contains_key(address) && st.faults.len() >= MAX_FAULT_ADDRESSES {
+            // Forget the address whose last fault is oldest.
+            let oldest = st
+                .faults
+                .iter()
+                .min_by_key(|(_, f)| f.back().copied())
+                .map(|(a, _)| a.clone());
+            if let Some(a) = oldest {
+                st.faults.remove(&a);
+            }
+        }
+        let faults = st.faults.entry(address.to_owned()).or_default();
+        faults.push_back(now);
+        while faults.len() > MAX_FAULTS {
+            faults.pop_front();
+        }
+        if faults.len() >= MAX_FAULTS {
+            tracing::warn!(
+                instance = &*self.instance,
+                address,
+                "calls from this address killed the plugin host {} times within {} s; its calls of the instance are refused until then",
+                faults.len(),
+                DEATH_WINDOW.as_secs()
             );
         }
     }
@@ -474,10 +582,31 @@ impl Supervisor {
     /// Runs one call (`down`) of the instance for the request in `cx`, serving the
     /// host API the plugin calls meanwhile.
     pub fn call(&self, cx: &CallCx<'_>, down: &Down) -> Result<Answer, HookError> {
+        // Events carry no client address: only logins' senders can be held back.
+        let address = cx
+            .req
+            .context
+            .get("remote_addr")
+            .map(|a| plugin_abi::sdk::address_bucket(a))
+            .filter(|a| !a.is_empty());
+        if let Some(refused) = address.as_deref().and_then(|a| self.held_back(a)) {
+            return Err(refused);
+        }
+        self.call_host(cx, down, address.as_deref())
+    }
+
+    fn call_host(
+        &self,
+        cx: &CallCx<'_>,
+        down: &Down,
+        address: Option<&str>,
+    ) -> Result<Answer, HookError> {
         let proc = self.running()?;
         let mut lane = match proc.lane() {
             Ok(lane) => lane,
-            Err(e) => return Err(self.lost(&proc, &format!("no lane could be opened: {e}"))),
+            Err(e) => {
+                return Err(self.lost(&proc, address, &format!("no lane could be opened: {e}")))
+            }
         };
         let (killer, hook) = (proc.clone(), cx.hook);
         cx.req.arm_cancel(Cancel(Arc::new(move || {
@@ -485,8 +614,10 @@ impl Supervisor {
                 "was killed by the daemon: {hook} ran past daemon.hook_timeout_ms"
             ))
         })));
+        proc.called
+            .store(true, std::sync::atomic::Ordering::Release);
         if let Err(e) = lane.send(down) {
-            return Err(self.lost(&proc, &e.to_string()));
+            return Err(self.lost(&proc, address, &e.to_string()));
         }
         loop {
             match lane.recv::<Up>(ANSWER_SPIN) {
@@ -499,7 +630,7 @@ impl Supervisor {
                     let reply = serve(cx, call);
                     if answers {
                         if let Err(e) = lane.send(&Down::Reply(reply)) {
-                            return Err(self.lost(&proc, &e.to_string()));
+                            return Err(self.lost(&proc, address, &e.to_string()));
                         }
                     }
                 }
@@ -507,15 +638,19 @@ impl Supervisor {
                     proc.kill(format!(
                         "was killed by the daemon: it sent an unreadable message ({e})"
                     ));
-                    return Err(self.lost(&proc, &e.to_string()));
+                    return Err(self.lost(&proc, address, &e.to_string()));
                 }
-                Err(e) => return Err(self.lost(&proc, &e.to_string())),
+                Err(e) => return Err(self.lost(&proc, address, &e.to_string())),
             }
         }
     }
 
-    /// The error for a call whose host went away mid-call, once the host is gone.
-    fn lost(&self, proc: &Arc<Proc>, detail: &str) -> HookError {
+    /// The error for a call whose host went away mid-call, once the host is gone; the
+    /// call's sender (`address`) has one more fault.
+    fn lost(&self, proc: &Arc<Proc>, address: Option<&str>, detail: &str) -> HookError {
+        if let Some(a) = address {
+            self.count_fault(a);
+        }
         let cause = match proc.wait_cause(DEATH_GRACE) {
             Some(cause) => cause,
             None => {
@@ -547,6 +682,93 @@ enum Handshake {
     Refused(String),
     /// The host died or did not answer.
     Broken(String),
+}
+
+/// The longest line of a host's output logged whole; the rest of it is cut.
+const OUTPUT_LINE: usize = 1024;
+/// Lines of one stream of one host logged per second at most; past that they are
+/// counted, and the count is logged, so that a plugin cannot flood the journal.
+const OUTPUT_RATE: u32 = 50;
+
+/// Reads a host's `stream` until it closes (the host exited) and logs each line as
+/// the instance's output, escaped (no line of it can pass for the daemon's own),
+/// cut to [`OUTPUT_LINE`] bytes and at most [`OUTPUT_RATE`] a second. The pipe is
+/// always drained, so a chatty plugin never blocks on it.
+fn forward_output(instance: &Arc<str>, pid: u32, stream: &'static str, pipe: OwnedFd) {
+    use std::io::BufRead;
+    let instance = instance.clone();
+    let read = move || {
+        let mut reader = io::BufReader::with_capacity(4096, std::fs::File::from(pipe));
+        let mut line = Vec::new();
+        let (mut second, mut logged, mut dropped) = (Instant::now(), 0u32, 0u64);
+        loop {
+            line.clear();
+            // Up to the newline, keeping at most OUTPUT_LINE bytes of it.
+            let mut cut = false;
+            loop {
+                let buf = match reader.fill_buf() {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return,
+                };
+                if buf.is_empty() {
+                    if line.is_empty() {
+                        return;
+                    }
+                    break;
+                }
+                let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+                    Some(i) => (i + 1, true),
+                    None => (buf.len(), false),
+                };
+                let room = OUTPUT_LINE.saturating_sub(line.len());
+                cut |= take > room;
+                line.extend_from_slice(&buf[..take.min(room)]);
+                reader.consume(take);
+                if done {
+                    break;
+                }
+            }
+            if second.elapsed() >= Duration::from_secs(1) {
+                if dropped > 0 {
+                    tracing::warn!(
+                        instance = &*instance,
+                        pid,
+                        stream,
+                        dropped,
+                        "plugin host wrote more than {OUTPUT_RATE} lines a second; these were not logged"
+                    );
+                }
+                (second, logged, dropped) = (Instant::now(), 0, 0);
+            }
+            if logged >= OUTPUT_RATE {
+                dropped += 1;
+                continue;
+            }
+            logged += 1;
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\n', '\r']);
+            tracing::info!(
+                instance = &*instance,
+                pid,
+                stream,
+                cut,
+                output = ?text,
+                "plugin host output"
+            );
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name(format!("flaskbbd-host-{stream}"))
+        .spawn(read);
+    if let Err(e) = spawned {
+        // The pipe closes with the closure: the host's writes fail, nothing blocks.
+        tracing::warn!(
+            pid,
+            stream,
+            "cannot start a thread to read a plugin host's output: {e}"
+        );
+    }
 }
 
 /// Waits for the host to exit, records how, and tells its supervisor (if it still

@@ -1100,6 +1100,51 @@ impl Store for DbStore {
         .map_err(query_err)
     }
 
+    fn reserve_penalties(
+        &self,
+        keys: &[PenaltyKey],
+        at: DateTime<Utc>,
+        window_ms: i64,
+    ) -> Result<Vec<Penalty>, StoreError> {
+        use flaskbbd_penalties as p;
+        let at_ms = at.timestamp_millis();
+        let rows: Vec<(PenaltyKey, i32, i64, i64)> = self
+            .write(|conn| {
+                conn.transaction(|c| {
+                    let mut rows = Vec::with_capacity(keys.len());
+                    for key in keys {
+                        // The upsert takes the row's lock (PostgreSQL) or the
+                        // database's write lock (SQLite) until the commit: the read
+                        // below sees this attempt's count and no one else's after it.
+                        let op = Op::AddPenalty {
+                            key: key.clone(),
+                            at_ms,
+                            window_ms,
+                        };
+                        apply(c, &op, self.schema)?;
+                        let (failures, last, expires) = p::table
+                            .filter(p::kind.eq(&key.kind))
+                            .filter(p::subject.eq(&key.subject))
+                            .filter(p::address.eq(&key.address))
+                            .select((p::failures, p::last_failure, p::expires))
+                            .first::<(i32, i64, i64)>(c)?;
+                        rows.push((key.clone(), failures, last, expires));
+                    }
+                    Ok(rows)
+                })
+            })?
+            .map_err(|e: DieselError| StoreError::Query(format!("reserving a failure: {e}")))?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, failures, last, expires)| Penalty {
+                key,
+                failures: u32::try_from(failures).unwrap_or(0),
+                last_failure: from_ms(last),
+                expires: from_ms(expires),
+            })
+            .collect())
+    }
+
     fn prune_penalties(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         use flaskbbd_penalties as p;
         self.write(|conn| {
@@ -1213,6 +1258,18 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
                     .filter(p::subject.eq(&key.subject))
                     .filter(p::address.eq(&key.address)),
             )
+            .execute(c)?;
+        }
+        Op::ReleasePenalty { key } => {
+            use flaskbbd_penalties as p;
+            diesel::update(
+                p::table
+                    .filter(p::kind.eq(&key.kind))
+                    .filter(p::subject.eq(&key.subject))
+                    .filter(p::address.eq(&key.address))
+                    .filter(p::failures.gt(0)),
+            )
+            .set(p::failures.eq(p::failures - 1))
             .execute(c)?;
         }
         Op::KvSet { plugin, key, value } => with_plugin_tables!(schema, {

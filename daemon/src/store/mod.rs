@@ -60,6 +60,9 @@ pub enum Op {
     },
     /// Forgets a penalty row.
     ClearPenalty { key: PenaltyKey },
+    /// Gives back one failure a reservation ([`Store::reserve_penalties`]) counted
+    /// for an attempt that succeeded (never below zero).
+    ReleasePenalty { key: PenaltyKey },
 }
 
 /// Names one row of failure counts: whose it is, what it counts, and for which
@@ -182,6 +185,17 @@ pub trait Store: Send + Sync {
         address: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError>;
+    /// Counts one more failure in each of `keys` (as [`Op::AddPenalty`]) and answers
+    /// the rows as they stand after it, in one transaction committed before this
+    /// returns: concurrent callers, on this daemon or another on the same database,
+    /// each see a different count, so a check made against the answer is made once
+    /// per attempt. The keys share a kind and subject.
+    fn reserve_penalties(
+        &self,
+        keys: &[PenaltyKey],
+        at: DateTime<Utc>,
+        window_ms: i64,
+    ) -> Result<Vec<Penalty>, StoreError>;
     /// Deletes the rows that expired before `now`; returns how many.
     fn prune_penalties(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
 }
