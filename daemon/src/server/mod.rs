@@ -134,6 +134,7 @@ pub async fn serve(
         ));
     }
     drop(listener);
+    drop(spare);
     // Each open connection holds a permit (wherever it is served: a connection whose
     // hung call was abandoned goes on in another task), so all permits back means all
     // connections closed.
