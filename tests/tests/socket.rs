@@ -223,13 +223,19 @@ impl PublicDir {
         self.daemon_with(s, &format!("admin_uids = {admin_uids}\n"))
     }
 
-    /// Starts a daemon whose socket is here, with more keys of `[daemon]`.
-    fn daemon_with(&self, s: &Scratch, daemon_keys: &str) -> TestDaemon {
-        let config = s.config(&format!(
+    /// Writes the configuration of a daemon whose socket is here, with more keys of
+    /// `[daemon]`.
+    fn config_with(&self, s: &Scratch, daemon_keys: &str) -> std::path::PathBuf {
+        s.config(&format!(
             "[database]\nurl = {:?}\n[daemon]\nsocket = {:?}\nsocket_mode = \"0666\"\n{daemon_keys}",
             s.db_url(),
             self.0.join("flaskbbd.sock")
-        ));
+        ))
+    }
+
+    /// Starts a daemon whose socket is here, with more keys of `[daemon]`.
+    fn daemon_with(&self, s: &Scratch, daemon_keys: &str) -> TestDaemon {
+        let config = self.config_with(s, daemon_keys);
         let mut d = TestDaemon::spawn(s, Command::new(flaskbbd_tests::flaskbbd_bin()), config);
         d.socket = self.0.join("flaskbbd.sock");
         d.wait_ready();
@@ -591,7 +597,21 @@ fn the_connection_past_a_uids_share_is_refused_with_permission_denied() {
     for c in &mut mine {
         assert!(c.call("org.varlink.service.GetInfo", json!({})).is_ok());
     }
-    drop(flood);
+    // A reload applies a new share to new connections: two more of nobody's get in,
+    // the third is refused.
+    public.config_with(&s, "max_connections = 100\nmax_connections_per_uid = 10\n");
+    mine[0].call("org.flaskbb.Admin.Reload", json!({})).unwrap();
+    let more = Flood::as_nobody(&d.socket, 3, 1);
+    assert_eq!(more.refused, 1, "{:?}", more.answer);
+    assert!(
+        more.answer["parameters"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("uid 65534 already holds 10 connections"),
+        "{:?}",
+        more.answer
+    );
+    drop((flood, more));
 }
 
 #[test]

@@ -93,7 +93,7 @@ pub async fn serve(
 ) {
     let max = daemon.config().daemon.max_connections;
     let limit = Arc::new(Semaphore::new(max));
-    let shares = Arc::new(Shares::new(daemon.config().daemon.per_uid_limit()));
+    let shares = Arc::new(Shares::default());
     // A permit not used by a refused connection serves the next one.
     let mut spare = None;
     loop {
@@ -117,8 +117,10 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         let cred = stream.peer_cred().ok();
-        let Some(share) = shares.take(cred.map(|c| c.uid())) else {
-            shares.refuse(stream, cred);
+        // The share as configured now: a reload applies to new connections.
+        let per_uid = daemon.config().daemon.per_uid_limit();
+        let Some(share) = shares.take(cred.map(|c| c.uid()), per_uid) else {
+            shares.refuse(stream, cred, per_uid);
             spare = Some(permit);
             continue;
         };
@@ -157,8 +159,8 @@ const READ_BUFFER: usize = 1024;
 const UNKNOWN_UID: u32 = u32::MAX;
 
 /// The connections each peer uid holds, against `daemon.max_connections_per_uid`.
+#[derive(Default)]
 struct Shares {
-    per_uid: usize,
     state: Mutex<SharesState>,
 }
 
@@ -175,23 +177,17 @@ struct SharesState {
 }
 
 impl Shares {
-    fn new(per_uid: usize) -> Shares {
-        Shares {
-            per_uid,
-            state: Mutex::new(SharesState::default()),
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, SharesState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A place for one more connection of `uid`, or None when it holds its share.
-    fn take(self: &Arc<Self>, uid: Option<u32>) -> Option<Share> {
+    /// A place for one more connection of `uid`, or None when it holds its share of
+    /// `per_uid`.
+    fn take(self: &Arc<Self>, uid: Option<u32>, per_uid: usize) -> Option<Share> {
         let uid = uid.unwrap_or(UNKNOWN_UID);
         let mut state = self.lock();
         let open = state.open.entry(uid).or_insert(0);
-        if *open >= self.per_uid {
+        if *open >= per_uid {
             return None;
         }
         *open += 1;
@@ -205,12 +201,12 @@ impl Shares {
 
     /// Answers a connection over its uid's share `PermissionDenied` (before it asks
     /// anything: a client reads it as the reply to its first call) and closes it.
-    fn refuse(&self, stream: UnixStream, cred: Option<UCred>) {
+    fn refuse(&self, stream: UnixStream, cred: Option<UCred>, per_uid: usize) {
         let uid = cred.map(|c| c.uid());
         let reason = format!(
             "uid {} already holds {} connections, its share of the daemon's (daemon.max_connections_per_uid): close idle ones, or raise the share",
             uid.map_or_else(|| "(unknown)".to_owned(), |u| u.to_string()),
-            self.per_uid
+            per_uid
         );
         let mut reply = Vec::new();
         wire::Reply::error(
@@ -234,7 +230,7 @@ impl Shares {
                 uid,
                 pid = cred.and_then(|c| c.pid()),
                 refused = state.refused,
-                share = self.per_uid,
+                share = per_uid,
                 "refused connections of a uid that holds its share (daemon.max_connections_per_uid)"
             );
             state.refused = 0;
