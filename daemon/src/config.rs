@@ -56,6 +56,14 @@ pub struct DaemonConfig {
     pub workers: usize,
     /// Concurrent connections; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Concurrent connections of one peer uid; more of that uid are refused. Unset:
+    /// a quarter of `max_connections` ([`DaemonConfig::per_uid_limit`]), so that one
+    /// local user cannot take every connection.
+    pub max_connections_per_uid: Option<usize>,
+    /// How long a message may stay unfinished (its first byte read, its NUL not yet)
+    /// before the connection is closed. Connections idle between messages have no
+    /// limit but `max_connections_per_uid`.
+    pub message_timeout_ms: u64,
     /// Hook calls that may hang past their timeout before new calls are refused.
     pub max_stuck_calls: usize,
     /// How often to look for instances enabled or disabled through another daemon on
@@ -73,6 +81,8 @@ impl Default for DaemonConfig {
             max_message_bytes: 65536,
             workers: 0,
             max_connections: 16384,
+            max_connections_per_uid: None,
+            message_timeout_ms: 10_000,
             max_stuck_calls: 16,
             registry_poll_ms: 2000,
         }
@@ -85,6 +95,13 @@ impl DaemonConfig {
         // Validated in `Config::validate`.
         u32::from_str_radix(&self.socket_mode, 8).unwrap_or(0o660)
     }
+    /// Connections one peer uid may hold: `max_connections_per_uid`, or a quarter of
+    /// `max_connections` when unset.
+    pub fn per_uid_limit(&self) -> usize {
+        self.max_connections_per_uid
+            .unwrap_or((self.max_connections / 4).max(1))
+    }
+
     /// Worker threads, resolving 0 to the number of cores.
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
@@ -545,6 +562,26 @@ impl Config {
         if d.max_message_bytes < 1024 {
             return Err(self.error_key("daemon.max_message_bytes", "must be at least 1024"));
         }
+        if d.max_connections < 1 {
+            return Err(self.error_key("daemon.max_connections", "must be at least 1"));
+        }
+        if let Some(n) = d.max_connections_per_uid {
+            if n < 1 || n > d.max_connections {
+                return Err(self.error_key(
+                    "daemon.max_connections_per_uid",
+                    &format!(
+                        "must be between 1 and daemon.max_connections ({}); unset, it is a quarter of max_connections",
+                        d.max_connections
+                    ),
+                ));
+            }
+        }
+        if !(100..=3_600_000).contains(&d.message_timeout_ms) {
+            return Err(self.error_key(
+                "daemon.message_timeout_ms",
+                "must be between 100 and 3600000 (an hour); the default is 10000",
+            ));
+        }
         if !(4..=31).contains(&self.auth.bcrypt_cost) {
             return Err(self.error_key(
                 "auth.bcrypt_cost",
@@ -936,6 +973,45 @@ mod tests {
         assert!(e.contains("/etc/flaskbbd/flaskbb.toml"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("sokcet_mode"), "{e}");
+    }
+
+    #[test]
+    fn connection_limits_default_to_a_share_and_bad_values_name_their_key() {
+        let c = parse("").unwrap();
+        assert_eq!(c.daemon.per_uid_limit(), 4096);
+        assert_eq!(c.daemon.message_timeout_ms, 10_000);
+        let c = parse("[daemon]\nmax_connections = 100\n").unwrap();
+        assert_eq!(c.daemon.per_uid_limit(), 25);
+        let c = parse("[daemon]\nmax_connections = 100\nmax_connections_per_uid = 100\n").unwrap();
+        assert_eq!(c.daemon.per_uid_limit(), 100);
+        for (text, line, key) in [
+            (
+                "[daemon]\nmax_connections = 100\nmax_connections_per_uid = 101\n",
+                3,
+                "daemon.max_connections_per_uid",
+            ),
+            (
+                "[daemon]\nmax_connections_per_uid = 0\n",
+                2,
+                "daemon.max_connections_per_uid",
+            ),
+            (
+                "[daemon]\nmessage_timeout_ms = 0\n",
+                2,
+                "daemon.message_timeout_ms",
+            ),
+            (
+                "[daemon]\nmax_connections = 0\n",
+                2,
+                "daemon.max_connections",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().0;
+            assert!(
+                e.contains(&format!("flaskbb.toml:{line}: {key}: must be")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

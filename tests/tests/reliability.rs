@@ -583,7 +583,7 @@ fn clients_that_vanish_mid_request_or_mid_message_lose_nothing() {
     let s = Scratch::new("rel-vanish");
     let mut d = TestDaemon::start(
         &s,
-        "[daemon]\nmax_connections = 64\n[auth]\nbcrypt_cost = 4\nlockout = { enabled = false }\n",
+        "[daemon]\nmax_connections = 64\nmax_connections_per_uid = 64\n[auth]\nbcrypt_cost = 4\nlockout = { enabled = false }\n",
     );
     d.add_user("ned", "Secret123", true);
     let call = br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"ned","secret":"wrong"}}"#;
@@ -626,7 +626,7 @@ fn ten_thousand_idle_connections_hold_the_limit_and_others_are_served() {
     let mut d = TestDaemon::start(
         &s,
         &format!(
-            "[daemon]\nmax_connections = {LIMIT}\n[auth]\nbcrypt_cost = 4\nlockout = {{ enabled = false }}\n"
+            "[daemon]\nmax_connections = {LIMIT}\nmax_connections_per_uid = {LIMIT}\n[auth]\nbcrypt_cost = 4\nlockout = {{ enabled = false }}\n"
         ),
     );
     d.add_user("ned", "Secret123", true);

@@ -220,11 +220,22 @@ impl PublicDir {
 
     /// Starts a daemon whose socket is here.
     fn daemon(&self, s: &Scratch, admin_uids: &str) -> TestDaemon {
-        let config = s.config(&format!(
-            "[database]\nurl = {:?}\n[daemon]\nsocket = {:?}\nsocket_mode = \"0666\"\nadmin_uids = {admin_uids}\n",
+        self.daemon_with(s, &format!("admin_uids = {admin_uids}\n"))
+    }
+
+    /// Writes the configuration of a daemon whose socket is here, with more keys of
+    /// `[daemon]`.
+    fn config_with(&self, s: &Scratch, daemon_keys: &str) -> std::path::PathBuf {
+        s.config(&format!(
+            "[database]\nurl = {:?}\n[daemon]\nsocket = {:?}\nsocket_mode = \"0666\"\n{daemon_keys}",
             s.db_url(),
             self.0.join("flaskbbd.sock")
-        ));
+        ))
+    }
+
+    /// Starts a daemon whose socket is here, with more keys of `[daemon]`.
+    fn daemon_with(&self, s: &Scratch, daemon_keys: &str) -> TestDaemon {
+        let config = self.config_with(s, daemon_keys);
         let mut d = TestDaemon::spawn(s, Command::new(flaskbbd_tests::flaskbbd_bin()), config);
         d.socket = self.0.join("flaskbbd.sock");
         d.wait_ready();
@@ -416,4 +427,284 @@ fn an_idle_connection_stays_open() {
         c.stream().try_clone().unwrap().read(&mut buf).is_err(),
         "nothing unexpected was sent"
     );
+}
+
+/// Opens `n` connections to `socket` as uid and gid 65534 (`nobody`, its open-files
+/// limit raised for them) and waits until `refused` of them have been answered (for
+/// up to 20 s), then holds them all open until dropped.
+struct Flood {
+    child: std::process::Child,
+    /// How many connections the daemon answered at once (refused), and the first
+    /// answer.
+    refused: usize,
+    answer: Value,
+}
+
+impl Flood {
+    fn as_nobody(socket: &std::path::Path, n: usize, refused: usize) -> Flood {
+        const SCRIPT: &str = r#"
+import json, os, select, socket, sys, time
+path, n, expect = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+socks = []
+for i in range(n):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    socks.append(s)
+p = select.poll()
+for s in socks:
+    p.register(s, select.POLLIN)
+answered, first = set(), None
+deadline = time.monotonic() + 20
+# Until the expected refusals came, then a little longer to catch any extra.
+while time.monotonic() < deadline:
+    if len(answered) >= expect:
+        deadline = min(deadline, time.monotonic() + 0.5)
+    for fd, _ in p.poll(100):
+        answered.add(fd)
+        p.unregister(fd)
+        data = os.read(fd, 65536)
+        if first is None and data:
+            first = json.loads(data.rstrip(b"\0"))
+print(json.dumps({"refused": len(answered), "answer": first}), flush=True)
+sys.stdin.read()
+"#;
+        let limit = (n + 64) as libc::rlim_t;
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.args(["-c", SCRIPT])
+            .arg(socket)
+            .arg(n.to_string())
+            .arg(refused.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        // SAFETY: only async-signal-safe system calls between fork and exec: raise the
+        // open-files limit while still root, then drop to nobody.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0
+                    || libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the flood's report {line:?}: {e}"));
+        Flood {
+            child,
+            refused: v["refused"].as_u64().unwrap() as usize,
+            answer: v["answer"].clone(),
+        }
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// A login on a new connection, given up after 10 s (rather than waiting forever
+/// in the listen queue).
+fn login_within_10s(d: &TestDaemon, user: &str, password: &str) -> Result<Value, String> {
+    let mut c = d.client();
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    c.call(
+        "org.flaskbb.Auth.Authenticate",
+        json!({ "identifier": user, "secret": password }),
+    )
+    .map_err(|e| format!("{e:?}"))
+}
+
+#[test]
+fn one_uid_with_thousands_of_idle_connections_does_not_stop_another_uids_login() {
+    // As many connections as the daemon takes in all, from one uid: with the default
+    // share (a quarter of max_connections) it holds 500 and the rest are refused.
+    const MAX: usize = 2000;
+    let s = Scratch::new("conn-share");
+    let public = PublicDir::new("conn-share");
+    let d = public.daemon_with(&s, &format!("max_connections = {MAX}\n"));
+    d.add_user("ann", "Secret123", true);
+    std::thread::sleep(Duration::from_millis(300));
+    let sockets = d.open_sockets();
+    let flood = Flood::as_nobody(&d.socket, MAX, MAX - MAX / 4);
+    // Another uid (root) logs in while nobody holds all it may.
+    let user = login_within_10s(&d, "ann", "Secret123").expect("root's login answered");
+    assert_eq!(user["user"]["username"], "ann");
+    assert_eq!(flood.refused, MAX - MAX / 4, "{:?}", flood.answer);
+    assert_eq!(
+        flood.answer["error"], "org.varlink.service.PermissionDenied",
+        "{:?}",
+        flood.answer
+    );
+    // ... and so does nobody once it closes its connections.
+    drop(flood);
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while d.open_sockets() > sockets && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = public.run_as_nobody(&["auth", "ann"]);
+    assert!(
+        text(&out)
+            .1
+            .contains("AuthenticationFailed: Wrong username or password."),
+        "nobody after closing its connections: {:?}",
+        text(&out)
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains("refused connections of a uid that holds its share")
+            && log.contains("uid=65534"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_connection_past_a_uids_share_is_refused_with_permission_denied() {
+    let s = Scratch::new("conn-share-n");
+    let public = PublicDir::new("conn-share-n");
+    let d = public.daemon_with(&s, "max_connections = 100\nmax_connections_per_uid = 8\n");
+    // Nine connections of nobody: the ninth is answered at once and closed.
+    let flood = Flood::as_nobody(&d.socket, 9, 1);
+    assert_eq!(flood.refused, 1, "{:?}", flood.answer);
+    assert_eq!(
+        flood.answer["error"],
+        "org.varlink.service.PermissionDenied"
+    );
+    let reason = flood.answer["parameters"]["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        "uid 65534 already holds 8 connections, its share of the daemon's (daemon.max_connections_per_uid): close idle ones, or raise the share"
+    );
+    // Root's own share is untouched by nobody's: eight of its connections all answer.
+    let mut mine: Vec<_> = (0..8).map(|_| d.client()).collect();
+    for c in &mut mine {
+        assert!(c.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    }
+    // A reload applies a new share to new connections: two more of nobody's get in,
+    // the third is refused.
+    public.config_with(&s, "max_connections = 100\nmax_connections_per_uid = 10\n");
+    mine[0].call("org.flaskbb.Admin.Reload", json!({})).unwrap();
+    let more = Flood::as_nobody(&d.socket, 3, 1);
+    assert_eq!(more.refused, 1, "{:?}", more.answer);
+    assert!(
+        more.answer["parameters"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("uid 65534 already holds 10 connections"),
+        "{:?}",
+        more.answer
+    );
+    drop((flood, more));
+}
+
+#[test]
+fn a_message_left_unfinished_is_closed_after_message_timeout_ms_and_idle_ones_are_not() {
+    let s = Scratch::new("conn-stall");
+    let d = TestDaemon::start(&s, "[daemon]\nmessage_timeout_ms = 1000\n");
+    d.add_user("ann", "Secret123", true);
+    let call = br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"ann","secret":"Stalled-Secret-42"}}"#;
+    // A connection idle between messages, and one that sends half a call and stalls.
+    let mut idle = d.client();
+    assert!(idle.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    let mut stalled = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let sent = std::time::Instant::now();
+    stalled.write_all(&call[..call.len() / 2]).unwrap();
+    // A slow client whose call comes in two parts well inside the timeout is served.
+    let mut slow = d.client();
+    slow.stream().write_all(&call[..call.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    slow.send_raw(&call[call.len() / 2..]).unwrap();
+    let reply = slow.receive().unwrap().unwrap().message();
+    assert_eq!(reply["error"], "org.flaskbb.Auth.AuthenticationFailed");
+    // The stalled one is answered and closed: after the timeout, long before 10 s.
+    let mut got = Vec::new();
+    stalled
+        .read_to_end(&mut got)
+        .expect("closed by the daemon, not left open");
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000) && waited < Duration::from_secs(8),
+        "closed after {waited:?}"
+    );
+    let answer: Value = serde_json::from_slice(got.strip_suffix(b"\0").unwrap()).unwrap();
+    assert_eq!(answer["error"], "org.varlink.service.InvalidParameter");
+    assert_eq!(
+        answer["parameters"]["reason"],
+        "message not finished within daemon.message_timeout_ms (1000 ms)"
+    );
+    // The idle connection, idle longer than the timeout, still serves.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(idle.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    let log = d.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("left a message unfinished"))
+        .unwrap_or_else(|| panic!("no log line:\n{log}"));
+    assert!(line.contains("uid=0") && line.contains("pid="), "{line}");
+    assert!(
+        !log.contains("Stalled"),
+        "the message's content was logged:\n{log}"
+    );
+}
+
+#[test]
+fn the_memory_of_thousands_of_connections_is_given_back_when_they_close() {
+    const N: usize = 12_000;
+    let s = Scratch::new("conn-memory");
+    let d = TestDaemon::start(
+        &s,
+        &format!("[daemon]\nmax_connections = {N}\nmax_connections_per_uid = {N}\n"),
+    );
+    assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    std::thread::sleep(Duration::from_millis(300));
+    let sockets = d.open_sockets();
+    let before = d.rss_kib();
+    let held: Vec<_> = (0..N)
+        .map(|i| {
+            std::os::unix::net::UnixStream::connect(&d.socket).unwrap_or_else(|e| {
+                panic!("connection {i}: {e} (raise ulimit -n above {})", N + 100)
+            })
+        })
+        .collect();
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while d.open_sockets() < sockets + N && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let open = d.rss_kib();
+    drop(held);
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while d.open_sockets() > sockets && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = d.rss_kib();
+    println!(
+        "RSS {before} KiB idle, {open} KiB with {N} connections, {after} KiB after they closed"
+    );
+    // Without the trim a debug build keeps about 15 MB of these; with it, 1-2 MB.
+    assert!(
+        after < before + 6 * 1024,
+        "RSS {before} KiB idle, {open} KiB with {N} connections, {after} KiB after they closed"
+    );
+    assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok());
 }

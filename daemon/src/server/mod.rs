@@ -9,25 +9,33 @@
 //! close where the stream cannot be trusted) and disturbs no other connection.
 //! SIGTERM/SIGINT stop accepting, let every connection finish the request it is in,
 //! and return.
+//!
+//! Connections are bounded in total (`daemon.max_connections`: more wait in the
+//! listen queue) and per peer uid (`daemon.max_connections_per_uid`: more of that uid
+//! are answered `PermissionDenied` and closed at once), so that one local user cannot
+//! hold every connection. A message begun must end within `daemon.message_timeout_ms`
+//! or its connection is closed; a connection idle between messages stays open (a
+//! client's pooled connection), bounded by its uid's share.
 
 mod methods;
 mod reader;
 pub use flaskbbd_protocol::wire;
 
 use std::{
+    collections::HashMap,
     io,
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::Path,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
+        Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::{
-    io::{AsyncWriteExt, BufReader},
-    net::{unix::OwnedWriteHalf, UnixListener, UnixStream},
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{unix::OwnedWriteHalf, unix::UCred, UnixListener, UnixStream},
     sync::{watch, OwnedSemaphorePermit, Semaphore},
 };
 
@@ -90,25 +98,50 @@ pub async fn serve(
 ) {
     let max = daemon.config().daemon.max_connections;
     let limit = Arc::new(Semaphore::new(max));
+    let shares = Arc::new(Shares::default());
+    // A permit not used by a refused connection serves the next one.
+    let mut spare = None;
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.changed() => break,
+        let permit = match spare.take() {
+            Some(p) => p,
+            None => tokio::select! {
+                p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.changed() => break,
+            },
         };
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
+                    spare = Some(permit);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = shutdown.changed() => break,
         };
-        tokio::spawn(connection(daemon.clone(), stream, permit, shutdown.clone()));
+        let cred = stream.peer_cred().ok();
+        // The share as configured now: a reload applies to new connections.
+        let per_uid = daemon.config().daemon.per_uid_limit();
+        let Some(share) = shares.take(cred.map(|c| c.uid()), per_uid) else {
+            shares.refuse(stream, cred, per_uid);
+            spare = Some(permit);
+            continue;
+        };
+        tokio::spawn(connection(
+            daemon.clone(),
+            stream,
+            cred,
+            Held {
+                _permit: permit,
+                _share: share,
+            },
+            shutdown.clone(),
+        ));
     }
     drop(listener);
+    drop(spare);
     // Each open connection holds a permit (wherever it is served: a connection whose
     // hung call was abandoned goes on in another task), so all permits back means all
     // connections closed.
@@ -127,6 +160,155 @@ pub async fn serve(
 /// The read buffer of one connection, in bytes.
 const READ_BUFFER: usize = 1024;
 
+/// The key of peers whose credentials could not be read: they share one share.
+const UNKNOWN_UID: u32 = u32::MAX;
+
+/// The connections each peer uid holds, against `daemon.max_connections_per_uid`.
+#[derive(Default)]
+struct Shares {
+    state: Mutex<SharesState>,
+}
+
+#[derive(Default)]
+struct SharesState {
+    open: HashMap<u32, usize>,
+    /// Connections open, and the most open at once since memory was last trimmed.
+    total: usize,
+    peak: usize,
+    /// Refusals not yet logged, and when the last log line was written: a flood of
+    /// refused connections writes a line a second, not one each.
+    refused: usize,
+    logged: Option<Instant>,
+}
+
+impl Shares {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharesState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for one more connection of `uid`, or None when it holds its share of
+    /// `per_uid`.
+    fn take(self: &Arc<Self>, uid: Option<u32>, per_uid: usize) -> Option<Share> {
+        let uid = uid.unwrap_or(UNKNOWN_UID);
+        let mut state = self.lock();
+        let open = state.open.entry(uid).or_insert(0);
+        if *open >= per_uid {
+            return None;
+        }
+        *open += 1;
+        state.total += 1;
+        state.peak = state.peak.max(state.total);
+        Some(Share {
+            shares: self.clone(),
+            uid,
+        })
+    }
+
+    /// Answers a connection over its uid's share `PermissionDenied` (before it asks
+    /// anything: a client reads it as the reply to its first call) and closes it.
+    fn refuse(&self, stream: UnixStream, cred: Option<UCred>, per_uid: usize) {
+        let uid = cred.map(|c| c.uid());
+        let reason = format!(
+            "uid {} already holds {} connections, its share of the daemon's (daemon.max_connections_per_uid): close idle ones, or raise the share",
+            uid.map_or_else(|| "(unknown)".to_owned(), |u| u.to_string()),
+            per_uid
+        );
+        let mut reply = Vec::new();
+        wire::Reply::error(
+            wire::errors::PERMISSION_DENIED,
+            serde_json::json!({ "reason": reason }),
+        )
+        .encode_into(&mut reply);
+        // One small write into the socket's empty buffer, without waiting: a client
+        // that never reads does not hold the accept loop.
+        if let Ok(s) = stream.into_std() {
+            let _ = std::io::Write::write(&mut &s, &reply);
+        }
+        let mut state = self.lock();
+        state.refused += 1;
+        let now = Instant::now();
+        if state
+            .logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                uid,
+                pid = cred.and_then(|c| c.pid()),
+                refused = state.refused,
+                share = per_uid,
+                "refused connections of a uid that holds its share (daemon.max_connections_per_uid)"
+            );
+            state.refused = 0;
+            state.logged = Some(now);
+        }
+    }
+}
+
+/// One connection's place in its uid's share; given back when dropped.
+struct Share {
+    shares: Arc<Shares>,
+    uid: u32,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut state = self.shares.lock();
+        if let Some(open) = state.open.get_mut(&self.uid) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                state.open.remove(&self.uid);
+            }
+        }
+        state.total = state.total.saturating_sub(1);
+        // Most of a flood's connections have closed: give their memory back.
+        if state.peak >= TRIM_AFTER && state.total <= state.peak / 4 {
+            let total = state.total;
+            let peak = std::mem::replace(&mut state.peak, total);
+            drop(state);
+            give_back_memory(peak);
+        }
+    }
+}
+
+/// Memory is trimmed when the connections open fall to a quarter of a peak of at
+/// least this many.
+const TRIM_AFTER: usize = 1024;
+
+/// Returns the allocator's free memory to the system after `peak` connections were
+/// open. glibc keeps what the connections' tasks and buffers freed in its arenas
+/// (16,000 idle connections closed left the daemon's RSS 20 MB above its idle
+/// figure; trimming gives back most of it: docs/operations.md), and a peak's worth
+/// is worth the few milliseconds the trim takes, on a blocking thread.
+fn give_back_memory(peak: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let trim = move || {
+            // SAFETY: malloc_trim only releases free pages of glibc's own arenas,
+            // under their locks; it touches no memory in use.
+            unsafe { libc::malloc_trim(0) };
+            tracing::debug!(
+                peak,
+                "connections closed: free memory returned to the system"
+            );
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(trim);
+            }
+            Err(_) => trim(),
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = peak;
+}
+
+/// What a connection holds while it is open: its place under
+/// `daemon.max_connections` and in its uid's share.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    _share: Share,
+}
+
 /// One client connection and all that serving it needs; it moves to another task when
 /// the task serving it is stuck in a hung hook call.
 struct Conn {
@@ -137,19 +319,19 @@ struct Conn {
     /// Replies not yet written: those to pipelined calls go out together.
     out: Vec<u8>,
     uid: Option<u32>,
+    pid: Option<i32>,
     admin: bool,
-    /// The connection's place under `daemon.max_connections`.
-    _permit: OwnedSemaphorePermit,
+    _held: Held,
     _open: Counted,
 }
 
 async fn connection(
     daemon: Arc<Daemon>,
     stream: UnixStream,
-    permit: OwnedSemaphorePermit,
+    cred: Option<UCred>,
+    held: Held,
     shutdown: watch::Receiver<bool>,
 ) {
-    let cred = stream.peer_cred().ok();
     let uid = cred.map(|c| c.uid());
     let mut admin = daemon.is_admin(uid);
     // A plugin host runs as the daemon's own user, which is always an admin: a plugin
@@ -175,8 +357,9 @@ async fn connection(
         buf: Vec::new(),
         out: Vec::new(),
         uid,
+        pid: cred.and_then(|c| c.pid()),
         admin,
-        _permit: permit,
+        _held: held,
         _open: Counted::new(&OPEN),
     };
     serve_connection(daemon, conn, shutdown).await;
@@ -186,7 +369,8 @@ async fn connection(
 /// cannot be trusted, or the daemon stops.
 async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::Receiver<bool>) {
     let max = daemon.config().daemon.max_message_bytes;
-    let uid = conn.uid;
+    let within = Duration::from_millis(daemon.config().daemon.message_timeout_ms);
+    let (uid, pid) = (conn.uid, conn.pid);
     // One wait for the stop for the connection's whole life, not one per message.
     let mut stop_rx = shutdown.clone();
     let stop = stop_rx.changed();
@@ -203,12 +387,31 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
             poll_for_next(&mut conn);
         }
         let read = tokio::select! {
-            r = wire::read_message(&mut conn.reader, &mut conn.buf, max) => r,
+            r = read_within(&mut conn.reader, &mut conn.buf, max, within) => r,
             _ = &mut stop => break,
         };
         let _busy = Counted::new(&BUSY);
         let close = match read {
             Ok(false) => break,
+            Err(Read::Stalled) => {
+                tracing::warn!(
+                    uid,
+                    pid,
+                    timeout_ms = within.as_millis() as u64,
+                    "closing a connection that left a message unfinished past daemon.message_timeout_ms"
+                );
+                crate::metrics::global().request(
+                    crate::metrics::INVALID_METHOD,
+                    wire::errors::INVALID_PARAMETER,
+                    std::time::Instant::now(),
+                );
+                wire::Reply::error(
+                    wire::errors::INVALID_PARAMETER,
+                    serde_json::json!({ "parameter": "message", "reason": format!("message not finished within daemon.message_timeout_ms ({} ms)", within.as_millis()) }),
+                )
+                .encode_into(&mut conn.out);
+                true
+            }
             Ok(true) => match methods::decode(&conn.buf, conn.admin) {
                 Ok((parsed, oneway)) => {
                     match parsed.route(&daemon) {
@@ -250,7 +453,7 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
                     bad.fatal
                 }
             },
-            Err(wire::ReadError::TooLarge(n)) => {
+            Err(Read::Failed(wire::ReadError::TooLarge(n))) => {
                 tracing::warn!(
                     uid,
                     "closing a connection that sent a message over {n} bytes"
@@ -267,7 +470,7 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
                 .encode_into(&mut conn.out);
                 true
             }
-            Err(e) => {
+            Err(Read::Failed(e)) => {
                 tracing::debug!(uid, "connection ended: {e}");
                 break;
             }
@@ -284,6 +487,40 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
         flush(&mut conn).await;
     }
     let _ = conn.writer.shutdown().await;
+}
+
+/// Why no message came off a connection.
+enum Read {
+    /// A message was begun and not finished within `daemon.message_timeout_ms`.
+    Stalled,
+    Failed(wire::ReadError),
+}
+
+/// Reads the next message into `buf`, as [`wire::read_message`]: waiting for its
+/// first byte has no bound (a pooled connection sits idle between calls), but once it
+/// has begun the message must end `within`.
+async fn read_within(
+    reader: &mut ConnReader,
+    buf: &mut Vec<u8>,
+    max: usize,
+    within: Duration,
+) -> Result<bool, Read> {
+    if !has_message(reader.buffer()) {
+        // The wait for a message to begin (or for the end of the stream).
+        reader
+            .fill_buf()
+            .await
+            .map_err(|e| Read::Failed(e.into()))?;
+        if !has_message(reader.buffer()) {
+            return match tokio::time::timeout(within, wire::read_message(reader, buf, max)).await {
+                Ok(r) => r.map_err(Read::Failed),
+                Err(_) => Err(Read::Stalled),
+            };
+        }
+    }
+    wire::read_message(reader, buf, max)
+        .await
+        .map_err(Read::Failed)
 }
 
 /// Open connections and requests being served right now, for the metrics.

@@ -23,6 +23,12 @@ fn shipped_config(s: &Scratch, dir: &std::path::Path) -> std::path::PathBuf {
         text.contains(&dir.display().to_string()),
         "flaskbb.toml names its plugin directory differently"
     );
+    // One client (this bench) opens all the idle connections below.
+    let text = text.replacen(
+        "[daemon]\n",
+        "[daemon]\nmax_connections_per_uid = 16384\n",
+        1,
+    );
     std::fs::create_dir_all(s.path.join("var")).unwrap();
     s.write("flaskbb.toml", &text)
 }
@@ -144,6 +150,7 @@ pub fn memory(args: &[String]) {
         limit as usize > connections + 64,
         "open-files limit {limit} is too low for {connections} connections: ulimit -n"
     );
+    let base = d.open_sockets();
     let held: Vec<UnixStream> = (0..connections)
         .map(|_| UnixStream::connect(&d.socket).expect("connect"))
         .collect();
@@ -160,4 +167,16 @@ pub fn memory(args: &[String]) {
         busy as f64 / idle as f64
     );
     drop(held);
+    // Closed, the connections' memory goes back to the system.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.open_sockets() > base && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let after = d.rss_kib();
+    println!(
+        "  RSS after they closed: {:.1} MiB ({:+.1} MiB from idle)",
+        after as f64 / 1024.0,
+        (after as f64 - idle as f64) / 1024.0
+    );
 }
