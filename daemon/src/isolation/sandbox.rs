@@ -27,8 +27,8 @@ use std::{
 };
 
 use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus, PathBeneath, PathFd,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -159,13 +159,33 @@ fn restrict_filesystem(s: &Sandbox) -> Result<String, String> {
         }
     }
     let status = ruleset.restrict_self().map_err(fail)?;
-    Ok(match status.ruleset {
-        RulesetStatus::FullyEnforced => "enforced".into(),
+    let filesystem = match status.ruleset {
+        RulesetStatus::FullyEnforced => "enforced",
         RulesetStatus::PartiallyEnforced => {
-            "partly enforced (this kernel's landlock is older than ABI 6)".into()
+            "partly enforced (this kernel's landlock is older than ABI 6)"
         }
-        RulesetStatus::NotEnforced => "not available on this kernel".into(),
-    })
+        RulesetStatus::NotEnforced => "not available on this kernel",
+    };
+    let network_rules = status.ruleset != RulesetStatus::NotEnforced
+        && matches!(
+            status.landlock,
+            LandlockStatus::Available { effective_abi, .. } if effective_abi >= ABI::V4
+        );
+    Ok(format!(
+        "{filesystem}, {}",
+        network_status(s.network, network_rules)
+    ))
+}
+
+/// What the status line says of the network: whether landlock's TCP rules hold.
+fn network_status(network: bool, rules_enforced: bool) -> &'static str {
+    match (network, rules_enforced) {
+        (true, _) => "network open (sandbox.network)",
+        (false, true) => "network closed",
+        (false, false) => {
+            "network closed by seccomp only (no landlock TCP rules before ABI 4, Linux 6.7)"
+        }
+    }
 }
 
 /// A rule granting `access` beneath `path` (on a file, only the rights a file has).
@@ -319,6 +339,19 @@ fn filter_syscalls(network: bool) -> Result<(), String> {
     );
     rules.insert(libc::SYS_clone, clone_rules);
     rules.insert(libc::SYS_socket, socket_rules(network)?);
+    // A pair of connected sockets reaches nothing outside the host; only Unix ones
+    // (the kernel makes no other family's pairs today: this keeps it so).
+    rules.insert(
+        libc::SYS_socketpair,
+        vec![SeccompRule::new(vec![SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Ne,
+            libc::AF_UNIX as u64,
+        )
+        .map_err(fail)?])
+        .map_err(fail)?],
+    );
     let denied: BpfProgram = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
