@@ -503,6 +503,19 @@ sandbox = { read = ["granted.txt"], write = ["out/"] }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("Seccomp:\t2"), "{status}");
+    // No capabilities, even started by a root daemon (as the tests often are).
+    for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert!(
+            status.contains(&format!("{set}:\t0000000000000000")),
+            "{set}: {status}"
+        );
+    }
+    // A system call newer than the filter knows answers as on an older kernel.
+    assert!(
+        probe("newer").ends_with("Function not implemented (os error 38)"),
+        "{}",
+        probe("newer")
+    );
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let limit = |name: &str| -> Vec<String> {
         let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
