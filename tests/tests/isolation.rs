@@ -569,6 +569,7 @@ fn a_host_without_network_reaches_nothing_by_any_route() {
     refused("udp", probe(&format!("udp:{udp_addr}")));
     refused("raw", probe("raw"));
     refused("packet", probe("packet"));
+    refused("netlink", probe("netlink"));
     refused("unix", probe(&format!("admin:{}", d.socket.display())));
     // io_uring, whose IORING_OP_SOCKET/CONNECT the system call filter would not see:
     // the route, a socket made by the ring then a plain connect, to the
@@ -609,8 +610,17 @@ fn a_host_without_network_reaches_nothing_by_any_route() {
     };
     assert_eq!(probe(&format!("connect:{addr}")), "connect open");
     assert_eq!(probe(&format!("udp:{udp_addr}")), "udp sent");
+    // A name resolved as clients do (the resolver's own sockets allowed) reaches it too.
+    let port = addr.rsplit_once(':').unwrap().1;
+    assert_eq!(
+        probe(&format!("resolve:localhost:{port}")),
+        "resolve connect open"
+    );
+    listener.set_nonblocking(false).unwrap();
+    assert!(listener.accept().is_ok());
     refused("raw with network", probe("raw"));
     refused("packet with network", probe("packet"));
+    refused("netlink with network", probe("netlink"));
     assert!(
         probe("uring").starts_with("uring refused"),
         "{}",
