@@ -494,13 +494,29 @@ sandbox = { read = ["granted.txt"], write = ["out/"] }
     assert!(open
         .log_text()
         .contains("connected to the daemon's socket; org.flaskbb.Admin is refused to it"));
-    assert_eq!(d.plugin("closed")["host"]["landlock"], "enforced");
+    assert_eq!(
+        d.plugin("closed")["host"]["landlock"],
+        "enforced, network closed"
+    );
     // What the kernel says of the host: no new privileges, a seccomp filter, the
     // memory limit (plugins.host_memory_mb, 256 MiB), no core files.
     let pid = host_pid(&d, "closed");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("Seccomp:\t2"), "{status}");
+    // No capabilities, even started by a root daemon (as the tests often are).
+    for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert!(
+            status.contains(&format!("{set}:\t0000000000000000")),
+            "{set}: {status}"
+        );
+    }
+    // A system call newer than the filter knows answers as on an older kernel.
+    assert!(
+        probe("newer").ends_with("Function not implemented (os error 38)"),
+        "{}",
+        probe("newer")
+    );
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let limit = |name: &str| -> Vec<String> {
         let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
@@ -554,13 +570,19 @@ fn a_host_without_network_reaches_nothing_by_any_route() {
     refused("udp", probe(&format!("udp:{udp_addr}")));
     refused("raw", probe("raw"));
     refused("packet", probe("packet"));
+    refused("netlink", probe("netlink"));
     refused("unix", probe(&format!("admin:{}", d.socket.display())));
-    // io_uring, whose IORING_OP_SOCKET/CONNECT the system call filter would not see.
+    // io_uring, whose IORING_OP_SOCKET/CONNECT the system call filter would not see:
+    // the route, a socket made by the ring then a plain connect, to the
+    // listener and to PostgreSQL; a packet socket made by the ring.
     assert!(
         probe("uring").starts_with("uring refused: Operation not permitted"),
         "{}",
         probe("uring")
     );
+    refused("uring tcp", probe(&format!("uring-connect:{addr}")));
+    refused("uring postgres", probe("uring-connect:127.0.0.1:5432"));
+    refused("uring packet", probe("uring-packet"));
     // The x32 ABI, whose system call numbers a filter for x86_64 would not know.
     if cfg!(target_arch = "x86_64") {
         refused("x32", probe("x32"));
@@ -575,7 +597,7 @@ fn a_host_without_network_reaches_nothing_by_any_route() {
         "a host without network sent UDP"
     );
     let status = d.plugin("closed")["host"].clone();
-    assert_eq!(status["landlock"], "enforced", "{status}");
+    assert_eq!(status["landlock"], "enforced, network closed", "{status}");
 
     // With sandbox.network, TCP and UDP go out, and still no raw, packet or io_uring.
     let open_scratch = Scratch::new("iso-net");
@@ -589,15 +611,43 @@ fn a_host_without_network_reaches_nothing_by_any_route() {
     };
     assert_eq!(probe(&format!("connect:{addr}")), "connect open");
     assert_eq!(probe(&format!("udp:{udp_addr}")), "udp sent");
+    // A name resolved as clients do (the resolver's own sockets allowed) reaches it too.
+    let port = addr.rsplit_once(':').unwrap().1;
+    assert_eq!(
+        probe(&format!("resolve:localhost:{port}")),
+        "resolve connect open"
+    );
+    listener.set_nonblocking(false).unwrap();
+    assert!(listener.accept().is_ok());
     refused("raw with network", probe("raw"));
     refused("packet with network", probe("packet"));
+    refused("netlink with network", probe("netlink"));
     assert!(
         probe("uring").starts_with("uring refused"),
         "{}",
         probe("uring")
     );
+    refused("uring packet with network", probe("uring-packet"));
     listener.set_nonblocking(false).unwrap();
     assert!(listener.accept().is_ok());
+    // The route by io_uring stays closed even where the network is open.
+    listener.set_nonblocking(true).unwrap();
+    refused(
+        "uring tcp with network",
+        probe(&format!("uring-connect:{addr}")),
+    );
+    assert!(
+        listener.accept().is_err(),
+        "io_uring connected with network"
+    );
+    assert!(
+        open.plugin("open")["host"]["landlock"]
+            .as_str()
+            .unwrap()
+            .ends_with("network open (sandbox.network)"),
+        "{}",
+        open.plugin("open")["host"]
+    );
 }
 
 #[test]
