@@ -155,7 +155,12 @@ impl AuthenticationManager for PluginAuthenticationManager {
                     Ok(_) => Err(AuthError::Failed { reason }),
                 }
             }
-            Err(stopped) => Err(stopped.internal()),
+            Err(stopped) => {
+                // No verdict: the lockout's count of this attempt is given back, so
+                // that a plugin's outage locks no one out.
+                req.release_reservation();
+                Err(stopped.internal())
+            }
         };
         commit(req)?;
         let user = answer?;

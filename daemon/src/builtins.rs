@@ -262,7 +262,8 @@ impl Hooks for Lockout {
             .policy
             .reserve(&*cx.req.store, &subject, &address, now)
             .map_err(db)?;
-        cx.req.mark_failure_reserved();
+        cx.req
+            .mark_failure_reserved(self.policy.keys(&subject, &address));
         match self.policy.judge(&rows, &address, now) {
             lockout::Verdict::Open { delay_ms } => {
                 if delay_ms > 0 {

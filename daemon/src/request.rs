@@ -76,7 +76,7 @@ pub struct Request {
     delay_ms: std::sync::atomic::AtomicU64,
     /// Whether the lockout reserved this request's attempt as a failure up front
     /// (so that the failure hook does not count it twice, and a success gives it back).
-    failure_reserved: std::sync::atomic::AtomicBool,
+    failure_reserved: Mutex<Vec<crate::store::PenaltyKey>>,
     /// Context keys plugins asked the client for (`Host::ask_for`), in order, once each.
     asked: Mutex<Vec<String>>,
     /// Users looked up by identifier during this request. The request's own writes
@@ -99,7 +99,7 @@ impl Request {
             current: Mutex::new(None),
             state: AtomicU8::new(RUNNING),
             delay_ms: std::sync::atomic::AtomicU64::new(0),
-            failure_reserved: std::sync::atomic::AtomicBool::new(false),
+            failure_reserved: Mutex::new(Vec::new()),
             asked: Mutex::new(Vec::new()),
             users: Mutex::new(std::collections::HashMap::new()),
         })
@@ -175,15 +175,22 @@ impl Request {
         }
     }
 
-    /// Records that this request's attempt was counted as a failure before it was
-    /// checked (the lockout's reservation).
-    pub fn mark_failure_reserved(&self) {
-        self.failure_reserved.store(true, Ordering::Release);
+    /// Records that this request's attempt was counted as a failure in `keys`
+    /// before it was checked (the lockout's reservation).
+    pub fn mark_failure_reserved(&self, keys: Vec<crate::store::PenaltyKey>) {
+        *lock(&self.failure_reserved) = keys;
     }
 
     /// Whether [`Request::mark_failure_reserved`] was called.
     pub fn failure_reserved(&self) -> bool {
-        self.failure_reserved.load(Ordering::Acquire)
+        !lock(&self.failure_reserved).is_empty()
+    }
+
+    /// Gives the reservation back (at the commit): the attempt reached no verdict
+    /// (a plugin or the store failed), so it is no failure of the member's.
+    pub fn release_reservation(&self) {
+        let keys = std::mem::take(&mut *lock(&self.failure_reserved));
+        lock(&self.pending).extend(keys.into_iter().map(|key| Op::ReleasePenalty { key }));
     }
 
     /// Asks for the answer to be held back by at least `ms`.
