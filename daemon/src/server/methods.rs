@@ -182,8 +182,10 @@ impl Parsed {
         match self.method {
             Ok(Method::Events(call)) => {
                 let generation = d.generation();
-                if d.executor.can_run_here()
-                    && generation.cost(events::hook_of(&call)).short(SHORT_CHAIN)
+                // Short first: a yes from can_run_here takes a place that only
+                // run_here gives back.
+                if generation.cost(events::hook_of(&call)).short(SHORT_CHAIN)
+                    && d.executor.can_run_here()
                 {
                     Route::Here(HereEvent {
                         call,
