@@ -374,9 +374,11 @@ fn a_host_killed_from_outside_is_replaced_at_the_next_call() {
     let p = d.plugin("filter");
     assert_eq!(p["host"]["state"], "running");
     assert_eq!(p["host"]["restarts"], 1);
+    // Killed before it was given a call: logged as a start failure (which counts
+    // towards a back-off), and replaced.
     assert!(d
         .log_text()
-        .contains("plugin host died; the next call starts a new one"));
+        .contains("plugin host failed to start or died before it was given a call; the next call starts a new one"));
     let shown = text(&flaskbbd(&["plugins", "-c", d.config.to_str().unwrap()])).0;
     assert!(
         shown.contains("    process: running, pid ")
@@ -678,7 +680,8 @@ fn hosts_that_cannot_start_back_the_instance_off() {
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     assert!(gone(pid));
     let mut messages = Vec::new();
-    for _ in 0..6 {
+    // (A first call may still meet the killed host, before its death is reaped.)
+    for _ in 0..7 {
         let (name, p) = err(save());
         assert_eq!(name, "org.flaskbb.Events.InternalError", "{p}");
         messages.push(p["message"].as_str().unwrap().to_owned());
@@ -686,11 +689,14 @@ fn hosts_that_cannot_start_back_the_instance_off() {
             break;
         }
     }
-    assert!(
-        messages[0].contains("a new plugin host could not be started")
-            && messages[0].contains("exists: refusing to start"),
-        "{messages:?}"
-    );
+    let failed_starts = messages
+        .iter()
+        .filter(|m| {
+            m.contains("a new plugin host could not be started")
+                && m.contains("exists: refusing to start")
+        })
+        .count();
+    assert_eq!(failed_starts, 5, "{messages:?}");
     assert!(
         messages
             .last()
@@ -698,8 +704,7 @@ fn hosts_that_cannot_start_back_the_instance_off() {
             .contains("backed off: its plugin host failed to start 5 times within 60 s"),
         "{messages:?}"
     );
-    // Five failed starts, then the back-off.
-    assert_eq!(messages.len(), 6, "{messages:?}");
+
     assert_eq!(d.plugin("flaky")["host"]["state"], "backed-off");
     // Backed off: the calls fail at once, without trying to start a host.
     std::fs::remove_file(&marker).unwrap();
