@@ -400,16 +400,13 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
                     timeout_ms = within.as_millis() as u64,
                     "closing a connection that left a message unfinished past daemon.message_timeout_ms"
                 );
-                crate::metrics::global().request(
-                    crate::metrics::INVALID_METHOD,
-                    wire::errors::INVALID_PARAMETER,
-                    std::time::Instant::now(),
+                refuse_message(
+                    &mut conn.out,
+                    format!(
+                        "message not finished within daemon.message_timeout_ms ({} ms)",
+                        within.as_millis()
+                    ),
                 );
-                wire::Reply::error(
-                    wire::errors::INVALID_PARAMETER,
-                    serde_json::json!({ "parameter": "message", "reason": format!("message not finished within daemon.message_timeout_ms ({} ms)", within.as_millis()) }),
-                )
-                .encode_into(&mut conn.out);
                 true
             }
             Ok(true) => match methods::decode(&conn.buf, conn.admin) {
@@ -458,16 +455,10 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
                     uid,
                     "closing a connection that sent a message over {n} bytes"
                 );
-                crate::metrics::global().request(
-                    crate::metrics::INVALID_METHOD,
-                    wire::errors::INVALID_PARAMETER,
-                    std::time::Instant::now(),
+                refuse_message(
+                    &mut conn.out,
+                    format!("message longer than daemon.max_message_bytes ({n})"),
                 );
-                wire::Reply::error(
-                    wire::errors::INVALID_PARAMETER,
-                    serde_json::json!({ "parameter": "message", "reason": format!("message longer than daemon.max_message_bytes ({n})") }),
-                )
-                .encode_into(&mut conn.out);
                 true
             }
             Err(Read::Failed(e)) => {
@@ -521,6 +512,21 @@ async fn read_within(
     wire::read_message(reader, buf, max)
         .await
         .map_err(Read::Failed)
+}
+
+/// Answers a message that cannot be read (`InvalidParameter` on `message`, with
+/// `reason`) and counts it as an invalid method; the caller closes the connection.
+fn refuse_message(out: &mut Vec<u8>, reason: String) {
+    crate::metrics::global().request(
+        crate::metrics::INVALID_METHOD,
+        wire::errors::INVALID_PARAMETER,
+        std::time::Instant::now(),
+    );
+    wire::Reply::error(
+        wire::errors::INVALID_PARAMETER,
+        serde_json::json!({ "parameter": "message", "reason": reason }),
+    )
+    .encode_into(out);
 }
 
 /// Open connections and requests being served right now, for the metrics.
