@@ -152,6 +152,9 @@ fn start(init: &Init) -> Result<(PluginBox, Started), String> {
     let plugin = lib
         .instantiate(&init.instance, &init.config_json, &init.base_dir)
         .map_err(|e| e.to_string())?;
+    sandbox::drop_capabilities().map_err(|e| {
+        format!("plugin {library}: the plugin host cannot drop its capabilities: {e}")
+    })?;
     Ok((
         plugin,
         Started::Ready {

@@ -4,7 +4,13 @@
 //! binaries and file capabilities stop working), an address-space data limit (heap,
 //! anonymous maps and thread stacks: an allocation past it fails and the host dies of
 //! it, alone), no core files (a core would hold the passwords in flight), and no
-//! capabilities (those of a daemon run as root).
+//! capabilities (those of a daemon run as root) but the two that let root reach files
+//! of other users (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH): an instance of a root
+//! daemon or of `flaskbbd check` run by root opens its `sandbox.write` file in the
+//! daemon user's private state directory. Those two are kept only while landlock
+//! governs the filesystem (a kernel without it loses them in [`confine`]) and are
+//! given up by [`drop_capabilities`] once the instance is made, before any call (a
+//! thread the plugin started while being made keeps them, inside landlock's rules).
 //!
 //! [`confine`] runs once the library is mapped, before the instance is made:
 //! - landlock (where the kernel has it): the filesystem shrinks to what the instance
@@ -78,15 +84,30 @@ pub fn limit(s: &Sandbox) -> io::Result<()> {
     }
     set_limit(libc::RLIMIT_DATA, s.memory_bytes)?;
     set_limit(libc::RLIMIT_CORE, 0)?;
-    drop_capabilities()
+    // SAFETY: geteuid has no preconditions.
+    let keep = if unsafe { libc::geteuid() } == 0 {
+        FILE_CAPABILITIES
+    } else {
+        0
+    };
+    set_capabilities(keep)
 }
 
-/// Gives up every capability (effective, permitted, inheritable; the ambient set
-/// follows the permitted one). A daemon run as root starts its hosts with all of them,
-/// and CAP_NET_RAW, CAP_NET_ADMIN or CAP_DAC_OVERRIDE would make any socket the
-/// filter let through, or any file landlock did not govern, worth more. Called while
-/// the host has one thread (capabilities are per thread and inherited by new ones).
-fn drop_capabilities() -> io::Result<()> {
+/// CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, as bits of the first capability word.
+const FILE_CAPABILITIES: u32 = (1 << 1) | (1 << 2);
+
+/// Gives up every capability of the calling thread. The host calls it once the
+/// instance is made: no call is ever served with one.
+pub fn drop_capabilities() -> io::Result<()> {
+    set_capabilities(0)
+}
+
+/// Keeps only the capabilities in `keep` (effective and permitted; none inheritable;
+/// the ambient set follows). A daemon run as root starts its hosts with all of them,
+/// and CAP_NET_RAW, CAP_NET_ADMIN or CAP_SYS_PTRACE would make any socket the filter
+/// let through worth more. Capabilities are per thread and inherited by new ones:
+/// [`limit`] runs while the host has one thread.
+fn set_capabilities(keep: u32) -> io::Result<()> {
     /// struct __user_cap_header_struct.
     #[repr(C)]
     struct Header {
@@ -106,14 +127,22 @@ fn drop_capabilities() -> io::Result<()> {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let none = [Data {
+    let none = Data {
         effective: 0,
         permitted: 0,
         inheritable: 0,
-    }; 2];
+    };
+    let sets = [
+        Data {
+            effective: keep,
+            permitted: keep,
+            inheritable: 0,
+        },
+        none,
+    ];
     // SAFETY: capset on the calling thread (pid 0) with a version-3 header and the two
     // data structs that version reads, both alive for the call.
-    if unsafe { libc::syscall(libc::SYS_capset, &mut header, none.as_ptr()) } != 0 {
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header, sets.as_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -200,6 +229,10 @@ fn restrict_filesystem(s: &Sandbox) -> Result<String, String> {
         }
     }
     let status = ruleset.restrict_self().map_err(fail)?;
+    if status.ruleset == RulesetStatus::NotEnforced {
+        // Nothing governs the filesystem: a root host must not reach other users' files.
+        drop_capabilities().map_err(|e| format!("capabilities: {e}"))?;
+    }
     let filesystem = match status.ruleset {
         RulesetStatus::FullyEnforced => "enforced",
         RulesetStatus::PartiallyEnforced => {
