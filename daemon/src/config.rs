@@ -386,6 +386,18 @@ impl PluginConfig {
         serde_json::to_string(&table).unwrap_or_else(|_| "{}".into())
     }
 
+    /// Whether the instance is of the shipped `totp` plugin (`library = "totp"`, or a
+    /// path to `libtotp.so`): the second factor `org.flaskbb.Account` enrols members
+    /// in, and whose secrets `flaskbbd store set` checks.
+    pub fn is_totp(&self) -> bool {
+        let library = std::path::Path::new(self.library.get_ref());
+        let stem = library
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        stem.strip_prefix("lib").unwrap_or(stem) == "totp"
+    }
+
     /// Where the instance runs: its own `isolation`, else the `[plugins]` default.
     pub fn isolation(&self, plugins: &PluginsConfig) -> Isolation {
         self.isolation
