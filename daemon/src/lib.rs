@@ -27,6 +27,7 @@
 //! `docs/architecture.md` walks through the same picture, and says where a new hook,
 //! built-in, plugin or Varlink method goes.
 
+pub(crate) mod account;
 pub(crate) mod auth;
 pub(crate) mod builtins;
 pub(crate) mod chain;

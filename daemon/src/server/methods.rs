@@ -12,8 +12,8 @@ use serde_json::json;
 
 use flaskbbd_protocol::{
     methods::{
-        decode_event, parse, AdminCall, AuthCall, EventCall, Method, ServiceCall, ADMIN, AUTH,
-        EVENTS,
+        decode_event, parse, AdminCall, AuthCall, EventCall, Method, ServiceCall, ACCOUNT, ADMIN,
+        AUTH, EVENTS,
     },
     INTERFACES,
 };
@@ -42,7 +42,7 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    fn new(interface: &'static str, message: impl Into<String>) -> Failure {
+    pub(crate) fn new(interface: &'static str, message: impl Into<String>) -> Failure {
         Failure {
             interface,
             message: message.into(),
@@ -79,7 +79,7 @@ pub(crate) struct Parsed {
 /// Decodes and parses one message, with its `oneway` flag; an event call by the fast
 /// path when it can be, else by the full one. The error is the reply to a message
 /// that is not a call.
-pub(crate) fn decode(message: &[u8], admin: bool) -> Result<(Parsed, bool), BadMessage> {
+pub(crate) fn decode(message: &[u8], peer: Peer) -> Result<(Parsed, bool), BadMessage> {
     if let Some((call, oneway)) = decode_event(message) {
         let parsed = Parsed {
             name: Cow::Borrowed(call.full_name()),
@@ -90,16 +90,40 @@ pub(crate) fn decode(message: &[u8], admin: bool) -> Result<(Parsed, bool), BadM
     }
     let call = wire::decode(message)?;
     let oneway = call.oneway;
-    Ok((parse_call(call, admin), oneway))
+    Ok((parse_call(call, peer), oneway))
+}
+
+/// Who is calling, as far as the guarded interfaces care; read once per connection
+/// from its peer credentials.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    /// The peer's uid, when the kernel told it.
+    pub(crate) uid: Option<u32>,
+    /// May call `org.flaskbb.Admin` (`daemon.admin_uids`).
+    pub(crate) admin: bool,
+    /// May call `org.flaskbb.Account` (`daemon.forum_uids`).
+    pub(crate) forum: bool,
 }
 
 /// Parses one call; a peer outside `admin_uids` learns nothing of Admin, not even its
-/// parameters.
-fn parse_call(call: Call, admin: bool) -> Parsed {
+/// parameters, and one outside `forum_uids` nothing of Account but the key to set.
+fn parse_call(call: Call, peer: Peer) -> Parsed {
     let started = Instant::now();
     let name = Cow::Owned(format!("{}.{}", call.interface, call.method));
-    let method = if call.interface == ADMIN && !admin {
+    let method = if call.interface == ADMIN && !peer.admin {
         Err(Reply::error(&format!("{ADMIN}.PermissionDenied"), json!({})).into())
+    } else if call.interface == ACCOUNT && !peer.forum {
+        let uid = peer
+            .uid
+            .map_or_else(|| "(unknown)".to_owned(), |u| u.to_string());
+        let message = format!(
+            "uid {uid} may not call {ACCOUNT}: it is for the forum only; add the uid FlaskBB runs as to daemon.forum_uids in flaskbb.toml"
+        );
+        Err(Reply::error(
+            &format!("{ACCOUNT}.PermissionDenied"),
+            json!({ "message": message }),
+        )
+        .into())
     } else {
         parse(call).map_err(Answer::from)
     };
@@ -372,12 +396,13 @@ async fn run(d: &Arc<Daemon>, method: Method) -> Answer {
         Method::Auth(call) => auth(d, call).await,
         Method::Events(call) => event(d, call).await,
         Method::Admin(call) => admin_method(d, call).await,
+        Method::Account(call) => crate::account::call(d, call).await,
     }
 }
 
 /// Runs `f` for a request on the executor; on a timeout, commits what the request had
 /// queued so far (the hung call can no longer add to it) and fails.
-async fn run_request<T: Send + 'static>(
+pub(crate) async fn run_request<T: Send + 'static>(
     d: &Arc<Daemon>,
     iface: &'static str,
     req: Arc<Request>,
