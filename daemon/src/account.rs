@@ -212,7 +212,11 @@ impl Job {
         let g = self.d.generation();
         match self.d.auth.reauthenticate(&g, &self.req, user_id, password) {
             Ok(()) => Ok(()),
-            Err(AuthError::Failed { reason } | AuthError::ForceLogout { reason }) => {
+            Err(
+                AuthError::Failed { reason }
+                | AuthError::ForceLogout { reason }
+                | AuthError::SecondStep { reason, .. },
+            ) => {
                 tracing::info!(user_id, "account: password refused");
                 Err(Refusal::AuthenticationFailed(reason))
             }

@@ -46,6 +46,7 @@ pub(crate) mod loader;
 pub(crate) mod lockout;
 pub(crate) mod metrics;
 pub(crate) mod password;
+pub(crate) mod pending;
 pub(crate) mod proto;
 pub(crate) mod request;
 pub(crate) mod server;

@@ -576,3 +576,117 @@ fn account_is_refused_to_a_peer_outside_forum_uids() {
     assert_eq!(reply["parameters"]["accounts"], json!([]), "{reply}");
     drop(d);
 }
+
+/// `Authenticate` with `context`; the reply, or the error's name and parameters.
+fn authenticate(
+    d: &TestDaemon,
+    who: &str,
+    secret: &str,
+    context: Value,
+) -> Result<Value, (String, Value)> {
+    d.call(
+        "org.flaskbb.Auth.Authenticate",
+        json!({ "identifier": who, "secret": secret, "context": context }),
+    )
+    .map_err(|e| err(Err(e)))
+}
+
+/// The second step: the token and the code, no password.
+fn second_step(
+    d: &TestDaemon,
+    who: &str,
+    token: &str,
+    otp: &str,
+    addr: &str,
+) -> Result<Value, (String, Value)> {
+    authenticate(
+        d,
+        who,
+        "",
+        json!({ "pending_login": token, "otp": otp, "remote_addr": addr }),
+    )
+}
+
+fn lock_failures(d: &TestDaemon, who: &str) -> Value {
+    d.call("org.flaskbb.Admin.GetUser", json!({ "identifier": who }))
+        .unwrap()["lock"]["failures"]
+        .clone()
+}
+
+#[test]
+fn after_a_right_password_the_code_alone_completes_the_login_and_only_wrong_codes_count() {
+    let s = Scratch::new("account-second-step");
+    let d = TestDaemon::start(
+        &s,
+        &format!(
+            "{TOTP}[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 3, window_minutes = 15 }}\n"
+        ),
+    );
+    let id = d.add_user("cat", "Secret123", true);
+    d.add_user("dog", "Secret123", true);
+    let (secret, _) = enrol(&d, id);
+    let (home, away) = ("192.0.2.20", "192.0.2.99");
+
+    // The password step: a token, and no failure counted.
+    let (name, params) =
+        authenticate(&d, "cat", "Secret123", json!({ "remote_addr": home })).unwrap_err();
+    assert_eq!(name, FAILED);
+    assert_eq!(
+        (&params["reason"], &params["ask"]),
+        (&json!(totp::MISSING), &json!(["otp"]))
+    );
+    let token = params["pending_login"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 64);
+    assert_eq!(lock_failures(&d, "cat"), 0);
+    assert_eq!(d.user("cat")["login_attempts"], 0);
+    // A wrong password answers no token.
+    let (_, params) = authenticate(&d, "cat", "nope", json!({ "remote_addr": home })).unwrap_err();
+    assert_eq!(params.get("pending_login"), None);
+    assert_eq!(lock_failures(&d, "cat"), 1);
+
+    // The token is bound to its account and address.
+    let again = || {
+        (
+            FAILED.to_owned(),
+            json!({ "reason": "Your sign-in has expired. Please sign in again." }),
+        )
+    };
+    assert_eq!(
+        second_step(&d, "dog", &token, &code(&secret, 1), home),
+        Err(again())
+    );
+    assert_eq!(
+        second_step(&d, "cat", &token, &code(&secret, 1), away),
+        Err(again())
+    );
+    // The code alone completes the login, once.
+    let user = second_step(&d, "cat", &token, &code(&secret, 1), home).unwrap();
+    assert_eq!(user["user"]["username"], "cat");
+    assert_eq!(
+        second_step(&d, "cat", &token, &code(&secret, 1), home),
+        Err(again())
+    );
+
+    // Wrong codes count, each answering a new token, until the lockout refuses
+    // even the right code.
+    let (_, params) =
+        authenticate(&d, "cat", "Secret123", json!({ "remote_addr": home })).unwrap_err();
+    let mut token = params["pending_login"].as_str().unwrap().to_owned();
+    let before = lock_failures(&d, "cat").as_i64().unwrap();
+    for n in 1..=3 {
+        let (name, params) = second_step(&d, "cat", &token, "000000", home).unwrap_err();
+        assert_eq!(
+            (name.as_str(), &params["reason"]),
+            (FAILED, &json!(totp::WRONG))
+        );
+        assert_eq!(lock_failures(&d, "cat"), before + n);
+        token = params["pending_login"].as_str().unwrap().to_owned();
+    }
+    let (_, params) = second_step(&d, "cat", &token, &code(&secret, 0), home).unwrap_err();
+    assert_eq!(params["reason"], "Wrong username or password.");
+
+    // No token reaches the log.
+    let log = d.log_text();
+    assert!(log.contains("the second step is pending"), "{log}");
+    assert!(!log.contains(&token));
+}

@@ -3,7 +3,10 @@
 
 use std::{
     borrow::Cow,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -424,14 +427,19 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
         &mut call;
     let req = Request::new(d.store.clone(), std::mem::take(context));
     let (g, manager, r2) = (d.generation(), d.auth.clone(), req.clone());
+    // Whether the answer is a right password's pending second step.
+    let second_step = Arc::new(AtomicBool::new(false));
+    let pending = second_step.clone();
     let answer = run_request(d, AUTH, req, move || match call {
         AuthCall::Authenticate {
             identifier, secret, ..
-        } => auth_answer(
-            &r2,
-            manager.authenticate(&g, &r2, &identifier, &secret),
-            |user| Reply::ok(json!({ "user": user })),
-        ),
+        } => {
+            let outcome = manager.authenticate(&g, &r2, &identifier, &secret);
+            if let Err(AuthError::SecondStep { counted: false, .. }) = &outcome {
+                pending.store(true, Ordering::Relaxed);
+            }
+            auth_answer(&r2, outcome, |user| Reply::ok(json!({ "user": user })))
+        }
         AuthCall::Reauthenticate {
             user_id, secret, ..
         } => auth_answer(
@@ -442,10 +450,11 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
     })
     .await
     .unwrap_or_else(Answer::from);
-    // The same delay for every kind of failure, never on success, without a thread.
+    // The same delay for every kind of failure, never on success (nor on a right
+    // password whose second step is pending), without a thread.
     let delay = d.config().auth.failure_delay_ms;
     let failed = match &answer {
-        Answer::Reply(r) => r.error_name().is_some(),
+        Answer::Reply(r) => r.error_name().is_some() && !second_step.load(Ordering::Relaxed),
         Answer::Failed(_) => true,
     };
     if delay > 0 && failed {
@@ -467,6 +476,11 @@ fn auth_answer<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> 
             };
             Reply::error(&format!("{AUTH}.AuthenticationFailed"), parameters).into()
         }
+        Err(AuthError::SecondStep { reason, token, .. }) => Reply::error(
+            &format!("{AUTH}.AuthenticationFailed"),
+            json!({ "reason": reason, "ask": req.asked(), "pending_login": token }),
+        )
+        .into(),
         Err(AuthError::ForceLogout { reason }) => {
             Reply::error(&format!("{AUTH}.ForceLogout"), json!({ "reason": reason })).into()
         }
