@@ -303,7 +303,7 @@ impl Job {
         secret: &str,
         code: &str,
     ) -> Result<Vec<(String, Option<String>)>, Refusal> {
-        let key = flaskbbd_otp::decode_secret(secret).map_err(|e| {
+        let key = flaskbbd_otp::decode_base32(secret).map_err(|e| {
             Refusal::Internal(format!(
                 "the stored secret of user {user_id} is {e}: reset the member's second factor"
             ))

@@ -165,10 +165,25 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// RFC 4226's minimum of 128 bits is more than some existing enrolments have.
 pub const MIN_SECRET_BYTES: usize = 10;
 
-/// Decodes a base32 secret as authenticator apps show it (RFC 4648; any case;
-/// spaces, dashes and `=` padding ignored). The error says what is wrong with it,
-/// never the secret.
+/// Decodes a base32 secret as authenticator apps show it and checks that it is long
+/// enough to be one ([`MIN_SECRET_BYTES`]): what a new secret must be. The error says
+/// what is wrong with it, never the secret.
 pub fn decode_secret(text: &str) -> Result<Vec<u8>, String> {
+    let key = decode_base32(text)?;
+    if key.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "too short: {} bits, at least {} are needed (16 base32 characters)",
+            key.len() * 8,
+            MIN_SECRET_BYTES * 8
+        ));
+    }
+    Ok(key)
+}
+
+/// Decodes base32 (RFC 4648; any case; spaces, dashes and `=` padding ignored), of
+/// any length but empty: how a stored secret is read at login, so that secrets
+/// enrolled before the length check keep working.
+pub fn decode_base32(text: &str) -> Result<Vec<u8>, String> {
     let clean: String = text
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '=' && *c != '-')
@@ -187,12 +202,8 @@ pub fn decode_secret(text: &str) -> Result<Vec<u8>, String> {
     let key = totp_rs::Secret::Encoded(clean)
         .to_bytes()
         .map_err(|_| "not base32 (RFC 4648)".to_owned())?;
-    if key.len() < MIN_SECRET_BYTES {
-        return Err(format!(
-            "too short: {} bits, at least {} are needed (16 base32 characters)",
-            key.len() * 8,
-            MIN_SECRET_BYTES * 8
-        ));
+    if key.is_empty() {
+        return Err("empty".into());
     }
     Ok(key)
 }
@@ -383,6 +394,8 @@ mod tests {
             .unwrap_err()
             .contains("too short"));
         assert!(decode_secret("").is_err());
+        assert_eq!(decode_base32("MZXW6YTBOI").unwrap(), b"foobar");
+        assert!(decode_base32("").is_err());
         let s = new_secret().unwrap();
         assert_eq!(decode_secret(&s).unwrap().len(), 20);
     }
