@@ -616,10 +616,17 @@ fn lock_failures(d: &TestDaemon, who: &str) -> Value {
 #[test]
 fn after_a_right_password_the_code_alone_completes_the_login_and_only_wrong_codes_count() {
     let s = Scratch::new("account-second-step");
+    let audit = r#"
+[[plugin]]
+name = "audit"
+library = "audit"
+config = { path = "audit.jsonl" }
+sandbox = { write = ["audit.jsonl"] }
+"#;
     let d = TestDaemon::start(
         &s,
         &format!(
-            "{TOTP}[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 3, window_minutes = 15 }}\n"
+            "{TOTP}{audit}[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 3, window_minutes = 15 }}\n"
         ),
     );
     let id = d.add_user("cat", "Secret123", true);
@@ -685,8 +692,17 @@ fn after_a_right_password_the_code_alone_completes_the_login_and_only_wrong_code
     let (_, params) = second_step(&d, "cat", &token, &code(&secret, 0), home).unwrap_err();
     assert_eq!(params["reason"], "Wrong username or password.");
 
-    // No token reaches the log.
+    // No token, secret or code reaches the log or the audit file (the audit plugin
+    // writes the request context, with these keys redacted).
     let log = d.log_text();
     assert!(log.contains("the second step is pending"), "{log}");
-    assert!(!log.contains(&token));
+    let audit = s.read("audit.jsonl");
+    assert!(
+        audit.contains("\"pending_login\":\"[redacted]\""),
+        "{audit}"
+    );
+    for file in [&log, &audit] {
+        assert!(!file.contains(&token));
+        assert!(!file.contains(&secret));
+    }
 }
