@@ -706,3 +706,33 @@ sandbox = { write = ["audit.jsonl"] }
         assert!(!file.contains(&secret));
     }
 }
+
+#[test]
+fn guessing_codes_to_turn_the_factor_off_meets_the_lockout() {
+    let s = Scratch::new("account-disable-guess");
+    let d = TestDaemon::start(
+        &s,
+        &format!("{TOTP}[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 3 }}\n"),
+    );
+    let id = d.add_user("ivy", "Secret123", true);
+    let (_, codes) = enrol(&d, id);
+    let disable = |code: &str| {
+        account(
+            &d,
+            "DisableTotp",
+            json!({ "user_id": id, "password": "Secret123", "code": code }),
+        )
+    };
+    for n in 1..=3 {
+        assert_eq!(disable("999999"), Err(refused("WrongCode")));
+        assert_eq!(lock_failures(&d, "ivy"), n);
+    }
+    // Locked: even a good recovery code is refused, and stays unused.
+    assert_eq!(disable(&codes[0]), Err(refused("WrongCode")));
+    assert_eq!(second_factor(&d, id)["recovery_codes_left"], 10);
+    // Lifted, the good code works, and a right check gives its count back.
+    account(&d, "Unlock", json!({ "user_id": id })).unwrap();
+    disable(&codes[0]).unwrap();
+    assert_eq!(second_factor(&d, id)["state"], "none");
+    assert_eq!(lock_failures(&d, "ivy"), 0);
+}
