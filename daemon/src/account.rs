@@ -113,6 +113,165 @@ fn totp_instance(config: &Config) -> Result<(String, Params), Refusal> {
     Ok((p.name.get_ref().clone(), params))
 }
 
+/// A member's second-factor codes, checked against the store: what `DisableTotp`
+/// and a reauthentication share.
+struct Codes<'a> {
+    store: &'a dyn Store,
+    config: &'a Config,
+}
+
+impl Codes<'_> {
+    fn store(&self) -> &dyn Store {
+        self.store
+    }
+
+    fn kv(&self, instance: &str, key: &str) -> Result<Option<String>, Refusal> {
+        Ok(self.store.kv_get(instance, key)?)
+    }
+
+    fn kv_set(&self, instance: &str, changes: &[(String, Option<String>)]) -> Result<(), Refusal> {
+        let ops: Vec<Op> = changes
+            .iter()
+            .map(|(key, value)| Op::KvSet {
+                plugin: instance.to_owned(),
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        Ok(self.store.commit(&ops)?)
+    }
+
+    /// Checks `code` against the member's enrolled second factor: a current one-time
+    /// code not used before, or an unused recovery code. Answers the store changes
+    /// that use it up.
+    fn check_code(
+        &self,
+        instance: &str,
+        params: &Params,
+        user_id: i64,
+        secret: &str,
+        code: &str,
+    ) -> Result<Vec<(String, Option<String>)>, Refusal> {
+        let key = flaskbbd_otp::decode_base32(secret).map_err(|e| {
+            Refusal::Internal(format!(
+                "the stored secret of user {user_id} is {e}: reset the member's second factor"
+            ))
+        })?;
+        if let Some(step) = params.matching_step(&key, code, now_secs()?) {
+            let last = self
+                .kv(instance, &flaskbbd_otp::last_step_key(user_id))?
+                .and_then(|s| s.parse::<u64>().ok());
+            if last.is_none_or(|l| step > l) {
+                return Ok(vec![(
+                    flaskbbd_otp::last_step_key(user_id),
+                    Some(step.to_string()),
+                )]);
+            }
+        }
+        if flaskbbd_otp::looks_like_recovery_code(code) {
+            let stored = self.kv(instance, &flaskbbd_otp::recovery_key(user_id))?;
+            if let Some(left) = stored
+                .as_deref()
+                .and_then(RecoveryCodes::from_stored)
+                .and_then(|codes| codes.using(code))
+            {
+                return Ok(vec![(
+                    flaskbbd_otp::recovery_key(user_id),
+                    Some(left.to_stored()),
+                )]);
+            }
+        }
+        tracing::info!(user_id, "account: second-factor code refused");
+        Err(Refusal::WrongCode)
+    }
+
+    /// Runs a code check under the lockout, as a login's is: the attempt is counted
+    /// before the check (for the account, and from the address [`CODE_CHECKS`]: the
+    /// forum sends none here, and a right password's reauthentication clears the
+    /// `unknown` address's count), a locked account is refused without a check, and
+    /// only a wrong code keeps its count. So a session with the password cannot guess
+    /// codes here faster than at the login form.
+    fn guarded<T>(
+        &self,
+        user_id: i64,
+        check: impl FnOnce() -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        let policy = lockout::Policy::new(&self.config.auth.lockout);
+        let (subject, address, now) = (lockout::user_subject(user_id), CODE_CHECKS, Utc::now());
+        let rows = policy.reserve(self.store(), &subject, address, now)?;
+        let outcome = match policy.judge(&rows, address, now) {
+            lockout::Verdict::Locked => {
+                tracing::info!(
+                    user_id,
+                    "account: code check refused, the account is locked"
+                );
+                Err(Refusal::WrongCode)
+            }
+            lockout::Verdict::Open { .. } => check(),
+        };
+        if !matches!(outcome, Err(Refusal::WrongCode)) {
+            let ops: Vec<Op> = policy
+                .keys(&subject, address)
+                .into_iter()
+                .map(|key| Op::ReleasePenalty { key })
+                .collect();
+            self.store().commit(&ops)?;
+        }
+        outcome
+    }
+}
+
+/// The second factor of a reauthentication (`org.flaskbb.Auth.Reauthenticate`), once
+/// the password was right: a member enrolled in the `totp` instance must also send a
+/// current code or an unused recovery code in the context's `otp`, checked under the
+/// lockout as `DisableTotp`'s is (FlaskBB's reauthentication guards its admin pages:
+/// the password alone must not open them). Without one, or with a wrong one, the
+/// answer asks for `otp`.
+pub(crate) fn reauth_second_factor(
+    store: &dyn Store,
+    config: &Config,
+    req: &Request,
+    user_id: i64,
+) -> Result<(), AuthError> {
+    let internal = |r: Refusal| AuthError::Internal {
+        message: match r {
+            Refusal::Internal(message) => message,
+            other => format!("the second factor's check: {other:?}"),
+        },
+    };
+    let Ok((instance, params)) = totp_instance(config) else {
+        return Ok(());
+    };
+    let codes = Codes { store, config };
+    let secret = match codes.kv(&instance, &flaskbbd_otp::secret_key(user_id)) {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(internal(e)),
+    };
+    let code = req
+        .context
+        .get("otp")
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default();
+    let ask = |reason: &str| {
+        req.ask_for(&instance, "otp");
+        Err(AuthError::Failed {
+            reason: reason.to_owned(),
+        })
+    };
+    if code.is_empty() {
+        return ask(flaskbbd_otp::MISSING);
+    }
+    let checked = codes.guarded(user_id, || {
+        codes.check_code(&instance, &params, user_id, &secret, &code)
+    });
+    match checked {
+        Ok(changes) => codes.kv_set(&instance, &changes).map_err(internal),
+        Err(Refusal::WrongCode) => ask(flaskbbd_otp::WRONG),
+        Err(other) => Err(internal(other)),
+    }
+}
+
 fn now_secs() -> Result<u64, Refusal> {
     u64::try_from(Utc::now().timestamp())
         .map_err(|_| Refusal::Internal("the system clock is before 1970".into()))
@@ -190,20 +349,20 @@ impl Job {
             .ok_or(Refusal::NoSuchUser)
     }
 
+    /// The code checks, over this call's store and configuration.
+    fn codes(&self) -> Codes<'_> {
+        Codes {
+            store: self.store(),
+            config: &self.config,
+        }
+    }
+
     fn kv(&self, instance: &str, key: &str) -> Result<Option<String>, Refusal> {
-        Ok(self.store().kv_get(instance, key)?)
+        self.codes().kv(instance, key)
     }
 
     fn kv_set(&self, instance: &str, changes: &[(String, Option<String>)]) -> Result<(), Refusal> {
-        let ops: Vec<Op> = changes
-            .iter()
-            .map(|(key, value)| Op::KvSet {
-                plugin: instance.to_owned(),
-                key: key.clone(),
-                value: value.clone(),
-            })
-            .collect();
-        Ok(self.store().commit(&ops)?)
+        self.codes().kv_set(instance, changes)
     }
 
     /// Checks the member's password through the reauthentication chain (which
@@ -292,85 +451,6 @@ impl Job {
         Ok(Reply::ok(json!({ "recovery_codes": codes })))
     }
 
-    /// Checks `code` against the member's enrolled second factor: a current one-time
-    /// code not used before, or an unused recovery code. Answers the store changes
-    /// that use it up.
-    fn check_code(
-        &self,
-        instance: &str,
-        params: &Params,
-        user_id: i64,
-        secret: &str,
-        code: &str,
-    ) -> Result<Vec<(String, Option<String>)>, Refusal> {
-        let key = flaskbbd_otp::decode_base32(secret).map_err(|e| {
-            Refusal::Internal(format!(
-                "the stored secret of user {user_id} is {e}: reset the member's second factor"
-            ))
-        })?;
-        if let Some(step) = params.matching_step(&key, code, now_secs()?) {
-            let last = self
-                .kv(instance, &flaskbbd_otp::last_step_key(user_id))?
-                .and_then(|s| s.parse::<u64>().ok());
-            if last.is_none_or(|l| step > l) {
-                return Ok(vec![(
-                    flaskbbd_otp::last_step_key(user_id),
-                    Some(step.to_string()),
-                )]);
-            }
-        }
-        if flaskbbd_otp::looks_like_recovery_code(code) {
-            let stored = self.kv(instance, &flaskbbd_otp::recovery_key(user_id))?;
-            if let Some(left) = stored
-                .as_deref()
-                .and_then(RecoveryCodes::from_stored)
-                .and_then(|codes| codes.using(code))
-            {
-                return Ok(vec![(
-                    flaskbbd_otp::recovery_key(user_id),
-                    Some(left.to_stored()),
-                )]);
-            }
-        }
-        tracing::info!(user_id, "account: second-factor code refused");
-        Err(Refusal::WrongCode)
-    }
-
-    /// Runs a code check under the lockout, as a login's is: the attempt is counted
-    /// before the check (for the account, and from the address [`CODE_CHECKS`]: the
-    /// forum sends none here, and a right password's reauthentication clears the
-    /// `unknown` address's count), a locked account is refused without a check, and
-    /// only a wrong code keeps its count. So a session with the password cannot guess
-    /// codes here faster than at the login form.
-    fn guarded<T>(
-        &self,
-        user_id: i64,
-        check: impl FnOnce() -> Result<T, Refusal>,
-    ) -> Result<T, Refusal> {
-        let policy = lockout::Policy::new(&self.config.auth.lockout);
-        let (subject, address, now) = (lockout::user_subject(user_id), CODE_CHECKS, Utc::now());
-        let rows = policy.reserve(self.store(), &subject, address, now)?;
-        let outcome = match policy.judge(&rows, address, now) {
-            lockout::Verdict::Locked => {
-                tracing::info!(
-                    user_id,
-                    "account: code check refused, the account is locked"
-                );
-                Err(Refusal::WrongCode)
-            }
-            lockout::Verdict::Open { .. } => check(),
-        };
-        if !matches!(outcome, Err(Refusal::WrongCode)) {
-            let ops: Vec<Op> = policy
-                .keys(&subject, address)
-                .into_iter()
-                .map(|key| Op::ReleasePenalty { key })
-                .collect();
-            self.store().commit(&ops)?;
-        }
-        outcome
-    }
-
     fn forget_second_factor(&self, instance: &str, user_id: i64) -> Result<(), Refusal> {
         self.kv_set(
             instance,
@@ -390,8 +470,9 @@ impl Job {
             return Err(Refusal::NotEnrolled);
         };
         self.check_password(user_id, password)?;
-        self.guarded(user_id, || {
-            self.check_code(&instance, &params, user_id, &secret, code)
+        let codes = self.codes();
+        codes.guarded(user_id, || {
+            codes.check_code(&instance, &params, user_id, &secret, code)
         })?;
         self.forget_second_factor(&instance, user_id)?;
         tracing::info!(

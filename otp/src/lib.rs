@@ -11,6 +11,12 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+/// The refusal when an enrolled member sent no code.
+pub const MISSING: &str = "A one-time code from your authenticator app is required.";
+/// The refusal of a code that is not the current one (or an adjacent step's), nor an
+/// unused recovery code.
+pub const WRONG: &str = "The one-time code is wrong.";
+
 /// The key of a member's enrolled base32 secret in the `totp` instance's store.
 pub fn secret_key(user_id: i64) -> String {
     format!("secret:{user_id}")

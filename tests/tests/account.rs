@@ -736,3 +736,43 @@ fn guessing_codes_to_turn_the_factor_off_meets_the_lockout() {
     assert_eq!(second_factor(&d, id)["state"], "none");
     assert_eq!(lock_failures(&d, "ivy"), 0);
 }
+
+#[test]
+fn reauthentication_of_an_enrolled_member_asks_for_the_code_too() {
+    let s = Scratch::new("account-reauth");
+    let d = TestDaemon::start(&s, TOTP);
+    let id = d.add_user("amy", "Secret123", true);
+    let other = d.add_user("tom", "Secret123", true);
+    let reauth = |user_id: i64, password: &str, otp: Option<&str>| {
+        let context = otp.map_or_else(|| json!({}), |o| json!({ "otp": o }));
+        d.call(
+            "org.flaskbb.Auth.Reauthenticate",
+            json!({ "user_id": user_id, "secret": password, "context": context }),
+        )
+        .map(drop)
+        .map_err(|e| err(Err(e)))
+    };
+    let asked = |reason: &str| {
+        Err((
+            FAILED.to_owned(),
+            json!({ "reason": reason, "ask": ["otp"] }),
+        ))
+    };
+    // Not enrolled: the password alone, as before.
+    assert_eq!(reauth(other, "Secret123", None), Ok(()));
+    let (secret, codes) = enrol(&d, id);
+    assert_eq!(reauth(id, "Secret123", None), asked(totp::MISSING));
+    assert_eq!(reauth(id, "Secret123", Some("000000x")), asked(totp::WRONG));
+    // A wrong password is refused as ever, before any code.
+    let (_, params) = reauth(id, "nope", Some(&code(&secret, 1))).unwrap_err();
+    assert_eq!(params["reason"], "Wrong password.");
+    assert_eq!(reauth(id, "Secret123", Some(&code(&secret, 1))), Ok(()));
+    // The code is used up; a recovery code works once.
+    assert_eq!(
+        reauth(id, "Secret123", Some(&code(&secret, 1))),
+        asked(totp::WRONG)
+    );
+    assert_eq!(reauth(id, "Secret123", Some(&codes[5])), Ok(()));
+    assert_eq!(reauth(id, "Secret123", Some(&codes[5])), asked(totp::WRONG));
+    assert_eq!(second_factor(&d, id)["recovery_codes_left"], 9);
+}

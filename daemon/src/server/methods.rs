@@ -426,7 +426,7 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
     let (AuthCall::Authenticate { context, .. } | AuthCall::Reauthenticate { context, .. }) =
         &mut call;
     let req = Request::new(d.store.clone(), std::mem::take(context));
-    let (g, manager, r2) = (d.generation(), d.auth.clone(), req.clone());
+    let (g, manager, r2, config) = (d.generation(), d.auth.clone(), req.clone(), d.config());
     // Whether the answer is a right password's pending second step.
     let second_step = Arc::new(AtomicBool::new(false));
     let pending = second_step.clone();
@@ -442,11 +442,14 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
         }
         AuthCall::Reauthenticate {
             user_id, secret, ..
-        } => auth_answer(
-            &r2,
-            manager.reauthenticate(&g, &r2, user_id, &secret),
-            |()| Reply::empty(),
-        ),
+        } => {
+            let outcome = manager
+                .reauthenticate(&g, &r2, user_id, &secret)
+                .and_then(|()| {
+                    crate::account::reauth_second_factor(&*r2.store, &config, &r2, user_id)
+                });
+            auth_answer(&r2, outcome, |()| Reply::empty())
+        }
     })
     .await
     .unwrap_or_else(Answer::from);

@@ -22,10 +22,10 @@ use flaskbbd_otp::{Params, RecoveryCodes};
 use plugin_abi::prelude::*;
 
 /// The refusal when an enrolled user sent no code.
-pub const MISSING: &str = "A one-time code from your authenticator app is required.";
+pub const MISSING: &str = flaskbbd_otp::MISSING;
 /// The refusal of a code that is not the current one (or an adjacent step's), nor an
 /// unused recovery code.
-pub const WRONG: &str = "The one-time code is wrong.";
+pub const WRONG: &str = flaskbbd_otp::WRONG;
 /// The refusal of a code (or an earlier one) already used.
 pub const REUSED: &str = "This one-time code was already used. Wait for the next one.";
 /// The refusal, with `require`, of a user who is not enrolled.
