@@ -8,6 +8,7 @@
 //! Nothing here touches a store or a socket: every function is pure but for the
 //! random numbers of [`new_secret`] and [`new_recovery_codes`].
 
+use constant_time_eq::constant_time_eq;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -160,11 +161,6 @@ impl Params {
         totp.account_name = clean(account);
         Ok(totp.get_url())
     }
-}
-
-/// Compares two byte strings in time that depends on their lengths only.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The shortest secret [`decode_secret`] takes: 80 bits (16 base32 characters), as
