@@ -6,8 +6,9 @@
 //! Both run on a worker thread (they call bcrypt and plugins), and commit the
 //! request's changes exactly once at the end, success or failure.
 
-use std::sync::Arc;
+use std::{cell::Cell, sync::Arc};
 
+use chrono::Utc;
 use plugin_abi::{
     abi,
     sdk::{HookError, Value},
@@ -18,6 +19,7 @@ use crate::{
     chain::{ChainOutcome, Input},
     generation::Generation,
     hook::Hook,
+    lockout, pending,
     proto::{self, convert},
     request::Request,
 };
@@ -28,6 +30,16 @@ pub enum AuthError {
     /// `StopAuthentication` (or no provider answered): the reason is for the user.
     #[error("authentication failed: {reason}")]
     Failed { reason: String },
+    /// The password was right, and a second factor asks for a code: the client
+    /// sends `token` back (context `pending_login`) with the code alone. `counted`:
+    /// a code was sent and was wrong (a failure, as a wrong password is); without
+    /// one, the password step is no failure.
+    #[error("second step: {reason}")]
+    SecondStep {
+        reason: String,
+        token: String,
+        counted: bool,
+    },
     /// `ForceLogout` from `flaskbb_reauth_failed`.
     #[error("force logout: {reason}")]
     ForceLogout { reason: String },
@@ -119,6 +131,33 @@ impl AuthenticationManager for PluginAuthenticationManager {
         identifier: &str,
         secret: &str,
     ) -> Result<proto::User, AuthError> {
+        let address = lockout::Policy::address(req.context.get("remote_addr").map(String::as_str));
+        if let Some(token) = req.context.get(pending::CONTEXT_KEY) {
+            // The second step: the token stands for the password.
+            let record = req.find_user(identifier).map_err(|e| AuthError::Internal {
+                message: e.to_string(),
+            })?;
+            let good = match &record {
+                Some(r) => pending::redeem(&*req.store, token, r.user.id, &address, Utc::now())
+                    .map_err(|e| AuthError::Internal {
+                        message: e.to_string(),
+                    })?,
+                None => false,
+            };
+            match (good, &record) {
+                (true, Some(r)) => req.set_preauthenticated(r.user.id),
+                _ => {
+                    tracing::info!(
+                        "second step with an unknown, used or expired pending-login token"
+                    );
+                    return Err(AuthError::Failed {
+                        reason: messages::SIGN_IN_AGAIN.into(),
+                    });
+                }
+            }
+        }
+        // Where the post-authentication chain began queueing, and whose login it is.
+        let (mark, user_id) = (Cell::new(0), Cell::new(None));
         let stopped = (|| {
             let o = g.call(req, Input::Authenticate { identifier, secret });
             let user = match &o.result {
@@ -134,6 +173,8 @@ impl AuthenticationManager for PluginAuthenticationManager {
                     return Err(Stopped::from(Hook::Authenticate, &o, e.clone()));
                 }
             };
+            mark.set(req.mark());
+            user_id.set(Some(user.id));
             let o = g.call(req, Input::PostAuthenticate { user: &user });
             match &o.result {
                 Ok(_) => Ok(user),
@@ -142,6 +183,52 @@ impl AuthenticationManager for PluginAuthenticationManager {
         })();
         let answer = match stopped {
             Ok(user) => Ok(user),
+            Err(Stopped {
+                hook: Hook::PostAuthenticate,
+                error: HookError::StopAuthentication { reason },
+                ..
+            }) if !req.asked().is_empty() => {
+                // The password was right and a second factor asks for a code: what the
+                // chain queued for a login (clearing counts) waits for the code.
+                req.discard_since(mark.get());
+                let missing = req
+                    .asked()
+                    .iter()
+                    .all(|k| req.context.get(k).is_none_or(|v| v.trim().is_empty()));
+                let id = user_id.get().unwrap_or_default();
+                let failed = if missing {
+                    // Not a failure: the attempt's count is given back.
+                    req.release_reservation();
+                    Ok(())
+                } else {
+                    // A wrong code is a failure like a wrong password.
+                    let f = g.call(req, Input::AuthenticationFailed { identifier });
+                    match &f.result {
+                        Err(e) => {
+                            Err(Stopped::from(Hook::AuthenticationFailed, &f, e.clone()).internal())
+                        }
+                        Ok(_) => Ok(()),
+                    }
+                };
+                match failed.and_then(|()| {
+                    pending::issue(req, id, &address)
+                        .map_err(|message| AuthError::Internal { message })
+                }) {
+                    Ok(token) => {
+                        tracing::info!(
+                            user_id = id,
+                            code_sent = !missing,
+                            "password right; the second step is pending"
+                        );
+                        Err(AuthError::SecondStep {
+                            reason,
+                            token,
+                            counted: !missing,
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Err(Stopped {
                 error: HookError::StopAuthentication { reason },
                 ..

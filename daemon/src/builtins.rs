@@ -32,6 +32,9 @@ pub mod messages {
         "Your account is currently locked out due to too many failed login attempts";
     /// FlaskBB has no message here: it lets banned users in.
     pub const BANNED: &str = "Your account has been banned.";
+    /// A second step whose pending-login token is unknown, used, expired, or from
+    /// another address or for another account.
+    pub const SIGN_IN_AGAIN: &str = "Your sign-in has expired. Please sign in again.";
 }
 
 fn db(e: StoreError) -> HookError {
@@ -190,6 +193,13 @@ impl Hooks for DefaultProvider {
         secret: &str,
     ) -> HookResult<Option<abi::User>> {
         let record = cx.req.find_user(identifier).map_err(db)?;
+        // The second step of a two-step login: the password was proved by the step
+        // before, whose token names this very user (see `auth`).
+        if let (Some(id), Some(r)) = (cx.req.preauthenticated(), &record) {
+            if r.user.id == id {
+                return Ok(Some(to_abi(r)));
+            }
+        }
         if check_password(cx, &self.verifier, self.rehash, record.as_ref(), secret)? {
             Ok(record.map(|r| to_abi(&r)))
         } else {

@@ -548,6 +548,18 @@ fn kv(config: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> {
                 Some(v) => v,
                 None => read_secret(&format!("Value of {key}: "))?,
             };
+            let totp = config
+                .plugin
+                .iter()
+                .any(|p| p.name.get_ref() == &instance && p.is_totp());
+            if totp && key.starts_with("secret:") {
+                // A bad secret would fail every login of the member as InternalError.
+                if let Err(e) = flaskbbd_otp::decode_secret(&value) {
+                    bail!(
+                        "{instance}: {key}: the secret is {e}; give the base32 secret an authenticator app shows (letters A-Z and digits 2-7, at least 16 of them), or let the member enrol from the forum"
+                    );
+                }
+            }
             store.commit(&[store::Op::KvSet {
                 plugin: instance.clone(),
                 key: key.clone(),

@@ -49,6 +49,9 @@ pub struct DaemonConfig {
     pub socket_mode: String,
     /// Peers allowed `org.flaskbb.Admin` (the daemon's own uid always is).
     pub admin_uids: Vec<u32>,
+    /// Peers allowed `org.flaskbb.Account`: the forum's own uid(s), the user FlaskBB
+    /// runs as (the daemon's own uid always is; `admin_uids` are not, unless listed).
+    pub forum_uids: Vec<u32>,
     pub hook_timeout_ms: u64,
     pub max_message_bytes: usize,
     /// Cores that compute bcrypt (each up to four hashes at once); the pool that runs
@@ -77,6 +80,7 @@ impl Default for DaemonConfig {
             socket: PathBuf::from("run/flaskbbd.sock"),
             socket_mode: "0660".into(),
             admin_uids: vec![0],
+            forum_uids: Vec::new(),
             hook_timeout_ms: 5000,
             max_message_bytes: 65536,
             workers: 0,
@@ -384,6 +388,18 @@ impl PluginConfig {
             .map(|t| t.get_ref().clone())
             .unwrap_or_default();
         serde_json::to_string(&table).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Whether the instance is of the shipped `totp` plugin (`library = "totp"`, or a
+    /// path to `libtotp.so`): the second factor `org.flaskbb.Account` enrols members
+    /// in, and whose secrets `flaskbbd store set` checks.
+    pub fn is_totp(&self) -> bool {
+        let library = std::path::Path::new(self.library.get_ref());
+        let stem = library
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        stem.strip_prefix("lib").unwrap_or(stem) == "totp"
     }
 
     /// Where the instance runs: its own `isolation`, else the `[plugins]` default.

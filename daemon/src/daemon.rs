@@ -304,6 +304,12 @@ impl Daemon {
     pub fn is_admin(&self, uid: Option<u32>) -> bool {
         uid.is_some_and(|u| u == self.own_uid || self.config().daemon.admin_uids.contains(&u))
     }
+
+    /// Whether a peer with `uid` may call `org.flaskbb.Account`: the daemon's own uid
+    /// (which may read the database anyway) and `daemon.forum_uids`.
+    pub fn is_forum(&self, uid: Option<u32>) -> bool {
+        uid.is_some_and(|u| u == self.own_uid || self.config().daemon.forum_uids.contains(&u))
+    }
 }
 
 /// Logs when, at `config`'s bcrypt cost, a login under load could near the hook

@@ -27,6 +27,7 @@
 //! `docs/architecture.md` walks through the same picture, and says where a new hook,
 //! built-in, plugin or Varlink method goes.
 
+pub(crate) mod account;
 pub(crate) mod auth;
 pub(crate) mod builtins;
 pub(crate) mod chain;
@@ -45,6 +46,7 @@ pub(crate) mod loader;
 pub(crate) mod lockout;
 pub(crate) mod metrics;
 pub(crate) mod password;
+pub(crate) mod pending;
 pub(crate) mod proto;
 pub(crate) mod request;
 pub(crate) mod server;

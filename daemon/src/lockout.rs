@@ -245,7 +245,11 @@ pub fn lock_state(
 
 /// Lifts the lock of the account `identifier` names, and of the name itself (the
 /// same name may have been counted before the account existed): every count, or
-/// only `address`'s. Returns how many live counts went.
+/// only `address`'s. The addresses whose counts go lose their rate-limit penalties
+/// too (the rows plugins such as `ratelimit` keep per address), so that the next
+/// login is not held back; and lifting every count also clears the account's
+/// failed-login counter (`users.login_attempts`, what `user list` shows). Returns
+/// how many live counts went.
 pub fn unlock(
     store: &dyn Store,
     identifier: &str,
@@ -259,10 +263,47 @@ pub fn unlock(
         subjects.push(subject(record.as_ref(), identifier));
     }
     let mut cleared = 0;
+    let mut addresses = std::collections::BTreeSet::new();
     for s in subjects {
         let key = PenaltyKey::new(KIND, &s, address.as_deref().unwrap_or(""));
         let only = address.as_ref().map(|_| key.address.as_str());
+        for p in store.penalties(KIND, &key.subject, None, now)? {
+            if !p.key.address.is_empty() && only.is_none_or(|a| a == p.key.address) {
+                addresses.insert(p.key.address);
+            }
+        }
         cleared += store.clear_penalties(KIND, &key.subject, only, now)?;
+    }
+    let whole = address.is_none();
+    if let Some(a) = address {
+        addresses.insert(a);
+    }
+    cleared += clear_address_penalties(store, &addresses, now)?;
+    if let (Some(r), true) = (&record, whole) {
+        store.commit(&[Op::ClearFailedLogins { user_id: r.user.id }])?;
+    }
+    Ok(cleared)
+}
+
+/// Deletes the plugins' penalty rows (`plugin:<instance>`) counted for each of
+/// `addresses`: the per-address rows of a rate limiter, keyed by the address as the
+/// lockout counts it. Returns how many live rows went.
+pub fn clear_address_penalties(
+    store: &dyn Store,
+    addresses: &std::collections::BTreeSet<String>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    if addresses.is_empty() {
+        return Ok(0);
+    }
+    let mut cleared = 0;
+    for p in store.live_penalties(now)? {
+        if p.key.kind.starts_with("plugin:")
+            && p.key.address.is_empty()
+            && addresses.contains(&p.key.subject)
+        {
+            cleared += store.clear_penalties(&p.key.kind, &p.key.subject, Some(""), now)?;
+        }
     }
     Ok(cleared)
 }

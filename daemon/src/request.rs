@@ -79,6 +79,9 @@ pub struct Request {
     failure_reserved: Mutex<Vec<crate::store::PenaltyKey>>,
     /// Context keys plugins asked the client for (`Host::ask_for`), in order, once each.
     asked: Mutex<Vec<String>>,
+    /// The user whose password a pending-login token proved (the second step of a
+    /// two-step login): the built-in provider answers them without a password.
+    preauthenticated: Mutex<Option<i64>>,
     /// Users looked up by identifier during this request. The request's own writes
     /// wait for its commit, so within it a lookup's answer does not change: the
     /// lockout, the provider and the failure hook share one lookup.
@@ -101,6 +104,7 @@ impl Request {
             delay_ms: std::sync::atomic::AtomicU64::new(0),
             failure_reserved: Mutex::new(Vec::new()),
             asked: Mutex::new(Vec::new()),
+            preauthenticated: Mutex::new(None),
             users: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -129,6 +133,27 @@ impl Request {
         }
         lock(&self.pending).push(op);
         Ok(())
+    }
+
+    /// How many changes are queued now: a mark for [`Request::discard_since`].
+    pub fn mark(&self) -> usize {
+        lock(&self.pending).len()
+    }
+
+    /// Forgets the changes queued after `mark`: what a chain queued for a login that
+    /// has not happened yet (the second step is still to come).
+    pub fn discard_since(&self, mark: usize) {
+        lock(&self.pending).truncate(mark);
+    }
+
+    /// Records that a pending-login token proved `user_id`'s password.
+    pub fn set_preauthenticated(&self, user_id: i64) {
+        *lock(&self.preauthenticated) = Some(user_id);
+    }
+
+    /// The user a pending-login token proved the password of, if any.
+    pub fn preauthenticated(&self) -> Option<i64> {
+        *lock(&self.preauthenticated)
     }
 
     /// Whether changes wait for the request's commit.

@@ -40,4 +40,8 @@ pub const INTERFACES: &[(&str, &str)] = &[
         methods::ADMIN,
         include_str!("../varlink/org.flaskbb.Admin.varlink"),
     ),
+    (
+        methods::ACCOUNT,
+        include_str!("../varlink/org.flaskbb.Account.varlink"),
+    ),
 ];

@@ -1,5 +1,5 @@
-//! The methods of `org.varlink.service`, `org.flaskbb.Auth`, `org.flaskbb.Events` and
-//! `org.flaskbb.Admin`, each with its parameters checked and typed: [`parse`] is all
+//! The methods of `org.varlink.service`, `org.flaskbb.Auth`, `org.flaskbb.Events`,
+//! `org.flaskbb.Admin` and `org.flaskbb.Account`, each with its parameters checked and typed: [`parse`] is all
 //! the request parsing there is, so the daemon's handlers only ever see valid input.
 
 use serde_json::{json, Value};
@@ -17,6 +17,8 @@ pub const AUTH: &str = "org.flaskbb.Auth";
 pub const EVENTS: &str = "org.flaskbb.Events";
 /// Administration: users, plugins, reload (admin peers only).
 pub const ADMIN: &str = "org.flaskbb.Admin";
+/// The forum's own calls for members and admins (forum peers only).
+pub const ACCOUNT: &str = "org.flaskbb.Account";
 
 /// The longest username or email address `CreateUser` takes, in bytes.
 pub const MAX_NAME_BYTES: usize = 200;
@@ -33,6 +35,8 @@ pub enum Method {
     Events(EventCall),
     /// `org.flaskbb.Admin.*`: users, plugins, reload (admin peers only).
     Admin(AdminCall),
+    /// `org.flaskbb.Account.*`: second factors, passwords, locks (forum peers only).
+    Account(AccountCall),
 }
 
 /// A call of `org.varlink.service`.
@@ -269,6 +273,159 @@ pub enum AdminCall {
     Reload,
 }
 
+/// A call of `org.flaskbb.Account`.
+pub enum AccountCall {
+    /// Makes a pending secret for the member.
+    BeginTotp {
+        /// The member.
+        user_id: i64,
+        /// The forum's name, shown by authenticator apps (no `:`).
+        issuer: String,
+    },
+    /// Confirms the pending secret with a current code.
+    ConfirmTotp {
+        /// The member.
+        user_id: i64,
+        /// A current one-time code of the pending secret.
+        code: String,
+    },
+    /// Turns the member's second factor off.
+    DisableTotp {
+        /// The member.
+        user_id: i64,
+        /// The member's password (never logged).
+        password: String,
+        /// A current one-time code or an unused recovery code (never logged).
+        code: String,
+    },
+    /// Makes new recovery codes.
+    RegenerateRecoveryCodes {
+        /// The member.
+        user_id: i64,
+        /// The member's password (never logged).
+        password: String,
+    },
+    /// Changes a password, checking the old one.
+    ChangePassword {
+        /// The member.
+        user_id: i64,
+        /// The current password (never logged).
+        old_password: String,
+        /// The new password (never logged).
+        new_password: String,
+    },
+    /// Sets a password after the forum's reset token, lifting the lock.
+    ResetPassword {
+        /// The member.
+        user_id: i64,
+        /// The new password (never logged).
+        new_password: String,
+    },
+    /// One member's second-factor state.
+    GetSecondFactor {
+        /// The member.
+        user_id: i64,
+    },
+    /// Every member with a second factor (or a pending one).
+    ListSecondFactors,
+    /// Every account and address with live failure counts.
+    ListLocks,
+    /// Lifts a member's lock.
+    Unlock {
+        /// The member.
+        user_id: i64,
+        /// Only this address's count (an IPv6 address stands for its /64).
+        address: Option<String>,
+    },
+    /// Removes a member's second factor and recovery codes.
+    ResetSecondFactor {
+        /// The member.
+        user_id: i64,
+    },
+}
+
+impl AccountCall {
+    /// Parses `org.flaskbb.Account.<method>`; `None` when there is no such method.
+    fn parse(method: &str, parameters: Option<Value>) -> Option<Result<AccountCall, Reply>> {
+        let params = |known: &[&str]| Params::new(parameters, known);
+        let call = (|| {
+            Ok(Some(match method {
+                "BeginTotp" => {
+                    let mut p = params(&["user_id", "issuer"])?;
+                    let issuer: String = p.req("issuer")?;
+                    if issuer.trim().is_empty() || issuer.len() > MAX_NAME_BYTES {
+                        return Err(Reply::invalid("issuer"));
+                    }
+                    AccountCall::BeginTotp {
+                        user_id: p.req("user_id")?,
+                        issuer,
+                    }
+                }
+                "ConfirmTotp" => {
+                    let mut p = params(&["user_id", "code"])?;
+                    AccountCall::ConfirmTotp {
+                        user_id: p.req("user_id")?,
+                        code: p.req("code")?,
+                    }
+                }
+                "DisableTotp" => {
+                    let mut p = params(&["user_id", "password", "code"])?;
+                    AccountCall::DisableTotp {
+                        user_id: p.req("user_id")?,
+                        password: p.req("password")?,
+                        code: p.req("code")?,
+                    }
+                }
+                "RegenerateRecoveryCodes" => {
+                    let mut p = params(&["user_id", "password"])?;
+                    AccountCall::RegenerateRecoveryCodes {
+                        user_id: p.req("user_id")?,
+                        password: p.req("password")?,
+                    }
+                }
+                "ChangePassword" => {
+                    let mut p = params(&["user_id", "old_password", "new_password"])?;
+                    AccountCall::ChangePassword {
+                        user_id: p.req("user_id")?,
+                        old_password: p.req("old_password")?,
+                        new_password: p.req("new_password")?,
+                    }
+                }
+                "ResetPassword" => {
+                    let mut p = params(&["user_id", "new_password"])?;
+                    AccountCall::ResetPassword {
+                        user_id: p.req("user_id")?,
+                        new_password: p.req("new_password")?,
+                    }
+                }
+                "GetSecondFactor" => AccountCall::GetSecondFactor {
+                    user_id: params(&["user_id"])?.req("user_id")?,
+                },
+                "ListSecondFactors" => {
+                    params(&[])?;
+                    AccountCall::ListSecondFactors
+                }
+                "ListLocks" => {
+                    params(&[])?;
+                    AccountCall::ListLocks
+                }
+                "Unlock" => {
+                    let mut p = params(&["user_id", "address"])?;
+                    AccountCall::Unlock {
+                        user_id: p.req("user_id")?,
+                        address: p.opt("address")?,
+                    }
+                }
+                "ResetSecondFactor" => AccountCall::ResetSecondFactor {
+                    user_id: params(&["user_id"])?.req("user_id")?,
+                },
+                _ => return Ok(None),
+            }))
+        })();
+        call.transpose()
+    }
+}
+
 /// The fast path for the busiest calls, `org.flaskbb.Events`: a message that is a
 /// well-formed event call is read straight into its typed form, with no JSON tree
 /// between, and returned with its `oneway` flag. Anything else, or anything unusual,
@@ -322,6 +479,15 @@ pub fn parse(call: Call) -> Result<Method, Reply> {
     if interface == EVENTS {
         return match EventCall::parse(&method, parameters) {
             Some(call) => call.map(Method::Events),
+            None => Err(Reply::error(
+                errors::METHOD_NOT_FOUND,
+                json!({ "method": format!("{interface}.{method}") }),
+            )),
+        };
+    }
+    if interface == ACCOUNT {
+        return match AccountCall::parse(&method, parameters) {
+            Some(call) => call.map(Method::Account),
             None => Err(Reply::error(
                 errors::METHOD_NOT_FOUND,
                 json!({ "method": format!("{interface}.{method}") }),

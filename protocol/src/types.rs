@@ -234,3 +234,42 @@ pub struct PluginStatus {
     /// Their mean time, in milliseconds.
     pub mean_ms: f64,
 }
+
+/// A member's second factor (`org.flaskbb.Account`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondFactor {
+    /// The member.
+    pub user_id: i64,
+    /// The member's username.
+    pub username: String,
+    /// `none`, `pending` (begun, not confirmed) or `enrolled`.
+    pub state: String,
+    /// Recovery codes not used yet.
+    pub recovery_codes_left: u32,
+}
+
+/// An account (or a name no account has) with live failure counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedAccount {
+    /// The account, or `None` for a name no account has.
+    pub user_id: Option<i64>,
+    /// Its username, or the name as it was tried.
+    pub name: String,
+    /// What the lockout holds against it.
+    pub lock: LockState,
+}
+
+/// An address a plugin (a rate limiter) counts failures for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PenalisedAddress {
+    /// The address as counted (an IPv6 address by its /64).
+    pub address: String,
+    /// The instance that counts it.
+    pub instance: String,
+    /// Failures within the instance's window.
+    pub failures: u32,
+    /// When the last one was counted (RFC 3339).
+    pub last_failure: String,
+    /// When the count ends unless another failure comes (RFC 3339).
+    pub expires: String,
+}

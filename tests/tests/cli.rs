@@ -326,7 +326,7 @@ library = "totp"
     assert!(out.status.success(), "{:?}", text(&out));
     let out = flaskbbd_umask_022(
         &["store", "set", "totp", "secret:1", "-c", cfg],
-        "JBSWY3DP\n",
+        "JBSWY3DPEHPK3PXP\n",
     );
     assert!(out.status.success(), "{:?}", text(&out));
     let mut serve = std::process::Command::new("sh");

@@ -170,7 +170,8 @@ fn get_info_lists_every_interface_and_each_has_a_description() {
             "org.varlink.service",
             "org.flaskbb.Auth",
             "org.flaskbb.Events",
-            "org.flaskbb.Admin"
+            "org.flaskbb.Admin",
+            "org.flaskbb.Account"
         ]
     );
     for i in &ifaces {
@@ -392,6 +393,9 @@ with varlink.Client(address="unix:" + sys.argv[1]) as client:
             out["error"] = [e.error(), e.parameters()["reason"]]
     with client.open("org.flaskbb.Events") as ev:
         out["post"] = ev.PostSaveBefore({"content": "hi"})["post"]["content"]
+    # The package parses each interface's description it opens.
+    with client.open("org.flaskbb.Account", namespaced=True) as account:
+        out["account"] = list(account.ListLocks().addresses) == []
 print(json.dumps(out))
 "#;
     let out = Command::new(python)
@@ -410,7 +414,8 @@ print(json.dumps(out))
         ])
     );
     assert_eq!(v["post"], "hi");
-    assert_eq!(v["interfaces"].as_array().unwrap().len(), 4);
+    assert_eq!(v["interfaces"].as_array().unwrap().len(), 5);
+    assert_eq!(v["account"], true, "{stdout}");
 }
 
 #[test]

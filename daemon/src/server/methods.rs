@@ -3,7 +3,10 @@
 
 use std::{
     borrow::Cow,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -12,8 +15,8 @@ use serde_json::json;
 
 use flaskbbd_protocol::{
     methods::{
-        decode_event, parse, AdminCall, AuthCall, EventCall, Method, ServiceCall, ADMIN, AUTH,
-        EVENTS,
+        decode_event, parse, AdminCall, AuthCall, EventCall, Method, ServiceCall, ACCOUNT, ADMIN,
+        AUTH, EVENTS,
     },
     INTERFACES,
 };
@@ -42,7 +45,7 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    fn new(interface: &'static str, message: impl Into<String>) -> Failure {
+    pub(crate) fn new(interface: &'static str, message: impl Into<String>) -> Failure {
         Failure {
             interface,
             message: message.into(),
@@ -79,7 +82,7 @@ pub(crate) struct Parsed {
 /// Decodes and parses one message, with its `oneway` flag; an event call by the fast
 /// path when it can be, else by the full one. The error is the reply to a message
 /// that is not a call.
-pub(crate) fn decode(message: &[u8], admin: bool) -> Result<(Parsed, bool), BadMessage> {
+pub(crate) fn decode(message: &[u8], peer: Peer) -> Result<(Parsed, bool), BadMessage> {
     if let Some((call, oneway)) = decode_event(message) {
         let parsed = Parsed {
             name: Cow::Borrowed(call.full_name()),
@@ -90,16 +93,40 @@ pub(crate) fn decode(message: &[u8], admin: bool) -> Result<(Parsed, bool), BadM
     }
     let call = wire::decode(message)?;
     let oneway = call.oneway;
-    Ok((parse_call(call, admin), oneway))
+    Ok((parse_call(call, peer), oneway))
+}
+
+/// Who is calling, as far as the guarded interfaces care; read once per connection
+/// from its peer credentials.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    /// The peer's uid, when the kernel told it.
+    pub(crate) uid: Option<u32>,
+    /// May call `org.flaskbb.Admin` (`daemon.admin_uids`).
+    pub(crate) admin: bool,
+    /// May call `org.flaskbb.Account` (`daemon.forum_uids`).
+    pub(crate) forum: bool,
 }
 
 /// Parses one call; a peer outside `admin_uids` learns nothing of Admin, not even its
-/// parameters.
-fn parse_call(call: Call, admin: bool) -> Parsed {
+/// parameters, and one outside `forum_uids` nothing of Account but the key to set.
+fn parse_call(call: Call, peer: Peer) -> Parsed {
     let started = Instant::now();
     let name = Cow::Owned(format!("{}.{}", call.interface, call.method));
-    let method = if call.interface == ADMIN && !admin {
+    let method = if call.interface == ADMIN && !peer.admin {
         Err(Reply::error(&format!("{ADMIN}.PermissionDenied"), json!({})).into())
+    } else if call.interface == ACCOUNT && !peer.forum {
+        let uid = peer
+            .uid
+            .map_or_else(|| "(unknown)".to_owned(), |u| u.to_string());
+        let message = format!(
+            "uid {uid} may not call {ACCOUNT}: it is for the forum only; add the uid FlaskBB runs as to daemon.forum_uids in flaskbb.toml"
+        );
+        Err(Reply::error(
+            &format!("{ACCOUNT}.PermissionDenied"),
+            json!({ "message": message }),
+        )
+        .into())
     } else {
         parse(call).map_err(Answer::from)
     };
@@ -372,12 +399,13 @@ async fn run(d: &Arc<Daemon>, method: Method) -> Answer {
         Method::Auth(call) => auth(d, call).await,
         Method::Events(call) => event(d, call).await,
         Method::Admin(call) => admin_method(d, call).await,
+        Method::Account(call) => crate::account::call(d, call).await,
     }
 }
 
 /// Runs `f` for a request on the executor; on a timeout, commits what the request had
 /// queued so far (the hung call can no longer add to it) and fails.
-async fn run_request<T: Send + 'static>(
+pub(crate) async fn run_request<T: Send + 'static>(
     d: &Arc<Daemon>,
     iface: &'static str,
     req: Arc<Request>,
@@ -398,29 +426,38 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
     let (AuthCall::Authenticate { context, .. } | AuthCall::Reauthenticate { context, .. }) =
         &mut call;
     let req = Request::new(d.store.clone(), std::mem::take(context));
-    let (g, manager, r2) = (d.generation(), d.auth.clone(), req.clone());
+    let (g, manager, r2, config) = (d.generation(), d.auth.clone(), req.clone(), d.config());
+    // Whether the answer is a right password's pending second step.
+    let second_step = Arc::new(AtomicBool::new(false));
+    let pending = second_step.clone();
     let answer = run_request(d, AUTH, req, move || match call {
         AuthCall::Authenticate {
             identifier, secret, ..
-        } => auth_answer(
-            &r2,
-            manager.authenticate(&g, &r2, &identifier, &secret),
-            |user| Reply::ok(json!({ "user": user })),
-        ),
+        } => {
+            let outcome = manager.authenticate(&g, &r2, &identifier, &secret);
+            if let Err(AuthError::SecondStep { counted: false, .. }) = &outcome {
+                pending.store(true, Ordering::Relaxed);
+            }
+            auth_answer(&r2, outcome, |user| Reply::ok(json!({ "user": user })))
+        }
         AuthCall::Reauthenticate {
             user_id, secret, ..
-        } => auth_answer(
-            &r2,
-            manager.reauthenticate(&g, &r2, user_id, &secret),
-            |()| Reply::empty(),
-        ),
+        } => {
+            let outcome = manager
+                .reauthenticate(&g, &r2, user_id, &secret)
+                .and_then(|()| {
+                    crate::account::reauth_second_factor(&*r2.store, &config, &r2, user_id)
+                });
+            auth_answer(&r2, outcome, |()| Reply::empty())
+        }
     })
     .await
     .unwrap_or_else(Answer::from);
-    // The same delay for every kind of failure, never on success, without a thread.
+    // The same delay for every kind of failure, never on success (nor on a right
+    // password whose second step is pending), without a thread.
     let delay = d.config().auth.failure_delay_ms;
     let failed = match &answer {
-        Answer::Reply(r) => r.error_name().is_some(),
+        Answer::Reply(r) => r.error_name().is_some() && !second_step.load(Ordering::Relaxed),
         Answer::Failed(_) => true,
     };
     if delay > 0 && failed {
@@ -442,6 +479,11 @@ fn auth_answer<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> 
             };
             Reply::error(&format!("{AUTH}.AuthenticationFailed"), parameters).into()
         }
+        Err(AuthError::SecondStep { reason, token, .. }) => Reply::error(
+            &format!("{AUTH}.AuthenticationFailed"),
+            json!({ "reason": reason, "ask": req.asked(), "pending_login": token }),
+        )
+        .into(),
         Err(AuthError::ForceLogout { reason }) => {
             Reply::error(&format!("{AUTH}.ForceLogout"), json!({ "reason": reason })).into()
         }

@@ -17,7 +17,7 @@
 //! or its connection is closed; a connection idle between messages stays open (a
 //! client's pooled connection), bounded by its uid's share.
 
-mod methods;
+pub(crate) mod methods;
 mod reader;
 pub use flaskbbd_protocol::wire;
 
@@ -322,7 +322,8 @@ struct Conn {
     out: Vec<u8>,
     uid: Option<u32>,
     pid: Option<i32>,
-    admin: bool,
+    /// Which of the guarded interfaces the peer may call.
+    peer: methods::Peer,
     _held: Held,
     _open: Counted,
 }
@@ -336,8 +337,10 @@ async fn connection(
 ) {
     let uid = cred.map(|c| c.uid());
     let mut admin = daemon.is_admin(uid);
-    // A plugin host runs as the daemon's own user, which is always an admin: a plugin
-    // that reaches the socket (sandbox.network) must not become one.
+    let mut forum = daemon.is_forum(uid);
+    // A plugin host runs as the daemon's own user, which is always an admin and a
+    // forum peer: a plugin that reaches the socket (sandbox.network) must become
+    // neither.
     if let Some(instance) = cred
         .and_then(|c| c.pid())
         .and_then(|pid| crate::isolation::supervisor::host_of(pid as u32))
@@ -345,10 +348,11 @@ async fn connection(
         if admin {
             tracing::warn!(
                 instance = &*instance,
-                "the plugin host of this instance connected to the daemon's socket; org.flaskbb.Admin is refused to it"
+                "the plugin host of this instance connected to the daemon's socket; org.flaskbb.Admin and org.flaskbb.Account are refused to it"
             );
         }
         admin = false;
+        forum = false;
     }
     let (rd, writer) = stream.into_split();
     // Idle connections cost little: a small read buffer (a message longer than it is
@@ -360,7 +364,7 @@ async fn connection(
         out: Vec::new(),
         uid,
         pid: cred.and_then(|c| c.pid()),
-        admin,
+        peer: methods::Peer { uid, admin, forum },
         _held: held,
         _open: Counted::new(&OPEN),
     };
@@ -411,7 +415,7 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
                 );
                 true
             }
-            Ok(true) => match methods::decode(&conn.buf, conn.admin) {
+            Ok(true) => match methods::decode(&conn.buf, conn.peer) {
                 Ok((parsed, oneway)) => {
                     match parsed.route(&daemon) {
                         methods::Route::Here(event) => {

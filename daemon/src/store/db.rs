@@ -1153,6 +1153,61 @@ impl Store for DbStore {
         .map_err(query_err)
     }
 
+    fn live_penalties(&self, now: DateTime<Utc>) -> Result<Vec<Penalty>, StoreError> {
+        use flaskbbd_penalties as p;
+        let mut conn = self.conn()?;
+        let rows: Vec<(String, String, String, i32, i64, i64)> = p::table
+            .filter(p::expires.gt(now.timestamp_millis()))
+            .order((p::kind, p::subject, p::address))
+            .select((
+                p::kind,
+                p::subject,
+                p::address,
+                p::failures,
+                p::last_failure,
+                p::expires,
+            ))
+            .load(&mut conn)
+            .map_err(query_err)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(kind, subject, address, failures, last, expires)| Penalty {
+                    key: PenaltyKey {
+                        kind,
+                        subject,
+                        address,
+                    },
+                    failures: u32::try_from(failures).unwrap_or(0),
+                    last_failure: from_ms(last),
+                    expires: from_ms(expires),
+                },
+            )
+            .collect())
+    }
+
+    fn kv_prefixed(
+        &self,
+        plugin: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<(String, Option<String>)> = with_plugin_tables!(self.schema, {
+            kv::table
+                .inner_join(reg::table)
+                .filter(reg::name.eq(plugin))
+                .order(kv::key)
+                .select((kv::key, kv::value))
+                .load(&mut conn)
+                .map_err(query_err)?
+        });
+        // Filtered here rather than with LIKE, whose wildcards a prefix may hold.
+        Ok(rows
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .collect())
+    }
+
     fn clear_plugin_state(&self, name: &str) -> Result<(), StoreError> {
         with_plugin_tables!(self.schema, {
             self.write(|conn| diesel::delete(reg::table.filter(reg::name.eq(name))).execute(conn))?

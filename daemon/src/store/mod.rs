@@ -198,6 +198,16 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Penalty>, StoreError>;
     /// Deletes the rows that expired before `now`; returns how many.
     fn prune_penalties(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// Every live (unexpired at `now`) penalty row, of every kind: what an admin page
+    /// lists (the table holds live rows and those of the last ten minutes only).
+    fn live_penalties(&self, now: DateTime<Utc>) -> Result<Vec<Penalty>, StoreError>;
+    /// The keys of a plugin instance's key-value store that start with `prefix`, with
+    /// their values, in key order.
+    fn kv_prefixed(
+        &self,
+        plugin: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError>;
 }
 
 /// Opens the store named by `url` (SQLAlchemy style: `sqlite:///relative`,

@@ -30,9 +30,17 @@ struct Config {
 }
 
 fn default_redact() -> Vec<String> {
-    ["otp", "password", "secret", "token", "code", "totp"]
-        .map(String::from)
-        .to_vec()
+    [
+        "otp",
+        "password",
+        "secret",
+        "token",
+        "code",
+        "totp",
+        "pending_login",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// One configured instance.

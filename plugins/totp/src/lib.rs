@@ -1,88 +1,36 @@
 //! `totp`: a second factor in `flaskbb_post_authenticate`. After the password checked
 //! out, the request context's `otp` must hold the RFC 6238 code of the user's secret
 //! for the current time step (or an adjacent one, for clock skew), and no code may
-//! be used twice.
+//! be used twice; or one of the member's unused recovery codes, which is then used up.
 //!
 //! Enrolment lives in the instance's key-value store: `secret:<user id>` holds the
 //! user's base32 secret (as authenticator apps show it), e.g.
-//! `flaskbbd store set totp secret:42 JBSWY3DPEHPK3PXP`. The last step used is kept
-//! in `last_step:<user id>`. Users without a secret pass unless `require = true`.
+//! `flaskbbd store set totp secret:42 JBSWY3DPEHPK3PXP`, or put there by the daemon's
+//! `org.flaskbb.Account.ConfirmTotp`; `recovery:<user id>` the recovery codes, hashed.
+//! The last step used is kept in `last_step:<user id>`. Users without a secret pass
+//! unless `require = true`. The codes themselves are `flaskbbd-otp`'s, shared with the
+//! daemon so that enrolment and login agree.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::Mutex,
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use hmac::{Hmac, Mac};
+pub use flaskbbd_otp::Algorithm;
+use flaskbbd_otp::{Params, RecoveryCodes};
 use plugin_abi::prelude::*;
-use serde::Deserialize;
-
-/// The HMAC hash, as RFC 6238 allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Algorithm {
-    /// HMAC-SHA1, what authenticator apps use.
-    Sha1,
-    /// HMAC-SHA256.
-    Sha256,
-    /// HMAC-SHA512.
-    Sha512,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Config {
-    digits: u32,
-    step_seconds: u64,
-    skew_steps: u64,
-    algorithm: Algorithm,
-    require: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            digits: 6,
-            step_seconds: 30,
-            skew_steps: 1,
-            algorithm: Algorithm::Sha1,
-            require: false,
-        }
-    }
-}
 
 /// The refusal when an enrolled user sent no code.
-pub const MISSING: &str = "A one-time code from your authenticator app is required.";
-/// The refusal of a code that is not the current one (or an adjacent step's).
-pub const WRONG: &str = "The one-time code is wrong.";
+pub const MISSING: &str = flaskbbd_otp::MISSING;
+/// The refusal of a code that is not the current one (or an adjacent step's), nor an
+/// unused recovery code.
+pub const WRONG: &str = flaskbbd_otp::WRONG;
 /// The refusal of a code (or an earlier one) already used.
 pub const REUSED: &str = "This one-time code was already used. Wait for the next one.";
 /// The refusal, with `require`, of a user who is not enrolled.
 pub const NOT_ENROLLED: &str =
     "Two-factor authentication is required, but it is not set up for this account.";
-
-/// RFC 4226's HOTP value of `key` at `counter`.
-pub fn hotp(key: &[u8], counter: u64, digits: u32, algorithm: Algorithm) -> u32 {
-    // HMAC takes keys of any length: new_from_slice cannot fail here.
-    #[allow(clippy::expect_used)]
-    fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
-        let mut m =
-            <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-        m.update(msg);
-        m.finalize().into_bytes().to_vec()
-    }
-    let msg = counter.to_be_bytes();
-    let h = match algorithm {
-        Algorithm::Sha1 => mac::<Hmac<sha1::Sha1>>(key, &msg),
-        Algorithm::Sha256 => mac::<Hmac<sha2::Sha256>>(key, &msg),
-        Algorithm::Sha512 => mac::<Hmac<sha2::Sha512>>(key, &msg),
-    };
-    let offset = (h[h.len() - 1] & 0x0f) as usize;
-    let bin =
-        u32::from_be_bytes([h[offset], h[offset + 1], h[offset + 2], h[offset + 3]]) & 0x7fff_ffff;
-    bin % 10u32.pow(digits)
-}
 
 /// RFC 6238's TOTP value of `key` at `unix_time`, zero-padded to `digits`.
 pub fn totp(
@@ -92,58 +40,41 @@ pub fn totp(
     digits: u32,
     algorithm: Algorithm,
 ) -> String {
-    format!(
-        "{:0width$}",
-        hotp(key, unix_time / step_seconds, digits, algorithm),
-        width = digits as usize
-    )
+    Params {
+        digits,
+        step_seconds,
+        algorithm,
+        ..Params::default()
+    }
+    .code_at(key, unix_time)
 }
 
-/// Decodes RFC 4648 base32 (any case; spaces and `=` padding ignored).
+/// Decodes a base32 secret (any case; spaces, dashes and `=` padding ignored); `None`
+/// when it is not base32 or empty.
 pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
-    let mut bits: u64 = 0;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in text
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '=' && *c != '-')
-    {
-        let v = match c.to_ascii_uppercase() {
-            c @ 'A'..='Z' => c as u64 - 'A' as u64,
-            c @ '2'..='7' => c as u64 - '2' as u64 + 26,
-            _ => return None,
-        };
-        bits = (bits << 5) | v;
-        n += 5;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-            bits &= (1 << n) - 1;
-        }
-    }
-    (!out.is_empty()).then_some(out)
+    flaskbbd_otp::decode_base32(text).ok()
 }
 
 /// One configured instance.
 pub struct Totp {
-    config: Config,
+    config: Params,
     /// The last step accepted per user: the authority within this daemon, so two
     /// concurrent logins cannot both use one code.
     last_step: Mutex<HashMap<i64, u64>>,
+    /// Recovery codes used through this daemon (user, stored text they were used
+    /// from, the code as normalized): the same authority for recovery codes, until
+    /// the store has the use.
+    used_recovery: Mutex<HashSet<(i64, String)>>,
 }
 
 impl PluginInstance for Totp {
     fn new(init: &Init) -> Result<Self, String> {
-        let config: Config = init.config()?;
-        if !(6..=9).contains(&config.digits) {
-            return Err("config key digits: use 6 to 9".into());
-        }
-        if config.step_seconds == 0 {
-            return Err("config key step_seconds: must be at least 1".into());
-        }
+        let config: Params = init.config()?;
+        config.check()?;
         Ok(Totp {
             config,
             last_step: Mutex::new(HashMap::new()),
+            used_recovery: Mutex::new(HashSet::new()),
         })
     }
 }
@@ -151,17 +82,18 @@ impl PluginInstance for Totp {
 impl PostAuthenticationHandler for Totp {
     fn handle_post_auth(&self, cx: &Ctx<'_>, user: &User) -> HookResult<()> {
         let c = &self.config;
-        let Some(secret) = cx.store_get(&format!("secret:{}", user.id))? else {
+        let Some(secret) = cx.store_get(&flaskbbd_otp::secret_key(user.id))? else {
             return if c.require {
                 Err(HookError::stop(NOT_ENROLLED))
             } else {
                 Ok(())
             };
         };
-        let key = base32_decode(&secret).ok_or_else(|| {
+        let key = flaskbbd_otp::decode_base32(&secret).map_err(|e| {
             HookError::failed(format!(
-                "the stored secret of user {} is not base32",
-                user.id
+                "the stored secret of user {} (key {}) is {e}: set it again, or reset the member's second factor",
+                user.id,
+                flaskbbd_otp::secret_key(user.id)
             ))
         })?;
         let code = cx
@@ -180,30 +112,53 @@ impl PostAuthenticationHandler for Totp {
             .duration_since(UNIX_EPOCH)
             .map_err(|e| HookError::failed(e.to_string()))?
             .as_secs();
-        let current = now / c.step_seconds;
-        let matched =
-            (current.saturating_sub(c.skew_steps)..=current + c.skew_steps).find(|&step| {
-                totp(
-                    &key,
-                    step * c.step_seconds,
-                    c.step_seconds,
-                    c.digits,
-                    c.algorithm,
-                ) == code
-            });
-        let Some(step) = matched else {
+        let Some(step) = c.matching_step(&key, &code, now) else {
+            if flaskbbd_otp::looks_like_recovery_code(&code)
+                && self.use_recovery(cx, user, &code)?
+            {
+                return Ok(());
+            }
             return refuse(WRONG);
         };
         let mut last = self.last_step.lock().unwrap_or_else(|e| e.into_inner());
         let stored = cx
-            .store_get(&format!("last_step:{}", user.id))?
+            .store_get(&flaskbbd_otp::last_step_key(user.id))?
             .and_then(|s| s.parse::<u64>().ok());
         let used = last.get(&user.id).copied().max(stored);
         if used.is_some_and(|u| step <= u) {
             return refuse(REUSED);
         }
         last.insert(user.id, step);
-        cx.store_set(&format!("last_step:{}", user.id), &step.to_string())
+        cx.store_set(&flaskbbd_otp::last_step_key(user.id), &step.to_string())
+    }
+}
+
+impl Totp {
+    /// Uses `code` if it is one of the member's unused recovery codes: stores the
+    /// codes left, and answers whether it was one.
+    fn use_recovery(&self, cx: &Ctx<'_>, user: &User, code: &str) -> HookResult<bool> {
+        let key = flaskbbd_otp::recovery_key(user.id);
+        let Some(stored) = cx.store_get(&key)? else {
+            return Ok(false);
+        };
+        let codes = RecoveryCodes::from_stored(&stored).ok_or_else(|| {
+            HookError::failed(format!(
+                "the stored recovery codes of user {} (key {key}) are unreadable: make new ones",
+                user.id
+            ))
+        })?;
+        let Some(left) = codes.using(code) else {
+            return Ok(false);
+        };
+        let mut used = self.used_recovery.lock().unwrap_or_else(|e| e.into_inner());
+        if !used.insert((
+            user.id,
+            format!("{stored}/{}", flaskbbd_otp::normalize(code)),
+        )) {
+            return Ok(false);
+        }
+        cx.store_set(&key, &left.to_stored())?;
+        Ok(true)
     }
 }
 
@@ -249,8 +204,9 @@ mod tests {
 
     fn instance() -> Totp {
         Totp {
-            config: Config::default(),
+            config: Params::default(),
             last_step: Mutex::new(HashMap::new()),
+            used_recovery: Mutex::new(HashSet::new()),
         }
     }
 
@@ -275,13 +231,29 @@ mod tests {
     }
 
     #[test]
-    fn base32_round_trips_rfc_4648_examples() {
-        assert_eq!(base32_decode("MZXW6YTBOI======").unwrap(), b"foobar");
-        assert_eq!(base32_decode("mzxw 6ytb oi").unwrap(), b"foobar");
+    fn secrets_must_be_base32() {
         assert_eq!(
             base32_decode("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
             b"12345678901234567890"
         );
+        assert_eq!(base32_decode("gezd gnbv gy3t qojq").unwrap(), b"1234567890");
         assert!(base32_decode("not base32!").is_none());
+        // Short secrets enrolled before `store set` checked the length still work.
+        assert_eq!(base32_decode("MZXW6YTBOI======").unwrap(), b"foobar");
+    }
+
+    #[test]
+    fn a_recovery_code_passes_once_in_place_of_a_code() {
+        use plugin_abi::testing::TestHost;
+        let user = TestHost::user(7, "cat");
+        let (codes, stored) = flaskbbd_otp::new_recovery_codes().unwrap();
+        let host = TestHost::new("totp")
+            .with_stored("secret:7", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+            .with_stored("recovery:7", &stored.to_stored())
+            .with_context("otp", &codes[0]);
+        let t = instance();
+        assert_eq!(t.handle_post_auth(&host.ctx(), &user), Ok(()));
+        // The same code again, from the same stored codes: refused.
+        assert!(t.handle_post_auth(&host.ctx(), &user).is_err());
     }
 }

@@ -1,0 +1,655 @@
+//! `org.flaskbb.Account`: what the forum does for its members and admins through the
+//! daemon. Second-factor enrolment (the secret is the daemon's to make and is stored,
+//! once confirmed, where the `totp` plugin reads it), recovery codes (kept hashed),
+//! password change and reset, and an admin page's view of locks and second factors.
+//!
+//! Who may call is decided before a call gets here (`daemon.forum_uids`, see
+//! `server::methods`); which member a call is for is the forum's word. Every change
+//! is logged with the member's id and what changed, never a secret, a code or a
+//! password.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use chrono::Utc;
+use flaskbbd_otp::{Params, RecoveryCodes};
+use flaskbbd_protocol::methods::{AccountCall, ACCOUNT};
+use serde_json::json;
+
+use crate::{
+    auth::{AuthError, ReauthenticateManager},
+    config::Config,
+    daemon::Daemon,
+    lockout,
+    proto::{Context, LockedAccount, PenalisedAddress, SecondFactor},
+    request::Request,
+    server::{
+        methods::{run_request, Answer, Failure},
+        wire::Reply,
+    },
+    store::{Op, Store, StoreError, UserRecord},
+};
+
+/// Why an Account call did not do what it was asked: each is one of the interface's
+/// named errors, but `Internal`.
+#[derive(Debug)]
+enum Refusal {
+    NoSuchUser,
+    Unavailable(String),
+    AlreadyEnrolled,
+    NotEnrolling,
+    NotEnrolled,
+    WrongCode,
+    AuthenticationFailed(String),
+    /// The parameter, refused as `InvalidParameter`.
+    Invalid(&'static str),
+    Internal(String),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        match e {
+            StoreError::NoSuchUser => Refusal::NoSuchUser,
+            other => Refusal::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<Refusal> for Answer {
+    fn from(r: Refusal) -> Answer {
+        let named = |name: &str, parameters| {
+            Answer::Reply(Reply::error(&format!("{ACCOUNT}.{name}"), parameters))
+        };
+        match r {
+            Refusal::NoSuchUser => named("NoSuchUser", json!({})),
+            Refusal::Unavailable(message) => {
+                named("SecondFactorUnavailable", json!({ "message": message }))
+            }
+            Refusal::AlreadyEnrolled => named("AlreadyEnrolled", json!({})),
+            Refusal::NotEnrolling => named("NotEnrolling", json!({})),
+            Refusal::NotEnrolled => named("NotEnrolled", json!({})),
+            Refusal::WrongCode => named("WrongCode", json!({})),
+            Refusal::AuthenticationFailed(reason) => {
+                named("AuthenticationFailed", json!({ "reason": reason }))
+            }
+            Refusal::Invalid(parameter) => Answer::Reply(Reply::invalid(parameter)),
+            Refusal::Internal(message) => Answer::Failed(Failure::new(ACCOUNT, message)),
+        }
+    }
+}
+
+type Outcome = Result<Reply, Refusal>;
+
+/// Everything a call needs, moved onto a worker thread (calls check passwords and
+/// write the store: they block).
+struct Job {
+    d: Arc<Daemon>,
+    config: Arc<Config>,
+    req: Arc<Request>,
+}
+
+/// Handles one `org.flaskbb.Account` call.
+pub(crate) async fn call(d: &Arc<Daemon>, call: AccountCall) -> Answer {
+    let req = Request::new(d.store.clone(), Context::new());
+    let job = Job {
+        d: d.clone(),
+        config: d.config(),
+        req: req.clone(),
+    };
+    match run_request(d, ACCOUNT, req, move || job.run(call)).await {
+        Ok(Ok(reply)) => reply.into(),
+        Ok(Err(refusal)) => refusal.into(),
+        Err(failure) => failure.into(),
+    }
+}
+
+/// The `totp` instance members enrol in: its name and its code parameters.
+fn totp_instance(config: &Config) -> Result<(String, Params), Refusal> {
+    let p = config.plugin.iter().find(|p| p.is_totp()).ok_or_else(|| {
+        Refusal::Unavailable(
+            "no totp instance is configured: add [[plugin]] name = \"totp\", library = \"totp\" to flaskbb.toml and reload".into(),
+        )
+    })?;
+    let params = Params::from_json(&p.config_json()).map_err(Refusal::Internal)?;
+    Ok((p.name.get_ref().clone(), params))
+}
+
+/// A member's second-factor codes, checked against the store: what `DisableTotp`
+/// and a reauthentication share.
+struct Codes<'a> {
+    store: &'a dyn Store,
+    config: &'a Config,
+}
+
+impl Codes<'_> {
+    fn store(&self) -> &dyn Store {
+        self.store
+    }
+
+    fn kv(&self, instance: &str, key: &str) -> Result<Option<String>, Refusal> {
+        Ok(self.store.kv_get(instance, key)?)
+    }
+
+    fn kv_set(&self, instance: &str, changes: &[(String, Option<String>)]) -> Result<(), Refusal> {
+        let ops: Vec<Op> = changes
+            .iter()
+            .map(|(key, value)| Op::KvSet {
+                plugin: instance.to_owned(),
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        Ok(self.store.commit(&ops)?)
+    }
+
+    /// Checks `code` against the member's enrolled second factor: a current one-time
+    /// code not used before, or an unused recovery code. Answers the store changes
+    /// that use it up.
+    fn check_code(
+        &self,
+        instance: &str,
+        params: &Params,
+        user_id: i64,
+        secret: &str,
+        code: &str,
+    ) -> Result<Vec<(String, Option<String>)>, Refusal> {
+        let key = flaskbbd_otp::decode_base32(secret).map_err(|e| {
+            Refusal::Internal(format!(
+                "the stored secret of user {user_id} is {e}: reset the member's second factor"
+            ))
+        })?;
+        if let Some(step) = params.matching_step(&key, code, now_secs()?) {
+            let last = self
+                .kv(instance, &flaskbbd_otp::last_step_key(user_id))?
+                .and_then(|s| s.parse::<u64>().ok());
+            if last.is_none_or(|l| step > l) {
+                return Ok(vec![(
+                    flaskbbd_otp::last_step_key(user_id),
+                    Some(step.to_string()),
+                )]);
+            }
+        }
+        if flaskbbd_otp::looks_like_recovery_code(code) {
+            let stored = self.kv(instance, &flaskbbd_otp::recovery_key(user_id))?;
+            if let Some(left) = stored
+                .as_deref()
+                .and_then(RecoveryCodes::from_stored)
+                .and_then(|codes| codes.using(code))
+            {
+                return Ok(vec![(
+                    flaskbbd_otp::recovery_key(user_id),
+                    Some(left.to_stored()),
+                )]);
+            }
+        }
+        tracing::info!(user_id, "account: second-factor code refused");
+        Err(Refusal::WrongCode)
+    }
+
+    /// Runs a code check under the lockout, as a login's is: the attempt is counted
+    /// before the check (for the account, and from the address [`CODE_CHECKS`]: the
+    /// forum sends none here, and a right password's reauthentication clears the
+    /// `unknown` address's count), a locked account is refused without a check, and
+    /// only a wrong code keeps its count. So a session with the password cannot guess
+    /// codes here faster than at the login form.
+    fn guarded<T>(
+        &self,
+        user_id: i64,
+        check: impl FnOnce() -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        let policy = lockout::Policy::new(&self.config.auth.lockout);
+        let (subject, address, now) = (lockout::user_subject(user_id), CODE_CHECKS, Utc::now());
+        let rows = policy.reserve(self.store(), &subject, address, now)?;
+        let outcome = match policy.judge(&rows, address, now) {
+            lockout::Verdict::Locked => {
+                tracing::info!(
+                    user_id,
+                    "account: code check refused, the account is locked"
+                );
+                Err(Refusal::WrongCode)
+            }
+            lockout::Verdict::Open { .. } => check(),
+        };
+        if !matches!(outcome, Err(Refusal::WrongCode)) {
+            let ops: Vec<Op> = policy
+                .keys(&subject, address)
+                .into_iter()
+                .map(|key| Op::ReleasePenalty { key })
+                .collect();
+            self.store().commit(&ops)?;
+        }
+        outcome
+    }
+}
+
+/// The second factor of a reauthentication (`org.flaskbb.Auth.Reauthenticate`), once
+/// the password was right: a member enrolled in the `totp` instance must also send a
+/// current code or an unused recovery code in the context's `otp`, checked under the
+/// lockout as `DisableTotp`'s is (FlaskBB's reauthentication guards its admin pages:
+/// the password alone must not open them). Without one, or with a wrong one, the
+/// answer asks for `otp`.
+pub(crate) fn reauth_second_factor(
+    store: &dyn Store,
+    config: &Config,
+    req: &Request,
+    user_id: i64,
+) -> Result<(), AuthError> {
+    let internal = |r: Refusal| AuthError::Internal {
+        message: match r {
+            Refusal::Internal(message) => message,
+            other => format!("the second factor's check: {other:?}"),
+        },
+    };
+    let Ok((instance, params)) = totp_instance(config) else {
+        return Ok(());
+    };
+    let codes = Codes { store, config };
+    let secret = match codes.kv(&instance, &flaskbbd_otp::secret_key(user_id)) {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(internal(e)),
+    };
+    let code = req
+        .context
+        .get("otp")
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default();
+    let ask = |reason: &str| {
+        req.ask_for(&instance, "otp");
+        Err(AuthError::Failed {
+            reason: reason.to_owned(),
+        })
+    };
+    if code.is_empty() {
+        return ask(flaskbbd_otp::MISSING);
+    }
+    let checked = codes.guarded(user_id, || {
+        codes.check_code(&instance, &params, user_id, &secret, &code)
+    });
+    match checked {
+        Ok(changes) => codes.kv_set(&instance, &changes).map_err(internal),
+        Err(Refusal::WrongCode) => ask(flaskbbd_otp::WRONG),
+        Err(other) => Err(internal(other)),
+    }
+}
+
+fn now_secs() -> Result<u64, Refusal> {
+    u64::try_from(Utc::now().timestamp())
+        .map_err(|_| Refusal::Internal("the system clock is before 1970".into()))
+}
+
+impl Job {
+    fn store(&self) -> &dyn Store {
+        &*self.d.store
+    }
+
+    fn run(self, call: AccountCall) -> Outcome {
+        match call {
+            AccountCall::BeginTotp { user_id, issuer } => self.begin_totp(user_id, &issuer),
+            AccountCall::ConfirmTotp { user_id, code } => self.confirm_totp(user_id, &code),
+            AccountCall::DisableTotp {
+                user_id,
+                password,
+                code,
+            } => self.disable_totp(user_id, &password, &code),
+            AccountCall::RegenerateRecoveryCodes { user_id, password } => {
+                self.regenerate_recovery_codes(user_id, &password)
+            }
+            AccountCall::ChangePassword {
+                user_id,
+                old_password,
+                new_password,
+            } => self.change_password(user_id, &old_password, &new_password),
+            AccountCall::ResetPassword {
+                user_id,
+                new_password,
+            } => self.reset_password(user_id, &new_password),
+            AccountCall::GetSecondFactor { user_id } => {
+                let user = self.user(user_id)?;
+                let state = self.second_factor(&user)?;
+                Ok(Reply::ok(json!({ "second_factor": state })))
+            }
+            AccountCall::ListSecondFactors => self.list_second_factors(),
+            AccountCall::ListLocks => self.list_locks(),
+            AccountCall::Unlock { user_id, address } => {
+                let user = self.user(user_id)?;
+                let cleared = lockout::unlock(
+                    self.store(),
+                    &user.user.username,
+                    address.as_deref(),
+                    Utc::now(),
+                )?;
+                if cleared > 0 {
+                    crate::metrics::global().lockout(crate::metrics::LockoutAction::Unlocked);
+                }
+                tracing::info!(
+                    user_id,
+                    only_address = address.is_some(),
+                    cleared,
+                    "account: lock lifted by the forum"
+                );
+                Ok(Reply::ok(json!({ "cleared": cleared })))
+            }
+            AccountCall::ResetSecondFactor { user_id } => {
+                self.user(user_id)?;
+                let (instance, _) = totp_instance(&self.config)?;
+                self.forget_second_factor(&instance, user_id)?;
+                tracing::warn!(
+                    user_id,
+                    instance,
+                    "account: second factor and recovery codes removed by an admin"
+                );
+                Ok(Reply::empty())
+            }
+        }
+    }
+
+    fn user(&self, user_id: i64) -> Result<UserRecord, Refusal> {
+        self.store()
+            .find_user_by_id(user_id)?
+            .ok_or(Refusal::NoSuchUser)
+    }
+
+    /// The code checks, over this call's store and configuration.
+    fn codes(&self) -> Codes<'_> {
+        Codes {
+            store: self.store(),
+            config: &self.config,
+        }
+    }
+
+    fn kv(&self, instance: &str, key: &str) -> Result<Option<String>, Refusal> {
+        self.codes().kv(instance, key)
+    }
+
+    fn kv_set(&self, instance: &str, changes: &[(String, Option<String>)]) -> Result<(), Refusal> {
+        self.codes().kv_set(instance, changes)
+    }
+
+    /// Checks the member's password through the reauthentication chain (which
+    /// counts a wrong one as FlaskBB counts a failed reauthentication).
+    fn check_password(&self, user_id: i64, password: &str) -> Result<(), Refusal> {
+        let g = self.d.generation();
+        match self.d.auth.reauthenticate(&g, &self.req, user_id, password) {
+            Ok(()) => Ok(()),
+            Err(
+                AuthError::Failed { reason }
+                | AuthError::ForceLogout { reason }
+                | AuthError::SecondStep { reason, .. },
+            ) => {
+                tracing::info!(user_id, "account: password refused");
+                Err(Refusal::AuthenticationFailed(reason))
+            }
+            Err(AuthError::Internal { message }) => Err(Refusal::Internal(message)),
+        }
+    }
+
+    /// The new password's hash, as the configured schema stores it.
+    fn hash(&self, password: &str, parameter: &'static str) -> Result<String, Refusal> {
+        self.d
+            .generation()
+            .verifier
+            .hash_for(self.config.database.schema, password)
+            .map_err(|_| Refusal::Invalid(parameter))
+    }
+
+    fn begin_totp(&self, user_id: i64, issuer: &str) -> Outcome {
+        let user = self.user(user_id)?;
+        let (instance, params) = totp_instance(&self.config)?;
+        if self
+            .kv(&instance, &flaskbbd_otp::secret_key(user_id))?
+            .is_some()
+        {
+            return Err(Refusal::AlreadyEnrolled);
+        }
+        let secret = flaskbbd_otp::new_secret().map_err(Refusal::Internal)?;
+        let uri = params
+            .uri(&secret, issuer, &user.user.username)
+            .map_err(Refusal::Internal)?;
+        self.kv_set(
+            &instance,
+            &[(flaskbbd_otp::pending_key(user_id), Some(secret.clone()))],
+        )?;
+        tracing::info!(user_id, instance, "account: second-factor enrolment begun");
+        Ok(Reply::ok(json!({ "secret": secret, "uri": uri })))
+    }
+
+    fn confirm_totp(&self, user_id: i64, code: &str) -> Outcome {
+        self.user(user_id)?;
+        let (instance, params) = totp_instance(&self.config)?;
+        let Some(pending) = self.kv(&instance, &flaskbbd_otp::pending_key(user_id))? else {
+            return Err(Refusal::NotEnrolling);
+        };
+        let key = flaskbbd_otp::decode_secret(&pending).map_err(|e| {
+            Refusal::Internal(format!(
+                "the pending secret of user {user_id} is {e}: begin the enrolment again"
+            ))
+        })?;
+        let Some(step) = params.matching_step(&key, code, now_secs()?) else {
+            tracing::info!(user_id, "account: enrolment code refused");
+            return Err(Refusal::WrongCode);
+        };
+        let (codes, hashed) = flaskbbd_otp::new_recovery_codes().map_err(Refusal::Internal)?;
+        self.kv_set(
+            &instance,
+            &[
+                (flaskbbd_otp::secret_key(user_id), Some(pending)),
+                (flaskbbd_otp::pending_key(user_id), None),
+                // The code just shown cannot open a login too.
+                (flaskbbd_otp::last_step_key(user_id), Some(step.to_string())),
+                (
+                    flaskbbd_otp::recovery_key(user_id),
+                    Some(hashed.to_stored()),
+                ),
+            ],
+        )?;
+        tracing::info!(
+            user_id,
+            instance,
+            recovery_codes = codes.len(),
+            "account: second factor enrolled"
+        );
+        Ok(Reply::ok(json!({ "recovery_codes": codes })))
+    }
+
+    fn forget_second_factor(&self, instance: &str, user_id: i64) -> Result<(), Refusal> {
+        self.kv_set(
+            instance,
+            &[
+                (flaskbbd_otp::secret_key(user_id), None),
+                (flaskbbd_otp::pending_key(user_id), None),
+                (flaskbbd_otp::recovery_key(user_id), None),
+                (flaskbbd_otp::last_step_key(user_id), None),
+            ],
+        )
+    }
+
+    fn disable_totp(&self, user_id: i64, password: &str, code: &str) -> Outcome {
+        self.user(user_id)?;
+        let (instance, params) = totp_instance(&self.config)?;
+        let Some(secret) = self.kv(&instance, &flaskbbd_otp::secret_key(user_id))? else {
+            return Err(Refusal::NotEnrolled);
+        };
+        self.check_password(user_id, password)?;
+        let codes = self.codes();
+        codes.guarded(user_id, || {
+            codes.check_code(&instance, &params, user_id, &secret, code)
+        })?;
+        self.forget_second_factor(&instance, user_id)?;
+        tracing::info!(
+            user_id,
+            instance,
+            "account: second factor turned off by the member"
+        );
+        Ok(Reply::empty())
+    }
+
+    fn regenerate_recovery_codes(&self, user_id: i64, password: &str) -> Outcome {
+        self.user(user_id)?;
+        let (instance, _) = totp_instance(&self.config)?;
+        if self
+            .kv(&instance, &flaskbbd_otp::secret_key(user_id))?
+            .is_none()
+        {
+            return Err(Refusal::NotEnrolled);
+        }
+        self.check_password(user_id, password)?;
+        let (codes, hashed) = flaskbbd_otp::new_recovery_codes().map_err(Refusal::Internal)?;
+        self.kv_set(
+            &instance,
+            &[(
+                flaskbbd_otp::recovery_key(user_id),
+                Some(hashed.to_stored()),
+            )],
+        )?;
+        tracing::info!(
+            user_id,
+            instance,
+            recovery_codes = codes.len(),
+            "account: recovery codes made again; the old ones no longer work"
+        );
+        Ok(Reply::ok(json!({ "recovery_codes": codes })))
+    }
+
+    fn change_password(&self, user_id: i64, old: &str, new: &str) -> Outcome {
+        self.user(user_id)?;
+        let hash = self.hash(new, "new_password")?;
+        self.check_password(user_id, old)?;
+        self.store().set_password(user_id, &hash)?;
+        tracing::info!(user_id, "account: password changed by the member");
+        Ok(Reply::empty())
+    }
+
+    fn reset_password(&self, user_id: i64, new: &str) -> Outcome {
+        let user = self.user(user_id)?;
+        let hash = self.hash(new, "new_password")?;
+        self.store().set_password(user_id, &hash)?;
+        let cleared = lockout::unlock(self.store(), &user.user.username, None, Utc::now())?;
+        if cleared > 0 {
+            crate::metrics::global().lockout(crate::metrics::LockoutAction::Unlocked);
+        }
+        tracing::info!(
+            user_id,
+            cleared,
+            "account: password set after the forum's reset token; lock lifted"
+        );
+        Ok(Reply::ok(json!({ "cleared": cleared })))
+    }
+
+    fn second_factor(&self, user: &UserRecord) -> Result<SecondFactor, Refusal> {
+        let (instance, _) = totp_instance(&self.config)?;
+        let id = user.user.id;
+        let enrolled = self.kv(&instance, &flaskbbd_otp::secret_key(id))?.is_some();
+        let pending = self
+            .kv(&instance, &flaskbbd_otp::pending_key(id))?
+            .is_some();
+        let left = self
+            .kv(&instance, &flaskbbd_otp::recovery_key(id))?
+            .as_deref()
+            .and_then(RecoveryCodes::from_stored)
+            .map_or(0, |c| c.left());
+        Ok(SecondFactor {
+            user_id: id,
+            username: user.user.username.clone(),
+            state: state_name(enrolled, pending).into(),
+            recovery_codes_left: u32::try_from(left).unwrap_or(u32::MAX),
+        })
+    }
+
+    fn list_second_factors(&self) -> Outcome {
+        let (instance, _) = totp_instance(&self.config)?;
+        // user id → (enrolled, pending, recovery codes left)
+        let mut members: BTreeMap<i64, (bool, bool, usize)> = BTreeMap::new();
+        for (key, value) in self.store().kv_prefixed(&instance, "")? {
+            let Some((kind, id)) = key.split_once(':') else {
+                continue;
+            };
+            let Ok(id) = id.parse::<i64>() else { continue };
+            match kind {
+                "secret" => members.entry(id).or_default().0 = true,
+                "pending" => members.entry(id).or_default().1 = true,
+                "recovery" => {
+                    members.entry(id).or_default().2 = value
+                        .as_deref()
+                        .and_then(RecoveryCodes::from_stored)
+                        .map_or(0, |c| c.left())
+                }
+                _ => {}
+            }
+        }
+        let mut list = Vec::new();
+        for (id, (enrolled, pending, left)) in members {
+            if !enrolled && !pending {
+                continue;
+            }
+            let Some(user) = self.store().find_user_by_id(id)? else {
+                continue;
+            };
+            list.push(SecondFactor {
+                user_id: id,
+                username: user.user.username,
+                state: state_name(enrolled, pending).into(),
+                recovery_codes_left: u32::try_from(left).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(Reply::ok(json!({ "members": list })))
+    }
+
+    fn list_locks(&self) -> Outcome {
+        let now = Utc::now();
+        let policy = lockout::Policy::new(&self.config.auth.lockout);
+        let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut accounts: BTreeMap<String, Vec<crate::store::Penalty>> = BTreeMap::new();
+        let mut addresses = Vec::new();
+        for p in self.store().live_penalties(now)? {
+            if p.key.kind == lockout::KIND {
+                accounts.entry(p.key.subject.clone()).or_default().push(p);
+            } else if let Some(instance) = p.key.kind.strip_prefix("plugin:") {
+                if p.key.address.is_empty() {
+                    addresses.push(PenalisedAddress {
+                        address: p.key.subject.clone(),
+                        instance: instance.to_owned(),
+                        failures: p.failures,
+                        last_failure: time(p.last_failure),
+                        expires: time(p.expires),
+                    });
+                }
+            }
+        }
+        let mut list = Vec::new();
+        for (subject, rows) in accounts {
+            let (user_id, name) = match subject.strip_prefix("user:").map(str::parse::<i64>) {
+                Some(Ok(id)) => {
+                    let name = self
+                        .store()
+                        .find_user_by_id(id)?
+                        .map_or_else(|| subject.clone(), |u| u.user.username);
+                    (Some(id), name)
+                }
+                _ => (
+                    None,
+                    subject.strip_prefix("name:").unwrap_or(&subject).to_owned(),
+                ),
+            };
+            list.push(LockedAccount {
+                user_id,
+                name,
+                lock: policy.state(&rows, now),
+            });
+        }
+        Ok(Reply::ok(
+            json!({ "accounts": list, "addresses": addresses }),
+        ))
+    }
+}
+
+/// The address the lockout counts `org.flaskbb.Account`'s code checks under (shown
+/// as such by `ListLocks` and `GetUser`).
+pub(crate) const CODE_CHECKS: &str = "account-code-checks";
+
+fn state_name(enrolled: bool, pending: bool) -> &'static str {
+    match (enrolled, pending) {
+        (true, _) => "enrolled",
+        (false, true) => "pending",
+        (false, false) => "none",
+    }
+}
