@@ -239,8 +239,12 @@ pub(crate) fn reauth_second_factor(
             other => format!("the second factor's check: {other:?}"),
         },
     };
-    let Ok((instance, params)) = totp_instance(config) else {
-        return Ok(());
+    // Without a totp instance there is no second factor to ask for; a totp instance
+    // whose configuration cannot be read fails closed.
+    let (instance, params) = match totp_instance(config) {
+        Ok(found) => found,
+        Err(Refusal::Unavailable(_)) => return Ok(()),
+        Err(other) => return Err(internal(other)),
     };
     let codes = Codes { store, config };
     let secret = match codes.kv(&instance, &flaskbbd_otp::secret_key(user_id)) {
@@ -291,9 +295,11 @@ impl Job {
                 password,
                 code,
             } => self.disable_totp(user_id, &password, &code),
-            AccountCall::RegenerateRecoveryCodes { user_id, password } => {
-                self.regenerate_recovery_codes(user_id, &password)
-            }
+            AccountCall::RegenerateRecoveryCodes {
+                user_id,
+                password,
+                code,
+            } => self.regenerate_recovery_codes(user_id, &password, &code),
             AccountCall::ChangePassword {
                 user_id,
                 old_password,
@@ -368,8 +374,36 @@ impl Job {
     /// Checks the member's password through the reauthentication chain (which
     /// counts a wrong one as FlaskBB counts a failed reauthentication).
     fn check_password(&self, user_id: i64, password: &str) -> Result<(), Refusal> {
+        self.reauthenticate(&self.req, user_id, password)
+    }
+
+    /// Checks the password and then, before anything a right password clears, the
+    /// second factor's `code` (a one-time code or an unused recovery code), as
+    /// `org.flaskbb.Auth.Reauthenticate` does: a known password resets no count
+    /// between code guesses. A wrong code answers WrongCode.
+    fn check_password_and_code(
+        &self,
+        user_id: i64,
+        password: &str,
+        code: &str,
+    ) -> Result<(), Refusal> {
+        let context = Context::from([("otp".to_owned(), code.to_owned())]);
+        let req = Request::new(self.d.store.clone(), context);
+        req.require_second_factor();
+        match self.reauthenticate(&req, user_id, password) {
+            Err(Refusal::AuthenticationFailed(reason))
+                if reason == flaskbbd_otp::WRONG || reason == flaskbbd_otp::MISSING =>
+            {
+                tracing::info!(user_id, "account: code refused");
+                Err(Refusal::WrongCode)
+            }
+            other => other,
+        }
+    }
+
+    fn reauthenticate(&self, req: &Request, user_id: i64, password: &str) -> Result<(), Refusal> {
         let g = self.d.generation();
-        match self.d.auth.reauthenticate(&g, &self.req, user_id, password) {
+        match self.d.auth.reauthenticate(&g, req, user_id, password) {
             Ok(()) => Ok(()),
             Err(
                 AuthError::Failed { reason }
@@ -416,6 +450,13 @@ impl Job {
     fn confirm_totp(&self, user_id: i64, code: &str) -> Outcome {
         self.user(user_id)?;
         let (instance, params) = totp_instance(&self.config)?;
+        // A confirmation racing an earlier one must not replace the factor in use.
+        if self
+            .kv(&instance, &flaskbbd_otp::secret_key(user_id))?
+            .is_some()
+        {
+            return Err(Refusal::AlreadyEnrolled);
+        }
         let Some(pending) = self.kv(&instance, &flaskbbd_otp::pending_key(user_id))? else {
             return Err(Refusal::NotEnrolling);
         };
@@ -465,15 +506,14 @@ impl Job {
 
     fn disable_totp(&self, user_id: i64, password: &str, code: &str) -> Outcome {
         self.user(user_id)?;
-        let (instance, params) = totp_instance(&self.config)?;
-        let Some(secret) = self.kv(&instance, &flaskbbd_otp::secret_key(user_id))? else {
+        let (instance, _) = totp_instance(&self.config)?;
+        if self
+            .kv(&instance, &flaskbbd_otp::secret_key(user_id))?
+            .is_none()
+        {
             return Err(Refusal::NotEnrolled);
-        };
-        self.check_password(user_id, password)?;
-        let codes = self.codes();
-        codes.guarded(user_id, || {
-            codes.check_code(&instance, &params, user_id, &secret, code)
-        })?;
+        }
+        self.check_password_and_code(user_id, password, code)?;
         self.forget_second_factor(&instance, user_id)?;
         tracing::info!(
             user_id,
@@ -483,7 +523,7 @@ impl Job {
         Ok(Reply::empty())
     }
 
-    fn regenerate_recovery_codes(&self, user_id: i64, password: &str) -> Outcome {
+    fn regenerate_recovery_codes(&self, user_id: i64, password: &str, code: &str) -> Outcome {
         self.user(user_id)?;
         let (instance, _) = totp_instance(&self.config)?;
         if self
@@ -492,7 +532,7 @@ impl Job {
         {
             return Err(Refusal::NotEnrolled);
         }
-        self.check_password(user_id, password)?;
+        self.check_password_and_code(user_id, password, code)?;
         let (codes, hashed) = flaskbbd_otp::new_recovery_codes().map_err(Refusal::Internal)?;
         self.kv_set(
             &instance,

@@ -281,7 +281,7 @@ impl ReauthenticateManager for PluginAuthenticationManager {
             });
         };
         let user: abi::User = convert::user_to_abi(&record.user, record.banned);
-        let stopped = (|| {
+        let password = {
             let o = g.call(
                 req,
                 Input::ReauthAttempt {
@@ -290,24 +290,36 @@ impl ReauthenticateManager for PluginAuthenticationManager {
                 },
             );
             match &o.result {
-                Ok(Value::True) => {}
-                Ok(_) => {
-                    return Err(Stopped::from(
-                        Hook::ReauthAttempt,
-                        &o,
-                        HookError::stop(messages::WRONG_PASSWORD),
-                    ))
-                }
-                Err(e) => {
-                    return Err(Stopped::from(Hook::ReauthAttempt, &o, e.clone()));
-                }
+                Ok(Value::True) => Ok(()),
+                Ok(_) => Err(Stopped::from(
+                    Hook::ReauthAttempt,
+                    &o,
+                    HookError::stop(messages::WRONG_PASSWORD),
+                )),
+                Err(e) => Err(Stopped::from(Hook::ReauthAttempt, &o, e.clone())),
             }
+        };
+        // An enrolled member's code comes after a right password and before the
+        // success hooks, whose clears (the lockout's, FlaskBB's counter) would
+        // otherwise let a known password reset the count between code guesses. A
+        // missing or wrong code is no failed password: the attempt's reservation is
+        // given back, and a wrong code counts where code guesses count.
+        if password.is_ok() && req.second_factor_required() {
+            if let Err(e) =
+                crate::account::reauth_second_factor(&*req.store, &g.config, req, user_id)
+            {
+                req.release_reservation();
+                commit(req)?;
+                return Err(e);
+            }
+        }
+        let stopped = password.and_then(|()| {
             let o = g.call(req, Input::PostReauth { user: &user });
             match &o.result {
                 Ok(_) => Ok(()),
                 Err(e) => Err(Stopped::from(Hook::PostReauth, &o, e.clone())),
             }
-        })();
+        });
         let answer = match stopped {
             Ok(()) => Ok(()),
             Err(Stopped {

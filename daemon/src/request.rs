@@ -82,6 +82,9 @@ pub struct Request {
     /// The user whose password a pending-login token proved (the second step of a
     /// two-step login): the built-in provider answers them without a password.
     preauthenticated: Mutex<Option<i64>>,
+    /// Whether a reauthentication must also pass the member's second factor (a code
+    /// in the context) before anything a success clears is queued.
+    second_factor: std::sync::atomic::AtomicBool,
     /// Users looked up by identifier during this request. The request's own writes
     /// wait for its commit, so within it a lookup's answer does not change: the
     /// lockout, the provider and the failure hook share one lookup.
@@ -105,6 +108,7 @@ impl Request {
             failure_reserved: Mutex::new(Vec::new()),
             asked: Mutex::new(Vec::new()),
             preauthenticated: Mutex::new(None),
+            second_factor: std::sync::atomic::AtomicBool::new(false),
             users: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -147,6 +151,17 @@ impl Request {
     }
 
     /// Records that a pending-login token proved `user_id`'s password.
+    /// Asks that a reauthentication of an enrolled member also checks the code in
+    /// the context (`otp`), between the password and the success hooks.
+    pub fn require_second_factor(&self) {
+        self.second_factor.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Request::require_second_factor`] was asked.
+    pub fn second_factor_required(&self) -> bool {
+        self.second_factor.load(Ordering::Acquire)
+    }
+
     pub fn set_preauthenticated(&self, user_id: i64) {
         *lock(&self.preauthenticated) = Some(user_id);
     }

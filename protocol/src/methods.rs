@@ -304,6 +304,8 @@ pub enum AccountCall {
         user_id: i64,
         /// The member's password (never logged).
         password: String,
+        /// A current one-time code or an unused recovery code (never logged).
+        code: String,
     },
     /// Changes a password, checking the old one.
     ChangePassword {
@@ -377,10 +379,11 @@ impl AccountCall {
                     }
                 }
                 "RegenerateRecoveryCodes" => {
-                    let mut p = params(&["user_id", "password"])?;
+                    let mut p = params(&["user_id", "password", "code"])?;
                     AccountCall::RegenerateRecoveryCodes {
                         user_id: p.req("user_id")?,
                         password: p.req("password")?,
+                        code: p.req("code")?,
                     }
                 }
                 "ChangePassword" => {

@@ -236,20 +236,28 @@ fn a_recovery_code_signs_in_once_and_new_codes_replace_the_old() {
     );
     assert_eq!(failures(), before + 1);
 
-    let (name, _) = account(
-        &d,
-        "RegenerateRecoveryCodes",
-        json!({ "user_id": id, "password": "nope" }),
-    )
-    .unwrap_err();
+    let regenerate = |password: &str, code: &str| {
+        account(
+            &d,
+            "RegenerateRecoveryCodes",
+            json!({ "user_id": id, "password": password, "code": code }),
+        )
+    };
+    let (name, _) = regenerate("nope", &codes[4]).unwrap_err();
     assert_eq!(name, "org.flaskbb.Account.AuthenticationFailed");
-    let fresh = account(
+    // The password alone (a stolen session, a remembered cookie) makes no codes.
+    let (name, params) = account(
         &d,
         "RegenerateRecoveryCodes",
         json!({ "user_id": id, "password": "Secret123" }),
     )
-    .unwrap()["recovery_codes"]
-        .clone();
+    .unwrap_err();
+    assert_eq!(
+        (name.as_str(), &params["parameter"]),
+        ("org.varlink.service.InvalidParameter", &json!("code"))
+    );
+    assert_eq!(regenerate("Secret123", "000000"), Err(refused("WrongCode")));
+    let fresh = regenerate("Secret123", &codes[4]).unwrap()["recovery_codes"].clone();
     assert_eq!(fresh.as_array().unwrap().len(), 10);
     assert_eq!(
         login(&d, "ada", "Secret123", Some(&codes[3]), addr),
@@ -775,4 +783,46 @@ fn reauthentication_of_an_enrolled_member_asks_for_the_code_too() {
     assert_eq!(reauth(id, "Secret123", Some(&codes[5])), Ok(()));
     assert_eq!(reauth(id, "Secret123", Some(&codes[5])), asked(totp::WRONG));
     assert_eq!(second_factor(&d, id)["recovery_codes_left"], 9);
+}
+
+/// A right password must not reset the count of wrong codes between guesses, on any
+/// route that checks a code after a password (issue 26's review): with the lockout
+/// counting per account, code guesses through reauthentication and through
+/// DisableTotp run into the same limit as at the login form.
+#[test]
+fn a_right_password_resets_no_count_between_code_guesses() {
+    let s = Scratch::new("account-guess-reauth");
+    let d = TestDaemon::start(
+        &s,
+        &format!(
+            "{TOTP}[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 3, scope = \"account\" }}\n"
+        ),
+    );
+    let id = d.add_user("eve", "Secret123", true);
+    let (_, codes) = enrol(&d, id);
+    let reauth = |otp: &str| {
+        d.call(
+            "org.flaskbb.Auth.Reauthenticate",
+            json!({ "user_id": id, "secret": "Secret123", "context": { "otp": otp } }),
+        )
+        .map(drop)
+        .map_err(|e| err(Err(e)))
+    };
+    let disable = |code: &str| {
+        account(
+            &d,
+            "DisableTotp",
+            json!({ "user_id": id, "password": "Secret123", "code": code }),
+        )
+    };
+    // Wrong codes, each after a right password, alternating the two routes.
+    assert!(reauth("000000").is_err());
+    assert_eq!(disable("000000"), Err(refused("WrongCode")));
+    assert!(reauth("000000").is_err());
+    assert_eq!(lock_failures(&d, "eve"), 3);
+    // Locked: a good recovery code is refused on both routes, and stays unused.
+    assert!(reauth(&codes[0]).is_err());
+    assert_eq!(disable(&codes[0]), Err(refused("WrongCode")));
+    assert_eq!(second_factor(&d, id)["recovery_codes_left"], 10);
+    assert_eq!(second_factor(&d, id)["state"], "enrolled");
 }

@@ -426,7 +426,7 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
     let (AuthCall::Authenticate { context, .. } | AuthCall::Reauthenticate { context, .. }) =
         &mut call;
     let req = Request::new(d.store.clone(), std::mem::take(context));
-    let (g, manager, r2, config) = (d.generation(), d.auth.clone(), req.clone(), d.config());
+    let (g, manager, r2) = (d.generation(), d.auth.clone(), req.clone());
     // Whether the answer is a right password's pending second step.
     let second_step = Arc::new(AtomicBool::new(false));
     let pending = second_step.clone();
@@ -443,11 +443,8 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
         AuthCall::Reauthenticate {
             user_id, secret, ..
         } => {
-            let outcome = manager
-                .reauthenticate(&g, &r2, user_id, &secret)
-                .and_then(|()| {
-                    crate::account::reauth_second_factor(&*r2.store, &config, &r2, user_id)
-                });
+            r2.require_second_factor();
+            let outcome = manager.reauthenticate(&g, &r2, user_id, &secret);
             auth_answer(&r2, outcome, |()| Reply::empty())
         }
     })
