@@ -3,8 +3,10 @@
 //! Two kinds of channel, both Unix socketpairs: the host's control channel (its stdin),
 //! which carries [`Init`] down and [`Started`] up, then file descriptors for new lanes;
 //! and lanes, one per call in flight, each a strict conversation: the daemon sends a
-//! [`Down::Call`], the host answers with any number of [`Up::Host`] (the host API the
-//! plugin called; those that answer get a [`Down::Reply`]) and then one [`Up::Done`].
+//! [`Down::Call`] (or a [`Down::Chain`]: several impls of the host's instances, run in
+//! order in one round trip), the host answers with any number of [`Up::Host`] (the host
+//! API the plugin called; those that answer get a [`Down::Reply`]) and then one
+//! [`Up::Done`] (or [`Up::ChainDone`]).
 //!
 //! A message is a frame: a 4-byte little-endian length, then that many bytes of JSON.
 //! Neither side logs frames: a call's arguments hold the password.
@@ -172,24 +174,33 @@ impl Lane {
 }
 
 /// What a host is to load and how it is confined: the control channel's first frame.
+/// One host serves every isolated instance of one library with one sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Init {
     /// The file to map (the daemon's content-addressed copy).
     pub mapped: PathBuf,
     /// The file as configured, for messages.
     pub library: PathBuf,
-    /// The instance's name.
-    pub instance: String,
-    /// Its `config` table as JSON.
-    pub config_json: String,
+    /// The instances to make, each with its own configuration and state; calls name
+    /// them by their place in this list.
+    pub instances: Vec<InitInstance>,
     /// The directory of `flaskbb.toml`.
     pub base_dir: PathBuf,
     /// How the host is confined.
     pub sandbox: Sandbox,
 }
 
+/// One instance a host makes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitInstance {
+    /// The instance's name.
+    pub name: String,
+    /// Its `config` table as JSON.
+    pub config_json: String,
+}
+
 /// The confinement of one host, resolved from the instance's `sandbox` table.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Sandbox {
     /// May open network sockets.
     pub network: bool,
@@ -213,10 +224,13 @@ pub enum Started {
         /// How far the filesystem could be narrowed on this kernel.
         landlock: String,
     },
-    /// Loading, confining or making the instance failed: the message says why.
+    /// Loading, confining or making an instance failed: the message says why.
     Failed {
         /// One line, naming the file (as the loader's errors do).
         message: String,
+        /// The instance (its place in [`Init::instances`]) whose making failed, when
+        /// one did.
+        instance: Option<u32>,
     },
 }
 
@@ -280,6 +294,8 @@ impl Manifest {
 pub enum Down {
     /// Call the instance's impl of `hook` with `args` (in the hook table's order).
     Call {
+        /// The instance: its place in [`Init::instances`].
+        of: u32,
         /// FlaskBB's hook name.
         hook: String,
         /// The arguments.
@@ -289,6 +305,8 @@ pub enum Down {
     },
     /// A wrapper's part before the chain of `hook`.
     WrapBefore {
+        /// The instance.
+        of: u32,
         /// FlaskBB's hook name.
         hook: String,
         /// The call's arguments as wrappers see them (never the secret).
@@ -298,6 +316,8 @@ pub enum Down {
     },
     /// A wrapper's part after the chain of `hook`.
     WrapAfter {
+        /// The instance.
+        of: u32,
         /// FlaskBB's hook name.
         hook: String,
         /// The call's arguments as wrappers see them.
@@ -307,6 +327,23 @@ pub enum Down {
         /// What the chain produced.
         outcome: WireOutcome,
     },
+    /// Consecutive impls of one chain, all of this host's instances: run them in
+    /// order as the daemon's chain loop does (each gets the draft the one before
+    /// returned; a firstresult answer or an error ends the run) and answer once.
+    Chain {
+        /// The instances, in call order.
+        of: Vec<u32>,
+        /// FlaskBB's hook name.
+        hook: String,
+        /// The arguments, the draft as the chain holds it now.
+        args: Vec<Arg>,
+        /// Which argument is the draft that each impl's answer replaces, if any.
+        draft: Option<u32>,
+        /// Whether the first answer ends the chain.
+        firstresult: bool,
+        /// The request's context.
+        context: Context,
+    },
     /// The answer to the host's last [`Up::Host`] call that answers.
     Reply(Result<HostValue, WireError>),
 }
@@ -315,9 +352,48 @@ pub enum Down {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Up {
     /// The plugin called the host API.
-    Host(HostCall),
+    Host {
+        /// Which impl of a [`Down::Chain`] called (its place in `of`); 0 in a single
+        /// call.
+        step: u32,
+        /// The call.
+        call: HostCall,
+    },
     /// The call is over: its answer, or the error it returned.
     Done(Result<Answer, WireError>),
+    /// A [`Down::Chain`] is over.
+    ChainDone(ChainAnswer),
+}
+
+/// What a [`Down::Chain`] did: one [`Step`] per impl that ran, and the chain's value.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChainAnswer {
+    /// The impls that ran, in order; fewer than were sent when one ended the chain.
+    pub steps: Vec<Step>,
+    /// The last answer that was a value for the chain (a draft, a user, `true`).
+    pub value: Option<Answer>,
+}
+
+/// One impl's part in a [`Down::Chain`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Step {
+    /// Whether it answered a value for the chain, or its error.
+    pub result: Result<bool, WireError>,
+    /// How long it ran in the host, in nanoseconds.
+    pub ns: u64,
+}
+
+impl Answer {
+    /// Whether the answer is a value for the chain (as the daemon's chain counts it:
+    /// a user, `true`, a draft), not "nothing".
+    pub fn is_value(&self) -> bool {
+        match self {
+            Answer::Nothing | Answer::Outcome(_) => false,
+            Answer::User(u) => u.is_some(),
+            Answer::True(t) => *t,
+            Answer::Post(_) | Answer::Topic(_) => true,
+        }
+    }
 }
 
 /// A host API call that crosses: `instance_name`, `config_json` and the context are
@@ -431,7 +507,7 @@ impl WireUser {
 }
 
 /// One argument of a hook call, by the hook table's argument kinds.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Arg {
     /// `Str` and `Secret`.
     Str(String),
@@ -673,6 +749,7 @@ mod tests {
         send(
             &mut a,
             &Down::Call {
+                of: 0,
                 hook: "flaskbb_authenticate".into(),
                 args: vec![Arg::Str("ann".into()), Arg::Str("pw".into())],
                 context: Context::new(),
