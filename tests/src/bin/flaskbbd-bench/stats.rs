@@ -104,17 +104,6 @@ pub fn for_seconds(threads: usize, seconds: f64, f: &(dyn Fn() + Sync)) -> (f64,
     (rate, spread)
 }
 
-/// `clients` connections to `d`, each calling `call` in a closed loop for `seconds`;
-/// returns every call's latency and the wall time.
-pub fn closed_loop(
-    d: &TestDaemon,
-    clients: usize,
-    seconds: f64,
-    call: &(dyn Fn(&mut flaskbbd_protocol::client::Client) + Sync),
-) -> (Vec<Duration>, Duration) {
-    run_clients(clients, seconds, &|| d.client(), call)
-}
-
 /// `clients` connections made by `connect`, each calling `call` in a closed loop for
 /// `seconds`; returns every call's latency and the wall time.
 pub fn run_clients(
@@ -126,7 +115,7 @@ pub fn run_clients(
     for_duration(clients, 0.0, seconds, connect, call)
 }
 
-/// As [`closed_loop`], the clients running `warmup + seconds` without a break, and
+/// `clients` connections to `d`, each calling `call` in a closed loop, the clients running `warmup + seconds` without a break, and
 /// only the calls that began after the warm-up counted: the steady state, with no
 /// start-up burst in it.
 pub fn steady_loop(
