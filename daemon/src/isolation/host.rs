@@ -42,10 +42,6 @@ use crate::proto::{convert, Context};
 const LANE_STACK: usize = 2 << 20;
 /// How long a host whose daemon let it go waits for its lanes' calls to end.
 const EXIT_DEADLINE: Duration = Duration::from_secs(1);
-/// How long a lane stays awake for the next call after answering one.
-const NEXT_CALL_SPIN: Duration = Duration::from_micros(30);
-/// How long a host API call spins for the daemon's reply before it sleeps.
-const HOST_REPLY_SPIN: Duration = Duration::from_micros(20);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -223,9 +219,7 @@ fn serve_lane(s: &Served, lane: UnixStream) {
     // The plugin may call the host API from threads of its own during a call.
     let lane = Mutex::new(Lane::new(lane));
     loop {
-        // A request's calls to one instance come in bursts (a login's authenticate,
-        // then post_authenticate): wait a moment awake for the next before sleeping.
-        let down: Down = match lock(&lane).recv(NEXT_CALL_SPIN) {
+        let down: Down = match lock(&lane).recv() {
             Ok(down) => down,
             Err(_) => return,
         };
@@ -422,7 +416,7 @@ impl<'a> Remote<'a> {
             call,
         })
         .map_err(lost)?;
-        match lane.recv::<Down>(HOST_REPLY_SPIN).map_err(lost)? {
+        match lane.recv::<Down>().map_err(lost)? {
             Down::Reply(r) => r,
             _ => Err(WireError::Failed(
                 "the daemon answered a host call with something other than a reply".into(),

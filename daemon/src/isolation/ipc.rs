@@ -63,8 +63,10 @@ pub fn recv<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
 }
 
 /// One end of a lane: a frame is written with one system call, and read through a
-/// buffer so that it usually takes one too. A reader that expects its answer within
-/// microseconds may spin a little before it sleeps ([`Lane::recv`]).
+/// buffer so that it usually takes one too. A reader sleeps in `read` until its frame
+/// comes: it never spins, because a spinning thread competes for a core with the very
+/// process it waits for, and one that yields while it spins gives its core away for a
+/// whole time slice when every core is busy (docs/benchmarks.md, `isolation`).
 pub struct Lane {
     stream: UnixStream,
     buf: Vec<u8>,
@@ -99,9 +101,8 @@ impl Lane {
         (&self.stream).write_all(&self.out)
     }
 
-    /// Reads one frame, spinning up to `spin` for data before it blocks; errors as
-    /// [`recv`]'s.
-    pub fn recv<T: DeserializeOwned>(&mut self, spin: std::time::Duration) -> io::Result<T> {
+    /// Reads one frame, sleeping until it comes; errors as [`recv`]'s.
+    pub fn recv<T: DeserializeOwned>(&mut self) -> io::Result<T> {
         loop {
             let avail = &self.buf[self.start..self.end];
             if let Some(head) = avail.get(..4) {
@@ -130,39 +131,20 @@ impl Lane {
                     self.buf.resize((4 + len).next_power_of_two(), 0);
                 }
             }
-            self.fill(spin)?;
+            self.fill()?;
         }
     }
 
     /// Reads what is there (at least one byte) into the buffer.
-    fn fill(&mut self, spin: std::time::Duration) -> io::Result<()> {
+    fn fill(&mut self) -> io::Result<()> {
         if self.end == self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, self.end - self.start);
         }
-        let until = std::time::Instant::now() + spin;
         let n = loop {
-            let room = &mut self.buf[self.end..];
-            if std::time::Instant::now() >= until {
-                break (&self.stream).read(room)?;
-            }
-            // SAFETY: recv into a buffer we own, at most its length.
-            let n = unsafe {
-                libc::recv(
-                    self.stream.as_raw_fd(),
-                    room.as_mut_ptr().cast(),
-                    room.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n >= 0 {
-                break n as usize;
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => std::thread::yield_now(),
-                io::ErrorKind::Interrupted => {}
-                _ => return Err(e),
+            match (&self.stream).read(&mut self.buf[self.end..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => break r?,
             }
         };
         if n == 0 {
@@ -787,12 +769,11 @@ mod tests {
         two.extend(frame(&Up::Done(Ok(Answer::Nothing))));
         raw.write_all(&two).unwrap();
         assert!(matches!(
-            lane.recv::<Up>(std::time::Duration::ZERO).unwrap(),
+            lane.recv::<Up>().unwrap(),
             Up::Done(Ok(Answer::True(true)))
         ));
         assert!(matches!(
-            lane.recv::<Up>(std::time::Duration::from_micros(50))
-                .unwrap(),
+            lane.recv::<Up>().unwrap(),
             Up::Done(Ok(Answer::Nothing))
         ));
         let slow = frame(&Up::Done(Err(WireError::Stop("no".into()))));
@@ -811,25 +792,21 @@ mod tests {
             raw
         });
         assert!(
-            matches!(lane.recv::<Up>(std::time::Duration::ZERO).unwrap(), Up::Done(Err(WireError::Stop(r))) if r == "no")
+            matches!(lane.recv::<Up>().unwrap(), Up::Done(Err(WireError::Stop(r))) if r == "no")
         );
-        match lane.recv::<Up>(std::time::Duration::ZERO).unwrap() {
+        match lane.recv::<Up>().unwrap() {
             Up::Done(Ok(Answer::Post(p))) => assert_eq!(p.content.len(), 100_000),
             other => panic!("{other:?}"),
         }
         let mut raw = writer.join().unwrap();
         raw.write_all(b"\x05\x00\x00\x00{oops").unwrap();
         assert_eq!(
-            lane.recv::<Up>(std::time::Duration::ZERO)
-                .unwrap_err()
-                .kind(),
+            lane.recv::<Up>().unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
         drop(raw);
         assert_eq!(
-            lane.recv::<Up>(std::time::Duration::from_micros(50))
-                .unwrap_err()
-                .kind(),
+            lane.recv::<Up>().unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
     }

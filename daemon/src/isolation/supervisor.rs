@@ -57,9 +57,6 @@ const MAX_FAULT_ADDRESSES: usize = 4096;
 const RETIRE_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a host that closed a lane to finish dying.
 const DEATH_GRACE: Duration = Duration::from_secs(2);
-/// How long a caller spins for the host's answer before it sleeps: most plugin calls
-/// take microseconds, and waking a sleeping thread costs more than that.
-const ANSWER_SPIN: Duration = Duration::from_micros(40);
 
 static HOST_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
 
@@ -708,7 +705,7 @@ impl Supervisor {
             return Err(self.lost(&proc, address, &e.to_string()));
         }
         loop {
-            match lane.recv::<Up>(ANSWER_SPIN) {
+            match lane.recv::<Up>() {
                 Ok(Up::Host { step, call }) => {
                     let answers = call.answers();
                     let reply = match callers.cx(step) {

@@ -49,12 +49,7 @@ pub struct Row {
 
 /// `clients` connections to `socket`, each sending the post in a closed loop for
 /// `seconds` and checking each answer with `check`.
-pub fn measure(
-    socket: &Path,
-    clients: usize,
-    seconds: f64,
-    check: fn(&serde_json::Value),
-) -> Row {
+pub fn measure(socket: &Path, clients: usize, seconds: f64, check: fn(&serde_json::Value)) -> Row {
     let (times, wall) = run_clients(
         clients,
         seconds,
