@@ -286,6 +286,9 @@ pub struct SandboxConfig {
     pub write: Vec<PathBuf>,
     /// Its memory limit in MiB (else `plugins.host_memory_mb`).
     pub memory_mb: Option<u64>,
+    /// A host of its own, even where other instances of its library have the same
+    /// sandbox (by default they share one: docs/isolation.md).
+    pub own_host: bool,
 }
 
 /// `[log]`.

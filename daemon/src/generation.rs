@@ -419,8 +419,10 @@ impl Builder<'_> {
                     out.insert(name.to_owned(), Err(e));
                 }
                 Ok((staged, sandbox)) => {
+                    let own = p.sandbox.as_ref().is_some_and(|s| s.get_ref().own_host);
                     let same = |g: &&mut HostGroup<'_>| {
-                        g.staged.path == staged.path
+                        !own && !g.own
+                            && g.staged.path == staged.path
                             && g.staged.mapped == staged.mapped
                             && g.sandbox == sandbox
                     };
@@ -429,6 +431,7 @@ impl Builder<'_> {
                         None => groups.push(HostGroup {
                             staged,
                             sandbox,
+                            own,
                             members: vec![p],
                         }),
                     }
@@ -624,6 +627,8 @@ struct Hosted {
 struct HostGroup<'a> {
     staged: crate::loader::Staged,
     sandbox: Sandbox,
+    /// An instance that asked for a host of its own (`sandbox.own_host`).
+    own: bool,
     members: Vec<&'a PluginConfig>,
 }
 

@@ -844,8 +844,8 @@ fn hook_calls(d: &TestDaemon, instance: &str, hook: &str, outcome: &str) -> f64 
         .sum()
 }
 
-/// Five filters of one library and sandbox, each with its own words, and a sixth with
-/// another sandbox.
+/// Five filters of one library and sandbox, each with its own words, a sixth with
+/// another sandbox, and a seventh that asks for a host of its own.
 const SHARED: &str = r#"
 [[plugin]]
 name = "w1"
@@ -872,6 +872,11 @@ name = "apart"
 library = "wordfilter"
 config = { words = ["foxtrot"] }
 sandbox = { memory_mb = 128 }
+[[plugin]]
+name = "alone"
+library = "wordfilter"
+config = { words = ["golf"] }
+sandbox = { own_host = true }
 "#;
 
 #[test]
@@ -883,6 +888,7 @@ fn instances_of_one_library_and_sandbox_share_a_host_and_a_chain_through_them_is
         assert_eq!(host_pid(&d, w), pid, "{w} shares w1's host");
     }
     assert_ne!(host_pid(&d, "apart"), pid, "another sandbox, another host");
+    assert_ne!(host_pid(&d, "alone"), pid, "sandbox.own_host");
     let w1 = d.plugin("w1");
     assert_eq!(w1["host"]["shared_with"], json!(["w2", "w3", "w4", "w5"]));
     assert!(d.plugin("apart")["host"].get("shared_with").is_none());
@@ -892,7 +898,7 @@ fn instances_of_one_library_and_sandbox_share_a_host_and_a_chain_through_them_is
     let r = d
         .call(
             "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "alpha bravo charlie delta echo foxtrot golf" } }),
+            json!({ "post": { "content": "alpha bravo charlie delta echo foxtrot golf hotel" } }),
         )
         .unwrap();
 
@@ -900,7 +906,7 @@ fn instances_of_one_library_and_sandbox_share_a_host_and_a_chain_through_them_is
     // one before it.
     assert_eq!(
         r["post"]["content"],
-        "***** ***** ******* ***** **** ******* golf"
+        "***** ***** ******* ***** **** ******* **** hotel"
     );
     // Five impls in one round trip to the shared host, one to the other.
     assert_eq!(trips("w1"), before + 1);
@@ -908,7 +914,7 @@ fn instances_of_one_library_and_sandbox_share_a_host_and_a_chain_through_them_is
     assert_eq!(trips("apart"), apart_before + 1);
     // Each impl is counted as its own call.
     let hook = "flaskbb_event_post_save_before";
-    for w in ["w1", "w2", "w3", "w4", "w5", "apart"] {
+    for w in ["w1", "w2", "w3", "w4", "w5", "apart", "alone"] {
         assert_eq!(hook_calls(&d, w, hook, "ok"), 1.0, "{w}");
     }
     let shown = text(&flaskbbd(&["plugins", "-c", d.config.to_str().unwrap()])).0;
