@@ -16,20 +16,27 @@ use flaskbbd_tests::{build_release, fixture_release, Scratch};
 
 use crate::{
     events::{five_filters, measure, micros, EchoServer, Row, CONTENT},
-    stats::{arg, percentile, release_daemon},
+    stats::{arg, percentile, release_daemon, release_daemon_bin},
 };
 
-/// `flaskbbd-bench isolation [--calls N] [--seconds N]`.
+/// `flaskbbd-bench isolation [--calls N] [--seconds N] [--baseline DAEMON]`: with
+/// `--baseline`, another build of the daemon (say, the last release) is measured
+/// isolated beside this one in the five-filter rows.
 pub fn isolation(args: &[String]) {
     let calls = arg(args, "--calls", 20_000) as usize;
     let seconds = arg(args, "--seconds", 5) as f64;
+    let baseline = args
+        .iter()
+        .position(|a| a == "--baseline")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
     socket_floor(calls);
     println!();
     one_call(calls);
     println!();
     floor_under_load(seconds);
     println!();
-    five_filters_each_way(seconds);
+    five_filters_each_way(seconds, baseline.as_deref());
 }
 
 /// One busy loop per core, each a process of its own at the benchmark's priority (as
@@ -237,20 +244,25 @@ fn one_call(calls: usize) {
 /// `PostSaveBefore` over the socket through five `wordfilter`s, in-process and
 /// isolated (the shipped default), beside a Varlink echo server answering the same
 /// message, at 1 and 16 clients; on quiet cores, then with a busy loop on every core.
-fn five_filters_each_way(seconds: f64) {
+fn five_filters_each_way(seconds: f64, baseline: Option<&std::path::Path>) {
+    let config = |isolation: &str| {
+        format!(
+            "[database]\nurl = \"sqlite:///bench.db\"\n[log]\nfilter = \"warn\"\n{}",
+            five_filters(isolation)
+        )
+    };
     let daemon = |isolation: &str| {
         let s = Scratch::new(&format!("bench-isolation-events-{isolation}"));
-        let (d, _) = release_daemon(
-            &s,
-            &format!(
-                "[database]\nurl = \"sqlite:///bench.db\"\n[log]\nfilter = \"warn\"\n{}",
-                five_filters(isolation)
-            ),
-        );
+        let (d, _) = release_daemon(&s, &config(isolation));
         (s, d)
     };
     let (_a, inline) = daemon("none");
     let (_b, isolated) = daemon("process");
+    let base = baseline.map(|bin| {
+        let s = Scratch::new("bench-isolation-events-baseline");
+        let (d, _) = release_daemon_bin(&s, &config("process"), bin);
+        (s, d)
+    });
     let echo_dir = Scratch::new("bench-isolation-echo");
     let mut echo = EchoServer::start(&echo_dir.path.join("echo.sock"));
     let masked = |r: &serde_json::Value| {
@@ -281,6 +293,9 @@ fn five_filters_each_way(seconds: f64) {
             let none: Row = measure(&inline.socket, clients, seconds, masked);
             let process: Row = measure(&isolated.socket, clients, seconds, masked);
             let bare: Row = measure(&echo.socket, clients, seconds, echoed);
+            let before = base
+                .as_ref()
+                .map(|(_, d)| measure(&d.socket, clients, seconds, masked));
             println!(
                 "{load:>5} {clients:>7} | {:>9.0} {:>9.0} {:>9.0} | {:>8.1} {:>8.1} {:>8.1} | {:>9.3} {:>9.3} | {:>9.2} {:>9.2}",
                 none.rate,
@@ -294,6 +309,18 @@ fn five_filters_each_way(seconds: f64) {
                 micros(process.p50) / micros(none.p50),
                 micros(process.p50) / micros(bare.p50),
             );
+            if let Some(b) = before {
+                println!(
+                    "{:>13} | {:>19} {:>9.0} | {:>17} {:>8.1} | baseline (isolated) ÷ this build: calls/s {:.3}, p50 {:.2}",
+                    "baseline",
+                    "",
+                    b.rate,
+                    "",
+                    micros(b.p50),
+                    b.rate / process.rate,
+                    micros(b.p50) / micros(process.p50)
+                );
+            }
         }
         drop(hogs);
     }

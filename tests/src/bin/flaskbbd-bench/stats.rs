@@ -133,6 +133,17 @@ pub fn steady_loop(
 /// configuration's path.
 pub fn release_daemon(s: &Scratch, extra: &str) -> (TestDaemon, PathBuf) {
     let dir = build_release();
+    release_daemon_bin(s, extra, &dir.join("flaskbbd"))
+}
+
+/// As [`release_daemon`], the daemon being `bin` (another build of it, to compare),
+/// with this build's plugins.
+pub fn release_daemon_bin(
+    s: &Scratch,
+    extra: &str,
+    bin: &std::path::Path,
+) -> (TestDaemon, PathBuf) {
+    let dir = build_release();
     let cfg = s.write(
         "flaskbb.toml",
         &format!(
@@ -140,8 +151,5 @@ pub fn release_daemon(s: &Scratch, extra: &str) -> (TestDaemon, PathBuf) {
             dir.display().to_string()
         ),
     );
-    (
-        TestDaemon::start_bin(s, &dir.join("flaskbbd"), cfg.clone()),
-        cfg,
-    )
+    (TestDaemon::start_bin(s, bin, cfg.clone()), cfg)
 }
