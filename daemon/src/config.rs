@@ -258,8 +258,9 @@ pub enum Isolation {
     /// In the daemon's own process: the fastest call, but a crash in the plugin is a
     /// crash of the daemon, and a call that hangs keeps its thread.
     None,
-    /// In a plugin host process of its own: a crash costs the calls in flight in
-    /// that instance, a hung call is ended by killing the host.
+    /// In a plugin host process, shared with the isolated instances of the same
+    /// library and sandbox: a crash costs the calls in flight in that host, a hung
+    /// call is ended by killing the host.
     Process,
 }
 

@@ -18,7 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use crate::stats::{arg, percentile, release_daemon, run_clients};
 
 /// The five instances: word filters, each masking its own words, running where
-/// `isolation` says ("none": in the daemon's process; "process": a host each).
+/// `isolation` says ("none": in the daemon's process; "process": in a plugin host,
+/// one for the five).
 pub fn five_filters(isolation: &str) -> String {
     (0..5)
         .map(|i| {

@@ -115,9 +115,9 @@ pub fn run_clients(
     for_duration(clients, 0.0, seconds, connect, call)
 }
 
-/// `clients` connections to `d`, each calling `call` in a closed loop, the clients running `warmup + seconds` without a break, and
-/// only the calls that began after the warm-up counted: the steady state, with no
-/// start-up burst in it.
+/// `clients` connections to `d`, each calling `call` in a closed loop for `warmup +
+/// seconds` without a break, only the calls that began after the warm-up counted:
+/// the steady state, with no start-up burst in it.
 pub fn steady_loop(
     d: &TestDaemon,
     clients: usize,
