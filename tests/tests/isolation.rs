@@ -56,8 +56,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 /// The configuration every equivalence daemon runs: a wrapper (audit), a tracer,
-/// a draft changer, a filter, a second factor and a stop, with `{a}`..`{e}` standing
-/// for each instance's isolation.
+/// a draft changer, two filters (isolated, one host and one round trip for both), a
+/// second factor and a stop, with `{a}`..`{e}` standing for each instance's isolation.
 const CHAIN: &str = r#"
 [auth]
 bcrypt_cost = 4
@@ -79,6 +79,11 @@ name = "filter"
 library = "wordfilter"
 isolation = "{c}"
 config = { words = ["darn"], action = "mask" }
+[[plugin]]
+name = "filter2"
+library = "wordfilter"
+isolation = "{c}"
+config = { words = ["works"], action = "mask" }
 [[plugin]]
 name = "totp"
 library = "totp"
@@ -243,7 +248,7 @@ fn an_isolated_chain_answers_exactly_as_in_process_and_may_mix_both() {
     assert_eq!(inline[9]["error"], "org.flaskbb.Auth.ForceLogout");
     assert_eq!(
         inline[10]["ok"]["post"]["content"],
-        "****, it works. -- signed"
+        "****, it *****. -- signed"
     );
     assert_eq!(
         inline[11]["parameters"]["reason"], "Topics are closed.",

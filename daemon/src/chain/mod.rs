@@ -573,6 +573,7 @@ impl Chain {
                 return Some(fail(e, first));
             }
         };
+        let ran = steps.len();
         let hosted: std::time::Duration = steps
             .iter()
             .map(|s| std::time::Duration::from_nanos(s.ns))
@@ -618,6 +619,16 @@ impl Chain {
             if ended.is_some() {
                 break;
             }
+        }
+        if ended.is_none() && ran < run.len() {
+            // Nothing ended the run, yet not every impl ran: the host broke the rules.
+            return Some(fail(
+                HookError::failed(format!(
+                    "its plugin host answered {ran} of a run of {} impls",
+                    run.len()
+                )),
+                first,
+            ));
         }
         if moved {
             match answered.and_then(chain_value) {
