@@ -43,12 +43,12 @@ use crate::{
 
 /// Deaths within this window count towards a back-off.
 const DEATH_WINDOW: Duration = Duration::from_secs(60);
-/// This many deaths within [`DEATH_WINDOW`] back the instance off.
+/// This many deaths within [`DEATH_WINDOW`] back the host's instances off.
 const MAX_DEATHS: usize = 5;
 /// How long a backed-off instance fails closed before its host is tried again.
 const BACKOFF: Duration = Duration::from_secs(60);
 /// Calls from one address that killed a host within [`DEATH_WINDOW`] after which
-/// that address's calls of the instance fail closed.
+/// that address's calls of the host's instances fail closed.
 const MAX_FAULTS: usize = 5;
 /// Addresses remembered at most (the oldest are forgotten first): a flood of made-up
 /// addresses must not grow the daemon without bound.
@@ -63,8 +63,8 @@ static HOST_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
 /// The plugin hosts of this process that have not been reaped, by pid.
 static HOSTS: Mutex<BTreeMap<u32, Arc<str>>> = Mutex::new(BTreeMap::new());
 
-/// The instance whose plugin host `pid` is, if it is one of this daemon's (the
-/// server refuses `org.flaskbb.Admin` to it).
+/// The instances (their names joined by commas) whose plugin host `pid` is, if it is
+/// one of this daemon's (the server refuses `org.flaskbb.Admin` to it).
 pub fn host_of(pid: u32) -> Option<Arc<str>> {
     lock(&HOSTS).get(&pid).cloned()
 }
@@ -227,7 +227,7 @@ impl Proc {
     }
 }
 
-/// The supervisor's record of its instance's hosts.
+/// The supervisor's record of its hosts (one at a time).
 #[derive(Default)]
 struct State {
     proc: Option<Arc<Proc>>,
@@ -252,8 +252,9 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts the host for `init`'s instance and waits (up to `start_timeout`) for it
-    /// to load the library and make the instance; the error says why it did not.
+    /// Starts the host for `init`'s instances and waits (up to `start_timeout`) for it
+    /// to load the library and make them; the error says why it did not, and which
+    /// instance failed when one did.
     pub fn start(
         init: Init,
         start_timeout: Duration,
