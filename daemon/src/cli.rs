@@ -281,6 +281,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         ", {} restart(s), landlock {}",
                         h.restarts, h.landlock
                     ));
+                    if !h.shared_with.is_empty() {
+                        line.push_str(&format!("; shared with {}", h.shared_with.join(", ")));
+                    }
                     if let Some(exit) = h.last_exit {
                         line.push_str(&format!("; last exit: {exit}"));
                     }
@@ -676,6 +679,8 @@ mod tests {
             restarts: 0,
             last_exit: None,
             landlock: "enforced".into(),
+            round_trips: 0,
+            shared_with: vec![],
         };
         let st = proto::Status {
             version: "0.1.0".into(),

@@ -262,8 +262,9 @@ pub enum Isolation {
     /// In the daemon's own process: the fastest call, but a crash in the plugin is a
     /// crash of the daemon, and a call that hangs keeps its thread.
     None,
-    /// In a plugin host process of its own: a crash costs the calls in flight in
-    /// that instance, a hung call is ended by killing the host.
+    /// In a plugin host process, shared with the isolated instances of the same
+    /// library and sandbox: a crash costs the calls in flight in that host, a hung
+    /// call is ended by killing the host.
     Process,
 }
 
@@ -290,6 +291,9 @@ pub struct SandboxConfig {
     pub write: Vec<PathBuf>,
     /// Its memory limit in MiB (else `plugins.host_memory_mb`).
     pub memory_mb: Option<u64>,
+    /// A host of its own, even where other instances of its library have the same
+    /// sandbox (by default they share one: docs/isolation.md).
+    pub own_host: bool,
 }
 
 /// `[log]`.

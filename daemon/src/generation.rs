@@ -20,8 +20,10 @@ use crate::{
     hook::Hook,
     instance::{Instance, Origin, PluginHooks},
     isolation::{
-        ipc::{self, Init, Sandbox},
-        sandbox, IsolatedHooks, Supervisor,
+        ipc::{self, Init, InitInstance, Sandbox},
+        sandbox,
+        supervisor::Ready,
+        IsolatedHooks, Supervisor,
     },
     loader::{Library, Loader},
     password::Verifier,
@@ -258,6 +260,7 @@ impl Builder<'_> {
     /// a later build (a reload) reads it again, to see a rebuilt file.
     fn plugin_instances(&mut self, loader: &Loader) {
         let mut by_path: HashMap<std::path::PathBuf, Arc<Library>> = HashMap::new();
+        let mut hosted = self.start_hosts(loader);
         for p in &self.config.plugin {
             let name = p.name.get_ref().as_str();
             let mut info = PluginInfo {
@@ -273,7 +276,8 @@ impl Builder<'_> {
                 host: None,
             };
             if info.enabled {
-                if let Err(e) = self.plugin_instance(p, &mut info, loader, &mut by_path) {
+                let started = hosted.remove(name);
+                if let Err(e) = self.plugin_instance(p, &mut info, loader, &mut by_path, started) {
                     self.errors.push(format!(
                         "instance {name:?} (line {}): {e}",
                         self.config.line_of(p.name.span().start)
@@ -284,13 +288,15 @@ impl Builder<'_> {
         }
     }
 
-    /// Loads (or reuses) `p`'s library, makes the instance and registers it.
+    /// Loads (or reuses) `p`'s library, makes the instance and registers it; an
+    /// isolated one was made by its plugin host (`hosted`, from [`Builder::start_hosts`]).
     fn plugin_instance(
         &mut self,
         p: &PluginConfig,
         info: &mut PluginInfo,
         loader: &Loader,
         by_path: &mut HashMap<std::path::PathBuf, Arc<Library>>,
+        hosted: Option<Result<Hosted, String>>,
     ) -> Result<(), String> {
         let config = self.config;
         let name = p.name.get_ref().as_str();
@@ -330,7 +336,14 @@ impl Builder<'_> {
                     )
                 }
                 Isolation::Process => {
-                    let (sup, ready, library) = self.start_host(p, &path, &config_json, loader)?;
+                    let Hosted {
+                        host: sup,
+                        ready,
+                        library,
+                        of,
+                    } = hosted.unwrap_or_else(|| {
+                        Err("its plugin host was not started (an internal error)".into())
+                    })?;
                     let m = &ready.manifest;
                     info.origin = library.display().to_string();
                     info.version = Some(m.version.clone());
@@ -346,7 +359,7 @@ impl Builder<'_> {
                     self.hosts.push((name.into(), sup.clone(), ready.landlock));
                     (
                         Origin::Isolated(library),
-                        Box::new(IsolatedHooks(sup)),
+                        Box::new(IsolatedHooks { host: sup, of }),
                         decls,
                     )
                 }
@@ -386,52 +399,95 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Stages `p`'s library and starts the plugin host of the isolated instance,
-    /// confined by its `sandbox` table; the host's manifest, and the library's path.
-    fn start_host(
-        &self,
-        p: &PluginConfig,
-        path: &std::path::Path,
-        config_json: &str,
-        loader: &Loader,
-    ) -> Result<
-        (
-            Arc<Supervisor>,
-            crate::isolation::supervisor::Ready,
-            std::path::PathBuf,
-        ),
-        String,
-    > {
+    /// Starts the plugin hosts of the enabled isolated instances: one per library and
+    /// sandbox, serving every instance that has both (each made with its own
+    /// configuration), so that a chain through them crosses to one process. By
+    /// instance name: its host and place in it, or why it has none.
+    fn start_hosts(&self, loader: &Loader) -> HashMap<String, Result<Hosted, String>> {
         let config = self.config;
-        let staged = loader.stage(path).map_err(|e| e.to_string())?;
-        let declared = p
-            .sandbox
-            .as_ref()
-            .map(|s| s.get_ref().clone())
-            .unwrap_or_default();
-        let memory_mb = declared.memory_mb.unwrap_or(config.plugins.host_memory_mb);
-        for w in &declared.write {
-            prepare_write_path(config, p, w)?;
+        let mut out = HashMap::new();
+        let mut groups: Vec<HostGroup<'_>> = Vec::new();
+        for p in &config.plugin {
+            let name = p.name.get_ref().as_str();
+            if !self.is_enabled(name, p.enabled)
+                || p.isolation(&config.plugins) != Isolation::Process
+            {
+                continue;
+            }
+            match stage_isolated(config, p, loader) {
+                Err(e) => {
+                    out.insert(name.to_owned(), Err(e));
+                }
+                Ok((staged, sandbox)) => {
+                    let own = p.sandbox.as_ref().is_some_and(|s| s.get_ref().own_host);
+                    let same = |g: &&mut HostGroup<'_>| {
+                        !own && !g.own
+                            && g.staged.path == staged.path
+                            && g.staged.mapped == staged.mapped
+                            && g.sandbox == sandbox
+                    };
+                    match groups.iter_mut().find(same) {
+                        Some(g) => g.members.push(p),
+                        None => groups.push(HostGroup {
+                            staged,
+                            sandbox,
+                            own,
+                            members: vec![p],
+                        }),
+                    }
+                }
+            }
         }
-        let init = Init {
-            mapped: staged.mapped,
-            library: staged.path.clone(),
-            instance: p.name.get_ref().clone(),
-            config_json: config_json.to_owned(),
-            base_dir: config.base_dir.clone(),
-            sandbox: Sandbox {
-                network: declared.network,
-                read: sandbox::resolve(&declared.read, &config.base_dir),
-                write: sandbox::resolve(&declared.write, &config.base_dir),
-                memory_bytes: memory_mb.saturating_mul(1 << 20),
-            },
-        };
         // Loading is not a hook call, but it must not wait forever either.
         let start_timeout =
             std::time::Duration::from_millis(config.daemon.hook_timeout_ms.max(10_000));
-        let (sup, ready) =
-            Supervisor::start(init, start_timeout).map_err(|e| with_key_lines(config, p, &e))?;
-        Ok((sup, ready, staged.path))
+        for g in groups {
+            let init = Init {
+                mapped: g.staged.mapped,
+                library: g.staged.path.clone(),
+                instances: g
+                    .members
+                    .iter()
+                    .map(|p| InitInstance {
+                        name: p.name.get_ref().clone(),
+                        config_json: p.config_json(),
+                    })
+                    .collect(),
+                base_dir: config.base_dir.clone(),
+                sandbox: g.sandbox,
+            };
+            match Supervisor::start(init, start_timeout) {
+                Ok((host, ready)) => {
+                    for (of, p) in (0u32..).zip(&g.members) {
+                        let hosted = Hosted {
+                            host: host.clone(),
+                            ready: ready.clone(),
+                            library: g.staged.path.clone(),
+                            of,
+                        };
+                        out.insert(p.name.get_ref().clone(), Ok(hosted));
+                    }
+                }
+                Err(e) => {
+                    let failed = e
+                        .instance
+                        .map_or(0, |i| i as usize)
+                        .min(g.members.len() - 1);
+                    let failed_name = g.members[failed].name.get_ref();
+                    for (i, p) in g.members.iter().enumerate() {
+                        let why = if i == failed {
+                            with_key_lines(config, p, &e.message)
+                        } else {
+                            format!(
+                                "not started: it shares a plugin host with instance {failed_name:?} (same library and sandbox), which failed to start"
+                            )
+                        };
+                        out.insert(p.name.get_ref().clone(), Err(why));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Step 3: every hook's chain in call order, from the registered instances'
@@ -544,11 +600,64 @@ impl Generation {
                     restarts: status.restarts,
                     last_exit: status.last_exit,
                     landlock: landlock.clone(),
+                    round_trips: status.round_trips,
+                    shared_with: status
+                        .instances
+                        .into_iter()
+                        .filter(|n| *n != info.name)
+                        .collect(),
                 });
             }
         }
         plugins
     }
+}
+
+/// An isolated instance in its started plugin host.
+struct Hosted {
+    host: Arc<Supervisor>,
+    ready: Ready,
+    /// The library as configured.
+    library: std::path::PathBuf,
+    /// Its place among the host's instances.
+    of: u32,
+}
+
+/// The isolated instances that one plugin host will serve: one library, one sandbox.
+struct HostGroup<'a> {
+    staged: crate::loader::Staged,
+    sandbox: Sandbox,
+    /// An instance that asked for a host of its own (`sandbox.own_host`).
+    own: bool,
+    members: Vec<&'a PluginConfig>,
+}
+
+/// Stages `p`'s library and resolves its `sandbox` table (making the files it may
+/// write): what its plugin host loads and how it is confined.
+fn stage_isolated(
+    config: &Config,
+    p: &PluginConfig,
+    loader: &Loader,
+) -> Result<(crate::loader::Staged, Sandbox), String> {
+    let path = Loader::resolve(p.library.get_ref(), &config.plugins.dirs, &config.base_dir)
+        .map_err(|e| e.to_string())?;
+    let staged = loader.stage(&path).map_err(|e| e.to_string())?;
+    let declared = p
+        .sandbox
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_default();
+    let memory_mb = declared.memory_mb.unwrap_or(config.plugins.host_memory_mb);
+    for w in &declared.write {
+        prepare_write_path(config, p, w)?;
+    }
+    let sandbox = Sandbox {
+        network: declared.network,
+        read: sandbox::resolve(&declared.read, &config.base_dir),
+        write: sandbox::resolve(&declared.write, &config.base_dir),
+        memory_bytes: memory_mb.saturating_mul(1 << 20),
+    };
+    Ok((staged, sandbox))
 }
 
 /// Makes a missing `sandbox.write` path, so that landlock has something to grant: a

@@ -221,6 +221,11 @@ macro_rules! declare_hooks_trait {
                 let _ = (cx, call);
                 outcome
             }
+            /// The plugin host an isolated instance runs in (a chain runs consecutive
+            /// impls of one host in one round trip); `None` for the others.
+            fn isolated(&self) -> Option<&IsolatedHooks> {
+                None
+            }
         }
 
         impl Hooks for PluginHooks {
@@ -247,6 +252,9 @@ macro_rules! declare_hooks_trait {
         }
 
         impl Hooks for IsolatedHooks {
+            fn isolated(&self) -> Option<&IsolatedHooks> {
+                Some(self)
+            }
             $(
                 fn $method(
                     &self,
@@ -254,24 +262,27 @@ macro_rules! declare_hooks_trait {
                     $($arg: host_arg!($kind)),*
                 ) -> HookResult<host_returns!($returns)> {
                     let down = Down::Call {
+                        of: self.of,
                         hook: $name.into(),
                         args: vec![$(wire_arg!($kind, $arg)),*],
                         context: cx.req.context.clone(),
                     };
-                    from_answer!($returns, cx.hook, self.0.call(cx, &down)?)
+                    from_answer!($returns, cx.hook, self.host.call(cx, &down)?)
                 }
             )*
             fn wrap_before(&self, cx: &CallCx<'_>, call: &HookCall) -> HookResult<()> {
                 let down = Down::WrapBefore {
+                    of: self.of,
                     hook: call.hook.to_string(),
                     args_json: call.args_json.to_string(),
                     context: cx.req.context.clone(),
                 };
-                from_answer!(Nothing, cx.hook, self.0.call(cx, &down)?)
+                from_answer!(Nothing, cx.hook, self.host.call(cx, &down)?)
             }
             fn wrap_after(&self, cx: &CallCx<'_>, call: &HookCall, outcome: Outcome) -> Outcome {
                 let duration = outcome.duration;
                 let down = Down::WrapAfter {
+                    of: self.of,
                     hook: call.hook.to_string(),
                     args_json: call.args_json.to_string(),
                     context: cx.req.context.clone(),
@@ -282,7 +293,7 @@ macro_rules! declare_hooks_trait {
                     decided_by: Some(cx.instance.name.to_string()),
                     duration,
                 };
-                match self.0.call(cx, &down) {
+                match self.host.call(cx, &down) {
                     Ok(Answer::Outcome(o)) => o.into(),
                     Ok(other) => failed(HookError::failed(format!(
                         "the plugin host answered a wrapper's after part with {other:?}"

@@ -11,7 +11,7 @@
 //! - a [`generation`] holds the chains of one reading of the [`config`]: each
 //!   [`chain`] calls its impls in order ([`chain::order`]), built-ins ([`builtins`])
 //!   and plugin instances ([`instance`], loaded by the [`loader`]) alike, in the
-//!   daemon's process or each in a plugin host of its own ([`isolation`]); [`hook`]
+//!   daemon's process or in plugin hosts, one per library and sandbox ([`isolation`]); [`hook`]
 //!   names the hooks (the table they come from is `flaskbbd-hooks`);
 //! - the request commits once, to the [`store`] (FlaskBB's tables through diesel;
 //!   [`password`] verifies and hashes; [`lockout`] says what the failure counts

@@ -180,6 +180,14 @@ pub struct PluginHost {
     pub last_exit: Option<String>,
     /// How far landlock narrowed the host's filesystem on this kernel.
     pub landlock: String,
+    /// Round trips to the instance's hosts so far (one host serves every isolated
+    /// instance of a library with the same sandbox; a run of several of their impls
+    /// in one chain is one round trip).
+    #[serde(default)]
+    pub round_trips: u64,
+    /// The other instances its host serves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<String>,
 }
 
 /// What the running daemon is doing, as `GetStatus` answers and `flaskbbd status`

@@ -3,6 +3,8 @@
 //! shared by its concurrent calls, reload and `SetPluginEnabled` replace hosts and
 //! retire the old ones, a host killed from outside is replaced, hung calls never
 //! count as stuck, and the sandbox refuses what the instance did not declare.
+//! Instances of one library with one sandbox share a host: a chain through them is
+//! one round trip, and a crash there fails that run and is replaced for all of them.
 //!
 //! The faults themselves (segfault, abort, exit, spin, unbounded allocation), with
 //! other traffic flowing and nothing lost, are in `reliability.rs`.
@@ -54,8 +56,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 /// The configuration every equivalence daemon runs: a wrapper (audit), a tracer,
-/// a draft changer, a filter, a second factor and a stop, with `{a}`..`{e}` standing
-/// for each instance's isolation.
+/// a draft changer, two filters (isolated, one host and one round trip for both), a
+/// second factor and a stop, with `{a}`..`{e}` standing for each instance's isolation.
 const CHAIN: &str = r#"
 [auth]
 bcrypt_cost = 4
@@ -77,6 +79,11 @@ name = "filter"
 library = "wordfilter"
 isolation = "{c}"
 config = { words = ["darn"], action = "mask" }
+[[plugin]]
+name = "filter2"
+library = "wordfilter"
+isolation = "{c}"
+config = { words = ["works"], action = "mask" }
 [[plugin]]
 name = "totp"
 library = "totp"
@@ -245,7 +252,7 @@ fn an_isolated_chain_answers_exactly_as_in_process_and_may_mix_both() {
     assert_eq!(inline[9]["error"], "org.flaskbb.Auth.ForceLogout");
     assert_eq!(
         inline[10]["ok"]["post"]["content"],
-        r"\*\*\*\*, it works. -- signed"
+        r"\*\*\*\*, it \*\*\*\*\*. -- signed"
     );
     assert_eq!(
         inline[11]["parameters"]["reason"], "Topics are closed.",
@@ -833,4 +840,155 @@ fn sandbox_mistakes_are_refused_at_start_naming_file_and_line() {
         errs.contains("flaskbb.toml") && errs.contains("sideways") && errs.contains("none"),
         "{errs}"
     );
+}
+
+/// Calls of `instance`'s `hook` that ended `outcome`, as `/metrics` counts them.
+fn hook_calls(d: &TestDaemon, instance: &str, hook: &str, outcome: &str) -> f64 {
+    let text = d.client().get_metrics().expect("GetMetrics");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("flaskbbd_hook_calls_total{")
+                && l.contains(&format!("instance=\"{instance}\""))
+                && l.contains(&format!("hook=\"{hook}\""))
+                && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().trim().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Five filters of one library and sandbox, each with its own words, a sixth with
+/// another sandbox, and a seventh that asks for a host of its own.
+const SHARED: &str = r#"
+[[plugin]]
+name = "w1"
+library = "wordfilter"
+config = { words = ["alpha"] }
+[[plugin]]
+name = "w2"
+library = "wordfilter"
+config = { words = ["bravo"] }
+[[plugin]]
+name = "w3"
+library = "wordfilter"
+config = { words = ["charlie"] }
+[[plugin]]
+name = "w4"
+library = "wordfilter"
+config = { words = ["delta"] }
+[[plugin]]
+name = "w5"
+library = "wordfilter"
+config = { words = ["echo"] }
+[[plugin]]
+name = "apart"
+library = "wordfilter"
+config = { words = ["foxtrot"] }
+sandbox = { memory_mb = 128 }
+[[plugin]]
+name = "alone"
+library = "wordfilter"
+config = { words = ["golf"] }
+sandbox = { own_host = true }
+"#;
+
+#[test]
+fn instances_of_one_library_and_sandbox_share_a_host_and_a_chain_through_them_is_one_round_trip() {
+    let s = Scratch::new("iso-shared");
+    let d = TestDaemon::start(&s, SHARED);
+    let pid = host_pid(&d, "w1");
+    for w in ["w2", "w3", "w4", "w5"] {
+        assert_eq!(host_pid(&d, w), pid, "{w} shares w1's host");
+    }
+    assert_ne!(host_pid(&d, "apart"), pid, "another sandbox, another host");
+    assert_ne!(host_pid(&d, "alone"), pid, "sandbox.own_host");
+    let w1 = d.plugin("w1");
+    assert_eq!(w1["host"]["shared_with"], json!(["w2", "w3", "w4", "w5"]));
+    assert!(d.plugin("apart")["host"].get("shared_with").is_none());
+    let trips = |name: &str| d.plugin(name)["host"]["round_trips"].as_u64().unwrap();
+    let (before, apart_before) = (trips("w1"), trips("apart"));
+
+    let r = d
+        .call(
+            "org.flaskbb.Events.PostSaveBefore",
+            json!({ "post": { "content": "alpha bravo charlie delta echo foxtrot golf hotel" } }),
+        )
+        .unwrap();
+
+    // Each instance masked its own word: its own configuration, and the draft of the
+    // one before it.
+    assert_eq!(
+        r["post"]["content"],
+        "***** ***** ******* ***** **** ******* **** hotel"
+    );
+    // Five impls in one round trip to the shared host, one to the other.
+    assert_eq!(trips("w1"), before + 1);
+    assert_eq!(trips("w5"), before + 1);
+    assert_eq!(trips("apart"), apart_before + 1);
+    // Each impl is counted as its own call.
+    let hook = "flaskbb_event_post_save_before";
+    for w in ["w1", "w2", "w3", "w4", "w5", "apart", "alone"] {
+        assert_eq!(hook_calls(&d, w, hook, "ok"), 1.0, "{w}");
+    }
+    let shown = text(&flaskbbd(&["plugins", "-c", d.config.to_str().unwrap()])).0;
+    assert!(shown.contains("; shared with w2, w3, w4, w5"), "{shown}");
+}
+
+#[test]
+fn a_crash_in_a_shared_host_fails_the_run_in_flight_and_a_new_host_serves_all_its_instances() {
+    fixture("faults");
+    let s = Scratch::new("iso-shared-crash");
+    let d = TestDaemon::start(
+        &s,
+        "[[plugin]]\nname = \"f1\"\nlibrary = \"faults\"\n\
+         [[plugin]]\nname = \"f2\"\nlibrary = \"faults\"\n\
+         [[plugin]]\nname = \"filter\"\nlibrary = \"wordfilter\"\nconfig = { words = [\"darn\"] }\n",
+    );
+    let (pid, filter) = (host_pid(&d, "f1"), host_pid(&d, "filter"));
+    assert_eq!(host_pid(&d, "f2"), pid);
+    let hook = "flaskbb_event_post_save_before";
+
+    let (code, e) = err(d.call(
+        "org.flaskbb.Events.PostSaveBefore",
+        json!({ "post": { "content": "segv" } }),
+    ));
+
+    assert_eq!(code, "org.flaskbb.Events.InternalError", "{e}");
+    let message = e["message"].as_str().unwrap();
+    // The chain calls the later instance first (as pluggy does): f2 met the segv.
+    assert_eq!(
+        message,
+        format!(
+            "instance \"f2\" failed in flaskbb_event_post_save_before: its plugin host (pid {pid}, which serves f1, f2) was killed by signal 11 (SIGSEGV); a new one starts at the next call"
+        )
+    );
+    assert!(gone(pid));
+    // The other library's host is untouched.
+    assert_eq!(host_pid(&d, "filter"), filter);
+    assert_eq!(hook_calls(&d, "f2", hook, "failed"), 1.0);
+    assert_eq!(hook_calls(&d, "f1", hook, "failed"), 0.0, "f1 never ran");
+    // The next event starts one new host for both instances, and the chain goes on.
+    let r = d
+        .call(
+            "org.flaskbb.Events.PostSaveBefore",
+            json!({ "post": { "content": "darn" } }),
+        )
+        .unwrap();
+    assert_eq!(r["post"]["content"], "****");
+    let new = host_pid(&d, "f1");
+    assert_ne!(new, pid);
+    assert_eq!(host_pid(&d, "f2"), new);
+    for f in ["f1", "f2"] {
+        let p = d.plugin(f);
+        assert_eq!(p["host"]["restarts"], 1, "{p}");
+        assert_eq!(
+            p["host"]["last_exit"], "was killed by signal 11 (SIGSEGV)",
+            "{p}"
+        );
+    }
+    for f in ["f1", "f2"] {
+        assert_eq!(hook_calls(&d, f, hook, "ok"), 1.0, "{f}");
+    }
+    assert!(d
+        .log_text()
+        .contains("plugin host died; the next call starts a new one"));
 }

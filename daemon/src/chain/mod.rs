@@ -7,6 +7,11 @@
 //! reverse, each of which sees the outcome and may replace it. A failure (error value,
 //! panic, an error kind the hook does not accept) ends the chain and names the
 //! instance; the caller fails the request closed.
+//!
+//! Consecutive impls whose instances share one plugin host (isolated instances of one
+//! library with one sandbox) are run by that host in one round trip, with the same
+//! rules (the host threads the draft and stops where this loop would); each impl's
+//! outcome comes back for the metrics and the log.
 
 pub mod order;
 
@@ -27,8 +32,12 @@ use plugin_abi::{
 use crate::{
     hook::{Accepts, Hook},
     instance::{CallCx, Instance},
+    isolation::{
+        ipc::{Answer, Arg, ChainAnswer, Down, WireUser},
+        Supervisor,
+    },
     metrics::{HookOutcome, HookStats},
-    proto::{ChainEntry, HookChain},
+    proto::{convert, ChainEntry, HookChain},
     request::Request,
 };
 
@@ -112,6 +121,38 @@ macro_rules! draft_value {
     }};
 }
 
+/// One argument as it crosses to a plugin host for a run of impls (a draft as the
+/// chain holds it now); `None` from the function when the chain's value is not a draft.
+macro_rules! run_arg {
+    (DraftPost, $arg:ident, $value:ident, $args:ident, $draft:ident) => {{
+        let _ = $arg;
+        let Value::Post(p) = $value else { return None };
+        $draft = u32::try_from($args.len()).ok();
+        $args.push(Arg::Post(convert::post_from_abi(p)));
+    }};
+    (DraftTopic, $arg:ident, $value:ident, $args:ident, $draft:ident) => {{
+        let _ = $arg;
+        let Value::Topic(t) = $value else { return None };
+        $draft = u32::try_from($args.len()).ok();
+        $args.push(Arg::Topic(convert::topic_from_abi(t)));
+    }};
+    (Post, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
+        $args.push(Arg::Post(convert::post_from_abi($arg)))
+    };
+    (Topic, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
+        $args.push(Arg::Topic(convert::topic_from_abi($arg)))
+    };
+    (User, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
+        $args.push(Arg::User(WireUser::of($arg)))
+    };
+    (Bool, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
+        $args.push(Arg::Bool(*$arg))
+    };
+    ($kind:ident, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
+        $args.push(Arg::Str((*$arg).to_owned()))
+    };
+}
+
 /// One argument as a wrapper sees it in the call's JSON; never the secret.
 macro_rules! arg_json {
     ($map:ident, Secret, $arg:ident) => {
@@ -193,6 +234,22 @@ macro_rules! declare_inputs {
                     })*
                 }
             }
+        }
+
+        /// The arguments as they cross to a plugin host for a run of impls, the draft
+        /// (if the hook has one) being `value`, and which argument the draft is; `None`
+        /// when `value` is not the draft's kind.
+        fn run_args(input: &Input<'_>, value: &Value) -> Option<(Vec<Arg>, Option<u32>)> {
+            #[allow(unused_mut)]
+            let mut args = Vec::new();
+            #[allow(unused_mut)]
+            let mut draft = None;
+            match input {
+                $(Input::$hook { $($arg),* } => {
+                    $(run_arg!($kind, $arg, value, args, draft);)*
+                })*
+            }
+            Some((args, draft))
         }
 
         /// Calls the impl's method for this hook; `Some` is a value for the chain.
@@ -399,7 +456,17 @@ impl Chain {
 
     fn call_impls(&self, req: &Request, input: Input<'_>, lap: &Cell<Instant>) -> ChainOutcome {
         let mut value = input.initial_value();
-        for e in &self.impls {
+        let mut at = 0;
+        while let Some(e) = self.impls.get(at) {
+            let run = self.host_run(at);
+            if let (true, Some(iso)) = (run.len() > 1, e.instance.hooks.isolated()) {
+                at += run.len();
+                if let Some(ended) = self.call_run(req, run, &iso.host, &input, &mut value, lap) {
+                    return ended;
+                }
+                continue;
+            }
+            at += 1;
             let r = self.run_one(req, e, lap, |cx| {
                 dispatch(&*e.instance.hooks, cx, &input, &value)
             });
@@ -429,6 +496,162 @@ impl Chain {
         }
     }
 
+    /// The impls from `at` on whose instances share one plugin host with the one at
+    /// `at` (just that one when it is not isolated or its neighbour is another host's).
+    fn host_run(&self, at: usize) -> &[Entry] {
+        let host = |e: &Entry| e.instance.hooks.isolated().map(|i| Arc::as_ptr(&i.host));
+        let Some(first) = self.impls.get(at).and_then(host) else {
+            return &self.impls[at..(at + 1).min(self.impls.len())];
+        };
+        let len = self.impls[at..]
+            .iter()
+            .take_while(|e| host(e) == Some(first))
+            .count();
+        &self.impls[at..at + len]
+    }
+
+    /// Runs `run` (consecutive impls of `host`'s instances) in one round trip to the
+    /// host, from the chain's `value`, which it moves on; `Some` when the run ended the
+    /// chain (an answer of a firstresult hook, or an error). Each impl is counted in
+    /// its metrics with the time the host measured; the first also carries the
+    /// crossing.
+    fn call_run(
+        &self,
+        req: &Request,
+        run: &[Entry],
+        host: &Arc<Supervisor>,
+        input: &Input<'_>,
+        value: &mut Value,
+        lap: &Cell<Instant>,
+    ) -> Option<ChainOutcome> {
+        let first = &run[0];
+        let fail = |e: HookError, by: &Entry| ChainOutcome {
+            hook: self.hook,
+            result: Err(as_failure(self.hook, e)),
+            decided_by: Some(by.instance.name.clone()),
+        };
+        if req.is_abandoned() {
+            return Some(fail(
+                HookError::failed("the request had already timed out"),
+                first,
+            ));
+        }
+        let Some((args, draft)) = run_args(input, value) else {
+            // Not a draft of its kind: no impl sees it (as in `dispatch`).
+            return None;
+        };
+        let of = run
+            .iter()
+            .filter_map(|e| e.instance.hooks.isolated().map(|i| i.of))
+            .collect();
+        let down = Down::Chain {
+            of,
+            hook: self.hook.name().into(),
+            args,
+            draft,
+            firstresult: self.hook.firstresult(),
+            context: req.context.clone(),
+        };
+        let instances: Vec<&Instance> = run.iter().map(|e| &*e.instance).collect();
+        req.enter(&first.instance.name, self.hook);
+        let started = lap.get();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            host.call_chain(req, self.hook, &instances, &down)
+        }))
+        .unwrap_or_else(|p| Err(HookError::failed(panic_text(p))));
+        req.leave();
+        let now = Instant::now();
+        lap.set(now);
+        let abandoned = req.is_abandoned();
+        let ChainAnswer {
+            steps,
+            value: answered,
+        } = match r {
+            Ok(answer) => answer,
+            Err(e) => {
+                first.stats.record(HookOutcome::Failed, now - started);
+                return Some(fail(e, first));
+            }
+        };
+        let ran = steps.len();
+        let hosted: std::time::Duration = steps
+            .iter()
+            .map(|s| std::time::Duration::from_nanos(s.ns))
+            .sum();
+        let crossing = (now - started).saturating_sub(hosted);
+        let mut ended = None;
+        let mut moved = false;
+        for (i, (e, step)) in run.iter().zip(steps).enumerate() {
+            let took = std::time::Duration::from_nanos(step.ns)
+                + if i == 0 { crossing } else { Default::default() };
+            let r = step.result.map_err(HookError::from);
+            e.stats.record(
+                if abandoned {
+                    HookOutcome::Failed
+                } else {
+                    hook_outcome(&r)
+                },
+                took,
+            );
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let outcome = match &r {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::debug!(
+                    instance = &*e.instance.name,
+                    hook = self.hook.name(),
+                    outcome,
+                    duration_us = took.as_micros() as u64,
+                    "hook call (one round trip for {} impls of one plugin host)",
+                    run.len()
+                );
+            }
+            match r {
+                Ok(true) if self.hook.firstresult() => {
+                    ended = Some(Ok(e));
+                    moved = true;
+                }
+                Ok(true) => moved = true,
+                Ok(false) | Err(HookError::NotImplemented) => {}
+                Err(err) => ended = Some(Err((err, e))),
+            }
+            if ended.is_some() {
+                break;
+            }
+        }
+        if ended.is_none() && ran < run.len() {
+            // Nothing ended the run, yet not every impl ran: the host broke the rules.
+            return Some(fail(
+                HookError::failed(format!(
+                    "its plugin host answered {ran} of a run of {} impls",
+                    run.len()
+                )),
+                first,
+            ));
+        }
+        if moved {
+            match answered.and_then(chain_value) {
+                Some(v) => *value = v,
+                None => return Some(fail(
+                    HookError::failed(
+                        "its plugin host answered a run of impls without the value it announced",
+                    ),
+                    first,
+                )),
+            }
+        }
+        match ended {
+            Some(Ok(e)) => Some(ChainOutcome {
+                hook: self.hook,
+                result: Ok(value.clone()),
+                decided_by: Some(e.instance.name.clone()),
+            }),
+            Some(Err((err, e))) => Some(fail(err, e)),
+            None => None,
+        }
+    }
+
     /// The chain as `flaskbbd hooks` shows it.
     pub fn describe(&self) -> HookChain {
         let entry = |e: &Entry, wrapper| ChainEntry {
@@ -447,6 +670,17 @@ impl Chain {
                 .chain(self.impls.iter().map(|e| entry(e, false)))
                 .collect(),
         }
+    }
+}
+
+/// A plugin host's answer as the chain's value, when it is one.
+fn chain_value(a: Answer) -> Option<Value> {
+    match a {
+        Answer::User(Some(u)) => Some(Value::User(u.to_abi())),
+        Answer::True(true) => Some(Value::True),
+        Answer::Post(p) => Some(Value::Post(convert::post_to_abi(&p))),
+        Answer::Topic(t) => Some(Value::Topic(convert::topic_to_abi(&t))),
+        _ => None,
     }
 }
 

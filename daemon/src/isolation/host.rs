@@ -1,12 +1,15 @@
 //! The plugin host process (`flaskbbd plugin-host`, started by the daemon): loads one
-//! instance's library, confines itself, makes the instance, and serves its calls.
+//! library, confines itself, makes the instances the daemon gave it (every isolated
+//! instance of that library with that sandbox), and serves their calls.
 //!
 //! Its stdin is the control channel. It reads [`Init`], limits itself (memory, no new
 //! privileges, no core files), loads the library with the daemon's loader and checks,
-//! narrows the filesystem and the system calls, makes the instance, and answers
-//! [`Started`]. Then each file descriptor the daemon sends is a lane, served by a
-//! thread of its own. When the control channel closes, the daemon is done with it (or
-//! gone): it waits for its lanes to close, drops the instance and exits.
+//! narrows the filesystem and the system calls, makes each instance (each with its own
+//! configuration and state, as in the daemon's process), and answers [`Started`]. Then
+//! each file descriptor the daemon sends is a lane, served by a thread of its own: a
+//! call of one instance, or a run of several impls of one chain ([`Down::Chain`]) in
+//! one round trip. When the control channel closes, the daemon is done with it (or
+//! gone): it waits for its lanes to close, drops the instances and exits.
 
 use std::{
     io::{self, Write},
@@ -28,7 +31,8 @@ use plugin_abi::{
 
 use super::{
     ipc::{
-        self, Answer, Arg, Down, HostCall, HostValue, Init, Lane, Started, Up, WireError, WireUser,
+        self, Answer, Arg, ChainAnswer, Down, HostCall, HostValue, Init, Lane, Started, Step, Up,
+        WireError, WireUser,
     },
     sandbox,
 };
@@ -38,10 +42,6 @@ use crate::proto::{convert, Context};
 const LANE_STACK: usize = 2 << 20;
 /// How long a host whose daemon let it go waits for its lanes' calls to end.
 const EXIT_DEADLINE: Duration = Duration::from_secs(1);
-/// How long a lane stays awake for the next call after answering one.
-const NEXT_CALL_SPIN: Duration = Duration::from_micros(30);
-/// How long a host API call spins for the daemon's reply before it sleeps.
-const HOST_REPLY_SPIN: Duration = Duration::from_micros(20);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -71,8 +71,8 @@ pub fn main() -> ExitCode {
     };
     let (plugin, started) = match start(&init) {
         Ok(ok) => ok,
-        Err(message) => {
-            let _ = ipc::send(&mut reader, &Started::Failed { message });
+        Err((message, instance)) => {
+            let _ = ipc::send(&mut reader, &Started::Failed { message, instance });
             return ExitCode::from(1);
         }
     };
@@ -80,10 +80,22 @@ pub fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let served = Arc::new(Served {
-        plugin,
-        instance: init.instance.as_str().into(),
-        config_json: init.config_json.as_str().into(),
+        made: plugin
+            .into_iter()
+            .zip(&init.instances)
+            .map(|(plugin, i)| Made {
+                plugin,
+                instance: i.name.as_str().into(),
+                config_json: i.config_json.as_str().into(),
+            })
+            .collect(),
     });
+    let names = init
+        .instances
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut lanes = Vec::new();
     loop {
         match ipc::recv_fd(&control) {
@@ -96,18 +108,14 @@ pub fn main() -> ExitCode {
                 match spawned {
                     Ok(t) => lanes.push(t),
                     // The lane closes with the closure; the daemon sees the call fail.
-                    Err(e) => eprintln!(
-                        "flaskbbd-plugin-host {}: cannot start a lane thread: {e}",
-                        init.instance
-                    ),
+                    Err(e) => {
+                        eprintln!("flaskbbd-plugin-host {names}: cannot start a lane thread: {e}")
+                    }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
             Err(e) => {
-                eprintln!(
-                    "flaskbbd-plugin-host {}: control channel: {e}",
-                    init.instance
-                );
+                eprintln!("flaskbbd-plugin-host {names}: control channel: {e}");
                 break;
             }
         }
@@ -141,22 +149,39 @@ fn not_started(detail: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Confines the process, loads the library and makes the instance.
-fn start(init: &Init) -> Result<(PluginBox, Started), String> {
+/// Confines the process, loads the library and makes the instances; on failure, why
+/// and which instance failed (when one did).
+fn start(init: &Init) -> Result<(Vec<PluginBox>, Started), (String, Option<u32>)> {
     let library = init.library.display();
-    sandbox::limit(&init.sandbox)
-        .map_err(|e| format!("plugin {library}: the plugin host cannot limit itself: {e}"))?;
-    let lib = crate::loader::open_as(&init.mapped, &init.library).map_err(|e| e.to_string())?;
-    let landlock = sandbox::confine(&init.sandbox)
-        .map_err(|e| format!("plugin {library}: the plugin host cannot confine itself: {e}"))?;
-    let plugin = lib
-        .instantiate(&init.instance, &init.config_json, &init.base_dir)
-        .map_err(|e| e.to_string())?;
+    sandbox::limit(&init.sandbox).map_err(|e| {
+        (
+            format!("plugin {library}: the plugin host cannot limit itself: {e}"),
+            None,
+        )
+    })?;
+    let lib =
+        crate::loader::open_as(&init.mapped, &init.library).map_err(|e| (e.to_string(), None))?;
+    let landlock = sandbox::confine(&init.sandbox).map_err(|e| {
+        (
+            format!("plugin {library}: the plugin host cannot confine itself: {e}"),
+            None,
+        )
+    })?;
+    let mut plugins = Vec::with_capacity(init.instances.len());
+    for (i, instance) in init.instances.iter().enumerate() {
+        let plugin = lib
+            .instantiate(&instance.name, &instance.config_json, &init.base_dir)
+            .map_err(|e| (e.to_string(), u32::try_from(i).ok()))?;
+        plugins.push(plugin);
+    }
     sandbox::drop_capabilities().map_err(|e| {
-        format!("plugin {library}: the plugin host cannot drop its capabilities: {e}")
+        (
+            format!("plugin {library}: the plugin host cannot drop its capabilities: {e}"),
+            None,
+        )
     })?;
     Ok((
-        plugin,
+        plugins,
         Started::Ready {
             manifest: ipc::Manifest::of(&lib.manifest),
             abi_version: lib.abi_version.clone(),
@@ -165,11 +190,28 @@ fn start(init: &Init) -> Result<(PluginBox, Started), String> {
     ))
 }
 
-/// What every lane serves.
+/// What every lane serves: the host's instances, by their place in [`Init::instances`].
 struct Served {
+    made: Vec<Made>,
+}
+
+/// One instance of the host, with its own configuration and state.
+struct Made {
     plugin: PluginBox,
     instance: RString,
     config_json: RString,
+}
+
+impl Served {
+    /// The instance at `of`, or the error for a daemon that named one it never made.
+    fn get(&self, of: u32) -> Result<&Made, WireError> {
+        self.made.get(of as usize).ok_or_else(|| {
+            WireError::Failed(format!(
+                "the daemon called instance {of} of a plugin host that has {}",
+                self.made.len()
+            ))
+        })
+    }
 }
 
 /// Serves calls on one lane until the daemon closes it.
@@ -177,57 +219,157 @@ fn serve_lane(s: &Served, lane: UnixStream) {
     // The plugin may call the host API from threads of its own during a call.
     let lane = Mutex::new(Lane::new(lane));
     loop {
-        // A request's calls to one instance come in bursts (a login's authenticate,
-        // then post_authenticate): wait a moment awake for the next before sleeping.
-        let down: Down = match lock(&lane).recv(NEXT_CALL_SPIN) {
+        let down: Down = match lock(&lane).recv() {
             Ok(down) => down,
             Err(_) => return,
         };
-        let done = match down {
-            Down::Call {
+        let up = match down {
+            Down::Chain {
+                of,
                 hook,
                 args,
+                draft,
+                firstresult,
                 context,
-            } => {
-                let remote = Remote::new(&lane, s, &context);
-                dispatch(&s.plugin, remote.as_host(), &hook, args)
-            }
-            Down::WrapBefore {
-                hook,
-                args_json,
-                context,
-            } => {
-                let remote = Remote::new(&lane, s, &context);
-                let call = HookCall {
-                    hook: hook.into(),
-                    args_json: args_json.into(),
-                };
-                from_abi(s.plugin.wrap_before(remote.as_host(), &call)).map(|()| Answer::Nothing)
-            }
-            Down::WrapAfter {
-                hook,
-                args_json,
-                context,
-                outcome,
-            } => {
-                let remote = Remote::new(&lane, s, &context);
-                let call = HookCall {
-                    hook: hook.into(),
-                    args_json: args_json.into(),
-                };
-                let after =
-                    s.plugin
-                        .wrap_after(remote.as_host(), &call, Outcome::from(outcome).into_abi());
-                Ok(Answer::Outcome(Outcome::from_abi(&after).into()))
-            }
-            Down::Reply(_) => Err(WireError::Failed(
-                "the plugin host received a reply with no call waiting for it".into(),
+            } => Up::ChainDone(run_chain(
+                s,
+                &lane,
+                &context,
+                ChainRun {
+                    of: &of,
+                    hook: &hook,
+                    args,
+                    draft,
+                    firstresult,
+                },
             )),
+            other => Up::Done(serve_one(s, &lane, other)),
         };
-        if lock(&lane).send(&Up::Done(done)).is_err() {
+        if lock(&lane).send(&up).is_err() {
             return;
         }
     }
+}
+
+/// One call of one instance.
+fn serve_one(s: &Served, lane: &Mutex<Lane>, down: Down) -> Result<Answer, WireError> {
+    match down {
+        Down::Call {
+            of,
+            hook,
+            args,
+            context,
+        } => {
+            let made = s.get(of)?;
+            let remote = Remote::new(lane, made, &context, 0);
+            dispatch(&made.plugin, remote.as_host(), &hook, args)
+        }
+        Down::WrapBefore {
+            of,
+            hook,
+            args_json,
+            context,
+        } => {
+            let made = s.get(of)?;
+            let remote = Remote::new(lane, made, &context, 0);
+            let call = HookCall {
+                hook: hook.into(),
+                args_json: args_json.into(),
+            };
+            from_abi(made.plugin.wrap_before(remote.as_host(), &call)).map(|()| Answer::Nothing)
+        }
+        Down::WrapAfter {
+            of,
+            hook,
+            args_json,
+            context,
+            outcome,
+        } => {
+            let made = s.get(of)?;
+            let remote = Remote::new(lane, made, &context, 0);
+            let call = HookCall {
+                hook: hook.into(),
+                args_json: args_json.into(),
+            };
+            let after =
+                made.plugin
+                    .wrap_after(remote.as_host(), &call, Outcome::from(outcome).into_abi());
+            Ok(Answer::Outcome(Outcome::from_abi(&after).into()))
+        }
+        Down::Chain { .. } | Down::Reply(_) => Err(WireError::Failed(
+            "the plugin host received a message with no call waiting for it".into(),
+        )),
+    }
+}
+
+/// A [`Down::Chain`]'s parts.
+struct ChainRun<'a> {
+    of: &'a [u32],
+    hook: &'a str,
+    args: Vec<Arg>,
+    draft: Option<u32>,
+    firstresult: bool,
+}
+
+/// Runs consecutive impls of one chain as the daemon's chain loop would, in one round
+/// trip: each impl gets the draft the one before returned; a firstresult answer or an
+/// error (other than "not implemented") ends the run.
+fn run_chain(s: &Served, lane: &Mutex<Lane>, context: &Context, run: ChainRun<'_>) -> ChainAnswer {
+    let ChainRun {
+        of,
+        hook,
+        mut args,
+        draft,
+        firstresult,
+    } = run;
+    let mut steps = Vec::with_capacity(of.len());
+    let mut value = None;
+    for (step, &i) in of.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let r = s.get(i).and_then(|made| {
+            let remote = Remote::new(lane, made, context, step as u32);
+            // The arguments are cloned for all but the last impl: each impl consumes
+            // its own, and a draft is replaced by what the impl returned.
+            let call_args = if step + 1 == of.len() {
+                std::mem::take(&mut args)
+            } else {
+                args.clone()
+            };
+            dispatch(&made.plugin, remote.as_host(), hook, call_args)
+        });
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        match r {
+            Ok(answer) => {
+                let is_value = answer.is_value();
+                steps.push(Step {
+                    result: Ok(is_value),
+                    ns,
+                });
+                if is_value {
+                    if let Some(slot) = draft.and_then(|d| args.get_mut(d as usize)) {
+                        match &answer {
+                            Answer::Post(p) => *slot = Arg::Post(p.clone()),
+                            Answer::Topic(t) => *slot = Arg::Topic(t.clone()),
+                            _ => {}
+                        }
+                    }
+                    value = Some(answer);
+                    if firstresult {
+                        break;
+                    }
+                }
+            }
+            Err(WireError::NotImplemented) => steps.push(Step {
+                result: Err(WireError::NotImplemented),
+                ns,
+            }),
+            Err(e) => {
+                steps.push(Step { result: Err(e), ns });
+                break;
+            }
+        }
+    }
+    ChainAnswer { steps, value }
 }
 
 fn from_abi<T>(r: RResult<T, ErrorBox>) -> Result<T, WireError> {
@@ -238,19 +380,22 @@ fn from_abi<T>(r: RResult<T, ErrorBox>) -> Result<T, WireError> {
 }
 
 /// The host API across the lane: what the host knows (the instance, its
-/// configuration, the request's context) is answered here; the rest asks the daemon.
+/// configuration, the request's context) is answered here; the rest asks the daemon,
+/// naming the impl of a chain run (`step`) that asks.
 struct Remote<'a> {
     lane: &'a Mutex<Lane>,
-    served: &'a Served,
+    served: &'a Made,
     context: &'a Context,
+    step: u32,
 }
 
 impl<'a> Remote<'a> {
-    fn new(lane: &'a Mutex<Lane>, served: &'a Served, context: &'a Context) -> Remote<'a> {
+    fn new(lane: &'a Mutex<Lane>, served: &'a Made, context: &'a Context, step: u32) -> Remote<'a> {
         Remote {
             lane,
             served,
             context,
+            step,
         }
     }
 
@@ -266,8 +411,12 @@ impl<'a> Remote<'a> {
             ))
         };
         let mut lane = lock(self.lane);
-        lane.send(&Up::Host(call)).map_err(lost)?;
-        match lane.recv::<Down>(HOST_REPLY_SPIN).map_err(lost)? {
+        lane.send(&Up::Host {
+            step: self.step,
+            call,
+        })
+        .map_err(lost)?;
+        match lane.recv::<Down>().map_err(lost)? {
             Down::Reply(r) => r,
             _ => Err(WireError::Failed(
                 "the daemon answered a host call with something other than a reply".into(),
@@ -277,7 +426,10 @@ impl<'a> Remote<'a> {
 
     /// A call the daemon does not answer.
     fn tell(&self, call: HostCall) {
-        let _ = lock(self.lane).send(&Up::Host(call));
+        let _ = lock(self.lane).send(&Up::Host {
+            step: self.step,
+            call,
+        });
     }
 }
 

@@ -3,8 +3,10 @@
 //! Two kinds of channel, both Unix socketpairs: the host's control channel (its stdin),
 //! which carries [`Init`] down and [`Started`] up, then file descriptors for new lanes;
 //! and lanes, one per call in flight, each a strict conversation: the daemon sends a
-//! [`Down::Call`], the host answers with any number of [`Up::Host`] (the host API the
-//! plugin called; those that answer get a [`Down::Reply`]) and then one [`Up::Done`].
+//! [`Down::Call`] (or a [`Down::Chain`]: several impls of the host's instances, run in
+//! order in one round trip), the host answers with any number of [`Up::Host`] (the host
+//! API the plugin called; those that answer get a [`Down::Reply`]) and then one
+//! [`Up::Done`] (or [`Up::ChainDone`]).
 //!
 //! A message is a frame: a 4-byte little-endian length, then that many bytes of JSON.
 //! Neither side logs frames: a call's arguments hold the password.
@@ -61,8 +63,10 @@ pub fn recv<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
 }
 
 /// One end of a lane: a frame is written with one system call, and read through a
-/// buffer so that it usually takes one too. A reader that expects its answer within
-/// microseconds may spin a little before it sleeps ([`Lane::recv`]).
+/// buffer so that it usually takes one too. A reader sleeps in `read` until its frame
+/// comes: it never spins, because a spinning thread competes for a core with the very
+/// process it waits for, and one that yields while it spins gives its core away for a
+/// whole time slice when every core is busy (docs/benchmarks.md, `isolation`).
 pub struct Lane {
     stream: UnixStream,
     buf: Vec<u8>,
@@ -97,9 +101,8 @@ impl Lane {
         (&self.stream).write_all(&self.out)
     }
 
-    /// Reads one frame, spinning up to `spin` for data before it blocks; errors as
-    /// [`recv`]'s.
-    pub fn recv<T: DeserializeOwned>(&mut self, spin: std::time::Duration) -> io::Result<T> {
+    /// Reads one frame, sleeping until it comes; errors as [`recv`]'s.
+    pub fn recv<T: DeserializeOwned>(&mut self) -> io::Result<T> {
         loop {
             let avail = &self.buf[self.start..self.end];
             if let Some(head) = avail.get(..4) {
@@ -128,39 +131,20 @@ impl Lane {
                     self.buf.resize((4 + len).next_power_of_two(), 0);
                 }
             }
-            self.fill(spin)?;
+            self.fill()?;
         }
     }
 
     /// Reads what is there (at least one byte) into the buffer.
-    fn fill(&mut self, spin: std::time::Duration) -> io::Result<()> {
+    fn fill(&mut self) -> io::Result<()> {
         if self.end == self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, self.end - self.start);
         }
-        let until = std::time::Instant::now() + spin;
         let n = loop {
-            let room = &mut self.buf[self.end..];
-            if std::time::Instant::now() >= until {
-                break (&self.stream).read(room)?;
-            }
-            // SAFETY: recv into a buffer we own, at most its length.
-            let n = unsafe {
-                libc::recv(
-                    self.stream.as_raw_fd(),
-                    room.as_mut_ptr().cast(),
-                    room.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n >= 0 {
-                break n as usize;
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => std::thread::yield_now(),
-                io::ErrorKind::Interrupted => {}
-                _ => return Err(e),
+            match (&self.stream).read(&mut self.buf[self.end..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => break r?,
             }
         };
         if n == 0 {
@@ -172,24 +156,33 @@ impl Lane {
 }
 
 /// What a host is to load and how it is confined: the control channel's first frame.
+/// One host serves every isolated instance of one library with one sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Init {
     /// The file to map (the daemon's content-addressed copy).
     pub mapped: PathBuf,
     /// The file as configured, for messages.
     pub library: PathBuf,
-    /// The instance's name.
-    pub instance: String,
-    /// Its `config` table as JSON.
-    pub config_json: String,
+    /// The instances to make, each with its own configuration and state; calls name
+    /// them by their place in this list.
+    pub instances: Vec<InitInstance>,
     /// The directory of `flaskbb.toml`.
     pub base_dir: PathBuf,
     /// How the host is confined.
     pub sandbox: Sandbox,
 }
 
+/// One instance a host makes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitInstance {
+    /// The instance's name.
+    pub name: String,
+    /// Its `config` table as JSON.
+    pub config_json: String,
+}
+
 /// The confinement of one host, resolved from the instance's `sandbox` table.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Sandbox {
     /// May open network sockets.
     pub network: bool,
@@ -213,10 +206,13 @@ pub enum Started {
         /// How far the filesystem could be narrowed on this kernel.
         landlock: String,
     },
-    /// Loading, confining or making the instance failed: the message says why.
+    /// Loading, confining or making an instance failed: the message says why.
     Failed {
         /// One line, naming the file (as the loader's errors do).
         message: String,
+        /// The instance (its place in [`Init::instances`]) whose making failed, when
+        /// one did.
+        instance: Option<u32>,
     },
 }
 
@@ -280,6 +276,8 @@ impl Manifest {
 pub enum Down {
     /// Call the instance's impl of `hook` with `args` (in the hook table's order).
     Call {
+        /// The instance: its place in [`Init::instances`].
+        of: u32,
         /// FlaskBB's hook name.
         hook: String,
         /// The arguments.
@@ -289,6 +287,8 @@ pub enum Down {
     },
     /// A wrapper's part before the chain of `hook`.
     WrapBefore {
+        /// The instance.
+        of: u32,
         /// FlaskBB's hook name.
         hook: String,
         /// The call's arguments as wrappers see them (never the secret).
@@ -298,6 +298,8 @@ pub enum Down {
     },
     /// A wrapper's part after the chain of `hook`.
     WrapAfter {
+        /// The instance.
+        of: u32,
         /// FlaskBB's hook name.
         hook: String,
         /// The call's arguments as wrappers see them.
@@ -307,6 +309,23 @@ pub enum Down {
         /// What the chain produced.
         outcome: WireOutcome,
     },
+    /// Consecutive impls of one chain, all of this host's instances: run them in
+    /// order as the daemon's chain loop does (each gets the draft the one before
+    /// returned; a firstresult answer or an error ends the run) and answer once.
+    Chain {
+        /// The instances, in call order.
+        of: Vec<u32>,
+        /// FlaskBB's hook name.
+        hook: String,
+        /// The arguments, the draft as the chain holds it now.
+        args: Vec<Arg>,
+        /// Which argument is the draft that each impl's answer replaces, if any.
+        draft: Option<u32>,
+        /// Whether the first answer ends the chain.
+        firstresult: bool,
+        /// The request's context.
+        context: Context,
+    },
     /// The answer to the host's last [`Up::Host`] call that answers.
     Reply(Result<HostValue, WireError>),
 }
@@ -315,9 +334,48 @@ pub enum Down {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Up {
     /// The plugin called the host API.
-    Host(HostCall),
+    Host {
+        /// Which impl of a [`Down::Chain`] called (its place in `of`); 0 in a single
+        /// call.
+        step: u32,
+        /// The call.
+        call: HostCall,
+    },
     /// The call is over: its answer, or the error it returned.
     Done(Result<Answer, WireError>),
+    /// A [`Down::Chain`] is over.
+    ChainDone(ChainAnswer),
+}
+
+/// What a [`Down::Chain`] did: one [`Step`] per impl that ran, and the chain's value.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChainAnswer {
+    /// The impls that ran, in order; fewer than were sent when one ended the chain.
+    pub steps: Vec<Step>,
+    /// The last answer that was a value for the chain (a draft, a user, `true`).
+    pub value: Option<Answer>,
+}
+
+/// One impl's part in a [`Down::Chain`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Step {
+    /// Whether it answered a value for the chain, or its error.
+    pub result: Result<bool, WireError>,
+    /// How long it ran in the host, in nanoseconds.
+    pub ns: u64,
+}
+
+impl Answer {
+    /// Whether the answer is a value for the chain (as the daemon's chain counts it:
+    /// a user, `true`, a draft), not "nothing".
+    pub fn is_value(&self) -> bool {
+        match self {
+            Answer::Nothing | Answer::Outcome(_) => false,
+            Answer::User(u) => u.is_some(),
+            Answer::True(t) => *t,
+            Answer::Post(_) | Answer::Topic(_) => true,
+        }
+    }
 }
 
 /// A host API call that crosses: `instance_name`, `config_json` and the context are
@@ -431,7 +489,7 @@ impl WireUser {
 }
 
 /// One argument of a hook call, by the hook table's argument kinds.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Arg {
     /// `Str` and `Secret`.
     Str(String),
@@ -673,6 +731,7 @@ mod tests {
         send(
             &mut a,
             &Down::Call {
+                of: 0,
                 hook: "flaskbb_authenticate".into(),
                 args: vec![Arg::Str("ann".into()), Arg::Str("pw".into())],
                 context: Context::new(),
@@ -710,12 +769,11 @@ mod tests {
         two.extend(frame(&Up::Done(Ok(Answer::Nothing))));
         raw.write_all(&two).unwrap();
         assert!(matches!(
-            lane.recv::<Up>(std::time::Duration::ZERO).unwrap(),
+            lane.recv::<Up>().unwrap(),
             Up::Done(Ok(Answer::True(true)))
         ));
         assert!(matches!(
-            lane.recv::<Up>(std::time::Duration::from_micros(50))
-                .unwrap(),
+            lane.recv::<Up>().unwrap(),
             Up::Done(Ok(Answer::Nothing))
         ));
         let slow = frame(&Up::Done(Err(WireError::Stop("no".into()))));
@@ -734,25 +792,21 @@ mod tests {
             raw
         });
         assert!(
-            matches!(lane.recv::<Up>(std::time::Duration::ZERO).unwrap(), Up::Done(Err(WireError::Stop(r))) if r == "no")
+            matches!(lane.recv::<Up>().unwrap(), Up::Done(Err(WireError::Stop(r))) if r == "no")
         );
-        match lane.recv::<Up>(std::time::Duration::ZERO).unwrap() {
+        match lane.recv::<Up>().unwrap() {
             Up::Done(Ok(Answer::Post(p))) => assert_eq!(p.content.len(), 100_000),
             other => panic!("{other:?}"),
         }
         let mut raw = writer.join().unwrap();
         raw.write_all(b"\x05\x00\x00\x00{oops").unwrap();
         assert_eq!(
-            lane.recv::<Up>(std::time::Duration::ZERO)
-                .unwrap_err()
-                .kind(),
+            lane.recv::<Up>().unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
         drop(raw);
         assert_eq!(
-            lane.recv::<Up>(std::time::Duration::from_micros(50))
-                .unwrap_err()
-                .kind(),
+            lane.recv::<Up>().unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
     }

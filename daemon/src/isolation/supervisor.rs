@@ -1,7 +1,10 @@
-//! The daemon's side of an isolated instance: its plugin host process, the lanes its
+//! The daemon's side of isolated instances: their plugin host process, the lanes their
 //! calls run on, and what happens when the host dies or hangs.
 //!
-//! A [`Supervisor`] belongs to one instance of one generation. It starts the host when
+//! A [`Supervisor`] belongs to one host of one generation: every isolated instance of
+//! one library with one sandbox (each made separately in the host, with its own
+//! configuration and state). Consecutive impls of a chain served by the same host run
+//! in one round trip ([`Supervisor::call_chain`]). It starts the host when
 //! the generation is built (the manifest comes from there: the daemon never maps the
 //! library), and again at the first call after the host died. Every death is logged
 //! with its cause. Only hosts that fail to start, or die before they were given a
@@ -29,18 +32,23 @@ use std::{
 use plugin_abi::{abi::LogLevel, sdk::HookError};
 
 use super::ipc::{
-    self, Answer, Down, HostCall, HostValue, Init, Lane, Started, Up, WireError, WireUser,
+    self, Answer, ChainAnswer, Down, HostCall, HostValue, Init, Lane, Started, Up, WireError,
+    WireUser,
 };
-use crate::{instance::CallCx, request::Cancel};
+use crate::{
+    hook::Hook,
+    instance::{CallCx, Instance},
+    request::{Cancel, Request},
+};
 
 /// Deaths within this window count towards a back-off.
 const DEATH_WINDOW: Duration = Duration::from_secs(60);
-/// This many deaths within [`DEATH_WINDOW`] back the instance off.
+/// This many deaths within [`DEATH_WINDOW`] back the host's instances off.
 const MAX_DEATHS: usize = 5;
 /// How long a backed-off instance fails closed before its host is tried again.
 const BACKOFF: Duration = Duration::from_secs(60);
 /// Calls from one address that killed a host within [`DEATH_WINDOW`] after which
-/// that address's calls of the instance fail closed.
+/// that address's calls of the host's instances fail closed.
 const MAX_FAULTS: usize = 5;
 /// Addresses remembered at most (the oldest are forgotten first): a flood of made-up
 /// addresses must not grow the daemon without bound.
@@ -49,17 +57,14 @@ const MAX_FAULT_ADDRESSES: usize = 4096;
 const RETIRE_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a host that closed a lane to finish dying.
 const DEATH_GRACE: Duration = Duration::from_secs(2);
-/// How long a caller spins for the host's answer before it sleeps: most plugin calls
-/// take microseconds, and waking a sleeping thread costs more than that.
-const ANSWER_SPIN: Duration = Duration::from_micros(40);
 
 static HOST_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
 
 /// The plugin hosts of this process that have not been reaped, by pid.
 static HOSTS: Mutex<BTreeMap<u32, Arc<str>>> = Mutex::new(BTreeMap::new());
 
-/// The instance whose plugin host `pid` is, if it is one of this daemon's (the
-/// server refuses `org.flaskbb.Admin` to it).
+/// The instances (their names joined by commas) whose plugin host `pid` is, if it is
+/// one of this daemon's (the server refuses `org.flaskbb.Admin` to it).
 pub fn host_of(pid: u32) -> Option<Arc<str>> {
     lock(&HOSTS).get(&pid).cloned()
 }
@@ -106,6 +111,19 @@ pub struct HostStatus {
     pub restarts: u32,
     /// How the last host ended, and when backed off, until when.
     pub last_exit: Option<String>,
+    /// Round trips to its hosts so far (a run of several impls in one counts once).
+    pub round_trips: u64,
+    /// The instances the host serves.
+    pub instances: Vec<String>,
+}
+
+/// Why a host did not start.
+#[derive(Debug, Clone)]
+pub struct StartError {
+    /// One line, naming the library and, when one failed, the instance.
+    pub message: String,
+    /// The instance (its place in [`Init::instances`]) whose making failed, if one did.
+    pub instance: Option<u32>,
 }
 
 /// One host process.
@@ -209,7 +227,7 @@ impl Proc {
     }
 }
 
-/// The supervisor's record of its instance's hosts.
+/// The supervisor's record of its hosts (one at a time).
 #[derive(Default)]
 struct State {
     proc: Option<Arc<Proc>>,
@@ -221,22 +239,36 @@ struct State {
     faults: std::collections::HashMap<String, VecDeque<Instant>>,
 }
 
-/// One isolated instance's host, restarted as needed.
+/// One plugin host (the isolated instances of one library with one sandbox),
+/// restarted as needed.
 pub struct Supervisor {
+    /// The instances' names, joined, for the log.
     instance: Arc<str>,
     init: Init,
+    round_trips: std::sync::atomic::AtomicU64,
     start_timeout: Duration,
     state: Mutex<State>,
     me: Weak<Supervisor>,
 }
 
 impl Supervisor {
-    /// Starts the host for `init`'s instance and waits (up to `start_timeout`) for it
-    /// to load the library and make the instance; the error says why it did not.
-    pub fn start(init: Init, start_timeout: Duration) -> Result<(Arc<Supervisor>, Ready), String> {
+    /// Starts the host for `init`'s instances and waits (up to `start_timeout`) for it
+    /// to load the library and make them; the error says why it did not, and which
+    /// instance failed when one did.
+    pub fn start(
+        init: Init,
+        start_timeout: Duration,
+    ) -> Result<(Arc<Supervisor>, Ready), StartError> {
         let sup = Arc::new_cyclic(|me| Supervisor {
-            instance: init.instance.as_str().into(),
+            instance: init
+                .instances
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+                .into(),
             init,
+            round_trips: std::sync::atomic::AtomicU64::new(0),
             start_timeout,
             state: Mutex::new(State::default()),
             me: me.clone(),
@@ -248,13 +280,13 @@ impl Supervisor {
                 drop(st);
                 Ok((sup, ready))
             }
-            Err((proc, message)) => {
+            Err((proc, error)) => {
                 // Reported as the generation's build error, not as a crash.
                 if let Some(p) = proc {
                     lock(&p.life).retiring = true;
                     p.kill("failed to start".into());
                 }
-                Err(message)
+                Err(error)
             }
         }
     }
@@ -262,8 +294,16 @@ impl Supervisor {
     /// Starts one host and does the handshake. On failure, the process (if it was
     /// started) and why.
     #[allow(clippy::type_complexity)]
-    fn spawn(&self) -> Result<(Arc<Proc>, Ready), (Option<Arc<Proc>>, String)> {
-        let fail = |m: String| (None, m);
+    fn spawn(&self) -> Result<(Arc<Proc>, Ready), (Option<Arc<Proc>>, StartError)> {
+        let fail = |message: String| {
+            (
+                None,
+                StartError {
+                    message,
+                    instance: None,
+                },
+            )
+        };
         let (ours, theirs) = UnixStream::pair()
             .map_err(|e| fail(format!("cannot make the plugin host's channel: {e}")))?;
         let program = host_program();
@@ -320,12 +360,17 @@ impl Supervisor {
             proc.kill("no thread to watch it".into());
             return Err((
                 Some(proc),
-                format!("cannot start a thread to watch the plugin host: {e}"),
+                StartError {
+                    message: format!("cannot start a thread to watch the plugin host: {e}"),
+                    instance: None,
+                },
             ));
         }
         match self.handshake(ours) {
             Ok(ready) => Ok((proc, ready)),
-            Err(Handshake::Refused(message)) => Err((Some(proc), message)),
+            Err(Handshake::Refused(message, instance)) => {
+                Err((Some(proc), StartError { message, instance }))
+            }
             Err(Handshake::Broken(detail)) => {
                 proc.kill(format!("did not finish starting: {detail}"));
                 let cause = proc
@@ -333,10 +378,13 @@ impl Supervisor {
                     .unwrap_or_else(|| "did not exit".into());
                 Err((
                     Some(proc),
-                    format!(
-                        "plugin {}: the plugin host {cause} while loading it",
-                        self.init.library.display()
-                    ),
+                    StartError {
+                        message: format!(
+                            "plugin {}: the plugin host {cause} while loading it",
+                            self.init.library.display()
+                        ),
+                        instance: None,
+                    },
                 ))
             }
         }
@@ -365,7 +413,7 @@ impl Supervisor {
                 abi_version,
                 landlock,
             }),
-            Started::Failed { message } => Err(Handshake::Refused(message)),
+            Started::Failed { message, instance } => Err(Handshake::Refused(message, instance)),
         }
     }
 
@@ -415,7 +463,7 @@ impl Supervisor {
                 );
                 Ok(proc)
             }
-            Err((proc, message)) => {
+            Err((proc, StartError { message, .. })) => {
                 if let Some(p) = proc {
                     // Counted here, not again by its reaper.
                     lock(&p.life).retiring = true;
@@ -576,15 +624,51 @@ impl Supervisor {
             pid: alive.map(|p| p.pid),
             restarts: st.restarts,
             last_exit,
+            round_trips: self.round_trips.load(std::sync::atomic::Ordering::Relaxed),
+            instances: self.init.instances.iter().map(|i| i.name.clone()).collect(),
         }
     }
 
-    /// Runs one call (`down`) of the instance for the request in `cx`, serving the
+    /// Runs one call (`down`) of an instance for the request in `cx`, serving the
     /// host API the plugin calls meanwhile.
     pub fn call(&self, cx: &CallCx<'_>, down: &Down) -> Result<Answer, HookError> {
+        match self.exchange(Callers::One(cx), down)? {
+            Up::Done(result) => result.map_err(HookError::from),
+            other => Err(HookError::failed(format!(
+                "the plugin host answered a call with {other:?}"
+            ))),
+        }
+    }
+
+    /// Runs consecutive impls of one chain (`down`, a [`Down::Chain`] of `instances`,
+    /// which this host serves, in that order) in one round trip, serving the host API
+    /// each calls meanwhile as that instance's.
+    pub fn call_chain(
+        &self,
+        req: &Request,
+        hook: Hook,
+        instances: &[&Instance],
+        down: &Down,
+    ) -> Result<ChainAnswer, HookError> {
+        let callers = Callers::Run {
+            req,
+            hook,
+            instances,
+        };
+        match self.exchange(callers, down)? {
+            Up::ChainDone(answer) if answer.steps.len() <= instances.len() => Ok(answer),
+            other => Err(HookError::failed(format!(
+                "the plugin host answered a run of {} impls with {other:?}",
+                instances.len()
+            ))),
+        }
+    }
+
+    /// Sends `down` to the host and serves the host API until its last message.
+    fn exchange(&self, callers: Callers<'_>, down: &Down) -> Result<Up, HookError> {
+        let req = callers.req();
         // Events carry no client address: only logins' senders can be held back.
-        let address = cx
-            .req
+        let address = req
             .context
             .get("remote_addr")
             .map(|a| plugin_abi::sdk::address_bucket(a))
@@ -592,15 +676,15 @@ impl Supervisor {
         if let Some(refused) = address.as_deref().and_then(|a| self.held_back(a)) {
             return Err(refused);
         }
-        self.call_host(cx, down, address.as_deref())
+        self.call_host(&callers, down, address.as_deref())
     }
 
     fn call_host(
         &self,
-        cx: &CallCx<'_>,
+        callers: &Callers<'_>,
         down: &Down,
         address: Option<&str>,
-    ) -> Result<Answer, HookError> {
+    ) -> Result<Up, HookError> {
         let proc = self.running()?;
         let mut lane = match proc.lane() {
             Ok(lane) => lane,
@@ -608,26 +692,29 @@ impl Supervisor {
                 return Err(self.lost(&proc, address, &format!("no lane could be opened: {e}")))
             }
         };
-        let (killer, hook) = (proc.clone(), cx.hook);
-        cx.req.arm_cancel(Cancel(Arc::new(move || {
+        let (killer, hook) = (proc.clone(), callers.hook());
+        callers.req().arm_cancel(Cancel(Arc::new(move || {
             killer.kill(format!(
                 "was killed by the daemon: {hook} ran past daemon.hook_timeout_ms"
             ))
         })));
         proc.called
             .store(true, std::sync::atomic::Ordering::Release);
+        self.round_trips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = lane.send(down) {
             return Err(self.lost(&proc, address, &e.to_string()));
         }
         loop {
-            match lane.recv::<Up>(ANSWER_SPIN) {
-                Ok(Up::Done(result)) => {
-                    lock(&proc.idle).push(lane);
-                    return result.map_err(HookError::from);
-                }
-                Ok(Up::Host(call)) => {
+            match lane.recv::<Up>() {
+                Ok(Up::Host { step, call }) => {
                     let answers = call.answers();
-                    let reply = serve(cx, call);
+                    let reply = match callers.cx(step) {
+                        Some(cx) => serve(&cx, call),
+                        None => Err(WireError::Failed(format!(
+                            "the plugin host asked for step {step} of a run that has none"
+                        ))),
+                    };
                     if answers {
                         if let Err(e) = lane.send(&Down::Reply(reply)) {
                             return Err(self.lost(&proc, address, &e.to_string()));
@@ -641,6 +728,10 @@ impl Supervisor {
                     return Err(self.lost(&proc, address, &e.to_string()));
                 }
                 Err(e) => return Err(self.lost(&proc, address, &e.to_string())),
+                Ok(done) => {
+                    lock(&proc.idle).push(lane);
+                    return Ok(done);
+                }
             }
         }
     }
@@ -662,10 +753,62 @@ impl Supervisor {
                     .unwrap_or_else(|| "did not exit after SIGKILL".into())
             }
         };
+        let shared = if self.init.instances.len() > 1 {
+            format!(", which serves {}", self.instance.replace(',', ", "))
+        } else {
+            String::new()
+        };
         HookError::failed(format!(
-            "its plugin host (pid {}) {cause}; a new one starts at the next call",
+            "its plugin host (pid {}{shared}) {cause}; a new one starts at the next call",
             proc.pid
         ))
+    }
+}
+
+/// Whose host API calls a lane's conversation serves: one instance's call, or each
+/// impl's of a run of a chain.
+enum Callers<'a> {
+    One(&'a CallCx<'a>),
+    Run {
+        req: &'a Request,
+        hook: Hook,
+        instances: &'a [&'a Instance],
+    },
+}
+
+impl<'a> Callers<'a> {
+    fn req(&self) -> &'a Request {
+        match self {
+            Callers::One(cx) => cx.req,
+            Callers::Run { req, .. } => req,
+        }
+    }
+
+    fn hook(&self) -> Hook {
+        match self {
+            Callers::One(cx) => cx.hook,
+            Callers::Run { hook, .. } => *hook,
+        }
+    }
+
+    /// The call context of the run's impl at `step` (a single call's for any step).
+    fn cx(&self, step: u32) -> Option<CallCx<'a>> {
+        match self {
+            Callers::One(cx) => Some(CallCx {
+                req: cx.req,
+                instance: cx.instance,
+                hook: cx.hook,
+            }),
+            Callers::Run {
+                req,
+                hook,
+                instances,
+            } => instances.get(step as usize).map(|instance| CallCx {
+                req,
+                instance,
+                hook: *hook,
+            }),
+        }
     }
 }
 
@@ -678,8 +821,8 @@ impl Drop for Supervisor {
 }
 
 enum Handshake {
-    /// The host answered: it could not load or make the instance.
-    Refused(String),
+    /// The host answered: it could not load or make an instance (which, if one).
+    Refused(String, Option<u32>),
     /// The host died or did not answer.
     Broken(String),
 }
@@ -881,8 +1024,14 @@ fn serve(cx: &CallCx<'_>, call: HostCall) -> Result<HostValue, WireError> {
     r.map_err(WireError::from)
 }
 
-/// An isolated instance as chains call it: every hook crosses to its host.
-pub struct IsolatedHooks(pub Arc<Supervisor>);
+/// An isolated instance as chains call it: every hook crosses to its host, which
+/// knows it by its place among the host's instances (`of`).
+pub struct IsolatedHooks {
+    /// The instance's host.
+    pub host: Arc<Supervisor>,
+    /// Its place in the host's [`Init::instances`].
+    pub of: u32,
+}
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use crate::stats::{arg, percentile, release_daemon, run_clients};
 
 /// The five instances: word filters, each masking its own words, running where
-/// `isolation` says ("none": in the daemon's process; "process": a host each).
+/// `isolation` says ("none": in the daemon's process; "process": in a plugin host,
+/// one for the five).
 pub fn five_filters(isolation: &str) -> String {
     (0..5)
         .map(|i| {
@@ -38,15 +39,18 @@ pub const CONTENT: &str = "Thanks for the reply! I tried spam0 and scam1 setting
 const METHOD: &str = "org.flaskbb.Events.PostSaveBefore";
 
 /// One row: round trips/s, p50 and p99.
-struct Row {
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
+pub struct Row {
+    /// Round trips per second, all clients together.
+    pub rate: f64,
+    /// The median round trip.
+    pub p50: Duration,
+    /// The 99th percentile.
+    pub p99: Duration,
 }
 
 /// `clients` connections to `socket`, each sending the post in a closed loop for
 /// `seconds` and checking each answer with `check`.
-fn measure(socket: &Path, clients: usize, seconds: f64, check: fn(&serde_json::Value)) -> Row {
+pub fn measure(socket: &Path, clients: usize, seconds: f64, check: fn(&serde_json::Value)) -> Row {
     let (times, wall) = run_clients(
         clients,
         seconds,
@@ -116,18 +120,21 @@ pub fn events(args: &[String]) {
     echo.stop();
 }
 
-fn micros(d: Duration) -> f64 {
+/// Microseconds, for printing.
+pub fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
 /// A bare Varlink echo server in a process of its own: the socket's own cost.
-struct EchoServer {
+pub struct EchoServer {
     child: Child,
-    socket: std::path::PathBuf,
+    /// Where it listens.
+    pub socket: std::path::PathBuf,
 }
 
 impl EchoServer {
-    fn start(socket: &Path) -> EchoServer {
+    /// Starts it on `socket` and waits until it listens.
+    pub fn start(socket: &Path) -> EchoServer {
         let child = Command::new(std::env::current_exe().expect("this binary"))
             .arg("echo-server")
             .arg(socket)
@@ -148,7 +155,8 @@ impl EchoServer {
         }
     }
 
-    fn stop(&mut self) {
+    /// Ends it.
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,5 +1,7 @@
 //! Isolation's cost: one impl call in a plugin host against the same call in the
-//! daemon's process, and `PostSaveBefore` through five word filters each way.
+//! daemon's process, and `PostSaveBefore` through five word filters each way, on quiet
+//! cores and with a busy loop on every core at the same priority (a FlaskBB box is
+//! never idle), beside a bare Varlink echo server.
 
 use std::{
     hint::black_box,
@@ -11,22 +13,111 @@ use std::{
 
 use flaskbbd::embed::{Chains, Context, EventCall};
 use flaskbbd_tests::{build_release, fixture_release, Scratch};
-use serde_json::json;
 
 use crate::{
-    events::{five_filters, CONTENT},
-    stats::{arg, closed_loop, ms, percentile, release_daemon},
+    events::{five_filters, measure, micros, EchoServer, Row, CONTENT},
+    stats::{arg, percentile, release_daemon, release_daemon_bin},
 };
 
-/// `flaskbbd-bench isolation [--calls N] [--seconds N]`.
+/// `flaskbbd-bench isolation [--calls N] [--seconds N] [--baseline DAEMON]`: with
+/// `--baseline`, another build of the daemon (say, the last release) is measured
+/// isolated beside this one in the five-filter rows.
 pub fn isolation(args: &[String]) {
     let calls = arg(args, "--calls", 20_000) as usize;
     let seconds = arg(args, "--seconds", 5) as f64;
+    let baseline = args
+        .iter()
+        .position(|a| a == "--baseline")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
     socket_floor(calls);
     println!();
     one_call(calls);
     println!();
-    five_filters_each_way(seconds);
+    floor_under_load(seconds);
+    println!();
+    five_filters_each_way(seconds, baseline.as_deref());
+}
+
+/// One busy loop per core, each a process of its own at the benchmark's priority (as
+/// a FlaskBB worker or a build would be); ended when dropped.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn start() -> Hogs {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Hogs(
+            (0..cores)
+                .map(|_| {
+                    Command::new(std::env::current_exe().expect("this binary"))
+                        .arg("hog")
+                        .spawn()
+                        .expect("a busy loop starts")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for h in &mut self.0 {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+    }
+}
+
+/// `flaskbbd-bench hog` (not for people): a busy loop that never sleeps.
+pub fn hog() {
+    let mut n = 0u64;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+/// What one wake-up costs when every core is busy: the socket floor's blocking round
+/// trip (two wake-ups: the peer's, then the caller's) for `seconds`, quiet and with a
+/// busy loop on every core.
+fn floor_under_load(seconds: f64) {
+    let measure = || {
+        let (mut ours, theirs) = UnixStream::pair().expect("a socketpair");
+        let mut peer = Command::new(std::env::current_exe().expect("this binary"))
+            .arg("echo-peer")
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .spawn()
+            .expect("the echo peer starts");
+        let mut buf = [0u8; 8];
+        let mut times = Vec::new();
+        let until = Instant::now() + std::time::Duration::from_secs_f64(seconds);
+        while Instant::now() < until {
+            let t = Instant::now();
+            ours.write_all(&[1; 8]).unwrap();
+            ours.read_exact(&mut buf).unwrap();
+            times.push(t.elapsed());
+        }
+        drop(ours);
+        let _ = peer.wait();
+        times
+    };
+    let quiet = measure();
+    let busy = {
+        let _hogs = Hogs::start();
+        measure()
+    };
+    println!("a blocking 8-byte round trip to another process (two wake-ups), {seconds} s each:");
+    println!(
+        "{:>28} {:>10} {:>10} {:>10}",
+        "", "round trips", "p50 µs", "p99 µs"
+    );
+    for (label, t) in [("quiet", quiet), ("a busy loop on every core", busy)] {
+        println!(
+            "{label:>28} {:>10} {:>10.1} {:>10.1}",
+            t.len(),
+            micros(percentile(t.clone(), 0.5)),
+            micros(percentile(t, 0.99))
+        );
+    }
 }
 
 /// The floor: a bare 8-byte round trip over a socketpair to another process that
@@ -151,41 +242,88 @@ fn one_call(calls: usize) {
 }
 
 /// `PostSaveBefore` over the socket through five `wordfilter`s, in-process and
-/// isolated, with 1 and 16 clients.
-fn five_filters_each_way(seconds: f64) {
-    println!("PostSaveBefore through 5 wordfilter instances over the socket, {seconds} s per row, release build:");
-    println!(
-        "{:>10} {:>8} {:>14} {:>10} {:>10}",
-        "isolation", "clients", "round trips/s", "p50 ms", "p99 ms"
-    );
-    for isolation in ["none", "process"] {
+/// isolated (the shipped default), beside a Varlink echo server answering the same
+/// message, at 1 and 16 clients; on quiet cores, then with a busy loop on every core.
+fn five_filters_each_way(seconds: f64, baseline: Option<&std::path::Path>) {
+    let config = |isolation: &str| {
+        format!(
+            "[database]\nurl = \"sqlite:///bench.db\"\n[log]\nfilter = \"warn\"\n{}",
+            five_filters(isolation)
+        )
+    };
+    let daemon = |isolation: &str| {
         let s = Scratch::new(&format!("bench-isolation-events-{isolation}"));
-        let (d, _) = release_daemon(
-            &s,
-            &format!(
-                "[database]\nurl = \"sqlite:///bench.db\"\n[log]\nfilter = \"warn\"\n{}",
-                five_filters(isolation)
-            ),
-        );
+        let (d, _) = release_daemon(&s, &config(isolation));
+        (s, d)
+    };
+    let (_a, inline) = daemon("none");
+    let (_b, isolated) = daemon("process");
+    let base = baseline.map(|bin| {
+        let s = Scratch::new("bench-isolation-events-baseline");
+        let (d, _) = release_daemon_bin(&s, &config("process"), bin);
+        (s, d)
+    });
+    let echo_dir = Scratch::new("bench-isolation-echo");
+    let mut echo = EchoServer::start(&echo_dir.path.join("echo.sock"));
+    let masked = |r: &serde_json::Value| {
+        assert!(r["post"]["content"].as_str().unwrap().contains(r"\*\*\*\*\*"));
+    };
+    let echoed = |r: &serde_json::Value| {
+        assert_eq!(r["post"]["content"].as_str(), Some(CONTENT));
+    };
+    println!("PostSaveBefore through 5 wordfilter instances over the socket, in-process (none) and isolated (process, the default), beside a Varlink echo server; {seconds} s per cell, the three alternating, release build:");
+    println!(
+        "{:>5} {:>7} | {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>9} {:>9}",
+        "load",
+        "clients",
+        "none rt/s",
+        "proc rt/s",
+        "echo rt/s",
+        "none p50",
+        "proc p50",
+        "echo p50",
+        "proc÷none",
+        "proc÷echo",
+        "proc÷none",
+        "proc÷echo"
+    );
+    for load in ["quiet", "busy"] {
+        let hogs = (load == "busy").then(Hogs::start);
         for clients in [1usize, 16] {
-            let (times, wall) = closed_loop(&d, clients, seconds, &|c| {
-                let r = c
-                    .call(
-                        "org.flaskbb.Events.PostSaveBefore",
-                        json!({ "post": { "content": CONTENT, "user_id": 2 } }),
-                    )
-                    .expect("PostSaveBefore");
-                assert!(r["post"]["content"]
-                    .as_str()
-                    .unwrap()
-                    .contains(r"\*\*\*\*\*"));
-            });
-            let rate = times.len() as f64 / wall.as_secs_f64();
+            let none: Row = measure(&inline.socket, clients, seconds, masked);
+            let process: Row = measure(&isolated.socket, clients, seconds, masked);
+            let bare: Row = measure(&echo.socket, clients, seconds, echoed);
+            let before = base
+                .as_ref()
+                .map(|(_, d)| measure(&d.socket, clients, seconds, masked));
             println!(
-                "{isolation:>10} {clients:>8} {rate:>14.0} {:>10.3} {:>10.3}",
-                ms(percentile(times.clone(), 0.5)),
-                ms(percentile(times, 0.99))
+                "{load:>5} {clients:>7} | {:>9.0} {:>9.0} {:>9.0} | {:>8.1} {:>8.1} {:>8.1} | {:>9.3} {:>9.3} | {:>9.2} {:>9.2}",
+                none.rate,
+                process.rate,
+                bare.rate,
+                micros(none.p50),
+                micros(process.p50),
+                micros(bare.p50),
+                process.rate / none.rate,
+                process.rate / bare.rate,
+                micros(process.p50) / micros(none.p50),
+                micros(process.p50) / micros(bare.p50),
             );
+            if let Some(b) = before {
+                println!(
+                    "{:>13} | {:>19} {:>9.0} | {:>17} {:>8.1} | baseline (isolated) ÷ this build: calls/s {:.3}, p50 {:.2}",
+                    "baseline",
+                    "",
+                    b.rate,
+                    "",
+                    micros(b.p50),
+                    b.rate / process.rate,
+                    micros(b.p50) / micros(process.p50)
+                );
+            }
         }
+        drop(hogs);
     }
+    println!("(p50 in µs; the first pair of ratios is of calls/s, the second of p50; busy: one busy loop per core at the same priority)");
+    echo.stop();
 }

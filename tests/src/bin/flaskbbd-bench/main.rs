@@ -17,7 +17,7 @@ const USAGE: &str = "usage: flaskbbd-bench <benchmark> [options]
   bcrypt    [--seconds N] [--cost C]  engines and lanes vs libxcrypt; Authenticate at 4 clients/core (default and 4 lanes) and alone, cost 10 and 12
   timing    [--cost N] [--rounds N]   wrong password vs unknown user vs locked account, quiet and under load
   events    [--seconds N]      PostSaveBefore through 5 plugins vs an echo server, 1/16/256 clients
-  isolation [--calls N] [--seconds N]   an isolated impl call vs in-process; 5 filters each way
+  isolation [--calls N] [--seconds N] [--baseline DAEMON]   an isolated impl call vs in-process; 5 filters each way, quiet and with every core busy
   flaskbb   [--rounds N]       the same flows through FlaskBB's own pipeline
   bridge    [--rounds N]       a FlaskBB login and topic post, plain vs through the bridge
   memory    [--starts N] [--connections N]   start-up time and RSS
@@ -34,6 +34,8 @@ fn main() {
         Some("isolation") => isolation::isolation(rest),
         // The socket-floor measurement's other process (not for people).
         Some("echo-peer") => isolation::echo_peer(),
+        // The contended runs' busy loop (not for people).
+        Some("hog") => isolation::hog(),
         // The events benchmark's yardstick (not for people).
         Some("echo-server") => events::echo_server(rest),
         Some("flaskbb") => flaskbb::against_flaskbb(rest),

@@ -104,17 +104,6 @@ pub fn for_seconds(threads: usize, seconds: f64, f: &(dyn Fn() + Sync)) -> (f64,
     (rate, spread)
 }
 
-/// `clients` connections to `d`, each calling `call` in a closed loop for `seconds`;
-/// returns every call's latency and the wall time.
-pub fn closed_loop(
-    d: &TestDaemon,
-    clients: usize,
-    seconds: f64,
-    call: &(dyn Fn(&mut flaskbbd_protocol::client::Client) + Sync),
-) -> (Vec<Duration>, Duration) {
-    run_clients(clients, seconds, &|| d.client(), call)
-}
-
 /// `clients` connections made by `connect`, each calling `call` in a closed loop for
 /// `seconds`; returns every call's latency and the wall time.
 pub fn run_clients(
@@ -126,9 +115,9 @@ pub fn run_clients(
     for_duration(clients, 0.0, seconds, connect, call)
 }
 
-/// As [`closed_loop`], the clients running `warmup + seconds` without a break, and
-/// only the calls that began after the warm-up counted: the steady state, with no
-/// start-up burst in it.
+/// `clients` connections to `d`, each calling `call` in a closed loop for `warmup +
+/// seconds` without a break, only the calls that began after the warm-up counted:
+/// the steady state, with no start-up burst in it.
 pub fn steady_loop(
     d: &TestDaemon,
     clients: usize,
@@ -144,6 +133,17 @@ pub fn steady_loop(
 /// configuration's path.
 pub fn release_daemon(s: &Scratch, extra: &str) -> (TestDaemon, PathBuf) {
     let dir = build_release();
+    release_daemon_bin(s, extra, &dir.join("flaskbbd"))
+}
+
+/// As [`release_daemon`], the daemon being `bin` (another build of it, to compare),
+/// with this build's plugins.
+pub fn release_daemon_bin(
+    s: &Scratch,
+    extra: &str,
+    bin: &std::path::Path,
+) -> (TestDaemon, PathBuf) {
+    let dir = build_release();
     let cfg = s.write(
         "flaskbb.toml",
         &format!(
@@ -151,8 +151,5 @@ pub fn release_daemon(s: &Scratch, extra: &str) -> (TestDaemon, PathBuf) {
             dir.display().to_string()
         ),
     );
-    (
-        TestDaemon::start_bin(s, &dir.join("flaskbbd"), cfg.clone()),
-        cfg,
-    )
+    (TestDaemon::start_bin(s, bin, cfg.clone()), cfg)
 }
