@@ -916,9 +916,20 @@ fn instances_of_one_library_and_sandbox_share_a_host_and_a_chain_through_them_is
 
     // Each instance masked its own word: its own configuration, and the draft of the
     // one before it.
+    // (A post is Markdown: wordfilter writes its stars escaped.)
+    let m = |n: usize| r"\*".repeat(n);
     assert_eq!(
         r["post"]["content"],
-        "***** ***** ******* ***** **** ******* **** hotel"
+        format!(
+            "{} {} {} {} {} {} {} hotel",
+            m(5),
+            m(5),
+            m(7),
+            m(5),
+            m(4),
+            m(7),
+            m(4)
+        )
     );
     // Five impls in one round trip to the shared host, one to the other.
     assert_eq!(trips("w1"), before + 1);
@@ -973,7 +984,7 @@ fn a_crash_in_a_shared_host_fails_the_run_in_flight_and_a_new_host_serves_all_it
             json!({ "post": { "content": "darn" } }),
         )
         .unwrap();
-    assert_eq!(r["post"]["content"], "****");
+    assert_eq!(r["post"]["content"], r"\*\*\*\*");
     let new = host_pid(&d, "f1");
     assert_ne!(new, pid);
     assert_eq!(host_pid(&d, "f2"), new);

@@ -266,7 +266,10 @@ fn five_filters_each_way(seconds: f64, baseline: Option<&std::path::Path>) {
     let echo_dir = Scratch::new("bench-isolation-echo");
     let mut echo = EchoServer::start(&echo_dir.path.join("echo.sock"));
     let masked = |r: &serde_json::Value| {
-        assert!(r["post"]["content"].as_str().unwrap().contains(r"\*\*\*\*\*"));
+        assert!(r["post"]["content"]
+            .as_str()
+            .unwrap()
+            .contains(r"\*\*\*\*\*"));
     };
     let echoed = |r: &serde_json::Value| {
         assert_eq!(r["post"]["content"].as_str(), Some(CONTENT));
