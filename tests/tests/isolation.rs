@@ -365,11 +365,17 @@ fn a_host_killed_from_outside_is_replaced_at_the_next_call() {
         "[[plugin]]\nname = \"filter\"\nlibrary = \"wordfilter\"\nconfig = { words = [\"darn\"] }\n",
     );
     let pid = host_pid(&d, "filter");
-    // SAFETY: kill(2) on a process of our own making.
     // SAFETY: kill(2) on the host's pid, which the daemon has not reaped yet.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     assert!(gone(pid));
-    let p = d.plugin("filter");
+    // The daemon records the death when it reaps the host, a moment after the
+    // process is gone.
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut p = d.plugin("filter");
+    while p["host"]["state"] != "stopped" && Instant::now() < until {
+        thread::sleep(Duration::from_millis(20));
+        p = d.plugin("filter");
+    }
     assert_eq!(p["host"]["state"], "stopped", "{p}");
     assert_eq!(
         p["host"]["last_exit"],
