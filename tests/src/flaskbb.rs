@@ -157,9 +157,11 @@ pub fn bridge_tests(module: &str) {
         .output()
         .expect("FlaskBB's python runs");
     let report = String::from_utf8_lossy(&out.stderr);
+    // What the tests printed: a failed browser test names its screenshot there.
+    let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "bridges/flaskbb/tests/{module}.py failed ({}); scratch kept in {}:\n{report}",
+        "bridges/flaskbb/tests/{module}.py failed ({}); scratch kept in {}:\n{report}\n{printed}",
         out.status,
         s.path.display()
     );

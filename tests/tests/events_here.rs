@@ -36,7 +36,7 @@ fn warm_up(c: &mut flaskbbd_protocol::client::Client) {
     for _ in 0..5 {
         assert_eq!(
             save(c, "hello darn").unwrap()["post"]["content"],
-            "hello ****"
+            r"hello \*\*\*\*"
         );
     }
 }
@@ -84,7 +84,7 @@ fn a_call_hung_on_the_connections_thread_is_answered_on_time_and_the_connection_
     // The same connection is served on, while the call still sleeps on its thread.
     assert_eq!(
         save(&mut c, "more darn").unwrap()["post"]["content"],
-        "more ****"
+        r"more \*\*\*\*"
     );
     // So are other clients, several at once.
     thread::scope(|scope| {
@@ -92,7 +92,10 @@ fn a_call_hung_on_the_connections_thread_is_answered_on_time_and_the_connection_
             scope.spawn(|| {
                 let mut c = d.client();
                 for _ in 0..20 {
-                    assert_eq!(save(&mut c, "darn").unwrap()["post"]["content"], "****");
+                    assert_eq!(
+                        save(&mut c, "darn").unwrap()["post"]["content"],
+                        r"\*\*\*\*"
+                    );
                 }
                 c.call("org.varlink.service.GetInfo", json!({})).unwrap();
             });
@@ -117,7 +120,10 @@ fn a_call_hung_on_the_connections_thread_is_answered_on_time_and_the_connection_
     }
     let (name, _) = err(save(&mut c, "sleep"));
     assert_eq!(name, "org.flaskbb.Events.InternalError");
-    assert_eq!(save(&mut c, "darn").unwrap()["post"]["content"], "****");
+    assert_eq!(
+        save(&mut c, "darn").unwrap()["post"]["content"],
+        r"\*\*\*\*"
+    );
     assert_eq!(d.log_text().matches(HUNG).count(), 2, "{}", d.log_text());
 }
 
@@ -160,7 +166,10 @@ fn an_isolated_call_hung_on_the_connections_thread_ends_with_its_host() {
         "instance \"faults\" did not answer flaskbb_event_post_save_before within 300 ms"
     );
     // The connection goes on; a new host answers; nothing was abandoned.
-    assert_eq!(save(&mut c, "darn").unwrap()["post"]["content"], "****");
+    assert_eq!(
+        save(&mut c, "darn").unwrap()["post"]["content"],
+        r"\*\*\*\*"
+    );
     assert_ne!(d.plugin("faults")["host"]["pid"].as_u64().unwrap(), pid);
     let log = d.log_text();
     assert!(
@@ -196,7 +205,7 @@ fn pipelined_calls_are_answered_in_order() {
             ),
             _ => (
                 json!({ "method": "org.flaskbb.Events.PostSaveBefore", "parameters": { "post": { "content": format!("darn {i}") } } }),
-                format!("**** {i}"),
+                format!(r"\*\*\*\* {i}"),
             ),
         };
         batch.extend_from_slice(call.to_string().as_bytes());
@@ -256,7 +265,10 @@ config = { words = ["darn"] }
         thread::sleep(Duration::from_millis(100));
         let mut c = d.client();
         for _ in 0..50 {
-            assert_eq!(save(&mut c, "darn").unwrap()["post"]["content"], "****");
+            assert_eq!(
+                save(&mut c, "darn").unwrap()["post"]["content"],
+                r"\*\*\*\*"
+            );
         }
         let events_done = Instant::now();
         let last_login = logins.into_iter().map(|h| h.join().unwrap()).max().unwrap();

@@ -17,6 +17,12 @@ fn posts_and_topics_masked_rejected_and_announced() {
     python_tests("test_posts");
 }
 
+/// In headless Chromium (Debian's `chromium` and `chromium-driver`, driven by Selenium).
+#[test]
+fn a_member_sees_masks_and_refusals_in_a_real_browser() {
+    python_tests("test_post_pages");
+}
+
 #[test]
 fn daemon_away_failing_slow_or_misconfigured_fails_closed() {
     python_tests("test_outage");

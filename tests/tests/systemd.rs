@@ -98,25 +98,28 @@ fn ready_comes_only_once_the_socket_answers_then_reloading_ready_and_stopping() 
 
 #[test]
 fn the_watchdog_is_fed_only_while_the_request_path_answers() {
+    /// The most threads the request pool grows to (executor.rs, MIN_MAX_WORKERS).
+    const POOL_CAP: usize = 64;
     let s = Scratch::new("watchdog");
     let n = NotifySocket::new(&s);
     let mut cmd = n.command();
     cmd.env("WATCHDOG_USEC", "600000");
-    // One worker (so a pool of four threads, the daemon's four per core), and a
-    // plugin that keeps a thread busy for 3 s: four such calls and the pool cannot
-    // answer.
+    // One worker (so a pool of four threads, the daemon's four per core, that grows
+    // to 64 while jobs wait), and an in-process plugin that keeps a thread busy for
+    // 3 s: 64 such calls and the pool cannot answer.
     let d = TestDaemon::spawn(
         &s,
         cmd,
         config(
             &s,
-            "[daemon]\nworkers = 1\nhook_timeout_ms = 10000\n[[plugin]]\nname = \"busy\"\nlibrary = \"scripted\"\nconfig = { on = { flaskbb_event_user_registered = { action = \"sleep\", ms = 3000 } } }\n",
+            "[daemon]\nworkers = 1\nhook_timeout_ms = 10000\n[[plugin]]\nname = \"busy\"\nlibrary = \"scripted\"\nisolation = \"none\"\nconfig = { on = { flaskbb_event_user_registered = { action = \"sleep\", ms = 3000 } } }\n",
         ),
     );
     n.until("READY=1");
     n.until("WATCHDOG=1");
     n.until("WATCHDOG=1");
-    let busy: Vec<_> = (0..4)
+    // One more than the pool holds: an event may also run on a connection's thread.
+    let busy: Vec<_> = (0..=POOL_CAP)
         .map(|_| {
             let socket = d.socket.clone();
             std::thread::spawn(move || {

@@ -46,6 +46,7 @@ def flaskbb_additional_setup(app: Flask, pluggy: Any) -> None:
         return
     _auth.install_views(app)
     _events.install_form_checks()
+    _events.install_quick_reply_page(app)
 
 
 @_impl

@@ -5,11 +5,15 @@ the chain returned (a word filter's masked text). A refusal must leave nothing
 behind, and FlaskBB commits a new topic's row *before* its first post's hook runs,
 so the chains run where nothing has been written yet:
 
-1. Forms: when FlaskBB validates a new topic, a reply or an edit, the bridge runs the
-   chains from the content field's validator. ``Rejected`` (or a daemon that cannot
-   answer) is then a validation error on that field: FlaskBB shows the form again,
-   with the person's text and the reason, and saves nothing. A new topic runs the
-   topic chain and its first post's chain there, together.
+1. Forms: when FlaskBB validates a new topic, a reply, a quick reply or an edit, the
+   bridge runs the chains from the content field's validator. ``Rejected`` (or a
+   daemon that cannot answer) is then a validation error on that field, shown in red
+   under the editor as FlaskBB shows a form's errors: FlaskBB shows the form again,
+   with the person's text and the reason, and saves nothing. FlaskBB answers a failed
+   quick reply with a redirect to the topic, an empty box and the reason flashed at
+   the top; the bridge shows the topic page at once instead, the text still in the
+   box and the reason under it. A new topic runs the topic chain and its first post's
+   chain there, together.
 2. Models: FlaskBB's ``flaskbb_event_*_save_before`` hooks. A save the form step
    already checked passes through (the chain is not run twice). Any other save runs
    its chain here. If it carries new text (another plugin's code saving a post), a
@@ -17,7 +21,9 @@ so the chains run where nothing has been written yet:
    error handler turns into the reason on the page the person came from. If it
    changes no text (FlaskBB saves a topic on every view to count it; moderators lock
    and move topics), it is never refused: the daemon is told, and what it answers is
-   applied, but a forum stays readable while the daemon is away.
+   applied, but a forum stays readable while the daemon is away. A save that changes
+   nothing but FlaskBB's view counter (every topic view) is not sent at all, neither
+   before nor after: a page view is not an event, and no shipped plugin counts views.
 
 ``save_after`` and ``user_registered`` tell the daemon what happened; if it cannot be
 told, the cause is logged (the save itself has already happened), at most once a
@@ -31,9 +37,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from flask import Flask, flash, g, redirect, request, url_for
+from flask import Flask, flash, g, redirect, request, session, url_for
 from flask_babelplus import gettext as _
 from flask_login import current_user
+from markupsafe import Markup
 from wtforms.validators import ValidationError
 
 from flaskbb.extensions import db
@@ -42,6 +49,12 @@ from .bridge import SAVE_UNAVAILABLE, Bridge, active, log
 from .client import DaemonError, Rejected, Unavailable
 
 _APPROVED = "flaskbbd_approved"
+#: A quick reply the daemon refused on this request: the error shown under its box.
+_QUICK_REFUSED = "flaskbbd_quick_refused"
+#: Topics whose save on this request changed only the view counter.
+_VIEWS_ONLY = "flaskbbd_views_only"
+#: The endpoint of FlaskBB's topic page, which also takes the quick reply.
+_VIEW_TOPIC = "forum.view_topic"
 
 
 class SaveRefused(Exception):
@@ -132,6 +145,13 @@ def _author() -> Dict[str, Any]:
     return {}
 
 
+def field_error(reason: str) -> Markup:
+    """``reason`` (escaped) as FlaskBB shows a form's error: FlaskBB's editor prints
+    its field's errors as grey help text, so the bridge's are marked up as Bootstrap's
+    ``text-danger``, the red of FlaskBB's other fields in error."""
+    return Markup('<span class="text-danger flaskbbd-refused" role="alert">{}</span>').format(reason)
+
+
 def _validate_reply(form: Any, field: Any) -> None:
     """The content validator of FlaskBB's reply, quick reply and edit forms."""
     bridge = active()
@@ -149,7 +169,12 @@ def _validate_reply(form: Any, field: Any) -> None:
         post.update(_author())
         if "topic_id" in args:
             post["topic_id"] = args["topic_id"]
-    checked = _check(bridge, lambda: bridge.client.post_save_before(_drop_none(post)))
+    try:
+        checked = _check(bridge, lambda: bridge.client.post_save_before(_drop_none(post)))
+    except ValidationError as refused:
+        if request.endpoint == _VIEW_TOPIC:
+            g.setdefault(_QUICK_REFUSED, refused.args[0])
+        raise
     field.data = checked["content"]
     _approve("post", field.data)
 
@@ -180,10 +205,10 @@ def _check(bridge: Bridge, call: Callable[[], Dict[str, Any]]) -> Dict[str, Any]
         return call()
     except Rejected as e:
         log.info("save refused by flaskbbd's plugin %r: %s", e.plugin, e.reason)
-        raise ValidationError(e.reason) from None
+        raise ValidationError(field_error(e.reason)) from None
     except Unavailable as e:
         log.error("save refused, flaskbbd could not check it: %s", e.cause)
-        raise ValidationError(_(SAVE_UNAVAILABLE)) from None
+        raise ValidationError(field_error(_(SAVE_UNAVAILABLE))) from None
 
 
 def _with_inline_validator(form_class: Any, validator: Callable[[Any, Any], None]) -> None:
@@ -216,6 +241,60 @@ def install_form_checks() -> None:
     quick = getattr(forms, "QuickreplyForm", None)
     if quick is not None:
         _with_inline_validator(quick, _validate_reply)
+        _show_quick_reply_errors(quick)
+
+
+def _show_quick_reply_errors(form_class: Any) -> None:
+    """Makes the quick reply form that the topic page shows after a refusal carry
+    the refusal as its content's error. Idempotent."""
+    original = form_class.__init__
+    if getattr(original, "_flaskbbd", False):
+        return
+
+    def __init__(form: Any, *args: Any, **kwargs: Any) -> None:
+        original(form, *args, **kwargs)
+        refused = g.get(_QUICK_REFUSED) if request.method == "POST" else None
+        if refused is not None:
+            form.content.errors = [refused]
+
+    __init__._flaskbbd = True  # type: ignore[attr-defined]
+    form_class.__init__ = __init__
+
+
+def install_quick_reply_page(app: Flask) -> None:
+    """A quick reply the daemon refused shows the topic page again at once, the text
+    in the box and the reason under it, rather than FlaskBB's redirect to an empty box
+    with the reason flashed at the top. FlaskBB's page itself makes the page: on this
+    POST its quick reply form reads the text back from the request."""
+    original = app.view_functions.get(_VIEW_TOPIC)
+    view_class = getattr(original, "view_class", None)
+    if original is None or view_class is None or getattr(original, "_flaskbbd", False):
+        if original is None or view_class is None:
+            log.warning("FlaskBB has no %s view: a refused quick reply is shown as FlaskBB shows it", _VIEW_TOPIC)
+        return
+
+    def view_topic(*args: Any, **kwargs: Any) -> Any:
+        response = original(*args, **kwargs)
+        refused = g.get(_QUICK_REFUSED)
+        if request.method != "POST" or refused is None:
+            return response
+        _unflash(refused)
+        return view_class().get(*args, **kwargs)
+
+    view_topic._flaskbbd = True  # type: ignore[attr-defined]
+    view_topic.view_class = view_class  # type: ignore[attr-defined]
+    app.view_functions[_VIEW_TOPIC] = view_topic
+
+
+def _unflash(message: Any) -> None:
+    """Takes back a message FlaskBB flashed on this request (it is shown on the page
+    instead)."""
+    flashes = session.get("_flashes")
+    if not flashes:
+        return
+    kept = [(category, text) for category, text in flashes if text != message]
+    if len(kept) != len(flashes):
+        session["_flashes"] = kept
 
 
 # -- 2. models --------------------------------------------------------------------
@@ -252,10 +331,25 @@ def post_save_before(post: Any) -> None:
         post.content = checked["content"]
 
 
+def _views_only(topic: Any) -> bool:
+    """True for a saved topic whose only change is FlaskBB's view counter (FlaskBB
+    saves the topic on every view to count it)."""
+    if topic.id is None:
+        return False
+    from sqlalchemy import inspect
+
+    changed = {attr.key for attr in inspect(topic).attrs if attr.history.has_changes()}
+    return changed == {"views"}
+
+
 def topic_save_before(topic: Any) -> None:
     """FlaskBB's ``flaskbb_event_topic_save_before``."""
     bridge = active()
     if bridge is None or _take_approval("topic", topic.title or ""):
+        return
+    if _views_only(topic):
+        views_only: List[int] = g.setdefault(_VIEWS_ONLY, [])
+        views_only.append(topic.id)
         return
     checked = _run_before(
         bridge,
@@ -341,8 +435,12 @@ def post_save_after(post: Any, is_new: bool) -> None:
 
 
 def topic_save_after(topic: Any, is_new: bool) -> None:
-    """FlaskBB's ``flaskbb_event_topic_save_after``."""
+    """FlaskBB's ``flaskbb_event_topic_save_after``; not for a view counted."""
     bridge = active()
+    views_only: List[int] = g.get(_VIEWS_ONLY, [])
+    if not is_new and topic.id in views_only:
+        views_only.remove(topic.id)
+        return
     if bridge is not None:
         _tell(bridge, f"topic {topic.id}", lambda: bridge.client.topic_save_after(topic_message(topic), is_new))
 

@@ -303,10 +303,12 @@ fn give_back_memory(peak: usize) {
 }
 
 /// What a connection holds while it is open: its place under
-/// `daemon.max_connections` and in its uid's share.
+/// `daemon.max_connections` and in its uid's share. Fields drop in order: the share is
+/// given back before the permit, so the connection the permit lets in next never finds
+/// its uid's share still counting this closed one (and is never refused for it).
 struct Held {
-    _permit: OwnedSemaphorePermit,
     _share: Share,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// One client connection and all that serving it needs; it moves to another task when

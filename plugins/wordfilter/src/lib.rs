@@ -1,6 +1,18 @@
 //! `wordfilter`: checks posts and topics before they are saved
 //! (`flaskbb_event_post_save_before`, `flaskbb_event_topic_save_before`) for listed
 //! words, matched whole and case-insensitively, and masks them or rejects the save.
+//!
+//! Configuration (`config = { ... }` of a `[[plugin]]`):
+//! - `words`: the listed words;
+//! - `action`: `"mask"` (the default) or `"reject"`;
+//! - `mask`: the character each letter of a listed word becomes (default `*`).
+//!
+//! Any mask is safe wherever it lands. A topic's title is plain text and gets the
+//! mask as it is ("A **** day"). A post's text (and a new topic's first post) is
+//! Markdown, where `****` would be emphasis: there a mask that Markdown reads as
+//! punctuation (`` \ ` * _ { } [ ] ( ) # + - . ! > ~ | ``) is written escaped, one
+//! backslash before each character (`\*\*\*\*`), which FlaskBB renders as `****`
+//! (the editor shows the backslashes); any other mask (`■`, `x`) is written as it is.
 
 use plugin_abi::prelude::*;
 use serde::Deserialize;
@@ -66,6 +78,40 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '\'' || c == '_'
 }
 
+/// Whether Markdown reads `c` as punctuation it may act on: the characters that
+/// FlaskBB's renderer (mistune) and CommonMark both let a backslash escape.
+fn markdown_punctuation(c: char) -> bool {
+    matches!(
+        c,
+        '\\' | '`'
+            | '*'
+            | '_'
+            | '{'
+            | '}'
+            | '['
+            | ']'
+            | '('
+            | ')'
+            | '#'
+            | '+'
+            | '-'
+            | '.'
+            | '!'
+            | '>'
+            | '~'
+            | '|'
+    )
+}
+
+/// Where the text goes: what a mask must survive there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    /// Plain text (a topic's title).
+    Plain,
+    /// Markdown (a post's text).
+    Markdown,
+}
+
 /// [`is_word_char`] for each ASCII byte.
 const ASCII_WORD: [bool; 128] = {
     let mut t = [false; 128];
@@ -109,8 +155,14 @@ impl WordFilter {
     }
 
     /// `text` with listed words masked (`None` when nothing was listed, so nothing
-    /// changes), and the first listed word found.
+    /// changes), and the first listed word found; the mask written as `field` needs.
     pub fn filter(&self, text: &str) -> (Option<String>, Option<String>) {
+        self.filter_field(text, Field::Plain)
+    }
+
+    /// [`WordFilter::filter`] for text that goes to `field`.
+    fn filter_field(&self, text: &str, field: Field) -> (Option<String>, Option<String>) {
+        let escape = field == Field::Markdown && markdown_punctuation(self.mask);
         let mut out: Option<String> = None;
         let mut found: Option<String> = None;
         let bytes = text.as_bytes();
@@ -144,13 +196,25 @@ impl WordFilter {
                 i += text[i..].chars().next().map_or(1, char::len_utf8);
                 continue;
             }
-            let word = &text[start..i];
+            // Underscores around a word are Markdown's emphasis (`_darn_`), not part
+            // of it: the word is what they enclose. Inside a word they stay (`darn_it`).
+            let whole = &text[start..i];
+            let start = start + (whole.len() - whole.trim_start_matches('_').len());
+            let word = text[start..i].trim_end_matches('_');
+            if word.is_empty() {
+                continue;
+            }
             if let Some(listed) = self.listed(word, ascii) {
                 found.get_or_insert_with(|| listed.to_owned());
                 let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
                 out.push_str(&text[copied..start]);
-                out.extend(std::iter::repeat_n(self.mask, word.chars().count()));
-                copied = i;
+                for _ in 0..word.chars().count() {
+                    if escape {
+                        out.push('\\');
+                    }
+                    out.push(self.mask);
+                }
+                copied = start + word.len();
             }
         }
         let out = out.map(|mut out| {
@@ -161,8 +225,8 @@ impl WordFilter {
     }
 
     /// The text to save in place of `text`, if it changes; a rejection if it must.
-    fn apply(&self, text: &str) -> HookResult<Option<String>> {
-        match self.filter(text) {
+    fn apply(&self, text: &str, field: Field) -> HookResult<Option<String>> {
+        match self.filter_field(text, field) {
             (_, Some(w)) if self.action == Action::Reject => Err(HookError::rejected(format!(
                 "The text contains a word that is not allowed here: \"{w}\"."
             ))),
@@ -173,7 +237,7 @@ impl WordFilter {
 
 impl PostSaveBeforeHandler for WordFilter {
     fn post_save_before(&self, _cx: &Ctx<'_>, mut post: Post) -> HookResult<Post> {
-        if let Some(masked) = self.apply(&post.content)? {
+        if let Some(masked) = self.apply(&post.content, Field::Markdown)? {
             post.content = masked.into();
         }
         Ok(post)
@@ -182,11 +246,11 @@ impl PostSaveBeforeHandler for WordFilter {
 
 impl TopicSaveBeforeHandler for WordFilter {
     fn topic_save_before(&self, _cx: &Ctx<'_>, mut topic: Topic) -> HookResult<Topic> {
-        if let Some(masked) = self.apply(&topic.title)? {
+        if let Some(masked) = self.apply(&topic.title, Field::Plain)? {
             topic.title = masked.into();
         }
         if let Some(content) = topic.content.as_ref().into_option() {
-            if let Some(masked) = self.apply(content)? {
+            if let Some(masked) = self.apply(content, Field::Markdown)? {
                 topic.content = Some(masked.into()).into();
             }
         }
@@ -226,8 +290,13 @@ mod tests {
         assert_eq!(f.filter("(darn)heck!").0.as_deref(), Some("(****)****!"));
         assert_eq!(f.filter("x darn").0.as_deref(), Some("x ****"));
         assert_eq!(
-            f.filter("darn's heck_ darn").0.as_deref(),
-            Some("darn's heck_ ****")
+            f.filter("darn's heck_ darn_it darn").0.as_deref(),
+            Some("darn's ****_ darn_it ****")
+        );
+        // Markdown's emphasis hides no word.
+        assert_eq!(
+            f.filter("_darn_ __heck__ _darn").0.as_deref(),
+            Some("_****_ __****__ _****")
         );
     }
 
@@ -262,11 +331,39 @@ mod tests {
     #[test]
     fn rejects_naming_the_word() {
         assert_eq!(
-            wf(Action::Reject).apply("oh heck"),
+            wf(Action::Reject).apply("oh heck", Field::Markdown),
             Err(HookError::rejected(
                 "The text contains a word that is not allowed here: \"heck\"."
             ))
         );
-        assert_eq!(wf(Action::Reject).apply("all fine"), Ok(None));
+        assert_eq!(wf(Action::Reject).apply("all fine", Field::Plain), Ok(None));
+    }
+
+    #[test]
+    fn a_mask_markdown_would_read_is_escaped_in_markdown_only() {
+        let f = wf(Action::Mask);
+        assert_eq!(
+            f.apply("What a darn day. Darn it!", Field::Markdown),
+            Ok(Some(r"What a \*\*\*\* day. \*\*\*\* it!".into()))
+        );
+        assert_eq!(
+            f.apply("What a darn day", Field::Plain),
+            Ok(Some("What a **** day".into()))
+        );
+        for mask in ['_', '~', '`', '#', '-', '>', '|', '\\'] {
+            let f = WordFilter::new(vec!["heck".into()], Action::Mask, mask);
+            let escaped: String = std::iter::repeat_n(format!("\\{mask}"), 4).collect();
+            assert_eq!(
+                f.apply("heck", Field::Markdown),
+                Ok(Some(escaped)),
+                "{mask}"
+            );
+        }
+        // A mask Markdown does not act on is written as it is.
+        let f = WordFilter::new(vec!["heck".into()], Action::Mask, '■');
+        assert_eq!(
+            f.apply("oh heck", Field::Markdown),
+            Ok(Some("oh ■■■■".into()))
+        );
     }
 }

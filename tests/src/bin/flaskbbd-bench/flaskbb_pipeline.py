@@ -71,7 +71,7 @@ def main():
         def save_before():
             post.content = content
             pluggy.hook.flaskbb_event_post_save_before(post=post)
-            assert "*****" in post.content
+            assert "*****" in post.content.replace("\\", "")  # escaped by the daemon's wordfilter
 
         result = {
             "right": median_seconds(rounds, right),
