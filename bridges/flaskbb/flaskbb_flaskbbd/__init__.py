@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, Flask
 from pluggy import HookimplMarker
 
+from . import account as _account
 from . import auth as _auth
 from . import bridge as _bridge
 from . import events as _events
@@ -28,8 +29,23 @@ _impl = HookimplMarker("flaskbb")
 
 @_impl
 def flaskbb_load_blueprints(app: Flask) -> None:
-    """The bridge's templates (its login page)."""
-    app.register_blueprint(Blueprint("flaskbbd", __name__, template_folder="templates"))
+    """The bridge's templates and pages (the member's Security settings, the admins'
+    sign-in page; both answer 404 while the bridge is inactive)."""
+    blueprint = Blueprint("flaskbbd", __name__, template_folder="templates")
+    _account.add_routes(app, blueprint)
+    app.register_blueprint(blueprint)
+
+
+@_impl
+def flaskbb_tpl_profile_settings_menu() -> Any:
+    """"Security" in the member's settings menu."""
+    return _account.settings_menu()
+
+
+@_impl
+def flaskbb_tpl_admin_settings_menu(user: Any) -> Any:
+    """"Sign-in" in the management tabs, for admins."""
+    return _account.admin_menu(user)
 
 
 @_impl
@@ -45,6 +61,7 @@ def flaskbb_additional_setup(app: Flask, pluggy: Any) -> None:
     if _bridge.install(app) is None:
         return
     _auth.install_views(app)
+    _account.install_views(app)
     _events.install_form_checks()
     _events.install_quick_reply_page(app)
 

@@ -26,6 +26,7 @@ from flaskbb.extensions import limiter
 from flaskbb.user.models import User
 from flaskbb.utils.helpers import anonymous_required, enforce_recaptcha, redirect_or_next, render_template
 
+from . import stats
 from .bridge import SIGN_IN_UNAVAILABLE, Bridge, active, log
 from .client import AuthenticationFailed, ForceLogout, Unavailable
 
@@ -128,6 +129,7 @@ def _second_step(step: Dict[str, Any], form: SecondStepForm) -> Optional[Dict[st
         )
     except AuthenticationFailed as e:
         flash(e.reason, "danger")
+        stats.record(False)
         if e.pending_login is not None:
             step["token"] = e.pending_login
             session[PENDING] = step
@@ -183,6 +185,7 @@ class Login(MethodView):
         drop_pending()
         form = self.form()
         ask_otp = bool(form.otp.data)
+        failed = False
         if form.validate_on_submit():
             extra = {OTP: form.otp.data.strip()} if form.otp.data else {}
             try:
@@ -191,6 +194,9 @@ class Login(MethodView):
                 )
             except AuthenticationFailed as e:
                 flash(e.reason, "danger")
+                if e.pending_login is None or form.otp.data:
+                    stats.record(False)
+                    failed = True
                 if e.pending_login is not None:
                     _keep_pending("login", form.login.data, e.pending_login, remember=bool(form.remember_me.data))
                     return render_second_step(SecondStepForm(formdata=None), "login")
@@ -202,7 +208,7 @@ class Login(MethodView):
                 done = self.logged_in(answer, bool(form.remember_me.data))
                 if done is not None:
                     return done
-        return self.render(form, ask_otp=ask_otp)
+        return self.render(form, ask_otp=ask_otp, failed=failed)
 
     @staticmethod
     def logged_in(answer: Dict[str, Any], remember: bool) -> Any:
@@ -219,12 +225,13 @@ class Login(MethodView):
             )
             flash(_(NOT_ACTIVATED), "danger")
         else:
+            stats.record(True)
             return redirect_or_next(url_for("forum.index"))
         return None
 
     @staticmethod
-    def render(form: LoginForm, ask_otp: bool) -> str:
-        page: str = render_template("flaskbbd/login.html", form=form, ask_otp=ask_otp)
+    def render(form: LoginForm, ask_otp: bool, failed: bool = False) -> str:
+        page: str = render_template("flaskbbd/login.html", form=form, ask_otp=ask_otp, failed=failed)
         return page
 
 
