@@ -320,7 +320,8 @@ class Management(MethodView):
         factors: List[Dict[str, Any]] = []
         try:
             listed = account_call("ListLocks")
-            locks, addresses = listed.get("accounts", []), listed.get("addresses", [])
+            locks = [a for a in listed.get("accounts", []) if _has_failures(a.get("lock", {}))]
+            addresses = listed.get("addresses", [])
             factors = account_call("ListSecondFactors").get("members", [])
         except AccountRefused as e:
             flash(e.message, "danger")
@@ -336,6 +337,16 @@ class Management(MethodView):
             lift_form=LiftForm(),
             reset_form=ResetFactorForm(),
         )
+
+
+def _has_failures(lock: Dict[str, Any]) -> bool:
+    """True for a lock with a failure or a lock on it (the daemon also lists accounts
+    whose live rows hold no failure, such as a successful login's)."""
+    return bool(
+        lock.get("locked")
+        or lock.get("failures")
+        or any(a.get("failures") or a.get("locked") for a in lock.get("addresses", []))
+    )
 
 
 def _status() -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
