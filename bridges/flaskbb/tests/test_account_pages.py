@@ -250,7 +250,7 @@ class AccountPages(BrowserTestCase):
         for _ in range(5):
             self.sign_in(locked, "wrong")
         enrolled, enrolled_password = site.member()
-        self.enrol(enrolled, enrolled_password)
+        secret, codes, _ = self.enrol(enrolled, enrolled_password)
         self.chrome.open("/auth/logout")
 
         self.sign_in(*admin())
@@ -261,6 +261,7 @@ class AccountPages(BrowserTestCase):
         self.assertIn("locked", row.text)
         self.assertTrue(self.chrome.find_all(".flaskbbd-chart"), "no chart")
         self.assertTrue(self.chrome.find_all(".flaskbbd-generation"), "no daemon status")
+        self.assertNoSecrets(secret, codes)
         self.chrome.press(f'.flaskbbd-lock[data-name="{locked}"] .flaskbbd-lift')
         self.assertEqual(self.chrome.flashes("success"), [f"The lock on {locked} is lifted."])
         self.assertEqual(self.chrome.find_all(f'.flaskbbd-lock[data-name="{locked}"]'), [])
