@@ -1,5 +1,7 @@
 """flaskbb-flaskbbd: a FlaskBB plugin that hands FlaskBB's login, reauthentication,
-post and topic saves and new members to flaskbbd, over its Varlink socket.
+post and topic saves, new members, password changes and resets to flaskbbd, over its
+Varlink socket, and adds a member's Security settings page and an admins' Sign-in
+page (``account``).
 
 FlaskBB finds this module through the ``flaskbb_plugins`` entry point and registers
 the hook implementations below. Set ``FLASKBBD_SOCKET`` (and optionally
@@ -56,8 +58,9 @@ def flaskbb_errorhandlers(app: Flask) -> None:
 
 @_impl
 def flaskbb_additional_setup(app: Flask, pluggy: Any) -> None:
-    """Reads the bridge's settings; when it is active, puts the daemon's login and
-    reauthentication views in place and its checks into the post forms."""
+    """Reads the bridge's settings; when it is active, puts the daemon's login,
+    reauthentication, password change and reset views in place and its checks into
+    the post forms."""
     if _bridge.install(app) is None:
         return
     _auth.install_views(app)
