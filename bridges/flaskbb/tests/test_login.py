@@ -139,6 +139,21 @@ class Login(SiteTestCase):
         page = site.browser().login(name, password, otp=totp(SECRET))
         self.assertTrue(page.logged_in, page)
 
+    def test_the_code_step_stays_until_the_member_starts_over(self) -> None:
+        name, password = site.member()
+        user_id = site.daemon.user(name)["id"]
+        site.daemon.store_set("totp", f"secret:{user_id}", SECRET)
+        browser = site.browser()
+        browser.login(name, password)
+        # Coming back to the login page: still the code step.
+        page = browser.get("/auth/login")
+        self.assertIn("otp", page.fields)
+        self.assertNotIn("password", page.fields)
+        # "Sign in as someone else": the password form again.
+        page = browser.get("/auth/login?restart=1")
+        self.assertIn("password", page.fields)
+        self.assertNotIn("otp", page.fields)
+
     def test_reauthentication_of_an_enrolled_member_asks_for_the_code(self) -> None:
         browser, name = site.asked_to_reauthenticate()
         user_id = site.daemon.user(name)["id"]
