@@ -23,6 +23,14 @@ fn a_member_sees_masks_and_refusals_in_a_real_browser() {
     python_tests("test_post_pages");
 }
 
+/// In headless Chromium: the Security settings page (enrolment, recovery codes), the
+/// second step at login and reauthentication, password change and reset, and the
+/// admins' sign-in page in FlaskBB's management area.
+#[test]
+fn members_and_admins_run_their_sign_in_from_the_forums_pages() {
+    python_tests("test_account_pages");
+}
+
 #[test]
 fn daemon_away_failing_slow_or_misconfigured_fails_closed() {
     python_tests("test_outage");

@@ -1,5 +1,7 @@
 """flaskbb-flaskbbd: a FlaskBB plugin that hands FlaskBB's login, reauthentication,
-post and topic saves and new members to flaskbbd, over its Varlink socket.
+post and topic saves, new members, password changes and resets to flaskbbd, over its
+Varlink socket, and adds a member's Security settings page and an admins' Sign-in
+page (``account``).
 
 FlaskBB finds this module through the ``flaskbb_plugins`` entry point and registers
 the hook implementations below. Set ``FLASKBBD_SOCKET`` (and optionally
@@ -17,6 +19,7 @@ from typing import Any
 from flask import Blueprint, Flask
 from pluggy import HookimplMarker
 
+from . import account as _account
 from . import auth as _auth
 from . import bridge as _bridge
 from . import events as _events
@@ -28,8 +31,23 @@ _impl = HookimplMarker("flaskbb")
 
 @_impl
 def flaskbb_load_blueprints(app: Flask) -> None:
-    """The bridge's templates (its login page)."""
-    app.register_blueprint(Blueprint("flaskbbd", __name__, template_folder="templates"))
+    """The bridge's templates and pages (the member's Security settings, the admins'
+    sign-in page; both answer 404 while the bridge is inactive)."""
+    blueprint = Blueprint("flaskbbd", __name__, template_folder="templates")
+    _account.add_routes(app, blueprint)
+    app.register_blueprint(blueprint)
+
+
+@_impl
+def flaskbb_tpl_profile_settings_menu() -> Any:
+    """"Security" in the member's settings menu."""
+    return _account.settings_menu()
+
+
+@_impl
+def flaskbb_tpl_admin_settings_menu(user: Any) -> Any:
+    """"Sign-in" in the management tabs, for admins."""
+    return _account.admin_menu(user)
 
 
 @_impl
@@ -40,11 +58,13 @@ def flaskbb_errorhandlers(app: Flask) -> None:
 
 @_impl
 def flaskbb_additional_setup(app: Flask, pluggy: Any) -> None:
-    """Reads the bridge's settings; when it is active, puts the daemon's login and
-    reauthentication views in place and its checks into the post forms."""
+    """Reads the bridge's settings; when it is active, puts the daemon's login,
+    reauthentication, password change and reset views in place and its checks into
+    the post forms."""
     if _bridge.install(app) is None:
         return
     _auth.install_views(app)
+    _account.install_views(app)
     _events.install_form_checks()
     _events.install_quick_reply_page(app)
 

@@ -8,15 +8,17 @@ chain is the one pipeline, and a failed login is counted once, by the daemon.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Type
+from typing import Any, Dict, Optional, Type
 
-from flask import Flask, flash, request, url_for
+from flask import Flask, flash, request, session, url_for
 from flask.views import MethodView
 from flask_babelplus import gettext as _
 from flask_babelplus import lazy_gettext
 from flask_login import confirm_login, current_user, login_fresh, login_required, login_user
-from wtforms import StringField
-from wtforms.validators import Length, Optional
+from flask_wtf import FlaskForm
+from wtforms import StringField, SubmitField
+from wtforms.validators import DataRequired, Length
+from wtforms.validators import Optional as OptionalField
 
 from flaskbb.auth.forms import LoginForm, LoginRecaptchaForm, ReauthForm
 from flaskbb.core.auth.authentication import ForceLogout as FlaskBBForceLogout
@@ -24,11 +26,15 @@ from flaskbb.extensions import limiter
 from flaskbb.user.models import User
 from flaskbb.utils.helpers import anonymous_required, enforce_recaptcha, redirect_or_next, render_template
 
+from . import stats
 from .bridge import SIGN_IN_UNAVAILABLE, Bridge, active, log
 from .client import AuthenticationFailed, ForceLogout, Unavailable
 
 #: The context key the daemon's second-factor plugins ask for.
 OTP = "otp"
+
+#: The context key the daemon's pending-login token goes back in.
+PENDING_LOGIN = "pending_login"
 
 #: FlaskBB's own message for an account that is not activated.
 NOT_ACTIVATED = (
@@ -40,7 +46,7 @@ NOT_ACTIVATED = (
 def _otp_field() -> StringField:
     return StringField(
         lazy_gettext("One-time code"),
-        validators=[Optional(), Length(max=32)],
+        validators=[OptionalField(), Length(max=32)],
         render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
     )
 
@@ -75,8 +81,76 @@ def _bridge() -> Bridge:
     return bridge
 
 
+#: Where the pending second step of this browser's login or reauthentication is kept:
+#: in FlaskBB's session (a signed cookie, never in a page), so that the password is
+#: typed once and the code step needs nothing else.
+PENDING = "flaskbbd_second_step"
+
+
+class SecondStepForm(FlaskForm):
+    """The second step alone: a one-time code (or a recovery code)."""
+
+    otp = StringField(
+        lazy_gettext("One-time code"),
+        validators=[DataRequired(message=lazy_gettext("Enter the code from your authenticator app.")), Length(max=32)],
+        render_kw={"autocomplete": "one-time-code", "autofocus": True},
+    )
+    submit = SubmitField(lazy_gettext("Verify"))
+
+
+def pending(kind: str) -> Optional[Dict[str, Any]]:
+    """This browser's pending second step of ``kind`` (``login`` or ``reauth``)."""
+    step = session.get(PENDING)
+    if isinstance(step, dict) and step.get("kind") == kind and isinstance(step.get("token"), str):
+        if kind == "reauth" and step.get("user_id") != getattr(current_user, "id", None):
+            return None
+        return step
+    return None
+
+
+def _keep_pending(kind: str, identifier: str, token: str, **extra: Any) -> None:
+    session[PENDING] = {"kind": kind, "identifier": identifier, "token": token, **extra}
+
+
+def drop_pending() -> None:
+    """Forgets this browser's pending second step."""
+    session.pop(PENDING, None)
+
+
+def _second_step(step: Dict[str, Any], form: SecondStepForm) -> Optional[Dict[str, Any]]:
+    """Sends the code with the pending token: the daemon's user on success; None
+    (with the reason flashed, and the step kept or dropped as the daemon said) when
+    it refused or could not decide."""
+    try:
+        return _bridge().client.authenticate(
+            step["identifier"],
+            "",
+            request_context(**{OTP: form.otp.data.strip(), PENDING_LOGIN: step["token"]}),
+        )
+    except AuthenticationFailed as e:
+        flash(e.reason, "danger")
+        stats.record(False)
+        if e.pending_login is not None:
+            step["token"] = e.pending_login
+            session[PENDING] = step
+        else:
+            # Used, expired, or the account is locked now: the password again.
+            drop_pending()
+    except Unavailable as e:
+        log.error("second step refused, flaskbbd could not decide it: %s", e.cause)
+        flash(_(SIGN_IN_UNAVAILABLE), "danger")
+    return None
+
+
+def render_second_step(form: SecondStepForm, kind: str) -> str:
+    page: str = render_template("flaskbbd/second_step.html", form=form, kind=kind)
+    return page
+
+
 class Login(MethodView):
-    """``/auth/login``: the daemon's ``Authenticate`` decides."""
+    """``/auth/login``: the daemon's ``Authenticate`` decides. After a right password
+    of an enrolled member the page asks for the code alone (the daemon's pending
+    login token waits in the session); ``?restart=1`` starts over."""
 
     decorators = [anonymous_required]
 
@@ -88,11 +162,30 @@ class Login(MethodView):
         return form_class()
 
     def get(self) -> str:
+        if request.args.get("restart"):
+            drop_pending()
+        if pending("login") is not None:
+            return render_second_step(SecondStepForm(), "login")
         return self.render(self.form(), ask_otp=False)
 
     def post(self) -> Any:
+        step = pending("login")
+        if step is not None and "password" not in request.form:
+            code_form = SecondStepForm()
+            if code_form.validate_on_submit():
+                answer = _second_step(step, code_form)
+                if answer is not None:
+                    drop_pending()
+                    done = self.logged_in(answer, bool(step.get("remember")))
+                    if done is not None:
+                        return done
+                if pending("login") is None:
+                    return self.render(self.form(), ask_otp=False)
+            return render_second_step(code_form, "login")
+        drop_pending()
         form = self.form()
         ask_otp = bool(form.otp.data)
+        failed = False
         if form.validate_on_submit():
             extra = {OTP: form.otp.data.strip()} if form.otp.data else {}
             try:
@@ -101,29 +194,44 @@ class Login(MethodView):
                 )
             except AuthenticationFailed as e:
                 flash(e.reason, "danger")
+                if e.pending_login is None or form.otp.data:
+                    stats.record(False)
+                    failed = True
+                if e.pending_login is not None:
+                    _keep_pending("login", form.login.data, e.pending_login, remember=bool(form.remember_me.data))
+                    return render_second_step(SecondStepForm(formdata=None), "login")
                 ask_otp = ask_otp or OTP in e.ask
             except Unavailable as e:
                 log.error("login refused, flaskbbd could not decide it: %s", e.cause)
                 flash(_(SIGN_IN_UNAVAILABLE), "danger")
             else:
-                user = _forum_user(answer)
-                if user is None:
-                    flash(_(SIGN_IN_UNAVAILABLE), "danger")
-                elif not login_user(user, remember=form.remember_me.data):
-                    log.warning(
-                        "flaskbbd accepted user %d (%r), whom FlaskBB holds inactive: set "
-                        "auth.activate_account in flaskbb.toml as FlaskBB's ACTIVATE_ACCOUNT",
-                        user.id,
-                        user.username,
-                    )
-                    flash(_(NOT_ACTIVATED), "danger")
-                else:
-                    return redirect_or_next(url_for("forum.index"))
-        return self.render(form, ask_otp=ask_otp)
+                done = self.logged_in(answer, bool(form.remember_me.data))
+                if done is not None:
+                    return done
+        return self.render(form, ask_otp=ask_otp, failed=failed)
 
     @staticmethod
-    def render(form: LoginForm, ask_otp: bool) -> str:
-        page: str = render_template("flaskbbd/login.html", form=form, ask_otp=ask_otp)
+    def logged_in(answer: Dict[str, Any], remember: bool) -> Any:
+        """Logs the daemon's user in: the redirect, or None (flashed why not)."""
+        user = _forum_user(answer)
+        if user is None:
+            flash(_(SIGN_IN_UNAVAILABLE), "danger")
+        elif not login_user(user, remember=remember):
+            log.warning(
+                "flaskbbd accepted user %d (%r), whom FlaskBB holds inactive: set "
+                "auth.activate_account in flaskbb.toml as FlaskBB's ACTIVATE_ACCOUNT",
+                user.id,
+                user.username,
+            )
+            flash(_(NOT_ACTIVATED), "danger")
+        else:
+            stats.record(True)
+            return redirect_or_next(url_for("forum.index"))
+        return None
+
+    @staticmethod
+    def render(form: LoginForm, ask_otp: bool, failed: bool = False) -> str:
+        page: str = render_template("flaskbbd/login.html", form=form, ask_otp=ask_otp, failed=failed)
         return page
 
 
@@ -146,34 +254,74 @@ def _forum_user(answer: Dict[str, Any]) -> Any:
 
 class Reauth(MethodView):
     """``/auth/reauth``: the daemon's ``Reauthenticate`` decides; its ``ForceLogout``
-    goes to FlaskBB's own handler, which logs the person out and shows the reason."""
+    goes to FlaskBB's own handler, which logs the person out and shows the reason.
+    A member with a second factor is asked for the code too: the daemon's
+    ``Reauthenticate`` answers a right password without a code by asking for ``otp``
+    (counting nothing); the bridge then asks ``Authenticate`` with the same password
+    for a pending second step, and the page asks for the code alone."""
 
     decorators = [login_required, limiter.exempt]
 
     def get(self) -> Any:
         if not login_fresh():
+            if pending("reauth") is not None:
+                return render_second_step(SecondStepForm(), "reauth")
             return render_template("auth/reauth.html", form=ReauthForm())
         return redirect_or_next(current_user.url)
 
     def post(self) -> Any:
+        step = pending("reauth")
+        if step is not None and "password" not in request.form:
+            code_form = SecondStepForm()
+            if code_form.validate_on_submit():
+                answer = _second_step(step, code_form)
+                if answer is not None:
+                    drop_pending()
+                    if answer.get("id") == current_user.id:
+                        return self.confirmed()
+                    flash(_(SIGN_IN_UNAVAILABLE), "danger")
+                if pending("reauth") is None:
+                    return render_template("auth/reauth.html", form=ReauthForm(formdata=None))
+            return render_second_step(code_form, "reauth")
+        drop_pending()
         form = ReauthForm()
         if form.validate_on_submit():
+            client = _bridge().client
             try:
-                _bridge().client.reauthenticate(
-                    current_user.id, form.password.data, request_context()
-                )
+                try:
+                    client.reauthenticate(current_user.id, form.password.data, request_context())
+                except AuthenticationFailed as asked:
+                    if OTP not in asked.ask:
+                        raise
+                    # The password was right and a code is due: the login chain, with
+                    # the same password, answers the pending second step (a token), so
+                    # that the next page asks for the code alone.
+                    client.authenticate(current_user.username, form.password.data, request_context())
+                    # A login chain that asks no code where reauthentication did: the
+                    # daemon's configuration disagrees with itself; fail closed.
+                    raise Unavailable(
+                        "Reauthenticate asked for a code that Authenticate did not: the daemon's "
+                        "reauthentication and login chains disagree about the second factor"
+                    ) from None
             except AuthenticationFailed as e:
                 flash(e.reason, "danger")
+                if e.pending_login is not None:
+                    _keep_pending("reauth", current_user.username, e.pending_login, user_id=current_user.id)
+                    return render_second_step(SecondStepForm(formdata=None), "reauth")
             except ForceLogout as e:
                 raise FlaskBBForceLogout(e.reason) from None
             except Unavailable as e:
                 log.error("reauthentication refused, flaskbbd could not decide it: %s", e.cause)
                 flash(_(SIGN_IN_UNAVAILABLE), "danger")
             else:
-                confirm_login()
-                flash(_("Reauthenticated."), "success")
-                return redirect_or_next(current_user.url)
+                return self.confirmed()
         return render_template("auth/reauth.html", form=form)
+
+    @staticmethod
+    def confirmed() -> Any:
+        confirm_login()
+        flash(_("Reauthenticated."), "success")
+        return redirect_or_next(current_user.url)
 
 
 def install_views(app: Flask) -> None:
@@ -187,4 +335,4 @@ def install_views(app: Flask) -> None:
         app.view_functions[endpoint] = view.as_view(endpoint.split(".")[1])
 
 
-__all__ = ["Login", "Reauth", "install_views", "request_context"]
+__all__ = ["Login", "Reauth", "SecondStepForm", "drop_pending", "install_views", "pending", "request_context"]

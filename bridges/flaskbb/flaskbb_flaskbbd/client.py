@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 AUTH = "org.flaskbb.Auth"
 EVENTS = "org.flaskbb.Events"
 ADMIN = "org.flaskbb.Admin"
+ACCOUNT = "org.flaskbb.Account"
 
 #: Replies larger than this are refused as a protocol error (the daemon's own
 #: ``daemon.max_message_bytes`` bounds what it sends back; this is a safety net).
@@ -42,13 +43,17 @@ class Unavailable(DaemonError):
 
 
 class AuthenticationFailed(DaemonError):
-    """``org.flaskbb.Auth.AuthenticationFailed``: ``reason`` is for the person;
-    ``ask`` lists context keys a plugin asked for (``otp`` for a second factor)."""
+    """``org.flaskbb.Auth.AuthenticationFailed`` (or ``org.flaskbb.Account``'s, for a
+    wrong password there): ``reason`` is for the person; ``ask`` lists context keys a
+    plugin asked for (``otp`` for a second factor); ``pending_login`` is the token of
+    a pending second step (the password was right), to send back with the code. The
+    token is never shown on a page nor logged."""
 
-    def __init__(self, reason: str, ask: Tuple[str, ...] = ()) -> None:
+    def __init__(self, reason: str, ask: Tuple[str, ...] = (), pending_login: Optional[str] = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.ask = ask
+        self.pending_login = pending_login
 
 
 class ForceLogout(DaemonError):
@@ -70,13 +75,14 @@ class Rejected(DaemonError):
 
 
 class VarlinkError(DaemonError):
-    """Any other named error (``NoSuchUser``, ``PermissionDenied``, ...), for callers
-    of the admin interface."""
+    """Any other named error of the admin and account interfaces (``NoSuchUser``,
+    ``PermissionDenied``, ``WrongCode``, ...): ``name`` is the error's short name."""
 
     def __init__(self, error: str, parameters: Dict[str, Any]) -> None:
         super().__init__(f"{error} {json.dumps(parameters)}")
         self.error = error
         self.parameters = parameters
+        self.name = error.rsplit(".", 1)[-1]
 
 
 class _Connection:
@@ -152,6 +158,19 @@ class Client:
             f"{AUTH}.Reauthenticate",
             {"user_id": user_id, "secret": secret, "context": dict(context)},
         )
+
+    # -- org.flaskbb.Account: what the forum's own pages do for members and admins --
+
+    def account(self, method: str, **parameters: Any) -> Dict[str, Any]:
+        """Calls ``org.flaskbb.Account.<method>``; raises :class:`VarlinkError` for its
+        named errors (``WrongCode``, ``NotEnrolled``, ``PermissionDenied``, ...),
+        :class:`AuthenticationFailed` for a wrong password, :class:`Unavailable` when
+        the daemon could not answer."""
+        return self.call(f"{ACCOUNT}.{method}", parameters)
+
+    def admin(self, method: str, **parameters: Any) -> Dict[str, Any]:
+        """Calls ``org.flaskbb.Admin.<method>`` (allowed to ``daemon.admin_uids``)."""
+        return self.call(f"{ADMIN}.{method}", parameters)
 
     def post_save_before(self, post: Dict[str, Any]) -> Dict[str, Any]:
         """``PostSaveBefore``: the post as the chain left it, or :class:`Rejected`."""
@@ -280,7 +299,12 @@ def _error(method: str, error: str, params: Dict[str, Any]) -> DaemonError:
     if error == f"{AUTH}.AuthenticationFailed":
         ask = params.get("ask")
         keys: List[str] = [k for k in ask if isinstance(k, str)] if isinstance(ask, list) else []
-        return AuthenticationFailed(str(params.get("reason", "")), tuple(keys))
+        token = params.get("pending_login")
+        return AuthenticationFailed(
+            str(params.get("reason", "")), tuple(keys), token if isinstance(token, str) and token else None
+        )
+    if error == f"{ACCOUNT}.AuthenticationFailed":
+        return AuthenticationFailed(str(params.get("reason", "")))
     if error == f"{AUTH}.ForceLogout":
         return ForceLogout(str(params.get("reason", "")))
     if error == f"{EVENTS}.Rejected":
@@ -292,6 +316,6 @@ def _error(method: str, error: str, params: Dict[str, Any]) -> DaemonError:
             f"{method}: the daemon refused the message: {params.get('reason', '')} "
             "(a post longer than the daemon's daemon.max_message_bytes? raise it in flaskbb.toml)"
         )
-    if error.startswith(ADMIN + "."):
+    if error.startswith(ADMIN + ".") or error.startswith(ACCOUNT + "."):
         return VarlinkError(error, params)
     return Unavailable(f"{method}: the daemon answered {error} {json.dumps(params)}")

@@ -49,6 +49,11 @@ class Forum:
         self._secret = secrets.token_hex(24)
 
     @property
+    def secret_key(self) -> str:
+        """FlaskBB's ``SECRET_KEY``, which signs its tokens (a password reset's)."""
+        return self._secret
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 

@@ -86,3 +86,42 @@ class Connections(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Errors(unittest.TestCase):
+    """How the daemon's named errors reach the bridge's pages."""
+
+    def test_a_pending_second_step_carries_its_token(self) -> None:
+        from flaskbb_flaskbbd.client import AuthenticationFailed, _error
+
+        e = _error(
+            "org.flaskbb.Auth.Authenticate",
+            "org.flaskbb.Auth.AuthenticationFailed",
+            {"reason": "code?", "ask": ["otp"], "pending_login": "ab12"},
+        )
+        assert isinstance(e, AuthenticationFailed)
+        self.assertEqual((e.reason, e.ask, e.pending_login), ("code?", ("otp",), "ab12"))
+        plain = _error("m", "org.flaskbb.Auth.AuthenticationFailed", {"reason": "Wrong username or password."})
+        assert isinstance(plain, AuthenticationFailed)
+        self.assertIsNone(plain.pending_login)
+
+    def test_account_errors_are_named_and_its_internal_error_is_an_outage(self) -> None:
+        from flaskbb_flaskbbd.client import AuthenticationFailed, VarlinkError, _error
+
+        wrong = _error("m", "org.flaskbb.Account.WrongCode", {})
+        assert isinstance(wrong, VarlinkError)
+        self.assertEqual(wrong.name, "WrongCode")
+        self.assertIsInstance(_error("m", "org.flaskbb.Account.AuthenticationFailed", {"reason": "Wrong password."}), AuthenticationFailed)
+        self.assertIsInstance(_error("m", "org.flaskbb.Account.InternalError", {"message": "x"}), Unavailable)
+
+    def test_the_forums_uid_may_call_the_account_interface(self) -> None:
+        # This process runs as the daemon's own uid, which org.flaskbb.Account allows.
+        client = Client(str(daemon.socket), 10)
+        try:
+            from flaskbb_flaskbbd.client import VarlinkError
+
+            with self.assertRaises(VarlinkError) as caught:
+                client.account("GetSecondFactor", user_id=999999)
+            self.assertIn(caught.exception.name, ("NoSuchUser", "SecondFactorUnavailable"))
+        finally:
+            client.close()

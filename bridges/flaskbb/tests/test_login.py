@@ -105,25 +105,69 @@ class Login(SiteTestCase):
         site.daemon.admin("Unlock", identifier=name)
         self.assertTrue(browser.login(name, password).logged_in)
 
-    def test_an_enrolled_member_is_asked_for_a_one_time_code(self) -> None:
+    def test_an_enrolled_member_types_the_password_once_then_the_code_alone(self) -> None:
         name, password = site.member()
         user_id = site.daemon.user(name)["id"]
         site.daemon.store_set("totp", f"secret:{user_id}", SECRET)
         browser = site.browser()
-        # The password alone: the daemon asks for the code, the page shows its field.
+        # The password alone: the daemon asks for the code, the page asks for it alone
+        # (no password field), and the right password counted as no failure.
         page = browser.login(name, password)
         self.assertFalse(page.logged_in)
         self.assertEqual(page.flash("danger"), [OTP_MISSING])
         self.assertIn("otp", page.fields)
+        self.assertNotIn("password", page.fields)
+        self.assertEqual(attempts(name), 0)
         self.assertNotIn("otp", site.browser().get("/auth/login").fields)
-        # A wrong code: refused, and the field stays.
-        page = browser.login(name, password, otp="000000" if totp(SECRET) != "000000" else "111111")
+        # A wrong code: refused and counted, and the code step stays.
+        page = browser.submit("/auth/login", {"otp": "000000" if totp(SECRET) != "000000" else "111111"})
         self.assertEqual(page.flash("danger"), [OTP_WRONG])
         self.assertIn("otp", page.fields)
-        # The right code logs in.
-        page = browser.login(name, password, otp=totp(SECRET))
+        self.assertNotIn("password", page.fields)
+        self.assertEqual(attempts(name), 1)
+        # The right code alone logs in, and the count is cleared.
+        page = browser.submit("/auth/login", {"otp": totp(SECRET)})
         self.assertTrue(page.logged_in, page)
         self.assertEqual(attempts(name), 0)
+        # The token is nowhere in what the pages showed.
+        self.assertNotIn("pending_login", page.text)
+
+    def test_password_and_code_together_still_log_in(self) -> None:
+        name, password = site.member()
+        user_id = site.daemon.user(name)["id"]
+        site.daemon.store_set("totp", f"secret:{user_id}", SECRET)
+        page = site.browser().login(name, password, otp=totp(SECRET))
+        self.assertTrue(page.logged_in, page)
+
+    def test_the_code_step_stays_until_the_member_starts_over(self) -> None:
+        name, password = site.member()
+        user_id = site.daemon.user(name)["id"]
+        site.daemon.store_set("totp", f"secret:{user_id}", SECRET)
+        browser = site.browser()
+        browser.login(name, password)
+        # Coming back to the login page: still the code step.
+        page = browser.get("/auth/login")
+        self.assertIn("otp", page.fields)
+        self.assertNotIn("password", page.fields)
+        # "Sign in as someone else": the password form again.
+        page = browser.get("/auth/login?restart=1")
+        self.assertIn("password", page.fields)
+        self.assertNotIn("otp", page.fields)
+
+    def test_reauthentication_of_an_enrolled_member_asks_for_the_code(self) -> None:
+        browser, name = site.asked_to_reauthenticate()
+        user_id = site.daemon.user(name)["id"]
+        site.daemon.store_set("totp", f"secret:{user_id}", SECRET)
+        page = browser.submit("/auth/reauth", {"password": "Secret123!"})
+        self.assertEqual(page.flash("danger"), [OTP_MISSING])
+        self.assertEqual(page.flash("success"), [])
+        self.assertIn("otp", page.fields)
+        self.assertNotIn("password", page.fields)
+        # Still not fresh: FlaskBB's admin-only pages would ask again.
+        self.assertIn("otp", browser.get("/auth/reauth").fields)
+        page = browser.submit("/auth/reauth", {"otp": totp(SECRET)})
+        self.assertEqual(page.flash("success"), ["Reauthenticated."])
+        self.assertTrue(page.logged_in)
 
 
 class RateLimited(SiteTestCase):
