@@ -114,6 +114,51 @@ fn a_burst_of_guesses_is_checked_no_more_than_attempts_times() {
     assert!(login(&d, "bo", "Secret123", "203.0.113.9").is_ok());
 }
 
+/// Concurrent logins of one account, right and wrong, from two addresses: each is
+/// answered, none fails internally. Reservations and the commits that clear the same
+/// rows once locked them in different orders, and PostgreSQL ended one of two as a
+/// deadlock's victim (an InternalError for a member who typed the right password).
+#[test]
+fn concurrent_right_and_wrong_logins_of_one_account_never_fail_internally() {
+    let s = Scratch::new("lock-concurrent");
+    let d = TestDaemon::start(
+        &s,
+        "[auth]\nbcrypt_cost = 4\nfailure_delay_ms = 0\nlockout = { attempts = 1000, account_attempts = 5000 }\n",
+    );
+    d.add_user("cy", "Secret123", true);
+    let answers: Vec<Result<Value, String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|t| {
+                let d = &d;
+                scope.spawn(move || {
+                    let addr = if t % 2 == 0 { "192.0.2.1" } else { "192.0.2.2" };
+                    (0..15)
+                        .map(|i| {
+                            let secret = if (t + i) % 3 == 0 {
+                                "wrong"
+                            } else {
+                                "Secret123"
+                            };
+                            login(d, "cy", secret, addr)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let internal: Vec<_> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err())
+        .filter(|e| !e.starts_with(FAILED))
+        .collect();
+    assert!(internal.is_empty(), "{internal:?}");
+    assert!(answers.iter().any(Result::is_ok));
+}
+
 #[test]
 fn an_address_counts_as_one_however_it_is_spelled() {
     let s = Scratch::new("lock-spelling");

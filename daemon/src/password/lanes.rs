@@ -494,6 +494,12 @@ mod tests {
             for t in threads {
                 t.join().unwrap();
             }
+            // A lane gives its slot back just after handing over the hash: wait for the
+            // last one (a busy machine may delay it).
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while lanes.shared.lock().slots_in_use() != 0 && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let st = lanes.shared.lock();
             assert!(st.queue.is_empty(), "{slots} slots");
             assert_eq!(st.slots_in_use(), 0, "{slots} slots");

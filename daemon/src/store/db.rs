@@ -810,6 +810,57 @@ impl DbStore {
         }
         Ok(written)
     }
+
+    /// [`DbStore::write`] of a whole transaction, run again (up to
+    /// [`TRANSIENT_RETRIES`] times, after a short pause) when PostgreSQL ended it as a
+    /// deadlock's victim or a serialization failure: it was rolled back whole, so
+    /// running it again changes nothing twice. Concurrent logins of one account lock
+    /// its failure-count rows from two sides (the reservation, the commit that clears
+    /// them), and one of them would otherwise answer an internal error.
+    fn write_transaction<T>(
+        &self,
+        f: impl Fn(&mut AnyConnection) -> QueryResult<T>,
+    ) -> Result<QueryResult<T>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.write(|conn| conn.transaction(|c| f(c)))? {
+                Err(e) if is_transient(&e) && attempt < TRANSIENT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(attempt, "{}: transaction retried: {e}", self.name);
+                    std::thread::sleep(Duration::from_millis(2 << attempt));
+                }
+                written => return Ok(written),
+            }
+        }
+    }
+}
+
+/// Where an op's row lock comes in a commit: failure-count rows first, by key.
+fn lock_order(op: &Op) -> (u8, Option<(&str, &str, &str)>) {
+    match op {
+        Op::AddPenalty { key, .. } | Op::ClearPenalty { key } | Op::ReleasePenalty { key } => (
+            0,
+            Some((
+                key.kind.as_str(),
+                key.subject.as_str(),
+                key.address.as_str(),
+            )),
+        ),
+        _ => (1, None),
+    }
+}
+
+/// How many times [`DbStore::write_transaction`] runs a transaction again.
+const TRANSIENT_RETRIES: u32 = 5;
+
+/// Whether `e` ended a transaction that may simply be run again: PostgreSQL's
+/// serialization failure (SQLSTATE 40001) or deadlock victim (40P01).
+fn is_transient(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        DieselError::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
+    }
 }
 
 /// Whether `e` says the database (or this connection to it) cannot be written.
@@ -872,13 +923,17 @@ impl Store for DbStore {
         if ops.is_empty() {
             return Ok(());
         }
-        self.write(|conn| {
-            conn.transaction(|c| {
-                for op in ops {
-                    apply(c, op, self.schema)?;
-                }
-                Ok(())
-            })
+        // Failure-count rows first, in the order every reservation locks them (see
+        // `reserve_penalties`), so that a commit and a reservation never wait for each
+        // other; then the rest in the order given. The sort is stable, and ops on
+        // different tables commute, so what the commit does is unchanged.
+        let mut ordered: Vec<&Op> = ops.iter().collect();
+        ordered.sort_by(|a, b| lock_order(a).cmp(&lock_order(b)));
+        self.write_transaction(|c| {
+            for op in &ordered {
+                apply(c, op, self.schema)?;
+            }
+            Ok(())
         })?
         .map_err(|e: DieselError| StoreError::Query(format!("commit: {e}")))
     }
@@ -1108,11 +1163,17 @@ impl Store for DbStore {
     ) -> Result<Vec<Penalty>, StoreError> {
         use flaskbbd_penalties as p;
         let at_ms = at.timestamp_millis();
+        // Rows are locked in one order by every reservation, so that two never wait
+        // for each other.
+        let mut keys = keys.to_vec();
+        keys.sort_by(|a, b| {
+            (&a.kind, &a.subject, &a.address).cmp(&(&b.kind, &b.subject, &b.address))
+        });
         let rows: Vec<(PenaltyKey, i32, i64, i64)> = self
-            .write(|conn| {
-                conn.transaction(|c| {
+            .write_transaction(|c| {
+                {
                     let mut rows = Vec::with_capacity(keys.len());
-                    for key in keys {
+                    for key in &keys {
                         // The upsert takes the row's lock (PostgreSQL) or the
                         // database's write lock (SQLite) until the commit: the read
                         // below sees this attempt's count and no one else's after it.
@@ -1131,7 +1192,7 @@ impl Store for DbStore {
                         rows.push((key.clone(), failures, last, expires));
                     }
                     Ok(rows)
-                })
+                }
             })?
             .map_err(|e: DieselError| StoreError::Query(format!("reserving a failure: {e}")))?;
         Ok(rows

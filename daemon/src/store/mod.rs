@@ -189,7 +189,8 @@ pub trait Store: Send + Sync {
     /// the rows as they stand after it, in one transaction committed before this
     /// returns: concurrent callers, on this daemon or another on the same database,
     /// each see a different count, so a check made against the answer is made once
-    /// per attempt. The keys share a kind and subject.
+    /// per attempt. The keys share a kind and subject; rows are locked (and answered)
+    /// in the keys' sorted order, whatever order they are given in.
     fn reserve_penalties(
         &self,
         keys: &[PenaltyKey],
