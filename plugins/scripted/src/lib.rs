@@ -57,6 +57,9 @@ enum Action {
         #[serde(default = "defaults::sleep_ms")]
         ms: u64,
     },
+    /// Adds `text` to the end of a post's text (a topic's first post's): written as
+    /// the operator wrote it, so it is Markdown there (FlaskBB renders `*x*` as
+    /// emphasis); unlike `wordfilter`'s mask, nothing of the member's is replaced.
     Append {
         #[serde(default = "defaults::append")]
         text: String,
