@@ -631,12 +631,15 @@ impl Chain {
             ));
         }
         if moved {
-            match answered.and_then(chain_value) {
+            // Of the hook's own kind, or the run fails: a value of another kind would
+            // make every later impl skip the draft (and the save go through unfiltered).
+            match answered.and_then(|a| chain_value(self.hook, a)) {
                 Some(v) => *value = v,
                 None => return Some(fail(
-                    HookError::failed(
-                        "its plugin host answered a run of impls without the value it announced",
-                    ),
+                    HookError::failed(format!(
+                        "its plugin host answered a run of impls without the value it announced (a {})",
+                        returns_name(self.hook)
+                    )),
                     first,
                 )),
             }
@@ -673,14 +676,28 @@ impl Chain {
     }
 }
 
-/// A plugin host's answer as the chain's value, when it is one.
-fn chain_value(a: Answer) -> Option<Value> {
-    match a {
-        Answer::User(Some(u)) => Some(Value::User(u.to_abi())),
-        Answer::True(true) => Some(Value::True),
-        Answer::Post(p) => Some(Value::Post(convert::post_to_abi(&p))),
-        Answer::Topic(t) => Some(Value::Topic(convert::topic_to_abi(&t))),
+/// A plugin host's answer as the chain's value, when it is one of the kind `hook`
+/// returns (a host may answer anything; a single call is checked the same way).
+fn chain_value(hook: Hook, a: Answer) -> Option<Value> {
+    use plugin_abi::hooks::Returns;
+    match (hook.returns(), a) {
+        (Returns::User, Answer::User(Some(u))) => Some(Value::User(u.to_abi())),
+        (Returns::True, Answer::True(true)) => Some(Value::True),
+        (Returns::Post, Answer::Post(p)) => Some(Value::Post(convert::post_to_abi(&p))),
+        (Returns::Topic, Answer::Topic(t)) => Some(Value::Topic(convert::topic_to_abi(&t))),
         _ => None,
+    }
+}
+
+/// What `hook` returns, for an error message.
+fn returns_name(hook: Hook) -> &'static str {
+    use plugin_abi::hooks::Returns;
+    match hook.returns() {
+        Returns::Nothing => "nothing",
+        Returns::User => "user",
+        Returns::True => "true",
+        Returns::Post => "post",
+        Returns::Topic => "topic",
     }
 }
 
@@ -724,6 +741,32 @@ mod tests {
 
     use super::*;
     use crate::{instance::Hooks, instance::Origin, testing::Setup};
+
+    /// A shared host's answer to a run is taken only when it is of the hook's own
+    /// kind: a topic (or a user, or `true`) answered for a post would make every later
+    /// filter skip the post, and the save go through unfiltered.
+    #[test]
+    fn a_runs_answer_of_another_kind_is_no_value() {
+        let post = || Answer::Post(crate::proto::Post::default());
+        let topic = || Answer::Topic(crate::proto::Topic::default());
+        assert!(matches!(
+            chain_value(Hook::PostSaveBefore, post()),
+            Some(Value::Post(_))
+        ));
+        for wrong in [
+            topic(),
+            Answer::True(true),
+            Answer::User(None),
+            Answer::Nothing,
+        ] {
+            assert!(chain_value(Hook::PostSaveBefore, wrong).is_none());
+        }
+        assert!(chain_value(Hook::ReauthAttempt, post()).is_none());
+        assert!(matches!(
+            chain_value(Hook::ReauthAttempt, Answer::True(true)),
+            Some(Value::True)
+        ));
+    }
 
     /// What a test instance does when called.
     #[derive(Clone, Copy)]
