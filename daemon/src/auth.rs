@@ -24,8 +24,9 @@ use crate::{
     request::Request,
 };
 
-/// How an authentication request ended, when not with a user.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// How an authentication request ended, when not with a user. Its `Debug` leaves
+/// the pending-login token out: a token in a log line would be a usable credential.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// `StopAuthentication` (or no provider answered): the reason is for the user.
     #[error("authentication failed: {reason}")]
@@ -46,6 +47,32 @@ pub enum AuthError {
     /// A plugin failed, or the store did: the request failed closed.
     #[error("internal error: {message}")]
     Internal { message: String },
+}
+
+impl std::fmt::Debug for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthError::Failed { reason } => {
+                f.debug_struct("Failed").field("reason", reason).finish()
+            }
+            AuthError::SecondStep {
+                reason, counted, ..
+            } => f
+                .debug_struct("SecondStep")
+                .field("reason", reason)
+                .field("token", &"<redacted>")
+                .field("counted", counted)
+                .finish(),
+            AuthError::ForceLogout { reason } => f
+                .debug_struct("ForceLogout")
+                .field("reason", reason)
+                .finish(),
+            AuthError::Internal { message } => f
+                .debug_struct("Internal")
+                .field("message", message)
+                .finish(),
+        }
+    }
 }
 
 /// Turns a failed chain into an internal error naming the instance and hook.

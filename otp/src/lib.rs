@@ -108,6 +108,13 @@ impl Params {
         if self.step_seconds == 0 {
             return Err("config key step_seconds: must be at least 1".into());
         }
+        // Each step either side is one more code that passes and one more HMAC per
+        // guess; past a few minutes of clock drift, fix the clock instead.
+        if self.skew_steps > MAX_SKEW_STEPS {
+            return Err(format!(
+                "config key skew_steps: use 0 to {MAX_SKEW_STEPS} (each step accepts one more code; fix the server's clock instead)"
+            ));
+        }
         Ok(())
     }
 
@@ -166,6 +173,9 @@ impl Params {
 /// The shortest secret [`decode_secret`] takes: 80 bits (16 base32 characters), as
 /// RFC 4226's minimum of 128 bits is more than some existing enrolments have.
 pub const MIN_SECRET_BYTES: usize = 10;
+
+/// The most time steps either side of now a code may come from (`skew_steps`).
+pub const MAX_SKEW_STEPS: u64 = 10;
 
 /// Decodes a base32 secret as authenticator apps show it and checks that it is long
 /// enough to be one ([`MIN_SECRET_BYTES`]): what a new secret must be. The error says
@@ -380,6 +390,18 @@ mod tests {
         let code = p.code_at(key, now - 30);
         assert_eq!(p.matching_step(key, &code, now), Some(now / 30 - 1));
         assert_eq!(p.matching_step(key, &code, now + 60), None);
+    }
+
+    #[test]
+    fn a_skew_past_the_bound_is_refused_naming_the_key() {
+        let p = |skew_steps| Params {
+            skew_steps,
+            ..Params::default()
+        };
+        assert!(p(MAX_SKEW_STEPS).check().is_ok());
+        let e = p(MAX_SKEW_STEPS + 1).check().unwrap_err();
+        assert!(e.starts_with("config key skew_steps: use 0 to 10"), "{e}");
+        assert!(p(u64::MAX).check().is_err());
     }
 
     #[test]
