@@ -276,6 +276,20 @@ pub(crate) fn reauth_second_factor(
     }
 }
 
+/// A login name no account has, as an admin page shows it: its first character and
+/// its length only. What was typed in the name field is often a password typed in
+/// the wrong field, and the forum's admins are not root.
+fn masked_name(name: &str) -> String {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) => format!(
+            "{first}… ({} characters, no such member)",
+            1 + chars.count()
+        ),
+        None => "(empty name, no such member)".to_owned(),
+    }
+}
+
 fn now_secs() -> Result<u64, Refusal> {
     u64::try_from(Utc::now().timestamp())
         .map_err(|_| Refusal::Internal("the system clock is before 1970".into()))
@@ -667,7 +681,7 @@ impl Job {
                 }
                 _ => (
                     None,
-                    subject.strip_prefix("name:").unwrap_or(&subject).to_owned(),
+                    masked_name(subject.strip_prefix("name:").unwrap_or(&subject)),
                 ),
             };
             list.push(LockedAccount {

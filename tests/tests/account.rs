@@ -405,6 +405,19 @@ fn a_password_reset_lifts_the_lock_and_the_address_penalty() {
         .find(|a| a["user_id"] == id)
         .expect("mia listed");
     assert_eq!(mia["name"], "mia");
+    // A name no account has (often a password typed in the name field) shows only
+    // its first character and length.
+    let _ = login(&d, "Hunter2Secret", "x", None, addr);
+    let locks = account(&d, "ListLocks", json!({})).unwrap();
+    let unknown: Vec<&Value> = locks["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["user_id"].is_null())
+        .collect();
+    assert_eq!(unknown.len(), 1, "{locks}");
+    assert_eq!(unknown[0]["name"], "H… (13 characters, no such member)");
+    assert!(!locks.to_string().contains("Hunter2"));
     assert_eq!(mia["lock"]["addresses"][0]["address"], addr);
     assert_eq!(mia["lock"]["addresses"][0]["locked"], true);
     let penalised = &locks["addresses"][0];
