@@ -518,7 +518,9 @@ impl Job {
         )
     }
 
-    fn disable_totp(&self, user_id: i64, password: &str, code: &str) -> Outcome {
+    /// The totp instance holding `user_id`'s confirmed second factor; NotEnrolled
+    /// without one (and NoSuchUser without the member).
+    fn enrolled_instance(&self, user_id: i64) -> Result<String, Refusal> {
         self.user(user_id)?;
         let (instance, _) = totp_instance(&self.config)?;
         if self
@@ -527,6 +529,11 @@ impl Job {
         {
             return Err(Refusal::NotEnrolled);
         }
+        Ok(instance)
+    }
+
+    fn disable_totp(&self, user_id: i64, password: &str, code: &str) -> Outcome {
+        let instance = self.enrolled_instance(user_id)?;
         self.check_password_and_code(user_id, password, code)?;
         self.forget_second_factor(&instance, user_id)?;
         tracing::info!(
@@ -538,14 +545,7 @@ impl Job {
     }
 
     fn regenerate_recovery_codes(&self, user_id: i64, password: &str, code: &str) -> Outcome {
-        self.user(user_id)?;
-        let (instance, _) = totp_instance(&self.config)?;
-        if self
-            .kv(&instance, &flaskbbd_otp::secret_key(user_id))?
-            .is_none()
-        {
-            return Err(Refusal::NotEnrolled);
-        }
+        let instance = self.enrolled_instance(user_id)?;
         self.check_password_and_code(user_id, password, code)?;
         let (codes, hashed) = flaskbbd_otp::new_recovery_codes().map_err(Refusal::Internal)?;
         self.kv_set(
