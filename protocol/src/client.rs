@@ -11,10 +11,14 @@ use std::{
 };
 
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{
-    methods::{EventCall, ADMIN, AUTH, EVENTS},
+    methods::{AdminCall, AuthCall, EventCall, Request},
+    replies::{
+        GetMetricsReply, GetStatusReply, GetUserReply, ListHooksReply, ListPluginsReply,
+        UnlockReply, UserReply,
+    },
     types::{Context, HookChain, LockState, PluginInfo, Post, Status, Topic, User},
     wire::{self, ReadError, Reply},
 };
@@ -116,19 +120,6 @@ impl Client {
         }
     }
 
-    /// Calls `method` and decodes the reply's parameter `field` as `T`.
-    fn call_for<T: DeserializeOwned>(
-        &mut self,
-        method: &str,
-        parameters: Value,
-        field: &str,
-    ) -> Result<T, CallError> {
-        let mut reply = self.call(method, parameters)?;
-        let value = reply.get_mut(field).map(Value::take).unwrap_or(Value::Null);
-        serde_json::from_value(value)
-            .map_err(|e| CallError::Protocol(format!("{method}: the reply's {field}: {e}")))
-    }
-
     /// Sends `bytes` followed by a NUL, as they are (for tests that misbehave).
     pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.writer.write_all(bytes)?;
@@ -152,6 +143,20 @@ impl Client {
         &self.writer
     }
 
+    /// Sends a typed call and returns the reply's parameters as they came (for tests
+    /// that look at a reply's every field).
+    pub fn send(&mut self, call: &impl Request) -> Result<Value, CallError> {
+        self.call(call.full_name(), call.parameters())
+    }
+
+    /// Sends a typed call and decodes its reply as `R`.
+    pub fn request<R: DeserializeOwned>(&mut self, call: &impl Request) -> Result<R, CallError> {
+        let reply = self.send(call)?;
+        serde_json::from_value(reply).map_err(|e| {
+            CallError::Protocol(format!("{}: the reply: {e}", call.full_name()))
+        })
+    }
+
     /// `org.flaskbb.Auth.Authenticate`: the user the chain accepted.
     pub fn authenticate(
         &mut self,
@@ -159,11 +164,12 @@ impl Client {
         secret: &str,
         context: &Context,
     ) -> Result<User, CallError> {
-        self.call_for(
-            &format!("{AUTH}.Authenticate"),
-            json!({ "identifier": identifier, "secret": secret, "context": context }),
-            "user",
-        )
+        let call = AuthCall::Authenticate {
+            identifier: identifier.into(),
+            secret: secret.into(),
+            context: context.clone(),
+        };
+        self.request::<UserReply>(&call).map(|r| r.user)
     }
 
     /// `org.flaskbb.Auth.Reauthenticate`.
@@ -173,37 +179,38 @@ impl Client {
         secret: &str,
         context: &Context,
     ) -> Result<(), CallError> {
-        self.call(
-            &format!("{AUTH}.Reauthenticate"),
-            json!({ "user_id": user_id, "secret": secret, "context": context }),
-        )
-        .map(drop)
+        let call = AuthCall::Reauthenticate {
+            user_id,
+            secret: secret.into(),
+            context: context.clone(),
+        };
+        self.send(&call).map(drop)
     }
 
     /// An `org.flaskbb.Events` call; the reply's parameters (a draft's answer, or
     /// nothing).
     pub fn fire(&mut self, event: &EventCall) -> Result<Value, CallError> {
-        self.call(&format!("{EVENTS}.{}", event.method()), event.parameters())
+        self.send(event)
     }
 
     /// `org.flaskbb.Events.PostSaveBefore`: the post as the chain left it.
     pub fn post_save_before(&mut self, post: Post) -> Result<Post, CallError> {
-        let event = EventCall::PostSaveBefore { post };
-        self.call_for(
-            &format!("{EVENTS}.{}", event.method()),
-            event.parameters(),
-            "post",
-        )
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            post: Post,
+        }
+        self.request::<Saved>(&EventCall::PostSaveBefore { post })
+            .map(|r| r.post)
     }
 
     /// `org.flaskbb.Events.TopicSaveBefore`: the topic as the chain left it.
     pub fn topic_save_before(&mut self, topic: Topic) -> Result<Topic, CallError> {
-        let event = EventCall::TopicSaveBefore { topic };
-        self.call_for(
-            &format!("{EVENTS}.{}", event.method()),
-            event.parameters(),
-            "topic",
-        )
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            topic: Topic,
+        }
+        self.request::<Saved>(&EventCall::TopicSaveBefore { topic })
+            .map(|r| r.topic)
     }
 
     /// `org.flaskbb.Admin.CreateUser`.
@@ -214,71 +221,76 @@ impl Client {
         password: &str,
         activated: bool,
     ) -> Result<User, CallError> {
-        self.call_for(
-            &format!("{ADMIN}.CreateUser"),
-            json!({ "username": username, "email": email, "password": password, "activated": activated }),
-            "user",
-        )
+        let call = AdminCall::CreateUser {
+            username: username.into(),
+            email: email.into(),
+            password: password.into(),
+            activated,
+        };
+        self.request::<UserReply>(&call).map(|r| r.user)
+    }
+
+    /// `org.flaskbb.Admin.GetUser`, by username or email: the user and its lock state.
+    pub fn get_user_and_lock(&mut self, identifier: &str) -> Result<GetUserReply, CallError> {
+        self.request(&AdminCall::GetUser {
+            identifier: identifier.into(),
+        })
     }
 
     /// `org.flaskbb.Admin.GetUser`, by username or email.
     pub fn get_user(&mut self, identifier: &str) -> Result<User, CallError> {
-        self.call_for(
-            &format!("{ADMIN}.GetUser"),
-            json!({ "identifier": identifier }),
-            "user",
-        )
+        self.get_user_and_lock(identifier).map(|r| r.user)
     }
 
     /// `org.flaskbb.Admin.GetUser`'s lock state of the account.
     pub fn get_lock(&mut self, identifier: &str) -> Result<LockState, CallError> {
-        self.call_for(
-            &format!("{ADMIN}.GetUser"),
-            json!({ "identifier": identifier }),
-            "lock",
-        )
+        self.get_user_and_lock(identifier).map(|r| r.lock)
     }
 
     /// `org.flaskbb.Admin.Unlock`: how many live counts it removed.
     pub fn unlock(&mut self, identifier: &str, address: Option<&str>) -> Result<u64, CallError> {
-        self.call_for(
-            &format!("{ADMIN}.Unlock"),
-            json!({ "identifier": identifier, "address": address }),
-            "cleared",
-        )
+        let call = AdminCall::Unlock {
+            identifier: identifier.into(),
+            address: address.map(Into::into),
+        };
+        self.request::<UnlockReply>(&call).map(|r| r.cleared)
     }
 
     /// `org.flaskbb.Admin.ListPlugins`.
     pub fn list_plugins(&mut self) -> Result<Vec<PluginInfo>, CallError> {
-        self.call_for(&format!("{ADMIN}.ListPlugins"), json!({}), "plugins")
+        self.request::<ListPluginsReply>(&AdminCall::ListPlugins)
+            .map(|r| r.plugins)
     }
 
     /// `org.flaskbb.Admin.ListHooks`: every chain in call order.
     pub fn list_hooks(&mut self) -> Result<Vec<HookChain>, CallError> {
-        self.call_for(&format!("{ADMIN}.ListHooks"), json!({}), "hooks")
+        self.request::<ListHooksReply>(&AdminCall::ListHooks)
+            .map(|r| r.hooks)
     }
 
     /// `org.flaskbb.Admin.GetMetrics`: the Prometheus text.
     pub fn get_metrics(&mut self) -> Result<String, CallError> {
-        self.call_for(&format!("{ADMIN}.GetMetrics"), json!({}), "text")
+        self.request::<GetMetricsReply>(&AdminCall::GetMetrics)
+            .map(|r| r.text)
     }
 
     /// `org.flaskbb.Admin.GetStatus`.
     pub fn get_status(&mut self) -> Result<Status, CallError> {
-        self.call_for(&format!("{ADMIN}.GetStatus"), json!({}), "status")
+        self.request::<GetStatusReply>(&AdminCall::GetStatus)
+            .map(|r| r.status)
     }
 
     /// `org.flaskbb.Admin.SetPluginEnabled`.
     pub fn set_plugin_enabled(&mut self, name: &str, enabled: bool) -> Result<(), CallError> {
-        self.call(
-            &format!("{ADMIN}.SetPluginEnabled"),
-            json!({ "name": name, "enabled": enabled }),
-        )
-        .map(drop)
+        let call = AdminCall::SetPluginEnabled {
+            name: name.into(),
+            enabled,
+        };
+        self.send(&call).map(drop)
     }
 
     /// `org.flaskbb.Admin.Reload`.
     pub fn reload(&mut self) -> Result<(), CallError> {
-        self.call(&format!("{ADMIN}.Reload"), json!({})).map(drop)
+        self.send(&AdminCall::Reload).map(drop)
     }
 }

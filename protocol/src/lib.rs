@@ -5,6 +5,7 @@
 //! - [`methods`] turns a decoded call into one typed [`methods::Method`], or the
 //!   Varlink error naming what is wrong with it;
 //! - [`fuzzing`] is the fuzz body: all of the above on an arbitrary byte stream;
+//! - [`replies`] types what the methods answer and names every error;
 //! - [`types`] holds the values the interfaces carry (users, posts, topics, chains);
 //! - [`client`] is a blocking client that speaks all of the above over a socket, for
 //!   the CLI, the tests and the benchmarks;
@@ -18,6 +19,7 @@
 pub mod client;
 pub mod fuzzing;
 pub mod methods;
+pub mod replies;
 pub mod types;
 pub mod wire;
 

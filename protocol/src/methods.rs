@@ -429,6 +429,124 @@ impl AccountCall {
     }
 }
 
+/// A call as a client sends it: its full method name and its parameters. The typed
+/// calls ([`AuthCall`], [`AdminCall`], [`EventCall`], [`ServiceCall`]) are what the
+/// client sends and what [`parse`] gives back, so both ends use one type per method.
+pub trait Request {
+    /// The method's full name, `interface.Method`.
+    fn full_name(&self) -> &'static str;
+    /// The call's parameters object.
+    fn parameters(&self) -> Value;
+}
+
+impl Request for ServiceCall {
+    fn full_name(&self) -> &'static str {
+        match self {
+            ServiceCall::GetInfo => "org.varlink.service.GetInfo",
+            ServiceCall::GetInterfaceDescription { .. } => {
+                "org.varlink.service.GetInterfaceDescription"
+            }
+        }
+    }
+
+    fn parameters(&self) -> Value {
+        match self {
+            ServiceCall::GetInfo => json!({}),
+            ServiceCall::GetInterfaceDescription { interface } => {
+                json!({ "interface": interface })
+            }
+        }
+    }
+}
+
+impl Request for AuthCall {
+    fn full_name(&self) -> &'static str {
+        match self {
+            AuthCall::Authenticate { .. } => "org.flaskbb.Auth.Authenticate",
+            AuthCall::Reauthenticate { .. } => "org.flaskbb.Auth.Reauthenticate",
+        }
+    }
+
+    fn parameters(&self) -> Value {
+        match self {
+            AuthCall::Authenticate {
+                identifier,
+                secret,
+                context,
+            } => json!({ "identifier": identifier, "secret": secret, "context": context }),
+            AuthCall::Reauthenticate {
+                user_id,
+                secret,
+                context,
+            } => json!({ "user_id": user_id, "secret": secret, "context": context }),
+        }
+    }
+}
+
+impl Request for EventCall {
+    fn full_name(&self) -> &'static str {
+        EventCall::full_name(self)
+    }
+
+    fn parameters(&self) -> Value {
+        EventCall::parameters(self)
+    }
+}
+
+impl Request for AdminCall {
+    fn full_name(&self) -> &'static str {
+        match self {
+            AdminCall::CreateUser { .. } => "org.flaskbb.Admin.CreateUser",
+            AdminCall::GetUser { .. } => "org.flaskbb.Admin.GetUser",
+            AdminCall::Unlock { .. } => "org.flaskbb.Admin.Unlock",
+            AdminCall::SetPassword { .. } => "org.flaskbb.Admin.SetPassword",
+            AdminCall::SetActivated { .. } => "org.flaskbb.Admin.SetActivated",
+            AdminCall::SetBanned { .. } => "org.flaskbb.Admin.SetBanned",
+            AdminCall::ListPlugins => "org.flaskbb.Admin.ListPlugins",
+            AdminCall::ListHooks => "org.flaskbb.Admin.ListHooks",
+            AdminCall::GetMetrics => "org.flaskbb.Admin.GetMetrics",
+            AdminCall::GetStatus => "org.flaskbb.Admin.GetStatus",
+            AdminCall::SetPluginEnabled { .. } => "org.flaskbb.Admin.SetPluginEnabled",
+            AdminCall::Reload => "org.flaskbb.Admin.Reload",
+        }
+    }
+
+    fn parameters(&self) -> Value {
+        match self {
+            AdminCall::CreateUser {
+                username,
+                email,
+                password,
+                activated,
+            } => json!({
+                "username": username, "email": email, "password": password, "activated": activated
+            }),
+            AdminCall::GetUser { identifier } => json!({ "identifier": identifier }),
+            AdminCall::Unlock {
+                identifier,
+                address,
+            } => json!({ "identifier": identifier, "address": address }),
+            AdminCall::SetPassword { user_id, password } => {
+                json!({ "user_id": user_id, "password": password })
+            }
+            AdminCall::SetActivated { user_id, activated } => {
+                json!({ "user_id": user_id, "activated": activated })
+            }
+            AdminCall::SetBanned { user_id, banned } => {
+                json!({ "user_id": user_id, "banned": banned })
+            }
+            AdminCall::SetPluginEnabled { name, enabled } => {
+                json!({ "name": name, "enabled": enabled })
+            }
+            AdminCall::ListPlugins
+            | AdminCall::ListHooks
+            | AdminCall::GetMetrics
+            | AdminCall::GetStatus
+            | AdminCall::Reload => json!({}),
+        }
+    }
+}
+
 /// The fast path for the busiest calls, `org.flaskbb.Events`: a message that is a
 /// well-formed event call is read straight into its typed form, with no JSON tree
 /// between, and returned with its `oneway` flag. Anything else, or anything unusual,
@@ -618,4 +736,101 @@ pub fn parse(call: Call) -> Result<Method, Reply> {
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::INTERFACES;
+
+    /// Every call sent as the client sends it, parsed as the daemon parses it.
+    fn round_trip(call: &dyn Request) -> Method {
+        let (interface, method) = call.full_name().rsplit_once('.').unwrap();
+        let declared = INTERFACES
+            .iter()
+            .find(|(name, _)| *name == interface)
+            .unwrap()
+            .1;
+        assert!(
+            declared.contains(&format!("method {method}(")),
+            "{interface}.varlink declares no {method}"
+        );
+        let parsed = parse(Call {
+            interface: interface.into(),
+            method: method.into(),
+            parameters: Some(call.parameters()),
+            oneway: false,
+        });
+        match parsed {
+            Ok(m) => m,
+            Err(reply) => panic!("{} was refused: {reply:?}", call.full_name()),
+        }
+    }
+
+    #[test]
+    fn every_auth_and_admin_call_the_client_sends_parses_to_itself() {
+        let context: Context = [("remote_addr".to_owned(), "10.0.0.1".to_owned())].into();
+        let calls: Vec<Box<dyn Request>> = vec![
+            Box::new(AuthCall::Authenticate {
+                identifier: "ann".into(),
+                secret: "pw".into(),
+                context: context.clone(),
+            }),
+            Box::new(AuthCall::Reauthenticate {
+                user_id: 3,
+                secret: "pw".into(),
+                context,
+            }),
+            Box::new(AdminCall::CreateUser {
+                username: "ann".into(),
+                email: "ann@example.org".into(),
+                password: "pw".into(),
+                activated: true,
+            }),
+            Box::new(AdminCall::GetUser {
+                identifier: "ann".into(),
+            }),
+            Box::new(AdminCall::Unlock {
+                identifier: "ann".into(),
+                address: Some("10.0.0.1".into()),
+            }),
+            Box::new(AdminCall::SetPassword {
+                user_id: 3,
+                password: "pw".into(),
+            }),
+            Box::new(AdminCall::SetActivated {
+                user_id: 3,
+                activated: false,
+            }),
+            Box::new(AdminCall::SetBanned {
+                user_id: 3,
+                banned: true,
+            }),
+            Box::new(AdminCall::ListPlugins),
+            Box::new(AdminCall::ListHooks),
+            Box::new(AdminCall::GetMetrics),
+            Box::new(AdminCall::GetStatus),
+            Box::new(AdminCall::SetPluginEnabled {
+                name: "audit".into(),
+                enabled: false,
+            }),
+            Box::new(AdminCall::Reload),
+            Box::new(ServiceCall::GetInfo),
+            Box::new(ServiceCall::GetInterfaceDescription {
+                interface: AUTH.into(),
+            }),
+        ];
+        for call in &calls {
+            let parsed = round_trip(call.as_ref());
+            let again: &dyn Request = match &parsed {
+                Method::Auth(c) => c,
+                Method::Admin(c) => c,
+                Method::Service(c) => c,
+                Method::Events(c) => c,
+                Method::Account(_) => panic!("{} parsed as Account", call.full_name()),
+            };
+            assert_eq!(again.full_name(), call.full_name());
+            assert_eq!(again.parameters(), call.parameters());
+        }
+    }
 }

@@ -18,6 +18,12 @@ use flaskbbd_protocol::{
         decode_event, parse, AdminCall, AuthCall, EventCall, Method, ServiceCall, ACCOUNT, ADMIN,
         AUTH, EVENTS,
     },
+    replies::{
+        self, account as account_errors, admin as admin_errors, auth as auth_errors,
+        events as event_errors, AuthenticationFailed, GetMetricsReply, GetStatusReply,
+        GetUserReply, InternalError, ListHooksReply, ListPluginsReply, Reason, Rejected,
+        UnlockReply, UserReply,
+    },
     INTERFACES,
 };
 
@@ -114,7 +120,7 @@ fn parse_call(call: Call, peer: Peer) -> Parsed {
     let started = Instant::now();
     let name = Cow::Owned(format!("{}.{}", call.interface, call.method));
     let method = if call.interface == ADMIN && !peer.admin {
-        Err(Reply::error(&format!("{ADMIN}.PermissionDenied"), json!({})).into())
+        Err(Reply::error(admin_errors::PERMISSION_DENIED, json!({})).into())
     } else if call.interface == ACCOUNT && !peer.forum {
         let uid = peer
             .uid
@@ -123,8 +129,8 @@ fn parse_call(call: Call, peer: Peer) -> Parsed {
             "uid {uid} may not call {ACCOUNT}: it is for the forum only; add the uid FlaskBB runs as to daemon.forum_uids in flaskbb.toml"
         );
         Err(Reply::error(
-            &format!("{ACCOUNT}.PermissionDenied"),
-            json!({ "message": message }),
+            account_errors::PERMISSION_DENIED,
+            json!(InternalError { message }),
         )
         .into())
     } else {
@@ -155,7 +161,7 @@ fn logged(name: &str, started: Instant, answer: Answer) -> Reply {
             reply
         }
         Answer::Failed(Failure { interface, message }) => {
-            let outcome = format!("{interface}.InternalError");
+            let outcome = replies::internal_error(interface);
             let took = crate::metrics::global().request(name, &outcome, started);
             let duration_ms = took.as_secs_f64() * 1000.0;
             tracing::error!(
@@ -165,7 +171,7 @@ fn logged(name: &str, started: Instant, answer: Answer) -> Reply {
                 cause = message.as_str(),
                 "request failed"
             );
-            Reply::error(&outcome, json!({ "message": message }))
+            Reply::error(&outcome, json!(InternalError { message }))
         }
     }
 }
@@ -438,7 +444,7 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
             if let Err(AuthError::SecondStep { counted: false, .. }) = &outcome {
                 pending.store(true, Ordering::Relaxed);
             }
-            auth_answer(&r2, outcome, |user| Reply::ok(json!({ "user": user })))
+            auth_answer(&r2, outcome, |user| Reply::ok(UserReply { user }))
         }
         AuthCall::Reauthenticate {
             user_id, secret, ..
@@ -469,20 +475,23 @@ fn auth_answer<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> 
         Err(AuthError::Failed { reason }) => {
             // What plugins asked the client for (a second factor's `otp`), if anything.
             let asked = req.asked();
-            let parameters = if asked.is_empty() {
-                json!({ "reason": reason })
-            } else {
-                json!({ "reason": reason, "ask": asked })
+            let failed = AuthenticationFailed {
+                reason,
+                ask: (!asked.is_empty()).then_some(asked),
+                pending_login: None,
             };
-            Reply::error(&format!("{AUTH}.AuthenticationFailed"), parameters).into()
+            Reply::error(auth_errors::AUTHENTICATION_FAILED, json!(failed)).into()
         }
-        Err(AuthError::SecondStep { reason, token, .. }) => Reply::error(
-            &format!("{AUTH}.AuthenticationFailed"),
-            json!({ "reason": reason, "ask": req.asked(), "pending_login": token }),
-        )
-        .into(),
+        Err(AuthError::SecondStep { reason, token, .. }) => {
+            let failed = AuthenticationFailed {
+                reason,
+                ask: Some(req.asked()),
+                pending_login: Some(token),
+            };
+            Reply::error(auth_errors::AUTHENTICATION_FAILED, json!(failed)).into()
+        }
         Err(AuthError::ForceLogout { reason }) => {
-            Reply::error(&format!("{AUTH}.ForceLogout"), json!({ "reason": reason })).into()
+            Reply::error(auth_errors::FORCE_LOGOUT, json!(Reason { reason })).into()
         }
         Err(AuthError::Internal { message }) => Failure::new(AUTH, message).into(),
     }
@@ -511,11 +520,9 @@ fn event_answer(outcome: Result<EventAnswer, EventError>) -> Answer {
         Ok(EventAnswer::Nothing) => Reply::empty().into(),
         Ok(EventAnswer::Post(post)) => Reply::ok(json!({ "post": post })).into(),
         Ok(EventAnswer::Topic(topic)) => Reply::ok(json!({ "topic": topic })).into(),
-        Err(EventError::Rejected { plugin, reason }) => Reply::error(
-            &format!("{EVENTS}.Rejected"),
-            json!({ "plugin": plugin, "reason": reason }),
-        )
-        .into(),
+        Err(EventError::Rejected { plugin, reason }) => {
+            Reply::error(event_errors::REJECTED, json!(Rejected { plugin, reason })).into()
+        }
         Err(EventError::Internal { message }) => Failure::new(EVENTS, message).into(),
     }
 }
@@ -524,8 +531,8 @@ fn event_answer(outcome: Result<EventAnswer, EventError>) -> Answer {
 /// the caller asked wrong, a failure for the rest.
 fn admin_store_error(e: StoreError) -> Answer {
     match e {
-        StoreError::UserExists => Reply::error(&format!("{ADMIN}.UserExists"), json!({})).into(),
-        StoreError::NoSuchUser => Reply::error(&format!("{ADMIN}.NoSuchUser"), json!({})).into(),
+        StoreError::UserExists => Reply::error(admin_errors::USER_EXISTS, json!({})).into(),
+        StoreError::NoSuchUser => Reply::error(admin_errors::NO_SUCH_USER, json!({})).into(),
         other => Failure::new(ADMIN, other.to_string()).into(),
     }
 }
@@ -573,7 +580,7 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                     })
                 })
                 .await?;
-                Reply::ok(json!({ "user": user.user })).into()
+                Reply::ok(UserReply { user: user.user }).into()
             }
             AdminCall::GetUser { identifier } => {
                 let policy = lockout::Policy::new(&d.config().auth.lockout);
@@ -586,8 +593,8 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                 })
                 .await?;
                 match found {
-                    Some((r, lock)) => Reply::ok(json!({ "user": r.user, "lock": lock })),
-                    None => Reply::error(&format!("{ADMIN}.NoSuchUser"), json!({})),
+                    Some((r, lock)) => Reply::ok(GetUserReply { user: r.user, lock }),
+                    None => Reply::error(admin_errors::NO_SUCH_USER, json!({})),
                 }
                 .into()
             }
@@ -602,7 +609,10 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                 if cleared > 0 {
                     crate::metrics::global().lockout(crate::metrics::LockoutAction::Unlocked);
                 }
-                Reply::ok(json!({ "cleared": cleared })).into()
+                Reply::ok(UnlockReply {
+                    cleared: cleared as u64,
+                })
+                .into()
             }
             AdminCall::SetPassword { user_id, password } => {
                 let hash = hash_password(d, password).await?;
@@ -617,19 +627,24 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                 on_pool(d, move || store.set_banned(user_id, banned)).await?;
                 Reply::empty().into()
             }
-            AdminCall::ListPlugins => {
-                Reply::ok(json!({ "plugins": d.generation().plugins() })).into()
-            }
-            AdminCall::ListHooks => Reply::ok(json!({ "hooks": d.generation().describe() })).into(),
-            AdminCall::GetMetrics => Reply::ok(json!({ "text": d.metrics_text() })).into(),
-            AdminCall::GetStatus => Reply::ok(json!({ "status": d.status() })).into(),
+            AdminCall::ListPlugins => Reply::ok(ListPluginsReply {
+                plugins: d.generation().plugins(),
+            })
+            .into(),
+            AdminCall::ListHooks => Reply::ok(ListHooksReply {
+                hooks: d.generation().describe(),
+            })
+            .into(),
+            AdminCall::GetMetrics => Reply::ok(GetMetricsReply {
+                text: d.metrics_text(),
+            })
+            .into(),
+            AdminCall::GetStatus => Reply::ok(GetStatusReply { status: d.status() }).into(),
             AdminCall::SetPluginEnabled { name, enabled } => {
                 if !d.config().known_instance_names().contains(&name) {
-                    return Ok(Reply::error(
-                        &format!("{ADMIN}.NoSuchPlugin"),
-                        json!({ "name": name }),
-                    )
-                    .into());
+                    return Ok(
+                        Reply::error(admin_errors::NO_SUCH_PLUGIN, json!({ "name": name })).into(),
+                    );
                 }
                 let d2 = d.clone();
                 match d
@@ -638,10 +653,7 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                     .await
                 {
                     Ok(Ok(())) => Reply::empty().into(),
-                    Ok(Err(crate::daemon::SetEnabledError::Reload(reason))) => Reply::error(
-                        &format!("{ADMIN}.ReloadFailed"),
-                        json!({ "reason": reason }),
-                    )
+                    Ok(Err(crate::daemon::SetEnabledError::Reload(reason))) => Reply::error(admin_errors::RELOAD_FAILED, json!(Reason { reason }))
                     .into(),
                     Ok(Err(crate::daemon::SetEnabledError::Store(e))) => admin_store_error(e),
                     Err(e) => Failure::new(ADMIN, e.to_string()).into(),
@@ -652,10 +664,7 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                 match d.executor.run_plain(move || d2.reload()).await {
                     Ok(Ok(_)) => Reply::empty().into(),
                     // Daemon::reload has logged why.
-                    Ok(Err(reason)) => Reply::error(
-                        &format!("{ADMIN}.ReloadFailed"),
-                        json!({ "reason": reason }),
-                    )
+                    Ok(Err(reason)) => Reply::error(admin_errors::RELOAD_FAILED, json!(Reason { reason }))
                     .into(),
                     Err(e) => Failure::new(ADMIN, e.to_string()).into(),
                 }
