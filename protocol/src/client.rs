@@ -152,9 +152,8 @@ impl Client {
     /// Sends a typed call and decodes its reply as `R`.
     pub fn request<R: DeserializeOwned>(&mut self, call: &impl Request) -> Result<R, CallError> {
         let reply = self.send(call)?;
-        serde_json::from_value(reply).map_err(|e| {
-            CallError::Protocol(format!("{}: the reply: {e}", call.full_name()))
-        })
+        serde_json::from_value(reply)
+            .map_err(|e| CallError::Protocol(format!("{}: the reply: {e}", call.full_name())))
     }
 
     /// `org.flaskbb.Auth.Authenticate`: the user the chain accepted.

@@ -1,6 +1,7 @@
 //! A real `flaskbbd serve` on a scratch configuration: started, talked to over its
 //! socket, stopped with SIGTERM.
 
+use crate::calls::{authenticate, authenticate_in, context_of, get_user, list_plugins};
 use std::{
     io::Write,
     path::PathBuf,
@@ -107,16 +108,21 @@ impl TestDaemon {
         self.client().call(method, params)
     }
 
+    /// One typed call (see [`crate::calls`]) on a new connection.
+    pub fn send(
+        &self,
+        call: &impl flaskbbd_protocol::methods::Request,
+    ) -> Result<Value, flaskbbd_protocol::client::CallError> {
+        self.client().send(call)
+    }
+
     /// `Authenticate` with an empty context.
     pub fn auth(
         &self,
         identifier: &str,
         secret: &str,
     ) -> Result<Value, flaskbbd_protocol::client::CallError> {
-        self.call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": identifier, "secret": secret }),
-        )
+        self.send(&authenticate(identifier, secret))
     }
 
     /// Creates a user through `org.flaskbb.Admin.CreateUser`; returns its id.
@@ -134,12 +140,7 @@ impl TestDaemon {
 
     /// A user as `GetUser` answers it.
     pub fn user(&self, identifier: &str) -> Value {
-        self.call(
-            "org.flaskbb.Admin.GetUser",
-            json!({ "identifier": identifier }),
-        )
-        .expect("GetUser")["user"]
-            .clone()
+        self.send(&get_user(identifier)).expect("GetUser")["user"].clone()
     }
 
     /// The value of the sample `series` (name and labels as the text format writes
@@ -154,9 +155,7 @@ impl TestDaemon {
 
     /// The instance's entry in `ListPlugins` (with its plugin host, when isolated).
     pub fn plugin(&self, name: &str) -> Value {
-        let all = self
-            .call("org.flaskbb.Admin.ListPlugins", json!({}))
-            .unwrap();
+        let all = self.send(&list_plugins()).unwrap();
         all["plugins"]
             .as_array()
             .unwrap()
@@ -317,16 +316,14 @@ pub fn login_burst(
     let refused = || daemons.iter().map(|d| d.metric(REFUSED)).sum::<f64>();
     let before = refused();
     let login = |d: &TestDaemon, secret: &str| {
-        d.call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": who, "secret": secret, "context": { "remote_addr": addr } }),
-        )
+        d.send(&authenticate_in(
+            who,
+            secret,
+            context_of(json!({ "remote_addr": addr })),
+        ))
     };
     let counted = || -> u32 {
-        let lock = daemons[0]
-            .call("org.flaskbb.Admin.GetUser", json!({ "identifier": who }))
-            .expect("GetUser")["lock"]
-            .clone();
+        let lock = daemons[0].send(&get_user(who)).expect("GetUser")["lock"].clone();
         lock["addresses"]
             .as_array()
             .into_iter()

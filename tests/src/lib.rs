@@ -2,6 +2,7 @@
 //! loader fixtures, makes scratch directories, runs the CLI, and starts daemons on
 //! real sockets with real SQLite files.
 
+pub mod calls;
 pub mod daemon;
 pub mod flaskbb;
 pub mod slapd;

@@ -6,6 +6,7 @@
 //! address's rate-limit penalty); an admin page lists locks and second factors,
 //! lifts a lock and resets a second factor; and nothing secret reaches the log.
 
+use flaskbbd_tests::calls::{authenticate_in, context_of, get_user, reauthenticate_in};
 use std::os::unix::{fs::PermissionsExt, process::CommandExt};
 use std::process::Command;
 
@@ -55,16 +56,13 @@ fn login(
     if let Some(otp) = otp {
         context["otp"] = json!(otp);
     }
-    d.call(
-        "org.flaskbb.Auth.Authenticate",
-        json!({ "identifier": who, "secret": password, "context": context }),
-    )
-    .map(drop)
-    .map_err(|e| {
-        let (name, params) = err(Err(e));
-        assert_eq!(name, FAILED, "{params}");
-        params["reason"].as_str().unwrap().to_owned()
-    })
+    d.send(&authenticate_in(who, password, context_of(&context)))
+        .map(drop)
+        .map_err(|e| {
+            let (name, params) = err(Err(e));
+            assert_eq!(name, FAILED, "{params}");
+            params["reason"].as_str().unwrap().to_owned()
+        })
 }
 
 /// Begins and confirms enrolment; the secret and the recovery codes.
@@ -224,8 +222,7 @@ fn a_recovery_code_signs_in_once_and_new_codes_replace_the_old() {
     assert_eq!(second_factor(&d, id)["recovery_codes_left"], 9);
     // A wrong recovery code is counted like a wrong code, by the lockout.
     let failures = || {
-        d.call("org.flaskbb.Admin.GetUser", json!({ "identifier": "ada" }))
-            .unwrap()["lock"]["failures"]
+        d.send(&get_user("ada")).unwrap()["lock"]["failures"]
             .as_i64()
             .unwrap()
     };
@@ -470,10 +467,7 @@ fn unlocking_clears_the_address_penalty_and_the_failure_count() {
         account(&d, "ListLocks", json!({})).unwrap()["addresses"],
         json!([])
     );
-    let lock = d
-        .call("org.flaskbb.Admin.GetUser", json!({ "identifier": "ned" }))
-        .unwrap()["lock"]
-        .clone();
+    let lock = d.send(&get_user("ned")).unwrap()["lock"].clone();
     assert_eq!((lock["failures"].clone(), id > 0), (json!(0), true));
 }
 
@@ -605,11 +599,8 @@ fn authenticate(
     secret: &str,
     context: Value,
 ) -> Result<Value, (String, Value)> {
-    d.call(
-        "org.flaskbb.Auth.Authenticate",
-        json!({ "identifier": who, "secret": secret, "context": context }),
-    )
-    .map_err(|e| err(Err(e)))
+    d.send(&authenticate_in(who, secret, context_of(&context)))
+        .map_err(|e| err(Err(e)))
 }
 
 /// The second step: the token and the code, no password.
@@ -629,9 +620,7 @@ fn second_step(
 }
 
 fn lock_failures(d: &TestDaemon, who: &str) -> Value {
-    d.call("org.flaskbb.Admin.GetUser", json!({ "identifier": who }))
-        .unwrap()["lock"]["failures"]
-        .clone()
+    d.send(&get_user(who)).unwrap()["lock"]["failures"].clone()
 }
 
 #[test]
@@ -766,12 +755,9 @@ fn reauthentication_of_an_enrolled_member_asks_for_the_code_too() {
     let other = d.add_user("tom", "Secret123", true);
     let reauth = |user_id: i64, password: &str, otp: Option<&str>| {
         let context = otp.map_or_else(|| json!({}), |o| json!({ "otp": o }));
-        d.call(
-            "org.flaskbb.Auth.Reauthenticate",
-            json!({ "user_id": user_id, "secret": password, "context": context }),
-        )
-        .map(drop)
-        .map_err(|e| err(Err(e)))
+        d.send(&reauthenticate_in(user_id, password, context_of(&context)))
+            .map(drop)
+            .map_err(|e| err(Err(e)))
     };
     let asked = |reason: &str| {
         Err((
@@ -814,10 +800,11 @@ fn a_right_password_resets_no_count_between_code_guesses() {
     let id = d.add_user("eve", "Secret123", true);
     let (_, codes) = enrol(&d, id);
     let reauth = |otp: &str| {
-        d.call(
-            "org.flaskbb.Auth.Reauthenticate",
-            json!({ "user_id": id, "secret": "Secret123", "context": { "otp": otp } }),
-        )
+        d.send(&reauthenticate_in(
+            id,
+            "Secret123",
+            context_of(json!({ "otp": otp })),
+        ))
         .map(drop)
         .map_err(|e| err(Err(e)))
     };

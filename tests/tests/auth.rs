@@ -1,6 +1,9 @@
 //! The authentication pipeline through the real daemon and socket: FlaskBB's behaviour
 //! and messages, the defects we fix, reauth and ForceLogout, commit-once semantics.
 
+use flaskbbd_tests::calls::{
+    create_user, reauthenticate, set_activated, set_banned, user_registered,
+};
 use std::time::Duration;
 
 use flaskbbd_tests::{
@@ -77,11 +80,7 @@ fn an_unactivated_user_is_cleared_refused_then_counted() {
     assert_eq!(err(d.auth("bob", "Secret123")), failed(NOT_ACTIVATED));
     // FlaskBB's order: clear (0), block unactivated, then mark failed (1).
     assert_eq!(d.user("bob")["login_attempts"], 1);
-    d.call(
-        "org.flaskbb.Admin.SetActivated",
-        json!({ "user_id": id, "activated": true }),
-    )
-    .unwrap();
+    d.send(&set_activated(id, true)).unwrap();
     assert_eq!(
         d.auth("bob", "Secret123").unwrap()["user"]["login_attempts"],
         0
@@ -104,21 +103,13 @@ fn a_banned_user_is_refused_even_with_the_right_password() {
     let s = Scratch::new("auth-banned");
     let d = TestDaemon::start(&s, "");
     let id = d.add_user("carol", "Secret123", true);
-    d.call(
-        "org.flaskbb.Admin.SetBanned",
-        json!({ "user_id": id, "banned": true }),
-    )
-    .unwrap();
+    d.send(&set_banned(id, true)).unwrap();
     assert_eq!(d.user("carol")["groups"], json!(["Banned"]));
     assert_eq!(
         err(d.auth("carol", "Secret123")),
         failed("Your account has been banned.")
     );
-    d.call(
-        "org.flaskbb.Admin.SetBanned",
-        json!({ "user_id": id, "banned": false }),
-    )
-    .unwrap();
+    d.send(&set_banned(id, false)).unwrap();
     assert!(d.auth("carol", "Secret123").is_ok());
 }
 
@@ -308,12 +299,7 @@ config = { on = { flaskbb_authenticate = { action = "sleep", ms = 4000 } } }
         "instance \"slow\" did not answer flaskbb_authenticate within 300 ms"
     );
     // Others are still served meanwhile.
-    assert!(d
-        .call(
-            "org.flaskbb.Events.UserRegistered",
-            json!({ "username": "z" })
-        )
-        .is_ok());
+    assert!(d.send(&user_registered("z")).is_ok());
 }
 
 #[test]
@@ -321,23 +307,12 @@ fn reauth_checks_the_password_and_counts_failures() {
     let s = Scratch::new("reauth");
     let d = TestDaemon::start(&s, "");
     let id = d.add_user("ivy", "Secret123", true);
-    let reauth = |pw: &str| {
-        d.call(
-            "org.flaskbb.Auth.Reauthenticate",
-            json!({ "user_id": id, "secret": pw }),
-        )
-    };
+    let reauth = |pw: &str| d.send(&reauthenticate(id, pw));
     assert_eq!(err(reauth("bad")), failed(WRONG_PW));
     assert_eq!(d.user("ivy")["login_attempts"], 1);
     assert_eq!(reauth("Secret123").unwrap(), json!({}));
     assert_eq!(d.user("ivy")["login_attempts"], 0);
-    assert_eq!(
-        err(d.call(
-            "org.flaskbb.Auth.Reauthenticate",
-            json!({ "user_id": 999, "secret": "x" })
-        )),
-        failed(WRONG_PW)
-    );
+    assert_eq!(err(d.send(&reauthenticate(999, "x"))), failed(WRONG_PW));
 }
 
 #[test]
@@ -355,10 +330,7 @@ tier = "trylast"
 "#,
     );
     let id = d.add_user("jo", "Secret123", true);
-    let (name, params) = err(d.call(
-        "org.flaskbb.Auth.Reauthenticate",
-        json!({ "user_id": id, "secret": "bad" }),
-    ));
+    let (name, params) = err(d.send(&reauthenticate(id, "bad")));
     assert_eq!(name, "org.flaskbb.Auth.ForceLogout");
     assert_eq!(params, json!({ "reason": "Suspicious session." }));
     // The built-in mark_failed_reauth (normal) ran before the trylast ForceLogout.
@@ -392,10 +364,7 @@ fn secrets_over_72_bytes_are_never_truncated() {
     assert!(d.auth("lee", &base).is_ok());
     // bcrypt alone would accept this: the same first 72 bytes.
     assert_eq!(err(d.auth("lee", &format!("{base}b"))), failed(WRONG));
-    let (name, params) = err(d.call(
-        "org.flaskbb.Admin.CreateUser",
-        json!({ "username": "max", "email": "max@example.org", "password": "b".repeat(73), "activated": true }),
-    ));
+    let (name, params) = err(d.send(&create_user("max", "max@example.org", "b".repeat(73), true)));
     assert_eq!(
         (name.as_str(), params),
         (

@@ -7,6 +7,7 @@
 //! each hash at debug level (`bcrypt hash lanes=N alone=… …`, N the most lanes busy
 //! beside it), which is what these tests read.
 
+use flaskbbd_tests::calls::{authenticate, reload};
 use std::sync::Barrier;
 
 use bcrypt::Version;
@@ -86,10 +87,7 @@ fn concurrent_logins_share_lanes_and_each_gets_its_own_answer() {
                 start.wait();
                 for r in 0..rounds {
                     let (who, secret, expect) = cases[(c + r) % cases.len()];
-                    let got = client.call(
-                        "org.flaskbb.Auth.Authenticate",
-                        serde_json::json!({ "identifier": who, "secret": secret }),
-                    );
+                    let got = client.send(&authenticate(who, secret));
                     match expect {
                         Some(id) => assert_eq!(got.unwrap()["user"]["id"], id, "{who}"),
                         None => {
@@ -128,10 +126,7 @@ fn storm(d: &TestDaemon, user: &str, secret: &str, clients: usize, rounds: usize
                 let mut client = d.client();
                 start.wait();
                 for _ in 0..rounds {
-                    let got = client.call(
-                        "org.flaskbb.Auth.Authenticate",
-                        serde_json::json!({ "identifier": user, "secret": secret }),
-                    );
+                    let got = client.send(&authenticate(user, secret));
                     assert!(got.is_ok(), "{got:?}");
                 }
             });
@@ -154,8 +149,7 @@ fn a_reload_changes_the_lanes_of_the_next_logins() {
         text.replace("bcrypt_lanes = 3", "bcrypt_lanes = 1"),
     )
     .unwrap();
-    d.call("org.flaskbb.Admin.Reload", serde_json::json!({}))
-        .unwrap();
+    d.send(&reload()).unwrap();
     storm(&d, "ann", "pw-ann", 6, 4);
     let after = &hashes(&d)[before.len()..];
     assert_eq!(after.len(), 24, "{after:?}");
@@ -170,7 +164,7 @@ fn a_reload_changes_the_lanes_of_the_next_logins() {
         text.replace("bcrypt_lanes = 1", "bcrypt_lanes = 9"),
     )
     .unwrap();
-    let (_, params) = err(d.call("org.flaskbb.Admin.Reload", serde_json::json!({})));
+    let (_, params) = err(d.send(&reload()));
     assert!(
         params
             .to_string()
@@ -190,10 +184,7 @@ fn one_client_after_another_runs_alone_at_once() {
     let mut client = d.client();
     for i in 0..6 {
         let secret = if i % 2 == 0 { "pw-ann" } else { "wrong" };
-        let got = client.call(
-            "org.flaskbb.Auth.Authenticate",
-            serde_json::json!({ "identifier": "ann", "secret": secret }),
-        );
+        let got = client.send(&authenticate("ann", secret));
         assert_eq!(got.is_ok(), i % 2 == 0, "{got:?}");
     }
     let seen = hashes(&d);

@@ -1,6 +1,9 @@
 //! The five event methods through the real daemon, with chains that change and
 //! reject the post.
 
+use flaskbbd_tests::calls::{
+    post_save_after, post_save_before, topic_save_after, topic_save_before, user_registered,
+};
 use flaskbbd_tests::{
     daemon::{err, TestDaemon},
     trace, trace_calls, Scratch,
@@ -25,9 +28,7 @@ fn post_save_before_answers_the_post_as_the_chain_left_it() {
     let s = Scratch::new("events-post");
     let d = TestDaemon::start(&s, CHAIN);
     let post = json!({ "content": "Hello", "topic_id": 3, "username": "alice" });
-    let r = d
-        .call("org.flaskbb.Events.PostSaveBefore", json!({ "post": post }))
-        .unwrap();
+    let r = d.send(&post_save_before(&post)).unwrap();
     // "tag" registered last runs first (pluggy), then "sign" sees tag's post.
     assert_eq!(
         r["post"],
@@ -43,10 +44,9 @@ fn topic_save_before_changes_the_topic() {
     let s = Scratch::new("events-topic");
     let d = TestDaemon::start(&s, CHAIN);
     let r = d
-        .call(
-            "org.flaskbb.Events.TopicSaveBefore",
-            json!({ "topic": { "title": "T", "content": "Body", "forum_id": 1 } }),
-        )
+        .send(&topic_save_before(
+            json!({ "title": "T", "content": "Body", "forum_id": 1 }),
+        ))
         .unwrap();
     assert_eq!(
         r["topic"],
@@ -63,10 +63,7 @@ fn a_rejected_save_names_the_instance_and_reason() {
             "{CHAIN}[[plugin]]\nname = \"spam\"\nlibrary = \"scripted\"\nconfig = {{ trace = \"trace.jsonl\", on = {{ flaskbb_event_post_save_before = {{ action = \"reject\", reason = \"Looks like spam.\" }} }} }}\nsandbox = {{ write = [\"trace.jsonl\"] }}\n[plugin.hooks.flaskbb_event_post_save_before]\ntier = \"trylast\"\n"
         ),
     );
-    let (name, params) = err(d.call(
-        "org.flaskbb.Events.PostSaveBefore",
-        json!({ "post": { "content": "buy now" } }),
-    ));
+    let (name, params) = err(d.send(&post_save_before(json!({ "content": "buy now" }))));
     assert_eq!(name, "org.flaskbb.Events.Rejected");
     assert_eq!(
         params,
@@ -80,31 +77,10 @@ fn after_hooks_and_user_registered_run_every_impl() {
     let s = Scratch::new("events-after");
     let d = TestDaemon::start(&s, CHAIN);
     let post = json!({ "id": 9, "content": "x" });
-    assert_eq!(
-        d.call(
-            "org.flaskbb.Events.PostSaveAfter",
-            json!({ "post": post, "is_new": true })
-        )
-        .unwrap(),
-        json!({})
-    );
+    assert_eq!(d.send(&post_save_after(&post, true)).unwrap(), json!({}));
     let topic = json!({ "id": 2, "title": "t" });
-    assert_eq!(
-        d.call(
-            "org.flaskbb.Events.TopicSaveAfter",
-            json!({ "topic": topic, "is_new": false })
-        )
-        .unwrap(),
-        json!({})
-    );
-    assert_eq!(
-        d.call(
-            "org.flaskbb.Events.UserRegistered",
-            json!({ "username": "newbie" })
-        )
-        .unwrap(),
-        json!({})
-    );
+    assert_eq!(d.send(&topic_save_after(&topic, false)).unwrap(), json!({}));
+    assert_eq!(d.send(&user_registered("newbie")).unwrap(), json!({}));
     let calls = trace_calls(&s, "trace.jsonl");
     let hooks: Vec<(&str, &str)> = calls
         .iter()
@@ -136,10 +112,7 @@ fn a_failing_event_plugin_is_an_internal_error_naming_it() {
         &s,
         "[[plugin]]\nname = \"bad\"\nlibrary = \"scripted\"\nconfig = { on = { flaskbb_event_user_registered = { action = \"error\", message = \"mail server down\" } } }\n",
     );
-    let (name, params) = err(d.call(
-        "org.flaskbb.Events.UserRegistered",
-        json!({ "username": "u" }),
-    ));
+    let (name, params) = err(d.send(&user_registered("u")));
     assert_eq!(name, "org.flaskbb.Events.InternalError");
     assert_eq!(
         params["message"],

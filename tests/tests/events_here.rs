@@ -5,6 +5,7 @@
 //! instance's hung call is ended by killing its host; pipelined calls are answered in
 //! order.
 
+use flaskbbd_tests::calls::post_save_before;
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::net::UnixStream,
@@ -24,10 +25,7 @@ fn save(
     c: &mut flaskbbd_protocol::client::Client,
     content: &str,
 ) -> Result<Value, flaskbbd_protocol::client::CallError> {
-    c.call(
-        "org.flaskbb.Events.PostSaveBefore",
-        json!({ "post": { "content": content } }),
-    )
+    c.send(&post_save_before(json!({ "content": content })))
 }
 
 /// Enough quick calls for the chain to count as short (its first call, never measured,

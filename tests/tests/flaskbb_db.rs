@@ -2,6 +2,7 @@
 //! FlaskBB's users log in with their werkzeug hashes, and FlaskBB's columns keep
 //! their meaning.
 
+use flaskbbd_tests::calls::{create_user, get_user, set_password};
 use flaskbbd_tests::{
     backend,
     daemon::{err, TestDaemon},
@@ -77,13 +78,7 @@ fn flaskbbs_users_log_in_and_its_columns_keep_their_meaning() {
         let _ = d.auth("alice", "nope");
     }
     assert_eq!(err(d.auth("alice", "AlicePass123")), failed(WRONG));
-    let lock = d
-        .call(
-            "org.flaskbb.Admin.GetUser",
-            json!({ "identifier": "alice" }),
-        )
-        .unwrap()["lock"]
-        .clone();
+    let lock = d.send(&get_user("alice")).unwrap()["lock"].clone();
     assert_eq!(
         (
             lock["addresses"][0]["address"].clone(),
@@ -172,17 +167,16 @@ fn passwords_set_through_the_daemon_are_ones_flaskbb_verifies() {
     let s = Scratch::new("flaskbb-passwd");
     let (d, _) = forum(&s, "");
     let id = d.user("alice")["id"].clone();
-    d.call(
-        "org.flaskbb.Admin.SetPassword",
-        json!({ "user_id": id, "password": "Changed789" }),
-    )
-    .unwrap();
+    d.send(&set_password(id.as_i64().unwrap(), "Changed789"))
+        .unwrap();
     let alice = d.auth("alice", "Changed789");
     assert!(alice.is_ok(), "{alice:?}\n{}", d.log_text());
-    d.call(
-        "org.flaskbb.Admin.CreateUser",
-        json!({ "username": "dora", "email": "dora@example.org", "password": "DoraPass123", "activated": true }),
-    )
+    d.send(&create_user(
+        "dora",
+        "dora@example.org",
+        "DoraPass123",
+        true,
+    ))
     .unwrap();
     let dora = d.auth("dora", "DoraPass123");
     assert!(dora.is_ok(), "{dora:?}\n{}", d.log_text());

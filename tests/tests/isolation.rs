@@ -9,6 +9,10 @@
 //! The faults themselves (segfault, abort, exit, spin, unbounded allocation), with
 //! other traffic flowing and nothing lost, are in `reliability.rs`.
 
+use flaskbbd_tests::calls::{
+    authenticate, authenticate_in, context_of, list_hooks, post_save_after, post_save_before,
+    reauthenticate, reload, set_plugin_enabled, topic_save_before, user_registered,
+};
 use std::{
     path::Path,
     thread,
@@ -147,12 +151,7 @@ fn scenario(label: &str, iso: [&str; 5]) -> Vec<Value> {
             }
         });
     };
-    let auth = |who: &str, pw: &str| {
-        d.call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": who, "secret": pw, "context": ctx }),
-        )
-    };
+    let auth = |who: &str, pw: &str| d.send(&authenticate_in(who, pw, context_of(&ctx)));
     note(auth("ann", "Secret123"));
     note(auth("ann", "wrong"));
     note(auth("nobody", "x"));
@@ -161,31 +160,15 @@ fn scenario(label: &str, iso: [&str; 5]) -> Vec<Value> {
         note(auth("ann", "wrong")); // the third locks ann out
     }
     note(auth("ann", "Secret123"));
-    note(d.call(
-        "org.flaskbb.Auth.Reauthenticate",
-        json!({ "user_id": bob, "secret": "Secret123" }),
-    ));
-    note(d.call(
-        "org.flaskbb.Auth.Reauthenticate",
-        json!({ "user_id": bob, "secret": "nope" }),
-    ));
-    note(d.call(
-        "org.flaskbb.Events.PostSaveBefore",
-        json!({ "post": { "content": "Darn, it works.", "user_id": ann } }),
-    ));
-    note(d.call(
-        "org.flaskbb.Events.TopicSaveBefore",
-        json!({ "topic": { "title": "Hello" } }),
-    ));
-    note(d.call(
-        "org.flaskbb.Events.PostSaveAfter",
-        json!({ "post": { "id": 7, "content": "x" }, "is_new": true }),
-    ));
-    note(d.call(
-        "org.flaskbb.Events.UserRegistered",
-        json!({ "username": "cy" }),
-    ));
-    note(d.call("org.flaskbb.Admin.ListHooks", json!({})));
+    note(d.send(&reauthenticate(bob, "Secret123")));
+    note(d.send(&reauthenticate(bob, "nope")));
+    note(d.send(&post_save_before(
+        json!({ "content": "Darn, it works.", "user_id": ann }),
+    )));
+    note(d.send(&topic_save_before(json!({ "title": "Hello" }))));
+    note(d.send(&post_save_after(json!({ "id": 7, "content": "x" }), true)));
+    note(d.send(&user_registered("cy")));
+    note(d.send(&list_hooks()));
     let users: Vec<Value> = d.users().into_iter().map(|(u, n)| json!([u, n])).collect();
     answers.push(json!(users));
     let strip = |mut v: Value| {
@@ -277,10 +260,7 @@ fn an_isolated_instances_state_is_shared_by_its_concurrent_calls() {
                     let mut c = d.client();
                     (0..10)
                         .map(|_| {
-                            let (_, p) = err(c.call(
-                                "org.flaskbb.Auth.Authenticate",
-                                json!({ "identifier": "count", "secret": "x" }),
-                            ));
+                            let (_, p) = err(c.send(&authenticate("count", "x")));
                             let reason = p["reason"].as_str().unwrap().to_owned();
                             reason.strip_prefix("count ").unwrap().parse().unwrap()
                         })
@@ -317,16 +297,13 @@ fn reload_and_set_plugin_enabled_start_new_hosts_and_retire_the_old_ones() {
          [[plugin]]\nname = \"hello\"\nlibrary = \"hello\"\n",
     );
     let save = || {
-        d.call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "darn" } }),
-        )
-        .unwrap()["post"]["content"]
+        d.send(&post_save_before(json!({ "content": "darn" })))
+            .unwrap()["post"]["content"]
             .clone()
     };
     assert_eq!(save(), r"\*\*\*\*");
     let (filter, hello) = (host_pid(&d, "filter"), host_pid(&d, "hello"));
-    d.call("org.flaskbb.Admin.Reload", json!({})).unwrap();
+    d.send(&reload()).unwrap();
     let (filter2, hello2) = (host_pid(&d, "filter"), host_pid(&d, "hello"));
     assert!(filter2 != filter && hello2 != hello);
     assert!(
@@ -335,11 +312,7 @@ fn reload_and_set_plugin_enabled_start_new_hosts_and_retire_the_old_ones() {
     );
     assert_eq!(save(), r"\*\*\*\*");
 
-    d.call(
-        "org.flaskbb.Admin.SetPluginEnabled",
-        json!({ "name": "filter", "enabled": false }),
-    )
-    .unwrap();
+    d.send(&set_plugin_enabled("filter", false)).unwrap();
     let p = d.plugin("filter");
     assert_eq!(p["enabled"], false);
     assert!(
@@ -348,11 +321,7 @@ fn reload_and_set_plugin_enabled_start_new_hosts_and_retire_the_old_ones() {
     );
     assert!(gone(filter2));
     assert_eq!(save(), "darn");
-    d.call(
-        "org.flaskbb.Admin.SetPluginEnabled",
-        json!({ "name": "filter", "enabled": true }),
-    )
-    .unwrap();
+    d.send(&set_plugin_enabled("filter", true)).unwrap();
     assert_eq!(save(), r"\*\*\*\*");
     assert!(alive(host_pid(&d, "filter")));
 }
@@ -382,10 +351,7 @@ fn a_host_killed_from_outside_is_replaced_at_the_next_call() {
         "was killed by signal 9 (SIGKILL), not by the daemon (the kernel's out-of-memory killer?)"
     );
     let r = d
-        .call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "darn" } }),
-        )
+        .send(&post_save_before(json!({ "content": "darn" })))
         .unwrap();
     assert_eq!(r["post"]["content"], r"\*\*\*\*");
     let p = d.plugin("filter");
@@ -685,12 +651,7 @@ fn hosts_that_cannot_start_back_the_instance_off() {
             marker.display().to_string()
         ),
     );
-    let save = || {
-        d.call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "hello" } }),
-        )
-    };
+    let save = || d.send(&post_save_before(json!({ "content": "hello" })));
     assert!(save().is_ok());
     // From now on a new host refuses to start; the running one is killed from
     // outside (it served a call: its death is no start failure).
@@ -751,22 +712,12 @@ enabled = false
     d.add_user("ada", "Secret123", true);
     std::thread::scope(|scope| {
         let spins: Vec<_> = (0..16)
-            .map(|_| {
-                scope.spawn(|| {
-                    d.call(
-                        "org.flaskbb.Events.PostSaveBefore",
-                        json!({ "post": { "content": "spin" } }),
-                    )
-                })
-            })
+            .map(|_| scope.spawn(|| d.send(&post_save_before(json!({ "content": "spin" })))))
             .collect();
         // Let the sixteen reach the host.
         thread::sleep(Duration::from_millis(1500));
         let t = Instant::now();
-        let topic = d.call(
-            "org.flaskbb.Events.TopicSaveBefore",
-            json!({ "topic": { "title": "unrelated" } }),
-        );
+        let topic = d.send(&topic_save_before(json!({ "title": "unrelated" })));
         let topic_took = t.elapsed();
         assert!(topic.is_ok(), "{topic:?}");
         let t = Instant::now();
@@ -914,10 +865,9 @@ fn instances_of_one_library_and_sandbox_share_a_host_and_a_chain_through_them_is
     let (before, apart_before) = (trips("w1"), trips("apart"));
 
     let r = d
-        .call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "alpha bravo charlie delta echo foxtrot golf hotel" } }),
-        )
+        .send(&post_save_before(
+            json!({ "content": "alpha bravo charlie delta echo foxtrot golf hotel" }),
+        ))
         .unwrap();
 
     // Each instance masked its own word: its own configuration, and the draft of the
@@ -964,10 +914,7 @@ fn a_crash_in_a_shared_host_fails_the_run_in_flight_and_a_new_host_serves_all_it
     assert_eq!(host_pid(&d, "f2"), pid);
     let hook = "flaskbb_event_post_save_before";
 
-    let (code, e) = err(d.call(
-        "org.flaskbb.Events.PostSaveBefore",
-        json!({ "post": { "content": "segv" } }),
-    ));
+    let (code, e) = err(d.send(&post_save_before(json!({ "content": "segv" }))));
 
     assert_eq!(code, "org.flaskbb.Events.InternalError", "{e}");
     let message = e["message"].as_str().unwrap();
@@ -985,10 +932,7 @@ fn a_crash_in_a_shared_host_fails_the_run_in_flight_and_a_new_host_serves_all_it
     assert_eq!(hook_calls(&d, "f1", hook, "failed"), 0.0, "f1 never ran");
     // The next event starts one new host for both instances, and the chain goes on.
     let r = d
-        .call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "darn" } }),
-        )
+        .send(&post_save_before(json!({ "content": "darn" })))
         .unwrap();
     assert_eq!(r["post"]["content"], r"\*\*\*\*");
     let new = host_pid(&d, "f1");

@@ -1,5 +1,6 @@
 //! The LDAP plugin against a real OpenLDAP slapd.
 
+use flaskbbd_tests::calls::reauthenticate;
 use flaskbbd_tests::{
     daemon::{err, TestDaemon},
     slapd::Slapd,
@@ -52,12 +53,7 @@ fn login_by_dn_template_provisions_the_user_and_counts_failures() {
         "nomail@ldap.invalid"
     );
     // Reauthentication binds again.
-    let reauth = |pw: &str| {
-        d.call(
-            "org.flaskbb.Auth.Reauthenticate",
-            json!({ "user_id": id, "secret": pw }),
-        )
-    };
+    let reauth = |pw: &str| d.send(&reauthenticate(id.as_i64().unwrap(), pw));
     assert!(reauth("LdapPass1").is_ok());
     assert_eq!(err(reauth("nope")), failed("Wrong password."));
 }

@@ -3,6 +3,9 @@
 //! live in the store (surviving restarts and reloads, for the lockout and for the
 //! `ratelimit` plugin alike), and operators seeing and lifting locks.
 
+use flaskbbd_tests::calls::{
+    authenticate_in, context_of, get_user, reload, set_plugin_enabled, unlock,
+};
 use std::time::{Duration, Instant};
 
 use flaskbbd_tests::{
@@ -19,10 +22,11 @@ const REFUSED: &str = "Too many failed login attempts from your address. Try aga
 
 /// `Authenticate` from the client address `addr`.
 fn login(d: &TestDaemon, who: &str, secret: &str, addr: &str) -> Result<Value, String> {
-    d.call(
-        "org.flaskbb.Auth.Authenticate",
-        json!({ "identifier": who, "secret": secret, "context": { "remote_addr": addr } }),
-    )
+    d.send(&authenticate_in(
+        who,
+        secret,
+        context_of(json!({ "remote_addr": addr })),
+    ))
     .map_err(|e| {
         let (name, params) = err(Err(e));
         format!("{name} {params}")
@@ -39,9 +43,7 @@ fn outcome(r: Result<Value, String>) -> Result<(), String> {
 }
 
 fn lock(d: &TestDaemon, who: &str) -> Value {
-    d.call("org.flaskbb.Admin.GetUser", json!({ "identifier": who }))
-        .expect("GetUser")["lock"]
-        .clone()
+    d.send(&get_user(who)).expect("GetUser")["lock"].clone()
 }
 
 #[test]
@@ -263,9 +265,7 @@ fn a_hidden_lock_answers_as_a_wrong_password_and_unknown_names_lock_alike() {
     );
     // The unknown name's counts are kept like a member's (its own and its address's),
     // and an operator can lift them.
-    let cleared = d
-        .call("org.flaskbb.Admin.Unlock", json!({ "identifier": "ghost" }))
-        .unwrap();
+    let cleared = d.send(&unlock("ghost")).unwrap();
     assert_eq!(cleared["cleared"], 2);
 }
 
@@ -289,12 +289,7 @@ fn names_and_addresses_of_any_shape_are_counted_without_failing() {
             );
         }
     }
-    let cleared = d
-        .call(
-            "org.flaskbb.Admin.Unlock",
-            json!({ "identifier": "nul\0name" }),
-        )
-        .unwrap();
+    let cleared = d.send(&unlock("nul\0name")).unwrap();
     assert_eq!(cleared["cleared"], 2);
 }
 
@@ -321,12 +316,7 @@ fn reveal_and_account_scope_keep_flaskbbs_lockout() {
     );
     assert!(state["locked_until"].is_string(), "{state}");
     // The operator lifts it through the Admin interface.
-    let cleared = d
-        .call(
-            "org.flaskbb.Admin.Unlock",
-            json!({ "identifier": "pia@example.org" }),
-        )
-        .unwrap();
+    let cleared = d.send(&unlock("pia@example.org")).unwrap();
     assert_eq!(cleared["cleared"], 1);
     assert!(login(&d, "pia", "Secret123", "203.0.113.1").is_ok());
     assert_eq!(lock(&d, "pia")["locked"], false);
@@ -359,15 +349,11 @@ config = { free_failures = 1, base_delay_ms = 0, refuse_after = 8, window_second
 
     let d = TestDaemon::start(&s, extra);
     assert_eq!(outcome(login(&d, "vic", "guess", evil)), refused, "restart");
-    d.call("org.flaskbb.Admin.Reload", json!({})).unwrap();
+    d.send(&reload()).unwrap();
     assert_eq!(outcome(login(&d, "vic", "guess", evil)), refused, "reload");
     // Without the rate limit, the lockout's own count is still there too.
-    d.call(
-        "org.flaskbb.Admin.SetPluginEnabled",
-        json!({ "name": "ratelimit", "enabled": false }),
-    )
-    .unwrap();
-    d.call("org.flaskbb.Admin.Reload", json!({})).unwrap();
+    d.send(&set_plugin_enabled("ratelimit", false)).unwrap();
+    d.send(&reload()).unwrap();
     assert_eq!(
         outcome(login(&d, "rae", "Secret123", evil)),
         outcome(failed(WRONG))

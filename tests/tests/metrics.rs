@@ -5,6 +5,9 @@
 //! text through `Admin.GetMetrics`; `GetStatus` and `flaskbbd status`; and the
 //! errors of a bad or taken `metrics.listen`.
 
+use flaskbbd_tests::calls::{
+    authenticate_in, context_of, post_save_after, post_save_before, reload, topic_save_before,
+};
 use std::{
     collections::HashMap,
     io::{Read, Write},
@@ -92,6 +95,7 @@ fn get(m: &HashMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
     *m.get(&format!("{name}{{{}}}", l.join(","))).unwrap_or(&0.0)
 }
 
+// The method labels the metrics carry.
 const AUTH: &str = "org.flaskbb.Auth.Authenticate";
 const POST: &str = "org.flaskbb.Events.PostSaveBefore";
 const TOPIC: &str = "org.flaskbb.Events.TopicSaveBefore";
@@ -159,21 +163,23 @@ config = {{ on = {{ flaskbb_event_post_save_before = {{ action = "reject", reaso
             std::thread::spawn(move || {
                 for i in 0..ROUNDS {
                     // ann logs in from her own address, always.
-                    let ok = c.call(
-                        AUTH,
-                        json!({ "identifier": "meg42", "secret": "Secret123", "context": { "remote_addr": format!("192.0.2.{w}") } }),
-                    );
+                    let ok = c.send(&authenticate_in(
+                        "meg42",
+                        "Secret123",
+                        context_of(json!({ "remote_addr": format!("192.0.2.{w}") })),
+                    ));
                     assert!(ok.is_ok(), "{ok:?}");
                     // Wrong passwords for bob, each worker from its own address: the
                     // first three of each address are counted, the rest refused.
-                    let (name, _) = err(c.call(
-                        AUTH,
-                        json!({ "identifier": "tom42", "secret": format!("guess{i}"), "context": { "remote_addr": format!("198.51.100.{w}") } }),
-                    ));
+                    let (name, _) = err(c.send(&authenticate_in(
+                        "tom42",
+                        format!("guess{i}"),
+                        context_of(json!({ "remote_addr": format!("198.51.100.{w}") })),
+                    )));
                     assert_eq!(name, "org.flaskbb.Auth.AuthenticationFailed");
-                    let (name, _) = err(c.call(POST, json!({ "post": { "content": "buy" } })));
+                    let (name, _) = err(c.send(&post_save_before(json!({ "content": "buy" }))));
                     assert_eq!(name, "org.flaskbb.Events.Rejected");
-                    let (name, _) = err(c.call(TOPIC, json!({ "topic": { "title": "t" } })));
+                    let (name, _) = err(c.send(&topic_save_before(json!({ "title": "t" }))));
                     assert_eq!(name, "org.flaskbb.Events.InternalError");
                 }
             })
@@ -183,15 +189,13 @@ config = {{ on = {{ flaskbb_event_post_save_before = {{ action = "reject", reaso
         w.join().unwrap();
     }
     // One call that hangs past its timeout, and two that are no calls.
-    let (name, params) = err(d.call(AFTER, json!({ "post": { "content": "x" }, "is_new": true })));
+    let (name, params) = err(d.send(&post_save_after(json!({ "content": "x" }), true)));
     assert_eq!(name, "org.flaskbb.Events.InternalError", "{params}");
     let (name, _) = err(d.call("org.flaskbb.Auth.Nope", json!({})));
     assert_eq!(name, "org.varlink.service.MethodNotFound");
     let (name, _) = err(d.call("org.flaskbb.Admin.GetUser", json!({ "nope": 1 })));
     assert_eq!(name, "org.varlink.service.InvalidParameter");
-    d.client()
-        .call("org.flaskbb.Admin.Reload", json!({}))
-        .unwrap();
+    d.client().send(&reload()).unwrap();
     done.store(true, Ordering::Release);
     let scrapes = scraper.join().unwrap();
     assert!(scrapes > 0);
@@ -405,10 +409,7 @@ config = { words = ["spam"] }
     assert!(d.auth("cy", "Secret123").is_ok());
     assert!(d.auth("cy", "wrong").is_err());
     for _ in 0..3 {
-        let _ = d.call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "hello" } }),
-        );
+        let _ = d.send(&post_save_before(json!({ "content": "hello" })));
     }
     // The last minute counts whole seconds only.
     std::thread::sleep(Duration::from_millis(1100));

@@ -12,6 +12,7 @@
 //!
 //! Needs root (dpkg --root, chroot, mount), as CI has.
 
+use flaskbbd_tests::calls::{authenticate_in, context_of};
 use std::{
     collections::BTreeMap,
     os::unix::fs::{MetadataExt, PermissionsExt},
@@ -356,10 +357,11 @@ fn the_debian_package_installs_serves_upgrades_and_purges() {
         .create_user("pia", "pia@example.org", "Secret123", true)
         .expect("CreateUser as root (admin_uids = [0])");
     let user = client
-        .call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": "pia", "secret": "Secret123", "context": { "remote_addr": "192.0.2.1" } }),
-        )
+        .send(&authenticate_in(
+            "pia",
+            "Secret123",
+            context_of(json!({ "remote_addr": "192.0.2.1" })),
+        ))
         .expect("a login through the packaged daemon and plugins");
     assert_eq!(user["user"]["username"], "pia");
     let status = client.get_status().unwrap();

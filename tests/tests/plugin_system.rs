@@ -3,6 +3,9 @@
 //! instances of one library, and a plugin built against an older plugin-abi. (The
 //! call loop, the executor and the flows have unit tests of their own in the daemon.)
 
+use flaskbbd_tests::calls::{
+    authenticate_in, context_of, post_save_before, reauthenticate, user_registered,
+};
 use std::time::Duration;
 
 use flaskbbd_tests::{
@@ -156,11 +159,7 @@ fn chains_call_in_the_documented_order_and_check_prints_the_same() {
     );
 
     let d = daemon(&s, ORDER_CONFIG);
-    d.call(
-        "org.flaskbb.Events.UserRegistered",
-        json!({ "username": "x" }),
-    )
-    .unwrap();
+    d.send(&user_registered("x")).unwrap();
     let calls: Vec<String> = trace_calls(&s, "trace.jsonl")
         .into_iter()
         .map(|(i, _)| i)
@@ -195,14 +194,7 @@ sandbox = { write = ["trace.jsonl"] }
 wrapper = true
 "#;
     let d = daemon(&s, cfg);
-    assert_eq!(
-        d.call(
-            "org.flaskbb.Events.UserRegistered",
-            json!({ "username": "x" })
-        )
-        .unwrap(),
-        json!({})
-    );
+    assert_eq!(d.send(&user_registered("x")).unwrap(), json!({}));
     let phases: Vec<String> = trace(&s, "trace.jsonl")
         .iter()
         .map(|v| {
@@ -245,12 +237,7 @@ wrapper = true
     let d = daemon(&s, cfg);
     let id = d.add_user("u", "Secret123", true);
     // "deny" stops the attempt; the wrapper turns that into a confirmation.
-    assert!(d
-        .call(
-            "org.flaskbb.Auth.Reauthenticate",
-            json!({ "user_id": id, "secret": "wrong" }),
-        )
-        .is_ok());
+    assert!(d.send(&reauthenticate(id, "wrong")).is_ok());
     let after = trace(&s, "trace.jsonl")
         .into_iter()
         .find(|v| v["args"]["phase"] == "after")
@@ -281,10 +268,7 @@ sandbox = { write = ["trace.jsonl"] }
     let id = d.add_user("u", "Secret123", true);
     s.sql("UPDATE users SET login_attempts = 3 WHERE username = 'u'");
     assert_eq!(
-        err(d.call(
-            "org.flaskbb.Auth.Reauthenticate",
-            json!({ "user_id": id, "secret": "anything" }),
-        )),
+        err(d.send(&reauthenticate(id, "anything"))),
         (
             "org.flaskbb.Auth.AuthenticationFailed".into(),
             json!({ "reason": "second factor missing" })
@@ -323,10 +307,7 @@ config = { on = { flaskbb_event_post_save_before = { action = "append", text = "
 "#;
     let d = daemon(&s, cfg);
     let reply = d
-        .call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "hello" } }),
-        )
+        .send(&post_save_before(json!({ "content": "hello" })))
         .unwrap();
     assert_eq!(reply["post"]["content"], "hello [two] [one]");
 }
@@ -432,10 +413,7 @@ config = { on = { flaskbb_event_user_registered = { action = "sleep", ms = 3000 
     let d = daemon(&s, cfg);
     let started = std::time::Instant::now();
     assert_eq!(
-        err(d.call(
-            "org.flaskbb.Events.UserRegistered",
-            json!({ "username": "u" })
-        )),
+        err(d.send(&user_registered("u"))),
         (
             "org.flaskbb.Events.InternalError".into(),
             json!({ "message": "instance \"slow\" did not answer flaskbb_event_user_registered within 200 ms" })
@@ -471,11 +449,7 @@ config = { on = { flaskbb_event_user_registered = { action = "sleep", ms = 1500 
 "#;
     let d = daemon(&s, cfg);
     assert_eq!(
-        err(d.call(
-            "org.flaskbb.Events.UserRegistered",
-            json!({ "username": "u" })
-        ))
-        .0,
+        err(d.send(&user_registered("u"))).0,
         "org.flaskbb.Events.InternalError"
     );
     let (error, parameters) = err(d.auth("nobody", "x"));
@@ -522,21 +496,17 @@ fn a_plugin_built_against_plugin_abi_1_0_loads_and_answers_not_implemented_for_n
     // ... and the hooks it has work: it refuses ann when asked to.
     d.add_user("ann", "Secret123", true);
     assert_eq!(
-        err(d.call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": "ann", "secret": "Secret123", "context": { "old_abi": "refuse" } }),
-        )),
+        err(d.send(&authenticate_in(
+            "ann",
+            "Secret123",
+            context_of(json!({ "old_abi": "refuse" }))
+        ))),
         (
             "org.flaskbb.Auth.AuthenticationFailed".into(),
             json!({ "reason": "the 1.0.0 plugin refuses ann" })
         )
     );
-    assert!(d
-        .call(
-            "org.flaskbb.Events.UserRegistered",
-            json!({ "username": "ann" })
-        )
-        .is_ok());
+    assert!(d.send(&user_registered("ann")).is_ok());
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! The plugins we ship, each through the real daemon: audit, wordfilter, ratelimit,
 //! totp and hello.
 
+use flaskbbd_tests::calls::{
+    authenticate_in, context_of, post_save_before, reload, topic_save_before, user_registered,
+};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flaskbbd_tests::{
@@ -35,19 +38,10 @@ config = { on = { flaskbb_event_user_registered = { action = "error", message = 
     );
     d.add_user("ada", "Secret123", true);
     let ctx = json!({ "remote_addr": "192.0.2.9", "otp": "123456" });
-    d.call(
-        "org.flaskbb.Auth.Authenticate",
-        json!({ "identifier": "ada", "secret": "Secret123", "context": ctx }),
-    )
-    .unwrap();
-    err(d.call(
-        "org.flaskbb.Auth.Authenticate",
-        json!({ "identifier": "ada", "secret": "wrong-pw", "context": ctx }),
-    ));
-    err(d.call(
-        "org.flaskbb.Events.UserRegistered",
-        json!({ "username": "x" }),
-    ));
+    d.send(&authenticate_in("ada", "Secret123", context_of(&ctx)))
+        .unwrap();
+    err(d.send(&authenticate_in("ada", "wrong-pw", context_of(&ctx))));
+    err(d.send(&user_registered("x")));
     let all = lines(&s, "log/audit.jsonl");
     let text = s.read("log/audit.jsonl");
     assert!(
@@ -91,19 +85,11 @@ fn audit_reopens_its_file_after_rotation_on_reload() {
         &s,
         "[[plugin]]\nname = \"audit\"\nlibrary = \"audit\"\nconfig = { path = \"audit.jsonl\" }\nsandbox = { write = [\"audit.jsonl\"] }\n",
     );
-    d.call(
-        "org.flaskbb.Events.UserRegistered",
-        json!({ "username": "a" }),
-    )
-    .unwrap();
+    d.send(&user_registered("a")).unwrap();
     std::fs::rename(s.path.join("audit.jsonl"), s.path.join("audit.jsonl.1")).unwrap();
     // Reload returns once the new generation (with a new audit instance) serves.
-    d.call("org.flaskbb.Admin.Reload", json!({})).unwrap();
-    d.call(
-        "org.flaskbb.Events.UserRegistered",
-        json!({ "username": "b" }),
-    )
-    .unwrap();
+    d.send(&reload()).unwrap();
+    d.send(&user_registered("b")).unwrap();
     assert_eq!(lines(&s, "audit.jsonl.1").len(), 1);
     let now = lines(&s, "audit.jsonl");
     assert_eq!(now.len(), 1);
@@ -123,17 +109,15 @@ config = { words = ["darn", "heck"] }
 "#,
     );
     let r = d
-        .call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "Darn it, what the heck." } }),
-        )
+        .send(&post_save_before(
+            json!({ "content": "Darn it, what the heck." }),
+        ))
         .unwrap();
     assert_eq!(r["post"]["content"], r"\*\*\*\* it, what the \*\*\*\*.");
     let r = d
-        .call(
-            "org.flaskbb.Events.TopicSaveBefore",
-            json!({ "topic": { "title": "heck yes", "content": "fine" } }),
-        )
+        .send(&topic_save_before(
+            json!({ "title": "heck yes", "content": "fine" }),
+        ))
         .unwrap();
     assert_eq!(
         r["topic"],
@@ -145,20 +129,14 @@ config = { words = ["darn", "heck"] }
         &s,
         "[[plugin]]\nname = \"strict\"\nlibrary = \"wordfilter\"\nconfig = { words = [\"spam\"], action = \"reject\" }\n",
     );
-    let (name, params) = err(d.call(
-        "org.flaskbb.Events.PostSaveBefore",
-        json!({ "post": { "content": "buy SPAM now" } }),
-    ));
+    let (name, params) = err(d.send(&post_save_before(json!({ "content": "buy SPAM now" }))));
     assert_eq!(name, "org.flaskbb.Events.Rejected");
     assert_eq!(
         params,
         json!({ "plugin": "strict", "reason": "The text contains a word that is not allowed here: \"spam\"." })
     );
     assert!(d
-        .call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "hello" } })
-        )
+        .send(&post_save_before(json!({ "content": "hello" })))
         .is_ok());
 }
 
@@ -177,10 +155,11 @@ config = { free_failures = 1, base_delay_ms = 1500, max_delay_ms = 1500, refuse_
     d.add_user("bo", "Secret123", true);
     let attempt = |addr: &str, pw: &str| {
         let t = Instant::now();
-        let r = d.call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": "bo", "secret": pw, "context": { "remote_addr": addr } }),
-        );
+        let r = d.send(&authenticate_in(
+            "bo",
+            pw,
+            context_of(json!({ "remote_addr": addr })),
+        ));
         (r, t.elapsed())
     };
     let evil = "198.51.100.7";
@@ -210,10 +189,11 @@ config = { free_failures = 1, base_delay_ms = 1500, max_delay_ms = 1500, refuse_
     // bo out everywhere, which is the lockout's job).
     d.add_user("cy", "Secret123", true);
     let t = Instant::now();
-    let r = d.call(
-        "org.flaskbb.Auth.Authenticate",
-        json!({ "identifier": "cy", "secret": "Secret123", "context": { "remote_addr": "203.0.113.5" } }),
-    );
+    let r = d.send(&authenticate_in(
+        "cy",
+        "Secret123",
+        context_of(json!({ "remote_addr": "203.0.113.5" })),
+    ));
     assert!(r.is_ok(), "{r:?}");
     assert!(
         t.elapsed() < Duration::from_millis(1500),
@@ -254,25 +234,22 @@ fn totp_requires_a_fresh_right_code_from_enrolled_users() {
         if let Some(o) = otp {
             ctx["otp"] = json!(o);
         }
-        d.call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": user, "secret": "Secret123", "context": ctx }),
-        )
-        .map_err(|e| {
-            // The right password's refusals carry a token for the second step
-            // (tests/tests/account.rs); the rest of the answer is as before.
-            let (name, mut params) = err(Err(e));
-            let token = params
-                .as_object_mut()
-                .unwrap()
-                .remove("pending_login")
-                .expect("a pending_login token");
-            assert_eq!(token.as_str().unwrap().len(), 64);
-            flaskbbd_protocol::client::CallError::Varlink {
-                error: name,
-                parameters: params,
-            }
-        })
+        d.send(&authenticate_in(user, "Secret123", context_of(&ctx)))
+            .map_err(|e| {
+                // The right password's refusals carry a token for the second step
+                // (tests/tests/account.rs); the rest of the answer is as before.
+                let (name, mut params) = err(Err(e));
+                let token = params
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("pending_login")
+                    .expect("a pending_login token");
+                assert_eq!(token.as_str().unwrap().len(), 64);
+                flaskbbd_protocol::client::CallError::Varlink {
+                    error: name,
+                    parameters: params,
+                }
+            })
     };
     // Refusals about the code ask the client for one (the forum shows the field).
     let failed = |reason: &str| {

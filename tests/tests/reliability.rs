@@ -11,6 +11,9 @@
 //! repeats each fault twenty times over (20,000 panics, 4,000 vanishing clients, forty
 //! hung rounds, twenty read-only and twenty locked spells in one stream).
 
+use flaskbbd_tests::calls::{
+    authenticate, authenticate_in, context_of, create_user, get_user, post_save_before,
+};
 use std::{
     collections::BTreeMap,
     io::Write,
@@ -86,10 +89,7 @@ config = { on = { flaskbb_event_post_save_before = { action = "panic", message =
     d.add_user("hal", "Secret123", true);
     let mut c = d.client();
     let mut panic_once = || {
-        let (name, params) = err(c.call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "hello" } }),
-        ));
+        let (name, params) = err(c.send(&post_save_before(json!({ "content": "hello" }))));
         assert_eq!(name, "org.flaskbb.Events.InternalError");
         let m = params["message"].as_str().unwrap();
         assert!(
@@ -164,10 +164,8 @@ config = { on = { flaskbb_event_post_save_before = { action = "sleep", ms = 2500
                 .map(|_| {
                     scope.spawn(|| {
                         let t = Instant::now();
-                        let (name, params) = err(d.call(
-                            "org.flaskbb.Events.PostSaveBefore",
-                            json!({ "post": { "content": "x" } }),
-                        ));
+                        let (name, params) =
+                            err(d.send(&post_save_before(json!({ "content": "x" }))));
                         (t.elapsed(), name, params)
                     })
                 })
@@ -177,10 +175,7 @@ config = { on = { flaskbb_event_post_save_before = { action = "sleep", ms = 2500
                 let mut tally = Tally::default();
                 let mut c = d.client();
                 for _ in 0..20 {
-                    tally.add(&c.call(
-                        "org.flaskbb.Auth.Authenticate",
-                        json!({ "identifier": "ned", "secret": "wrong" }),
-                    ));
+                    tally.add(&c.send(&authenticate("ned", "wrong")));
                 }
                 (tally, hung_done.load(Ordering::SeqCst))
             });
@@ -244,12 +239,7 @@ library = "totp"
 "#,
     );
     d.add_user("ned", "Secret123", true);
-    let save = |content: &str| {
-        d.call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": content } }),
-        )
-    };
+    let save = |content: &str| d.send(&post_save_before(json!({ "content": content })));
     let mut hosts = Vec::new();
     let (tally, made) = stream_during(&d, || {
         for (fault, cause) in [
@@ -360,10 +350,11 @@ library = "faults"
     );
     d.add_user("meg", "Secret123", true);
     let login = |who: &str, secret: &str, addr: &str| {
-        d.call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": who, "secret": secret, "context": { "remote_addr": addr } }),
-        )
+        d.send(&authenticate_in(
+            who,
+            secret,
+            context_of(json!({ "remote_addr": addr })),
+        ))
     };
     let kinds = ["segv", "abort", "exit", "spin"];
     for i in 0..24 {
@@ -425,10 +416,7 @@ fn stream_during(d: &TestDaemon, fault: impl FnOnce()) -> (Tally, Vec<(String, b
                     let mut tally = Tally::default();
                     let mut c = d.client();
                     while !stop.load(Ordering::SeqCst) {
-                        tally.add(&c.call(
-                            "org.flaskbb.Auth.Authenticate",
-                            json!({ "identifier": "ned", "secret": "wrong" }),
-                        ));
+                        tally.add(&c.send(&authenticate("ned", "wrong")));
                     }
                     tally
                 })
@@ -440,10 +428,12 @@ fn stream_during(d: &TestDaemon, fault: impl FnOnce()) -> (Tally, Vec<(String, b
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
                 let name = format!("u{i}");
-                let r = c.call(
-                    "org.flaskbb.Admin.CreateUser",
-                    json!({ "username": name, "email": format!("{name}@example.org"), "password": "pw" }),
-                );
+                let r = c.send(&create_user(
+                    &name,
+                    format!("{name}@example.org"),
+                    "pw",
+                    false,
+                ));
                 if let Err(e) = &r {
                     assert_eq!(e.name(), Some("org.flaskbb.Admin.InternalError"), "{e:?}");
                 }
@@ -495,7 +485,7 @@ fn nothing_lost(d: &mut TestDaemon, tally: &Tally, made: &[(String, bool)]) {
     expected.sort();
     assert_eq!(d.users(), expected);
     for (name, ok) in made {
-        let found = d.call("org.flaskbb.Admin.GetUser", json!({ "identifier": name }));
+        let found = d.send(&get_user(name));
         assert_eq!(
             found.is_ok(),
             *ok,
@@ -657,10 +647,7 @@ fn ten_thousand_idle_connections_hold_the_limit_and_others_are_served() {
                     let mut t = Tally::default();
                     let mut c = d.client();
                     for _ in 0..10 {
-                        t.add(&c.call(
-                            "org.flaskbb.Auth.Authenticate",
-                            json!({ "identifier": "ned", "secret": "wrong" }),
-                        ));
+                        t.add(&c.send(&authenticate("ned", "wrong")));
                     }
                     t
                 })

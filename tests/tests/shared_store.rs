@@ -1,6 +1,7 @@
 //! Several daemons on one PostgreSQL store, and a PostgreSQL server that goes away
 //! and comes back while the daemon serves.
 
+use flaskbbd_tests::calls::{authenticate_in, context_of, get_user, set_plugin_enabled};
 use std::{
     net::TcpListener,
     path::PathBuf,
@@ -112,10 +113,11 @@ config = { free_failures = 1, base_delay_ms = 0, refuse_after = 40, window_secon
         .collect();
     daemons[0].add_user("kim", "Secret123", true);
     let login = |d: &TestDaemon, secret: &str, addr: &str| {
-        d.call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": "kim", "secret": secret, "context": { "remote_addr": addr } }),
-        )
+        d.send(&authenticate_in(
+            "kim",
+            secret,
+            context_of(json!({ "remote_addr": addr })),
+        ))
     };
     let evil = "198.51.100.40";
     // 39 guesses at once from one address, spread over the four daemons.
@@ -128,10 +130,7 @@ config = { free_failures = 1, base_delay_ms = 0, refuse_after = 40, window_secon
     // Every daemon sees all 39 in the lockout's count, and the rate limit has not
     // refused yet: not one increment was lost or counted twice.
     for d in &daemons {
-        let lock = d
-            .call("org.flaskbb.Admin.GetUser", json!({ "identifier": "kim" }))
-            .unwrap()["lock"]
-            .clone();
+        let lock = d.send(&get_user("kim")).unwrap()["lock"].clone();
         assert_eq!(lock["failures"], 39, "{lock}");
         assert_eq!(lock["addresses"][0]["failures"], 39, "{lock}");
         assert_eq!(lock["addresses"][0]["locked"], true, "{lock}");
@@ -163,11 +162,7 @@ fn an_instance_disabled_through_one_daemon_is_disabled_in_the_other() {
         err(b.auth("lou", "Secret123")).1,
         json!({ "reason": "closed" })
     );
-    a.call(
-        "org.flaskbb.Admin.SetPluginEnabled",
-        json!({ "name": "deny", "enabled": false }),
-    )
-    .unwrap();
+    a.send(&set_plugin_enabled("deny", false)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while b.auth("lou", "Secret123").is_err() {
         assert!(

@@ -1,6 +1,7 @@
 //! The Varlink socket itself: framing and bad input, ordering, introspection, peer
 //! credentials, the socket file, graceful stop, and a client this project did not write.
 
+use flaskbbd_tests::calls::{authenticate, list_hooks, reload};
 use std::{
     io::{Read, Write},
     os::unix::{fs::PermissionsExt, process::CommandExt},
@@ -291,7 +292,7 @@ fn admin_methods_are_refused_to_peers_outside_admin_uids() {
         text(&out)
     );
     // The daemon's own uid (root here) is always an admin.
-    assert!(d.call("org.flaskbb.Admin.ListHooks", json!({})).is_ok());
+    assert!(d.send(&list_hooks()).is_ok());
     drop(d);
     let d = public.daemon(&s, "[65534]");
     let out = public.run_as_nobody(&["hooks"]);
@@ -351,10 +352,7 @@ fn sigterm_finishes_requests_in_flight_and_exits_zero() {
     let socket = d.socket.clone();
     let inflight = std::thread::spawn(move || {
         let mut c = flaskbbd_protocol::client::Client::connect(&socket).unwrap();
-        c.call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": "pat", "secret": "Secret123" }),
-        )
+        c.send(&authenticate("pat", "Secret123"))
     });
     std::thread::sleep(Duration::from_millis(300));
     let socket = d.socket.clone();
@@ -530,11 +528,8 @@ fn login_within_10s(d: &TestDaemon, user: &str, password: &str) -> Result<Value,
     c.stream()
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    c.call(
-        "org.flaskbb.Auth.Authenticate",
-        json!({ "identifier": user, "secret": password }),
-    )
-    .map_err(|e| format!("{e:?}"))
+    c.send(&authenticate(user, password))
+        .map_err(|e| format!("{e:?}"))
 }
 
 #[test]
@@ -605,7 +600,7 @@ fn the_connection_past_a_uids_share_is_refused_with_permission_denied() {
     // A reload applies a new share to new connections: two more of nobody's get in,
     // the third is refused.
     public.config_with(&s, "max_connections = 100\nmax_connections_per_uid = 10\n");
-    mine[0].call("org.flaskbb.Admin.Reload", json!({})).unwrap();
+    mine[0].send(&reload()).unwrap();
     let more = Flood::as_nobody(&d.socket, 3, 1);
     assert_eq!(more.refused, 1, "{:?}", more.answer);
     assert!(

@@ -2,6 +2,9 @@
 //! reload under load, failed reloads, plugins upgraded in place, enabling and
 //! disabling instances, and the unit files themselves.
 
+use flaskbbd_tests::calls::{
+    authenticate, list_hooks, list_plugins, reload, set_plugin_enabled, user_registered,
+};
 use std::{
     os::unix::net::UnixDatagram,
     process::Command,
@@ -87,7 +90,7 @@ fn ready_comes_only_once_the_socket_answers_then_reloading_ready_and_stopping() 
     assert!(usec > 0);
     assert!(n.until("READY=1").contains("STATUS=serving generation 2"));
 
-    d.call("org.flaskbb.Admin.Reload", json!({})).unwrap();
+    d.send(&reload()).unwrap();
     n.until("RELOADING=1");
     assert!(n.until("READY=1").contains("STATUS=serving generation 3"));
 
@@ -125,10 +128,7 @@ fn the_watchdog_is_fed_only_while_the_request_path_answers() {
             std::thread::spawn(move || {
                 flaskbbd_protocol::client::Client::connect(&socket)
                     .unwrap()
-                    .call(
-                        "org.flaskbb.Events.UserRegistered",
-                        json!({ "username": "u" }),
-                    )
+                    .send(&user_registered("u"))
             })
         })
         .collect();
@@ -213,10 +213,7 @@ fn a_reload_under_a_steady_stream_of_authenticate_calls_fails_none() {
             scope.spawn(|| {
                 let mut c = d.client();
                 while !stop.load(Ordering::Relaxed) {
-                    match c.call(
-                        "org.flaskbb.Auth.Authenticate",
-                        json!({ "identifier": "bea", "secret": "Secret123" }),
-                    ) {
+                    match c.send(&authenticate("bea", "Secret123")) {
                         Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
                         Err(e) => {
                             eprintln!("failed during reload: {e}");
@@ -231,7 +228,7 @@ fn a_reload_under_a_steady_stream_of_authenticate_calls_fails_none() {
             if round % 2 == 0 {
                 d.signal(libc::SIGHUP);
             } else {
-                d.call("org.flaskbb.Admin.Reload", json!({})).unwrap();
+                d.send(&reload()).unwrap();
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -243,7 +240,7 @@ fn a_reload_under_a_steady_stream_of_authenticate_calls_fails_none() {
         "only {} calls went through",
         ok.load(Ordering::Relaxed)
     );
-    let hooks = d.call("org.flaskbb.Admin.ListHooks", json!({})).unwrap();
+    let hooks = d.send(&list_hooks()).unwrap();
     let auth_chain: Vec<String> = hooks["hooks"][0]["impls"]
         .as_array()
         .unwrap()
@@ -273,7 +270,7 @@ fn a_failed_reload_keeps_serving_the_old_chains_and_says_why() {
         format!("{good}[daemon]\nhook_timeout_ms = \"soon\"\n"),
     )
     .unwrap();
-    let (name, params) = err(d.call("org.flaskbb.Admin.Reload", json!({})));
+    let (name, params) = err(d.send(&reload()));
     assert_eq!(name, "org.flaskbb.Admin.ReloadFailed");
     let reason = params["reason"].as_str().unwrap();
     assert!(
@@ -287,7 +284,7 @@ fn a_failed_reload_keeps_serving_the_old_chains_and_says_why() {
         format!("{good}[[plugin]]\nname = \"gone\"\nlibrary = \"nosuchplugin\"\n"),
     )
     .unwrap();
-    let (name, params) = err(d.call("org.flaskbb.Admin.Reload", json!({})));
+    let (name, params) = err(d.send(&reload()));
     assert_eq!(name, "org.flaskbb.Admin.ReloadFailed");
     assert!(
         params["reason"]
@@ -335,7 +332,7 @@ fn a_plugin_rebuilt_in_place_is_picked_up_by_a_reload() {
         ),
     );
     let info = |d: &TestDaemon| {
-        let all = d.call("org.flaskbb.Admin.ListPlugins", json!({})).unwrap();
+        let all = d.send(&list_plugins()).unwrap();
         all["plugins"]
             .as_array()
             .unwrap()
@@ -354,7 +351,7 @@ fn a_plugin_rebuilt_in_place_is_picked_up_by_a_reload() {
     // Install the new build as a package manager would: write beside it, rename over it.
     std::fs::copy(&new, plugins.join(".libup.so.tmp")).unwrap();
     std::fs::rename(plugins.join(".libup.so.tmp"), plugins.join("libup.so")).unwrap();
-    d.call("org.flaskbb.Admin.Reload", json!({})).unwrap();
+    d.send(&reload()).unwrap();
     assert_eq!(
         (
             info(&d)["abi_version"].clone(),
@@ -390,26 +387,16 @@ fn a_disabled_instance_is_skipped_at_once_and_stays_disabled_after_a_restart() {
         err(d.auth("cy", "Secret123")).1,
         json!({ "reason": "closed" })
     );
-    d.call(
-        "org.flaskbb.Admin.SetPluginEnabled",
-        json!({ "name": "deny", "enabled": false }),
-    )
-    .unwrap();
+    d.send(&set_plugin_enabled("deny", false)).unwrap();
     assert!(d.auth("cy", "Secret123").is_ok(), "disabled at once");
-    let (name, params) = err(d.call(
-        "org.flaskbb.Admin.SetPluginEnabled",
-        json!({ "name": "nope", "enabled": false }),
-    ));
+    let (name, params) = err(d.send(&set_plugin_enabled("nope", false)));
     assert_eq!(
         (name.as_str(), params),
         ("org.flaskbb.Admin.NoSuchPlugin", json!({ "name": "nope" }))
     );
     // A built-in too.
-    d.call(
-        "org.flaskbb.Admin.SetPluginEnabled",
-        json!({ "name": "block_unactivated", "enabled": false }),
-    )
-    .unwrap();
+    d.send(&set_plugin_enabled("block_unactivated", false))
+        .unwrap();
     assert!(d.stop().success());
 
     let d = TestDaemon::start_with(&s, cfg);
@@ -417,7 +404,7 @@ fn a_disabled_instance_is_skipped_at_once_and_stays_disabled_after_a_restart() {
         d.auth("cy", "Secret123").is_ok(),
         "still disabled after a restart"
     );
-    let plugins = d.call("org.flaskbb.Admin.ListPlugins", json!({})).unwrap();
+    let plugins = d.send(&list_plugins()).unwrap();
     let enabled = |n: &str| {
         plugins["plugins"]
             .as_array()
@@ -435,11 +422,7 @@ fn a_disabled_instance_is_skipped_at_once_and_stays_disabled_after_a_restart() {
         ),
         (json!(false), json!(false), json!(true))
     );
-    d.call(
-        "org.flaskbb.Admin.SetPluginEnabled",
-        json!({ "name": "deny", "enabled": true }),
-    )
-    .unwrap();
+    d.send(&set_plugin_enabled("deny", true)).unwrap();
     assert_eq!(
         err(d.auth("cy", "Secret123")).1,
         json!({ "reason": "closed" })
@@ -494,10 +477,7 @@ fn enabling_an_instance_that_cannot_load_changes_nothing() {
         "[[plugin]]\nname = \"gone\"\nlibrary = \"nosuchplugin\"\nenabled = false\n",
     );
     let d = TestDaemon::start_with(&s, cfg.clone());
-    let (name, params) = err(d.call(
-        "org.flaskbb.Admin.SetPluginEnabled",
-        json!({ "name": "gone", "enabled": true }),
-    ));
+    let (name, params) = err(d.send(&set_plugin_enabled("gone", true)));
     assert_eq!(name, "org.flaskbb.Admin.ReloadFailed");
     assert!(
         params["reason"]
@@ -506,7 +486,7 @@ fn enabling_an_instance_that_cannot_load_changes_nothing() {
             .contains("libnosuchplugin.so: missing file"),
         "{params}"
     );
-    let plugins = d.call("org.flaskbb.Admin.ListPlugins", json!({})).unwrap();
+    let plugins = d.send(&list_plugins()).unwrap();
     let gone = plugins["plugins"]
         .as_array()
         .unwrap()

@@ -653,8 +653,9 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                     .await
                 {
                     Ok(Ok(())) => Reply::empty().into(),
-                    Ok(Err(crate::daemon::SetEnabledError::Reload(reason))) => Reply::error(admin_errors::RELOAD_FAILED, json!(Reason { reason }))
-                    .into(),
+                    Ok(Err(crate::daemon::SetEnabledError::Reload(reason))) => {
+                        Reply::error(admin_errors::RELOAD_FAILED, json!(Reason { reason })).into()
+                    }
                     Ok(Err(crate::daemon::SetEnabledError::Store(e))) => admin_store_error(e),
                     Err(e) => Failure::new(ADMIN, e.to_string()).into(),
                 }
@@ -664,8 +665,9 @@ async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
                 match d.executor.run_plain(move || d2.reload()).await {
                     Ok(Ok(_)) => Reply::empty().into(),
                     // Daemon::reload has logged why.
-                    Ok(Err(reason)) => Reply::error(admin_errors::RELOAD_FAILED, json!(Reason { reason }))
-                    .into(),
+                    Ok(Err(reason)) => {
+                        Reply::error(admin_errors::RELOAD_FAILED, json!(Reason { reason })).into()
+                    }
                     Err(e) => Failure::new(ADMIN, e.to_string()).into(),
                 }
             }
