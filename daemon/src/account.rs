@@ -15,17 +15,16 @@ use flaskbbd_otp::{Params, RecoveryCodes};
 use flaskbbd_protocol::methods::{AccountCall, ACCOUNT};
 use serde_json::json;
 
+use flaskbbd_protocol::wire::Reply;
+
 use crate::{
-    auth::{AuthError, ReauthenticateManager},
+    answer::{run_request, Answer, Failure},
+    auth::{AuthError, PluginAuthenticationManager, ReauthenticateManager},
     config::Config,
     daemon::Daemon,
     lockout,
     proto::{Context, LockedAccount, PenalisedAddress, SecondFactor},
     request::Request,
-    server::{
-        methods::{run_request, Answer, Failure},
-        wire::Reply,
-    },
     store::{Op, Store, StoreError, UserRecord},
 };
 
@@ -417,7 +416,7 @@ impl Job {
 
     fn reauthenticate(&self, req: &Request, user_id: i64, password: &str) -> Result<(), Refusal> {
         let g = self.d.generation();
-        match self.d.auth.reauthenticate(&g, req, user_id, password) {
+        match PluginAuthenticationManager.reauthenticate(&g, req, user_id, password) {
             Ok(()) => Ok(()),
             Err(
                 AuthError::Failed { reason }

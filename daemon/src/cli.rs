@@ -212,7 +212,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             let config = load(&file)?;
             init_logging(&config.log.filter);
-            crate::daemon::serve(&file)?;
+            crate::runtime::serve(&file)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { no_database } => {

@@ -1,32 +1,97 @@
 //! The daemon's core: one [`Daemon`] holds the plugin generation requests use, the
-//! store, the worker pool and the authentication flows; it builds and swaps
-//! generations (start, reload, `SetPluginEnabled`, another daemon's registry change).
-//! [`serve`] runs it: binds (or takes) the socket, starts the background tasks
-//! (signals, the systemd watchdog, the registry poll), serves until SIGTERM, drains.
+//! store, the worker pool and the counts of what it is
+//! serving; it builds and swaps generations (start, reload, `SetPluginEnabled`,
+//! another daemon's registry change).
 //!
-//! The server (`server`) is its transport; this module knows nothing of Varlink.
+//! It knows nothing of sockets, Varlink or systemd: `runtime` runs it (the socket, the
+//! signals, the watchdog, the registry poll), `server` is its transport and counts
+//! connections into its [`Traffic`], and a [`Lifecycle`] (systemd's notifier) is told
+//! when it reloads.
 
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{atomic::AtomicU64, Arc, RwLock},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, RwLock,
+    },
     time::Duration,
 };
 
 use flaskbbd_bcrypt::MAX_LANES;
-use tokio::sync::watch;
 
 use crate::{
-    auth::PluginAuthenticationManager,
     config::Config,
-    executor::Executor,
+    executor::{ExecError, Executor, Here, OnAbandon},
     generation::{BuildError, Generation},
     loader::Loader,
     password::{lanes::Lanes, Verifier},
-    server,
+    proto::Context,
+    request::Request,
     store::Store,
-    systemd,
 };
+
+/// What the daemon tells whoever supervises it (systemd's notify protocol, or
+/// nothing) about its state.
+pub trait Lifecycle: Send + Sync {
+    /// It is reloading its configuration.
+    fn reloading(&self);
+    /// It serves, in the state `status` describes.
+    fn ready(&self, status: &str);
+    /// It has stopped accepting and is finishing what it has.
+    fn stopping(&self);
+    /// Its request path answers (a watchdog's keep-alive).
+    fn watchdog(&self);
+}
+
+/// Connections open and requests being served right now: the transport counts them
+/// (a [`Counted`] while each lives), the core reads them for its gauges.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    open: AtomicUsize,
+    busy: AtomicUsize,
+}
+
+impl Traffic {
+    /// Counts an open connection until the guard is dropped.
+    pub fn connection(self: &Arc<Self>) -> Counted {
+        Counted::new(self.clone(), |t| &t.open)
+    }
+
+    /// Counts a request being served until the guard is dropped.
+    pub fn request(self: &Arc<Self>) -> Counted {
+        Counted::new(self.clone(), |t| &t.busy)
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Requests being served now, across all connections.
+    pub fn in_flight(&self) -> usize {
+        self.busy.load(Ordering::Acquire)
+    }
+}
+
+/// One connection or request counted in [`Traffic`] while it lives.
+pub struct Counted {
+    traffic: Arc<Traffic>,
+    counter: fn(&Traffic) -> &AtomicUsize,
+}
+
+impl Counted {
+    fn new(traffic: Arc<Traffic>, counter: fn(&Traffic) -> &AtomicUsize) -> Counted {
+        counter(&traffic).fetch_add(1, Ordering::AcqRel);
+        Counted { traffic, counter }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        (self.counter)(&self.traffic).fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Everything a request needs, shared by all connections.
 pub struct Daemon {
@@ -35,11 +100,12 @@ pub struct Daemon {
     pub store: Arc<dyn Store>,
     pub executor: Executor,
     pub loader: Loader,
-    pub auth: Arc<PluginAuthenticationManager>,
     next_generation: AtomicU64,
     own_uid: u32,
     /// The service manager, when there is one.
-    pub notifier: crate::systemd::Notifier,
+    pub notifier: Box<dyn Lifecycle>,
+    /// Connections and requests being served, counted by the transport.
+    pub traffic: Arc<Traffic>,
     /// One reload at a time.
     reloading: std::sync::Mutex<()>,
     /// The `plugin_registry` states last acted on by [`Daemon::sync_registry`].
@@ -73,8 +139,11 @@ pub enum StartError {
 
 impl Daemon {
     /// Reads the configuration, opens (and migrates) the store, and builds the first
-    /// plugin generation.
-    pub fn start(config_path: &Path) -> Result<Arc<Daemon>, StartError> {
+    /// plugin generation; `notifier` hears of its reloads.
+    pub fn start(
+        config_path: &Path,
+        notifier: Box<dyn Lifecycle>,
+    ) -> Result<Arc<Daemon>, StartError> {
         let config = Arc::new(Config::load(config_path)?);
         for warning in crate::store::loose_files(
             &config.database.url,
@@ -119,10 +188,10 @@ impl Daemon {
             store,
             executor,
             loader,
-            auth: Arc::new(PluginAuthenticationManager),
             next_generation: AtomicU64::new(2),
-            own_uid: effective_uid(),
-            notifier: crate::systemd::Notifier::from_env(),
+            own_uid: crate::process::effective_uid(),
+            notifier,
+            traffic: Arc::default(),
             reloading: std::sync::Mutex::new(()),
             registry_seen: std::sync::Mutex::new(None),
         }))
@@ -139,6 +208,58 @@ impl Daemon {
     /// The configuration of the current generation.
     pub fn config(&self) -> Arc<Config> {
         self.generation().config.clone()
+    }
+
+    /// A new request with `context`, on the daemon's store.
+    pub fn request(&self, context: Context) -> Arc<Request> {
+        Request::new(self.store.clone(), context)
+    }
+
+    /// How long one hook call may run (`daemon.hook_timeout_ms`).
+    pub fn hook_timeout(&self) -> Duration {
+        Duration::from_millis(self.config().daemon.hook_timeout_ms)
+    }
+
+    /// Whether a request may run on the caller's thread now; a yes must be followed
+    /// by [`Daemon::run_here`] (see [`Executor::can_run_here`]).
+    pub fn can_run_here(&self) -> bool {
+        self.executor.can_run_here()
+    }
+
+    /// Runs `f` for `req` on the caller's thread under the hook timeout, watched
+    /// (see [`Executor::run_here`]).
+    pub fn run_here<T>(
+        &self,
+        req: &Arc<Request>,
+        f: impl FnOnce() -> T,
+        on_abandon: OnAbandon,
+    ) -> Here<T> {
+        self.executor
+            .run_here(req, self.hook_timeout(), f, on_abandon)
+    }
+
+    /// Runs blocking work that is no request (the store, a hash, a reload) on the
+    /// pool and waits for it.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ExecError> {
+        self.executor.run_plain(f).await
+    }
+
+    /// Stops the worker pool: the server has drained.
+    pub fn shutdown(&self) {
+        self.executor.shutdown();
+    }
+
+    /// Whether the store answers a query (for the watchdog's probe).
+    pub fn check_store(&self) -> Result<(), crate::store::StoreError> {
+        self.store.find_user_by_id(0).map(drop)
+    }
+
+    /// Deletes expired failure counts; how many.
+    pub fn prune_penalties(&self) -> Result<usize, crate::store::StoreError> {
+        self.store.prune_penalties(chrono::Utc::now())
     }
 
     /// Re-reads the configuration and swaps in a new generation; on failure the current
@@ -227,11 +348,10 @@ impl Daemon {
 
     /// What the daemon's gauges read now.
     fn load(&self) -> crate::metrics::Load {
-        let (connections, in_flight) = server::load();
         let g = self.generation();
         crate::metrics::Load {
-            connections: connections as u64,
-            in_flight: in_flight as u64,
+            connections: self.traffic.connections() as u64,
+            in_flight: self.traffic.in_flight() as u64,
             queued: self.executor.queued() as u64,
             hashes_queued: g.verifier.pool().queued() as u64,
             stuck_calls: self.executor.stuck() as u64,
@@ -346,213 +466,5 @@ impl From<crate::store::StoreError> for StartError {
 impl From<BuildError> for StartError {
     fn from(e: BuildError) -> StartError {
         StartError::Plugins(e)
-    }
-}
-
-/// The daemon's effective uid.
-pub(crate) fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// Raises the soft limit on open files to the hard limit: every connection is a file
-/// descriptor, and the usual soft limit (1024) is far below `daemon.max_connections`.
-/// Returns the limit now in force.
-fn raise_open_files_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on our own process with a struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
-        }
-    }
-    lim.rlim_cur
-}
-
-/// Runs the daemon on the configuration at `config_path` until SIGTERM or SIGINT, then
-/// drains: the work of `flaskbbd serve`.
-pub fn serve(config_path: &Path) -> Result<(), StartError> {
-    let files = raise_open_files_limit();
-    let daemon = Daemon::start(config_path)?;
-    let config = daemon.config();
-    let wanted = config.daemon.max_connections as u64 + 64;
-    if files < wanted {
-        tracing::warn!(
-            open_files = files,
-            max_connections = config.daemon.max_connections,
-            "the open-files limit is below daemon.max_connections: raise LimitNOFILE (or ulimit -n), or lower max_connections"
-        );
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.daemon.worker_count().max(2))
-        .enable_all()
-        .build()
-        .map_err(|e| StartError::Other(format!("starting the async runtime: {e}")))?;
-    let served = runtime.block_on(run(daemon));
-    // Drained: what is left is at most a thread stuck in a hung plugin call (its
-    // request long answered), which is not waited for.
-    runtime.shutdown_timeout(Duration::from_millis(500));
-    served
-}
-
-/// Serves on the socket systemd passed, or on `daemon.socket`, with the background
-/// tasks beside it; returns once drained after SIGTERM/SIGINT.
-async fn run(daemon: Arc<Daemon>) -> Result<(), StartError> {
-    let config = daemon.config();
-    // Bound first: a port taken fails the start before the socket exists.
-    let metrics = match config.metrics.address() {
-        Some(addr) => Some((
-            addr,
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                StartError::Other(format!(
-                    "{}: metrics.listen: cannot listen on {addr}: {e} (choose a free port, or remove metrics.listen)",
-                    config.path.display()
-                ))
-            })?,
-        )),
-        None => None,
-    };
-    // Under socket activation systemd owns the socket file; else we bind and own it.
-    let (listener, owned) = match systemd::listen_socket().map_err(StartError::Other)? {
-        Some(l) => (
-            tokio::net::UnixListener::from_std(l)
-                .map_err(|e| StartError::Other(format!("the socket systemd passed: {e}")))?,
-            None,
-        ),
-        None => {
-            let socket = config.daemon.socket.clone();
-            let listener = server::bind(&socket, config.daemon.socket_mode_bits())
-                .map_err(StartError::Other)?;
-            (listener, Some(socket))
-        }
-    };
-    let address = listener
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_pathname().map(Path::to_path_buf));
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(signals(daemon.clone(), stop).await?);
-    if let (Some(interval), Some(socket)) = (systemd::watchdog_interval(), address.clone()) {
-        tokio::spawn(watchdog(daemon.clone(), socket, interval));
-    }
-    if config.daemon.registry_poll_ms > 0 {
-        tokio::spawn(registry_poll(
-            daemon.clone(),
-            Duration::from_millis(config.daemon.registry_poll_ms),
-        ));
-    }
-    tokio::spawn(prune_penalties(daemon.clone(), PRUNE_EVERY));
-    if let Some((addr, listener)) = metrics {
-        tracing::info!(address = %addr, "serving metrics at /metrics");
-        let d = daemon.clone();
-        tokio::spawn(crate::metrics::serve(listener, move || d.metrics_text()));
-    }
-    let shown = address
-        .as_deref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "(unnamed)".into());
-    tracing::info!(socket = %shown, generation = daemon.generation().id, activated = owned.is_none(), "listening");
-    daemon
-        .notifier
-        .ready(&format!("{} on {shown}", daemon.status_line()));
-    server::serve(daemon.clone(), listener, stopped).await;
-    if let Some(socket) = owned {
-        let _ = std::fs::remove_file(&socket);
-    }
-    daemon.executor.shutdown();
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// SIGHUP reloads; SIGTERM or SIGINT tells the server to stop accepting and drain.
-/// Installs the handlers now (so a signal sent right after READY is not lost) and
-/// returns the task that waits for them.
-async fn signals(
-    d: Arc<Daemon>,
-    stop: watch::Sender<bool>,
-) -> Result<impl std::future::Future<Output = ()>, StartError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let install = |kind: SignalKind| {
-        signal(kind).map_err(|e| StartError::Other(format!("installing a signal handler: {e}")))
-    };
-    let (mut term, mut int, mut hup) = (
-        install(SignalKind::terminate())?,
-        install(SignalKind::interrupt())?,
-        install(SignalKind::hangup())?,
-    );
-    Ok(async move {
-        loop {
-            let which = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading {}", d.config_path.display());
-                    let d2 = d.clone();
-                    let _ = tokio::task::spawn_blocking(move || d2.reload()).await;
-                    continue;
-                }
-            };
-            tracing::info!("{which}: no new connections; finishing requests in flight");
-            d.notifier.stopping();
-            let _ = stop.send(true);
-            break;
-        }
-    })
-}
-
-/// Pets systemd's watchdog every `interval`, but only while the request path answers.
-async fn watchdog(d: Arc<Daemon>, socket: PathBuf, interval: Duration) {
-    loop {
-        tokio::time::sleep(interval).await;
-        match server::probe(&d, &socket, interval).await {
-            Ok(()) => d.notifier.watchdog(),
-            Err(e) => tracing::error!(
-                "watchdog: the request path did not answer ({e}); not petting the watchdog"
-            ),
-        }
-    }
-}
-
-/// How often expired failure counts are deleted.
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
-
-/// Deletes expired failure counts now and every `every`, so that a flood of failures
-/// for names that do not exist (each counted, as known ones are) leaves no lasting
-/// rows. Every daemon on a store does it; a delete of nothing costs little.
-async fn prune_penalties(d: Arc<Daemon>, every: Duration) {
-    loop {
-        let store = d.store.clone();
-        match tokio::task::spawn_blocking(move || store.prune_penalties(chrono::Utc::now())).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::debug!("pruned {n} expired failure count(s)"),
-            Ok(Err(e)) => tracing::warn!("pruning expired failure counts: {e}"),
-            Err(e) => tracing::error!("pruning expired failure counts panicked: {e}"),
-        }
-        tokio::time::sleep(every).await;
-    }
-}
-
-/// Picks up instances enabled or disabled through another daemon on the same store.
-async fn registry_poll(d: Arc<Daemon>, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        let d2 = d.clone();
-        match tokio::task::spawn_blocking(move || d2.sync_registry()).await {
-            Ok(Err(e)) => tracing::warn!("checking plugin_registry: {e}"),
-            Err(e) => tracing::error!("checking plugin_registry panicked: {e}"),
-            Ok(Ok(_)) => {}
-        }
     }
 }

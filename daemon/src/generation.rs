@@ -688,7 +688,7 @@ fn prepare_write_path(
     };
     let made = made.and_then(|()| match (owner, existing) {
         (Some((uid, gid)), Some(existing))
-            if crate::daemon::effective_uid() == 0 && (uid, gid) != (0, 0) =>
+            if crate::process::effective_uid() == 0 && (uid, gid) != (0, 0) =>
         {
             path.ancestors()
                 .take_while(|a| *a != existing)

@@ -28,6 +28,8 @@
 //! built-in, plugin or Varlink method goes.
 
 pub(crate) mod account;
+pub(crate) mod admin;
+pub(crate) mod answer;
 pub(crate) mod auth;
 pub(crate) mod builtins;
 pub(crate) mod chain;
@@ -47,8 +49,10 @@ pub(crate) mod lockout;
 pub(crate) mod metrics;
 pub(crate) mod password;
 pub(crate) mod pending;
+pub(crate) mod process;
 pub(crate) mod proto;
 pub(crate) mod request;
+pub(crate) mod runtime;
 pub(crate) mod server;
 pub(crate) mod store;
 pub(crate) mod systemd;

@@ -119,3 +119,21 @@ pub fn listen_socket() -> Result<Option<UnixListener>, String> {
         .map_err(|e| format!("socket from systemd: {e}"))?;
     Ok(Some(listener))
 }
+
+impl crate::daemon::Lifecycle for Notifier {
+    fn reloading(&self) {
+        Notifier::reloading(self);
+    }
+
+    fn ready(&self, status: &str) {
+        Notifier::ready(self, status);
+    }
+
+    fn stopping(&self) {
+        Notifier::stopping(self);
+    }
+
+    fn watchdog(&self) {
+        Notifier::watchdog(self);
+    }
+}

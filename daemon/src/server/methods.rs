@@ -10,7 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::Utc;
 use serde_json::json;
 
 use flaskbbd_protocol::{
@@ -32,51 +31,16 @@ use super::{
     Daemon,
 };
 use crate::{
-    auth::{AuthError, AuthenticationManager, ReauthenticateManager},
+    answer::{hold_back, run_request, timed_out, Answer, Failure},
+    auth::{AuthError, AuthenticationManager, PluginAuthenticationManager, ReauthenticateManager},
+    daemon::SetEnabledError,
     events::{self, EventAnswer, EventError},
     executor::{ExecError, Here, OnAbandon},
     generation::Generation,
-    lockout,
     proto::Context,
     request::Request,
-    store::{NewUser, StoreError},
+    store::StoreError,
 };
-
-/// A request failed closed: a plugin, the store or the pool failed. The client gets
-/// the interface's `InternalError(message)`; the log gets the cause.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    interface: &'static str,
-    message: String,
-}
-
-impl Failure {
-    pub(crate) fn new(interface: &'static str, message: impl Into<String>) -> Failure {
-        Failure {
-            interface,
-            message: message.into(),
-        }
-    }
-}
-
-/// What a method answers: a reply (success or one of the interface's named errors),
-/// or a failure.
-pub(crate) enum Answer {
-    Reply(Reply),
-    Failed(Failure),
-}
-
-impl From<Reply> for Answer {
-    fn from(r: Reply) -> Answer {
-        Answer::Reply(r)
-    }
-}
-
-impl From<Failure> for Answer {
-    fn from(f: Failure) -> Answer {
-        Answer::Failed(f)
-    }
-}
 
 /// A call read off a connection and parsed, with its name and when it arrived.
 pub(crate) struct Parsed {
@@ -217,16 +181,14 @@ impl Parsed {
                 let generation = d.generation();
                 // Short first: a yes from can_run_here takes a place that only
                 // run_here gives back.
-                if generation.cost(events::hook_of(&call)).short(SHORT_CHAIN)
-                    && d.executor.can_run_here()
-                {
+                if generation.cost(events::hook_of(&call)).short(SHORT_CHAIN) && d.can_run_here() {
                     Route::Here(HereEvent {
                         call,
                         generation,
                         pending: Pending {
                             name: self.name,
                             started: self.started,
-                            req: Request::new(d.store.clone(), Context::new()),
+                            req: d.request(Context::new()),
                         },
                     })
                 } else {
@@ -256,7 +218,6 @@ impl HereEvent {
     /// Runs the chain here, watched (see [`crate::executor::Executor::run_here`]);
     /// `on_abandon` gets the timeout of a call that hangs.
     pub(crate) fn run(self, d: &Daemon, on_abandon: OnAbandon) -> (Pending, HereOutcome) {
-        let timeout = Duration::from_millis(d.config().daemon.hook_timeout_ms);
         let HereEvent {
             call,
             generation: g,
@@ -264,9 +225,7 @@ impl HereEvent {
         } = self;
         let hook = events::hook_of(&call);
         let req = &pending.req;
-        let outcome = d
-            .executor
-            .run_here(req, timeout, || events::run(&g, req, call), on_abandon);
+        let outcome = d.run_here(req, || events::run(&g, req, call), on_abandon);
         // From the call's arrival: decoding is the same for every chain.
         g.cost(hook).record(pending.started.elapsed());
         (pending, outcome)
@@ -287,11 +246,7 @@ impl Pending {
             Here::Done(Ok(answer)) => {
                 let answer = if self.req.has_changes() {
                     let req = self.req.clone();
-                    match d
-                        .executor
-                        .run_plain(move || events::commit(&req, answer))
-                        .await
-                    {
+                    match d.blocking(move || events::commit(&req, answer)).await {
                         Ok(a) => a,
                         Err(e) => Err(EventError::Internal {
                             message: e.to_string(),
@@ -360,28 +315,6 @@ fn encode_draft<T: serde::Serialize>(key: &str, draft: &T, out: &mut Vec<u8>) {
     out.push(0);
 }
 
-/// A request of `iface` that timed out: commits what it had queued so far (the hung
-/// call can no longer add to it) and fails.
-async fn timed_out(
-    d: &Arc<Daemon>,
-    iface: &'static str,
-    req: Arc<Request>,
-    e: ExecError,
-) -> Failure {
-    // Logged by the commit; the answer is the timeout either way.
-    let _ = d.executor.run_plain(move || req.commit()).await;
-    Failure::new(iface, e.to_string())
-}
-
-/// Holds the answer back when a plugin (a rate limiter) asked: waits here, on the
-/// async side, holding no thread.
-async fn hold_back(req: &Request) {
-    let delay = req.answer_delay();
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-}
-
 async fn run(d: &Arc<Daemon>, method: Method) -> Answer {
     match method {
         Method::Service(ServiceCall::GetInfo) => Reply::ok(json!({
@@ -409,30 +342,11 @@ async fn run(d: &Arc<Daemon>, method: Method) -> Answer {
     }
 }
 
-/// Runs `f` for a request on the executor; on a timeout, commits what the request had
-/// queued so far (the hung call can no longer add to it) and fails.
-pub(crate) async fn run_request<T: Send + 'static>(
-    d: &Arc<Daemon>,
-    iface: &'static str,
-    req: Arc<Request>,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Failure> {
-    let timeout = Duration::from_millis(d.config().daemon.hook_timeout_ms);
-    match d.executor.run(req.clone(), timeout, f).await {
-        Ok(v) => {
-            hold_back(&req).await;
-            Ok(v)
-        }
-        Err(e @ ExecError::Timeout { .. }) => Err(timed_out(d, iface, req, e).await),
-        Err(e) => Err(Failure::new(iface, e.to_string())),
-    }
-}
-
 async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
     let (AuthCall::Authenticate { context, .. } | AuthCall::Reauthenticate { context, .. }) =
         &mut call;
-    let req = Request::new(d.store.clone(), std::mem::take(context));
-    let (g, manager, r2) = (d.generation(), d.auth.clone(), req.clone());
+    let req = d.request(std::mem::take(context));
+    let (g, manager, r2) = (d.generation(), PluginAuthenticationManager, req.clone());
     // Whether the answer is a right password's pending second step.
     let second_step = Arc::new(AtomicBool::new(false));
     let pending = second_step.clone();
@@ -498,7 +412,7 @@ fn auth_answer<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> 
 }
 
 async fn event(d: &Arc<Daemon>, call: EventCall) -> Answer {
-    let req = Request::new(d.store.clone(), Context::new());
+    let req = d.request(Context::new());
     let (g, r2) = (d.generation(), req.clone());
     let hook = events::hook_of(&call);
     run_request(d, EVENTS, req, move || {
@@ -537,141 +451,116 @@ fn admin_store_error(e: StoreError) -> Answer {
     }
 }
 
-/// Runs store work on the executor and maps its errors.
+/// Runs a blocking step of the core on the pool; a step that did not run fails.
 async fn on_pool<T: Send + 'static>(
     d: &Arc<Daemon>,
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&Daemon) -> T + Send + 'static,
 ) -> Result<T, Answer> {
-    match d.executor.run_plain(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(admin_store_error(e)),
-        Err(e) => Err(Failure::new(ADMIN, e.to_string()).into()),
-    }
+    let d2 = d.clone();
+    d.blocking(move || f(&d2))
+        .await
+        .map_err(|e| Failure::new(ADMIN, e.to_string()).into())
 }
 
-/// Hashes `password` the way the configured schema stores it, on the executor.
+/// Runs a store step of the core on the pool and maps its errors.
+async fn on_store<T: Send + 'static>(
+    d: &Arc<Daemon>,
+    f: impl FnOnce(&Daemon) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Answer> {
+    on_pool(d, f).await?.map_err(admin_store_error)
+}
+
+/// Hashes `password` the way the configured schema stores it, on the pool.
 async fn hash_password(d: &Arc<Daemon>, password: String) -> Result<String, Answer> {
-    let (verifier, schema) = (d.generation().verifier.clone(), d.config().database.schema);
-    d.executor
-        .run_plain(move || verifier.hash_for(schema, &password))
-        .await
-        .map_err(|e| Answer::from(Failure::new(ADMIN, e.to_string())))?
-        .map_err(|_| Reply::invalid("password").into())
+    on_pool(d, move |d| d.hash_for_store(&password))
+        .await?
+        .ok_or_else(|| Reply::invalid("password").into())
 }
 
 async fn admin_method(d: &Arc<Daemon>, call: AdminCall) -> Answer {
-    let run = async {
-        let store = d.store.clone();
-        Ok::<Answer, Answer>(match call {
-            AdminCall::CreateUser {
-                username,
-                email,
-                password,
-                activated,
-            } => {
-                let hash = hash_password(d, password).await?;
-                let user = on_pool(d, move || {
-                    store.create_user(&NewUser {
-                        username,
-                        email,
-                        password_hash: Some(hash),
-                        activated,
-                        primary_group_id: crate::store::MEMBER_GROUP,
-                    })
-                })
-                .await?;
-                Reply::ok(UserReply { user: user.user }).into()
-            }
-            AdminCall::GetUser { identifier } => {
-                let policy = lockout::Policy::new(&d.config().auth.lockout);
-                let found = on_pool(d, move || {
-                    let Some(r) = store.find_user(&identifier)? else {
-                        return Ok(None);
-                    };
-                    let lock = lockout::lock_state(&policy, &*store, r.user.id, Utc::now())?;
-                    Ok(Some((r, lock)))
-                })
-                .await?;
-                match found {
-                    Some((r, lock)) => Reply::ok(GetUserReply { user: r.user, lock }),
-                    None => Reply::error(admin_errors::NO_SUCH_USER, json!({})),
-                }
-                .into()
-            }
-            AdminCall::Unlock {
-                identifier,
-                address,
-            } => {
-                let cleared = on_pool(d, move || {
-                    lockout::unlock(&*store, &identifier, address.as_deref(), Utc::now())
-                })
-                .await?;
-                if cleared > 0 {
-                    crate::metrics::global().lockout(crate::metrics::LockoutAction::Unlocked);
-                }
-                Reply::ok(UnlockReply {
-                    cleared: cleared as u64,
-                })
-                .into()
-            }
-            AdminCall::SetPassword { user_id, password } => {
-                let hash = hash_password(d, password).await?;
-                on_pool(d, move || store.set_password(user_id, &hash)).await?;
-                Reply::empty().into()
-            }
-            AdminCall::SetActivated { user_id, activated } => {
-                on_pool(d, move || store.set_activated(user_id, activated)).await?;
-                Reply::empty().into()
-            }
-            AdminCall::SetBanned { user_id, banned } => {
-                on_pool(d, move || store.set_banned(user_id, banned)).await?;
-                Reply::empty().into()
-            }
-            AdminCall::ListPlugins => Reply::ok(ListPluginsReply {
-                plugins: d.generation().plugins(),
-            })
-            .into(),
-            AdminCall::ListHooks => Reply::ok(ListHooksReply {
-                hooks: d.generation().describe(),
-            })
-            .into(),
-            AdminCall::GetMetrics => Reply::ok(GetMetricsReply {
-                text: d.metrics_text(),
-            })
-            .into(),
-            AdminCall::GetStatus => Reply::ok(GetStatusReply { status: d.status() }).into(),
-            AdminCall::SetPluginEnabled { name, enabled } => {
-                if !d.config().known_instance_names().contains(&name) {
-                    return Ok(
-                        Reply::error(admin_errors::NO_SUCH_PLUGIN, json!({ "name": name })).into(),
-                    );
-                }
-                let d2 = d.clone();
-                match d
-                    .executor
-                    .run_plain(move || d2.set_plugin_enabled(&name, enabled))
-                    .await
-                {
-                    Ok(Ok(())) => Reply::empty().into(),
-                    Ok(Err(crate::daemon::SetEnabledError::Reload(reason))) => {
-                        Reply::error(admin_errors::RELOAD_FAILED, json!(Reason { reason })).into()
-                    }
-                    Ok(Err(crate::daemon::SetEnabledError::Store(e))) => admin_store_error(e),
-                    Err(e) => Failure::new(ADMIN, e.to_string()).into(),
-                }
-            }
-            AdminCall::Reload => {
-                let d2 = d.clone();
-                match d.executor.run_plain(move || d2.reload()).await {
-                    Ok(Ok(_)) => Reply::empty().into(),
-                    // Daemon::reload has logged why.
-                    Ok(Err(reason)) => {
-                        Reply::error(admin_errors::RELOAD_FAILED, json!(Reason { reason })).into()
-                    }
-                    Err(e) => Failure::new(ADMIN, e.to_string()).into(),
-                }
-            }
-        })
+    let answer = match call {
+        AdminCall::CreateUser {
+            username,
+            email,
+            password,
+            activated,
+        } => create_user(d, username, email, password, activated).await,
+        AdminCall::GetUser { identifier } => on_store(d, move |d| d.user_and_lock(&identifier))
+            .await
+            .map(|found| match found {
+                Some((user, lock)) => Reply::ok(GetUserReply { user, lock }),
+                None => Reply::error(admin_errors::NO_SUCH_USER, json!({})),
+            }),
+        AdminCall::Unlock {
+            identifier,
+            address,
+        } => on_store(d, move |d| d.unlock(&identifier, address.as_deref()))
+            .await
+            .map(|cleared| Reply::ok(UnlockReply { cleared })),
+        AdminCall::SetPassword { user_id, password } => match hash_password(d, password).await {
+            Ok(hash) => on_store(d, move |d| d.set_password_hash(user_id, &hash))
+                .await
+                .map(|()| Reply::empty()),
+            Err(answer) => Err(answer),
+        },
+        AdminCall::SetActivated { user_id, activated } => {
+            on_store(d, move |d| d.set_activated(user_id, activated))
+                .await
+                .map(|()| Reply::empty())
+        }
+        AdminCall::SetBanned { user_id, banned } => {
+            on_store(d, move |d| d.set_banned(user_id, banned))
+                .await
+                .map(|()| Reply::empty())
+        }
+        AdminCall::ListPlugins => Ok(Reply::ok(ListPluginsReply {
+            plugins: d.generation().plugins(),
+        })),
+        AdminCall::ListHooks => Ok(Reply::ok(ListHooksReply {
+            hooks: d.generation().describe(),
+        })),
+        AdminCall::GetMetrics => Ok(Reply::ok(GetMetricsReply {
+            text: d.metrics_text(),
+        })),
+        AdminCall::GetStatus => Ok(Reply::ok(GetStatusReply { status: d.status() })),
+        AdminCall::SetPluginEnabled { name, enabled } => {
+            return set_plugin_enabled(d, name, enabled).await
+        }
+        AdminCall::Reload => on_pool(d, |d| d.reload())
+            .await
+            .map(|reloaded| match reloaded {
+                Ok(_) => Reply::empty(),
+                // Daemon::reload has logged why.
+                Err(reason) => Reply::error(admin_errors::RELOAD_FAILED, json!(Reason { reason })),
+            }),
     };
-    run.await.unwrap_or_else(|e| e)
+    answer.map_or_else(|e| e, Answer::from)
+}
+
+/// `CreateUser`: the password hashed on the pool, then the user stored.
+async fn create_user(
+    d: &Arc<Daemon>,
+    username: String,
+    email: String,
+    password: String,
+    activated: bool,
+) -> Result<Reply, Answer> {
+    let hash = hash_password(d, password).await?;
+    let user = on_store(d, move |d| d.create_user(username, email, hash, activated)).await?;
+    Ok(Reply::ok(UserReply { user }))
+}
+
+/// `SetPluginEnabled`: only a configured instance; recorded, then reloaded.
+async fn set_plugin_enabled(d: &Arc<Daemon>, name: String, enabled: bool) -> Answer {
+    if !d.config().known_instance_names().contains(&name) {
+        return Reply::error(admin_errors::NO_SUCH_PLUGIN, json!({ "name": name })).into();
+    }
+    match on_pool(d, move |d| d.set_plugin_enabled(&name, enabled)).await {
+        Ok(Ok(())) => Reply::empty().into(),
+        Ok(Err(SetEnabledError::Reload(reason))) => {
+            Reply::error(admin_errors::RELOAD_FAILED, json!(Reason { reason })).into()
+        }
+        Ok(Err(SetEnabledError::Store(e))) => admin_store_error(e),
+        Err(answer) => answer,
+    }
 }

@@ -27,7 +27,7 @@ use std::{
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::Path,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -41,7 +41,7 @@ use tokio::{
 
 use self::reader::ConnReader;
 use crate::{
-    daemon::Daemon,
+    daemon::{Counted, Daemon, Traffic},
     executor::{Here, OnAbandon},
 };
 
@@ -366,7 +366,7 @@ async fn connection(
         pid: cred.and_then(|c| c.pid()),
         peer: methods::Peer { uid, admin, forum },
         _held: held,
-        _open: Counted::new(&OPEN),
+        _open: daemon.traffic.connection(),
     };
     serve_connection(daemon, conn, shutdown).await;
 }
@@ -390,13 +390,13 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
             if !flush(&mut conn).await {
                 break;
             }
-            poll_for_next(&mut conn);
+            poll_for_next(&daemon.traffic, &mut conn);
         }
         let read = tokio::select! {
             r = read_within(&mut conn.reader, &mut conn.buf, max, within) => r,
             _ = &mut stop => break,
         };
-        let _busy = Counted::new(&BUSY);
+        let _busy = daemon.traffic.request();
         let close = match read {
             Ok(false) => break,
             Err(Read::Stalled) => {
@@ -449,7 +449,11 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
                 Err(bad) => {
                     crate::metrics::global().request(
                         crate::metrics::INVALID_METHOD,
-                        bad.reply.error_name().unwrap_or("ok"),
+                        // A refusal is an error reply; were it ever none, it is
+                        // still no success.
+                        bad.reply
+                            .error_name()
+                            .unwrap_or(wire::errors::INVALID_PARAMETER),
                         std::time::Instant::now(),
                     );
                     bad.reply.encode_into(&mut conn.out);
@@ -535,33 +539,6 @@ fn refuse_message(out: &mut Vec<u8>, reason: String) {
     .encode_into(out);
 }
 
-/// Open connections and requests being served right now, for the metrics.
-pub fn load() -> (usize, usize) {
-    (OPEN.load(Ordering::Acquire), BUSY.load(Ordering::Acquire))
-}
-
-/// Requests being served right now, across all connections.
-static BUSY: AtomicUsize = AtomicUsize::new(0);
-
-/// Connections open right now.
-static OPEN: AtomicUsize = AtomicUsize::new(0);
-
-/// One thing counted in a counter ([`OPEN`], [`BUSY`]) while it lives.
-struct Counted(&'static AtomicUsize);
-
-impl Counted {
-    fn new(counter: &'static AtomicUsize) -> Counted {
-        counter.fetch_add(1, Ordering::AcqRel);
-        Counted(counter)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// A connection polls for its next call only while at most this many are open: one
 /// client calling in turn (and, say, a watchdog's). With more, others' calls would
 /// wait on the polling thread, and the daemon is rarely idle anyway.
@@ -579,9 +556,9 @@ const POLL_FOR_NEXT: Duration = Duration::from_micros(30);
 /// is (nearly) the only connection, nothing else in the daemon is being served and no
 /// other connection is polling: when the daemon is busy its threads have better
 /// things to do, and it never spins more than one thread this way.
-fn poll_for_next(conn: &mut Conn) {
-    if OPEN.load(Ordering::Acquire) > POLL_WHEN_OPEN
-        || BUSY.load(Ordering::Acquire) != 0
+fn poll_for_next(traffic: &Traffic, conn: &mut Conn) {
+    if traffic.connections() > POLL_WHEN_OPEN
+        || traffic.in_flight() != 0
         || POLLING.swap(true, Ordering::AcqRel)
     {
         return;
@@ -592,7 +569,7 @@ fn poll_for_next(conn: &mut Conn) {
         if !matches!(conn.reader.try_fill(), Ok(false)) {
             break;
         }
-        if BUSY.load(Ordering::Acquire) != 0 || std::time::Instant::now() >= until {
+        if traffic.in_flight() != 0 || std::time::Instant::now() >= until {
             break;
         }
         std::hint::spin_loop();
@@ -663,7 +640,7 @@ fn resume(
 
 /// Proves the request path still answers, for the watchdog: a real call through the
 /// socket (accept, connection task, dispatch) and a store query on the worker pool.
-pub async fn probe(daemon: &Daemon, socket: &Path, within: Duration) -> Result<(), String> {
+pub async fn probe(daemon: &Arc<Daemon>, socket: &Path, within: Duration) -> Result<(), String> {
     let check = async {
         let mut s = UnixStream::connect(socket)
             .await
@@ -683,12 +660,8 @@ pub async fn probe(daemon: &Daemon, socket: &Path, within: Duration) -> Result<(
             Ok(wire::Reply::Err { error, .. }) => return Err(format!("answered {error}")),
             Err(e) => return Err(e),
         }
-        let store = daemon.store.clone();
-        match daemon
-            .executor
-            .run_plain(move || store.find_user_by_id(0))
-            .await
-        {
+        let d = daemon.clone();
+        match daemon.blocking(move || d.check_store()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("store: {e}")),
             Err(e) => Err(format!("worker pool: {e}")),
