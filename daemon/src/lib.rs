@@ -44,6 +44,8 @@ pub(crate) mod generation;
 pub(crate) mod hook;
 pub(crate) mod instance;
 pub(crate) mod isolation;
+#[cfg(test)]
+mod layers;
 pub(crate) mod loader;
 pub(crate) mod lockout;
 pub(crate) mod metrics;
