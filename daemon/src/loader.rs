@@ -24,9 +24,10 @@ use abi_stable::{
     abi_stability::abi_checking::{
         check_layout_compatibility_with_globals, get_checking_globals, CheckingGlobals,
     },
-    library::{AbiHeaderRef, RootModule, ROOT_MODULE_LOADER_NAME_WITH_NUL},
+    library::{AbiHeaderRef, LibHeader, RootModule, ROOT_MODULE_LOADER_NAME_WITH_NUL},
     sabi_types::VersionNumber,
     std_types::{RErr, ROk},
+    type_layout::TypeLayout,
     StableAbi,
 };
 use sha2::{Digest, Sha256};
@@ -298,6 +299,39 @@ pub fn open_as(mapped: &Path, shown: &Path) -> Result<Library, LoadError> {
 }
 
 fn open(path: &Path) -> Result<Library, LoadError> {
+    let header = load_header(path)?;
+    let (lib_header, layout) = plugin_root(path, header)?;
+    let theirs = lib_header.version_strings().parsed().map_err(|e| {
+        fail(
+            path,
+            format!("ABI mismatch: unreadable plugin-abi version: {e}"),
+        )
+    })?;
+    check_layout(path, layout, theirs)?;
+    // SAFETY: the layout was checked just above, in the direction that fits the versions.
+    let module = unsafe { lib_header.unchecked_layout::<PluginMod_Ref>() }.map_err(|e| {
+        fail(
+            path,
+            format!(
+                "its root module failed to initialise: {}",
+                first_line(&e.to_string())
+            ),
+        )
+    })?;
+    let manifest = (module.manifest())();
+    check_manifest(path, &manifest)?;
+    Ok(Library {
+        path: path.to_path_buf(),
+        digest: String::new(),
+        module,
+        manifest,
+        abi_version: theirs.to_string(),
+    })
+}
+
+/// dlopens the library at `path` and finds abi_stable's header in it. The library
+/// stays loaded for the process's life: abi_stable's vtables and layouts are 'static.
+fn load_header(path: &Path) -> Result<AbiHeaderRef, LoadError> {
     if !path.exists() {
         return Err(fail(path, "missing file"));
     }
@@ -325,7 +359,15 @@ fn open(path: &Path) -> Result<Library, LoadError> {
     };
     // abi_stable never unloads: its vtables and layouts are 'static.
     std::mem::forget(raw);
+    Ok(header)
+}
 
+/// The library's header and its root module's layout, once they are known to be a
+/// flaskbbd plugin's (abi_stable's of a compatible version, plugin-abi's module).
+fn plugin_root(
+    path: &Path,
+    header: AbiHeaderRef,
+) -> Result<(&'static LibHeader, &'static TypeLayout), LoadError> {
     let lib_header = header.upgrade().map_err(|e| {
         fail(
             path,
@@ -354,12 +396,16 @@ fn open(path: &Path) -> Result<Library, LoadError> {
             ),
         ));
     }
-    let theirs = lib_header.version_strings().parsed().map_err(|e| {
-        fail(
-            path,
-            format!("ABI mismatch: unreadable plugin-abi version: {e}"),
-        )
-    })?;
+    Ok((lib_header, layout))
+}
+
+/// Checks a plugin built against plugin-abi `theirs` fits this daemon's: the same
+/// major version, and a layout that is ours or a prefix of it.
+fn check_layout(
+    path: &Path,
+    layout: &'static TypeLayout,
+    theirs: VersionNumber,
+) -> Result<(), LoadError> {
     let ours = host_abi_version();
     if theirs.major != ours.major {
         return Err(fail(
@@ -385,36 +431,29 @@ fn open(path: &Path) -> Result<Library, LoadError> {
             &CheckingGlobals::new(),
         )
     };
-    if let Err(e) = checked {
-        let text = e.to_string();
-        let errors: Vec<&str> = text
-            .lines()
-            .filter(|l| l.trim_start().starts_with("Error:"))
-            .collect();
-        tracing::debug!(plugin = %path.display(), "layout check: {text}");
-        return Err(fail(
-            path,
-            format!(
-                "ABI mismatch with plugin-abi {ours} (plugin built against {theirs}): {}",
-                if errors.is_empty() {
-                    first_line(&text).to_string()
-                } else {
-                    errors.join("; ")
-                }
-            ),
-        ));
-    }
-    // SAFETY: the layout was checked just above, in the direction that fits the versions.
-    let module = unsafe { lib_header.unchecked_layout::<PluginMod_Ref>() }.map_err(|e| {
-        fail(
-            path,
-            format!(
-                "its root module failed to initialise: {}",
-                first_line(&e.to_string())
-            ),
-        )
-    })?;
-    let manifest = (module.manifest())();
+    let Err(e) = checked else { return Ok(()) };
+    let text = e.to_string();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Error:"))
+        .collect();
+    tracing::debug!(plugin = %path.display(), "layout check: {text}");
+    Err(fail(
+        path,
+        format!(
+            "ABI mismatch with plugin-abi {ours} (plugin built against {theirs}): {}",
+            if errors.is_empty() {
+                first_line(&text).to_string()
+            } else {
+                errors.join("; ")
+            }
+        ),
+    ))
+}
+
+/// Refuses a plugin whose panics could not be contained; warns of hooks it declares
+/// that this daemon does not know.
+fn check_manifest(path: &Path, manifest: &Manifest) -> Result<(), LoadError> {
     if !manifest.panic_unwind {
         return Err(fail(
             path,
@@ -426,13 +465,7 @@ fn open(path: &Path) -> Result<Library, LoadError> {
             tracing::warn!(plugin = %path.display(), hook = %decl.hook, "the manifest declares a hook this daemon does not know; it is ignored");
         }
     }
-    Ok(Library {
-        path: path.to_path_buf(),
-        digest: String::new(),
-        module,
-        manifest,
-        abi_version: theirs.to_string(),
-    })
+    Ok(())
 }
 
 fn first_line(s: &str) -> &str {

@@ -376,7 +376,6 @@ async fn connection(
 async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::Receiver<bool>) {
     let max = daemon.config().daemon.max_message_bytes;
     let within = Duration::from_millis(daemon.config().daemon.message_timeout_ms);
-    let (uid, pid) = (conn.uid, conn.pid);
     // One wait for the stop for the connection's whole life, not one per message.
     let mut stop_rx = shutdown.clone();
     let stop = stop_rx.changed();
@@ -397,88 +396,21 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
             _ = &mut stop => break,
         };
         let _busy = daemon.traffic.request();
-        let close = match read {
+        conn = match read {
             Ok(false) => break,
-            Err(Read::Stalled) => {
-                tracing::warn!(
-                    uid,
-                    pid,
-                    timeout_ms = within.as_millis() as u64,
-                    "closing a connection that left a message unfinished past daemon.message_timeout_ms"
-                );
-                refuse_message(
-                    &mut conn.out,
-                    format!(
-                        "message not finished within daemon.message_timeout_ms ({} ms)",
-                        within.as_millis()
-                    ),
-                );
-                true
-            }
-            Ok(true) => match methods::decode(&conn.buf, conn.peer) {
-                Ok((parsed, oneway)) => {
-                    match parsed.route(&daemon) {
-                        methods::Route::Here(event) => {
-                            // The chain runs on this thread; should a call in it hang,
-                            // the watch gives the connection to a new task, which
-                            // answers the timeout and goes on serving it.
-                            let slot = Arc::new(std::sync::Mutex::new(Some(conn)));
-                            let on_abandon =
-                                take_over(&daemon, &slot, &event.pending, oneway, &shutdown);
-                            let (pending, outcome) = event.run(&daemon, on_abandon);
-                            if matches!(outcome, Here::Abandoned) {
-                                return;
-                            }
-                            let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-                            let Some(c) = taken else { return };
-                            conn = c;
-                            let out = (!oneway).then_some(&mut conn.out);
-                            pending.finish(&daemon, outcome, out).await;
-                        }
-                        methods::Route::Pool(parsed) => {
-                            let reply = Box::pin(methods::dispatch(&daemon, parsed)).await;
-                            if !oneway {
-                                reply.encode_into(&mut conn.out);
-                            }
-                        }
-                    }
-                    // A pipelining client must not keep this thread from others.
-                    tokio::task::coop::consume_budget().await;
-                    false
+            Ok(true) => match answer_message(&daemon, conn, &shutdown).await {
+                Next::Serve(c) => c,
+                Next::Close(c) => {
+                    conn = c;
+                    break;
                 }
-                Err(bad) => {
-                    crate::metrics::global().request(
-                        crate::metrics::INVALID_METHOD,
-                        // A refusal is an error reply; were it ever none, it is
-                        // still no success.
-                        bad.reply
-                            .error_name()
-                            .unwrap_or(wire::errors::INVALID_PARAMETER),
-                        std::time::Instant::now(),
-                    );
-                    bad.reply.encode_into(&mut conn.out);
-                    bad.fatal
-                }
+                Next::Gone => return,
             },
-            Err(Read::Failed(wire::ReadError::TooLarge(n))) => {
-                tracing::warn!(
-                    uid,
-                    "closing a connection that sent a message over {n} bytes"
-                );
-                refuse_message(
-                    &mut conn.out,
-                    format!("message longer than daemon.max_message_bytes ({n})"),
-                );
-                true
-            }
-            Err(Read::Failed(e)) => {
-                tracing::debug!(uid, "connection ended: {e}");
+            Err(e) => {
+                refuse_unreadable(&mut conn, e, within);
                 break;
             }
         };
-        if close {
-            break;
-        }
         // A connection that once sent a large message does not keep its buffers.
         if conn.buf.capacity() > READ_BUFFER * 16 {
             conn.buf = Vec::new();
@@ -488,6 +420,123 @@ async fn serve_connection(daemon: Arc<Daemon>, mut conn: Conn, shutdown: watch::
         flush(&mut conn).await;
     }
     let _ = conn.writer.shutdown().await;
+}
+
+/// What became of a connection after one message.
+enum Next {
+    /// It goes on.
+    Serve(Conn),
+    /// It is closed once its replies are written (the stream cannot be trusted).
+    Close(Conn),
+    /// Another task took it over from a hung call, and answers it from now on.
+    Gone,
+}
+
+/// Decodes the message read into `conn.buf`, runs it (on this thread or through
+/// [`methods::dispatch`]) and queues its reply.
+async fn answer_message(
+    daemon: &Arc<Daemon>,
+    mut conn: Conn,
+    shutdown: &watch::Receiver<bool>,
+) -> Next {
+    match methods::decode(&conn.buf, conn.peer) {
+        Ok((parsed, oneway)) => {
+            match parsed.route(daemon) {
+                methods::Route::Here(event) => {
+                    match run_here(daemon, conn, event, oneway, shutdown).await {
+                        Some(c) => conn = c,
+                        None => return Next::Gone,
+                    }
+                }
+                methods::Route::Pool(parsed) => {
+                    let reply = Box::pin(methods::dispatch(daemon, parsed)).await;
+                    if !oneway {
+                        reply.encode_into(&mut conn.out);
+                    }
+                }
+            }
+            // A pipelining client must not keep this thread from others.
+            tokio::task::coop::consume_budget().await;
+            Next::Serve(conn)
+        }
+        Err(bad) => {
+            crate::metrics::global().request(
+                crate::metrics::INVALID_METHOD,
+                // A refusal is an error reply; were it ever none, it is still no
+                // success.
+                bad.reply
+                    .error_name()
+                    .unwrap_or(wire::errors::INVALID_PARAMETER),
+                std::time::Instant::now(),
+            );
+            bad.reply.encode_into(&mut conn.out);
+            if bad.fatal {
+                Next::Close(conn)
+            } else {
+                Next::Serve(conn)
+            }
+        }
+    }
+}
+
+/// Runs an event's chain on this thread. Should a call in it hang, the watch gives
+/// the connection to a new task, which answers the timeout and goes on serving it:
+/// then `None`, and this task is done with the connection.
+async fn run_here(
+    daemon: &Arc<Daemon>,
+    conn: Conn,
+    event: methods::HereEvent,
+    oneway: bool,
+    shutdown: &watch::Receiver<bool>,
+) -> Option<Conn> {
+    let slot = Arc::new(std::sync::Mutex::new(Some(conn)));
+    let on_abandon = take_over(daemon, &slot, &event.pending, oneway, shutdown);
+    let (pending, outcome) = event.run(daemon, on_abandon);
+    if matches!(outcome, Here::Abandoned) {
+        return None;
+    }
+    let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let mut conn = taken?;
+    let out = (!oneway).then_some(&mut conn.out);
+    pending.finish(daemon, outcome, out).await;
+    Some(conn)
+}
+
+/// Answers a message that could not be read, before its connection is closed: one
+/// left unfinished past `daemon.message_timeout_ms`, or one too long (a stream that
+/// failed gets no answer).
+fn refuse_unreadable(conn: &mut Conn, read: Read, within: Duration) {
+    let (uid, pid) = (conn.uid, conn.pid);
+    match read {
+        Read::Stalled => {
+            tracing::warn!(
+                uid,
+                pid,
+                timeout_ms = within.as_millis() as u64,
+                "closing a connection that left a message unfinished past daemon.message_timeout_ms"
+            );
+            refuse_message(
+                &mut conn.out,
+                format!(
+                    "message not finished within daemon.message_timeout_ms ({} ms)",
+                    within.as_millis()
+                ),
+            );
+        }
+        Read::Failed(wire::ReadError::TooLarge(n)) => {
+            tracing::warn!(
+                uid,
+                "closing a connection that sent a message over {n} bytes"
+            );
+            refuse_message(
+                &mut conn.out,
+                format!("message longer than daemon.max_message_bytes ({n})"),
+            );
+        }
+        Read::Failed(e) => {
+            tracing::debug!(uid, "connection ended: {e}");
+        }
+    }
 }
 
 /// Why no message came off a connection.
