@@ -555,7 +555,27 @@ impl Config {
         ConfigError(format!("{}{line}: {key}: {msg}", self.path.display()))
     }
 
+    /// Checks what parsing cannot: ranges, formats, names. The first problem found is
+    /// the error, in the order of the file's tables.
     fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_metrics()?;
+        self.validate_daemon()?;
+        self.validate_auth()?;
+        self.validate_database()?;
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &self.plugin {
+            self.validate_plugin(p, &mut seen)?;
+        }
+        if self.plugins.host_memory_mb < 16 {
+            return Err(self.error_key("plugins.host_memory_mb", "must be at least 16 (MiB)"));
+        }
+        for b in self.builtins.values() {
+            self.validate_overrides("builtins", &b.hooks)?;
+        }
+        Ok(())
+    }
+
+    fn validate_metrics(&self) -> Result<(), ConfigError> {
         if let Some(listen) = &self.metrics.listen {
             if listen.parse::<std::net::SocketAddr>().is_err() {
                 return Err(self.error_key(
@@ -566,6 +586,10 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    fn validate_daemon(&self) -> Result<(), ConfigError> {
         let d = &self.daemon;
         if u32::from_str_radix(&d.socket_mode, 8).map_or(true, |m| m > 0o777) {
             return Err(self.error_key(
@@ -602,6 +626,11 @@ impl Config {
                 "must be between 100 and 3600000 (an hour); the default is 10000",
             ));
         }
+        Ok(())
+    }
+
+    /// `[auth]`: bcrypt's cost and lanes, the lockout.
+    fn validate_auth(&self) -> Result<(), ConfigError> {
         if !(4..=31).contains(&self.auth.bcrypt_cost) {
             return Err(self.error_key(
                 "auth.bcrypt_cost",
@@ -640,6 +669,10 @@ impl Config {
                 "must be at most auth.lockout.account_max_delay_ms, which must be at most 600000 (10 minutes)",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_database(&self) -> Result<(), ConfigError> {
         if self.database.connect_timeout_ms == 0 {
             return Err(self.error_key("database.connect_timeout_ms", "must be at least 1"));
         }
@@ -652,63 +685,64 @@ impl Config {
                 "must start with sqlite:// (sqlite:///relative or sqlite:////absolute) or postgresql://",
             ));
         }
-        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-        for p in &self.plugin {
-            let name = p.name.get_ref();
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !valid {
+        Ok(())
+    }
+
+    /// One `[[plugin]]`: its name (valid, not a built-in's, unique: `seen` holds the
+    /// names before it), its hook overrides, its sandbox.
+    fn validate_plugin<'a>(
+        &self,
+        p: &'a PluginConfig,
+        seen: &mut BTreeMap<&'a str, usize>,
+    ) -> Result<(), ConfigError> {
+        let name = p.name.get_ref();
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(self.error_at(
+                p.name.span(),
+                "plugin.name",
+                &format!("{name:?}: use letters, digits, '_' and '-' only"),
+            ));
+        }
+        if crate::builtins::is_builtin(name) {
+            return Err(self.error_at(
+                p.name.span(),
+                "plugin.name",
+                &format!("{name:?} is the name of a built-in; choose another"),
+            ));
+        }
+        if let Some(first) = seen.insert(name, p.name.span().start) {
+            return Err(self.error_at(
+                p.name.span(),
+                "plugin.name",
+                &format!(
+                    "{name:?} is already used on line {}; instance names must be unique",
+                    self.line_of(first)
+                ),
+            ));
+        }
+        self.validate_overrides(&format!("plugin {name:?}"), &p.hooks)?;
+        if let Some(sandbox) = &p.sandbox {
+            if p.isolation(&self.plugins) == Isolation::None {
                 return Err(self.error_at(
-                    p.name.span(),
-                    "plugin.name",
-                    &format!("{name:?}: use letters, digits, '_' and '-' only"),
-                ));
-            }
-            if crate::builtins::is_builtin(name) {
-                return Err(self.error_at(
-                    p.name.span(),
-                    "plugin.name",
-                    &format!("{name:?} is the name of a built-in; choose another"),
-                ));
-            }
-            if let Some(first) = seen.insert(name, p.name.span().start) {
-                return Err(self.error_at(
-                    p.name.span(),
-                    "plugin.name",
+                    sandbox.span(),
+                    "plugin.sandbox",
                     &format!(
-                        "{name:?} is already used on line {}; instance names must be unique",
-                        self.line_of(first)
+                        "instance {name:?} runs with isolation = \"none\", in the daemon's own process, which no sandbox narrows; \
+                         set isolation = \"process\" or remove the sandbox table"
                     ),
                 ));
             }
-            self.validate_overrides(&format!("plugin {name:?}"), &p.hooks)?;
-            if let Some(sandbox) = &p.sandbox {
-                if p.isolation(&self.plugins) == Isolation::None {
-                    return Err(self.error_at(
-                        sandbox.span(),
-                        "plugin.sandbox",
-                        &format!(
-                            "instance {name:?} runs with isolation = \"none\", in the daemon's own process, which no sandbox narrows; \
-                             set isolation = \"process\" or remove the sandbox table"
-                        ),
-                    ));
-                }
-                if sandbox.get_ref().memory_mb.is_some_and(|m| m < 16) {
-                    return Err(self.error_at(
-                        sandbox.span(),
-                        "plugin.sandbox.memory_mb",
-                        &format!("instance {name:?}: must be at least 16 (MiB)"),
-                    ));
-                }
+            if sandbox.get_ref().memory_mb.is_some_and(|m| m < 16) {
+                return Err(self.error_at(
+                    sandbox.span(),
+                    "plugin.sandbox.memory_mb",
+                    &format!("instance {name:?}: must be at least 16 (MiB)"),
+                ));
             }
-        }
-        if self.plugins.host_memory_mb < 16 {
-            return Err(self.error_key("plugins.host_memory_mb", "must be at least 16 (MiB)"));
-        }
-        for b in self.builtins.values() {
-            self.validate_overrides("builtins", &b.hooks)?;
         }
         Ok(())
     }

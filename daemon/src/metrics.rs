@@ -264,11 +264,7 @@ pub struct Metrics {
     hook_timeouts: Family<HookLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     lockout: Family<ActionLabels, Counter>,
-    connections: Gauge,
-    in_flight: Gauge,
-    queued: Family<QueueLabels, Gauge>,
-    stuck_calls: Gauge,
-    generation: Gauge,
+    load: LoadGauges,
     instances: Mutex<HashMap<String, Arc<InstanceTotals>>>,
     recent: Mutex<Recent>,
     methods: HashSet<&'static str>,
@@ -307,113 +303,143 @@ fn unix_now() -> Duration {
         .unwrap_or_default()
 }
 
+/// Registers `metric` in `registry` under `name` and gives it back, to keep.
+fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Registers what never changes while the daemon runs: its start time and version.
+fn register_constants(registry: &mut Registry) {
+    let start_time = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    start_time.set(unix_now().as_secs_f64());
+    registry.register(
+        "start_time_seconds",
+        "When the daemon started, in seconds since the Unix epoch",
+        start_time,
+    );
+    let build = Family::<BuildLabels, Gauge>::default();
+    build
+        .get_or_create(&BuildLabels {
+            version: env!("CARGO_PKG_VERSION"),
+        })
+        .set(1);
+    registry.register("build_info", "The daemon's version", build);
+}
+
+/// The gauges of what the daemon is doing, set from a [`Load`] when read.
+struct LoadGauges {
+    connections: Gauge,
+    in_flight: Gauge,
+    queued: Family<QueueLabels, Gauge>,
+    stuck_calls: Gauge,
+    generation: Gauge,
+}
+
+impl LoadGauges {
+    fn register(r: &mut Registry) -> LoadGauges {
+        let connections = registered(r, "connections", "Open connections", Gauge::default());
+        let in_flight = registered(
+            r,
+            "requests_in_flight",
+            "Requests being served",
+            Gauge::default(),
+        );
+        let queued = registered(
+            r,
+            "queue_depth",
+            "Work waiting: requests for a worker thread (workers), passwords for a bcrypt lane (bcrypt)",
+            Family::<QueueLabels, Gauge>::default(),
+        );
+        let stuck_calls = registered(
+            r,
+            "stuck_calls",
+            "Hook calls hung past their timeout right now",
+            Gauge::default(),
+        );
+        let generation = registered(
+            r,
+            "generation",
+            "The plugin generation serving",
+            Gauge::default(),
+        );
+        LoadGauges {
+            connections,
+            in_flight,
+            queued,
+            stuck_calls,
+            generation,
+        }
+    }
+
+    fn set(&self, load: &Load) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.connections.set(as_i64(load.connections));
+        self.in_flight.set(as_i64(load.in_flight));
+        self.queued
+            .get_or_create(&QueueLabels { queue: "workers" })
+            .set(as_i64(load.queued));
+        self.queued
+            .get_or_create(&QueueLabels { queue: "bcrypt" })
+            .set(as_i64(load.hashes_queued));
+        self.stuck_calls.set(as_i64(load.stuck_calls));
+        self.generation.set(as_i64(load.generation));
+    }
+}
+
 impl Metrics {
     fn new() -> Metrics {
         let mut registry = Registry::with_prefix("flaskbbd");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let r = &mut registry;
+        let requests = registered(
+            r,
             "requests",
             "Requests answered, by method and outcome (ok, or the error's name)",
-            requests.clone(),
+            Family::<RequestLabels, Counter>::default(),
         );
-        let request_seconds = Family::new_with_constructor(request_histogram as fn() -> _);
-        registry.register(
+        let request_seconds = registered(
+            r,
             "request_duration_seconds",
             "Time from a request's arrival to its answer",
-            request_seconds.clone(),
+            Family::new_with_constructor(request_histogram as fn() -> _),
         );
-        let hook_calls = Family::<HookCallLabels, Counter>::default();
-        registry.register(
+        let hook_calls = registered(
+            r,
             "hook_calls",
             "Hook calls, by instance, hook and outcome (ok, not_implemented, refused, failed)",
-            hook_calls.clone(),
+            Family::<HookCallLabels, Counter>::default(),
         );
-        let hook_seconds = Family::new_with_constructor(hook_histogram as fn() -> _);
-        registry.register(
+        let hook_seconds = registered(
+            r,
             "hook_call_duration_seconds",
             "Time of one hook call, by instance and hook",
-            hook_seconds.clone(),
+            Family::new_with_constructor(hook_histogram as fn() -> _),
         );
-        let hook_timeouts = Family::<HookLabels, Counter>::default();
-        registry.register(
+        let hook_timeouts = registered(
+            r,
             "hook_timeouts",
             "Hook calls that did not answer within daemon.hook_timeout_ms",
-            hook_timeouts.clone(),
+            Family::<HookLabels, Counter>::default(),
         );
-        let reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let reloads = registered(
+            r,
             "reloads",
             "Reloads (SIGHUP, Reload, SetPluginEnabled), by result",
-            reloads.clone(),
+            Family::<ResultLabels, Counter>::default(),
         );
-        let lockout = Family::<ActionLabels, Counter>::default();
-        registry.register(
+        let lockout = registered(
+            r,
             "lockout_actions",
             "What the lockout did: counted a failure, delayed or refused a login, unlocked",
-            lockout.clone(),
+            Family::<ActionLabels, Counter>::default(),
         );
-        let connections = Gauge::default();
-        registry.register("connections", "Open connections", connections.clone());
-        let in_flight = Gauge::default();
-        registry.register(
-            "requests_in_flight",
-            "Requests being served",
-            in_flight.clone(),
-        );
-        let queued = Family::<QueueLabels, Gauge>::default();
-        registry.register(
-            "queue_depth",
-            "Work waiting: requests for a worker thread (workers), passwords for a bcrypt lane (bcrypt)",
-            queued.clone(),
-        );
-        let stuck_calls = Gauge::default();
-        registry.register(
-            "stuck_calls",
-            "Hook calls hung past their timeout right now",
-            stuck_calls.clone(),
-        );
-        let generation = Gauge::default();
-        registry.register(
-            "generation",
-            "The plugin generation serving",
-            generation.clone(),
-        );
-        let start_time = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        start_time.set(unix_now().as_secs_f64());
-        registry.register(
-            "start_time_seconds",
-            "When the daemon started, in seconds since the Unix epoch",
-            start_time,
-        );
-        let build = Family::<BuildLabels, Gauge>::default();
-        build
-            .get_or_create(&BuildLabels {
-                version: env!("CARGO_PKG_VERSION"),
-            })
-            .set(1);
-        registry.register("build_info", "The daemon's version", build);
-        // Requests by method show every method from the start (at zero), so that a
-        // rate over them has a beginning.
+        let load = LoadGauges::register(r);
+        register_constants(r);
         let methods = declared("method");
-        for m in &methods {
-            let _ = request_seconds.get_or_create(&MethodLabels {
-                method: Cow::Borrowed(m),
-            });
-        }
-        for action in [
-            LockoutAction::Counted,
-            LockoutAction::Delayed,
-            LockoutAction::Refused,
-            LockoutAction::Unlocked,
-        ] {
-            let _ = lockout.get_or_create(&ActionLabels {
-                action: action.label(),
-            });
-        }
-        for result in ["ok", "failed"] {
-            let _ = reloads.get_or_create(&ResultLabels { result });
-        }
-        Metrics {
+        let metrics = Metrics {
             registry,
             requests,
             request_seconds,
@@ -422,11 +448,7 @@ impl Metrics {
             hook_timeouts,
             reloads,
             lockout,
-            connections,
-            in_flight,
-            queued,
-            stuck_calls,
-            generation,
+            load,
             instances: Mutex::new(HashMap::new()),
             recent: Mutex::new(Recent {
                 slots: [(0, 0, 0, 0); 61],
@@ -434,6 +456,31 @@ impl Metrics {
             methods,
             errors: declared("error"),
             started: Instant::now(),
+        };
+        metrics.show_at_zero();
+        metrics
+    }
+
+    /// Creates the series a rate is taken over at zero, so that each has a beginning:
+    /// requests by every declared method, every lockout action, both reload results.
+    fn show_at_zero(&self) {
+        for m in &self.methods {
+            let _ = self.request_seconds.get_or_create(&MethodLabels {
+                method: Cow::Borrowed(*m),
+            });
+        }
+        for action in [
+            LockoutAction::Counted,
+            LockoutAction::Delayed,
+            LockoutAction::Refused,
+            LockoutAction::Unlocked,
+        ] {
+            let _ = self.lockout.get_or_create(&ActionLabels {
+                action: action.label(),
+            });
+        }
+        for result in ["ok", "failed"] {
+            let _ = self.reloads.get_or_create(&ResultLabels { result });
         }
     }
 
@@ -558,17 +605,7 @@ impl Metrics {
     /// Every metric in the Prometheus text format (OpenMetrics 1.0), with the gauges
     /// set from `load`.
     pub fn text(&self, load: Load) -> String {
-        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.connections.set(as_i64(load.connections));
-        self.in_flight.set(as_i64(load.in_flight));
-        self.queued
-            .get_or_create(&QueueLabels { queue: "workers" })
-            .set(as_i64(load.queued));
-        self.queued
-            .get_or_create(&QueueLabels { queue: "bcrypt" })
-            .set(as_i64(load.hashes_queued));
-        self.stuck_calls.set(as_i64(load.stuck_calls));
-        self.generation.set(as_i64(load.generation));
+        self.load.set(&load);
         let mut text = String::new();
         // Writing into a String does not fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
