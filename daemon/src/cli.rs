@@ -23,7 +23,10 @@ use crate::{
 };
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Parser, Subcommand};
-use flaskbbd_protocol::client::{CallError, Client};
+use flaskbbd_protocol::{
+    client::{CallError, Client},
+    methods::{AdminCall, Request as _},
+};
 
 /// FlaskBB's plugin hooks and authentication pipeline as a native daemon.
 #[derive(Parser)]
@@ -202,6 +205,68 @@ fn config_path(given: Option<PathBuf>) -> PathBuf {
     })
 }
 
+/// `flaskbbd check`: the configuration, the chains it builds, and (unless
+/// `no_database`) the database.
+fn check(file: &Path, no_database: bool) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(load(file)?);
+    let db = &config.database;
+    for warning in store::loose_files(&db.url, db.schema, &config.base_dir) {
+        eprintln!("warning: {warning}");
+    }
+    let verifier = Arc::new(Verifier::new(config.auth.bcrypt_cost)?);
+    let generation = Generation::build(
+        1,
+        config.clone(),
+        &Loader::default(),
+        verifier,
+        &HashMap::new(),
+    )?;
+    print!("{}", render_chains(&generation.describe()));
+    if no_database {
+        println!("database: not tried (--no-database)");
+    } else {
+        let found = store::db::probe(&db.url, db.schema, &config.base_dir, db.connect_timeout())?;
+        println!("database: {found}");
+    }
+    println!("{}: OK", config.path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `flaskbbd plugins`: one line per instance, and one for its plugin host.
+fn print_plugins(plugins: Vec<proto::PluginInfo>) {
+    for p in plugins {
+        println!(
+            "{:<24} {:<8} {:<10} {}{}",
+            p.name,
+            if p.enabled { "enabled" } else { "disabled" },
+            p.version.as_deref().unwrap_or("-"),
+            p.origin,
+            p.abi_version
+                .map(|v| format!(" (plugin-abi {v})"))
+                .unwrap_or_default()
+        );
+        if let Some(h) = p.host {
+            let mut line = format!("    process: {}", h.state);
+            if let Some(pid) = h.pid {
+                line.push_str(&format!(", pid {pid}"));
+            }
+            line.push_str(&format!(
+                ", {} restart(s), landlock {}",
+                h.restarts, h.landlock
+            ));
+            if !h.shared_with.is_empty() {
+                line.push_str(&format!("; shared with {}", h.shared_with.join(", ")));
+            }
+            if let Some(exit) = h.last_exit {
+                line.push_str(&format!("; last exit: {exit}"));
+            }
+            println!("{line}");
+        } else if p.isolation.as_deref() == Some("none") && p.enabled {
+            println!("    in the daemon's process (isolation = \"none\")");
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let file = config_path(cli.config);
     match cli.command {
@@ -217,29 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { no_database } => {
             init_logging("warn");
-            let config = Arc::new(load(&file)?);
-            let db = &config.database;
-            for warning in store::loose_files(&db.url, db.schema, &config.base_dir) {
-                eprintln!("warning: {warning}");
-            }
-            let verifier = Arc::new(Verifier::new(config.auth.bcrypt_cost)?);
-            let generation = Generation::build(
-                1,
-                config.clone(),
-                &Loader::default(),
-                verifier,
-                &HashMap::new(),
-            )?;
-            print!("{}", render_chains(&generation.describe()));
-            if no_database {
-                println!("database: not tried (--no-database)");
-            } else {
-                let found =
-                    store::db::probe(&db.url, db.schema, &config.base_dir, db.connect_timeout())?;
-                println!("database: {found}");
-            }
-            println!("{}: OK", config.path.display());
-            Ok(ExitCode::SUCCESS)
+            check(&file, no_database)
         }
         Command::Migrate => {
             init_logging("warn");
@@ -260,52 +303,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             kv(&load(&file)?, cmd)
         }
         Command::Plugins => {
-            let plugins = admin(&file, "org.flaskbb.Admin.ListPlugins", Client::list_plugins)?;
-            for p in plugins {
-                println!(
-                    "{:<24} {:<8} {:<10} {}{}",
-                    p.name,
-                    if p.enabled { "enabled" } else { "disabled" },
-                    p.version.as_deref().unwrap_or("-"),
-                    p.origin,
-                    p.abi_version
-                        .map(|v| format!(" (plugin-abi {v})"))
-                        .unwrap_or_default()
-                );
-                if let Some(h) = p.host {
-                    let mut line = format!("    process: {}", h.state);
-                    if let Some(pid) = h.pid {
-                        line.push_str(&format!(", pid {pid}"));
-                    }
-                    line.push_str(&format!(
-                        ", {} restart(s), landlock {}",
-                        h.restarts, h.landlock
-                    ));
-                    if !h.shared_with.is_empty() {
-                        line.push_str(&format!("; shared with {}", h.shared_with.join(", ")));
-                    }
-                    if let Some(exit) = h.last_exit {
-                        line.push_str(&format!("; last exit: {exit}"));
-                    }
-                    println!("{line}");
-                } else if p.isolation.as_deref() == Some("none") && p.enabled {
-                    println!("    in the daemon's process (isolation = \"none\")");
-                }
-            }
+            let plugins = admin(&file, &AdminCall::ListPlugins, Client::list_plugins)?;
+            print_plugins(plugins);
             Ok(ExitCode::SUCCESS)
         }
         Command::Hooks => {
-            let hooks = admin(&file, "org.flaskbb.Admin.ListHooks", Client::list_hooks)?;
+            let hooks = admin(&file, &AdminCall::ListHooks, Client::list_hooks)?;
             print!("{}", render_chains(&hooks));
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => {
-            let status = admin(&file, "org.flaskbb.Admin.GetStatus", Client::get_status)?;
+            let status = admin(&file, &AdminCall::GetStatus, Client::get_status)?;
             print!("{}", render_status(&status));
             Ok(ExitCode::SUCCESS)
         }
         Command::Metrics => {
-            let text = admin(&file, "org.flaskbb.Admin.GetMetrics", Client::get_metrics)?;
+            let text = admin(&file, &AdminCall::GetMetrics, Client::get_metrics)?;
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
@@ -413,6 +426,60 @@ fn find(store: &dyn Store, identifier: &str) -> anyhow::Result<store::UserRecord
     })
 }
 
+/// `flaskbbd user add`: asks for the password, hashes it for the store's schema.
+fn add_user(
+    config: &Config,
+    store: &dyn Store,
+    username: String,
+    email: String,
+    activated: bool,
+) -> anyhow::Result<()> {
+    let verifier = || Verifier::new(config.auth.bcrypt_cost);
+    let password = read_secret(&format!("Password for {username}: "))?;
+    let hash = verifier()?.hash_for(config.database.schema, &password)?;
+    let r = store
+        .create_user(&NewUser {
+            username: username.clone(),
+            email,
+            password_hash: Some(hash),
+            activated,
+            primary_group_id: store::MEMBER_GROUP,
+        })
+        .map_err(|e| match e {
+            store::StoreError::UserExists => {
+                anyhow!("a user with username {username:?} or that email already exists")
+            }
+            other => anyhow!(other),
+        })?;
+    println!("created user {} (id {})", r.user.username, r.user.id);
+    Ok(())
+}
+
+/// `flaskbbd user list`: every user with its failure count and lock.
+fn list_users(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
+    let policy = lockout::Policy::new(&config.auth.lockout);
+    let now = chrono::Utc::now();
+    println!(
+        "{:>6}  {:<24} {:<32} {:<9} {:>8}  {:<24} groups",
+        "id", "username", "email", "activated", "failures", "lock"
+    );
+    for r in store.list_users()? {
+        let u = r.user;
+        let lock = lockout::lock_state(&policy, store, u.id, now)?;
+        println!(
+            "{:>6}  {:<24} {:<32} {:<9} {:>8}  {:<24} {}",
+            u.id,
+            u.username,
+            u.email,
+            if u.activated { "yes" } else { "no" },
+            u.login_attempts,
+            describe_lock(&lock),
+            u.groups.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(config)?;
     let verifier = || Verifier::new(config.auth.bcrypt_cost);
@@ -421,25 +488,7 @@ fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
             username,
             email,
             activated,
-        } => {
-            let password = read_secret(&format!("Password for {username}: "))?;
-            let hash = verifier()?.hash_for(config.database.schema, &password)?;
-            let r = store
-                .create_user(&NewUser {
-                    username: username.clone(),
-                    email,
-                    password_hash: Some(hash),
-                    activated,
-                    primary_group_id: store::MEMBER_GROUP,
-                })
-                .map_err(|e| match e {
-                    store::StoreError::UserExists => {
-                        anyhow!("a user with username {username:?} or that email already exists")
-                    }
-                    other => anyhow!(other),
-                })?;
-            println!("created user {} (id {})", r.user.username, r.user.id);
-        }
+        } => add_user(config, &*store, username, email, activated)?,
         UserCommand::Passwd { identifier } => {
             let r = find(&*store, &identifier)?;
             let password = read_secret(&format!("New password for {}: ", r.user.username))?;
@@ -467,28 +516,7 @@ fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
                 if off { "unbanned" } else { "banned" }
             );
         }
-        UserCommand::List => {
-            let policy = lockout::Policy::new(&config.auth.lockout);
-            let now = chrono::Utc::now();
-            println!(
-                "{:>6}  {:<24} {:<32} {:<9} {:>8}  {:<24} groups",
-                "id", "username", "email", "activated", "failures", "lock"
-            );
-            for r in store.list_users()? {
-                let u = r.user;
-                let lock = lockout::lock_state(&policy, &*store, u.id, now)?;
-                println!(
-                    "{:>6}  {:<24} {:<32} {:<9} {:>8}  {:<24} {}",
-                    u.id,
-                    u.username,
-                    u.email,
-                    if u.activated { "yes" } else { "no" },
-                    u.login_attempts,
-                    describe_lock(&lock),
-                    u.groups.join(", ")
-                );
-            }
-        }
+        UserCommand::List => list_users(config, &*store)?,
         UserCommand::Unlock {
             identifier,
             address,
@@ -596,9 +624,10 @@ fn connect(config_path: &Path) -> anyhow::Result<Client> {
 /// Calls an `org.flaskbb.Admin` method of the running daemon.
 fn admin<T>(
     config_path: &Path,
-    method: &str,
+    method: &AdminCall,
     call: impl FnOnce(&mut Client) -> Result<T, CallError>,
 ) -> anyhow::Result<T> {
+    let method = method.full_name();
     let mut client = connect(config_path)?;
     call(&mut client).map_err(|e| match e.short_name() {
         Some("PermissionDenied") => {

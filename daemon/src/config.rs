@@ -815,6 +815,64 @@ fn is_url_key(key: &str) -> bool {
         .any(|s| k.contains(s))
 }
 
+/// The key before a TOML line's `=` (`before` is the line up to it): its last dotted
+/// part, quotes and spaces dropped.
+fn key_before(before: &str) -> &str {
+    let before = before.trim_end();
+    let key_start = before
+        .rfind(|c: char| c == '{' || c == ',' || c == '[' || c.is_whitespace())
+        .map_or(0, |at| at + 1);
+    before[key_start..]
+        .rsplit('.')
+        .next()
+        .unwrap_or("")
+        .trim_matches(|c| c == '"' || c == '\'')
+}
+
+/// Where the value after a TOML line's `=` lies, from byte `from`: its text's start
+/// and end, and where to look for the next key. A quoted string runs to its closing
+/// quote (or the line's end when it has none); an inline table or array is entered
+/// (its keys are looked at in turn); anything else runs up to a separator.
+fn value_after(line: &str, from: usize) -> (usize, usize, usize) {
+    let b = line.as_bytes();
+    let mut start = from;
+    while start < b.len() && (b[start] == b' ' || b[start] == b'\t') {
+        start += 1;
+    }
+    match b.get(start) {
+        // An inline table or array: its keys are looked at in turn.
+        Some(b'{' | b'[') => (start, start, start + 1),
+        Some(&q) if q == b'"' || q == b'\'' => {
+            let triple = line[start..].starts_with(if q == b'"' { "\"\"\"" } else { "'''" });
+            let open = if triple { 3 } else { 1 };
+            let mut j = start + open;
+            let mut end = None;
+            while j < b.len() {
+                if q == b'"' && b[j] == b'\\' {
+                    j += 2;
+                    continue;
+                }
+                if b[j] == q && (!triple || line[j..].starts_with(&line[start..start + 3])) {
+                    end = Some(j);
+                    break;
+                }
+                j += 1;
+            }
+            match end {
+                Some(e) => (start + open, e, e + open),
+                None => (start + open, b.len(), b.len()),
+            }
+        }
+        _ => {
+            let e = line[start..]
+                .find([',', '}', ']', '#'])
+                .map_or(b.len(), |at| start + at);
+            let e = start + line[start..e].trim_end().len();
+            (start, e, e)
+        }
+    }
+}
+
 /// One line of `flaskbb.toml` with the values of secret keys replaced by `***` (URLs
 /// keep all but their password); the byte ranges replaced, each with its
 /// replacement's length, and the values taken out.
@@ -826,55 +884,9 @@ fn redact_toml_line(line: &str) -> (String, Vec<(usize, usize, usize)>, Vec<Stri
         let Some(eq) = line[i..].find('=').map(|at| i + at) else {
             break;
         };
-        // The key before the '=': its last dotted part, quotes and spaces dropped.
-        let before = line[..eq].trim_end();
-        let key_start = before
-            .rfind(|c: char| c == '{' || c == ',' || c == '[' || c.is_whitespace())
-            .map_or(0, |at| at + 1);
-        let key = before[key_start..]
-            .rsplit('.')
-            .next()
-            .unwrap_or("")
-            .trim_matches(|c| c == '"' || c == '\'');
+        let key = key_before(&line[..eq]);
         let (secret, url) = (is_secret_key(key), is_url_key(key));
-        // The value after the '=': a quoted string to its closing quote (or the line's
-        // end when it has none), else up to a separator.
-        let mut start = eq + 1;
-        while start < b.len() && (b[start] == b' ' || b[start] == b'\t') {
-            start += 1;
-        }
-        let (inner_start, inner_end, next) = match b.get(start) {
-            // An inline table or array: its keys are looked at in turn.
-            Some(b'{' | b'[') => (start, start, start + 1),
-            Some(&q) if q == b'"' || q == b'\'' => {
-                let triple = line[start..].starts_with(if q == b'"' { "\"\"\"" } else { "'''" });
-                let open = if triple { 3 } else { 1 };
-                let mut j = start + open;
-                let mut end = None;
-                while j < b.len() {
-                    if q == b'"' && b[j] == b'\\' {
-                        j += 2;
-                        continue;
-                    }
-                    if b[j] == q && (!triple || line[j..].starts_with(&line[start..start + 3])) {
-                        end = Some(j);
-                        break;
-                    }
-                    j += 1;
-                }
-                match end {
-                    Some(e) => (start + open, e, e + open),
-                    None => (start + open, b.len(), b.len()),
-                }
-            }
-            _ => {
-                let e = line[start..]
-                    .find([',', '}', ']', '#'])
-                    .map_or(b.len(), |at| start + at);
-                let e = start + line[start..e].trim_end().len();
-                (start, e, e)
-            }
-        };
+        let (inner_start, inner_end, next) = value_after(line, eq + 1);
         let inner_end = inner_end.min(b.len());
         let value = line.get(inner_start..inner_end).unwrap_or("");
         if !value.is_empty() {

@@ -178,6 +178,9 @@ impl Generation {
 
 /// A generation being built: the instances made so far, what `ListPlugins` will
 /// show, and the problems found.
+/// A plugin instance as made: where it comes from, its hooks, what it declares.
+type Made = (Origin, Box<dyn crate::instance::Hooks>, Vec<Decl>);
+
 struct Builder<'a> {
     config: &'a Config,
     enabled: &'a HashMap<String, bool>,
@@ -303,84 +306,11 @@ impl Builder<'_> {
         let path = Loader::resolve(p.library.get_ref(), &config.plugins.dirs, &config.base_dir)
             .map_err(|e| e.to_string())?;
         let config_json = p.config_json();
-        let (origin, hooks, decls): (Origin, Box<dyn crate::instance::Hooks>, Vec<Decl>) =
-            match p.isolation(&config.plugins) {
-                Isolation::None => {
-                    let lib = match by_path.get(&path) {
-                        Some(lib) => lib.clone(),
-                        None => {
-                            let lib = loader.load(&path).map_err(|e| e.to_string())?;
-                            by_path.insert(path, lib.clone());
-                            lib
-                        }
-                    };
-                    let boxed = lib
-                        .instantiate(name, &config_json, &config.base_dir)
-                        .map_err(|e| with_key_lines(config, p, &e.to_string()))?;
-                    let m = &lib.manifest;
-                    info.origin = lib.path.display().to_string();
-                    info.version = Some(m.version.to_string());
-                    info.description = Some(m.description.to_string());
-                    info.abi_version = Some(lib.abi_version.clone());
-                    info.hooks = m.hooks.iter().map(|d| d.hook.to_string()).collect();
-                    let decls = m
-                        .hooks
-                        .iter()
-                        .filter(|d| Hook::from_name(d.hook.as_str()).is_some())
-                        .map(Decl::from_manifest)
-                        .collect();
-                    (
-                        Origin::Plugin(lib.clone()),
-                        Box::new(PluginHooks(boxed)),
-                        decls,
-                    )
-                }
-                Isolation::Process => {
-                    let Hosted {
-                        host: sup,
-                        ready,
-                        library,
-                        of,
-                    } = hosted.unwrap_or_else(|| {
-                        Err("its plugin host was not started (an internal error)".into())
-                    })?;
-                    let m = &ready.manifest;
-                    info.origin = library.display().to_string();
-                    info.version = Some(m.version.clone());
-                    info.description = Some(m.description.clone());
-                    info.abi_version = Some(ready.abi_version.clone());
-                    info.hooks = m.hooks.iter().map(|d| d.hook.clone()).collect();
-                    let decls = m
-                        .hooks
-                        .iter()
-                        .filter(|d| Hook::from_name(&d.hook).is_some())
-                        .map(Decl::from_wire)
-                        .collect();
-                    self.hosts.push((name.into(), sup.clone(), ready.landlock));
-                    (
-                        Origin::Isolated(library),
-                        Box::new(IsolatedHooks { host: sup, of }),
-                        decls,
-                    )
-                }
-            };
-        for hook in p.hooks.keys() {
-            if !decls.iter().any(|d| &d.hook == hook.get_ref()) {
-                self.errors.push(
-                    config
-                        .error_at(
-                            hook.span(),
-                            &format!("hooks.{}", hook.get_ref()),
-                            &format!(
-                                "instance {name:?}: library {} does not implement this hook (it implements: {})",
-                                info.origin,
-                                info.hooks.join(", ")
-                            ),
-                        )
-                        .0,
-                );
-            }
-        }
+        let (origin, hooks, decls): Made = match p.isolation(&config.plugins) {
+            Isolation::None => self.in_process(p, info, loader, by_path, path, &config_json)?,
+            Isolation::Process => self.isolated(name, info, hosted)?,
+        };
+        self.check_overrides(p, info, &decls);
         let overrides = p
             .hooks
             .iter()
@@ -399,6 +329,108 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// An in-process instance of `p`: its library loaded (or reused from `by_path`),
+    /// the instance made by its vtable.
+    fn in_process(
+        &mut self,
+        p: &PluginConfig,
+        info: &mut PluginInfo,
+        loader: &Loader,
+        by_path: &mut HashMap<std::path::PathBuf, Arc<Library>>,
+        path: std::path::PathBuf,
+        config_json: &str,
+    ) -> Result<Made, String> {
+        let config = self.config;
+        let name = p.name.get_ref().as_str();
+        let lib = match by_path.get(&path) {
+            Some(lib) => lib.clone(),
+            None => {
+                let lib = loader.load(&path).map_err(|e| e.to_string())?;
+                by_path.insert(path, lib.clone());
+                lib
+            }
+        };
+        let boxed = lib
+            .instantiate(name, config_json, &config.base_dir)
+            .map_err(|e| with_key_lines(config, p, &e.to_string()))?;
+        let m = &lib.manifest;
+        info.origin = lib.path.display().to_string();
+        info.version = Some(m.version.to_string());
+        info.description = Some(m.description.to_string());
+        info.abi_version = Some(lib.abi_version.clone());
+        info.hooks = m.hooks.iter().map(|d| d.hook.to_string()).collect();
+        let decls = m
+            .hooks
+            .iter()
+            .filter(|d| Hook::from_name(d.hook.as_str()).is_some())
+            .map(Decl::from_manifest)
+            .collect();
+        Ok((
+            Origin::Plugin(lib.clone()),
+            Box::new(PluginHooks(boxed)),
+            decls,
+        ))
+    }
+
+    /// An isolated instance: made by its plugin host (`hosted`, from
+    /// [`Builder::start_hosts`]).
+    fn isolated(
+        &mut self,
+        name: &str,
+        info: &mut PluginInfo,
+        hosted: Option<Result<Hosted, String>>,
+    ) -> Result<Made, String> {
+        let Hosted {
+            host: sup,
+            ready,
+            library,
+            of,
+        } = hosted
+            .unwrap_or_else(|| Err("its plugin host was not started (an internal error)".into()))?;
+        let m = &ready.manifest;
+        info.origin = library.display().to_string();
+        info.version = Some(m.version.clone());
+        info.description = Some(m.description.clone());
+        info.abi_version = Some(ready.abi_version.clone());
+        info.hooks = m.hooks.iter().map(|d| d.hook.clone()).collect();
+        let decls = m
+            .hooks
+            .iter()
+            .filter(|d| Hook::from_name(&d.hook).is_some())
+            .map(Decl::from_wire)
+            .collect();
+        self.hosts.push((name.into(), sup.clone(), ready.landlock));
+        Ok((
+            Origin::Isolated(library),
+            Box::new(IsolatedHooks { host: sup, of }),
+            decls,
+        ))
+    }
+
+    /// Records an error for each hook `p` overrides that its library does not
+    /// implement.
+    fn check_overrides(&mut self, p: &PluginConfig, info: &PluginInfo, decls: &[Decl]) {
+        let config = self.config;
+        for hook in p.hooks.keys() {
+            if !decls.iter().any(|d| &d.hook == hook.get_ref()) {
+                self.errors.push(
+                    config
+                        .error_at(
+                            hook.span(),
+                            &format!("hooks.{}", hook.get_ref()),
+                            &format!(
+                                "instance {:?}: library {} does not implement this hook (it implements: {})",
+                                p.name.get_ref(),
+                                info.origin,
+                                info.hooks.join(", ")
+                            ),
+                        )
+                        .0,
+                );
+            }
+        }
+    }
+
     /// Starts the plugin hosts of the enabled isolated instances: one per library and
     /// sandbox, serving every instance that has both (each made with its own
     /// configuration), so that a chain through them crosses to one process. By
@@ -406,6 +438,25 @@ impl Builder<'_> {
     fn start_hosts(&self, loader: &Loader) -> HashMap<String, Result<Hosted, String>> {
         let config = self.config;
         let mut out = HashMap::new();
+        let groups = self.host_groups(loader, &mut out);
+        // Loading is not a hook call, but it must not wait forever either.
+        let start_timeout =
+            std::time::Duration::from_millis(config.daemon.hook_timeout_ms.max(10_000));
+        for g in groups {
+            start_host(config, g, start_timeout, &mut out);
+        }
+        out
+    }
+
+    /// The enabled isolated instances grouped by plugin host: one group per library
+    /// and sandbox (an instance with `own_host` alone). An instance whose library
+    /// cannot be staged goes to `out` with why.
+    fn host_groups<'c>(
+        &'c self,
+        loader: &Loader,
+        out: &mut HashMap<String, Result<Hosted, String>>,
+    ) -> Vec<HostGroup<'c>> {
+        let config = self.config;
         let mut groups: Vec<HostGroup<'_>> = Vec::new();
         for p in &config.plugin {
             let name = p.name.get_ref().as_str();
@@ -438,56 +489,7 @@ impl Builder<'_> {
                 }
             }
         }
-        // Loading is not a hook call, but it must not wait forever either.
-        let start_timeout =
-            std::time::Duration::from_millis(config.daemon.hook_timeout_ms.max(10_000));
-        for g in groups {
-            let init = Init {
-                mapped: g.staged.mapped,
-                library: g.staged.path.clone(),
-                instances: g
-                    .members
-                    .iter()
-                    .map(|p| InitInstance {
-                        name: p.name.get_ref().clone(),
-                        config_json: p.config_json(),
-                    })
-                    .collect(),
-                base_dir: config.base_dir.clone(),
-                sandbox: g.sandbox,
-            };
-            match Supervisor::start(init, start_timeout) {
-                Ok((host, ready)) => {
-                    for (of, p) in (0u32..).zip(&g.members) {
-                        let hosted = Hosted {
-                            host: host.clone(),
-                            ready: ready.clone(),
-                            library: g.staged.path.clone(),
-                            of,
-                        };
-                        out.insert(p.name.get_ref().clone(), Ok(hosted));
-                    }
-                }
-                Err(e) => {
-                    let failed = e
-                        .instance
-                        .map_or(0, |i| i as usize)
-                        .min(g.members.len() - 1);
-                    let failed_name = g.members[failed].name.get_ref();
-                    for (i, p) in g.members.iter().enumerate() {
-                        let why = if i == failed {
-                            with_key_lines(config, p, &e.message)
-                        } else {
-                            format!(
-                                "not started: it shares a plugin host with instance {failed_name:?} (same library and sandbox), which failed to start"
-                            )
-                        };
-                        out.insert(p.name.get_ref().clone(), Err(why));
-                    }
-                }
-            }
-        }
-        out
+        groups
     }
 
     /// Step 3: every hook's chain in call order, from the registered instances'
@@ -707,6 +709,61 @@ fn prepare_write_path(
             path.display()
         )
     })
+}
+
+/// Starts the plugin host of one group; each member's entry in `out` is its place in
+/// the host, or why it has none (the member that failed, and the others that share
+/// its host).
+fn start_host(
+    config: &Config,
+    g: HostGroup<'_>,
+    start_timeout: std::time::Duration,
+    out: &mut HashMap<String, Result<Hosted, String>>,
+) {
+    let init = Init {
+        mapped: g.staged.mapped,
+        library: g.staged.path.clone(),
+        instances: g
+            .members
+            .iter()
+            .map(|p| InitInstance {
+                name: p.name.get_ref().clone(),
+                config_json: p.config_json(),
+            })
+            .collect(),
+        base_dir: config.base_dir.clone(),
+        sandbox: g.sandbox,
+    };
+    match Supervisor::start(init, start_timeout) {
+        Ok((host, ready)) => {
+            for (of, p) in (0u32..).zip(&g.members) {
+                let hosted = Hosted {
+                    host: host.clone(),
+                    ready: ready.clone(),
+                    library: g.staged.path.clone(),
+                    of,
+                };
+                out.insert(p.name.get_ref().clone(), Ok(hosted));
+            }
+        }
+        Err(e) => {
+            let failed = e
+                .instance
+                .map_or(0, |i| i as usize)
+                .min(g.members.len() - 1);
+            let failed_name = g.members[failed].name.get_ref();
+            for (i, p) in g.members.iter().enumerate() {
+                let why = if i == failed {
+                    with_key_lines(config, p, &e.message)
+                } else {
+                    format!(
+                            "not started: it shares a plugin host with instance {failed_name:?} (same library and sandbox), which failed to start"
+                        )
+                };
+                out.insert(p.name.get_ref().clone(), Err(why));
+            }
+        }
+    }
 }
 
 /// `message` with the line of `flaskbb.toml` after each "config key K" it names, so
