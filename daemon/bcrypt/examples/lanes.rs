@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    ffi::{c_char, CStr, CString},
+    ffi::CString,
     sync::OnceLock,
     time::{Duration, Instant},
 };
@@ -65,21 +65,14 @@ fn setting_str(cost: u32) -> &'static str {
     Box::leak(format!("$2b${cost:02}$abcdefghijklmnopqrstuu").into_boxed_str())
 }
 
-type Crypt = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut c_char;
+#[path = "../support/libxcrypt.rs"]
+mod libxcrypt_lib;
 
-/// libxcrypt's `crypt`, loaded once and kept.
+/// libxcrypt's `crypt_rn`, loaded once and kept.
 fn libxcrypt(key: &str, setting: &str) -> String {
-    static CRYPT: OnceLock<Crypt> = OnceLock::new();
-    let f = CRYPT.get_or_init(|| {
-        // SAFETY: libcrypt.so.1 is the system's libxcrypt; `crypt` has this signature.
-        let lib = unsafe { libloading::Library::new("libcrypt.so.1") }.unwrap();
-        let f = *unsafe { lib.get::<Crypt>(b"crypt\0") }.unwrap();
-        std::mem::forget(lib);
-        f
-    });
+    static LIB: OnceLock<libxcrypt_lib::Libxcrypt> = OnceLock::new();
+    let lib = LIB.get_or_init(|| libxcrypt_lib::Libxcrypt::load().unwrap());
     let (k, s) = (CString::new(key).unwrap(), CString::new(setting).unwrap());
-    // SAFETY: NUL-terminated inputs; the result is a static buffer we copy at once.
-    unsafe { CStr::from_ptr(f(k.as_ptr(), s.as_ptr())) }
-        .to_string_lossy()
-        .into_owned()
+    let mut data = vec![0u8; libxcrypt_lib::CRYPT_DATA_SIZE];
+    lib.crypt(&k, &s, &mut data).unwrap()
 }

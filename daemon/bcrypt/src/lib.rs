@@ -73,8 +73,29 @@ pub struct Setting {
     head: [u8; 29],
 }
 
-/// bcrypt's base64 alphabet (not RFC 4648's order).
-const ALPHABET: &[u8; 64] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// bcrypt's base64 alphabet (not RFC 4648's order): the one place it is written.
+pub const BASE64_ALPHABET: &[u8; 64] =
+    b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const ALPHABET: &[u8; 64] = BASE64_ALPHABET;
+
+/// `bytes` in bcrypt's base64 (big-endian 6-bit groups, no padding; a partial group
+/// gives one character more than its bytes): 16 bytes make a salt's 22 characters,
+/// 23 a checksum's 31.
+pub fn encode_base64(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
+    encode64(bytes, &mut out);
+    out.into_iter().map(char::from).collect()
+}
+
+/// Whether `a` and `b` are equal, in time independent of where they differ (their
+/// lengths are not secret).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
 
 fn decode64(c: u8) -> Option<u8> {
     match c {
@@ -199,12 +220,7 @@ impl Hash {
 
     /// Whether `stored` is this hash, in time independent of where they differ.
     pub fn matches(&self, stored: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), stored.as_bytes());
-        if a.len() != b.len() {
-            return false;
-        }
-        let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-        std::hint::black_box(diff) == 0
+        constant_time_eq(self.0.as_bytes(), stored.as_bytes())
     }
 }
 

@@ -8,48 +8,20 @@
 // A test harness: a failure here should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::CString;
 
 use flaskbbd_bcrypt::{crypt, crypt_many, Interleaved, Job, Setting, SettingError, MAX_LANES};
 
-type CryptRn =
-    unsafe extern "C" fn(*const c_char, *const c_char, *mut c_void, c_int) -> *mut c_char;
-
-/// `sizeof(struct crypt_data)` in libxcrypt's `<crypt.h>`.
-const CRYPT_DATA_SIZE: usize = 32768;
+#[path = "../support/libxcrypt.rs"]
+mod libxcrypt_lib;
 
 /// libxcrypt's `crypt(key, setting)`; `None` when it refuses the setting.
 fn libxcrypt(key: &[u8], setting: &str) -> Option<String> {
-    static CRYPT_RN: std::sync::OnceLock<(libloading::Library, CryptRn)> =
-        std::sync::OnceLock::new();
-    let (_, f) = CRYPT_RN.get_or_init(|| {
-        // SAFETY: libcrypt.so.1 is the system's libxcrypt (a required Debian package);
-        // `crypt_rn` has this signature there (XCRYPT_2.0).
-        let lib = unsafe { libloading::Library::new("libcrypt.so.1") }
-            .expect("libxcrypt (libcrypt.so.1) is installed");
-        let f = *unsafe { lib.get::<CryptRn>(b"crypt_rn\0") }.expect("crypt_rn in libxcrypt");
-        (lib, f)
-    });
+    static LIB: std::sync::OnceLock<libxcrypt_lib::Libxcrypt> = std::sync::OnceLock::new();
+    let lib = LIB.get_or_init(|| libxcrypt_lib::Libxcrypt::load().expect("libxcrypt is installed"));
     let (k, s) = (CString::new(key).ok()?, CString::new(setting).ok()?);
-    let mut data = vec![0u8; CRYPT_DATA_SIZE];
-    // SAFETY: NUL-terminated inputs; `data` is ours and CRYPT_DATA_SIZE bytes; the
-    // result (or NULL) points into it.
-    let out = unsafe {
-        f(
-            k.as_ptr(),
-            s.as_ptr(),
-            data.as_mut_ptr().cast(),
-            CRYPT_DATA_SIZE as c_int,
-        )
-    };
-    if out.is_null() {
-        return None;
-    }
-    // SAFETY: a non-NULL result is a NUL-terminated string.
-    let out = unsafe { CStr::from_ptr(out) }
-        .to_string_lossy()
-        .into_owned();
-    (!out.starts_with('*')).then_some(out)
+    let mut data = vec![0u8; libxcrypt_lib::CRYPT_DATA_SIZE];
+    lib.crypt(&k, &s, &mut data)
 }
 
 /// xorshift64*: a fixed, reproducible stream.
@@ -67,7 +39,7 @@ impl Rng {
     }
 }
 
-const BCRYPT64: &[u8] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const BCRYPT64: &[u8] = flaskbbd_bcrypt::BASE64_ALPHABET;
 
 fn key(rng: &mut Rng) -> Vec<u8> {
     if rng.below(4) == 0 {

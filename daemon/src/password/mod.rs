@@ -2,18 +2,21 @@
 //! and the same cost for unknown users as for known ones.
 //!
 //! New hashes come from the `bcrypt` crate (`$2b$`). Verification, the daemon's whole
-//! cost, runs on the daemon's own engine ([`flaskbbd_bcrypt`]): bit for bit the
-//! system's libxcrypt, and able to compute several hashes at once on one core, which
-//! the verification pool ([`lanes`]) does with the verifications that queue under
-//! load. A property test checks the engine against libxcrypt and the crate; the
-//! comparison with the stored hash is constant-time. libxcrypt stays reachable as an
-//! engine for benchmarks and that test.
+//! cost, runs in the verification pool ([`lanes`]): verifications that queue under load
+//! are computed several at once on one core by the daemon's own engine
+//! ([`flaskbbd_bcrypt`], bit for bit the system's libxcrypt); a verification alone on
+//! its lane is computed by the system's libxcrypt, the faster engine for one hash on
+//! the machines measured, or by the daemon's engine when libxcrypt is missing. A
+//! property test checks the engine against libxcrypt and the crate; the comparison
+//! with the stored hash is constant-time (`flaskbbd_bcrypt::constant_time_eq`).
+//! libxcrypt is loaded in one place (`daemon/bcrypt/support/libxcrypt.rs`, which this
+//! module, the engine's equivalence test and its benchmark include).
 
 pub mod lanes;
 
 use std::{
     cell::RefCell,
-    ffi::{c_char, c_int, c_void, CStr, CString},
+    ffi::{CStr, CString},
     sync::{Arc, OnceLock},
 };
 
@@ -37,40 +40,20 @@ pub enum PasswordError {
     Hash(String),
 }
 
-type CryptRn =
-    unsafe extern "C" fn(*const c_char, *const c_char, *mut c_void, c_int) -> *mut c_char;
+#[path = "../../bcrypt/support/libxcrypt.rs"]
+mod libxcrypt_lib;
 
-/// `sizeof(struct crypt_data)` in libxcrypt's `<crypt.h>`: output 384, setting 384,
-/// input 512, reserved 767, initialized 1, internal 30720.
-const CRYPT_DATA_SIZE: usize = 32768;
+use libxcrypt_lib::{Libxcrypt, CRYPT_DATA_SIZE};
 
-/// The system's libxcrypt, loaded once.
-struct Libxcrypt {
-    crypt_rn: CryptRn,
-}
-
+/// The system's libxcrypt, loaded once (`None`, and a warning, when it is missing).
 fn libxcrypt() -> Option<&'static Libxcrypt> {
     static LIB: OnceLock<Option<Libxcrypt>> = OnceLock::new();
     LIB.get_or_init(|| {
-        // SAFETY: libcrypt.so.1 is the system's libxcrypt; its initialisers are benign.
-        let lib = match unsafe { libloading::Library::new("libcrypt.so.1") } {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!("libxcrypt (libcrypt.so.1) not found: a lone verification runs on the daemon's own engine, one lane, about 5 % slower: {e}");
-                return None;
-            }
-        };
-        // SAFETY: crypt_rn has this signature in libxcrypt (XCRYPT_2.0).
-        let f = match unsafe { lib.get::<CryptRn>(b"crypt_rn\0") } {
-            Ok(f) => *f,
-            Err(e) => {
-                tracing::warn!("libcrypt.so.1 has no crypt_rn (not libxcrypt?): a lone verification runs on the daemon's own engine, one lane, about 5 % slower: {e}");
-                return None;
-            }
-        };
-        // The function pointer must outlive this scope: never unload.
-        std::mem::forget(lib);
-        Some(Libxcrypt { crypt_rn: f })
+        Libxcrypt::load()
+            .map_err(|e| {
+                tracing::warn!("{e}: a lone verification runs on the daemon's own engine, one lane, about 5 % slower")
+            })
+            .ok()
     })
     .as_ref()
 }
@@ -80,39 +63,18 @@ thread_local! {
     static CRYPT_DATA: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; CRYPT_DATA_SIZE].into_boxed_slice());
 }
 
-impl Libxcrypt {
-    /// `crypt(secret, setting)`: the hash of `secret` with the salt and cost of
-    /// `setting` (a full hash works as a setting). `None` when libxcrypt refuses.
-    fn crypt(&self, secret: &[u8], setting: &str) -> Option<String> {
-        let secret = zeroize::Zeroizing::new(CString::new(secret).ok()?.into_bytes_with_nul());
-        let setting = CString::new(setting).ok()?;
-        CRYPT_DATA.with(|data| {
-            let mut data = data.borrow_mut();
-            // SAFETY: both strings are NUL-terminated; `data` is CRYPT_DATA_SIZE bytes,
-            // exclusively ours for the call; the result points into `data`.
-            let out = unsafe {
-                (self.crypt_rn)(
-                    secret.as_ptr().cast(),
-                    setting.as_ptr(),
-                    data.as_mut_ptr().cast(),
-                    CRYPT_DATA_SIZE as c_int,
-                )
-            };
-            // SAFETY: on success crypt_rn returns a NUL-terminated string in `data`.
-            let s = (!out.is_null())
-                .then(|| {
-                    unsafe { CStr::from_ptr(out) }
-                        .to_str()
-                        .ok()
-                        .map(str::to_owned)
-                })
-                .flatten();
-            // The scratch space held the key's schedule and the input: clear it.
-            zeroize::Zeroize::zeroize(&mut data[..]);
-            // libxcrypt marks failures with a hash starting with '*'.
-            s.filter(|s| !s.starts_with('*'))
-        })
-    }
+/// libxcrypt's `crypt(secret, setting)` in this thread's scratch space, which is
+/// cleared after (it held the key's schedule and the input).
+fn crypt_here(lib: &Libxcrypt, secret: &[u8], setting: &str) -> Option<String> {
+    let secret = zeroize::Zeroizing::new(CString::new(secret).ok()?.into_bytes_with_nul());
+    let key = CStr::from_bytes_with_nul(&secret).ok()?;
+    let setting = CString::new(setting).ok()?;
+    CRYPT_DATA.with(|data| {
+        let mut data = data.borrow_mut();
+        let hash = lib.crypt(key, &setting, &mut data[..]);
+        zeroize::Zeroize::zeroize(&mut data[..]);
+        hash
+    })
 }
 
 /// What verifying a secret found.
@@ -201,14 +163,7 @@ pub enum Engine {
     BcryptCrate,
 }
 
-/// Equal, in time independent of where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
+use flaskbbd_bcrypt::constant_time_eq;
 
 /// Verifies secrets against stored hashes, spending the same bcrypt work whether or
 /// not the user exists.
@@ -371,8 +326,7 @@ impl Verifier {
                 .pool
                 .crypt(secret.as_bytes(), setting)
                 .is_some_and(|out| constant_time_eq(out.as_bytes(), hash.as_bytes())),
-            (Engine::Libxcrypt, Some(x)) => x
-                .crypt(secret.as_bytes(), hash)
+            (Engine::Libxcrypt, Some(x)) => crypt_here(x, secret.as_bytes(), hash)
                 .is_some_and(|out| constant_time_eq(out.as_bytes(), hash.as_bytes())),
             _ => bcrypt::verify(secret, hash).unwrap_or(false),
         }
@@ -396,48 +350,28 @@ impl Verifier {
 /// exactly what checking against a real hash of that cost does, since the work is
 /// all in deriving the checksum from the salt.
 fn dummy_hash(cost: u32) -> Result<String, PasswordError> {
-    const ALPHABET: &[u8; 64] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut salt = [0u8; 16];
     let mut sum = [0u8; 23];
     getrandom::fill(&mut salt)
         .and_then(|()| getrandom::fill(&mut sum))
         .map_err(|e| PasswordError::Hash(format!("no randomness for the dummy hash: {e}")))?;
-    // bcrypt's base64: big-endian 6-bit groups, no padding; the last character
-    // carries the remaining bits in its high end (so a salt ends in . O e or u).
-    let encode = |bytes: &[u8], chars: usize| -> String {
-        let mut out = String::with_capacity(chars);
-        let (mut acc, mut bits) = (0u32, 0);
-        for &b in bytes {
-            acc = (acc << 8) | u32::from(b);
-            bits += 8;
-            while bits >= 6 {
-                bits -= 6;
-                out.push(ALPHABET[((acc >> bits) & 63) as usize] as char);
-            }
-        }
-        if bits > 0 {
-            out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
-        }
-        out.truncate(chars);
-        out
-    };
     Ok(format!(
         "$2b${cost:02}${}{}",
-        encode(&salt, 22),
-        encode(&sum, 31)
+        flaskbbd_bcrypt::encode_base64(&salt),
+        flaskbbd_bcrypt::encode_base64(&sum)
     ))
 }
 
 /// The system's libxcrypt `crypt(secret, setting)`, for benchmarks and the
 /// equivalence test; `None` when libxcrypt is missing or refuses.
 pub fn libxcrypt_crypt(secret: &str, setting: &str) -> Option<String> {
-    libxcrypt()?.crypt(secret.as_bytes(), setting)
+    crypt_here(libxcrypt()?, secret.as_bytes(), setting)
 }
 
 /// libxcrypt's hash of `key` with `setting` (the faster engine for a lone hash on the
 /// machines measured), or `None` when it is missing or refuses.
 pub(crate) fn libxcrypt_single(key: &[u8], setting: &str) -> Option<String> {
-    libxcrypt()?.crypt(key, setting)
+    crypt_here(libxcrypt()?, key, setting)
 }
 
 fn is_bcrypt(h: &str) -> bool {
@@ -640,7 +574,7 @@ mod equivalence {
     }
 
     /// bcrypt's base64 alphabet; a 22-character salt's last character carries 2 bits.
-    const BCRYPT64: &[u8] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const BCRYPT64: &[u8] = flaskbbd_bcrypt::BASE64_ALPHABET;
 
     #[test]
     fn crate_and_libxcrypt_hashes_agree_bit_for_bit() {
