@@ -2,10 +2,14 @@
 //!
 //! A request flows one way, through these modules in this order:
 //!
+//! - [`runtime`] runs the daemon (`flaskbbd serve`): the socket, the signals, the
+//!   watchdog, the registry poll, the drain;
 //! - [`server`] accepts a connection and decodes a Varlink call (the protocol, its
 //!   wire types and the client are the `flaskbbd-protocol` crate);
-//! - [`daemon`] holds what every request needs: the current [`generation`], the
-//!   [`store`], the [`executor`]; it builds and swaps generations on reload;
+//! - [`daemon`], the core, holds what every request needs: the current
+//!   [`generation`], the [`store`], the [`executor`], the counts of what it serves; it
+//!   builds and swaps generations on reload, and knows nothing of its transport
+//!   ([`admin`] is its part of the Admin interface, [`answer`] how a request ends);
 //! - [`auth`] and [`events`] are FlaskBB's flows; each runs one [`request`] on the
 //!   executor, with its context and the changes it will commit;
 //! - a [`generation`] holds the chains of one reading of the [`config`]: each
@@ -19,7 +23,8 @@
 //! - the server encodes the answer.
 //!
 //! Beside the path: [`metrics`] (what the daemon did, for Prometheus and `flaskbbd
-//! status`), [`systemd`] (notify, socket activation, watchdog), [`proto`]
+//! status`), [`systemd`] (notify, socket activation, watchdog), [`process`] (the
+//! daemon's uid and open-files limit), [`proto`]
 //! (conversions between the wire types and the plugin ABI's), [`files`] (the
 //! daemon's files, private whatever the umask), [`cli`] (the `flaskbbd`
 //! command), and [`embed`], the only part other crates use (the benchmarks).

@@ -82,7 +82,9 @@ impl TestDaemon {
                 );
             }
             if let Ok(mut c) = Client::connect(&self.socket) {
-                if c.call("org.varlink.service.GetInfo", json!({})).is_ok() {
+                if c.send(&flaskbbd_protocol::methods::ServiceCall::GetInfo)
+                    .is_ok()
+                {
                     return;
                 }
             }
