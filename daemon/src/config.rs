@@ -783,6 +783,17 @@ impl Config {
     }
 }
 
+/// A store's schema decides how new passwords are hashed: bcrypt in the daemon's own
+/// database, werkzeug's in FlaskBB's (so that FlaskBB's own login verifies them too).
+impl From<crate::store::Schema> for crate::password::HashFormat {
+    fn from(schema: crate::store::Schema) -> crate::password::HashFormat {
+        match schema {
+            crate::store::Schema::Flaskbbd => crate::password::HashFormat::Bcrypt,
+            crate::store::Schema::Flaskbb => crate::password::HashFormat::Werkzeug,
+        }
+    }
+}
+
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.path.display())

@@ -18,8 +18,6 @@ const KNOWN_CIRCLES: &[&[&str]] = &[
     &["builtins", "config", "lockout"],
     // an isolated instance is an instance; the plugin host makes instances.
     &["instance", "isolation"],
-    // password hashes for a store schema; the store writes password's placeholder.
-    &["password", "store"],
 ];
 
 /// The top-level module names a `crate::` path or use tree starting at `text` names.

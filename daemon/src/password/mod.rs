@@ -77,6 +77,15 @@ fn crypt_here(lib: &Libxcrypt, secret: &[u8], setting: &str) -> Option<String> {
     })
 }
 
+/// How a new password is hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashFormat {
+    /// bcrypt (`$2b$`), which the daemon verifies.
+    Bcrypt,
+    /// werkzeug's scrypt, which FlaskBB's own login verifies too.
+    Werkzeug,
+}
+
 /// What verifying a secret found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
@@ -226,16 +235,17 @@ impl Verifier {
         self.engine
     }
 
-    /// A new password's hash for a store of `schema`: bcrypt, or inside FlaskBB's
-    /// database a werkzeug hash FlaskBB's own login can verify too.
+    /// A new password's hash in `format` (a store's schema says which: see
+    /// `config`'s conversion): bcrypt, or inside FlaskBB's database a werkzeug hash
+    /// FlaskBB's own login can verify too.
     pub fn hash_for(
         &self,
-        schema: crate::store::Schema,
+        format: impl Into<HashFormat>,
         secret: &str,
     ) -> Result<String, PasswordError> {
-        match schema {
-            crate::store::Schema::Flaskbbd => self.hash(secret),
-            crate::store::Schema::Flaskbb => hash_werkzeug(secret),
+        match format.into() {
+            HashFormat::Bcrypt => self.hash(secret),
+            HashFormat::Werkzeug => hash_werkzeug(secret),
         }
     }
 
