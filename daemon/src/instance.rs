@@ -344,6 +344,20 @@ impl CallCx<'_> {
         self.req.kv_get(&self.instance.name, key)
     }
 
+    /// Swaps the instance's value for `key` from `expected` to `value` at once, in
+    /// one atomic step of the store ([`crate::store::Store::kv_swap`]); whether it did.
+    pub fn store_swap(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> HookResult<bool> {
+        self.req
+            .store
+            .kv_swap(&self.instance.name, key, expected, value)
+            .map_err(store_failed)
+    }
+
     /// Queues a write (or with `None`, a delete) of the instance's key-value store for
     /// the request's commit.
     pub fn store_set(&self, key: &str, value: Option<&str>) -> HookResult<()> {
@@ -524,6 +538,19 @@ impl Host for HostShim<'_> {
             self.cx
                 .store_set(key.as_str(), value.map(|v| v.as_str()).into_option()),
         )
+    }
+
+    fn store_swap(
+        &self,
+        key: RStr<'_>,
+        expected: ROption<RStr<'_>>,
+        value: ROption<RStr<'_>>,
+    ) -> RResult<bool, ErrorBox> {
+        to_abi(self.cx.store_swap(
+            key.as_str(),
+            expected.map(|v| v.as_str()).into_option(),
+            value.map(|v| v.as_str()).into_option(),
+        ))
     }
 
     fn provision_user(&self, username: RStr<'_>, email: RStr<'_>) -> RResult<abi::User, ErrorBox> {

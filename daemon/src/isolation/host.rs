@@ -518,6 +518,25 @@ impl Host for Remote<'_> {
         )
     }
 
+    fn store_swap(
+        &self,
+        key: RStr<'_>,
+        expected: ROption<RStr<'_>>,
+        value: ROption<RStr<'_>>,
+    ) -> RResult<bool, ErrorBox> {
+        to_abi(
+            self.ask(HostCall::StoreSwap {
+                key: key.to_string(),
+                expected: expected.map(|v| v.to_string()).into_option(),
+                value: value.map(|v| v.to_string()).into_option(),
+            })
+            .and_then(|v| match v {
+                HostValue::Flag(done) => Ok(done),
+                _ => unexpected(),
+            }),
+        )
+    }
+
     fn provision_user(&self, username: RStr<'_>, email: RStr<'_>) -> RResult<abi::User, ErrorBox> {
         to_abi(
             self.ask(HostCall::ProvisionUser {

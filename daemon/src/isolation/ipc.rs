@@ -411,6 +411,15 @@ pub enum HostCall {
         /// The value, or `None` to delete.
         value: Option<String>,
     },
+    /// `Host::store_swap`.
+    StoreSwap {
+        /// The key.
+        key: String,
+        /// The value the store must still hold, or `None`: no value.
+        expected: Option<String>,
+        /// The new value, or `None` to delete.
+        value: Option<String>,
+    },
     /// `Host::provision_user`.
     ProvisionUser {
         /// The username.
@@ -468,6 +477,8 @@ pub enum HostValue {
     Text(Option<String>),
     /// A penalty count.
     Count(u32),
+    /// A yes or no (whether a swap happened).
+    Flag(bool),
     /// Done, nothing to say.
     Unit,
 }

@@ -1004,6 +1004,13 @@ fn serve(cx: &CallCx<'_>, call: HostCall) -> Result<HostValue, WireError> {
         HostCall::StoreSet { key, value } => cx
             .store_set(&key, value.as_deref())
             .map(|()| HostValue::Unit),
+        HostCall::StoreSwap {
+            key,
+            expected,
+            value,
+        } => cx
+            .store_swap(&key, expected.as_deref(), value.as_deref())
+            .map(HostValue::Flag),
         HostCall::ProvisionUser { username, email } => cx
             .provision_user(&username, &email)
             .map(|u| HostValue::Provisioned(WireUser::of(&u))),

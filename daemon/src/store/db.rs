@@ -956,6 +956,62 @@ impl Store for DbStore {
         })
     }
 
+    fn kv_swap(
+        &self,
+        plugin: &str,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        if [Some(plugin), Some(key), expected, value]
+            .iter()
+            .flatten()
+            .any(|t| t.contains('\0'))
+        {
+            return Err(StoreError::Query(
+                "kv_swap: names, keys and values cannot contain NUL characters".into(),
+            ));
+        }
+        let schema = self.schema;
+        self.write_transaction(|c| {
+            with_plugin_tables!(schema, {
+                let plugin_id = plugin_id(c, plugin, schema)?;
+                let row = kv::table
+                    .filter(kv::key.eq(key))
+                    .filter(kv::plugin_id.eq(plugin_id));
+                // Each case is one statement whose condition is the expected value:
+                // the database decides which of two concurrent swaps finds it.
+                let changed = match (expected, value) {
+                    (Some(old), Some(new)) => diesel::update(row.filter(kv::value.eq(old)))
+                        .set(kv::value.eq(new))
+                        .execute(c)?,
+                    (Some(old), None) => {
+                        diesel::delete(row.filter(kv::value.eq(old))).execute(c)?
+                    }
+                    (None, Some(new)) => {
+                        let values = (
+                            kv::key.eq(key),
+                            kv::value.eq(new),
+                            kv::value_type.eq("string"),
+                            kv::plugin_id.eq(plugin_id),
+                        );
+                        per_backend!(&mut *c, |c| diesel::insert_into(kv::table)
+                            .values(values)
+                            .on_conflict((kv::key, kv::plugin_id))
+                            .do_nothing()
+                            .execute(c))?
+                    }
+                    (None, None) => {
+                        let present: i64 = row.count().get_result(c)?;
+                        usize::from(present == 0)
+                    }
+                };
+                Ok(changed == 1)
+            })
+        })?
+        .map_err(query_err)
+    }
+
     fn create_user(&self, new: &NewUser) -> Result<UserRecord, StoreError> {
         // FlaskBB keeps the primary group in users.primary_group_id only; groups_users
         // holds secondary groups.
@@ -1389,15 +1445,7 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
             .execute(c)?;
         }
         Op::KvSet { plugin, key, value } => with_plugin_tables!(schema, {
-            per_backend!(&mut *c, |c| diesel::insert_into(reg::table)
-                .values((reg::name.eq(plugin), reg::enabled.eq(true)))
-                .on_conflict(reg::name)
-                .do_nothing()
-                .execute(c))?;
-            let plugin_id: i32 = reg::table
-                .filter(reg::name.eq(plugin))
-                .select(reg::id)
-                .first(c)?;
+            let plugin_id = plugin_id(c, plugin, schema)?;
             match value {
                 Some(v) => {
                     let row = (
@@ -1425,6 +1473,22 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
         }),
     }
     Ok(())
+}
+
+/// The id of the instance `plugin` in the plugin registry, registering it (enabled)
+/// when it is not there yet: its key-value rows hang off that id.
+fn plugin_id(c: &mut AnyConnection, plugin: &str, schema: Schema) -> QueryResult<i32> {
+    with_plugin_tables!(schema, {
+        per_backend!(&mut *c, |c| diesel::insert_into(reg::table)
+            .values((reg::name.eq(plugin), reg::enabled.eq(true)))
+            .on_conflict(reg::name)
+            .do_nothing()
+            .execute(c))?;
+        reg::table
+            .filter(reg::name.eq(plugin))
+            .select(reg::id)
+            .first(c)
+    })
 }
 
 #[cfg(test)]

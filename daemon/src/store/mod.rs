@@ -156,6 +156,18 @@ pub trait Store: Send + Sync {
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError>;
     /// A value from a plugin instance's key-value store.
     fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, StoreError>;
+    /// Replaces a plugin instance's value for `key` with `value` (or with `None`,
+    /// deletes it) only if it is still `expected` (`None`: absent), at once and in one
+    /// atomic step, not at a request's commit; answers whether it did. Of two
+    /// concurrent swaps from the same value, on one daemon or several on one
+    /// database, exactly one succeeds: what makes a one-time code single-use.
+    fn kv_swap(
+        &self,
+        plugin: &str,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> Result<bool, StoreError>;
     fn create_user(&self, new: &NewUser) -> Result<UserRecord, StoreError>;
     fn set_password(&self, user_id: i64, hash: &str) -> Result<(), StoreError>;
     fn set_activated(&self, user_id: i64, activated: bool) -> Result<(), StoreError>;
