@@ -164,13 +164,15 @@ impl AuthenticationManager for PluginAuthenticationManager {
             let record = req.find_user(identifier).map_err(|e| AuthError::Internal {
                 message: e.to_string(),
             })?;
-            let good = match &record {
-                Some(r) => pending::redeem(&*req.store, token, r.user.id, &address, Utc::now())
-                    .map_err(|e| AuthError::Internal {
+            // An unknown name takes the same path (a token of no account, which no row
+            // holds): its answer comes no sooner than a known name's.
+            let id = record.as_ref().map_or(-1, |r| r.user.id);
+            let good =
+                pending::redeem(&*req.store, token, id, &address, Utc::now()).map_err(|e| {
+                    AuthError::Internal {
                         message: e.to_string(),
-                    })?,
-                None => false,
-            };
+                    }
+                })? && record.is_some();
             match (good, &record) {
                 (true, Some(r)) => req.set_preauthenticated(r.user.id),
                 _ => {
@@ -183,8 +185,13 @@ impl AuthenticationManager for PluginAuthenticationManager {
                 }
             }
         }
-        // Where the post-authentication chain began queueing, and whose login it is.
+        // Where the post-authentication chain began queueing, and whose login it is;
+        // whether a code sent was counted against the account's code limit, and
+        // whether that limit refused it.
         let (mark, user_id) = (Cell::new(0), Cell::new(None));
+        let (code_counted, codes_refused) = (Cell::new(false), Cell::new(false));
+        let codes = lockout::CodeLimit::new(&g.config.auth.lockout);
+        let code_sent = req.context.get("otp").is_some_and(|c| !c.trim().is_empty());
         let stopped = (|| {
             let o = g.call(req, Input::Authenticate { identifier, secret });
             let user = match &o.result {
@@ -202,14 +209,60 @@ impl AuthenticationManager for PluginAuthenticationManager {
             };
             mark.set(req.mark());
             user_id.set(Some(user.id));
+            if code_sent {
+                // Counted before any second factor checks it: a burst of guesses from
+                // many addresses gets at most the limit's checks.
+                let check = codes.reserve(&*req.store, user.id, Utc::now());
+                match check {
+                    Ok(lockout::CodeCheck::Allowed) => code_counted.set(true),
+                    Ok(lockout::CodeCheck::Refused) => {
+                        codes_refused.set(true);
+                        return Err(Stopped {
+                            hook: Hook::PostAuthenticate,
+                            decided_by: None,
+                            error: HookError::stop(messages::TOO_MANY_CODES),
+                        });
+                    }
+                    Err(e) => {
+                        return Err(Stopped {
+                            hook: Hook::PostAuthenticate,
+                            decided_by: None,
+                            error: HookError::failed(format!("the second-factor code limit: {e}")),
+                        })
+                    }
+                }
+            }
             let o = g.call(req, Input::PostAuthenticate { user: &user });
             match &o.result {
                 Ok(_) => Ok(user),
                 Err(e) => Err(Stopped::from(Hook::PostAuthenticate, &o, e.clone())),
             }
         })();
+        // Only a wrong code keeps its count in the code limit: a right one, or a
+        // check that reached no verdict on the code, gives it back.
+        let wrong_code = matches!(
+            &stopped,
+            Err(Stopped {
+                hook: Hook::PostAuthenticate,
+                error: HookError::StopAuthentication { .. },
+                ..
+            }) if !req.asked().is_empty()
+        );
+        if let (true, false, Some(id)) = (code_counted.get(), wrong_code, user_id.get()) {
+            req.push(lockout::CodeLimit::release(id))
+                .map_err(|e| AuthError::Internal {
+                    message: e.to_string(),
+                })?;
+        }
         let answer = match stopped {
             Ok(user) => Ok(user),
+            Err(_) if codes_refused.get() => {
+                // The password was right and no code was checked: no failure of either.
+                req.release_reservation();
+                Err(AuthError::Failed {
+                    reason: messages::TOO_MANY_CODES.into(),
+                })
+            }
             Err(Stopped {
                 hook: Hook::PostAuthenticate,
                 error: HookError::StopAuthentication { reason },

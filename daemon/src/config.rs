@@ -200,6 +200,11 @@ pub struct LockoutConfig {
     pub account_delay_ms: u64,
     /// The longest such delay.
     pub account_max_delay_ms: u64,
+    /// Wrong second-factor codes of one account, from every address together, within
+    /// `code_window_hours`, past which no code is checked ([`crate::lockout::CodeLimit`]).
+    pub code_attempts: i32,
+    /// How long wrong codes count, from the last one, in hours.
+    pub code_window_hours: i64,
 }
 
 /// `auth.lockout.scope`: what a run of failures locks.
@@ -225,6 +230,8 @@ impl Default for LockoutConfig {
             account_attempts: 20,
             account_delay_ms: 1000,
             account_max_delay_ms: 8000,
+            code_attempts: 10,
+            code_window_hours: 24,
         }
     }
 }
@@ -638,6 +645,18 @@ impl Config {
             return Err(self.error_key(
                 "auth.lockout.account_delay_ms",
                 "must be at most auth.lockout.account_max_delay_ms, which must be at most 600000 (10 minutes)",
+            ));
+        }
+        if !(1..=1000).contains(&l.code_attempts) {
+            return Err(self.error_key(
+                "auth.lockout.code_attempts",
+                "must be between 1 and 1000 (wrong second-factor codes per account, from every address, within code_window_hours)",
+            ));
+        }
+        if !(1..=24 * 366).contains(&l.code_window_hours) {
+            return Err(self.error_key(
+                "auth.lockout.code_window_hours",
+                "must be between 1 and 8784 (a year)",
             ));
         }
         if self.database.connect_timeout_ms == 0 {

@@ -297,6 +297,9 @@ pub enum AccountCall {
         password: String,
         /// A current one-time code or an unused recovery code (never logged).
         code: String,
+        /// The member's address, which the lockout counts a wrong password or code
+        /// under (as a login's `remote_addr`).
+        remote_addr: Option<String>,
     },
     /// Makes new recovery codes.
     RegenerateRecoveryCodes {
@@ -306,6 +309,9 @@ pub enum AccountCall {
         password: String,
         /// A current one-time code or an unused recovery code (never logged).
         code: String,
+        /// The member's address, which the lockout counts a wrong password or code
+        /// under (as a login's `remote_addr`).
+        remote_addr: Option<String>,
     },
     /// Changes a password, checking the old one.
     ChangePassword {
@@ -315,6 +321,8 @@ pub enum AccountCall {
         old_password: String,
         /// The new password (never logged).
         new_password: String,
+        /// The member's address, which the lockout counts a wrong password under.
+        remote_addr: Option<String>,
     },
     /// Sets a password after the forum's reset token, lifting the lock.
     ResetPassword {
@@ -371,27 +379,31 @@ impl AccountCall {
                     }
                 }
                 "DisableTotp" => {
-                    let mut p = params(&["user_id", "password", "code"])?;
+                    let mut p = params(&["user_id", "password", "code", "remote_addr"])?;
                     AccountCall::DisableTotp {
                         user_id: p.req("user_id")?,
                         password: p.req("password")?,
                         code: p.req("code")?,
+                        remote_addr: p.opt("remote_addr")?,
                     }
                 }
                 "RegenerateRecoveryCodes" => {
-                    let mut p = params(&["user_id", "password", "code"])?;
+                    let mut p = params(&["user_id", "password", "code", "remote_addr"])?;
                     AccountCall::RegenerateRecoveryCodes {
                         user_id: p.req("user_id")?,
                         password: p.req("password")?,
                         code: p.req("code")?,
+                        remote_addr: p.opt("remote_addr")?,
                     }
                 }
                 "ChangePassword" => {
-                    let mut p = params(&["user_id", "old_password", "new_password"])?;
+                    let mut p =
+                        params(&["user_id", "old_password", "new_password", "remote_addr"])?;
                     AccountCall::ChangePassword {
                         user_id: p.req("user_id")?,
                         old_password: p.req("old_password")?,
                         new_password: p.req("new_password")?,
+                        remote_addr: p.opt("remote_addr")?,
                     }
                 }
                 "ResetPassword" => {
