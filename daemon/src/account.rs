@@ -297,10 +297,11 @@ impl Codes<'_> {
             return Err(Refusal::TooManyCodes);
         }
         let outcome = check();
-        if !matches!(outcome, Err(Refusal::WrongCode)) {
-            self.store()
-                .commit(&[lockout::CodeLimit::release(user_id)])?;
-        }
+        let op = match outcome {
+            Err(Refusal::WrongCode) => limit.wrong(user_id, now),
+            _ => lockout::CodeLimit::release(user_id),
+        };
+        self.store().commit(&[op])?;
         outcome
     }
 }

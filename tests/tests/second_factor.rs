@@ -193,9 +193,9 @@ fn one_code_used_at_once_by_logins_reauthentications_and_two_daemons_passes_once
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
     let state = account(&a, "GetSecondFactor", json!({ "user_id": id })).unwrap();
     assert_eq!(state["second_factor"]["recovery_codes_left"], 5, "{state}");
-    for n in 0..5 {
+    for (n, used) in codes.iter().take(5).enumerate() {
         assert!(
-            login(&b, "cat", "Secret123", &codes[n], "192.0.2.52").is_err(),
+            login(&b, "cat", "Secret123", used, "192.0.2.52").is_err(),
             "recovery code {n} came back"
         );
     }
@@ -362,6 +362,17 @@ fn a_changed_or_reset_password_ends_pending_second_steps() {
     // A token the new password earns still works.
     let fresh = token("Change789");
     assert!(second_step(&fresh, &code(&secret, 1)).is_ok());
+
+    // The metrics count the three password steps as pending second steps, not as
+    // failed logins: only the two refused second steps failed.
+    let series = |outcome: &str| {
+        d.metric(&format!(
+            "flaskbbd_requests_total{{method=\"org.flaskbb.Auth.Authenticate\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!(series("second_step"), 3.0);
+    assert_eq!(series("org.flaskbb.Auth.AuthenticationFailed"), 2.0);
+    assert_eq!(series("ok"), 1.0);
 }
 
 /// Issue 26's review: reauthentication and the Account interface's password checks
@@ -420,4 +431,55 @@ fn password_checks_after_login_are_judged_by_the_lockout_under_the_members_addre
     assert!(reauth(&d, id, "Secret123", "", away).is_ok());
     change("Secret123", "New12345", away).unwrap();
     assert!(d.auth("fox", "New12345").is_ok());
+}
+
+/// Issue 26's second review: every reservation restarted the code limit's window, so
+/// a member who signs in with right codes kept old mistakes alive for ever, and a
+/// refused attempt prolonged the lock. Only a wrong code restarts it now.
+#[test]
+fn only_a_wrong_code_restarts_the_code_limits_window() {
+    let s = Scratch::new("2fa-window");
+    let d = TestDaemon::start(
+        &s,
+        &format!("{TOTP}config = {{ skew_steps = 3 }}\n[auth]\nbcrypt_cost = 4\nlockout = {{ code_attempts = 2 }}\n"),
+    );
+    let id = d.add_user("gnu", "Secret123", true);
+    let (secret, _) = enrol(&d, id);
+    let listed = || account(&d, "ListLocks", json!({})).unwrap()["second_factor"].clone();
+    assert_eq!(
+        reason(&login(&d, "gnu", "Secret123", "000000", "192.0.2.1")),
+        totp::WRONG
+    );
+    let first = listed();
+    assert_eq!(first[0]["failures"], 1, "{first}");
+    // A second later (the listing counts whole seconds), a right code: the count and
+    // the time of the last wrong code stay as they were.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(login(&d, "gnu", "Secret123", &code(&secret, 1), "192.0.2.1").is_ok());
+    assert_eq!(listed(), first);
+    // A second wrong code locks; refused attempts after it leave the lock's end alone.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        reason(&login(&d, "gnu", "Secret123", "111111", "192.0.2.1")),
+        totp::WRONG
+    );
+    let locked = listed();
+    assert!(locked[0]["locked_until"].is_string(), "{locked}");
+    assert_ne!(locked[0]["last_failure"], first[0]["last_failure"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        reason(&login(
+            &d,
+            "gnu",
+            "Secret123",
+            &code(&secret, 2),
+            "192.0.2.1"
+        )),
+        TOO_MANY
+    );
+    assert_eq!(
+        reason(&reauth(&d, id, "Secret123", &code(&secret, 2), "192.0.2.1")),
+        TOO_MANY
+    );
+    assert_eq!(listed(), locked);
 }

@@ -25,7 +25,8 @@ use diesel::{
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::{
-    rfc3339, schema::*, NewUser, Op, Penalty, PenaltyKey, Schema, Store, StoreError, UserRecord,
+    rfc3339, schema::*, NewUser, Op, Penalty, PenaltyKey, Schema, Store, StoreError, Timing,
+    UserRecord,
 };
 use crate::proto::User;
 
@@ -838,7 +839,10 @@ impl DbStore {
 /// Where an op's row lock comes in a commit: failure-count rows first, by key.
 fn lock_order(op: &Op) -> (u8, Option<(&str, &str, &str)>) {
     match op {
-        Op::AddPenalty { key, .. } | Op::ClearPenalty { key } | Op::ReleasePenalty { key } => (
+        Op::AddPenalty { key, .. }
+        | Op::TouchPenalty { key, .. }
+        | Op::ClearPenalty { key }
+        | Op::ReleasePenalty { key } => (
             0,
             Some((
                 key.kind.as_str(),
@@ -1216,6 +1220,7 @@ impl Store for DbStore {
         keys: &[PenaltyKey],
         at: DateTime<Utc>,
         window_ms: i64,
+        timing: Timing,
     ) -> Result<Vec<Penalty>, StoreError> {
         use flaskbbd_penalties as p;
         let at_ms = at.timestamp_millis();
@@ -1238,7 +1243,7 @@ impl Store for DbStore {
                             at_ms,
                             window_ms,
                         };
-                        apply(c, &op, self.schema)?;
+                        add_penalty(c, &op, timing)?;
                         let (failures, last, expires) = p::table
                             .filter(p::kind.eq(&key.kind))
                             .filter(p::subject.eq(&key.subject))
@@ -1392,35 +1397,25 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
                 .set(users::password.eq(hash))
                 .execute(c)?;
         }
-        Op::AddPenalty {
+        Op::AddPenalty { .. } => add_penalty(c, op, Timing::Touch)?,
+        Op::TouchPenalty {
             key,
             at_ms,
             window_ms,
         } => {
             use flaskbbd_penalties as p;
-            let row = (
-                p::kind.eq(&key.kind),
-                p::subject.eq(&key.subject),
-                p::address.eq(&key.address),
-                p::failures.eq(1),
-                p::last_failure.eq(at_ms),
+            diesel::update(
+                p::table
+                    .filter(p::kind.eq(&key.kind))
+                    .filter(p::subject.eq(&key.subject))
+                    .filter(p::address.eq(&key.address))
+                    .filter(p::expires.gt(*at_ms)),
+            )
+            .set((
+                p::last_failure.eq(*at_ms),
                 p::expires.eq(at_ms.saturating_add(*window_ms)),
-            );
-            // One statement, so concurrent failures on any daemon each count; an
-            // expired row starts again at 1.
-            let failures = diesel::dsl::sql::<Integer>("CASE WHEN flaskbbd_penalties.expires <= ")
-                .bind::<BigInt, _>(*at_ms)
-                .sql(" THEN 1 ELSE flaskbbd_penalties.failures + 1 END");
-            per_backend!(&mut *c, |c| diesel::insert_into(p::table)
-                .values(row)
-                .on_conflict((p::kind, p::subject, p::address))
-                .do_update()
-                .set((
-                    p::failures.eq(failures),
-                    p::last_failure.eq(excluded(p::last_failure)),
-                    p::expires.eq(excluded(p::expires)),
-                ))
-                .execute(c))?;
+            ))
+            .execute(c)?;
         }
         Op::ClearPenalty { key } => {
             use flaskbbd_penalties as p;
@@ -1472,6 +1467,67 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
             }
         }),
     }
+    Ok(())
+}
+
+/// [`Op::AddPenalty`] as one upsert, so that concurrent failures on any daemon each
+/// count; an expired row starts again at 1. With [`Timing::Keep`] a live row's time
+/// stays as it was (every SET reads the row as it was before the statement).
+fn add_penalty(c: &mut AnyConnection, op: &Op, timing: Timing) -> QueryResult<()> {
+    let Op::AddPenalty {
+        key,
+        at_ms,
+        window_ms,
+    } = op
+    else {
+        return Ok(());
+    };
+    use flaskbbd_penalties as p;
+    let row = (
+        p::kind.eq(&key.kind),
+        p::subject.eq(&key.subject),
+        p::address.eq(&key.address),
+        p::failures.eq(1),
+        p::last_failure.eq(at_ms),
+        p::expires.eq(at_ms.saturating_add(*window_ms)),
+    );
+    let expired = |then: &'static str, otherwise: &'static str| {
+        diesel::dsl::sql::<BigInt>("CASE WHEN flaskbbd_penalties.expires <= ")
+            .bind::<BigInt, _>(*at_ms)
+            .sql(then)
+            .sql(otherwise)
+    };
+    let failures = diesel::dsl::sql::<Integer>("CASE WHEN flaskbbd_penalties.expires <= ")
+        .bind::<BigInt, _>(*at_ms)
+        .sql(" THEN 1 ELSE flaskbbd_penalties.failures + 1 END");
+    match timing {
+        Timing::Touch => per_backend!(&mut *c, |c| diesel::insert_into(p::table)
+            .values(row)
+            .on_conflict((p::kind, p::subject, p::address))
+            .do_update()
+            .set((
+                p::failures.eq(failures),
+                p::last_failure.eq(excluded(p::last_failure)),
+                p::expires.eq(excluded(p::expires)),
+            ))
+            .execute(c))?,
+        Timing::Keep => per_backend!(&mut *c, |c| diesel::insert_into(p::table)
+            .values(row)
+            .on_conflict((p::kind, p::subject, p::address))
+            .do_update()
+            .set((
+                p::failures.eq(failures),
+                p::last_failure.eq(expired(
+                    " THEN excluded.last_failure",
+                    " ELSE flaskbbd_penalties.last_failure END",
+                )),
+                p::expires.eq(expired(
+                    " THEN excluded.expires",
+                    " ELSE flaskbbd_penalties.expires END",
+                )),
+            ))
+            .execute(c))?,
+    };
     Ok(())
 }
 

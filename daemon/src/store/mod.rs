@@ -60,9 +60,28 @@ pub enum Op {
     },
     /// Forgets a penalty row.
     ClearPenalty { key: PenaltyKey },
+    /// Restarts a live row's window at `at_ms` (`last_failure = at_ms`, expiring
+    /// `window_ms` after it) without counting: what a failure reserved with
+    /// [`Timing::Keep`] does once it turns out a failure.
+    TouchPenalty {
+        key: PenaltyKey,
+        at_ms: i64,
+        window_ms: i64,
+    },
     /// Gives back one failure a reservation ([`Store::reserve_penalties`]) counted
     /// for an attempt that succeeded (never below zero).
     ReleasePenalty { key: PenaltyKey },
+}
+
+/// What a reservation ([`Store::reserve_penalties`]) does to a row's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// The reservation is the failure's time: `last_failure` and `expires` move to it.
+    Touch,
+    /// The row's time stays (unless the row is new or expired, which starts it at
+    /// the reservation): an attempt that may turn out no failure must not keep old
+    /// failures alive. [`Op::TouchPenalty`] moves it once it does turn out one.
+    Keep,
 }
 
 /// Names one row of failure counts: whose it is, what it counts, and for which
@@ -208,6 +227,7 @@ pub trait Store: Send + Sync {
         keys: &[PenaltyKey],
         at: DateTime<Utc>,
         window_ms: i64,
+        timing: Timing,
     ) -> Result<Vec<Penalty>, StoreError>;
     /// Deletes the rows that expired before `now`; returns how many.
     fn prune_penalties(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
