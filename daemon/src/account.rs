@@ -575,28 +575,33 @@ impl Job {
             return Err(Refusal::WrongCode);
         };
         let (codes, hashed) = flaskbbd_otp::new_recovery_codes().map_err(Refusal::Internal)?;
-        // Enrolled in one atomic step: of two confirmations at once, one finds the
-        // factor already there.
-        if !self.store().kv_swap(
-            &instance,
-            &flaskbbd_otp::secret_key(user_id),
-            None,
-            Some(&pending),
-        )? {
-            return Err(Refusal::AlreadyEnrolled);
+        // Enrolled in one transaction, all or nothing: the secret only where there is
+        // none (of two confirmations at once, one finds the factor already there),
+        // with the recovery codes and the step just shown (which cannot open a login).
+        let set = |key: String, value: Option<String>| Op::KvSet {
+            plugin: instance.clone(),
+            key,
+            value,
+        };
+        let ops = [
+            Op::KvSwap {
+                plugin: instance.clone(),
+                key: flaskbbd_otp::secret_key(user_id),
+                expected: None,
+                value: Some(pending),
+            },
+            set(flaskbbd_otp::pending_key(user_id), None),
+            set(flaskbbd_otp::last_step_key(user_id), Some(step.to_string())),
+            set(
+                flaskbbd_otp::recovery_key(user_id),
+                Some(hashed.to_stored()),
+            ),
+        ];
+        match self.store().commit(&ops) {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(Refusal::AlreadyEnrolled),
+            Err(e) => return Err(e.into()),
         }
-        self.kv_set(
-            &instance,
-            &[
-                (flaskbbd_otp::pending_key(user_id), None),
-                // The code just shown cannot open a login too.
-                (flaskbbd_otp::last_step_key(user_id), Some(step.to_string())),
-                (
-                    flaskbbd_otp::recovery_key(user_id),
-                    Some(hashed.to_stored()),
-                ),
-            ],
-        )?;
         tracing::info!(
             user_id,
             instance,

@@ -483,3 +483,40 @@ fn only_a_wrong_code_restarts_the_code_limits_window() {
     );
     assert_eq!(listed(), locked);
 }
+
+/// Issue 26's second review: enrolment wrote the secret, then the recovery codes and
+/// the step in a second commit, so a failure or a race between them could leave a
+/// member enrolled without the codes they were shown. Now one transaction: of
+/// confirmations at once exactly one enrols, and its codes are the ones stored.
+#[test]
+fn confirmations_at_once_enrol_once_with_the_codes_shown() {
+    let s = Scratch::new("2fa-confirm-once");
+    let d = TestDaemon::start(&s, &format!("{TOTP}[auth]\nbcrypt_cost = 4\n"));
+    let id = d.add_user("hen", "Secret123", true);
+    let begun = account(
+        &d,
+        "BeginTotp",
+        json!({ "user_id": id, "issuer": "Cat Forum" }),
+    )
+    .unwrap();
+    let secret = begun["secret"].as_str().unwrap().to_owned();
+    let answers = at_once(
+        (0..6)
+            .map(|_| {
+                let (d, otp) = (&d, code(&secret, 0));
+                Box::new(move || account(d, "ConfirmTotp", json!({ "user_id": id, "code": otp })))
+                    as Box<dyn Fn() -> Answer + Sync>
+            })
+            .collect(),
+    );
+    let enrolled: Vec<&Value> = answers.iter().filter_map(|a| a.as_ref().ok()).collect();
+    assert_eq!(enrolled.len(), 1, "{answers:?}");
+    for a in answers.iter().filter(|a| a.is_err()) {
+        assert!(
+            *a == refused("AlreadyEnrolled") || *a == refused("NotEnrolling"),
+            "{a:?}"
+        );
+    }
+    let shown = enrolled[0]["recovery_codes"][3].as_str().unwrap();
+    assert!(login(&d, "hen", "Secret123", shown, "192.0.2.9").is_ok());
+}

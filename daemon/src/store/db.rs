@@ -939,7 +939,11 @@ impl Store for DbStore {
             }
             Ok(())
         })?
-        .map_err(|e: DieselError| StoreError::Query(format!("commit: {e}")))
+        .map_err(|e: DieselError| match e {
+            // Only a KvSwap that found another value rolls back on purpose.
+            DieselError::RollbackTransaction => StoreError::Conflict,
+            e => StoreError::Query(format!("commit: {e}")),
+        })
     }
 
     fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, StoreError> {
@@ -976,44 +980,17 @@ impl Store for DbStore {
                 "kv_swap: names, keys and values cannot contain NUL characters".into(),
             ));
         }
-        let schema = self.schema;
-        self.write_transaction(|c| {
-            with_plugin_tables!(schema, {
-                let plugin_id = plugin_id(c, plugin, schema)?;
-                let row = kv::table
-                    .filter(kv::key.eq(key))
-                    .filter(kv::plugin_id.eq(plugin_id));
-                // Each case is one statement whose condition is the expected value:
-                // the database decides which of two concurrent swaps finds it.
-                let changed = match (expected, value) {
-                    (Some(old), Some(new)) => diesel::update(row.filter(kv::value.eq(old)))
-                        .set(kv::value.eq(new))
-                        .execute(c)?,
-                    (Some(old), None) => {
-                        diesel::delete(row.filter(kv::value.eq(old))).execute(c)?
-                    }
-                    (None, Some(new)) => {
-                        let values = (
-                            kv::key.eq(key),
-                            kv::value.eq(new),
-                            kv::value_type.eq("string"),
-                            kv::plugin_id.eq(plugin_id),
-                        );
-                        per_backend!(&mut *c, |c| diesel::insert_into(kv::table)
-                            .values(values)
-                            .on_conflict((kv::key, kv::plugin_id))
-                            .do_nothing()
-                            .execute(c))?
-                    }
-                    (None, None) => {
-                        let present: i64 = row.count().get_result(c)?;
-                        usize::from(present == 0)
-                    }
-                };
-                Ok(changed == 1)
-            })
-        })?
-        .map_err(query_err)
+        let swap = Op::KvSwap {
+            plugin: plugin.to_owned(),
+            key: key.to_owned(),
+            expected: expected.map(str::to_owned),
+            value: value.map(str::to_owned),
+        };
+        match self.commit(std::slice::from_ref(&swap)) {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn create_user(&self, new: &NewUser) -> Result<UserRecord, StoreError> {
@@ -1397,6 +1374,23 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
                 .set(users::password.eq(hash))
                 .execute(c)?;
         }
+        Op::KvSwap {
+            plugin,
+            key,
+            expected,
+            value,
+        } => {
+            if !kv_swap(
+                c,
+                schema,
+                plugin,
+                key,
+                expected.as_deref(),
+                value.as_deref(),
+            )? {
+                return Err(DieselError::RollbackTransaction);
+            }
+        }
         Op::AddPenalty { .. } => add_penalty(c, op, Timing::Touch)?,
         Op::TouchPenalty {
             key,
@@ -1468,6 +1462,50 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
         }),
     }
     Ok(())
+}
+
+/// [`Op::KvSwap`]'s statement: whether it swapped. Each case is one statement whose
+/// condition is the expected value, so that the database decides which of two
+/// concurrent swaps finds it (PostgreSQL re-reads the row a waiting UPDATE or DELETE
+/// was blocked on; SQLite writes one transaction at a time).
+fn kv_swap(
+    c: &mut AnyConnection,
+    schema: Schema,
+    plugin: &str,
+    key: &str,
+    expected: Option<&str>,
+    value: Option<&str>,
+) -> QueryResult<bool> {
+    let plugin_id = plugin_id(c, plugin, schema)?;
+    with_plugin_tables!(schema, {
+        let row = kv::table
+            .filter(kv::key.eq(key))
+            .filter(kv::plugin_id.eq(plugin_id));
+        let changed = match (expected, value) {
+            (Some(old), Some(new)) => diesel::update(row.filter(kv::value.eq(old)))
+                .set(kv::value.eq(new))
+                .execute(c)?,
+            (Some(old), None) => diesel::delete(row.filter(kv::value.eq(old))).execute(c)?,
+            (None, Some(new)) => {
+                let values = (
+                    kv::key.eq(key),
+                    kv::value.eq(new),
+                    kv::value_type.eq("string"),
+                    kv::plugin_id.eq(plugin_id),
+                );
+                per_backend!(&mut *c, |c| diesel::insert_into(kv::table)
+                    .values(values)
+                    .on_conflict((kv::key, kv::plugin_id))
+                    .do_nothing()
+                    .execute(c))?
+            }
+            (None, None) => {
+                let present: i64 = row.count().get_result(c)?;
+                usize::from(present == 0)
+            }
+        };
+        Ok(changed == 1)
+    })
 }
 
 /// [`Op::AddPenalty`] as one upsert, so that concurrent failures on any daemon each

@@ -24,6 +24,10 @@ pub enum StoreError {
     UserExists,
     #[error("no such user")]
     NoSuchUser,
+    /// An [`Op::KvSwap`] found another value than it expected: the commit changed
+    /// nothing.
+    #[error("a value changed under this request; nothing was written")]
+    Conflict,
 }
 
 /// A user with what only the daemon sees.
@@ -60,6 +64,15 @@ pub enum Op {
     },
     /// Forgets a penalty row.
     ClearPenalty { key: PenaltyKey },
+    /// Replaces a plugin instance's value for `key` only if it is still `expected`
+    /// (`None`: absent); otherwise the whole commit changes nothing and answers
+    /// [`StoreError::Conflict`] (see [`Store::kv_swap`]).
+    KvSwap {
+        plugin: String,
+        key: String,
+        expected: Option<String>,
+        value: Option<String>,
+    },
     /// Restarts a live row's window at `at_ms` (`last_failure = at_ms`, expiring
     /// `window_ms` after it) without counting: what a failure reserved with
     /// [`Timing::Keep`] does once it turns out a failure.
