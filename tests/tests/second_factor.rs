@@ -18,6 +18,17 @@ use serde_json::{json, Value};
 const ACCOUNT: &str = "org.flaskbb.Account";
 const FAILED: &str = "org.flaskbb.Auth.AuthenticationFailed";
 const TOTP: &str = "[[plugin]]\nname = \"totp\"\nlibrary = \"totp\"\n";
+/// A `scripted` instance that sleeps in `flaskbb_post_authenticate` and
+/// `flaskbb_post_reauth`, after the second factor's check (trylast).
+const SLOW: &str = r#"[[plugin]]
+name = "slow"
+library = "scripted"
+config = { on = { flaskbb_post_authenticate = { action = "sleep", ms = 300 }, flaskbb_post_reauth = { action = "sleep", ms = 300 } } }
+[plugin.hooks.flaskbb_post_authenticate]
+tier = "trylast"
+[plugin.hooks.flaskbb_post_reauth]
+tier = "trylast"
+"#;
 const TOO_MANY: &str = "Too many wrong codes were tried for this account. Try again later, or ask an administrator to lift the lock.";
 const SIGN_IN_AGAIN: &str = "Your sign-in has expired. Please sign in again.";
 
@@ -137,9 +148,11 @@ fn at_once(calls: Vec<Box<dyn Fn() -> Answer + Sync + '_>>) -> Vec<Answer> {
 fn one_code_used_at_once_by_logins_reauthentications_and_two_daemons_passes_once() {
     let (s1, s2) = (Scratch::new("2fa-once-a"), Scratch::new("2fa-once-b"));
     // Limits high enough that only the code's single use decides.
-    // Codes up to three steps ahead are taken, so that each round has a fresh one.
+    // Codes up to three steps ahead are taken, so that each round has a fresh one;
+    // an impl after the code's check holds every login for 300 ms before its commit,
+    // so that a code marked used at the commit would be read as unused by them all.
     let extra = format!(
-        "{TOTP}config = {{ skew_steps = 3 }}\n[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 100, account_attempts = 1000, code_attempts = 1000 }}\n"
+        "{TOTP}config = {{ skew_steps = 3 }}\n{SLOW}[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 100, account_attempts = 1000, code_attempts = 1000 }}\n"
     );
     let a = TestDaemon::start(&s1, &extra);
     let b = second_daemon(&s1, &s2, &extra);
@@ -211,7 +224,7 @@ fn wrong_codes_from_many_addresses_meet_the_accounts_code_limit() {
     let d = TestDaemon::start(
         &s,
         &format!(
-            "{TOTP}[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 5, account_attempts = 50, code_attempts = 4 }}\n"
+            "{TOTP}{SLOW}[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 5, account_attempts = 50, code_attempts = 4 }}\n"
         ),
     );
     let id = d.add_user("dog", "Secret123", true);
@@ -284,8 +297,9 @@ fn wrong_codes_from_many_addresses_meet_the_accounts_code_limit() {
     let locks = account(&d, "ListLocks", json!({})).unwrap();
     assert_eq!(locks["second_factor"], json!([]), "{locks}");
 
-    // A burst of wrong codes at once from many addresses: at most the limit's worth
-    // is checked, the rest refused unchecked.
+    // A burst of wrong codes at once from many addresses (each login held after the
+    // code's check by the slow impl, so that counts made at the commit would all
+    // read zero): at most the limit's worth is checked, the rest refused unchecked.
     let answers = at_once(
         (0..16)
             .map(|i| {
