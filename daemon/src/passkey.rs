@@ -840,3 +840,71 @@ fn sign_in(
     req.set_preauthenticated(user_id);
     manager.authenticate(g, req, &username, "")
 }
+
+#[cfg(test)]
+mod tests {
+    //! The `[webauthn]` checks and the credential id encoding.
+
+    use super::*;
+
+    fn table(rp_id: &str, origins: &[&str]) -> WebauthnConfig {
+        WebauthnConfig {
+            rp_id: rp_id.into(),
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+            rp_name: "Cat Forum".into(),
+        }
+    }
+
+    fn key_of(t: WebauthnConfig) -> Option<&'static str> {
+        t.validate().err().map(|(key, _)| key)
+    }
+
+    #[test]
+    fn origins_must_be_https_or_localhost_under_the_rp_id() {
+        assert_eq!(key_of(table("localhost", &["http://localhost:8080"])), None);
+        assert_eq!(
+            key_of(table("example.org", &["https://forum.example.org"])),
+            None
+        );
+        assert_eq!(
+            key_of(table(
+                "forum.example.org",
+                &["https://forum.example.org:8443"]
+            )),
+            None
+        );
+        assert_eq!(
+            key_of(table("example.org", &["http://forum.example.org"])),
+            Some("origins")
+        );
+        assert_eq!(
+            key_of(table("example.org", &["https://forum.example.org/forum"])),
+            Some("origins")
+        );
+        assert_eq!(key_of(table("example.org", &[])), Some("origins"));
+        assert_eq!(
+            key_of(table("example.org", &["https://myexample.org"])),
+            Some("rp_id")
+        );
+        assert_eq!(
+            key_of(table("org", &["https://forum.example.org"])),
+            Some("rp_id")
+        );
+        assert_eq!(
+            key_of(table("Example.org", &["https://example.org"])),
+            Some("rp_id")
+        );
+        let mut nameless = table("example.org", &["https://example.org"]);
+        nameless.rp_name = " ".into();
+        assert_eq!(key_of(nameless), Some("rp_name"));
+    }
+
+    #[test]
+    fn credential_ids_are_base64url_without_padding() {
+        assert_eq!(b64(b""), "");
+        assert_eq!(b64(b"f"), "Zg");
+        assert_eq!(b64(b"fo"), "Zm8");
+        assert_eq!(b64(b"foo"), "Zm9v");
+        assert_eq!(b64(&[0xfb, 0xff, 0xfe]), "-__-");
+    }
+}

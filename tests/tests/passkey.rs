@@ -476,6 +476,64 @@ fn a_passkey_is_the_second_factor_of_a_totp_member_and_no_client_can_claim_one()
     assert_eq!(sign_in(&d, &mut passkey, addr), Ok("cat".into()));
 }
 
+/// A second daemon on `first`'s database, with the same extra configuration.
+fn second_daemon(first: &Scratch, s: &Scratch, extra: &str) -> TestDaemon {
+    let url = first.db_url();
+    // A SQLite URL is relative to its configuration's directory: make it absolute.
+    let url = match url.strip_prefix("sqlite:///") {
+        Some(file) => format!("sqlite:///{}", first.path.join(file).display()),
+        None => url,
+    };
+    TestDaemon::start_with(s, s.config(&format!("[database]\nurl = {url:?}\n{extra}")))
+}
+
+#[test]
+fn one_ceremony_finished_at_once_on_two_daemons_signs_in_once() {
+    let (s1, s2) = (
+        Scratch::new("passkey-once-a"),
+        Scratch::new("passkey-once-b"),
+    );
+    let a = TestDaemon::start(&s1, WEBAUTHN);
+    let b = second_daemon(&s1, &s2, WEBAUTHN);
+    let id = a.add_user("cat", "Secret123", true);
+    let addr = "192.0.2.25";
+    let mut key = SoftPasskey::new();
+    register(&a, id, &mut key, "laptop");
+    // Begun on one daemon, finished on the other: the ceremony is in the store.
+    let (options, ceremony) = begin_sign_in(&a, addr);
+    let assertion = key.assert(&options);
+    assert_eq!(
+        finish_sign_in(&b, &ceremony, &assertion, json!({ "remote_addr": addr })),
+        Ok("cat".into())
+    );
+    for round in 0..3 {
+        let (options, ceremony) = begin_sign_in(&a, addr);
+        let assertion = key.assert(&options);
+        let gate = std::sync::Barrier::new(8);
+        let answers: Vec<Result<String, String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (d, gate) = (if i % 2 == 0 { &a } else { &b }, &gate);
+                    let (ceremony, assertion) = (&ceremony, &assertion);
+                    scope.spawn(move || {
+                        gate.wait();
+                        finish_sign_in(d, ceremony, assertion, json!({ "remote_addr": addr }))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let passed = answers.iter().filter(|a| a.is_ok()).count();
+        assert_eq!(passed, 1, "round {round}: {answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.is_ok() || a == &Err(EXPIRED.into())),
+            "round {round}: {answers:?}"
+        );
+    }
+}
+
 #[test]
 fn without_webauthn_every_passkey_call_says_what_to_configure() {
     let s = Scratch::new("passkey-off");
