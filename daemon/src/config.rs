@@ -36,6 +36,8 @@ pub struct Config {
     pub plugin: Vec<PluginConfig>,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    /// `[webauthn]`: the relying party of passkeys; without it, passkeys are off.
+    pub webauthn: Option<crate::passkey::WebauthnConfig>,
     source: String,
 }
 
@@ -441,6 +443,8 @@ struct RawConfig {
     log: LogConfig,
     #[serde(default)]
     metrics: MetricsConfig,
+    #[serde(default)]
+    webauthn: Option<crate::passkey::WebauthnConfig>,
 }
 
 impl Config {
@@ -477,6 +481,7 @@ impl Config {
             plugin: raw.plugin,
             log: raw.log,
             metrics: raw.metrics,
+            webauthn: raw.webauthn,
             source: source.to_owned(),
         };
         for (name, builtin) in raw.builtins {
@@ -563,6 +568,10 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(w) = &self.webauthn {
+            w.validate()
+                .map_err(|(key, msg)| self.error_key(&format!("webauthn.{key}"), &msg))?;
+        }
         if let Some(listen) = &self.metrics.listen {
             if listen.parse::<std::net::SocketAddr>().is_err() {
                 return Err(self.error_key(

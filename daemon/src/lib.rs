@@ -45,6 +45,7 @@ pub(crate) mod isolation;
 pub(crate) mod loader;
 pub(crate) mod lockout;
 pub(crate) mod metrics;
+pub(crate) mod passkey;
 pub(crate) mod password;
 pub(crate) mod pending;
 pub(crate) mod proto;

@@ -97,7 +97,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Request {
-    pub fn new(store: Arc<dyn Store>, context: Context) -> Arc<Request> {
+    pub fn new(store: Arc<dyn Store>, mut context: Context) -> Arc<Request> {
+        // Only the daemon says a passkey was verified (`after_passkey`).
+        context.remove(crate::passkey::AUTHENTICATED_BY);
+        Request::build(store, context)
+    }
+
+    /// A request for the member a verified passkey names: its context says so
+    /// (`authenticated_by = passkey`), which the second factor honours.
+    pub fn after_passkey(store: Arc<dyn Store>, mut context: Context) -> Arc<Request> {
+        context.insert(
+            crate::passkey::AUTHENTICATED_BY.to_owned(),
+            crate::passkey::PASSKEY.to_owned(),
+        );
+        Request::build(store, context)
+    }
+
+    fn build(store: Arc<dyn Store>, context: Context) -> Arc<Request> {
         Arc::new(Request {
             context,
             store,

@@ -18,6 +18,7 @@
 pub mod client;
 pub mod fuzzing;
 pub mod methods;
+pub mod passkey;
 pub mod types;
 pub mod wire;
 

@@ -37,6 +37,8 @@ pub enum Method {
     Admin(AdminCall),
     /// `org.flaskbb.Account.*`: second factors, passwords, locks (forum peers only).
     Account(AccountCall),
+    /// The passkey methods of `org.flaskbb.Account` and `org.flaskbb.Auth`.
+    Passkey(crate::passkey::PasskeyCall),
 }
 
 /// A call of `org.varlink.service`.
@@ -488,9 +490,12 @@ pub fn parse(call: Call) -> Result<Method, Reply> {
     let Call {
         interface,
         method,
-        parameters,
+        mut parameters,
         ..
     } = call;
+    if let Some(call) = crate::passkey::PasskeyCall::parse(&interface, &method, &mut parameters) {
+        return call.map(Method::Passkey);
+    }
     if interface == EVENTS {
         return match EventCall::parse(&method, parameters) {
             Some(call) => call.map(Method::Events),

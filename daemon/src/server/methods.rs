@@ -413,6 +413,7 @@ async fn run(d: &Arc<Daemon>, method: Method) -> Answer {
         Method::Events(call) => event(d, call).await,
         Method::Admin(call) => admin_method(d, call).await,
         Method::Account(call) => crate::account::call(d, call).await,
+        Method::Passkey(call) => crate::passkey::call(d, call).await,
     }
 }
 
@@ -476,7 +477,11 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
     answer
 }
 
-fn auth_answer<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> Reply) -> Answer {
+pub(crate) fn auth_answer<T>(
+    req: &Request,
+    r: Result<T, AuthError>,
+    ok: impl FnOnce(T) -> Reply,
+) -> Answer {
     match r {
         Ok(v) => ok(v).into(),
         Err(AuthError::Failed { reason }) => {

@@ -10,6 +10,10 @@
 //! The last step used is kept in `last_step:<user id>`. Users without a secret pass
 //! unless `require = true`. The codes themselves are `flaskbbd-otp`'s, shared with the
 //! daemon so that enrolment and login agree.
+//!
+//! A sign-in with a verified passkey is a second factor already: the daemon marks
+//! its request `authenticated_by = passkey` (a mark it removes from any context a
+//! client sends), and no code is asked for then.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,6 +31,10 @@ pub const REUSED: &str = "This one-time code was already used. Wait for the next
 /// The refusal, with `require`, of a user who is not enrolled.
 pub const NOT_ENROLLED: &str =
     "Two-factor authentication is required, but it is not set up for this account.";
+
+/// The context key (and its value) by which the daemon says the member signed in
+/// with a verified passkey.
+pub const PASSKEY_MARK: (&str, &str) = ("authenticated_by", "passkey");
 
 /// How many times a recovery code's use is tried again when another use of the same
 /// member's codes changed them in between.
@@ -84,6 +92,10 @@ fn swap_failed(e: HookError) -> HookError {
 impl PostAuthenticationHandler for Totp {
     fn handle_post_auth(&self, cx: &Ctx<'_>, user: &User) -> HookResult<()> {
         let c = &self.config;
+        if cx.context(PASSKEY_MARK.0).as_deref() == Some(PASSKEY_MARK.1) {
+            // A passkey is possession and user verification in one: the factor is met.
+            return Ok(());
+        }
         let Some(secret) = cx.store_get(&flaskbbd_otp::secret_key(user.id))? else {
             return if c.require {
                 Err(HookError::stop(NOT_ENROLLED))
