@@ -434,25 +434,39 @@ impl Job {
                 );
                 Ok(Reply::ok(json!({ "cleared": cleared })))
             }
-            AccountCall::ResetSecondFactor { user_id } => {
-                self.user(user_id)?;
-                let (instance, _) = totp_instance(&self.config)?;
-                self.forget_second_factor(&instance, user_id)?;
-                // A new factor starts with no wrong codes held against it.
-                self.store().clear_penalties(
-                    lockout::CODE_KIND,
-                    &lockout::user_subject(user_id),
-                    None,
-                    Utc::now(),
-                )?;
-                tracing::warn!(
-                    user_id,
-                    instance,
-                    "account: second factor and recovery codes removed by an admin"
-                );
-                Ok(Reply::empty())
-            }
+            AccountCall::ResetSecondFactor { user_id } => self.reset_second_factor(user_id),
         }
+    }
+
+    /// An admin's reset of a member's second factors (a lost phone or security key):
+    /// the TOTP secret, recovery codes and count of wrong codes, and every passkey.
+    fn reset_second_factor(&self, user_id: i64) -> Outcome {
+        self.user(user_id)?;
+        let passkeys =
+            crate::passkey::forget_all(self.store(), user_id).map_err(Refusal::Internal)?;
+        let instance = match totp_instance(&self.config) {
+            Ok((instance, _)) => instance,
+            Err(Refusal::Unavailable(_)) if passkeys > 0 => {
+                tracing::warn!(user_id, passkeys, "account: passkeys removed by an admin");
+                return Ok(Reply::empty());
+            }
+            Err(e) => return Err(e),
+        };
+        self.forget_second_factor(&instance, user_id)?;
+        // A new factor starts with no wrong codes held against it.
+        self.store().clear_penalties(
+            lockout::CODE_KIND,
+            &lockout::user_subject(user_id),
+            None,
+            Utc::now(),
+        )?;
+        tracing::warn!(
+            user_id,
+            instance,
+            passkeys,
+            "account: second factor, recovery codes and passkeys removed by an admin"
+        );
+        Ok(Reply::empty())
     }
 
     fn user(&self, user_id: i64) -> Result<UserRecord, Refusal> {

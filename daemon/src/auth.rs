@@ -207,6 +207,20 @@ impl AuthenticationManager for PluginAuthenticationManager {
                     return Err(Stopped::from(Hook::Authenticate, &o, e.clone()));
                 }
             };
+            // A step before (a pending-login token, a verified passkey) proved one
+            // member: the chain must have answered that member, no other.
+            if let Some(proved) = req.preauthenticated() {
+                if proved != user.id {
+                    return Err(Stopped {
+                        hook: Hook::Authenticate,
+                        decided_by: o.decided_by.clone(),
+                        error: HookError::failed(format!(
+                            "the login chain answered member {} where the step before proved member {proved}",
+                            user.id
+                        )),
+                    });
+                }
+            }
             mark.set(req.mark());
             user_id.set(Some(user.id));
             if code_sent {

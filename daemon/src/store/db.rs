@@ -1291,16 +1291,26 @@ impl Store for DbStore {
         prefix: &str,
     ) -> Result<Vec<(String, Option<String>)>, StoreError> {
         let mut conn = self.conn()?;
+        // LIKE narrows it in the database (its wildcards in the prefix escaped); the
+        // exact, case-sensitive test is made here (SQLite's LIKE ignores ASCII case).
+        let mut pattern = String::with_capacity(prefix.len() + 1);
+        for ch in prefix.chars() {
+            if matches!(ch, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(ch);
+        }
+        pattern.push('%');
         let rows: Vec<(String, Option<String>)> = with_plugin_tables!(self.schema, {
             kv::table
                 .inner_join(reg::table)
                 .filter(reg::name.eq(plugin))
+                .filter(kv::key.like(&pattern).escape('\\'))
                 .order(kv::key)
                 .select((kv::key, kv::value))
                 .load(&mut conn)
                 .map_err(query_err)?
         });
-        // Filtered here rather than with LIKE, whose wildcards a prefix may hold.
         Ok(rows
             .into_iter()
             .filter(|(k, _)| k.starts_with(prefix))
