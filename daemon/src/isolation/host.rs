@@ -101,25 +101,24 @@ pub fn main() -> ExitCode {
     loop {
         match ipc::recv_fds(&control) {
             Ok(fds) => {
-                // A lane, and the page it shares with the daemon.
-                let mut fds = fds.into_iter();
-                let (Some(lane), page) = (fds.next(), fds.next()) else {
+                // A lane: the socket it reads, the socket it writes, and the page it
+                // shares with the daemon. Anything else closes here; the daemon sees
+                // the call fail.
+                let Ok([rx, tx, page]) = <[_; 3]>::try_from(fds) else {
+                    eprintln!(
+                        "flaskbbd-plugin-host {names}: a lane came without its three descriptors"
+                    );
                     continue;
                 };
-                let page = match page.as_ref().map(Page::map) {
-                    Some(Ok(page)) => Some(page),
-                    None => None,
-                    Some(Err(e)) => {
-                        // The lane closes here; the daemon sees the call fail.
+                let page = match Page::map(&page) {
+                    Ok(page) => page,
+                    Err(e) => {
                         eprintln!("flaskbbd-plugin-host {names}: cannot map a lane's page: {e}");
                         continue;
                     }
                 };
-                let (s, lane) = (served.clone(), UnixStream::from(lane));
-                let lane = match page {
-                    Some(page) => Lane::with_page(lane, page),
-                    None => Lane::new(lane),
-                };
+                let s = served.clone();
+                let lane = Lane::split(UnixStream::from(rx), UnixStream::from(tx), Some(page));
                 let spawned = std::thread::Builder::new()
                     .name("lane".into())
                     .stack_size(LANE_STACK)

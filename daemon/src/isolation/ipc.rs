@@ -2,7 +2,8 @@
 //!
 //! Two kinds of channel, both Unix socketpairs: the host's control channel (its stdin),
 //! which carries [`Init`] down and [`Started`] up, then file descriptors for new lanes;
-//! and lanes, one per call in flight, each a strict conversation: the daemon sends a
+//! and lanes, one per call in flight (a socketpair per direction, see [`Lane::split`],
+//! and a shared [`Page`]), each a strict conversation: the daemon sends a
 //! [`Down::Call`] (or a [`Down::Chain`]: several impls of the host's instances, run in
 //! order in one round trip), the host answers with any number of [`Up::Host`] (the host
 //! API the plugin called; those that answer get a [`Down::Reply`]) and then one
@@ -70,7 +71,10 @@ pub fn recv<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
 /// process it waits for, and one that yields while it spins gives its core away for a
 /// whole time slice when every core is busy (docs/benchmarks.md, `isolation`).
 pub struct Lane {
+    /// Where frames are read.
     stream: UnixStream,
+    /// Where frames are written, when not `stream` (see [`Lane::split`]).
+    tx: Option<UnixStream>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -83,6 +87,7 @@ impl Lane {
     pub fn new(stream: UnixStream) -> Lane {
         Lane {
             stream,
+            tx: None,
             buf: vec![0; 16 << 10],
             start: 0,
             end: 0,
@@ -91,11 +96,19 @@ impl Lane {
         }
     }
 
-    /// Wraps one end of a lane's socketpair and the lane's shared [`Page`].
-    pub fn with_page(stream: UnixStream, page: Page) -> Lane {
+    /// A lane that reads from `rx` and writes to `tx`, two sockets (one socketpair per
+    /// direction), with its shared [`Page`]. Why two: a thread asleep in `read` on a
+    /// Unix stream socket is woken whenever the peer consumes what was written on that
+    /// same socket (the kernel's "room to write" wake-up goes to every sleeper on the
+    /// socket, the reader too), so with one socket each round trip woke each side once
+    /// for nothing: a sleep and a wake-up more per crossing on both sides, CPU that
+    /// the clients and other requests on a busy machine did not get. With a socket per
+    /// direction nobody sleeps where that wake-up lands.
+    pub fn split(rx: UnixStream, tx: UnixStream, page: Option<Page>) -> Lane {
         Lane {
-            page: Some(Arc::new(page)),
-            ..Lane::new(stream)
+            tx: Some(tx),
+            page: page.map(Arc::new),
+            ..Lane::new(rx)
         }
     }
 
@@ -115,7 +128,10 @@ impl Lane {
             .filter(|&n| n as usize <= MAX_FRAME)
             .ok_or_else(|| io::Error::other(format!("a message of {len} bytes is too large")))?;
         self.out[..4].copy_from_slice(&len.to_le_bytes());
-        (&self.stream).write_all(&self.out)
+        self.tx
+            .as_ref()
+            .unwrap_or(&self.stream)
+            .write_all(&self.out)
     }
 
     /// Reads one frame, sleeping until it comes; errors as [`recv`]'s.
@@ -655,7 +671,7 @@ impl From<WireOutcome> for Outcome {
 }
 
 /// The most file descriptors one [`send_fds`] message carries.
-pub const MAX_FDS: usize = 2;
+pub const MAX_FDS: usize = 3;
 
 /// The room a control message with [`MAX_FDS`] file descriptors takes.
 fn fd_space() -> usize {
@@ -676,7 +692,7 @@ fn one_fd_header(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
 }
 
 /// Sends up to [`MAX_FDS`] descriptors over `channel` in one message (SCM_RIGHTS) with
-/// one byte of data: a lane and its [`Page`] arrive together or not at all.
+/// one byte of data: a lane's sockets and its [`Page`] arrive together or not at all.
 pub fn send_fds(channel: &UnixStream, fds: &[RawFd]) -> io::Result<()> {
     if fds.is_empty() || fds.len() > MAX_FDS {
         return Err(io::Error::other(format!(
@@ -854,6 +870,30 @@ mod tests {
         drop(raw);
         assert_eq!(
             lane.recv::<Up>().unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
+
+    #[test]
+    fn a_split_lane_reads_one_socket_and_writes_the_other() {
+        let (down_ours, down_theirs) = UnixStream::pair().unwrap();
+        let (up_theirs, up_ours) = UnixStream::pair().unwrap();
+        let mut daemon = Lane::split(up_ours, down_ours, None);
+        let mut host = Lane::split(down_theirs, up_theirs, None);
+        daemon.send(&Up::Done(Ok(Answer::True(true)))).unwrap();
+        assert!(matches!(
+            host.recv::<Up>().unwrap(),
+            Up::Done(Ok(Answer::True(true)))
+        ));
+        host.send(&Up::Done(Ok(Answer::Nothing))).unwrap();
+        assert!(matches!(
+            daemon.recv::<Up>().unwrap(),
+            Up::Done(Ok(Answer::Nothing))
+        ));
+        // The host gone (both its sockets closed): the daemon's read ends.
+        drop(host);
+        assert_eq!(
+            daemon.recv::<Up>().unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
     }

@@ -250,18 +250,24 @@ impl Proc {
         !life.exited && life.killed_for.is_none()
     }
 
-    /// An idle lane, or a new one handed to the host with its shared page.
+    /// An idle lane, or a new one handed to the host (its two sockets and its page).
     fn lane(&self) -> io::Result<Lane> {
         if let Some(lane) = lock(&self.idle).pop() {
             return Ok(lane);
         }
-        let (ours, theirs) = UnixStream::pair()?;
+        // A socketpair per direction (see `Lane::split`), and the shared page.
+        let (down_ours, down_theirs) = UnixStream::pair()?;
+        let (up_theirs, up_ours) = UnixStream::pair()?;
         let (page, page_fd) = Page::create()?;
         ipc::send_fds(
             &lock(&self.control),
-            &[theirs.as_raw_fd(), page_fd.as_raw_fd()],
+            &[
+                down_theirs.as_raw_fd(),
+                up_theirs.as_raw_fd(),
+                page_fd.as_raw_fd(),
+            ],
         )?;
-        Ok(Lane::with_page(ours, page))
+        Ok(Lane::split(up_ours, down_ours, Some(page)))
     }
 
     /// Tells the host to exit (its control channel and idle lanes close) and kills it
