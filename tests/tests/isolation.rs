@@ -1198,3 +1198,29 @@ fn a_shared_hosts_output_is_logged_once_as_the_hosts() {
         );
     }
 }
+
+#[test]
+fn a_shared_host_that_fails_before_any_instance_blames_none_and_names_them_all() {
+    let s = Scratch::new("iso-shared-nolib");
+    // Not a shared object: the host's loader refuses it before making any instance.
+    let bogus = s.path.join("libbogus.so");
+    std::fs::write(&bogus, b"not an ELF file").unwrap();
+    let cfg = s.config(&format!(
+        "[[plugin]]\nname = \"b1\"\nlibrary = {p:?}\n[[plugin]]\nname = \"b2\"\nlibrary = {p:?}\n",
+        p = bogus.display().to_string()
+    ));
+    let (_, errs) = text(&flaskbbd(&["check", "-c", cfg.to_str().unwrap()]));
+    for (me, other) in [("b1", "b2"), ("b2", "b1")] {
+        let line = errs
+            .lines()
+            .find(|l| l.contains(&format!("instance \"{me}\" (line")))
+            .unwrap_or_else(|| panic!("no error for {me}: {errs}"));
+        assert!(
+            line.contains(&format!(
+                "its plugin host, which it shares with instance(s) \"{other}\" (same library and sandbox), could not start: "
+            )),
+            "{errs}"
+        );
+        assert!(!line.contains("not started: it shares"), "{errs}");
+    }
+}
