@@ -22,8 +22,8 @@ use crate::{
     auth::{AuthError, PluginAuthenticationManager, ReauthenticateManager},
     config::Config,
     daemon::Daemon,
-    lockout,
-    proto::{Context, LockedAccount, PenalisedAddress, SecondFactor},
+    lockout, password, pending,
+    proto::{CodeLockedAccount, Context, LockedAccount, PenalisedAddress, SecondFactor},
     request::Request,
     store::{Op, Store, StoreError, UserRecord},
 };
@@ -38,6 +38,8 @@ enum Refusal {
     NotEnrolling,
     NotEnrolled,
     WrongCode,
+    /// The account's wrong codes reached the code limit: no code is checked.
+    TooManyCodes,
     AuthenticationFailed(String),
     /// The parameter, refused as `InvalidParameter`.
     Invalid(&'static str),
@@ -67,6 +69,7 @@ impl From<Refusal> for Answer {
             Refusal::NotEnrolling => named("NotEnrolling", json!({})),
             Refusal::NotEnrolled => named("NotEnrolled", json!({})),
             Refusal::WrongCode => named("WrongCode", json!({})),
+            Refusal::TooManyCodes => named("TooManyCodes", json!({})),
             Refusal::AuthenticationFailed(reason) => {
                 named("AuthenticationFailed", json!({ "reason": reason }))
             }
@@ -86,15 +89,51 @@ struct Job {
     req: Arc<Request>,
 }
 
-/// Handles one `org.flaskbb.Account` call.
+/// The request context of a call that checks a password: the member's address (so
+/// that the lockout counts and judges it as a login's) and the code, where sent.
+fn context_of(call: &AccountCall) -> Context {
+    let (remote_addr, code) = match call {
+        AccountCall::DisableTotp {
+            remote_addr, code, ..
+        }
+        | AccountCall::RegenerateRecoveryCodes {
+            remote_addr, code, ..
+        } => (remote_addr, Some(code)),
+        AccountCall::ChangePassword { remote_addr, .. } => (remote_addr, None),
+        _ => return Context::new(),
+    };
+    let mut context = Context::new();
+    if let Some(a) = remote_addr {
+        context.insert("remote_addr".to_owned(), a.clone());
+    }
+    if let Some(code) = code {
+        context.insert("otp".to_owned(), code.clone());
+    }
+    context
+}
+
+/// Handles one `org.flaskbb.Account` call. A refused password or code is held back
+/// by `auth.failure_delay_ms`, as a failed login is, and by any delay the lockout
+/// asked for.
 pub(crate) async fn call(d: &Arc<Daemon>, call: AccountCall) -> Answer {
-    let req = Request::new(d.store.clone(), Context::new());
+    let req = Request::new(d.store.clone(), context_of(&call));
     let job = Job {
         d: d.clone(),
         config: d.config(),
         req: req.clone(),
     };
-    match run_request(d, ACCOUNT, req, move || job.run(call)).await {
+    let delay = job.config.auth.failure_delay_ms;
+    let outcome = run_request(d, ACCOUNT, req, move || job.run(call)).await;
+    let refused = matches!(
+        outcome,
+        Ok(Err(Refusal::AuthenticationFailed(_)
+            | Refusal::WrongCode
+            | Refusal::TooManyCodes))
+    );
+    if delay > 0 && refused {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    match outcome {
         Ok(Ok(reply)) => reply.into(),
         Ok(Err(refusal)) => refusal.into(),
         Err(failure) => failure.into(),
@@ -140,9 +179,11 @@ impl Codes<'_> {
         Ok(self.store.commit(&ops)?)
     }
 
-    /// Checks `code` against the member's enrolled second factor: a current one-time
-    /// code not used before, or an unused recovery code. Answers the store changes
-    /// that use it up.
+    /// Checks `code` against the member's enrolled second factor, a current one-time
+    /// code not used before or an unused recovery code, and uses it up: each is taken
+    /// with one atomic swap in the store ([`Store::kv_swap`]), so that of concurrent
+    /// uses of one code (a login, a reauthentication, another daemon) exactly one
+    /// passes.
     fn check_code(
         &self,
         instance: &str,
@@ -150,38 +191,58 @@ impl Codes<'_> {
         user_id: i64,
         secret: &str,
         code: &str,
-    ) -> Result<Vec<(String, Option<String>)>, Refusal> {
+    ) -> Result<(), Refusal> {
         let key = flaskbbd_otp::decode_base32(secret).map_err(|e| {
             Refusal::Internal(format!(
                 "the stored secret of user {user_id} is {e}: reset the member's second factor"
             ))
         })?;
         if let Some(step) = params.matching_step(&key, code, now_secs()?) {
-            let last = self
-                .kv(instance, &flaskbbd_otp::last_step_key(user_id))?
-                .and_then(|s| s.parse::<u64>().ok());
-            if last.is_none_or(|l| step > l) {
-                return Ok(vec![(
-                    flaskbbd_otp::last_step_key(user_id),
-                    Some(step.to_string()),
-                )]);
+            let last_key = flaskbbd_otp::last_step_key(user_id);
+            let stored = self.kv(instance, &last_key)?;
+            let last = stored.as_deref().and_then(|s| s.parse::<u64>().ok());
+            if last.is_none_or(|l| step > l)
+                && self.store.kv_swap(
+                    instance,
+                    &last_key,
+                    stored.as_deref(),
+                    Some(&step.to_string()),
+                )?
+            {
+                return Ok(());
             }
         }
-        if flaskbbd_otp::looks_like_recovery_code(code) {
-            let stored = self.kv(instance, &flaskbbd_otp::recovery_key(user_id))?;
-            if let Some(left) = stored
-                .as_deref()
-                .and_then(RecoveryCodes::from_stored)
-                .and_then(|codes| codes.using(code))
-            {
-                return Ok(vec![(
-                    flaskbbd_otp::recovery_key(user_id),
-                    Some(left.to_stored()),
-                )]);
-            }
+        if flaskbbd_otp::looks_like_recovery_code(code)
+            && self.use_recovery(instance, user_id, code)?
+        {
+            return Ok(());
         }
         tracing::info!(user_id, "account: second-factor code refused");
         Err(Refusal::WrongCode)
+    }
+
+    /// Uses `code` if it is one of the member's unused recovery codes (see
+    /// [`Codes::check_code`]); whether it was one. A concurrent use of another of the
+    /// member's codes changes the stored codes: they are read again.
+    fn use_recovery(&self, instance: &str, user_id: i64, code: &str) -> Result<bool, Refusal> {
+        let key = flaskbbd_otp::recovery_key(user_id);
+        for _ in 0..RECOVERY_RETRIES {
+            let Some(stored) = self.kv(instance, &key)? else {
+                return Ok(false);
+            };
+            let Some(left) = RecoveryCodes::from_stored(&stored).and_then(|c| c.using(code)) else {
+                return Ok(false);
+            };
+            if self
+                .store
+                .kv_swap(instance, &key, Some(&stored), Some(&left.to_stored()))?
+            {
+                return Ok(true);
+            }
+        }
+        Err(Refusal::Internal(format!(
+            "the recovery codes of user {user_id} kept changing while one was used: try again"
+        )))
     }
 
     /// Runs a code check under the lockout, as a login's is: the attempt is counted
@@ -206,7 +267,7 @@ impl Codes<'_> {
                 );
                 Err(Refusal::WrongCode)
             }
-            lockout::Verdict::Open { .. } => check(),
+            lockout::Verdict::Open { .. } => self.within_code_limit(user_id, now, check),
         };
         if !matches!(outcome, Err(Refusal::WrongCode)) {
             let ops: Vec<Op> = policy
@@ -216,6 +277,30 @@ impl Codes<'_> {
                 .collect();
             self.store().commit(&ops)?;
         }
+        outcome
+    }
+}
+
+impl Codes<'_> {
+    /// Runs `check` only within the account's code limit ([`lockout::CodeLimit`]):
+    /// counted before, given back unless the code was wrong; refused unchecked
+    /// (TooManyCodes) past the limit.
+    fn within_code_limit<T>(
+        &self,
+        user_id: i64,
+        now: chrono::DateTime<Utc>,
+        check: impl FnOnce() -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        let limit = lockout::CodeLimit::new(&self.config.auth.lockout);
+        if limit.reserve(self.store(), user_id, now)? == lockout::CodeCheck::Refused {
+            return Err(Refusal::TooManyCodes);
+        }
+        let outcome = check();
+        let op = match outcome {
+            Err(Refusal::WrongCode) => limit.wrong(user_id, now),
+            _ => lockout::CodeLimit::release(user_id),
+        };
+        self.store().commit(&[op])?;
         outcome
     }
 }
@@ -269,8 +354,11 @@ pub(crate) fn reauth_second_factor(
         codes.check_code(&instance, &params, user_id, &secret, &code)
     });
     match checked {
-        Ok(changes) => codes.kv_set(&instance, &changes).map_err(internal),
+        Ok(()) => Ok(()),
         Err(Refusal::WrongCode) => ask(flaskbbd_otp::WRONG),
+        Err(Refusal::TooManyCodes) => Err(AuthError::Failed {
+            reason: crate::builtins::messages::TOO_MANY_CODES.into(),
+        }),
         Err(other) => Err(internal(other)),
     }
 }
@@ -304,19 +392,16 @@ impl Job {
             AccountCall::BeginTotp { user_id, issuer } => self.begin_totp(user_id, &issuer),
             AccountCall::ConfirmTotp { user_id, code } => self.confirm_totp(user_id, &code),
             AccountCall::DisableTotp {
-                user_id,
-                password,
-                code,
-            } => self.disable_totp(user_id, &password, &code),
+                user_id, password, ..
+            } => self.disable_totp(user_id, &password),
             AccountCall::RegenerateRecoveryCodes {
-                user_id,
-                password,
-                code,
-            } => self.regenerate_recovery_codes(user_id, &password, &code),
+                user_id, password, ..
+            } => self.regenerate_recovery_codes(user_id, &password),
             AccountCall::ChangePassword {
                 user_id,
                 old_password,
                 new_password,
+                ..
             } => self.change_password(user_id, &old_password, &new_password),
             AccountCall::ResetPassword {
                 user_id,
@@ -348,18 +433,39 @@ impl Job {
                 );
                 Ok(Reply::ok(json!({ "cleared": cleared })))
             }
-            AccountCall::ResetSecondFactor { user_id } => {
-                self.user(user_id)?;
-                let (instance, _) = totp_instance(&self.config)?;
-                self.forget_second_factor(&instance, user_id)?;
-                tracing::warn!(
-                    user_id,
-                    instance,
-                    "account: second factor and recovery codes removed by an admin"
-                );
-                Ok(Reply::empty())
-            }
+            AccountCall::ResetSecondFactor { user_id } => self.reset_second_factor(user_id),
         }
+    }
+
+    /// An admin's reset of a member's second factors (a lost phone or security key):
+    /// the TOTP secret, recovery codes and count of wrong codes, and every passkey.
+    fn reset_second_factor(&self, user_id: i64) -> Outcome {
+        self.user(user_id)?;
+        let passkeys =
+            crate::webauthn::forget_all(self.store(), user_id).map_err(Refusal::Internal)?;
+        let instance = match totp_instance(&self.config) {
+            Ok((instance, _)) => instance,
+            Err(Refusal::Unavailable(_)) if passkeys > 0 => {
+                tracing::warn!(user_id, passkeys, "account: passkeys removed by an admin");
+                return Ok(Reply::empty());
+            }
+            Err(e) => return Err(e),
+        };
+        self.forget_second_factor(&instance, user_id)?;
+        // A new factor starts with no wrong codes held against it.
+        self.store().clear_penalties(
+            lockout::CODE_KIND,
+            &lockout::user_subject(user_id),
+            None,
+            Utc::now(),
+        )?;
+        tracing::warn!(
+            user_id,
+            instance,
+            passkeys,
+            "account: second factor, recovery codes and passkeys removed by an admin"
+        );
+        Ok(Reply::empty())
     }
 
     fn user(&self, user_id: i64) -> Result<UserRecord, Refusal> {
@@ -385,30 +491,29 @@ impl Job {
     }
 
     /// Checks the member's password through the reauthentication chain (which
-    /// counts a wrong one as FlaskBB counts a failed reauthentication).
+    /// judges and counts it under the lockout as FlaskBB counts a failed
+    /// reauthentication), in this call's request (its `remote_addr`).
     fn check_password(&self, user_id: i64, password: &str) -> Result<(), Refusal> {
         self.reauthenticate(&self.req, user_id, password)
     }
 
     /// Checks the password and then, before anything a right password clears, the
-    /// second factor's `code` (a one-time code or an unused recovery code), as
-    /// `org.flaskbb.Auth.Reauthenticate` does: a known password resets no count
-    /// between code guesses. A wrong code answers WrongCode.
-    fn check_password_and_code(
-        &self,
-        user_id: i64,
-        password: &str,
-        code: &str,
-    ) -> Result<(), Refusal> {
-        let context = Context::from([("otp".to_owned(), code.to_owned())]);
-        let req = Request::new(self.d.store.clone(), context);
-        req.require_second_factor();
-        match self.reauthenticate(&req, user_id, password) {
+    /// second factor's code (the request context's `otp`: a one-time code or an
+    /// unused recovery code), as `org.flaskbb.Auth.Reauthenticate` does: a known
+    /// password resets no count between code guesses. A wrong code answers WrongCode.
+    fn check_password_and_code(&self, user_id: i64, password: &str) -> Result<(), Refusal> {
+        self.req.require_second_factor();
+        match self.reauthenticate(&self.req, user_id, password) {
             Err(Refusal::AuthenticationFailed(reason))
                 if reason == flaskbbd_otp::WRONG || reason == flaskbbd_otp::MISSING =>
             {
                 tracing::info!(user_id, "account: code refused");
                 Err(Refusal::WrongCode)
+            }
+            Err(Refusal::AuthenticationFailed(reason))
+                if reason == crate::builtins::messages::TOO_MANY_CODES =>
+            {
+                Err(Refusal::TooManyCodes)
             }
             other => other,
         }
@@ -483,19 +588,33 @@ impl Job {
             return Err(Refusal::WrongCode);
         };
         let (codes, hashed) = flaskbbd_otp::new_recovery_codes().map_err(Refusal::Internal)?;
-        self.kv_set(
-            &instance,
-            &[
-                (flaskbbd_otp::secret_key(user_id), Some(pending)),
-                (flaskbbd_otp::pending_key(user_id), None),
-                // The code just shown cannot open a login too.
-                (flaskbbd_otp::last_step_key(user_id), Some(step.to_string())),
-                (
-                    flaskbbd_otp::recovery_key(user_id),
-                    Some(hashed.to_stored()),
-                ),
-            ],
-        )?;
+        // Enrolled in one transaction, all or nothing: the secret only where there is
+        // none (of two confirmations at once, one finds the factor already there),
+        // with the recovery codes and the step just shown (which cannot open a login).
+        let set = |key: String, value: Option<String>| Op::KvSet {
+            plugin: instance.clone(),
+            key,
+            value,
+        };
+        let ops = [
+            Op::KvSwap {
+                plugin: instance.clone(),
+                key: flaskbbd_otp::secret_key(user_id),
+                expected: None,
+                value: Some(pending),
+            },
+            set(flaskbbd_otp::pending_key(user_id), None),
+            set(flaskbbd_otp::last_step_key(user_id), Some(step.to_string())),
+            set(
+                flaskbbd_otp::recovery_key(user_id),
+                Some(hashed.to_stored()),
+            ),
+        ];
+        match self.store().commit(&ops) {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(Refusal::AlreadyEnrolled),
+            Err(e) => return Err(e.into()),
+        }
         tracing::info!(
             user_id,
             instance,
@@ -531,9 +650,9 @@ impl Job {
         Ok(instance)
     }
 
-    fn disable_totp(&self, user_id: i64, password: &str, code: &str) -> Outcome {
+    fn disable_totp(&self, user_id: i64, password: &str) -> Outcome {
         let instance = self.enrolled_instance(user_id)?;
-        self.check_password_and_code(user_id, password, code)?;
+        self.check_password_and_code(user_id, password)?;
         self.forget_second_factor(&instance, user_id)?;
         tracing::info!(
             user_id,
@@ -543,9 +662,9 @@ impl Job {
         Ok(Reply::empty())
     }
 
-    fn regenerate_recovery_codes(&self, user_id: i64, password: &str, code: &str) -> Outcome {
+    fn regenerate_recovery_codes(&self, user_id: i64, password: &str) -> Outcome {
         let instance = self.enrolled_instance(user_id)?;
-        self.check_password_and_code(user_id, password, code)?;
+        self.check_password_and_code(user_id, password)?;
         let (codes, hashed) = flaskbbd_otp::new_recovery_codes().map_err(Refusal::Internal)?;
         self.kv_set(
             &instance,
@@ -565,27 +684,41 @@ impl Job {
 
     fn change_password(&self, user_id: i64, old: &str, new: &str) -> Outcome {
         self.user(user_id)?;
-        let hash = self.hash(new, "new_password")?;
+        // What bcrypt refuses is refused before the old password is checked (and
+        // counted), and a wrong old password costs no hash of the new one.
+        if !password::acceptable(self.config.database.schema, new) {
+            return Err(Refusal::Invalid("new_password"));
+        }
         self.check_password(user_id, old)?;
-        self.store().set_password(user_id, &hash)?;
+        let hash = self.hash(new, "new_password")?;
+        let mut ops = vec![Op::SetPassword { user_id, hash }];
+        ops.extend(pending::forget(self.store(), user_id, Utc::now())?);
+        self.store().commit(&ops)?;
         tracing::info!(user_id, "account: password changed by the member");
         Ok(Reply::empty())
     }
 
+    /// The new password, the lifted lock (not the count of wrong codes: a mailbox
+    /// alone must not buy more code guesses) and the end of pending second steps, in
+    /// one commit: all or nothing.
     fn reset_password(&self, user_id: i64, new: &str) -> Outcome {
         let user = self.user(user_id)?;
         let hash = self.hash(new, "new_password")?;
-        self.store().set_password(user_id, &hash)?;
-        let cleared = lockout::unlock(self.store(), &user.user.username, None, Utc::now())?;
-        if cleared > 0 {
+        let now = Utc::now();
+        let lift = lockout::lift(self.store(), &user.user.username, None, false, now)?;
+        let mut ops = vec![Op::SetPassword { user_id, hash }];
+        ops.extend(lift.ops);
+        ops.extend(pending::forget(self.store(), user_id, now)?);
+        self.store().commit(&ops)?;
+        if lift.cleared > 0 {
             crate::metrics::global().lockout(crate::metrics::LockoutAction::Unlocked);
         }
         tracing::info!(
             user_id,
-            cleared,
+            cleared = lift.cleared,
             "account: password set after the forum's reset token; lock lifted"
         );
-        Ok(Reply::ok(json!({ "cleared": cleared })))
+        Ok(Reply::ok(json!({ "cleared": lift.cleared })))
     }
 
     fn second_factor(&self, user: &UserRecord) -> Result<SecondFactor, Refusal> {
@@ -651,10 +784,27 @@ impl Job {
         let now = Utc::now();
         let policy = lockout::Policy::new(&self.config.auth.lockout);
         let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let codes = lockout::CodeLimit::new(&self.config.auth.lockout);
         let mut accounts: BTreeMap<String, Vec<crate::store::Penalty>> = BTreeMap::new();
         let mut addresses = Vec::new();
+        let mut second_factor = Vec::new();
         for p in self.store().live_penalties(now)? {
-            if p.key.kind == lockout::KIND {
+            if p.key.kind == lockout::CODE_KIND {
+                let id = p.key.subject.strip_prefix("user:").map(str::parse::<i64>);
+                if let (Some(Ok(id)), Some(state)) = (id, codes.state(&p, now)) {
+                    let name = self
+                        .store()
+                        .find_user_by_id(id)?
+                        .map_or_else(|| p.key.subject.clone(), |u| u.user.username);
+                    second_factor.push(CodeLockedAccount {
+                        user_id: id,
+                        name,
+                        failures: state.failures,
+                        last_failure: state.last_failure,
+                        locked_until: state.locked_until,
+                    });
+                }
+            } else if p.key.kind == lockout::KIND {
                 accounts.entry(p.key.subject.clone()).or_default().push(p);
             } else if let Some(instance) = p.key.kind.strip_prefix("plugin:") {
                 if p.key.address.is_empty() {
@@ -689,11 +839,17 @@ impl Job {
                 lock: policy.state(&rows, now),
             });
         }
-        Ok(Reply::ok(
-            json!({ "accounts": list, "addresses": addresses }),
-        ))
+        Ok(Reply::ok(json!({
+            "accounts": list,
+            "addresses": addresses,
+            "second_factor": second_factor,
+        })))
     }
 }
+
+/// How many times a recovery code's use is tried again when another use of the same
+/// member's codes changed them in between.
+const RECOVERY_RETRIES: usize = 8;
 
 /// The address the lockout counts `org.flaskbb.Account`'s code checks under (shown
 /// as such by `ListLocks` and `GetUser`).

@@ -164,13 +164,15 @@ impl AuthenticationManager for PluginAuthenticationManager {
             let record = req.find_user(identifier).map_err(|e| AuthError::Internal {
                 message: e.to_string(),
             })?;
-            let good = match &record {
-                Some(r) => pending::redeem(&*req.store, token, r.user.id, &address, Utc::now())
-                    .map_err(|e| AuthError::Internal {
+            // An unknown name takes the same path (a token of no account, which no row
+            // holds): its answer comes no sooner than a known name's.
+            let id = record.as_ref().map_or(-1, |r| r.user.id);
+            let good =
+                pending::redeem(&*req.store, token, id, &address, Utc::now()).map_err(|e| {
+                    AuthError::Internal {
                         message: e.to_string(),
-                    })?,
-                None => false,
-            };
+                    }
+                })? && record.is_some();
             match (good, &record) {
                 (true, Some(r)) => req.set_preauthenticated(r.user.id),
                 _ => {
@@ -183,8 +185,13 @@ impl AuthenticationManager for PluginAuthenticationManager {
                 }
             }
         }
-        // Where the post-authentication chain began queueing, and whose login it is.
+        // Where the post-authentication chain began queueing, and whose login it is;
+        // whether a code sent was counted against the account's code limit, and
+        // whether that limit refused it.
         let (mark, user_id) = (Cell::new(0), Cell::new(None));
+        let (code_counted, codes_refused) = (Cell::new(false), Cell::new(false));
+        let codes = lockout::CodeLimit::new(&g.config.auth.lockout);
+        let code_sent = req.context.get("otp").is_some_and(|c| !c.trim().is_empty());
         let stopped = (|| {
             let o = g.call(req, Input::Authenticate { identifier, secret });
             let user = match &o.result {
@@ -200,16 +207,77 @@ impl AuthenticationManager for PluginAuthenticationManager {
                     return Err(Stopped::from(Hook::Authenticate, &o, e.clone()));
                 }
             };
+            // A step before (a pending-login token, a verified passkey) proved one
+            // member: the chain must have answered that member, no other.
+            if let Some(proved) = req.preauthenticated() {
+                if proved != user.id {
+                    return Err(Stopped {
+                        hook: Hook::Authenticate,
+                        decided_by: o.decided_by.clone(),
+                        error: HookError::failed(format!(
+                            "the login chain answered member {} where the step before proved member {proved}",
+                            user.id
+                        )),
+                    });
+                }
+            }
             mark.set(req.mark());
             user_id.set(Some(user.id));
+            if code_sent {
+                // Counted before any second factor checks it: a burst of guesses from
+                // many addresses gets at most the limit's checks.
+                let check = codes.reserve(&*req.store, user.id, Utc::now());
+                match check {
+                    Ok(lockout::CodeCheck::Allowed) => code_counted.set(true),
+                    Ok(lockout::CodeCheck::Refused) => {
+                        codes_refused.set(true);
+                        return Err(Stopped {
+                            hook: Hook::PostAuthenticate,
+                            decided_by: None,
+                            error: HookError::stop(messages::TOO_MANY_CODES),
+                        });
+                    }
+                    Err(e) => {
+                        return Err(Stopped {
+                            hook: Hook::PostAuthenticate,
+                            decided_by: None,
+                            error: HookError::failed(format!("the second-factor code limit: {e}")),
+                        })
+                    }
+                }
+            }
             let o = g.call(req, Input::PostAuthenticate { user: &user });
             match &o.result {
                 Ok(_) => Ok(user),
                 Err(e) => Err(Stopped::from(Hook::PostAuthenticate, &o, e.clone())),
             }
         })();
+        // Only a wrong code keeps its count in the code limit: a right one, or a
+        // check that reached no verdict on the code, gives it back.
+        let wrong_code = matches!(
+            &stopped,
+            Err(Stopped {
+                hook: Hook::PostAuthenticate,
+                error: HookError::StopAuthentication { .. },
+                ..
+            }) if req.asked().iter().any(|k| k == "otp")
+        );
+        // Queued after the answer's own changes below (a pending second step drops
+        // what the chain queued since its mark).
+        let code_op = match (code_counted.get(), user_id.get()) {
+            (true, Some(id)) if wrong_code => Some(codes.wrong(id, Utc::now())),
+            (true, Some(id)) => Some(lockout::CodeLimit::release(id)),
+            _ => None,
+        };
         let answer = match stopped {
             Ok(user) => Ok(user),
+            Err(_) if codes_refused.get() => {
+                // The password was right and no code was checked: no failure of either.
+                req.release_reservation();
+                Err(AuthError::Failed {
+                    reason: messages::TOO_MANY_CODES.into(),
+                })
+            }
             Err(Stopped {
                 hook: Hook::PostAuthenticate,
                 error: HookError::StopAuthentication { reason },
@@ -276,6 +344,11 @@ impl AuthenticationManager for PluginAuthenticationManager {
                 Err(stopped.internal())
             }
         };
+        if let Some(op) = code_op {
+            req.push(op).map_err(|e| AuthError::Internal {
+                message: e.to_string(),
+            })?;
+        }
         commit(req)?;
         let user = answer?;
         // Answer the user as committed (e.g. with the failed-login counter cleared).
@@ -362,7 +435,12 @@ impl ReauthenticateManager for PluginAuthenticationManager {
                     Ok(_) => Err(AuthError::Failed { reason }),
                 }
             }
-            Err(stopped) => Err(stopped.internal()),
+            Err(stopped) => {
+                // No verdict (a plugin or the store failed): the lockout's count of
+                // this attempt is given back, so that an outage locks no one out.
+                req.release_reservation();
+                Err(stopped.internal())
+            }
         };
         commit(req)?;
         answer

@@ -35,6 +35,9 @@ pub mod messages {
     /// A second step whose pending-login token is unknown, used, expired, or from
     /// another address or for another account.
     pub const SIGN_IN_AGAIN: &str = "Your sign-in has expired. Please sign in again.";
+    /// A second-factor code refused unchecked: the account's wrong codes reached
+    /// `auth.lockout.code_attempts` within `code_window_hours`.
+    pub const TOO_MANY_CODES: &str = "Too many wrong codes were tried for this account. Try again later, or ask an administrator to lift the lock.";
 }
 
 fn db(e: StoreError) -> HookError {
@@ -81,6 +84,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
             (Hook::Authenticate, Tier::TRYFIRST),
             (Hook::PostAuthenticate, Tier::TRYLAST),
             (Hook::AuthenticationFailed, Tier::NORMAL),
+            (Hook::ReauthAttempt, Tier::TRYFIRST),
             (Hook::PostReauth, Tier::TRYLAST),
             (Hook::ReauthFailed, Tier::NORMAL),
         ],
@@ -257,6 +261,52 @@ impl Lockout {
     }
 }
 
+impl Lockout {
+    /// Reserves this attempt in the rows of `subject` and the request's address and
+    /// judges it: holds the answer back when the account-wide count asks, refuses a
+    /// locked one (with FlaskBB's message when `reveal`, else exactly as a wrong
+    /// password: the same bcrypt work against the same hash, or the dummy one, whose
+    /// verdict is not used, then `wrong`).
+    fn admit(
+        &self,
+        cx: &CallCx<'_>,
+        record: Option<&UserRecord>,
+        subject: &str,
+        secret: &str,
+        wrong: &str,
+    ) -> HookResult<()> {
+        let (address, now) = (Self::address(cx), Utc::now());
+        // Counted before it is checked, committed at once: a burst of concurrent
+        // guesses cannot all read the count from before any of them.
+        let rows = self
+            .policy
+            .reserve(&*cx.req.store, subject, &address, now)
+            .map_err(db)?;
+        cx.req
+            .mark_failure_reserved(self.policy.keys(subject, &address));
+        match self.policy.judge(&rows, &address, now) {
+            lockout::Verdict::Open { delay_ms } => {
+                if delay_ms > 0 {
+                    metrics::global().lockout(LockoutAction::Delayed);
+                    cx.req.delay_answer(delay_ms);
+                }
+                Ok(())
+            }
+            lockout::Verdict::Locked if self.policy.reveal => {
+                metrics::global().lockout(LockoutAction::Refused);
+                Err(HookError::stop(messages::LOCKED_OUT))
+            }
+            lockout::Verdict::Locked => {
+                metrics::global().lockout(LockoutAction::Refused);
+                let _ = self
+                    .verifier
+                    .verdict(secret, record.and_then(|r| r.password.as_deref()));
+                Err(HookError::stop(wrong))
+            }
+        }
+    }
+}
+
 impl Hooks for Lockout {
     fn authenticate(
         &self,
@@ -265,38 +315,14 @@ impl Hooks for Lockout {
         secret: &str,
     ) -> HookResult<Option<abi::User>> {
         let (record, subject) = Self::subject_of(cx, identifier)?;
-        let (address, now) = (Self::address(cx), Utc::now());
-        // Counted before it is checked, committed at once: a burst of concurrent
-        // guesses cannot all read the count from before any of them.
-        let rows = self
-            .policy
-            .reserve(&*cx.req.store, &subject, &address, now)
-            .map_err(db)?;
-        cx.req
-            .mark_failure_reserved(self.policy.keys(&subject, &address));
-        match self.policy.judge(&rows, &address, now) {
-            lockout::Verdict::Open { delay_ms } => {
-                if delay_ms > 0 {
-                    metrics::global().lockout(LockoutAction::Delayed);
-                    cx.req.delay_answer(delay_ms);
-                }
-                Ok(None)
-            }
-            lockout::Verdict::Locked if self.policy.reveal => {
-                metrics::global().lockout(LockoutAction::Refused);
-                Err(HookError::stop(messages::LOCKED_OUT))
-            }
-            lockout::Verdict::Locked => {
-                metrics::global().lockout(LockoutAction::Refused);
-                // Exactly a wrong password's answer: the same bcrypt work against the
-                // same hash (or the dummy one), whose verdict is not used, then the
-                // same message and failure hooks.
-                let _ = self
-                    .verifier
-                    .verdict(secret, record.as_ref().and_then(|r| r.password.as_deref()));
-                Err(HookError::stop(messages::WRONG_CREDENTIALS))
-            }
-        }
+        self.admit(
+            cx,
+            record.as_ref(),
+            &subject,
+            secret,
+            messages::WRONG_CREDENTIALS,
+        )?;
+        Ok(None)
     }
 
     fn post_authenticate(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
@@ -321,11 +347,31 @@ impl Hooks for Lockout {
         self.count_failure(cx, &subject)
     }
 
+    /// A reauthentication is judged as a login is: a logged-in session (a stolen
+    /// cookie, a remembered one) must not guess the password past the lockout.
+    fn reauth_attempt(&self, cx: &CallCx<'_>, user: &abi::User, secret: &str) -> HookResult<bool> {
+        let record = cx.req.store.find_user_by_id(user.id).map_err(db)?;
+        let subject = lockout::user_subject(user.id);
+        self.admit(
+            cx,
+            record.as_ref(),
+            &subject,
+            secret,
+            messages::WRONG_PASSWORD,
+        )?;
+        Ok(false)
+    }
+
     fn post_reauth(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
         self.post_authenticate(cx, user)
     }
 
     fn reauth_failed(&self, cx: &CallCx<'_>, user: &abi::User) -> HookResult<()> {
+        if cx.req.failure_reserved() {
+            // Counted when it was reserved.
+            metrics::global().lockout(LockoutAction::Counted);
+            return Ok(());
+        }
         self.count_failure(cx, &lockout::user_subject(user.id))
     }
 }

@@ -36,6 +36,8 @@ pub struct Config {
     pub plugin: Vec<PluginConfig>,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    /// `[webauthn]`: the relying party of passkeys; without it, passkeys are off.
+    pub webauthn: Option<crate::webauthn::WebauthnConfig>,
     source: String,
 }
 
@@ -200,6 +202,11 @@ pub struct LockoutConfig {
     pub account_delay_ms: u64,
     /// The longest such delay.
     pub account_max_delay_ms: u64,
+    /// Wrong second-factor codes of one account, from every address together, within
+    /// `code_window_hours`, past which no code is checked ([`crate::lockout::CodeLimit`]).
+    pub code_attempts: i32,
+    /// How long wrong codes count, from the last one, in hours.
+    pub code_window_hours: i64,
 }
 
 /// `auth.lockout.scope`: what a run of failures locks.
@@ -225,6 +232,8 @@ impl Default for LockoutConfig {
             account_attempts: 20,
             account_delay_ms: 1000,
             account_max_delay_ms: 8000,
+            code_attempts: 10,
+            code_window_hours: 24,
         }
     }
 }
@@ -434,6 +443,8 @@ struct RawConfig {
     log: LogConfig,
     #[serde(default)]
     metrics: MetricsConfig,
+    #[serde(default)]
+    webauthn: Option<crate::webauthn::WebauthnConfig>,
 }
 
 impl Config {
@@ -470,6 +481,7 @@ impl Config {
             plugin: raw.plugin,
             log: raw.log,
             metrics: raw.metrics,
+            webauthn: raw.webauthn,
             source: source.to_owned(),
         };
         for (name, builtin) in raw.builtins {
@@ -559,6 +571,7 @@ impl Config {
     /// the error, in the order of the file's tables.
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_metrics()?;
+        self.validate_webauthn()?;
         self.validate_daemon()?;
         self.validate_auth()?;
         self.validate_database()?;
@@ -571,6 +584,14 @@ impl Config {
         }
         for b in self.builtins.values() {
             self.validate_overrides("builtins", &b.hooks)?;
+        }
+        Ok(())
+    }
+
+    fn validate_webauthn(&self) -> Result<(), ConfigError> {
+        if let Some(w) = &self.webauthn {
+            w.validate()
+                .map_err(|(key, msg)| self.error_key(&format!("webauthn.{key}"), &msg))?;
         }
         Ok(())
     }
@@ -667,6 +688,18 @@ impl Config {
             return Err(self.error_key(
                 "auth.lockout.account_delay_ms",
                 "must be at most auth.lockout.account_max_delay_ms, which must be at most 600000 (10 minutes)",
+            ));
+        }
+        if !(1..=1000).contains(&l.code_attempts) {
+            return Err(self.error_key(
+                "auth.lockout.code_attempts",
+                "must be between 1 and 1000 (wrong second-factor codes per account, from every address, within code_window_hours)",
+            ));
+        }
+        if !(1..=24 * 366).contains(&l.code_window_hours) {
+            return Err(self.error_key(
+                "auth.lockout.code_window_hours",
+                "must be between 1 and 8784 (a year)",
             ));
         }
         Ok(())

@@ -344,6 +344,27 @@ impl CallCx<'_> {
         self.req.kv_get(&self.instance.name, key)
     }
 
+    /// Swaps the instance's value for `key` from `expected` to `value` at once, in
+    /// one atomic step of the store ([`crate::store::Store::kv_swap`]); whether it did.
+    pub fn store_swap(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> HookResult<bool> {
+        // Written at once: a call of a request that already ended (it timed out, and
+        // was answered) must not use anything up.
+        if self.req.is_abandoned() {
+            return Err(HookError::failed(
+                "the request this call belongs to has already ended (it timed out)",
+            ));
+        }
+        self.req
+            .store
+            .kv_swap(&self.instance.name, key, expected, value)
+            .map_err(store_failed)
+    }
+
     /// Queues a write (or with `None`, a delete) of the instance's key-value store for
     /// the request's commit.
     pub fn store_set(&self, key: &str, value: Option<&str>) -> HookResult<()> {
@@ -524,6 +545,19 @@ impl Host for HostShim<'_> {
             self.cx
                 .store_set(key.as_str(), value.map(|v| v.as_str()).into_option()),
         )
+    }
+
+    fn store_swap(
+        &self,
+        key: RStr<'_>,
+        expected: ROption<RStr<'_>>,
+        value: ROption<RStr<'_>>,
+    ) -> RResult<bool, ErrorBox> {
+        to_abi(self.cx.store_swap(
+            key.as_str(),
+            expected.map(|v| v.as_str()).into_option(),
+            value.map(|v| v.as_str()).into_option(),
+        ))
     }
 
     fn provision_user(&self, username: RStr<'_>, email: RStr<'_>) -> RResult<abi::User, ErrorBox> {

@@ -54,6 +54,7 @@ mod layers;
 pub(crate) mod loader;
 pub(crate) mod lockout;
 pub(crate) mod metrics;
+pub(crate) mod passkey;
 pub(crate) mod password;
 pub(crate) mod pending;
 pub(crate) mod process;
@@ -65,3 +66,4 @@ pub(crate) mod store;
 pub(crate) mod systemd;
 #[cfg(test)]
 pub(crate) mod testing;
+pub(crate) mod webauthn;

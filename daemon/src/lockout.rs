@@ -14,7 +14,7 @@ use plugin_abi::sdk::address_bucket;
 use crate::{
     config::{LockoutConfig, LockoutScope},
     proto::{AddressLock, LockState},
-    store::{Op, Penalty, PenaltyKey, Store, StoreError, UserRecord},
+    store::{Op, Penalty, PenaltyKey, Store, StoreError, Timing, UserRecord},
 };
 
 /// The `kind` of the lockout's rows.
@@ -98,7 +98,7 @@ impl Policy {
         now: DateTime<Utc>,
     ) -> Result<Vec<Penalty>, StoreError> {
         let keys = self.keys(subject, address);
-        let mut rows = store.reserve_penalties(&keys, now, self.window_ms())?;
+        let mut rows = store.reserve_penalties(&keys, now, self.window_ms(), Timing::Touch)?;
         for row in &mut rows {
             row.failures = row.failures.saturating_sub(1);
         }
@@ -218,6 +218,123 @@ impl Policy {
     }
 }
 
+/// The `kind` of the rows that count wrong second-factor codes.
+pub const CODE_KIND: &str = "second-factor";
+
+/// `[auth.lockout] code_attempts` and `code_window_hours`: the account-wide limit on
+/// second-factor code checks. Whoever reaches the code step knows the password; the
+/// lockout's rows (per address under `account_and_address`) would let them guess codes
+/// from many addresses, so every wrong code of the account, from anywhere and on any
+/// route (the login's second step, a reauthentication, `org.flaskbb.Account`), also
+/// counts in one row per account. Past `code_attempts` within the window no code is
+/// checked at all. A right code gives back only its own attempt; a password reset
+/// (which a mailbox alone can make) leaves the row alone; an admin's unlock and a
+/// reset of the member's second factor clear it.
+#[derive(Debug, Clone)]
+pub struct CodeLimit {
+    attempts: u32,
+    window: ChronoDuration,
+}
+
+/// Whether a code may be checked, after [`CodeLimit::reserve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// Check it; the attempt is counted until [`CodeLimit::release`] gives it back.
+    Allowed,
+    /// Too many wrong codes: refuse it unchecked (the attempt was given back).
+    Refused,
+}
+
+impl CodeLimit {
+    /// The limit of a validated configuration.
+    pub fn new(c: &LockoutConfig) -> CodeLimit {
+        CodeLimit {
+            attempts: u32::try_from(c.code_attempts).unwrap_or(1).max(1),
+            window: ChronoDuration::hours(c.code_window_hours),
+        }
+    }
+
+    /// The row of `user_id`'s code checks.
+    pub fn key(user_id: i64) -> PenaltyKey {
+        PenaltyKey::new(CODE_KIND, &user_subject(user_id), "")
+    }
+
+    /// Counts one code check of `user_id`, committed before the check so that a
+    /// burst of concurrent guesses gets at most `code_attempts` checks, on one daemon
+    /// or several on one database; whether the check may go on. A refused attempt is
+    /// given back at once. The window runs from the last wrong code.
+    pub fn reserve(
+        &self,
+        store: &dyn Store,
+        user_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<CodeCheck, StoreError> {
+        let key = CodeLimit::key(user_id);
+        // The row's time stays: only a code that turns out wrong restarts the window
+        // ([`CodeLimit::wrong`]), so right codes and refused attempts keep no old
+        // mistake alive.
+        let rows = store.reserve_penalties(
+            std::slice::from_ref(&key),
+            now,
+            self.window.num_milliseconds(),
+            Timing::Keep,
+        )?;
+        let before = rows.first().map_or(0, |p| p.failures.saturating_sub(1));
+        if before < self.attempts {
+            return Ok(CodeCheck::Allowed);
+        }
+        store.commit(&[CodeLimit::release(user_id)])?;
+        tracing::warn!(
+            user_id,
+            "a second-factor code was refused unchecked: too many wrong codes for the account"
+        );
+        Ok(CodeCheck::Refused)
+    }
+
+    /// The change that makes a reserved check a wrong code's: the window restarts
+    /// from it.
+    pub fn wrong(&self, user_id: i64, now: DateTime<Utc>) -> Op {
+        Op::TouchPenalty {
+            key: CodeLimit::key(user_id),
+            at_ms: now.timestamp_millis(),
+            window_ms: self.window.num_milliseconds(),
+        }
+    }
+
+    /// The change that gives back one reserved check (a right code, or a check that
+    /// reached no verdict).
+    pub fn release(user_id: i64) -> Op {
+        Op::ReleasePenalty {
+            key: CodeLimit::key(user_id),
+        }
+    }
+
+    /// The code-check state of one row, for the admin views: failures, last one, and
+    /// until when codes are refused (when they are).
+    pub fn state(&self, p: &Penalty, now: DateTime<Utc>) -> Option<CodeLock> {
+        if p.last_failure + self.window < now || p.failures == 0 {
+            return None;
+        }
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        Some(CodeLock {
+            failures: p.failures,
+            last_failure: time(p.last_failure),
+            locked_until: (p.failures >= self.attempts).then(|| time(p.last_failure + self.window)),
+        })
+    }
+}
+
+/// One account's wrong second-factor codes, as the admin views show them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeLock {
+    /// Wrong codes counted within the window.
+    pub failures: u32,
+    /// When the last was counted.
+    pub last_failure: String,
+    /// Until when every code is refused unchecked, when the limit is reached.
+    pub locked_until: Option<String>,
+}
+
 /// The subject an account's failures are counted under: its id when it exists, else
 /// the name as given.
 pub fn subject(record: Option<&UserRecord>, identifier: &str) -> String {
@@ -243,69 +360,106 @@ pub fn lock_state(
     Ok(policy.state(&rows, now))
 }
 
-/// Lifts the lock of the account `identifier` names, and of the name itself (the
-/// same name may have been counted before the account existed): every count, or
-/// only `address`'s. The addresses whose counts go lose their rate-limit penalties
-/// too (the rows plugins such as `ratelimit` keep per address), so that the next
-/// login is not held back; and lifting every count also clears the account's
-/// failed-login counter (`users.login_attempts`, what `user list` shows). Returns
-/// how many live counts went.
-pub fn unlock(
+/// What lifting a lock changes, read from the store and not yet written: the rows
+/// that go, as one commit's changes, and how many live counts they hold.
+#[derive(Debug, Default)]
+pub struct Lift {
+    /// The changes, for one [`Store::commit`] (with others, when the caller has any).
+    pub ops: Vec<Op>,
+    /// How many live counts go.
+    pub cleared: usize,
+}
+
+/// Reads what lifting the lock of the account `identifier` names changes, and of the
+/// name itself (the same name may have been counted before the account existed):
+/// every count, or only `address`'s. The addresses whose counts go lose their
+/// rate-limit penalties too (the rows plugins such as `ratelimit` keep per address),
+/// so that the next login is not held back; lifting every count also clears the
+/// account's failed-login counter (`users.login_attempts`, what `user list` shows)
+/// and, with `codes`, its count of wrong second-factor codes ([`CodeLimit`]).
+pub fn lift(
     store: &dyn Store,
     identifier: &str,
     address: Option<&str>,
+    codes: bool,
     now: DateTime<Utc>,
-) -> Result<usize, StoreError> {
+) -> Result<Lift, StoreError> {
     let record = store.find_user(identifier)?;
     let address = address.map(|a| Policy::address(Some(a)));
     let mut subjects = vec![subject(None, identifier)];
     if record.is_some() {
         subjects.push(subject(record.as_ref(), identifier));
     }
-    let mut cleared = 0;
+    let mut lift = Lift::default();
     let mut addresses = std::collections::BTreeSet::new();
     for s in subjects {
-        let key = PenaltyKey::new(KIND, &s, address.as_deref().unwrap_or(""));
-        let only = address.as_ref().map(|_| key.address.as_str());
-        for p in store.penalties(KIND, &key.subject, None, now)? {
-            if !p.key.address.is_empty() && only.is_none_or(|a| a == p.key.address) {
-                addresses.insert(p.key.address);
+        let only = address
+            .as_ref()
+            .map(|a| PenaltyKey::new(KIND, &s, a).address);
+        for p in store.penalties(KIND, &PenaltyKey::new(KIND, &s, "").subject, None, now)? {
+            if only.as_ref().is_some_and(|a| *a != p.key.address) {
+                continue;
             }
+            if !p.key.address.is_empty() {
+                addresses.insert(p.key.address.clone());
+            }
+            lift.cleared += 1;
+            lift.ops.push(Op::ClearPenalty { key: p.key });
         }
-        cleared += store.clear_penalties(KIND, &key.subject, only, now)?;
     }
     let whole = address.is_none();
     if let Some(a) = address {
         addresses.insert(a);
     }
-    cleared += clear_address_penalties(store, &addresses, now)?;
-    if let (Some(r), true) = (&record, whole) {
-        store.commit(&[Op::ClearFailedLogins { user_id: r.user.id }])?;
+    for p in address_penalties(store, &addresses, now)? {
+        lift.cleared += 1;
+        lift.ops.push(Op::ClearPenalty { key: p.key });
     }
-    Ok(cleared)
+    if let (Some(r), true) = (&record, whole) {
+        if codes {
+            for p in store.penalties(CODE_KIND, &user_subject(r.user.id), None, now)? {
+                lift.cleared += 1;
+                lift.ops.push(Op::ClearPenalty { key: p.key });
+            }
+        }
+        lift.ops.push(Op::ClearFailedLogins { user_id: r.user.id });
+    }
+    Ok(lift)
 }
 
-/// Deletes the plugins' penalty rows (`plugin:<instance>`) counted for each of
+/// Lifts the lock of the account `identifier` names ([`lift`], the count of wrong
+/// codes included when every count goes), in one commit; how many live counts went.
+pub fn unlock(
+    store: &dyn Store,
+    identifier: &str,
+    address: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let lift = lift(store, identifier, address, address.is_none(), now)?;
+    store.commit(&lift.ops)?;
+    Ok(lift.cleared)
+}
+
+/// The plugins' live penalty rows (`plugin:<instance>`) counted for each of
 /// `addresses`: the per-address rows of a rate limiter, keyed by the address as the
-/// lockout counts it. Returns how many live rows went.
-pub fn clear_address_penalties(
+/// lockout counts it.
+fn address_penalties(
     store: &dyn Store,
     addresses: &std::collections::BTreeSet<String>,
     now: DateTime<Utc>,
-) -> Result<usize, StoreError> {
+) -> Result<Vec<Penalty>, StoreError> {
     if addresses.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let mut cleared = 0;
-    for p in store.live_penalties(now)? {
-        if p.key.kind.starts_with("plugin:")
-            && p.key.address.is_empty()
-            && addresses.contains(&p.key.subject)
-        {
-            cleared += store.clear_penalties(&p.key.kind, &p.key.subject, Some(""), now)?;
-        }
-    }
-    Ok(cleared)
+    Ok(store
+        .live_penalties(now)?
+        .into_iter()
+        .filter(|p| {
+            p.key.kind.starts_with("plugin:")
+                && p.key.address.is_empty()
+                && addresses.contains(&p.key.subject)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -62,3 +62,16 @@ pub fn redeem(
     let key = PenaltyKey::new(KIND, &subject(token, user_id), address);
     Ok(store.clear_penalties(KIND, &key.subject, Some(&key.address), now)? == 1)
 }
+
+/// The changes that end every pending second step of `user_id`'s logins: what a
+/// password change or reset does, so that a token the old password earned cannot
+/// complete a login after it.
+pub fn forget(store: &dyn Store, user_id: i64, now: DateTime<Utc>) -> Result<Vec<Op>, StoreError> {
+    let suffix = format!(":{user_id}");
+    Ok(store
+        .live_penalties(now)?
+        .into_iter()
+        .filter(|p| p.key.kind == KIND && p.key.subject.ends_with(&suffix))
+        .map(|p| Op::ClearPenalty { key: p.key })
+        .collect())
+}

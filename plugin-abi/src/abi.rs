@@ -309,6 +309,21 @@ pub trait Host: Send + Sync {
     fn penalty_clear(&self, _key: RStr<'_>) -> RResult<(), ErrorBox> {
         not_implemented()
     }
+    /// Replaces this instance's value for `key` with `value` (`RNone`: deletes it)
+    /// only if it is still `expected` (`RNone`: absent), at once and atomically in
+    /// the store, not at the request's commit; answers whether it did. Of two
+    /// concurrent swaps from one value, on any daemon on the store, exactly one
+    /// succeeds: what makes a one-time code single-use. Compares with the store as
+    /// committed (not this request's own pending `store_set`s). Added in plugin-abi
+    /// 1.4.0; an older daemon answers `NotImplemented`.
+    fn store_swap(
+        &self,
+        _key: RStr<'_>,
+        _expected: ROption<RStr<'_>>,
+        _value: ROption<RStr<'_>>,
+    ) -> RResult<bool, ErrorBox> {
+        not_implemented()
+    }
 }
 
 /// The host as handed to one hook call.

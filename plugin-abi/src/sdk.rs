@@ -293,6 +293,25 @@ impl<'a> Ctx<'a> {
     pub fn store_delete(&self, key: &str) -> HookResult<()> {
         self.store_write(key, RNone)
     }
+    /// Replaces this instance's value for `key` with `value` (`None`: deletes it)
+    /// only if the store still holds `expected` (`None`: nothing), at once and
+    /// atomically; whether it did. Of two concurrent swaps from one value exactly one
+    /// succeeds, on every daemon sharing the store: use it to take something once (a
+    /// one-time code, a recovery code). A daemon older than plugin-abi 1.4.0 answers
+    /// [`HookError`] `NotImplemented`.
+    pub fn store_swap(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> HookResult<bool> {
+        let expected = expected.map(RStr::from).into();
+        let value = value.map(RStr::from).into();
+        match self.host.store_swap(key.into(), expected, value) {
+            ROk(done) => Ok(done),
+            RErr(e) => Err(HookError::from_abi(&e)),
+        }
+    }
     /// Creates (or finds) the local user for an identity this plugin vouched for:
     /// activated, Member group, no local password. Committed at once.
     pub fn provision_user(&self, username: &str, email: &str) -> HookResult<User> {

@@ -207,6 +207,23 @@ impl Host for TestHost {
         };
         ROk(())
     }
+    fn store_swap(
+        &self,
+        key: RStr<'_>,
+        expected: ROption<RStr<'_>>,
+        value: ROption<RStr<'_>>,
+    ) -> RResult<bool, ErrorBox> {
+        let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        if store.get(key.as_str()).map(String::as_str) != expected.map(|e| e.as_str()).into_option()
+        {
+            return ROk(false);
+        }
+        match value {
+            ROption::RSome(v) => store.insert(key.to_string(), v.to_string()),
+            ROption::RNone => store.remove(key.as_str()),
+        };
+        ROk(true)
+    }
     fn provision_user(&self, username: RStr<'_>, email: RStr<'_>) -> RResult<User, ErrorBox> {
         let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(u) = users.iter().find(|u| u.username == username) {

@@ -19,6 +19,7 @@
 pub mod client;
 pub mod fuzzing;
 pub mod methods;
+pub mod passkey;
 pub mod replies;
 pub mod types;
 pub mod wire;

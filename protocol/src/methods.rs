@@ -37,6 +37,8 @@ pub enum Method {
     Admin(AdminCall),
     /// `org.flaskbb.Account.*`: second factors, passwords, locks (forum peers only).
     Account(AccountCall),
+    /// The passkey methods of `org.flaskbb.Account` and `org.flaskbb.Auth`.
+    Passkey(crate::passkey::PasskeyCall),
 }
 
 /// A call of `org.varlink.service`.
@@ -297,6 +299,9 @@ pub enum AccountCall {
         password: String,
         /// A current one-time code or an unused recovery code (never logged).
         code: String,
+        /// The member's address, which the lockout counts a wrong password or code
+        /// under (as a login's `remote_addr`).
+        remote_addr: Option<String>,
     },
     /// Makes new recovery codes.
     RegenerateRecoveryCodes {
@@ -306,6 +311,9 @@ pub enum AccountCall {
         password: String,
         /// A current one-time code or an unused recovery code (never logged).
         code: String,
+        /// The member's address, which the lockout counts a wrong password or code
+        /// under (as a login's `remote_addr`).
+        remote_addr: Option<String>,
     },
     /// Changes a password, checking the old one.
     ChangePassword {
@@ -315,6 +323,8 @@ pub enum AccountCall {
         old_password: String,
         /// The new password (never logged).
         new_password: String,
+        /// The member's address, which the lockout counts a wrong password under.
+        remote_addr: Option<String>,
     },
     /// Sets a password after the forum's reset token, lifting the lock.
     ResetPassword {
@@ -371,27 +381,31 @@ impl AccountCall {
                     }
                 }
                 "DisableTotp" => {
-                    let mut p = params(&["user_id", "password", "code"])?;
+                    let mut p = params(&["user_id", "password", "code", "remote_addr"])?;
                     AccountCall::DisableTotp {
                         user_id: p.req("user_id")?,
                         password: p.req("password")?,
                         code: p.req("code")?,
+                        remote_addr: p.opt("remote_addr")?,
                     }
                 }
                 "RegenerateRecoveryCodes" => {
-                    let mut p = params(&["user_id", "password", "code"])?;
+                    let mut p = params(&["user_id", "password", "code", "remote_addr"])?;
                     AccountCall::RegenerateRecoveryCodes {
                         user_id: p.req("user_id")?,
                         password: p.req("password")?,
                         code: p.req("code")?,
+                        remote_addr: p.opt("remote_addr")?,
                     }
                 }
                 "ChangePassword" => {
-                    let mut p = params(&["user_id", "old_password", "new_password"])?;
+                    let mut p =
+                        params(&["user_id", "old_password", "new_password", "remote_addr"])?;
                     AccountCall::ChangePassword {
                         user_id: p.req("user_id")?,
                         old_password: p.req("old_password")?,
                         new_password: p.req("new_password")?,
+                        remote_addr: p.opt("remote_addr")?,
                     }
                 }
                 "ResetPassword" => {
@@ -594,9 +608,12 @@ pub fn parse(call: Call) -> Result<Method, Reply> {
     let Call {
         interface,
         method,
-        parameters,
+        mut parameters,
         ..
     } = call;
+    if let Some(call) = crate::passkey::PasskeyCall::parse(&interface, &method, &mut parameters) {
+        return call.map(Method::Passkey);
+    }
     if interface == EVENTS {
         return match EventCall::parse(&method, parameters) {
             Some(call) => call.map(Method::Events),
@@ -828,6 +845,7 @@ mod tests {
                 Method::Service(c) => c,
                 Method::Events(c) => c,
                 Method::Account(_) => panic!("{} parsed as Account", call.full_name()),
+                Method::Passkey(_) => panic!("{} parsed as a passkey call", call.full_name()),
             };
             assert_eq!(again.full_name(), call.full_name());
             assert_eq!(again.parameters(), call.parameters());

@@ -267,6 +267,23 @@ pub struct LockedAccount {
     pub lock: LockState,
 }
 
+/// A member's wrong second-factor codes, from every address and route together,
+/// as the account's code limit counts them (`auth.lockout.code_attempts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeLockedAccount {
+    /// The member.
+    pub user_id: i64,
+    /// Their username.
+    pub name: String,
+    /// Wrong codes counted within the window.
+    pub failures: u32,
+    /// When the last was counted (RFC 3339).
+    pub last_failure: String,
+    /// Until when every code is refused unchecked (RFC 3339), once the limit is
+    /// reached; lifted by `Unlock` (without an address) or `ResetSecondFactor`.
+    pub locked_until: Option<String>,
+}
+
 /// An address a plugin (a rate limiter) counts failures for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PenalisedAddress {

@@ -205,7 +205,7 @@ fn hooks_and_plugins_ask_the_running_daemon() {
     assert!(
         plugins.lines().any(|l| l.starts_with("ex ")
             && l.contains("enabled")
-            && l.contains("libscripted.so (plugin-abi 1.3.0)")),
+            && l.contains("libscripted.so (plugin-abi 1.4.0)")),
         "{plugins}"
     );
     assert!(

@@ -83,7 +83,7 @@ fn shipped_config_checks_and_prints_every_chain() {
     );
     assert_eq!(
         chain_lines(&stdout, "flaskbb_reauth_attempt"),
-        ["audit", "default_reauth"]
+        ["audit", "lockout", "default_reauth"]
     );
     assert!(
         stdout.contains("tryfirst priority 0    builtin"),
@@ -515,7 +515,7 @@ fn each_load_failure_is_one_line_naming_the_file_and_cause() {
     let s = Scratch::new("load-failures");
     s.write("bogus.so", "not an ELF file");
     let major = variant_plugin("abitwo", "2.0.0", |t| t);
-    let layout = variant_plugin("abilayout", "1.3.0", |t| {
+    let layout = variant_plugin("abilayout", "1.4.0", |t| {
         t.replace(
             "    pub login_attempts: i32,",
             "    pub login_attempts: u32,",
@@ -541,11 +541,11 @@ fn each_load_failure_is_one_line_naming_the_file_and_cause() {
         ),
         (
             major.display().to_string(),
-            format!("plugin {}: version mismatch: built against plugin-abi 2.0.0, this daemon speaks 1.3.0", major.display()),
+            format!("plugin {}: version mismatch: built against plugin-abi 2.0.0, this daemon speaks 1.4.0", major.display()),
         ),
         (
             layout.display().to_string(),
-            format!("plugin {}: ABI mismatch with plugin-abi 1.3.0 (plugin built against 1.3.0): ", layout.display()),
+            format!("plugin {}: ABI mismatch with plugin-abi 1.4.0 (plugin built against 1.4.0): ", layout.display()),
         ),
     ];
     for (library, expected) in cases {

@@ -45,12 +45,22 @@ MAX_PASSWORD_BYTES = 72
 #: What a member sees for each of ``org.flaskbb.Account``'s errors.
 _MESSAGES = {
     "WrongCode": "The code is wrong.",
+    "TooManyCodes": (
+        "Too many wrong codes were tried for this account. Try again later, "
+        "or ask an administrator to lift the lock."
+    ),
     "AlreadyEnrolled": "Two-factor authentication is already on.",
     "NotEnrolling": "Start the set-up again: it was not started or has been replaced.",
     "NotEnrolled": "Two-factor authentication is not on.",
     "NoSuchUser": "No such member.",
     "SecondFactorUnavailable": "This forum does not offer two-factor authentication.",
 }
+
+
+def _address() -> Dict[str, str]:
+    """The member's address, for the calls that check a password or a code: the
+    daemon's lockout counts and judges them under it, as it does a login."""
+    return {"remote_addr": request.remote_addr} if request.remote_addr else {}
 
 
 def _bridge() -> Bridge:
@@ -182,12 +192,19 @@ class Security(MethodView):
                     user_id=user_id,
                     password=form.password.data,
                     code=form.code.data.strip(),
+                    **_address(),
                 )["recovery_codes"]
                 flash(_("New recovery codes made; the old ones no longer work."), "success")
                 return self.render(forms, recovery_codes=codes)
             if forms["disable"].submit.data and forms["disable"].validate_on_submit():
                 form = forms["disable"]
-                account_call("DisableTotp", user_id=user_id, password=form.password.data, code=form.code.data.strip())
+                account_call(
+                    "DisableTotp",
+                    user_id=user_id,
+                    password=form.password.data,
+                    code=form.code.data.strip(),
+                    **_address(),
+                )
                 flash(_("Two-factor authentication is off."), "success")
                 return redirect(url_for("flaskbbd.security"))
         except AccountRefused as e:
@@ -239,6 +256,7 @@ class ChangePassword(MethodView):
                         user_id=current_user.id,
                         old_password=form.old_password.data,
                         new_password=form.new_password.data,
+                        **_address(),
                     )
                 except AccountRefused as e:
                     if e.name == "AuthenticationFailed":
@@ -331,10 +349,12 @@ class Management(MethodView):
         locks: List[Dict[str, Any]] = []
         addresses: List[Dict[str, Any]] = []
         factors: List[Dict[str, Any]] = []
+        codes: List[Dict[str, Any]] = []
         try:
             listed = account_call("ListLocks")
             locks = [a for a in listed.get("accounts", []) if _has_failures(a.get("lock", {}))]
             addresses = listed.get("addresses", [])
+            codes = listed.get("second_factor", [])
             factors = account_call("ListSecondFactors").get("members", [])
         except AccountRefused as e:
             flash(e.message, "danger")
@@ -344,6 +364,7 @@ class Management(MethodView):
             locks=locks,
             addresses=addresses,
             factors=factors,
+            codes=codes,
             status=status,
             status_error=status_error,
             chart=Markup(stats.chart_svg()),

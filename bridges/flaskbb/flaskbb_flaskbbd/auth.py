@@ -193,7 +193,10 @@ class Login(MethodView):
                     form.login.data, form.password.data, request_context(**extra)
                 )
             except AuthenticationFailed as e:
-                flash(e.reason, "danger")
+                # A right password whose code is still to come is no failure: the
+                # request for the code is shown as information, not as an error.
+                asked_code = e.pending_login is not None and not form.otp.data
+                flash(e.reason, "info" if asked_code else "danger")
                 if e.pending_login is None or form.otp.data:
                     stats.record(False)
                     failed = True
@@ -304,7 +307,7 @@ class Reauth(MethodView):
                         "reauthentication and login chains disagree about the second factor"
                     ) from None
             except AuthenticationFailed as e:
-                flash(e.reason, "danger")
+                flash(e.reason, "info" if e.pending_login is not None else "danger")
                 if e.pending_login is not None:
                     _keep_pending("reauth", current_user.username, e.pending_login, user_id=current_user.id)
                     return render_second_step(SecondStepForm(formdata=None), "reauth")

@@ -21,6 +21,10 @@ from tests.support import AUDIT_PLUGIN, WRONG, Site, totp
 MISSING = "A one-time code from your authenticator app is required."
 WRONG_CODE = "The one-time code is wrong."
 REUSED = "This one-time code was already used. Wait for the next one."
+TOO_MANY = (
+    "Too many wrong codes were tried for this account. Try again later, "
+    "or ask an administrator to lift the lock."
+)
 DAEMON_PLUGINS = AUDIT_PLUGIN + '[[plugin]]\nname = "totp"\nlibrary = "totp"\n'
 
 site: Site
@@ -29,7 +33,9 @@ site: Site
 def setUpModule() -> None:
     global site
     site = Site("account_pages")
-    site.start(DAEMON_PLUGINS)
+    # Four wrong codes of one account, from anywhere, and no code is checked (fewer
+    # than the lockout's five per address, so that the code limit is what refuses).
+    site.start(DAEMON_PLUGINS, auth="lockout = { code_attempts = 4 }")
     AccountPages.forum_url = site.forum.url
     AccountPages.artifacts = site.directory / "browser"
 
@@ -125,7 +131,8 @@ class AccountPages(BrowserTestCase):
         # The password, then the code alone.
         self.sign_in(name, password)
         self.assertFalse(self.signed_in())
-        self.assertEqual(self.chrome.flashes("danger"), [MISSING])
+        self.assertEqual(self.chrome.flashes("info"), [MISSING])
+        self.assertEqual(self.chrome.flashes("danger"), [])
         self.assertNoSecrets(secret, codes)
         wrong = "000000" if totp(secret) != "000000" else "111111"
         self.code(wrong)
@@ -170,7 +177,8 @@ class AccountPages(BrowserTestCase):
         self.assertIn("/auth/reauth", self.chrome.path)
         self.chrome.type("password", password)
         self.chrome.press('form [name="submit"]')
-        self.assertEqual(self.chrome.flashes("danger"), [MISSING])
+        self.assertEqual(self.chrome.flashes("info"), [MISSING])
+        self.assertEqual(self.chrome.flashes("danger"), [])
         self.assertEqual(self.chrome.flashes("success"), [])
         self.code(fresh.next())
         self.assertEqual(self.chrome.flashes("success"), ["Reauthenticated."])
@@ -283,6 +291,38 @@ class AccountPages(BrowserTestCase):
         self.assertTrue(self.signed_in(), self.chrome.flashes("danger"))
         self.chrome.open("/auth/logout")
         self.sign_in(enrolled, enrolled_password)
+        self.assertTrue(self.signed_in(), self.chrome.flashes("danger"))
+
+    def test_guessed_codes_stop_the_code_step_until_an_admin_lifts_it(self) -> None:
+        name, password = site.member()
+        secret, codes, fresh = self.enrol(name, password)
+        self.chrome.open("/auth/logout")
+        # Whoever knows the password guesses codes: past the account's limit even the
+        # right code is refused unchecked, and the member is told what to do.
+        self.sign_in(name, password)
+        wrong = "000000" if totp(secret) != "000000" else "111111"
+        for _ in range(4):
+            self.code(wrong)
+            self.assertEqual(self.chrome.flashes("danger"), [WRONG_CODE])
+        self.code(fresh.next())
+        self.assertEqual(self.chrome.flashes("danger"), [TOO_MANY])
+        self.assertFalse(self.signed_in())
+
+        # The admin sees it on the management page and lifts it.
+        self.sign_in(*admin())
+        self.assertTrue(self.signed_in())
+        self.chrome.open("/admin/flaskbbd")
+        row = self.chrome.find(f'.flaskbbd-code-lock[data-name="{name}"]')
+        self.assertIn(" 4 ", f" {row.text} ")
+        self.assertNoSecrets(secret, codes)
+        self.chrome.press(f'.flaskbbd-code-lock[data-name="{name}"] .flaskbbd-lift')
+        self.assertEqual(self.chrome.flashes("success"), [f"The lock on {name} is lifted."])
+        self.assertEqual(self.chrome.find_all(f'.flaskbbd-code-lock[data-name="{name}"]'), [])
+        self.chrome.open("/auth/logout")
+
+        # The member signs in with the password and a code again.
+        self.sign_in(name, password)
+        self.code(fresh.next())
         self.assertTrue(self.signed_in(), self.chrome.flashes("danger"))
 
     def test_a_member_who_is_not_an_admin_gets_403_on_the_management_page(self) -> None:

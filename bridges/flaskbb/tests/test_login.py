@@ -114,7 +114,8 @@ class Login(SiteTestCase):
         # (no password field), and the right password counted as no failure.
         page = browser.login(name, password)
         self.assertFalse(page.logged_in)
-        self.assertEqual(page.flash("danger"), [OTP_MISSING])
+        self.assertEqual(page.flash("info"), [OTP_MISSING])
+        self.assertEqual(page.flash("danger"), [])
         self.assertIn("otp", page.fields)
         self.assertNotIn("password", page.fields)
         self.assertEqual(attempts(name), 0)
@@ -159,7 +160,8 @@ class Login(SiteTestCase):
         user_id = site.daemon.user(name)["id"]
         site.daemon.store_set("totp", f"secret:{user_id}", SECRET)
         page = browser.submit("/auth/reauth", {"password": "Secret123!"})
-        self.assertEqual(page.flash("danger"), [OTP_MISSING])
+        self.assertEqual(page.flash("info"), [OTP_MISSING])
+        self.assertEqual(page.flash("danger"), [])
         self.assertEqual(page.flash("success"), [])
         self.assertIn("otp", page.fields)
         self.assertNotIn("password", page.fields)

@@ -137,6 +137,18 @@ fn verify_werkzeug(secret: &str, hash: &str) -> Option<bool> {
     Some(!expected.is_empty() && constant_time_eq(&out, &expected))
 }
 
+/// Whether `secret` can be a new password stored in `format`: what
+/// [`Verifier::hash_for`] would refuse, decided without hashing (so that a caller can
+/// refuse it before any other work).
+pub fn acceptable(format: impl Into<HashFormat>, secret: &str) -> bool {
+    match format.into() {
+        HashFormat::Bcrypt => {
+            !secret.is_empty() && secret.len() <= MAX_SECRET_BYTES && !secret.contains('\0')
+        }
+        HashFormat::Werkzeug => !secret.is_empty(),
+    }
+}
+
 /// werkzeug's `pbkdf2:sha256:600000$salt$hex` (its default before scrypt), which
 /// every FlaskBB version verifies.
 pub fn hash_werkzeug(secret: &str) -> Result<String, PasswordError> {

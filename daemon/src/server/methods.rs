@@ -17,6 +17,7 @@ use flaskbbd_protocol::{
         decode_event, parse, AdminCall, AuthCall, EventCall, Method, ServiceCall, ACCOUNT, ADMIN,
         AUTH, EVENTS,
     },
+    passkey::PasskeyCall,
     replies::{
         self, account as account_errors, admin as admin_errors, auth as auth_errors,
         events as event_errors, AuthenticationFailed, GetMetricsReply, GetStatusReply,
@@ -121,7 +122,7 @@ pub(crate) async fn dispatch(d: &Arc<Daemon>, parsed: Parsed) -> Reply {
 fn logged(name: &str, started: Instant, answer: Answer) -> Reply {
     match answer {
         Answer::Reply(reply) => {
-            log_answered(name, started, reply.error_name().unwrap_or("ok"));
+            log_answered(name, started, outcome_of(&reply));
             reply
         }
         Answer::Failed(Failure { interface, message }) => {
@@ -137,6 +138,19 @@ fn logged(name: &str, started: Instant, answer: Answer) -> Reply {
             );
             Reply::error(&outcome, json!(InternalError { message }))
         }
+    }
+}
+
+/// The outcome an answered call counts and logs under: `ok`, the error's name, or
+/// [`crate::metrics::SECOND_STEP`] for a right password whose second step is pending
+/// (an `AuthenticationFailed` carrying a `pending_login` token, which is no failure).
+fn outcome_of(reply: &Reply) -> &str {
+    match reply {
+        Reply::Err { parameters, .. } if parameters.get("pending_login").is_some() => {
+            crate::metrics::SECOND_STEP
+        }
+        Reply::Err { error, .. } => error,
+        Reply::Ok(_) => "ok",
     }
 }
 
@@ -339,6 +353,12 @@ async fn run(d: &Arc<Daemon>, method: Method) -> Answer {
         Method::Events(call) => event(d, call).await,
         Method::Admin(call) => admin_method(d, call).await,
         Method::Account(call) => crate::account::call(d, call).await,
+        Method::Passkey(PasskeyCall::FinishSignIn {
+            ceremony,
+            credential,
+            context,
+        }) => passkey_sign_in(d, ceremony, credential, context).await,
+        Method::Passkey(call) => crate::passkey::call(d, call).await,
     }
 }
 
@@ -383,7 +403,14 @@ async fn auth(d: &Arc<Daemon>, mut call: AuthCall) -> Answer {
     answer
 }
 
-fn auth_answer<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> Reply) -> Answer {
+/// An authentication flow's outcome as `org.flaskbb.Auth` answers it: `ok` of the
+/// value, or `AuthenticationFailed` (with what plugins asked for, and a pending
+/// second step's token), `ForceLogout`, or a failure.
+pub(crate) fn auth_answer<T>(
+    req: &Request,
+    r: Result<T, AuthError>,
+    ok: impl FnOnce(T) -> Reply,
+) -> Answer {
     match r {
         Ok(v) => ok(v).into(),
         Err(AuthError::Failed { reason }) => {
@@ -409,6 +436,45 @@ fn auth_answer<T>(req: &Request, r: Result<T, AuthError>, ok: impl FnOnce(T) -> 
         }
         Err(AuthError::Internal { message }) => Failure::new(AUTH, message).into(),
     }
+}
+
+/// `FinishPasskeySignIn`: the passkey's checks and its member's login on the pool
+/// ([`crate::passkey::sign_in`]), answered as `Authenticate` is, with the same failure
+/// delay.
+async fn passkey_sign_in(
+    d: &Arc<Daemon>,
+    ceremony: String,
+    credential: String,
+    context: Context,
+) -> Answer {
+    let webauthn = match crate::passkey::relying_party(d, AUTH) {
+        Ok(w) => w,
+        Err(answer) => return answer,
+    };
+    let req = crate::passkey::sign_in_request(d, context);
+    let (g, r2) = (d.generation(), req.clone());
+    let answer = run_request(d, AUTH, req, move || {
+        let outcome = crate::passkey::sign_in(
+            &g,
+            &PluginAuthenticationManager,
+            &r2,
+            &webauthn,
+            &ceremony,
+            &credential,
+        );
+        auth_answer(&r2, outcome, |user| Reply::ok(UserReply { user }))
+    })
+    .await
+    .unwrap_or_else(Answer::from);
+    let delay = d.config().auth.failure_delay_ms;
+    let failed = match &answer {
+        Answer::Reply(r) => r.error_name().is_some(),
+        Answer::Failed(_) => true,
+    };
+    if delay > 0 && failed {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    answer
 }
 
 async fn event(d: &Arc<Daemon>, call: EventCall) -> Answer {

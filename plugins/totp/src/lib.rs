@@ -10,12 +10,12 @@
 //! The last step used is kept in `last_step:<user id>`. Users without a secret pass
 //! unless `require = true`. The codes themselves are `flaskbbd-otp`'s, shared with the
 //! daemon so that enrolment and login agree.
+//!
+//! A sign-in with a verified passkey is a second factor already: the daemon marks
+//! its request `authenticated_by = passkey` (a mark it removes from any context a
+//! client sends), and no code is asked for then.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Mutex,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use flaskbbd_otp::Algorithm;
 use flaskbbd_otp::{Params, RecoveryCodes};
@@ -31,6 +31,14 @@ pub const REUSED: &str = "This one-time code was already used. Wait for the next
 /// The refusal, with `require`, of a user who is not enrolled.
 pub const NOT_ENROLLED: &str =
     "Two-factor authentication is required, but it is not set up for this account.";
+
+/// The context key (and its value) by which the daemon says the member signed in
+/// with a verified passkey.
+pub const PASSKEY_MARK: (&str, &str) = ("authenticated_by", "passkey");
+
+/// How many times a recovery code's use is tried again when another use of the same
+/// member's codes changed them in between.
+const RECOVERY_RETRIES: usize = 8;
 
 /// RFC 6238's TOTP value of `key` at `unix_time`, zero-padded to `digits`.
 pub fn totp(
@@ -55,33 +63,39 @@ pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
     flaskbbd_otp::decode_base32(text).ok()
 }
 
-/// One configured instance.
+/// One configured instance. It keeps nothing in memory: which step and which
+/// recovery codes were used lives in the store, and each is taken with one atomic
+/// swap (`Ctx::store_swap`), so that of concurrent uses of one code, on one daemon or
+/// several on one database, exactly one passes.
 pub struct Totp {
     config: Params,
-    /// The last step accepted per user: the authority within this daemon, so two
-    /// concurrent logins cannot both use one code.
-    last_step: Mutex<HashMap<i64, u64>>,
-    /// Recovery codes used through this daemon (user, stored text they were used
-    /// from, the code as normalized): the same authority for recovery codes, until
-    /// the store has the use.
-    used_recovery: Mutex<HashSet<(i64, String)>>,
 }
 
 impl PluginInstance for Totp {
     fn new(init: &Init) -> Result<Self, String> {
         let config: Params = init.config()?;
         config.check()?;
-        Ok(Totp {
-            config,
-            last_step: Mutex::new(HashMap::new()),
-            used_recovery: Mutex::new(HashSet::new()),
-        })
+        Ok(Totp { config })
+    }
+}
+
+/// A swap the daemon cannot make: this plugin needs plugin-abi 1.4.0's `store_swap`.
+fn swap_failed(e: HookError) -> HookError {
+    match e {
+        HookError::NotImplemented => HookError::failed(
+            "this daemon cannot mark a code used atomically (store_swap, plugin-abi 1.4.0): upgrade flaskbbd",
+        ),
+        other => other,
     }
 }
 
 impl PostAuthenticationHandler for Totp {
     fn handle_post_auth(&self, cx: &Ctx<'_>, user: &User) -> HookResult<()> {
         let c = &self.config;
+        if cx.context(PASSKEY_MARK.0).as_deref() == Some(PASSKEY_MARK.1) {
+            // A passkey is possession and user verification in one: the factor is met.
+            return Ok(());
+        }
         let Some(secret) = cx.store_get(&flaskbbd_otp::secret_key(user.id))? else {
             return if c.require {
                 Err(HookError::stop(NOT_ENROLLED))
@@ -120,45 +134,55 @@ impl PostAuthenticationHandler for Totp {
             }
             return refuse(WRONG);
         };
-        let mut last = self.last_step.lock().unwrap_or_else(|e| e.into_inner());
-        let stored = cx
-            .store_get(&flaskbbd_otp::last_step_key(user.id))?
-            .and_then(|s| s.parse::<u64>().ok());
-        let used = last.get(&user.id).copied().max(stored);
+        let last_key = flaskbbd_otp::last_step_key(user.id);
+        let stored = cx.store_get(&last_key)?;
+        let used = stored.as_deref().and_then(|s| s.parse::<u64>().ok());
         if used.is_some_and(|u| step <= u) {
             return refuse(REUSED);
         }
-        last.insert(user.id, step);
-        cx.store_set(&flaskbbd_otp::last_step_key(user.id), &step.to_string())
+        // Taken only if no other use moved the last step since it was read: a
+        // concurrent login or reauthentication with this code finds it moved.
+        let taken = cx
+            .store_swap(&last_key, stored.as_deref(), Some(&step.to_string()))
+            .map_err(swap_failed)?;
+        if !taken {
+            return refuse(REUSED);
+        }
+        Ok(())
     }
 }
 
 impl Totp {
-    /// Uses `code` if it is one of the member's unused recovery codes: stores the
-    /// codes left, and answers whether it was one.
+    /// Uses `code` if it is one of the member's unused recovery codes: swaps the
+    /// stored codes for those left, and answers whether it was one. When another use
+    /// changed the stored codes in between, it reads them again (a different code used
+    /// at the same moment must not make this one fail or come back).
     fn use_recovery(&self, cx: &Ctx<'_>, user: &User, code: &str) -> HookResult<bool> {
         let key = flaskbbd_otp::recovery_key(user.id);
-        let Some(stored) = cx.store_get(&key)? else {
-            return Ok(false);
-        };
-        let codes = RecoveryCodes::from_stored(&stored).ok_or_else(|| {
-            HookError::failed(format!(
-                "the stored recovery codes of user {} (key {key}) are unreadable: make new ones",
-                user.id
-            ))
-        })?;
-        let Some(left) = codes.using(code) else {
-            return Ok(false);
-        };
-        let mut used = self.used_recovery.lock().unwrap_or_else(|e| e.into_inner());
-        if !used.insert((
-            user.id,
-            format!("{stored}/{}", flaskbbd_otp::normalize(code)),
-        )) {
-            return Ok(false);
+        for _ in 0..RECOVERY_RETRIES {
+            let Some(stored) = cx.store_get(&key)? else {
+                return Ok(false);
+            };
+            let codes = RecoveryCodes::from_stored(&stored).ok_or_else(|| {
+                HookError::failed(format!(
+                    "the stored recovery codes of user {} (key {key}) are unreadable: make new ones",
+                    user.id
+                ))
+            })?;
+            let Some(left) = codes.using(code) else {
+                return Ok(false);
+            };
+            if cx
+                .store_swap(&key, Some(&stored), Some(&left.to_stored()))
+                .map_err(swap_failed)?
+            {
+                return Ok(true);
+            }
         }
-        cx.store_set(&key, &left.to_stored())?;
-        Ok(true)
+        Err(HookError::failed(format!(
+            "the recovery codes of user {} kept changing while one was used: try again",
+            user.id
+        )))
     }
 }
 
@@ -205,8 +229,6 @@ mod tests {
     fn instance() -> Totp {
         Totp {
             config: Params::default(),
-            last_step: Mutex::new(HashMap::new()),
-            used_recovery: Mutex::new(HashSet::new()),
         }
     }
 
@@ -240,6 +262,27 @@ mod tests {
         assert!(base32_decode("not base32!").is_none());
         // Short secrets enrolled before `store set` checked the length still work.
         assert_eq!(base32_decode("MZXW6YTBOI======").unwrap(), b"foobar");
+    }
+
+    #[test]
+    fn a_code_passes_once() {
+        use plugin_abi::testing::TestHost;
+        let user = TestHost::user(7, "cat");
+        let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let code = Params::default().code_at(&base32_decode(secret).unwrap(), now);
+        let host = TestHost::new("totp")
+            .with_stored("secret:7", secret)
+            .with_context("otp", &code);
+        let t = instance();
+        assert_eq!(t.handle_post_auth(&host.ctx(), &user), Ok(()));
+        assert_eq!(
+            t.handle_post_auth(&host.ctx(), &user),
+            Err(HookError::stop(REUSED))
+        );
     }
 
     #[test]
