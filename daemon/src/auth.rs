@@ -158,192 +158,13 @@ impl AuthenticationManager for PluginAuthenticationManager {
         identifier: &str,
         secret: &str,
     ) -> Result<proto::User, AuthError> {
-        let address = lockout::Policy::address(req.context.get("remote_addr").map(String::as_str));
+        let login = Login::new(g, req, identifier);
         if let Some(token) = req.context.get(pending::CONTEXT_KEY) {
-            // The second step: the token stands for the password.
-            let record = req.find_user(identifier).map_err(|e| AuthError::Internal {
-                message: e.to_string(),
-            })?;
-            // An unknown name takes the same path (a token of no account, which no row
-            // holds): its answer comes no sooner than a known name's.
-            let id = record.as_ref().map_or(-1, |r| r.user.id);
-            let good =
-                pending::redeem(&*req.store, token, id, &address, Utc::now()).map_err(|e| {
-                    AuthError::Internal {
-                        message: e.to_string(),
-                    }
-                })? && record.is_some();
-            match (good, &record) {
-                (true, Some(r)) => req.set_preauthenticated(r.user.id),
-                _ => {
-                    tracing::info!(
-                        "second step with an unknown, used or expired pending-login token"
-                    );
-                    return Err(AuthError::Failed {
-                        reason: messages::SIGN_IN_AGAIN.into(),
-                    });
-                }
-            }
+            login.redeem(token)?;
         }
-        // Where the post-authentication chain began queueing, and whose login it is;
-        // whether a code sent was counted against the account's code limit, and
-        // whether that limit refused it.
-        let (mark, user_id) = (Cell::new(0), Cell::new(None));
-        let (code_counted, codes_refused) = (Cell::new(false), Cell::new(false));
-        let codes = lockout::CodeLimit::new(&g.config.auth.lockout);
-        let code_sent = req.context.get("otp").is_some_and(|c| !c.trim().is_empty());
-        let stopped = (|| {
-            let o = g.call(req, Input::Authenticate { identifier, secret });
-            let user = match &o.result {
-                Ok(Value::User(u)) => u.clone(),
-                Ok(_) => {
-                    return Err(Stopped::from(
-                        Hook::Authenticate,
-                        &o,
-                        HookError::stop(messages::WRONG_CREDENTIALS),
-                    ))
-                }
-                Err(e) => {
-                    return Err(Stopped::from(Hook::Authenticate, &o, e.clone()));
-                }
-            };
-            // A step before (a pending-login token, a verified passkey) proved one
-            // member: the chain must have answered that member, no other.
-            if let Some(proved) = req.preauthenticated() {
-                if proved != user.id {
-                    return Err(Stopped {
-                        hook: Hook::Authenticate,
-                        decided_by: o.decided_by.clone(),
-                        error: HookError::failed(format!(
-                            "the login chain answered member {} where the step before proved member {proved}",
-                            user.id
-                        )),
-                    });
-                }
-            }
-            mark.set(req.mark());
-            user_id.set(Some(user.id));
-            if code_sent {
-                // Counted before any second factor checks it: a burst of guesses from
-                // many addresses gets at most the limit's checks.
-                let check = codes.reserve(&*req.store, user.id, Utc::now());
-                match check {
-                    Ok(lockout::CodeCheck::Allowed) => code_counted.set(true),
-                    Ok(lockout::CodeCheck::Refused) => {
-                        codes_refused.set(true);
-                        return Err(Stopped {
-                            hook: Hook::PostAuthenticate,
-                            decided_by: None,
-                            error: HookError::stop(messages::TOO_MANY_CODES),
-                        });
-                    }
-                    Err(e) => {
-                        return Err(Stopped {
-                            hook: Hook::PostAuthenticate,
-                            decided_by: None,
-                            error: HookError::failed(format!("the second-factor code limit: {e}")),
-                        })
-                    }
-                }
-            }
-            let o = g.call(req, Input::PostAuthenticate { user: &user });
-            match &o.result {
-                Ok(_) => Ok(user),
-                Err(e) => Err(Stopped::from(Hook::PostAuthenticate, &o, e.clone())),
-            }
-        })();
-        // Only a wrong code keeps its count in the code limit: a right one, or a
-        // check that reached no verdict on the code, gives it back.
-        let wrong_code = matches!(
-            &stopped,
-            Err(Stopped {
-                hook: Hook::PostAuthenticate,
-                error: HookError::StopAuthentication { .. },
-                ..
-            }) if req.asked().iter().any(|k| k == "otp")
-        );
-        // Queued after the answer's own changes below (a pending second step drops
-        // what the chain queued since its mark).
-        let code_op = match (code_counted.get(), user_id.get()) {
-            (true, Some(id)) if wrong_code => Some(codes.wrong(id, Utc::now())),
-            (true, Some(id)) => Some(lockout::CodeLimit::release(id)),
-            _ => None,
-        };
-        let answer = match stopped {
-            Ok(user) => Ok(user),
-            Err(_) if codes_refused.get() => {
-                // The password was right and no code was checked: no failure of either.
-                req.release_reservation();
-                Err(AuthError::Failed {
-                    reason: messages::TOO_MANY_CODES.into(),
-                })
-            }
-            Err(Stopped {
-                hook: Hook::PostAuthenticate,
-                error: HookError::StopAuthentication { reason },
-                ..
-            }) if !req.asked().is_empty() => {
-                // The password was right and a second factor asks for a code: what the
-                // chain queued for a login (clearing counts) waits for the code.
-                req.discard_since(mark.get());
-                let missing = req
-                    .asked()
-                    .iter()
-                    .all(|k| req.context.get(k).is_none_or(|v| v.trim().is_empty()));
-                let id = user_id.get().unwrap_or_default();
-                let failed = if missing {
-                    // Not a failure: the attempt's count is given back.
-                    req.release_reservation();
-                    Ok(())
-                } else {
-                    // A wrong code is a failure like a wrong password.
-                    let f = g.call(req, Input::AuthenticationFailed { identifier });
-                    match &f.result {
-                        Err(e) => {
-                            Err(Stopped::from(Hook::AuthenticationFailed, &f, e.clone()).internal())
-                        }
-                        Ok(_) => Ok(()),
-                    }
-                };
-                match failed.and_then(|()| {
-                    pending::issue(req, id, &address)
-                        .map_err(|message| AuthError::Internal { message })
-                }) {
-                    Ok(token) => {
-                        tracing::info!(
-                            user_id = id,
-                            code_sent = !missing,
-                            "password right; the second step is pending"
-                        );
-                        Err(AuthError::SecondStep {
-                            reason,
-                            token,
-                            counted: !missing,
-                        })
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Err(Stopped {
-                error: HookError::StopAuthentication { reason },
-                ..
-            }) => {
-                // Only StopAuthentication runs the failure hook (FlaskBB).
-                let f = g.call(req, Input::AuthenticationFailed { identifier });
-                match &f.result {
-                    Err(e) => {
-                        Err(Stopped::from(Hook::AuthenticationFailed, &f, e.clone()).internal())
-                    }
-                    Ok(_) => Err(AuthError::Failed { reason }),
-                }
-            }
-            Err(stopped) => {
-                // No verdict: the lockout's count of this attempt is given back, so
-                // that a plugin's outage locks no one out.
-                req.release_reservation();
-                Err(stopped.internal())
-            }
-        };
+        let stopped = login.chains(secret);
+        let code_op = login.code_op(&stopped);
+        let answer = login.answer(stopped);
         if let Some(op) = code_op {
             req.push(op).map_err(|e| AuthError::Internal {
                 message: e.to_string(),
@@ -355,6 +176,241 @@ impl AuthenticationManager for PluginAuthenticationManager {
         match req.store.find_user_by_id(user.id) {
             Ok(Some(r)) => Ok(r.user),
             _ => Ok(convert::user_from_abi(&user)),
+        }
+    }
+}
+
+/// One login through the chains, in named steps: what the steps learn of it on the
+/// way (whose login it is, where the post-authentication chain began queueing, what
+/// the account's code limit said).
+struct Login<'a> {
+    g: &'a Generation,
+    req: &'a Request,
+    identifier: &'a str,
+    /// The client address, as the lockout and pending tokens count it.
+    address: String,
+    codes: lockout::CodeLimit,
+    /// Whether the client sent a second-factor code (`otp`).
+    code_sent: bool,
+    /// Where the post-authentication chain began queueing.
+    mark: Cell<usize>,
+    /// Whose login it is, once the authentication chain answered.
+    user_id: Cell<Option<i64>>,
+    /// Whether the code sent was counted against the account's code limit.
+    code_counted: Cell<bool>,
+    /// Whether the code limit refused the code unchecked.
+    codes_refused: Cell<bool>,
+}
+
+impl<'a> Login<'a> {
+    fn new(g: &'a Generation, req: &'a Request, identifier: &'a str) -> Login<'a> {
+        Login {
+            g,
+            req,
+            identifier,
+            address: lockout::Policy::address(req.context.get("remote_addr").map(String::as_str)),
+            codes: lockout::CodeLimit::new(&g.config.auth.lockout),
+            code_sent: req.context.get("otp").is_some_and(|c| !c.trim().is_empty()),
+            mark: Cell::new(0),
+            user_id: Cell::new(None),
+            code_counted: Cell::new(false),
+            codes_refused: Cell::new(false),
+        }
+    }
+
+    /// The second step of a two-step login: the pending-login token stands for the
+    /// password. An unknown name takes the same path (a token of no account, which no
+    /// row holds), so that its answer comes no sooner than a known name's.
+    fn redeem(&self, token: &str) -> Result<(), AuthError> {
+        let store_failed = |e: crate::store::StoreError| AuthError::Internal {
+            message: e.to_string(),
+        };
+        let record = self.req.find_user(self.identifier).map_err(store_failed)?;
+        let id = record.as_ref().map_or(-1, |r| r.user.id);
+        let good = pending::redeem(&*self.req.store, token, id, &self.address, Utc::now())
+            .map_err(store_failed)?;
+        match (good, &record) {
+            (true, Some(r)) => {
+                self.req.set_preauthenticated(r.user.id);
+                Ok(())
+            }
+            _ => {
+                tracing::info!("second step with an unknown, used or expired pending-login token");
+                Err(AuthError::Failed {
+                    reason: messages::SIGN_IN_AGAIN.into(),
+                })
+            }
+        }
+    }
+
+    /// The authentication chain, then (with a code sent, within the account's code
+    /// limit) the post-authentication chain: the user, or where the flow stopped.
+    fn chains(&self, secret: &str) -> Result<abi::User, Stopped> {
+        let (g, req) = (self.g, self.req);
+        let o = g.call(
+            req,
+            Input::Authenticate {
+                identifier: self.identifier,
+                secret,
+            },
+        );
+        let user = match &o.result {
+            Ok(Value::User(u)) => u.clone(),
+            Ok(_) => {
+                return Err(Stopped::from(
+                    Hook::Authenticate,
+                    &o,
+                    HookError::stop(messages::WRONG_CREDENTIALS),
+                ))
+            }
+            Err(e) => return Err(Stopped::from(Hook::Authenticate, &o, e.clone())),
+        };
+        // A step before (a pending-login token, a verified passkey) proved one member:
+        // the chain must have answered that member, no other.
+        if let Some(proved) = req.preauthenticated() {
+            if proved != user.id {
+                return Err(Stopped {
+                    hook: Hook::Authenticate,
+                    decided_by: o.decided_by.clone(),
+                    error: HookError::failed(format!(
+                        "the login chain answered member {} where the step before proved member {proved}",
+                        user.id
+                    )),
+                });
+            }
+        }
+        self.mark.set(req.mark());
+        self.user_id.set(Some(user.id));
+        if self.code_sent {
+            self.reserve_code(user.id)?;
+        }
+        let o = g.call(req, Input::PostAuthenticate { user: &user });
+        match &o.result {
+            Ok(_) => Ok(user),
+            Err(e) => Err(Stopped::from(Hook::PostAuthenticate, &o, e.clone())),
+        }
+    }
+
+    /// Counts the code sent against the account's code limit before any second factor
+    /// checks it (a burst of guesses from many addresses gets at most the limit's
+    /// checks); past the limit, the login stops unchecked.
+    fn reserve_code(&self, user_id: i64) -> Result<(), Stopped> {
+        let stop = |error| Stopped {
+            hook: Hook::PostAuthenticate,
+            decided_by: None,
+            error,
+        };
+        match self.codes.reserve(&*self.req.store, user_id, Utc::now()) {
+            Ok(lockout::CodeCheck::Allowed) => {
+                self.code_counted.set(true);
+                Ok(())
+            }
+            Ok(lockout::CodeCheck::Refused) => {
+                self.codes_refused.set(true);
+                Err(stop(HookError::stop(messages::TOO_MANY_CODES)))
+            }
+            Err(e) => Err(stop(HookError::failed(format!(
+                "the second-factor code limit: {e}"
+            )))),
+        }
+    }
+
+    /// The code limit's change for this login: a wrong code keeps its count and
+    /// restarts the window; a right one, or a check that reached no verdict on the
+    /// code, gives its count back. Queued after the answer's own changes (a pending
+    /// second step drops what the chain queued since its mark).
+    fn code_op(&self, stopped: &Result<abi::User, Stopped>) -> Option<crate::store::Op> {
+        let wrong_code = matches!(
+            stopped,
+            Err(Stopped {
+                hook: Hook::PostAuthenticate,
+                error: HookError::StopAuthentication { .. },
+                ..
+            }) if self.req.asked().iter().any(|k| k == "otp")
+        );
+        match (self.code_counted.get(), self.user_id.get()) {
+            (true, Some(id)) if wrong_code => Some(self.codes.wrong(id, Utc::now())),
+            (true, Some(id)) => Some(lockout::CodeLimit::release(id)),
+            _ => None,
+        }
+    }
+
+    /// What the login answers, from where the chains stopped.
+    fn answer(&self, stopped: Result<abi::User, Stopped>) -> Result<abi::User, AuthError> {
+        match stopped {
+            Ok(user) => Ok(user),
+            Err(_) if self.codes_refused.get() => {
+                // The password was right and no code was checked: no failure of either.
+                self.req.release_reservation();
+                Err(AuthError::Failed {
+                    reason: messages::TOO_MANY_CODES.into(),
+                })
+            }
+            Err(Stopped {
+                hook: Hook::PostAuthenticate,
+                error: HookError::StopAuthentication { reason },
+                ..
+            }) if !self.req.asked().is_empty() => self.second_step(reason),
+            Err(Stopped {
+                error: HookError::StopAuthentication { reason },
+                ..
+            }) => {
+                // Only StopAuthentication runs the failure hook (FlaskBB).
+                self.failure_hooks()?;
+                Err(AuthError::Failed { reason })
+            }
+            Err(stopped) => {
+                // No verdict: the lockout's count of this attempt is given back, so
+                // that a plugin's outage locks no one out.
+                self.req.release_reservation();
+                Err(stopped.internal())
+            }
+        }
+    }
+
+    /// The password was right and a second factor asks for a code: what the chain
+    /// queued for a login (clearing counts) waits for the code, and the client gets a
+    /// pending-login token. Without a code sent the password step is no failure; a
+    /// wrong code is one, as a wrong password is.
+    fn second_step(&self, reason: String) -> Result<abi::User, AuthError> {
+        let req = self.req;
+        req.discard_since(self.mark.get());
+        let missing = req
+            .asked()
+            .iter()
+            .all(|k| req.context.get(k).is_none_or(|v| v.trim().is_empty()));
+        if missing {
+            req.release_reservation();
+        } else {
+            self.failure_hooks()?;
+        }
+        let id = self.user_id.get().unwrap_or_default();
+        let token = pending::issue(req, id, &self.address)
+            .map_err(|message| AuthError::Internal { message })?;
+        tracing::info!(
+            user_id = id,
+            code_sent = !missing,
+            "password right; the second step is pending"
+        );
+        Err(AuthError::SecondStep {
+            reason,
+            token,
+            counted: !missing,
+        })
+    }
+
+    /// FlaskBB's `flaskbb_authentication_failed` chain; a failure of it is the
+    /// login's internal error.
+    fn failure_hooks(&self) -> Result<(), AuthError> {
+        let f = self.g.call(
+            self.req,
+            Input::AuthenticationFailed {
+                identifier: self.identifier,
+            },
+        );
+        match &f.result {
+            Err(e) => Err(Stopped::from(Hook::AuthenticationFailed, &f, e.clone()).internal()),
+            Ok(_) => Ok(()),
         }
     }
 }
