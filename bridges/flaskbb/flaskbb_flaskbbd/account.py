@@ -1,4 +1,5 @@
-"""The member's "Security" settings page, FlaskBB's password change and reset, and
+"""The member's "Security" settings page (the second factor, and passkeys: listed,
+added through the bridge's script, removed), FlaskBB's password change and reset, and
 the admins' sign-in page in FlaskBB's management area, all through the daemon's
 ``org.flaskbb.Account`` interface (the forum's uid must be in ``daemon.forum_uids``).
 

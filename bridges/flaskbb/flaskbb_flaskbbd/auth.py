@@ -4,6 +4,12 @@ The views replace FlaskBB's own at the same endpoints (``auth.login`` and
 ``auth.reauth``), so FlaskBB's links, rate limits and ``next=`` redirects keep
 working. FlaskBB's ``PluginAuthenticationManager`` is then never used: the daemon's
 chain is the one pipeline, and a failed login is counted once, by the daemon.
+
+Passkeys: the bridge's script (``static/passkey.js``) on the login, code-step and
+reauthentication pages asks ``passkey_options`` for a sign-in's options
+(``BeginPasskeySignIn``) and posts the browser's assertion to ``passkey_finish``
+(``FinishPasskeySignIn``), which logs the member in as the password login does, or,
+at reauthentication, confirms the login of the member signed in.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ the forum at ``http://localhost:PORT`` (WebAuthn refuses an IP address as origin
 the daemon's ``[webauthn]`` for it: a member adds a passkey from the Security page,
 signs out and signs in with the passkey alone; a banned member's passkey gets
 FlaskBB's ban message; a removed passkey no longer signs in; a passkey stands for the
-code of a member enrolled in TOTP, and for the password at reauthentication; an admin removes a member's passkeys."""
+code of a member enrolled in TOTP, and for the password at reauthentication; an
+admin removes a member's passkeys; an assertion sent again is refused."""
 
 from __future__ import annotations
 
@@ -249,3 +250,37 @@ class PasskeyPages(BrowserTestCase):
         self.use_passkey()
         self.assertFalse(self.signed_in())
         self.assertEqual(self.chrome.flashes("danger"), [NOT_REGISTERED])
+
+    def test_an_assertion_sent_again_is_refused(self) -> None:
+        name, password = site.member()
+        self.sign_in(name, password)
+        self.add_passkey("Laptop")
+        self.sign_out()
+        self.chrome.open("/auth/login")
+        self.chrome.wait("the passkey button", lambda: self.chrome.find(".flaskbbd-passkey-button").is_displayed())
+        # Keep what the page posts: the browser's signed answer to this sign-in.
+        self.chrome.driver.execute_script(
+            "const post = window.fetch;"
+            "window.fetch = (url, init) => {"
+            "  if (/\\/auth\\/passkey(\\?|$)/.test(String(url))) { localStorage.setItem('kept', init.body); }"
+            "  return post(url, init); };"
+        )
+        self.use_passkey()
+        self.assertTrue(self.signed_in(), self.chrome.flashes("danger"))
+        self.sign_out()
+        # Whoever got hold of it sends it again, in a sign-in of their own.
+        self.chrome.open("/auth/login")
+        self.chrome.wait("the passkey button", lambda: self.chrome.find(".flaskbbd-passkey-button").is_displayed())
+        answer = self.chrome.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "const token = document.querySelector('meta[name=\"csrf-token\"]').content;"
+            "const post = (url, body) => fetch(url, {method: 'POST', credentials: 'same-origin',"
+            "  headers: {'Content-Type': 'application/json', 'X-CSRFToken': token}, body: body});"
+            "post('/auth/passkey/options', '{}')"
+            "  .then(() => post('/auth/passkey', localStorage.getItem('kept')))"
+            "  .then(r => r.json()).then(done, e => done({error: String(e)}));"
+        )
+        self.assertIn("redirect", answer)
+        self.chrome.open(answer["redirect"])
+        self.assertFalse(self.signed_in())
+        self.assertEqual(self.chrome.flashes("danger"), ["The passkey could not be verified."])
