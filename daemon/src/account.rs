@@ -297,10 +297,11 @@ impl Codes<'_> {
             return Err(Refusal::TooManyCodes);
         }
         let outcome = check();
-        if !matches!(outcome, Err(Refusal::WrongCode)) {
-            self.store()
-                .commit(&[lockout::CodeLimit::release(user_id)])?;
-        }
+        let op = match outcome {
+            Err(Refusal::WrongCode) => limit.wrong(user_id, now),
+            _ => lockout::CodeLimit::release(user_id),
+        };
+        self.store().commit(&[op])?;
         outcome
     }
 }
@@ -433,25 +434,39 @@ impl Job {
                 );
                 Ok(Reply::ok(json!({ "cleared": cleared })))
             }
-            AccountCall::ResetSecondFactor { user_id } => {
-                self.user(user_id)?;
-                let (instance, _) = totp_instance(&self.config)?;
-                self.forget_second_factor(&instance, user_id)?;
-                // A new factor starts with no wrong codes held against it.
-                self.store().clear_penalties(
-                    lockout::CODE_KIND,
-                    &lockout::user_subject(user_id),
-                    None,
-                    Utc::now(),
-                )?;
-                tracing::warn!(
-                    user_id,
-                    instance,
-                    "account: second factor and recovery codes removed by an admin"
-                );
-                Ok(Reply::empty())
-            }
+            AccountCall::ResetSecondFactor { user_id } => self.reset_second_factor(user_id),
         }
+    }
+
+    /// An admin's reset of a member's second factors (a lost phone or security key):
+    /// the TOTP secret, recovery codes and count of wrong codes, and every passkey.
+    fn reset_second_factor(&self, user_id: i64) -> Outcome {
+        self.user(user_id)?;
+        let passkeys =
+            crate::passkey::forget_all(self.store(), user_id).map_err(Refusal::Internal)?;
+        let instance = match totp_instance(&self.config) {
+            Ok((instance, _)) => instance,
+            Err(Refusal::Unavailable(_)) if passkeys > 0 => {
+                tracing::warn!(user_id, passkeys, "account: passkeys removed by an admin");
+                return Ok(Reply::empty());
+            }
+            Err(e) => return Err(e),
+        };
+        self.forget_second_factor(&instance, user_id)?;
+        // A new factor starts with no wrong codes held against it.
+        self.store().clear_penalties(
+            lockout::CODE_KIND,
+            &lockout::user_subject(user_id),
+            None,
+            Utc::now(),
+        )?;
+        tracing::warn!(
+            user_id,
+            instance,
+            passkeys,
+            "account: second factor, recovery codes and passkeys removed by an admin"
+        );
+        Ok(Reply::empty())
     }
 
     fn user(&self, user_id: i64) -> Result<UserRecord, Refusal> {
@@ -574,28 +589,33 @@ impl Job {
             return Err(Refusal::WrongCode);
         };
         let (codes, hashed) = flaskbbd_otp::new_recovery_codes().map_err(Refusal::Internal)?;
-        // Enrolled in one atomic step: of two confirmations at once, one finds the
-        // factor already there.
-        if !self.store().kv_swap(
-            &instance,
-            &flaskbbd_otp::secret_key(user_id),
-            None,
-            Some(&pending),
-        )? {
-            return Err(Refusal::AlreadyEnrolled);
+        // Enrolled in one transaction, all or nothing: the secret only where there is
+        // none (of two confirmations at once, one finds the factor already there),
+        // with the recovery codes and the step just shown (which cannot open a login).
+        let set = |key: String, value: Option<String>| Op::KvSet {
+            plugin: instance.clone(),
+            key,
+            value,
+        };
+        let ops = [
+            Op::KvSwap {
+                plugin: instance.clone(),
+                key: flaskbbd_otp::secret_key(user_id),
+                expected: None,
+                value: Some(pending),
+            },
+            set(flaskbbd_otp::pending_key(user_id), None),
+            set(flaskbbd_otp::last_step_key(user_id), Some(step.to_string())),
+            set(
+                flaskbbd_otp::recovery_key(user_id),
+                Some(hashed.to_stored()),
+            ),
+        ];
+        match self.store().commit(&ops) {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(Refusal::AlreadyEnrolled),
+            Err(e) => return Err(e.into()),
         }
-        self.kv_set(
-            &instance,
-            &[
-                (flaskbbd_otp::pending_key(user_id), None),
-                // The code just shown cannot open a login too.
-                (flaskbbd_otp::last_step_key(user_id), Some(step.to_string())),
-                (
-                    flaskbbd_otp::recovery_key(user_id),
-                    Some(hashed.to_stored()),
-                ),
-            ],
-        )?;
         tracing::info!(
             user_id,
             instance,

@@ -207,6 +207,20 @@ impl AuthenticationManager for PluginAuthenticationManager {
                     return Err(Stopped::from(Hook::Authenticate, &o, e.clone()));
                 }
             };
+            // A step before (a pending-login token, a verified passkey) proved one
+            // member: the chain must have answered that member, no other.
+            if let Some(proved) = req.preauthenticated() {
+                if proved != user.id {
+                    return Err(Stopped {
+                        hook: Hook::Authenticate,
+                        decided_by: o.decided_by.clone(),
+                        error: HookError::failed(format!(
+                            "the login chain answered member {} where the step before proved member {proved}",
+                            user.id
+                        )),
+                    });
+                }
+            }
             mark.set(req.mark());
             user_id.set(Some(user.id));
             if code_sent {
@@ -246,14 +260,15 @@ impl AuthenticationManager for PluginAuthenticationManager {
                 hook: Hook::PostAuthenticate,
                 error: HookError::StopAuthentication { .. },
                 ..
-            }) if !req.asked().is_empty()
+            }) if req.asked().iter().any(|k| k == "otp")
         );
-        if let (true, false, Some(id)) = (code_counted.get(), wrong_code, user_id.get()) {
-            req.push(lockout::CodeLimit::release(id))
-                .map_err(|e| AuthError::Internal {
-                    message: e.to_string(),
-                })?;
-        }
+        // Queued after the answer's own changes below (a pending second step drops
+        // what the chain queued since its mark).
+        let code_op = match (code_counted.get(), user_id.get()) {
+            (true, Some(id)) if wrong_code => Some(codes.wrong(id, Utc::now())),
+            (true, Some(id)) => Some(lockout::CodeLimit::release(id)),
+            _ => None,
+        };
         let answer = match stopped {
             Ok(user) => Ok(user),
             Err(_) if codes_refused.get() => {
@@ -329,6 +344,11 @@ impl AuthenticationManager for PluginAuthenticationManager {
                 Err(stopped.internal())
             }
         };
+        if let Some(op) = code_op {
+            req.push(op).map_err(|e| AuthError::Internal {
+                message: e.to_string(),
+            })?;
+        }
         commit(req)?;
         let user = answer?;
         // Answer the user as committed (e.g. with the failed-login counter cleared).
@@ -415,7 +435,12 @@ impl ReauthenticateManager for PluginAuthenticationManager {
                     Ok(_) => Err(AuthError::Failed { reason }),
                 }
             }
-            Err(stopped) => Err(stopped.internal()),
+            Err(stopped) => {
+                // No verdict (a plugin or the store failed): the lockout's count of
+                // this attempt is given back, so that an outage locks no one out.
+                req.release_reservation();
+                Err(stopped.internal())
+            }
         };
         commit(req)?;
         answer

@@ -156,10 +156,17 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// The most webauthn-rs may log (see [`init_logging`]).
+const WEBAUTHN_LOG: [&str; 2] = ["webauthn_rs_core=warn", "webauthn_rs=warn"];
+
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // webauthn-rs logs ceremony state (challenges) and authenticator data at debug
+        // and trace: never those, whatever filter is asked for.
+        .add_directive(WEBAUTHN_LOG[0].parse().unwrap_or_default())
+        .add_directive(WEBAUTHN_LOG[1].parse().unwrap_or_default());
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -471,16 +471,36 @@ impl Builder<'_> {
                 Err(e) => {
                     let failed = e
                         .instance
-                        .map_or(0, |i| i as usize)
-                        .min(g.members.len() - 1);
-                    let failed_name = g.members[failed].name.get_ref();
+                        .map(|i| i as usize)
+                        .filter(|&i| i < g.members.len());
+                    let others = |me: usize| {
+                        g.members
+                            .iter()
+                            .enumerate()
+                            .filter(|&(i, _)| i != me)
+                            .map(|(_, p)| format!("{:?}", p.name.get_ref()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
                     for (i, p) in g.members.iter().enumerate() {
-                        let why = if i == failed {
-                            with_key_lines(config, p, &e.message)
-                        } else {
-                            format!(
-                                "not started: it shares a plugin host with instance {failed_name:?} (same library and sandbox), which failed to start"
-                            )
+                        let why = match failed {
+                            // The host named the instance whose `new` failed (or that it
+                            // died in): that one's error, and the others say why they
+                            // are not running.
+                            Some(f) if f == i => with_key_lines(config, p, &e.message),
+                            Some(f) => format!(
+                                "not started: it shares a plugin host with instance {:?} (same library and sandbox), which failed to start",
+                                g.members[f].name.get_ref()
+                            ),
+                            // The host failed before or beside any instance (its library,
+                            // its confinement): no instance is to blame, and every one
+                            // of the host's says so.
+                            None if g.members.len() > 1 => format!(
+                                "its plugin host, which it shares with instance(s) {} (same library and sandbox), could not start: {}",
+                                others(i),
+                                e.message
+                            ),
+                            None => with_key_lines(config, p, &e.message),
                         };
                         out.insert(p.name.get_ref().clone(), Err(why));
                     }

@@ -352,6 +352,13 @@ impl CallCx<'_> {
         expected: Option<&str>,
         value: Option<&str>,
     ) -> HookResult<bool> {
+        // Written at once: a call of a request that already ended (it timed out, and
+        // was answered) must not use anything up.
+        if self.req.is_abandoned() {
+            return Err(HookError::failed(
+                "the request this call belongs to has already ended (it timed out)",
+            ));
+        }
         self.req
             .store
             .kv_swap(&self.instance.name, key, expected, value)

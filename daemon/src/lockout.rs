@@ -14,7 +14,7 @@ use plugin_abi::sdk::address_bucket;
 use crate::{
     config::{LockoutConfig, LockoutScope},
     proto::{AddressLock, LockState},
-    store::{Op, Penalty, PenaltyKey, Store, StoreError, UserRecord},
+    store::{Op, Penalty, PenaltyKey, Store, StoreError, Timing, UserRecord},
 };
 
 /// The `kind` of the lockout's rows.
@@ -98,7 +98,7 @@ impl Policy {
         now: DateTime<Utc>,
     ) -> Result<Vec<Penalty>, StoreError> {
         let keys = self.keys(subject, address);
-        let mut rows = store.reserve_penalties(&keys, now, self.window_ms())?;
+        let mut rows = store.reserve_penalties(&keys, now, self.window_ms(), Timing::Touch)?;
         for row in &mut rows {
             row.failures = row.failures.saturating_sub(1);
         }
@@ -262,7 +262,7 @@ impl CodeLimit {
     /// Counts one code check of `user_id`, committed before the check so that a
     /// burst of concurrent guesses gets at most `code_attempts` checks, on one daemon
     /// or several on one database; whether the check may go on. A refused attempt is
-    /// given back at once: the window runs from the last code that was checked.
+    /// given back at once. The window runs from the last wrong code.
     pub fn reserve(
         &self,
         store: &dyn Store,
@@ -270,10 +270,14 @@ impl CodeLimit {
         now: DateTime<Utc>,
     ) -> Result<CodeCheck, StoreError> {
         let key = CodeLimit::key(user_id);
+        // The row's time stays: only a code that turns out wrong restarts the window
+        // ([`CodeLimit::wrong`]), so right codes and refused attempts keep no old
+        // mistake alive.
         let rows = store.reserve_penalties(
             std::slice::from_ref(&key),
             now,
             self.window.num_milliseconds(),
+            Timing::Keep,
         )?;
         let before = rows.first().map_or(0, |p| p.failures.saturating_sub(1));
         if before < self.attempts {
@@ -285,6 +289,16 @@ impl CodeLimit {
             "a second-factor code was refused unchecked: too many wrong codes for the account"
         );
         Ok(CodeCheck::Refused)
+    }
+
+    /// The change that makes a reserved check a wrong code's: the window restarts
+    /// from it.
+    pub fn wrong(&self, user_id: i64, now: DateTime<Utc>) -> Op {
+        Op::TouchPenalty {
+            key: CodeLimit::key(user_id),
+            at_ms: now.timestamp_millis(),
+            window_ms: self.window.num_milliseconds(),
+        }
     }
 
     /// The change that gives back one reserved check (a right code, or a check that

@@ -31,6 +31,10 @@ use prometheus_client::{
 
 use crate::proto::RequestWindow;
 
+/// The outcome of an `Authenticate` whose password was right and whose second step is
+/// pending: answered as `AuthenticationFailed` with a token, but no failure.
+pub const SECOND_STEP: &str = "second_step";
+
 /// The method label of a call to no method of the daemon's interfaces (or of a message
 /// that was no call at all).
 pub const INVALID_METHOD: &str = "(invalid)";
@@ -447,6 +451,7 @@ impl Metrics {
     fn outcome_label(&self, outcome: &str) -> Cow<'static, str> {
         match outcome {
             "ok" => Cow::Borrowed("ok"),
+            SECOND_STEP => Cow::Borrowed(SECOND_STEP),
             _ => match self.errors.get(outcome) {
                 Some(name) => Cow::Borrowed(name),
                 None => Cow::Owned(outcome.to_owned()),

@@ -74,7 +74,22 @@ pub const UNKNOWN_PASSKEY: &str =
     "This passkey is not registered here. Sign in with your password, or use another passkey.";
 
 /// The answer to a passkey whose assertion did not verify.
-pub const PASSKEY_REFUSED: &str = "The passkey could not be verified.";
+pub const PASSKEY_REFUSED: &str =
+    "The passkey could not be verified. Try again, or sign in with your password.";
+
+/// The answer when an address began too many sign-ins within a ceremony's lifetime.
+pub const TOO_MANY_CEREMONIES: &str =
+    "Too many passkey sign-ins were started from your address. Wait a few minutes, or sign in with your password.";
+
+/// Sign-in ceremonies one client address may begin within [`CEREMONY_LIFETIME_MS`]:
+/// what bounds the rows an anonymous caller can make.
+pub const CEREMONIES_PER_ADDRESS: u32 = 20;
+
+/// Passkeys one member may register.
+pub const MAX_PASSKEYS: usize = 20;
+
+/// The penalty rows counting an address's begun sign-ins.
+const CEREMONY_KIND: &str = "passkey-ceremony";
 
 /// `[webauthn]`: the relying party. Without the table passkeys are off.
 #[derive(Debug, Clone, Deserialize)]
@@ -110,7 +125,7 @@ impl WebauthnConfig {
             return Err((
                 "rp_id",
                 format!(
-                    "{rp_id:?} is not a host name: use the forum's host (\"forum.example.org\"), or a registrable domain it is under (\"example.org\"; never a bare top-level domain), in lower case"
+                    "{rp_id:?} is not a host name: use the forum's host (\"forum.example.org\"), or a registrable domain it is under (\"example.org\"; never a bare top-level domain or another public suffix such as co.uk), in lower case, an international name in its xn-- form"
                 ),
             ));
         }
@@ -127,6 +142,12 @@ impl WebauthnConfig {
                     format!("{origin:?} is not a URL ({e}): use \"https://forum.example.org\""),
                 )
             })?;
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err((
+                    "origins",
+                    format!("{origin:?}: an origin has no user name or password in it"),
+                ));
+            }
             let host = url.host_str().unwrap_or_default().to_owned();
             let secure = url.scheme() == "https" && !host.is_empty();
             let local = url.scheme() == "http" && host == "localhost";
@@ -184,6 +205,9 @@ impl WebauthnConfig {
 #[derive(Clone, Serialize, Deserialize)]
 struct Stored {
     name: String,
+    /// The member's `date_joined` when it was registered: a passkey left behind by a
+    /// deleted account must not sign in the account that gets its id next.
+    joined: String,
     passkey: Passkey,
     /// RFC 3339, UTC.
     created: String,
@@ -359,9 +383,26 @@ pub(crate) async fn call(d: &Arc<Daemon>, call: PasskeyCall) -> Answer {
     }
 }
 
-/// Stores a new ceremony; its id.
+/// When this process last pruned expired ceremonies (milliseconds since the epoch).
+static LAST_PRUNE_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Stores a new ceremony; its id. Expired ceremonies are pruned at most once a minute
+/// per process (a ceremony's expiry is checked when it is taken, whatever the rows).
 fn begin_ceremony(store: &dyn Store, ceremony: &Ceremony) -> Result<String, String> {
-    prune_ceremonies(store)?;
+    let now = Utc::now().timestamp_millis();
+    let last = LAST_PRUNE_MS.load(std::sync::atomic::Ordering::Relaxed);
+    if now - last > 60_000
+        && LAST_PRUNE_MS
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        prune_ceremonies(store)?;
+    }
     let id = random_hex(32)?;
     let value = serde_json::to_string(ceremony)
         .map_err(|e| format!("cannot write the ceremony's state: {e}"))?;
@@ -427,7 +468,32 @@ fn options_reply(options: Value, ceremony: String) -> Result<Reply, String> {
     Ok(Reply::ok(json!({ "options": text, "ceremony": ceremony })))
 }
 
+/// Counts one begun sign-in for `address` (committed at once, so a burst counts
+/// exactly); whether the address is still within [`CEREMONIES_PER_ADDRESS`].
+fn admit_sign_in(store: &dyn Store, address: &str) -> Result<bool, String> {
+    let key = crate::store::PenaltyKey::new(CEREMONY_KIND, address, "");
+    let rows = store
+        .reserve_penalties(
+            std::slice::from_ref(&key),
+            Utc::now(),
+            CEREMONY_LIFETIME_MS,
+            crate::store::Timing::Touch,
+        )
+        .map_err(store_error)?;
+    Ok(rows.first().map_or(0, |p| p.failures) <= CEREMONIES_PER_ADDRESS)
+}
+
 fn begin_sign_in(store: &dyn Store, webauthn: &Webauthn, address: String) -> Result<Reply, String> {
+    if !admit_sign_in(store, &address)? {
+        tracing::warn!(
+            "passkey sign-ins refused to an address past {CEREMONIES_PER_ADDRESS} begun within {} minutes",
+            CEREMONY_LIFETIME_MS / 60_000
+        );
+        return Ok(Reply::error(
+            &format!("{AUTH}.AuthenticationFailed"),
+            json!({ "reason": TOO_MANY_CEREMONIES }),
+        ));
+    }
     let (options, state) = webauthn
         .start_discoverable_authentication()
         .map_err(|e| format!("webauthn-rs could not begin a sign-in: {e}"))?;
@@ -450,13 +516,70 @@ fn read_stored(store: &dyn Store, key: &str) -> Result<Option<(Stored, String)>,
     let Some(value) = store.kv_get(KV, key).map_err(store_error)? else {
         return Ok(None);
     };
-    let stored = serde_json::from_str::<Stored>(&value)
-        .map_err(|e| format!("the stored passkey {key:?} cannot be read: {e}"))?;
+    let stored = serde_json::from_str::<Stored>(&value).map_err(|e| {
+        let owner = key.split(':').nth(1).unwrap_or("?");
+        format!(
+            "a stored passkey of member {owner} cannot be read ({e}): remove it with RemovePasskey"
+        )
+    })?;
     Ok(Some((stored, value)))
 }
 
 fn cred_key(user_id: i64, id: &str) -> String {
     format!("cred:{user_id}:{id}")
+}
+
+/// What `handle:<uuid>` holds: the member's id and `date_joined`, so that a handle
+/// outliving its account names no one who gets the id later.
+fn handle_owner(user: &crate::store::UserRecord) -> String {
+    format!("{} {}", user.user.id, user.user.date_joined)
+}
+
+/// Forgets a passkey an earlier account with the same id left behind (read as
+/// `value` under `key`), and its owner row.
+fn forget_stale(
+    store: &dyn Store,
+    user_id: i64,
+    key: &str,
+    value: &str,
+    stored: &Stored,
+) -> Result<(), String> {
+    store
+        .kv_swap(KV, key, Some(value), None)
+        .map_err(store_error)?;
+    let owner = format!("owner:{}", b64(stored.passkey.cred_id()));
+    store
+        .kv_swap(KV, &owner, Some(&user_id.to_string()), None)
+        .map_err(store_error)?;
+    tracing::info!(
+        user_id,
+        "a passkey of an earlier account with this id was forgotten"
+    );
+    Ok(())
+}
+
+/// Forgets every passkey of `user_id` (an admin's reset of the member's second
+/// factors); how many went.
+pub(crate) fn forget_all(store: &dyn Store, user_id: i64) -> Result<usize, String> {
+    let mut gone = 0;
+    for (key, value) in store
+        .kv_prefixed(KV, &format!("cred:{user_id}:"))
+        .map_err(store_error)?
+    {
+        let Some(value) = value else { continue };
+        if store
+            .kv_swap(KV, &key, Some(&value), None)
+            .map_err(store_error)?
+        {
+            gone += 1;
+        }
+        if let Some(id) = key.rsplit(':').next() {
+            store
+                .kv_swap(KV, &format!("owner:{id}"), Some(&user_id.to_string()), None)
+                .map_err(store_error)?;
+        }
+    }
+    Ok(gone)
 }
 
 /// The registration side, on `org.flaskbb.Account`.
@@ -476,9 +599,8 @@ impl Registrar<'_> {
                 credential,
             } => self.finish(user_id, &ceremony, name, &credential),
             PasskeyCall::List { user_id } => {
-                self.user(user_id)?;
-                let passkeys: Vec<Value> =
-                    self.passkeys(user_id)?.iter().map(Stored::view).collect();
+                let user = self.user(user_id)?;
+                let passkeys: Vec<Value> = self.passkeys(&user)?.iter().map(Stored::view).collect();
                 Ok(Reply::ok(json!({ "passkeys": passkeys })))
             }
             PasskeyCall::Remove { user_id, id } => self.remove(user_id, &id),
@@ -496,27 +618,48 @@ impl Registrar<'_> {
         }
     }
 
-    /// The member's passkeys, oldest first.
-    fn passkeys(&self, user_id: i64) -> Result<Vec<Stored>, Refusal> {
+    /// The member's passkeys, oldest first (those an earlier account with the same
+    /// id left behind are not theirs: they are forgotten here).
+    fn passkeys(&self, user: &crate::store::UserRecord) -> Result<Vec<Stored>, Refusal> {
+        let user_id = user.user.id;
         let mut all = Vec::new();
         let prefix = format!("cred:{user_id}:");
         for (key, value) in self.store.kv_prefixed(KV, &prefix).map_err(store_error)? {
             let Some(value) = value else { continue };
-            let stored = serde_json::from_str::<Stored>(&value)
-                .map_err(|e| format!("the stored passkey {key:?} cannot be read: {e}"))?;
+            let stored = serde_json::from_str::<Stored>(&value).map_err(|e| {
+                format!("a stored passkey of member {user_id} cannot be read ({e}): remove it with RemovePasskey")
+            })?;
+            if stored.joined != user.user.date_joined {
+                forget_stale(self.store, user_id, &key, &value, &stored)?;
+                continue;
+            }
             all.push(stored);
         }
         all.sort_by(|a, b| a.created.cmp(&b.created));
         Ok(all)
     }
 
-    /// The member's user handle, made (at random) on first use.
-    fn handle(&self, user_id: i64) -> Result<Uuid, Refusal> {
+    /// The member's user handle, made (at random) on first use. A handle an earlier
+    /// account with the same id left behind is replaced.
+    fn handle(&self, user: &crate::store::UserRecord) -> Result<Uuid, Refusal> {
+        let user_id = user.user.id;
         let of = format!("handle-of:{user_id}");
         for _ in 0..3 {
             if let Some(text) = self.store.kv_get(KV, &of).map_err(store_error)? {
-                return Uuid::parse_str(&text)
-                    .map_err(|e| Refusal::Internal(format!("the stored {of:?} is no UUID: {e}")));
+                let handle = Uuid::parse_str(&text)
+                    .map_err(|e| Refusal::Internal(format!("the stored {of:?} is no UUID: {e}")))?;
+                let owner = self
+                    .store
+                    .kv_get(KV, &format!("handle:{handle}"))
+                    .map_err(store_error)?;
+                if owner.as_deref() == Some(handle_owner(user).as_str()) {
+                    return Ok(handle);
+                }
+                // Another account's, gone: forget it and make this member's own.
+                self.store
+                    .kv_swap(KV, &of, Some(&text), None)
+                    .map_err(store_error)?;
+                continue;
             }
             let mut bytes = [0u8; 16];
             getrandom::fill(&mut bytes)
@@ -526,10 +669,10 @@ impl Registrar<'_> {
             bytes[8] = (bytes[8] & 0x3f) | 0x80;
             let handle = Uuid::from_bytes(bytes);
             let text = handle.to_string();
-            let user = user_id.to_string();
+            let owner = handle_owner(user);
             if self
                 .store
-                .kv_swap(KV, &format!("handle:{text}"), None, Some(&user))
+                .kv_swap(KV, &format!("handle:{text}"), None, Some(&owner))
                 .map_err(store_error)?
                 && self
                     .store
@@ -547,9 +690,14 @@ impl Registrar<'_> {
 
     fn begin(&self, user_id: i64) -> Result<Reply, Refusal> {
         let user = self.user(user_id)?;
-        let handle = self.handle(user_id)?;
-        let exclude = self
-            .passkeys(user_id)?
+        let handle = self.handle(&user)?;
+        let existing = self.passkeys(&user)?;
+        if existing.len() >= MAX_PASSKEYS {
+            return Err(Refusal::Refused(format!(
+                "this member has {MAX_PASSKEYS} passkeys, the most one may have: remove one first"
+            )));
+        }
+        let exclude = existing
             .iter()
             .map(|s| s.passkey.cred_id().clone())
             .collect();
@@ -592,7 +740,7 @@ impl Registrar<'_> {
         name: String,
         credential: &str,
     ) -> Result<Reply, Refusal> {
-        self.user(user_id)?;
+        let user = self.user(user_id)?;
         let credential: RegisterPublicKeyCredential =
             serde_json::from_str(credential).map_err(|_| Refusal::Invalid("credential"))?;
         let Some(ceremony) = take_ceremony(self.store, ceremony, "register", |c| {
@@ -615,17 +763,32 @@ impl Registrar<'_> {
             })?;
         let id = b64(passkey.cred_id());
         let owner = format!("owner:{id}");
-        if !self
+        let claimed = self
             .store
             .kv_swap(KV, &owner, None, Some(&user_id.to_string()))
-            .map_err(store_error)?
-        {
+            .map_err(store_error)?;
+        // An owner row of this very member without its passkey (a write between the
+        // two that failed) is this member's to finish.
+        let own_orphan = !claimed
+            && self
+                .store
+                .kv_get(KV, &owner)
+                .map_err(store_error)?
+                .as_deref()
+                == Some(user_id.to_string().as_str())
+            && self
+                .store
+                .kv_get(KV, &cred_key(user_id, &id))
+                .map_err(store_error)?
+                .is_none();
+        if !claimed && !own_orphan {
             return Err(Refusal::Refused(
-                "this passkey is registered already".into(),
+                "this passkey is registered already (to this or another account): use another authenticator".into(),
             ));
         }
         let mut stored = Stored {
             name,
+            joined: user.user.date_joined.clone(),
             passkey,
             created: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             last_used: None,
@@ -642,7 +805,7 @@ impl Registrar<'_> {
             .map_err(store_error)?
         {
             return Err(Refusal::Refused(
-                "this passkey is registered already".into(),
+                "this passkey is registered already (to this or another account): use another authenticator".into(),
             ));
         }
         tracing::info!(user_id, "account: passkey added");
@@ -747,27 +910,43 @@ fn sign_in(
         Ok((handle, cred_id)) => {
             let owner = store
                 .kv_get(KV, &format!("handle:{handle}"))
-                .map_err(|e| internal(store_error(e)))?
-                .and_then(|u| u.parse::<i64>().ok());
-            match owner {
-                Some(user_id) => read_stored(store, &cred_key(user_id, &b64(cred_id)))
-                    .map_err(internal)?
-                    .map(|s| (user_id, s)),
-                None => None,
+                .map_err(|e| internal(store_error(e)))?;
+            let user_id = owner
+                .as_deref()
+                .and_then(|o| o.split_once(' '))
+                .and_then(|(id, _)| id.parse::<i64>().ok());
+            match (user_id, owner) {
+                (Some(user_id), Some(owner)) => {
+                    read_stored(store, &cred_key(user_id, &b64(cred_id)))
+                        .map_err(internal)?
+                        .map(|s| (user_id, owner, s))
+                }
+                _ => None,
             }
         }
         Err(_) => None,
     };
     let record = match &found {
-        Some((user_id, _)) => store
+        Some((user_id, _, _)) => store
             .find_user_by_id(*user_id)
             .map_err(|e| internal(store_error(e)))?,
         None => None,
     };
-    let (Some((user_id, (mut stored, as_read))), Some(record)) = (found, record) else {
+    // The handle and the passkey must both be the present account's: an account
+    // deleted and its id given to another leaves rows that name the old one.
+    let (Some((user_id, owner, (mut stored, as_read))), Some(record)) = (found, record) else {
         tracing::info!("passkey sign-in with a passkey registered to no one");
         return failed(UNKNOWN_PASSKEY);
     };
+    if owner != handle_owner(&record) || stored.joined != record.user.date_joined {
+        tracing::warn!(
+            user_id,
+            "passkey sign-in with a passkey of an earlier account that had this id: refused and forgotten"
+        );
+        let key = cred_key(user_id, &b64(stored.passkey.cred_id()));
+        forget_stale(store, user_id, &key, &as_read, &stored).map_err(internal)?;
+        return failed(UNKNOWN_PASSKEY);
+    }
     let username = record.user.username.clone();
     let verified = webauthn.finish_discoverable_authentication(
         &credential,

@@ -50,6 +50,17 @@ impl std::fmt::Debug for Cancel {
     }
 }
 
+/// Which instance a call in flight is in now, when one call serves several (a run of
+/// impls in one plugin host): asked when the call is blamed for a timeout.
+#[derive(Clone)]
+pub struct Blame(pub Arc<dyn Fn() -> Option<Arc<str>> + Send + Sync>);
+
+impl std::fmt::Debug for Blame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Blame")
+    }
+}
+
 /// A request's changes could not be written; it answers an internal error.
 #[derive(Debug, thiserror::Error)]
 #[error("the request's changes could not be saved: {0}")]
@@ -63,6 +74,8 @@ pub struct CurrentCall {
     pub since: Instant,
     /// How to end the call, when it can be ended.
     pub cancel: Option<Cancel>,
+    /// Who is running now, when the call serves several instances.
+    pub blame: Option<Blame>,
 }
 
 /// One request's state, shared by its worker and its async waiter.
@@ -292,6 +305,7 @@ impl Request {
             hook,
             since: Instant::now(),
             cancel: None,
+            blame: None,
         });
     }
 
@@ -302,14 +316,26 @@ impl Request {
         }
     }
 
+    /// Says how to learn which instance the call running now is in (a run of several
+    /// impls in one plugin host): [`Request::current`] names that one.
+    pub fn arm_blame(&self, blame: Blame) {
+        if let Some(c) = lock(&self.current).as_mut() {
+            c.blame = Some(blame);
+        }
+    }
+
     /// Marks that no impl is running.
     pub fn leave(&self) {
         *lock(&self.current) = None;
     }
 
-    /// The impl running now, if any.
+    /// The impl running now, if any: in a run of several impls, the one the run is in.
     pub fn current(&self) -> Option<CurrentCall> {
-        lock(&self.current).clone()
+        let mut c = lock(&self.current).clone()?;
+        if let Some(now) = c.blame.as_ref().and_then(|b| (b.0)()) {
+            c.instance = now;
+        }
+        Some(c)
     }
 
     /// The worker is done with the request: whether it finished first, or the waiter

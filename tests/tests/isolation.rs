@@ -1009,3 +1009,218 @@ fn a_crash_in_a_shared_host_fails_the_run_in_flight_and_a_new_host_serves_all_it
         .log_text()
         .contains("plugin host died; the next call starts a new one"));
 }
+
+/// Two `faults` instances in one host (the chain calls f2, then f1: a run of two) and
+/// a timeout short enough to wait for.
+const PAIR: &str = "[daemon]\nhook_timeout_ms = 1000\n\
+     [[plugin]]\nname = \"f1\"\nlibrary = \"faults\"\n\
+     [[plugin]]\nname = \"f2\"\nlibrary = \"faults\"\n";
+
+/// Hook timeouts `/metrics` counts for `instance`.
+fn hook_timeouts(d: &TestDaemon, instance: &str) -> f64 {
+    let text = d.client().get_metrics().expect("GetMetrics");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("flaskbbd_hook_timeouts_total{")
+                && l.contains(&format!("instance=\"{instance}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().trim().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Waits up to five seconds for `f` to hold (a run's worker records its failed call
+/// after the request has been answered).
+fn eventually(f: impl Fn() -> bool) -> bool {
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+#[test]
+fn a_crash_or_a_timeout_in_a_later_impl_of_a_shared_hosts_run_is_that_impls() {
+    fixture("faults");
+    let s = Scratch::new("iso-shared-blame");
+    let d = TestDaemon::start(&s, PAIR);
+    let pid = host_pid(&d, "f1");
+    assert_eq!(host_pid(&d, "f2"), pid);
+    let hook = "flaskbb_event_post_save_before";
+    let save = |content: &str| {
+        err(d.call(
+            "org.flaskbb.Events.PostSaveBefore",
+            json!({ "post": { "content": content } }),
+        ))
+    };
+
+    // f2 (the run's first impl) lets the post pass; f1, the second, crashes.
+    let (code, e) = save("segv@f1");
+    assert_eq!(code, "org.flaskbb.Events.InternalError", "{e}");
+    assert_eq!(
+        e["message"],
+        format!(
+            "instance \"f1\" failed in {hook}: its plugin host (pid {pid}, which serves f1, f2) was killed by signal 11 (SIGSEGV); a new one starts at the next call"
+        )
+    );
+    assert_eq!(hook_calls(&d, "f1", hook, "failed"), 1.0);
+    assert_eq!(
+        hook_calls(&d, "f2", hook, "failed"),
+        0.0,
+        "f2 did not crash"
+    );
+    assert!(gone(pid));
+
+    // The same for a crash in the run's first impl, as before.
+    let (_, e) = save("abort@f2");
+    assert!(
+        e["message"].as_str().unwrap().starts_with(&format!(
+            "instance \"f2\" failed in {hook}: its plugin host"
+        )),
+        "{e}"
+    );
+    assert_eq!(hook_calls(&d, "f2", hook, "failed"), 1.0);
+    assert_eq!(hook_calls(&d, "f1", hook, "failed"), 1.0);
+
+    // f1 spins: the timeout is f1's (its answer, its metric, its log line), not f2's.
+    let pid = host_pid_after_call(&d);
+    let (code, e) = save("spin@f1");
+    assert_eq!(code, "org.flaskbb.Events.InternalError", "{e}");
+    assert_eq!(
+        e["message"],
+        format!("instance \"f1\" did not answer {hook} within 1000 ms")
+    );
+    assert_eq!(hook_timeouts(&d, "f1"), 1.0);
+    assert_eq!(hook_timeouts(&d, "f2"), 0.0);
+    assert!(
+        eventually(|| hook_calls(&d, "f1", hook, "failed") == 2.0),
+        "f1's hung call counts as failed"
+    );
+    assert_eq!(hook_calls(&d, "f2", hook, "failed"), 1.0);
+    assert!(gone(pid));
+    let log = d.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("hook call timed out") && l.contains("instance=f1")),
+        "{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("hook call timed out") && l.contains("instance=f2")),
+        "{log}"
+    );
+    // And the pair serves the next post.
+    assert!(d
+        .call(
+            "org.flaskbb.Events.PostSaveBefore",
+            json!({ "post": { "content": "fine" } })
+        )
+        .is_ok());
+}
+
+/// The pair's host pid once a call has started it (after a death, the next call does).
+fn host_pid_after_call(d: &TestDaemon) -> u32 {
+    d.call(
+        "org.flaskbb.Events.PostSaveBefore",
+        json!({ "post": { "content": "hello" } }),
+    )
+    .unwrap();
+    host_pid(d, "f1")
+}
+
+#[test]
+fn a_shared_host_that_dies_making_an_instance_names_that_instance() {
+    fixture("faults");
+    let s = Scratch::new("iso-shared-start");
+    // f1 starts; f2's `new` aborts the host they share.
+    let cfg = s.config(
+        "[[plugin]]\nname = \"f1\"\nlibrary = \"faults\"\n\
+         [[plugin]]\nname = \"f2\"\nlibrary = \"faults\"\nconfig = { abort_at_start = \"yes\" }\n",
+    );
+    let (_, errs) = text(&flaskbbd(&["check", "-c", cfg.to_str().unwrap()]));
+    let line = |name: &str| {
+        errs.lines()
+            .find(|l| l.contains(&format!("instance \"{name}\" (line")))
+            .unwrap_or_else(|| panic!("no error for {name}: {errs}"))
+            .to_owned()
+    };
+    let f2 = line("f2");
+    assert!(
+        f2.contains("was killed by signal 6 (SIGABRT) while making instance \"f2\""),
+        "{errs}"
+    );
+    let f1 = line("f1");
+    assert!(
+        f1.contains("not started: it shares a plugin host with instance \"f2\""),
+        "{errs}"
+    );
+    assert!(
+        !f1.contains("SIGABRT"),
+        "f1 is not the one that failed: {errs}"
+    );
+}
+
+#[test]
+fn a_shared_hosts_output_is_logged_once_as_the_hosts() {
+    fixture("faults");
+    let s = Scratch::new("iso-shared-output");
+    let said = "hello from one of two";
+    let d = TestDaemon::start(
+        &s,
+        &format!(
+            "[[plugin]]\nname = \"f1\"\nlibrary = \"faults\"\nconfig = {{ say = {said:?} }}\n\
+             [[plugin]]\nname = \"f2\"\nlibrary = \"faults\"\n"
+        ),
+    );
+    let pid = host_pid(&d, "f1");
+    assert!(eventually(|| d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("plugin host output"))
+        .count()
+        >= 2));
+    let log = d.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("plugin host output"))
+        .collect();
+    // One line per stream: the host's, naming both instances, never one of them alone.
+    assert_eq!(lines.len(), 2, "{log}");
+    for l in lines {
+        assert!(
+            l.contains("host_instances=\"f1, f2\"")
+                && l.contains(&format!("pid={pid}"))
+                && l.contains(&format!("output={said:?}"))
+                && !l.contains("instance=\""),
+            "{l}"
+        );
+    }
+}
+
+#[test]
+fn a_shared_host_that_fails_before_any_instance_blames_none_and_names_them_all() {
+    let s = Scratch::new("iso-shared-nolib");
+    // Not a shared object: the host's loader refuses it before making any instance.
+    let bogus = s.path.join("libbogus.so");
+    std::fs::write(&bogus, b"not an ELF file").unwrap();
+    let cfg = s.config(&format!(
+        "[[plugin]]\nname = \"b1\"\nlibrary = {p:?}\n[[plugin]]\nname = \"b2\"\nlibrary = {p:?}\n",
+        p = bogus.display().to_string()
+    ));
+    let (_, errs) = text(&flaskbbd(&["check", "-c", cfg.to_str().unwrap()]));
+    for (me, other) in [("b1", "b2"), ("b2", "b1")] {
+        let line = errs
+            .lines()
+            .find(|l| l.contains(&format!("instance \"{me}\" (line")))
+            .unwrap_or_else(|| panic!("no error for {me}: {errs}"));
+        assert!(
+            line.contains(&format!(
+                "its plugin host, which it shares with instance(s) \"{other}\" (same library and sandbox), could not start: "
+            )),
+            "{errs}"
+        );
+        assert!(!line.contains("not started: it shares"), "{errs}");
+    }
+}

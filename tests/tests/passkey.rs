@@ -30,7 +30,8 @@ const WEBAUTHN: &str =
     "[webauthn]\nrp_id = \"localhost\"\norigins = [\"http://localhost:8080\"]\nrp_name = \"Cat Forum\"\n";
 const TOTP: &str = "[[plugin]]\nname = \"totp\"\nlibrary = \"totp\"\n";
 const EXPIRED: &str = "Your sign-in has expired. Please sign in again.";
-const REFUSED: &str = "The passkey could not be verified.";
+const REFUSED: &str =
+    "The passkey could not be verified. Try again, or sign in with your password.";
 const UNKNOWN: &str =
     "This passkey is not registered here. Sign in with your password, or use another passkey.";
 
@@ -638,4 +639,115 @@ fn nothing_secret_reaches_the_log() {
     ] {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
+}
+
+/// The passkey review: credentials were keyed by the member's id alone, so an account
+/// deleted (FlaskBB's SQLite ids are reused) left a passkey that signed in whoever got
+/// the id next. Now a passkey is bound to the account's `date_joined` too.
+#[test]
+fn a_passkey_left_by_an_earlier_account_signs_in_no_one_who_gets_its_id() {
+    let s = Scratch::new("passkey-id-reuse");
+    let d = TestDaemon::start(&s, WEBAUTHN);
+    let id = d.add_user("spam", "Secret123", true);
+    let mut left_behind = SoftPasskey::new();
+    register(&d, id, &mut left_behind, "spammer's key");
+    assert_eq!(
+        sign_in(&d, &mut left_behind, "192.0.2.40"),
+        Ok("spam".into())
+    );
+    // The account goes and its id is another member's now (as a reused id is).
+    s.sql(&format!(
+        "UPDATE users SET username = 'newcomer', email = 'newcomer@example.org', \
+         date_joined = '2031-02-03 04:05:06' WHERE id = {id}"
+    ));
+    assert_eq!(
+        sign_in(&d, &mut left_behind, "192.0.2.40"),
+        Err(UNKNOWN.into())
+    );
+    let listed = account(&d, "ListPasskeys", json!({ "user_id": id })).unwrap();
+    assert_eq!(listed["passkeys"], json!([]), "{listed}");
+    // The newcomer's own passkey works, under a handle of their own.
+    let mut own = SoftPasskey::new();
+    register(&d, id, &mut own, "newcomer's key");
+    assert_eq!(sign_in(&d, &mut own, "192.0.2.41"), Ok("newcomer".into()));
+    assert_eq!(
+        sign_in(&d, &mut left_behind, "192.0.2.40"),
+        Err(UNKNOWN.into())
+    );
+}
+
+/// The passkey review: the login chain ran by username, and nothing checked that it
+/// answered the member the passkey proved. A chain that answers another member now
+/// fails closed.
+#[test]
+fn a_login_chain_answering_another_member_than_the_passkeys_fails_closed() {
+    let s = Scratch::new("passkey-other-member");
+    let d = TestDaemon::start(
+        &s,
+        &format!(
+            "{WEBAUTHN}[[plugin]]\nname = \"other\"\nlibrary = \"scripted\"\nconfig = {{ on = {{ flaskbb_authenticate = {{ action = \"return_user\", user = \"dog\" }} }} }}\n[plugin.hooks.flaskbb_authenticate]\ntier = \"tryfirst\"\n"
+        ),
+    );
+    let id = d.add_user("cat", "Secret123", true);
+    d.add_user("dog", "Secret123", true);
+    let mut key = SoftPasskey::new();
+    register(&d, id, &mut key, "laptop");
+    let (options, ceremony) = begin_sign_in(&d, "192.0.2.50");
+    let credential = key.assert(&options);
+    let answer = d.call(
+        &format!("{AUTH}.FinishPasskeySignIn"),
+        json!({ "ceremony": ceremony, "credential": credential, "context": { "remote_addr": "192.0.2.50" } }),
+    );
+    let (name, params) = err(answer);
+    assert_eq!(name, format!("{AUTH}.InternalError"), "{params}");
+    assert!(
+        params["message"]
+            .as_str()
+            .unwrap()
+            .contains("where the step before proved member"),
+        "{params}"
+    );
+}
+
+/// The passkey review: an anonymous caller could begin sign-ins without end, each a
+/// stored row. An address may begin 20 within a ceremony's five minutes.
+#[test]
+fn an_address_may_begin_twenty_sign_ins_within_five_minutes() {
+    let s = Scratch::new("passkey-flood");
+    let d = TestDaemon::start(&s, WEBAUTHN);
+    let begin = |addr: &str| {
+        d.call(
+            &format!("{AUTH}.BeginPasskeySignIn"),
+            json!({ "context": { "remote_addr": addr } }),
+        )
+        .map_err(|e| err(Err(e)))
+    };
+    for n in 0..20 {
+        assert!(begin("198.51.100.60").is_ok(), "begin {n}");
+    }
+    let (name, params) = begin("198.51.100.60").unwrap_err();
+    assert_eq!(name, FAILED);
+    assert_eq!(
+        params["reason"],
+        "Too many passkey sign-ins were started from your address. Wait a few minutes, or sign in with your password."
+    );
+    assert!(begin("198.51.100.61").is_ok());
+}
+
+/// An admin's reset of a member's second factors (a lost phone or key) removes the
+/// member's passkeys too, whether or not a TOTP instance is configured.
+#[test]
+fn an_admins_reset_of_the_second_factor_removes_the_passkeys() {
+    let s = Scratch::new("passkey-reset");
+    let d = TestDaemon::start(&s, WEBAUTHN);
+    let id = d.add_user("eel", "Secret123", true);
+    let mut key = SoftPasskey::new();
+    register(&d, id, &mut key, "lost phone");
+    account(&d, "ResetSecondFactor", json!({ "user_id": id })).unwrap();
+    let listed = account(&d, "ListPasskeys", json!({ "user_id": id })).unwrap();
+    assert_eq!(listed["passkeys"], json!([]), "{listed}");
+    assert_eq!(sign_in(&d, &mut key, "192.0.2.70"), Err(UNKNOWN.into()));
+    // The same authenticator can be registered again (its owner row went too).
+    register(&d, id, &mut key, "found phone");
+    assert_eq!(sign_in(&d, &mut key, "192.0.2.70"), Ok("eel".into()));
 }

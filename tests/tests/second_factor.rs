@@ -18,6 +18,17 @@ use serde_json::{json, Value};
 const ACCOUNT: &str = "org.flaskbb.Account";
 const FAILED: &str = "org.flaskbb.Auth.AuthenticationFailed";
 const TOTP: &str = "[[plugin]]\nname = \"totp\"\nlibrary = \"totp\"\n";
+/// A `scripted` instance that sleeps in `flaskbb_post_authenticate` and
+/// `flaskbb_post_reauth`, after the second factor's check (trylast).
+const SLOW: &str = r#"[[plugin]]
+name = "slow"
+library = "scripted"
+config = { on = { flaskbb_post_authenticate = { action = "sleep", ms = 300 }, flaskbb_post_reauth = { action = "sleep", ms = 300 } } }
+[plugin.hooks.flaskbb_post_authenticate]
+tier = "trylast"
+[plugin.hooks.flaskbb_post_reauth]
+tier = "trylast"
+"#;
 const TOO_MANY: &str = "Too many wrong codes were tried for this account. Try again later, or ask an administrator to lift the lock.";
 const SIGN_IN_AGAIN: &str = "Your sign-in has expired. Please sign in again.";
 
@@ -137,9 +148,11 @@ fn at_once(calls: Vec<Box<dyn Fn() -> Answer + Sync + '_>>) -> Vec<Answer> {
 fn one_code_used_at_once_by_logins_reauthentications_and_two_daemons_passes_once() {
     let (s1, s2) = (Scratch::new("2fa-once-a"), Scratch::new("2fa-once-b"));
     // Limits high enough that only the code's single use decides.
-    // Codes up to three steps ahead are taken, so that each round has a fresh one.
+    // Codes up to three steps ahead are taken, so that each round has a fresh one;
+    // an impl after the code's check holds every login for 300 ms before its commit,
+    // so that a code marked used at the commit would be read as unused by them all.
     let extra = format!(
-        "{TOTP}config = {{ skew_steps = 3 }}\n[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 100, account_attempts = 1000, code_attempts = 1000 }}\n"
+        "{TOTP}config = {{ skew_steps = 3 }}\n{SLOW}[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 100, account_attempts = 1000, code_attempts = 1000 }}\n"
     );
     let a = TestDaemon::start(&s1, &extra);
     let b = second_daemon(&s1, &s2, &extra);
@@ -193,9 +206,9 @@ fn one_code_used_at_once_by_logins_reauthentications_and_two_daemons_passes_once
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
     let state = account(&a, "GetSecondFactor", json!({ "user_id": id })).unwrap();
     assert_eq!(state["second_factor"]["recovery_codes_left"], 5, "{state}");
-    for n in 0..5 {
+    for (n, used) in codes.iter().take(5).enumerate() {
         assert!(
-            login(&b, "cat", "Secret123", &codes[n], "192.0.2.52").is_err(),
+            login(&b, "cat", "Secret123", used, "192.0.2.52").is_err(),
             "recovery code {n} came back"
         );
     }
@@ -211,7 +224,7 @@ fn wrong_codes_from_many_addresses_meet_the_accounts_code_limit() {
     let d = TestDaemon::start(
         &s,
         &format!(
-            "{TOTP}[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 5, account_attempts = 50, code_attempts = 4 }}\n"
+            "{TOTP}{SLOW}[auth]\nbcrypt_cost = 4\nlockout = {{ attempts = 5, account_attempts = 50, code_attempts = 4 }}\n"
         ),
     );
     let id = d.add_user("dog", "Secret123", true);
@@ -284,8 +297,9 @@ fn wrong_codes_from_many_addresses_meet_the_accounts_code_limit() {
     let locks = account(&d, "ListLocks", json!({})).unwrap();
     assert_eq!(locks["second_factor"], json!([]), "{locks}");
 
-    // A burst of wrong codes at once from many addresses: at most the limit's worth
-    // is checked, the rest refused unchecked.
+    // A burst of wrong codes at once from many addresses (each login held after the
+    // code's check by the slow impl, so that counts made at the commit would all
+    // read zero): at most the limit's worth is checked, the rest refused unchecked.
     let answers = at_once(
         (0..16)
             .map(|i| {
@@ -362,6 +376,17 @@ fn a_changed_or_reset_password_ends_pending_second_steps() {
     // A token the new password earns still works.
     let fresh = token("Change789");
     assert!(second_step(&fresh, &code(&secret, 1)).is_ok());
+
+    // The metrics count the three password steps as pending second steps, not as
+    // failed logins: only the two refused second steps failed.
+    let series = |outcome: &str| {
+        d.metric(&format!(
+            "flaskbbd_requests_total{{method=\"org.flaskbb.Auth.Authenticate\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!(series("second_step"), 3.0);
+    assert_eq!(series("org.flaskbb.Auth.AuthenticationFailed"), 2.0);
+    assert_eq!(series("ok"), 1.0);
 }
 
 /// Issue 26's review: reauthentication and the Account interface's password checks
@@ -420,4 +445,92 @@ fn password_checks_after_login_are_judged_by_the_lockout_under_the_members_addre
     assert!(reauth(&d, id, "Secret123", "", away).is_ok());
     change("Secret123", "New12345", away).unwrap();
     assert!(d.auth("fox", "New12345").is_ok());
+}
+
+/// Issue 26's second review: every reservation restarted the code limit's window, so
+/// a member who signs in with right codes kept old mistakes alive for ever, and a
+/// refused attempt prolonged the lock. Only a wrong code restarts it now.
+#[test]
+fn only_a_wrong_code_restarts_the_code_limits_window() {
+    let s = Scratch::new("2fa-window");
+    let d = TestDaemon::start(
+        &s,
+        &format!("{TOTP}config = {{ skew_steps = 3 }}\n[auth]\nbcrypt_cost = 4\nlockout = {{ code_attempts = 2 }}\n"),
+    );
+    let id = d.add_user("gnu", "Secret123", true);
+    let (secret, _) = enrol(&d, id);
+    let listed = || account(&d, "ListLocks", json!({})).unwrap()["second_factor"].clone();
+    assert_eq!(
+        reason(&login(&d, "gnu", "Secret123", "000000", "192.0.2.1")),
+        totp::WRONG
+    );
+    let first = listed();
+    assert_eq!(first[0]["failures"], 1, "{first}");
+    // A second later (the listing counts whole seconds), a right code: the count and
+    // the time of the last wrong code stay as they were.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(login(&d, "gnu", "Secret123", &code(&secret, 1), "192.0.2.1").is_ok());
+    assert_eq!(listed(), first);
+    // A second wrong code locks; refused attempts after it leave the lock's end alone.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        reason(&login(&d, "gnu", "Secret123", "111111", "192.0.2.1")),
+        totp::WRONG
+    );
+    let locked = listed();
+    assert!(locked[0]["locked_until"].is_string(), "{locked}");
+    assert_ne!(locked[0]["last_failure"], first[0]["last_failure"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        reason(&login(
+            &d,
+            "gnu",
+            "Secret123",
+            &code(&secret, 2),
+            "192.0.2.1"
+        )),
+        TOO_MANY
+    );
+    assert_eq!(
+        reason(&reauth(&d, id, "Secret123", &code(&secret, 2), "192.0.2.1")),
+        TOO_MANY
+    );
+    assert_eq!(listed(), locked);
+}
+
+/// Issue 26's second review: enrolment wrote the secret, then the recovery codes and
+/// the step in a second commit, so a failure or a race between them could leave a
+/// member enrolled without the codes they were shown. Now one transaction: of
+/// confirmations at once exactly one enrols, and its codes are the ones stored.
+#[test]
+fn confirmations_at_once_enrol_once_with_the_codes_shown() {
+    let s = Scratch::new("2fa-confirm-once");
+    let d = TestDaemon::start(&s, &format!("{TOTP}[auth]\nbcrypt_cost = 4\n"));
+    let id = d.add_user("hen", "Secret123", true);
+    let begun = account(
+        &d,
+        "BeginTotp",
+        json!({ "user_id": id, "issuer": "Cat Forum" }),
+    )
+    .unwrap();
+    let secret = begun["secret"].as_str().unwrap().to_owned();
+    let answers = at_once(
+        (0..6)
+            .map(|_| {
+                let (d, otp) = (&d, code(&secret, 0));
+                Box::new(move || account(d, "ConfirmTotp", json!({ "user_id": id, "code": otp })))
+                    as Box<dyn Fn() -> Answer + Sync>
+            })
+            .collect(),
+    );
+    let enrolled: Vec<&Value> = answers.iter().filter_map(|a| a.as_ref().ok()).collect();
+    assert_eq!(enrolled.len(), 1, "{answers:?}");
+    for a in answers.iter().filter(|a| a.is_err()) {
+        assert!(
+            *a == refused("AlreadyEnrolled") || *a == refused("NotEnrolling"),
+            "{a:?}"
+        );
+    }
+    let shown = enrolled[0]["recovery_codes"][3].as_str().unwrap();
+    assert!(login(&d, "hen", "Secret123", shown, "192.0.2.9").is_ok());
 }

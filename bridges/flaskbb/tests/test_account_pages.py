@@ -33,9 +33,9 @@ site: Site
 def setUpModule() -> None:
     global site
     site = Site("account_pages")
-    # Three wrong codes of one account, from anywhere, and no code is checked (fewer
+    # Four wrong codes of one account, from anywhere, and no code is checked (fewer
     # than the lockout's five per address, so that the code limit is what refuses).
-    site.start(DAEMON_PLUGINS, auth="lockout = { code_attempts = 3 }")
+    site.start(DAEMON_PLUGINS, auth="lockout = { code_attempts = 4 }")
     AccountPages.forum_url = site.forum.url
     AccountPages.artifacts = site.directory / "browser"
 
@@ -301,7 +301,7 @@ class AccountPages(BrowserTestCase):
         # right code is refused unchecked, and the member is told what to do.
         self.sign_in(name, password)
         wrong = "000000" if totp(secret) != "000000" else "111111"
-        for _ in range(3):
+        for _ in range(4):
             self.code(wrong)
             self.assertEqual(self.chrome.flashes("danger"), [WRONG_CODE])
         self.code(fresh.next())
@@ -313,7 +313,7 @@ class AccountPages(BrowserTestCase):
         self.assertTrue(self.signed_in())
         self.chrome.open("/admin/flaskbbd")
         row = self.chrome.find(f'.flaskbbd-code-lock[data-name="{name}"]')
-        self.assertIn(" 3 ", f" {row.text} ")
+        self.assertIn(" 4 ", f" {row.text} ")
         self.assertNoSecrets(secret, codes)
         self.chrome.press(f'.flaskbbd-code-lock[data-name="{name}"] .flaskbbd-lift')
         self.assertEqual(self.chrome.flashes("success"), [f"The lock on {name} is lifted."])

@@ -34,6 +34,7 @@ use crate::{
     instance::{CallCx, Instance},
     isolation::{
         ipc::{Answer, Arg, ChainAnswer, Down, WireUser},
+        supervisor::RunError,
         Supervisor,
     },
     metrics::{HookOutcome, HookStats},
@@ -558,7 +559,12 @@ impl Chain {
         let r = catch_unwind(AssertUnwindSafe(|| {
             host.call_chain(req, self.hook, &instances, &down)
         }))
-        .unwrap_or_else(|p| Err(HookError::failed(panic_text(p))));
+        .unwrap_or_else(|p| {
+            Err(RunError {
+                error: HookError::failed(panic_text(p)),
+                step: 0,
+            })
+        });
         req.leave();
         let now = Instant::now();
         lap.set(now);
@@ -568,22 +574,21 @@ impl Chain {
             value: answered,
         } = match r {
             Ok(answer) => answer,
-            Err(e) => {
-                first.stats.record(HookOutcome::Failed, now - started);
-                return Some(fail(e, first));
+            Err(RunError { error, step }) => {
+                // The impl the host was in when it died, hung or broke the lane (as it
+                // said on the lane's page): its call failed. The impls before it ran,
+                // but their answers never came, and those after it never ran: neither
+                // counts a call.
+                let by = run.get(step).unwrap_or(first);
+                by.stats.record(HookOutcome::Failed, now - started);
+                return Some(fail(error, by));
             }
         };
         let ran = steps.len();
-        let hosted: std::time::Duration = steps
-            .iter()
-            .map(|s| std::time::Duration::from_nanos(s.ns))
-            .sum();
-        let crossing = (now - started).saturating_sub(hosted);
+        let times = step_times(now - started, steps.iter().map(|s| s.ns));
         let mut ended = None;
         let mut moved = false;
-        for (i, (e, step)) in run.iter().zip(steps).enumerate() {
-            let took = std::time::Duration::from_nanos(step.ns)
-                + if i == 0 { crossing } else { Default::default() };
+        for ((e, step), took) in run.iter().zip(steps).zip(times) {
             let r = step.result.map_err(HookError::from);
             e.stats.record(
                 if abandoned {
@@ -731,6 +736,29 @@ fn as_failure(hook: Hook, e: HookError) -> HookError {
     }
 }
 
+/// Each impl's time in a run that took `total` in all (as the daemon measured it), from
+/// the times the host reported (`reported`, nanoseconds, in call order). The host is
+/// not trusted to tell the truth: no impl is given more than what is left of `total`
+/// after the impls before it, so that the times add up to `total` at most whatever the
+/// host says; the crossing (what the host did not account for) is the first impl's.
+fn step_times(
+    total: std::time::Duration,
+    reported: impl Iterator<Item = u64>,
+) -> Vec<std::time::Duration> {
+    let mut left = total;
+    let mut times: Vec<std::time::Duration> = reported
+        .map(|ns| {
+            let took = std::time::Duration::from_nanos(ns).min(left);
+            left -= took;
+            took
+        })
+        .collect();
+    if let Some(first) = times.first_mut() {
+        *first += left;
+    }
+    times
+}
+
 #[cfg(test)]
 mod tests {
     //! The call loop with native test instances (no plugin libraries): wrappers,
@@ -741,6 +769,24 @@ mod tests {
 
     use super::*;
     use crate::{instance::Hooks, instance::Origin, testing::Setup};
+
+    #[test]
+    fn a_hosts_step_times_are_bounded_by_the_measured_round_trip() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        // Honest: each impl its own time, the crossing on the first.
+        assert_eq!(
+            step_times(ms(10), [2_000_000, 3_000_000].into_iter()),
+            [ms(7), ms(3)]
+        );
+        // A host that claims more than the round trip took gets no more than it.
+        let lied = step_times(ms(10), [u64::MAX, 5_000_000, u64::MAX].into_iter());
+        assert_eq!(lied, [ms(10), ms(0), ms(0)]);
+        assert_eq!(lied.iter().sum::<Duration>(), ms(10));
+        let lied = step_times(ms(10), [1_000_000, u64::MAX].into_iter());
+        assert_eq!(lied, [ms(1), ms(9)]);
+        assert!(step_times(ms(1), std::iter::empty()).is_empty());
+    }
 
     /// A shared host's answer to a run is taken only when it is of the hook's own
     /// kind: a topic (or a user, or `true`) answered for a post would make every later

@@ -34,6 +34,7 @@ use super::{
         self, Answer, Arg, ChainAnswer, Down, HostCall, HostValue, Init, Lane, Started, Step, Up,
         WireError, WireUser,
     },
+    page::Page,
     sandbox,
 };
 use crate::proto::{convert, Context};
@@ -69,7 +70,7 @@ pub fn main() -> ExitCode {
         Ok(init) => init,
         Err(e) => return not_started(&e.to_string()),
     };
-    let (plugin, started) = match start(&init) {
+    let (plugin, started) = match start(&init, &mut reader) {
         Ok(ok) => ok,
         Err((message, instance)) => {
             let _ = ipc::send(&mut reader, &Started::Failed { message, instance });
@@ -98,9 +99,26 @@ pub fn main() -> ExitCode {
         .join(", ");
     let mut lanes = Vec::new();
     loop {
-        match ipc::recv_fd(&control) {
-            Ok(fd) => {
-                let (s, lane) = (served.clone(), UnixStream::from(fd));
+        match ipc::recv_fds(&control) {
+            Ok(fds) => {
+                // A lane: the socket it reads, the socket it writes, and the page it
+                // shares with the daemon. Anything else closes here; the daemon sees
+                // the call fail.
+                let Ok([rx, tx, page]) = <[_; 3]>::try_from(fds) else {
+                    eprintln!(
+                        "flaskbbd-plugin-host {names}: a lane came without its three descriptors"
+                    );
+                    continue;
+                };
+                let page = match Page::map(&page) {
+                    Ok(page) => page,
+                    Err(e) => {
+                        eprintln!("flaskbbd-plugin-host {names}: cannot map a lane's page: {e}");
+                        continue;
+                    }
+                };
+                let s = served.clone();
+                let lane = Lane::split(UnixStream::from(rx), UnixStream::from(tx), Some(page));
                 let spawned = std::thread::Builder::new()
                     .name("lane".into())
                     .stack_size(LANE_STACK)
@@ -151,7 +169,10 @@ fn not_started(detail: &str) -> ExitCode {
 
 /// Confines the process, loads the library and makes the instances; on failure, why
 /// and which instance failed (when one did).
-fn start(init: &Init) -> Result<(Vec<PluginBox>, Started), (String, Option<u32>)> {
+fn start(
+    init: &Init,
+    control: &mut UnixStream,
+) -> Result<(Vec<PluginBox>, Started), (String, Option<u32>)> {
     let library = init.library.display();
     sandbox::limit(&init.sandbox).map_err(|e| {
         (
@@ -169,6 +190,17 @@ fn start(init: &Init) -> Result<(Vec<PluginBox>, Started), (String, Option<u32>)
     })?;
     let mut plugins = Vec::with_capacity(init.instances.len());
     for (i, instance) in init.instances.iter().enumerate() {
+        // Said first, so that the daemon knows whose `new` it was if the host dies in
+        // it (an abort, a crash) and cannot answer.
+        let making = Started::Making {
+            instance: u32::try_from(i).unwrap_or(u32::MAX),
+        };
+        ipc::send(control, &making).map_err(|e| {
+            (
+                format!("plugin {library}: the plugin host cannot talk to the daemon: {e}"),
+                None,
+            )
+        })?;
         let plugin = lib
             .instantiate(&instance.name, &instance.config_json, &init.base_dir)
             .map_err(|e| (e.to_string(), u32::try_from(i).ok()))?;
@@ -215,9 +247,10 @@ impl Served {
 }
 
 /// Serves calls on one lane until the daemon closes it.
-fn serve_lane(s: &Served, lane: UnixStream) {
+fn serve_lane(s: &Served, lane: Lane) {
+    let page = lane.page().cloned();
     // The plugin may call the host API from threads of its own during a call.
-    let lane = Mutex::new(Lane::new(lane));
+    let lane = Mutex::new(lane);
     loop {
         let down: Down = match lock(&lane).recv() {
             Ok(down) => down,
@@ -234,6 +267,7 @@ fn serve_lane(s: &Served, lane: UnixStream) {
             } => Up::ChainDone(run_chain(
                 s,
                 &lane,
+                page.as_deref(),
                 &context,
                 ChainRun {
                     of: &of,
@@ -314,7 +348,15 @@ struct ChainRun<'a> {
 /// Runs consecutive impls of one chain as the daemon's chain loop would, in one round
 /// trip: each impl gets the draft the one before returned; a firstresult answer or an
 /// error (other than "not implemented") ends the run.
-fn run_chain(s: &Served, lane: &Mutex<Lane>, context: &Context, run: ChainRun<'_>) -> ChainAnswer {
+/// Before each impl it writes the impl's step to the lane's `page`, so that the daemon
+/// knows whom to blame when the host dies or hangs in it.
+fn run_chain(
+    s: &Served,
+    lane: &Mutex<Lane>,
+    page: Option<&Page>,
+    context: &Context,
+    run: ChainRun<'_>,
+) -> ChainAnswer {
     let ChainRun {
         of,
         hook,
@@ -325,6 +367,9 @@ fn run_chain(s: &Served, lane: &Mutex<Lane>, context: &Context, run: ChainRun<'_
     let mut steps = Vec::with_capacity(of.len());
     let mut value = None;
     for (step, &i) in of.iter().enumerate() {
+        if let Some(page) = page {
+            page.set_step(u32::try_from(step).unwrap_or(u32::MAX));
+        }
         let started = std::time::Instant::now();
         let r = s.get(i).and_then(|made| {
             let remote = Remote::new(lane, made, context, step as u32);

@@ -2,7 +2,8 @@
 //!
 //! Two kinds of channel, both Unix socketpairs: the host's control channel (its stdin),
 //! which carries [`Init`] down and [`Started`] up, then file descriptors for new lanes;
-//! and lanes, one per call in flight, each a strict conversation: the daemon sends a
+//! and lanes, one per call in flight (a socketpair per direction, see [`Lane::split`],
+//! and a shared [`Page`]), each a strict conversation: the daemon sends a
 //! [`Down::Call`] (or a [`Down::Chain`]: several impls of the host's instances, run in
 //! order in one round trip), the host answers with any number of [`Up::Host`] (the host
 //! API the plugin called; those that answer get a [`Down::Reply`]) and then one
@@ -16,6 +17,7 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     os::unix::net::UnixStream,
     path::PathBuf,
+    sync::Arc,
 };
 
 use abi_stable::std_types::RString;
@@ -25,6 +27,7 @@ use plugin_abi::{
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use super::page::Page;
 use crate::proto::{convert, Context, Post, Topic, User};
 
 /// The largest frame either side accepts (a post is at most `daemon.max_message_bytes`).
@@ -68,11 +71,15 @@ pub fn recv<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
 /// process it waits for, and one that yields while it spins gives its core away for a
 /// whole time slice when every core is busy (docs/benchmarks.md, `isolation`).
 pub struct Lane {
+    /// Where frames are read.
     stream: UnixStream,
+    /// Where frames are written, when not `stream` (see [`Lane::split`]).
+    tx: Option<UnixStream>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
     out: Vec<u8>,
+    page: Option<Arc<Page>>,
 }
 
 impl Lane {
@@ -80,11 +87,34 @@ impl Lane {
     pub fn new(stream: UnixStream) -> Lane {
         Lane {
             stream,
+            tx: None,
             buf: vec![0; 16 << 10],
             start: 0,
             end: 0,
             out: Vec::with_capacity(4 << 10),
+            page: None,
         }
+    }
+
+    /// A lane that reads from `rx` and writes to `tx`, two sockets (one socketpair per
+    /// direction), with its shared [`Page`]. Why two: a thread asleep in `read` on a
+    /// Unix stream socket is woken whenever the peer consumes what was written on that
+    /// same socket (the kernel's "room to write" wake-up goes to every sleeper on the
+    /// socket, the reader too), so with one socket each round trip woke each side once
+    /// for nothing: a sleep and a wake-up more per crossing on both sides, CPU that
+    /// the clients and other requests on a busy machine did not get. With a socket per
+    /// direction nobody sleeps where that wake-up lands.
+    pub fn split(rx: UnixStream, tx: UnixStream, page: Option<Page>) -> Lane {
+        Lane {
+            tx: Some(tx),
+            page: page.map(Arc::new),
+            ..Lane::new(rx)
+        }
+    }
+
+    /// The lane's shared page, if it has one.
+    pub fn page(&self) -> Option<&Arc<Page>> {
+        self.page.as_ref()
     }
 
     /// Writes one frame.
@@ -98,7 +128,10 @@ impl Lane {
             .filter(|&n| n as usize <= MAX_FRAME)
             .ok_or_else(|| io::Error::other(format!("a message of {len} bytes is too large")))?;
         self.out[..4].copy_from_slice(&len.to_le_bytes());
-        (&self.stream).write_all(&self.out)
+        self.tx
+            .as_ref()
+            .unwrap_or(&self.stream)
+            .write_all(&self.out)
     }
 
     /// Reads one frame, sleeping until it comes; errors as [`recv`]'s.
@@ -194,9 +227,17 @@ pub struct Sandbox {
     pub memory_bytes: u64,
 }
 
-/// The host's answer to [`Init`].
+/// The host's answer to [`Init`]: any number of [`Started::Making`], then `Ready` or
+/// `Failed`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Started {
+    /// The host is about to make the instance at this place in [`Init::instances`]
+    /// (its `new` runs now): when the host dies before its next word, that instance's
+    /// `new` is what it died in.
+    Making {
+        /// The instance's place in [`Init::instances`].
+        instance: u32,
+    },
     /// The library loaded, passed the loader's checks, and the instance was made.
     Ready {
         /// The library's manifest.
@@ -640,10 +681,13 @@ impl From<WireOutcome> for Outcome {
     }
 }
 
-/// The room a control message with one file descriptor takes.
+/// The most file descriptors one [`send_fds`] message carries.
+pub const MAX_FDS: usize = 3;
+
+/// The room a control message with [`MAX_FDS`] file descriptors takes.
 fn fd_space() -> usize {
     // SAFETY: CMSG_SPACE only computes a size.
-    unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize }
+    unsafe { libc::CMSG_SPACE((MAX_FDS * std::mem::size_of::<RawFd>()) as u32) as usize }
 }
 
 /// A message header for one byte of data (`iov`) and room for one descriptor
@@ -658,23 +702,37 @@ fn one_fd_header(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
     msg
 }
 
-/// Sends `fd` over `channel` (SCM_RIGHTS) with one byte of data.
-pub fn send_fd(channel: &UnixStream, fd: RawFd) -> io::Result<()> {
+/// Sends up to [`MAX_FDS`] descriptors over `channel` in one message (SCM_RIGHTS) with
+/// one byte of data: a lane's sockets and its [`Page`] arrive together or not at all.
+pub fn send_fds(channel: &UnixStream, fds: &[RawFd]) -> io::Result<()> {
+    if fds.is_empty() || fds.len() > MAX_FDS {
+        return Err(io::Error::other(format!(
+            "{} file descriptors in one message (1 to {MAX_FDS})",
+            fds.len()
+        )));
+    }
     let mut byte = [1u8];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
     };
     let mut control = vec![0u8; fd_space()];
-    let msg = one_fd_header(&mut iov, &mut control);
-    // SAFETY: msg_control points at room for one header holding one fd, so
-    // CMSG_FIRSTHDR is non-null and CMSG_DATA has room for the fd.
+    let mut msg = one_fd_header(&mut iov, &mut control);
+    let data_len = std::mem::size_of_val(fds) as u32;
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(data_len) } as _;
+    // SAFETY: msg_control points at room for one header holding MAX_FDS fds (and
+    // msg_controllen is no larger), so CMSG_FIRSTHDR is non-null and CMSG_DATA has
+    // room for `fds`.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        (*cmsg).cmsg_len = libc::CMSG_LEN(data_len) as _;
+        let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+        for (i, fd) in fds.iter().enumerate() {
+            std::ptr::write_unaligned(data.add(i), *fd);
+        }
     }
     loop {
         // SAFETY: `msg` and everything it points at live across the call.
@@ -689,9 +747,9 @@ pub fn send_fd(channel: &UnixStream, fd: RawFd) -> io::Result<()> {
     }
 }
 
-/// Receives a file descriptor sent by [`send_fd`] (close-on-exec); `UnexpectedEof`
-/// when the other side closed the channel.
-pub fn recv_fd(channel: &UnixStream) -> io::Result<OwnedFd> {
+/// Receives the descriptors of one message sent by [`send_fds`] (close-on-exec, in
+/// the order they were sent); `UnexpectedEof` when the other side closed the channel.
+pub fn recv_fds(channel: &UnixStream) -> io::Result<Vec<OwnedFd>> {
     let mut byte = [0u8];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
@@ -714,21 +772,26 @@ pub fn recv_fd(channel: &UnixStream) -> io::Result<OwnedFd> {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     // SAFETY: recvmsg filled `msg`; CMSG_FIRSTHDR checks msg_controllen, and a header
-    // of the expected level, type and length holds one fd.
+    // of the expected level and type holds as many fds as its length says (the kernel
+    // wrote them, at most MAX_FDS by the room we gave it).
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        let header = libc::CMSG_LEN(0) as usize;
         if cmsg.is_null()
             || (*cmsg).cmsg_level != libc::SOL_SOCKET
             || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-            || (*cmsg).cmsg_len < libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _
+            || ((*cmsg).cmsg_len as usize) < header + std::mem::size_of::<RawFd>()
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "a control message without a file descriptor",
             ));
         }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
-        Ok(OwnedFd::from_raw_fd(fd))
+        let n = ((*cmsg).cmsg_len as usize - header) / std::mem::size_of::<RawFd>();
+        let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+        Ok((0..n.min(MAX_FDS))
+            .map(|i| OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))))
+            .collect())
     }
 }
 
@@ -823,12 +886,42 @@ mod tests {
     }
 
     #[test]
+    fn a_split_lane_reads_one_socket_and_writes_the_other() {
+        let (down_ours, down_theirs) = UnixStream::pair().unwrap();
+        let (up_theirs, up_ours) = UnixStream::pair().unwrap();
+        let mut daemon = Lane::split(up_ours, down_ours, None);
+        let mut host = Lane::split(down_theirs, up_theirs, None);
+        daemon.send(&Up::Done(Ok(Answer::True(true)))).unwrap();
+        assert!(matches!(
+            host.recv::<Up>().unwrap(),
+            Up::Done(Ok(Answer::True(true)))
+        ));
+        host.send(&Up::Done(Ok(Answer::Nothing))).unwrap();
+        assert!(matches!(
+            daemon.recv::<Up>().unwrap(),
+            Up::Done(Ok(Answer::Nothing))
+        ));
+        // The host gone (both its sockets closed): the daemon's read ends.
+        drop(host);
+        assert_eq!(
+            daemon.recv::<Up>().unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
+
+    #[test]
     fn a_file_descriptor_crosses_and_still_works() {
         let (ctl_a, ctl_b) = UnixStream::pair().unwrap();
         let (mut lane_daemon, lane_host) = UnixStream::pair().unwrap();
-        send_fd(&ctl_a, lane_host.as_raw_fd()).unwrap();
+        let (ours, page_fd) = super::super::page::Page::create().unwrap();
+        send_fds(&ctl_a, &[lane_host.as_raw_fd(), page_fd.as_raw_fd()]).unwrap();
         drop(lane_host);
-        let mut received = UnixStream::from(recv_fd(&ctl_b).unwrap());
+        let mut fds = recv_fds(&ctl_b).unwrap();
+        assert_eq!(fds.len(), 2);
+        let page = super::super::page::Page::map(&fds.pop().unwrap()).unwrap();
+        page.set_step(2);
+        assert_eq!(ours.step(), 2);
+        let mut received = UnixStream::from(fds.pop().unwrap());
         send(&mut lane_daemon, &Up::Done(Ok(Answer::True(true)))).unwrap();
         assert!(matches!(
             recv::<Up>(&mut received).unwrap(),
@@ -836,7 +929,7 @@ mod tests {
         ));
         drop(ctl_a);
         assert_eq!(
-            recv_fd(&ctl_b).unwrap_err().kind(),
+            recv_fds(&ctl_b).unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
     }

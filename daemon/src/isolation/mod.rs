@@ -10,13 +10,15 @@
 //!   host API the plugin calls during a hook from the running request (the same code
 //!   as for an in-process instance), notices a host's death, restarts it, backs off
 //!   when it keeps dying, and kills it when a call runs past its timeout;
-//! - [`host`] (host side): the host process's main loop.
+//! - [`host`] (host side): the host process's main loop;
+//! - [`page`]: a lane's shared page, where a host says which impl of a run it is in.
 //!
 //! A host serves its instance's calls concurrently, one thread per lane, so the
 //! instance's own state (a rate limiter's counters) is shared as it is in-process.
 
 pub mod host;
 pub mod ipc;
+pub mod page;
 pub mod sandbox;
 pub mod supervisor;
 

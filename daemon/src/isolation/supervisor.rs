@@ -31,14 +31,17 @@ use std::{
 
 use plugin_abi::{abi::LogLevel, sdk::HookError};
 
-use super::ipc::{
-    self, Answer, ChainAnswer, Down, HostCall, HostValue, Init, Lane, Started, Up, WireError,
-    WireUser,
+use super::{
+    ipc::{
+        self, Answer, ChainAnswer, Down, HostCall, HostValue, Init, Lane, Started, Up, WireError,
+        WireUser,
+    },
+    page::Page,
 };
 use crate::{
     hook::Hook,
     instance::{CallCx, Instance},
-    request::{Cancel, Request},
+    request::{Blame, Cancel, Request},
 };
 
 /// Deaths within this window count towards a back-off.
@@ -126,6 +129,56 @@ pub struct StartError {
     pub instance: Option<u32>,
 }
 
+/// Whom a host's log lines name: its instance (`instance="x"`), or for a host shared
+/// by several, the host by its instances (`host_instances="f1, f2"`), never one of them
+/// alone for what may be another's.
+#[derive(Clone)]
+struct Who {
+    single: Option<Arc<str>>,
+    shared: Option<Arc<str>>,
+}
+
+impl Who {
+    fn of(init: &Init) -> Who {
+        match init.instances.as_slice() {
+            [one] => Who {
+                single: Some(one.name.as_str().into()),
+                shared: None,
+            },
+            all => Who {
+                single: None,
+                shared: Some(
+                    all.iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                        .into(),
+                ),
+            },
+        }
+    }
+
+    /// The instance, for a host of one.
+    fn instance(&self) -> Option<&str> {
+        self.single.as_deref()
+    }
+
+    /// The instances, for a shared host.
+    fn shared(&self) -> Option<&str> {
+        self.shared.as_deref()
+    }
+}
+
+/// Why a run of impls in one host failed, and in which of them (its place in the run,
+/// as the host last said on the lane's page, bounded by the run's length).
+#[derive(Debug)]
+pub struct RunError {
+    /// The error, as for a single call.
+    pub error: HookError,
+    /// The impl of the run it is blamed on.
+    pub step: usize,
+}
+
 /// One host process.
 struct Proc {
     pid: u32,
@@ -197,14 +250,24 @@ impl Proc {
         !life.exited && life.killed_for.is_none()
     }
 
-    /// An idle lane, or a new one handed to the host.
+    /// An idle lane, or a new one handed to the host (its two sockets and its page).
     fn lane(&self) -> io::Result<Lane> {
         if let Some(lane) = lock(&self.idle).pop() {
             return Ok(lane);
         }
-        let (ours, theirs) = UnixStream::pair()?;
-        ipc::send_fd(&lock(&self.control), theirs.as_raw_fd())?;
-        Ok(Lane::new(ours))
+        // A socketpair per direction (see `Lane::split`), and the shared page.
+        let (down_ours, down_theirs) = UnixStream::pair()?;
+        let (up_theirs, up_ours) = UnixStream::pair()?;
+        let (page, page_fd) = Page::create()?;
+        ipc::send_fds(
+            &lock(&self.control),
+            &[
+                down_theirs.as_raw_fd(),
+                up_theirs.as_raw_fd(),
+                page_fd.as_raw_fd(),
+            ],
+        )?;
+        Ok(Lane::split(up_ours, down_ours, Some(page)))
     }
 
     /// Tells the host to exit (its control channel and idle lanes close) and kills it
@@ -242,8 +305,10 @@ struct State {
 /// One plugin host (the isolated instances of one library with one sandbox),
 /// restarted as needed.
 pub struct Supervisor {
-    /// The instances' names, joined, for the log.
+    /// The instances' names, joined, for the host's command line and the admin check.
     instance: Arc<str>,
+    /// Whom the log names for the host.
+    who: Who,
     init: Init,
     round_trips: std::sync::atomic::AtomicU64,
     start_timeout: Duration,
@@ -260,6 +325,7 @@ impl Supervisor {
         start_timeout: Duration,
     ) -> Result<(Arc<Supervisor>, Ready), StartError> {
         let sup = Arc::new_cyclic(|me| Supervisor {
+            who: Who::of(&init),
             instance: init
                 .instances
                 .iter()
@@ -337,7 +403,7 @@ impl Supervisor {
             ("stderr", child.stderr.take().map(OwnedFd::from)),
         ] {
             if let Some(pipe) = pipe {
-                forward_output(&self.instance, child.id(), stream, pipe);
+                forward_output(&self.who, child.id(), stream, pipe);
             }
         }
         let control = ours
@@ -371,19 +437,23 @@ impl Supervisor {
             Err(Handshake::Refused(message, instance)) => {
                 Err((Some(proc), StartError { message, instance }))
             }
-            Err(Handshake::Broken(detail)) => {
+            Err(Handshake::Broken(detail, making)) => {
                 proc.kill(format!("did not finish starting: {detail}"));
                 let cause = proc
                     .wait_cause(DEATH_GRACE)
                     .unwrap_or_else(|| "did not exit".into());
+                let during = match making.and_then(|i| self.init.instances.get(i as usize)) {
+                    Some(i) => format!("while making instance {:?} (its new)", i.name),
+                    None => "while loading it".into(),
+                };
                 Err((
                     Some(proc),
                     StartError {
                         message: format!(
-                            "plugin {}: the plugin host {cause} while loading it",
+                            "plugin {}: the plugin host {cause} {during}",
                             self.init.library.display()
                         ),
-                        instance: None,
+                        instance: making,
                     },
                 ))
             }
@@ -391,29 +461,44 @@ impl Supervisor {
     }
 
     fn handshake(&self, mut control: UnixStream) -> Result<Ready, Handshake> {
-        let broken = |e: io::Error| {
-            Handshake::Broken(match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                    format!("no answer within {} ms", self.start_timeout.as_millis())
-                }
-                _ => e.to_string(),
-            })
+        let broken = |e: io::Error, making: Option<u32>| {
+            Handshake::Broken(
+                match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                        format!("no answer within {} ms", self.start_timeout.as_millis())
+                    }
+                    _ => e.to_string(),
+                },
+                making,
+            )
         };
         control
             .set_read_timeout(Some(self.start_timeout))
-            .map_err(broken)?;
-        ipc::send(&mut control, &self.init).map_err(broken)?;
-        match ipc::recv::<Started>(&mut control).map_err(broken)? {
-            Started::Ready {
-                manifest,
-                abi_version,
-                landlock,
-            } => Ok(Ready {
-                manifest,
-                abi_version,
-                landlock,
-            }),
-            Started::Failed { message, instance } => Err(Handshake::Refused(message, instance)),
+            .map_err(|e| broken(e, None))?;
+        ipc::send(&mut control, &self.init).map_err(|e| broken(e, None))?;
+        // The instance whose `new` runs now, as the host last said.
+        let mut making = None;
+        loop {
+            match ipc::recv::<Started>(&mut control).map_err(|e| broken(e, making))? {
+                Started::Making { instance } => {
+                    making = Some(instance).filter(|&i| (i as usize) < self.init.instances.len());
+                }
+                Started::Ready {
+                    manifest,
+                    abi_version,
+                    landlock,
+                } => {
+                    return Ok(Ready {
+                        manifest,
+                        abi_version,
+                        landlock,
+                    })
+                }
+                Started::Failed { message, instance } => {
+                    let instance = instance.filter(|&i| (i as usize) < self.init.instances.len());
+                    return Err(Handshake::Refused(message, instance));
+                }
+            }
         }
     }
 
@@ -456,7 +541,8 @@ impl Supervisor {
                 st.restarts += 1;
                 st.proc = Some(proc.clone());
                 tracing::info!(
-                    instance = &*self.instance,
+                    instance = self.who.instance(),
+                    host_instances = self.who.shared(),
                     pid = proc.pid,
                     restarts = st.restarts,
                     "started a new plugin host"
@@ -484,7 +570,8 @@ impl Supervisor {
         let mut st = lock(&self.state);
         if lock(&proc.life).retiring {
             tracing::debug!(
-                instance = &*self.instance,
+                instance = self.who.instance(),
+                host_instances = self.who.shared(),
                 pid = proc.pid,
                 cause,
                 "retired plugin host ended"
@@ -497,7 +584,8 @@ impl Supervisor {
         st.last_exit = Some(cause.to_owned());
         if proc.called.load(std::sync::atomic::Ordering::Acquire) {
             tracing::error!(
-                instance = &*self.instance,
+                instance = self.who.instance(),
+                host_instances = self.who.shared(),
                 pid = proc.pid,
                 cause,
                 "plugin host died; the next call starts a new one"
@@ -522,7 +610,8 @@ impl Supervisor {
         if st.deaths.len() >= MAX_DEATHS {
             st.backoff_until = Some(now + BACKOFF);
             tracing::error!(
-                instance = &*self.instance,
+                instance = self.who.instance(),
+                host_instances = self.who.shared(),
                 cause,
                 "plugin host failed to start (or died before it was given a call) {} times within {} s; the instance fails closed for {} s",
                 st.deaths.len(),
@@ -531,7 +620,8 @@ impl Supervisor {
             );
         } else {
             tracing::error!(
-                instance = &*self.instance,
+                instance = self.who.instance(),
+                host_instances = self.who.shared(),
                 cause,
                 "plugin host failed to start or died before it was given a call; the next call starts a new one"
             );
@@ -587,7 +677,8 @@ impl Supervisor {
         }
         if faults.len() >= MAX_FAULTS {
             tracing::warn!(
-                instance = &*self.instance,
+                instance = self.who.instance(),
+                host_instances = self.who.shared(),
                 address,
                 "calls from this address killed the plugin host {} times within {} s; its calls of the instance are refused until then",
                 faults.len(),
@@ -632,7 +723,7 @@ impl Supervisor {
     /// Runs one call (`down`) of an instance for the request in `cx`, serving the
     /// host API the plugin calls meanwhile.
     pub fn call(&self, cx: &CallCx<'_>, down: &Down) -> Result<Answer, HookError> {
-        match self.exchange(Callers::One(cx), down)? {
+        match self.exchange(Callers::One(cx), down).map_err(|e| e.error)? {
             Up::Done(result) => result.map_err(HookError::from),
             other => Err(HookError::failed(format!(
                 "the plugin host answered a call with {other:?}"
@@ -642,14 +733,15 @@ impl Supervisor {
 
     /// Runs consecutive impls of one chain (`down`, a [`Down::Chain`] of `instances`,
     /// which this host serves, in that order) in one round trip, serving the host API
-    /// each calls meanwhile as that instance's.
+    /// each calls meanwhile as that instance's. A failure says which impl of the run it
+    /// is blamed on: the one the host was in when it died, hung or broke the lane.
     pub fn call_chain(
         &self,
         req: &Request,
         hook: Hook,
         instances: &[&Instance],
         down: &Down,
-    ) -> Result<ChainAnswer, HookError> {
+    ) -> Result<ChainAnswer, RunError> {
         let callers = Callers::Run {
             req,
             hook,
@@ -657,15 +749,18 @@ impl Supervisor {
         };
         match self.exchange(callers, down)? {
             Up::ChainDone(answer) if answer.steps.len() <= instances.len() => Ok(answer),
-            other => Err(HookError::failed(format!(
-                "the plugin host answered a run of {} impls with {other:?}",
-                instances.len()
-            ))),
+            other => Err(RunError {
+                error: HookError::failed(format!(
+                    "the plugin host answered a run of {} impls with {other:?}",
+                    instances.len()
+                )),
+                step: 0,
+            }),
         }
     }
 
     /// Sends `down` to the host and serves the host API until its last message.
-    fn exchange(&self, callers: Callers<'_>, down: &Down) -> Result<Up, HookError> {
+    fn exchange(&self, callers: Callers<'_>, down: &Down) -> Result<Up, RunError> {
         let req = callers.req();
         // Events carry no client address: only logins' senders can be held back.
         let address = req
@@ -674,7 +769,10 @@ impl Supervisor {
             .map(|a| plugin_abi::sdk::address_bucket(a))
             .filter(|a| !a.is_empty());
         if let Some(refused) = address.as_deref().and_then(|a| self.held_back(a)) {
-            return Err(refused);
+            return Err(RunError {
+                error: refused,
+                step: 0,
+            });
         }
         self.call_host(&callers, down, address.as_deref())
     }
@@ -684,12 +782,17 @@ impl Supervisor {
         callers: &Callers<'_>,
         down: &Down,
         address: Option<&str>,
-    ) -> Result<Up, HookError> {
-        let proc = self.running()?;
+    ) -> Result<Up, RunError> {
+        let at_start = |error| RunError { error, step: 0 };
+        let proc = self.running().map_err(at_start)?;
         let mut lane = match proc.lane() {
             Ok(lane) => lane,
             Err(e) => {
-                return Err(self.lost(&proc, address, &format!("no lane could be opened: {e}")))
+                return Err(at_start(self.lost(
+                    &proc,
+                    address,
+                    &format!("no lane could be opened: {e}"),
+                )))
             }
         };
         let (killer, hook) = (proc.clone(), callers.hook());
@@ -698,12 +801,30 @@ impl Supervisor {
                 "was killed by the daemon: {hook} ran past daemon.hook_timeout_ms"
             ))
         })));
+        // Which impl of a run the host is in: it writes the step to the lane's page
+        // before each impl; a timeout and a death are blamed on that one.
+        let page = lane.page().cloned();
+        let names = callers.names();
+        if let (Some(page), Some(names)) = (&page, names) {
+            page.set_step(0);
+            let page = page.clone();
+            callers.req().arm_blame(Blame(Arc::new(move || {
+                names.get(page.step() as usize).cloned()
+            })));
+        }
+        let run_len = callers.len();
+        let failed = |error| RunError {
+            error,
+            step: page
+                .as_ref()
+                .map_or(0, |p| (p.step() as usize).min(run_len.saturating_sub(1))),
+        };
         proc.called
             .store(true, std::sync::atomic::Ordering::Release);
         self.round_trips
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = lane.send(down) {
-            return Err(self.lost(&proc, address, &e.to_string()));
+            return Err(failed(self.lost(&proc, address, &e.to_string())));
         }
         loop {
             match lane.recv::<Up>() {
@@ -717,7 +838,7 @@ impl Supervisor {
                     };
                     if answers {
                         if let Err(e) = lane.send(&Down::Reply(reply)) {
-                            return Err(self.lost(&proc, address, &e.to_string()));
+                            return Err(failed(self.lost(&proc, address, &e.to_string())));
                         }
                     }
                 }
@@ -725,9 +846,9 @@ impl Supervisor {
                     proc.kill(format!(
                         "was killed by the daemon: it sent an unreadable message ({e})"
                     ));
-                    return Err(self.lost(&proc, address, &e.to_string()));
+                    return Err(failed(self.lost(&proc, address, &e.to_string())));
                 }
-                Err(e) => return Err(self.lost(&proc, address, &e.to_string())),
+                Err(e) => return Err(failed(self.lost(&proc, address, &e.to_string()))),
                 Ok(done) => {
                     lock(&proc.idle).push(lane);
                     return Ok(done);
@@ -791,6 +912,24 @@ impl<'a> Callers<'a> {
         }
     }
 
+    /// The names of a run's instances, in call order (`None` for a single call).
+    fn names(&self) -> Option<Arc<[Arc<str>]>> {
+        match self {
+            Callers::One(_) => None,
+            Callers::Run { instances, .. } => {
+                Some(instances.iter().map(|i| i.name.clone()).collect())
+            }
+        }
+    }
+
+    /// How many impls the conversation serves.
+    fn len(&self) -> usize {
+        match self {
+            Callers::One(_) => 1,
+            Callers::Run { instances, .. } => instances.len(),
+        }
+    }
+
     /// The call context of the run's impl at `step` (a single call's for any step).
     fn cx(&self, step: u32) -> Option<CallCx<'a>> {
         match self {
@@ -823,8 +962,8 @@ impl Drop for Supervisor {
 enum Handshake {
     /// The host answered: it could not load or make an instance (which, if one).
     Refused(String, Option<u32>),
-    /// The host died or did not answer.
-    Broken(String),
+    /// The host died or did not answer (while making this instance, if it said so).
+    Broken(String, Option<u32>),
 }
 
 /// The longest line of a host's output logged whole; the rest of it is cut.
@@ -834,12 +973,13 @@ const OUTPUT_LINE: usize = 1024;
 const OUTPUT_RATE: u32 = 50;
 
 /// Reads a host's `stream` until it closes (the host exited) and logs each line as
-/// the instance's output, escaped (no line of it can pass for the daemon's own),
+/// the instance's output (a shared host's as the host's, naming its instances, once:
+/// which of them wrote a line is not known), escaped (no line of it can pass for the daemon's own),
 /// cut to [`OUTPUT_LINE`] bytes and at most [`OUTPUT_RATE`] a second. The pipe is
 /// always drained, so a chatty plugin never blocks on it.
-fn forward_output(instance: &Arc<str>, pid: u32, stream: &'static str, pipe: OwnedFd) {
+fn forward_output(who: &Who, pid: u32, stream: &'static str, pipe: OwnedFd) {
     use std::io::BufRead;
-    let instance = instance.clone();
+    let who = who.clone();
     let read = move || {
         let mut reader = io::BufReader::with_capacity(4096, std::fs::File::from(pipe));
         let mut line = Vec::new();
@@ -875,7 +1015,8 @@ fn forward_output(instance: &Arc<str>, pid: u32, stream: &'static str, pipe: Own
             if second.elapsed() >= Duration::from_secs(1) {
                 if dropped > 0 {
                     tracing::warn!(
-                        instance = &*instance,
+                        instance = who.instance(),
+                        host_instances = who.shared(),
                         pid,
                         stream,
                         dropped,
@@ -892,7 +1033,8 @@ fn forward_output(instance: &Arc<str>, pid: u32, stream: &'static str, pipe: Own
             let text = String::from_utf8_lossy(&line);
             let text = text.trim_end_matches(['\n', '\r']);
             tracing::info!(
-                instance = &*instance,
+                instance = who.instance(),
+                host_instances = who.shared(),
                 pid,
                 stream,
                 cut,

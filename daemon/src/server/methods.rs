@@ -151,7 +151,7 @@ pub(crate) async fn dispatch(d: &Arc<Daemon>, parsed: Parsed) -> Reply {
 fn logged(name: &str, started: Instant, answer: Answer) -> Reply {
     match answer {
         Answer::Reply(reply) => {
-            log_answered(name, started, reply.error_name().unwrap_or("ok"));
+            log_answered(name, started, outcome_of(&reply));
             reply
         }
         Answer::Failed(Failure { interface, message }) => {
@@ -167,6 +167,19 @@ fn logged(name: &str, started: Instant, answer: Answer) -> Reply {
             );
             Reply::error(&outcome, json!({ "message": message }))
         }
+    }
+}
+
+/// The outcome an answered call counts and logs under: `ok`, the error's name, or
+/// [`crate::metrics::SECOND_STEP`] for a right password whose second step is pending
+/// (an `AuthenticationFailed` carrying a `pending_login` token, which is no failure).
+fn outcome_of(reply: &Reply) -> &str {
+    match reply {
+        Reply::Err { parameters, .. } if parameters.get("pending_login").is_some() => {
+            crate::metrics::SECOND_STEP
+        }
+        Reply::Err { error, .. } => error,
+        Reply::Ok(_) => "ok",
     }
 }
 

@@ -25,7 +25,8 @@ use diesel::{
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::{
-    rfc3339, schema::*, NewUser, Op, Penalty, PenaltyKey, Schema, Store, StoreError, UserRecord,
+    rfc3339, schema::*, NewUser, Op, Penalty, PenaltyKey, Schema, Store, StoreError, Timing,
+    UserRecord,
 };
 use crate::proto::User;
 
@@ -838,7 +839,10 @@ impl DbStore {
 /// Where an op's row lock comes in a commit: failure-count rows first, by key.
 fn lock_order(op: &Op) -> (u8, Option<(&str, &str, &str)>) {
     match op {
-        Op::AddPenalty { key, .. } | Op::ClearPenalty { key } | Op::ReleasePenalty { key } => (
+        Op::AddPenalty { key, .. }
+        | Op::TouchPenalty { key, .. }
+        | Op::ClearPenalty { key }
+        | Op::ReleasePenalty { key } => (
             0,
             Some((
                 key.kind.as_str(),
@@ -935,7 +939,11 @@ impl Store for DbStore {
             }
             Ok(())
         })?
-        .map_err(|e: DieselError| StoreError::Query(format!("commit: {e}")))
+        .map_err(|e: DieselError| match e {
+            // Only a KvSwap that found another value rolls back on purpose.
+            DieselError::RollbackTransaction => StoreError::Conflict,
+            e => StoreError::Query(format!("commit: {e}")),
+        })
     }
 
     fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, StoreError> {
@@ -972,44 +980,17 @@ impl Store for DbStore {
                 "kv_swap: names, keys and values cannot contain NUL characters".into(),
             ));
         }
-        let schema = self.schema;
-        self.write_transaction(|c| {
-            with_plugin_tables!(schema, {
-                let plugin_id = plugin_id(c, plugin, schema)?;
-                let row = kv::table
-                    .filter(kv::key.eq(key))
-                    .filter(kv::plugin_id.eq(plugin_id));
-                // Each case is one statement whose condition is the expected value:
-                // the database decides which of two concurrent swaps finds it.
-                let changed = match (expected, value) {
-                    (Some(old), Some(new)) => diesel::update(row.filter(kv::value.eq(old)))
-                        .set(kv::value.eq(new))
-                        .execute(c)?,
-                    (Some(old), None) => {
-                        diesel::delete(row.filter(kv::value.eq(old))).execute(c)?
-                    }
-                    (None, Some(new)) => {
-                        let values = (
-                            kv::key.eq(key),
-                            kv::value.eq(new),
-                            kv::value_type.eq("string"),
-                            kv::plugin_id.eq(plugin_id),
-                        );
-                        per_backend!(&mut *c, |c| diesel::insert_into(kv::table)
-                            .values(values)
-                            .on_conflict((kv::key, kv::plugin_id))
-                            .do_nothing()
-                            .execute(c))?
-                    }
-                    (None, None) => {
-                        let present: i64 = row.count().get_result(c)?;
-                        usize::from(present == 0)
-                    }
-                };
-                Ok(changed == 1)
-            })
-        })?
-        .map_err(query_err)
+        let swap = Op::KvSwap {
+            plugin: plugin.to_owned(),
+            key: key.to_owned(),
+            expected: expected.map(str::to_owned),
+            value: value.map(str::to_owned),
+        };
+        match self.commit(std::slice::from_ref(&swap)) {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn create_user(&self, new: &NewUser) -> Result<UserRecord, StoreError> {
@@ -1216,6 +1197,7 @@ impl Store for DbStore {
         keys: &[PenaltyKey],
         at: DateTime<Utc>,
         window_ms: i64,
+        timing: Timing,
     ) -> Result<Vec<Penalty>, StoreError> {
         use flaskbbd_penalties as p;
         let at_ms = at.timestamp_millis();
@@ -1238,7 +1220,7 @@ impl Store for DbStore {
                             at_ms,
                             window_ms,
                         };
-                        apply(c, &op, self.schema)?;
+                        add_penalty(c, &op, timing)?;
                         let (failures, last, expires) = p::table
                             .filter(p::kind.eq(&key.kind))
                             .filter(p::subject.eq(&key.subject))
@@ -1309,16 +1291,26 @@ impl Store for DbStore {
         prefix: &str,
     ) -> Result<Vec<(String, Option<String>)>, StoreError> {
         let mut conn = self.conn()?;
+        // LIKE narrows it in the database (its wildcards in the prefix escaped); the
+        // exact, case-sensitive test is made here (SQLite's LIKE ignores ASCII case).
+        let mut pattern = String::with_capacity(prefix.len() + 1);
+        for ch in prefix.chars() {
+            if matches!(ch, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(ch);
+        }
+        pattern.push('%');
         let rows: Vec<(String, Option<String>)> = with_plugin_tables!(self.schema, {
             kv::table
                 .inner_join(reg::table)
                 .filter(reg::name.eq(plugin))
+                .filter(kv::key.like(&pattern).escape('\\'))
                 .order(kv::key)
                 .select((kv::key, kv::value))
                 .load(&mut conn)
                 .map_err(query_err)?
         });
-        // Filtered here rather than with LIKE, whose wildcards a prefix may hold.
         Ok(rows
             .into_iter()
             .filter(|(k, _)| k.starts_with(prefix))
@@ -1392,35 +1384,42 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
                 .set(users::password.eq(hash))
                 .execute(c)?;
         }
-        Op::AddPenalty {
+        Op::KvSwap {
+            plugin,
+            key,
+            expected,
+            value,
+        } => {
+            if !kv_swap(
+                c,
+                schema,
+                plugin,
+                key,
+                expected.as_deref(),
+                value.as_deref(),
+            )? {
+                return Err(DieselError::RollbackTransaction);
+            }
+        }
+        Op::AddPenalty { .. } => add_penalty(c, op, Timing::Touch)?,
+        Op::TouchPenalty {
             key,
             at_ms,
             window_ms,
         } => {
             use flaskbbd_penalties as p;
-            let row = (
-                p::kind.eq(&key.kind),
-                p::subject.eq(&key.subject),
-                p::address.eq(&key.address),
-                p::failures.eq(1),
-                p::last_failure.eq(at_ms),
+            diesel::update(
+                p::table
+                    .filter(p::kind.eq(&key.kind))
+                    .filter(p::subject.eq(&key.subject))
+                    .filter(p::address.eq(&key.address))
+                    .filter(p::expires.gt(*at_ms)),
+            )
+            .set((
+                p::last_failure.eq(*at_ms),
                 p::expires.eq(at_ms.saturating_add(*window_ms)),
-            );
-            // One statement, so concurrent failures on any daemon each count; an
-            // expired row starts again at 1.
-            let failures = diesel::dsl::sql::<Integer>("CASE WHEN flaskbbd_penalties.expires <= ")
-                .bind::<BigInt, _>(*at_ms)
-                .sql(" THEN 1 ELSE flaskbbd_penalties.failures + 1 END");
-            per_backend!(&mut *c, |c| diesel::insert_into(p::table)
-                .values(row)
-                .on_conflict((p::kind, p::subject, p::address))
-                .do_update()
-                .set((
-                    p::failures.eq(failures),
-                    p::last_failure.eq(excluded(p::last_failure)),
-                    p::expires.eq(excluded(p::expires)),
-                ))
-                .execute(c))?;
+            ))
+            .execute(c)?;
         }
         Op::ClearPenalty { key } => {
             use flaskbbd_penalties as p;
@@ -1472,6 +1471,111 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
             }
         }),
     }
+    Ok(())
+}
+
+/// [`Op::KvSwap`]'s statement: whether it swapped. Each case is one statement whose
+/// condition is the expected value, so that the database decides which of two
+/// concurrent swaps finds it (PostgreSQL re-reads the row a waiting UPDATE or DELETE
+/// was blocked on; SQLite writes one transaction at a time).
+fn kv_swap(
+    c: &mut AnyConnection,
+    schema: Schema,
+    plugin: &str,
+    key: &str,
+    expected: Option<&str>,
+    value: Option<&str>,
+) -> QueryResult<bool> {
+    let plugin_id = plugin_id(c, plugin, schema)?;
+    with_plugin_tables!(schema, {
+        let row = kv::table
+            .filter(kv::key.eq(key))
+            .filter(kv::plugin_id.eq(plugin_id));
+        let changed = match (expected, value) {
+            (Some(old), Some(new)) => diesel::update(row.filter(kv::value.eq(old)))
+                .set(kv::value.eq(new))
+                .execute(c)?,
+            (Some(old), None) => diesel::delete(row.filter(kv::value.eq(old))).execute(c)?,
+            (None, Some(new)) => {
+                let values = (
+                    kv::key.eq(key),
+                    kv::value.eq(new),
+                    kv::value_type.eq("string"),
+                    kv::plugin_id.eq(plugin_id),
+                );
+                per_backend!(&mut *c, |c| diesel::insert_into(kv::table)
+                    .values(values)
+                    .on_conflict((kv::key, kv::plugin_id))
+                    .do_nothing()
+                    .execute(c))?
+            }
+            (None, None) => {
+                let present: i64 = row.count().get_result(c)?;
+                usize::from(present == 0)
+            }
+        };
+        Ok(changed == 1)
+    })
+}
+
+/// [`Op::AddPenalty`] as one upsert, so that concurrent failures on any daemon each
+/// count; an expired row starts again at 1. With [`Timing::Keep`] a live row's time
+/// stays as it was (every SET reads the row as it was before the statement).
+fn add_penalty(c: &mut AnyConnection, op: &Op, timing: Timing) -> QueryResult<()> {
+    let Op::AddPenalty {
+        key,
+        at_ms,
+        window_ms,
+    } = op
+    else {
+        return Ok(());
+    };
+    use flaskbbd_penalties as p;
+    let row = (
+        p::kind.eq(&key.kind),
+        p::subject.eq(&key.subject),
+        p::address.eq(&key.address),
+        p::failures.eq(1),
+        p::last_failure.eq(at_ms),
+        p::expires.eq(at_ms.saturating_add(*window_ms)),
+    );
+    let expired = |then: &'static str, otherwise: &'static str| {
+        diesel::dsl::sql::<BigInt>("CASE WHEN flaskbbd_penalties.expires <= ")
+            .bind::<BigInt, _>(*at_ms)
+            .sql(then)
+            .sql(otherwise)
+    };
+    let failures = diesel::dsl::sql::<Integer>("CASE WHEN flaskbbd_penalties.expires <= ")
+        .bind::<BigInt, _>(*at_ms)
+        .sql(" THEN 1 ELSE flaskbbd_penalties.failures + 1 END");
+    match timing {
+        Timing::Touch => per_backend!(&mut *c, |c| diesel::insert_into(p::table)
+            .values(row)
+            .on_conflict((p::kind, p::subject, p::address))
+            .do_update()
+            .set((
+                p::failures.eq(failures),
+                p::last_failure.eq(excluded(p::last_failure)),
+                p::expires.eq(excluded(p::expires)),
+            ))
+            .execute(c))?,
+        Timing::Keep => per_backend!(&mut *c, |c| diesel::insert_into(p::table)
+            .values(row)
+            .on_conflict((p::kind, p::subject, p::address))
+            .do_update()
+            .set((
+                p::failures.eq(failures),
+                p::last_failure.eq(expired(
+                    " THEN excluded.last_failure",
+                    " ELSE flaskbbd_penalties.last_failure END",
+                )),
+                p::expires.eq(expired(
+                    " THEN excluded.expires",
+                    " ELSE flaskbbd_penalties.expires END",
+                )),
+            ))
+            .execute(c))?,
+    };
     Ok(())
 }
 

@@ -24,6 +24,10 @@ pub enum StoreError {
     UserExists,
     #[error("no such user")]
     NoSuchUser,
+    /// An [`Op::KvSwap`] found another value than it expected: the commit changed
+    /// nothing.
+    #[error("a value changed under this request; nothing was written")]
+    Conflict,
 }
 
 /// A user with what only the daemon sees.
@@ -60,9 +64,37 @@ pub enum Op {
     },
     /// Forgets a penalty row.
     ClearPenalty { key: PenaltyKey },
+    /// Replaces a plugin instance's value for `key` only if it is still `expected`
+    /// (`None`: absent); otherwise the whole commit changes nothing and answers
+    /// [`StoreError::Conflict`] (see [`Store::kv_swap`]).
+    KvSwap {
+        plugin: String,
+        key: String,
+        expected: Option<String>,
+        value: Option<String>,
+    },
+    /// Restarts a live row's window at `at_ms` (`last_failure = at_ms`, expiring
+    /// `window_ms` after it) without counting: what a failure reserved with
+    /// [`Timing::Keep`] does once it turns out a failure.
+    TouchPenalty {
+        key: PenaltyKey,
+        at_ms: i64,
+        window_ms: i64,
+    },
     /// Gives back one failure a reservation ([`Store::reserve_penalties`]) counted
     /// for an attempt that succeeded (never below zero).
     ReleasePenalty { key: PenaltyKey },
+}
+
+/// What a reservation ([`Store::reserve_penalties`]) does to a row's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// The reservation is the failure's time: `last_failure` and `expires` move to it.
+    Touch,
+    /// The row's time stays (unless the row is new or expired, which starts it at
+    /// the reservation): an attempt that may turn out no failure must not keep old
+    /// failures alive. [`Op::TouchPenalty`] moves it once it does turn out one.
+    Keep,
 }
 
 /// Names one row of failure counts: whose it is, what it counts, and for which
@@ -208,6 +240,7 @@ pub trait Store: Send + Sync {
         keys: &[PenaltyKey],
         at: DateTime<Utc>,
         window_ms: i64,
+        timing: Timing,
     ) -> Result<Vec<Penalty>, StoreError>;
     /// Deletes the rows that expired before `now`; returns how many.
     fn prune_penalties(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;

@@ -46,6 +46,8 @@ pub struct Row {
     pub p50: Duration,
     /// The 99th percentile.
     pub p99: Duration,
+    /// Round trips made, all clients together.
+    pub calls: usize,
 }
 
 /// `clients` connections to `socket`, each sending the post in a closed loop for
@@ -66,6 +68,7 @@ pub fn measure(socket: &Path, clients: usize, seconds: f64, check: fn(&serde_jso
         },
     );
     Row {
+        calls: times.len(),
         rate: times.len() as f64 / wall.as_secs_f64(),
         p50: percentile(times.clone(), 0.5),
         p99: percentile(times, 0.99),

@@ -19,9 +19,11 @@ use crate::{
     stats::{arg, percentile, release_daemon, release_daemon_bin},
 };
 
-/// `flaskbbd-bench isolation [--calls N] [--seconds N] [--baseline DAEMON]`: with
-/// `--baseline`, another build of the daemon (say, the last release) is measured
-/// isolated beside this one in the five-filter rows.
+/// `flaskbbd-bench isolation [--calls N] [--seconds N] [--baseline DAEMON]
+/// [--filters-only]`: with `--baseline`, another build of the daemon (say, the last
+/// release) is measured isolated beside this one in the five-filter rows;
+/// `--filters-only` measures only those rows. Each row also says what the daemon and
+/// its hosts spent per call: CPU time and sleeps (each a wake-up to come).
 pub fn isolation(args: &[String]) {
     let calls = arg(args, "--calls", 20_000) as usize;
     let seconds = arg(args, "--seconds", 5) as f64;
@@ -30,13 +32,107 @@ pub fn isolation(args: &[String]) {
         .position(|a| a == "--baseline")
         .and_then(|i| args.get(i + 1))
         .map(std::path::PathBuf::from);
-    socket_floor(calls);
-    println!();
-    one_call(calls);
-    println!();
-    floor_under_load(seconds);
-    println!();
+    if !args.iter().any(|a| a == "--filters-only") {
+        socket_floor(calls);
+        println!();
+        one_call(calls);
+        println!();
+        floor_under_load(seconds);
+        println!();
+    }
     five_filters_each_way(seconds, baseline.as_deref());
+}
+
+/// What a daemon and its plugin hosts spent: CPU time and the times their threads
+/// went to sleep (each one a wake-up later), from `/proc`.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    /// User and system time, in clock ticks (1/100 s).
+    ticks: u64,
+    /// Voluntary context switches: a thread slept (in `read`, a futex, `epoll_wait`).
+    sleeps: u64,
+    /// Involuntary ones: a thread was preempted.
+    preempted: u64,
+}
+
+impl Usage {
+    /// The daemon `pid`'s (every thread), and its children's (its plugin hosts').
+    fn of(pid: u32) -> [Usage; 2] {
+        let mut hosts = Vec::new();
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                let children =
+                    std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                hosts.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+        [Usage::of_pids(&[pid]), Usage::of_pids(&hosts)]
+    }
+
+    /// Every thread of `pids`.
+    fn of_pids(pids: &[u32]) -> Usage {
+        let mut u = Usage::default();
+        for p in pids {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                if let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+                    let f: Vec<&str> = after.split(' ').collect();
+                    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                    u.ticks += n(11) + n(12);
+                }
+                let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+                for l in status.lines() {
+                    let n = |l: &str| {
+                        l.split_whitespace()
+                            .nth(1)
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(0)
+                    };
+                    if l.starts_with("voluntary_ctxt_switches") {
+                        u.sleeps += n(l);
+                    } else if l.starts_with("nonvoluntary_ctxt_switches") {
+                        u.preempted += n(l);
+                    }
+                }
+            }
+        }
+        u
+    }
+
+    /// Per call, from `before` to `self`: CPU µs, sleeps, preemptions. (A host that
+    /// did not exist before counts from nothing.)
+    fn per_call(self, before: Usage, calls: usize) -> (f64, f64, f64) {
+        let calls = calls.max(1) as f64;
+        (
+            self.ticks.saturating_sub(before.ticks) as f64 * 10_000.0 / calls,
+            self.sleeps.saturating_sub(before.sleeps) as f64 / calls,
+            self.preempted.saturating_sub(before.preempted) as f64 / calls,
+        )
+    }
+}
+
+/// [`measure`] against a daemon, with what it and its hosts spent per call.
+fn measure_daemon(
+    d: &flaskbbd_tests::daemon::TestDaemon,
+    clients: usize,
+    seconds: f64,
+    check: fn(&serde_json::Value),
+) -> (Row, [(f64, f64, f64); 2]) {
+    let before = Usage::of(d.child.id());
+    let row = measure(&d.socket, clients, seconds, check);
+    let after = Usage::of(d.child.id());
+    let per = [
+        after[0].per_call(before[0], row.calls),
+        after[1].per_call(before[1], row.calls),
+    ];
+    (row, per)
 }
 
 /// One busy loop per core, each a process of its own at the benchmark's priority (as
@@ -293,8 +389,8 @@ fn five_filters_each_way(seconds: f64, baseline: Option<&std::path::Path>) {
     for load in ["quiet", "busy"] {
         let hogs = (load == "busy").then(Hogs::start);
         for clients in [1usize, 16] {
-            let none: Row = measure(&inline.socket, clients, seconds, masked);
-            let process: Row = measure(&isolated.socket, clients, seconds, masked);
+            let (none, none_use) = measure_daemon(&inline, clients, seconds, masked);
+            let (process, proc_use) = measure_daemon(&isolated, clients, seconds, masked);
             let bare: Row = measure(&echo.socket, clients, seconds, echoed);
             let before = base
                 .as_ref()
@@ -312,6 +408,12 @@ fn five_filters_each_way(seconds: f64, baseline: Option<&std::path::Path>) {
                 micros(process.p50) / micros(none.p50),
                 micros(process.p50) / micros(bare.p50),
             );
+            for (label, [daemon, hosts]) in [("none", none_use), ("process", proc_use)] {
+                println!(
+                    "{:>13} | {label:>7} per call: daemon {:.1} µs CPU, {:.2} sleeps, {:.2} preemptions; hosts {:.1} µs CPU, {:.2} sleeps, {:.2} preemptions",
+                    "", daemon.0, daemon.1, daemon.2, hosts.0, hosts.1, hosts.2
+                );
+            }
             if let Some(b) = before {
                 println!(
                     "{:>13} | {:>19} {:>9.0} | {:>17} {:>8.1} | baseline (isolated) ÷ this build: calls/s {:.3}, p50 {:.2}",

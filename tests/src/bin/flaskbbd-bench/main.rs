@@ -17,7 +17,7 @@ const USAGE: &str = "usage: flaskbbd-bench <benchmark> [options]
   bcrypt    [--seconds N] [--cost C]  engines and lanes vs libxcrypt; Authenticate at 4 clients/core (default and 4 lanes) and alone, cost 10 and 12
   timing    [--cost N] [--rounds N]   wrong password vs unknown user vs locked account, quiet and under load
   events    [--seconds N]      PostSaveBefore through 5 plugins vs an echo server, 1/16/256 clients
-  isolation [--calls N] [--seconds N] [--baseline DAEMON]   an isolated impl call vs in-process; 5 filters each way, quiet and with every core busy
+  isolation [--calls N] [--seconds N] [--baseline DAEMON] [--filters-only]   an isolated impl call vs in-process; 5 filters each way, quiet and with every core busy
   flaskbb   [--rounds N]       the same flows through FlaskBB's own pipeline
   bridge    [--rounds N]       a FlaskBB login and topic post, plain vs through the bridge
   memory    [--starts N] [--connections N]   start-up time and RSS
