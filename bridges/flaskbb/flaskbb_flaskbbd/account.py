@@ -37,6 +37,7 @@ from flaskbb.utils.requirements import IsAdmin
 from flaskbb.utils.settings import flaskbb_config
 
 from . import stats
+from .auth import note_passkeys
 from .bridge import Bridge, active, log
 from .client import AuthenticationFailed, Unavailable, VarlinkError, ceremony_options
 
@@ -277,8 +278,11 @@ class Security(MethodView):
                 {**p, "created": shown_time(p.get("created")), "last_used": shown_time(p.get("last_used"))}
                 for p in account_call("ListPasskeys", user_id=current_user.id).get("passkeys", [])
             ]
+            note_passkeys(True)
         except AccountRefused as e:
-            if e.name != "PasskeysUnavailable":  # passkeys off: the page shows none
+            if e.name == "PasskeysUnavailable":  # passkeys off: the page shows none
+                note_passkeys(False)
+            else:
                 flash(e.message, "danger")
         return render_template("flaskbbd/security.html", state=state, forms=forms, passkeys=passkeys, **shown)
 

@@ -355,6 +355,25 @@ SIGN_IN_CEREMONY = "flaskbbd_passkey_sign_in"
 PASSKEY_FAILED = "The passkey could not be used. Try again, or sign in with your password."
 
 
+class _Offered:
+    """Whether the daemon offers passkeys, as its last passkey answer in this process
+    said (None: not asked yet); the pages leave the passkey button out once it said
+    no (a ``[webauthn]`` added later shows again at the next answer that says yes)."""
+
+    value: Optional[bool] = None
+
+
+def note_passkeys(offered: bool) -> None:
+    """Records what the daemon's last passkey answer said of passkeys being on."""
+    _Offered.value = offered
+
+
+def passkeys_offered() -> bool:
+    """False once the daemon answered that it has no passkeys (its ``[webauthn]``
+    table is missing); the pages' templates ask (``flaskbbd_passkeys_offered()``)."""
+    return active() is not None and _Offered.value is not False
+
+
 def _passkey_bridge() -> Bridge:
     bridge = active()
     if bridge is None:
@@ -379,11 +398,16 @@ def passkey_options() -> Any:
     try:
         options, ceremony = bridge.client.begin_passkey_sign_in(request_context())
     except PasskeysOff as e:
-        log.debug("no passkey sign-in offered: %s", e.message)
+        log.info("no passkey sign-in offered: %s", e.message)
+        note_passkeys(False)
         return jsonify(available=False)
+    except AuthenticationFailed as e:
+        # Too many sign-ins begun from this address: the reason says what to do.
+        return jsonify(available=False, message=e.reason)
     except Unavailable as e:
         log.error("passkey sign-in not offered, flaskbbd could not begin it: %s", e.cause)
-        return jsonify(available=False)
+        return jsonify(available=False, message=_(SIGN_IN_UNAVAILABLE))
+    note_passkeys(True)
     session[SIGN_IN_CEREMONY] = ceremony
     return jsonify(available=True, options=options)
 
@@ -417,6 +441,7 @@ def passkey_finish() -> Any:
         return jsonify(redirect=url_for("auth.login"))
     except PasskeysOff as e:
         log.error("passkey sign-in refused, flaskbbd offers no passkeys: %s", e.message)
+        note_passkeys(False)
         flash(_(SIGN_IN_UNAVAILABLE), "danger")
         return jsonify(redirect=back)
     except Unavailable as e:
@@ -445,6 +470,7 @@ def passkey_finish() -> Any:
 def add_routes(app: Flask, blueprint: Blueprint) -> None:
     """The passkey sign-in's two requests, under FlaskBB's auth prefix (404 while the
     bridge is inactive)."""
+    app.jinja_env.globals["flaskbbd_passkeys_offered"] = passkeys_offered
     prefix = app.config.get("AUTH_URL_PREFIX", "/auth")
     blueprint.add_url_rule(f"{prefix}/passkey/options", "passkey_options", passkey_options, methods=["POST"])
     blueprint.add_url_rule(f"{prefix}/passkey", "passkey_finish", passkey_finish, methods=["POST"])
@@ -469,8 +495,10 @@ __all__ = [
     "drop_pending",
     "install_views",
     "log_in",
+    "note_passkeys",
     "passkey_finish",
     "passkey_options",
+    "passkeys_offered",
     "pending",
     "request_context",
 ]

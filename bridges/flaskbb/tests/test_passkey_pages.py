@@ -23,6 +23,7 @@ from tests.support import AUDIT_PLUGIN, Site, totp
 
 BANNED = "Your account has been banned."
 NOT_REGISTERED = "This passkey is not registered here. Sign in with your password, or use another passkey."
+REFUSED = "The passkey could not be verified. Try again, or sign in with your password."
 MISSING = "A one-time code from your authenticator app is required."
 
 site: Site
@@ -124,6 +125,13 @@ class PasskeyPages(BrowserTestCase):
         self.assertIn("no passkey", self.chrome.text(".flaskbbd-passkeys"))
         credential_id = self.add_passkey("Laptop")
         self.sign_out()
+
+        # Without JavaScript the page is the password form as ever: the passkey
+        # button is there, hidden (the script shows it), and the password signs in.
+        plain = site.browser()
+        page = plain.get("/auth/login")
+        self.assertRegex(page.text, r'class="form-group flaskbbd-passkey-signin" hidden')
+        self.assertTrue(plain.login(name, password).logged_in)
 
         # The login page offers it as the login field's autofill, and as a button.
         self.chrome.open("/auth/login")
@@ -283,4 +291,4 @@ class PasskeyPages(BrowserTestCase):
         self.assertIn("redirect", answer)
         self.chrome.open(answer["redirect"])
         self.assertFalse(self.signed_in())
-        self.assertEqual(self.chrome.flashes("danger"), ["The passkey could not be verified."])
+        self.assertEqual(self.chrome.flashes("danger"), [REFUSED])

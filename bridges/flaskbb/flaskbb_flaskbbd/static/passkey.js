@@ -1,10 +1,12 @@
 /* flaskbb-flaskbbd: passkeys (WebAuthn) on the forum's pages, served by the bridge.
  *
  * Sign-in (.flaskbbd-passkey-signin: the login page, reauthentication, the code step):
- * asks the bridge for the options of a sign-in, lets the browser sign them
- * (navigator.credentials.get; on the login page also as autofill, with mediation
- * "conditional"), and posts the answer back; the bridge signs the member in and
- * answers where to go (the page there shows FlaskBB's message on a refusal).
+ * asks the bridge for the options of a sign-in (on the login page at once, for the
+ * login field's autofill, with mediation "conditional", where the browser has it;
+ * elsewhere when the button is pressed), lets the browser sign them
+ * (navigator.credentials.get), and posts the answer back; the bridge signs the
+ * member in and answers where to go (the page there shows FlaskBB's message on a
+ * refusal).
  * Adding (.flaskbbd-passkey-add, the Security page): the same with
  * navigator.credentials.create. The daemon's options and answers are JSON with
  * base64url strings where WebAuthn has bytes. Without JavaScript or WebAuthn
@@ -61,16 +63,18 @@
   }
 
   function signIn(box) {
-    var conditional = null;
     var options = box.dataset.options, finish = box.dataset.finish + window.location.search;
+    // The autofill's request, while it waits: the button takes over its options
+    // (one ceremony per page, as the daemon allows an address only so many).
+    var autofill = null;
 
     function requestOptions() {
       return post(options).then(function (answer) {
-        if (!answer.available) { return null; }
+        if (!answer.available) { return answer; }
         var pk = answer.options.publicKey;
         pk.challenge = bytes(pk.challenge);
         ids(pk.allowCredentials);
-        return pk;
+        return { available: true, publicKey: pk };
       });
     }
 
@@ -94,32 +98,46 @@
       }).then(follow);
     }
 
-    function autofill(pk) {
-      if (!box.dataset.conditional || !PublicKeyCredential.isConditionalMediationAvailable) { return; }
+    function offerAutofill() {
+      requestOptions().then(function (begun) {
+        if (!begun.available) {
+          // Passkeys off: nothing to offer. Too many begun here: the button says so.
+          box.hidden = !begun.message;
+          return;
+        }
+        var abort = new AbortController();
+        autofill = { publicKey: begun.publicKey, abort: abort, done: null };
+        autofill.done = navigator.credentials.get({
+          publicKey: begun.publicKey, mediation: "conditional", signal: abort.signal
+        }).then(signed, function (e) {
+          // Given up for the button, or not taken: nothing to say.
+          if (e && e.name !== "AbortError" && e.name !== "NotAllowedError") { failed(box, e); }
+        });
+      }).catch(function () { /* the button is there, and the password form */ });
+    }
+
+    box.hidden = false;
+    if (box.dataset.conditional && PublicKeyCredential.isConditionalMediationAvailable) {
       PublicKeyCredential.isConditionalMediationAvailable().then(function (yes) {
-        if (!yes) { return; }
-        conditional = new AbortController();
-        return navigator.credentials.get({ publicKey: pk, mediation: "conditional", signal: conditional.signal })
-          .then(signed);
-      }).catch(function (e) {
-        // Autofill given up (for the button) or not taken: nothing to say.
-        if (e && e.name !== "AbortError" && e.name !== "NotAllowedError") { failed(box, e); }
+        if (yes) { offerAutofill(); }
       });
     }
 
-    // Passkeys offered here (the daemon has [webauthn]): the button, and autofill.
-    requestOptions().then(function (pk) {
-      if (pk === null) { return; }
-      box.hidden = false;
-      autofill(pk);
-    }).catch(function () { /* the button stays hidden: the password form is there */ });
-
     box.querySelector("button").addEventListener("click", function () {
       say(box, "");
-      if (conditional) { conditional.abort(); conditional = null; }
-      requestOptions().then(function (pk) {
-        return navigator.credentials.get({ publicKey: pk });
-      }).then(signed).catch(function (e) { failed(box, e); });
+      var waiting = autofill;
+      autofill = null;
+      var begun;
+      if (waiting) {
+        waiting.abort.abort();
+        begun = waiting.done.then(function () { return { available: true, publicKey: waiting.publicKey }; });
+      } else {
+        begun = requestOptions();
+      }
+      begun.then(function (b) {
+        if (!b.available) { say(box, b.message || box.dataset.off); return null; }
+        return navigator.credentials.get({ publicKey: b.publicKey }).then(signed);
+      }).catch(function (e) { failed(box, e); });
     });
   }
 
