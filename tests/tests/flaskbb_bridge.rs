@@ -40,3 +40,13 @@ fn daemon_away_failing_slow_or_misconfigured_fails_closed() {
 fn without_a_socket_the_bridge_stays_out_of_the_way() {
     python_tests("test_inactive");
 }
+
+/// In headless Chromium with its virtual authenticator, the forum at
+/// `http://localhost:PORT` and the daemon's `[webauthn]` for it: a member adds a
+/// passkey from the Security page and signs in with it alone; a banned member's and a
+/// removed passkey are refused; a passkey stands for a TOTP member's code and for the
+/// password at reauthentication.
+#[test]
+fn members_sign_in_with_passkeys_from_the_forums_pages() {
+    python_tests("test_passkey_pages");
+}

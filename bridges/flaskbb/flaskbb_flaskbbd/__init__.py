@@ -31,10 +31,14 @@ _impl = HookimplMarker("flaskbb")
 
 @_impl
 def flaskbb_load_blueprints(app: Flask) -> None:
-    """The bridge's templates and pages (the member's Security settings, the admins'
-    sign-in page; both answer 404 while the bridge is inactive)."""
-    blueprint = Blueprint("flaskbbd", __name__, template_folder="templates")
+    """The bridge's templates, its script (``static/passkey.js``) and pages (the
+    member's Security settings, the admins' sign-in page, the passkey sign-in's
+    requests; the pages answer 404 while the bridge is inactive)."""
+    blueprint = Blueprint(
+        "flaskbbd", __name__, template_folder="templates", static_folder="static", static_url_path="/_flaskbbd"
+    )
     _account.add_routes(app, blueprint)
+    _auth.add_routes(app, blueprint)
     app.register_blueprint(blueprint)
 
 

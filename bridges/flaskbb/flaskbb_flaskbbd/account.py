@@ -1,4 +1,5 @@
-"""The member's "Security" settings page, FlaskBB's password change and reset, and
+"""The member's "Security" settings page (the second factor, and passkeys: listed,
+added through the bridge's script, removed), FlaskBB's password change and reset, and
 the admins' sign-in page in FlaskBB's management area, all through the daemon's
 ``org.flaskbb.Account`` interface (the forum's uid must be in ``daemon.forum_uids``).
 
@@ -8,10 +9,12 @@ logged; the daemon keeps them (hashed, for recovery codes).
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
 import segno
-from flask import Blueprint, Flask, abort, current_app, flash, redirect, request, url_for
+from flask import Blueprint, Flask, abort, current_app, flash, jsonify, redirect, request, session, url_for
 from flask.views import MethodView
 from flask_allows import Permission
 from flask_babelplus import gettext as _
@@ -34,8 +37,9 @@ from flaskbb.utils.requirements import IsAdmin
 from flaskbb.utils.settings import flaskbb_config
 
 from . import stats
+from .auth import note_passkeys
 from .bridge import Bridge, active, log
-from .client import AuthenticationFailed, Unavailable, VarlinkError
+from .client import AuthenticationFailed, Unavailable, VarlinkError, ceremony_options
 
 #: What a member sees when the daemon cannot do what the security page asked.
 ACCOUNT_UNAVAILABLE = "The security settings are unavailable right now; try again shortly."
@@ -54,7 +58,14 @@ _MESSAGES = {
     "NotEnrolled": "Two-factor authentication is not on.",
     "NoSuchUser": "No such member.",
     "SecondFactorUnavailable": "This forum does not offer two-factor authentication.",
+    "PasskeysUnavailable": "This forum does not offer passkeys.",
+    "CeremonyExpired": "Adding the passkey took too long or was started again elsewhere. Try again.",
+    "PasskeyRefused": "The passkey could not be added. Try again, or with another device.",
+    "NoSuchPasskey": "That passkey is not on your account (removed already?).",
 }
+
+#: The longest name a member gives a passkey.
+MAX_PASSKEY_NAME = 64
 
 
 def _address() -> Dict[str, str]:
@@ -81,6 +92,9 @@ def account_call(method: str, **parameters: Any) -> Dict[str, Any]:
     except VarlinkError as e:
         if e.name in ("PermissionDenied", "SecondFactorUnavailable"):
             log.error("flaskbbd refused org.flaskbb.Account.%s: %s", method, e.parameters.get("message", e.name))
+        if e.name == "PasskeyRefused":
+            # webauthn-rs's reason (the origin, the signature, ...): never the credential.
+            log.warning("flaskbbd refused org.flaskbb.Account.%s: %s", method, e.parameters.get("reason", ""))
         if e.name in _MESSAGES:
             raise AccountRefused(_(_MESSAGES[e.name]), e.name) from None
         raise AccountRefused(_(ACCOUNT_UNAVAILABLE), e.name) from None
@@ -148,13 +162,44 @@ class DisableForm(FlaskForm):
     submit = SubmitField(lazy_gettext("Turn off two-factor authentication"))
 
 
+class AddPasskeyForm(FlaskForm):
+    """The name of a passkey to add (the page's script does the rest)."""
+
+    name = StringField(
+        lazy_gettext("Name"),
+        validators=[Length(max=MAX_PASSKEY_NAME)],
+        render_kw={"placeholder": lazy_gettext("Laptop, phone, security key, ..."), "autocomplete": "off"},
+    )
+    submit = SubmitField(lazy_gettext("Add a passkey"))
+
+
+class RemovePasskeyForm(FlaskForm):
+    """One of the member's passkeys to remove (its id in a hidden field)."""
+
+    id = HiddenField(validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField(lazy_gettext("Remove"))
+
+
 def _forms() -> Dict[str, FlaskForm]:
     return {
         "begin": BeginForm(prefix="begin"),
         "confirm": ConfirmForm(prefix="confirm"),
         "regenerate": RegenerateForm(prefix="regenerate"),
         "disable": DisableForm(prefix="disable"),
+        "add_passkey": AddPasskeyForm(prefix="passkey"),
+        "remove_passkey": RemovePasskeyForm(prefix="passkey-remove"),
     }
+
+
+def shown_time(value: Optional[str]) -> str:
+    """An RFC 3339 time of the daemon's as the page shows it (UTC, to the minute)."""
+    if not value:
+        return ""
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
 class Security(MethodView):
@@ -207,6 +252,15 @@ class Security(MethodView):
                 )
                 flash(_("Two-factor authentication is off."), "success")
                 return redirect(url_for("flaskbbd.security"))
+            if forms["remove_passkey"].submit.data and forms["remove_passkey"].validate_on_submit():
+                account_call("RemovePasskey", user_id=user_id, id=forms["remove_passkey"].id.data)
+                log.info("user %d removed a passkey", user_id)
+                flash(_("The passkey is removed: it no longer signs you in."), "success")
+                return redirect(url_for("flaskbbd.security"))
+            if forms["add_passkey"].submit.data:
+                # The page's script posts to passkey_added; a form posted without it
+                # (no JavaScript) cannot make a passkey.
+                flash(_("Adding a passkey needs JavaScript in your browser."), "danger")
         except AccountRefused as e:
             flash(e.message, "danger")
         return self.render(forms)
@@ -218,7 +272,90 @@ class Security(MethodView):
         except AccountRefused as e:
             flash(e.message, "danger")
             state = None
-        return render_template("flaskbbd/security.html", state=state, forms=forms, **shown)
+        passkeys: Optional[List[Dict[str, Any]]] = None
+        try:
+            passkeys = [
+                {**p, "created": shown_time(p.get("created")), "last_used": shown_time(p.get("last_used"))}
+                for p in account_call("ListPasskeys", user_id=current_user.id).get("passkeys", [])
+            ]
+            note_passkeys(True)
+        except AccountRefused as e:
+            if e.name == "PasskeysUnavailable":  # passkeys off: the page shows none
+                note_passkeys(False)
+            else:
+                flash(e.message, "danger")
+        return render_template("flaskbbd/security.html", state=state, forms=forms, passkeys=passkeys, **shown)
+
+
+#: Where this browser's passkey registration waits between its two requests: the
+#: daemon's ceremony id only (the challenge stays in the daemon, bound to the member).
+REGISTER_CEREMONY = "flaskbbd_passkey_register"
+
+
+def _fresh_member() -> Optional[Any]:
+    """None when the passkey requests may go on; else the answer that sends the page
+    to reauthentication (a passkey is added with a fresh login only, as the page)."""
+    _bridge()
+    if not login_fresh():
+        return jsonify(available=False, redirect=url_for("auth.reauth", next=url_for("flaskbbd.security")))
+    return None
+
+
+@login_required
+def passkey_begin() -> Any:
+    """``POST .../settings/security/passkeys/options``: ``BeginPasskeyRegistration``'s
+    options for the page's script; the ceremony waits in the session."""
+    refused = _fresh_member()
+    if refused is not None:
+        return refused
+    try:
+        reply = account_call("BeginPasskeyRegistration", user_id=current_user.id)
+        options, ceremony = ceremony_options("BeginPasskeyRegistration", reply)
+    except AccountRefused as e:
+        if e.name == "PasskeysUnavailable":
+            log.error("a passkey cannot be added: flaskbbd has no [webauthn] table in flaskbb.toml")
+        flash(e.message, "danger")
+        return jsonify(available=False, redirect=url_for("flaskbbd.security"))
+    except Unavailable as e:
+        log.error("a passkey cannot be added: %s", e.cause)
+        flash(_(ACCOUNT_UNAVAILABLE), "danger")
+        return jsonify(available=False, redirect=url_for("flaskbbd.security"))
+    session[REGISTER_CEREMONY] = ceremony
+    return jsonify(available=True, options=options)
+
+
+@login_required
+def passkey_added() -> Any:
+    """``POST .../settings/security/passkeys``: the browser's new credential to
+    ``FinishPasskeyRegistration`` under the name the member gave; the outcome is
+    flashed on the Security page, where the script goes next."""
+    refused = _fresh_member()
+    if refused is not None:
+        return refused
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
+    ceremony = session.pop(REGISTER_CEREMONY, None)
+    credential = body.get("credential")
+    name = " ".join(str(body.get("name") or "").split())[:MAX_PASSKEY_NAME] or _("Passkey")
+    done = jsonify(redirect=url_for("flaskbbd.security"))
+    if not isinstance(ceremony, str) or not isinstance(credential, dict):
+        log.info("user %d: passkey not added, %s", current_user.id, "no ceremony in the session" if ceremony is None else "no credential posted")
+        flash(_(_MESSAGES["CeremonyExpired"]), "danger")
+        return done
+    try:
+        account_call(
+            "FinishPasskeyRegistration",
+            user_id=current_user.id,
+            ceremony=ceremony,
+            name=name,
+            credential=json.dumps(credential),
+        )
+    except AccountRefused as e:
+        flash(e.message, "danger")
+        return done
+    log.info("user %d added a passkey", current_user.id)
+    flash(_("Passkey %(name)s added: it signs you in without your password.", name=name), "success")
+    return done
 
 
 # -- FlaskBB's password change and reset ------------------------------------------------
@@ -306,6 +443,25 @@ class ResetFactorForm(FlaskForm):
     submit = SubmitField(lazy_gettext("Reset"))
 
 
+class RemovePasskeysForm(FlaskForm):
+    username = StringField(validators=[DataRequired(), Length(max=200)])
+    submit = SubmitField(lazy_gettext("Remove their passkeys"))
+
+
+def remove_passkeys(user_id: int) -> int:
+    """Removes every passkey of the member (an admin's action); how many there were."""
+    removed = 0
+    for passkey in account_call("ListPasskeys", user_id=user_id).get("passkeys", []):
+        try:
+            account_call("RemovePasskey", user_id=user_id, id=passkey["id"])
+        except AccountRefused as e:
+            if e.name != "NoSuchPasskey":  # removed meanwhile: as good
+                raise
+        else:
+            removed += 1
+    return removed
+
+
 class Management(MethodView):
     """``/admin/flaskbbd``: locked accounts (lift), members with a second factor
     (reset), the daemon's status and a chart of the last hour's logins. FlaskBB's
@@ -324,6 +480,8 @@ class Management(MethodView):
 
     def post(self) -> Any:
         action = request.form.get("action", "")
+        if action == "passkeys":
+            return self.remove_passkeys()
         form: FlaskForm = LiftForm() if action == "lift" else ResetFactorForm()
         if form.validate_on_submit() and action in ("lift", "reset"):
             try:
@@ -342,6 +500,22 @@ class Management(MethodView):
                 log.info("admin %d: %s for user %d", current_user.id, action, user_id)
             except AccountRefused as e:
                 flash(e.message, "danger")
+        return redirect(url_for("flaskbbd.management"))
+
+    @staticmethod
+    def remove_passkeys() -> Any:
+        form = RemovePasskeysForm()
+        if form.validate_on_submit():
+            user = User.query.filter_by(username=form.username.data.strip()).first()
+            if user is None:
+                flash(_("No such member."), "danger")
+            else:
+                try:
+                    removed = remove_passkeys(user.id)
+                    log.info("admin %d: removed %d passkeys of user %d", current_user.id, removed, user.id)
+                    flash(_("Passkeys of %(name)s removed: %(n)d.", n=removed, name=user.username), "success")
+                except AccountRefused as e:
+                    flash(e.message, "danger")
         return redirect(url_for("flaskbbd.management"))
 
     @staticmethod
@@ -406,6 +580,10 @@ def add_routes(app: Flask, blueprint: Blueprint) -> None:
     user_prefix = app.config.get("USER_URL_PREFIX", "/user")
     admin_prefix = app.config.get("ADMIN_URL_PREFIX", "/admin")
     blueprint.add_url_rule(f"{user_prefix}/settings/security", view_func=Security.as_view("security"))
+    blueprint.add_url_rule(
+        f"{user_prefix}/settings/security/passkeys/options", "passkey_begin", passkey_begin, methods=["POST"]
+    )
+    blueprint.add_url_rule(f"{user_prefix}/settings/security/passkeys", "passkey_added", passkey_added, methods=["POST"])
     blueprint.add_url_rule(f"{admin_prefix}/flaskbbd", view_func=Management.as_view("management"))
 
 

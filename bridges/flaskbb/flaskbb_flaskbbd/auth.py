@@ -4,17 +4,24 @@ The views replace FlaskBB's own at the same endpoints (``auth.login`` and
 ``auth.reauth``), so FlaskBB's links, rate limits and ``next=`` redirects keep
 working. FlaskBB's ``PluginAuthenticationManager`` is then never used: the daemon's
 chain is the one pipeline, and a failed login is counted once, by the daemon.
+
+Passkeys: the bridge's script (``static/passkey.js``) on the login, code-step and
+reauthentication pages asks ``passkey_options`` for a sign-in's options
+(``BeginPasskeySignIn``) and posts the browser's assertion to ``passkey_finish``
+(``FinishPasskeySignIn``), which logs the member in as the password login does, or,
+at reauthentication, confirms the login of the member signed in.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, Optional, Type
 
-from flask import Flask, flash, request, session, url_for
+from flask import Blueprint, Flask, abort, flash, jsonify, request, session, url_for
 from flask.views import MethodView
 from flask_babelplus import gettext as _
 from flask_babelplus import lazy_gettext
-from flask_login import confirm_login, current_user, login_fresh, login_required, login_user
+from flask_login import confirm_login, current_user, login_fresh, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField
 from wtforms.validators import DataRequired, Length
@@ -28,7 +35,7 @@ from flaskbb.utils.helpers import anonymous_required, enforce_recaptcha, redirec
 
 from . import stats
 from .bridge import SIGN_IN_UNAVAILABLE, Bridge, active, log
-from .client import AuthenticationFailed, ForceLogout, Unavailable
+from .client import AuthenticationFailed, ForceLogout, PasskeysOff, Unavailable
 
 #: The context key the daemon's second-factor plugins ask for.
 OTP = "otp"
@@ -159,7 +166,10 @@ class Login(MethodView):
         form_class: Type[LoginForm] = DaemonLoginForm
         if enforce_recaptcha(limiter):
             form_class = DaemonLoginRecaptchaForm
-        return form_class()
+        form = form_class()
+        # The browser's passkey autofill (conditional mediation) offers itself here.
+        form.login.render_kw = {**(form.login.render_kw or {}), "autocomplete": "username webauthn"}
+        return form
 
     def get(self) -> str:
         if request.args.get("restart"):
@@ -216,19 +226,7 @@ class Login(MethodView):
     @staticmethod
     def logged_in(answer: Dict[str, Any], remember: bool) -> Any:
         """Logs the daemon's user in: the redirect, or None (flashed why not)."""
-        user = _forum_user(answer)
-        if user is None:
-            flash(_(SIGN_IN_UNAVAILABLE), "danger")
-        elif not login_user(user, remember=remember):
-            log.warning(
-                "flaskbbd accepted user %d (%r), whom FlaskBB holds inactive: set "
-                "auth.activate_account in flaskbb.toml as FlaskBB's ACTIVATE_ACCOUNT",
-                user.id,
-                user.username,
-            )
-            flash(_(NOT_ACTIVATED), "danger")
-        else:
-            stats.record(True)
+        if log_in(answer, remember):
             return redirect_or_next(url_for("forum.index"))
         return None
 
@@ -236,6 +234,26 @@ class Login(MethodView):
     def render(form: LoginForm, ask_otp: bool, failed: bool = False) -> str:
         page: str = render_template("flaskbbd/login.html", form=form, ask_otp=ask_otp, failed=failed)
         return page
+
+
+def log_in(answer: Dict[str, Any], remember: bool) -> bool:
+    """Logs the daemon's user in as FlaskBB's login does (``remember`` sets its
+    remember-me cookie); False, with why flashed, when FlaskBB would not."""
+    user = _forum_user(answer)
+    if user is None:
+        flash(_(SIGN_IN_UNAVAILABLE), "danger")
+    elif not login_user(user, remember=remember):
+        log.warning(
+            "flaskbbd accepted user %d (%r), whom FlaskBB holds inactive: set "
+            "auth.activate_account in flaskbb.toml as FlaskBB's ACTIVATE_ACCOUNT",
+            user.id,
+            user.username,
+        )
+        flash(_(NOT_ACTIVATED), "danger")
+    else:
+        stats.record(True)
+        return True
+    return False
 
 
 def _forum_user(answer: Dict[str, Any]) -> Any:
@@ -269,7 +287,7 @@ class Reauth(MethodView):
         if not login_fresh():
             if pending("reauth") is not None:
                 return render_second_step(SecondStepForm(), "reauth")
-            return render_template("auth/reauth.html", form=ReauthForm())
+            return render_template("flaskbbd/reauth.html", form=ReauthForm())
         return redirect_or_next(current_user.url)
 
     def post(self) -> Any:
@@ -284,7 +302,7 @@ class Reauth(MethodView):
                         return self.confirmed()
                     flash(_(SIGN_IN_UNAVAILABLE), "danger")
                 if pending("reauth") is None:
-                    return render_template("auth/reauth.html", form=ReauthForm(formdata=None))
+                    return render_template("flaskbbd/reauth.html", form=ReauthForm(formdata=None))
             return render_second_step(code_form, "reauth")
         drop_pending()
         form = ReauthForm()
@@ -318,13 +336,144 @@ class Reauth(MethodView):
                 flash(_(SIGN_IN_UNAVAILABLE), "danger")
             else:
                 return self.confirmed()
-        return render_template("auth/reauth.html", form=form)
+        return render_template("flaskbbd/reauth.html", form=form)
 
     @staticmethod
     def confirmed() -> Any:
         confirm_login()
         flash(_("Reauthenticated."), "success")
         return redirect_or_next(current_user.url)
+
+
+# -- passkeys -------------------------------------------------------------------------
+
+#: Where this browser's passkey sign-in waits between its two requests: the daemon's
+#: ceremony id only (the challenge stays in the daemon, bound to this address).
+SIGN_IN_CEREMONY = "flaskbbd_passkey_sign_in"
+
+#: What a member sees when an answer the browser gave cannot be used at all.
+PASSKEY_FAILED = "The passkey could not be used. Try again, or sign in with your password."
+
+
+class _Offered:
+    """Whether the daemon offers passkeys, as its last passkey answer in this process
+    said (None: not asked yet); the pages leave the passkey button out once it said
+    no (a ``[webauthn]`` added later shows again at the next answer that says yes)."""
+
+    value: Optional[bool] = None
+
+
+def note_passkeys(offered: bool) -> None:
+    """Records what the daemon's last passkey answer said of passkeys being on."""
+    _Offered.value = offered
+
+
+def passkeys_offered() -> bool:
+    """False once the daemon answered that it has no passkeys (its ``[webauthn]``
+    table is missing); the pages' templates ask (``flaskbbd_passkeys_offered()``)."""
+    return active() is not None and _Offered.value is not False
+
+
+def _passkey_bridge() -> Bridge:
+    bridge = active()
+    if bridge is None:
+        abort(404)
+        raise AssertionError("abort returned")  # abort always raises
+    return bridge
+
+
+def _next_or(fallback: str) -> str:
+    """``?next=`` when it is a path on this forum, else ``fallback``."""
+    target = str(request.args.get("next", ""))
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return fallback
+
+
+def passkey_options() -> Any:
+    """``POST /auth/passkey/options``: the daemon's ``BeginPasskeySignIn`` options for
+    the page's script (``available`` false when the daemon offers no passkeys, and the
+    page then shows none); the ceremony waits in the session."""
+    bridge = _passkey_bridge()
+    try:
+        options, ceremony = bridge.client.begin_passkey_sign_in(request_context())
+    except PasskeysOff as e:
+        log.info("no passkey sign-in offered: %s", e.message)
+        note_passkeys(False)
+        return jsonify(available=False)
+    except AuthenticationFailed as e:
+        # Too many sign-ins begun from this address: the reason says what to do.
+        return jsonify(available=False, message=e.reason)
+    except Unavailable as e:
+        log.error("passkey sign-in not offered, flaskbbd could not begin it: %s", e.cause)
+        return jsonify(available=False, message=_(SIGN_IN_UNAVAILABLE))
+    note_passkeys(True)
+    session[SIGN_IN_CEREMONY] = ceremony
+    return jsonify(available=True, options=options)
+
+
+def passkey_finish() -> Any:
+    """``POST /auth/passkey``: the browser's assertion to the daemon's
+    ``FinishPasskeySignIn``. Signed out (the login page, or its code step), the member
+    it answers is logged in as by the password; signed in (reauthentication), it must
+    be the member signed in. Answers where the page goes next; a refusal is flashed
+    there, as the password login's are."""
+    bridge = _passkey_bridge()
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
+    credential = body.get("credential")
+    ceremony = session.pop(SIGN_IN_CEREMONY, None)
+    reauth = bool(current_user.is_authenticated)
+    back = url_for("auth.reauth" if reauth else "auth.login", next=request.args.get("next") or None)
+    if not isinstance(credential, dict) or not isinstance(ceremony, str):
+        log.info("passkey sign-in refused: %s", "no ceremony in the session" if ceremony is None else "no credential posted")
+        flash(_(PASSKEY_FAILED), "danger")
+        return jsonify(redirect=back)
+    try:
+        answer = bridge.client.finish_passkey_sign_in(ceremony, json.dumps(credential), request_context())
+    except AuthenticationFailed as e:
+        flash(e.reason, "danger")
+        stats.record(False)
+        return jsonify(redirect=back)
+    except ForceLogout as e:
+        logout_user()
+        flash(e.reason, "danger")
+        return jsonify(redirect=url_for("auth.login"))
+    except PasskeysOff as e:
+        log.error("passkey sign-in refused, flaskbbd offers no passkeys: %s", e.message)
+        note_passkeys(False)
+        flash(_(SIGN_IN_UNAVAILABLE), "danger")
+        return jsonify(redirect=back)
+    except Unavailable as e:
+        log.error("passkey sign-in refused, flaskbbd could not decide it: %s", e.cause)
+        flash(_(SIGN_IN_UNAVAILABLE), "danger")
+        return jsonify(redirect=back)
+    if reauth:
+        if answer.get("id") != current_user.id:
+            log.warning(
+                "reauthentication of user %d refused: the passkey is user %d's", current_user.id, answer.get("id")
+            )
+            flash(_("That passkey is another account's. Use one of yours."), "danger")
+            return jsonify(redirect=back)
+        drop_pending()
+        confirm_login()
+        flash(_("Reauthenticated."), "success")
+        return jsonify(redirect=_next_or(current_user.url))
+    step = pending("login")
+    remember = bool(body.get("remember")) or bool(step is not None and step.get("remember"))
+    drop_pending()
+    if log_in(answer, remember):
+        return jsonify(redirect=_next_or(url_for("forum.index")))
+    return jsonify(redirect=back)
+
+
+def add_routes(app: Flask, blueprint: Blueprint) -> None:
+    """The passkey sign-in's two requests, under FlaskBB's auth prefix (404 while the
+    bridge is inactive)."""
+    app.jinja_env.globals["flaskbbd_passkeys_offered"] = passkeys_offered
+    prefix = app.config.get("AUTH_URL_PREFIX", "/auth")
+    blueprint.add_url_rule(f"{prefix}/passkey/options", "passkey_options", passkey_options, methods=["POST"])
+    blueprint.add_url_rule(f"{prefix}/passkey", "passkey_finish", passkey_finish, methods=["POST"])
 
 
 def install_views(app: Flask) -> None:
@@ -338,4 +487,18 @@ def install_views(app: Flask) -> None:
         app.view_functions[endpoint] = view.as_view(endpoint.split(".")[1])
 
 
-__all__ = ["Login", "Reauth", "SecondStepForm", "drop_pending", "install_views", "pending", "request_context"]
+__all__ = [
+    "Login",
+    "Reauth",
+    "SecondStepForm",
+    "add_routes",
+    "drop_pending",
+    "install_views",
+    "log_in",
+    "note_passkeys",
+    "passkey_finish",
+    "passkey_options",
+    "passkeys_offered",
+    "pending",
+    "request_context",
+]

@@ -64,6 +64,15 @@ class ForceLogout(DaemonError):
         self.reason = reason
 
 
+class PasskeysOff(DaemonError):
+    """``PasskeysUnavailable``: the daemon has no ``[webauthn]`` table, so the forum
+    offers no passkeys; ``message`` says what the operator adds (for the log)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class Rejected(DaemonError):
     """``org.flaskbb.Events.Rejected``: the plugin instance ``plugin`` refused the
     save; ``reason`` is for the person."""
@@ -158,6 +167,24 @@ class Client:
             f"{AUTH}.Reauthenticate",
             {"user_id": user_id, "secret": secret, "context": dict(context)},
         )
+
+    def begin_passkey_sign_in(self, context: Mapping[str, str]) -> Tuple[Dict[str, Any], str]:
+        """``BeginPasskeySignIn``: the options for ``navigator.credentials.get`` (the
+        JSON parsed) and the ceremony id, or :class:`PasskeysOff`."""
+        reply = self.call(f"{AUTH}.BeginPasskeySignIn", {"context": dict(context)})
+        return ceremony_options(f"{AUTH}.BeginPasskeySignIn", reply)
+
+    def finish_passkey_sign_in(self, ceremony: str, credential: str, context: Mapping[str, str]) -> Dict[str, Any]:
+        """``FinishPasskeySignIn``: the member the daemon signed in with the assertion
+        ``credential`` (JSON), answered as :meth:`authenticate` is."""
+        reply = self.call(
+            f"{AUTH}.FinishPasskeySignIn",
+            {"ceremony": ceremony, "credential": credential, "context": dict(context)},
+        )
+        user = reply.get("user")
+        if not isinstance(user, dict) or not isinstance(user.get("id"), int):
+            raise Unavailable(f"{AUTH}.FinishPasskeySignIn answered without a user: {sorted(reply)}")
+        return user
 
     # -- org.flaskbb.Account: what the forum's own pages do for members and admins --
 
@@ -294,6 +321,18 @@ class Client:
         return raw
 
 
+def ceremony_options(method: str, reply: Dict[str, Any]) -> Tuple[Dict[str, Any], str]:
+    """A ceremony's begin reply: its options (parsed) and its id."""
+    ceremony = reply.get("ceremony")
+    try:
+        options = json.loads(str(reply.get("options", "")))
+    except ValueError as e:
+        raise Unavailable(f"{method}: the options are not JSON: {e}") from None
+    if not isinstance(options, dict) or not isinstance(ceremony, str) or not ceremony:
+        raise Unavailable(f"{method} answered without options or a ceremony")
+    return options, ceremony
+
+
 def _error(method: str, error: str, params: Dict[str, Any]) -> DaemonError:
     """The exception for the error ``error`` the daemon answered to ``method``."""
     if error == f"{AUTH}.AuthenticationFailed":
@@ -305,6 +344,8 @@ def _error(method: str, error: str, params: Dict[str, Any]) -> DaemonError:
         )
     if error == f"{ACCOUNT}.AuthenticationFailed":
         return AuthenticationFailed(str(params.get("reason", "")))
+    if error == f"{AUTH}.PasskeysUnavailable":
+        return PasskeysOff(str(params.get("message", "")))
     if error == f"{AUTH}.ForceLogout":
         return ForceLogout(str(params.get("reason", "")))
     if error == f"{EVENTS}.Rejected":
