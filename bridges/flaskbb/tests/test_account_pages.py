@@ -67,7 +67,10 @@ class Codes:
         self.used = int(time.time() // 30)  # ConfirmTotp used the current step
 
     def next(self) -> str:
-        step = self.used + 1
+        # A later step than the last one used, and never one the daemon no longer
+        # takes (older than one step before now: a slow, loaded run may have passed
+        # several steps since the last code).
+        step = max(self.used + 1, int(time.time() // 30) - 1)
         while step > int(time.time() // 30) + 1:
             time.sleep(0.5)
         self.used = step
