@@ -70,7 +70,7 @@ class Codes:
         # A later step than the last one used, and never one the daemon no longer
         # takes (older than one step before now: a slow, loaded run may have passed
         # several steps since the last code).
-        step = max(self.used + 1, int(time.time() // 30) - 1)
+        step = max(self.used + 1, int(time.time() // 30))
         while step > int(time.time() // 30) + 1:
             time.sleep(0.5)
         self.used = step
