@@ -16,7 +16,7 @@ use plugin_abi::abi::Tier;
 
 /// One impl of one hook, before ordering.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImplSpec {
+pub(crate) struct ImplSpec {
     pub instance: String,
     /// Position in registration order: built-ins first, then `[[plugin]]` tables.
     pub reg_index: usize,
@@ -29,7 +29,7 @@ pub struct ImplSpec {
 
 /// A chain's impls in call order, wrappers apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ordered {
+pub(crate) struct Ordered {
     /// Wrappers: their "before" parts run in this order, "after" parts in reverse.
     pub wrappers: Vec<ImplSpec>,
     pub impls: Vec<ImplSpec>,
@@ -38,7 +38,11 @@ pub struct Ordered {
 /// Orders `specs` for `hook`. `known` is every configured instance name: a constraint
 /// naming one that is known but not in this chain (it does not implement the hook, or
 /// is disabled) has nothing to order and is ignored.
-pub fn order(hook: &str, specs: Vec<ImplSpec>, known: &HashSet<String>) -> Result<Ordered, String> {
+pub(crate) fn order(
+    hook: &str,
+    specs: Vec<ImplSpec>,
+    known: &HashSet<String>,
+) -> Result<Ordered, String> {
     let (wrappers, impls): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| s.wrapper);
     Ok(Ordered {
         wrappers: order_group(hook, wrappers, known)?,

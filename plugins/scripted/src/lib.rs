@@ -68,25 +68,25 @@ enum Action {
 
 /// The parameters an action takes when the configuration leaves them out.
 mod defaults {
-    pub fn stop() -> String {
+    pub(crate) fn stop() -> String {
         "Stopped by the scripted plugin.".into()
     }
-    pub fn force_logout() -> String {
+    pub(crate) fn force_logout() -> String {
         "Logged out by the scripted plugin.".into()
     }
-    pub fn reject() -> String {
+    pub(crate) fn reject() -> String {
         "Rejected by the scripted plugin.".into()
     }
-    pub fn error() -> String {
+    pub(crate) fn error() -> String {
         "the scripted plugin's configured error".into()
     }
-    pub fn panic() -> String {
+    pub(crate) fn panic() -> String {
         "the scripted plugin's configured panic".into()
     }
-    pub fn sleep_ms() -> u64 {
+    pub(crate) fn sleep_ms() -> u64 {
         1000
     }
-    pub fn append() -> String {
+    pub(crate) fn append() -> String {
         " [scripted]".into()
     }
 }

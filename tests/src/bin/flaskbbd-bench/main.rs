@@ -4,6 +4,10 @@
 //!
 //! `cargo run --release -p flaskbbd-tests --bin flaskbbd-bench -- <benchmark> [options]`
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod auth;
 mod dispatch;
 mod events;
