@@ -24,10 +24,14 @@ use crate::{
 
 /// FlaskBB's exact messages.
 pub(crate) mod messages {
+    /// A failed login (unknown user or wrong password: the same words for both).
     pub(crate) const WRONG_CREDENTIALS: &str = "Wrong username or password.";
+    /// A reauthentication's wrong password.
     pub(crate) const WRONG_PASSWORD: &str = "Wrong password.";
+    /// A login by a member who has not activated the account.
     pub(crate) const NOT_ACTIVATED: &str =
         "In order to use your account you have to activate it through the link we have sent to your email address.";
+    /// A login to a locked-out account, where the lockout says so.
     pub(crate) const LOCKED_OUT: &str =
         "Your account is currently locked out due to too many failed login attempts";
     /// FlaskBB has no message here: it lets banned users in.

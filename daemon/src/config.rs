@@ -26,15 +26,21 @@ pub(crate) struct Config {
     pub path: PathBuf,
     /// Its directory: what relative paths are relative to.
     pub base_dir: PathBuf,
+    /// `[daemon]`.
     pub daemon: DaemonConfig,
+    /// `[database]`.
     pub database: DatabaseConfig,
+    /// `[auth]`.
     pub auth: AuthConfig,
+    /// `[plugins]`.
     pub plugins: PluginsConfig,
     /// `[builtins.<name>]` tables, by built-in instance name.
     pub builtins: BTreeMap<String, BuiltinConfig>,
     /// `[[plugin]]` tables, in registration order.
     pub plugin: Vec<PluginConfig>,
+    /// `[log]`.
     pub log: LogConfig,
+    /// `[metrics]`.
     pub metrics: MetricsConfig,
     /// `[webauthn]`: the relying party of passkeys; without it, passkeys are off.
     pub webauthn: Option<crate::webauthn::WebauthnConfig>,
@@ -54,7 +60,9 @@ pub(crate) struct DaemonConfig {
     /// Peers allowed `org.flaskbb.Account`: the forum's own uid(s), the user FlaskBB
     /// runs as (the daemon's own uid always is; `admin_uids` are not, unless listed).
     pub forum_uids: Vec<u32>,
+    /// How long a hook call may take before the request gives up on it.
     pub hook_timeout_ms: u64,
+    /// The largest message a client may send on the socket.
     pub max_message_bytes: usize,
     /// Cores that compute bcrypt (each up to four hashes at once); the pool that runs
     /// requests off the async threads has four threads per core. 0 means every core.
@@ -155,12 +163,17 @@ impl DatabaseConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct AuthConfig {
+    /// The bcrypt cost of the hashes the daemon writes.
     pub bcrypt_cost: u32,
     /// bcrypt computations each core interleaves (docs/benchmarks.md: more lanes,
     /// more logins per second; on a shared host, a wider spread of answer times).
     pub bcrypt_lanes: usize,
+    /// Whether a new account must be activated before it may log in (FlaskBB's
+    /// "Enable Account Activation").
     pub activate_account: bool,
+    /// How long a failed login (or a refused account password or code) is held back.
     pub failure_delay_ms: u64,
+    /// `[auth.lockout]`.
     pub lockout: LockoutConfig,
     /// Replace a werkzeug hash (FlaskBB's) by bcrypt when its user logs in.
     pub rehash_on_login: bool,
@@ -191,6 +204,7 @@ pub(crate) struct LockoutConfig {
     pub attempts: i32,
     /// How long failures count, from the last one.
     pub window_minutes: i64,
+    /// What a run of failures locks.
     pub scope: LockoutScope,
     /// Whether a locked account says so (FlaskBB's message, answered at once), or
     /// answers exactly as a wrong password does.
@@ -342,10 +356,15 @@ impl MetricsConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HookOverride {
+    /// The impl's tier (`tryfirst`, `normal`, `trylast`) instead of the declared one.
     pub tier: Option<Spanned<String>>,
+    /// Its priority within the tier instead of the declared one.
     pub priority: Option<i32>,
+    /// Instances it must run before.
     pub before: Option<Vec<Spanned<String>>>,
+    /// Instances it must run after.
     pub after: Option<Vec<Spanned<String>>>,
+    /// Whether it is a wrapper.
     pub wrapper: Option<bool>,
     /// `false` takes this instance out of this hook's chain.
     pub enabled: Option<bool>,
@@ -355,7 +374,9 @@ pub(crate) struct HookOverride {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct BuiltinConfig {
+    /// `false` takes the built-in out of every chain.
     pub enabled: bool,
+    /// Ordering overrides, by hook name.
     pub hooks: BTreeMap<Spanned<String>, HookOverride>,
 }
 
@@ -372,12 +393,17 @@ impl Default for BuiltinConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PluginConfig {
+    /// The instance's name.
     pub name: Spanned<String>,
+    /// The plugin library's path.
     pub library: Spanned<String>,
+    /// `false` leaves the instance out (default `true`).
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The `config` table given to the instance.
     #[serde(default)]
     pub config: Option<Spanned<toml::Table>>,
+    /// Ordering overrides, by hook name.
     #[serde(default)]
     pub hooks: BTreeMap<Spanned<String>, HookOverride>,
     /// Where the instance runs; `plugins.isolation` when absent.

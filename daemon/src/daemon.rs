@@ -95,10 +95,14 @@ impl Drop for Counted {
 
 /// Everything a request needs, shared by all connections.
 pub(crate) struct Daemon {
+    /// The configuration file, read again on reload.
     pub config_path: PathBuf,
     generation: RwLock<Arc<Generation>>,
+    /// The database.
     pub store: Arc<dyn Store>,
+    /// Runs requests off the async threads, with their timeouts.
     pub executor: Executor,
+    /// Opens plugin libraries, the same bytes once.
     pub loader: Loader,
     next_generation: AtomicU64,
     own_uid: u32,
@@ -115,8 +119,10 @@ pub(crate) struct Daemon {
 /// Why enabling or disabling an instance did not take effect.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SetEnabledError {
+    /// The instance's state could not be saved.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The generation with the change could not be built; the change was undone.
     #[error("{0}")]
     Reload(String),
 }
@@ -124,6 +130,7 @@ pub(crate) enum SetEnabledError {
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StartError {
+    /// The configuration could not be read or is wrong.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The store could not be opened (its message is part of this one, not a source).
@@ -133,6 +140,7 @@ pub(crate) enum StartError {
     /// is not also the error's source, or it would be printed twice).
     #[error("plugins:\n{0}")]
     Plugins(BuildError),
+    /// Anything else (the runtime, the socket, signals), with what failed.
     #[error("{0}")]
     Other(String),
 }

@@ -42,16 +42,20 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Why a job gave no answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum ExecError {
+    /// A hook call ran past `daemon.hook_timeout_ms`.
     #[error("instance {instance:?} did not answer {hook} within {timeout_ms} ms")]
     Timeout {
         instance: Arc<str>,
         hook: Hook,
         timeout_ms: u64,
     },
+    /// Too many hook calls are hung: new requests are refused.
     #[error("{0} hook calls are hung past their timeout; refusing new requests until one returns")]
     Overloaded(usize),
+    /// The job panicked (the panic's message).
     #[error("internal error: {0}")]
     Panicked(String),
+    /// The daemon is shutting down.
     #[error("the daemon is shutting down")]
     ShuttingDown,
 }

@@ -32,8 +32,11 @@ use crate::{
 
 /// One generation of instances and chains.
 pub(crate) struct Generation {
+    /// Its number, counted from 1 by the daemon.
     pub id: u64,
+    /// The configuration it was built from.
     pub config: Arc<Config>,
+    /// Verifies passwords with this configuration's bcrypt settings.
     pub verifier: Arc<Verifier>,
     chains: BTreeMap<Hook, Chain>,
     /// What each chain has cost lately, to choose where its next request runs.

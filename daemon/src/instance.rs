@@ -30,6 +30,7 @@ use crate::{
 /// Where an instance comes from.
 #[derive(Debug, Clone)]
 pub(crate) enum Origin {
+    /// Compiled into the daemon.
     Builtin,
     /// A library mapped in the daemon.
     Plugin(Arc<Library>),
@@ -50,16 +51,23 @@ impl Origin {
 
 /// One instance: a built-in, or one `[[plugin]]` table made from a library.
 pub(crate) struct Instance {
+    /// Its name: the `[[plugin]]` table's `name`, or the built-in's.
     pub name: Arc<str>,
+    /// Where its code comes from.
     pub origin: Origin,
+    /// Its configuration as JSON, as the instance was given it.
     pub config_json: String,
+    /// Its impls of the hooks.
     pub hooks: Box<dyn Hooks>,
 }
 
 /// What an impl sees of the call it is in.
 pub(crate) struct CallCx<'a> {
+    /// The request the call is part of.
     pub req: &'a Request,
+    /// The instance called.
     pub instance: &'a Instance,
+    /// The hook called.
     pub hook: Hook,
 }
 

@@ -43,7 +43,9 @@ use plugin_abi::{
 #[derive(Debug, thiserror::Error)]
 #[error("plugin {}: {cause}", path.display())]
 pub(crate) struct LoadError {
+    /// The library file.
     pub path: PathBuf,
+    /// What was wrong with it.
     pub cause: String,
 }
 
@@ -60,7 +62,9 @@ pub(crate) struct Library {
     pub path: PathBuf,
     /// SHA-256 of the file's content, hex.
     pub digest: String,
+    /// Its root module, through which instances are made.
     pub module: PluginMod_Ref,
+    /// What it says of itself: name, version, hooks.
     pub manifest: Manifest,
     /// The `plugin-abi` version the library was built against.
     pub abi_version: String,

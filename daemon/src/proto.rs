@@ -53,6 +53,7 @@ pub(crate) mod convert {
         }
     }
 
+    /// A post for a plugin.
     pub(crate) fn post_to_abi(p: &Post) -> abi::Post {
         abi::Post {
             id: p.id.into(),
@@ -64,6 +65,7 @@ pub(crate) mod convert {
         }
     }
 
+    /// A post a plugin returned, for the wire.
     pub(crate) fn post_from_abi(p: &abi::Post) -> Post {
         Post {
             id: p.id.into_option(),
@@ -75,6 +77,7 @@ pub(crate) mod convert {
         }
     }
 
+    /// A topic for a plugin.
     pub(crate) fn topic_to_abi(t: &Topic) -> abi::Topic {
         abi::Topic {
             id: t.id.into(),
@@ -86,6 +89,7 @@ pub(crate) mod convert {
         }
     }
 
+    /// A topic a plugin returned, for the wire.
     pub(crate) fn topic_from_abi(t: &abi::Topic) -> Topic {
         Topic {
             id: t.id.into_option(),

@@ -69,8 +69,11 @@ pub(crate) struct CommitError(pub StoreError);
 /// The impl a request is waiting on.
 #[derive(Debug, Clone)]
 pub(crate) struct CurrentCall {
+    /// The instance called.
     pub instance: Arc<str>,
+    /// The hook called.
     pub hook: Hook,
+    /// When the call started.
     pub since: Instant,
     /// How to end the call, when it can be ended.
     pub cancel: Option<Cancel>,
@@ -80,7 +83,9 @@ pub(crate) struct CurrentCall {
 
 /// One request's state, shared by its worker and its async waiter.
 pub(crate) struct Request {
+    /// The client's context (without what only the daemon may say).
     pub context: Context,
+    /// The database, which the request's changes are committed to.
     pub store: Arc<dyn Store>,
     pending: Mutex<Vec<Op>>,
     current: Mutex<Option<CurrentCall>>,
@@ -110,6 +115,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Request {
+    /// A new request with the client's `context` (a passkey's verification removed:
+    /// only the daemon says that).
     pub(crate) fn new(store: Arc<dyn Store>, mut context: Context) -> Arc<Request> {
         // Only the daemon says a passkey was verified (`after_passkey`).
         context.remove(crate::webauthn::AUTHENTICATED_BY);
@@ -191,6 +198,7 @@ impl Request {
         self.second_factor.load(Ordering::Acquire)
     }
 
+    /// Records that a pending-login token proved `user_id`'s password.
     pub(crate) fn set_preauthenticated(&self, user_id: i64) {
         *lock(&self.preauthenticated) = Some(user_id);
     }

@@ -45,8 +45,11 @@ use crate::{
 /// One impl in a chain.
 #[derive(Clone)]
 pub(crate) struct Entry {
+    /// The instance whose impl this is.
     pub instance: Arc<Instance>,
+    /// Its tier (tryfirst, normal, trylast).
     pub tier: Tier,
+    /// Its priority within the tier.
     pub priority: i32,
     /// The metrics its calls add to.
     pub stats: HookStats,
@@ -68,8 +71,11 @@ impl Entry {
 /// One hook's chain.
 #[derive(Clone)]
 pub(crate) struct Chain {
+    /// The hook this chain runs.
     pub hook: Hook,
+    /// Its wrappers, in the order their "before" parts run.
     pub wrappers: Vec<Entry>,
+    /// Its impls, in call order.
     pub impls: Vec<Entry>,
 }
 

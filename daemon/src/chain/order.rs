@@ -17,13 +17,19 @@ use plugin_abi::abi::Tier;
 /// One impl of one hook, before ordering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ImplSpec {
+    /// The instance's name.
     pub instance: String,
     /// Position in registration order: built-ins first, then `[[plugin]]` tables.
     pub reg_index: usize,
+    /// Its tier (tryfirst, normal, trylast), as declared or overridden.
     pub tier: Tier,
+    /// Its priority within the tier.
     pub priority: i32,
+    /// Instances this impl must run before.
     pub before: Vec<String>,
+    /// Instances this impl must run after.
     pub after: Vec<String>,
+    /// Whether it wraps the other impls rather than being one of them.
     pub wrapper: bool,
 }
 
@@ -32,6 +38,7 @@ pub(crate) struct ImplSpec {
 pub(crate) struct Ordered {
     /// Wrappers: their "before" parts run in this order, "after" parts in reverse.
     pub wrappers: Vec<ImplSpec>,
+    /// The impls, in call order.
     pub impls: Vec<ImplSpec>,
 }
 

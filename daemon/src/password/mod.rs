@@ -89,6 +89,7 @@ pub enum HashFormat {
 /// What verifying a secret found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
+    /// Whether the secret matched.
     pub ok: bool,
     /// The secret matched a hash that is not bcrypt: store a bcrypt hash instead
     /// (when configured).

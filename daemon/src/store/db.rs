@@ -30,8 +30,9 @@ use super::{
 };
 use crate::proto::User;
 
-/// The schema migrations of each backend, compiled into the binary.
+/// SQLite's schema migrations, compiled into the binary.
 pub(crate) const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// PostgreSQL's schema migrations, compiled into the binary.
 pub(crate) const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// The penalty table, made the same way in a FlaskBB database as the migration makes
@@ -45,7 +46,9 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection to either backend.
 #[derive(diesel::MultiConnection)]
 pub(crate) enum AnyConnection {
+    /// SQLite.
     Sqlite(SqliteConnection),
+    /// PostgreSQL.
     Postgresql(PgConnection),
 }
 

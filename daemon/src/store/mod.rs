@@ -16,12 +16,16 @@ use crate::proto::User;
 /// A store failure, phrased for logs (never with a secret or a hash).
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum StoreError {
+    /// The database could not be reached or opened.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A statement failed.
     #[error("database error: {0}")]
     Query(String),
+    /// The username or email is taken.
     #[error("a user with that username or email already exists")]
     UserExists,
+    /// The user does not exist.
     #[error("no such user")]
     NoSuchUser,
     /// An [`Op::KvSwap`] found another value than it expected: the commit changed
@@ -33,6 +37,7 @@ pub(crate) enum StoreError {
 /// A user with what only the daemon sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UserRecord {
+    /// The user as the wire shows it.
     pub user: User,
     /// The password hash (bcrypt, or werkzeug's in a FlaskBB database).
     pub password: Option<String>,
@@ -141,6 +146,7 @@ impl PenaltyKey {
 /// One live row of failure counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Penalty {
+    /// Whose failures these are.
     pub key: PenaltyKey,
     /// Failures counted since the row last started (or expired).
     pub failures: u32,
@@ -166,10 +172,13 @@ pub(crate) const MEMBER_GROUP: i64 = 4;
 /// A user to create.
 #[derive(Debug, Clone)]
 pub(crate) struct NewUser {
+    /// The user's name.
     pub username: String,
+    /// The user's email address.
     pub email: String,
     /// `None` for users who cannot log in with a local password (provisioned ones).
     pub password_hash: Option<String>,
+    /// Whether the account starts activated.
     pub activated: bool,
     /// FlaskBB's group id; 4 is Member.
     pub primary_group_id: i64,

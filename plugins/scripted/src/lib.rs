@@ -68,24 +68,31 @@ enum Action {
 
 /// The parameters an action takes when the configuration leaves them out.
 mod defaults {
+    /// `stop`'s message.
     pub(crate) fn stop() -> String {
         "Stopped by the scripted plugin.".into()
     }
+    /// `force_logout`'s message.
     pub(crate) fn force_logout() -> String {
         "Logged out by the scripted plugin.".into()
     }
+    /// `reject`'s message.
     pub(crate) fn reject() -> String {
         "Rejected by the scripted plugin.".into()
     }
+    /// `error`'s message.
     pub(crate) fn error() -> String {
         "the scripted plugin's configured error".into()
     }
+    /// `panic`'s message.
     pub(crate) fn panic() -> String {
         "the scripted plugin's configured panic".into()
     }
+    /// `sleep`'s milliseconds.
     pub(crate) fn sleep_ms() -> u64 {
         1000
     }
+    /// `append`'s text.
     pub(crate) fn append() -> String {
         " [scripted]".into()
     }
