@@ -8,8 +8,9 @@
 //! checked at start with its key named; and nothing secret reaches the log.
 
 // Test code: a failure here should stop the test loudly, so unwrap and expect are
-// how it says what it expects (the workspace denies them in the daemon and plugins).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use flaskbbd_tests::{
     daemon::{err, TestDaemon},

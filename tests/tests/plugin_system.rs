@@ -4,8 +4,9 @@
 //! call loop, the executor and the flows have unit tests of their own in the daemon.)
 
 // Test code: a failure here should stop the test loudly, so unwrap and expect are
-// how it says what it expects (the workspace denies them in the daemon and plugins).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use flaskbbd_tests::calls::{
     authenticate_in, context_of, post_save_before, reauthenticate, user_registered,

@@ -181,6 +181,9 @@ impl Scripted {
             Action::ForceLogout { reason } => Err(HookError::force_logout(reason)),
             Action::Reject { reason } => Err(HookError::rejected(reason)),
             Action::Error { message } => Err(HookError::failed(message)),
+            // Panicking is this action's whole job: it shows the daemon containing a
+            // plugin's panic.
+            #[allow(clippy::panic)]
             Action::Panic { message } => panic!("{message}"),
             Action::Sleep { ms } => {
                 std::thread::sleep(Duration::from_millis(ms));
