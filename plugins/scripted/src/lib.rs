@@ -15,6 +15,8 @@
 //! `flaskbb.toml`), its action applies to the outcome after the chain. Every call
 //! appends one JSON line to `trace` (never the secret).
 
+#![forbid(unsafe_code)]
+
 use std::{collections::HashMap, fs::OpenOptions, io::Write, path::PathBuf, time::Duration};
 
 use plugin_abi::{
