@@ -13,11 +13,14 @@ use crate::{daemon::Daemon, executor::ExecError, request::Request};
 /// the interface's `InternalError(message)`; the log gets the cause.
 #[derive(Debug)]
 pub(crate) struct Failure {
+    /// The interface whose `InternalError` the client gets.
     pub(crate) interface: &'static str,
+    /// What the client is told (the log gets the cause).
     pub(crate) message: String,
 }
 
 impl Failure {
+    /// A failure of `interface` that tells the client `message`.
     pub(crate) fn new(interface: &'static str, message: impl Into<String>) -> Failure {
         Failure {
             interface,
@@ -29,7 +32,9 @@ impl Failure {
 /// What a method answers: a reply (success or one of the interface's named errors),
 /// or a failure.
 pub(crate) enum Answer {
+    /// The method's reply.
     Reply(Reply),
+    /// The request failed closed.
     Failed(Failure),
 }
 

@@ -27,7 +27,7 @@ use crate::{
 /// How an authentication request ended, when not with a user. Its `Debug` leaves
 /// the pending-login token out: a token in a log line would be a usable credential.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// `StopAuthentication` (or no provider answered): the reason is for the user.
     #[error("authentication failed: {reason}")]
     Failed { reason: String },
@@ -76,7 +76,7 @@ impl std::fmt::Debug for AuthError {
 }
 
 /// Turns a failed chain into an internal error naming the instance and hook.
-pub fn internal(hook: &str, outcome_instance: Option<&str>, message: &str) -> AuthError {
+pub(crate) fn internal(hook: &str, outcome_instance: Option<&str>, message: &str) -> AuthError {
     AuthError::Internal {
         message: match outcome_instance {
             Some(i) => format!("instance {i:?} failed in {hook}: {message}"),
@@ -125,7 +125,7 @@ fn commit(req: &Request) -> Result<(), AuthError> {
 }
 
 /// Replaces FlaskBB's authentication flow.
-pub trait AuthenticationManager: Send + Sync {
+pub(crate) trait AuthenticationManager: Send + Sync {
     /// A fully authenticated (not yet logged in) user, or why not.
     fn authenticate(
         &self,
@@ -137,7 +137,7 @@ pub trait AuthenticationManager: Send + Sync {
 }
 
 /// Replaces FlaskBB's reauthentication flow.
-pub trait ReauthenticateManager: Send + Sync {
+pub(crate) trait ReauthenticateManager: Send + Sync {
     fn reauthenticate(
         &self,
         g: &Generation,
@@ -148,7 +148,7 @@ pub trait ReauthenticateManager: Send + Sync {
 }
 
 /// FlaskBB's flow through the hook chains.
-pub struct PluginAuthenticationManager;
+pub(crate) struct PluginAuthenticationManager;
 
 impl AuthenticationManager for PluginAuthenticationManager {
     fn authenticate(

@@ -23,21 +23,25 @@ use crate::{
 };
 
 /// FlaskBB's exact messages.
-pub mod messages {
-    pub const WRONG_CREDENTIALS: &str = "Wrong username or password.";
-    pub const WRONG_PASSWORD: &str = "Wrong password.";
-    pub const NOT_ACTIVATED: &str =
+pub(crate) mod messages {
+    /// A failed login (unknown user or wrong password: the same words for both).
+    pub(crate) const WRONG_CREDENTIALS: &str = "Wrong username or password.";
+    /// A reauthentication's wrong password.
+    pub(crate) const WRONG_PASSWORD: &str = "Wrong password.";
+    /// A login by a member who has not activated the account.
+    pub(crate) const NOT_ACTIVATED: &str =
         "In order to use your account you have to activate it through the link we have sent to your email address.";
-    pub const LOCKED_OUT: &str =
+    /// A login to a locked-out account, where the lockout says so.
+    pub(crate) const LOCKED_OUT: &str =
         "Your account is currently locked out due to too many failed login attempts";
     /// FlaskBB has no message here: it lets banned users in.
-    pub const BANNED: &str = "Your account has been banned.";
+    pub(crate) const BANNED: &str = "Your account has been banned.";
     /// A second step whose pending-login token is unknown, used, expired, or from
     /// another address or for another account.
-    pub const SIGN_IN_AGAIN: &str = "Your sign-in has expired. Please sign in again.";
+    pub(crate) const SIGN_IN_AGAIN: &str = "Your sign-in has expired. Please sign in again.";
     /// A second-factor code refused unchecked: the account's wrong codes reached
     /// `auth.lockout.code_attempts` within `code_window_hours`.
-    pub const TOO_MANY_CODES: &str = "Too many wrong codes were tried for this account. Try again later, or ask an administrator to lift the lock.";
+    pub(crate) const TOO_MANY_CODES: &str = "Too many wrong codes were tried for this account. Try again later, or ask an administrator to lift the lock.";
 }
 
 fn db(e: StoreError) -> HookError {

@@ -17,24 +17,30 @@ use toml::Spanned;
 /// A configuration problem, already phrased for the operator.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct ConfigError(pub String);
+pub(crate) struct ConfigError(pub String);
 
 /// The whole configuration, with paths resolved.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// The file this was read from.
     pub path: PathBuf,
     /// Its directory: what relative paths are relative to.
     pub base_dir: PathBuf,
+    /// `[daemon]`.
     pub daemon: DaemonConfig,
+    /// `[database]`.
     pub database: DatabaseConfig,
+    /// `[auth]`.
     pub auth: AuthConfig,
+    /// `[plugins]`.
     pub plugins: PluginsConfig,
     /// `[builtins.<name>]` tables, by built-in instance name.
     pub builtins: BTreeMap<String, BuiltinConfig>,
     /// `[[plugin]]` tables, in registration order.
     pub plugin: Vec<PluginConfig>,
+    /// `[log]`.
     pub log: LogConfig,
+    /// `[metrics]`.
     pub metrics: MetricsConfig,
     /// `[webauthn]`: the relying party of passkeys; without it, passkeys are off.
     pub webauthn: Option<crate::webauthn::WebauthnConfig>,
@@ -44,7 +50,7 @@ pub struct Config {
 /// `[daemon]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct DaemonConfig {
+pub(crate) struct DaemonConfig {
     /// The socket path (ignored under socket activation).
     pub socket: PathBuf,
     /// Octal permission bits for the socket file, e.g. `"0660"`.
@@ -54,7 +60,9 @@ pub struct DaemonConfig {
     /// Peers allowed `org.flaskbb.Account`: the forum's own uid(s), the user FlaskBB
     /// runs as (the daemon's own uid always is; `admin_uids` are not, unless listed).
     pub forum_uids: Vec<u32>,
+    /// How long a hook call may take before the request gives up on it.
     pub hook_timeout_ms: u64,
+    /// The largest message a client may send on the socket.
     pub max_message_bytes: usize,
     /// Cores that compute bcrypt (each up to four hashes at once); the pool that runs
     /// requests off the async threads has four threads per core. 0 means every core.
@@ -97,19 +105,19 @@ impl Default for DaemonConfig {
 
 impl DaemonConfig {
     /// The socket mode as permission bits.
-    pub fn socket_mode_bits(&self) -> u32 {
+    pub(crate) fn socket_mode_bits(&self) -> u32 {
         // Validated in `Config::validate`.
         u32::from_str_radix(&self.socket_mode, 8).unwrap_or(0o660)
     }
     /// Connections one peer uid may hold: `max_connections_per_uid`, or a quarter of
     /// `max_connections` when unset.
-    pub fn per_uid_limit(&self) -> usize {
+    pub(crate) fn per_uid_limit(&self) -> usize {
         self.max_connections_per_uid
             .unwrap_or((self.max_connections / 4).max(1))
     }
 
     /// Worker threads, resolving 0 to the number of cores.
-    pub fn worker_count(&self) -> usize {
+    pub(crate) fn worker_count(&self) -> usize {
         if self.workers > 0 {
             self.workers
         } else {
@@ -123,7 +131,7 @@ impl DaemonConfig {
 /// `[database]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct DatabaseConfig {
+pub(crate) struct DatabaseConfig {
     /// SQLAlchemy-style URL: `sqlite:///relative`, `sqlite:////absolute`,
     /// `postgresql://user@host/db`.
     pub url: String,
@@ -146,7 +154,7 @@ impl Default for DatabaseConfig {
 
 impl DatabaseConfig {
     /// `connect_timeout_ms` as a duration.
-    pub fn connect_timeout(&self) -> std::time::Duration {
+    pub(crate) fn connect_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.connect_timeout_ms)
     }
 }
@@ -154,13 +162,18 @@ impl DatabaseConfig {
 /// `[auth]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
+pub(crate) struct AuthConfig {
+    /// The bcrypt cost of the hashes the daemon writes.
     pub bcrypt_cost: u32,
     /// bcrypt computations each core interleaves (docs/benchmarks.md: more lanes,
     /// more logins per second; on a shared host, a wider spread of answer times).
     pub bcrypt_lanes: usize,
+    /// Whether a new account must be activated before it may log in (FlaskBB's
+    /// "Enable Account Activation").
     pub activate_account: bool,
+    /// How long a failed login (or a refused account password or code) is held back.
     pub failure_delay_ms: u64,
+    /// `[auth.lockout]`.
     pub lockout: LockoutConfig,
     /// Replace a werkzeug hash (FlaskBB's) by bcrypt when its user logs in.
     pub rehash_on_login: bool,
@@ -183,7 +196,7 @@ impl Default for AuthConfig {
 /// turned on members and against telling which accounts exist (`docs/security.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct LockoutConfig {
+pub(crate) struct LockoutConfig {
     /// Whether the `lockout` built-in is in the chains at all.
     pub enabled: bool,
     /// Failures within the window that lock (the account, or under
@@ -191,6 +204,7 @@ pub struct LockoutConfig {
     pub attempts: i32,
     /// How long failures count, from the last one.
     pub window_minutes: i64,
+    /// What a run of failures locks.
     pub scope: LockoutScope,
     /// Whether a locked account says so (FlaskBB's message, answered at once), or
     /// answers exactly as a wrong password does.
@@ -212,7 +226,7 @@ pub struct LockoutConfig {
 /// `auth.lockout.scope`: what a run of failures locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LockoutScope {
+pub(crate) enum LockoutScope {
     /// The account, from everywhere (FlaskBB's meaning): anyone who knows a name can
     /// keep its member out.
     Account,
@@ -241,7 +255,7 @@ impl Default for LockoutConfig {
 /// `[plugins]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct PluginsConfig {
+pub(crate) struct PluginsConfig {
     /// Directories searched for `lib<library>.so`, in order.
     pub dirs: Vec<PathBuf>,
     /// Where the daemon keeps the content-addressed copies it loads plugins from.
@@ -267,7 +281,7 @@ impl Default for PluginsConfig {
 /// Where a plugin instance runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Isolation {
+pub(crate) enum Isolation {
     /// In the daemon's own process: the fastest call, but a crash in the plugin is a
     /// crash of the daemon, and a call that hangs keeps its thread.
     None,
@@ -279,7 +293,7 @@ pub enum Isolation {
 
 impl Isolation {
     /// The name used in `flaskbb.toml` and in `flaskbbd plugins`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Isolation::None => "none",
             Isolation::Process => "process",
@@ -291,7 +305,7 @@ impl Isolation {
 /// calls. Paths are relative to `flaskbb.toml`'s directory.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SandboxConfig {
+pub(crate) struct SandboxConfig {
     /// May open network sockets (an LDAP client does).
     pub network: bool,
     /// Files and directories it may read (a directory: everything under it).
@@ -308,7 +322,7 @@ pub struct SandboxConfig {
 /// `[log]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
+pub(crate) struct LogConfig {
     /// A `RUST_LOG`-style filter; the `RUST_LOG` environment variable wins.
     pub filter: String,
 }
@@ -324,7 +338,7 @@ impl Default for LogConfig {
 /// `[metrics]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
+pub(crate) struct MetricsConfig {
     /// The TCP address (`host:port`) to serve `GET /metrics` on; none by default. Read
     /// at start (a reload does not move it). The metrics name no user or address, but
     /// say how busy the forum is: keep it on loopback or behind a firewall.
@@ -333,7 +347,7 @@ pub struct MetricsConfig {
 
 impl MetricsConfig {
     /// The address to listen on, when set (validated by `Config::load`).
-    pub fn address(&self) -> Option<std::net::SocketAddr> {
+    pub(crate) fn address(&self) -> Option<std::net::SocketAddr> {
         self.listen.as_deref().and_then(|a| a.parse().ok())
     }
 }
@@ -341,11 +355,16 @@ impl MetricsConfig {
 /// Overrides of one impl's ordering, per instance and hook.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HookOverride {
+pub(crate) struct HookOverride {
+    /// The impl's tier (`tryfirst`, `normal`, `trylast`) instead of the declared one.
     pub tier: Option<Spanned<String>>,
+    /// Its priority within the tier instead of the declared one.
     pub priority: Option<i32>,
+    /// Instances it must run before.
     pub before: Option<Vec<Spanned<String>>>,
+    /// Instances it must run after.
     pub after: Option<Vec<Spanned<String>>>,
+    /// Whether it is a wrapper.
     pub wrapper: Option<bool>,
     /// `false` takes this instance out of this hook's chain.
     pub enabled: Option<bool>,
@@ -354,8 +373,10 @@ pub struct HookOverride {
 /// `[builtins.<name>]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct BuiltinConfig {
+pub(crate) struct BuiltinConfig {
+    /// `false` takes the built-in out of every chain.
     pub enabled: bool,
+    /// Ordering overrides, by hook name.
     pub hooks: BTreeMap<Spanned<String>, HookOverride>,
 }
 
@@ -371,13 +392,18 @@ impl Default for BuiltinConfig {
 /// One `[[plugin]]` table: one plugin instance.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PluginConfig {
+pub(crate) struct PluginConfig {
+    /// The instance's name.
     pub name: Spanned<String>,
+    /// The plugin library's path.
     pub library: Spanned<String>,
+    /// `false` leaves the instance out (default `true`).
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The `config` table given to the instance.
     #[serde(default)]
     pub config: Option<Spanned<toml::Table>>,
+    /// Ordering overrides, by hook name.
     #[serde(default)]
     pub hooks: BTreeMap<Spanned<String>, HookOverride>,
     /// Where the instance runs; `plugins.isolation` when absent.
@@ -394,7 +420,7 @@ fn yes() -> bool {
 
 impl PluginConfig {
     /// The instance's `config` table as the JSON the plugin receives.
-    pub fn config_json(&self) -> String {
+    pub(crate) fn config_json(&self) -> String {
         let table = self
             .config
             .as_ref()
@@ -406,7 +432,7 @@ impl PluginConfig {
     /// Whether the instance is of the shipped `totp` plugin (`library = "totp"`, or a
     /// path to `libtotp.so`): the second factor `org.flaskbb.Account` enrols members
     /// in, and whose secrets `flaskbbd store set` checks.
-    pub fn is_totp(&self) -> bool {
+    pub(crate) fn is_totp(&self) -> bool {
         let library = std::path::Path::new(self.library.get_ref());
         let stem = library
             .file_stem()
@@ -416,7 +442,7 @@ impl PluginConfig {
     }
 
     /// Where the instance runs: its own `isolation`, else the `[plugins]` default.
-    pub fn isolation(&self, plugins: &PluginsConfig) -> Isolation {
+    pub(crate) fn isolation(&self, plugins: &PluginsConfig) -> Isolation {
         self.isolation
             .as_ref()
             .map(|i| *i.get_ref())
@@ -449,7 +475,7 @@ struct RawConfig {
 
 impl Config {
     /// Reads and validates the file at `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let source = fs::read_to_string(path).map_err(|e| {
             ConfigError(format!(
                 "{}: cannot read the configuration: {e} (pass --config FILE, or create flaskbb.toml)",
@@ -460,7 +486,7 @@ impl Config {
     }
 
     /// Parses and validates `source` as if read from `path`.
-    pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let raw: RawConfig = toml::from_str(source).map_err(|e| {
             ConfigError(format!(
@@ -510,12 +536,12 @@ impl Config {
     }
 
     /// `p` made absolute against the configuration file's directory.
-    pub fn resolve(&self, p: &Path) -> PathBuf {
+    pub(crate) fn resolve(&self, p: &Path) -> PathBuf {
         self.base_dir.join(p)
     }
 
     /// 1-based line of a byte offset in the file.
-    pub fn line_of(&self, offset: usize) -> usize {
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
         self.source[..offset.min(self.source.len())]
             .matches('\n')
             .count()
@@ -524,7 +550,7 @@ impl Config {
 
     /// The line of `flaskbb.toml` where the key `path` (dotted, as a plugin names it in
     /// "config key words: ...") of `plugin`'s `config` table is written, if found.
-    pub fn config_key_line(&self, plugin: &PluginConfig, path: &str) -> Option<usize> {
+    pub(crate) fn config_key_line(&self, plugin: &PluginConfig, path: &str) -> Option<usize> {
         let span = plugin.config.as_ref()?.span();
         let text = self.source.get(span.clone())?;
         let key = path.rsplit('.').next().filter(|k| !k.is_empty())?;
@@ -544,7 +570,12 @@ impl Config {
     }
 
     /// An error naming the file, the line of `span`, and `key`.
-    pub fn error_at(&self, span: std::ops::Range<usize>, key: &str, msg: &str) -> ConfigError {
+    pub(crate) fn error_at(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        msg: &str,
+    ) -> ConfigError {
         ConfigError(format!(
             "{}:{}: {key}: {msg}",
             self.path.display(),
@@ -807,7 +838,7 @@ impl Config {
     }
 
     /// All configured instance names (built-in and plugin, enabled or not).
-    pub fn known_instance_names(&self) -> Vec<String> {
+    pub(crate) fn known_instance_names(&self) -> Vec<String> {
         crate::builtins::BUILTINS
             .iter()
             .map(|b| b.name.to_string())

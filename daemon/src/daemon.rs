@@ -33,7 +33,7 @@ use crate::{
 
 /// What the daemon tells whoever supervises it (systemd's notify protocol, or
 /// nothing) about its state.
-pub trait Lifecycle: Send + Sync {
+pub(crate) trait Lifecycle: Send + Sync {
     /// It is reloading its configuration.
     fn reloading(&self);
     /// It serves, in the state `status` describes.
@@ -47,35 +47,35 @@ pub trait Lifecycle: Send + Sync {
 /// Connections open and requests being served right now: the transport counts them
 /// (a [`Counted`] while each lives), the core reads them for its gauges.
 #[derive(Debug, Default)]
-pub struct Traffic {
+pub(crate) struct Traffic {
     open: AtomicUsize,
     busy: AtomicUsize,
 }
 
 impl Traffic {
     /// Counts an open connection until the guard is dropped.
-    pub fn connection(self: &Arc<Self>) -> Counted {
+    pub(crate) fn connection(self: &Arc<Self>) -> Counted {
         Counted::new(self.clone(), |t| &t.open)
     }
 
     /// Counts a request being served until the guard is dropped.
-    pub fn request(self: &Arc<Self>) -> Counted {
+    pub(crate) fn request(self: &Arc<Self>) -> Counted {
         Counted::new(self.clone(), |t| &t.busy)
     }
 
     /// Connections open now.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.open.load(Ordering::Acquire)
     }
 
     /// Requests being served now, across all connections.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.busy.load(Ordering::Acquire)
     }
 }
 
 /// One connection or request counted in [`Traffic`] while it lives.
-pub struct Counted {
+pub(crate) struct Counted {
     traffic: Arc<Traffic>,
     counter: fn(&Traffic) -> &AtomicUsize,
 }
@@ -94,11 +94,15 @@ impl Drop for Counted {
 }
 
 /// Everything a request needs, shared by all connections.
-pub struct Daemon {
+pub(crate) struct Daemon {
+    /// The configuration file, read again on reload.
     pub config_path: PathBuf,
     generation: RwLock<Arc<Generation>>,
+    /// The database.
     pub store: Arc<dyn Store>,
+    /// Runs requests off the async threads, with their timeouts.
     pub executor: Executor,
+    /// Opens plugin libraries, the same bytes once.
     pub loader: Loader,
     next_generation: AtomicU64,
     own_uid: u32,
@@ -114,16 +118,19 @@ pub struct Daemon {
 
 /// Why enabling or disabling an instance did not take effect.
 #[derive(Debug, thiserror::Error)]
-pub enum SetEnabledError {
+pub(crate) enum SetEnabledError {
+    /// The instance's state could not be saved.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The generation with the change could not be built; the change was undone.
     #[error("{0}")]
     Reload(String),
 }
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
+    /// The configuration could not be read or is wrong.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The store could not be opened (its message is part of this one, not a source).
@@ -133,6 +140,7 @@ pub enum StartError {
     /// is not also the error's source, or it would be printed twice).
     #[error("plugins:\n{0}")]
     Plugins(BuildError),
+    /// Anything else (the runtime, the socket, signals), with what failed.
     #[error("{0}")]
     Other(String),
 }
@@ -140,7 +148,7 @@ pub enum StartError {
 impl Daemon {
     /// Reads the configuration, opens (and migrates) the store, and builds the first
     /// plugin generation; `notifier` hears of its reloads.
-    pub fn start(
+    pub(crate) fn start(
         config_path: &Path,
         notifier: Box<dyn Lifecycle>,
     ) -> Result<Arc<Daemon>, StartError> {
@@ -198,7 +206,7 @@ impl Daemon {
     }
 
     /// The generation new requests use.
-    pub fn generation(&self) -> Arc<Generation> {
+    pub(crate) fn generation(&self) -> Arc<Generation> {
         self.generation
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -206,29 +214,29 @@ impl Daemon {
     }
 
     /// The configuration of the current generation.
-    pub fn config(&self) -> Arc<Config> {
+    pub(crate) fn config(&self) -> Arc<Config> {
         self.generation().config.clone()
     }
 
     /// A new request with `context`, on the daemon's store.
-    pub fn request(&self, context: Context) -> Arc<Request> {
+    pub(crate) fn request(&self, context: Context) -> Arc<Request> {
         Request::new(self.store.clone(), context)
     }
 
     /// How long one hook call may run (`daemon.hook_timeout_ms`).
-    pub fn hook_timeout(&self) -> Duration {
+    pub(crate) fn hook_timeout(&self) -> Duration {
         Duration::from_millis(self.config().daemon.hook_timeout_ms)
     }
 
     /// Whether a request may run on the caller's thread now; a yes must be followed
     /// by [`Daemon::run_here`] (see [`Executor::can_run_here`]).
-    pub fn can_run_here(&self) -> bool {
+    pub(crate) fn can_run_here(&self) -> bool {
         self.executor.can_run_here()
     }
 
     /// Runs `f` for `req` on the caller's thread under the hook timeout, watched
     /// (see [`Executor::run_here`]).
-    pub fn run_here<T>(
+    pub(crate) fn run_here<T>(
         &self,
         req: &Arc<Request>,
         f: impl FnOnce() -> T,
@@ -240,7 +248,7 @@ impl Daemon {
 
     /// Runs blocking work that is no request (the store, a hash, a reload) on the
     /// pool and waits for it.
-    pub async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ExecError> {
@@ -248,17 +256,17 @@ impl Daemon {
     }
 
     /// Stops the worker pool: the server has drained.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.executor.shutdown();
     }
 
     /// Whether the store answers a query (for the watchdog's probe).
-    pub fn check_store(&self) -> Result<(), crate::store::StoreError> {
+    pub(crate) fn check_store(&self) -> Result<(), crate::store::StoreError> {
         self.store.find_user_by_id(0).map(drop)
     }
 
     /// Deletes expired failure counts; how many.
-    pub fn prune_penalties(&self) -> Result<usize, crate::store::StoreError> {
+    pub(crate) fn prune_penalties(&self) -> Result<usize, crate::store::StoreError> {
         self.store.prune_penalties(chrono::Utc::now())
     }
 
@@ -266,7 +274,7 @@ impl Daemon {
     /// one stays. Requests in flight finish on the generation they started with.
     /// Tells the service manager RELOADING, then READY either way (the daemon keeps
     /// serving).
-    pub fn reload(&self) -> Result<u64, String> {
+    pub(crate) fn reload(&self) -> Result<u64, String> {
         let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         self.notifier.reloading();
         let result = self.build_next();
@@ -306,7 +314,11 @@ impl Daemon {
     /// Enables or disables an instance at once and remembers it in `plugin_registry`:
     /// recorded first, then a new generation is built; if that fails (the plugin does
     /// not load), the record is put back as it was and the current generation stays.
-    pub fn set_plugin_enabled(&self, name: &str, enabled: bool) -> Result<(), SetEnabledError> {
+    pub(crate) fn set_plugin_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+    ) -> Result<(), SetEnabledError> {
         let before = registry_states(&*self.store)?.get(name).copied();
         self.store.set_plugin_enabled(name, enabled)?;
         match self.reload() {
@@ -330,7 +342,7 @@ impl Daemon {
     /// Rebuilds the generation when `plugin_registry` changed since this daemon last
     /// looked (an instance enabled or disabled through another daemon on the same
     /// database). Returns whether it changed.
-    pub fn sync_registry(&self) -> Result<bool, String> {
+    pub(crate) fn sync_registry(&self) -> Result<bool, String> {
         let states = registry_states(&*self.store).map_err(|e| e.to_string())?;
         if states == self.generation().registry {
             return Ok(false);
@@ -360,12 +372,12 @@ impl Daemon {
     }
 
     /// Every metric, in the Prometheus text format (`GetMetrics`, `metrics.listen`).
-    pub fn metrics_text(&self) -> String {
+    pub(crate) fn metrics_text(&self) -> String {
         crate::metrics::global().text(self.load())
     }
 
     /// What the daemon is doing now, for a person (`GetStatus`, `flaskbbd status`).
-    pub fn status(&self) -> crate::proto::Status {
+    pub(crate) fn status(&self) -> crate::proto::Status {
         let metrics = crate::metrics::global();
         let load = self.load();
         let plugins = self
@@ -397,7 +409,7 @@ impl Daemon {
     }
 
     /// What the daemon is doing, for `STATUS=`.
-    pub fn status_line(&self) -> String {
+    pub(crate) fn status_line(&self) -> String {
         let g = self.generation();
         let on = g
             .plugins()
@@ -421,13 +433,13 @@ impl Daemon {
     }
 
     /// Whether a peer with `uid` may call `org.flaskbb.Admin`.
-    pub fn is_admin(&self, uid: Option<u32>) -> bool {
+    pub(crate) fn is_admin(&self, uid: Option<u32>) -> bool {
         uid.is_some_and(|u| u == self.own_uid || self.config().daemon.admin_uids.contains(&u))
     }
 
     /// Whether a peer with `uid` may call `org.flaskbb.Account`: the daemon's own uid
     /// (which may read the database anyway) and `daemon.forum_uids`.
-    pub fn is_forum(&self, uid: Option<u32>) -> bool {
+    pub(crate) fn is_forum(&self, uid: Option<u32>) -> bool {
         uid.is_some_and(|u| u == self.own_uid || self.config().daemon.forum_uids.contains(&u))
     }
 }

@@ -142,7 +142,7 @@ macro_rules! declare_fire {
     (@emit $(($hook:ident $wire:ident ($($arg:ident : $kind:ident),*)))*) => {
         /// Runs the chain of the hook `call` fires; the request's changes wait in it
         /// for [`commit`].
-        pub fn run(g: &Generation, req: &Request, call: EventCall) -> Result<EventAnswer, EventError> {
+        pub(crate) fn run(g: &Generation, req: &Request, call: EventCall) -> Result<EventAnswer, EventError> {
             match call {
                 $(
                     EventCall::$wire { $($arg),* } => {
@@ -156,7 +156,7 @@ macro_rules! declare_fire {
         }
 
         /// The hook an event call fires.
-        pub fn hook_of(call: &EventCall) -> Hook {
+        pub(crate) fn hook_of(call: &EventCall) -> Hook {
             match call {
                 $(EventCall::$wire { .. } => Hook::$hook,)*
             }
@@ -167,7 +167,11 @@ macro_rules! declare_fire {
 flaskbbd_hooks::for_each_hook!(declare_fire);
 
 /// Runs the chain of the hook `call` fires, then commits the request's changes.
-pub fn fire(g: &Generation, req: &Request, call: EventCall) -> Result<EventAnswer, EventError> {
+pub(crate) fn fire(
+    g: &Generation,
+    req: &Request,
+    call: EventCall,
+) -> Result<EventAnswer, EventError> {
     let answer = run(g, req, call);
     commit(req, answer)
 }
@@ -175,7 +179,7 @@ pub fn fire(g: &Generation, req: &Request, call: EventCall) -> Result<EventAnswe
 /// Commits the request's changes (whatever the chain answered: a failed chain's
 /// earlier impls' changes stand, as for authentication); a failed commit fails the
 /// request.
-pub fn commit(
+pub(crate) fn commit(
     req: &Request,
     answer: Result<EventAnswer, EventError>,
 ) -> Result<EventAnswer, EventError> {

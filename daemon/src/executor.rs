@@ -41,17 +41,21 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// Why a job gave no answer.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ExecError {
+pub(crate) enum ExecError {
+    /// A hook call ran past `daemon.hook_timeout_ms`.
     #[error("instance {instance:?} did not answer {hook} within {timeout_ms} ms")]
     Timeout {
         instance: Arc<str>,
         hook: Hook,
         timeout_ms: u64,
     },
+    /// Too many hook calls are hung: new requests are refused.
     #[error("{0} hook calls are hung past their timeout; refusing new requests until one returns")]
     Overloaded(usize),
+    /// The job panicked (the panic's message).
     #[error("internal error: {0}")]
     Panicked(String),
+    /// The daemon is shutting down.
     #[error("the daemon is shutting down")]
     ShuttingDown,
 }
@@ -117,11 +121,11 @@ struct Watched {
 
 /// What to do with a request whose call, run on a caller's thread, was abandoned: the
 /// caller is stuck in it, so this answers the client (with the timeout given).
-pub type OnAbandon = Box<dyn FnOnce(ExecError) + Send>;
+pub(crate) type OnAbandon = Box<dyn FnOnce(ExecError) + Send>;
 
 /// How a run on the caller's thread ended.
 #[derive(Debug)]
-pub enum Here<T> {
+pub(crate) enum Here<T> {
     /// It finished in time (or failed as a job fails: a panic).
     Done(Result<T, ExecError>),
     /// A call ran past the timeout and was ended: answer this.
@@ -133,7 +137,7 @@ pub enum Here<T> {
 
 /// The pool. Cloning shares it.
 #[derive(Clone)]
-pub struct Executor {
+pub(crate) struct Executor {
     inner: Arc<Inner>,
 }
 
@@ -148,7 +152,7 @@ impl Executor {
     /// that hangs until its timeout (a plugin host that spins, a slow directory) holds
     /// its thread, and must not hold the requests queued behind it. The extra threads
     /// exit after [`EXTRA_IDLE`] without work.
-    pub fn new(workers: usize, max_stuck: usize) -> Executor {
+    pub(crate) fn new(workers: usize, max_stuck: usize) -> Executor {
         let workers = workers.max(1);
         let inner = Arc::new(Inner {
             queue: Mutex::new(Queue::default()),
@@ -188,7 +192,7 @@ impl Executor {
     /// At most `n` requests run on callers' threads at once (the async threads less
     /// one: however many calls there hang until their timeout, one thread is always
     /// left to read, route and answer the rest).
-    pub fn set_here_limit(&self, n: usize) {
+    pub(crate) fn set_here_limit(&self, n: usize) {
         self.inner.here_limit.store(n.max(1), Ordering::Release);
     }
 
@@ -196,7 +200,7 @@ impl Executor {
     /// way is stuck (each holds an async thread), nor while too many are stuck at all,
     /// nor while the most allowed at once already do. A `true` takes one of those
     /// places: the caller must then call [`Executor::run_here`], which gives it back.
-    pub fn can_run_here(&self) -> bool {
+    pub(crate) fn can_run_here(&self) -> bool {
         if self.inner.watch.stuck_here.load(Ordering::Acquire) != 0
             || self.stuck() >= self.inner.max_stuck
             || self.inner.shutdown.load(Ordering::Acquire)
@@ -219,7 +223,7 @@ impl Executor {
     /// this thread stays in the call until it returns ([`Here::Abandoned`]).
     /// For short work only: an async caller is blocked meanwhile. Only after
     /// [`Executor::can_run_here`] said yes.
-    pub fn run_here<T>(
+    pub(crate) fn run_here<T>(
         &self,
         req: &Arc<Request>,
         timeout: Duration,
@@ -282,7 +286,7 @@ impl Executor {
     }
 
     /// Jobs waiting for a worker thread right now.
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         lock(&self.inner.queue).jobs.len()
     }
 
@@ -293,13 +297,13 @@ impl Executor {
     }
 
     /// Hook calls stuck past their timeout right now.
-    pub fn stuck(&self) -> usize {
+    pub(crate) fn stuck(&self) -> usize {
         self.inner.stuck.load(Ordering::Acquire)
     }
 
     /// Runs `f` for `req` on the pool and waits for it; answers `Timeout` as soon as one
     /// hook call of the request has run longer than `timeout`.
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         req: Arc<Request>,
         timeout: Duration,
@@ -371,7 +375,7 @@ impl Executor {
 
     /// Runs `f` on the pool without a request (no timeout): store work for the CLI and
     /// admin methods.
-    pub async fn run_plain<T: Send + 'static>(
+    pub(crate) async fn run_plain<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ExecError> {
@@ -406,7 +410,7 @@ impl Executor {
     }
 
     /// Lets the workers exit once the queue is empty.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.inner.shutdown.store(true, Ordering::Release);
         self.inner.ready.notify_all();
         lock(&self.inner.watch.state).stop = true;

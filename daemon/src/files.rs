@@ -18,13 +18,13 @@ use std::{
 };
 
 /// The mode of the directories the daemon creates.
-pub const DIR_MODE: u32 = 0o700;
+pub(crate) const DIR_MODE: u32 = 0o700;
 /// The mode of the files the daemon creates.
-pub const FILE_MODE: u32 = 0o600;
+pub(crate) const FILE_MODE: u32 = 0o600;
 
 /// Sets the process's file-creation mask to 0077: files and directories created by
 /// anyone in this process (SQLite, a plugin) get no permission for group or others.
-pub fn restrict_umask() {
+pub(crate) fn restrict_umask() {
     // SAFETY: umask only sets the process's file-creation mask; it touches no memory
     // and cannot fail.
     unsafe { libc::umask(0o077) };
@@ -32,7 +32,7 @@ pub fn restrict_umask() {
 
 /// Creates `dir` and its missing parents with exactly `mode` (0700 for the daemon's
 /// own), whatever the umask. Directories that exist are not changed.
-pub fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
+pub(crate) fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
     let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.exists()).collect();
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -47,13 +47,13 @@ pub fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
 }
 
 /// Creates `dir` and its missing parents 0700.
-pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir_all(dir: &Path) -> io::Result<()> {
     create_dir_all(dir, DIR_MODE)
 }
 
 /// Creates the empty file `path` 0600 unless it exists (an existing one is not
 /// changed).
-pub fn create_private_file(path: &Path) -> io::Result<()> {
+pub(crate) fn create_private_file(path: &Path) -> io::Result<()> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -63,7 +63,7 @@ pub fn create_private_file(path: &Path) -> io::Result<()> {
 }
 
 /// Writes `bytes` to a new file `path`, 0600, replacing any file there.
-pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write as _;
     let _ = std::fs::remove_file(path);
     std::fs::OpenOptions::new()
@@ -76,7 +76,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// When `path` exists and grants any of the permission bits in `forbidden` (0o077:
 /// group and others; 0o007: others), a warning that says so and how to fix it.
-pub fn loose_mode(path: &Path, forbidden: u32, what: &str) -> Option<String> {
+pub(crate) fn loose_mode(path: &Path, forbidden: u32, what: &str) -> Option<String> {
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
     let tight = mode & !forbidden;
     (mode & forbidden != 0).then(|| {

@@ -31,9 +31,12 @@ use crate::{
 };
 
 /// One generation of instances and chains.
-pub struct Generation {
+pub(crate) struct Generation {
+    /// Its number, counted from 1 by the daemon.
     pub id: u64,
+    /// The configuration it was built from.
     pub config: Arc<Config>,
+    /// Verifies passwords with this configuration's bcrypt settings.
     pub verifier: Arc<Verifier>,
     chains: BTreeMap<Hook, Chain>,
     /// What each chain has cost lately, to choose where its next request runs.
@@ -49,14 +52,14 @@ pub struct Generation {
 /// that a request whose chain has been short runs on the connection's own thread and
 /// one whose chain has been long runs on the pool (see `executor`).
 #[derive(Debug, Default)]
-pub struct ChainCost {
+pub(crate) struct ChainCost {
     /// Nanoseconds, averaged over about the last eight requests; 0 before the first.
     average_ns: std::sync::atomic::AtomicU64,
 }
 
 impl ChainCost {
     /// A request through the chain took `took`.
-    pub fn record(&self, took: std::time::Duration) {
+    pub(crate) fn record(&self, took: std::time::Duration) {
         use std::sync::atomic::Ordering;
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let old = self.average_ns.load(Ordering::Relaxed);
@@ -67,7 +70,7 @@ impl ChainCost {
 
     /// Whether requests have been shorter than `limit` lately. A chain never measured
     /// is not: its first request runs on the pool, and measures it.
-    pub fn short(&self, limit: std::time::Duration) -> bool {
+    pub(crate) fn short(&self, limit: std::time::Duration) -> bool {
         let ns = self.average_ns.load(std::sync::atomic::Ordering::Relaxed);
         ns != 0 && u128::from(ns) < limit.as_nanos()
     }
@@ -76,7 +79,7 @@ impl ChainCost {
 /// Why a generation could not be built: every problem, one line each.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.join("\n"))]
-pub struct BuildError(pub Vec<String>);
+pub(crate) struct BuildError(pub Vec<String>);
 
 /// One hook an instance implements, with its default order (before overrides).
 struct Decl {
@@ -140,7 +143,7 @@ impl Generation {
     /// hook's chain. `enabled` holds the instances the operator enabled or disabled at
     /// run time (from `plugin_registry`); they win over `flaskbb.toml`. Every problem
     /// is reported, one line each, not just the first.
-    pub fn build(
+    pub(crate) fn build(
         id: u64,
         config: Arc<Config>,
         loader: &Loader,
@@ -565,13 +568,13 @@ impl Builder<'_> {
 
 impl Generation {
     /// The chain of `hook`.
-    pub fn chain(&self, hook: Hook) -> &Chain {
+    pub(crate) fn chain(&self, hook: Hook) -> &Chain {
         // Every hook has a chain (possibly empty) once built.
         &self.chains[&hook]
     }
 
     /// Calls the chain of the hook `input` belongs to.
-    pub fn call(
+    pub(crate) fn call(
         &self,
         req: &crate::request::Request,
         input: crate::chain::Input<'_>,
@@ -580,18 +583,18 @@ impl Generation {
     }
 
     /// What `hook`'s chain has cost lately.
-    pub fn cost(&self, hook: Hook) -> &ChainCost {
+    pub(crate) fn cost(&self, hook: Hook) -> &ChainCost {
         &self.costs[&hook]
     }
 
     /// Every chain in call order, in FlaskBB's hook order.
-    pub fn describe(&self) -> Vec<HookChain> {
+    pub(crate) fn describe(&self) -> Vec<HookChain> {
         self.chains.values().map(Chain::describe).collect()
     }
 
     /// Every configured instance, enabled or not; an isolated one with its host's
     /// state as it is now.
-    pub fn plugins(&self) -> Vec<PluginInfo> {
+    pub(crate) fn plugins(&self) -> Vec<PluginInfo> {
         let mut plugins = self.plugins.clone();
         for info in &mut plugins {
             if let Some((_, sup, landlock)) = self.hosts.iter().find(|(n, _, _)| *n == info.name) {
@@ -806,7 +809,7 @@ fn with_key_lines(config: &Config, plugin: &PluginConfig, message: &str) -> Stri
 }
 
 /// Prints chains as `flaskbbd check` and `flaskbbd hooks` show them.
-pub fn render_chains(chains: &[HookChain]) -> String {
+pub(crate) fn render_chains(chains: &[HookChain]) -> String {
     let mut out = String::new();
     for c in chains {
         out.push_str(&c.hook);

@@ -2,4 +2,4 @@
 //! table in `flaskbbd-hooks` with each hook's FlaskBB name, `firstresult` and the
 //! control-flow error its chain accepts ([`Accepts`]).
 
-pub use plugin_abi::hooks::{Accepts, Hook};
+pub(crate) use plugin_abi::hooks::{Accepts, Hook};

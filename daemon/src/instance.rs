@@ -29,7 +29,8 @@ use crate::{
 
 /// Where an instance comes from.
 #[derive(Debug, Clone)]
-pub enum Origin {
+pub(crate) enum Origin {
+    /// Compiled into the daemon.
     Builtin,
     /// A library mapped in the daemon.
     Plugin(Arc<Library>),
@@ -39,7 +40,7 @@ pub enum Origin {
 
 impl Origin {
     /// `builtin`, or the library's path.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Origin::Builtin => "builtin".into(),
             Origin::Plugin(lib) => lib.path.display().to_string(),
@@ -49,17 +50,24 @@ impl Origin {
 }
 
 /// One instance: a built-in, or one `[[plugin]]` table made from a library.
-pub struct Instance {
+pub(crate) struct Instance {
+    /// Its name: the `[[plugin]]` table's `name`, or the built-in's.
     pub name: Arc<str>,
+    /// Where its code comes from.
     pub origin: Origin,
+    /// Its configuration as JSON, as the instance was given it.
     pub config_json: String,
+    /// Its impls of the hooks.
     pub hooks: Box<dyn Hooks>,
 }
 
 /// What an impl sees of the call it is in.
-pub struct CallCx<'a> {
+pub(crate) struct CallCx<'a> {
+    /// The request the call is part of.
     pub req: &'a Request,
+    /// The instance called.
     pub instance: &'a Instance,
+    /// The hook called.
     pub hook: Hook,
 }
 
@@ -199,7 +207,7 @@ macro_rules! declare_hooks_trait {
         /// arguments; unimplemented hooks answer `NotImplemented` and the chain skips
         /// them. Built-ins implement it natively, plugin instances through
         /// [`PluginHooks`].
-        pub trait Hooks: Send + Sync {
+        pub(crate) trait Hooks: Send + Sync {
             $(
                 #[doc = $doc]
                 fn $method(
@@ -312,7 +320,7 @@ flaskbbd_hooks::for_each_hook!(declare_hooks_trait);
 /// across its host's lane (`isolation`), with the same semantics.
 impl CallCx<'_> {
     /// Logs through the daemon's log, tagged with the instance and hook.
-    pub fn log(&self, level: LogLevel, msg: &str) {
+    pub(crate) fn log(&self, level: LogLevel, msg: &str) {
         let (instance, hook) = (&*self.instance.name, self.hook.name());
         match level {
             LogLevel::ERROR => tracing::error!(instance, hook, "{msg}"),
@@ -323,7 +331,7 @@ impl CallCx<'_> {
     }
 
     /// A user by username or email (looked up once per request).
-    pub fn find_user(&self, identifier: &str) -> HookResult<Option<abi::User>> {
+    pub(crate) fn find_user(&self, identifier: &str) -> HookResult<Option<abi::User>> {
         self.req
             .find_user(identifier)
             .map(|u| u.map(|r| convert::user_to_abi(&r.user, r.banned)))
@@ -331,7 +339,7 @@ impl CallCx<'_> {
     }
 
     /// A user by id.
-    pub fn find_user_by_id(&self, id: i64) -> HookResult<Option<abi::User>> {
+    pub(crate) fn find_user_by_id(&self, id: i64) -> HookResult<Option<abi::User>> {
         self.req
             .store
             .find_user_by_id(id)
@@ -340,13 +348,13 @@ impl CallCx<'_> {
     }
 
     /// A value of the instance's key-value store, seeing the request's own writes.
-    pub fn store_get(&self, key: &str) -> HookResult<Option<String>> {
+    pub(crate) fn store_get(&self, key: &str) -> HookResult<Option<String>> {
         self.req.kv_get(&self.instance.name, key)
     }
 
     /// Swaps the instance's value for `key` from `expected` to `value` at once, in
     /// one atomic step of the store ([`crate::store::Store::kv_swap`]); whether it did.
-    pub fn store_swap(
+    pub(crate) fn store_swap(
         &self,
         key: &str,
         expected: Option<&str>,
@@ -367,7 +375,7 @@ impl CallCx<'_> {
 
     /// Queues a write (or with `None`, a delete) of the instance's key-value store for
     /// the request's commit.
-    pub fn store_set(&self, key: &str, value: Option<&str>) -> HookResult<()> {
+    pub(crate) fn store_set(&self, key: &str, value: Option<&str>) -> HookResult<()> {
         if key.contains('\0') || value.is_some_and(|v| v.contains('\0')) {
             return Err(HookError::failed(
                 "store_set: keys and values cannot contain NUL characters",
@@ -382,7 +390,7 @@ impl CallCx<'_> {
 
     /// Creates (or finds) a local user for an identity an external provider vouched
     /// for; written at once, so that the user has an id.
-    pub fn provision_user(&self, username: &str, email: &str) -> HookResult<abi::User> {
+    pub(crate) fn provision_user(&self, username: &str, email: &str) -> HookResult<abi::User> {
         if self.req.is_abandoned() {
             return Err(HookError::failed(
                 "the request this call belongs to has already ended (it timed out)",
@@ -425,12 +433,12 @@ impl CallCx<'_> {
     }
 
     /// Holds the request's answer back by at least `ms`.
-    pub fn delay_answer(&self, ms: u64) {
+    pub(crate) fn delay_answer(&self, ms: u64) {
         self.req.delay_answer(ms);
     }
 
     /// Tells the client the request could go further with `key` in its context.
-    pub fn ask_for(&self, key: &str) {
+    pub(crate) fn ask_for(&self, key: &str) {
         self.req.ask_for(&self.instance.name, key);
     }
 
@@ -449,7 +457,7 @@ impl CallCx<'_> {
     }
 
     /// Failures counted under the instance's `key`, live ones only.
-    pub fn penalty_get(&self, key: &str) -> HookResult<u32> {
+    pub(crate) fn penalty_get(&self, key: &str) -> HookResult<u32> {
         let key = self.penalty_key("penalty_get", key)?;
         let rows = self
             .req
@@ -460,7 +468,7 @@ impl CallCx<'_> {
     }
 
     /// Queues one failure under the instance's `key` for the request's commit.
-    pub fn penalty_add(&self, key: &str, window_ms: u64) -> HookResult<()> {
+    pub(crate) fn penalty_add(&self, key: &str, window_ms: u64) -> HookResult<()> {
         let key = self.penalty_key("penalty_add", key)?;
         self.req.push(Op::AddPenalty {
             key,
@@ -470,7 +478,7 @@ impl CallCx<'_> {
     }
 
     /// Queues forgetting the instance's `key` for the request's commit.
-    pub fn penalty_clear(&self, key: &str) -> HookResult<()> {
+    pub(crate) fn penalty_clear(&self, key: &str) -> HookResult<()> {
         let key = self.penalty_key("penalty_clear", key)?;
         self.req.push(Op::ClearPenalty { key })
     }
@@ -481,7 +489,7 @@ fn store_failed(e: crate::store::StoreError) -> HookError {
 }
 
 /// The host API handed to an in-process plugin for one call.
-pub struct HostShim<'a> {
+pub(crate) struct HostShim<'a> {
     cx: &'a CallCx<'a>,
 }
 
@@ -586,7 +594,7 @@ impl Host for HostShim<'_> {
 }
 
 /// A plugin instance behind its vtable.
-pub struct PluginHooks(pub PluginBox);
+pub(crate) struct PluginHooks(pub PluginBox);
 
 fn from_abi<T>(r: RResult<T, ErrorBox>) -> HookResult<T> {
     match r {

@@ -42,8 +42,10 @@ use plugin_abi::{
 /// starts with the file.
 #[derive(Debug, thiserror::Error)]
 #[error("plugin {}: {cause}", path.display())]
-pub struct LoadError {
+pub(crate) struct LoadError {
+    /// The library file.
     pub path: PathBuf,
+    /// What was wrong with it.
     pub cause: String,
 }
 
@@ -55,12 +57,14 @@ fn fail(path: &Path, cause: impl Into<String>) -> LoadError {
 }
 
 /// One loaded plugin library: its root module and manifest.
-pub struct Library {
+pub(crate) struct Library {
     /// The file as configured.
     pub path: PathBuf,
     /// SHA-256 of the file's content, hex.
     pub digest: String,
+    /// Its root module, through which instances are made.
     pub module: PluginMod_Ref,
+    /// What it says of itself: name, version, hooks.
     pub manifest: Manifest,
     /// The `plugin-abi` version the library was built against.
     pub abi_version: String,
@@ -77,7 +81,7 @@ impl std::fmt::Debug for Library {
 
 impl Library {
     /// Makes one instance with its name, `config` JSON and the config file's directory.
-    pub fn instantiate(
+    pub(crate) fn instantiate(
         &self,
         instance: &str,
         config_json: &str,
@@ -103,7 +107,7 @@ fn describe(e: &HookError) -> String {
 
 /// Opens libraries once per content: the same bytes give the same module.
 #[derive(Default)]
-pub struct Loader {
+pub(crate) struct Loader {
     loaded: Mutex<HashMap<String, Arc<Library>>>,
     /// Every copy staged by this process (mapped here or by a plugin host).
     staged: Mutex<Vec<PathBuf>>,
@@ -112,7 +116,7 @@ pub struct Loader {
 }
 
 /// The `plugin-abi` version this daemon speaks.
-pub fn host_abi_version() -> VersionNumber {
+pub(crate) fn host_abi_version() -> VersionNumber {
     // The crate's own version strings always parse.
     PluginMod_Ref::VERSION_STRINGS
         .parsed()
@@ -126,7 +130,11 @@ pub fn host_abi_version() -> VersionNumber {
 impl Loader {
     /// Finds `lib<library>.so` in `dirs` (or takes `library` as a path when it has a
     /// `/` or ends in `.so`, relative to `base_dir`).
-    pub fn resolve(library: &str, dirs: &[PathBuf], base_dir: &Path) -> Result<PathBuf, LoadError> {
+    pub(crate) fn resolve(
+        library: &str,
+        dirs: &[PathBuf],
+        base_dir: &Path,
+    ) -> Result<PathBuf, LoadError> {
         if library.contains('/') || library.ends_with(".so") {
             let p = base_dir.join(library);
             return if p.is_file() {
@@ -168,7 +176,7 @@ impl Loader {
     }
 
     /// A loader that maps content-addressed copies made in `cache_dir`.
-    pub fn with_cache(cache_dir: PathBuf) -> Loader {
+    pub(crate) fn with_cache(cache_dir: PathBuf) -> Loader {
         Loader {
             loaded: Mutex::default(),
             staged: Mutex::default(),
@@ -178,7 +186,7 @@ impl Loader {
 
     /// Loads the library at `path` (made absolute), or returns the one already loaded
     /// with the same content.
-    pub fn load(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
+    pub(crate) fn load(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
         let staged = self.stage(path)?;
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(lib) = loaded.get(&staged.digest) {
@@ -193,7 +201,7 @@ impl Loader {
 
     /// Reads the library at `path` and makes its content-addressed copy, without
     /// mapping it: for an isolated instance, whose host maps the copy.
-    pub fn stage(&self, path: &Path) -> Result<Staged, LoadError> {
+    pub(crate) fn stage(&self, path: &Path) -> Result<Staged, LoadError> {
         let path = std::path::absolute(path).map_err(|e| fail(path, format!("bad path: {e}")))?;
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => fail(&path, "missing file"),
@@ -222,7 +230,7 @@ impl Loader {
 
 /// A library file read and copied, ready to map.
 #[derive(Debug, Clone)]
-pub struct Staged {
+pub(crate) struct Staged {
     /// The file as configured, made absolute.
     pub path: PathBuf,
     /// The file to map: the content-addressed copy, or `path` itself.
@@ -234,7 +242,7 @@ pub struct Staged {
 impl Loader {
     /// Removes the copies in the cache directory that this process has not loaded:
     /// at start-up, those are copies of builds no longer in use. Returns how many went.
-    pub fn prune_cache(&self) -> usize {
+    pub(crate) fn prune_cache(&self) -> usize {
         let Some(dir) = &self.cache_dir else { return 0 };
         let in_use: Vec<PathBuf> = self
             .staged
@@ -289,7 +297,7 @@ fn copy_into(dir: &Path, path: &Path, digest: &str, bytes: &[u8]) -> Result<Path
 
 /// Maps `mapped` and checks it as a plugin library; errors and the library name
 /// `shown`, the file as configured. The plugin host loads with this too.
-pub fn open_as(mapped: &Path, shown: &Path) -> Result<Library, LoadError> {
+pub(crate) fn open_as(mapped: &Path, shown: &Path) -> Result<Library, LoadError> {
     let mut lib = open(mapped).map_err(|e| LoadError {
         path: shown.to_path_buf(),
         cause: e.cause,

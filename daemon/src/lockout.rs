@@ -18,14 +18,14 @@ use crate::{
 };
 
 /// The `kind` of the lockout's rows.
-pub const KIND: &str = "lockout";
+pub(crate) const KIND: &str = "lockout";
 
 /// The address of requests that carry no `remote_addr`: they count as one client.
-pub const UNKNOWN_ADDRESS: &str = "unknown";
+pub(crate) const UNKNOWN_ADDRESS: &str = "unknown";
 
 /// `[auth.lockout]` as the built-in and the admin views apply it.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub(crate) struct Policy {
     attempts: u32,
     window: ChronoDuration,
     /// What a run of failures locks.
@@ -39,7 +39,7 @@ pub struct Policy {
 
 /// What the counts say about one login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Go on, holding the answer back by this long (zero: not at all).
     Open { delay_ms: u64 },
     /// Refuse.
@@ -48,7 +48,7 @@ pub enum Verdict {
 
 impl Policy {
     /// The policy of a validated configuration.
-    pub fn new(c: &LockoutConfig) -> Policy {
+    pub(crate) fn new(c: &LockoutConfig) -> Policy {
         Policy {
             attempts: u32::try_from(c.attempts).unwrap_or(1).max(1),
             window: ChronoDuration::minutes(c.window_minutes),
@@ -67,7 +67,7 @@ impl Policy {
 
     /// The address whose row a request counts in: its `remote_addr` as
     /// [`address_bucket`] groups it, or [`UNKNOWN_ADDRESS`].
-    pub fn address(remote_addr: Option<&str>) -> String {
+    pub(crate) fn address(remote_addr: Option<&str>) -> String {
         match remote_addr.map(address_bucket) {
             Some(a) if !a.is_empty() => a,
             _ => UNKNOWN_ADDRESS.to_owned(),
@@ -76,7 +76,7 @@ impl Policy {
 
     /// The rows a request reads and counts in: the account's, and under
     /// `account_and_address` the account's for `address`.
-    pub fn keys(&self, subject: &str, address: &str) -> Vec<PenaltyKey> {
+    pub(crate) fn keys(&self, subject: &str, address: &str) -> Vec<PenaltyKey> {
         let mut keys = vec![PenaltyKey::new(KIND, subject, "")];
         if self.scope == LockoutScope::AccountAndAddress {
             keys.push(PenaltyKey::new(KIND, subject, address));
@@ -90,7 +90,7 @@ impl Policy {
     /// ones reserved before them, so a burst gets at most `attempts` checks per row,
     /// on one daemon or several on one database. A success gives the reservation back
     /// ([`Policy::clear_on_success`]); a failure keeps it as its count.
-    pub fn reserve(
+    pub(crate) fn reserve(
         &self,
         store: &dyn Store,
         subject: &str,
@@ -131,7 +131,7 @@ impl Policy {
     }
 
     /// What the rows of one login's account and address say.
-    pub fn judge(&self, rows: &[Penalty], address: &str, now: DateTime<Utc>) -> Verdict {
+    pub(crate) fn judge(&self, rows: &[Penalty], address: &str, now: DateTime<Utc>) -> Verdict {
         let account = rows.iter().find(|p| p.key.address.is_empty());
         let locked = match self.scope {
             LockoutScope::Account => account.is_some_and(|p| self.locks(p, now)),
@@ -148,7 +148,12 @@ impl Policy {
     }
 
     /// The changes one failure makes: one more in each of the rows it counts in.
-    pub fn count_failure(&self, subject: &str, address: &str, now: DateTime<Utc>) -> Vec<Op> {
+    pub(crate) fn count_failure(
+        &self,
+        subject: &str,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<Op> {
         self.keys(subject, address)
             .into_iter()
             .map(|key| Op::AddPenalty {
@@ -164,7 +169,7 @@ impl Policy {
     /// of the address that proved itself, while the account-wide count, which others
     /// may be running up, runs out with its window (less the one failure this login
     /// reserved, when `reserved`: it was no failure).
-    pub fn clear_on_success(&self, subject: &str, address: &str, reserved: bool) -> Vec<Op> {
+    pub(crate) fn clear_on_success(&self, subject: &str, address: &str, reserved: bool) -> Vec<Op> {
         match self.scope {
             LockoutScope::Account => vec![Op::ClearPenalty {
                 key: PenaltyKey::new(KIND, subject, ""),
@@ -184,7 +189,7 @@ impl Policy {
     }
 
     /// The lock state of an account, from all its live rows, for operators.
-    pub fn state(&self, rows: &[Penalty], now: DateTime<Utc>) -> LockState {
+    pub(crate) fn state(&self, rows: &[Penalty], now: DateTime<Utc>) -> LockState {
         let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let until = |p: &Penalty| {
             self.locks(p, now)
@@ -219,7 +224,7 @@ impl Policy {
 }
 
 /// The `kind` of the rows that count wrong second-factor codes.
-pub const CODE_KIND: &str = "second-factor";
+pub(crate) const CODE_KIND: &str = "second-factor";
 
 /// `[auth.lockout] code_attempts` and `code_window_hours`: the account-wide limit on
 /// second-factor code checks. Whoever reaches the code step knows the password; the
@@ -231,14 +236,14 @@ pub const CODE_KIND: &str = "second-factor";
 /// (which a mailbox alone can make) leaves the row alone; an admin's unlock and a
 /// reset of the member's second factor clear it.
 #[derive(Debug, Clone)]
-pub struct CodeLimit {
+pub(crate) struct CodeLimit {
     attempts: u32,
     window: ChronoDuration,
 }
 
 /// Whether a code may be checked, after [`CodeLimit::reserve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodeCheck {
+pub(crate) enum CodeCheck {
     /// Check it; the attempt is counted until [`CodeLimit::release`] gives it back.
     Allowed,
     /// Too many wrong codes: refuse it unchecked (the attempt was given back).
@@ -247,7 +252,7 @@ pub enum CodeCheck {
 
 impl CodeLimit {
     /// The limit of a validated configuration.
-    pub fn new(c: &LockoutConfig) -> CodeLimit {
+    pub(crate) fn new(c: &LockoutConfig) -> CodeLimit {
         CodeLimit {
             attempts: u32::try_from(c.code_attempts).unwrap_or(1).max(1),
             window: ChronoDuration::hours(c.code_window_hours),
@@ -255,7 +260,7 @@ impl CodeLimit {
     }
 
     /// The row of `user_id`'s code checks.
-    pub fn key(user_id: i64) -> PenaltyKey {
+    pub(crate) fn key(user_id: i64) -> PenaltyKey {
         PenaltyKey::new(CODE_KIND, &user_subject(user_id), "")
     }
 
@@ -263,7 +268,7 @@ impl CodeLimit {
     /// burst of concurrent guesses gets at most `code_attempts` checks, on one daemon
     /// or several on one database; whether the check may go on. A refused attempt is
     /// given back at once. The window runs from the last wrong code.
-    pub fn reserve(
+    pub(crate) fn reserve(
         &self,
         store: &dyn Store,
         user_id: i64,
@@ -293,7 +298,7 @@ impl CodeLimit {
 
     /// The change that makes a reserved check a wrong code's: the window restarts
     /// from it.
-    pub fn wrong(&self, user_id: i64, now: DateTime<Utc>) -> Op {
+    pub(crate) fn wrong(&self, user_id: i64, now: DateTime<Utc>) -> Op {
         Op::TouchPenalty {
             key: CodeLimit::key(user_id),
             at_ms: now.timestamp_millis(),
@@ -303,7 +308,7 @@ impl CodeLimit {
 
     /// The change that gives back one reserved check (a right code, or a check that
     /// reached no verdict).
-    pub fn release(user_id: i64) -> Op {
+    pub(crate) fn release(user_id: i64) -> Op {
         Op::ReleasePenalty {
             key: CodeLimit::key(user_id),
         }
@@ -311,7 +316,7 @@ impl CodeLimit {
 
     /// The code-check state of one row, for the admin views: failures, last one, and
     /// until when codes are refused (when they are).
-    pub fn state(&self, p: &Penalty, now: DateTime<Utc>) -> Option<CodeLock> {
+    pub(crate) fn state(&self, p: &Penalty, now: DateTime<Utc>) -> Option<CodeLock> {
         if p.last_failure + self.window < now || p.failures == 0 {
             return None;
         }
@@ -326,7 +331,7 @@ impl CodeLimit {
 
 /// One account's wrong second-factor codes, as the admin views show them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodeLock {
+pub(crate) struct CodeLock {
     /// Wrong codes counted within the window.
     pub failures: u32,
     /// When the last was counted.
@@ -337,7 +342,7 @@ pub struct CodeLock {
 
 /// The subject an account's failures are counted under: its id when it exists, else
 /// the name as given.
-pub fn subject(record: Option<&UserRecord>, identifier: &str) -> String {
+pub(crate) fn subject(record: Option<&UserRecord>, identifier: &str) -> String {
     match record {
         Some(r) => user_subject(r.user.id),
         None => format!("name:{identifier}"),
@@ -345,12 +350,12 @@ pub fn subject(record: Option<&UserRecord>, identifier: &str) -> String {
 }
 
 /// The subject of the account with id `id`.
-pub fn user_subject(id: i64) -> String {
+pub(crate) fn user_subject(id: i64) -> String {
     format!("user:{id}")
 }
 
 /// The lock state of the account with id `user_id`, read from the store.
-pub fn lock_state(
+pub(crate) fn lock_state(
     policy: &Policy,
     store: &dyn Store,
     user_id: i64,
@@ -363,7 +368,7 @@ pub fn lock_state(
 /// What lifting a lock changes, read from the store and not yet written: the rows
 /// that go, as one commit's changes, and how many live counts they hold.
 #[derive(Debug, Default)]
-pub struct Lift {
+pub(crate) struct Lift {
     /// The changes, for one [`Store::commit`] (with others, when the caller has any).
     pub ops: Vec<Op>,
     /// How many live counts go.
@@ -377,7 +382,7 @@ pub struct Lift {
 /// so that the next login is not held back; lifting every count also clears the
 /// account's failed-login counter (`users.login_attempts`, what `user list` shows)
 /// and, with `codes`, its count of wrong second-factor codes ([`CodeLimit`]).
-pub fn lift(
+pub(crate) fn lift(
     store: &dyn Store,
     identifier: &str,
     address: Option<&str>,
@@ -429,7 +434,7 @@ pub fn lift(
 
 /// Lifts the lock of the account `identifier` names ([`lift`], the count of wrong
 /// codes included when every count goes), in one commit; how many live counts went.
-pub fn unlock(
+pub(crate) fn unlock(
     store: &dyn Store,
     identifier: &str,
     address: Option<&str>,

@@ -33,11 +33,11 @@ use crate::proto::RequestWindow;
 
 /// The outcome of an `Authenticate` whose password was right and whose second step is
 /// pending: answered as `AuthenticationFailed` with a token, but no failure.
-pub const SECOND_STEP: &str = "second_step";
+pub(crate) const SECOND_STEP: &str = "second_step";
 
 /// The method label of a call to no method of the daemon's interfaces (or of a message
 /// that was no call at all).
-pub const INVALID_METHOD: &str = "(invalid)";
+pub(crate) const INVALID_METHOD: &str = "(invalid)";
 
 /// Answer-time buckets of requests, in seconds: from an event answered on the
 /// connection's thread to a login waiting its turn for bcrypt under load.
@@ -102,7 +102,7 @@ struct QueueLabels {
 
 /// How a hook call ended, as `flaskbbd_hook_calls_total` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HookOutcome {
+pub(crate) enum HookOutcome {
     /// It answered.
     Ok,
     /// The plugin does not implement the hook (the chain went on without it).
@@ -134,7 +134,7 @@ impl HookOutcome {
 
 /// What the lockout did, as `flaskbbd_lockout_actions_total` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockoutAction {
+pub(crate) enum LockoutAction {
     /// A failed login or reauthentication was counted.
     Counted,
     /// A login was held back by the growing per-account delay.
@@ -158,7 +158,7 @@ impl LockoutAction {
 
 /// One instance's hook calls since the daemon started, for `GetStatus`.
 #[derive(Debug, Default)]
-pub struct InstanceTotals {
+pub(crate) struct InstanceTotals {
     calls: AtomicU64,
     failed: AtomicU64,
     nanos: AtomicU64,
@@ -166,7 +166,7 @@ pub struct InstanceTotals {
 
 impl InstanceTotals {
     /// Calls, failed calls and their mean time in milliseconds.
-    pub fn read(&self) -> (u64, u64, f64) {
+    pub(crate) fn read(&self) -> (u64, u64, f64) {
         let calls = self.calls.load(Ordering::Relaxed);
         let failed = self.failed.load(Ordering::Relaxed);
         let nanos = self.nanos.load(Ordering::Relaxed);
@@ -182,7 +182,7 @@ impl InstanceTotals {
 /// The metrics of one instance's impl of one hook, looked up once when its chain is
 /// built, so that a call only adds to them.
 #[derive(Debug, Clone)]
-pub struct HookStats {
+pub(crate) struct HookStats {
     outcomes: [Counter; 4],
     seconds: Histogram,
     totals: Arc<InstanceTotals>,
@@ -190,7 +190,7 @@ pub struct HookStats {
 
 impl HookStats {
     /// Counts one call that took `took` and ended as `outcome`.
-    pub fn record(&self, outcome: HookOutcome, took: Duration) {
+    pub(crate) fn record(&self, outcome: HookOutcome, took: Duration) {
         self.outcomes[outcome as usize].inc();
         self.seconds.observe(took.as_secs_f64());
         if outcome != HookOutcome::NotImplemented {
@@ -207,7 +207,7 @@ impl HookStats {
 
 /// The gauges read when the metrics are: filled in by the daemon.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Load {
+pub(crate) struct Load {
     /// Open connections.
     pub connections: u64,
     /// Requests being served.
@@ -259,7 +259,7 @@ impl Recent {
 }
 
 /// Every metric of the daemon.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_seconds: Family<MethodLabels, Histogram, fn() -> Histogram>,
@@ -277,7 +277,7 @@ pub struct Metrics {
 }
 
 /// The process's metrics.
-pub fn global() -> &'static Metrics {
+pub(crate) fn global() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
 }
@@ -508,7 +508,7 @@ impl Metrics {
 
     /// Counts a request that arrived at `arrived` and is answered now with `outcome`
     /// (`ok` or the error's name); returns how long it took. Reads the clock once.
-    pub fn request(&self, method: &str, outcome: &str, arrived: Instant) -> Duration {
+    pub(crate) fn request(&self, method: &str, outcome: &str, arrived: Instant) -> Duration {
         let now = Instant::now();
         let took = now.saturating_duration_since(arrived);
         let method = self.method_label(method);
@@ -532,7 +532,7 @@ impl Metrics {
     }
 
     /// The metrics of `instance`'s impl of `hook`, for its chain entry.
-    pub fn hook_stats(&self, instance: &str, hook: Hook) -> HookStats {
+    pub(crate) fn hook_stats(&self, instance: &str, hook: Hook) -> HookStats {
         let outcomes = HookOutcome::ALL.map(|o| {
             self.hook_calls
                 .get_or_create(&HookCallLabels {
@@ -557,7 +557,7 @@ impl Metrics {
     }
 
     /// The call totals of `instance`.
-    pub fn totals(&self, instance: &str) -> Arc<InstanceTotals> {
+    pub(crate) fn totals(&self, instance: &str) -> Arc<InstanceTotals> {
         self.instances
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -569,7 +569,7 @@ impl Metrics {
     /// Counts a hook call of `instance` that timed out. The call itself counts as
     /// failed when it ends (at once for an isolated instance, whose host is killed;
     /// when it returns for one in the daemon's process).
-    pub fn hook_timeout(&self, instance: &str, hook: Hook) {
+    pub(crate) fn hook_timeout(&self, instance: &str, hook: Hook) {
         self.hook_timeouts
             .get_or_create(&HookLabels {
                 instance: instance.to_owned(),
@@ -579,13 +579,13 @@ impl Metrics {
     }
 
     /// Counts a reload and whether it took effect.
-    pub fn reload(&self, ok: bool) {
+    pub(crate) fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
     /// Counts what the lockout did.
-    pub fn lockout(&self, action: LockoutAction) {
+    pub(crate) fn lockout(&self, action: LockoutAction) {
         self.lockout
             .get_or_create(&ActionLabels {
                 action: action.label(),
@@ -594,7 +594,7 @@ impl Metrics {
     }
 
     /// The requests of the last full minute.
-    pub fn last_minute(&self) -> RequestWindow {
+    pub(crate) fn last_minute(&self) -> RequestWindow {
         let now = self.started.elapsed().as_secs();
         self.recent
             .lock()
@@ -603,13 +603,13 @@ impl Metrics {
     }
 
     /// How long the daemon has been running.
-    pub fn uptime(&self) -> Duration {
+    pub(crate) fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
 
     /// Every metric in the Prometheus text format (OpenMetrics 1.0), with the gauges
     /// set from `load`.
-    pub fn text(&self, load: Load) -> String {
+    pub(crate) fn text(&self, load: Load) -> String {
         self.load.set(&load);
         let mut text = String::new();
         // Writing into a String does not fail.
@@ -624,12 +624,12 @@ struct BuildLabels {
 }
 
 /// The content type of [`Metrics::text`].
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Serves `GET /metrics` on `listener` until the process ends: a minimal HTTP/1.1
 /// server (one request per connection) for Prometheus to scrape. `text` gives the
 /// current metrics.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     text: impl Fn() -> String + Send + Sync + 'static,
 ) {

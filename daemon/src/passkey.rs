@@ -55,26 +55,26 @@ use crate::{
 };
 
 /// How long a begun ceremony can be finished.
-pub const CEREMONY_LIFETIME_MS: i64 = 5 * 60 * 1000;
+pub(crate) const CEREMONY_LIFETIME_MS: i64 = 5 * 60 * 1000;
 
 /// The answer to a passkey that is registered to no one.
-pub const UNKNOWN_PASSKEY: &str =
+pub(crate) const UNKNOWN_PASSKEY: &str =
     "This passkey is not registered here. Sign in with your password, or use another passkey.";
 
 /// The answer to a passkey whose assertion did not verify.
-pub const PASSKEY_REFUSED: &str =
+pub(crate) const PASSKEY_REFUSED: &str =
     "The passkey could not be verified. Try again, or sign in with your password.";
 
 /// The answer when an address began too many sign-ins within a ceremony's lifetime.
-pub const TOO_MANY_CEREMONIES: &str =
+pub(crate) const TOO_MANY_CEREMONIES: &str =
     "Too many passkey sign-ins were started from your address. Wait a few minutes, or sign in with your password.";
 
 /// Sign-in ceremonies one client address may begin within [`CEREMONY_LIFETIME_MS`]:
 /// what bounds the rows an anonymous caller can make.
-pub const CEREMONIES_PER_ADDRESS: u32 = 20;
+pub(crate) const CEREMONIES_PER_ADDRESS: u32 = 20;
 
 /// Passkeys one member may register.
-pub const MAX_PASSKEYS: usize = 20;
+pub(crate) const MAX_PASSKEYS: usize = 20;
 
 /// The penalty rows counting an address's begun sign-ins.
 const CEREMONY_KIND: &str = "passkey-ceremony";

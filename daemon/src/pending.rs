@@ -21,13 +21,13 @@ use crate::{
 };
 
 /// The `kind` of pending-login rows.
-pub const KIND: &str = "pending-login";
+pub(crate) const KIND: &str = "pending-login";
 
 /// The context key the client sends the token back in.
-pub const CONTEXT_KEY: &str = "pending_login";
+pub(crate) const CONTEXT_KEY: &str = "pending_login";
 
 /// How long a token is good for.
-pub const LIFETIME_MS: i64 = 5 * 60 * 1000;
+pub(crate) const LIFETIME_MS: i64 = 5 * 60 * 1000;
 
 fn subject(token: &str, user_id: i64) -> String {
     let digest = Sha256::digest(token.as_bytes());
@@ -37,7 +37,7 @@ fn subject(token: &str, user_id: i64) -> String {
 
 /// Makes a token for `user_id` from `address` and queues its row for the request's
 /// commit; the token, to answer once.
-pub fn issue(req: &Request, user_id: i64, address: &str) -> Result<String, String> {
+pub(crate) fn issue(req: &Request, user_id: i64, address: &str) -> Result<String, String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| format!("the system's random source failed: {e}"))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -52,7 +52,7 @@ pub fn issue(req: &Request, user_id: i64, address: &str) -> Result<String, Strin
 
 /// Takes `token` for `user_id` from `address`: true when it was good (it is gone
 /// now), false when it is unknown, used, expired, or another account's or address's.
-pub fn redeem(
+pub(crate) fn redeem(
     store: &dyn Store,
     token: &str,
     user_id: i64,
@@ -66,7 +66,11 @@ pub fn redeem(
 /// The changes that end every pending second step of `user_id`'s logins: what a
 /// password change or reset does, so that a token the old password earned cannot
 /// complete a login after it.
-pub fn forget(store: &dyn Store, user_id: i64, now: DateTime<Utc>) -> Result<Vec<Op>, StoreError> {
+pub(crate) fn forget(
+    store: &dyn Store,
+    user_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<Op>, StoreError> {
     let suffix = format!(":{user_id}");
     Ok(store
         .live_penalties(now)?

@@ -1,10 +1,10 @@
 //! The wire types (from `flaskbbd-protocol`) and their conversions to and from the
 //! plugin ABI's types.
 
-pub use flaskbbd_protocol::types::*;
+pub(crate) use flaskbbd_protocol::types::*;
 
 /// Conversions between the wire types and the plugin ABI's.
-pub mod convert {
+pub(crate) mod convert {
     use abi_stable::std_types::{RString, RVec};
     use plugin_abi::abi;
 
@@ -15,7 +15,7 @@ pub mod convert {
     }
 
     /// A wire user for plugins; `banned` is known to the store only.
-    pub fn user_to_abi(u: &User, banned: bool) -> abi::User {
+    pub(crate) fn user_to_abi(u: &User, banned: bool) -> abi::User {
         abi::User {
             id: u.id,
             username: u.username.as_str().into(),
@@ -35,7 +35,7 @@ pub mod convert {
     }
 
     /// A user a plugin returned, for the wire.
-    pub fn user_from_abi(u: &abi::User) -> User {
+    pub(crate) fn user_from_abi(u: &abi::User) -> User {
         User {
             id: u.id,
             username: u.username.to_string(),
@@ -53,7 +53,8 @@ pub mod convert {
         }
     }
 
-    pub fn post_to_abi(p: &Post) -> abi::Post {
+    /// A post for a plugin.
+    pub(crate) fn post_to_abi(p: &Post) -> abi::Post {
         abi::Post {
             id: p.id.into(),
             topic_id: p.topic_id.into(),
@@ -64,7 +65,8 @@ pub mod convert {
         }
     }
 
-    pub fn post_from_abi(p: &abi::Post) -> Post {
+    /// A post a plugin returned, for the wire.
+    pub(crate) fn post_from_abi(p: &abi::Post) -> Post {
         Post {
             id: p.id.into_option(),
             topic_id: p.topic_id.into_option(),
@@ -75,7 +77,8 @@ pub mod convert {
         }
     }
 
-    pub fn topic_to_abi(t: &Topic) -> abi::Topic {
+    /// A topic for a plugin.
+    pub(crate) fn topic_to_abi(t: &Topic) -> abi::Topic {
         abi::Topic {
             id: t.id.into(),
             forum_id: t.forum_id.into(),
@@ -86,7 +89,8 @@ pub mod convert {
         }
     }
 
-    pub fn topic_from_abi(t: &abi::Topic) -> Topic {
+    /// A topic a plugin returned, for the wire.
+    pub(crate) fn topic_from_abi(t: &abi::Topic) -> Topic {
         Topic {
             id: t.id.into_option(),
             forum_id: t.forum_id.into_option(),

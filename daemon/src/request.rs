@@ -31,7 +31,7 @@ const CANCELLED: u8 = 3;
 
 /// How a request's worker found it when done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finish {
+pub(crate) enum Finish {
     /// It finished first: its answer is the one given.
     Finished,
     /// The waiter abandoned it to a hung call (this thread was counted as stuck).
@@ -42,7 +42,7 @@ pub enum Finish {
 
 /// Ends the hook call in flight at once (an isolated instance's kills its host).
 #[derive(Clone)]
-pub struct Cancel(pub Arc<dyn Fn() + Send + Sync>);
+pub(crate) struct Cancel(pub Arc<dyn Fn() + Send + Sync>);
 
 impl std::fmt::Debug for Cancel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,7 +53,7 @@ impl std::fmt::Debug for Cancel {
 /// Which instance a call in flight is in now, when one call serves several (a run of
 /// impls in one plugin host): asked when the call is blamed for a timeout.
 #[derive(Clone)]
-pub struct Blame(pub Arc<dyn Fn() -> Option<Arc<str>> + Send + Sync>);
+pub(crate) struct Blame(pub Arc<dyn Fn() -> Option<Arc<str>> + Send + Sync>);
 
 impl std::fmt::Debug for Blame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,13 +64,16 @@ impl std::fmt::Debug for Blame {
 /// A request's changes could not be written; it answers an internal error.
 #[derive(Debug, thiserror::Error)]
 #[error("the request's changes could not be saved: {0}")]
-pub struct CommitError(pub StoreError);
+pub(crate) struct CommitError(pub StoreError);
 
 /// The impl a request is waiting on.
 #[derive(Debug, Clone)]
-pub struct CurrentCall {
+pub(crate) struct CurrentCall {
+    /// The instance called.
     pub instance: Arc<str>,
+    /// The hook called.
     pub hook: Hook,
+    /// When the call started.
     pub since: Instant,
     /// How to end the call, when it can be ended.
     pub cancel: Option<Cancel>,
@@ -79,8 +82,10 @@ pub struct CurrentCall {
 }
 
 /// One request's state, shared by its worker and its async waiter.
-pub struct Request {
+pub(crate) struct Request {
+    /// The client's context (without what only the daemon may say).
     pub context: Context,
+    /// The database, which the request's changes are committed to.
     pub store: Arc<dyn Store>,
     pending: Mutex<Vec<Op>>,
     current: Mutex<Option<CurrentCall>>,
@@ -110,7 +115,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Request {
-    pub fn new(store: Arc<dyn Store>, mut context: Context) -> Arc<Request> {
+    /// A new request with the client's `context` (a passkey's verification removed:
+    /// only the daemon says that).
+    pub(crate) fn new(store: Arc<dyn Store>, mut context: Context) -> Arc<Request> {
         // Only the daemon says a passkey was verified (`after_passkey`).
         context.remove(crate::webauthn::AUTHENTICATED_BY);
         Request::build(store, context)
@@ -118,7 +125,7 @@ impl Request {
 
     /// A request for the member a verified passkey names: its context says so
     /// (`authenticated_by = passkey`), which the second factor honours.
-    pub fn after_passkey(store: Arc<dyn Store>, mut context: Context) -> Arc<Request> {
+    pub(crate) fn after_passkey(store: Arc<dyn Store>, mut context: Context) -> Arc<Request> {
         context.insert(
             crate::webauthn::AUTHENTICATED_BY.to_owned(),
             crate::webauthn::PASSKEY.to_owned(),
@@ -143,7 +150,7 @@ impl Request {
     }
 
     /// A user by username or email, looked up once per request.
-    pub fn find_user(&self, identifier: &str) -> Result<Option<UserRecord>, StoreError> {
+    pub(crate) fn find_user(&self, identifier: &str) -> Result<Option<UserRecord>, StoreError> {
         if let Some(found) = lock(&self.users).get(identifier) {
             return Ok(found.clone());
         }
@@ -153,12 +160,12 @@ impl Request {
     }
 
     /// Forgets a cached lookup (a user was just created under that name).
-    pub fn forget_user(&self, identifier: &str) {
+    pub(crate) fn forget_user(&self, identifier: &str) {
         lock(&self.users).remove(identifier);
     }
 
     /// Queues a change for the request's commit.
-    pub fn push(&self, op: Op) -> Result<(), HookError> {
+    pub(crate) fn push(&self, op: Op) -> Result<(), HookError> {
         if self.is_abandoned() {
             return Err(HookError::failed(
                 "the request this call belongs to has already ended (it timed out)",
@@ -169,52 +176,53 @@ impl Request {
     }
 
     /// How many changes are queued now: a mark for [`Request::discard_since`].
-    pub fn mark(&self) -> usize {
+    pub(crate) fn mark(&self) -> usize {
         lock(&self.pending).len()
     }
 
     /// Forgets the changes queued after `mark`: what a chain queued for a login that
     /// has not happened yet (the second step is still to come).
-    pub fn discard_since(&self, mark: usize) {
+    pub(crate) fn discard_since(&self, mark: usize) {
         lock(&self.pending).truncate(mark);
     }
 
     /// Records that a pending-login token proved `user_id`'s password.
     /// Asks that a reauthentication of an enrolled member also checks the code in
     /// the context (`otp`), between the password and the success hooks.
-    pub fn require_second_factor(&self) {
+    pub(crate) fn require_second_factor(&self) {
         self.second_factor.store(true, Ordering::Release);
     }
 
     /// Whether [`Request::require_second_factor`] was asked.
-    pub fn second_factor_required(&self) -> bool {
+    pub(crate) fn second_factor_required(&self) -> bool {
         self.second_factor.load(Ordering::Acquire)
     }
 
-    pub fn set_preauthenticated(&self, user_id: i64) {
+    /// Records that a pending-login token proved `user_id`'s password.
+    pub(crate) fn set_preauthenticated(&self, user_id: i64) {
         *lock(&self.preauthenticated) = Some(user_id);
     }
 
     /// The user a pending-login token proved the password of, if any.
-    pub fn preauthenticated(&self) -> Option<i64> {
+    pub(crate) fn preauthenticated(&self) -> Option<i64> {
         *lock(&self.preauthenticated)
     }
 
     /// Whether changes wait for the request's commit.
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         !lock(&self.pending).is_empty()
     }
 
     /// How many changes wait for the request's commit.
     #[cfg(test)]
-    pub fn pending_changes(&self) -> usize {
+    pub(crate) fn pending_changes(&self) -> usize {
         lock(&self.pending).len()
     }
 
     /// Commits the changes the request queued, in one transaction, and forgets them.
     /// This is the one place a request's changes are written: at its end, success or
     /// failure, and after a timeout (for what was queued before the hung call).
-    pub fn commit(&self) -> Result<(), CommitError> {
+    pub(crate) fn commit(&self) -> Result<(), CommitError> {
         let ops = std::mem::take(&mut *lock(&self.pending));
         if ops.is_empty() {
             return Ok(());
@@ -226,7 +234,7 @@ impl Request {
     }
 
     /// A plugin's key-value read, seeing the request's own pending writes first.
-    pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, HookError> {
+    pub(crate) fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, HookError> {
         let pending = lock(&self.pending).iter().rev().find_map(|op| match op {
             Op::KvSet {
                 plugin: p,
@@ -246,35 +254,35 @@ impl Request {
 
     /// Records that this request's attempt was counted as a failure in `keys`
     /// before it was checked (the lockout's reservation).
-    pub fn mark_failure_reserved(&self, keys: Vec<crate::store::PenaltyKey>) {
+    pub(crate) fn mark_failure_reserved(&self, keys: Vec<crate::store::PenaltyKey>) {
         *lock(&self.failure_reserved) = keys;
     }
 
     /// Whether [`Request::mark_failure_reserved`] was called.
-    pub fn failure_reserved(&self) -> bool {
+    pub(crate) fn failure_reserved(&self) -> bool {
         !lock(&self.failure_reserved).is_empty()
     }
 
     /// Gives the reservation back (at the commit): the attempt reached no verdict
     /// (a plugin or the store failed), so it is no failure of the member's.
-    pub fn release_reservation(&self) {
+    pub(crate) fn release_reservation(&self) {
         let keys = std::mem::take(&mut *lock(&self.failure_reserved));
         lock(&self.pending).extend(keys.into_iter().map(|key| Op::ReleasePenalty { key }));
     }
 
     /// Asks for the answer to be held back by at least `ms`.
-    pub fn delay_answer(&self, ms: u64) {
+    pub(crate) fn delay_answer(&self, ms: u64) {
         self.delay_ms.fetch_max(ms, Ordering::AcqRel);
     }
 
     /// How long the answer must be held back.
-    pub fn answer_delay(&self) -> std::time::Duration {
+    pub(crate) fn answer_delay(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.delay_ms.load(Ordering::Acquire))
     }
 
     /// Records that a plugin asked the client for the context key `key`. Keys are
     /// short names (`otp`); anything else is ignored with a warning naming `instance`.
-    pub fn ask_for(&self, instance: &str, key: &str) {
+    pub(crate) fn ask_for(&self, instance: &str, key: &str) {
         let valid = !key.is_empty()
             && key.len() <= 64
             && key
@@ -294,12 +302,12 @@ impl Request {
     }
 
     /// The context keys plugins asked the client for.
-    pub fn asked(&self) -> Vec<String> {
+    pub(crate) fn asked(&self) -> Vec<String> {
         lock(&self.asked).clone()
     }
 
     /// Marks `instance` as running `hook` now.
-    pub fn enter(&self, instance: &Arc<str>, hook: Hook) {
+    pub(crate) fn enter(&self, instance: &Arc<str>, hook: Hook) {
         *lock(&self.current) = Some(CurrentCall {
             instance: instance.clone(),
             hook,
@@ -310,7 +318,7 @@ impl Request {
     }
 
     /// Says how the call running now can be ended if it runs past its timeout.
-    pub fn arm_cancel(&self, cancel: Cancel) {
+    pub(crate) fn arm_cancel(&self, cancel: Cancel) {
         if let Some(c) = lock(&self.current).as_mut() {
             c.cancel = Some(cancel);
         }
@@ -318,19 +326,19 @@ impl Request {
 
     /// Says how to learn which instance the call running now is in (a run of several
     /// impls in one plugin host): [`Request::current`] names that one.
-    pub fn arm_blame(&self, blame: Blame) {
+    pub(crate) fn arm_blame(&self, blame: Blame) {
         if let Some(c) = lock(&self.current).as_mut() {
             c.blame = Some(blame);
         }
     }
 
     /// Marks that no impl is running.
-    pub fn leave(&self) {
+    pub(crate) fn leave(&self) {
         *lock(&self.current) = None;
     }
 
     /// The impl running now, if any: in a run of several impls, the one the run is in.
-    pub fn current(&self) -> Option<CurrentCall> {
+    pub(crate) fn current(&self) -> Option<CurrentCall> {
         let mut c = lock(&self.current).clone()?;
         if let Some(now) = c.blame.as_ref().and_then(|b| (b.0)()) {
             c.instance = now;
@@ -340,7 +348,7 @@ impl Request {
 
     /// The worker is done with the request: whether it finished first, or the waiter
     /// gave up on it before.
-    pub fn finish(&self) -> Finish {
+    pub(crate) fn finish(&self) -> Finish {
         match self
             .state
             .compare_exchange(RUNNING, DONE, Ordering::AcqRel, Ordering::Acquire)
@@ -353,7 +361,7 @@ impl Request {
 
     /// The waiter gives up on the request and ends its hung call with `cancel`;
     /// false when the worker finished first.
-    pub fn cancel(&self, cancel: &Cancel) -> bool {
+    pub(crate) fn cancel(&self, cancel: &Cancel) -> bool {
         let won = self
             .state
             .compare_exchange(RUNNING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
@@ -365,14 +373,14 @@ impl Request {
     }
 
     /// The waiter gives up on the request; false when the worker finished first.
-    pub fn abandon(&self) -> bool {
+    pub(crate) fn abandon(&self) -> bool {
         self.state
             .compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
 
     /// Whether the waiter gave up on the request (abandoned or cancelled).
-    pub fn is_abandoned(&self) -> bool {
+    pub(crate) fn is_abandoned(&self) -> bool {
         matches!(self.state.load(Ordering::Acquire), ABANDONED | CANCELLED)
     }
 }

@@ -20,7 +20,7 @@ use crate::{
 
 /// Runs the daemon on the configuration at `config_path` until SIGTERM or SIGINT, then
 /// drains: the work of `flaskbbd serve`.
-pub fn serve(config_path: &Path) -> Result<(), StartError> {
+pub(crate) fn serve(config_path: &Path) -> Result<(), StartError> {
     let files = crate::process::raise_open_files_limit();
     let daemon = Daemon::start(config_path, Box::new(systemd::Notifier::from_env()))?;
     let config = daemon.config();

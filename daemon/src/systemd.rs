@@ -12,13 +12,13 @@ use std::{
 };
 
 /// Sends state changes to `$NOTIFY_SOCKET`.
-pub struct Notifier {
+pub(crate) struct Notifier {
     target: Option<SocketAddr>,
 }
 
 impl Notifier {
     /// From `$NOTIFY_SOCKET` (a path, or `@name` for an abstract socket).
-    pub fn from_env() -> Notifier {
+    pub(crate) fn from_env() -> Notifier {
         let target = std::env::var_os("NOTIFY_SOCKET").and_then(|v| {
             let s = v.to_string_lossy().into_owned();
             let addr = match s.strip_prefix('@') {
@@ -32,7 +32,7 @@ impl Notifier {
     }
 
     /// Sends `state` (newline-separated assignments).
-    pub fn notify(&self, state: &str) {
+    pub(crate) fn notify(&self, state: &str) {
         let Some(addr) = &self.target else { return };
         let sent = UnixDatagram::unbound().and_then(|s| s.send_to_addr(state.as_bytes(), addr));
         if let Err(e) = sent {
@@ -41,12 +41,12 @@ impl Notifier {
     }
 
     /// `READY=1` with a status line.
-    pub fn ready(&self, status: &str) {
+    pub(crate) fn ready(&self, status: &str) {
         self.notify(&format!("READY=1\nSTATUS={status}"));
     }
 
     /// `RELOADING=1` with the monotonic time systemd expects beside it.
-    pub fn reloading(&self) {
+    pub(crate) fn reloading(&self) {
         self.notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading the configuration",
             monotonic_usec()
@@ -54,12 +54,12 @@ impl Notifier {
     }
 
     /// `STOPPING=1`.
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         self.notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
     }
 
     /// `WATCHDOG=1`.
-    pub fn watchdog(&self) {
+    pub(crate) fn watchdog(&self) {
         self.notify("WATCHDOG=1");
     }
 }
@@ -76,7 +76,7 @@ fn monotonic_usec() -> u64 {
 }
 
 /// How often to send `WATCHDOG=1`: half of `$WATCHDOG_USEC`, when it is meant for us.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.parse::<u32>().ok()? != std::process::id() {
@@ -88,7 +88,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 
 /// The first socket passed by systemd (`LISTEN_PID`/`LISTEN_FDS`), when one was passed
 /// to this process. The variables are removed so children do not see them.
-pub fn listen_socket() -> Result<Option<UnixListener>, String> {
+pub(crate) fn listen_socket() -> Result<Option<UnixListener>, String> {
     let pid_ok = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())

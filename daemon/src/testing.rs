@@ -27,7 +27,7 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    pub fn new(label: &str) -> Scratch {
+    pub(crate) fn new(label: &str) -> Scratch {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../target/unit-test-runs")
@@ -59,7 +59,7 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
-    pub fn new(label: &str, extra: &str) -> Setup {
+    pub(crate) fn new(label: &str, extra: &str) -> Setup {
         let scratch = Scratch::new(label);
         let path = scratch.dir.join("flaskbb.toml");
         let has_auth = extra.contains("[auth]");
@@ -94,12 +94,12 @@ impl Setup {
     }
 
     /// A request with an empty context.
-    pub fn request(&self) -> Arc<Request> {
+    pub(crate) fn request(&self) -> Arc<Request> {
         Request::new(self.store.clone(), Context::new())
     }
 
     /// A member with `password` (hashed as the daemon hashes), activated or not.
-    pub fn user(&self, username: &str, password: &str, activated: bool) -> i64 {
+    pub(crate) fn user(&self, username: &str, password: &str, activated: bool) -> i64 {
         let hash = self.generation.verifier.hash(password).unwrap();
         self.store
             .create_user(&NewUser {
@@ -115,7 +115,7 @@ impl Setup {
     }
 
     /// A user's failed-login counter, as stored.
-    pub fn attempts(&self, username: &str) -> i32 {
+    pub(crate) fn attempts(&self, username: &str) -> i32 {
         self.store
             .find_user(username)
             .unwrap()

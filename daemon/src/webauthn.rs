@@ -11,19 +11,19 @@ use webauthn_rs::prelude::{Url, Webauthn, WebauthnBuilder};
 use crate::store::Store;
 
 /// The key-value store's instance name for passkeys and ceremonies.
-pub const KV: &str = "flaskbbd.passkeys";
+pub(crate) const KV: &str = "flaskbbd.passkeys";
 
 /// The context key a passkey sign-in's request carries (value [`PASSKEY`]): set by
 /// the daemon only, removed from every context a client sends.
-pub const AUTHENTICATED_BY: &str = "authenticated_by";
+pub(crate) const AUTHENTICATED_BY: &str = "authenticated_by";
 
 /// [`AUTHENTICATED_BY`]'s value for a verified passkey.
-pub const PASSKEY: &str = "passkey";
+pub(crate) const PASSKEY: &str = "passkey";
 
 /// `[webauthn]`: the relying party. Without the table passkeys are off.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WebauthnConfig {
+pub(crate) struct WebauthnConfig {
     /// The relying party id: the forum's host name, or a registrable suffix of it.
     pub rp_id: String,
     /// The origins the forum's pages are served from (`https://host[:port]`, or
@@ -35,7 +35,7 @@ pub struct WebauthnConfig {
 
 impl WebauthnConfig {
     /// Checks the table; on a problem, the key (under `webauthn.`) and what is wrong.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.rp_name.trim().is_empty() {
             return Err((
                 "rp_name",

@@ -28,6 +28,8 @@
 //! handed on). `accepts` is the one control-flow error that ends the chain with its
 //! reason (`Stop` for `StopAuthentication`, `ForceLogout`, `Rejected`, or `Nothing`);
 //! any other error fails the request closed.
+
+#![forbid(unsafe_code)]
 #![no_std]
 
 /// Calls `$callback!` with the hook table, preceded by `pass: [...]` (whatever tokens

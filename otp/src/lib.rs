@@ -8,6 +8,8 @@
 //! Nothing here touches a store or a socket: every function is pure but for the
 //! random numbers of [`new_secret`] and [`new_recovery_codes`].
 
+#![forbid(unsafe_code)]
+
 use constant_time_eq::constant_time_eq;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};

@@ -5,7 +5,7 @@
 //! fuzzer is reproduced by `cargo test`.
 
 // The fuzz body checks invariants by panicking: a panic here is what the fuzzer reports.
-#![allow(clippy::expect_used)]
+#![allow(clippy::expect_used, clippy::panic)]
 
 use std::{
     future::Future,

@@ -14,6 +14,7 @@
 //! Apart from [`client`], nothing here touches a socket, a database or a plugin: every
 //! function is pure and total (bad input is an error value, never a panic).
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod client;

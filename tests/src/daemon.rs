@@ -16,9 +16,13 @@ use crate::{flaskbbd_bin, Scratch};
 
 /// A running daemon; killed when dropped.
 pub struct TestDaemon {
+    /// The daemon's process.
     pub child: Child,
+    /// The configuration file it was started with.
     pub config: PathBuf,
+    /// Its socket, `run/flaskbbd.sock` in the scratch directory.
     pub socket: PathBuf,
+    /// The file its stderr (the log) goes to.
     pub log: PathBuf,
 }
 
@@ -252,6 +256,7 @@ impl TestDaemon {
         }
     }
 
+    /// The daemon's log so far (empty if there is none yet).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

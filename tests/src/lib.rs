@@ -2,6 +2,11 @@
 //! loader fixtures, makes scratch directories, runs the CLI, and starts daemons on
 //! real sockets with real SQLite files.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 pub mod calls;
 pub mod daemon;
 pub mod flaskbb;
@@ -370,7 +375,9 @@ pub fn python_venv(name: &str, packages: &[&str]) -> PathBuf {
 /// The database backend black-box tests run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite, a `test.db` file in the scratch directory.
     Sqlite,
+    /// PostgreSQL ([`pg_server`]), a new database per scratch directory.
     Postgres,
 }
 
@@ -421,12 +428,14 @@ pub fn pg_admin(statement: &str) {
 /// A scratch directory under `target/test-runs`, removed when dropped (kept when the
 /// test panicked, for a look), with its own database.
 pub struct Scratch {
+    /// The directory.
     pub path: PathBuf,
     /// The PostgreSQL database made for this scratch, if one was.
     pg_db: Mutex<Option<String>>,
 }
 
 impl Scratch {
+    /// Makes a new, empty scratch directory named after `label` (the test's name).
     pub fn new(label: &str) -> Scratch {
         static N: AtomicUsize = AtomicUsize::new(0);
         let path = root().join("target/test-runs").join(format!(

@@ -19,7 +19,9 @@ pub const SUFFIX: &str = "dc=example,dc=org";
 /// A running slapd.
 pub struct Slapd {
     child: Option<Child>,
+    /// The port it listens on, on 127.0.0.1.
     pub port: u16,
+    /// Its `ldap://127.0.0.1:PORT` URL.
     pub url: String,
 }
 

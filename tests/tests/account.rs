@@ -6,6 +6,11 @@
 //! address's rate-limit penalty); an admin page lists locks and second factors,
 //! lifts a lock and resets a second factor; and nothing secret reaches the log.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{authenticate_in, context_of, get_user, reauthenticate_in};
 use std::os::unix::{fs::PermissionsExt, process::CommandExt};
 use std::process::Command;

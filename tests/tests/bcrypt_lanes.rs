@@ -7,6 +7,11 @@
 //! each hash at debug level (`bcrypt hash lanes=N alone=… …`, N the most lanes busy
 //! beside it), which is what these tests read.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{authenticate, reload};
 use std::sync::Barrier;
 

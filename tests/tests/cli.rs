@@ -1,5 +1,10 @@
 //! The operator's CLI against real files and a real daemon.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::{
     daemon::{flaskbbd_with_stdin, TestDaemon},
     flaskbbd, flaskbbd_bin, text, Scratch,

@@ -5,6 +5,11 @@
 //! instance's hung call is ended by killing its host; pipelined calls are answered in
 //! order.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::post_save_before;
 use std::{
     io::{BufRead, BufReader, Write},

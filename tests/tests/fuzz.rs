@@ -6,6 +6,10 @@
 //! `cargo +nightly fuzz run decode` with cargo-fuzz and AddressSanitizer; see
 //! `fuzz/README.md`.
 
+// Test code: a failure here should stop the test loudly, and panic! is how its
+// helpers say so (the workspace denies panic! in the daemon and plugins).
+#![allow(clippy::panic)]
+
 use std::{fs, process::Command};
 
 use flaskbbd_tests::{build_fuzz_target, root, Scratch};

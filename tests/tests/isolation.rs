@@ -9,6 +9,11 @@
 //! The faults themselves (segfault, abort, exit, spin, unbounded allocation), with
 //! other traffic flowing and nothing lost, are in `reliability.rs`.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{
     authenticate, authenticate_in, context_of, list_hooks, post_save_after, post_save_before,
     reauthenticate, reload, set_plugin_enabled, topic_save_before, user_registered,

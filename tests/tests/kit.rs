@@ -1,6 +1,11 @@
 //! The plugin kit: following docs/writing-plugins.md word for word, in a new
 //! directory outside this repository, produces a plugin the daemon loads.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::process::Command;
 
 use flaskbbd_tests::{build, root, text};

@@ -3,6 +3,11 @@
 //! live in the store (surviving restarts and reloads, for the lockout and for the
 //! `ratelimit` plugin alike), and operators seeing and lifting locks.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{
     authenticate_in, context_of, get_user, reload, set_plugin_enabled, unlock,
 };

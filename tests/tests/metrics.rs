@@ -5,6 +5,11 @@
 //! text through `Admin.GetMetrics`; `GetStatus` and `flaskbbd status`; and the
 //! errors of a bad or taken `metrics.listen`.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{
     authenticate_in, context_of, post_save_after, post_save_before, reload, topic_save_before,
 };

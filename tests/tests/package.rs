@@ -12,6 +12,11 @@
 //!
 //! Needs root (dpkg --root, chroot, mount), as CI has.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{authenticate_in, context_of};
 use std::{
     collections::BTreeMap,

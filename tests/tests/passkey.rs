@@ -7,6 +7,11 @@
 //! refused; without `[webauthn]` every call says what to configure; the table is
 //! checked at start with its key named; and nothing secret reaches the log.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::{
     daemon::{err, TestDaemon},
     flaskbbd, text, Scratch,

@@ -3,6 +3,11 @@
 //! instances of one library, and a plugin built against an older plugin-abi. (The
 //! call loop, the executor and the flows have unit tests of their own in the daemon.)
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{
     authenticate_in, context_of, post_save_before, reauthenticate, user_registered,
 };

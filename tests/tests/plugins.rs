@@ -1,6 +1,11 @@
 //! The plugins we ship, each through the real daemon: audit, wordfilter, ratelimit,
 //! totp and hello.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{
     authenticate_in, context_of, post_save_before, reload, topic_save_before, user_registered,
 };

@@ -11,6 +11,11 @@
 //! repeats each fault twenty times over (20,000 panics, 4,000 vanishing clients, forty
 //! hung rounds, twenty read-only and twenty locked spells in one stream).
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{
     authenticate, authenticate_in, context_of, create_user, get_user, post_save_before,
 };

@@ -6,6 +6,11 @@
 //! Account interface's password checks are judged by the lockout under the member's
 //! own address.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Barrier;
 
 use flaskbbd_otp::Params;

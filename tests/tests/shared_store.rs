@@ -1,6 +1,11 @@
 //! Several daemons on one PostgreSQL store, and a PostgreSQL server that goes away
 //! and comes back while the daemon serves.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{authenticate_in, context_of, get_user, set_plugin_enabled};
 use std::{
     net::TcpListener,

@@ -1,6 +1,11 @@
 //! The Varlink socket itself: framing and bad input, ordering, introspection, peer
 //! credentials, the socket file, graceful stop, and a client this project did not write.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{authenticate, list_hooks, reload};
 use std::{
     io::{Read, Write},

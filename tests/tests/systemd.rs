@@ -2,6 +2,11 @@
 //! reload under load, failed reloads, plugins upgraded in place, enabling and
 //! disabling instances, and the unit files themselves.
 
+// Test code: a failure here should stop the test loudly, so unwrap and expect are
+// how it says what it expects (the workspace denies them in the daemon and plugins),
+// and so is panic!.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use flaskbbd_tests::calls::{
     authenticate, list_hooks, list_plugins, reload, set_plugin_enabled, user_registered,
 };

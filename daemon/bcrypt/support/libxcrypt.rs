@@ -12,17 +12,17 @@ type CryptRn =
 /// `sizeof(struct crypt_data)` in libxcrypt's `<crypt.h>`: output 384, setting 384,
 /// input 512, reserved 767, initialized 1, internal 30720. The scratch space each
 /// call of [`Libxcrypt::crypt`] needs.
-pub const CRYPT_DATA_SIZE: usize = 32768;
+pub(super) const CRYPT_DATA_SIZE: usize = 32768;
 
 /// libxcrypt's `crypt_rn`, loaded. The library stays loaded for the process's life.
 #[derive(Clone, Copy)]
-pub struct Libxcrypt {
+pub(super) struct Libxcrypt {
     crypt_rn: CryptRn,
 }
 
 impl Libxcrypt {
     /// Loads `libcrypt.so.1` and finds `crypt_rn`; the error says which was missing.
-    pub fn load() -> Result<Libxcrypt, String> {
+    pub(super) fn load() -> Result<Libxcrypt, String> {
         // SAFETY: libcrypt.so.1 is the system's libxcrypt; its initialisers are benign.
         let lib = unsafe { libloading::Library::new("libcrypt.so.1") }
             .map_err(|e| format!("libxcrypt (libcrypt.so.1) not found: {e}"))?;
@@ -38,7 +38,7 @@ impl Libxcrypt {
     /// full hash works as a setting), computed in `data` (at least
     /// [`CRYPT_DATA_SIZE`] bytes, which the caller clears after when it must). `None`
     /// when libxcrypt refuses.
-    pub fn crypt(&self, key: &CStr, setting: &CStr, data: &mut [u8]) -> Option<String> {
+    pub(super) fn crypt(&self, key: &CStr, setting: &CStr, data: &mut [u8]) -> Option<String> {
         if data.len() < CRYPT_DATA_SIZE {
             return None;
         }

@@ -13,7 +13,7 @@
 //! rules (the host threads the draft and stops where this loop would); each impl's
 //! outcome comes back for the metrics and the log.
 
-pub mod order;
+pub(crate) mod order;
 
 use std::{
     cell::Cell,
@@ -44,9 +44,12 @@ use crate::{
 
 /// One impl in a chain.
 #[derive(Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
+    /// The instance whose impl this is.
     pub instance: Arc<Instance>,
+    /// Its tier (tryfirst, normal, trylast).
     pub tier: Tier,
+    /// Its priority within the tier.
     pub priority: i32,
     /// The metrics its calls add to.
     pub stats: HookStats,
@@ -54,7 +57,7 @@ pub struct Entry {
 
 impl Entry {
     /// `instance`'s impl of `hook`, where `tier` and `priority` put it.
-    pub fn new(instance: Arc<Instance>, hook: Hook, tier: Tier, priority: i32) -> Entry {
+    pub(crate) fn new(instance: Arc<Instance>, hook: Hook, tier: Tier, priority: i32) -> Entry {
         let stats = crate::metrics::global().hook_stats(&instance.name, hook);
         Entry {
             instance,
@@ -67,9 +70,12 @@ impl Entry {
 
 /// One hook's chain.
 #[derive(Clone)]
-pub struct Chain {
+pub(crate) struct Chain {
+    /// The hook this chain runs.
     pub hook: Hook,
+    /// Its wrappers, in the order their "before" parts run.
     pub wrappers: Vec<Entry>,
+    /// Its impls, in call order.
     pub impls: Vec<Entry>,
 }
 
@@ -202,7 +208,7 @@ macro_rules! declare_inputs {
         },
     )*) => {
         /// A hook's arguments (one variant per hook of the hook table).
-        pub enum Input<'a> {
+        pub(crate) enum Input<'a> {
             $(
                 #[doc = $doc]
                 $hook { $($arg: input_arg!('a, $kind)),* },
@@ -211,7 +217,7 @@ macro_rules! declare_inputs {
 
         impl Input<'_> {
             /// The hook these are the arguments of.
-            pub fn hook(&self) -> Hook {
+            pub(crate) fn hook(&self) -> Hook {
                 match self {
                     $(Input::$hook { .. } => Hook::$hook,)*
                 }
@@ -308,7 +314,7 @@ impl ChainValue for abi::Topic {
 
 /// What a chain call produced and who decided it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChainOutcome {
+pub(crate) struct ChainOutcome {
     /// The hook whose chain this is the outcome of.
     pub hook: Hook,
     /// The chain's value, or the error that ended it.
@@ -327,7 +333,7 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 impl Chain {
     /// Calls the chain for one request; `input` must be this chain's hook's (use
     /// `Generation::call`, which picks the chain from the input).
-    pub fn call(&self, req: &Request, input: Input<'_>) -> ChainOutcome {
+    pub(crate) fn call(&self, req: &Request, input: Input<'_>) -> ChainOutcome {
         debug_assert_eq!(input.hook(), self.hook, "arguments of another hook");
         let started = Instant::now();
         // One clock read per call: each call's end is the next one's start.
@@ -661,7 +667,7 @@ impl Chain {
     }
 
     /// The chain as `flaskbbd hooks` shows it.
-    pub fn describe(&self) -> HookChain {
+    pub(crate) fn describe(&self) -> HookChain {
         let entry = |e: &Entry, wrapper| ChainEntry {
             instance: e.instance.name.to_string(),
             tier: e.tier.name().into(),

@@ -16,29 +16,40 @@ use plugin_abi::abi::Tier;
 
 /// One impl of one hook, before ordering.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImplSpec {
+pub(crate) struct ImplSpec {
+    /// The instance's name.
     pub instance: String,
     /// Position in registration order: built-ins first, then `[[plugin]]` tables.
     pub reg_index: usize,
+    /// Its tier (tryfirst, normal, trylast), as declared or overridden.
     pub tier: Tier,
+    /// Its priority within the tier.
     pub priority: i32,
+    /// Instances this impl must run before.
     pub before: Vec<String>,
+    /// Instances this impl must run after.
     pub after: Vec<String>,
+    /// Whether it wraps the other impls rather than being one of them.
     pub wrapper: bool,
 }
 
 /// A chain's impls in call order, wrappers apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ordered {
+pub(crate) struct Ordered {
     /// Wrappers: their "before" parts run in this order, "after" parts in reverse.
     pub wrappers: Vec<ImplSpec>,
+    /// The impls, in call order.
     pub impls: Vec<ImplSpec>,
 }
 
 /// Orders `specs` for `hook`. `known` is every configured instance name: a constraint
 /// naming one that is known but not in this chain (it does not implement the hook, or
 /// is disabled) has nothing to order and is ignored.
-pub fn order(hook: &str, specs: Vec<ImplSpec>, known: &HashSet<String>) -> Result<Ordered, String> {
+pub(crate) fn order(
+    hook: &str,
+    specs: Vec<ImplSpec>,
+    known: &HashSet<String>,
+) -> Result<Ordered, String> {
     let (wrappers, impls): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| s.wrapper);
     Ok(Ordered {
         wrappers: order_group(hook, wrappers, known)?,

@@ -50,7 +50,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The host's main: exit status 0 when the daemon let it go, 1 when the instance
 /// could not be started (the daemon has the reason), 2 when not started by a daemon.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     // Nothing of the daemon's but the control channel and the log: a descriptor that
     // lacked close-on-exec must not reach the plugin. (Lanes arrive later.)
     // SAFETY: close_range on descriptors this process does not use; where the kernel

@@ -31,10 +31,10 @@ use super::page::Page;
 use crate::proto::{convert, Context, Post, Topic, User};
 
 /// The largest frame either side accepts (a post is at most `daemon.max_message_bytes`).
-pub const MAX_FRAME: usize = 16 << 20;
+pub(crate) const MAX_FRAME: usize = 16 << 20;
 
 /// Writes one frame.
-pub fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
+pub(crate) fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
     let len = u32::try_from(body.len())
         .ok()
@@ -50,7 +50,7 @@ pub fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
 
 /// Reads one frame; `UnexpectedEof` when the other side is gone, `InvalidData` when
 /// what came is not a message.
-pub fn recv<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
+pub(crate) fn recv<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;
@@ -70,7 +70,7 @@ pub fn recv<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
 /// comes: it never spins, because a spinning thread competes for a core with the very
 /// process it waits for, and one that yields while it spins gives its core away for a
 /// whole time slice when every core is busy (docs/benchmarks.md, `isolation`).
-pub struct Lane {
+pub(crate) struct Lane {
     /// Where frames are read.
     stream: UnixStream,
     /// Where frames are written, when not `stream` (see [`Lane::split`]).
@@ -84,7 +84,7 @@ pub struct Lane {
 
 impl Lane {
     /// Wraps one end of a lane's socketpair.
-    pub fn new(stream: UnixStream) -> Lane {
+    pub(crate) fn new(stream: UnixStream) -> Lane {
         Lane {
             stream,
             tx: None,
@@ -104,7 +104,7 @@ impl Lane {
     /// for nothing: a sleep and a wake-up more per crossing on both sides, CPU that
     /// the clients and other requests on a busy machine did not get. With a socket per
     /// direction nobody sleeps where that wake-up lands.
-    pub fn split(rx: UnixStream, tx: UnixStream, page: Option<Page>) -> Lane {
+    pub(crate) fn split(rx: UnixStream, tx: UnixStream, page: Option<Page>) -> Lane {
         Lane {
             tx: Some(tx),
             page: page.map(Arc::new),
@@ -113,12 +113,12 @@ impl Lane {
     }
 
     /// The lane's shared page, if it has one.
-    pub fn page(&self) -> Option<&Arc<Page>> {
+    pub(crate) fn page(&self) -> Option<&Arc<Page>> {
         self.page.as_ref()
     }
 
     /// Writes one frame.
-    pub fn send<T: Serialize>(&mut self, msg: &T) -> io::Result<()> {
+    pub(crate) fn send<T: Serialize>(&mut self, msg: &T) -> io::Result<()> {
         self.out.clear();
         self.out.extend_from_slice(&[0; 4]);
         serde_json::to_writer(&mut self.out, msg).map_err(io::Error::other)?;
@@ -135,7 +135,7 @@ impl Lane {
     }
 
     /// Reads one frame, sleeping until it comes; errors as [`recv`]'s.
-    pub fn recv<T: DeserializeOwned>(&mut self) -> io::Result<T> {
+    pub(crate) fn recv<T: DeserializeOwned>(&mut self) -> io::Result<T> {
         loop {
             let avail = &self.buf[self.start..self.end];
             if let Some(head) = avail.get(..4) {
@@ -191,7 +191,7 @@ impl Lane {
 /// What a host is to load and how it is confined: the control channel's first frame.
 /// One host serves every isolated instance of one library with one sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Init {
+pub(crate) struct Init {
     /// The file to map (the daemon's content-addressed copy).
     pub mapped: PathBuf,
     /// The file as configured, for messages.
@@ -207,7 +207,7 @@ pub struct Init {
 
 /// One instance a host makes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InitInstance {
+pub(crate) struct InitInstance {
     /// The instance's name.
     pub name: String,
     /// Its `config` table as JSON.
@@ -216,7 +216,7 @@ pub struct InitInstance {
 
 /// The confinement of one host, resolved from the instance's `sandbox` table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     /// May open network sockets.
     pub network: bool,
     /// Paths it may read.
@@ -230,7 +230,7 @@ pub struct Sandbox {
 /// The host's answer to [`Init`]: any number of [`Started::Making`], then `Ready` or
 /// `Failed`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Started {
+pub(crate) enum Started {
     /// The host is about to make the instance at this place in [`Init::instances`]
     /// (its `new` runs now): when the host dies before its next word, that instance's
     /// `new` is what it died in.
@@ -259,7 +259,7 @@ pub enum Started {
 
 /// A library's manifest as it crosses (`plugin_abi::abi::Manifest` is FFI-only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// The plugin's name.
     pub name: String,
     /// Its version.
@@ -272,7 +272,7 @@ pub struct Manifest {
 
 /// One hook of a [`Manifest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HookDecl {
+pub(crate) struct HookDecl {
     /// FlaskBB's hook name.
     pub hook: String,
     /// `plugin_abi::abi::Tier`'s number.
@@ -289,7 +289,7 @@ pub struct HookDecl {
 
 impl Manifest {
     /// The manifest of a loaded library.
-    pub fn of(m: &abi::Manifest) -> Manifest {
+    pub(crate) fn of(m: &abi::Manifest) -> Manifest {
         let list =
             |v: &abi_stable::std_types::RVec<RString>| v.iter().map(|s| s.to_string()).collect();
         Manifest {
@@ -314,7 +314,7 @@ impl Manifest {
 
 /// Daemon to host, on a lane.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum Down {
+pub(crate) enum Down {
     /// Call the instance's impl of `hook` with `args` (in the hook table's order).
     Call {
         /// The instance: its place in [`Init::instances`].
@@ -373,7 +373,7 @@ pub enum Down {
 
 /// Host to daemon, on a lane.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum Up {
+pub(crate) enum Up {
     /// The plugin called the host API.
     Host {
         /// Which impl of a [`Down::Chain`] called (its place in `of`); 0 in a single
@@ -390,7 +390,7 @@ pub enum Up {
 
 /// What a [`Down::Chain`] did: one [`Step`] per impl that ran, and the chain's value.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ChainAnswer {
+pub(crate) struct ChainAnswer {
     /// The impls that ran, in order; fewer than were sent when one ended the chain.
     pub steps: Vec<Step>,
     /// The last answer that was a value for the chain (a draft, a user, `true`).
@@ -399,7 +399,7 @@ pub struct ChainAnswer {
 
 /// One impl's part in a [`Down::Chain`].
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Step {
+pub(crate) struct Step {
     /// Whether it answered a value for the chain, or its error.
     pub result: Result<bool, WireError>,
     /// How long it ran in the host, in nanoseconds.
@@ -409,7 +409,7 @@ pub struct Step {
 impl Answer {
     /// Whether the answer is a value for the chain (as the daemon's chain counts it:
     /// a user, `true`, a draft), not "nothing".
-    pub fn is_value(&self) -> bool {
+    pub(crate) fn is_value(&self) -> bool {
         match self {
             Answer::Nothing | Answer::Outcome(_) => false,
             Answer::User(u) => u.is_some(),
@@ -422,7 +422,7 @@ impl Answer {
 /// A host API call that crosses: `instance_name`, `config_json` and the context are
 /// answered in the host.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum HostCall {
+pub(crate) enum HostCall {
     /// `Host::log` (no reply).
     Log {
         /// `LogLevel`'s number.
@@ -499,7 +499,7 @@ pub enum HostCall {
 
 impl HostCall {
     /// Whether the daemon answers this call with a [`Down::Reply`].
-    pub fn answers(&self) -> bool {
+    pub(crate) fn answers(&self) -> bool {
         !matches!(
             self,
             HostCall::Log { .. } | HostCall::DelayAnswer { .. } | HostCall::AskFor { .. }
@@ -509,7 +509,7 @@ impl HostCall {
 
 /// What a host API call answers.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum HostValue {
+pub(crate) enum HostValue {
     /// A user lookup's answer.
     User(Option<WireUser>),
     /// A provisioned user.
@@ -542,7 +542,7 @@ impl WireUser {
 
 /// One argument of a hook call, by the hook table's argument kinds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Arg {
+pub(crate) enum Arg {
     /// `Str` and `Secret`.
     Str(String),
     /// `User`.
@@ -557,7 +557,7 @@ pub enum Arg {
 
 /// An impl's answer, by the hook table's `returns`, or a wrapper's.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// `Nothing`, and a wrapper's "before" part.
     Nothing,
     /// `User`.
@@ -682,7 +682,7 @@ impl From<WireOutcome> for Outcome {
 }
 
 /// The most file descriptors one [`send_fds`] message carries.
-pub const MAX_FDS: usize = 3;
+pub(crate) const MAX_FDS: usize = 3;
 
 /// The room a control message with [`MAX_FDS`] file descriptors takes.
 fn fd_space() -> usize {
@@ -704,7 +704,7 @@ fn one_fd_header(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
 
 /// Sends up to [`MAX_FDS`] descriptors over `channel` in one message (SCM_RIGHTS) with
 /// one byte of data: a lane's sockets and its [`Page`] arrive together or not at all.
-pub fn send_fds(channel: &UnixStream, fds: &[RawFd]) -> io::Result<()> {
+pub(crate) fn send_fds(channel: &UnixStream, fds: &[RawFd]) -> io::Result<()> {
     if fds.is_empty() || fds.len() > MAX_FDS {
         return Err(io::Error::other(format!(
             "{} file descriptors in one message (1 to {MAX_FDS})",
@@ -749,7 +749,7 @@ pub fn send_fds(channel: &UnixStream, fds: &[RawFd]) -> io::Result<()> {
 
 /// Receives the descriptors of one message sent by [`send_fds`] (close-on-exec, in
 /// the order they were sent); `UnexpectedEof` when the other side closed the channel.
-pub fn recv_fds(channel: &UnixStream) -> io::Result<Vec<OwnedFd>> {
+pub(crate) fn recv_fds(channel: &UnixStream) -> io::Result<Vec<OwnedFd>> {
     let mut byte = [0u8];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),

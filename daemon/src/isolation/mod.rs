@@ -16,10 +16,10 @@
 //! A host serves its instance's calls concurrently, one thread per lane, so the
 //! instance's own state (a rate limiter's counters) is shared as it is in-process.
 
-pub mod host;
-pub mod ipc;
-pub mod page;
-pub mod sandbox;
-pub mod supervisor;
+pub(crate) mod host;
+pub(crate) mod ipc;
+pub(crate) mod page;
+pub(crate) mod sandbox;
+pub(crate) mod supervisor;
 
-pub use supervisor::{IsolatedHooks, Supervisor};
+pub(crate) use supervisor::{IsolatedHooks, Supervisor};

@@ -21,7 +21,7 @@ const SIZE: usize = 4096;
 const STEP: usize = 0;
 
 /// One lane's shared page, mapped.
-pub struct Page {
+pub(crate) struct Page {
     words: NonNull<AtomicU32>,
 }
 
@@ -34,7 +34,7 @@ unsafe impl Sync for Page {}
 impl Page {
     /// Makes a new page (the daemon's side): the mapping, and the descriptor to send to
     /// the host.
-    pub fn create() -> io::Result<(Page, OwnedFd)> {
+    pub(crate) fn create() -> io::Result<(Page, OwnedFd)> {
         // SAFETY: memfd_create with a NUL-terminated name; the fd it returns is ours.
         let fd = unsafe {
             libc::memfd_create(
@@ -65,7 +65,7 @@ impl Page {
 
     /// Maps a page the daemon made (the host's side, or the daemon's own). The file
     /// must be at least one page long.
-    pub fn map(fd: &OwnedFd) -> io::Result<Page> {
+    pub(crate) fn map(fd: &OwnedFd) -> io::Result<Page> {
         // SAFETY: fstat into a struct we own.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -106,12 +106,12 @@ impl Page {
     }
 
     /// The step the host said it is running (as it wrote it: bound it before use).
-    pub fn step(&self) -> u32 {
+    pub(crate) fn step(&self) -> u32 {
         self.word(STEP).load(Ordering::Acquire)
     }
 
     /// Says that step `step` of a run starts now.
-    pub fn set_step(&self, step: u32) {
+    pub(crate) fn set_step(&self, step: u32) {
         self.word(STEP).store(step, Ordering::Release);
     }
 }

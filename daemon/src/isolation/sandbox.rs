@@ -55,7 +55,7 @@ const BASE_READ: &[&str] = &[
 
 /// What a host with `sandbox.network` may read besides: the resolver's configuration,
 /// the NSS modules it loads, and the system's certificates (for TLS).
-pub const NETWORK_READ: &[&str] = &[
+pub(crate) const NETWORK_READ: &[&str] = &[
     "/etc/hosts",
     "/etc/resolv.conf",
     "/etc/nsswitch.conf",
@@ -77,7 +77,7 @@ pub const NETWORK_READ: &[&str] = &[
 const LANDLOCK_ABI: ABI = ABI::V6;
 
 /// No new privileges, the memory limit, no core files.
-pub fn limit(s: &Sandbox) -> io::Result<()> {
+pub(crate) fn limit(s: &Sandbox) -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());
@@ -98,7 +98,7 @@ const FILE_CAPABILITIES: u32 = (1 << 1) | (1 << 2);
 
 /// Gives up every capability of the calling thread. The host calls it once the
 /// instance is made: no call is ever served with one.
-pub fn drop_capabilities() -> io::Result<()> {
+pub(crate) fn drop_capabilities() -> io::Result<()> {
     set_capabilities(0)
 }
 
@@ -163,7 +163,7 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> 
 }
 
 /// Landlock, then seccomp. Answers how far landlock got on this kernel.
-pub fn confine(s: &Sandbox) -> Result<String, String> {
+pub(crate) fn confine(s: &Sandbox) -> Result<String, String> {
     let landlock = restrict_filesystem(s)?;
     filter_syscalls(s.network)?;
     Ok(landlock)
@@ -551,6 +551,6 @@ fn unknown_refused() -> BpfProgram {
 }
 
 /// The paths of an instance's `sandbox` table, resolved against `base_dir`.
-pub fn resolve(paths: &[PathBuf], base_dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn resolve(paths: &[PathBuf], base_dir: &Path) -> Vec<PathBuf> {
     paths.iter().map(|p| base_dir.join(p)).collect()
 }

@@ -68,13 +68,13 @@ static HOSTS: Mutex<BTreeMap<u32, Arc<str>>> = Mutex::new(BTreeMap::new());
 
 /// The instances (their names joined by commas) whose plugin host `pid` is, if it is
 /// one of this daemon's (the server refuses `org.flaskbb.Admin` to it).
-pub fn host_of(pid: u32) -> Option<Arc<str>> {
+pub(crate) fn host_of(pid: u32) -> Option<Arc<str>> {
     lock(&HOSTS).get(&pid).cloned()
 }
 
 /// Runs hosts from `program` instead of this process's own binary: for programs that
 /// embed the daemon's parts (the benchmarks), whose own binary has no host mode.
-pub fn set_host_program(program: PathBuf) {
+pub(crate) fn set_host_program(program: PathBuf) {
     let _ = HOST_PROGRAM.set(program);
 }
 
@@ -94,7 +94,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What the host said about itself when it first started.
 #[derive(Debug, Clone)]
-pub struct Ready {
+pub(crate) struct Ready {
     /// The library's manifest.
     pub manifest: ipc::Manifest,
     /// The `plugin-abi` version it was built against.
@@ -105,7 +105,7 @@ pub struct Ready {
 
 /// An isolated instance's host as `ListPlugins` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostStatus {
+pub(crate) struct HostStatus {
     /// `running`, `stopped` (a new host starts at the next call) or `backed-off`.
     pub state: &'static str,
     /// The running host's process id.
@@ -122,7 +122,7 @@ pub struct HostStatus {
 
 /// Why a host did not start.
 #[derive(Debug, Clone)]
-pub struct StartError {
+pub(crate) struct StartError {
     /// One line, naming the library and, when one failed, the instance.
     pub message: String,
     /// The instance (its place in [`Init::instances`]) whose making failed, if one did.
@@ -172,7 +172,7 @@ impl Who {
 /// Why a run of impls in one host failed, and in which of them (its place in the run,
 /// as the host last said on the lane's page, bounded by the run's length).
 #[derive(Debug)]
-pub struct RunError {
+pub(crate) struct RunError {
     /// The error, as for a single call.
     pub error: HookError,
     /// The impl of the run it is blamed on.
@@ -304,7 +304,7 @@ struct State {
 
 /// One plugin host (the isolated instances of one library with one sandbox),
 /// restarted as needed.
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     /// The instances' names, joined, for the host's command line and the admin check.
     instance: Arc<str>,
     /// Whom the log names for the host.
@@ -320,7 +320,7 @@ impl Supervisor {
     /// Starts the host for `init`'s instances and waits (up to `start_timeout`) for it
     /// to load the library and make them; the error says why it did not, and which
     /// instance failed when one did.
-    pub fn start(
+    pub(crate) fn start(
         init: Init,
         start_timeout: Duration,
     ) -> Result<(Arc<Supervisor>, Ready), StartError> {
@@ -688,7 +688,7 @@ impl Supervisor {
     }
 
     /// The host as `ListPlugins` shows it.
-    pub fn status(&self) -> HostStatus {
+    pub(crate) fn status(&self) -> HostStatus {
         let st = lock(&self.state);
         let now = Instant::now();
         let alive = st.proc.as_ref().filter(|p| p.is_alive());
@@ -722,7 +722,7 @@ impl Supervisor {
 
     /// Runs one call (`down`) of an instance for the request in `cx`, serving the
     /// host API the plugin calls meanwhile.
-    pub fn call(&self, cx: &CallCx<'_>, down: &Down) -> Result<Answer, HookError> {
+    pub(crate) fn call(&self, cx: &CallCx<'_>, down: &Down) -> Result<Answer, HookError> {
         match self.exchange(Callers::One(cx), down).map_err(|e| e.error)? {
             Up::Done(result) => result.map_err(HookError::from),
             other => Err(HookError::failed(format!(
@@ -735,7 +735,7 @@ impl Supervisor {
     /// which this host serves, in that order) in one round trip, serving the host API
     /// each calls meanwhile as that instance's. A failure says which impl of the run it
     /// is blamed on: the one the host was in when it died, hung or broke the lane.
-    pub fn call_chain(
+    pub(crate) fn call_chain(
         &self,
         req: &Request,
         hook: Hook,
@@ -1175,7 +1175,7 @@ fn serve(cx: &CallCx<'_>, call: HostCall) -> Result<HostValue, WireError> {
 
 /// An isolated instance as chains call it: every hook crosses to its host, which
 /// knows it by its place among the host's instances (`of`).
-pub struct IsolatedHooks {
+pub(crate) struct IsolatedHooks {
     /// The instance's host.
     pub host: Arc<Supervisor>,
     /// Its place in the host's [`Init::instances`].

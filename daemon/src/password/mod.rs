@@ -12,7 +12,7 @@
 //! libxcrypt is loaded in one place (`daemon/bcrypt/support/libxcrypt.rs`, which this
 //! module, the engine's equivalence test and its benchmark include).
 
-pub mod lanes;
+pub(crate) mod lanes;
 
 use std::{
     cell::RefCell,
@@ -21,7 +21,7 @@ use std::{
 };
 
 /// bcrypt reads at most this many bytes of a secret; more would be silently ignored.
-pub const MAX_SECRET_BYTES: usize = flaskbbd_bcrypt::MAX_KEY_BYTES;
+pub(crate) const MAX_SECRET_BYTES: usize = flaskbbd_bcrypt::MAX_KEY_BYTES;
 
 /// Why a password cannot be set.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,7 @@ pub enum HashFormat {
 /// What verifying a secret found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
+    /// Whether the secret matched.
     pub ok: bool,
     /// The secret matched a hash that is not bcrypt: store a bcrypt hash instead
     /// (when configured).
@@ -140,7 +141,7 @@ fn verify_werkzeug(secret: &str, hash: &str) -> Option<bool> {
 /// Whether `secret` can be a new password stored in `format`: what
 /// [`Verifier::hash_for`] would refuse, decided without hashing (so that a caller can
 /// refuse it before any other work).
-pub fn acceptable(format: impl Into<HashFormat>, secret: &str) -> bool {
+pub(crate) fn acceptable(format: impl Into<HashFormat>, secret: &str) -> bool {
     match format.into() {
         HashFormat::Bcrypt => {
             !secret.is_empty() && secret.len() <= MAX_SECRET_BYTES && !secret.contains('\0')
@@ -151,7 +152,7 @@ pub fn acceptable(format: impl Into<HashFormat>, secret: &str) -> bool {
 
 /// werkzeug's `pbkdf2:sha256:600000$salt$hex` (its default before scrypt), which
 /// every FlaskBB version verifies.
-pub fn hash_werkzeug(secret: &str) -> Result<String, PasswordError> {
+pub(crate) fn hash_werkzeug(secret: &str) -> Result<String, PasswordError> {
     if secret.is_empty() {
         return Err(PasswordError::Empty);
     }
@@ -171,7 +172,7 @@ pub fn hash_werkzeug(secret: &str) -> Result<String, PasswordError> {
 
 /// The marker stored for users with no local password where the column cannot be
 /// NULL (FlaskBB's): no hash ever matches it.
-pub const NO_PASSWORD: &str = "!";
+pub(crate) const NO_PASSWORD: &str = "!";
 
 /// Which implementation verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@
 
 pub(crate) mod methods;
 mod reader;
-pub use flaskbbd_protocol::wire;
+pub(crate) use flaskbbd_protocol::wire;
 
 use std::{
     collections::HashMap,
@@ -47,7 +47,7 @@ use crate::{
 
 /// Binds the socket at `path` with `mode`. A stale socket file left by a crash is
 /// replaced; one a live daemon answers on is not stolen; anything else is not touched.
-pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, String> {
+pub(crate) fn bind(path: &Path, mode: u32) -> Result<UnixListener, String> {
     if let Some(dir) = path.parent() {
         // A directory made here is private but for the search (x) permission of
         // whoever `mode` lets connect: the socket is reachable as configured, and
@@ -91,7 +91,7 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, String> {
 
 /// Serves `listener` until `shutdown` turns true, then drains: no new connections,
 /// each connection finishes its current request, and this returns when all are done.
-pub async fn serve(
+pub(crate) async fn serve(
     daemon: Arc<Daemon>,
     listener: UnixListener,
     mut shutdown: watch::Receiver<bool>,
@@ -689,7 +689,11 @@ fn resume(
 
 /// Proves the request path still answers, for the watchdog: a real call through the
 /// socket (accept, connection task, dispatch) and a store query on the worker pool.
-pub async fn probe(daemon: &Arc<Daemon>, socket: &Path, within: Duration) -> Result<(), String> {
+pub(crate) async fn probe(
+    daemon: &Arc<Daemon>,
+    socket: &Path,
+    within: Duration,
+) -> Result<(), String> {
     let check = async {
         let mut s = UnixStream::connect(socket)
             .await

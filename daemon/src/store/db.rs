@@ -30,9 +30,10 @@ use super::{
 };
 use crate::proto::User;
 
-/// The schema migrations of each backend, compiled into the binary.
-pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// SQLite's schema migrations, compiled into the binary.
+pub(crate) const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// PostgreSQL's schema migrations, compiled into the binary.
+pub(crate) const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// The penalty table, made the same way in a FlaskBB database as the migration makes
 /// it in ours (the SQL is the same for both backends, and may run again).
@@ -44,8 +45,10 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection to either backend.
 #[derive(diesel::MultiConnection)]
-pub enum AnyConnection {
+pub(crate) enum AnyConnection {
+    /// SQLite.
     Sqlite(SqliteConnection),
+    /// PostgreSQL.
     Postgresql(PgConnection),
 }
 
@@ -191,7 +194,7 @@ macro_rules! per_backend {
 }
 
 /// The store over a pool of connections to one database.
-pub struct DbStore {
+pub(crate) struct DbStore {
     pool: Pool<Manager>,
     /// What the pool's last failed connection said ([`Manager::last_error`]).
     last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
@@ -273,7 +276,7 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Settings {
 /// `url` with any password replaced by `***`, for what is printed or logged: the
 /// password of `user:password@`, and the value of `password=` in a query string
 /// (`?password=…&`) or a key-value conninfo (`password=… host=…`, quoted or not).
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let mut out = url.to_owned();
     // userinfo: between "://" and the last '@' before the query.
     if let Some(scheme) = out.find("://") {
@@ -326,7 +329,7 @@ pub fn redact_url(url: &str) -> String {
 /// without creating it, or else the directory it would be created in must be
 /// writable), runs a query, and says how many of the daemon's migrations have run
 /// (FlaskBB's schema: that its tables are there). The text says what was found.
-pub fn probe(
+pub(crate) fn probe(
     url: &str,
     schema: Schema,
     base_dir: &Path,
@@ -461,7 +464,7 @@ pub fn probe(
 }
 
 /// `sqlite:///relative` (to `base_dir`) or `sqlite:////absolute` → the file's path.
-pub fn path_from_url(rest: &str, base_dir: &Path) -> Result<PathBuf, StoreError> {
+pub(crate) fn path_from_url(rest: &str, base_dir: &Path) -> Result<PathBuf, StoreError> {
     let Some(p) = rest.strip_prefix('/') else {
         return Err(StoreError::Unavailable(format!(
             "database.url sqlite://{rest}: write sqlite:///relative/path or sqlite:////absolute/path"
@@ -509,7 +512,7 @@ struct UserRow {
 impl DbStore {
     /// Opens the SQLite database at `path` (creating it and its directory when
     /// missing) and runs pending migrations.
-    pub fn open_sqlite(
+    pub(crate) fn open_sqlite(
         path: &Path,
         schema: Schema,
         connect_timeout: Duration,
@@ -541,7 +544,7 @@ impl DbStore {
     }
 
     /// Opens the PostgreSQL database at `url` and runs pending migrations.
-    pub fn open_postgres(
+    pub(crate) fn open_postgres(
         url: &str,
         schema: Schema,
         connect_timeout: Duration,
@@ -646,7 +649,7 @@ impl DbStore {
 
     /// Runs the migrations that have not run yet; returns how many ran. Refuses a
     /// database FlaskBB made (it would need `database.schema = "flaskbb"`).
-    pub fn migrate(&self) -> Result<usize, StoreError> {
+    pub(crate) fn migrate(&self) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
         let ours = diesel::sql_query("SELECT 1 FROM __diesel_schema_migrations WHERE 1 = 0")
             .execute(&mut *conn)

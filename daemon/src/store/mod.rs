@@ -6,8 +6,8 @@
 //! (FlaskBB's one commit per request). Increments are SQL increments, never
 //! read-modify-write, so concurrent requests lose no count.
 
-pub mod db;
-pub mod schema;
+pub(crate) mod db;
+pub(crate) mod schema;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
@@ -15,13 +15,17 @@ use crate::proto::User;
 
 /// A store failure, phrased for logs (never with a secret or a hash).
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
+    /// The database could not be reached or opened.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A statement failed.
     #[error("database error: {0}")]
     Query(String),
+    /// The username or email is taken.
     #[error("a user with that username or email already exists")]
     UserExists,
+    /// The user does not exist.
     #[error("no such user")]
     NoSuchUser,
     /// An [`Op::KvSwap`] found another value than it expected: the commit changed
@@ -32,7 +36,8 @@ pub enum StoreError {
 
 /// A user with what only the daemon sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRecord {
+pub(crate) struct UserRecord {
+    /// The user as the wire shows it.
     pub user: User,
     /// The password hash (bcrypt, or werkzeug's in a FlaskBB database).
     pub password: Option<String>,
@@ -42,7 +47,7 @@ pub struct UserRecord {
 
 /// One change a request makes, applied at commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// FlaskBB's ClearFailedLogins: `login_attempts = 0`.
     ClearFailedLogins { user_id: i64 },
     /// FlaskBB's MarkFailedLogin: `login_attempts + 1`, `last_failed_login = at`.
@@ -88,7 +93,7 @@ pub enum Op {
 
 /// What a reservation ([`Store::reserve_penalties`]) does to a row's time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timing {
+pub(crate) enum Timing {
     /// The reservation is the failure's time: `last_failure` and `expires` move to it.
     Touch,
     /// The row's time stays (unless the row is new or expired, which starts it at
@@ -100,7 +105,7 @@ pub enum Timing {
 /// Names one row of failure counts: whose it is, what it counts, and for which
 /// client address (`""`: from anywhere).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PenaltyKey {
+pub(crate) struct PenaltyKey {
     /// `"lockout"`, or `"plugin:<instance>"`.
     pub kind: String,
     /// What is counted: an account (`user:<id>`, `name:<identifier>`), a plugin's key.
@@ -110,13 +115,13 @@ pub struct PenaltyKey {
 }
 
 /// Longest `subject` a penalty row holds (the column is `VARCHAR(255)`).
-pub const MAX_PENALTY_SUBJECT: usize = 255;
+pub(crate) const MAX_PENALTY_SUBJECT: usize = 255;
 
 impl PenaltyKey {
     /// A key whose subject and address fit their columns: NUL (which PostgreSQL
     /// refuses in text) becomes U+FFFD, and a subject is cut to
     /// [`MAX_PENALTY_SUBJECT`] bytes, an address to 64, at a character boundary.
-    pub fn new(kind: &str, subject: &str, address: &str) -> PenaltyKey {
+    pub(crate) fn new(kind: &str, subject: &str, address: &str) -> PenaltyKey {
         fn fit(s: &str, max: usize) -> String {
             let mut end = s.len().min(max);
             while !s.is_char_boundary(end) {
@@ -140,7 +145,8 @@ impl PenaltyKey {
 
 /// One live row of failure counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Penalty {
+pub(crate) struct Penalty {
+    /// Whose failures these are.
     pub key: PenaltyKey,
     /// Failures counted since the row last started (or expired).
     pub failures: u32,
@@ -161,15 +167,18 @@ pub enum Schema {
 }
 
 /// FlaskBB's Member group.
-pub const MEMBER_GROUP: i64 = 4;
+pub(crate) const MEMBER_GROUP: i64 = 4;
 
 /// A user to create.
 #[derive(Debug, Clone)]
-pub struct NewUser {
+pub(crate) struct NewUser {
+    /// The user's name.
     pub username: String,
+    /// The user's email address.
     pub email: String,
     /// `None` for users who cannot log in with a local password (provisioned ones).
     pub password_hash: Option<String>,
+    /// Whether the account starts activated.
     pub activated: bool,
     /// FlaskBB's group id; 4 is Member.
     pub primary_group_id: i64,
@@ -179,7 +188,7 @@ pub struct NewUser {
 /// pool, except a plugin's own reads during an event chain that runs on a connection's
 /// task (short by measure, and under the hook timeout's watch); commits always on the
 /// pool.
-pub trait Store: Send + Sync {
+pub(crate) trait Store: Send + Sync {
     /// A user whose username or email equals `identifier`.
     fn find_user(&self, identifier: &str) -> Result<Option<UserRecord>, StoreError>;
     /// A user by id.
@@ -259,7 +268,7 @@ pub trait Store: Send + Sync {
 /// Opens the store named by `url` (SQLAlchemy style: `sqlite:///relative`,
 /// `sqlite:////absolute`, `postgresql://user@host/db`), relative to `base_dir`, and
 /// brings its schema up to date.
-pub fn open(
+pub(crate) fn open(
     url: &str,
     schema: Schema,
     base_dir: &std::path::Path,
@@ -291,7 +300,7 @@ pub fn open(
 /// or other permission in the daemon's own database, any other permission in
 /// FlaskBB's (which FlaskBB's group may need). They are not changed: what the daemon
 /// creates is private ([`crate::files`]), an existing file's mode is its operator's.
-pub fn loose_files(url: &str, schema: Schema, base_dir: &std::path::Path) -> Vec<String> {
+pub(crate) fn loose_files(url: &str, schema: Schema, base_dir: &std::path::Path) -> Vec<String> {
     let Some(path) = url
         .strip_prefix("sqlite://")
         .and_then(|rest| db::path_from_url(rest, base_dir).ok())
@@ -313,7 +322,7 @@ pub fn loose_files(url: &str, schema: Schema, base_dir: &std::path::Path) -> Vec
 }
 
 /// A UTC timestamp as stored (FlaskBB keeps naive UTC) → RFC 3339.
-pub fn rfc3339(t: NaiveDateTime) -> String {
+pub(crate) fn rfc3339(t: NaiveDateTime) -> String {
     t.and_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -7,6 +7,8 @@
 //! The file is opened when the instance is made, so a reload (SIGHUP or
 //! `org.flaskbb.Admin.Reload`) after log rotation writes to the new file.
 
+#![forbid(unsafe_code)]
+
 use std::{
     fs::{File, OpenOptions},
     io::Write,

@@ -8,6 +8,8 @@
 //! config = { greeting = "Welcome back", refuse = ["mallory"] }
 //! ```
 
+#![forbid(unsafe_code)]
+
 use plugin_abi::prelude::*;
 use serde::Deserialize;
 

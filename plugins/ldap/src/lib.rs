@@ -10,6 +10,8 @@
 //! answers with anything else, is a failure: the request fails closed with an
 //! internal error, never a "wrong password".
 
+#![forbid(unsafe_code)]
+
 use std::{sync::Arc, time::Duration};
 
 use ldap3::{dn_escape, ldap_escape, LdapConn, LdapConnSettings, LdapError, Scope, SearchEntry};

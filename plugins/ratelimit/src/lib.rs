@@ -11,6 +11,8 @@
 //! same ones, and restarts and reloads forget nothing. Addresses are counted as
 //! `address_bucket` groups them: IPv6 by /64.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use plugin_abi::{prelude::*, sdk::address_bucket};

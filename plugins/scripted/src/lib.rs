@@ -15,6 +15,8 @@
 //! `flaskbb.toml`), its action applies to the outcome after the chain. Every call
 //! appends one JSON line to `trace` (never the secret).
 
+#![forbid(unsafe_code)]
+
 use std::{collections::HashMap, fs::OpenOptions, io::Write, path::PathBuf, time::Duration};
 
 use plugin_abi::{
@@ -68,25 +70,32 @@ enum Action {
 
 /// The parameters an action takes when the configuration leaves them out.
 mod defaults {
-    pub fn stop() -> String {
+    /// `stop`'s message.
+    pub(crate) fn stop() -> String {
         "Stopped by the scripted plugin.".into()
     }
-    pub fn force_logout() -> String {
+    /// `force_logout`'s message.
+    pub(crate) fn force_logout() -> String {
         "Logged out by the scripted plugin.".into()
     }
-    pub fn reject() -> String {
+    /// `reject`'s message.
+    pub(crate) fn reject() -> String {
         "Rejected by the scripted plugin.".into()
     }
-    pub fn error() -> String {
+    /// `error`'s message.
+    pub(crate) fn error() -> String {
         "the scripted plugin's configured error".into()
     }
-    pub fn panic() -> String {
+    /// `panic`'s message.
+    pub(crate) fn panic() -> String {
         "the scripted plugin's configured panic".into()
     }
-    pub fn sleep_ms() -> u64 {
+    /// `sleep`'s milliseconds.
+    pub(crate) fn sleep_ms() -> u64 {
         1000
     }
-    pub fn append() -> String {
+    /// `append`'s text.
+    pub(crate) fn append() -> String {
         " [scripted]".into()
     }
 }
@@ -174,6 +183,9 @@ impl Scripted {
             Action::ForceLogout { reason } => Err(HookError::force_logout(reason)),
             Action::Reject { reason } => Err(HookError::rejected(reason)),
             Action::Error { message } => Err(HookError::failed(message)),
+            // Panicking is this action's whole job: it shows the daemon containing a
+            // plugin's panic.
+            #[allow(clippy::panic)]
             Action::Panic { message } => panic!("{message}"),
             Action::Sleep { ms } => {
                 std::thread::sleep(Duration::from_millis(ms));

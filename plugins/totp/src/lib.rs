@@ -15,6 +15,8 @@
 //! its request `authenticated_by = passkey` (a mark it removes from any context a
 //! client sends), and no code is asked for then.
 
+#![forbid(unsafe_code)]
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use flaskbbd_otp::Algorithm;

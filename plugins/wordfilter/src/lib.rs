@@ -14,6 +14,8 @@
 //! backslash before each character (`\*\*\*\*`), which FlaskBB renders as `****`
 //! (the editor shows the backslashes); any other mask (`■`, `x`) is written as it is.
 
+#![forbid(unsafe_code)]
+
 use plugin_abi::prelude::*;
 use serde::Deserialize;
 

@@ -72,7 +72,7 @@ fn who(kind: Kind) -> &'static str {
 /// once, and a locked one at once with its own message; flaskbbd spends the same
 /// bcrypt work on all three, through the same verification pool, and answers them in
 /// the same words.
-pub fn timing(args: &[String]) {
+pub(crate) fn timing(args: &[String]) {
     let cost = arg(args, "--cost", 10);
     let rounds = arg(args, "--rounds", 300) as usize;
     let s = Scratch::new("bench-timing");
@@ -220,7 +220,7 @@ fn together(d: &flaskbbd_tests::daemon::TestDaemon, rounds: usize) {
 /// of answer times beside the machine's own spread at as many lanes) with the default
 /// lanes and with four; and a lone client's latency, each against raw libxcrypt in
 /// the same run.
-pub fn bcrypt_bench(args: &[String]) {
+pub(crate) fn bcrypt_bench(args: &[String]) {
     use flaskbbd::embed::{libxcrypt_crypt, DEFAULT_LANES};
     use flaskbbd_bcrypt::{crypt_many, Job as Lane, Setting, MAX_LANES};
     let threads = std::thread::available_parallelism()

@@ -12,7 +12,7 @@ use crate::stats::arg;
 type Closure = Box<dyn Fn(&str) -> Result<(), String>>;
 
 /// `flaskbbd-bench dispatch [--calls N]`.
-pub fn dispatch(args: &[String]) {
+pub(crate) fn dispatch(args: &[String]) {
     let calls = arg(args, "--calls", 200_000) as usize;
     let noop = fixture_release("bench");
     println!("flaskbb_event_user_registered through a chain of N no-op impls, {calls} calls per batch, median of 9 interleaved batches:");

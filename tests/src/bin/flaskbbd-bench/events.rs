@@ -20,7 +20,7 @@ use crate::stats::{arg, percentile, release_daemon, run_clients};
 /// The five instances: word filters, each masking its own words, running where
 /// `isolation` says ("none": in the daemon's process; "process": in a plugin host,
 /// one for the five).
-pub fn five_filters(isolation: &str) -> String {
+pub(crate) fn five_filters(isolation: &str) -> String {
     (0..5)
         .map(|i| {
             format!(
@@ -31,7 +31,7 @@ pub fn five_filters(isolation: &str) -> String {
 }
 
 /// The post every call saves: a forum-sized paragraph with one word per filter.
-pub const CONTENT: &str = "Thanks for the reply! I tried spam0 and scam1 settings as the \
+pub(crate) const CONTENT: &str = "Thanks for the reply! I tried spam0 and scam1 settings as the \
     documentation says, but junk2 still shows up when I save. Is spam3 expected, or \
     should I open a ticket? Here is my config, minus the junk4 parts.";
 
@@ -39,7 +39,7 @@ pub const CONTENT: &str = "Thanks for the reply! I tried spam0 and scam1 setting
 const METHOD: &str = "org.flaskbb.Events.PostSaveBefore";
 
 /// One row: round trips/s, p50 and p99.
-pub struct Row {
+pub(crate) struct Row {
     /// Round trips per second, all clients together.
     pub rate: f64,
     /// The median round trip.
@@ -52,7 +52,12 @@ pub struct Row {
 
 /// `clients` connections to `socket`, each sending the post in a closed loop for
 /// `seconds` and checking each answer with `check`.
-pub fn measure(socket: &Path, clients: usize, seconds: f64, check: fn(&serde_json::Value)) -> Row {
+pub(crate) fn measure(
+    socket: &Path,
+    clients: usize,
+    seconds: f64,
+    check: fn(&serde_json::Value),
+) -> Row {
     let (times, wall) = run_clients(
         clients,
         seconds,
@@ -76,7 +81,7 @@ pub fn measure(socket: &Path, clients: usize, seconds: f64, check: fn(&serde_jso
 }
 
 /// `flaskbbd-bench events [--seconds N]`.
-pub fn events(args: &[String]) {
+pub(crate) fn events(args: &[String]) {
     let seconds = arg(args, "--seconds", 5) as f64;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let s = Scratch::new("bench-events");
@@ -124,12 +129,12 @@ pub fn events(args: &[String]) {
 }
 
 /// Microseconds, for printing.
-pub fn micros(d: Duration) -> f64 {
+pub(crate) fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
 /// A bare Varlink echo server in a process of its own: the socket's own cost.
-pub struct EchoServer {
+pub(crate) struct EchoServer {
     child: Child,
     /// Where it listens.
     pub socket: std::path::PathBuf,
@@ -137,7 +142,7 @@ pub struct EchoServer {
 
 impl EchoServer {
     /// Starts it on `socket` and waits until it listens.
-    pub fn start(socket: &Path) -> EchoServer {
+    pub(crate) fn start(socket: &Path) -> EchoServer {
         let child = Command::new(std::env::current_exe().expect("this binary"))
             .arg("echo-server")
             .arg(socket)
@@ -159,7 +164,7 @@ impl EchoServer {
     }
 
     /// Ends it.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -170,7 +175,7 @@ impl EchoServer {
 /// reply's), built as a server on this runtime is built at its cheapest: tokio with a
 /// worker per core, a task per connection, buffered reads, and replies to pipelined
 /// calls flushed together.
-pub fn echo_server(args: &[String]) {
+pub(crate) fn echo_server(args: &[String]) {
     let socket = args.first().expect("echo-server SOCKET").clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

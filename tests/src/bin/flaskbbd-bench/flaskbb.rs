@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// `flaskbbd-bench flaskbb [--rounds N]`.
-pub fn against_flaskbb(args: &[String]) {
+pub(crate) fn against_flaskbb(args: &[String]) {
     let rounds = arg(args, "--rounds", 40) as usize;
     let s = Scratch::new("bench-flaskbb");
     let uri = flaskbb::uri_for(Backend::Sqlite, &s.path, || unreachable!());
@@ -139,7 +139,7 @@ pub fn against_flaskbb(args: &[String]) {
 /// plain FlaskBB and on one with the bridge (and the release daemon, built-ins only,
 /// lockout off so that the repeated logins are all the same work), same database,
 /// interleaved in one run (`bridges/flaskbb/testing/bench.py`).
-pub fn bridge(args: &[String]) {
+pub(crate) fn bridge(args: &[String]) {
     let rounds = arg(args, "--rounds", 40);
     let release = flaskbbd_tests::build_release();
     let install = flaskbb::install();

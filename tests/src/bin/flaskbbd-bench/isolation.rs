@@ -24,7 +24,7 @@ use crate::{
 /// release) is measured isolated beside this one in the five-filter rows;
 /// `--filters-only` measures only those rows. Each row also says what the daemon and
 /// its hosts spent per call: CPU time and sleeps (each a wake-up to come).
-pub fn isolation(args: &[String]) {
+pub(crate) fn isolation(args: &[String]) {
     let calls = arg(args, "--calls", 20_000) as usize;
     let seconds = arg(args, "--seconds", 5) as f64;
     let baseline = args
@@ -165,7 +165,7 @@ impl Drop for Hogs {
 }
 
 /// `flaskbbd-bench hog` (not for people): a busy loop that never sleeps.
-pub fn hog() {
+pub(crate) fn hog() {
     let mut n = 0u64;
     loop {
         n = black_box(n.wrapping_add(1));
@@ -262,7 +262,7 @@ fn socket_floor(calls: usize) {
 
 /// The other end of [`socket_floor`]: echoes what comes on stdin (a socket) until it
 /// closes.
-pub fn echo_peer() {
+pub(crate) fn echo_peer() {
     let mut s = UnixStream::from(
         std::io::stdin()
             .as_fd()

@@ -65,7 +65,7 @@ fn raise_nofile() -> u64 {
 }
 
 /// `flaskbbd-bench memory [--starts N] [--connections N]`.
-pub fn memory(args: &[String]) {
+pub(crate) fn memory(args: &[String]) {
     let starts = arg(args, "--starts", 10) as usize;
     let connections = arg(args, "--connections", 10_000) as usize;
     let dir = build_release();

@@ -8,19 +8,19 @@ use std::{
 use flaskbbd_tests::{build_release, daemon::TestDaemon, Scratch};
 
 /// The median of `v`.
-pub fn median(mut v: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
 /// The `p` quantile of `v` (0.99 for p99).
-pub fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+pub(crate) fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// The number after `name` in `args`, or `default`.
-pub fn arg(args: &[String], name: &str, default: u64) -> u64 {
+pub(crate) fn arg(args: &[String], name: &str, default: u64) -> u64 {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
@@ -29,7 +29,7 @@ pub fn arg(args: &[String], name: &str, default: u64) -> u64 {
 }
 
 /// Milliseconds, for printing.
-pub fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -52,7 +52,7 @@ fn in_parallel(
 
 /// Runs `per_thread` calls of `f` on each of `threads` threads at once; returns every
 /// call's duration and the wall time of the whole run.
-pub fn on_all_cores(
+pub(crate) fn on_all_cores(
     threads: usize,
     per_thread: usize,
     f: &(dyn Fn() + Sync),
@@ -97,7 +97,7 @@ fn for_duration<S>(
 
 /// `f` on each of `threads` threads for `seconds`: calls per second, and p99/p50 of
 /// a call.
-pub fn for_seconds(threads: usize, seconds: f64, f: &(dyn Fn() + Sync)) -> (f64, f64) {
+pub(crate) fn for_seconds(threads: usize, seconds: f64, f: &(dyn Fn() + Sync)) -> (f64, f64) {
     let (times, wall) = for_duration(threads, 0.0, seconds, &|| (), &|_| f());
     let rate = times.len() as f64 / wall.as_secs_f64();
     let spread = percentile(times.clone(), 0.99).as_secs_f64() / median(times).as_secs_f64();
@@ -106,7 +106,7 @@ pub fn for_seconds(threads: usize, seconds: f64, f: &(dyn Fn() + Sync)) -> (f64,
 
 /// `clients` connections made by `connect`, each calling `call` in a closed loop for
 /// `seconds`; returns every call's latency and the wall time.
-pub fn run_clients(
+pub(crate) fn run_clients(
     clients: usize,
     seconds: f64,
     connect: &(dyn Fn() -> flaskbbd_protocol::client::Client + Sync),
@@ -118,7 +118,7 @@ pub fn run_clients(
 /// `clients` connections to `d`, each calling `call` in a closed loop for `warmup +
 /// seconds` without a break, only the calls that began after the warm-up counted:
 /// the steady state, with no start-up burst in it.
-pub fn steady_loop(
+pub(crate) fn steady_loop(
     d: &TestDaemon,
     clients: usize,
     warmup: f64,
@@ -131,14 +131,14 @@ pub fn steady_loop(
 /// Starts the release daemon, with the release build's plugins, on `extra` (which
 /// gives at least `[database]`) written to `flaskbb.toml` in `s`; returns it and the
 /// configuration's path.
-pub fn release_daemon(s: &Scratch, extra: &str) -> (TestDaemon, PathBuf) {
+pub(crate) fn release_daemon(s: &Scratch, extra: &str) -> (TestDaemon, PathBuf) {
     let dir = build_release();
     release_daemon_bin(s, extra, &dir.join("flaskbbd"))
 }
 
 /// As [`release_daemon`], the daemon being `bin` (another build of it, to compare),
 /// with this build's plugins.
-pub fn release_daemon_bin(
+pub(crate) fn release_daemon_bin(
     s: &Scratch,
     extra: &str,
     bin: &std::path::Path,
