@@ -5,11 +5,18 @@ the daemon's ``[webauthn]`` for it: a member adds a passkey from the Security pa
 signs out and signs in with the passkey alone; a banned member's passkey gets
 FlaskBB's ban message; a removed passkey no longer signs in; a passkey stands for the
 code of a member enrolled in TOTP, and for the password at reauthentication; an
-admin removes a member's passkeys; an assertion sent again is refused."""
+admin removes a member's passkeys; an assertion sent again, or made by the browser
+for another origin (a copy of the login page elsewhere), is refused."""
 
 from __future__ import annotations
 
 import base64
+import http.server
+import json
+import tempfile
+import threading
+from typing import Any, Dict, Iterator
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from selenium.webdriver.common.virtual_authenticator import (
@@ -18,6 +25,7 @@ from selenium.webdriver.common.virtual_authenticator import (
     VirtualAuthenticatorOptions,
 )
 
+from flaskbb_flaskbbd.client import AuthenticationFailed, Client
 from testing.chrome import BrowserTestCase
 from tests.support import AUDIT_PLUGIN, Site, totp
 
@@ -41,6 +49,57 @@ def setUpModule() -> None:
 
 def tearDownModule() -> None:
     site.stop()
+
+
+@contextmanager
+def other_origin() -> Iterator[str]:
+    """A blank page served from another origin than the forum's
+    (``http://localhost:OTHER``), as a copy of the login page elsewhere would be."""
+    page = tempfile.TemporaryDirectory()
+    with open(f"{page.name}/index.html", "w") as f:
+        f.write("<!doctype html><title>Not the forum</title><p>elsewhere</p>")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=page.name, **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        page.cleanup()
+
+
+#: Asks the browser's authenticator for an assertion to the daemon's options (the
+#: JSON of ``BeginPasskeySignIn``), as the page it runs in; answers the credential as
+#: WebAuthn's JSON (base64url fields), or ``{error}``.
+ASSERT_SCRIPT = """
+const done = arguments[arguments.length - 1];
+const options = arguments[0].publicKey;
+const bytes = (b64) => Uint8Array.from(atob(b64.replace(/-/g, '+').replace(/_/g, '/')), c => c.charCodeAt(0));
+const b64 = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)))
+  .replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');
+const publicKey = Object.assign({}, options, {
+  challenge: bytes(options.challenge),
+  allowCredentials: (options.allowCredentials || []).map(c => Object.assign({}, c, {id: bytes(c.id)})),
+});
+navigator.credentials.get({publicKey}).then(c => done({
+  id: c.id, rawId: b64(c.rawId), type: c.type, extensions: {},
+  response: {
+    authenticatorData: b64(c.response.authenticatorData),
+    clientDataJSON: b64(c.response.clientDataJSON),
+    signature: b64(c.response.signature),
+    userHandle: c.response.userHandle ? b64(c.response.userHandle) : null,
+  },
+}), e => done({error: String(e)}));
+"""
 
 
 class PasskeyPages(BrowserTestCase):
@@ -292,3 +351,31 @@ class PasskeyPages(BrowserTestCase):
         self.chrome.open(answer["redirect"])
         self.assertFalse(self.signed_in())
         self.assertEqual(self.chrome.flashes("danger"), [REFUSED])
+
+    def assertion_at(self, origin: str, client: Client) -> Dict[str, Any]:
+        """The daemon's answer to an assertion the browser's authenticator makes at
+        ``origin`` for a sign-in begun with the daemon: the member, or raises."""
+        context = {"remote_addr": "127.0.0.1"}
+        options, ceremony = client.begin_passkey_sign_in(context)
+        self.chrome.driver.get(origin + "/")
+        credential = self.chrome.driver.execute_async_script(ASSERT_SCRIPT, options)
+        self.assertNotIn("error", credential, credential)
+        return client.finish_passkey_sign_in(ceremony, json.dumps(credential), context)
+
+    def test_an_assertion_made_for_another_origin_is_refused(self) -> None:
+        name, password = site.member()
+        self.sign_in(name, password)
+        self.add_passkey("Laptop")
+        self.sign_out()
+        client = Client(str(site.daemon.socket), 10)
+        try:
+            # From the forum's own origin the same steps sign the member in ...
+            self.assertEqual(self.assertion_at(self.forum_url, client)["username"], name)
+            # ... from another origin (a copy of the forum's page elsewhere, whose
+            # visitors' browsers sign for that origin) the daemon refuses it.
+            with other_origin() as elsewhere:
+                with self.assertRaises(AuthenticationFailed) as refused:
+                    self.assertion_at(elsewhere, client)
+            self.assertEqual(refused.exception.reason, REFUSED)
+        finally:
+            client.close()
