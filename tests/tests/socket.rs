@@ -22,7 +22,17 @@ use serde_json::{json, Value};
 
 fn raw(d: &TestDaemon, bytes: &[u8]) -> (Option<Value>, bool) {
     let mut c = d.client();
-    c.send_raw(bytes).unwrap();
+    // The daemon may answer a message it refuses (one too long) and close before the
+    // rest of it is written: the write then fails, and the answer is still to read.
+    if let Err(e) = c.send_raw(bytes) {
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ),
+            "sending: {e}"
+        );
+    }
     let reply = c.receive().unwrap().map(|r| r.message());
     // Is the connection still usable afterwards?
     let open = c.call("org.varlink.service.GetInfo", json!({})).is_ok();
