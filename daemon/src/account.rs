@@ -11,7 +11,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::Utc;
-use flaskbbd_otp::{Params, RecoveryCodes};
+use flaskbbd_otp::RecoveryCodes;
 use flaskbbd_protocol::methods::{AccountCall, ACCOUNT};
 use serde_json::json;
 
@@ -25,6 +25,7 @@ use crate::{
     lockout, password, pending,
     proto::{CodeLockedAccount, Context, LockedAccount, PenalisedAddress, SecondFactor},
     request::Request,
+    second_factor::{now_secs, totp_instance, CodeRefusal, Codes},
     store::{Op, Store, StoreError, UserRecord},
 };
 
@@ -51,6 +52,18 @@ impl From<StoreError> for Refusal {
         match e {
             StoreError::NoSuchUser => Refusal::NoSuchUser,
             other => Refusal::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CodeRefusal> for Refusal {
+    fn from(r: CodeRefusal) -> Refusal {
+        match r {
+            CodeRefusal::NoSuchUser => Refusal::NoSuchUser,
+            CodeRefusal::Unavailable(message) => Refusal::Unavailable(message),
+            CodeRefusal::WrongCode => Refusal::WrongCode,
+            CodeRefusal::TooManyCodes => Refusal::TooManyCodes,
+            CodeRefusal::Internal(message) => Refusal::Internal(message),
         }
     }
 }
@@ -140,229 +153,6 @@ pub(crate) async fn call(d: &Arc<Daemon>, call: AccountCall) -> Answer {
     }
 }
 
-/// The `totp` instance members enrol in: its name and its code parameters.
-fn totp_instance(config: &Config) -> Result<(String, Params), Refusal> {
-    let p = config.plugin.iter().find(|p| p.is_totp()).ok_or_else(|| {
-        Refusal::Unavailable(
-            "no totp instance is configured: add [[plugin]] name = \"totp\", library = \"totp\" to flaskbb.toml and reload".into(),
-        )
-    })?;
-    let params = Params::from_json(&p.config_json()).map_err(Refusal::Internal)?;
-    Ok((p.name.get_ref().clone(), params))
-}
-
-/// A member's second-factor codes, checked against the store: what `DisableTotp`
-/// and a reauthentication share.
-struct Codes<'a> {
-    store: &'a dyn Store,
-    config: &'a Config,
-}
-
-impl Codes<'_> {
-    fn store(&self) -> &dyn Store {
-        self.store
-    }
-
-    fn kv(&self, instance: &str, key: &str) -> Result<Option<String>, Refusal> {
-        Ok(self.store.kv_get(instance, key)?)
-    }
-
-    fn kv_set(&self, instance: &str, changes: &[(String, Option<String>)]) -> Result<(), Refusal> {
-        let ops: Vec<Op> = changes
-            .iter()
-            .map(|(key, value)| Op::KvSet {
-                plugin: instance.to_owned(),
-                key: key.clone(),
-                value: value.clone(),
-            })
-            .collect();
-        Ok(self.store.commit(&ops)?)
-    }
-
-    /// Checks `code` against the member's enrolled second factor, a current one-time
-    /// code not used before or an unused recovery code, and uses it up: each is taken
-    /// with one atomic swap in the store ([`Store::kv_swap`]), so that of concurrent
-    /// uses of one code (a login, a reauthentication, another daemon) exactly one
-    /// passes.
-    fn check_code(
-        &self,
-        instance: &str,
-        params: &Params,
-        user_id: i64,
-        secret: &str,
-        code: &str,
-    ) -> Result<(), Refusal> {
-        let key = flaskbbd_otp::decode_base32(secret).map_err(|e| {
-            Refusal::Internal(format!(
-                "the stored secret of user {user_id} is {e}: reset the member's second factor"
-            ))
-        })?;
-        if let Some(step) = params.matching_step(&key, code, now_secs()?) {
-            let last_key = flaskbbd_otp::last_step_key(user_id);
-            let stored = self.kv(instance, &last_key)?;
-            let last = stored.as_deref().and_then(|s| s.parse::<u64>().ok());
-            if last.is_none_or(|l| step > l)
-                && self.store.kv_swap(
-                    instance,
-                    &last_key,
-                    stored.as_deref(),
-                    Some(&step.to_string()),
-                )?
-            {
-                return Ok(());
-            }
-        }
-        if flaskbbd_otp::looks_like_recovery_code(code)
-            && self.use_recovery(instance, user_id, code)?
-        {
-            return Ok(());
-        }
-        tracing::info!(user_id, "account: second-factor code refused");
-        Err(Refusal::WrongCode)
-    }
-
-    /// Uses `code` if it is one of the member's unused recovery codes (see
-    /// [`Codes::check_code`]); whether it was one. A concurrent use of another of the
-    /// member's codes changes the stored codes: they are read again.
-    fn use_recovery(&self, instance: &str, user_id: i64, code: &str) -> Result<bool, Refusal> {
-        let key = flaskbbd_otp::recovery_key(user_id);
-        for _ in 0..RECOVERY_RETRIES {
-            let Some(stored) = self.kv(instance, &key)? else {
-                return Ok(false);
-            };
-            let Some(left) = RecoveryCodes::from_stored(&stored).and_then(|c| c.using(code)) else {
-                return Ok(false);
-            };
-            if self
-                .store
-                .kv_swap(instance, &key, Some(&stored), Some(&left.to_stored()))?
-            {
-                return Ok(true);
-            }
-        }
-        Err(Refusal::Internal(format!(
-            "the recovery codes of user {user_id} kept changing while one was used: try again"
-        )))
-    }
-
-    /// Runs a code check under the lockout, as a login's is: the attempt is counted
-    /// before the check (for the account, and from the address [`CODE_CHECKS`]: the
-    /// forum sends none here, and a right password's reauthentication clears the
-    /// `unknown` address's count), a locked account is refused without a check, and
-    /// only a wrong code keeps its count. So a session with the password cannot guess
-    /// codes here faster than at the login form.
-    fn guarded<T>(
-        &self,
-        user_id: i64,
-        check: impl FnOnce() -> Result<T, Refusal>,
-    ) -> Result<T, Refusal> {
-        let policy = lockout::Policy::new(&self.config.auth.lockout);
-        let (subject, address, now) = (lockout::user_subject(user_id), CODE_CHECKS, Utc::now());
-        let rows = policy.reserve(self.store(), &subject, address, now)?;
-        let outcome = match policy.judge(&rows, address, now) {
-            lockout::Verdict::Locked => {
-                tracing::info!(
-                    user_id,
-                    "account: code check refused, the account is locked"
-                );
-                Err(Refusal::WrongCode)
-            }
-            lockout::Verdict::Open { .. } => self.within_code_limit(user_id, now, check),
-        };
-        if !matches!(outcome, Err(Refusal::WrongCode)) {
-            let ops: Vec<Op> = policy
-                .keys(&subject, address)
-                .into_iter()
-                .map(|key| Op::ReleasePenalty { key })
-                .collect();
-            self.store().commit(&ops)?;
-        }
-        outcome
-    }
-}
-
-impl Codes<'_> {
-    /// Runs `check` only within the account's code limit ([`lockout::CodeLimit`]):
-    /// counted before, given back unless the code was wrong; refused unchecked
-    /// (TooManyCodes) past the limit.
-    fn within_code_limit<T>(
-        &self,
-        user_id: i64,
-        now: chrono::DateTime<Utc>,
-        check: impl FnOnce() -> Result<T, Refusal>,
-    ) -> Result<T, Refusal> {
-        let limit = lockout::CodeLimit::new(&self.config.auth.lockout);
-        if limit.reserve(self.store(), user_id, now)? == lockout::CodeCheck::Refused {
-            return Err(Refusal::TooManyCodes);
-        }
-        let outcome = check();
-        let op = match outcome {
-            Err(Refusal::WrongCode) => limit.wrong(user_id, now),
-            _ => lockout::CodeLimit::release(user_id),
-        };
-        self.store().commit(&[op])?;
-        outcome
-    }
-}
-
-/// The second factor of a reauthentication (`org.flaskbb.Auth.Reauthenticate`), once
-/// the password was right: a member enrolled in the `totp` instance must also send a
-/// current code or an unused recovery code in the context's `otp`, checked under the
-/// lockout as `DisableTotp`'s is (FlaskBB's reauthentication guards its admin pages:
-/// the password alone must not open them). Without one, or with a wrong one, the
-/// answer asks for `otp`.
-pub(crate) fn reauth_second_factor(
-    store: &dyn Store,
-    config: &Config,
-    req: &Request,
-    user_id: i64,
-) -> Result<(), AuthError> {
-    let internal = |r: Refusal| AuthError::Internal {
-        message: match r {
-            Refusal::Internal(message) => message,
-            other => format!("the second factor's check: {other:?}"),
-        },
-    };
-    // Without a totp instance there is no second factor to ask for; a totp instance
-    // whose configuration cannot be read fails closed.
-    let (instance, params) = match totp_instance(config) {
-        Ok(found) => found,
-        Err(Refusal::Unavailable(_)) => return Ok(()),
-        Err(other) => return Err(internal(other)),
-    };
-    let codes = Codes { store, config };
-    let secret = match codes.kv(&instance, &flaskbbd_otp::secret_key(user_id)) {
-        Ok(Some(secret)) => secret,
-        Ok(None) => return Ok(()),
-        Err(e) => return Err(internal(e)),
-    };
-    let code = req
-        .context
-        .get("otp")
-        .map(|c| c.trim().to_owned())
-        .unwrap_or_default();
-    let ask = |reason: &str| {
-        req.ask_for(&instance, "otp");
-        Err(AuthError::Failed {
-            reason: reason.to_owned(),
-        })
-    };
-    if code.is_empty() {
-        return ask(flaskbbd_otp::MISSING);
-    }
-    let checked = codes.guarded(user_id, || {
-        codes.check_code(&instance, &params, user_id, &secret, &code)
-    });
-    match checked {
-        Ok(()) => Ok(()),
-        Err(Refusal::WrongCode) => ask(flaskbbd_otp::WRONG),
-        Err(Refusal::TooManyCodes) => Err(AuthError::Failed {
-            reason: crate::builtins::messages::TOO_MANY_CODES.into(),
-        }),
-        Err(other) => Err(internal(other)),
-    }
-}
-
 /// A login name no account has, as an admin page shows it: its first character and
 /// its length only. What was typed in the name field is often a password typed in
 /// the wrong field, and the forum's admins are not root.
@@ -375,11 +165,6 @@ fn masked_name(name: &str) -> String {
         ),
         None => "(empty name, no such member)".to_owned(),
     }
-}
-
-fn now_secs() -> Result<u64, Refusal> {
-    u64::try_from(Utc::now().timestamp())
-        .map_err(|_| Refusal::Internal("the system clock is before 1970".into()))
 }
 
 impl Job {
@@ -445,11 +230,11 @@ impl Job {
             crate::webauthn::forget_all(self.store(), user_id).map_err(Refusal::Internal)?;
         let instance = match totp_instance(&self.config) {
             Ok((instance, _)) => instance,
-            Err(Refusal::Unavailable(_)) if passkeys > 0 => {
+            Err(CodeRefusal::Unavailable(_)) if passkeys > 0 => {
                 tracing::warn!(user_id, passkeys, "account: passkeys removed by an admin");
                 return Ok(Reply::empty());
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         self.forget_second_factor(&instance, user_id)?;
         // A new factor starts with no wrong codes held against it.
@@ -483,11 +268,11 @@ impl Job {
     }
 
     fn kv(&self, instance: &str, key: &str) -> Result<Option<String>, Refusal> {
-        self.codes().kv(instance, key)
+        Ok(self.codes().kv(instance, key)?)
     }
 
     fn kv_set(&self, instance: &str, changes: &[(String, Option<String>)]) -> Result<(), Refusal> {
-        self.codes().kv_set(instance, changes)
+        Ok(self.codes().kv_set(instance, changes)?)
     }
 
     /// Checks the member's password through the reauthentication chain (which
@@ -846,14 +631,6 @@ impl Job {
         })))
     }
 }
-
-/// How many times a recovery code's use is tried again when another use of the same
-/// member's codes changed them in between.
-const RECOVERY_RETRIES: usize = 8;
-
-/// The address the lockout counts `org.flaskbb.Account`'s code checks under (shown
-/// as such by `ListLocks` and `GetUser`).
-pub(crate) const CODE_CHECKS: &str = "account-code-checks";
 
 fn state_name(enrolled: bool, pending: bool) -> &'static str {
     match (enrolled, pending) {

@@ -17,11 +17,14 @@ use plugin_abi::{
 use crate::{
     builtins::messages,
     chain::{ChainOutcome, Input},
+    config::Config,
     generation::Generation,
     hook::Hook,
     lockout, pending,
     proto::{self, convert},
     request::Request,
+    second_factor::{totp_instance, CodeRefusal, Codes},
+    store::Store,
 };
 
 /// How an authentication request ended, when not with a user. Its `Debug` leaves
@@ -461,9 +464,7 @@ impl ReauthenticateManager for PluginAuthenticationManager {
         // missing or wrong code is no failed password: the attempt's reservation is
         // given back, and a wrong code counts where code guesses count.
         if password.is_ok() && req.second_factor_required() {
-            if let Err(e) =
-                crate::account::reauth_second_factor(&*req.store, &g.config, req, user_id)
-            {
+            if let Err(e) = reauth_second_factor(&*req.store, &g.config, req, user_id) {
                 req.release_reservation();
                 commit(req)?;
                 return Err(e);
@@ -500,6 +501,64 @@ impl ReauthenticateManager for PluginAuthenticationManager {
         };
         commit(req)?;
         answer
+    }
+}
+
+/// The second factor of a reauthentication (`org.flaskbb.Auth.Reauthenticate`), once
+/// the password was right: a member enrolled in the `totp` instance must also send a
+/// current code or an unused recovery code in the context's `otp`, checked under the
+/// lockout as `DisableTotp`'s is (FlaskBB's reauthentication guards its admin pages:
+/// the password alone must not open them). Without one, or with a wrong one, the
+/// answer asks for `otp`.
+fn reauth_second_factor(
+    store: &dyn Store,
+    config: &Config,
+    req: &Request,
+    user_id: i64,
+) -> Result<(), AuthError> {
+    let internal = |r: CodeRefusal| AuthError::Internal {
+        message: match r {
+            CodeRefusal::Internal(message) => message,
+            other => format!("the second factor's check: {other:?}"),
+        },
+    };
+    // Without a totp instance there is no second factor to ask for; a totp instance
+    // whose configuration cannot be read fails closed.
+    let (instance, params) = match totp_instance(config) {
+        Ok(found) => found,
+        Err(CodeRefusal::Unavailable(_)) => return Ok(()),
+        Err(other) => return Err(internal(other)),
+    };
+    let codes = Codes { store, config };
+    let secret = match codes.kv(&instance, &flaskbbd_otp::secret_key(user_id)) {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(internal(e)),
+    };
+    let code = req
+        .context
+        .get("otp")
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default();
+    let ask = |reason: &str| {
+        req.ask_for(&instance, "otp");
+        Err(AuthError::Failed {
+            reason: reason.to_owned(),
+        })
+    };
+    if code.is_empty() {
+        return ask(flaskbbd_otp::MISSING);
+    }
+    let checked = codes.guarded(user_id, || {
+        codes.check_code(&instance, &params, user_id, &secret, &code)
+    });
+    match checked {
+        Ok(()) => Ok(()),
+        Err(CodeRefusal::WrongCode) => ask(flaskbbd_otp::WRONG),
+        Err(CodeRefusal::TooManyCodes) => Err(AuthError::Failed {
+            reason: crate::builtins::messages::TOO_MANY_CODES.into(),
+        }),
+        Err(other) => Err(internal(other)),
     }
 }
 

@@ -11,8 +11,6 @@ use std::{
 
 /// Circles that remain, each as its modules in name order.
 const KNOWN_CIRCLES: &[&[&str]] = &[
-    // auth's reauthentication asks account for the second factor; account runs auth.
-    &["account", "auth"],
     // config checks `[builtins.<name>]` against builtins' list; builtins and lockout
     // read config's types.
     &["builtins", "config", "lockout"],

@@ -61,6 +61,7 @@ pub(crate) mod process;
 pub(crate) mod proto;
 pub(crate) mod request;
 pub(crate) mod runtime;
+pub(crate) mod second_factor;
 pub(crate) mod server;
 pub(crate) mod store;
 pub(crate) mod systemd;
