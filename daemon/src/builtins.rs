@@ -51,7 +51,8 @@ fn db(e: StoreError) -> HookError {
 /// One built-in: its name, the hooks it implements with their default order, whether
 /// the configuration turns it on, and how it is made.
 pub(crate) struct Builtin {
-    /// Its instance name (`[builtins.<name>]` in `flaskbb.toml`).
+    /// Its instance name (`[builtins.<name>]` in `flaskbb.toml`), one of
+    /// [`BUILTIN_NAMES`](crate::config::BUILTIN_NAMES).
     pub name: &'static str,
     /// The hooks it implements, with their default tier.
     pub hooks: &'static [(Hook, Tier)],
@@ -62,7 +63,9 @@ pub(crate) struct Builtin {
     pub make: fn(&Config, &Arc<password::Verifier>) -> Box<dyn Hooks>,
 }
 
-/// Every built-in, in registration order: the one list of their names.
+/// Every built-in, in registration order: one row for each of the names
+/// configuration knows ([`BUILTIN_NAMES`](crate::config::BUILTIN_NAMES)), in that
+/// list's order.
 ///
 /// Registration order matters only among impls of one hook with equal tier and
 /// priority, where pluggy runs the newest first: so the post_authenticate handlers
@@ -148,20 +151,6 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         make: |_, _| Box::new(MarkFailedLogin),
     },
 ];
-
-/// Whether `name` is a built-in's.
-pub(crate) fn is_builtin(name: &str) -> bool {
-    BUILTINS.iter().any(|b| b.name == name)
-}
-
-/// The built-ins' names, for messages.
-pub(crate) fn names() -> String {
-    BUILTINS
-        .iter()
-        .map(|b| b.name)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// FlaskBB's DefaultFlaskBBAuthProvider: user by username or email, then a password
 /// check. An unknown user is checked against a dummy hash of the same cost, so both
@@ -436,5 +425,16 @@ impl Hooks for MarkFailedLogin {
             user_id: user.id,
             at: Utc::now(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtins_are_the_names_configuration_knows_in_its_order() {
+        let names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
+        assert_eq!(names, crate::config::BUILTIN_NAMES);
     }
 }

@@ -389,6 +389,31 @@ impl Default for BuiltinConfig {
     }
 }
 
+/// The built-ins' instance names, in registration order: the `[builtins.<name>]`
+/// tables the file may have, and names no `[[plugin]]` may take. `builtins::BUILTINS`
+/// has one row for each, in this order (a unit test there keeps them so).
+pub(crate) const BUILTIN_NAMES: &[&str] = &[
+    "default_provider",
+    "lockout",
+    "block_banned",
+    "block_unactivated",
+    "clear_failed_logins",
+    "mark_failed_login",
+    "default_reauth",
+    "clear_failed_logins_on_reauth",
+    "mark_failed_reauth",
+];
+
+/// Whether `name` is a built-in's.
+fn is_builtin(name: &str) -> bool {
+    BUILTIN_NAMES.contains(&name)
+}
+
+/// The built-ins' names, for messages.
+fn builtin_names() -> String {
+    BUILTIN_NAMES.join(", ")
+}
+
 /// One `[[plugin]]` table: one plugin instance.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -511,13 +536,13 @@ impl Config {
             source: source.to_owned(),
         };
         for (name, builtin) in raw.builtins {
-            if !crate::builtins::is_builtin(name.get_ref()) {
+            if !is_builtin(name.get_ref()) {
                 return Err(config.error_at(
                     name.span(),
                     &format!("builtins.{}", name.get_ref()),
                     &format!(
                         "no built-in of that name; built-ins are {}",
-                        crate::builtins::names()
+                        builtin_names()
                     ),
                 ));
             }
@@ -771,7 +796,7 @@ impl Config {
                 &format!("{name:?}: use letters, digits, '_' and '-' only"),
             ));
         }
-        if crate::builtins::is_builtin(name) {
+        if is_builtin(name) {
             return Err(self.error_at(
                 p.name.span(),
                 "plugin.name",
@@ -839,9 +864,9 @@ impl Config {
 
     /// All configured instance names (built-in and plugin, enabled or not).
     pub(crate) fn known_instance_names(&self) -> Vec<String> {
-        crate::builtins::BUILTINS
+        BUILTIN_NAMES
             .iter()
-            .map(|b| b.name.to_string())
+            .map(|b| b.to_string())
             .chain(self.plugin.iter().map(|p| p.name.get_ref().clone()))
             .collect()
     }

@@ -11,9 +11,6 @@ use std::{
 
 /// Circles that remain, each as its modules in name order.
 const KNOWN_CIRCLES: &[&[&str]] = &[
-    // config checks `[builtins.<name>]` against builtins' list; builtins and lockout
-    // read config's types.
-    &["builtins", "config", "lockout"],
     // an isolated instance is an instance; the plugin host makes instances.
     &["instance", "isolation"],
 ];
