@@ -4,7 +4,7 @@
 //! isolated one by sending the call to its plugin host (`crate::isolation`), which
 //! serves the same host API across the boundary.
 
-use std::sync::Arc;
+use std::{any::Any, sync::Arc};
 
 use abi_stable::{
     erased_types::TD_Opaque,
@@ -17,10 +17,6 @@ use plugin_abi::{
 
 use crate::{
     hook::Hook,
-    isolation::{
-        ipc::{self, Answer, Arg, Down},
-        IsolatedHooks,
-    },
     loader::Library,
     proto::convert,
     request::Request,
@@ -121,74 +117,8 @@ macro_rules! host_returns {
     (Topic) => { abi::Topic };
 }
 
-/// A hook argument as it crosses to a plugin host, by the hook table's kinds.
-macro_rules! wire_arg {
-    (Str, $a:ident) => {
-        Arg::Str($a.to_owned())
-    };
-    (Secret, $a:ident) => {
-        Arg::Str($a.to_owned())
-    };
-    (User, $a:ident) => {
-        Arg::User(ipc::WireUser::of($a))
-    };
-    (Post, $a:ident) => {
-        Arg::Post(convert::post_from_abi($a))
-    };
-    (DraftPost, $a:ident) => {
-        Arg::Post(convert::post_from_abi($a))
-    };
-    (Topic, $a:ident) => {
-        Arg::Topic(convert::topic_from_abi($a))
-    };
-    (DraftTopic, $a:ident) => {
-        Arg::Topic(convert::topic_from_abi($a))
-    };
-    (Bool, $a:ident) => {
-        Arg::Bool($a)
-    };
-}
-
-/// A plugin host's answer as the chain takes it, by the hook table's `returns`.
-macro_rules! from_answer {
-    (Nothing, $hook:expr, $a:expr) => {
-        match $a {
-            Answer::Nothing => Ok(()),
-            other => mismatched($hook, &other),
-        }
-    };
-    (User, $hook:expr, $a:expr) => {
-        match $a {
-            Answer::User(u) => Ok(u.map(|u| u.to_abi())),
-            other => mismatched($hook, &other),
-        }
-    };
-    (True, $hook:expr, $a:expr) => {
-        match $a {
-            Answer::True(t) => Ok(t),
-            other => mismatched($hook, &other),
-        }
-    };
-    (Post, $hook:expr, $a:expr) => {
-        match $a {
-            Answer::Post(p) => Ok(convert::post_to_abi(&p)),
-            other => mismatched($hook, &other),
-        }
-    };
-    (Topic, $hook:expr, $a:expr) => {
-        match $a {
-            Answer::Topic(t) => Ok(convert::topic_to_abi(&t)),
-            other => mismatched($hook, &other),
-        }
-    };
-}
-
-/// A plugin host answered a call with the wrong kind of value.
-fn mismatched<T>(hook: Hook, answer: &Answer) -> HookResult<T> {
-    Err(HookError::failed(format!(
-        "the plugin host answered {hook} with {answer:?}, which is not its kind of answer"
-    )))
-}
+// What an impl of [`Hooks`] elsewhere (`isolation`'s) spells its methods with.
+pub(crate) use {host_arg, host_returns};
 
 macro_rules! declare_hooks_trait {
     (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
@@ -205,9 +135,11 @@ macro_rules! declare_hooks_trait {
     )*) => {
         /// One method per hook (generated from the hook table), with FlaskBB's
         /// arguments; unimplemented hooks answer `NotImplemented` and the chain skips
-        /// them. Built-ins implement it natively, plugin instances through
-        /// [`PluginHooks`].
-        pub(crate) trait Hooks: Send + Sync {
+        /// them. Built-ins implement it natively, in-process plugin instances through
+        /// [`PluginHooks`], isolated ones through `isolation`'s `IsolatedHooks` (which
+        /// a chain finds among the others with `isolated()`, a method `isolation`
+        /// gives `dyn Hooks`: the `Any` bound is what lets it ask).
+        pub(crate) trait Hooks: Any + Send + Sync {
             $(
                 #[doc = $doc]
                 fn $method(
@@ -228,11 +160,6 @@ macro_rules! declare_hooks_trait {
             fn wrap_after(&self, cx: &CallCx<'_>, call: &HookCall, outcome: Outcome) -> Outcome {
                 let _ = (cx, call);
                 outcome
-            }
-            /// The plugin host an isolated instance runs in (a chain runs consecutive
-            /// impls of one host in one round trip); `None` for the others.
-            fn isolated(&self) -> Option<&IsolatedHooks> {
-                None
             }
         }
 
@@ -256,58 +183,6 @@ macro_rules! declare_hooks_trait {
                     call,
                     outcome.into_abi()
                 )))
-            }
-        }
-
-        impl Hooks for IsolatedHooks {
-            fn isolated(&self) -> Option<&IsolatedHooks> {
-                Some(self)
-            }
-            $(
-                fn $method(
-                    &self,
-                    cx: &CallCx<'_>,
-                    $($arg: host_arg!($kind)),*
-                ) -> HookResult<host_returns!($returns)> {
-                    let down = Down::Call {
-                        of: self.of,
-                        hook: $name.into(),
-                        args: vec![$(wire_arg!($kind, $arg)),*],
-                        context: cx.req.context.clone(),
-                    };
-                    from_answer!($returns, cx.hook, self.host.call(cx, &down)?)
-                }
-            )*
-            fn wrap_before(&self, cx: &CallCx<'_>, call: &HookCall) -> HookResult<()> {
-                let down = Down::WrapBefore {
-                    of: self.of,
-                    hook: call.hook.to_string(),
-                    args_json: call.args_json.to_string(),
-                    context: cx.req.context.clone(),
-                };
-                from_answer!(Nothing, cx.hook, self.host.call(cx, &down)?)
-            }
-            fn wrap_after(&self, cx: &CallCx<'_>, call: &HookCall, outcome: Outcome) -> Outcome {
-                let duration = outcome.duration;
-                let down = Down::WrapAfter {
-                    of: self.of,
-                    hook: call.hook.to_string(),
-                    args_json: call.args_json.to_string(),
-                    context: cx.req.context.clone(),
-                    outcome: outcome.into(),
-                };
-                let failed = |e: HookError| Outcome {
-                    result: Err(e),
-                    decided_by: Some(cx.instance.name.to_string()),
-                    duration,
-                };
-                match self.host.call(cx, &down) {
-                    Ok(Answer::Outcome(o)) => o.into(),
-                    Ok(other) => failed(HookError::failed(format!(
-                        "the plugin host answered a wrapper's after part with {other:?}"
-                    ))),
-                    Err(e) => failed(e),
-                }
             }
         }
     };

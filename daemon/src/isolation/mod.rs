@@ -10,16 +10,20 @@
 //!   host API the plugin calls during a hook from the running request (the same code
 //!   as for an in-process instance), notices a host's death, restarts it, backs off
 //!   when it keeps dying, and kills it when a call runs past its timeout;
+//! - [`hooks`] (daemon side): [`IsolatedHooks`], an isolated instance as a chain
+//!   calls it: each hook sent to its host over a lane, its answer taken back;
 //! - [`host`] (host side): the host process's main loop;
 //! - [`page`]: a lane's shared page, where a host says which impl of a run it is in.
 //!
 //! A host serves its instance's calls concurrently, one thread per lane, so the
 //! instance's own state (a rate limiter's counters) is shared as it is in-process.
 
+pub(crate) mod hooks;
 pub(crate) mod host;
 pub(crate) mod ipc;
 pub(crate) mod page;
 pub(crate) mod sandbox;
 pub(crate) mod supervisor;
 
-pub(crate) use supervisor::{IsolatedHooks, Supervisor};
+pub(crate) use hooks::IsolatedHooks;
+pub(crate) use supervisor::Supervisor;

@@ -1173,15 +1173,6 @@ fn serve(cx: &CallCx<'_>, call: HostCall) -> Result<HostValue, WireError> {
     r.map_err(WireError::from)
 }
 
-/// An isolated instance as chains call it: every hook crosses to its host, which
-/// knows it by its place among the host's instances (`of`).
-pub(crate) struct IsolatedHooks {
-    /// The instance's host.
-    pub host: Arc<Supervisor>,
-    /// Its place in the host's [`Init::instances`].
-    pub of: u32,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
