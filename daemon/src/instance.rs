@@ -1,8 +1,9 @@
 //! Hook impl instances as chains hold them: built-ins implement [`Hooks`] natively;
 //! an in-process plugin instance implements it by calling its ABI vtable with a
-//! [`HostShim`] that serves the plugin's host API from the running request; an
-//! isolated one by sending the call to its plugin host (`crate::isolation`), which
-//! serves the same host API across the boundary.
+//! [`HostShim`] that serves the plugin's host API from the running request. An
+//! isolated one is `isolation`'s impl (above this module: it knows nothing of
+//! isolation), which sends the call to its plugin host and serves the same host API
+//! ([`CallCx`]'s methods) across the boundary.
 
 use std::{any::Any, sync::Arc};
 
@@ -117,7 +118,7 @@ macro_rules! host_returns {
     (Topic) => { abi::Topic };
 }
 
-// What an impl of [`Hooks`] elsewhere (`isolation`'s) spells its methods with.
+// What an impl of `Hooks` elsewhere (`isolation`'s) spells its methods' types with.
 pub(crate) use {host_arg, host_returns};
 
 macro_rules! declare_hooks_trait {
