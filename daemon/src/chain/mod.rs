@@ -578,17 +578,9 @@ impl Chain {
             ));
         }
         if moved {
-            // Of the hook's own kind, or the run fails: a value of another kind would
-            // make every later impl skip the draft (and the save go through unfiltered).
-            match answered.and_then(|a| chain_value(self.hook, a)) {
-                Some(v) => *value = v,
-                None => return Some(fail(
-                    HookError::failed(format!(
-                        "its plugin host answered a run of impls without the value it announced (a {})",
-                        returns_name(self.hook)
-                    )),
-                    first,
-                )),
+            match self.announced(answered) {
+                Ok(v) => *value = v,
+                Err(e) => return Some(fail(e, first)),
             }
         }
         match ended {
@@ -600,6 +592,20 @@ impl Chain {
             Some(RunEnd::Failed(err, e)) => Some(fail(err, e)),
             None => None,
         }
+    }
+
+    /// The chain's value as a plugin host `answered` it after a run whose impls moved
+    /// it on: of the hook's own kind, or the run fails (a value of another kind would
+    /// make every later impl skip the draft, and the save go through unfiltered).
+    fn announced(&self, answered: Option<Answer>) -> Result<Value, HookError> {
+        answered
+            .and_then(|a| chain_value(self.hook, a))
+            .ok_or_else(|| {
+                HookError::failed(format!(
+                    "its plugin host answered a run of impls without the value it announced (a {})",
+                    returns_name(self.hook)
+                ))
+            })
     }
 
     /// The message that asks a plugin host to run `run` from the chain's `value`;
