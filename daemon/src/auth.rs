@@ -440,24 +440,7 @@ impl ReauthenticateManager for PluginAuthenticationManager {
             });
         };
         let user: abi::User = convert::user_to_abi(&record.user, record.banned);
-        let password = {
-            let o = g.call(
-                req,
-                Input::ReauthAttempt {
-                    user: &user,
-                    secret,
-                },
-            );
-            match &o.result {
-                Ok(Value::True) => Ok(()),
-                Ok(_) => Err(Stopped::from(
-                    Hook::ReauthAttempt,
-                    &o,
-                    HookError::stop(messages::WRONG_PASSWORD),
-                )),
-                Err(e) => Err(Stopped::from(Hook::ReauthAttempt, &o, e.clone())),
-            }
-        };
+        let password = reauth_password(g, req, &user, secret);
         // An enrolled member's code comes after a right password and before the
         // success hooks, whose clears (the lockout's, FlaskBB's counter) would
         // otherwise let a known password reset the count between code guesses. A
@@ -477,28 +460,7 @@ impl ReauthenticateManager for PluginAuthenticationManager {
                 Err(e) => Err(Stopped::from(Hook::PostReauth, &o, e.clone())),
             }
         });
-        let answer = match stopped {
-            Ok(()) => Ok(()),
-            Err(Stopped {
-                error: HookError::StopAuthentication { reason },
-                ..
-            }) => {
-                let f = g.call(req, Input::ReauthFailed { user: &user });
-                match &f.result {
-                    Err(HookError::ForceLogout { reason }) => Err(AuthError::ForceLogout {
-                        reason: reason.clone(),
-                    }),
-                    Err(e) => Err(Stopped::from(Hook::ReauthFailed, &f, e.clone()).internal()),
-                    Ok(_) => Err(AuthError::Failed { reason }),
-                }
-            }
-            Err(stopped) => {
-                // No verdict (a plugin or the store failed): the lockout's count of
-                // this attempt is given back, so that an outage locks no one out.
-                req.release_reservation();
-                Err(stopped.internal())
-            }
-        };
+        let answer = reauth_answer(g, req, &user, stopped);
         commit(req)?;
         answer
     }
@@ -559,6 +521,60 @@ fn reauth_second_factor(
             reason: crate::builtins::messages::TOO_MANY_CODES.into(),
         }),
         Err(other) => Err(internal(other)),
+    }
+}
+
+/// The reauthentication's `flaskbb_reauth_attempt` chain: whether `secret` is
+/// `user`'s password (an answer other than `True` is a wrong one).
+fn reauth_password(
+    g: &Generation,
+    req: &Request,
+    user: &abi::User,
+    secret: &str,
+) -> Result<(), Stopped> {
+    let o = g.call(req, Input::ReauthAttempt { user, secret });
+    match &o.result {
+        Ok(Value::True) => Ok(()),
+        Ok(_) => Err(Stopped::from(
+            Hook::ReauthAttempt,
+            &o,
+            HookError::stop(messages::WRONG_PASSWORD),
+        )),
+        Err(e) => Err(Stopped::from(Hook::ReauthAttempt, &o, e.clone())),
+    }
+}
+
+/// The reauthentication's answer, from where its chains `stopped` (if they did):
+/// a refusal runs `flaskbb_reauth_failed` for `user` (which may turn it into a forced
+/// logout); a chain that failed is an internal error, and gives the lockout's count
+/// of this attempt back, so that an outage locks no one out.
+fn reauth_answer(
+    g: &Generation,
+    req: &Request,
+    user: &abi::User,
+    stopped: Result<(), Stopped>,
+) -> Result<(), AuthError> {
+    match stopped {
+        Ok(()) => Ok(()),
+        Err(Stopped {
+            error: HookError::StopAuthentication { reason },
+            ..
+        }) => {
+            let f = g.call(req, Input::ReauthFailed { user });
+            match &f.result {
+                Err(HookError::ForceLogout { reason }) => Err(AuthError::ForceLogout {
+                    reason: reason.clone(),
+                }),
+                Err(e) => Err(Stopped::from(Hook::ReauthFailed, &f, e.clone()).internal()),
+                Ok(_) => Err(AuthError::Failed { reason }),
+            }
+        }
+        Err(stopped) => {
+            // No verdict (a plugin or the store failed): the lockout's count of
+            // this attempt is given back, so that an outage locks no one out.
+            req.release_reservation();
+            Err(stopped.internal())
+        }
     }
 }
 

@@ -51,6 +51,8 @@ pub(crate) mod instance;
 pub(crate) mod isolation;
 #[cfg(test)]
 mod layers;
+#[cfg(test)]
+mod lengths;
 pub(crate) mod loader;
 pub(crate) mod lockout;
 pub(crate) mod metrics;

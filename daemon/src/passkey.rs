@@ -37,7 +37,8 @@ use plugin_abi::sdk::HookError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use webauthn_rs::prelude::{
-    DiscoverableKey, Passkey, PublicKeyCredential, RegisterPublicKeyCredential, Uuid, Webauthn,
+    AuthenticationResult, DiscoverableKey, Passkey, PublicKeyCredential,
+    RegisterPublicKeyCredential, Uuid, Webauthn, WebauthnError,
 };
 
 use crate::webauthn::{b64, cred_key, KV};
@@ -693,7 +694,8 @@ fn internal(message: String) -> AuthError {
     AuthError::Internal { message }
 }
 
-fn failed(reason: &str) -> Result<proto::User, AuthError> {
+/// A refused sign-in, with `reason` for the member.
+fn failed<T>(reason: &str) -> Result<T, AuthError> {
     Err(AuthError::Failed {
         reason: reason.into(),
     })
@@ -726,36 +728,25 @@ pub(crate) fn sign_in(
     };
     let state = serde_json::from_value(ceremony.state)
         .map_err(|e| internal(format!("the ceremony's state cannot be read: {e}")))?;
-    // Whose passkey it says it is: its user handle and credential id.
-    let found = match webauthn.identify_discoverable_authentication(&credential) {
-        Ok((handle, cred_id)) => {
-            let owner = store
-                .kv_get(KV, &format!("handle:{handle}"))
-                .map_err(|e| internal(store_error(e)))?;
-            let user_id = owner
-                .as_deref()
-                .and_then(|o| o.split_once(' '))
-                .and_then(|(id, _)| id.parse::<i64>().ok());
-            match (user_id, owner) {
-                (Some(user_id), Some(owner)) => {
-                    read_stored(store, &cred_key(user_id, &b64(cred_id)))
-                        .map_err(internal)?
-                        .map(|s| (user_id, owner, s))
-                }
-                _ => None,
-            }
-        }
-        Err(_) => None,
-    };
+    let found = claimed_passkey(store, webauthn, &credential)?;
     let record = match &found {
-        Some((user_id, _, _)) => store
-            .find_user_by_id(*user_id)
+        Some(claimed) => store
+            .find_user_by_id(claimed.user_id)
             .map_err(|e| internal(store_error(e)))?,
         None => None,
     };
     // The handle and the passkey must both be the present account's: an account
     // deleted and its id given to another leaves rows that name the old one.
-    let (Some((user_id, owner, (mut stored, as_read))), Some(record)) = (found, record) else {
+    let (
+        Some(Claimed {
+            user_id,
+            owner,
+            stored,
+            as_read,
+        }),
+        Some(record),
+    ) = (found, record)
+    else {
         tracing::info!("passkey sign-in with a passkey registered to no one");
         return failed(UNKNOWN_PASSKEY);
     };
@@ -776,38 +767,102 @@ pub(crate) fn sign_in(
     );
     let result = match verified {
         Ok(r) => r,
-        Err(e) => {
-            // A failed login of the passkey's member, through FlaskBB's failure hooks
-            // (the lockout counts it).
-            tracing::info!(user_id, "passkey sign-in refused: {e}");
-            let f = g.call(
-                req,
-                Input::AuthenticationFailed {
-                    identifier: &username,
-                },
-            );
-            if let Err(e) = &f.result {
-                let message = match e {
-                    HookError::Failed { message } => message.clone(),
-                    other => other.to_string(),
-                };
-                req.commit().map_err(|e| internal(e.to_string()))?;
-                return Err(crate::auth::internal(
-                    "flaskbb_authentication_failed",
-                    f.decided_by.as_deref(),
-                    &message,
-                ));
-            }
-            req.commit().map_err(|e| internal(e.to_string()))?;
-            return failed(PASSKEY_REFUSED);
-        }
+        Err(e) => return refused_sign_in(g, req, user_id, &username, e),
     };
-    // Keep the counter and flags: one compare-and-swap, so that a concurrent use of
-    // the same passkey cannot move its counter back.
+    keep_use(store, user_id, stored, as_read, &result)?;
+    req.set_preauthenticated(user_id);
+    manager.authenticate(g, req, &username, "")
+}
+
+/// A passkey as a sign-in's assertion names it.
+struct Claimed {
+    /// The member its user handle names.
+    user_id: i64,
+    /// What that handle's row holds ([`handle_owner`]).
+    owner: String,
+    /// That member's passkey of its credential id.
+    stored: Stored,
+    /// The text `stored` was read from, for a compare-and-swap.
+    as_read: String,
+}
+
+/// Whose passkey `credential` says it is, by its user handle and credential id;
+/// `None` when either names nothing.
+fn claimed_passkey(
+    store: &dyn Store,
+    webauthn: &Webauthn,
+    credential: &PublicKeyCredential,
+) -> Result<Option<Claimed>, AuthError> {
+    let Ok((handle, cred_id)) = webauthn.identify_discoverable_authentication(credential) else {
+        return Ok(None);
+    };
+    let owner = store
+        .kv_get(KV, &format!("handle:{handle}"))
+        .map_err(|e| internal(store_error(e)))?;
+    let user_id = owner
+        .as_deref()
+        .and_then(|o| o.split_once(' '))
+        .and_then(|(id, _)| id.parse::<i64>().ok());
+    let (Some(user_id), Some(owner)) = (user_id, owner) else {
+        return Ok(None);
+    };
+    Ok(read_stored(store, &cred_key(user_id, &b64(cred_id)))
+        .map_err(internal)?
+        .map(|(stored, as_read)| Claimed {
+            user_id,
+            owner,
+            stored,
+            as_read,
+        }))
+}
+
+/// A sign-in whose assertion did not verify (`error`): a failed login of the
+/// passkey's member `username`, through FlaskBB's failure hooks (the lockout counts
+/// it), committed. The answer is the refusal, or the hooks' failure.
+fn refused_sign_in(
+    g: &Generation,
+    req: &Request,
+    user_id: i64,
+    username: &str,
+    error: WebauthnError,
+) -> Result<proto::User, AuthError> {
+    tracing::info!(user_id, "passkey sign-in refused: {error}");
+    let f = g.call(
+        req,
+        Input::AuthenticationFailed {
+            identifier: username,
+        },
+    );
+    if let Err(e) = &f.result {
+        let message = match e {
+            HookError::Failed { message } => message.clone(),
+            other => other.to_string(),
+        };
+        req.commit().map_err(|e| internal(e.to_string()))?;
+        return Err(crate::auth::internal(
+            "flaskbb_authentication_failed",
+            f.decided_by.as_deref(),
+            &message,
+        ));
+    }
+    req.commit().map_err(|e| internal(e.to_string()))?;
+    failed(PASSKEY_REFUSED)
+}
+
+/// Keeps the counter and flags of `user_id`'s passkey `stored` (as it was read,
+/// `as_read`) after its verified use `result`: one compare-and-swap, so that a
+/// concurrent use of the same passkey cannot move its counter back. Refused when
+/// the passkey was removed meanwhile or its counter has passed this use's.
+fn keep_use(
+    store: &dyn Store,
+    user_id: i64,
+    mut stored: Stored,
+    mut as_read: String,
+    result: &AuthenticationResult,
+) -> Result<(), AuthError> {
     let key = cred_key(user_id, &b64(stored.passkey.cred_id()));
-    let mut as_read = as_read;
     for attempt in 0.. {
-        stored.passkey.update_credential(&result);
+        stored.passkey.update_credential(result);
         stored.refresh_flags();
         stored.last_used = Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let value = serde_json::to_string(&stored)
@@ -837,6 +892,5 @@ pub(crate) fn sign_in(
             None => return failed(UNKNOWN_PASSKEY),
         }
     }
-    req.set_preauthenticated(user_id);
-    manager.authenticate(g, req, &username, "")
+    Ok(())
 }

@@ -33,7 +33,7 @@ use crate::{
     hook::{Accepts, Hook},
     instance::{CallCx, Instance},
     isolation::{
-        ipc::{Answer, Arg, ChainAnswer, Down, WireUser},
+        ipc::{Answer, Arg, ChainAnswer, Down, Step, WireUser},
         supervisor::RunError,
         Supervisor,
     },
@@ -543,37 +543,11 @@ impl Chain {
                 first,
             ));
         }
-        let Some((args, draft)) = run_args(input, value) else {
+        let Some(down) = self.run_call(req, run, input, value) else {
             // Not a draft of its kind: no impl sees it (as in `dispatch`).
             return None;
         };
-        let of = run
-            .iter()
-            .filter_map(|e| e.instance.hooks.isolated().map(|i| i.of))
-            .collect();
-        let down = Down::Chain {
-            of,
-            hook: self.hook.name().into(),
-            args,
-            draft,
-            firstresult: self.hook.firstresult(),
-            context: req.context.clone(),
-        };
-        let instances: Vec<&Instance> = run.iter().map(|e| &*e.instance).collect();
-        req.enter(&first.instance.name, self.hook);
-        let started = lap.get();
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            host.call_chain(req, self.hook, &instances, &down)
-        }))
-        .unwrap_or_else(|p| {
-            Err(RunError {
-                error: HookError::failed(panic_text(p)),
-                step: 0,
-            })
-        });
-        req.leave();
-        let now = Instant::now();
-        lap.set(now);
+        let (r, crossing) = self.cross(req, run, host, &down, lap);
         let abandoned = req.is_abandoned();
         let ChainAnswer {
             steps,
@@ -586,12 +560,119 @@ impl Chain {
                 // but their answers never came, and those after it never ran: neither
                 // counts a call.
                 let by = run.get(step).unwrap_or(first);
-                by.stats.record(HookOutcome::Failed, now - started);
+                by.stats.record(HookOutcome::Failed, crossing);
                 return Some(fail(error, by));
             }
         };
         let ran = steps.len();
-        let times = step_times(now - started, steps.iter().map(|s| s.ns));
+        let times = step_times(crossing, steps.iter().map(|s| s.ns));
+        let (ended, moved) = self.count_steps(run, steps, times, abandoned);
+        if ended.is_none() && ran < run.len() {
+            // Nothing ended the run, yet not every impl ran: the host broke the rules.
+            return Some(fail(
+                HookError::failed(format!(
+                    "its plugin host answered {ran} of a run of {} impls",
+                    run.len()
+                )),
+                first,
+            ));
+        }
+        if moved {
+            match self.announced(answered) {
+                Ok(v) => *value = v,
+                Err(e) => return Some(fail(e, first)),
+            }
+        }
+        match ended {
+            Some(RunEnd::Decided(e)) => Some(ChainOutcome {
+                hook: self.hook,
+                result: Ok(value.clone()),
+                decided_by: Some(e.instance.name.clone()),
+            }),
+            Some(RunEnd::Failed(err, e)) => Some(fail(err, e)),
+            None => None,
+        }
+    }
+
+    /// The chain's value as a plugin host `answered` it after a run whose impls moved
+    /// it on: of the hook's own kind, or the run fails (a value of another kind would
+    /// make every later impl skip the draft, and the save go through unfiltered).
+    fn announced(&self, answered: Option<Answer>) -> Result<Value, HookError> {
+        answered
+            .and_then(|a| chain_value(self.hook, a))
+            .ok_or_else(|| {
+                HookError::failed(format!(
+                    "its plugin host answered a run of impls without the value it announced (a {})",
+                    returns_name(self.hook)
+                ))
+            })
+    }
+
+    /// The message that asks a plugin host to run `run` from the chain's `value`;
+    /// `None` when `value` is no draft of the kind the hook filters.
+    fn run_call(
+        &self,
+        req: &Request,
+        run: &[Entry],
+        input: &Input<'_>,
+        value: &Value,
+    ) -> Option<Down> {
+        let (args, draft) = run_args(input, value)?;
+        let of = run
+            .iter()
+            .filter_map(|e| e.instance.hooks.isolated().map(|i| i.of))
+            .collect();
+        Some(Down::Chain {
+            of,
+            hook: self.hook.name().into(),
+            args,
+            draft,
+            firstresult: self.hook.firstresult(),
+            context: req.context.clone(),
+        })
+    }
+
+    /// Sends `down` to `host` and waits for its answer (a panic on the way is the
+    /// first impl's failure), with the request in the run's first instance meanwhile;
+    /// moves `lap` on to now, and says how long the crossing took.
+    fn cross(
+        &self,
+        req: &Request,
+        run: &[Entry],
+        host: &Arc<Supervisor>,
+        down: &Down,
+        lap: &Cell<Instant>,
+    ) -> (Result<ChainAnswer, RunError>, std::time::Duration) {
+        let first = &run[0];
+        let instances: Vec<&Instance> = run.iter().map(|e| &*e.instance).collect();
+        req.enter(&first.instance.name, self.hook);
+        let started = lap.get();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            host.call_chain(req, self.hook, &instances, down)
+        }))
+        .unwrap_or_else(|p| {
+            Err(RunError {
+                error: HookError::failed(panic_text(p)),
+                step: 0,
+            })
+        });
+        req.leave();
+        let now = Instant::now();
+        lap.set(now);
+        (r, now - started)
+    }
+
+    /// Counts each impl of `run` that the host ran (`steps`, which took `times`) in
+    /// its metrics (as failed when the request was `abandoned` meanwhile) and the
+    /// debug log, up to the one that ended the run, if any: how it ended it, and
+    /// whether any moved the chain's value on.
+    fn count_steps<'r>(
+        &self,
+        run: &'r [Entry],
+        steps: Vec<Step>,
+        times: Vec<std::time::Duration>,
+        abandoned: bool,
+    ) -> (Option<RunEnd<'r>>, bool) {
         let mut ended = None;
         let mut moved = false;
         for ((e, step), took) in run.iter().zip(steps).zip(times) {
@@ -620,50 +701,18 @@ impl Chain {
             }
             match r {
                 Ok(true) if self.hook.firstresult() => {
-                    ended = Some(Ok(e));
+                    ended = Some(RunEnd::Decided(e));
                     moved = true;
                 }
                 Ok(true) => moved = true,
                 Ok(false) | Err(HookError::NotImplemented) => {}
-                Err(err) => ended = Some(Err((err, e))),
+                Err(err) => ended = Some(RunEnd::Failed(err, e)),
             }
             if ended.is_some() {
                 break;
             }
         }
-        if ended.is_none() && ran < run.len() {
-            // Nothing ended the run, yet not every impl ran: the host broke the rules.
-            return Some(fail(
-                HookError::failed(format!(
-                    "its plugin host answered {ran} of a run of {} impls",
-                    run.len()
-                )),
-                first,
-            ));
-        }
-        if moved {
-            // Of the hook's own kind, or the run fails: a value of another kind would
-            // make every later impl skip the draft (and the save go through unfiltered).
-            match answered.and_then(|a| chain_value(self.hook, a)) {
-                Some(v) => *value = v,
-                None => return Some(fail(
-                    HookError::failed(format!(
-                        "its plugin host answered a run of impls without the value it announced (a {})",
-                        returns_name(self.hook)
-                    )),
-                    first,
-                )),
-            }
-        }
-        match ended {
-            Some(Ok(e)) => Some(ChainOutcome {
-                hook: self.hook,
-                result: Ok(value.clone()),
-                decided_by: Some(e.instance.name.clone()),
-            }),
-            Some(Err((err, e))) => Some(fail(err, e)),
-            None => None,
-        }
+        (ended, moved)
     }
 
     /// The chain as `flaskbbd hooks` shows it.
@@ -685,6 +734,14 @@ impl Chain {
                 .collect(),
         }
     }
+}
+
+/// How an impl of a run a plugin host ran ended the chain.
+enum RunEnd<'r> {
+    /// Its answer to a firstresult hook decided it.
+    Decided(&'r Entry),
+    /// It failed, with this error.
+    Failed(HookError, &'r Entry),
 }
 
 /// A plugin host's answer as the chain's value, when it is one of the kind `hook`

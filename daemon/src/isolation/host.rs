@@ -58,16 +58,8 @@ pub(crate) fn main() -> ExitCode {
     unsafe {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
-    let control = match io::stdin().as_fd().try_clone_to_owned() {
-        Ok(fd) => UnixStream::from(fd),
-        Err(e) => return not_started(&e.to_string()),
-    };
-    let mut reader = match control.try_clone() {
+    let (control, mut reader, init) = match control_channel() {
         Ok(c) => c,
-        Err(e) => return not_started(&e.to_string()),
-    };
-    let init: Init = match ipc::recv(&mut reader) {
-        Ok(init) => init,
         Err(e) => return not_started(&e.to_string()),
     };
     let (plugin, started) = match start(&init, &mut reader) {
@@ -100,37 +92,7 @@ pub(crate) fn main() -> ExitCode {
     let mut lanes = Vec::new();
     loop {
         match ipc::recv_fds(&control) {
-            Ok(fds) => {
-                // A lane: the socket it reads, the socket it writes, and the page it
-                // shares with the daemon. Anything else closes here; the daemon sees
-                // the call fail.
-                let Ok([rx, tx, page]) = <[_; 3]>::try_from(fds) else {
-                    eprintln!(
-                        "flaskbbd-plugin-host {names}: a lane came without its three descriptors"
-                    );
-                    continue;
-                };
-                let page = match Page::map(&page) {
-                    Ok(page) => page,
-                    Err(e) => {
-                        eprintln!("flaskbbd-plugin-host {names}: cannot map a lane's page: {e}");
-                        continue;
-                    }
-                };
-                let s = served.clone();
-                let lane = Lane::split(UnixStream::from(rx), UnixStream::from(tx), Some(page));
-                let spawned = std::thread::Builder::new()
-                    .name("lane".into())
-                    .stack_size(LANE_STACK)
-                    .spawn(move || serve_lane(&s, lane));
-                match spawned {
-                    Ok(t) => lanes.push(t),
-                    // The lane closes with the closure; the daemon sees the call fail.
-                    Err(e) => {
-                        eprintln!("flaskbbd-plugin-host {names}: cannot start a lane thread: {e}")
-                    }
-                }
-            }
+            Ok(fds) => lanes.extend(start_lane(&served, &names, fds)),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
             Err(e) => {
                 eprintln!("flaskbbd-plugin-host {names}: control channel: {e}");
@@ -138,9 +100,58 @@ pub(crate) fn main() -> ExitCode {
             }
         }
     }
-    // The daemon is done with this host (or gone). Its lanes close with the control
-    // channel: let the calls on them end and the instance drop, unless a call is stuck
-    // in the plugin, which must not keep the process (and a core) alive.
+    let_go(lanes, served)
+}
+
+/// The control channel (stdin): one handle that receives lanes, one that reads and
+/// answers, and the [`Init`] the daemon sent on it.
+fn control_channel() -> io::Result<(UnixStream, UnixStream, Init)> {
+    let control = UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?);
+    let mut reader = control.try_clone()?;
+    let init: Init = ipc::recv(&mut reader)?;
+    Ok((control, reader, init))
+}
+
+/// Serves the lane the daemon sent as `fds` (the socket it reads, the socket it
+/// writes, and the page it shares with the daemon) on a thread of its own, which it
+/// answers. Anything else closes here, as does a lane whose page or thread fails
+/// (said on stderr, under the instances' `names`); the daemon sees the call fail.
+fn start_lane(
+    served: &Arc<Served>,
+    names: &str,
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let Ok([rx, tx, page]) = <[_; 3]>::try_from(fds) else {
+        eprintln!("flaskbbd-plugin-host {names}: a lane came without its three descriptors");
+        return None;
+    };
+    let page = match Page::map(&page) {
+        Ok(page) => page,
+        Err(e) => {
+            eprintln!("flaskbbd-plugin-host {names}: cannot map a lane's page: {e}");
+            return None;
+        }
+    };
+    let s = served.clone();
+    let lane = Lane::split(UnixStream::from(rx), UnixStream::from(tx), Some(page));
+    let spawned = std::thread::Builder::new()
+        .name("lane".into())
+        .stack_size(LANE_STACK)
+        .spawn(move || serve_lane(&s, lane));
+    match spawned {
+        Ok(t) => Some(t),
+        // The lane closes with the closure; the daemon sees the call fail.
+        Err(e) => {
+            eprintln!("flaskbbd-plugin-host {names}: cannot start a lane thread: {e}");
+            None
+        }
+    }
+}
+
+/// The end, once the daemon is done with this host (or gone). Its lanes close with
+/// the control channel: lets the calls on them end and the instances drop, unless a
+/// call is stuck in the plugin, which must not keep the process (and a core) alive.
+fn let_go(lanes: Vec<std::thread::JoinHandle<()>>, served: Arc<Served>) -> ExitCode {
     let stuck = std::thread::Builder::new()
         .name("exit-deadline".into())
         .spawn(|| {

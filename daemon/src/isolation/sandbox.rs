@@ -363,14 +363,62 @@ const NAMESPACE_FLAGS: &[libc::c_int] = &[
     libc::CLONE_NEWCGROUP,
 ];
 
+/// Installs the host's seccomp filters on all its threads, in this order: the one
+/// that refuses (EPERM) what [`refused_rules`] names, the one that answers `clone3`
+/// ENOSYS, and the one that refuses every unknown system call ([`unknown_refused`]).
 fn filter_syscalls(network: bool) -> Result<(), String> {
-    let fail = |e: seccompiler::BackendError| format!("seccomp: {e}");
     let arch = std::env::consts::ARCH.try_into().map_err(|_| {
         format!(
             "seccomp: no filter for the {} architecture",
             std::env::consts::ARCH
         )
     })?;
+    let denied = compile(
+        refused_rules(network)?,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )?;
+    // clone3 passes its flags in memory a filter cannot read: answer ENOSYS, and the C
+    // library falls back to clone, whose flags it can.
+    let clone3 = compile(
+        [(libc::SYS_clone3, vec![])].into_iter().collect(),
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )?;
+    for program in &[denied, clone3, unknown_refused()] {
+        seccompiler::apply_filter_all_threads(program).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("Operation not permitted") {
+                format!("seccomp: {text}: {FILTERED}")
+            } else {
+                format!("seccomp: {text}")
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// The program of a filter for `arch` that answers `refused` to the calls `rules`
+/// match (a call with no rules, always) and allows the rest.
+fn compile(
+    rules: std::collections::BTreeMap<i64, Vec<SeccompRule>>,
+    refused: SeccompAction,
+    arch: seccompiler::TargetArch,
+) -> Result<BpfProgram, String> {
+    let fail = |e: seccompiler::BackendError| format!("seccomp: {e}");
+    SeccompFilter::new(rules, SeccompAction::Allow, refused, arch)
+        .map_err(fail)?
+        .try_into()
+        .map_err(fail)
+}
+
+/// The calls the first filter refuses: every one in [`DENIED`]; signals to other
+/// processes; the `clone`s of [`clone_rules`]; the `socket`s of [`socket_rules`]; and
+/// socket pairs other than Unix ones.
+fn refused_rules(
+    network: bool,
+) -> Result<std::collections::BTreeMap<i64, Vec<SeccompRule>>, String> {
+    let fail = |e: seccompiler::BackendError| format!("seccomp: {e}");
     let pid = u64::from(std::process::id());
     let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|&nr| (nr, vec![])).collect();
@@ -388,6 +436,28 @@ fn filter_syscalls(network: bool) -> Result<(), String> {
     rules.insert(libc::SYS_tgkill, to_others()?);
     rules.insert(libc::SYS_rt_sigqueueinfo, to_others()?);
     rules.insert(libc::SYS_rt_tgsigqueueinfo, to_others()?);
+    rules.insert(libc::SYS_clone, clone_rules()?);
+    rules.insert(libc::SYS_socket, socket_rules(network)?);
+    // A pair of connected sockets reaches nothing outside the host; only Unix ones
+    // (the kernel makes no other family's pairs today: this keeps it so).
+    rules.insert(
+        libc::SYS_socketpair,
+        vec![SeccompRule::new(vec![SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Ne,
+            libc::AF_UNIX as u64,
+        )
+        .map_err(fail)?])
+        .map_err(fail)?],
+    );
+    Ok(rules)
+}
+
+/// The `clone` calls refused: one with any of the [`NAMESPACE_FLAGS`], and one that
+/// is not a thread.
+fn clone_rules() -> Result<Vec<SeccompRule>, String> {
+    let fail = |e: seccompiler::BackendError| format!("seccomp: {e}");
     let mut clone_rules = Vec::new();
     for &flag in NAMESPACE_FLAGS {
         let flag = flag as u64;
@@ -414,52 +484,7 @@ fn filter_syscalls(network: bool) -> Result<(), String> {
         .map_err(fail)?])
         .map_err(fail)?,
     );
-    rules.insert(libc::SYS_clone, clone_rules);
-    rules.insert(libc::SYS_socket, socket_rules(network)?);
-    // A pair of connected sockets reaches nothing outside the host; only Unix ones
-    // (the kernel makes no other family's pairs today: this keeps it so).
-    rules.insert(
-        libc::SYS_socketpair,
-        vec![SeccompRule::new(vec![SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::Ne,
-            libc::AF_UNIX as u64,
-        )
-        .map_err(fail)?])
-        .map_err(fail)?],
-    );
-    let denied: BpfProgram = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )
-    .map_err(fail)?
-    .try_into()
-    .map_err(fail)?;
-    // clone3 passes its flags in memory a filter cannot read: answer ENOSYS, and the C
-    // library falls back to clone, whose flags it can.
-    let clone3: BpfProgram = SeccompFilter::new(
-        [(libc::SYS_clone3, vec![])].into_iter().collect(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch,
-    )
-    .map_err(fail)?
-    .try_into()
-    .map_err(fail)?;
-    for program in &[denied, clone3, unknown_refused()] {
-        seccompiler::apply_filter_all_threads(program).map_err(|e| {
-            let text = e.to_string();
-            if text.contains("Operation not permitted") {
-                format!("seccomp: {text}: {FILTERED}")
-            } else {
-                format!("seccomp: {text}")
-            }
-        })?;
-    }
-    Ok(())
+    Ok(clone_rules)
 }
 
 /// The `socket` calls refused (EPERM). Without `sandbox.network`: every one (a host

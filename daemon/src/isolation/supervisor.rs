@@ -372,32 +372,7 @@ impl Supervisor {
         };
         let (ours, theirs) = UnixStream::pair()
             .map_err(|e| fail(format!("cannot make the plugin host's channel: {e}")))?;
-        let program = host_program();
-        let child = Command::new(&program)
-            .arg0("flaskbbd-plugin-host")
-            .args(["plugin-host", "--instance", &self.instance])
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
-            // Its output is read and logged under the instance's name, never written
-            // where the daemon's own log lines go.
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Hosts do not talk to the service manager or take sockets from it.
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
-            .env_remove("LISTEN_FDNAMES")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            // Few malloc arenas: each reserves address space the memory limit counts.
-            .env("MALLOC_ARENA_MAX", "2")
-            .spawn()
-            .map_err(|e| {
-                fail(format!(
-                    "cannot start the plugin host ({}): {e}",
-                    program.display()
-                ))
-            })?;
-        let mut child = child;
+        let mut child = self.launch(theirs).map_err(fail)?;
         for (stream, pipe) in [
             ("stdout", child.stdout.take().map(OwnedFd::from)),
             ("stderr", child.stderr.take().map(OwnedFd::from)),
@@ -432,7 +407,46 @@ impl Supervisor {
                 },
             ));
         }
-        match self.handshake(ours) {
+        let handshake = self.handshake(ours);
+        self.started(proc, handshake)
+    }
+
+    /// Starts the plugin host's process with `theirs` (the other end of its control
+    /// channel) as its stdin and its output piped, in an environment of its own; on
+    /// failure, why.
+    fn launch(&self, theirs: UnixStream) -> Result<Child, String> {
+        let program = host_program();
+        Command::new(&program)
+            .arg0("flaskbbd-plugin-host")
+            .args(["plugin-host", "--instance", &self.instance])
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            // Its output is read and logged under the instance's name, never written
+            // where the daemon's own log lines go.
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Hosts do not talk to the service manager or take sockets from it.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            // Few malloc arenas: each reserves address space the memory limit counts.
+            .env("MALLOC_ARENA_MAX", "2")
+            .spawn()
+            .map_err(|e| format!("cannot start the plugin host ({}): {e}", program.display()))
+    }
+
+    /// What the `handshake` with the started host `proc` comes to: the host ready, or
+    /// why not, with the process (killed, and its cause of death said, when the
+    /// handshake broke; a refusal leaves it to the caller).
+    #[allow(clippy::type_complexity)]
+    fn started(
+        &self,
+        proc: Arc<Proc>,
+        handshake: Result<Ready, Handshake>,
+    ) -> Result<(Arc<Proc>, Ready), (Option<Arc<Proc>>, StartError)> {
+        match handshake {
             Ok(ready) => Ok((proc, ready)),
             Err(Handshake::Refused(message, instance)) => {
                 Err((Some(proc), StartError { message, instance }))

@@ -337,88 +337,18 @@ pub(crate) fn probe(
 ) -> Result<String, StoreError> {
     let postgres = is_postgres(url);
     let (name, mut conn) = if postgres {
-        openssl_sys::init();
-        let name = format!("PostgreSQL database {}", redact_url(url));
-        // libpq has no timeout of its own unless the URL sets one: wait at most
-        // `timeout` for it, leaving a hung attempt behind (the command exits).
-        let (tx, rx) = std::sync::mpsc::channel();
-        let owned = url.to_owned();
-        std::thread::spawn(move || {
-            let _ = tx.send(establish(&owned, true).map_err(|e| one_line(&e.to_string())));
-        });
-        let conn = match rx.recv_timeout(timeout) {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                return Err(StoreError::Unavailable(format!(
-                    "cannot connect to {name}: {}",
-                    with_hint(&e, true)
-                )))
-            }
-            Err(_) => {
-                return Err(StoreError::Unavailable(format!(
-                    "cannot connect to {name}: no answer within database.connect_timeout_ms ({} ms): is the server reachable? Check the host in database.url",
-                    timeout.as_millis()
-                )))
-            }
-        };
-        (name, conn)
+        probe_connect_postgres(url, timeout)?
     } else {
         let rest = url.strip_prefix("sqlite://").unwrap_or(url);
         let path = path_from_url(rest, base_dir)?;
         let name = format!("SQLite database {}", path.display());
         if !path.exists() {
-            if schema == Schema::Flaskbb {
-                return Err(StoreError::Unavailable(format!(
-                    "database.schema = \"flaskbb\", but {} does not exist: point database.url at FlaskBB's database",
-                    path.display()
-                )));
-            }
-            let Some(dir) = path.ancestors().skip(1).find(|a| a.exists()) else {
-                return Err(StoreError::Unavailable(format!(
-                    "{name}: no directory of its path exists"
-                )));
-            };
-            let c_dir =
-                std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| {
-                    StoreError::Unavailable(format!("{name}: the path holds a NUL byte"))
-                })?;
-            // SAFETY: access only reads the NUL-terminated path it is given.
-            if unsafe { libc::access(c_dir.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-                return Err(StoreError::Unavailable(format!(
-                    "{name} does not exist, and this user cannot create it in {}: {} (run `flaskbbd check` as the daemon's user, or give it that directory)",
-                    dir.display(),
-                    std::io::Error::last_os_error()
-                )));
-            }
-            return Ok(format!(
-                "{name} does not exist yet; `flaskbbd migrate` (or the daemon at its start) creates it"
-            ));
+            return probe_sqlite_to_create(&name, &path, schema);
         }
-        // Opened read-write but never created: mode=rw in a URI filename.
-        let escaped = path
-            .to_string_lossy()
-            .replace('%', "%25")
-            .replace('?', "%3f")
-            .replace('#', "%23");
-        let conn = establish(&format!("file:{escaped}?mode=rw"), false).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot open {name}: {}",
-                with_hint(&one_line(&e.to_string()), false)
-            ))
-        })?;
+        let conn = probe_open_sqlite(&name, &path)?;
         (name, conn)
     };
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let count = |conn: &mut AnyConnection, sql: &str| {
-        diesel::sql_query(sql)
-            .get_result::<Count>(conn)
-            .map(|c| c.n)
-    };
-    count(
+    probe_count(
         &mut conn,
         "SELECT COUNT(*) AS n FROM (SELECT 1 AS one) AS t",
     )
@@ -430,7 +360,7 @@ pub(crate) fn probe(
     })?;
     match schema {
         Schema::Flaskbb => {
-            count(&mut conn, "SELECT COUNT(*) AS n FROM users").map_err(|_| {
+            probe_count(&mut conn, "SELECT COUNT(*) AS n FROM users").map_err(|_| {
                 StoreError::Unavailable(format!(
                     "database.schema = \"flaskbb\", but {name} has no table users: is database.url FlaskBB's database?"
                 ))
@@ -446,7 +376,7 @@ pub(crate) fn probe(
                     .map(|m| m.len())
             }
             .unwrap_or(0) as i64;
-            let ran = count(
+            let ran = probe_count(
                 &mut conn,
                 "SELECT COUNT(*) AS n FROM __diesel_schema_migrations",
             )
@@ -461,6 +391,97 @@ pub(crate) fn probe(
             })
         }
     }
+}
+
+/// [`probe`]'s connection to the PostgreSQL database at `url`, with its name for the
+/// messages, made within `timeout`.
+fn probe_connect_postgres(
+    url: &str,
+    timeout: Duration,
+) -> Result<(String, AnyConnection), StoreError> {
+    openssl_sys::init();
+    let name = format!("PostgreSQL database {}", redact_url(url));
+    // libpq has no timeout of its own unless the URL sets one: wait at most
+    // `timeout` for it, leaving a hung attempt behind (the command exits).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = url.to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(establish(&owned, true).map_err(|e| one_line(&e.to_string())));
+    });
+    let conn = match rx.recv_timeout(timeout) {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return Err(StoreError::Unavailable(format!(
+                "cannot connect to {name}: {}",
+                with_hint(&e, true)
+            )))
+        }
+        Err(_) => {
+            return Err(StoreError::Unavailable(format!(
+                "cannot connect to {name}: no answer within database.connect_timeout_ms ({} ms): is the server reachable? Check the host in database.url",
+                timeout.as_millis()
+            )))
+        }
+    };
+    Ok((name, conn))
+}
+
+/// [`probe`]'s word on the SQLite database `name` at `path`, which does not exist:
+/// that it will be made, when the daemon's schema is wanted and this user may
+/// create it in the nearest directory of its path that exists.
+fn probe_sqlite_to_create(name: &str, path: &Path, schema: Schema) -> Result<String, StoreError> {
+    if schema == Schema::Flaskbb {
+        return Err(StoreError::Unavailable(format!(
+            "database.schema = \"flaskbb\", but {} does not exist: point database.url at FlaskBB's database",
+            path.display()
+        )));
+    }
+    let Some(dir) = path.ancestors().skip(1).find(|a| a.exists()) else {
+        return Err(StoreError::Unavailable(format!(
+            "{name}: no directory of its path exists"
+        )));
+    };
+    let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| StoreError::Unavailable(format!("{name}: the path holds a NUL byte")))?;
+    // SAFETY: access only reads the NUL-terminated path it is given.
+    if unsafe { libc::access(c_dir.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(StoreError::Unavailable(format!(
+            "{name} does not exist, and this user cannot create it in {}: {} (run `flaskbbd check` as the daemon's user, or give it that directory)",
+            dir.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(format!(
+        "{name} does not exist yet; `flaskbbd migrate` (or the daemon at its start) creates it"
+    ))
+}
+
+/// [`probe`]'s connection to the existing SQLite database `name` at `path`, opened
+/// read-write but never created (mode=rw in a URI filename).
+fn probe_open_sqlite(name: &str, path: &Path) -> Result<AnyConnection, StoreError> {
+    let escaped = path
+        .to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23");
+    establish(&format!("file:{escaped}?mode=rw"), false).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot open {name}: {}",
+            with_hint(&one_line(&e.to_string()), false)
+        ))
+    })
+}
+
+/// The count that `sql` (a `SELECT COUNT(*) AS n`) finds on `conn`, for [`probe`].
+fn probe_count(conn: &mut AnyConnection, sql: &str) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(sql)
+        .get_result::<Count>(conn)
+        .map(|c| c.n)
 }
 
 /// `sqlite:///relative` (to `base_dir`) or `sqlite:////absolute` → the file's path.
@@ -1334,6 +1355,7 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// Makes one of a commit's changes on `c`, inside the commit's transaction.
 fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
     // An id the database cannot hold names no row: nothing to change.
     let user = |id: &i64| i32::try_from(*id).unwrap_or(-1);
@@ -1355,32 +1377,7 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
                 .execute(c)?;
         }
         Op::SetPassword { user_id, hash } if schema == Schema::Flaskbb => {
-            // Keep FlaskBB's column as it is; remember which hash ours replaces.
-            let id = user(user_id);
-            let current: Option<Option<String>> = users::table
-                .find(id)
-                .select(users::password)
-                .first(c)
-                .optional()?;
-            if let Some(Some(replaces)) = current {
-                let row = (
-                    flaskbbd_password_hashes::user_id.eq(id),
-                    flaskbbd_password_hashes::hash.eq(hash),
-                    flaskbbd_password_hashes::replaces.eq(&replaces),
-                );
-                per_backend!(&mut *c, |c| diesel::insert_into(
-                    flaskbbd_password_hashes::table
-                )
-                .values(row)
-                .on_conflict(flaskbbd_password_hashes::user_id)
-                .do_update()
-                .set((
-                    flaskbbd_password_hashes::hash.eq(excluded(flaskbbd_password_hashes::hash)),
-                    flaskbbd_password_hashes::replaces
-                        .eq(excluded(flaskbbd_password_hashes::replaces)),
-                ))
-                .execute(c))?;
-            }
+            set_flaskbb_password(c, user(user_id), hash)?;
         }
         Op::SetPassword { user_id, hash } => {
             diesel::update(users::table.find(user(user_id)))
@@ -1409,71 +1406,132 @@ fn apply(c: &mut AnyConnection, op: &Op, schema: Schema) -> QueryResult<()> {
             key,
             at_ms,
             window_ms,
-        } => {
-            use flaskbbd_penalties as p;
-            diesel::update(
-                p::table
-                    .filter(p::kind.eq(&key.kind))
-                    .filter(p::subject.eq(&key.subject))
-                    .filter(p::address.eq(&key.address))
-                    .filter(p::expires.gt(*at_ms)),
-            )
-            .set((
-                p::last_failure.eq(*at_ms),
-                p::expires.eq(at_ms.saturating_add(*window_ms)),
-            ))
-            .execute(c)?;
-        }
-        Op::ClearPenalty { key } => {
-            use flaskbbd_penalties as p;
-            diesel::delete(
-                p::table
-                    .filter(p::kind.eq(&key.kind))
-                    .filter(p::subject.eq(&key.subject))
-                    .filter(p::address.eq(&key.address)),
-            )
-            .execute(c)?;
-        }
-        Op::ReleasePenalty { key } => {
-            use flaskbbd_penalties as p;
-            diesel::update(
-                p::table
-                    .filter(p::kind.eq(&key.kind))
-                    .filter(p::subject.eq(&key.subject))
-                    .filter(p::address.eq(&key.address))
-                    .filter(p::failures.gt(0)),
-            )
-            .set(p::failures.eq(p::failures - 1))
-            .execute(c)?;
-        }
-        Op::KvSet { plugin, key, value } => with_plugin_tables!(schema, {
-            let plugin_id = plugin_id(c, plugin, schema)?;
-            match value {
-                Some(v) => {
-                    let row = (
-                        kv::key.eq(key),
-                        kv::value.eq(v),
-                        kv::value_type.eq("string"),
-                        kv::plugin_id.eq(plugin_id),
-                    );
-                    per_backend!(&mut *c, |c| diesel::insert_into(kv::table)
-                        .values(row)
-                        .on_conflict((kv::key, kv::plugin_id))
-                        .do_update()
-                        .set(kv::value.eq(excluded(kv::value)))
-                        .execute(c))?;
-                }
-                None => {
-                    diesel::delete(
-                        kv::table
-                            .filter(kv::key.eq(key))
-                            .filter(kv::plugin_id.eq(plugin_id)),
-                    )
-                    .execute(c)?;
-                }
-            }
-        }),
+        } => touch_penalty(c, key, *at_ms, *window_ms)?,
+        Op::ClearPenalty { key } => clear_penalty(c, key)?,
+        Op::ReleasePenalty { key } => release_penalty(c, key)?,
+        Op::KvSet { plugin, key, value } => kv_set(c, schema, plugin, key, value.as_ref())?,
     }
+    Ok(())
+}
+
+/// [`Op::SetPassword`] in FlaskBB's schema: FlaskBB's column is kept as it is; the
+/// new `hash` of user `id` goes to `flaskbbd_password_hashes`, with the hash it
+/// replaces (nothing, when the user has no row or no password).
+fn set_flaskbb_password(c: &mut AnyConnection, id: i32, hash: &str) -> QueryResult<()> {
+    let current: Option<Option<String>> = users::table
+        .find(id)
+        .select(users::password)
+        .first(c)
+        .optional()?;
+    if let Some(Some(replaces)) = current {
+        let row = (
+            flaskbbd_password_hashes::user_id.eq(id),
+            flaskbbd_password_hashes::hash.eq(hash),
+            flaskbbd_password_hashes::replaces.eq(&replaces),
+        );
+        per_backend!(&mut *c, |c| diesel::insert_into(
+            flaskbbd_password_hashes::table
+        )
+        .values(row)
+        .on_conflict(flaskbbd_password_hashes::user_id)
+        .do_update()
+        .set((
+            flaskbbd_password_hashes::hash.eq(excluded(flaskbbd_password_hashes::hash)),
+            flaskbbd_password_hashes::replaces.eq(excluded(flaskbbd_password_hashes::replaces)),
+        ))
+        .execute(c))?;
+    }
+    Ok(())
+}
+
+/// [`Op::TouchPenalty`]: the row of `key`, if it has not expired at `at_ms`, has its
+/// last failure then and expires `window_ms` after.
+fn touch_penalty(
+    c: &mut AnyConnection,
+    key: &PenaltyKey,
+    at_ms: i64,
+    window_ms: i64,
+) -> QueryResult<()> {
+    use flaskbbd_penalties as p;
+    diesel::update(
+        p::table
+            .filter(p::kind.eq(&key.kind))
+            .filter(p::subject.eq(&key.subject))
+            .filter(p::address.eq(&key.address))
+            .filter(p::expires.gt(at_ms)),
+    )
+    .set((
+        p::last_failure.eq(at_ms),
+        p::expires.eq(at_ms.saturating_add(window_ms)),
+    ))
+    .execute(c)?;
+    Ok(())
+}
+
+/// [`Op::ClearPenalty`]: the row of `key` goes.
+fn clear_penalty(c: &mut AnyConnection, key: &PenaltyKey) -> QueryResult<()> {
+    use flaskbbd_penalties as p;
+    diesel::delete(
+        p::table
+            .filter(p::kind.eq(&key.kind))
+            .filter(p::subject.eq(&key.subject))
+            .filter(p::address.eq(&key.address)),
+    )
+    .execute(c)?;
+    Ok(())
+}
+
+/// [`Op::ReleasePenalty`]: the row of `key` counts one failure less, if it counts any.
+fn release_penalty(c: &mut AnyConnection, key: &PenaltyKey) -> QueryResult<()> {
+    use flaskbbd_penalties as p;
+    diesel::update(
+        p::table
+            .filter(p::kind.eq(&key.kind))
+            .filter(p::subject.eq(&key.subject))
+            .filter(p::address.eq(&key.address))
+            .filter(p::failures.gt(0)),
+    )
+    .set(p::failures.eq(p::failures - 1))
+    .execute(c)?;
+    Ok(())
+}
+
+/// [`Op::KvSet`]: `plugin`'s `key` is set to `value`, or deleted for `None` (the
+/// plugin is registered first, if it is not yet).
+fn kv_set(
+    c: &mut AnyConnection,
+    schema: Schema,
+    plugin: &str,
+    key: &str,
+    value: Option<&String>,
+) -> QueryResult<()> {
+    with_plugin_tables!(schema, {
+        let plugin_id = plugin_id(c, plugin, schema)?;
+        match value {
+            Some(v) => {
+                let row = (
+                    kv::key.eq(key),
+                    kv::value.eq(v),
+                    kv::value_type.eq("string"),
+                    kv::plugin_id.eq(plugin_id),
+                );
+                per_backend!(&mut *c, |c| diesel::insert_into(kv::table)
+                    .values(row)
+                    .on_conflict((kv::key, kv::plugin_id))
+                    .do_update()
+                    .set(kv::value.eq(excluded(kv::value)))
+                    .execute(c))?;
+            }
+            None => {
+                diesel::delete(
+                    kv::table
+                        .filter(kv::key.eq(key))
+                        .filter(kv::plugin_id.eq(plugin_id)),
+                )
+                .execute(c)?;
+            }
+        }
+    });
     Ok(())
 }
 
