@@ -18,7 +18,7 @@ use plugin_abi::{
 use crate::{
     hook::Hook,
     isolation::{
-        ipc::{self, Answer, Arg, Down},
+        ipc::{Answer, Down},
         IsolatedHooks,
     },
     loader::Library,
@@ -84,31 +84,15 @@ macro_rules! with_host {
     }};
 }
 
-/// A hook argument's type in the daemon, by the hook table's argument kinds.
+/// A hook argument's type in the daemon, by its mode (a view's `args`,
+/// `flaskbbd-hooks`): borrowed, but for a flag; the type is the daemon's kind table's
+/// (`hook::base_kind!`).
 macro_rules! host_arg {
-    (Str) => {
-        &str
+    (copied $base:ident) => {
+        crate::hook::base_kind!(ty, $base)
     };
-    (Secret) => {
-        &str
-    };
-    (User) => {
-        &abi::User
-    };
-    (Post) => {
-        &abi::Post
-    };
-    (Topic) => {
-        &abi::Topic
-    };
-    (DraftPost) => {
-        &abi::Post
-    };
-    (DraftTopic) => {
-        &abi::Topic
-    };
-    (Bool) => {
-        bool
+    ($mode:ident $base:ident) => {
+        &crate::hook::base_kind!(ty, $base)
     };
 }
 
@@ -119,34 +103,6 @@ macro_rules! host_returns {
     (True) => { bool };
     (Post) => { abi::Post };
     (Topic) => { abi::Topic };
-}
-
-/// A hook argument as it crosses to a plugin host, by the hook table's kinds.
-macro_rules! wire_arg {
-    (Str, $a:ident) => {
-        Arg::Str($a.to_owned())
-    };
-    (Secret, $a:ident) => {
-        Arg::Str($a.to_owned())
-    };
-    (User, $a:ident) => {
-        Arg::User(ipc::WireUser::of($a))
-    };
-    (Post, $a:ident) => {
-        Arg::Post(convert::post_from_abi($a))
-    };
-    (DraftPost, $a:ident) => {
-        Arg::Post(convert::post_from_abi($a))
-    };
-    (Topic, $a:ident) => {
-        Arg::Topic(convert::topic_from_abi($a))
-    };
-    (DraftTopic, $a:ident) => {
-        Arg::Topic(convert::topic_from_abi($a))
-    };
-    (Bool, $a:ident) => {
-        Arg::Bool($a)
-    };
 }
 
 /// A plugin host's answer as the chain takes it, by the hook table's `returns`.
@@ -191,17 +147,14 @@ fn mismatched<T>(hook: Hook, answer: &Answer) -> HookResult<T> {
 }
 
 macro_rules! declare_hooks_trait {
-    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        declare_hooks_trait!(@rows $($prefix)* $($appended)*);
-    };
-    (@rows $(
+    ($(
         $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
+            name: $name:literal,
+            method: $method:ident,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+            returns: $returns:ident,
+            doc: $doc:literal,
+        }
     )*) => {
         /// One method per hook (generated from the hook table), with FlaskBB's
         /// arguments; unimplemented hooks answer `NotImplemented` and the chain skips
@@ -213,7 +166,7 @@ macro_rules! declare_hooks_trait {
                 fn $method(
                     &self,
                     cx: &CallCx<'_>,
-                    $($arg: host_arg!($kind)),*
+                    $($arg: host_arg!($mode $base)),*
                 ) -> HookResult<host_returns!($returns)> {
                     let _ = (cx, $($arg,)*);
                     not_implemented()
@@ -241,7 +194,7 @@ macro_rules! declare_hooks_trait {
                 fn $method(
                     &self,
                     cx: &CallCx<'_>,
-                    $($arg: host_arg!($kind)),*
+                    $($arg: host_arg!($mode $base)),*
                 ) -> HookResult<host_returns!($returns)> {
                     with_host!(cx, |h| from_abi(self.0.$method(h, $($arg.into()),*))
                         .map(plugin_abi::sdk::FromAbi::from_abi))
@@ -267,12 +220,12 @@ macro_rules! declare_hooks_trait {
                 fn $method(
                     &self,
                     cx: &CallCx<'_>,
-                    $($arg: host_arg!($kind)),*
+                    $($arg: host_arg!($mode $base)),*
                 ) -> HookResult<host_returns!($returns)> {
                     let down = Down::Call {
                         of: self.of,
                         hook: $name.into(),
-                        args: vec![$(wire_arg!($kind, $arg)),*],
+                        args: vec![$(crate::hook::base_kind!(to_wire, $base, &$arg)),*],
                         context: cx.req.context.clone(),
                     };
                     from_answer!($returns, cx.hook, self.host.call(cx, &down)?)
@@ -313,7 +266,11 @@ macro_rules! declare_hooks_trait {
     };
 }
 
-flaskbbd_hooks::for_each_hook!(declare_hooks_trait);
+flaskbbd_hooks::for_each_hook! {
+    rows: all,
+    fields: [name, method, args, returns, doc],
+    then: declare_hooks_trait,
+}
 
 /// The host API for one plugin call: what a plugin may ask of the daemon while its
 /// hook runs, for an in-process instance through [`HostShim`] and for an isolated one
