@@ -60,6 +60,18 @@ impl EventAnswer {
     }
 }
 
+impl From<Post> for EventAnswer {
+    fn from(post: Post) -> EventAnswer {
+        EventAnswer::Post(post)
+    }
+}
+
+impl From<Topic> for EventAnswer {
+    fn from(topic: Topic) -> EventAnswer {
+        EventAnswer::Topic(topic)
+    }
+}
+
 /// An `Input` field from the converted argument (a view's `args`, `flaskbbd-hooks`):
 /// the draft is moved in, a flag copied, the rest lent.
 macro_rules! input_field {
@@ -77,7 +89,7 @@ macro_rules! input_field {
 /// The answer before the chain runs: the draft as sent, or nothing.
 macro_rules! draft_answer {
     (draft $base:ident, $arg:ident) => {
-        Some(crate::hook::base_kind!(answer, $base)($arg.clone()))
+        Some(EventAnswer::from($arg.clone()))
     };
     ($mode:ident $base:ident, $arg:ident) => {
         None::<EventAnswer>
@@ -85,7 +97,7 @@ macro_rules! draft_answer {
 }
 
 // One arm per hook clients fire (the table's `wired` rows); each argument converted
-// from what the client sent by the daemon's kind table (`hook::base_kind!`).
+// from what the client sent by the daemon's kind table (`isolation::ipc::base_kind!`).
 macro_rules! declare_fire {
     ($(
         $hook:ident {
@@ -100,7 +112,7 @@ macro_rules! declare_fire {
                 $(
                     EventCall::$wire { $($arg),* } => {
                         let answer = None$(.or(draft_answer!($mode $base, $arg)))*.unwrap_or(EventAnswer::Nothing);
-                        $(let $arg = crate::hook::base_kind!(from_proto, $base, $arg);)*
+                        $(let $arg = crate::isolation::ipc::base_kind!(from_proto, $base, $arg);)*
                         let o = g.call(req, Input::$hook { $($arg: input_field!($mode, $arg)),* });
                         outcome(o).map(|v| answer.replaced_by(v))
                     }

@@ -86,13 +86,13 @@ macro_rules! with_host {
 
 /// A hook argument's type in the daemon, by its mode (a view's `args`,
 /// `flaskbbd-hooks`): borrowed, but for a flag; the type is the daemon's kind table's
-/// (`hook::base_kind!`).
+/// (`isolation::ipc::base_kind!`).
 macro_rules! host_arg {
     (copied $base:ident) => {
-        crate::hook::base_kind!(ty, $base)
+        crate::isolation::ipc::base_kind!(ty, $base)
     };
     ($mode:ident $base:ident) => {
-        &crate::hook::base_kind!(ty, $base)
+        &crate::isolation::ipc::base_kind!(ty, $base)
     };
 }
 
@@ -225,7 +225,7 @@ macro_rules! declare_hooks_trait {
                     let down = Down::Call {
                         of: self.of,
                         hook: $name.into(),
-                        args: vec![$(crate::hook::base_kind!(to_wire, $base, &$arg)),*],
+                        args: vec![$(crate::isolation::ipc::base_kind!(to_wire, $base, &$arg)),*],
                         context: cx.req.context.clone(),
                     };
                     from_answer!($returns, cx.hook, self.host.call(cx, &down)?)

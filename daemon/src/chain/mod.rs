@@ -78,15 +78,15 @@ pub(crate) struct Chain {
 }
 
 // The generators below handle an argument by its mode (a view's `args`,
-// `flaskbbd-hooks`) and ask the daemon's kind table (`hook::base_kind!`) for its base
+// `flaskbbd-hooks`) and ask the daemon's kind table (`isolation::ipc::base_kind!`) for its base
 // kind's type and conversions.
 
 /// An `Input` field's type: a reference to what the caller holds, except the draft a
 /// save_before chain starts from, which it owns, and a flag.
 macro_rules! input_arg {
-    ($l:lifetime, draft $base:ident) => { crate::hook::base_kind!(ty, $base) };
-    ($l:lifetime, copied $base:ident) => { crate::hook::base_kind!(ty, $base) };
-    ($l:lifetime, $mode:ident $base:ident) => { &$l crate::hook::base_kind!(ty, $base) };
+    ($l:lifetime, draft $base:ident) => { crate::isolation::ipc::base_kind!(ty, $base) };
+    ($l:lifetime, copied $base:ident) => { crate::isolation::ipc::base_kind!(ty, $base) };
+    ($l:lifetime, $mode:ident $base:ident) => { &$l crate::isolation::ipc::base_kind!(ty, $base) };
 }
 
 /// One argument handed to an impl: the caller's, or for a draft the chain's current
@@ -94,7 +94,7 @@ macro_rules! input_arg {
 macro_rules! impl_arg {
     (draft $base:ident, $arg:ident, $value:ident) => {{
         let _ = $arg;
-        match crate::hook::base_kind!(from_value, $base, $value) {
+        match crate::isolation::ipc::base_kind!(from_value, $base, $value) {
             Some(current) => current,
             None => return Ok(None),
         }
@@ -107,7 +107,9 @@ macro_rules! impl_arg {
 /// The value a chain starts from, when the argument is its draft.
 macro_rules! draft_value {
     (draft $base:ident, $arg:ident) => {
-        Some(crate::hook::base_kind!(value, $base)($arg.clone()))
+        Some(crate::isolation::ipc::base_kind!(value, $base)(
+            $arg.clone(),
+        ))
     };
     ($mode:ident $base:ident, $arg:ident) => {{
         let _ = $arg;
@@ -120,14 +122,14 @@ macro_rules! draft_value {
 macro_rules! run_arg {
     (draft $base:ident, $arg:ident, $value:ident, $args:ident, $draft:ident) => {{
         let _ = $arg;
-        let Some(current) = crate::hook::base_kind!(from_value, $base, $value) else {
+        let Some(current) = crate::isolation::ipc::base_kind!(from_value, $base, $value) else {
             return None;
         };
         $draft = u32::try_from($args.len()).ok();
-        $args.push(crate::hook::base_kind!(to_wire, $base, current));
+        $args.push(crate::isolation::ipc::base_kind!(to_wire, $base, current));
     }};
     ($mode:ident $base:ident, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
-        $args.push(crate::hook::base_kind!(to_wire, $base, $arg))
+        $args.push(crate::isolation::ipc::base_kind!(to_wire, $base, $arg))
     };
 }
 
@@ -139,7 +141,7 @@ macro_rules! arg_json {
     ($map:ident, $mode:ident $base:ident, $arg:ident) => {
         $map.insert(
             stringify!($arg).into(),
-            crate::hook::base_kind!(json, $base, $arg),
+            crate::isolation::ipc::base_kind!(json, $base, $arg),
         );
     };
 }

@@ -644,13 +644,13 @@ impl Host for Remote<'_> {
 }
 
 /// Takes the next argument, of the base kind the hook table says (a view's `args`,
-/// `flaskbbd-hooks`; the daemon's kind table, `hook::base_kind!`, reads it), or
+/// `flaskbbd-hooks`; the daemon's kind table, `isolation::ipc::base_kind!`, reads it), or
 /// answers that the daemon sent arguments that do not fit.
 macro_rules! take_arg {
     ($args:ident, $hook:expr, $base:ident) => {
         match $args
             .next()
-            .and_then(|a| crate::hook::base_kind!(from_wire, $base, a))
+            .and_then(|a| crate::isolation::ipc::base_kind!(from_wire, $base, a))
         {
             Some(v) => v,
             None => return bad_args($hook),
@@ -706,7 +706,7 @@ macro_rules! declare_dispatch {
             match hook {
                 $($name => {
                     $(let $arg = take_arg!(args, hook, $base);)*
-                    let v = from_abi(plugin.$method(host, $(crate::hook::base_kind!(to_vtable, $base, $arg)),*))?;
+                    let v = from_abi(plugin.$method(host, $(crate::isolation::ipc::base_kind!(to_vtable, $base, $arg)),*))?;
                     Ok(answer!($returns, v))
                 })*
                 other => Err(WireError::Failed(format!(
