@@ -61,9 +61,9 @@
 //!
 //! The table writes each argument with its kind; a view hands it on as its base kind
 //! (what the value is, and so its type in each crate) and its mode (how a chain passes
-//! it on). The kind table is `__arg_kind!` below: a new kind that is a mode of an
-//! existing base kind is that one line; a new base kind also needs its type in each
-//! crate's one base-kind table (`docs/architecture.md` lists them).
+//! it on). The kind table is `__arg_kind!` below: a new kind that is an existing base
+//! kind in an existing mode is one line there; a new base kind also needs its entry in
+//! each crate's one kind table (`docs/architecture.md` lists them).
 //!
 //! | argument kind | meaning | mode | base |
 //! |---|---|---|---|
