@@ -122,9 +122,7 @@ macro_rules! draft_value {
 macro_rules! run_arg {
     (draft $base:ident, $arg:ident, $value:ident, $args:ident, $draft:ident) => {{
         let _ = $arg;
-        let Some(current) = crate::isolation::ipc::base_kind!(from_value, $base, $value) else {
-            return None;
-        };
+        let current = crate::isolation::ipc::base_kind!(from_value, $base, $value)?;
         $draft = u32::try_from($args.len()).ok();
         $args.push(crate::isolation::ipc::base_kind!(to_wire, $base, current));
     }};
