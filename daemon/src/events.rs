@@ -60,95 +60,60 @@ impl EventAnswer {
     }
 }
 
-/// A wire argument as the chain takes it.
-macro_rules! to_abi {
-    (Post, $arg:ident) => {
-        convert::post_to_abi(&$arg)
-    };
-    (DraftPost, $arg:ident) => {
-        convert::post_to_abi(&$arg)
-    };
-    (Topic, $arg:ident) => {
-        convert::topic_to_abi(&$arg)
-    };
-    (DraftTopic, $arg:ident) => {
-        convert::topic_to_abi(&$arg)
-    };
-    ($kind:ident, $arg:ident) => {
-        $arg
-    };
+impl From<Post> for EventAnswer {
+    fn from(post: Post) -> EventAnswer {
+        EventAnswer::Post(post)
+    }
 }
 
-/// An `Input` field from the converted argument: the draft is moved in, the rest lent.
+impl From<Topic> for EventAnswer {
+    fn from(topic: Topic) -> EventAnswer {
+        EventAnswer::Topic(topic)
+    }
+}
+
+/// An `Input` field from the converted argument (a view's `args`, `flaskbbd-hooks`):
+/// the draft is moved in, a flag copied, the rest lent.
 macro_rules! input_field {
-    (DraftPost, $arg:ident) => {
+    (draft, $arg:ident) => {
         $arg
     };
-    (DraftTopic, $arg:ident) => {
+    (copied, $arg:ident) => {
         $arg
     };
-    (Bool, $arg:ident) => {
-        $arg
-    };
-    ($kind:ident, $arg:ident) => {
+    ($mode:ident, $arg:ident) => {
         &$arg
     };
 }
 
 /// The answer before the chain runs: the draft as sent, or nothing.
 macro_rules! draft_answer {
-    (DraftPost, $arg:ident) => {
-        Some(EventAnswer::Post($arg.clone()))
+    (draft $base:ident, $arg:ident) => {
+        Some(EventAnswer::from($arg.clone()))
     };
-    (DraftTopic, $arg:ident) => {
-        Some(EventAnswer::Topic($arg.clone()))
-    };
-    ($kind:ident, $arg:ident) => {
+    ($mode:ident $base:ident, $arg:ident) => {
         None::<EventAnswer>
     };
 }
 
+// One arm per hook clients fire (the table's `wired` rows); each argument converted
+// from what the client sent by the daemon's kind table (`ipc::base_kind!`).
 macro_rules! declare_fire {
-    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        declare_fire!(@scan [] $($prefix)* $($appended)*);
-    };
-    (@scan [$($events:tt)*]) => {
-        declare_fire!(@emit $($events)*);
-    };
-    (@scan $events:tt
+    ($(
         $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: $args:tt, returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: none,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
-        $($rest:tt)*
-    ) => {
-        declare_fire!(@scan $events $($rest)*);
-    };
-    (@scan [$($events:tt)*]
-        $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: $args:tt, returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
-        $($rest:tt)*
-    ) => {
-        declare_fire!(@scan [$($events)* ($hook $wire $args)] $($rest)*);
-    };
-    (@emit $(($hook:ident $wire:ident ($($arg:ident : $kind:ident),*)))*) => {
+            wire: $wire:ident,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+        }
+    )*) => {
         /// Runs the chain of the hook `call` fires; the request's changes wait in it
         /// for [`commit`].
         pub(crate) fn run(g: &Generation, req: &Request, call: EventCall) -> Result<EventAnswer, EventError> {
             match call {
                 $(
                     EventCall::$wire { $($arg),* } => {
-                        let answer = None$(.or(draft_answer!($kind, $arg)))*.unwrap_or(EventAnswer::Nothing);
-                        $(let $arg = to_abi!($kind, $arg);)*
-                        let o = g.call(req, Input::$hook { $($arg: input_field!($kind, $arg)),* });
+                        let answer = None$(.or(draft_answer!($mode $base, $arg)))*.unwrap_or(EventAnswer::Nothing);
+                        $(let $arg = crate::ipc::base_kind!(from_proto, $base, $arg);)*
+                        let o = g.call(req, Input::$hook { $($arg: input_field!($mode, $arg)),* });
                         outcome(o).map(|v| answer.replaced_by(v))
                     }
                 )*
@@ -164,7 +129,11 @@ macro_rules! declare_fire {
     };
 }
 
-flaskbbd_hooks::for_each_hook!(declare_fire);
+flaskbbd_hooks::for_each_hook! {
+    rows: wired,
+    fields: [wire, args],
+    then: declare_fire,
+}
 
 /// Runs the chain of the hook `call` fires, then commits the request's changes.
 pub(crate) fn fire(

@@ -81,31 +81,15 @@ macro_rules! with_host {
     }};
 }
 
-/// A hook argument's type in the daemon, by the hook table's argument kinds.
+/// A hook argument's type in the daemon, by its mode (a view's `args`,
+/// `flaskbbd-hooks`): borrowed, but for a flag; the type is the daemon's kind table's
+/// (`ipc::base_kind!`).
 macro_rules! host_arg {
-    (Str) => {
-        &str
+    (copied $base:ident) => {
+        crate::ipc::base_kind!(ty, $base)
     };
-    (Secret) => {
-        &str
-    };
-    (User) => {
-        &abi::User
-    };
-    (Post) => {
-        &abi::Post
-    };
-    (Topic) => {
-        &abi::Topic
-    };
-    (DraftPost) => {
-        &abi::Post
-    };
-    (DraftTopic) => {
-        &abi::Topic
-    };
-    (Bool) => {
-        bool
+    ($mode:ident $base:ident) => {
+        &crate::ipc::base_kind!(ty, $base)
     };
 }
 
@@ -122,17 +106,14 @@ macro_rules! host_returns {
 pub(crate) use {host_arg, host_returns};
 
 macro_rules! declare_hooks_trait {
-    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        declare_hooks_trait!(@rows $($prefix)* $($appended)*);
-    };
-    (@rows $(
+    ($(
         $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
+            name: $name:literal,
+            method: $method:ident,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+            returns: $returns:ident,
+            doc: $doc:literal,
+        }
     )*) => {
         /// One method per hook (generated from the hook table), with FlaskBB's
         /// arguments; unimplemented hooks answer `NotImplemented` and the chain skips
@@ -146,7 +127,7 @@ macro_rules! declare_hooks_trait {
                 fn $method(
                     &self,
                     cx: &CallCx<'_>,
-                    $($arg: host_arg!($kind)),*
+                    $($arg: host_arg!($mode $base)),*
                 ) -> HookResult<host_returns!($returns)> {
                     let _ = (cx, $($arg,)*);
                     not_implemented()
@@ -169,7 +150,7 @@ macro_rules! declare_hooks_trait {
                 fn $method(
                     &self,
                     cx: &CallCx<'_>,
-                    $($arg: host_arg!($kind)),*
+                    $($arg: host_arg!($mode $base)),*
                 ) -> HookResult<host_returns!($returns)> {
                     with_host!(cx, |h| from_abi(self.0.$method(h, $($arg.into()),*))
                         .map(plugin_abi::sdk::FromAbi::from_abi))
@@ -189,7 +170,11 @@ macro_rules! declare_hooks_trait {
     };
 }
 
-flaskbbd_hooks::for_each_hook!(declare_hooks_trait);
+flaskbbd_hooks::for_each_hook! {
+    rows: all,
+    fields: [name, method, args, returns, doc],
+    then: declare_hooks_trait,
+}
 
 /// The host API for one plugin call: what a plugin may ask of the daemon while its
 /// hook runs, for an in-process instance through [`HostShim`] and for an isolated one

@@ -48,6 +48,7 @@ pub(crate) mod files;
 pub(crate) mod generation;
 pub(crate) mod hook;
 pub(crate) mod instance;
+pub(crate) mod ipc;
 pub(crate) mod isolation;
 #[cfg(test)]
 mod layers;

@@ -333,26 +333,29 @@ fn not_implemented<T>() -> RResult<T, ErrorBox> {
     RResult::RErr(AbiError::NotImplemented.boxed())
 }
 
-/// The types of a hook's arguments in the vtable, by the hook table's argument kinds.
+/// The types of a hook's arguments in the vtable, by the hook table's base kinds (a
+/// view's `args`, `flaskbbd-hooks`): the SDK's ABI table. `Secret`, `DraftPost` and
+/// `DraftTopic` name the same types by the kinds the table writes.
 pub mod arg {
     use abi_stable::std_types::RStr;
 
     /// Text the client sent.
     pub type Str<'a> = RStr<'a>;
-    /// The password.
-    pub type Secret<'a> = RStr<'a>;
     /// A forum user.
     pub type User<'a> = &'a super::User;
-    /// A post as saved.
+    /// A post.
     pub type Post<'a> = &'a super::Post;
-    /// A topic as saved.
+    /// A topic.
     pub type Topic<'a> = &'a super::Topic;
-    /// A post about to be saved.
-    pub type DraftPost<'a> = &'a super::Post;
-    /// A topic about to be saved.
-    pub type DraftTopic<'a> = &'a super::Topic;
     /// A flag (the vtable writes it `bool`: see `declare_plugin_trait`).
     pub type Bool<'a> = bool;
+
+    /// The password.
+    pub type Secret<'a> = Str<'a>;
+    /// A post about to be saved.
+    pub type DraftPost<'a> = Post<'a>;
+    /// A topic about to be saved.
+    pub type DraftTopic<'a> = Topic<'a>;
 }
 
 /// The types of a hook's answer in the vtable, by the hook table's `returns`.
@@ -375,25 +378,31 @@ pub mod ret {
 // the finished body to `#[sabi_trait]` (an attribute sees its input before any macro
 // in it expands). A `Bool` argument is written `bool`: abi_stable counts a function's
 // lifetimes from its syntax, and `arg::Bool<'_>` would add one that 1.0's `bool` did
-// not have (the layout check then refuses 1.0 plugins).
+// not have (the layout check then refuses 1.0 plugins). The wrapper's parts sit
+// between 1.0's hooks and the hooks added since (`optional`); a required hook after
+// an optional one matches no rule.
 macro_rules! declare_plugin_trait {
-    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        declare_plugin_trait!(@rows [] $($prefix)* @wrappers $($appended)*);
+    ($($hook:ident $row:tt)*) => {
+        declare_plugin_trait!(@required [] $($hook $row)*);
     };
-    (@rows [$($methods:tt)*]) => {
-        /// One plugin instance: one method per FlaskBB hook (generated from the hook
-        /// table in `flaskbbd-hooks`), and a wrapper's two parts. Every method has a
-        /// default body that answers `NotImplemented`, and methods after the last
-        /// prefix field are optional in the vtable, so a plugin built against an older
-        /// 1.x answers `NotImplemented` for hooks added later.
-        #[sabi_trait]
-        pub trait Plugin: Send + Sync {
-            $($methods)*
+    // 1.0's hooks, in 1.0's order.
+    (@required $methods:tt
+        $hook:ident {
+            method: $method:ident,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+            returns: $returns:ident,
+            since: $since:literal,
+            optional: false,
+            doc: $doc:literal,
         }
+        $($rest:tt)*
+    ) => {
+        declare_plugin_trait!(@params $methods [$method $returns $since $doc] [] []
+            $($arg: $base,)* ; [@required] $($rest)*);
     };
-    // The wrapper's parts sit between 1.0's hooks and the hooks added later.
-    (@rows [$($methods:tt)*] @wrappers $($rest:tt)*) => {
-        declare_plugin_trait!(@rows [
+    // The last of 1.0's hooks: the wrapper's parts, the last prefix field.
+    (@required [$($methods:tt)*] $($rest:tt)*) => {
+        declare_plugin_trait!(@optional [
             $($methods)*
             /// A wrapper's part before the chain runs. An error here ends the call.
             fn wrap_before(&self, _host: HostRef<'_>, _call: &HookCall) -> RResult<(), ErrorBox> {
@@ -412,22 +421,37 @@ macro_rules! declare_plugin_trait {
             }
         ] $($rest)*);
     };
-    (@rows $methods:tt
+    // The hooks added since, in the order they were added.
+    (@optional
+        $methods:tt
         $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: ($($args:tt)*), returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
+            method: $method:ident,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+            returns: $returns:ident,
+            since: $since:literal,
+            optional: true,
+            doc: $doc:literal,
+        }
         $($rest:tt)*
     ) => {
-        declare_plugin_trait!(@params $methods [$method $returns $since $doc] [] [] $($args)* , ; $($rest)*);
+        declare_plugin_trait!(@params $methods [$method $returns $since $doc] [] []
+            $($arg: $base,)* ; [@optional] $($rest)*);
+    };
+    (@optional [$($methods:tt)*]) => {
+        /// One plugin instance: one method per FlaskBB hook (generated from the hook
+        /// table in `flaskbbd-hooks`), and a wrapper's two parts. Every method has a
+        /// default body that answers `NotImplemented`, and methods after the last
+        /// prefix field are optional in the vtable, so a plugin built against an older
+        /// 1.x answers `NotImplemented` for hooks added later.
+        #[sabi_trait]
+        pub trait Plugin: Send + Sync {
+            $($methods)*
+        }
     };
     // A row's arguments are done: emit its method, go on with the rows.
     (@params [$($methods:tt)*] [$method:ident $returns:ident $since:literal $doc:literal]
-        [$($params:tt)*] [$($names:tt)*] ; $($rest:tt)*) => {
-        declare_plugin_trait!(@rows [
+        [$($params:tt)*] [$($names:tt)*] ; [$($state:tt)*] $($rest:tt)*) => {
+        declare_plugin_trait!($($state)* [
             $($methods)*
             #[doc = $doc]
             #[doc = concat!("\n\nSince plugin-abi ", $since, ".")]
@@ -437,18 +461,19 @@ macro_rules! declare_plugin_trait {
             }
         ] $($rest)*);
     };
-    (@params $methods:tt $meta:tt $params:tt $names:tt , $($more:tt)*) => {
-        declare_plugin_trait!(@params $methods $meta $params $names $($more)*);
-    };
-    (@params $methods:tt $meta:tt [$($params:tt)*] [$($names:tt)*] $arg:ident : Bool $($more:tt)*) => {
+    (@params $methods:tt $meta:tt [$($params:tt)*] [$($names:tt)*] $arg:ident : Bool, $($more:tt)*) => {
         declare_plugin_trait!(@params $methods $meta [$($params)* $arg: bool,] [$($names)* $arg,] $($more)*);
     };
-    (@params $methods:tt $meta:tt [$($params:tt)*] [$($names:tt)*] $arg:ident : $kind:ident $($more:tt)*) => {
-        declare_plugin_trait!(@params $methods $meta [$($params)* $arg: arg::$kind<'_>,] [$($names)* $arg,] $($more)*);
+    (@params $methods:tt $meta:tt [$($params:tt)*] [$($names:tt)*] $arg:ident : $base:ident, $($more:tt)*) => {
+        declare_plugin_trait!(@params $methods $meta [$($params)* $arg: arg::$base<'_>,] [$($names)* $arg,] $($more)*);
     };
 }
 
-flaskbbd_hooks::for_each_hook!(declare_plugin_trait);
+flaskbbd_hooks::for_each_hook! {
+    rows: all,
+    fields: [method, args, returns, since, optional, doc],
+    then: declare_plugin_trait,
+}
 
 /// A plugin instance as the daemon holds it.
 pub type PluginBox = Plugin_TO<'static, RBox<()>>;

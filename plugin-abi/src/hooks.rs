@@ -33,23 +33,16 @@ pub enum Returns {
 }
 
 macro_rules! declare_hooks {
-    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        declare_hooks!(@rows $($prefix)* $($appended)*);
-    };
-    (@rows $(
+    ($(
         $hook:ident {
             name: $name:literal,
             constant: $constant:ident,
-            method: $method:ident,
-            args: ($($arg:ident : $kind:ident),*),
             returns: $returns:ident,
             firstresult: $firstresult:literal,
             accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident,
-            wire: $wire:ident,
             since: $since:literal,
-            doc: $doc:literal $(,)?
-        },
+            doc: $doc:literal,
+        }
     )*) => {
         $(
             #[doc = concat!("`", $name, "`.")]
@@ -115,7 +108,11 @@ macro_rules! declare_hooks {
     };
 }
 
-flaskbbd_hooks::for_each_hook!(declare_hooks);
+flaskbbd_hooks::for_each_hook! {
+    rows: all,
+    fields: [name, constant, returns, firstresult, accepts, since, doc],
+    then: declare_hooks,
+}
 
 impl std::fmt::Display for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

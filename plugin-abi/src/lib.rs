@@ -34,4 +34,7 @@ pub mod reexports {
         prefix_type::PrefixTypeTrait,
         std_types::{RErr, ROk, ROption, RResult, RStr},
     };
+    /// The hook table's kinds (for `sdk_arg!`).
+    #[doc(hidden)]
+    pub use flaskbbd_hooks::__arg_kind;
 }

@@ -556,35 +556,26 @@ pub trait PluginInstance: Sized + Send + Sync + 'static {
     fn new(init: &Init) -> Result<Self, String>;
 }
 
-/// A hook argument's type in the SDK, by the hook table's argument kinds
-/// (`flaskbbd-hooks`): `sdk_arg!(Str)` is `&str`. For plugins that implement hooks
-/// from the table itself, as `scripted` implements every hook.
+/// A hook argument's type in the SDK, by its mode and base kind as a view of the hook
+/// table hands it on (`flaskbbd-hooks`): `sdk_arg!(secret Str)` is `&str`,
+/// `sdk_arg!(draft Post)` an owned `Post`; or by the kind the table writes:
+/// `sdk_arg!(Secret)` is `&str`. For plugins that implement hooks from the table
+/// itself, as `scripted` implements every hook.
 #[macro_export]
 macro_rules! sdk_arg {
-    (Str) => {
-        &str
-    };
-    (Secret) => {
-        &str
-    };
-    (User) => {
-        &$crate::sdk::User
-    };
-    (Post) => {
-        &$crate::sdk::Post
-    };
-    (Topic) => {
-        &$crate::sdk::Topic
-    };
-    (DraftPost) => {
-        $crate::sdk::Post
-    };
-    (DraftTopic) => {
-        $crate::sdk::Topic
-    };
-    (Bool) => {
-        bool
-    };
+    // Lent (and secret) arguments are borrowed; a draft is the impl's own copy.
+    (lent $base:ident) => { &$crate::sdk_arg!(@type $base) };
+    (secret $base:ident) => { &$crate::sdk_arg!(@type $base) };
+    (draft $base:ident) => { $crate::sdk_arg!(@type $base) };
+    (copied $base:ident) => { $crate::sdk_arg!(@type $base) };
+    // The SDK's type of each base kind: the SDK's kind table.
+    (@type Str) => { str };
+    (@type User) => { $crate::sdk::User };
+    (@type Post) => { $crate::sdk::Post };
+    (@type Topic) => { $crate::sdk::Topic };
+    (@type Bool) => { bool };
+    // A kind as the table writes it: its mode and base kind from the table's kinds.
+    ($kind:ident) => { $crate::reexports::__arg_kind!($kind [$crate::sdk_arg]) };
 }
 
 /// A hook answer's type in the SDK, by the hook table's `returns`: `sdk_returns!(User)`
@@ -599,17 +590,15 @@ macro_rules! sdk_returns {
 }
 
 macro_rules! declare_sdk_traits {
-    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        declare_sdk_traits!(@rows $($prefix)* $($appended)*);
-    };
-    (@rows $(
+    ($(
         $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
+            name: $name:literal,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+            returns: $returns:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident,
+            since: $since:literal,
+            doc: $doc:literal,
+        }
     )*) => {
         $(
             #[doc = $doc]
@@ -624,7 +613,7 @@ macro_rules! declare_sdk_traits {
                 fn $sdk_method(
                     &self,
                     cx: &Ctx<'_>,
-                    $($arg: crate::sdk_arg!($kind)),*
+                    $($arg: crate::sdk_arg!($mode $base)),*
                 ) -> HookResult<crate::sdk_returns!($returns)>;
             }
         )*
@@ -636,7 +625,11 @@ macro_rules! declare_sdk_traits {
     };
 }
 
-flaskbbd_hooks::for_each_hook!(declare_sdk_traits);
+flaskbbd_hooks::for_each_hook! {
+    rows: all,
+    fields: [name, args, returns, sdk, since, doc],
+    then: declare_sdk_traits,
+}
 
 /// Converts a hook's argument from its vtable type to its SDK type (`RStr` to `&str`,
 /// a draft post to an owned one); the identity otherwise.
@@ -884,17 +877,14 @@ macro_rules! __flaskbbd_decls {
 }
 
 macro_rules! declare_export_helpers {
-    (pass: [$d:tt], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        declare_export_helpers!(@rows $d $($prefix)* $($appended)*);
-    };
-    (@rows $d:tt $(
+    ($d:tt $(
         $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
+            constant: $constant:ident,
+            method: $method:ident,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+            returns: $returns:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident,
+        }
     )*) => {
         /// The hook an SDK trait implements, by the trait's name (for the manifest).
         #[doc(hidden)]
@@ -915,7 +905,7 @@ macro_rules! declare_export_helpers {
                     fn $method(
                         &self,
                         host: $crate::abi::HostRef<'_>,
-                        $($arg: $crate::abi::arg::$kind<'_>),*
+                        $($arg: $crate::abi::arg::$base<'_>),*
                     ) -> $crate::reexports::RResult<$crate::abi::ret::$returns, $crate::abi::ErrorBox> {
                         let cx = $crate::sdk::Ctx::new(host);
                         $crate::sdk::guard(|| {
@@ -936,7 +926,12 @@ macro_rules! declare_export_helpers {
     };
 }
 
-flaskbbd_hooks::for_each_hook!(declare_export_helpers, $);
+flaskbbd_hooks::for_each_hook! {
+    rows: all,
+    fields: [constant, method, args, returns, sdk],
+    then: declare_export_helpers,
+    pass: [$],
+}
 
 /// The vtable methods of [`HookWrapper`].
 #[doc(hidden)]

@@ -74,7 +74,8 @@ pub enum AuthCall {
     },
 }
 
-/// An event argument's type on the wire, by the hook table's argument kinds.
+/// An event argument's type on the wire, by its base kind (a view's `args`): the
+/// protocol's kind table.
 macro_rules! wire_arg {
     (Str) => {
         String
@@ -85,51 +86,21 @@ macro_rules! wire_arg {
     (Post) => {
         Post
     };
-    (DraftPost) => {
-        Post
-    };
     (Topic) => {
-        Topic
-    };
-    (DraftTopic) => {
         Topic
     };
 }
 
 // `org.flaskbb.Events` has one method per hook whose row in the hook table names one
-// (`wire`); this collects those rows, then declares the calls and their parsing.
+// (`wire`): the table's `wired` rows.
 macro_rules! declare_event_calls {
-    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        declare_event_calls!(@scan [] $($prefix)* $($appended)*);
-    };
-    (@scan [$($events:tt)*]) => {
-        declare_event_calls!(@emit $($events)*);
-    };
-    (@scan $events:tt
+    ($(
         $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: $args:tt, returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: none,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
-        $($rest:tt)*
-    ) => {
-        declare_event_calls!(@scan $events $($rest)*);
-    };
-    (@scan [$($events:tt)*]
-        $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: $args:tt, returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
-        $($rest:tt)*
-    ) => {
-        declare_event_calls!(@scan [$($events)* ($wire $doc $args)] $($rest)*);
-    };
-    (@emit $(($wire:ident $doc:literal ($($arg:ident : $kind:ident),*)))*) => {
+            wire: $wire:ident,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+            doc: $doc:literal,
+        }
+    )*) => {
         /// A call of `org.flaskbb.Events`: one method per hook a client fires,
         /// generated from the hook table in `flaskbbd-hooks`.
         pub enum EventCall {
@@ -138,7 +109,7 @@ macro_rules! declare_event_calls {
                 $wire {
                     $(
                         #[doc = concat!("The hook's `", stringify!($arg), "`.")]
-                        $arg: wire_arg!($kind),
+                        $arg: wire_arg!($base),
                     )*
                 },
             )*
@@ -180,7 +151,7 @@ macro_rules! declare_event_calls {
                         stringify!($wire) => {
                             #[derive(serde::Deserialize)]
                             #[serde(deny_unknown_fields)]
-                            struct Args { $($arg: wire_arg!($kind)),* }
+                            struct Args { $($arg: wire_arg!($base)),* }
                             #[allow(unused_variables)]
                             let args: Args = serde_json::from_str(parameters).ok()?;
                             Some(EventCall::$wire { $($arg: args.$arg),* })
@@ -208,7 +179,11 @@ macro_rules! declare_event_calls {
     };
 }
 
-flaskbbd_hooks::for_each_hook!(declare_event_calls);
+flaskbbd_hooks::for_each_hook! {
+    rows: wired,
+    fields: [wire, args, doc],
+    then: declare_event_calls,
+}
 
 /// A call of `org.flaskbb.Admin`.
 pub enum AdminCall {

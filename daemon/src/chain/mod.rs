@@ -22,8 +22,6 @@ use std::{
     time::Instant,
 };
 
-use serde_json::json;
-
 use plugin_abi::{
     abi::{self, HookCall, Tier},
     sdk::{HookError, HookResult, Outcome, Value},
@@ -32,11 +30,8 @@ use plugin_abi::{
 use crate::{
     hook::{Accepts, Hook},
     instance::{CallCx, Instance},
-    isolation::{
-        ipc::{Answer, Arg, ChainAnswer, Down, Step, WireUser},
-        supervisor::RunError,
-        Supervisor,
-    },
+    ipc::{Answer, Arg, ChainAnswer, Down, Step},
+    isolation::{supervisor::RunError, Supervisor},
     metrics::{HookOutcome, HookStats},
     proto::{convert, ChainEntry, HookChain},
     request::Request,
@@ -79,50 +74,39 @@ pub(crate) struct Chain {
     pub impls: Vec<Entry>,
 }
 
-/// An `Input` field's type, by the hook table's argument kinds: references to what
-/// the caller holds, except the draft a save_before chain starts from, which it owns.
+// The generators below handle an argument by its mode (a view's `args`,
+// `flaskbbd-hooks`) and ask the daemon's kind table (`ipc::base_kind!`) for its base
+// kind's type and conversions.
+
+/// An `Input` field's type: a reference to what the caller holds, except the draft a
+/// save_before chain starts from, which it owns, and a flag.
 macro_rules! input_arg {
-    ($l:lifetime, Str) => { &$l str };
-    ($l:lifetime, Secret) => { &$l str };
-    ($l:lifetime, User) => { &$l abi::User };
-    ($l:lifetime, Post) => { &$l abi::Post };
-    ($l:lifetime, Topic) => { &$l abi::Topic };
-    ($l:lifetime, DraftPost) => { abi::Post };
-    ($l:lifetime, DraftTopic) => { abi::Topic };
-    ($l:lifetime, Bool) => { bool };
+    ($l:lifetime, draft $base:ident) => { crate::ipc::base_kind!(ty, $base) };
+    ($l:lifetime, copied $base:ident) => { crate::ipc::base_kind!(ty, $base) };
+    ($l:lifetime, $mode:ident $base:ident) => { &$l crate::ipc::base_kind!(ty, $base) };
 }
 
 /// One argument handed to an impl: the caller's, or for a draft the chain's current
 /// value (what the impl before returned).
 macro_rules! impl_arg {
-    (DraftPost, $arg:ident, $value:ident) => {{
+    (draft $base:ident, $arg:ident, $value:ident) => {{
         let _ = $arg;
-        match $value {
-            Value::Post(p) => p,
-            _ => return Ok(None),
+        match crate::ipc::base_kind!(from_value, $base, $value) {
+            Some(current) => current,
+            None => return Ok(None),
         }
     }};
-    (DraftTopic, $arg:ident, $value:ident) => {{
-        let _ = $arg;
-        match $value {
-            Value::Topic(t) => t,
-            _ => return Ok(None),
-        }
-    }};
-    ($kind:ident, $arg:ident, $value:ident) => {
+    ($mode:ident $base:ident, $arg:ident, $value:ident) => {
         *$arg
     };
 }
 
 /// The value a chain starts from, when the argument is its draft.
 macro_rules! draft_value {
-    (DraftPost, $arg:ident) => {
-        Some(Value::Post($arg.clone()))
+    (draft $base:ident, $arg:ident) => {
+        Some(crate::ipc::base_kind!(value, $base)($arg.clone()))
     };
-    (DraftTopic, $arg:ident) => {
-        Some(Value::Topic($arg.clone()))
-    };
-    ($kind:ident, $arg:ident) => {{
+    ($mode:ident $base:ident, $arg:ident) => {{
         let _ = $arg;
         None
     }};
@@ -131,87 +115,43 @@ macro_rules! draft_value {
 /// One argument as it crosses to a plugin host for a run of impls (a draft as the
 /// chain holds it now); `None` from the function when the chain's value is not a draft.
 macro_rules! run_arg {
-    (DraftPost, $arg:ident, $value:ident, $args:ident, $draft:ident) => {{
+    (draft $base:ident, $arg:ident, $value:ident, $args:ident, $draft:ident) => {{
         let _ = $arg;
-        let Value::Post(p) = $value else { return None };
+        let current = crate::ipc::base_kind!(from_value, $base, $value)?;
         $draft = u32::try_from($args.len()).ok();
-        $args.push(Arg::Post(convert::post_from_abi(p)));
+        $args.push(crate::ipc::base_kind!(to_wire, $base, current));
     }};
-    (DraftTopic, $arg:ident, $value:ident, $args:ident, $draft:ident) => {{
-        let _ = $arg;
-        let Value::Topic(t) = $value else { return None };
-        $draft = u32::try_from($args.len()).ok();
-        $args.push(Arg::Topic(convert::topic_from_abi(t)));
-    }};
-    (Post, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
-        $args.push(Arg::Post(convert::post_from_abi($arg)))
-    };
-    (Topic, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
-        $args.push(Arg::Topic(convert::topic_from_abi($arg)))
-    };
-    (User, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
-        $args.push(Arg::User(WireUser::of($arg)))
-    };
-    (Bool, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
-        $args.push(Arg::Bool(*$arg))
-    };
-    ($kind:ident, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
-        $args.push(Arg::Str((*$arg).to_owned()))
+    ($mode:ident $base:ident, $arg:ident, $value:ident, $args:ident, $draft:ident) => {
+        $args.push(crate::ipc::base_kind!(to_wire, $base, $arg))
     };
 }
 
 /// One argument as a wrapper sees it in the call's JSON; never the secret.
 macro_rules! arg_json {
-    ($map:ident, Secret, $arg:ident) => {
+    ($map:ident, secret $base:ident, $arg:ident) => {
         let _ = $arg;
     };
-    ($map:ident, User, $arg:ident) => {
+    ($map:ident, $mode:ident $base:ident, $arg:ident) => {
         $map.insert(
             stringify!($arg).into(),
-            json!({ "id": $arg.id, "username": $arg.username.as_str() }),
+            crate::ipc::base_kind!(json, $base, $arg),
         );
-    };
-    ($map:ident, Post, $arg:ident) => {
-        $map.insert(
-            stringify!($arg).into(),
-            json!({ "id": $arg.id.into_option(), "topic_id": $arg.topic_id.into_option() }),
-        );
-    };
-    ($map:ident, DraftPost, $arg:ident) => {
-        arg_json!($map, Post, $arg);
-    };
-    ($map:ident, Topic, $arg:ident) => {
-        $map.insert(
-            stringify!($arg).into(),
-            json!({ "id": $arg.id.into_option(), "title": $arg.title.as_str() }),
-        );
-    };
-    ($map:ident, DraftTopic, $arg:ident) => {
-        arg_json!($map, Topic, $arg);
-    };
-    ($map:ident, $kind:ident, $arg:ident) => {
-        $map.insert(stringify!($arg).into(), json!($arg));
     };
 }
 
 macro_rules! declare_inputs {
-    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        declare_inputs!(@rows $($prefix)* $($appended)*);
-    };
-    (@rows $(
+    ($(
         $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
+            method: $method:ident,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+            doc: $doc:literal,
+        }
     )*) => {
         /// A hook's arguments (one variant per hook of the hook table).
         pub(crate) enum Input<'a> {
             $(
                 #[doc = $doc]
-                $hook { $($arg: input_arg!('a, $kind)),* },
+                $hook { $($arg: input_arg!('a, $mode $base)),* },
             )*
         }
 
@@ -227,7 +167,7 @@ macro_rules! declare_inputs {
             fn args_json(&self) -> String {
                 let mut map = serde_json::Map::new();
                 match self {
-                    $(Input::$hook { $($arg),* } => { $(arg_json!(map, $kind, $arg);)* })*
+                    $(Input::$hook { $($arg),* } => { $(arg_json!(map, $mode $base, $arg);)* })*
                 }
                 serde_json::Value::Object(map).to_string()
             }
@@ -237,7 +177,7 @@ macro_rules! declare_inputs {
             fn initial_value(&self) -> Value {
                 match self {
                     $(Input::$hook { $($arg),* } => {
-                        None$(.or(draft_value!($kind, $arg)))*.unwrap_or(Value::Nothing)
+                        None$(.or(draft_value!($mode $base, $arg)))*.unwrap_or(Value::Nothing)
                     })*
                 }
             }
@@ -253,7 +193,7 @@ macro_rules! declare_inputs {
             let mut draft = None;
             match input {
                 $(Input::$hook { $($arg),* } => {
-                    $(run_arg!($kind, $arg, value, args, draft);)*
+                    $(run_arg!($mode $base, $arg, value, args, draft);)*
                 })*
             }
             Some((args, draft))
@@ -268,14 +208,18 @@ macro_rules! declare_inputs {
         ) -> HookResult<Option<Value>> {
             Ok(match input {
                 $(Input::$hook { $($arg),* } => {
-                    ChainValue::into_value(h.$method(cx, $(impl_arg!($kind, $arg, value)),*)?)
+                    ChainValue::into_value(h.$method(cx, $(impl_arg!($mode $base, $arg, value)),*)?)
                 })*
             })
         }
     };
 }
 
-flaskbbd_hooks::for_each_hook!(declare_inputs);
+flaskbbd_hooks::for_each_hook! {
+    rows: all,
+    fields: [method, args, doc],
+    then: declare_inputs,
+}
 
 /// What an impl's answer contributes to its chain.
 trait ChainValue {

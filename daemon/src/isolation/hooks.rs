@@ -9,13 +9,11 @@ use plugin_abi::{
     sdk::{HookError, HookResult, Outcome},
 };
 
-use super::{
-    ipc::{self, Answer, Arg, Down},
-    supervisor::Supervisor,
-};
+use super::supervisor::Supervisor;
 use crate::{
     hook::Hook,
     instance::{host_arg, host_returns, CallCx, Hooks},
+    ipc::{Answer, Down},
     proto::convert,
 };
 
@@ -34,34 +32,6 @@ impl dyn Hooks {
     pub(crate) fn isolated(&self) -> Option<&IsolatedHooks> {
         (self as &dyn Any).downcast_ref()
     }
-}
-
-/// A hook argument as it crosses to a plugin host, by the hook table's kinds.
-macro_rules! wire_arg {
-    (Str, $a:ident) => {
-        Arg::Str($a.to_owned())
-    };
-    (Secret, $a:ident) => {
-        Arg::Str($a.to_owned())
-    };
-    (User, $a:ident) => {
-        Arg::User(ipc::WireUser::of($a))
-    };
-    (Post, $a:ident) => {
-        Arg::Post(convert::post_from_abi($a))
-    };
-    (DraftPost, $a:ident) => {
-        Arg::Post(convert::post_from_abi($a))
-    };
-    (Topic, $a:ident) => {
-        Arg::Topic(convert::topic_from_abi($a))
-    };
-    (DraftTopic, $a:ident) => {
-        Arg::Topic(convert::topic_from_abi($a))
-    };
-    (Bool, $a:ident) => {
-        Arg::Bool($a)
-    };
 }
 
 /// A plugin host's answer as the chain takes it, by the hook table's `returns`.
@@ -106,29 +76,25 @@ fn mismatched<T>(hook: Hook, answer: &Answer) -> HookResult<T> {
 }
 
 macro_rules! declare_isolated_hooks {
-    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        declare_isolated_hooks!(@rows $($prefix)* $($appended)*);
-    };
-    (@rows $(
+    ($(
         $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
+            name: $name:literal,
+            method: $method:ident,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+            returns: $returns:ident,
+        }
     )*) => {
         impl Hooks for IsolatedHooks {
             $(
                 fn $method(
                     &self,
                     cx: &CallCx<'_>,
-                    $($arg: host_arg!($kind)),*
+                    $($arg: host_arg!($mode $base)),*
                 ) -> HookResult<host_returns!($returns)> {
                     let down = Down::Call {
                         of: self.of,
                         hook: $name.into(),
-                        args: vec![$(wire_arg!($kind, $arg)),*],
+                        args: vec![$(crate::ipc::base_kind!(to_wire, $base, &$arg)),*],
                         context: cx.req.context.clone(),
                     };
                     from_answer!($returns, cx.hook, self.host.call(cx, &down)?)
@@ -169,4 +135,8 @@ macro_rules! declare_isolated_hooks {
     };
 }
 
-flaskbbd_hooks::for_each_hook!(declare_isolated_hooks);
+flaskbbd_hooks::for_each_hook! {
+    rows: all,
+    fields: [name, method, args, returns],
+    then: declare_isolated_hooks,
+}

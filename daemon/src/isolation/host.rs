@@ -29,15 +29,14 @@ use plugin_abi::{
     sdk::{HookError, Outcome},
 };
 
-use super::{
+use super::sandbox;
+use crate::{
     ipc::{
-        self, Answer, Arg, ChainAnswer, Down, HostCall, HostValue, Init, Lane, Started, Step, Up,
-        WireError, WireUser,
+        self, page::Page, Answer, Arg, ChainAnswer, Down, HostCall, HostValue, Init, Lane, Started,
+        Step, Up, WireError, WireUser,
     },
-    page::Page,
-    sandbox,
+    proto::{convert, Context},
 };
-use crate::proto::{convert, Context};
 
 /// The stack of a lane's thread (as a spawned Rust thread's default).
 const LANE_STACK: usize = 2 << 20;
@@ -654,63 +653,18 @@ impl Host for Remote<'_> {
     }
 }
 
-/// Takes the next argument of the kind the hook table says, or answers that the
-/// daemon sent arguments that do not fit.
+/// Takes the next argument, of the base kind the hook table says (a view's `args`,
+/// `flaskbbd-hooks`; the daemon's kind table, `ipc::base_kind!`, reads it), or
+/// answers that the daemon sent arguments that do not fit.
 macro_rules! take_arg {
-    ($args:ident, $hook:expr, Str) => {
-        match $args.next() {
-            Some(Arg::Str(s)) => s,
-            _ => return bad_args($hook),
+    ($args:ident, $hook:expr, $base:ident) => {
+        match $args
+            .next()
+            .and_then(|a| crate::ipc::base_kind!(from_wire, $base, a))
+        {
+            Some(v) => v,
+            None => return bad_args($hook),
         }
-    };
-    ($args:ident, $hook:expr, Secret) => {
-        take_arg!($args, $hook, Str)
-    };
-    ($args:ident, $hook:expr, User) => {
-        match $args.next() {
-            Some(Arg::User(u)) => u.to_abi(),
-            _ => return bad_args($hook),
-        }
-    };
-    ($args:ident, $hook:expr, Post) => {
-        match $args.next() {
-            Some(Arg::Post(p)) => convert::post_to_abi(&p),
-            _ => return bad_args($hook),
-        }
-    };
-    ($args:ident, $hook:expr, DraftPost) => {
-        take_arg!($args, $hook, Post)
-    };
-    ($args:ident, $hook:expr, Topic) => {
-        match $args.next() {
-            Some(Arg::Topic(t)) => convert::topic_to_abi(&t),
-            _ => return bad_args($hook),
-        }
-    };
-    ($args:ident, $hook:expr, DraftTopic) => {
-        take_arg!($args, $hook, Topic)
-    };
-    ($args:ident, $hook:expr, Bool) => {
-        match $args.next() {
-            Some(Arg::Bool(b)) => b,
-            _ => return bad_args($hook),
-        }
-    };
-}
-
-/// An argument as the vtable takes it.
-macro_rules! pass_arg {
-    (Str, $a:ident) => {
-        RStr::from($a.as_str())
-    };
-    (Secret, $a:ident) => {
-        RStr::from($a.as_str())
-    };
-    (Bool, $a:ident) => {
-        $a
-    };
-    ($kind:ident, $a:ident) => {
-        &$a
     };
 }
 
@@ -741,15 +695,13 @@ fn bad_args(hook: &str) -> Result<Answer, WireError> {
 }
 
 macro_rules! declare_dispatch {
-    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        declare_dispatch!(@rows $($prefix)* $($appended)*);
-    };
-    (@rows $(
+    ($(
         $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
-            $($rest:tt)*
-        },
+            name: $name:literal,
+            method: $method:ident,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+            returns: $returns:ident,
+        }
     )*) => {
         /// Calls the instance's impl of the hook named `hook` (generated from the hook
         /// table).
@@ -763,8 +715,8 @@ macro_rules! declare_dispatch {
             let mut args = args.into_iter();
             match hook {
                 $($name => {
-                    $(let $arg = take_arg!(args, hook, $kind);)*
-                    let v = from_abi(plugin.$method(host, $(pass_arg!($kind, $arg)),*))?;
+                    $(let $arg = take_arg!(args, hook, $base);)*
+                    let v = from_abi(plugin.$method(host, $(crate::ipc::base_kind!(to_vtable, $base, $arg)),*))?;
                     Ok(answer!($returns, v))
                 })*
                 other => Err(WireError::Failed(format!(
@@ -775,4 +727,8 @@ macro_rules! declare_dispatch {
     };
 }
 
-flaskbbd_hooks::for_each_hook!(declare_dispatch);
+flaskbbd_hooks::for_each_hook! {
+    rows: all,
+    fields: [name, method, args, returns],
+    then: declare_dispatch,
+}

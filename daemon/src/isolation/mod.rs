@@ -5,23 +5,23 @@
 //! confines itself ([`sandbox`]: no new privileges, a memory limit, landlock, a seccomp
 //! filter) and makes the instance. The daemon never maps the library.
 //!
-//! - [`ipc`]: the frames and messages on the host's control channel and lanes;
+//! - [`crate::ipc`] (beneath this module and `instance`): the frames and messages on
+//!   the host's control channel and lanes, the lanes' shared pages, and the daemon's
+//!   table of hook argument kinds;
 //! - [`supervisor`] (daemon side): starts the host, hands each call a lane, serves the
 //!   host API the plugin calls during a hook from the running request (the same code
 //!   as for an in-process instance), notices a host's death, restarts it, backs off
 //!   when it keeps dying, and kills it when a call runs past its timeout;
 //! - [`hooks`] (daemon side): [`IsolatedHooks`], an isolated instance as a chain
 //!   calls it: each hook sent to its host over a lane, its answer taken back;
-//! - [`host`] (host side): the host process's main loop;
-//! - [`page`]: a lane's shared page, where a host says which impl of a run it is in.
+//! - [`host`] (host side): the host process's main loop.
 //!
 //! A host serves its instance's calls concurrently, one thread per lane, so the
 //! instance's own state (a rate limiter's counters) is shared as it is in-process.
 
 pub(crate) mod hooks;
 pub(crate) mod host;
-pub(crate) mod ipc;
-pub(crate) mod page;
+
 pub(crate) mod sandbox;
 pub(crate) mod supervisor;
 

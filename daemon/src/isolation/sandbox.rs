@@ -43,7 +43,7 @@ use seccompiler::{
     SeccompRule,
 };
 
-use super::ipc::Sandbox;
+use crate::ipc::Sandbox;
 
 /// Files every host may read: time zone data and the two harmless devices.
 const BASE_READ: &[&str] = &[

@@ -31,16 +31,13 @@ use std::{
 
 use plugin_abi::{abi::LogLevel, sdk::HookError};
 
-use super::{
-    ipc::{
-        self, Answer, ChainAnswer, Down, HostCall, HostValue, Init, Lane, Started, Up, WireError,
-        WireUser,
-    },
-    page::Page,
-};
 use crate::{
     hook::Hook,
     instance::{CallCx, Instance},
+    ipc::{
+        self, page::Page, Answer, ChainAnswer, Down, HostCall, HostValue, Init, Lane, Started, Up,
+        WireError, WireUser,
+    },
     request::{Blame, Cancel, Request},
 };
 

@@ -259,54 +259,54 @@ impl Answer for Topic {
     }
 }
 
+/// What the trace does with an argument of each base kind (a view's `args`,
+/// `flaskbbd-hooks`): how it shows it, and for a draft the `Draft` that keeps it.
+macro_rules! base_kind {
+    (trace, Str, $a:ident) => {
+        json!($a)
+    };
+    (trace, Bool, $a:ident) => {
+        json!($a)
+    };
+    (trace, User, $a:ident) => {
+        json!({ "id": $a.id, "username": $a.username.as_str() })
+    };
+    (trace, Post, $a:ident) => {
+        json!({ "id": $a.id.into_option(), "content": $a.content.as_str() })
+    };
+    (trace, Topic, $a:ident) => {
+        json!({ "id": $a.id.into_option(), "title": $a.title.as_str() })
+    };
+    (draft, Post) => {
+        Draft::Post
+    };
+    (draft, Topic) => {
+        Draft::Topic
+    };
+}
+
 /// One argument in the trace line (never the secret); a draft is kept for the answer.
 macro_rules! trace_arg {
-    ($args:ident, $draft:ident, Secret, $arg:ident) => {
+    ($args:ident, $draft:ident, secret $base:ident, $arg:ident) => {
         let _ = $arg;
     };
-    ($args:ident, $draft:ident, User, $arg:ident) => {
-        $args.insert(
-            stringify!($arg).into(),
-            json!({ "id": $arg.id, "username": $arg.username.as_str() }),
-        );
+    ($args:ident, $draft:ident, draft $base:ident, $arg:ident) => {
+        $args.insert(stringify!($arg).into(), base_kind!(trace, $base, $arg));
+        $draft = Some(base_kind!(draft, $base)($arg));
     };
-    ($args:ident, $draft:ident, Post, $arg:ident) => {
-        $args.insert(
-            stringify!($arg).into(),
-            json!({ "id": $arg.id.into_option(), "content": $arg.content.as_str() }),
-        );
-    };
-    ($args:ident, $draft:ident, DraftPost, $arg:ident) => {
-        trace_arg!($args, $draft, Post, $arg);
-        $draft = Some(Draft::Post($arg));
-    };
-    ($args:ident, $draft:ident, Topic, $arg:ident) => {
-        $args.insert(
-            stringify!($arg).into(),
-            json!({ "id": $arg.id.into_option(), "title": $arg.title.as_str() }),
-        );
-    };
-    ($args:ident, $draft:ident, DraftTopic, $arg:ident) => {
-        trace_arg!($args, $draft, Topic, $arg);
-        $draft = Some(Draft::Topic($arg));
-    };
-    ($args:ident, $draft:ident, $kind:ident, $arg:ident) => {
-        $args.insert(stringify!($arg).into(), json!($arg));
+    ($args:ident, $draft:ident, $mode:ident $base:ident, $arg:ident) => {
+        $args.insert(stringify!($arg).into(), base_kind!(trace, $base, $arg));
     };
 }
 
 macro_rules! implement_every_hook {
-    (pass: [], prefix: [$($prefix:tt)*], appended: [$($appended:tt)*] $(,)?) => {
-        implement_every_hook!(@rows $($prefix)* $($appended)*);
-    };
-    (@rows $(
+    ($(
         $hook:ident {
-            name: $name:literal, constant: $constant:ident, method: $method:ident,
-            args: ($($arg:ident : $kind:ident),*), returns: $returns:ident,
-            firstresult: $first:literal, accepts: $accepts:ident,
-            sdk: $sdk_trait:ident :: $sdk_method:ident, wire: $wire:ident,
-            since: $since:literal, doc: $doc:literal $(,)?
-        },
+            name: $name:literal,
+            args: ($($arg:ident : $mode:ident $base:ident),*),
+            returns: $returns:ident,
+            sdk: $sdk_trait:ident :: $sdk_method:ident,
+        }
     )*) => {
         $(
             impl $sdk_trait for Scripted {
@@ -314,11 +314,11 @@ macro_rules! implement_every_hook {
                 fn $sdk_method(
                     &self,
                     cx: &Ctx<'_>,
-                    $($arg: plugin_abi::sdk_arg!($kind)),*
+                    $($arg: plugin_abi::sdk_arg!($mode $base)),*
                 ) -> HookResult<plugin_abi::sdk_returns!($returns)> {
                     let mut args = serde_json::Map::new();
                     let mut draft: Option<Draft> = None;
-                    $(trace_arg!(args, draft, $kind, $arg);)*
+                    $(trace_arg!(args, draft, $mode $base, $arg);)*
                     let action = self.act($name, Json::Object(args))?;
                     Answer::answer(action, cx, draft)
                 }
@@ -335,7 +335,11 @@ macro_rules! implement_every_hook {
     };
 }
 
-flaskbbd_hooks::for_each_hook!(implement_every_hook);
+flaskbbd_hooks::for_each_hook! {
+    rows: all,
+    fields: [name, args, returns, sdk],
+    then: implement_every_hook,
+}
 
 /// As a wrapper (only where `flaskbb.toml` says `wrapper = true` for a hook), the
 /// configured action replaces the chain's outcome.

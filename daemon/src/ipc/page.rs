@@ -17,7 +17,7 @@ use std::{
 /// The page's size: one page, whatever the words in use.
 const SIZE: usize = 4096;
 
-/// Word 0: the step of a [`super::ipc::Down::Chain`] the host is running now.
+/// Word 0: the step of a [`super::Down::Chain`] the host is running now.
 const STEP: usize = 0;
 
 /// One lane's shared page, mapped.
