@@ -12,10 +12,15 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::Utc;
 use flaskbbd_otp::RecoveryCodes;
-use flaskbbd_protocol::methods::{AccountCall, ACCOUNT};
+use flaskbbd_protocol::{
+    methods::{AccountCall, ACCOUNT},
+    replies::{
+        account as errors, BeginTotpReply, GetSecondFactorReply, ListLocksReply,
+        ListSecondFactorsReply, Message, NoParameters, Reason, RecoveryCodesReply, UnlockReply,
+    },
+    wire::Reply,
+};
 use serde_json::json;
-
-use flaskbbd_protocol::wire::Reply;
 
 use crate::{
     answer::{run_request, Answer, Failure},
@@ -70,21 +75,21 @@ impl From<CodeRefusal> for Refusal {
 
 impl From<Refusal> for Answer {
     fn from(r: Refusal) -> Answer {
-        let named = |name: &str, parameters| {
-            Answer::Reply(Reply::error(&format!("{ACCOUNT}.{name}"), parameters))
-        };
+        let named = |name: &str, parameters| Answer::Reply(Reply::error(name, parameters));
+        let bare = |name: &str| named(name, json!(NoParameters {}));
         match r {
-            Refusal::NoSuchUser => named("NoSuchUser", json!({})),
-            Refusal::Unavailable(message) => {
-                named("SecondFactorUnavailable", json!({ "message": message }))
-            }
-            Refusal::AlreadyEnrolled => named("AlreadyEnrolled", json!({})),
-            Refusal::NotEnrolling => named("NotEnrolling", json!({})),
-            Refusal::NotEnrolled => named("NotEnrolled", json!({})),
-            Refusal::WrongCode => named("WrongCode", json!({})),
-            Refusal::TooManyCodes => named("TooManyCodes", json!({})),
+            Refusal::NoSuchUser => bare(errors::NO_SUCH_USER),
+            Refusal::Unavailable(message) => named(
+                errors::SECOND_FACTOR_UNAVAILABLE,
+                json!(Message { message }),
+            ),
+            Refusal::AlreadyEnrolled => bare(errors::ALREADY_ENROLLED),
+            Refusal::NotEnrolling => bare(errors::NOT_ENROLLING),
+            Refusal::NotEnrolled => bare(errors::NOT_ENROLLED),
+            Refusal::WrongCode => bare(errors::WRONG_CODE),
+            Refusal::TooManyCodes => bare(errors::TOO_MANY_CODES),
             Refusal::AuthenticationFailed(reason) => {
-                named("AuthenticationFailed", json!({ "reason": reason }))
+                named(errors::AUTHENTICATION_FAILED, json!(Reason { reason }))
             }
             Refusal::Invalid(parameter) => Answer::Reply(Reply::invalid(parameter)),
             Refusal::Internal(message) => Answer::Failed(Failure::new(ACCOUNT, message)),
@@ -195,7 +200,9 @@ impl Job {
             AccountCall::GetSecondFactor { user_id } => {
                 let user = self.user(user_id)?;
                 let state = self.second_factor(&user)?;
-                Ok(Reply::ok(json!({ "second_factor": state })))
+                Ok(Reply::ok(GetSecondFactorReply {
+                    second_factor: state,
+                }))
             }
             AccountCall::ListSecondFactors => self.list_second_factors(),
             AccountCall::ListLocks => self.list_locks(),
@@ -216,7 +223,9 @@ impl Job {
                     cleared,
                     "account: lock lifted by the forum"
                 );
-                Ok(Reply::ok(json!({ "cleared": cleared })))
+                Ok(Reply::ok(UnlockReply {
+                    cleared: u64::try_from(cleared).unwrap_or(u64::MAX),
+                }))
             }
             AccountCall::ResetSecondFactor { user_id } => self.reset_second_factor(user_id),
         }
@@ -347,7 +356,7 @@ impl Job {
             &[(flaskbbd_otp::pending_key(user_id), Some(secret.clone()))],
         )?;
         tracing::info!(user_id, instance, "account: second-factor enrolment begun");
-        Ok(Reply::ok(json!({ "secret": secret, "uri": uri })))
+        Ok(Reply::ok(BeginTotpReply { secret, uri }))
     }
 
     fn confirm_totp(&self, user_id: i64, code: &str) -> Outcome {
@@ -406,7 +415,9 @@ impl Job {
             recovery_codes = codes.len(),
             "account: second factor enrolled"
         );
-        Ok(Reply::ok(json!({ "recovery_codes": codes })))
+        Ok(Reply::ok(RecoveryCodesReply {
+            recovery_codes: codes,
+        }))
     }
 
     fn forget_second_factor(&self, instance: &str, user_id: i64) -> Result<(), Refusal> {
@@ -464,7 +475,9 @@ impl Job {
             recovery_codes = codes.len(),
             "account: recovery codes made again; the old ones no longer work"
         );
-        Ok(Reply::ok(json!({ "recovery_codes": codes })))
+        Ok(Reply::ok(RecoveryCodesReply {
+            recovery_codes: codes,
+        }))
     }
 
     fn change_password(&self, user_id: i64, old: &str, new: &str) -> Outcome {
@@ -503,7 +516,9 @@ impl Job {
             cleared = lift.cleared,
             "account: password set after the forum's reset token; lock lifted"
         );
-        Ok(Reply::ok(json!({ "cleared": lift.cleared })))
+        Ok(Reply::ok(UnlockReply {
+            cleared: u64::try_from(lift.cleared).unwrap_or(u64::MAX),
+        }))
     }
 
     fn second_factor(&self, user: &UserRecord) -> Result<SecondFactor, Refusal> {
@@ -562,7 +577,7 @@ impl Job {
                 recovery_codes_left: u32::try_from(left).unwrap_or(u32::MAX),
             });
         }
-        Ok(Reply::ok(json!({ "members": list })))
+        Ok(Reply::ok(ListSecondFactorsReply { members: list }))
     }
 
     fn list_locks(&self) -> Outcome {
@@ -624,11 +639,11 @@ impl Job {
                 lock: policy.state(&rows, now),
             });
         }
-        Ok(Reply::ok(json!({
-            "accounts": list,
-            "addresses": addresses,
-            "second_factor": second_factor,
-        })))
+        Ok(Reply::ok(ListLocksReply {
+            accounts: list,
+            addresses,
+            second_factor,
+        }))
     }
 }
 

@@ -31,6 +31,10 @@ use chrono::Utc;
 use flaskbbd_protocol::{
     methods::{ACCOUNT, AUTH},
     passkey::PasskeyCall,
+    replies::{
+        account as account_errors, auth as auth_errors, AuthenticationFailed, CeremonyReply,
+        ListPasskeysReply, Message, NoParameters, PasskeyReply, Reason,
+    },
     wire::Reply,
 };
 use plugin_abi::sdk::HookError;
@@ -99,16 +103,16 @@ struct Stored {
 impl Stored {
     /// What `ListPasskeys` answers of it (never the public key: not a secret, but of
     /// no use to the forum).
-    fn view(&self) -> Value {
-        json!({
-            "id": b64(self.passkey.cred_id()),
-            "name": self.name,
-            "created": self.created,
-            "last_used": self.last_used,
-            "counter": self.counter,
-            "backup_eligible": self.backup_eligible,
-            "backed_up": self.backed_up,
-        })
+    fn view(&self) -> flaskbbd_protocol::replies::Passkey {
+        flaskbbd_protocol::replies::Passkey {
+            id: b64(self.passkey.cred_id()),
+            name: self.name.clone(),
+            created: self.created.clone(),
+            last_used: self.last_used.clone(),
+            counter: self.counter,
+            backup_eligible: self.backup_eligible,
+            backed_up: self.backed_up,
+        }
     }
 
     /// Reads the counter and backup flags out of the passkey (`webauthn-rs` keeps
@@ -172,23 +176,28 @@ fn unavailable_message() -> &'static str {
     "passkeys are off: add a [webauthn] table to flaskbb.toml with rp_id (the forum's host), origins ([\"https://<that host>\"]) and rp_name (the forum's name), then reload"
 }
 
+/// `PasskeysUnavailable` of `interface` (`org.flaskbb.Auth` or `org.flaskbb.Account`).
 fn unavailable(interface: &str) -> Answer {
-    Answer::Reply(Reply::error(
-        &format!("{interface}.PasskeysUnavailable"),
-        json!({ "message": unavailable_message() }),
-    ))
+    let name = if interface == AUTH {
+        auth_errors::PASSKEYS_UNAVAILABLE
+    } else {
+        account_errors::PASSKEYS_UNAVAILABLE
+    };
+    let message = unavailable_message().to_owned();
+    Answer::Reply(Reply::error(name, json!(Message { message })))
 }
 
 impl Refusal {
     fn answer(self) -> Answer {
-        let named = |name: &str, parameters| {
-            Answer::Reply(Reply::error(&format!("{ACCOUNT}.{name}"), parameters))
-        };
+        let named = |name: &str, parameters| Answer::Reply(Reply::error(name, parameters));
+        let bare = |name: &str| named(name, json!(NoParameters {}));
         match self {
-            Refusal::NoSuchUser => named("NoSuchUser", json!({})),
-            Refusal::Expired => named("CeremonyExpired", json!({})),
-            Refusal::Refused(reason) => named("PasskeyRefused", json!({ "reason": reason })),
-            Refusal::NoSuchPasskey => named("NoSuchPasskey", json!({})),
+            Refusal::NoSuchUser => bare(account_errors::NO_SUCH_USER),
+            Refusal::Expired => bare(account_errors::CEREMONY_EXPIRED),
+            Refusal::Refused(reason) => {
+                named(account_errors::PASSKEY_REFUSED, json!(Reason { reason }))
+            }
+            Refusal::NoSuchPasskey => bare(account_errors::NO_SUCH_PASSKEY),
             Refusal::Invalid(parameter) => Answer::Reply(Reply::invalid(parameter)),
             Refusal::Internal(message) => Answer::Failed(Failure::new(ACCOUNT, message)),
         }
@@ -346,7 +355,10 @@ fn expires() -> i64 {
 fn options_reply(options: Value, ceremony: String) -> Result<Reply, String> {
     let text = serde_json::to_string(&options)
         .map_err(|e| format!("cannot write the ceremony's options: {e}"))?;
-    Ok(Reply::ok(json!({ "options": text, "ceremony": ceremony })))
+    Ok(Reply::ok(CeremonyReply {
+        options: text,
+        ceremony,
+    }))
 }
 
 /// Counts one begun sign-in for `address` (committed at once, so a burst counts
@@ -370,9 +382,14 @@ fn begin_sign_in(store: &dyn Store, webauthn: &Webauthn, address: String) -> Res
             "passkey sign-ins refused to an address past {CEREMONIES_PER_ADDRESS} begun within {} minutes",
             CEREMONY_LIFETIME_MS / 60_000
         );
+        let failed = AuthenticationFailed {
+            reason: TOO_MANY_CEREMONIES.into(),
+            ask: None,
+            pending_login: None,
+        };
         return Ok(Reply::error(
-            &format!("{AUTH}.AuthenticationFailed"),
-            json!({ "reason": TOO_MANY_CEREMONIES }),
+            auth_errors::AUTHENTICATION_FAILED,
+            json!(failed),
         ));
     }
     let (options, state) = webauthn
@@ -453,8 +470,8 @@ impl Registrar<'_> {
             } => self.finish(user_id, &ceremony, name, &credential),
             PasskeyCall::List { user_id } => {
                 let user = self.user(user_id)?;
-                let passkeys: Vec<Value> = self.passkeys(&user)?.iter().map(Stored::view).collect();
-                Ok(Reply::ok(json!({ "passkeys": passkeys })))
+                let passkeys = self.passkeys(&user)?.iter().map(Stored::view).collect();
+                Ok(Reply::ok(ListPasskeysReply { passkeys }))
             }
             PasskeyCall::Remove { user_id, id } => self.remove(user_id, &id),
             PasskeyCall::BeginSignIn { .. } | PasskeyCall::FinishSignIn { .. } => Err(
@@ -662,7 +679,9 @@ impl Registrar<'_> {
             ));
         }
         tracing::info!(user_id, "account: passkey added");
-        Ok(Reply::ok(json!({ "passkey": stored.view() })))
+        Ok(Reply::ok(PasskeyReply {
+            passkey: stored.view(),
+        }))
     }
 
     fn remove(&self, user_id: i64, id: &str) -> Result<Reply, Refusal> {

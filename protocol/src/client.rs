@@ -1,7 +1,9 @@
 //! A blocking Varlink client for flaskbbd's socket: the CLI, the tests and the
 //! benchmarks all talk to the daemon through it. Calls are typed where flaskbbd's
-//! interfaces are (the methods below decode replies into [`crate::types`]); [`Client::call`]
-//! sends any method, for Varlink's own and for tests of bad input.
+//! interfaces are (the methods below decode replies into [`crate::types`]; any other
+//! typed call goes through [`Client::request`] with its reply type from
+//! [`crate::replies`]); [`Client::call`] sends any method by name, for tests of bad
+//! input.
 
 use std::{
     io::{self, BufReader, Write},
@@ -14,10 +16,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    methods::{AdminCall, AuthCall, EventCall, Request},
+    methods::{AdminCall, AuthCall, EventCall, Request, ServiceCall},
     replies::{
-        GetMetricsReply, GetStatusReply, GetUserReply, ListHooksReply, ListPluginsReply,
-        UnlockReply, UserReply,
+        GetInfoReply, GetInterfaceDescriptionReply, GetMetricsReply, GetStatusReply, GetUserReply,
+        ListHooksReply, ListPluginsReply, UnlockReply, UserReply,
     },
     types::{Context, HookChain, LockState, PluginInfo, Post, Status, Topic, User},
     wire::{self, ReadError, Reply},
@@ -145,15 +147,40 @@ impl Client {
 
     /// Sends a typed call and returns the reply's parameters as they came (for tests
     /// that look at a reply's every field).
-    pub fn send(&mut self, call: &impl Request) -> Result<Value, CallError> {
+    pub fn send(&mut self, call: &(impl Request + ?Sized)) -> Result<Value, CallError> {
         self.call(call.full_name(), call.parameters())
     }
 
+    /// Writes a typed call without reading its reply (read it with
+    /// [`Client::receive`]): for calls sent one after another before any answer, and
+    /// for tests of a client that leaves before the answer.
+    pub fn send_only(&mut self, call: &(impl Request + ?Sized)) -> io::Result<()> {
+        self.writer
+            .write_all(&wire::encode_call(call.full_name(), &call.parameters()))
+    }
+
     /// Sends a typed call and decodes its reply as `R`.
-    pub fn request<R: DeserializeOwned>(&mut self, call: &impl Request) -> Result<R, CallError> {
+    pub fn request<R: DeserializeOwned>(
+        &mut self,
+        call: &(impl Request + ?Sized),
+    ) -> Result<R, CallError> {
         let reply = self.send(call)?;
         serde_json::from_value(reply)
             .map_err(|e| CallError::Protocol(format!("{}: the reply: {e}", call.full_name())))
+    }
+
+    /// `org.varlink.service.GetInfo`.
+    pub fn get_info(&mut self) -> Result<GetInfoReply, CallError> {
+        self.request(&ServiceCall::GetInfo)
+    }
+
+    /// `org.varlink.service.GetInterfaceDescription`: the interface's Varlink text.
+    pub fn get_interface_description(&mut self, interface: &str) -> Result<String, CallError> {
+        let call = ServiceCall::GetInterfaceDescription {
+            interface: interface.into(),
+        };
+        self.request::<GetInterfaceDescriptionReply>(&call)
+            .map(|r| r.description)
     }
 
     /// `org.flaskbb.Auth.Authenticate`: the user the chain accepted.

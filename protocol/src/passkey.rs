@@ -6,10 +6,10 @@
 //! credential it answers) travels as a string holding that JSON: the daemon reads
 //! it, the protocol only bounds its size.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::{
-    methods::{ACCOUNT, AUTH, MAX_NAME_BYTES},
+    methods::{Request, ACCOUNT, AUTH, MAX_NAME_BYTES},
     types::Context,
     wire::{Params, Reply},
 };
@@ -158,6 +158,44 @@ impl PasskeyCall {
         match self {
             PasskeyCall::BeginSignIn { .. } | PasskeyCall::FinishSignIn { .. } => AUTH,
             _ => ACCOUNT,
+        }
+    }
+}
+
+impl Request for PasskeyCall {
+    fn full_name(&self) -> &'static str {
+        match self {
+            PasskeyCall::BeginRegistration { .. } => "org.flaskbb.Account.BeginPasskeyRegistration",
+            PasskeyCall::FinishRegistration { .. } => {
+                "org.flaskbb.Account.FinishPasskeyRegistration"
+            }
+            PasskeyCall::List { .. } => "org.flaskbb.Account.ListPasskeys",
+            PasskeyCall::Remove { .. } => "org.flaskbb.Account.RemovePasskey",
+            PasskeyCall::BeginSignIn { .. } => "org.flaskbb.Auth.BeginPasskeySignIn",
+            PasskeyCall::FinishSignIn { .. } => "org.flaskbb.Auth.FinishPasskeySignIn",
+        }
+    }
+
+    fn parameters(&self) -> Value {
+        match self {
+            PasskeyCall::BeginRegistration { user_id } | PasskeyCall::List { user_id } => {
+                json!({ "user_id": user_id })
+            }
+            PasskeyCall::FinishRegistration {
+                user_id,
+                ceremony,
+                name,
+                credential,
+            } => json!({
+                "user_id": user_id, "ceremony": ceremony, "name": name, "credential": credential
+            }),
+            PasskeyCall::Remove { user_id, id } => json!({ "user_id": user_id, "id": id }),
+            PasskeyCall::BeginSignIn { context } => json!({ "context": context }),
+            PasskeyCall::FinishSignIn {
+                ceremony,
+                credential,
+                context,
+            } => json!({ "ceremony": ceremony, "credential": credential, "context": context }),
         }
     }
 }

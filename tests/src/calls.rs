@@ -3,7 +3,8 @@
 //! and the daemon parses exactly what the client and the bridge would send.
 
 use flaskbbd_protocol::{
-    methods::{AdminCall, AuthCall, EventCall},
+    methods::{AccountCall, AdminCall, AuthCall, EventCall, ServiceCall},
+    passkey::PasskeyCall,
     types::{Context, Post, Topic},
 };
 use serde::{de::DeserializeOwned, Serialize};
@@ -154,4 +155,196 @@ pub fn list_hooks() -> AdminCall {
 /// `org.flaskbb.Admin.ListPlugins`.
 pub fn list_plugins() -> AdminCall {
     AdminCall::ListPlugins
+}
+
+/// `org.flaskbb.Admin.GetMetrics`.
+pub fn get_metrics() -> AdminCall {
+    AdminCall::GetMetrics
+}
+
+/// `org.varlink.service.GetInfo`.
+pub fn get_info() -> ServiceCall {
+    ServiceCall::GetInfo
+}
+
+/// `org.varlink.service.GetInterfaceDescription`.
+pub fn get_interface_description(interface: impl Into<String>) -> ServiceCall {
+    ServiceCall::GetInterfaceDescription {
+        interface: interface.into(),
+    }
+}
+
+/// `org.flaskbb.Account.BeginTotp`.
+pub fn begin_totp(user_id: i64, issuer: impl Into<String>) -> AccountCall {
+    AccountCall::BeginTotp {
+        user_id,
+        issuer: issuer.into(),
+    }
+}
+
+/// `org.flaskbb.Account.ConfirmTotp`.
+pub fn confirm_totp(user_id: i64, code: impl Into<String>) -> AccountCall {
+    AccountCall::ConfirmTotp {
+        user_id,
+        code: code.into(),
+    }
+}
+
+/// `org.flaskbb.Account.DisableTotp` without a `remote_addr`.
+pub fn disable_totp(
+    user_id: i64,
+    password: impl Into<String>,
+    code: impl Into<String>,
+) -> AccountCall {
+    AccountCall::DisableTotp {
+        user_id,
+        password: password.into(),
+        code: code.into(),
+        remote_addr: None,
+    }
+}
+
+/// `org.flaskbb.Account.DisableTotp` from the member's address `remote_addr`.
+pub fn disable_totp_from(
+    user_id: i64,
+    password: impl Into<String>,
+    code: impl Into<String>,
+    remote_addr: impl Into<String>,
+) -> AccountCall {
+    AccountCall::DisableTotp {
+        user_id,
+        password: password.into(),
+        code: code.into(),
+        remote_addr: Some(remote_addr.into()),
+    }
+}
+
+/// `org.flaskbb.Account.RegenerateRecoveryCodes` without a `remote_addr`.
+pub fn regenerate_recovery_codes(
+    user_id: i64,
+    password: impl Into<String>,
+    code: impl Into<String>,
+) -> AccountCall {
+    AccountCall::RegenerateRecoveryCodes {
+        user_id,
+        password: password.into(),
+        code: code.into(),
+        remote_addr: None,
+    }
+}
+
+/// `org.flaskbb.Account.ChangePassword` without a `remote_addr`.
+pub fn change_password(
+    user_id: i64,
+    old_password: impl Into<String>,
+    new_password: impl Into<String>,
+) -> AccountCall {
+    AccountCall::ChangePassword {
+        user_id,
+        old_password: old_password.into(),
+        new_password: new_password.into(),
+        remote_addr: None,
+    }
+}
+
+/// `org.flaskbb.Account.ChangePassword` from the member's address `remote_addr`.
+pub fn change_password_from(
+    user_id: i64,
+    old_password: impl Into<String>,
+    new_password: impl Into<String>,
+    remote_addr: impl Into<String>,
+) -> AccountCall {
+    AccountCall::ChangePassword {
+        user_id,
+        old_password: old_password.into(),
+        new_password: new_password.into(),
+        remote_addr: Some(remote_addr.into()),
+    }
+}
+
+/// `org.flaskbb.Account.ResetPassword`.
+pub fn reset_password(user_id: i64, new_password: impl Into<String>) -> AccountCall {
+    AccountCall::ResetPassword {
+        user_id,
+        new_password: new_password.into(),
+    }
+}
+
+/// `org.flaskbb.Account.GetSecondFactor`.
+pub fn get_second_factor(user_id: i64) -> AccountCall {
+    AccountCall::GetSecondFactor { user_id }
+}
+
+/// `org.flaskbb.Account.ListSecondFactors`.
+pub fn list_second_factors() -> AccountCall {
+    AccountCall::ListSecondFactors
+}
+
+/// `org.flaskbb.Account.ListLocks`.
+pub fn list_locks() -> AccountCall {
+    AccountCall::ListLocks
+}
+
+/// `org.flaskbb.Account.Unlock`, everywhere (`Admin.Unlock` is [`unlock`]).
+pub fn unlock_member(user_id: i64) -> AccountCall {
+    AccountCall::Unlock {
+        user_id,
+        address: None,
+    }
+}
+
+/// `org.flaskbb.Account.ResetSecondFactor`.
+pub fn reset_second_factor(user_id: i64) -> AccountCall {
+    AccountCall::ResetSecondFactor { user_id }
+}
+
+/// `org.flaskbb.Account.BeginPasskeyRegistration`.
+pub fn begin_passkey_registration(user_id: i64) -> PasskeyCall {
+    PasskeyCall::BeginRegistration { user_id }
+}
+
+/// `org.flaskbb.Account.FinishPasskeyRegistration` of the browser's `credential` (JSON).
+pub fn finish_passkey_registration(
+    user_id: i64,
+    ceremony: impl Into<String>,
+    name: impl Into<String>,
+    credential: impl Into<String>,
+) -> PasskeyCall {
+    PasskeyCall::FinishRegistration {
+        user_id,
+        ceremony: ceremony.into(),
+        name: name.into(),
+        credential: credential.into(),
+    }
+}
+
+/// `org.flaskbb.Account.ListPasskeys`.
+pub fn list_passkeys(user_id: i64) -> PasskeyCall {
+    PasskeyCall::List { user_id }
+}
+
+/// `org.flaskbb.Account.RemovePasskey` of the passkey `id` (as listed).
+pub fn remove_passkey(user_id: i64, id: impl Into<String>) -> PasskeyCall {
+    PasskeyCall::Remove {
+        user_id,
+        id: id.into(),
+    }
+}
+
+/// `org.flaskbb.Auth.BeginPasskeySignIn` with `context`.
+pub fn begin_passkey_sign_in(context: Context) -> PasskeyCall {
+    PasskeyCall::BeginSignIn { context }
+}
+
+/// `org.flaskbb.Auth.FinishPasskeySignIn` of the browser's `credential` (JSON).
+pub fn finish_passkey_sign_in(
+    ceremony: impl Into<String>,
+    credential: impl Into<String>,
+    context: Context,
+) -> PasskeyCall {
+    PasskeyCall::FinishSignIn {
+        ceremony: ceremony.into(),
+        credential: credential.into(),
+        context,
+    }
 }

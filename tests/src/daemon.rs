@@ -117,9 +117,15 @@ impl TestDaemon {
     /// One typed call (see [`crate::calls`]) on a new connection.
     pub fn send(
         &self,
-        call: &impl flaskbbd_protocol::methods::Request,
+        call: &(impl flaskbbd_protocol::methods::Request + ?Sized),
     ) -> Result<Value, flaskbbd_protocol::client::CallError> {
         self.client().send(call)
+    }
+
+    /// One typed call on a new connection: the reply's parameters, or the error's
+    /// name and parameters (what a test compares with `assert_eq!`).
+    pub fn answer(&self, call: &(impl flaskbbd_protocol::methods::Request + ?Sized)) -> Answer {
+        self.send(call).map_err(|e| err(Err(e)))
     }
 
     /// `Authenticate` with an empty context.
@@ -285,6 +291,43 @@ pub fn flaskbbd_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
         r => r.unwrap(),
     }
     child.wait_with_output().unwrap()
+}
+
+/// A call's outcome as the tests compare it: the reply's parameters, or the error's
+/// full name and parameters ([`TestDaemon::answer`]).
+pub type Answer = Result<Value, (String, Value)>;
+
+/// A second daemon on `first`'s database (SQLite file or PostgreSQL database), with
+/// its own scratch `s` (socket, log) and `extra` configuration: for what two daemons
+/// sharing one store must do once between them.
+pub fn second_daemon(first: &Scratch, s: &Scratch, extra: &str) -> TestDaemon {
+    let url = first.db_url();
+    // A SQLite URL is relative to its configuration's directory: make it absolute.
+    let url = match url.strip_prefix("sqlite:///") {
+        Some(file) => format!("sqlite:///{}", first.path.join(file).display()),
+        None => url,
+    };
+    TestDaemon::start_with(s, s.config(&format!("[database]\nurl = {url:?}\n{extra}")))
+}
+
+/// Runs every call at once, each on its own thread (each opens its own connection),
+/// all released together by one barrier; their outcomes in call order. For races: the
+/// same code, ceremony or confirmation used by several calls at the same moment.
+pub fn at_once<T: Send>(calls: Vec<Box<dyn Fn() -> T + Sync + '_>>) -> Vec<T> {
+    let gate = std::sync::Barrier::new(calls.len());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = calls
+            .iter()
+            .map(|call| {
+                let gate = &gate;
+                scope.spawn(move || {
+                    gate.wait();
+                    call()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }
 
 /// The error name and parameters of a failed call.

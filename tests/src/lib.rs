@@ -11,6 +11,7 @@ pub mod calls;
 pub mod daemon;
 pub mod flaskbb;
 pub mod slapd;
+pub mod totp;
 
 use std::{
     fs,

@@ -11,42 +11,28 @@
 // and so is panic!.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use flaskbbd_tests::calls::{authenticate_in, context_of, get_user, reauthenticate_in};
+use flaskbbd_protocol::{methods::Request, replies::account as errors};
+use flaskbbd_tests::calls::{
+    authenticate_in, begin_totp, change_password, confirm_totp, context_of, disable_totp,
+    get_second_factor, get_user, list_hooks, list_locks, list_second_factors, reauthenticate_in,
+    regenerate_recovery_codes, reset_password, reset_second_factor, unlock_member,
+};
 use std::os::unix::{fs::PermissionsExt, process::CommandExt};
 use std::process::Command;
 
-use flaskbbd_otp::Params;
 use flaskbbd_tests::{
     daemon::{err, TestDaemon},
-    flaskbbd, text, Scratch,
+    flaskbbd, text,
+    totp::{code, enrol, TOTP},
+    Scratch,
 };
 use serde_json::{json, Value};
 
-const ACCOUNT: &str = "org.flaskbb.Account";
 const FAILED: &str = "org.flaskbb.Auth.AuthenticationFailed";
-const TOTP: &str = "[[plugin]]\nname = \"totp\"\nlibrary = \"totp\"\n";
 
-fn account(d: &TestDaemon, method: &str, params: Value) -> Result<Value, (String, Value)> {
-    d.call(&format!("{ACCOUNT}.{method}"), params)
-        .map_err(|e| err(Err(e)))
-}
-
+/// The refusal `name` (an `org.flaskbb.Account` error without parameters).
 fn refused(name: &str) -> (String, Value) {
-    (format!("{ACCOUNT}.{name}"), json!({}))
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// The code of `secret` `steps` time steps from now.
-fn code(secret: &str, steps: i64) -> String {
-    let key = flaskbbd_otp::decode_secret(secret).unwrap();
-    let at = (now() as i64 + steps * 30) as u64;
-    Params::default().code_at(&key, at)
+    (name.to_owned(), json!({}))
 }
 
 /// A login with `otp` in the context (when given) from `addr`.
@@ -70,32 +56,8 @@ fn login(
         })
 }
 
-/// Begins and confirms enrolment; the secret and the recovery codes.
-fn enrol(d: &TestDaemon, user_id: i64) -> (String, Vec<String>) {
-    let begun = account(
-        d,
-        "BeginTotp",
-        json!({ "user_id": user_id, "issuer": "Cat Forum" }),
-    )
-    .unwrap();
-    let secret = begun["secret"].as_str().unwrap().to_owned();
-    let confirmed = account(
-        d,
-        "ConfirmTotp",
-        json!({ "user_id": user_id, "code": code(&secret, 0) }),
-    )
-    .unwrap();
-    let codes = confirmed["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
-    (secret, codes)
-}
-
 fn second_factor(d: &TestDaemon, user_id: i64) -> Value {
-    account(d, "GetSecondFactor", json!({ "user_id": user_id })).unwrap()["second_factor"].clone()
+    d.answer(&get_second_factor(user_id)).unwrap()["second_factor"].clone()
 }
 
 #[test]
@@ -105,12 +67,7 @@ fn a_member_enrols_signs_in_with_a_fresh_code_and_turns_the_factor_off() {
     let id = d.add_user("cat", "Secret123", true);
     let addr = "192.0.2.10";
 
-    let begun = account(
-        &d,
-        "BeginTotp",
-        json!({ "user_id": id, "issuer": "Cat Forum" }),
-    )
-    .unwrap();
+    let begun = d.answer(&begin_totp(id, "Cat Forum")).unwrap();
     let secret = begun["secret"].as_str().unwrap().to_owned();
     assert_eq!(flaskbbd_otp::decode_secret(&secret).unwrap().len(), 20);
     assert_eq!(
@@ -122,19 +79,10 @@ fn a_member_enrols_signs_in_with_a_fresh_code_and_turns_the_factor_off() {
     assert_eq!(login(&d, "cat", "Secret123", None, addr), Ok(()));
 
     assert_eq!(
-        account(
-            &d,
-            "ConfirmTotp",
-            json!({ "user_id": id, "code": "000000x" })
-        ),
-        Err(refused("WrongCode"))
+        d.answer(&confirm_totp(id, "000000x")),
+        Err(refused(errors::WRONG_CODE))
     );
-    let confirmed = account(
-        &d,
-        "ConfirmTotp",
-        json!({ "user_id": id, "code": code(&secret, 0) }),
-    )
-    .unwrap();
+    let confirmed = d.answer(&confirm_totp(id, code(&secret, 0))).unwrap();
     let codes = confirmed["recovery_codes"].as_array().unwrap();
     assert_eq!(codes.len(), 10);
     assert_eq!(
@@ -142,12 +90,8 @@ fn a_member_enrols_signs_in_with_a_fresh_code_and_turns_the_factor_off() {
         json!({ "user_id": id, "username": "cat", "state": "enrolled", "recovery_codes_left": 10 })
     );
     assert_eq!(
-        account(
-            &d,
-            "BeginTotp",
-            json!({ "user_id": id, "issuer": "Cat Forum" })
-        ),
-        Err(refused("AlreadyEnrolled"))
+        d.answer(&begin_totp(id, "Cat Forum")),
+        Err(refused(errors::ALREADY_ENROLLED))
     );
 
     // Now the plugin asks for a code; the one that confirmed cannot be used again.
@@ -169,12 +113,9 @@ fn a_member_enrols_signs_in_with_a_fresh_code_and_turns_the_factor_off() {
     );
 
     // Turning it off needs the password and a code.
-    let (name, params) = account(
-        &d,
-        "DisableTotp",
-        json!({ "user_id": id, "password": "nope", "code": code(&secret, 0) }),
-    )
-    .unwrap_err();
+    let (name, params) = d
+        .answer(&disable_totp(id, "nope", code(&secret, 0)))
+        .unwrap_err();
     assert_eq!(
         (name.as_str(), params),
         (
@@ -183,20 +124,11 @@ fn a_member_enrols_signs_in_with_a_fresh_code_and_turns_the_factor_off() {
         )
     );
     assert_eq!(
-        account(
-            &d,
-            "DisableTotp",
-            json!({ "user_id": id, "password": "Secret123", "code": "999999" })
-        ),
-        Err(refused("WrongCode"))
+        d.answer(&disable_totp(id, "Secret123", "999999")),
+        Err(refused(errors::WRONG_CODE))
     );
     let recovery = codes[0].as_str().unwrap();
-    account(
-        &d,
-        "DisableTotp",
-        json!({ "user_id": id, "password": "Secret123", "code": recovery }),
-    )
-    .unwrap();
+    d.answer(&disable_totp(id, "Secret123", recovery)).unwrap();
     assert_eq!(second_factor(&d, id)["state"], "none");
     assert_eq!(login(&d, "cat", "Secret123", None, addr), Ok(()));
 
@@ -238,27 +170,24 @@ fn a_recovery_code_signs_in_once_and_new_codes_replace_the_old() {
     );
     assert_eq!(failures(), before + 1);
 
-    let regenerate = |password: &str, code: &str| {
-        account(
-            &d,
-            "RegenerateRecoveryCodes",
-            json!({ "user_id": id, "password": password, "code": code }),
-        )
-    };
+    let regenerate =
+        |password: &str, code: &str| d.answer(&regenerate_recovery_codes(id, password, code));
     let (name, _) = regenerate("nope", &codes[4]).unwrap_err();
     assert_eq!(name, "org.flaskbb.Account.AuthenticationFailed");
-    // The password alone (a stolen session, a remembered cookie) makes no codes.
-    let (name, params) = account(
-        &d,
-        "RegenerateRecoveryCodes",
+    // The password alone (a stolen session, a remembered cookie) makes no codes. The
+    // typed call cannot leave `code` out: this one is sent by name, without it.
+    let (name, params) = err(d.call(
+        "org.flaskbb.Account.RegenerateRecoveryCodes",
         json!({ "user_id": id, "password": "Secret123" }),
-    )
-    .unwrap_err();
+    ));
     assert_eq!(
         (name.as_str(), &params["parameter"]),
         ("org.varlink.service.InvalidParameter", &json!("code"))
     );
-    assert_eq!(regenerate("Secret123", "000000"), Err(refused("WrongCode")));
+    assert_eq!(
+        regenerate("Secret123", "000000"),
+        Err(refused(errors::WRONG_CODE))
+    );
     let fresh = regenerate("Secret123", &codes[4]).unwrap()["recovery_codes"].clone();
     assert_eq!(fresh.as_array().unwrap().len(), 10);
     assert_eq!(
@@ -307,8 +236,8 @@ fn an_admin_lists_second_factors_and_resets_one() {
     let eve = d.add_user("eve", "Secret123", true);
     d.add_user("joe", "Secret123", true);
     enrol(&d, bob);
-    account(&d, "BeginTotp", json!({ "user_id": eve, "issuer": "F" })).unwrap();
-    let list = account(&d, "ListSecondFactors", json!({})).unwrap();
+    d.answer(&begin_totp(eve, "F")).unwrap();
+    let list = d.answer(&list_second_factors()).unwrap();
     assert_eq!(
         list["members"],
         json!([
@@ -316,12 +245,12 @@ fn an_admin_lists_second_factors_and_resets_one() {
             { "user_id": eve, "username": "eve", "state": "pending", "recovery_codes_left": 0 },
         ])
     );
-    account(&d, "ResetSecondFactor", json!({ "user_id": bob })).unwrap();
+    d.answer(&reset_second_factor(bob)).unwrap();
     assert_eq!(second_factor(&d, bob)["state"], "none");
     assert_eq!(login(&d, "bob", "Secret123", None, "192.0.2.12"), Ok(()));
     assert_eq!(
-        account(&d, "GetSecondFactor", json!({ "user_id": 999 })),
-        Err(refused("NoSuchUser"))
+        d.answer(&get_second_factor(999)),
+        Err(refused(errors::NO_SUCH_USER))
     );
     assert!(d.log_text().contains("removed by an admin"));
 }
@@ -331,8 +260,7 @@ fn without_a_totp_instance_enrolment_says_what_to_configure() {
     let s = Scratch::new("account-no-totp");
     let d = TestDaemon::start(&s, "");
     let id = d.add_user("kim", "Secret123", true);
-    let (name, params) =
-        account(&d, "BeginTotp", json!({ "user_id": id, "issuer": "F" })).unwrap_err();
+    let (name, params) = d.answer(&begin_totp(id, "F")).unwrap_err();
     assert_eq!(name, "org.flaskbb.Account.SecondFactorUnavailable");
     assert!(
         params["message"]
@@ -348,27 +276,17 @@ fn a_password_change_needs_the_old_password() {
     let s = Scratch::new("account-passwd");
     let d = TestDaemon::start(&s, "");
     let id = d.add_user("lee", "Secret123", true);
-    let (name, _) = account(
-        &d,
-        "ChangePassword",
-        json!({ "user_id": id, "old_password": "nope", "new_password": "Other456" }),
-    )
-    .unwrap_err();
+    let (name, _) = d
+        .answer(&change_password(id, "nope", "Other456"))
+        .unwrap_err();
     assert_eq!(name, "org.flaskbb.Account.AuthenticationFailed");
-    account(
-        &d,
-        "ChangePassword",
-        json!({ "user_id": id, "old_password": "Secret123", "new_password": "Other456" }),
-    )
-    .unwrap();
+    d.answer(&change_password(id, "Secret123", "Other456"))
+        .unwrap();
     assert!(login(&d, "lee", "Secret123", None, "192.0.2.13").is_err());
     assert_eq!(login(&d, "lee", "Other456", None, "192.0.2.13"), Ok(()));
-    let (name, _) = account(
-        &d,
-        "ChangePassword",
-        json!({ "user_id": id, "old_password": "Other456", "new_password": "x".repeat(73) }),
-    )
-    .unwrap_err();
+    let (name, _) = d
+        .answer(&change_password(id, "Other456", "x".repeat(73)))
+        .unwrap_err();
     assert_eq!(name, "org.varlink.service.InvalidParameter");
     assert!(!d.log_text().contains("Other456"));
 }
@@ -400,7 +318,7 @@ fn a_password_reset_lifts_the_lock_and_the_address_penalty() {
     let addr = "198.51.100.7";
     lock_out(&d, "mia", addr);
 
-    let locks = account(&d, "ListLocks", json!({})).unwrap();
+    let locks = d.answer(&list_locks()).unwrap();
     let accounts = locks["accounts"].as_array().unwrap();
     let mia = accounts
         .iter()
@@ -410,7 +328,7 @@ fn a_password_reset_lifts_the_lock_and_the_address_penalty() {
     // A name no account has (often a password typed in the name field) shows only
     // its first character and length.
     let _ = login(&d, "Hunter2Secret", "x", None, addr);
-    let locks = account(&d, "ListLocks", json!({})).unwrap();
+    let locks = d.answer(&list_locks()).unwrap();
     let unknown: Vec<&Value> = locks["accounts"]
         .as_array()
         .unwrap()
@@ -428,15 +346,10 @@ fn a_password_reset_lifts_the_lock_and_the_address_penalty() {
         (&json!(addr), &json!("ratelimit"))
     );
 
-    let reset = account(
-        &d,
-        "ResetPassword",
-        json!({ "user_id": id, "new_password": "Fresh789" }),
-    )
-    .unwrap();
+    let reset = d.answer(&reset_password(id, "Fresh789")).unwrap();
     assert!(reset["cleared"].as_i64().unwrap() >= 3, "{reset}");
     assert_eq!(login(&d, "mia", "Fresh789", None, addr), Ok(()));
-    let locks = account(&d, "ListLocks", json!({})).unwrap();
+    let locks = d.answer(&list_locks()).unwrap();
     assert_eq!(locks["addresses"], json!([]), "{locks}");
     assert!(d.log_text().contains("lock lifted"));
     assert!(!d.log_text().contains("Fresh789"));
@@ -465,13 +378,10 @@ fn unlocking_clears_the_address_penalty_and_the_failure_count() {
 
     // From the forum's admin page.
     lock_out(&d, "sue", "198.51.100.9");
-    let cleared = account(&d, "Unlock", json!({ "user_id": sue })).unwrap()["cleared"].clone();
+    let cleared = d.answer(&unlock_member(sue)).unwrap()["cleared"].clone();
     assert!(cleared.as_i64().unwrap() >= 3, "{cleared}");
     assert_eq!(login(&d, "sue", "Secret123", None, "198.51.100.9"), Ok(()));
-    assert_eq!(
-        account(&d, "ListLocks", json!({})).unwrap()["addresses"],
-        json!([])
-    );
+    assert_eq!(d.answer(&list_locks()).unwrap()["addresses"], json!([]));
     let lock = d.send(&get_user("ned")).unwrap()["lock"].clone();
     assert_eq!((lock["failures"].clone(), id > 0), (json!(0), true));
 }
@@ -536,8 +446,10 @@ impl PublicDir {
         d
     }
 
-    /// One call as uid and gid 65534 (`nobody`); its reply.
-    fn call_as_nobody(&self, method: &str) -> Value {
+    /// One call of `call`'s method with no parameters, as uid and gid 65534
+    /// (`nobody`), by a Python script (the typed client runs as this process's uid);
+    /// its reply.
+    fn call_as_nobody(&self, call: &impl Request) -> Value {
         const SCRIPT: &str = r#"
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -554,7 +466,7 @@ print(data.rstrip(b"\0").decode())
         let out = Command::new("/usr/bin/python3")
             .args(["-c", SCRIPT])
             .arg(self.socket())
-            .arg(method)
+            .arg(call.full_name())
             .uid(65534)
             .gid(65534)
             .output()
@@ -575,7 +487,7 @@ fn account_is_refused_to_a_peer_outside_forum_uids() {
     let public = PublicDir::new("account-perm");
     // An admin uid is not a forum uid.
     let d = public.daemon(&s, "admin_uids = [65534]\n");
-    let reply = public.call_as_nobody("org.flaskbb.Account.ListLocks");
+    let reply = public.call_as_nobody(&list_locks());
     assert_eq!(
         reply,
         json!({
@@ -583,16 +495,13 @@ fn account_is_refused_to_a_peer_outside_forum_uids() {
             "parameters": { "message": "uid 65534 may not call org.flaskbb.Account: it is for the forum only; add the uid FlaskBB runs as to daemon.forum_uids in flaskbb.toml" }
         })
     );
-    assert!(public
-        .call_as_nobody("org.flaskbb.Admin.ListHooks")
-        .get("error")
-        .is_none());
+    assert!(public.call_as_nobody(&list_hooks()).get("error").is_none());
     // The daemon's own uid (root here) may.
-    assert!(account(&d, "ListLocks", json!({})).is_ok());
+    assert!(d.answer(&list_locks()).is_ok());
     drop(d);
 
     let d = public.daemon(&s, "forum_uids = [65534]\n");
-    let reply = public.call_as_nobody("org.flaskbb.Account.ListLocks");
+    let reply = public.call_as_nobody(&list_locks());
     assert_eq!(reply["parameters"]["accounts"], json!([]), "{reply}");
     drop(d);
 }
@@ -731,22 +640,16 @@ fn guessing_codes_to_turn_the_factor_off_meets_the_lockout() {
     );
     let id = d.add_user("ivy", "Secret123", true);
     let (_, codes) = enrol(&d, id);
-    let disable = |code: &str| {
-        account(
-            &d,
-            "DisableTotp",
-            json!({ "user_id": id, "password": "Secret123", "code": code }),
-        )
-    };
+    let disable = |code: &str| d.answer(&disable_totp(id, "Secret123", code));
     for n in 1..=3 {
-        assert_eq!(disable("999999"), Err(refused("WrongCode")));
+        assert_eq!(disable("999999"), Err(refused(errors::WRONG_CODE)));
         assert_eq!(lock_failures(&d, "ivy"), n);
     }
     // Locked: even a good recovery code is refused, and stays unused.
-    assert_eq!(disable(&codes[0]), Err(refused("WrongCode")));
+    assert_eq!(disable(&codes[0]), Err(refused(errors::WRONG_CODE)));
     assert_eq!(second_factor(&d, id)["recovery_codes_left"], 10);
     // Lifted, the good code works, and a right check gives its count back.
-    account(&d, "Unlock", json!({ "user_id": id })).unwrap();
+    d.answer(&unlock_member(id)).unwrap();
     disable(&codes[0]).unwrap();
     assert_eq!(second_factor(&d, id)["state"], "none");
     assert_eq!(lock_failures(&d, "ivy"), 0);
@@ -813,16 +716,10 @@ fn a_right_password_resets_no_count_between_code_guesses() {
         .map(drop)
         .map_err(|e| err(Err(e)))
     };
-    let disable = |code: &str| {
-        account(
-            &d,
-            "DisableTotp",
-            json!({ "user_id": id, "password": "Secret123", "code": code }),
-        )
-    };
+    let disable = |code: &str| d.answer(&disable_totp(id, "Secret123", code));
     // Wrong codes, each after a right password, alternating the two routes.
     assert!(reauth("000000").is_err());
-    assert_eq!(disable("000000"), Err(refused("WrongCode")));
+    assert_eq!(disable("000000"), Err(refused(errors::WRONG_CODE)));
     assert!(reauth("000000").is_err());
     assert_eq!(lock_failures(&d, "eve"), 3);
     // Locked: a good recovery code is refused on both routes, and stays unused (the
@@ -832,7 +729,7 @@ fn a_right_password_resets_no_count_between_code_guesses() {
     assert_eq!(
         disable(&codes[0]),
         Err((
-            format!("{ACCOUNT}.AuthenticationFailed"),
+            errors::AUTHENTICATION_FAILED.to_owned(),
             json!({ "reason": "Wrong password." })
         ))
     );

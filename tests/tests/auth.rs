@@ -2,7 +2,7 @@
 //! and messages, the defects we fix, reauth and ForceLogout, commit-once semantics.
 
 use flaskbbd_tests::calls::{
-    create_user, reauthenticate, set_activated, set_banned, user_registered,
+    create_user, get_info, reauthenticate, set_activated, set_banned, user_registered,
 };
 use std::time::Duration;
 
@@ -273,7 +273,7 @@ config = { on = { flaskbb_authenticate = { action = "panic", message = "kaboom" 
             "{m}"
         );
     }
-    assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    assert!(d.send(&get_info()).is_ok());
 }
 
 #[test]

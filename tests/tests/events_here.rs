@@ -10,7 +10,8 @@
 // and so is panic!.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use flaskbbd_tests::calls::post_save_before;
+use flaskbbd_protocol::{methods::Request, wire::encode_call};
+use flaskbbd_tests::calls::{authenticate, get_info, post_save_before};
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::net::UnixStream,
@@ -100,7 +101,7 @@ fn a_call_hung_on_the_connections_thread_is_answered_on_time_and_the_connection_
                         r"\*\*\*\*"
                     );
                 }
-                c.call("org.varlink.service.GetInfo", json!({})).unwrap();
+                c.get_info().unwrap();
             });
         }
     });
@@ -192,27 +193,25 @@ fn pipelined_calls_are_answered_in_order() {
     let mut stream = UnixStream::connect(&d.socket).unwrap();
     let mut batch = Vec::new();
     let mut expect = Vec::new();
+    let typed = |call: &dyn Request| encode_call(call.full_name(), &call.parameters());
     for i in 0..50 {
         let (call, want) = match i % 5 {
             0 => (
-                json!({ "method": "org.flaskbb.Auth.Authenticate", "parameters": { "identifier": "nobody", "secret": "x" } }),
+                typed(&authenticate("nobody", "x")),
                 "org.flaskbb.Auth.AuthenticationFailed".to_owned(),
             ),
-            1 => (
-                json!({ "method": "org.varlink.service.GetInfo" }),
-                "flaskbbd".to_owned(),
-            ),
+            1 => (typed(&get_info()), "flaskbbd".to_owned()),
             2 => (
-                json!({ "method": "org.flaskbb.Events.NoSuchEvent", "parameters": {} }),
+                // An unknown method: by name, as no typed call names it.
+                encode_call("org.flaskbb.Events.NoSuchEvent", &json!({})),
                 "org.varlink.service.MethodNotFound".to_owned(),
             ),
             _ => (
-                json!({ "method": "org.flaskbb.Events.PostSaveBefore", "parameters": { "post": { "content": format!("darn {i}") } } }),
+                typed(&post_save_before(json!({ "content": format!("darn {i}") }))),
                 format!(r"\*\*\*\* {i}"),
             ),
         };
-        batch.extend_from_slice(call.to_string().as_bytes());
-        batch.push(0);
+        batch.extend_from_slice(&call);
         expect.push(want);
     }
     stream.write_all(&batch).unwrap();

@@ -998,12 +998,7 @@ fn a_crash_or_a_timeout_in_a_later_impl_of_a_shared_hosts_run_is_that_impls() {
     let pid = host_pid(&d, "f1");
     assert_eq!(host_pid(&d, "f2"), pid);
     let hook = "flaskbb_event_post_save_before";
-    let save = |content: &str| {
-        err(d.call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": content } }),
-        ))
-    };
+    let save = |content: &str| err(d.send(&post_save_before(json!({ "content": content }))));
 
     // f2 (the run's first impl) lets the post pass; f1, the second, crashes.
     let (code, e) = save("segv@f1");
@@ -1062,20 +1057,14 @@ fn a_crash_or_a_timeout_in_a_later_impl_of_a_shared_hosts_run_is_that_impls() {
     );
     // And the pair serves the next post.
     assert!(d
-        .call(
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": "fine" } })
-        )
+        .send(&post_save_before(json!({ "content": "fine" })))
         .is_ok());
 }
 
 /// The pair's host pid once a call has started it (after a death, the next call does).
 fn host_pid_after_call(d: &TestDaemon) -> u32 {
-    d.call(
-        "org.flaskbb.Events.PostSaveBefore",
-        json!({ "post": { "content": "hello" } }),
-    )
-    .unwrap();
+    d.send(&post_save_before(json!({ "content": "hello" })))
+        .unwrap();
     host_pid(d, "f1")
 }
 

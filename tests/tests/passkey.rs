@@ -12,9 +12,17 @@
 // and so is panic!.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use flaskbbd_protocol::replies::{account as account_errors, auth as auth_errors};
 use flaskbbd_tests::{
-    daemon::{err, TestDaemon},
-    flaskbbd, text, Scratch,
+    calls::{
+        authenticate_in, begin_passkey_registration, begin_passkey_sign_in, context_of,
+        finish_passkey_registration, finish_passkey_sign_in, list_passkeys, remove_passkey,
+        reset_second_factor, set_banned,
+    },
+    daemon::{at_once, err, second_daemon, TestDaemon},
+    flaskbbd, text,
+    totp::{enrol, TOTP},
+    Scratch,
 };
 use openssl::{
     bn::{BigNum, BigNumContext},
@@ -27,13 +35,10 @@ use openssl::{
 };
 use serde_json::{json, Value};
 
-const ACCOUNT: &str = "org.flaskbb.Account";
-const AUTH: &str = "org.flaskbb.Auth";
 const FAILED: &str = "org.flaskbb.Auth.AuthenticationFailed";
 const ORIGIN: &str = "http://localhost:8080";
 const WEBAUTHN: &str =
     "[webauthn]\nrp_id = \"localhost\"\norigins = [\"http://localhost:8080\"]\nrp_name = \"Cat Forum\"\n";
-const TOTP: &str = "[[plugin]]\nname = \"totp\"\nlibrary = \"totp\"\n";
 const EXPIRED: &str = "Your sign-in has expired. Please sign in again.";
 const REFUSED: &str =
     "The passkey could not be verified. Try again, or sign in with your password.";
@@ -215,11 +220,6 @@ impl SoftPasskey {
     }
 }
 
-fn account(d: &TestDaemon, method: &str, params: Value) -> Result<Value, (String, Value)> {
-    d.call(&format!("{ACCOUNT}.{method}"), params)
-        .map_err(|e| err(Err(e)))
-}
-
 /// Options (parsed) and the ceremony id of a reply.
 fn begun(reply: Value) -> (Value, String) {
     let options = serde_json::from_str(reply["options"].as_str().unwrap()).unwrap();
@@ -228,24 +228,20 @@ fn begun(reply: Value) -> (Value, String) {
 
 /// Registers `key` for `user_id` under `name`; the passkey as listed.
 fn register(d: &TestDaemon, user_id: i64, key: &mut SoftPasskey, name: &str) -> Value {
-    let (options, ceremony) =
-        begun(account(d, "BeginPasskeyRegistration", json!({ "user_id": user_id })).unwrap());
+    let (options, ceremony) = begun(d.answer(&begin_passkey_registration(user_id)).unwrap());
     let credential = key.register(&options);
-    account(
-        d,
-        "FinishPasskeyRegistration",
-        json!({ "user_id": user_id, "ceremony": ceremony, "name": name, "credential": credential }),
-    )
+    d.answer(&finish_passkey_registration(
+        user_id, ceremony, name, credential,
+    ))
     .unwrap()["passkey"]
         .clone()
 }
 
 fn begin_sign_in(d: &TestDaemon, addr: &str) -> (Value, String) {
     begun(
-        d.call(
-            &format!("{AUTH}.BeginPasskeySignIn"),
-            json!({ "context": { "remote_addr": addr } }),
-        )
+        d.send(&begin_passkey_sign_in(context_of(
+            json!({ "remote_addr": addr }),
+        )))
         .unwrap(),
     )
 }
@@ -257,10 +253,11 @@ fn finish_sign_in(
     credential: &str,
     context: Value,
 ) -> Result<String, String> {
-    d.call(
-        &format!("{AUTH}.FinishPasskeySignIn"),
-        json!({ "ceremony": ceremony, "credential": credential, "context": context }),
-    )
+    d.send(&finish_passkey_sign_in(
+        ceremony,
+        credential,
+        context_of(context),
+    ))
     .map(|r| r["user"]["username"].as_str().unwrap().to_owned())
     .map_err(|e| {
         let (name, params) = err(Err(e));
@@ -322,27 +319,22 @@ fn a_member_registers_a_passkey_and_signs_in_with_it_alone() {
     );
 
     assert_eq!(sign_in(&d, &mut key, addr), Ok("cat".into()));
-    let passkeys =
-        account(&d, "ListPasskeys", json!({ "user_id": id })).unwrap()["passkeys"].clone();
+    let passkeys = d.answer(&list_passkeys(id)).unwrap()["passkeys"].clone();
     assert_eq!(passkeys.as_array().unwrap().len(), 1);
     assert_eq!(passkeys[0]["counter"], json!(key.counter));
     assert!(passkeys[0]["last_used"].is_string(), "{passkeys}");
 
     // A second registration of the same authenticator's credential is refused.
-    let (options, ceremony) =
-        begun(account(&d, "BeginPasskeyRegistration", json!({ "user_id": id })).unwrap());
+    let (options, ceremony) = begun(d.answer(&begin_passkey_registration(id)).unwrap());
     assert_eq!(
         options["publicKey"]["excludeCredentials"][0]["id"],
         b64(&key.cred_id)
     );
     let again = key.register(&options);
-    let (name, _) = account(
-        &d,
-        "FinishPasskeyRegistration",
-        json!({ "user_id": id, "ceremony": ceremony, "name": "again", "credential": again }),
-    )
-    .unwrap_err();
-    assert_eq!(name, format!("{ACCOUNT}.PasskeyRefused"));
+    let (name, _) = d
+        .answer(&finish_passkey_registration(id, ceremony, "again", again))
+        .unwrap_err();
+    assert_eq!(name, account_errors::PASSKEY_REFUSED);
 
     // The refused replay counted as a failed login; the sign-ins since cleared it.
     assert_eq!(d.user("cat")["login_attempts"], json!(0));
@@ -402,23 +394,14 @@ fn a_removed_passkey_and_a_banned_member_are_refused() {
 
     // Another member cannot remove it; the member (or an admin page, the same call)
     // can, and it no longer signs in.
+    let listed_id = listed["id"].as_str().unwrap();
     assert_eq!(
-        account(
-            &d,
-            "RemovePasskey",
-            json!({ "user_id": other, "id": listed["id"] })
-        ),
-        Err((format!("{ACCOUNT}.NoSuchPasskey"), json!({})))
+        d.answer(&remove_passkey(other, listed_id)),
+        Err((account_errors::NO_SUCH_PASSKEY.to_owned(), json!({})))
     );
-    account(
-        &d,
-        "RemovePasskey",
-        json!({ "user_id": id, "id": listed["id"] }),
-    )
-    .unwrap();
+    d.answer(&remove_passkey(id, listed_id)).unwrap();
     assert_eq!(sign_in(&d, &mut phone, addr), Err(UNKNOWN.into()));
-    let names: Vec<Value> = account(&d, "ListPasskeys", json!({ "user_id": id })).unwrap()
-        ["passkeys"]
+    let names: Vec<Value> = d.answer(&list_passkeys(id)).unwrap()["passkeys"]
         .as_array()
         .unwrap()
         .iter()
@@ -426,22 +409,14 @@ fn a_removed_passkey_and_a_banned_member_are_refused() {
         .collect();
     assert_eq!(names, [json!("laptop")]);
 
-    d.call(
-        "org.flaskbb.Admin.SetBanned",
-        json!({ "user_id": id, "banned": true }),
-    )
-    .unwrap();
+    d.send(&set_banned(id, true)).unwrap();
     assert_eq!(
         sign_in(&d, &mut laptop, addr),
         Err("Your account has been banned.".into())
     );
     // FlaskBB's failure hook ran: the refusal is counted as a password's is.
     assert_eq!(d.user("cat")["login_attempts"], json!(1));
-    d.call(
-        "org.flaskbb.Admin.SetBanned",
-        json!({ "user_id": id, "banned": false }),
-    )
-    .unwrap();
+    d.send(&set_banned(id, false)).unwrap();
     assert_eq!(sign_in(&d, &mut laptop, addr), Ok("cat".into()));
     assert_eq!(d.user("cat")["login_attempts"], json!(0));
 }
@@ -452,45 +427,19 @@ fn a_passkey_is_the_second_factor_of_a_totp_member_and_no_client_can_claim_one()
     let d = TestDaemon::start(&s, &format!("{TOTP}{WEBAUTHN}"));
     let id = d.add_user("cat", "Secret123", true);
     let addr = "192.0.2.23";
-    let secret = account(
-        &d,
-        "BeginTotp",
-        json!({ "user_id": id, "issuer": "Cat Forum" }),
-    )
-    .unwrap()["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let key = flaskbbd_otp::decode_secret(&secret).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let code = flaskbbd_otp::Params::default().code_at(&key, now);
-    account(&d, "ConfirmTotp", json!({ "user_id": id, "code": code })).unwrap();
+    enrol(&d, id);
     let mut passkey = SoftPasskey::new();
     register(&d, id, &mut passkey, "laptop");
 
     // A password login asks for the code, even from a client claiming a passkey.
-    let (name, params) = err(d.call(
-        &format!("{AUTH}.Authenticate"),
-        json!({ "identifier": "cat", "secret": "Secret123",
-                "context": { "remote_addr": addr, "authenticated_by": "passkey" } }),
-    ));
+    let (name, params) = err(d.send(&authenticate_in(
+        "cat",
+        "Secret123",
+        context_of(json!({ "remote_addr": addr, "authenticated_by": "passkey" })),
+    )));
     assert_eq!((name.as_str(), &params["ask"]), (FAILED, &json!(["otp"])));
     // The passkey alone signs in.
     assert_eq!(sign_in(&d, &mut passkey, addr), Ok("cat".into()));
-}
-
-/// A second daemon on `first`'s database, with the same extra configuration.
-fn second_daemon(first: &Scratch, s: &Scratch, extra: &str) -> TestDaemon {
-    let url = first.db_url();
-    // A SQLite URL is relative to its configuration's directory: make it absolute.
-    let url = match url.strip_prefix("sqlite:///") {
-        Some(file) => format!("sqlite:///{}", first.path.join(file).display()),
-        None => url,
-    };
-    TestDaemon::start_with(s, s.config(&format!("[database]\nurl = {url:?}\n{extra}")))
 }
 
 #[test]
@@ -515,20 +464,17 @@ fn one_ceremony_finished_at_once_on_two_daemons_signs_in_once() {
     for round in 0..3 {
         let (options, ceremony) = begin_sign_in(&a, addr);
         let assertion = key.assert(&options);
-        let gate = std::sync::Barrier::new(8);
-        let answers: Vec<Result<String, String>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..8)
+        let answers = at_once(
+            (0..8)
                 .map(|i| {
-                    let (d, gate) = (if i % 2 == 0 { &a } else { &b }, &gate);
+                    let d = if i % 2 == 0 { &a } else { &b };
                     let (ceremony, assertion) = (&ceremony, &assertion);
-                    scope.spawn(move || {
-                        gate.wait();
+                    Box::new(move || {
                         finish_sign_in(d, ceremony, assertion, json!({ "remote_addr": addr }))
-                    })
+                    }) as Box<dyn Fn() -> Result<String, String> + Sync>
                 })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
+                .collect(),
+        );
         let passed = answers.iter().filter(|a| a.is_ok()).count();
         assert_eq!(passed, 1, "round {round}: {answers:?}");
         assert!(
@@ -545,22 +491,24 @@ fn without_webauthn_every_passkey_call_says_what_to_configure() {
     let s = Scratch::new("passkey-off");
     let d = TestDaemon::start(&s, "");
     let id = d.add_user("cat", "Secret123", true);
-    for (interface, method, params) in [
+    for (call, unavailable) in [
         (
-            ACCOUNT,
-            "BeginPasskeyRegistration",
-            json!({ "user_id": id }),
+            begin_passkey_registration(id),
+            account_errors::PASSKEYS_UNAVAILABLE,
         ),
-        (ACCOUNT, "ListPasskeys", json!({ "user_id": id })),
-        (AUTH, "BeginPasskeySignIn", json!({})),
+        (list_passkeys(id), account_errors::PASSKEYS_UNAVAILABLE),
         (
-            AUTH,
-            "FinishPasskeySignIn",
-            json!({ "ceremony": "x", "credential": "{}" }),
+            begin_passkey_sign_in(Default::default()),
+            auth_errors::PASSKEYS_UNAVAILABLE,
+        ),
+        (
+            finish_passkey_sign_in("x", "{}", Default::default()),
+            auth_errors::PASSKEYS_UNAVAILABLE,
         ),
     ] {
-        let (name, params) = err(d.call(&format!("{interface}.{method}"), params));
-        assert_eq!(name, format!("{interface}.PasskeysUnavailable"), "{method}");
+        let method = flaskbbd_protocol::methods::Request::full_name(&call);
+        let (name, params) = err(d.send(&call));
+        assert_eq!(name, unavailable, "{method}");
         assert!(
             params["message"].as_str().unwrap().contains("[webauthn]"),
             "{params}"
@@ -617,14 +565,14 @@ fn nothing_secret_reaches_the_log() {
     let id = d.add_user("cat", "Secret123", true);
     let addr = "192.0.2.24";
     let mut key = SoftPasskey::new();
-    let (options, registration) =
-        begun(account(&d, "BeginPasskeyRegistration", json!({ "user_id": id })).unwrap());
+    let (options, registration) = begun(d.answer(&begin_passkey_registration(id)).unwrap());
     let credential = key.register(&options);
-    account(
-        &d,
-        "FinishPasskeyRegistration",
-        json!({ "user_id": id, "ceremony": registration, "name": "laptop", "credential": credential }),
-    )
+    d.answer(&finish_passkey_registration(
+        id,
+        registration.clone(),
+        "laptop",
+        credential,
+    ))
     .unwrap();
     let (options, ceremony) = begin_sign_in(&d, addr);
     let assertion = key.assert(&options);
@@ -669,7 +617,7 @@ fn a_passkey_left_by_an_earlier_account_signs_in_no_one_who_gets_its_id() {
         sign_in(&d, &mut left_behind, "192.0.2.40"),
         Err(UNKNOWN.into())
     );
-    let listed = account(&d, "ListPasskeys", json!({ "user_id": id })).unwrap();
+    let listed = d.answer(&list_passkeys(id)).unwrap();
     assert_eq!(listed["passkeys"], json!([]), "{listed}");
     // The newcomer's own passkey works, under a handle of their own.
     let mut own = SoftPasskey::new();
@@ -699,12 +647,13 @@ fn a_login_chain_answering_another_member_than_the_passkeys_fails_closed() {
     register(&d, id, &mut key, "laptop");
     let (options, ceremony) = begin_sign_in(&d, "192.0.2.50");
     let credential = key.assert(&options);
-    let answer = d.call(
-        &format!("{AUTH}.FinishPasskeySignIn"),
-        json!({ "ceremony": ceremony, "credential": credential, "context": { "remote_addr": "192.0.2.50" } }),
-    );
+    let answer = d.send(&finish_passkey_sign_in(
+        ceremony,
+        credential,
+        context_of(json!({ "remote_addr": "192.0.2.50" })),
+    ));
     let (name, params) = err(answer);
-    assert_eq!(name, format!("{AUTH}.InternalError"), "{params}");
+    assert_eq!(name, auth_errors::INTERNAL_ERROR, "{params}");
     assert!(
         params["message"]
             .as_str()
@@ -721,11 +670,9 @@ fn an_address_may_begin_twenty_sign_ins_within_five_minutes() {
     let s = Scratch::new("passkey-flood");
     let d = TestDaemon::start(&s, WEBAUTHN);
     let begin = |addr: &str| {
-        d.call(
-            &format!("{AUTH}.BeginPasskeySignIn"),
-            json!({ "context": { "remote_addr": addr } }),
-        )
-        .map_err(|e| err(Err(e)))
+        d.answer(&begin_passkey_sign_in(context_of(
+            json!({ "remote_addr": addr }),
+        )))
     };
     for n in 0..20 {
         assert!(begin("198.51.100.60").is_ok(), "begin {n}");
@@ -748,8 +695,8 @@ fn an_admins_reset_of_the_second_factor_removes_the_passkeys() {
     let id = d.add_user("eel", "Secret123", true);
     let mut key = SoftPasskey::new();
     register(&d, id, &mut key, "lost phone");
-    account(&d, "ResetSecondFactor", json!({ "user_id": id })).unwrap();
-    let listed = account(&d, "ListPasskeys", json!({ "user_id": id })).unwrap();
+    d.answer(&reset_second_factor(id)).unwrap();
+    let listed = d.answer(&list_passkeys(id)).unwrap();
     assert_eq!(listed["passkeys"], json!([]), "{listed}");
     assert_eq!(sign_in(&d, &mut key, "192.0.2.70"), Err(UNKNOWN.into()));
     // The same authenticator can be registered again (its owner row went too).

@@ -17,7 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use flaskbbd_tests::calls::{
-    authenticate, authenticate_in, context_of, create_user, get_user, post_save_before,
+    authenticate, authenticate_in, context_of, create_user, get_info, get_user, post_save_before,
 };
 use std::{
     collections::BTreeMap,
@@ -581,6 +581,7 @@ fn clients_that_vanish_mid_request_or_mid_message_lose_nothing() {
         "[daemon]\nmax_connections = 64\nmax_connections_per_uid = 64\n[auth]\nbcrypt_cost = 4\nlockout = { enabled = false }\n",
     );
     d.add_user("ned", "Secret123", true);
+    // By hand, as bytes: half of it is written too.
     let call = br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"ned","secret":"wrong"}}"#;
     let clients = 200 * soak();
     thread::scope(|scope| {
@@ -678,9 +679,7 @@ fn ten_thousand_idle_connections_hold_the_limit_and_others_are_served() {
         .stream()
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    waiting
-        .send_raw(br#"{"method":"org.varlink.service.GetInfo"}"#)
-        .unwrap();
+    waiting.send_only(&get_info()).unwrap();
     assert!(
         waiting.receive().is_err(),
         "answered beyond max_connections"

@@ -11,18 +11,20 @@
 // and so is panic!.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Barrier;
-
-use flaskbbd_otp::Params;
+use flaskbbd_protocol::replies::account as errors;
 use flaskbbd_tests::{
-    daemon::{err, TestDaemon},
+    calls::{
+        authenticate_in, begin_totp, change_password_from, confirm_totp, context_of,
+        disable_totp_from, get_second_factor, get_user, list_locks, reauthenticate_in,
+        reset_password, reset_second_factor, unlock_member,
+    },
+    daemon::{at_once, second_daemon, Answer, TestDaemon},
+    totp::{code, enrol, TOTP},
     Scratch,
 };
 use serde_json::{json, Value};
 
-const ACCOUNT: &str = "org.flaskbb.Account";
 const FAILED: &str = "org.flaskbb.Auth.AuthenticationFailed";
-const TOTP: &str = "[[plugin]]\nname = \"totp\"\nlibrary = \"totp\"\n";
 /// A `scripted` instance that sleeps in `flaskbb_post_authenticate` and
 /// `flaskbb_post_reauth`, after the second factor's check (trylast).
 const SLOW: &str = r#"[[plugin]]
@@ -37,73 +39,25 @@ tier = "trylast"
 const TOO_MANY: &str = "Too many wrong codes were tried for this account. Try again later, or ask an administrator to lift the lock.";
 const SIGN_IN_AGAIN: &str = "Your sign-in has expired. Please sign in again.";
 
-type Answer = Result<Value, (String, Value)>;
-
-fn account(d: &TestDaemon, method: &str, params: Value) -> Answer {
-    d.call(&format!("{ACCOUNT}.{method}"), params)
-        .map_err(|e| err(Err(e)))
-}
-
+/// The refusal `name` (an `org.flaskbb.Account` error without parameters).
 fn refused(name: &str) -> Answer {
-    Err((format!("{ACCOUNT}.{name}"), json!({})))
-}
-
-/// The code of `secret` `steps` time steps from now.
-fn code(secret: &str, steps: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let key = flaskbbd_otp::decode_secret(secret).unwrap();
-    Params::default().code_at(&key, (now as i64 + steps * 30) as u64)
-}
-
-/// Begins and confirms enrolment; the secret and the recovery codes.
-fn enrol(d: &TestDaemon, user_id: i64) -> (String, Vec<String>) {
-    let begun = account(
-        d,
-        "BeginTotp",
-        json!({ "user_id": user_id, "issuer": "Cat Forum" }),
-    )
-    .unwrap();
-    let secret = begun["secret"].as_str().unwrap().to_owned();
-    let confirmed = account(
-        d,
-        "ConfirmTotp",
-        json!({ "user_id": user_id, "code": code(&secret, 0) }),
-    )
-    .unwrap();
-    let codes = confirmed["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
-    (secret, codes)
+    Err((name.to_owned(), json!({})))
 }
 
 fn login(d: &TestDaemon, who: &str, password: &str, otp: &str, addr: &str) -> Answer {
-    d.call(
-        "org.flaskbb.Auth.Authenticate",
-        json!({
-            "identifier": who,
-            "secret": password,
-            "context": { "otp": otp, "remote_addr": addr },
-        }),
-    )
-    .map_err(|e| err(Err(e)))
+    d.answer(&authenticate_in(
+        who,
+        password,
+        context_of(json!({ "otp": otp, "remote_addr": addr })),
+    ))
 }
 
 fn reauth(d: &TestDaemon, user_id: i64, password: &str, otp: &str, addr: &str) -> Answer {
-    d.call(
-        "org.flaskbb.Auth.Reauthenticate",
-        json!({
-            "user_id": user_id,
-            "secret": password,
-            "context": { "otp": otp, "remote_addr": addr },
-        }),
-    )
-    .map_err(|e| err(Err(e)))
+    d.answer(&reauthenticate_in(
+        user_id,
+        password,
+        context_of(json!({ "otp": otp, "remote_addr": addr })),
+    ))
 }
 
 fn reason(a: &Answer) -> String {
@@ -114,36 +68,6 @@ fn reason(a: &Answer) -> String {
         }
         Ok(v) => panic!("accepted: {v}"),
     }
-}
-
-/// A second daemon on `first`'s database, with the same extra configuration.
-fn second_daemon(first: &Scratch, s: &Scratch, extra: &str) -> TestDaemon {
-    let url = first.db_url();
-    // A SQLite URL is relative to its configuration's directory: make it absolute.
-    let url = match url.strip_prefix("sqlite:///") {
-        Some(file) => format!("sqlite:///{}", first.path.join(file).display()),
-        None => url,
-    };
-    TestDaemon::start_with(s, s.config(&format!("[database]\nurl = {url:?}\n{extra}")))
-}
-
-/// Runs every call at once (each on its own connection, released together), and
-/// answers the answers in call order.
-fn at_once(calls: Vec<Box<dyn Fn() -> Answer + Sync + '_>>) -> Vec<Answer> {
-    let gate = Barrier::new(calls.len());
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = calls
-            .iter()
-            .map(|call| {
-                let gate = &gate;
-                scope.spawn(move || {
-                    gate.wait();
-                    call()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    })
 }
 
 /// Issue 26's review: the code was marked used by a read and a later write, so two
@@ -209,7 +133,7 @@ fn one_code_used_at_once_by_logins_reauthentications_and_two_daemons_passes_once
             .collect(),
     );
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-    let state = account(&a, "GetSecondFactor", json!({ "user_id": id })).unwrap();
+    let state = a.answer(&get_second_factor(id)).unwrap();
     assert_eq!(state["second_factor"]["recovery_codes_left"], 5, "{state}");
     for (n, used) in codes.iter().take(5).enumerate() {
         assert!(
@@ -256,14 +180,8 @@ fn wrong_codes_from_many_addresses_meet_the_accounts_code_limit() {
         reason(&reauth(&d, id, "Secret123", &fresh, "198.51.100.9")),
         TOO_MANY
     );
-    let disable = |code: &str| {
-        account(
-            &d,
-            "DisableTotp",
-            json!({ "user_id": id, "password": "Secret123", "code": code, "remote_addr": "198.51.100.9" }),
-        )
-    };
-    assert_eq!(disable(&codes[0]), refused("TooManyCodes"));
+    let disable = |code: &str| d.answer(&disable_totp_from(id, "Secret123", code, "198.51.100.9"));
+    assert_eq!(disable(&codes[0]), refused(errors::TOO_MANY_CODES));
     // A wrong password is still refused as one, before any code.
     assert_eq!(
         reason(&login(&d, "dog", "nope", &fresh, "198.51.100.9")),
@@ -271,7 +189,7 @@ fn wrong_codes_from_many_addresses_meet_the_accounts_code_limit() {
     );
 
     // The admin page sees it.
-    let locks = account(&d, "ListLocks", json!({})).unwrap();
+    let locks = d.answer(&list_locks()).unwrap();
     let listed = &locks["second_factor"];
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{locks}");
     assert_eq!(
@@ -285,21 +203,16 @@ fn wrong_codes_from_many_addresses_meet_the_accounts_code_limit() {
     assert!(listed[0]["locked_until"].is_string(), "{locks}");
 
     // A password reset (a mailbox is enough for one) does not lift it.
-    account(
-        &d,
-        "ResetPassword",
-        json!({ "user_id": id, "new_password": "Fresh789" }),
-    )
-    .unwrap();
+    d.answer(&reset_password(id, "Fresh789")).unwrap();
     assert_eq!(
         reason(&login(&d, "dog", "Fresh789", &fresh, "198.51.100.9")),
         TOO_MANY
     );
     // An admin's unlock does; then the right code signs in, and a right code gives
     // back only its own count.
-    account(&d, "Unlock", json!({ "user_id": id })).unwrap();
+    d.answer(&unlock_member(id)).unwrap();
     assert!(login(&d, "dog", "Fresh789", &fresh, "198.51.100.9").is_ok());
-    let locks = account(&d, "ListLocks", json!({})).unwrap();
+    let locks = d.answer(&list_locks()).unwrap();
     assert_eq!(locks["second_factor"], json!([]), "{locks}");
 
     // A burst of wrong codes at once from many addresses (each login held after the
@@ -319,8 +232,8 @@ fn wrong_codes_from_many_addresses_meet_the_accounts_code_limit() {
     assert_eq!((checked, unchecked), (4, 12), "{answers:?}");
 
     // An admin's reset of the second factor lifts it too.
-    account(&d, "ResetSecondFactor", json!({ "user_id": id })).unwrap();
-    let locks = account(&d, "ListLocks", json!({})).unwrap();
+    d.answer(&reset_second_factor(id)).unwrap();
+    let locks = d.answer(&list_locks()).unwrap();
     assert_eq!(locks["second_factor"], json!([]), "{locks}");
     // No code reached the log.
     let log = d.log_text();
@@ -338,41 +251,32 @@ fn a_changed_or_reset_password_ends_pending_second_steps() {
     let addr = "192.0.2.77";
     let token = |password: &str| -> String {
         let (_, params) = d
-            .call(
-                "org.flaskbb.Auth.Authenticate",
-                json!({ "identifier": "eel", "secret": password, "context": { "remote_addr": addr } }),
-            )
-            .map_err(|e| err(Err(e)))
+            .answer(&authenticate_in(
+                "eel",
+                password,
+                context_of(json!({ "remote_addr": addr })),
+            ))
             .unwrap_err();
         params["pending_login"].as_str().unwrap().to_owned()
     };
     let second_step = |token: &str, otp: &str| {
-        d.call(
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": "eel", "secret": "", "context": { "pending_login": token, "otp": otp, "remote_addr": addr } }),
-        )
-        .map_err(|e| err(Err(e)))
+        d.answer(&authenticate_in(
+            "eel",
+            "",
+            context_of(json!({ "pending_login": token, "otp": otp, "remote_addr": addr })),
+        ))
     };
 
     let before_reset = token("Secret123");
-    account(
-        &d,
-        "ResetPassword",
-        json!({ "user_id": id, "new_password": "Reset456" }),
-    )
-    .unwrap();
+    d.answer(&reset_password(id, "Reset456")).unwrap();
     assert_eq!(
         reason(&second_step(&before_reset, &code(&secret, 1))),
         SIGN_IN_AGAIN
     );
 
     let before_change = token("Reset456");
-    account(
-        &d,
-        "ChangePassword",
-        json!({ "user_id": id, "old_password": "Reset456", "new_password": "Change789", "remote_addr": addr }),
-    )
-    .unwrap();
+    d.answer(&change_password_from(id, "Reset456", "Change789", addr))
+        .unwrap();
     assert_eq!(
         reason(&second_step(&before_change, &code(&secret, 1))),
         SIGN_IN_AGAIN
@@ -405,18 +309,9 @@ fn password_checks_after_login_are_judged_by_the_lockout_under_the_members_addre
     );
     let id = d.add_user("fox", "Secret123", true);
     let (home, away) = ("192.0.2.30", "192.0.2.31");
-    let change = |old: &str, new: &str, addr: &str| {
-        account(
-            &d,
-            "ChangePassword",
-            json!({ "user_id": id, "old_password": old, "new_password": new, "remote_addr": addr }),
-        )
-    };
-    let lock = || -> Value {
-        d.call("org.flaskbb.Admin.GetUser", json!({ "identifier": "fox" }))
-            .unwrap()["lock"]
-            .clone()
-    };
+    let change =
+        |old: &str, new: &str, addr: &str| d.answer(&change_password_from(id, old, new, addr));
+    let lock = || -> Value { d.send(&get_user("fox")).unwrap()["lock"].clone() };
     // A new password bcrypt cannot take is refused before the old one is checked:
     // nothing counted.
     assert_eq!(
@@ -464,7 +359,7 @@ fn only_a_wrong_code_restarts_the_code_limits_window() {
     );
     let id = d.add_user("gnu", "Secret123", true);
     let (secret, _) = enrol(&d, id);
-    let listed = || account(&d, "ListLocks", json!({})).unwrap()["second_factor"].clone();
+    let listed = || d.answer(&list_locks()).unwrap()["second_factor"].clone();
     assert_eq!(
         reason(&login(&d, "gnu", "Secret123", "000000", "192.0.2.1")),
         totp::WRONG
@@ -512,18 +407,13 @@ fn confirmations_at_once_enrol_once_with_the_codes_shown() {
     let s = Scratch::new("2fa-confirm-once");
     let d = TestDaemon::start(&s, &format!("{TOTP}[auth]\nbcrypt_cost = 4\n"));
     let id = d.add_user("hen", "Secret123", true);
-    let begun = account(
-        &d,
-        "BeginTotp",
-        json!({ "user_id": id, "issuer": "Cat Forum" }),
-    )
-    .unwrap();
+    let begun = d.answer(&begin_totp(id, "Cat Forum")).unwrap();
     let secret = begun["secret"].as_str().unwrap().to_owned();
     let answers = at_once(
         (0..6)
             .map(|_| {
                 let (d, otp) = (&d, code(&secret, 0));
-                Box::new(move || account(d, "ConfirmTotp", json!({ "user_id": id, "code": otp })))
+                Box::new(move || d.answer(&confirm_totp(id, otp.clone())))
                     as Box<dyn Fn() -> Answer + Sync>
             })
             .collect(),
@@ -532,7 +422,7 @@ fn confirmations_at_once_enrol_once_with_the_codes_shown() {
     assert_eq!(enrolled.len(), 1, "{answers:?}");
     for a in answers.iter().filter(|a| a.is_err()) {
         assert!(
-            *a == refused("AlreadyEnrolled") || *a == refused("NotEnrolling"),
+            *a == refused(errors::ALREADY_ENROLLED) || *a == refused(errors::NOT_ENROLLING),
             "{a:?}"
         );
     }

@@ -6,7 +6,9 @@
 // and so is panic!.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use flaskbbd_tests::calls::{authenticate, list_hooks, reload};
+use flaskbbd_tests::calls::{
+    authenticate, get_info, get_interface_description, list_hooks, reload,
+};
 use std::{
     io::{Read, Write},
     os::unix::{fs::PermissionsExt, process::CommandExt},
@@ -35,7 +37,7 @@ fn raw(d: &TestDaemon, bytes: &[u8]) -> (Option<Value>, bool) {
     }
     let reply = c.receive().unwrap().map(|r| r.message());
     // Is the connection still usable afterwards?
-    let open = c.call("org.varlink.service.GetInfo", json!({})).is_ok();
+    let open = c.get_info().is_ok();
     (reply, open)
 }
 
@@ -108,14 +110,7 @@ fn malformed_messages_get_the_matching_error_and_disturb_no_other_connection() {
         assert_eq!(p, param, "{what}: {reply:?}");
         assert_eq!(open, stays_open, "{what}: connection open afterwards");
         // The bystander connection is unaffected.
-        assert!(
-            bystander
-                .lock()
-                .unwrap()
-                .call("org.varlink.service.GetInfo", json!({}))
-                .is_ok(),
-            "{what}"
-        );
+        assert!(bystander.lock().unwrap().get_info().is_ok(), "{what}");
     }
     // Nothing lost, nothing made: no message created a user.
     assert_eq!(d.users(), Vec::<(String, i32)>::new());
@@ -136,7 +131,7 @@ fn a_client_gone_mid_message_or_mid_request_loses_nothing() {
     }
     {
         let mut c = d.client();
-        c.send_raw(br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"amy","secret":"bad"}}"#).unwrap();
+        c.send_only(&authenticate("amy", "bad")).unwrap();
     } // gone before the answer
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(
@@ -151,11 +146,12 @@ fn requests_on_one_connection_are_answered_in_order_and_oneway_gets_no_reply() {
     let s = Scratch::new("order");
     let d = TestDaemon::start(&s, "");
     let mut c = d.client();
-    c.send_raw(br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"x","secret":"y"}}"#).unwrap();
+    c.send_only(&authenticate("x", "y")).unwrap();
+    // By hand: the typed client sends no `oneway` call.
     c.send_raw(br#"{"method":"org.flaskbb.Events.UserRegistered","parameters":{"username":"u"},"oneway":true}"#).unwrap();
-    c.send_raw(br#"{"method":"org.varlink.service.GetInfo"}"#)
+    c.send_only(&get_info()).unwrap();
+    c.send_only(&get_interface_description("org.flaskbb.Events"))
         .unwrap();
-    c.send_raw(br#"{"method":"org.varlink.service.GetInterfaceDescription","parameters":{"interface":"org.flaskbb.Events"}}"#).unwrap();
     assert_eq!(
         c.receive().unwrap().unwrap().message()["error"],
         "org.flaskbb.Auth.AuthenticationFailed"
@@ -178,7 +174,7 @@ fn requests_on_one_connection_are_answered_in_order_and_oneway_gets_no_reply() {
 fn get_info_lists_every_interface_and_each_has_a_description() {
     let s = Scratch::new("info");
     let d = TestDaemon::start(&s, "");
-    let info = d.call("org.varlink.service.GetInfo", json!({})).unwrap();
+    let info = d.send(&get_info()).unwrap();
     let ifaces: Vec<String> = serde_json::from_value(info["interfaces"].clone()).unwrap();
     assert_eq!(
         ifaces,
@@ -191,21 +187,13 @@ fn get_info_lists_every_interface_and_each_has_a_description() {
         ]
     );
     for i in &ifaces {
-        let d = d
-            .call(
-                "org.varlink.service.GetInterfaceDescription",
-                json!({ "interface": i }),
-            )
-            .unwrap();
+        let d = d.send(&get_interface_description(i)).unwrap();
         assert!(d["description"]
             .as_str()
             .unwrap()
             .contains(&format!("interface {i}\n")));
     }
-    let (name, params) = err(d.call(
-        "org.varlink.service.GetInterfaceDescription",
-        json!({ "interface": "x.y" }),
-    ));
+    let (name, params) = err(d.send(&get_interface_description("x.y")));
     assert_eq!(
         (name.as_str(), params),
         (
@@ -335,10 +323,7 @@ fn the_socket_gets_its_mode_a_stale_file_is_replaced_and_a_live_one_is_not_stole
         "{:?}",
         text(&out)
     );
-    assert!(
-        d.call("org.varlink.service.GetInfo", json!({})).is_ok(),
-        "the first daemon still serves"
-    );
+    assert!(d.send(&get_info()).is_ok(), "the first daemon still serves");
     drop(d);
     // A regular file in the way is never deleted.
     let s2 = Scratch::new("socket-file-regular");
@@ -438,7 +423,7 @@ fn an_idle_connection_stays_open() {
     let d = TestDaemon::start(&s, "");
     let mut c = d.client();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(c.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    assert!(c.get_info().is_ok());
     let mut buf = [0u8; 1];
     c.stream().set_nonblocking(true).unwrap();
     assert!(
@@ -610,7 +595,7 @@ fn the_connection_past_a_uids_share_is_refused_with_permission_denied() {
     // Root's own share is untouched by nobody's: eight of its connections all answer.
     let mut mine: Vec<_> = (0..8).map(|_| d.client()).collect();
     for c in &mut mine {
-        assert!(c.call("org.varlink.service.GetInfo", json!({})).is_ok());
+        assert!(c.get_info().is_ok());
     }
     // A reload applies a new share to new connections: two more of nobody's get in,
     // the third is refused.
@@ -634,10 +619,11 @@ fn a_message_left_unfinished_is_closed_after_message_timeout_ms_and_idle_ones_ar
     let s = Scratch::new("conn-stall");
     let d = TestDaemon::start(&s, "[daemon]\nmessage_timeout_ms = 1000\n");
     d.add_user("ann", "Secret123", true);
+    // By hand, as bytes: halves of it are written.
     let call = br#"{"method":"org.flaskbb.Auth.Authenticate","parameters":{"identifier":"ann","secret":"Stalled-Secret-42"}}"#;
     // A connection idle between messages, and one that sends half a call and stalls.
     let mut idle = d.client();
-    assert!(idle.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    assert!(idle.get_info().is_ok());
     let mut stalled = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
     stalled
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -669,7 +655,7 @@ fn a_message_left_unfinished_is_closed_after_message_timeout_ms_and_idle_ones_ar
     );
     // The idle connection, idle longer than the timeout, still serves.
     std::thread::sleep(Duration::from_millis(500));
-    assert!(idle.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    assert!(idle.get_info().is_ok());
     let log = d.log_text();
     let line = log
         .lines()
@@ -690,7 +676,7 @@ fn the_memory_of_thousands_of_connections_is_given_back_when_they_close() {
         &s,
         &format!("[daemon]\nmax_connections = {N}\nmax_connections_per_uid = {N}\n"),
     );
-    assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    assert!(d.send(&get_info()).is_ok());
     std::thread::sleep(Duration::from_millis(300));
     let sockets = d.open_sockets();
     let before = d.rss_kib();
@@ -721,5 +707,5 @@ fn the_memory_of_thousands_of_connections_is_given_back_when_they_close() {
         after < before + 6 * 1024,
         "RSS {before} KiB idle, {open} KiB with {N} connections, {after} KiB after they closed"
     );
-    assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    assert!(d.send(&get_info()).is_ok());
 }

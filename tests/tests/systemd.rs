@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use flaskbbd_tests::calls::{
-    authenticate, list_hooks, list_plugins, reload, set_plugin_enabled, user_registered,
+    authenticate, get_info, list_hooks, list_plugins, reload, set_plugin_enabled, user_registered,
 };
 use std::{
     os::unix::net::UnixDatagram,
@@ -76,7 +76,7 @@ fn ready_comes_only_once_the_socket_answers_then_reloading_ready_and_stopping() 
     let ready = n.until("READY=1");
     // The very first call after READY must be answered: no retry.
     assert!(
-        d.call("org.varlink.service.GetInfo", json!({})).is_ok(),
+        d.send(&get_info()).is_ok(),
         "READY came before the socket answered"
     );
     assert!(
@@ -368,7 +368,7 @@ fn a_plugin_rebuilt_in_place_is_picked_up_by_a_reload() {
         .unwrap()
         .count();
     assert_eq!(copies, 2, "each content loaded from its own copy");
-    assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    assert!(d.send(&get_info()).is_ok());
     // A restart prunes the copies no longer in use.
     let config = d.config.clone();
     assert!(d.stop().success());
@@ -503,7 +503,7 @@ fn enabling_an_instance_that_cannot_load_changes_nothing() {
     // The failed change was not remembered: the daemon restarts on flaskbb.toml alone.
     assert!(d.stop().success());
     let d = TestDaemon::start_with(&s, cfg);
-    assert!(d.call("org.varlink.service.GetInfo", json!({})).is_ok());
+    assert!(d.send(&get_info()).is_ok());
 }
 
 #[test]

@@ -20,9 +20,9 @@ use flaskbbd_protocol::{
     passkey::PasskeyCall,
     replies::{
         self, account as account_errors, admin as admin_errors, auth as auth_errors,
-        events as event_errors, AuthenticationFailed, GetMetricsReply, GetStatusReply,
-        GetUserReply, InternalError, ListHooksReply, ListPluginsReply, Reason, Rejected,
-        UnlockReply, UserReply,
+        events as event_errors, AuthenticationFailed, GetInfoReply, GetInterfaceDescriptionReply,
+        GetMetricsReply, GetStatusReply, GetUserReply, InternalError, ListHooksReply,
+        ListPluginsReply, Message, Reason, Rejected, UnlockReply, UserReply,
     },
     INTERFACES,
 };
@@ -95,7 +95,7 @@ fn parse_call(call: Call, peer: Peer) -> Parsed {
         );
         Err(Reply::error(
             account_errors::PERMISSION_DENIED,
-            json!(InternalError { message }),
+            json!(Message { message }),
         )
         .into())
     } else {
@@ -331,17 +331,19 @@ fn encode_draft<T: serde::Serialize>(key: &str, draft: &T, out: &mut Vec<u8>) {
 
 async fn run(d: &Arc<Daemon>, method: Method) -> Answer {
     match method {
-        Method::Service(ServiceCall::GetInfo) => Reply::ok(json!({
-            "vendor": "flaskbbd",
-            "product": "flaskbbd",
-            "version": env!("CARGO_PKG_VERSION"),
-            "url": "https://flaskbb.org",
-            "interfaces": INTERFACES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-        }))
+        Method::Service(ServiceCall::GetInfo) => Reply::ok(GetInfoReply {
+            vendor: "flaskbbd".into(),
+            product: "flaskbbd".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            url: "https://flaskbb.org".into(),
+            interfaces: INTERFACES.iter().map(|(n, _)| (*n).to_owned()).collect(),
+        })
         .into(),
         Method::Service(ServiceCall::GetInterfaceDescription { interface }) => {
             match INTERFACES.iter().find(|(n, _)| *n == interface) {
-                Some((_, text)) => Reply::ok(json!({ "description": text })),
+                Some((_, text)) => Reply::ok(GetInterfaceDescriptionReply {
+                    description: (*text).to_owned(),
+                }),
                 None => Reply::error(
                     errors::INTERFACE_NOT_FOUND,
                     json!({ "interface": interface }),

@@ -3,7 +3,10 @@
 
 use std::time::Instant;
 
-use flaskbbd_tests::Scratch;
+use flaskbbd_tests::{
+    calls::{authenticate, authenticate_in, context_of},
+    Scratch,
+};
 use serde_json::json;
 
 use crate::stats::{
@@ -48,11 +51,11 @@ const LOCKED_FROM: &str = "192.0.2.1";
 
 /// One failed login of `kind` on `client`.
 fn fail(client: &mut flaskbbd_protocol::client::Client, kind: Kind, who: &str) {
-    let r = client.call(
-        "org.flaskbb.Auth.Authenticate",
-        json!({ "identifier": who, "secret": "wrong",
-                "context": { "remote_addr": address_for(kind) } }),
-    );
+    let r = client.send(&authenticate_in(
+        who,
+        "wrong",
+        context_of(json!({ "remote_addr": address_for(kind) })),
+    ));
     let e = r.unwrap_err();
     assert_eq!(e.name(), Some("org.flaskbb.Auth.AuthenticationFailed"));
 }
@@ -91,11 +94,11 @@ pub(crate) fn timing(args: &[String]) {
             fail(&mut c, Kind::Locked, "carol");
         }
         let mut same = |k: Kind| {
-            c.call(
-                "org.flaskbb.Auth.Authenticate",
-                json!({ "identifier": who(k), "secret": "wrong",
-                        "context": { "remote_addr": address_for(k) } }),
-            )
+            c.send(&authenticate_in(
+                who(k),
+                "wrong",
+                context_of(json!({ "remote_addr": address_for(k) })),
+            ))
             .unwrap_err()
             .to_string()
         };
@@ -361,9 +364,6 @@ pub(crate) fn bcrypt_bench(args: &[String]) {
 
 /// alice's login with `secret`, which must succeed.
 fn login(c: &mut flaskbbd_protocol::client::Client, secret: &str) {
-    c.call(
-        "org.flaskbb.Auth.Authenticate",
-        json!({ "identifier": "alice", "secret": secret }),
-    )
-    .expect("Authenticate");
+    c.send(&authenticate("alice", secret))
+        .expect("Authenticate");
 }

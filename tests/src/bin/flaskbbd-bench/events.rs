@@ -11,7 +11,7 @@ use std::{
 };
 
 use flaskbbd_protocol::client::Client;
-use flaskbbd_tests::Scratch;
+use flaskbbd_tests::{calls::post_save_before, Scratch};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 
@@ -35,8 +35,10 @@ pub(crate) const CONTENT: &str = "Thanks for the reply! I tried spam0 and scam1 
     documentation says, but junk2 still shows up when I save. Is spam3 expected, or \
     should I open a ticket? Here is my config, minus the junk4 parts.";
 
-/// The call both servers answer.
-const METHOD: &str = "org.flaskbb.Events.PostSaveBefore";
+/// The call both servers answer: `PostSaveBefore` of [`CONTENT`] by user 2.
+fn the_call() -> flaskbbd_protocol::methods::EventCall {
+    post_save_before(json!({ "content": CONTENT, "user_id": 2 }))
+}
 
 /// One row: round trips/s, p50 and p99.
 pub(crate) struct Row {
@@ -63,12 +65,7 @@ pub(crate) fn measure(
         seconds,
         &|| Client::connect(socket).expect("connect"),
         &|c| {
-            let r = c
-                .call(
-                    METHOD,
-                    json!({ "post": { "content": CONTENT, "user_id": 2 } }),
-                )
-                .expect("PostSaveBefore");
+            let r = c.send(&the_call()).expect("PostSaveBefore");
             check(&r);
         },
     );

@@ -5,11 +5,14 @@
 
 use std::{process::Command, time::Instant};
 
-use flaskbbd_tests::{flaskbb, Backend, Scratch};
+use flaskbbd_tests::{
+    calls::{authenticate, post_save_before},
+    flaskbb, Backend, Scratch,
+};
 use serde_json::{json, Value};
 
 use flaskbbd::embed::{Chains, Context, EventAnswer, EventCall};
-use flaskbbd_protocol::types::Post;
+use flaskbbd_protocol::{methods::Request, types::Post};
 
 use crate::{
     events::{five_filters, CONTENT},
@@ -56,33 +59,22 @@ pub(crate) fn against_flaskbb(args: &[String]) {
         ),
     );
     let mut c = d.client();
-    let mut time = |n: usize, method: &str, params: Value, ok: bool| {
+    let mut time = |n: usize, call: &dyn Request, ok: bool| {
         let mut once = || {
             let t = Instant::now();
-            let r = c.call(method, params.clone());
-            assert_eq!(r.is_ok(), ok, "{method}: {r:?}");
+            let r = c.send(call);
+            assert_eq!(r.is_ok(), ok, "{}: {r:?}", call.full_name());
             t.elapsed()
         };
         once();
         median((0..n).map(|_| once()).collect()).as_secs_f64()
     };
     let ours = [
-        time(
-            rounds,
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": "alice", "secret": "AlicePass123" }),
-            true,
-        ),
-        time(
-            rounds,
-            "org.flaskbb.Auth.Authenticate",
-            json!({ "identifier": "alice", "secret": "wrong" }),
-            false,
-        ),
+        time(rounds, &authenticate("alice", "AlicePass123"), true),
+        time(rounds, &authenticate("alice", "wrong"), false),
         time(
             rounds * 50,
-            "org.flaskbb.Events.PostSaveBefore",
-            json!({ "post": { "content": CONTENT } }),
+            &post_save_before(json!({ "content": CONTENT })),
             true,
         ),
     ];
