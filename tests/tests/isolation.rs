@@ -748,20 +748,25 @@ fn a_hosts_output_is_logged_under_its_instances_name() {
         &format!("[[plugin]]\nname = \"chatty\"\nlibrary = \"faults\"\nconfig = {{ say = {forged:?} }}\n"),
     );
     let pid = host_pid(&d, "chatty");
-    let until = Instant::now() + Duration::from_secs(5);
-    while !d.log_text().contains("plugin host output") && Instant::now() < until {
-        thread::sleep(Duration::from_millis(20));
-    }
-    let log = d.log_text();
-    for stream in ["stdout", "stderr"] {
-        assert!(
-            log.lines().any(|l| l.contains("plugin host output")
+    let logged = |log: &str, stream: &str| {
+        log.lines().any(|l| {
+            l.contains("plugin host output")
                 && l.contains("instance=\"chatty\"")
                 && l.contains(&format!("pid={pid}"))
                 && l.contains(&format!("stream=\"{stream}\""))
-                && l.contains(&format!("output={forged:?}"))),
-            "{log}"
-        );
+                && l.contains(&format!("output={forged:?}"))
+        })
+    };
+    // The two streams are forwarded by two threads: wait for both lines (under load
+    // the second can come well after the first).
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut log = d.log_text();
+    while !(logged(&log, "stdout") && logged(&log, "stderr")) && Instant::now() < until {
+        thread::sleep(Duration::from_millis(20));
+        log = d.log_text();
+    }
+    for stream in ["stdout", "stderr"] {
+        assert!(logged(&log, stream), "no {stream} line: {log}");
     }
     // No line of the log is the plugin's text on its own.
     assert!(
