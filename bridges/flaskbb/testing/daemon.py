@@ -36,7 +36,7 @@ class Daemon:
         if database is None:
             database = f"url = {json.dumps(self.db_url)}\nschema = \"flaskbb\""
         self.config_path.write_text(
-            f"[daemon]\nsocket = \"run/flaskbbd.sock\"\nhook_timeout_ms = 5000\n"
+            f"[daemon]\nsocket = \"run/flaskbbd.sock\"\nhook_timeout_ms = 30000\n"
             f"[database]\n{database}\n"
             f"[auth]\nbcrypt_cost = 4\n{auth}\n"
             f"[plugins]\ndirs = [{dirs}]\n{plugins}"

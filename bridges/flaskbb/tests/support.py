@@ -100,7 +100,13 @@ class Site:
         # would; then the bridge is configured.
         self.forum.write_config({})
         self.forum.make_database()
-        settings: Dict[str, object] = {"FLASKBBD_SOCKET": str(self.daemon.socket)} if daemon else {}
+        # A password the daemon sets on FlaskBB's schema is werkzeug's pbkdf2 (600,000
+        # rounds), which a loaded CI machine can take seconds to check: the bridge waits
+        # longer than the tests' daemon (testing/daemon.py) gives a hook, so that a slow
+        # check is the daemon's answer, not the bridge giving up.
+        settings: Dict[str, object] = (
+            {"FLASKBBD_SOCKET": str(self.daemon.socket), "FLASKBBD_TIMEOUT": 40} if daemon else {}
+        )
         settings.update(bridge or {})
         self.forum.write_config(settings)
         self._names = itertools.count(1)
