@@ -66,6 +66,8 @@ pub(crate) mod request;
 pub(crate) mod runtime;
 pub(crate) mod second_factor;
 pub(crate) mod server;
+#[cfg(test)]
+mod sources;
 pub(crate) mod store;
 pub(crate) mod systemd;
 #[cfg(test)]
