@@ -41,6 +41,8 @@ pub(crate) mod chain;
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod daemon;
+#[cfg(test)]
+mod doc_gate;
 pub mod embed;
 pub(crate) mod events;
 pub(crate) mod executor;
