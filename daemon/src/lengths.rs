@@ -6,131 +6,16 @@
 //! module (`#[cfg(test)] mod testing;`). A longer function is to be split along its
 //! steps, each a named helper with a doc comment.
 //!
-//! The sources are read by a small tokenizer, not by searching the text, so that a
-//! brace in a string, a raw string, a character or a comment is not taken for one
-//! that opens or closes a body.
+//! The sources are read by the tokenizer of [`crate::sources`], not by searching the
+//! text, so that a brace in a string, a raw string, a character or a comment is not
+//! taken for one that opens or closes a body.
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
+
+use crate::sources::{attribute, past_close, sources, test_paths, tokens, Attribute};
 
 /// The most lines a function may have.
 const MOST_LINES: usize = 80;
-
-/// One token of Rust source: a word (identifier, keyword or number) or one
-/// punctuation character, with the line it is on. Strings, characters, comments and
-/// whitespace make no token.
-#[derive(Debug)]
-struct Token<'a> {
-    text: &'a str,
-    line: usize,
-}
-
-/// The tokens of `text`, skipping comments (nested block comments too), strings
-/// (with escapes, byte and C strings, raw strings with any number of `#`), character
-/// literals and whitespace; a lifetime's quote is dropped and its name kept as a word.
-fn tokens(text: &str) -> Vec<Token<'_>> {
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let at = |i: usize| chars.get(i).map_or('\0', |c| c.1);
-    let mut out = Vec::new();
-    let (mut i, mut line) = (0, 1);
-    // Moves `i` past the string whose opening quote is at `open`, ended by a quote
-    // then `hashes` `#`s; escapes count only in a string that is not raw.
-    let skip_string = |open: usize, hashes: usize, raw: bool, line: &mut usize| {
-        let mut k = open + 1;
-        while k < chars.len() {
-            match at(k) {
-                '\\' if !raw => {
-                    if at(k + 1) == '\n' {
-                        *line += 1;
-                    }
-                    k += 2;
-                }
-                '"' if (1..=hashes).all(|h| at(k + h) == '#') => return k + 1 + hashes,
-                c => {
-                    if c == '\n' {
-                        *line += 1;
-                    }
-                    k += 1;
-                }
-            }
-        }
-        k
-    };
-    while i < chars.len() {
-        let (start, c) = chars[i];
-        match c {
-            '\n' => {
-                line += 1;
-                i += 1;
-            }
-            c if c.is_whitespace() => i += 1,
-            '/' if at(i + 1) == '/' => {
-                while i < chars.len() && at(i) != '\n' {
-                    i += 1;
-                }
-            }
-            '/' if at(i + 1) == '*' => {
-                let mut depth = 1;
-                i += 2;
-                while depth > 0 && i < chars.len() {
-                    if at(i) == '/' && at(i + 1) == '*' {
-                        depth += 1;
-                        i += 2;
-                    } else if at(i) == '*' && at(i + 1) == '/' {
-                        depth -= 1;
-                        i += 2;
-                    } else {
-                        if at(i) == '\n' {
-                            line += 1;
-                        }
-                        i += 1;
-                    }
-                }
-            }
-            '"' => i = skip_string(i, 0, false, &mut line),
-            '\'' if at(i + 1) == '\\' => {
-                // An escaped character: '\'', '\\', '\n', '\u{7f}'.
-                i += 3;
-                while i < chars.len() && at(i) != '\'' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            '\'' if at(i + 2) == '\'' => i += 3,
-            '\'' => i += 1,
-            c if c.is_alphanumeric() || c == '_' => {
-                let mut j = i;
-                while at(j).is_alphanumeric() || at(j) == '_' {
-                    j += 1;
-                }
-                let end = chars.get(j).map_or(text.len(), |c| c.0);
-                let word = &text[start..end];
-                let hashes = (j..).take_while(|&k| at(k) == '#').count();
-                if matches!(word, "r" | "br" | "cr") && at(j + hashes) == '"' {
-                    i = skip_string(j + hashes, hashes, true, &mut line);
-                } else if matches!(word, "b" | "c") && at(j) == '"' {
-                    i = skip_string(j, 0, false, &mut line);
-                } else if word == "r" && hashes == 1 {
-                    // A raw identifier, `r#type`: the word after the `#`.
-                    i = j + 1;
-                } else {
-                    out.push(Token { text: word, line });
-                    i = j;
-                }
-            }
-            c => {
-                out.push(Token {
-                    text: &text[start..start + c.len_utf8()],
-                    line,
-                });
-                i += 1;
-            }
-        }
-    }
-    out
-}
 
 /// A function with a body, as read from a source.
 #[derive(Debug, PartialEq)]
@@ -152,53 +37,6 @@ struct Read {
     test_files: Vec<String>,
 }
 
-/// The index just past the token that closes the bracket opened at `open`
-/// (`{`, `(` or `[`), or the end.
-fn past_close(tokens: &[Token<'_>], open: usize) -> usize {
-    let mut depth = 0usize;
-    for (k, token) in tokens.iter().enumerate().skip(open) {
-        match token.text {
-            "{" | "(" | "[" => depth += 1,
-            "}" | ")" | "]" => {
-                depth -= 1;
-                if depth == 0 {
-                    return k + 1;
-                }
-            }
-            _ => {}
-        }
-    }
-    tokens.len()
-}
-
-/// The index just past the item that starts at `from`: past its `;` or its closing
-/// brace, whichever ends it at its own depth; or, for an inner attribute
-/// (`inner`), past the rest of the enclosing block; either stops before a bracket
-/// that closes one opened before `from`.
-fn past_item(tokens: &[Token<'_>], from: usize, inner: bool) -> usize {
-    let mut depth = 0usize;
-    for (k, token) in tokens.iter().enumerate().skip(from) {
-        match token.text {
-            "{" | "(" | "[" => depth += 1,
-            "}" | ")" | "]" if depth == 0 => return k,
-            "}" if depth == 1 && !inner => return k + 1,
-            "}" | ")" | "]" => depth -= 1,
-            ";" if depth == 0 && !inner => return k + 1,
-            _ => {}
-        }
-    }
-    tokens.len()
-}
-
-/// Whether the attribute whose `[` is at `open` is `cfg(test)`.
-fn is_cfg_test(tokens: &[Token<'_>], open: usize) -> bool {
-    let words: Vec<&str> = tokens[open..past_close(tokens, open)]
-        .iter()
-        .map(|t| t.text)
-        .collect();
-    words == ["[", "cfg", "(", "test", ")", "]"]
-}
-
 /// Reads the functions of one source's `text`, and its test modules' files.
 fn read(text: &str) -> Read {
     let tokens = tokens(text);
@@ -207,24 +45,14 @@ fn read(text: &str) -> Read {
     while i < tokens.len() {
         let word = |k: usize| tokens.get(k).map_or("", |t| t.text);
         let is_word = |k: usize| word(k).starts_with(|c: char| c.is_alphabetic() || c == '_');
-        if word(i) == "#" {
-            let inner = word(i + 1) == "!";
-            let open = if inner { i + 2 } else { i + 1 };
-            if word(open) != "[" {
-                i += 1;
-                continue;
-            }
-            let after = past_close(&tokens, open);
-            if !is_cfg_test(&tokens, open) {
-                i = after;
-                continue;
-            }
-            let end = past_item(&tokens, after, inner);
-            let item: Vec<&str> = tokens[after..end].iter().map(|t| t.text).collect();
-            if let [.., "mod", name, ";"] = item.as_slice() {
-                read.test_files.push(name.to_string());
-            }
-            i = end;
+        if let Some(attribute) = attribute(&tokens, i) {
+            i = match attribute {
+                Attribute::Test { past, file } => {
+                    read.test_files.extend(file);
+                    past
+                }
+                Attribute::Other { past, .. } => past,
+            };
         } else if word(i) == "fn" && is_word(i + 1) {
             let mut k = i + 2;
             let mut depth = 0usize;
@@ -254,23 +82,6 @@ fn read(text: &str) -> Read {
     read
 }
 
-/// Every `.rs` file under `dir`, in name order.
-fn sources(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(path) = todo.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                todo.push(entry.unwrap().path());
-            }
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            found.push(path);
-        }
-    }
-    found.sort();
-    found
-}
-
 /// The functions over [`MOST_LINES`] under `src`, each as `file: fn name: lines`,
 /// with how many functions were read in all.
 fn too_long(src: &Path) -> (Vec<String>, usize) {
@@ -281,20 +92,11 @@ fn too_long(src: &Path) -> (Vec<String>, usize) {
             (path, read)
         })
         .collect();
-    // A test module's file is `x.rs` or `x/mod.rs` in the directory of the module
-    // that declares it: that of `lib.rs`, `main.rs` and `mod.rs` is their own; that
-    // of `y.rs` is `y/`.
-    let mut test_paths = BTreeSet::new();
-    for (path, read) in &files {
-        let dir = match path.file_stem().and_then(|s| s.to_str()) {
-            Some("lib" | "main" | "mod") => path.parent().unwrap().to_path_buf(),
-            _ => path.with_extension(""),
-        };
-        for name in &read.test_files {
-            test_paths.insert(dir.join(format!("{name}.rs")));
-            test_paths.insert(dir.join(name));
-        }
-    }
+    let test_paths = test_paths(
+        files
+            .iter()
+            .map(|(path, read)| (path.as_path(), read.test_files.as_slice())),
+    );
     let mut long = Vec::new();
     let mut count = 0;
     for (path, read) in &files {

@@ -41,6 +41,8 @@ pub(crate) mod chain;
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod daemon;
+#[cfg(test)]
+mod doc_gate;
 pub mod embed;
 pub(crate) mod events;
 pub(crate) mod executor;
@@ -66,6 +68,8 @@ pub(crate) mod request;
 pub(crate) mod runtime;
 pub(crate) mod second_factor;
 pub(crate) mod server;
+#[cfg(test)]
+mod sources;
 pub(crate) mod store;
 pub(crate) mod systemd;
 #[cfg(test)]

@@ -63,10 +63,15 @@ impl Codes<'_> {
         self.store
     }
 
+    /// The value under `key` in the key-value store of the plugin instance
+    /// `instance` (the `totp` instance's secrets, pending secrets, last steps and
+    /// recovery codes) as committed, or `None` if there is none.
     pub(crate) fn kv(&self, instance: &str, key: &str) -> Result<Option<String>, CodeRefusal> {
         Ok(self.store.kv_get(instance, key)?)
     }
 
+    /// Sets (`Some`) or removes (`None`) each of `changes`' keys in the key-value
+    /// store of the plugin instance `instance`, in one transaction: all or none.
     pub(crate) fn kv_set(
         &self,
         instance: &str,
@@ -209,6 +214,8 @@ impl Codes<'_> {
     }
 }
 
+/// The time now in seconds since 1970, what a one-time code's time step is taken
+/// from; an error if the system clock is set before 1970.
 pub(crate) fn now_secs() -> Result<u64, CodeRefusal> {
     u64::try_from(Utc::now().timestamp())
         .map_err(|_| CodeRefusal::Internal("the system clock is before 1970".into()))
