@@ -246,6 +246,18 @@ impl Daemon {
             .run_here(req, self.hook_timeout(), f, on_abandon)
     }
 
+    /// Runs `fut`, a chain that only crosses to plugin hosts, for `req` on this task
+    /// under the hook timeout, watched (see [`Executor::run_crossing`]).
+    pub(crate) async fn run_crossing<T>(
+        &self,
+        req: &Arc<Request>,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Here<T> {
+        self.executor
+            .run_crossing(req, self.hook_timeout(), fut)
+            .await
+    }
+
     /// Runs blocking work that is no request (the store, a hash, a reload) on the
     /// pool and waits for it.
     pub(crate) async fn blocking<T: Send + 'static>(

@@ -120,6 +120,22 @@ macro_rules! declare_fire {
             }
         }
 
+        /// [`run`] for a chain that only crosses to plugin hosts
+        /// ([`Chain::crosses_only`](crate::chain::Chain::crosses_only)): the task awaits
+        /// each host's answer without holding its thread.
+        pub(crate) async fn run_crossing(g: &Generation, req: &Request, call: EventCall) -> Result<EventAnswer, EventError> {
+            match call {
+                $(
+                    EventCall::$wire { $($arg),* } => {
+                        let answer = None$(.or(draft_answer!($mode $base, $arg)))*.unwrap_or(EventAnswer::Nothing);
+                        $(let $arg = crate::ipc::base_kind!(from_proto, $base, $arg);)*
+                        let o = g.call_crossing(req, Input::$hook { $($arg: input_field!($mode, $arg)),* }).await;
+                        outcome(o).map(|v| answer.replaced_by(v))
+                    }
+                )*
+            }
+        }
+
         /// The hook an event call fires.
         pub(crate) fn hook_of(call: &EventCall) -> Hook {
             match call {

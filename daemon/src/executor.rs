@@ -240,28 +240,70 @@ impl Executor {
             }
         }
         let _place = Place(&self.inner.here_running);
-        let watch = &self.inner.watch;
-        let id = {
-            let mut st = lock(&watch.state);
-            let id = st.next_id;
-            st.next_id += 1;
-            st.started += 1;
-            let tick = (timeout / 2).max(Duration::from_millis(1));
-            st.tick = Some(st.tick.map_or(tick, |t| t.min(tick)));
-            st.runs.push(Watched {
-                id,
-                req: req.clone(),
-                timeout,
-                timed_out: None,
-                on_abandon: Some(on_abandon),
-            });
-            if st.idle {
-                st.idle = false;
-                watch.wake.notify_one();
-            }
-            id
-        };
+        let id = self.watch(req, timeout, Some(on_abandon));
         let r = catch_unwind(AssertUnwindSafe(f));
+        let r = r.map_err(|p| ExecError::Panicked(panic_message(&*p)));
+        self.unwatch(id, req, r, false)
+    }
+
+    /// Runs `fut`, a request's chain that only crosses to plugin hosts, on this async
+    /// task, watched as [`Executor::run_here`]'s runs are: past `timeout` the call's
+    /// host is killed (its lane's end is the call's, and the answer
+    /// [`Here::TimedOut`]). No thread waits meanwhile, so such runs take no place
+    /// among those on callers' threads and need no takeover: a call that cannot be
+    /// ended (none such crosses, but should one) is answered with its timeout once it
+    /// returns, never [`Here::Abandoned`].
+    pub(crate) async fn run_crossing<T>(
+        &self,
+        req: &Arc<Request>,
+        timeout: Duration,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Here<T> {
+        let id = self.watch(req, timeout, None);
+        // Should the task be dropped before the chain returns (the runtime shutting
+        // down), its run leaves the watch, which must not act on a call nobody awaits.
+        let _off = OffWatch {
+            watch: &self.inner.watch,
+            id,
+        };
+        let r = fut.await;
+        self.unwatch(id, req, Ok(r), true)
+    }
+
+    /// Puts `req`'s run on the watch; its id.
+    fn watch(&self, req: &Arc<Request>, timeout: Duration, on_abandon: Option<OnAbandon>) -> u64 {
+        let watch = &self.inner.watch;
+        let mut st = lock(&watch.state);
+        let id = st.next_id;
+        st.next_id += 1;
+        st.started += 1;
+        let tick = (timeout / 2).max(Duration::from_millis(1));
+        st.tick = Some(st.tick.map_or(tick, |t| t.min(tick)));
+        st.runs.push(Watched {
+            id,
+            req: req.clone(),
+            timeout,
+            timed_out: None,
+            on_abandon,
+        });
+        if st.idle {
+            st.idle = false;
+            watch.wake.notify_one();
+        }
+        id
+    }
+
+    /// Takes run `id` off the watch once it returned `r`: how it ended. An abandoned
+    /// run is [`Here::Abandoned`] (its client was answered when it was abandoned),
+    /// unless `answer_late`: then its timeout is the answer now.
+    fn unwatch<T>(
+        &self,
+        id: u64,
+        req: &Request,
+        r: Result<T, ExecError>,
+        answer_late: bool,
+    ) -> Here<T> {
+        let watch = &self.inner.watch;
         let finish = req.finish();
         let watched = {
             let mut st = lock(&watch.state);
@@ -270,7 +312,7 @@ impl Executor {
         };
         let timed_out = watched.and_then(|w| w.timed_out);
         match finish {
-            Finish::Finished => Here::Done(r.map_err(|p| ExecError::Panicked(panic_message(&*p)))),
+            Finish::Finished => Here::Done(r),
             Finish::Cancelled => Here::TimedOut(timed_out.unwrap_or(ExecError::Panicked(
                 "a hook call was cancelled without a timeout".into(),
             ))),
@@ -280,7 +322,10 @@ impl Executor {
                 tracing::warn!(
                     "an abandoned hook call returned; requests run on the async threads again"
                 );
-                Here::Abandoned
+                match timed_out {
+                    Some(e) if answer_late => Here::TimedOut(e),
+                    _ => Here::Abandoned,
+                }
             }
         }
     }
@@ -429,6 +474,21 @@ const IDLE_LOOK: Duration = Duration::from_secs(30);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes a run off the watch when dropped, if it is still on it.
+struct OffWatch<'a> {
+    watch: &'a Watch,
+    id: u64,
+}
+
+impl Drop for OffWatch<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.watch.state);
+        if let Some(at) = st.runs.iter().position(|w| w.id == self.id) {
+            st.runs.swap_remove(at);
+        }
+    }
 }
 
 /// The watch thread: looks at the runs on callers' threads, sleeps until the next
@@ -760,6 +820,96 @@ mod tests {
             "{r:?}"
         );
         assert!(started.elapsed() < Duration::from_millis(1000));
+        assert_eq!(exec.stuck(), 0);
+        assert!(exec.can_run_here());
+    }
+
+    /// A crossing's call as an isolated call does it: its request enters `instance`,
+    /// arms a cancel that ends it (its host killed), and waits as a task until then
+    /// or for `ms`.
+    async fn crossing(req: &Arc<Request>, instance: &str, ms: u64, cancelled: &Arc<AtomicBool>) {
+        req.enter(&Arc::from(instance), Hook::UserRegistered);
+        let c = cancelled.clone();
+        req.arm_cancel(crate::request::Cancel(Arc::new(move || {
+            c.store(true, Ordering::SeqCst)
+        })));
+        let until = std::time::Instant::now() + Duration::from_millis(ms);
+        while !cancelled.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        req.leave();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crossing_past_its_timeout_is_cancelled_and_answers_it_holding_no_place() {
+        let s = Setup::new("cross-timeout", "");
+        let exec = Executor::new(1, 4);
+        exec.set_here_limit(1);
+        let req = s.request();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let started = std::time::Instant::now();
+        let r = exec
+            .run_crossing(&req, TIMEOUT, crossing(&req, "isolated", 5000, &cancelled))
+            .await;
+        assert!(
+            matches!(&r, Here::TimedOut(e) if e.to_string() == "instance \"isolated\" did not answer flaskbb_event_user_registered within 150 ms"),
+            "{r:?}"
+        );
+        assert!(cancelled.load(Ordering::SeqCst));
+        assert!(started.elapsed() < Duration::from_millis(1000));
+        assert_eq!(exec.stuck(), 0);
+        // It took no place among the runs on callers' threads, and left none taken.
+        assert!(exec.can_run_here());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crossing_in_time_is_done_and_one_dropped_midway_leaves_the_watch() {
+        let s = Setup::new("cross-drop", "");
+        let exec = Executor::new(1, 4);
+        let req = s.request();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let r = exec
+            .run_crossing(&req, TIMEOUT, async {
+                crossing(&req, "quick", 10, &cancelled).await;
+                7
+            })
+            .await;
+        assert!(matches!(r, Here::Done(Ok(7))), "{r:?}");
+        // A crossing whose task is dropped while it waits (the runtime stopping):
+        // the watch must not act on it once its timeout passes.
+        let dropped = s.request();
+        let fired = Arc::new(AtomicBool::new(false));
+        let waited = tokio::time::timeout(
+            Duration::from_millis(30),
+            exec.run_crossing(&dropped, TIMEOUT, crossing(&dropped, "gone", 5000, &fired)),
+        )
+        .await;
+        assert!(waited.is_err(), "it ended before it was dropped");
+        tokio::time::sleep(TIMEOUT * 3).await;
+        assert!(
+            !fired.load(Ordering::SeqCst),
+            "the watch acted on a dropped crossing"
+        );
+        assert!(!cancelled.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crossing_that_cannot_be_ended_answers_its_timeout_once_it_returns() {
+        let s = Setup::new("cross-abandon", "");
+        let exec = Executor::new(1, 4);
+        let req = s.request();
+        let r = exec
+            .run_crossing(&req, TIMEOUT, async {
+                // No cancel armed: the watch can only give the request up.
+                req.enter(&Arc::from("stubborn"), Hook::UserRegistered);
+                tokio::time::sleep(TIMEOUT * 3).await;
+                req.leave();
+            })
+            .await;
+        assert!(
+            matches!(&r, Here::TimedOut(e) if e.to_string() == "instance \"stubborn\" did not answer flaskbb_event_user_registered within 150 ms"),
+            "{r:?}"
+        );
         assert_eq!(exec.stuck(), 0);
         assert!(exec.can_run_here());
     }

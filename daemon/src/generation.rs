@@ -578,6 +578,16 @@ impl Generation {
         self.chain(input.hook()).call(req, input)
     }
 
+    /// Calls the chain of the hook `input` belongs to, one that
+    /// [`Chain::crosses_only`](crate::chain::Chain::crosses_only), on an async task.
+    pub(crate) async fn call_crossing(
+        &self,
+        req: &crate::request::Request,
+        input: crate::chain::Input<'_>,
+    ) -> crate::chain::ChainOutcome {
+        self.chain(input.hook()).call_crossing(req, input).await
+    }
+
     /// What `hook`'s chain has cost lately.
     pub(crate) fn cost(&self, hook: Hook) -> &ChainCost {
         &self.costs[&hook]

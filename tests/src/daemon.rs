@@ -235,6 +235,13 @@ impl TestDaemon {
             .expect("VmRSS in /proc status")
     }
 
+    /// How many threads the daemon runs right now (`/proc/PID/task`).
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .expect("the daemon's /proc task directory")
+            .count()
+    }
+
     /// How many Unix-domain sockets the daemon holds open: its listener and its
     /// clients' connections (a database's TCP connections are not counted).
     pub fn open_sockets(&self) -> usize {

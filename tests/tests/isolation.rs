@@ -739,6 +739,71 @@ enabled = false
 }
 
 #[test]
+fn events_waiting_on_a_plugin_host_hold_no_daemon_thread() {
+    fixture("faults");
+    let s = Scratch::new("iso-no-thread");
+    let d = TestDaemon::start(
+        &s,
+        r#"
+[daemon]
+hook_timeout_ms = 20000
+[[plugin]]
+name = "sleeper"
+library = "faults"
+[plugin.hooks.flaskbb_authenticate]
+enabled = false
+"#,
+    );
+    // A first call starts the host's lanes; the daemon's threads after it.
+    let first = d.send(&post_save_before(json!({ "content": "hello" })));
+    assert_eq!(first.unwrap()["post"]["content"], "hello");
+    let before = d.threads();
+    std::thread::scope(|scope| {
+        let sleepers: Vec<_> = (0..32)
+            .map(|_| scope.spawn(|| d.send(&post_save_before(json!({ "content": "sleep" })))))
+            .collect();
+        // The thirty-two are in the host, each asleep for 4 s.
+        thread::sleep(Duration::from_millis(1500));
+        let during = d.threads();
+        // The chain only crosses to the host: each call waits as a task, on no thread
+        // of its own (through the pool, each would hold a worker, and the pool would
+        // have grown by dozens).
+        assert!(
+            during <= before + 2,
+            "{before} threads before, {during} with 32 calls waiting on the host"
+        );
+        for sleeper in sleepers {
+            let answered = sleeper.join().unwrap().unwrap();
+            assert_eq!(answered["post"]["content"], "sleep");
+        }
+    });
+}
+
+#[test]
+fn an_isolated_event_impl_uses_the_store_through_the_host_api() {
+    fixture("faults");
+    let s = Scratch::new("iso-event-store");
+    let d = TestDaemon::start(
+        &s,
+        "[[plugin]]\nname = \"keeper\"\nlibrary = \"faults\"\n[plugin.hooks.flaskbb_authenticate]\nenabled = false\n",
+    );
+    let stored = |d: &TestDaemon| {
+        let (name, p) = err(d.send(&post_save_before(json!({ "content": "stored" }))));
+        assert_eq!(name, "org.flaskbb.Events.Rejected", "{p}");
+        p["reason"].as_str().unwrap().to_owned()
+    };
+    // Each call reads the count the one before committed, and writes the next.
+    for n in 1..=3 {
+        assert_eq!(stored(&d), format!("stored {n}"));
+    }
+    // Committed to the store: a daemon started again on it goes on counting.
+    let config = d.config.clone();
+    assert!(d.stop().success());
+    let d = TestDaemon::start_with(&s, config);
+    assert_eq!(stored(&d), "stored 4");
+}
+
+#[test]
 fn a_hosts_output_is_logged_under_its_instances_name() {
     fixture("faults");
     let s = Scratch::new("iso-output");

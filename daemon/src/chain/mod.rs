@@ -475,23 +475,43 @@ impl Chain {
         value: &mut Value,
         lap: &Cell<Instant>,
     ) -> Option<ChainOutcome> {
-        let first = &run[0];
-        let fail = |e: HookError, by: &Entry| ChainOutcome {
+        if let Some(ended) = self.timed_out_before(req, &run[0]) {
+            return Some(ended);
+        }
+        // Not a draft of its kind: no impl sees it (as in `dispatch`).
+        let down = self.run_call(req, run, input, value)?;
+        let (r, crossing) = self.cross(req, run, host, &down, lap);
+        self.end_run(req, run, r, crossing, value)
+    }
+
+    /// The chain's end when the request timed out before the impl `next` (or a run
+    /// beginning with it) could be called.
+    fn timed_out_before(&self, req: &Request, next: &Entry) -> Option<ChainOutcome> {
+        req.is_abandoned()
+            .then(|| self.failed_by(HookError::failed("the request had already timed out"), next))
+    }
+
+    /// The chain's failure `e`, decided by the impl `by`.
+    fn failed_by(&self, e: HookError, by: &Entry) -> ChainOutcome {
+        ChainOutcome {
             hook: self.hook,
             result: Err(as_failure(self.hook, e)),
             decided_by: Some(by.instance.name.clone()),
-        };
-        if req.is_abandoned() {
-            return Some(fail(
-                HookError::failed("the request had already timed out"),
-                first,
-            ));
         }
-        let Some(down) = self.run_call(req, run, input, value) else {
-            // Not a draft of its kind: no impl sees it (as in `dispatch`).
-            return None;
-        };
-        let (r, crossing) = self.cross(req, run, host, &down, lap);
+    }
+
+    /// Takes the host's answer `r` to `run` (the round trip took `crossing`): counts
+    /// each impl, moves the chain's `value` on, and says whether the run ended the
+    /// chain (as [`Chain::call_run`]).
+    fn end_run(
+        &self,
+        req: &Request,
+        run: &[Entry],
+        r: Result<ChainAnswer, RunError>,
+        crossing: std::time::Duration,
+        value: &mut Value,
+    ) -> Option<ChainOutcome> {
+        let first = &run[0];
         let abandoned = req.is_abandoned();
         let ChainAnswer {
             steps,
@@ -505,7 +525,7 @@ impl Chain {
                 // counts a call.
                 let by = run.get(step).unwrap_or(first);
                 by.stats.record(HookOutcome::Failed, crossing);
-                return Some(fail(error, by));
+                return Some(self.failed_by(error, by));
             }
         };
         let ran = steps.len();
@@ -513,7 +533,7 @@ impl Chain {
         let (ended, moved) = self.count_steps(run, steps, times, abandoned);
         if ended.is_none() && ran < run.len() {
             // Nothing ended the run, yet not every impl ran: the host broke the rules.
-            return Some(fail(
+            return Some(self.failed_by(
                 HookError::failed(format!(
                     "its plugin host answered {ran} of a run of {} impls",
                     run.len()
@@ -524,7 +544,7 @@ impl Chain {
         if moved {
             match self.announced(answered) {
                 Ok(v) => *value = v,
-                Err(e) => return Some(fail(e, first)),
+                Err(e) => return Some(self.failed_by(e, first)),
             }
         }
         match ended {
@@ -533,8 +553,61 @@ impl Chain {
                 result: Ok(value.clone()),
                 decided_by: Some(e.instance.name.clone()),
             }),
-            Some(RunEnd::Failed(err, e)) => Some(fail(err, e)),
+            Some(RunEnd::Failed(err, e)) => Some(self.failed_by(err, e)),
             None => None,
+        }
+    }
+
+    /// Whether the chain only crosses to plugin hosts: no wrapper, and every impl an
+    /// isolated instance's. Such a chain can run on an async task that waits for each
+    /// host's answer without holding its thread ([`Chain::call_crossing`]).
+    pub(crate) fn crosses_only(&self) -> bool {
+        self.wrappers.is_empty()
+            && self
+                .impls
+                .iter()
+                .all(|e| e.instance.hooks.isolated().is_some())
+    }
+
+    /// Calls a chain that [`Chain::crosses_only`] for one request, as [`Chain::call`]
+    /// does, each run of one host's impls in one round trip that the task awaits.
+    pub(crate) async fn call_crossing(&self, req: &Request, input: Input<'_>) -> ChainOutcome {
+        debug_assert_eq!(input.hook(), self.hook, "arguments of another hook");
+        debug_assert!(self.crosses_only(), "a chain that does not only cross");
+        let mut value = input.initial_value();
+        let mut lap = Instant::now();
+        let mut at = 0;
+        while at < self.impls.len() {
+            let run = self.host_run(at);
+            at += run.len();
+            let Some(iso) = run[0].instance.hooks.isolated() else {
+                return self.failed_by(HookError::failed("not an isolated instance"), &run[0]);
+            };
+            if let Some(ended) = self.timed_out_before(req, &run[0]) {
+                return ended;
+            }
+            // Not a draft of its kind: no impl sees it (as in `dispatch`).
+            let Some(down) = self.run_call(req, run, &input, &value) else {
+                continue;
+            };
+            let instances: Vec<&Instance> = run.iter().map(|e| &*e.instance).collect();
+            req.enter(&run[0].instance.name, self.hook);
+            let r = iso
+                .host
+                .call_chain_async(req, self.hook, &instances, &down)
+                .await;
+            req.leave();
+            let now = Instant::now();
+            let crossing = now - lap;
+            lap = now;
+            if let Some(ended) = self.end_run(req, run, r, crossing, &mut value) {
+                return ended;
+            }
+        }
+        ChainOutcome {
+            hook: self.hook,
+            result: Ok(value),
+            decided_by: None,
         }
     }
 

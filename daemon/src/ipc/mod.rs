@@ -67,6 +67,91 @@ pub(crate) fn recv<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
     serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// What a lane has read and not yet taken as frames: shared by the blocking
+/// [`Lane`] and the daemon's [`AsyncLane`], which differ only in how they wait.
+struct Frames {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Frames {
+    fn new() -> Frames {
+        Frames {
+            buf: vec![0; 16 << 10],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The next whole frame, decoded, when the buffer holds one (errors as
+    /// [`recv`]'s); else `None`, with room made for the rest of a frame begun.
+    fn next<T: DeserializeOwned>(&mut self) -> Option<io::Result<T>> {
+        let avail = &self.buf[self.start..self.end];
+        let head = avail.get(..4)?;
+        let mut len = [0u8; 4];
+        len.copy_from_slice(head);
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_FRAME {
+            return Some(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a frame of {len} bytes is over the limit of {MAX_FRAME}"),
+            )));
+        }
+        if let Some(body) = avail.get(4..4 + len) {
+            let msg = serde_json::from_slice(body)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+            self.start += 4 + len;
+            if self.start == self.end {
+                (self.start, self.end) = (0, 0);
+            }
+            return Some(msg);
+        }
+        if 4 + len > self.buf.len() {
+            // Make room for the whole frame.
+            self.compact();
+            self.buf.resize((4 + len).next_power_of_two(), 0);
+        }
+        None
+    }
+
+    fn compact(&mut self) {
+        self.buf.copy_within(self.start..self.end, 0);
+        (self.start, self.end) = (0, self.end - self.start);
+    }
+
+    /// Where to read more: at least one byte.
+    fn room(&mut self) -> &mut [u8] {
+        if self.end == self.buf.len() {
+            self.compact();
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Takes `n` bytes read into [`Frames::room`]; none is the end of the stream.
+    fn filled(&mut self, n: usize) -> io::Result<()> {
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.end += n;
+        Ok(())
+    }
+}
+
+/// Encodes `msg` as one frame into `out` (cleared first).
+fn encode<T: Serialize>(out: &mut Vec<u8>, msg: &T) -> io::Result<()> {
+    out.clear();
+    out.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut *out, msg).map_err(io::Error::other)?;
+    let len = out.len() - 4;
+    let len = u32::try_from(len)
+        .ok()
+        .filter(|&n| n as usize <= MAX_FRAME)
+        .ok_or_else(|| io::Error::other(format!("a message of {len} bytes is too large")))?;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
 /// One end of a lane: a frame is written with one system call, and read through a
 /// buffer so that it usually takes one too. A reader sleeps in `read` until its frame
 /// comes: it never spins, because a spinning thread competes for a core with the very
@@ -77,9 +162,7 @@ pub(crate) struct Lane {
     stream: UnixStream,
     /// Where frames are written, when not `stream` (see [`Lane::split`]).
     tx: Option<UnixStream>,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    frames: Frames,
     out: Vec<u8>,
     page: Option<Arc<Page>>,
 }
@@ -90,9 +173,7 @@ impl Lane {
         Lane {
             stream,
             tx: None,
-            buf: vec![0; 16 << 10],
-            start: 0,
-            end: 0,
+            frames: Frames::new(),
             out: Vec::with_capacity(4 << 10),
             page: None,
         }
@@ -121,15 +202,7 @@ impl Lane {
 
     /// Writes one frame.
     pub(crate) fn send<T: Serialize>(&mut self, msg: &T) -> io::Result<()> {
-        self.out.clear();
-        self.out.extend_from_slice(&[0; 4]);
-        serde_json::to_writer(&mut self.out, msg).map_err(io::Error::other)?;
-        let len = self.out.len() - 4;
-        let len = u32::try_from(len)
-            .ok()
-            .filter(|&n| n as usize <= MAX_FRAME)
-            .ok_or_else(|| io::Error::other(format!("a message of {len} bytes is too large")))?;
-        self.out[..4].copy_from_slice(&len.to_le_bytes());
+        encode(&mut self.out, msg)?;
         self.tx
             .as_ref()
             .unwrap_or(&self.stream)
@@ -139,54 +212,87 @@ impl Lane {
     /// Reads one frame, sleeping until it comes; errors as [`recv`]'s.
     pub(crate) fn recv<T: DeserializeOwned>(&mut self) -> io::Result<T> {
         loop {
-            let avail = &self.buf[self.start..self.end];
-            if let Some(head) = avail.get(..4) {
-                let mut len = [0u8; 4];
-                len.copy_from_slice(head);
-                let len = u32::from_le_bytes(len) as usize;
-                if len > MAX_FRAME {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("a frame of {len} bytes is over the limit of {MAX_FRAME}"),
-                    ));
-                }
-                if let Some(body) = avail.get(4..4 + len) {
-                    let msg = serde_json::from_slice(body)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
-                    self.start += 4 + len;
-                    if self.start == self.end {
-                        (self.start, self.end) = (0, 0);
-                    }
-                    return msg;
-                }
-                if 4 + len > self.buf.len() {
-                    // Make room for the whole frame.
-                    self.buf.copy_within(self.start..self.end, 0);
-                    (self.start, self.end) = (0, self.end - self.start);
-                    self.buf.resize((4 + len).next_power_of_two(), 0);
-                }
+            if let Some(msg) = self.frames.next() {
+                return msg;
             }
-            self.fill()?;
+            let n = loop {
+                match (&self.stream).read(self.frames.room()) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    r => break r?,
+                }
+            };
+            self.frames.filled(n)?;
         }
     }
+}
 
-    /// Reads what is there (at least one byte) into the buffer.
-    fn fill(&mut self) -> io::Result<()> {
-        if self.end == self.buf.len() {
-            self.buf.copy_within(self.start..self.end, 0);
-            (self.start, self.end) = (0, self.end - self.start);
-        }
-        let n = loop {
-            match (&self.stream).read(&mut self.buf[self.end..]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => break r?,
-            }
+/// The daemon's end of a lane as an async task uses it: the same frames as [`Lane`]'s,
+/// but a task that waits for its host's answer holds no thread meanwhile (its
+/// sockets are non-blocking and registered with the runtime), so the async threads
+/// serve other connections, and a chain that crosses to a host needs neither a pool
+/// thread nor a hand-off to one (docs/isolation.md, "What a crossing costs").
+pub(crate) struct AsyncLane {
+    rx: tokio::net::UnixStream,
+    tx: tokio::net::UnixStream,
+    frames: Frames,
+    out: Vec<u8>,
+    page: Option<Arc<Page>>,
+}
+
+impl AsyncLane {
+    /// Makes `lane`'s sockets non-blocking and registers them with the runtime; must be
+    /// called on it. What `lane` had buffered is kept.
+    pub(crate) fn of(lane: Lane) -> io::Result<AsyncLane> {
+        let Lane {
+            stream,
+            tx,
+            frames,
+            out,
+            page,
+        } = lane;
+        let tx = match tx {
+            Some(tx) => tx,
+            None => stream.try_clone()?,
         };
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        stream.set_nonblocking(true)?;
+        tx.set_nonblocking(true)?;
+        Ok(AsyncLane {
+            rx: tokio::net::UnixStream::from_std(stream)?,
+            tx: tokio::net::UnixStream::from_std(tx)?,
+            frames,
+            out,
+            page,
+        })
+    }
+
+    /// The lane's shared page, if it has one.
+    pub(crate) fn page(&self) -> Option<&Arc<Page>> {
+        self.page.as_ref()
+    }
+
+    /// Writes one frame.
+    pub(crate) async fn send<T: Serialize>(&mut self, msg: &T) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        encode(&mut self.out, msg)?;
+        self.tx.write_all(&self.out).await
+    }
+
+    /// Reads one frame, the task waiting (not its thread) until it comes; errors as
+    /// [`recv`]'s.
+    pub(crate) async fn recv<T: DeserializeOwned>(&mut self) -> io::Result<T> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(msg) = self.frames.next() {
+                return msg;
+            }
+            let n = loop {
+                match self.rx.read(self.frames.room()).await {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    r => break r?,
+                }
+            };
+            self.frames.filled(n)?;
         }
-        self.end += n;
-        Ok(())
     }
 }
 

@@ -35,8 +35,8 @@ use crate::{
     hook::Hook,
     instance::{CallCx, Instance},
     ipc::{
-        self, page::Page, Answer, ChainAnswer, Down, HostCall, HostValue, Init, Lane, Started, Up,
-        WireError, WireUser,
+        self, page::Page, Answer, AsyncLane, ChainAnswer, Down, HostCall, HostValue, Init, Lane,
+        Started, Up, WireError, WireUser,
     },
     request::{Blame, Cancel, Request},
 };
@@ -184,6 +184,8 @@ struct Proc {
     called: std::sync::atomic::AtomicBool,
     control: Mutex<UnixStream>,
     idle: Mutex<Vec<Lane>>,
+    /// Idle lanes of calls that wait as async tasks ([`Supervisor::call_chain_async`]).
+    idle_async: Mutex<Vec<AsyncLane>>,
     life: Mutex<Life>,
     ended: Condvar,
 }
@@ -272,6 +274,7 @@ impl Proc {
     fn retire(self: &Arc<Self>) {
         lock(&self.life).retiring = true;
         lock(&self.idle).clear();
+        lock(&self.idle_async).clear();
         let _ = lock(&self.control).shutdown(std::net::Shutdown::Both);
         let proc = self.clone();
         let spawned = std::thread::Builder::new()
@@ -387,6 +390,7 @@ impl Supervisor {
             called: std::sync::atomic::AtomicBool::new(false),
             control: Mutex::new(control),
             idle: Mutex::new(Vec::new()),
+            idle_async: Mutex::new(Vec::new()),
             life: Mutex::new(Life::default()),
             ended: Condvar::new(),
         });
@@ -511,6 +515,11 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// The running host when there is one fit for a call, without waiting for anything.
+    fn running_now(&self) -> Option<Arc<Proc>> {
+        lock(&self.state).proc.clone().filter(|p| p.is_alive())
     }
 
     /// The running host, starting a new one if the last one died (unless backed off).
@@ -758,34 +767,58 @@ impl Supervisor {
             hook,
             instances,
         };
-        match self.exchange(callers, down)? {
-            Up::ChainDone(answer) if answer.steps.len() <= instances.len() => Ok(answer),
-            other => Err(RunError {
-                error: HookError::failed(format!(
-                    "the plugin host answered a run of {} impls with {other:?}",
-                    instances.len()
-                )),
-                step: 0,
-            }),
-        }
+        run_answer(self.exchange(callers, down)?, instances.len())
+    }
+
+    /// [`Supervisor::call_chain`] for an async task: the task, not its thread, waits
+    /// for the host's answer (an [`AsyncLane`]), so a chain that crosses holds no thread
+    /// while the host works. What may block (starting a host, the store work of a host
+    /// API call, waiting for a dead host's cause) runs in `block_in_place`, which moves
+    /// the thread's other tasks away first. The timeout is the request's, as on the
+    /// blocking path: past it the watch kills the host through the request's
+    /// [`Cancel`], and the lane's end is this call's.
+    pub(crate) async fn call_chain_async(
+        &self,
+        req: &Request,
+        hook: Hook,
+        instances: &[&Instance],
+        down: &Down,
+    ) -> Result<ChainAnswer, RunError> {
+        let callers = Callers::Run {
+            req,
+            hook,
+            instances,
+        };
+        let address = self.sender(&callers)?;
+        let up = self
+            .call_host_async(&callers, down, address.as_deref())
+            .await?;
+        run_answer(up, instances.len())
     }
 
     /// Sends `down` to the host and serves the host API until its last message.
     fn exchange(&self, callers: Callers<'_>, down: &Down) -> Result<Up, RunError> {
-        let req = callers.req();
+        let address = self.sender(&callers)?;
+        self.call_host(&callers, down, address.as_deref())
+    }
+
+    /// The address the call came from (its bucket), unless it is held back for the
+    /// host's deaths it caused (then the refusal).
+    fn sender(&self, callers: &Callers<'_>) -> Result<Option<String>, RunError> {
         // Events carry no client address: only logins' senders can be held back.
-        let address = req
+        let address = callers
+            .req()
             .context
             .get("remote_addr")
             .map(|a| plugin_abi::sdk::address_bucket(a))
             .filter(|a| !a.is_empty());
-        if let Some(refused) = address.as_deref().and_then(|a| self.held_back(a)) {
-            return Err(RunError {
+        match address.as_deref().and_then(|a| self.held_back(a)) {
+            Some(refused) => Err(RunError {
                 error: refused,
                 step: 0,
-            });
+            }),
+            None => Ok(address),
         }
-        self.call_host(&callers, down, address.as_deref())
     }
 
     fn call_host(
@@ -798,42 +831,11 @@ impl Supervisor {
         let proc = self.running().map_err(at_start)?;
         let mut lane = match proc.lane() {
             Ok(lane) => lane,
-            Err(e) => {
-                return Err(at_start(self.lost(
-                    &proc,
-                    address,
-                    &format!("no lane could be opened: {e}"),
-                )))
-            }
+            Err(e) => return Err(at_start(self.no_lane(&proc, address, e))),
         };
-        let (killer, hook) = (proc.clone(), callers.hook());
-        callers.req().arm_cancel(Cancel(Arc::new(move || {
-            killer.kill(format!(
-                "was killed by the daemon: {hook} ran past daemon.hook_timeout_ms"
-            ))
-        })));
-        // Which impl of a run the host is in: it writes the step to the lane's page
-        // before each impl; a timeout and a death are blamed on that one.
         let page = lane.page().cloned();
-        let names = callers.names();
-        if let (Some(page), Some(names)) = (&page, names) {
-            page.set_step(0);
-            let page = page.clone();
-            callers.req().arm_blame(Blame(Arc::new(move || {
-                names.get(page.step() as usize).cloned()
-            })));
-        }
-        let run_len = callers.len();
-        let failed = |error| RunError {
-            error,
-            step: page
-                .as_ref()
-                .map_or(0, |p| (p.step() as usize).min(run_len.saturating_sub(1))),
-        };
-        proc.called
-            .store(true, std::sync::atomic::Ordering::Release);
-        self.round_trips
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.arm(callers, &proc, page.as_ref());
+        let failed = |error| blamed(error, page.as_ref(), callers.len());
         if let Err(e) = lane.send(down) {
             return Err(failed(self.lost(&proc, address, &e.to_string())));
         }
@@ -841,31 +843,105 @@ impl Supervisor {
             match lane.recv::<Up>() {
                 Ok(Up::Host { step, call }) => {
                     let answers = call.answers();
-                    let reply = match callers.cx(step) {
-                        Some(cx) => serve(&cx, call),
-                        None => Err(WireError::Failed(format!(
-                            "the plugin host asked for step {step} of a run that has none"
-                        ))),
-                    };
+                    let reply = callers.serve(step, call, serve);
                     if answers {
                         if let Err(e) = lane.send(&Down::Reply(reply)) {
                             return Err(failed(self.lost(&proc, address, &e.to_string())));
                         }
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    proc.kill(format!(
-                        "was killed by the daemon: it sent an unreadable message ({e})"
-                    ));
-                    return Err(failed(self.lost(&proc, address, &e.to_string())));
-                }
-                Err(e) => return Err(failed(self.lost(&proc, address, &e.to_string()))),
+                Err(e) => return Err(failed(self.broke(&proc, address, e))),
                 Ok(done) => {
                     lock(&proc.idle).push(lane);
                     return Ok(done);
                 }
             }
         }
+    }
+
+    /// [`Supervisor::call_host`] with the task waiting instead of its thread.
+    async fn call_host_async(
+        &self,
+        callers: &Callers<'_>,
+        down: &Down,
+        address: Option<&str>,
+    ) -> Result<Up, RunError> {
+        use tokio::task::block_in_place;
+        let at_start = |error| RunError { error, step: 0 };
+        let proc = match self.running_now() {
+            Some(proc) => proc,
+            None => block_in_place(|| self.running()).map_err(at_start)?,
+        };
+        let idle = lock(&proc.idle_async).pop();
+        let mut lane = match idle.map_or_else(|| proc.lane().and_then(AsyncLane::of), Ok) {
+            Ok(lane) => lane,
+            Err(e) => return Err(at_start(block_in_place(|| self.no_lane(&proc, address, e)))),
+        };
+        let page = lane.page().cloned();
+        self.arm(callers, &proc, page.as_ref());
+        let failed = |error| blamed(error, page.as_ref(), callers.len());
+        if let Err(e) = lane.send(down).await {
+            let lost = block_in_place(|| self.lost(&proc, address, &e.to_string()));
+            return Err(failed(lost));
+        }
+        loop {
+            match lane.recv::<Up>().await {
+                Ok(Up::Host { step, call }) => {
+                    let answers = call.answers();
+                    let reply = callers.serve(step, call, serve_on_task);
+                    if answers {
+                        if let Err(e) = lane.send(&Down::Reply(reply)).await {
+                            let lost = block_in_place(|| self.lost(&proc, address, &e.to_string()));
+                            return Err(failed(lost));
+                        }
+                    }
+                }
+                Err(e) => return Err(failed(block_in_place(|| self.broke(&proc, address, e)))),
+                Ok(done) => {
+                    lock(&proc.idle_async).push(lane);
+                    return Ok(done);
+                }
+            }
+        }
+    }
+
+    /// Arms the request's current call for a conversation with `proc`: past its
+    /// timeout the host is killed, and a timeout or a death is blamed on the impl of a
+    /// run the host is in (it writes the step to the lane's `page` before each impl).
+    fn arm(&self, callers: &Callers<'_>, proc: &Arc<Proc>, page: Option<&Arc<Page>>) {
+        let (killer, hook) = (proc.clone(), callers.hook());
+        callers.req().arm_cancel(Cancel(Arc::new(move || {
+            killer.kill(format!(
+                "was killed by the daemon: {hook} ran past daemon.hook_timeout_ms"
+            ))
+        })));
+        if let (Some(page), Some(names)) = (page, callers.names()) {
+            page.set_step(0);
+            let page = page.clone();
+            callers.req().arm_blame(Blame(Arc::new(move || {
+                names.get(page.step() as usize).cloned()
+            })));
+        }
+        proc.called
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.round_trips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The error for a call for which no lane could be opened to `proc`.
+    fn no_lane(&self, proc: &Arc<Proc>, address: Option<&str>, e: io::Error) -> HookError {
+        self.lost(proc, address, &format!("no lane could be opened: {e}"))
+    }
+
+    /// The error for a call whose lane broke (`e`: the host closed it, or sent what is
+    /// no message, for which it is killed).
+    fn broke(&self, proc: &Arc<Proc>, address: Option<&str>, e: io::Error) -> HookError {
+        if e.kind() == io::ErrorKind::InvalidData {
+            proc.kill(format!(
+                "was killed by the daemon: it sent an unreadable message ({e})"
+            ));
+        }
+        self.lost(proc, address, &e.to_string())
     }
 
     /// The error for a call whose host went away mid-call, once the host is gone; the
@@ -938,6 +1014,22 @@ impl<'a> Callers<'a> {
         match self {
             Callers::One(_) => 1,
             Callers::Run { instances, .. } => instances.len(),
+        }
+    }
+
+    /// Serves a host API `call` the impl at `step` made, with `serve`; an error when the
+    /// conversation has no such step.
+    fn serve(
+        &self,
+        step: u32,
+        call: HostCall,
+        serve: fn(&CallCx<'_>, HostCall) -> Result<HostValue, WireError>,
+    ) -> Result<HostValue, WireError> {
+        match self.cx(step) {
+            Some(cx) => serve(&cx, call),
+            None => Err(WireError::Failed(format!(
+                "the plugin host asked for step {step} of a run that has none"
+            ))),
         }
     }
 
@@ -1140,6 +1232,39 @@ fn describe_exit(status: ExitStatus, killed_for: Option<&str>) -> String {
             Some(code) => format!("exited with status {code}"),
             None => "ended".into(),
         },
+    }
+}
+
+/// A host's answer to a [`Down::Chain`] of `len` impls as the chain takes it.
+fn run_answer(up: Up, len: usize) -> Result<ChainAnswer, RunError> {
+    match up {
+        Up::ChainDone(answer) if answer.steps.len() <= len => Ok(answer),
+        other => Err(RunError {
+            error: HookError::failed(format!(
+                "the plugin host answered a run of {len} impls with {other:?}"
+            )),
+            step: 0,
+        }),
+    }
+}
+
+/// A failed conversation's error, blamed on the impl of a run of `len` the host was in
+/// (as it said on the lane's `page`; the first without one).
+fn blamed(error: HookError, page: Option<&Arc<Page>>, len: usize) -> RunError {
+    RunError {
+        error,
+        step: page.map_or(0, |p| (p.step() as usize).min(len.saturating_sub(1))),
+    }
+}
+
+/// [`serve`] on an async task: a call that may wait on the store runs in
+/// `block_in_place`, the rest (a log line, a delay asked for) at once.
+fn serve_on_task(cx: &CallCx<'_>, call: HostCall) -> Result<HostValue, WireError> {
+    match call {
+        HostCall::Log { .. } | HostCall::DelayAnswer { .. } | HostCall::AskFor { .. } => {
+            serve(cx, call)
+        }
+        _ => tokio::task::block_in_place(|| serve(cx, call)),
     }
 }
 

@@ -168,7 +168,8 @@ fn log_answered(name: &str, started: Instant, outcome: &str) {
 /// not be held much longer between two waits; two thread hand-offs cost about 20 µs.
 const SHORT_CHAIN: Duration = Duration::from_micros(500);
 
-/// An event call that runs on the connection's own thread.
+/// An event call that runs on the connection's own task: on its thread, or awaiting
+/// plugin hosts.
 pub(crate) struct HereEvent {
     call: EventCall,
     generation: Arc<Generation>,
@@ -186,17 +187,20 @@ pub(crate) struct Pending {
 }
 
 impl Parsed {
-    /// Where the call runs: on this thread, when it is an event whose chain has been
-    /// short lately and nothing stands in the way (see `executor`); else through
-    /// [`dispatch`].
+    /// Where the call runs: on this task, awaiting its hosts, when it is an event
+    /// whose chain only crosses to plugin hosts; on this thread, when it is an event
+    /// whose chain has been short lately and nothing stands in the way (see
+    /// `executor`); else through [`dispatch`].
     pub(crate) fn route(self, d: &Daemon) -> Route {
         match self.method {
             Ok(Method::Events(call)) => {
                 let generation = d.generation();
+                let hook = events::hook_of(&call);
+                let crosses = generation.chain(hook).crosses_only();
                 // Short first: a yes from can_run_here takes a place that only
                 // run_here gives back.
-                if generation.cost(events::hook_of(&call)).short(SHORT_CHAIN) && d.can_run_here() {
-                    Route::Here(HereEvent {
+                if crosses || generation.cost(hook).short(SHORT_CHAIN) && d.can_run_here() {
+                    let event = HereEvent {
                         call,
                         generation,
                         pending: Pending {
@@ -204,7 +208,12 @@ impl Parsed {
                             started: self.started,
                             req: d.request(Context::new()),
                         },
-                    })
+                    };
+                    if crosses {
+                        Route::Cross(event)
+                    } else {
+                        Route::Here(event)
+                    }
                 } else {
                     Route::Pool(Parsed {
                         method: Ok(Method::Events(call)),
@@ -221,6 +230,9 @@ impl Parsed {
 pub(crate) enum Route {
     /// An event, on the connection's thread.
     Here(HereEvent),
+    /// An event whose chain only crosses to plugin hosts, on the connection's task,
+    /// which awaits them ([`HereEvent::cross`]).
+    Cross(HereEvent),
     /// Anything else, through [`dispatch`] (the pool where it has work).
     Pool(Parsed),
 }
@@ -241,6 +253,24 @@ impl HereEvent {
         let req = &pending.req;
         let outcome = d.run_here(req, || events::run(&g, req, call), on_abandon);
         // From the call's arrival: decoding is the same for every chain.
+        g.cost(hook).record(pending.started.elapsed());
+        (pending, outcome)
+    }
+
+    /// Runs a chain that only crosses to plugin hosts on this task, watched (see
+    /// [`crate::executor::Executor::run_crossing`]): while a host works, the thread
+    /// serves other connections. Never [`Here::Abandoned`].
+    pub(crate) async fn cross(self, d: &Daemon) -> (Pending, HereOutcome) {
+        let HereEvent {
+            call,
+            generation: g,
+            pending,
+        } = self;
+        let hook = events::hook_of(&call);
+        let req = &pending.req;
+        let outcome = d
+            .run_crossing(req, events::run_crossing(&g, req, call))
+            .await;
         g.cost(hook).record(pending.started.elapsed());
         (pending, outcome)
     }

@@ -3,9 +3,11 @@
 //!
 //! Requests on one connection are answered in order (replies to pipelined calls in one
 //! write); connections run in parallel. The work of a request runs on the daemon's
-//! executor: on its pool, or, for an event whose chain has been short, right on the
-//! connection's task under the executor's watch (a hung call there hands the
-//! connection to a new task, `take_over`). A malformed message gets an error (and a
+//! executor: on its pool; for an event whose chain only crosses to plugin hosts, on
+//! the connection's task, which awaits the hosts' answers without holding its thread;
+//! or, for an event whose chain has been short, right on the connection's task under
+//! the executor's watch (a hung call there hands the connection to a new task,
+//! `take_over`). A malformed message gets an error (and a
 //! close where the stream cannot be trusted) and disturbs no other connection.
 //! SIGTERM/SIGINT stop accepting, let every connection finish the request it is in,
 //! and return.
@@ -447,6 +449,11 @@ async fn answer_message(
                         Some(c) => conn = c,
                         None => return Next::Gone,
                     }
+                }
+                methods::Route::Cross(event) => {
+                    let (pending, outcome) = Box::pin(event.cross(daemon)).await;
+                    let out = (!oneway).then_some(&mut conn.out);
+                    pending.finish(daemon, outcome, out).await;
                 }
                 methods::Route::Pool(parsed) => {
                     let reply = Box::pin(methods::dispatch(daemon, parsed)).await;
