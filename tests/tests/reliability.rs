@@ -104,9 +104,12 @@ config = { on = { flaskbb_event_post_save_before = { action = "panic", message =
             "{m}"
         );
     };
-    // Warm up with the same mix as below: allocator arenas, the log writer, the
-    // connections' buffers, the database's page cache.
-    for i in 0..200 {
+    // Warm up with the same mix as below, as long: allocator arenas (each pool
+    // thread's, warmed by the first login it serves, and the async threads'), the log
+    // writer, the connections' buffers, the database's page cache. With 200 panics
+    // and two logins, the growth still to come measured 400-660 KiB over the 1,000
+    // below, and flattened after (880 KiB over 20,000): warm-up, not a leak.
+    for i in 0..1000 {
         panic_once();
         if i % 100 == 0 {
             assert_eq!(err(d.auth("hal", "wrong")).0, FAILED);
@@ -130,8 +133,8 @@ config = { on = { flaskbb_event_post_save_before = { action = "panic", message =
         "memory grew from {before} KiB to {after} KiB over {panics} panics"
     );
     // Nothing lost: every wrong password counted, and the account still works.
-    assert_eq!(login_attempts(&d, "hal"), 2 + panics / 100);
-    assert_eq!(d.users(), [("hal".into(), 2 + panics as i32 / 100)]);
+    assert_eq!(login_attempts(&d, "hal"), 10 + panics / 100);
+    assert_eq!(d.users(), [("hal".into(), 10 + panics as i32 / 100)]);
     assert!(d.auth("hal", "Secret123").is_ok());
     assert_eq!(login_attempts(&d, "hal"), 0);
 }
