@@ -231,6 +231,14 @@ impl Lane {
 /// sockets are non-blocking and registered with the runtime), so the async threads
 /// serve other connections, and a chain that crosses to a host needs neither a pool
 /// thread nor a hand-off to one (docs/isolation.md, "What a crossing costs").
+///
+/// Both sockets are registered, the one written to as well, so the kernel's "room to
+/// write" wake-up when the host reads a frame reaches the runtime's poller and may
+/// wake an idle async thread for nothing (the sleeps per call at one client fell from
+/// about 1.4 to 1.0 without it). Writing to an unregistered socket was measured and
+/// not kept: on the benchmark's VM the lone client's calls got slower in every run,
+/// the early wake-up apparently keeping the daemon's core from going deeper idle
+/// before the host's answer (docs/benchmarks.md, `isolation`).
 pub(crate) struct AsyncLane {
     rx: tokio::net::UnixStream,
     tx: tokio::net::UnixStream,
@@ -1125,6 +1133,49 @@ mod tests {
         drop(host);
         assert_eq!(
             daemon.recv::<Up>().unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_async_lane_writes_a_frame_larger_than_the_socket_holds_and_goes_on() {
+        let (down_ours, down_theirs) = UnixStream::pair().unwrap();
+        let (up_theirs, up_ours) = UnixStream::pair().unwrap();
+        let mut daemon = AsyncLane::of(Lane::split(up_ours, down_ours, None)).unwrap();
+        let mut host = Lane::split(down_theirs, up_theirs, None);
+        // 4 MiB: many times a socket's buffer, so the write waits for room while the
+        // host, which starts reading only later, drains it.
+        let big = "x".repeat(4 << 20);
+        let host = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            for want in [4 << 20, 3] {
+                match host.recv::<Up>().unwrap() {
+                    Up::Done(Ok(Answer::Post(p))) => assert_eq!(p.content.len(), want),
+                    other => panic!("{other:?}"),
+                }
+                host.send(&Up::Done(Ok(Answer::True(true)))).unwrap();
+            }
+        });
+        let post = |content: String| {
+            Up::Done(Ok(Answer::Post(Post {
+                content,
+                ..Post::default()
+            })))
+        };
+        daemon.send(&post(big)).await.unwrap();
+        assert!(matches!(
+            daemon.recv::<Up>().await.unwrap(),
+            Up::Done(Ok(Answer::True(true)))
+        ));
+        // The lane goes on as before.
+        daemon.send(&post("abc".into())).await.unwrap();
+        assert!(matches!(
+            daemon.recv::<Up>().await.unwrap(),
+            Up::Done(Ok(Answer::True(true)))
+        ));
+        host.join().unwrap();
+        assert_eq!(
+            daemon.recv::<Up>().await.unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
     }
