@@ -34,7 +34,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     hook::Hook,
-    request::{Finish, Request},
+    request::{Finish, GiveUp, Request},
 };
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -251,8 +251,10 @@ impl Executor {
     /// host is killed (its lane's end is the call's, and the answer
     /// [`Here::TimedOut`]). No thread waits meanwhile, so such runs take no place
     /// among those on callers' threads and need no takeover: a call that cannot be
-    /// ended (none such crosses, but should one) is answered with its timeout once it
-    /// returns, never [`Here::Abandoned`].
+    /// ended yet (its host still starting when its timeout passes: it is then not
+    /// sent, see [`Request::arm_cancel`]) is answered with its timeout once it
+    /// returns, never [`Here::Abandoned`]. A panic on the way fails the request as in
+    /// `run_here`.
     pub(crate) async fn run_crossing<T>(
         &self,
         req: &Arc<Request>,
@@ -266,8 +268,19 @@ impl Executor {
             watch: &self.inner.watch,
             id,
         };
-        let r = fut.await;
-        self.unwatch(id, req, Ok(r), true)
+        // A panic in the daemon's own code on the way (the crossing's, or a host API
+        // call it serves) fails this request as one in `run_here` does, rather than
+        // unwinding the connection's task and leaving its client unanswered.
+        let mut fut = std::pin::pin!(fut);
+        let r = std::future::poll_fn(|cx| {
+            match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                Ok(std::task::Poll::Ready(r)) => std::task::Poll::Ready(Ok(r)),
+                Err(p) => std::task::Poll::Ready(Err(ExecError::Panicked(panic_message(&*p)))),
+            }
+        })
+        .await;
+        self.unwatch(id, req, r, true)
     }
 
     /// Puts `req`'s run on the watch; its id.
@@ -395,21 +408,27 @@ impl Executor {
                         hook: c.hook,
                         timeout_ms,
                     };
-                    if let Some(cancel) = &c.cancel {
-                        if req.cancel(cancel) {
-                            tracing::error!(
-                                instance = %c.instance, hook = %c.hook, timeout_ms,
-                                "hook call timed out; its plugin host is killed and replaced"
-                            );
-                            return Err(timed_out);
-                        }
-                    } else if req.abandon() {
-                        self.inner.stuck.fetch_add(1, Ordering::AcqRel);
-                        lock(&self.inner.queue).workers += 1;
-                        spawn_worker(self.inner.clone());
+                    let cancel = match c.cancel {
+                        Some(cancel) => Some(cancel),
+                        None => match req.abandon_unarmed() {
+                            GiveUp::Armed(cancel) => Some(cancel),
+                            GiveUp::Finished => None,
+                            GiveUp::Abandoned => {
+                                self.inner.stuck.fetch_add(1, Ordering::AcqRel);
+                                lock(&self.inner.queue).workers += 1;
+                                spawn_worker(self.inner.clone());
+                                tracing::error!(
+                                    instance = %c.instance, hook = %c.hook, timeout_ms,
+                                    "hook call timed out; the request fails and the call is left to finish on its own thread"
+                                );
+                                return Err(timed_out);
+                            }
+                        },
+                    };
+                    if cancel.is_some_and(|cancel| req.cancel(&cancel)) {
                         tracing::error!(
                             instance = %c.instance, hook = %c.hook, timeout_ms,
-                            "hook call timed out; the request fails and the call is left to finish on its own thread"
+                            "hook call timed out; its plugin host is killed and replaced"
                         );
                         return Err(timed_out);
                     }
@@ -522,21 +541,28 @@ fn watch_loop(inner: std::sync::Weak<Inner>) {
             // Recorded before the request is given up, so its thread, which takes the
             // run out under this lock, finds it.
             w.timed_out = Some(timed_out.clone());
-            if let Some(cancel) = &c.cancel {
-                if w.req.cancel(cancel) {
-                    tracing::error!(
-                        instance = %c.instance, hook = %c.hook, timeout_ms = w.timeout.as_millis() as u64,
-                        "hook call timed out; its plugin host is killed and replaced"
-                    );
-                }
-            } else if w.req.abandon() {
-                inner.stuck.fetch_add(1, Ordering::AcqRel);
-                watch.stuck_here.fetch_add(1, Ordering::AcqRel);
+            let cancel = match c.cancel {
+                Some(cancel) => Some(cancel),
+                None => match w.req.abandon_unarmed() {
+                    GiveUp::Armed(cancel) => Some(cancel),
+                    GiveUp::Finished => None,
+                    GiveUp::Abandoned => {
+                        inner.stuck.fetch_add(1, Ordering::AcqRel);
+                        watch.stuck_here.fetch_add(1, Ordering::AcqRel);
+                        tracing::error!(
+                            instance = %c.instance, hook = %c.hook, timeout_ms = w.timeout.as_millis() as u64,
+                            "hook call timed out; the request fails and the call is left to finish on its thread (requests run on the pool until it returns)"
+                        );
+                        acted.extend(w.on_abandon.take().map(|f| (f, timed_out)));
+                        None
+                    }
+                },
+            };
+            if cancel.is_some_and(|cancel| w.req.cancel(&cancel)) {
                 tracing::error!(
                     instance = %c.instance, hook = %c.hook, timeout_ms = w.timeout.as_millis() as u64,
-                    "hook call timed out; the request fails and the call is left to finish on its thread (requests run on the pool until it returns)"
+                    "hook call timed out; its plugin host is killed and replaced"
                 );
-                acted.extend(w.on_abandon.take().map(|f| (f, timed_out)));
             }
         }
         if !acted.is_empty() {
@@ -803,9 +829,9 @@ mod tests {
             move || {
                 req.enter(&Arc::from("isolated"), Hook::UserRegistered);
                 let e = ended.clone();
-                req.arm_cancel(crate::request::Cancel(Arc::new(move || {
+                assert!(req.arm_cancel(crate::request::Cancel(Arc::new(move || {
                     e.store(true, Ordering::SeqCst)
-                })));
+                }))));
                 // As an isolated call does: it returns once its host is killed.
                 while !ended.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(5));
@@ -830,9 +856,9 @@ mod tests {
     async fn crossing(req: &Arc<Request>, instance: &str, ms: u64, cancelled: &Arc<AtomicBool>) {
         req.enter(&Arc::from(instance), Hook::UserRegistered);
         let c = cancelled.clone();
-        req.arm_cancel(crate::request::Cancel(Arc::new(move || {
+        assert!(req.arm_cancel(crate::request::Cancel(Arc::new(move || {
             c.store(true, Ordering::SeqCst)
-        })));
+        }))));
         let until = std::time::Instant::now() + Duration::from_millis(ms);
         while !cancelled.load(Ordering::SeqCst) && std::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -890,7 +916,80 @@ mod tests {
             !fired.load(Ordering::SeqCst),
             "the watch acted on a dropped crossing"
         );
-        assert!(!cancelled.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crossing_given_up_while_its_host_starts_is_not_sent_and_answers_its_timeout() {
+        let s = Setup::new("cross-starting", "");
+        let exec = Executor::new(1, 4);
+        let req = s.request();
+        let armed = Arc::new(AtomicBool::new(true));
+        let r = exec
+            .run_crossing(&req, TIMEOUT, {
+                let (req, armed) = (req.clone(), armed.clone());
+                async move {
+                    req.enter(&Arc::from("starting"), Hook::UserRegistered);
+                    // Its host starting, past the timeout, before the call is armed.
+                    tokio::time::sleep(TIMEOUT * 3).await;
+                    let could = req.arm_cancel(crate::request::Cancel(Arc::new(|| {})));
+                    armed.store(could, Ordering::SeqCst);
+                    req.leave();
+                }
+            })
+            .await;
+        assert!(
+            matches!(&r, Here::TimedOut(e) if e.to_string() == "instance \"starting\" did not answer flaskbb_event_user_registered within 150 ms"),
+            "{r:?}"
+        );
+        assert!(
+            !armed.load(Ordering::SeqCst),
+            "a call given up could still be armed (and sent, with nothing to end it)"
+        );
+        assert_eq!(exec.stuck(), 0);
+        assert!(exec.can_run_here());
+    }
+
+    #[test]
+    fn a_call_is_armed_before_the_watch_gives_it_up_or_learns_it_was() {
+        let s = Setup::new("arm-race", "");
+        // Armed first: the watch gets the cancel back, and the request is not abandoned.
+        let req = s.request();
+        req.enter(&Arc::from("armed"), Hook::UserRegistered);
+        assert!(req.arm_cancel(crate::request::Cancel(Arc::new(|| {}))));
+        assert!(matches!(req.abandon_unarmed(), GiveUp::Armed(_)));
+        assert_eq!(req.finish(), Finish::Finished);
+        // Given up first: arming fails, so the call is not started.
+        let req = s.request();
+        req.enter(&Arc::from("late"), Hook::UserRegistered);
+        assert!(matches!(req.abandon_unarmed(), GiveUp::Abandoned));
+        assert!(!req.arm_cancel(crate::request::Cancel(Arc::new(|| {}))));
+        // Finished first: nothing to give up.
+        let req = s.request();
+        req.enter(&Arc::from("done"), Hook::UserRegistered);
+        assert_eq!(req.finish(), Finish::Finished);
+        assert!(matches!(req.abandon_unarmed(), GiveUp::Finished));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_crossing_fails_its_request_and_leaves_the_watch() {
+        let s = Setup::new("cross-panic", "");
+        let exec = Executor::new(1, 4);
+        let req = s.request();
+        let r = exec
+            .run_crossing(&req, TIMEOUT, async {
+                req.enter(&Arc::from("daemon"), Hook::UserRegistered);
+                tokio::task::yield_now().await;
+                panic!("crossing panics")
+            })
+            .await;
+        assert!(
+            matches!(&r, Here::Done(Err(ExecError::Panicked(m))) if m == "crossing panics"),
+            "{r:?}"
+        );
+        tokio::time::sleep(TIMEOUT * 2).await;
+        assert_eq!(exec.stuck(), 0);
+        assert!(exec.can_run_here());
+        assert!(lock(&exec.inner.watch.state).runs.is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,17 @@ pub(crate) enum Finish {
 #[derive(Clone)]
 pub(crate) struct Cancel(pub Arc<dyn Fn() + Send + Sync>);
 
+/// What [`Request::abandon_unarmed`] did.
+#[derive(Debug)]
+pub(crate) enum GiveUp {
+    /// The request is given up; its call goes on where it runs.
+    Abandoned,
+    /// The call was armed after the watch looked: end it with this.
+    Armed(Cancel),
+    /// The request finished first.
+    Finished,
+}
+
 impl std::fmt::Debug for Cancel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Cancel")
@@ -317,10 +328,36 @@ impl Request {
         });
     }
 
-    /// Says how the call running now can be ended if it runs past its timeout.
-    pub(crate) fn arm_cancel(&self, cancel: Cancel) {
-        if let Some(c) = lock(&self.current).as_mut() {
+    /// Says how the call running now can be ended if it runs past its timeout; false
+    /// when the request was given up already (its timeout passed while the call was
+    /// getting ready, a plugin host starting): the call must then not start, since
+    /// nothing would end it. Decided under the same lock as
+    /// [`Request::abandon_unarmed`], so a call is either armed before the watch looks
+    /// (and ended by its cancel) or learns here that it was given up.
+    #[must_use]
+    pub(crate) fn arm_cancel(&self, cancel: Cancel) -> bool {
+        let mut current = lock(&self.current);
+        if self.state.load(Ordering::Acquire) != RUNNING {
+            return false;
+        }
+        if let Some(c) = current.as_mut() {
             c.cancel = Some(cancel);
+        }
+        true
+    }
+
+    /// The watch gives up on the request whose call past its timeout had no cancel
+    /// when the watch looked: abandons it, unless the call was armed meanwhile (its
+    /// cancel comes back, to end it with) or finished first.
+    pub(crate) fn abandon_unarmed(&self) -> GiveUp {
+        let current = lock(&self.current);
+        if let Some(cancel) = current.as_ref().and_then(|c| c.cancel.clone()) {
+            return GiveUp::Armed(cancel);
+        }
+        if self.abandon() {
+            GiveUp::Abandoned
+        } else {
+            GiveUp::Finished
         }
     }
 

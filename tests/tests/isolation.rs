@@ -780,6 +780,109 @@ enabled = false
 }
 
 #[test]
+fn an_event_past_its_timeout_while_its_host_starts_is_answered_and_never_sent() {
+    fixture("faults");
+    let s = Scratch::new("iso-slow-start");
+    let mut d = TestDaemon::start(
+        &s,
+        r#"
+[daemon]
+hook_timeout_ms = 300
+[[plugin]]
+name = "slow"
+library = "faults"
+config = { start_sleep_ms = "1500" }
+[plugin.hooks.flaskbb_authenticate]
+enabled = false
+"#,
+    );
+    let pid = host_pid(&d, "slow");
+    // SAFETY: kill(2) on the host's pid, which the daemon has not reaped yet.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert!(gone(pid));
+    assert!(eventually(|| d.plugin("slow")["host"]["state"] == "stopped"));
+    // The next event starts a new host, which takes 1.5 s: its call is past its
+    // 300 ms before the host can take it. Sent then, a spinning call would have
+    // nothing to end it, and its client would wait for ever.
+    let mut c = d.client();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(c.send(&post_save_before(json!({ "content": "spin" }))));
+    });
+    let answered = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("no answer in 20 s: the call went to the new host with nothing to end it");
+    let (name, params) = err(answered);
+    assert_eq!(name, "org.flaskbb.Events.InternalError");
+    assert_eq!(
+        params["message"],
+        "instance \"slow\" did not answer flaskbb_event_post_save_before within 300 ms"
+    );
+    // The new host serves, and nothing spins in it.
+    let host = host_pid(&d, "slow");
+    assert_ne!(host, pid);
+    let before = cpu_ticks(host);
+    thread::sleep(Duration::from_secs(1));
+    let after = cpu_ticks(host);
+    assert!(
+        after - before < 30,
+        "the new host used {} ticks in 1 s",
+        after - before
+    );
+    let r = d.send(&post_save_before(json!({ "content": "hello" })));
+    assert_eq!(r.unwrap()["post"]["content"], "hello");
+    assert!(d
+        .log_text()
+        .contains("an abandoned hook call returned; requests run on the async threads again"));
+    d.assert_alive();
+}
+
+#[test]
+fn events_waiting_for_their_host_to_start_leave_the_daemon_answering() {
+    fixture("faults");
+    let s = Scratch::new("iso-start-wait");
+    let mut d = TestDaemon::start(
+        &s,
+        r#"
+[daemon]
+hook_timeout_ms = 20000
+[[plugin]]
+name = "slow"
+library = "faults"
+config = { start_sleep_ms = "3000" }
+[plugin.hooks.flaskbb_authenticate]
+enabled = false
+"#,
+    );
+    let pid = host_pid(&d, "slow");
+    // SAFETY: kill(2) on the host's pid, which the daemon has not reaped yet.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert!(gone(pid));
+    assert!(eventually(|| d.plugin("slow")["host"]["state"] == "stopped"));
+    // Eight events at once: the first starts a new host (3 s), the others wait for
+    // it. None may wait on an async thread, or the daemon would answer nothing else
+    // until the host is up.
+    let events: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = d.client();
+            thread::spawn(move || c.send(&post_save_before(json!({ "content": "hello" }))))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    d.send(&flaskbbd_tests::calls::get_info()).unwrap();
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "GetInfo took {took:?} while events waited for a host to start"
+    );
+    for e in events {
+        assert_eq!(e.join().unwrap().unwrap()["post"]["content"], "hello");
+    }
+    d.assert_alive();
+}
+
+#[test]
 fn an_isolated_event_impl_uses_the_store_through_the_host_api() {
     fixture("faults");
     let s = Scratch::new("iso-event-store");

@@ -517,9 +517,17 @@ impl Supervisor {
         }
     }
 
-    /// The running host when there is one fit for a call, without waiting for anything.
+    /// The running host when there is one fit for a call, without waiting for anything:
+    /// not even for the state's lock, which [`Supervisor::running`] holds while a new
+    /// host starts (up to `daemon.start_timeout`), so that an async thread never waits
+    /// there (`None` then: the caller waits in `running`, off the async threads).
     fn running_now(&self) -> Option<Arc<Proc>> {
-        lock(&self.state).proc.clone().filter(|p| p.is_alive())
+        let st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        st.proc.clone().filter(|p| p.is_alive())
     }
 
     /// The running host, starting a new one if the last one died (unless backed off).
@@ -834,7 +842,10 @@ impl Supervisor {
             Err(e) => return Err(at_start(self.no_lane(&proc, address, e))),
         };
         let page = lane.page().cloned();
-        self.arm(callers, &proc, page.as_ref());
+        if !self.arm(callers, &proc, page.as_ref()) {
+            lock(&proc.idle).push(lane);
+            return Err(at_start(given_up()));
+        }
         let failed = |error| blamed(error, page.as_ref(), callers.len());
         if let Err(e) = lane.send(down) {
             return Err(failed(self.lost(&proc, address, &e.to_string())));
@@ -878,7 +889,10 @@ impl Supervisor {
             Err(e) => return Err(at_start(block_in_place(|| self.no_lane(&proc, address, e)))),
         };
         let page = lane.page().cloned();
-        self.arm(callers, &proc, page.as_ref());
+        if !self.arm(callers, &proc, page.as_ref()) {
+            lock(&proc.idle_async).push(lane);
+            return Err(at_start(given_up()));
+        }
         let failed = |error| blamed(error, page.as_ref(), callers.len());
         if let Err(e) = lane.send(down).await {
             let lost = block_in_place(|| self.lost(&proc, address, &e.to_string()));
@@ -908,13 +922,19 @@ impl Supervisor {
     /// Arms the request's current call for a conversation with `proc`: past its
     /// timeout the host is killed, and a timeout or a death is blamed on the impl of a
     /// run the host is in (it writes the step to the lane's `page` before each impl).
-    fn arm(&self, callers: &Callers<'_>, proc: &Arc<Proc>, page: Option<&Arc<Page>>) {
+    /// False when the request's timeout passed already (while the host started): the
+    /// call must not be sent, since nothing would end it should it hang.
+    #[must_use]
+    fn arm(&self, callers: &Callers<'_>, proc: &Arc<Proc>, page: Option<&Arc<Page>>) -> bool {
         let (killer, hook) = (proc.clone(), callers.hook());
-        callers.req().arm_cancel(Cancel(Arc::new(move || {
+        let armed = callers.req().arm_cancel(Cancel(Arc::new(move || {
             killer.kill(format!(
                 "was killed by the daemon: {hook} ran past daemon.hook_timeout_ms"
             ))
         })));
+        if !armed {
+            return false;
+        }
         if let (Some(page), Some(names)) = (page, callers.names()) {
             page.set_step(0);
             let page = page.clone();
@@ -926,6 +946,7 @@ impl Supervisor {
             .store(true, std::sync::atomic::Ordering::Release);
         self.round_trips
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        true
     }
 
     /// The error for a call for which no lane could be opened to `proc`.
@@ -1246,6 +1267,12 @@ fn run_answer(up: Up, len: usize) -> Result<ChainAnswer, RunError> {
             step: 0,
         }),
     }
+}
+
+/// The error of a call not sent because its request was given up while its host
+/// started (the client is answered with the timeout; this is for the log).
+fn given_up() -> HookError {
+    HookError::failed("not sent: it ran past daemon.hook_timeout_ms while its plugin host started")
 }
 
 /// A failed conversation's error, blamed on the impl of a run of `len` the host was in
