@@ -712,8 +712,11 @@ impl Chain {
                     hook = self.hook.name(),
                     outcome,
                     duration_us = took.as_micros() as u64,
-                    "hook call (one round trip for {} impls of one plugin host)",
-                    run.len()
+                    "hook call (one round trip for {} of one plugin host)",
+                    match run.len() {
+                        1 => "its one impl".to_owned(),
+                        n => format!("{n} impls"),
+                    }
                 );
             }
             match r {
