@@ -34,7 +34,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     hook::Hook,
-    request::{Finish, GiveUp, Request},
+    request::{Finish, GaveUp, Request},
 };
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -408,29 +408,25 @@ impl Executor {
                         hook: c.hook,
                         timeout_ms,
                     };
-                    let cancel = match c.cancel {
-                        Some(cancel) => Some(cancel),
-                        None => match req.abandon_unarmed() {
-                            GiveUp::Armed(cancel) => Some(cancel),
-                            GiveUp::Finished => None,
-                            GiveUp::Abandoned => {
-                                self.inner.stuck.fetch_add(1, Ordering::AcqRel);
-                                lock(&self.inner.queue).workers += 1;
-                                spawn_worker(self.inner.clone());
-                                tracing::error!(
-                                    instance = %c.instance, hook = %c.hook, timeout_ms,
-                                    "hook call timed out; the request fails and the call is left to finish on its own thread"
-                                );
-                                return Err(timed_out);
-                            }
-                        },
-                    };
-                    if cancel.is_some_and(|cancel| req.cancel(&cancel)) {
-                        tracing::error!(
-                            instance = %c.instance, hook = %c.hook, timeout_ms,
-                            "hook call timed out; its plugin host is killed and replaced"
-                        );
-                        return Err(timed_out);
+                    match req.give_up() {
+                        GaveUp::Cancelled => {
+                            tracing::error!(
+                                instance = %c.instance, hook = %c.hook, timeout_ms,
+                                "hook call timed out; its plugin host is killed and replaced"
+                            );
+                            return Err(timed_out);
+                        }
+                        GaveUp::Abandoned => {
+                            self.inner.stuck.fetch_add(1, Ordering::AcqRel);
+                            lock(&self.inner.queue).workers += 1;
+                            spawn_worker(self.inner.clone());
+                            tracing::error!(
+                                instance = %c.instance, hook = %c.hook, timeout_ms,
+                                "hook call timed out; the request fails and the call is left to finish on its own thread"
+                            );
+                            return Err(timed_out);
+                        }
+                        GaveUp::Finished => {}
                     }
                 }
             }
@@ -541,28 +537,21 @@ fn watch_loop(inner: std::sync::Weak<Inner>) {
             // Recorded before the request is given up, so its thread, which takes the
             // run out under this lock, finds it.
             w.timed_out = Some(timed_out.clone());
-            let cancel = match c.cancel {
-                Some(cancel) => Some(cancel),
-                None => match w.req.abandon_unarmed() {
-                    GiveUp::Armed(cancel) => Some(cancel),
-                    GiveUp::Finished => None,
-                    GiveUp::Abandoned => {
-                        inner.stuck.fetch_add(1, Ordering::AcqRel);
-                        watch.stuck_here.fetch_add(1, Ordering::AcqRel);
-                        tracing::error!(
-                            instance = %c.instance, hook = %c.hook, timeout_ms = w.timeout.as_millis() as u64,
-                            "hook call timed out; the request fails and the call is left to finish on its thread (requests run on the pool until it returns)"
-                        );
-                        acted.extend(w.on_abandon.take().map(|f| (f, timed_out)));
-                        None
-                    }
-                },
-            };
-            if cancel.is_some_and(|cancel| w.req.cancel(&cancel)) {
-                tracing::error!(
+            match w.req.give_up() {
+                GaveUp::Cancelled => tracing::error!(
                     instance = %c.instance, hook = %c.hook, timeout_ms = w.timeout.as_millis() as u64,
                     "hook call timed out; its plugin host is killed and replaced"
-                );
+                ),
+                GaveUp::Abandoned => {
+                    inner.stuck.fetch_add(1, Ordering::AcqRel);
+                    watch.stuck_here.fetch_add(1, Ordering::AcqRel);
+                    tracing::error!(
+                        instance = %c.instance, hook = %c.hook, timeout_ms = w.timeout.as_millis() as u64,
+                        "hook call timed out; the request fails and the call is left to finish on its thread (requests run on the pool until it returns)"
+                    );
+                    acted.extend(w.on_abandon.take().map(|f| (f, timed_out)));
+                }
+                GaveUp::Finished => {}
             }
         }
         if !acted.is_empty() {
@@ -952,22 +941,26 @@ mod tests {
     #[test]
     fn a_call_is_armed_before_the_watch_gives_it_up_or_learns_it_was() {
         let s = Setup::new("arm-race", "");
-        // Armed first: the watch gets the cancel back, and the request is not abandoned.
+        // Armed first: the watch ends the call with its cancel, and does not abandon it.
         let req = s.request();
         req.enter(&Arc::from("armed"), Hook::UserRegistered);
-        assert!(req.arm_cancel(crate::request::Cancel(Arc::new(|| {}))));
-        assert!(matches!(req.abandon_unarmed(), GiveUp::Armed(_)));
-        assert_eq!(req.finish(), Finish::Finished);
+        let ended = Arc::new(AtomicBool::new(false));
+        let e = ended.clone();
+        assert!(req.arm_cancel(crate::request::Cancel(Arc::new(move || {
+            e.store(true, Ordering::SeqCst)
+        }))));
+        assert_eq!(req.give_up(), GaveUp::Cancelled);
+        assert!(ended.load(Ordering::SeqCst));
         // Given up first: arming fails, so the call is not started.
         let req = s.request();
         req.enter(&Arc::from("late"), Hook::UserRegistered);
-        assert!(matches!(req.abandon_unarmed(), GiveUp::Abandoned));
+        assert_eq!(req.give_up(), GaveUp::Abandoned);
         assert!(!req.arm_cancel(crate::request::Cancel(Arc::new(|| {}))));
         // Finished first: nothing to give up.
         let req = s.request();
         req.enter(&Arc::from("done"), Hook::UserRegistered);
         assert_eq!(req.finish(), Finish::Finished);
-        assert!(matches!(req.abandon_unarmed(), GiveUp::Finished));
+        assert_eq!(req.give_up(), GaveUp::Finished);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

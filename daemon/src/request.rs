@@ -44,13 +44,13 @@ pub(crate) enum Finish {
 #[derive(Clone)]
 pub(crate) struct Cancel(pub Arc<dyn Fn() + Send + Sync>);
 
-/// What [`Request::abandon_unarmed`] did.
-#[derive(Debug)]
-pub(crate) enum GiveUp {
-    /// The request is given up; its call goes on where it runs.
+/// What [`Request::give_up`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum GaveUp {
+    /// The call was ended with its cancel (an isolated call's host killed).
+    Cancelled,
+    /// The call had no cancel: the request is given up, its call goes on where it runs.
     Abandoned,
-    /// The call was armed after the watch looked: end it with this.
-    Armed(Cancel),
     /// The request finished first.
     Finished,
 }
@@ -332,8 +332,8 @@ impl Request {
     /// when the request was given up already (its timeout passed while the call was
     /// getting ready, a plugin host starting): the call must then not start, since
     /// nothing would end it. Decided under the same lock as
-    /// [`Request::abandon_unarmed`], so a call is either armed before the watch looks
-    /// (and ended by its cancel) or learns here that it was given up.
+    /// [`Request::give_up`], so a call is either armed before the watch looks (and
+    /// ended by its cancel) or learns here that it was given up.
     #[must_use]
     pub(crate) fn arm_cancel(&self, cancel: Cancel) -> bool {
         let mut current = lock(&self.current);
@@ -346,18 +346,23 @@ impl Request {
         true
     }
 
-    /// The watch gives up on the request whose call past its timeout had no cancel
-    /// when the watch looked: abandons it, unless the call was armed meanwhile (its
-    /// cancel comes back, to end it with) or finished first.
-    pub(crate) fn abandon_unarmed(&self) -> GiveUp {
-        let current = lock(&self.current);
-        if let Some(cancel) = current.as_ref().and_then(|c| c.cancel.clone()) {
-            return GiveUp::Armed(cancel);
-        }
-        if self.abandon() {
-            GiveUp::Abandoned
+    /// Gives up on the request whose call ran past its timeout: ends the call with its
+    /// cancel when it has one, else abandons the request. Whether the call has a
+    /// cancel is decided under the lock [`Request::arm_cancel`] takes, so a call armed
+    /// meanwhile is ended, and one armed after learns that the request was given up.
+    pub(crate) fn give_up(&self) -> GaveUp {
+        let cancel = {
+            let current = lock(&self.current);
+            match current.as_ref().and_then(|c| c.cancel.clone()) {
+                Some(cancel) => cancel,
+                None if self.abandon() => return GaveUp::Abandoned,
+                None => return GaveUp::Finished,
+            }
+        };
+        if self.cancel(&cancel) {
+            GaveUp::Cancelled
         } else {
-            GiveUp::Finished
+            GaveUp::Finished
         }
     }
 
@@ -398,7 +403,7 @@ impl Request {
 
     /// The waiter gives up on the request and ends its hung call with `cancel`;
     /// false when the worker finished first.
-    pub(crate) fn cancel(&self, cancel: &Cancel) -> bool {
+    fn cancel(&self, cancel: &Cancel) -> bool {
         let won = self
             .state
             .compare_exchange(RUNNING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
@@ -410,7 +415,7 @@ impl Request {
     }
 
     /// The waiter gives up on the request; false when the worker finished first.
-    pub(crate) fn abandon(&self) -> bool {
+    fn abandon(&self) -> bool {
         self.state
             .compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()

@@ -779,28 +779,38 @@ enabled = false
     });
 }
 
-#[test]
-fn an_event_past_its_timeout_while_its_host_starts_is_answered_and_never_sent() {
+/// A daemon under `hook_timeout_ms` whose one instance, `slow` (of `faults`, events
+/// only), takes `start_ms` to start, with its host just killed from outside (so the
+/// next event starts a new one); and the killed host's pid.
+fn slow_host_killed(s: &Scratch, hook_timeout_ms: u64, start_ms: u64) -> (TestDaemon, u32) {
     fixture("faults");
-    let s = Scratch::new("iso-slow-start");
-    let mut d = TestDaemon::start(
-        &s,
-        r#"
+    let d = TestDaemon::start(
+        s,
+        &format!(
+            r#"
 [daemon]
-hook_timeout_ms = 300
+hook_timeout_ms = {hook_timeout_ms}
 [[plugin]]
 name = "slow"
 library = "faults"
-config = { start_sleep_ms = "1500" }
+config = {{ start_sleep_ms = "{start_ms}" }}
 [plugin.hooks.flaskbb_authenticate]
 enabled = false
-"#,
+"#
+        ),
     );
     let pid = host_pid(&d, "slow");
     // SAFETY: kill(2) on the host's pid, which the daemon has not reaped yet.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     assert!(gone(pid));
     assert!(eventually(|| d.plugin("slow")["host"]["state"] == "stopped"));
+    (d, pid)
+}
+
+#[test]
+fn an_event_past_its_timeout_while_its_host_starts_is_answered_and_never_sent() {
+    let s = Scratch::new("iso-slow-start");
+    let (mut d, pid) = slow_host_killed(&s, 300, 1500);
     // The next event starts a new host, which takes 1.5 s: its call is past its
     // 300 ms before the host can take it. Sent then, a spinning call would have
     // nothing to end it, and its client would wait for ever.
@@ -839,26 +849,8 @@ enabled = false
 
 #[test]
 fn events_waiting_for_their_host_to_start_leave_the_daemon_answering() {
-    fixture("faults");
     let s = Scratch::new("iso-start-wait");
-    let mut d = TestDaemon::start(
-        &s,
-        r#"
-[daemon]
-hook_timeout_ms = 20000
-[[plugin]]
-name = "slow"
-library = "faults"
-config = { start_sleep_ms = "3000" }
-[plugin.hooks.flaskbb_authenticate]
-enabled = false
-"#,
-    );
-    let pid = host_pid(&d, "slow");
-    // SAFETY: kill(2) on the host's pid, which the daemon has not reaped yet.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    assert!(gone(pid));
-    assert!(eventually(|| d.plugin("slow")["host"]["state"] == "stopped"));
+    let (mut d, _) = slow_host_killed(&s, 20000, 3000);
     // Eight events at once: the first starts a new host (3 s), the others wait for
     // it. None may wait on an async thread, or the daemon would answer nothing else
     // until the host is up.
