@@ -968,8 +968,10 @@ mod tests {
         let s = Setup::new("cross-panic", "");
         let exec = Executor::new(1, 4);
         let req = s.request();
+        // A long timeout: the panic hook (a backtrace, under RUST_BACKTRACE, on a busy
+        // machine) may take longer than TIMEOUT, which would make the answer a timeout.
         let r = exec
-            .run_crossing(&req, TIMEOUT, async {
+            .run_crossing(&req, Duration::from_secs(60), async {
                 req.enter(&Arc::from("daemon"), Hook::UserRegistered);
                 tokio::task::yield_now().await;
                 panic!("crossing panics")
