@@ -209,16 +209,6 @@ impl Lane {
             .write_all(&self.out)
     }
 
-    /// Whether bytes were read past the last frame taken (the start of another).
-    pub(crate) fn buffered(&self) -> bool {
-        self.frames.end > self.frames.start
-    }
-
-    /// The socket frames are read from (to wait on it with others).
-    pub(crate) fn reads_from(&self) -> &UnixStream {
-        &self.stream
-    }
-
     /// Reads one frame, sleeping until it comes; errors as [`recv`]'s.
     pub(crate) fn recv<T: DeserializeOwned>(&mut self) -> io::Result<T> {
         loop {

@@ -29,7 +29,7 @@ use plugin_abi::{
     sdk::{HookError, Outcome},
 };
 
-use super::{sandbox, workers::Workers};
+use super::sandbox;
 use crate::{
     ipc::{
         self, page::Page, Answer, Arg, ChainAnswer, Down, HostCall, HostValue, Init, Lane, Started,
@@ -38,6 +38,8 @@ use crate::{
     proto::{convert, Context},
 };
 
+/// The stack of a lane's thread (as a spawned Rust thread's default).
+const LANE_STACK: usize = 2 << 20;
 /// How long a host whose daemon let it go waits for its lanes' calls to end.
 const EXIT_DEADLINE: Duration = Duration::from_secs(1);
 
@@ -86,20 +88,10 @@ pub(crate) fn main() -> ExitCode {
         .map(|i| i.name.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    let s = served.clone();
-    let workers = match Workers::new(
-        &names,
-        Box::new(move |lane: &Mutex<Lane>, page: Option<&Page>| serve_call(&s, lane, page)),
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("flaskbbd-plugin-host {names}: cannot wait for calls: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let mut lanes = Vec::new();
     loop {
         match ipc::recv_fds(&control) {
-            Ok(fds) => start_lane(&workers, &names, fds),
+            Ok(fds) => lanes.extend(start_lane(&served, &names, fds)),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
             Err(e) => {
                 eprintln!("flaskbbd-plugin-host {names}: control channel: {e}");
@@ -107,7 +99,7 @@ pub(crate) fn main() -> ExitCode {
             }
         }
     }
-    let_go(&workers, served)
+    let_go(lanes, served)
 }
 
 /// The control channel (stdin): one handle that receives lanes, one that reads and
@@ -120,31 +112,45 @@ fn control_channel() -> io::Result<(UnixStream, UnixStream, Init)> {
 }
 
 /// Serves the lane the daemon sent as `fds` (the socket it reads, the socket it
-/// writes, and the page it shares with the daemon) with the host's workers. Anything
-/// else closes here, as does a lane whose page fails or that cannot be served (said on
-/// stderr, under the instances' `names`); the daemon sees the call fail.
-fn start_lane(workers: &Arc<Workers>, names: &str, fds: Vec<std::os::fd::OwnedFd>) {
+/// writes, and the page it shares with the daemon) on a thread of its own, which it
+/// answers. Anything else closes here, as does a lane whose page or thread fails
+/// (said on stderr, under the instances' `names`); the daemon sees the call fail.
+fn start_lane(
+    served: &Arc<Served>,
+    names: &str,
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Option<std::thread::JoinHandle<()>> {
     let Ok([rx, tx, page]) = <[_; 3]>::try_from(fds) else {
         eprintln!("flaskbbd-plugin-host {names}: a lane came without its three descriptors");
-        return;
+        return None;
     };
     let page = match Page::map(&page) {
         Ok(page) => page,
         Err(e) => {
             eprintln!("flaskbbd-plugin-host {names}: cannot map a lane's page: {e}");
-            return;
+            return None;
         }
     };
+    let s = served.clone();
     let lane = Lane::split(UnixStream::from(rx), UnixStream::from(tx), Some(page));
-    if let Err(e) = workers.add(lane) {
-        eprintln!("flaskbbd-plugin-host {names}: cannot serve a lane: {e}");
+    let spawned = std::thread::Builder::new()
+        .name("lane".into())
+        .stack_size(LANE_STACK)
+        .spawn(move || serve_lane(&s, lane));
+    match spawned {
+        Ok(t) => Some(t),
+        // The lane closes with the closure; the daemon sees the call fail.
+        Err(e) => {
+            eprintln!("flaskbbd-plugin-host {names}: cannot start a lane thread: {e}");
+            None
+        }
     }
 }
 
 /// The end, once the daemon is done with this host (or gone). Its lanes close with
 /// the control channel: lets the calls on them end and the instances drop, unless a
 /// call is stuck in the plugin, which must not keep the process (and a core) alive.
-fn let_go(workers: &Workers, served: Arc<Served>) -> ExitCode {
+fn let_go(lanes: Vec<std::thread::JoinHandle<()>>, served: Arc<Served>) -> ExitCode {
     let stuck = std::thread::Builder::new()
         .name("exit-deadline".into())
         .spawn(|| {
@@ -156,7 +162,9 @@ fn let_go(workers: &Workers, served: Arc<Served>) -> ExitCode {
         // SAFETY: as above; without a deadline thread, end now.
         unsafe { libc::_exit(0) }
     }
-    workers.finish();
+    for t in lanes {
+        let _ = t.join();
+    }
     drop(served);
     ExitCode::SUCCESS
 }
@@ -248,36 +256,43 @@ impl Served {
     }
 }
 
-/// Reads and answers one call on `lane`; false once the lane has ended.
-fn serve_call(s: &Served, lane: &Mutex<Lane>, page: Option<&Page>) -> bool {
-    let down: Down = match lock(lane).recv() {
-        Ok(down) => down,
-        Err(_) => return false,
-    };
-    let up = match down {
-        Down::Chain {
-            of,
-            hook,
-            args,
-            draft,
-            firstresult,
-            context,
-        } => Up::ChainDone(run_chain(
-            s,
-            lane,
-            page,
-            &context,
-            ChainRun {
-                of: &of,
-                hook: &hook,
+/// Serves calls on one lane until the daemon closes it.
+fn serve_lane(s: &Served, lane: Lane) {
+    let page = lane.page().cloned();
+    // The plugin may call the host API from threads of its own during a call.
+    let lane = Mutex::new(lane);
+    loop {
+        let down: Down = match lock(&lane).recv() {
+            Ok(down) => down,
+            Err(_) => return,
+        };
+        let up = match down {
+            Down::Chain {
+                of,
+                hook,
                 args,
                 draft,
                 firstresult,
-            },
-        )),
-        other => Up::Done(serve_one(s, lane, other)),
-    };
-    lock(lane).send(&up).is_ok()
+                context,
+            } => Up::ChainDone(run_chain(
+                s,
+                &lane,
+                page.as_deref(),
+                &context,
+                ChainRun {
+                    of: &of,
+                    hook: &hook,
+                    args,
+                    draft,
+                    firstresult,
+                },
+            )),
+            other => Up::Done(serve_one(s, &lane, other)),
+        };
+        if lock(&lane).send(&up).is_err() {
+            return;
+        }
+    }
 }
 
 /// One call of one instance.

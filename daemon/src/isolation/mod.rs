@@ -24,7 +24,6 @@ pub(crate) mod host;
 
 pub(crate) mod sandbox;
 pub(crate) mod supervisor;
-pub(crate) mod workers;
 
 pub(crate) use hooks::IsolatedHooks;
 pub(crate) use supervisor::Supervisor;
