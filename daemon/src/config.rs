@@ -19,8 +19,10 @@ use toml::Spanned;
 #[error("{0}")]
 pub(crate) struct ConfigError(pub String);
 
-/// The whole configuration, with paths resolved.
-#[derive(Debug, Clone)]
+/// The whole configuration, with paths resolved. Its `Debug` shows no secret: the
+/// database URL without its password, plugins' `config` tables with the values of
+/// secret keys as `***`, and not the file's text.
+#[derive(Clone)]
 pub(crate) struct Config {
     /// The file this was read from.
     pub path: PathBuf,
@@ -128,8 +130,8 @@ impl DaemonConfig {
     }
 }
 
-/// `[database]`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[database]` (its `Debug` shows the URL without its password).
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct DatabaseConfig {
     /// SQLAlchemy-style URL: `sqlite:///relative`, `sqlite:////absolute`,
@@ -414,8 +416,9 @@ fn builtin_names() -> String {
     BUILTIN_NAMES.join(", ")
 }
 
-/// One `[[plugin]]` table: one plugin instance.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[plugin]]` table: one plugin instance (its `Debug` shows the `config` table
+/// with the values of secret keys as `***` and URLs without their passwords).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PluginConfig {
     /// The instance's name.
@@ -883,6 +886,104 @@ impl From<crate::store::Schema> for crate::password::HashFormat {
     }
 }
 
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Config {
+            path,
+            base_dir,
+            daemon,
+            database,
+            auth,
+            plugins,
+            builtins,
+            plugin,
+            log,
+            metrics,
+            webauthn,
+            source,
+        } = self;
+        f.debug_struct("Config")
+            .field("path", path)
+            .field("base_dir", base_dir)
+            .field("daemon", daemon)
+            .field("database", database)
+            .field("auth", auth)
+            .field("plugins", plugins)
+            .field("builtins", builtins)
+            .field("plugin", plugin)
+            .field("log", log)
+            .field("metrics", metrics)
+            .field("webauthn", webauthn)
+            .field(
+                "source",
+                &format_args!("({} bytes, not shown)", source.len()),
+            )
+            .finish()
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let DatabaseConfig {
+            url,
+            connect_timeout_ms,
+            schema,
+        } = self;
+        f.debug_struct("DatabaseConfig")
+            .field("url", &crate::store::db::redact_url(url))
+            .field("connect_timeout_ms", connect_timeout_ms)
+            .field("schema", schema)
+            .finish()
+    }
+}
+
+impl fmt::Debug for PluginConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let PluginConfig {
+            name,
+            library,
+            enabled,
+            config,
+            hooks,
+            isolation,
+            sandbox,
+        } = self;
+        let config = config.as_ref().map(|t| redact_table(t.get_ref()));
+        f.debug_struct("PluginConfig")
+            .field("name", name)
+            .field("library", library)
+            .field("enabled", enabled)
+            .field("config", &config)
+            .field("hooks", hooks)
+            .field("isolation", isolation)
+            .field("sandbox", sandbox)
+            .finish()
+    }
+}
+
+/// `table` with the values of secret keys as `***` and URLs without their
+/// passwords, at any depth: what may be shown of a plugin's `config`.
+fn redact_table(table: &toml::Table) -> toml::Table {
+    table
+        .iter()
+        .map(|(key, value)| (key.clone(), redact_value(key, value)))
+        .collect()
+}
+
+fn redact_value(key: &str, value: &toml::Value) -> toml::Value {
+    match value {
+        toml::Value::Table(t) => toml::Value::Table(redact_table(t)),
+        toml::Value::Array(a) => {
+            toml::Value::Array(a.iter().map(|v| redact_value(key, v)).collect())
+        }
+        _ if is_secret_key(key) => toml::Value::String("***".into()),
+        toml::Value::String(s) if is_url_key(key) => {
+            toml::Value::String(crate::store::db::redact_url(s))
+        }
+        other => other.clone(),
+    }
+}
+
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.path.display())
@@ -1063,6 +1164,38 @@ mod tests {
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("/etc/flaskbbd/flaskbb.toml"), s)
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let c = parse(
+            "[database]\nurl = \"postgresql://forum:hunter2@db/forum?sslpassword=pw2\"\n\
+             [[plugin]]\nname = \"ldap\"\nlibrary = \"ldap\"\n\
+             [plugin.config]\nbind_password = \"s3cret\"\nserver_url = \"ldaps://admin:pw3@ldap\"\n\
+             tokens = [\"t0k1\", \"t0k2\"]\nnested = { api_key = 7771, host = \"ldap.example\" }\n",
+        )
+        .unwrap();
+        for shown in [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            format!("{:?}", c.database),
+            format!("{:?}", c.plugin[0]),
+        ] {
+            for secret in ["hunter2", "pw2", "s3cret", "pw3", "t0k1", "t0k2", "7771"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
+        // What is not secret is still there to debug with.
+        let shown = format!("{c:?}");
+        for kept in [
+            "postgresql://forum:***@db/forum",
+            "ldaps://admin:***@ldap",
+            "ldap.example",
+            "bind_password",
+            "/etc/flaskbbd/flaskbb.toml",
+        ] {
+            assert!(shown.contains(kept), "{kept} not in {shown}");
+        }
     }
 
     #[test]

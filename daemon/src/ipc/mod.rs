@@ -321,13 +321,26 @@ pub(crate) struct Init {
     pub sandbox: Sandbox,
 }
 
-/// One instance a host makes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One instance a host makes (its `Debug` leaves the configuration out: it may hold
+/// secrets, such as a directory's bind password).
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct InitInstance {
     /// The instance's name.
     pub name: String,
     /// Its `config` table as JSON.
     pub config_json: String,
+}
+
+impl std::fmt::Debug for InitInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitInstance")
+            .field("name", &self.name)
+            .field(
+                "config_json",
+                &format_args!("({} bytes, not shown)", self.config_json.len()),
+            )
+            .finish()
+    }
 }
 
 /// The confinement of one host, resolved from the instance's `sandbox` table.
@@ -1026,6 +1039,17 @@ pub(crate) use base_kind;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hosts_init_shows_no_instance_configuration_in_debug() {
+        let instance = InitInstance {
+            name: "ldap".into(),
+            config_json: r#"{"bind_password":"s3cret"}"#.into(),
+        };
+        let shown = format!("{instance:?} {instance:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("ldap"), "{shown}");
+    }
 
     #[test]
     fn frames_round_trip_and_a_short_or_oversized_frame_is_an_error() {

@@ -274,8 +274,9 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Settings {
 }
 
 /// `url` with any password replaced by `***`, for what is printed or logged: the
-/// password of `user:password@`, and the value of `password=` in a query string
-/// (`?password=…&`) or a key-value conninfo (`password=… host=…`, quoted or not).
+/// password of `user:password@`, and the value of `password=` (or any key ending in
+/// it, such as `sslpassword=`) in a query string (`?password=…&`) or a key-value
+/// conninfo (`password=… host=…`, quoted or not).
 pub(crate) fn redact_url(url: &str) -> String {
     let mut out = url.to_owned();
     // userinfo: between "://" and the last '@' before the query.
@@ -287,12 +288,17 @@ pub(crate) fn redact_url(url: &str) -> String {
             }
         }
     }
-    // password=VALUE, as a query parameter or a conninfo keyword.
+    // password=VALUE, as a query parameter or a conninfo keyword; any keyword that
+    // ends in "password" (libpq's `sslpassword` too).
     let mut from = 0;
     while let Some(found) = out[from..].to_ascii_lowercase().find("password") {
         let key = from + found;
+        let word = out.as_bytes()[..key]
+            .iter()
+            .rposition(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
+            .map_or(0, |at| at + 1);
         let boundary =
-            key == 0 || matches!(out.as_bytes()[key - 1], b'?' | b'&' | b';' | b' ' | b'\t');
+            word == 0 || matches!(out.as_bytes()[word - 1], b'?' | b'&' | b';' | b' ' | b'\t');
         let mut eq = key + "password".len();
         while out.as_bytes().get(eq) == Some(&b' ') {
             eq += 1;
@@ -1689,6 +1695,14 @@ mod tests {
             (
                 "host=db password = s3cret dbname=forum",
                 "host=db password = *** dbname=forum",
+            ),
+            (
+                "postgresql://db/forum?sslcert=c.pem&sslpassword=s3cret&sslmode=verify-full",
+                "postgresql://db/forum?sslcert=c.pem&sslpassword=***&sslmode=verify-full",
+            ),
+            (
+                "host=db sslpassword=s3cret dbname=forum",
+                "host=db sslpassword=*** dbname=forum",
             ),
             ("sqlite:///var/flaskbb.db", "sqlite:///var/flaskbb.db"),
             ("sqlite:///var/password=x.db", "sqlite:///var/password=x.db"),
