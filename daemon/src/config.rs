@@ -970,16 +970,17 @@ fn redact_table(table: &toml::Table) -> toml::Table {
         .collect()
 }
 
+/// A secret key's value goes whole, whatever it holds (a table of credentials, a
+/// list of tokens); any string elsewhere loses a URL's or conninfo's password,
+/// whatever its key is called (`server = "ldaps://admin:pw@host"`).
 fn redact_value(key: &str, value: &toml::Value) -> toml::Value {
     match value {
+        _ if is_secret_key(key) => toml::Value::String("***".into()),
         toml::Value::Table(t) => toml::Value::Table(redact_table(t)),
         toml::Value::Array(a) => {
             toml::Value::Array(a.iter().map(|v| redact_value(key, v)).collect())
         }
-        _ if is_secret_key(key) => toml::Value::String("***".into()),
-        toml::Value::String(s) if is_url_key(key) => {
-            toml::Value::String(crate::store::db::redact_url(s))
-        }
+        toml::Value::String(s) => toml::Value::String(crate::store::db::redact_url(s)),
         other => other.clone(),
     }
 }
@@ -991,21 +992,24 @@ impl fmt::Display for Config {
 }
 
 /// Whether a key (its last dotted part, unquoted) names a secret whose value is
-/// never shown: a password, secret, token, credential or private key.
+/// never shown: a password or passphrase (`pass`, `pwd`, `bindpw`, `*_pw`), a secret,
+/// token or credential, or a key (`api_key`, `private-key`, `signing_key`, `key`).
 fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
+    let k = key.to_ascii_lowercase().replace('-', "_");
+    let contains = [
         "password",
         "passwd",
+        "passphrase",
+        "pwd",
         "secret",
         "token",
         "credential",
-        "private_key",
-        "api_key",
         "apikey",
     ]
     .iter()
-    .any(|s| k.contains(s))
+    .any(|s| k.contains(s));
+    let word = |w: &str| k == w || k.ends_with(&format!("_{w}"));
+    contains || k.ends_with("pw") || word("pass") || word("key")
 }
 
 /// Whether a key names a URL, whose credentials are never shown.
@@ -1172,7 +1176,9 @@ mod tests {
             "[database]\nurl = \"postgresql://forum:hunter2@db/forum?sslpassword=pw2\"\n\
              [[plugin]]\nname = \"ldap\"\nlibrary = \"ldap\"\n\
              [plugin.config]\nbind_password = \"s3cret\"\nserver_url = \"ldaps://admin:pw3@ldap\"\n\
-             tokens = [\"t0k1\", \"t0k2\"]\nnested = { api_key = 7771, host = \"ldap.example\" }\n",
+             tokens = [\"t0k1\", \"t0k2\"]\nnested = { api_key = 7771, host = \"ldap.example\" }\n\
+             credentials = { user = \"u\", pass = \"pw4\" }\nservers = [\"ldaps://admin:pw5@h1\"]\n\
+             bind-pw = \"pw6\"\nsigning_key = \"pw7\"\nsecrets = [{ id = \"a\", value = \"pw8\" }]\n",
         )
         .unwrap();
         for shown in [
@@ -1181,7 +1187,10 @@ mod tests {
             format!("{:?}", c.database),
             format!("{:?}", c.plugin[0]),
         ] {
-            for secret in ["hunter2", "pw2", "s3cret", "pw3", "t0k1", "t0k2", "7771"] {
+            for secret in [
+                "hunter2", "pw2", "s3cret", "pw3", "t0k1", "t0k2", "7771", "pw4", "pw5", "pw6",
+                "pw7", "pw8",
+            ] {
                 assert!(!shown.contains(secret), "{secret} in {shown}");
             }
         }
@@ -1190,6 +1199,7 @@ mod tests {
         for kept in [
             "postgresql://forum:***@db/forum",
             "ldaps://admin:***@ldap",
+            "ldaps://admin:***@h1",
             "ldap.example",
             "bind_password",
             "/etc/flaskbbd/flaskbb.toml",

@@ -59,12 +59,21 @@ type Conn = PooledConnection<Manager>;
 /// says only "Invalid connection url for multiconnection"): a failure keeps the
 /// backend's own words (connection refused on host and port, no such database,
 /// authentication failed), which [`Manager::why`] gives to the error the user sees.
-#[derive(Debug)]
 struct Manager {
     url: String,
     postgres: bool,
     /// The last connection failure, on one line; `None` once one succeeds.
     last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// The URL without its password (r2d2's pool prints its manager in its own `Debug`).
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("url", &redact_url(&self.url))
+            .field("postgres", &self.postgres)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Manager {
@@ -297,8 +306,10 @@ pub(crate) fn redact_url(url: &str) -> String {
             .iter()
             .rposition(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
             .map_or(0, |at| at + 1);
-        let boundary =
-            word == 0 || matches!(out.as_bytes()[word - 1], b'?' | b'&' | b';' | b' ' | b'\t');
+        let boundary = word == 0 || {
+            let b = out.as_bytes()[word - 1];
+            matches!(b, b'?' | b'&' | b';') || b.is_ascii_whitespace()
+        };
         let mut eq = key + "password".len();
         while out.as_bytes().get(eq) == Some(&b' ') {
             eq += 1;
@@ -321,7 +332,7 @@ pub(crate) fn redact_url(url: &str) -> String {
             (j + 1).min(b.len())
         } else {
             out[start..]
-                .find(['&', '#', ' ', '\t', ';'])
+                .find(|c: char| matches!(c, '&' | '#' | ';') || c.is_ascii_whitespace())
                 .map_or(out.len(), |at| start + at)
         };
         out.replace_range(start..end, "***");
@@ -1666,7 +1677,14 @@ fn plugin_id(c: &mut AnyConnection, plugin: &str, schema: Schema) -> QueryResult
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{redact_url, WriteTurns};
+    use super::{redact_url, Manager, WriteTurns};
+
+    #[test]
+    fn the_pools_manager_shows_no_password_in_debug() {
+        let shown = format!("{:?}", Manager::new("postgresql://forum:s3cret@db/forum"));
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgresql://forum:***@db/forum"), "{shown}");
+    }
 
     #[test]
     fn printed_urls_show_no_password() {
@@ -1703,6 +1721,10 @@ mod tests {
             (
                 "host=db sslpassword=s3cret dbname=forum",
                 "host=db sslpassword=*** dbname=forum",
+            ),
+            (
+                "host=db\npassword=s3cret\ndbname=forum",
+                "host=db\npassword=***\ndbname=forum",
             ),
             ("sqlite:///var/flaskbb.db", "sqlite:///var/flaskbb.db"),
             ("sqlite:///var/password=x.db", "sqlite:///var/password=x.db"),
