@@ -288,10 +288,18 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Settings {
 /// conninfo (`password=… host=…`, quoted or not).
 pub(crate) fn redact_url(url: &str) -> String {
     let mut out = url.to_owned();
-    // userinfo: between "://" and the last '@' before the query.
+    // userinfo: between "://" and the last '@' before the query, or, when there is
+    // none, before the path (libpq takes `u:p?x@host`, a '?' in the password).
     if let Some(scheme) = out.find("://") {
         let head = out.find('?').unwrap_or(out.len());
-        if let Some(at) = out[..head].rfind('@').filter(|&at| at > scheme + 3) {
+        let path = out[scheme + 3..]
+            .find('/')
+            .map_or(out.len(), |at| scheme + 3 + at);
+        let at = out[..head]
+            .rfind('@')
+            .or_else(|| out[..path].rfind('@'))
+            .filter(|&at| at > scheme + 3);
+        if let Some(at) = at {
             if let Some(colon) = out[scheme + 3..at].find(':') {
                 out.replace_range(scheme + 3 + colon + 1..at, "***");
             }
@@ -1721,6 +1729,14 @@ mod tests {
             (
                 "host=db sslpassword=s3cret dbname=forum",
                 "host=db sslpassword=*** dbname=forum",
+            ),
+            (
+                "postgresql://forum:s3?cret@db/forum",
+                "postgresql://forum:***@db/forum",
+            ),
+            (
+                "postgresql://forum@db/forum?application_name=a:b@c",
+                "postgresql://forum@db/forum?application_name=a:b@c",
             ),
             (
                 "host=db\npassword=s3cret\ndbname=forum",
