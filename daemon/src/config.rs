@@ -980,7 +980,9 @@ fn redact_value(key: &str, value: &toml::Value) -> toml::Value {
         toml::Value::Array(a) => {
             toml::Value::Array(a.iter().map(|v| redact_value(key, v)).collect())
         }
-        toml::Value::String(s) => toml::Value::String(crate::store::db::redact_url(s)),
+        toml::Value::String(s) => {
+            toml::Value::String(shown_value(key, s).unwrap_or_else(|| s.clone()))
+        }
         other => other.clone(),
     }
 }
@@ -1012,12 +1014,16 @@ fn is_secret_key(key: &str) -> bool {
     contains || k.ends_with("pw") || word("pass") || word("key")
 }
 
-/// Whether a key names a URL, whose credentials are never shown.
-fn is_url_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["url", "uri", "dsn", "conninfo"]
-        .iter()
-        .any(|s| k.contains(s))
+/// What may be shown of the value `value` of `key` where it differs from the value:
+/// `***` for a secret key's, a URL's or conninfo's without its password whatever the
+/// key is called (`server = "ldaps://admin:pw@host"`); `None` to show it as it is.
+/// The one rule of both the TOML errors' lines and `Debug`.
+fn shown_value(key: &str, value: &str) -> Option<String> {
+    if is_secret_key(key) {
+        return Some("***".into());
+    }
+    let shown = crate::store::db::redact_url(value);
+    (shown != value).then_some(shown)
 }
 
 /// The key before a TOML line's `=` (`before` is the line up to it): its last dotted
@@ -1090,19 +1096,11 @@ fn redact_toml_line(line: &str) -> (String, Vec<(usize, usize, usize)>, Vec<Stri
             break;
         };
         let key = key_before(&line[..eq]);
-        let (secret, url) = (is_secret_key(key), is_url_key(key));
         let (inner_start, inner_end, next) = value_after(line, eq + 1);
         let inner_end = inner_end.min(b.len());
         let value = line.get(inner_start..inner_end).unwrap_or("");
-        if !value.is_empty() {
-            if secret {
-                cuts.push((inner_start, inner_end, "***".into()));
-            } else if url {
-                let shown = crate::store::db::redact_url(value);
-                if shown != value {
-                    cuts.push((inner_start, inner_end, shown));
-                }
-            }
+        if let Some(shown) = shown_value(key, value).filter(|_| !value.is_empty()) {
+            cuts.push((inner_start, inner_end, shown));
         }
         i = next.max(eq + 1);
     }
@@ -1250,6 +1248,16 @@ mod tests {
         assert!(
             e.contains("hunter2"),
             "not a secret key: shown as it is: {e}"
+        );
+        // A URL's password, whatever its key is called.
+        let e = parse(
+            "[[plugin]]\nname = \"x\"\nlibrary = \"x\"\n[plugin.config]\nserver = \"ldaps://admin:hunter2@h\" x\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            !e.contains("hunter2") && e.contains("server = \"ldaps://admin:***@h\""),
+            "{e}"
         );
         let e = parse("[metrics]\nlisten = 5\nsecret_token = \"hunter2\" \"\n")
             .unwrap_err()
