@@ -72,7 +72,20 @@ impl Traffic {
     pub(crate) fn in_flight(&self) -> usize {
         self.busy.load(Ordering::Acquire)
     }
+
+    /// Whether the daemon serves one client calling in turn: at most
+    /// [`QUIET_CONNECTIONS`] open, and no request in flight beyond the caller's `own`
+    /// (0 between requests, 1 within one). Then it spends a little to answer that one
+    /// sooner (the connection's poll for its next call, a plugin host's lane on the
+    /// caller's CPU); when busier its threads and cores have better things to do.
+    pub(crate) fn is_quiet(&self, own: usize) -> bool {
+        self.connections() <= QUIET_CONNECTIONS && self.in_flight() <= own
+    }
 }
+
+/// The most connections open for the daemon to count as quiet ([`Traffic::is_quiet`]):
+/// one client's, and, say, a watchdog's.
+pub(crate) const QUIET_CONNECTIONS: usize = 2;
 
 /// One connection or request counted in [`Traffic`] while it lives.
 pub(crate) struct Counted {

@@ -118,6 +118,9 @@ pub(crate) struct Request {
     /// wait for its commit, so within it a lookup's answer does not change: the
     /// lockout, the provider and the failure hook share one lookup.
     users: Mutex<std::collections::HashMap<String, Option<UserRecord>>>,
+    /// The daemon was serving nothing else when this request came: the plugin hosts
+    /// it crosses to run beside its thread ([`crate::isolation::placement`]).
+    near: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,7 +160,18 @@ impl Request {
             preauthenticated: Mutex::new(None),
             second_factor: std::sync::atomic::AtomicBool::new(false),
             users: Mutex::new(std::collections::HashMap::new()),
+            near: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Says whether the daemon was serving nothing else when this request came.
+    pub(crate) fn set_near(&self, near: bool) {
+        self.near.store(near, Ordering::Relaxed);
+    }
+
+    /// Whether the plugin hosts this request crosses to should run beside its thread.
+    pub(crate) fn is_near(&self) -> bool {
+        self.near.load(Ordering::Relaxed)
     }
 
     /// A user by username or email, looked up once per request.

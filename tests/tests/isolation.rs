@@ -1327,3 +1327,119 @@ fn a_shared_host_that_fails_before_any_instance_blames_none_and_names_them_all()
         assert!(!line.contains("not started: it shares"), "{errs}");
     }
 }
+
+/// The CPUs thread `tid` of process `pid` may run on, as the kernel lists them
+/// (`Cpus_allowed_list`, e.g. "0-1" or "1").
+fn cpus_allowed(pid: u32, tid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The ids of the threads of `pid` named `name`.
+fn threads_named(pid: u32, name: &str) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .unwrap_or_default()
+                .trim()
+                == name
+        })
+        .map(|t| t.file_name().to_string_lossy().parse().unwrap())
+        .collect()
+}
+
+/// `n` more connections held open, each seen by the daemon (it answered a call on it).
+fn held_open(d: &TestDaemon, n: usize) -> Vec<flaskbbd_protocol::client::Client> {
+    (0..n)
+        .map(|_| {
+            let mut c = d.client();
+            c.send(&list_hooks()).unwrap();
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn a_quiet_daemon_runs_a_lane_on_the_callers_cpu_and_a_busy_one_lets_it_go() {
+    fixture("faults");
+    let s = Scratch::new("iso-placement");
+    let d = TestDaemon::start(
+        &s,
+        "[[plugin]]\nname = \"faults\"\nlibrary = \"faults\"\n[plugin.hooks.flaskbb_authenticate]\nenabled = false\n",
+    );
+    let hello = || d.send(&post_save_before(json!({ "content": "hello" })));
+    assert_eq!(hello().unwrap()["post"]["content"], "hello");
+    let pid = host_pid(&d, "faults");
+    let own = cpus_allowed(pid, pid);
+    let lanes = threads_named(pid, "lane");
+    assert_eq!(lanes.len(), 1, "one client calling in turn uses one lane");
+    // One client calling in turn: the lane's thread may only run on one CPU (its
+    // caller's, wherever that was), so the crossing wakes no other core.
+    assert_eq!(hello().unwrap()["post"]["content"], "hello");
+    let bound = cpus_allowed(pid, lanes[0]);
+    assert!(
+        bound.parse::<usize>().is_ok(),
+        "the lane's thread may run on {bound}, not on one CPU (its host on {own})"
+    );
+    // With more connections open the daemon is busy: the next call gives the lane back
+    // the CPUs it had, for the scheduler to spread the work.
+    let others = held_open(&d, 3);
+    assert_eq!(hello().unwrap()["post"]["content"], "hello");
+    assert_eq!(threads_named(pid, "lane"), lanes);
+    assert_eq!(cpus_allowed(pid, lanes[0]), own);
+    drop(others);
+    // Quiet again: bound again.
+    assert!(eventually(|| {
+        hello().unwrap();
+        cpus_allowed(pid, lanes[0]).parse::<usize>().is_ok()
+    }));
+}
+
+#[test]
+fn a_host_that_names_another_process_as_its_lane_thread_gets_nothing_bound() {
+    fixture("faults");
+    let s = Scratch::new("iso-placement-lie");
+    let d = TestDaemon::start(
+        &s,
+        "[[plugin]]\nname = \"liar\"\nlibrary = \"faults\"\nsandbox = { read = [\"/proc\"] }\n[plugin.hooks.flaskbb_authenticate]\nenabled = false\n",
+    );
+    let daemon_pid = d.child.id();
+    let daemon_cpus: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{daemon_pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|t| {
+            let tid = t.file_name().to_string_lossy().parse().unwrap();
+            (tid, cpus_allowed(daemon_pid, tid))
+        })
+        .collect();
+    let post = |content: &str| d.send(&post_save_before(json!({ "content": content })));
+    // Busy (so the daemon reads no page yet), the plugin names the daemon's main
+    // thread as the thread serving its lane, in the lane's shared page.
+    let others = held_open(&d, 3);
+    let (name, p) = err(post("name-parent"));
+    assert_eq!(name, "org.flaskbb.Events.Rejected", "{p}");
+    assert_eq!(p["reason"], "named the parent in 1 pages", "{p}");
+    drop(others);
+    // Quiet: the daemon would bind the lane's thread to the caller's CPU, and finds
+    // that the thread the page names is not the host's. Nothing of the daemon's is
+    // bound, the calls go on, and the lane runs where the scheduler puts it.
+    for _ in 0..20 {
+        assert_eq!(post("hello").unwrap()["post"]["content"], "hello");
+    }
+    for (tid, before) in daemon_cpus {
+        if Path::new(&format!("/proc/{daemon_pid}/task/{tid}")).exists() {
+            assert_eq!(cpus_allowed(daemon_pid, tid), before, "daemon thread {tid}");
+        }
+    }
+    let pid = host_pid(&d, "liar");
+    for lane in threads_named(pid, "lane") {
+        assert_eq!(cpus_allowed(pid, lane), cpus_allowed(pid, pid));
+    }
+}

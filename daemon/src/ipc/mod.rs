@@ -30,7 +30,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 pub(crate) mod page;
 
 use crate::proto::{convert, Context, Post, Topic, User};
-use page::Page;
+pub(crate) use page::Page;
 
 /// The largest frame either side accepts (a post is at most `daemon.max_message_bytes`).
 pub(crate) const MAX_FRAME: usize = 16 << 20;
@@ -245,6 +245,8 @@ pub(crate) struct AsyncLane {
     frames: Frames,
     out: Vec<u8>,
     page: Option<Arc<Page>>,
+    /// Where the host's thread for this lane may run.
+    placement: crate::isolation::placement::Placement,
 }
 
 impl AsyncLane {
@@ -270,12 +272,19 @@ impl AsyncLane {
             frames,
             out,
             page,
+            placement: Default::default(),
         })
     }
 
     /// The lane's shared page, if it has one.
     pub(crate) fn page(&self) -> Option<&Arc<Page>> {
         self.page.as_ref()
+    }
+
+    /// Before a call to host `pid`: its thread for this lane runs on this thread's CPU
+    /// when `near`, on its own CPUs otherwise ([`crate::isolation::placement`]).
+    pub(crate) fn place(&mut self, pid: u32, near: bool) {
+        self.placement.place(pid, self.page.as_deref(), near);
     }
 
     /// Writes one frame.

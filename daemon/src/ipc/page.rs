@@ -1,11 +1,13 @@
 //! A lane's shared page: a few words of memory the daemon and a plugin host both map,
 //! for what the daemon must be able to learn about a call even when the host died or
-//! hangs in it (which impl of a run it is in), without a message and its wake-up.
+//! hangs in it (which impl of a run it is in), without a message and its wake-up, and
+//! which of the host's threads serves the lane (for [`crate::isolation::placement`]).
 //!
 //! The daemon makes the page (a sealed memfd: the host cannot shrink it, so reading
 //! it can never fault the daemon) and sends it with the lane. The host writes; the
-//! daemon reads only to place blame, and bounds what it reads: a host is not trusted
-//! to write the truth, only to be unable to hurt the daemon through the page.
+//! daemon reads to place blame and to find the lane's thread, and checks what it
+//! reads: a host is not trusted to write the truth, only to be unable to hurt the
+//! daemon (or anything else) through the page.
 
 use std::{
     io,
@@ -19,6 +21,9 @@ const SIZE: usize = 4096;
 
 /// Word 0: the step of a [`super::Down::Chain`] the host is running now.
 const STEP: usize = 0;
+
+/// Word 1: the id of the host's thread that serves the lane (0 until it says).
+const THREAD: usize = 1;
 
 /// One lane's shared page, mapped.
 pub(crate) struct Page {
@@ -113,6 +118,17 @@ impl Page {
     /// Says that step `step` of a run starts now.
     pub(crate) fn set_step(&self, step: u32) {
         self.word(STEP).store(step, Ordering::Release);
+    }
+
+    /// The thread the host said serves the lane, 0 until it said (as it wrote it:
+    /// check it before use).
+    pub(crate) fn thread(&self) -> u32 {
+        self.word(THREAD).load(Ordering::Acquire)
+    }
+
+    /// Says which thread serves the lane (the host's side, from that thread).
+    pub(crate) fn set_thread(&self, tid: u32) {
+        self.word(THREAD).store(tid, Ordering::Release);
     }
 }
 

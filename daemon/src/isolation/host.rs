@@ -259,6 +259,12 @@ impl Served {
 /// Serves calls on one lane until the daemon closes it.
 fn serve_lane(s: &Served, lane: Lane) {
     let page = lane.page().cloned();
+    if let Some(page) = &page {
+        // Which thread serves this lane, for the daemon to place it (see
+        // `crate::isolation::placement`).
+        // SAFETY: gettid takes nothing.
+        page.set_thread(unsafe { libc::gettid() } as u32);
+    }
     // The plugin may call the host API from threads of its own during a call.
     let lane = Mutex::new(lane);
     loop {

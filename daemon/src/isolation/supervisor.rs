@@ -894,6 +894,7 @@ impl Supervisor {
             return Err(at_start(given_up()));
         }
         let failed = |error| blamed(error, page.as_ref(), callers.len());
+        lane.place(proc.pid, callers.req().is_near());
         if let Err(e) = lane.send(down).await {
             let lost = block_in_place(|| self.lost(&proc, address, &e.to_string()));
             return Err(failed(lost));

@@ -268,6 +268,7 @@ impl HereEvent {
         } = self;
         let hook = events::hook_of(&call);
         let req = &pending.req;
+        req.set_near(d.traffic.is_quiet(1));
         let outcome = d
             .run_crossing(req, events::run_crossing(&g, req, call))
             .await;

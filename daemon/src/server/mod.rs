@@ -595,11 +595,6 @@ fn refuse_message(out: &mut Vec<u8>, reason: String) {
     .encode_into(out);
 }
 
-/// A connection polls for its next call only while at most this many are open: one
-/// client calling in turn (and, say, a watchdog's). With more, others' calls would
-/// wait on the polling thread, and the daemon is rarely idle anyway.
-const POLL_WHEN_OPEN: usize = 2;
-
 /// A connection is polling its socket for its next call.
 static POLLING: AtomicBool = AtomicBool::new(false);
 
@@ -608,15 +603,13 @@ static POLLING: AtomicBool = AtomicBool::new(false);
 /// once is read without a sleep and a wake-up of this thread.
 const POLL_FOR_NEXT: Duration = Duration::from_micros(30);
 
-/// Polls the socket of `conn` for its next call for up to [`POLL_FOR_NEXT`], when it
-/// is (nearly) the only connection, nothing else in the daemon is being served and no
-/// other connection is polling: when the daemon is busy its threads have better
-/// things to do, and it never spins more than one thread this way.
+/// Polls the socket of `conn` for its next call for up to [`POLL_FOR_NEXT`], when the
+/// daemon is quiet ([`Traffic::is_quiet`]: with more connections, others' calls would
+/// wait on the polling thread) and no other connection is polling: when the daemon is
+/// busy its threads have better things to do, and it never spins more than one
+/// thread this way.
 fn poll_for_next(traffic: &Traffic, conn: &mut Conn) {
-    if traffic.connections() > POLL_WHEN_OPEN
-        || traffic.in_flight() != 0
-        || POLLING.swap(true, Ordering::AcqRel)
-    {
+    if !traffic.is_quiet(0) || POLLING.swap(true, Ordering::AcqRel) {
         return;
     }
     let until = std::time::Instant::now() + POLL_FOR_NEXT;
