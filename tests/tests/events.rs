@@ -6,7 +6,7 @@ use flaskbbd_tests::calls::{
 };
 use flaskbbd_tests::{
     daemon::{err, TestDaemon},
-    trace, trace_calls, Scratch,
+    flaskbbd_bin, trace, trace_calls, Scratch,
 };
 use serde_json::json;
 
@@ -118,4 +118,44 @@ fn a_failing_event_plugin_is_an_internal_error_naming_it() {
         params["message"],
         "instance \"bad\" failed in flaskbb_event_user_registered: mail server down"
     );
+}
+
+#[test]
+fn events_answered_ok_log_at_debug_and_refusals_and_logins_at_info() {
+    let spam = "[[plugin]]\nname = \"spam\"\nlibrary = \"scripted\"\nconfig = { on = { flaskbb_event_topic_save_before = { action = \"reject\", reason = \"Looks like spam.\" } } }\n";
+    let ok_line = "method=\"org.flaskbb.Events.PostSaveBefore\" outcome=\"ok\"";
+    let calls = |d: &TestDaemon| {
+        d.send(&post_save_before(json!({ "content": "Hello" })))
+            .unwrap();
+        let (name, _) = err(d.send(&topic_save_before(json!({ "title": "Buy now" }))));
+        assert_eq!(name, "org.flaskbb.Events.Rejected");
+        let (name, _) = err(d.auth("nobody", "wrong"));
+        assert_eq!(name, "org.flaskbb.Auth.AuthenticationFailed");
+    };
+    // At the shipped level (info, whatever RUST_LOG the tests run with): the forum's
+    // routine traffic makes no line each.
+    let s = Scratch::new("events-log-info");
+    let mut command = std::process::Command::new(flaskbbd_bin());
+    command.env_remove("RUST_LOG");
+    let config = s.config(&format!("[database]\nurl = {:?}\n{spam}", s.db_url()));
+    let mut d = TestDaemon::spawn(&s, command, config);
+    d.wait_ready();
+    calls(&d);
+    let log = d.log_text();
+    assert!(!log.contains(ok_line), "{log}");
+    assert!(
+        log.contains(
+            "method=\"org.flaskbb.Events.TopicSaveBefore\" outcome=\"org.flaskbb.Events.Rejected\""
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("method=\"org.flaskbb.Auth.Authenticate\" outcome=\"org.flaskbb.Auth.AuthenticationFailed\""),
+        "{log}"
+    );
+    // At debug, every request has its line.
+    let s = Scratch::new("events-log-debug");
+    let d = TestDaemon::start(&s, &format!("[log]\nfilter = \"debug\"\n{spam}"));
+    calls(&d);
+    assert!(d.log_text().contains(ok_line), "{}", d.log_text());
 }

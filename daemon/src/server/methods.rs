@@ -155,10 +155,25 @@ fn outcome_of(reply: &Reply) -> &str {
 }
 
 /// Counts and logs an answered call.
+///
+/// An event answered `ok` logs at debug level, everything else at info: events are the
+/// forum's own traffic (every post saved, every topic viewed), at rates where a line
+/// each costs the daemon more than some chains do (a write per call: with it, the
+/// shipped isolated chain did 0.80–0.92× the calls at 16 clients, docs/benchmarks.md)
+/// and would flood the journal (journald drops a service's messages past its rate
+/// limit, 10,000 in 30 s by default, warnings and errors with them). Their counts and
+/// durations are in the metrics; logins, account and admin calls, and every event a
+/// plugin refused or that failed are still logged one line each.
 fn log_answered(name: &str, started: Instant, outcome: &str) {
     let took = crate::metrics::global().request(name, outcome, started);
-    if tracing::enabled!(tracing::Level::INFO) {
-        let duration_ms = took.as_secs_f64() * 1000.0;
+    let routine = outcome == "ok"
+        && name
+            .strip_prefix(EVENTS)
+            .is_some_and(|method| method.starts_with('.'));
+    let duration_ms = took.as_secs_f64() * 1000.0;
+    if routine {
+        tracing::debug!(method = name, outcome, duration_ms, "request");
+    } else {
         tracing::info!(method = name, outcome, duration_ms, "request");
     }
 }
