@@ -466,6 +466,15 @@ sandbox = { read = ["granted.txt"], write = ["out/"] }
     assert!(probe("exec").starts_with("exec refused: Operation not permitted"));
     assert!(probe("net").starts_with("net refused: Operation not permitted"));
     assert!(probe("kill-parent").starts_with("kill refused: Operation not permitted"));
+    // Nor pin, starve, renice or take open files from the daemon (same user): each
+    // refused, while its own CPUs are its to set.
+    let refused = "refused: Operation not permitted (os error 1)";
+    assert_eq!(
+        probe("reach-parent"),
+        format!(
+            "setaffinity {refused}, setscheduler {refused}, prlimit {refused}, setpriority {refused}, setpriority-user {refused}, ioprio {refused}, own setaffinity allowed"
+        )
+    );
     assert!(probe("fork").starts_with("fork refused: Operation not permitted"));
     let socket = d.socket.display().to_string();
     assert!(probe(&format!("admin:{socket}")).starts_with("connect refused"));
@@ -1374,31 +1383,42 @@ fn a_quiet_daemon_runs_a_lane_on_the_callers_cpu_and_a_busy_one_lets_it_go() {
         &s,
         "[[plugin]]\nname = \"faults\"\nlibrary = \"faults\"\n[plugin.hooks.flaskbb_authenticate]\nenabled = false\n",
     );
-    let hello = || d.send(&post_save_before(json!({ "content": "hello" })));
-    assert_eq!(hello().unwrap()["post"]["content"], "hello");
+    // One client calling in turn, on one connection.
+    let client = std::cell::RefCell::new(d.client());
+    let hello = || {
+        let r = client
+            .borrow_mut()
+            .send(&post_save_before(json!({ "content": "hello" })));
+        assert_eq!(r.unwrap()["post"]["content"], "hello");
+    };
+    hello();
     let pid = host_pid(&d, "faults");
     let own = cpus_allowed(pid, pid);
     let lanes = threads_named(pid, "lane");
     assert_eq!(lanes.len(), 1, "one client calling in turn uses one lane");
-    // One client calling in turn: the lane's thread may only run on one CPU (its
-    // caller's, wherever that was), so the crossing wakes no other core.
-    assert_eq!(hello().unwrap()["post"]["content"], "hello");
-    let bound = cpus_allowed(pid, lanes[0]);
+    let one_cpu = || cpus_allowed(pid, lanes[0]).parse::<usize>().is_ok();
+    // Quiet (once the daemon has seen host_pid's connection close): the lane's thread
+    // may only run on one CPU (its caller's, wherever that was), so the crossing wakes
+    // no other core.
     assert!(
-        bound.parse::<usize>().is_ok(),
-        "the lane's thread may run on {bound}, not on one CPU (its host on {own})"
+        eventually(|| {
+            hello();
+            one_cpu()
+        }),
+        "the lane's thread may run on {}, not on one CPU (its host on {own})",
+        cpus_allowed(pid, lanes[0])
     );
     // With more connections open the daemon is busy: the next call gives the lane back
     // the CPUs it had, for the scheduler to spread the work.
     let others = held_open(&d, 3);
-    assert_eq!(hello().unwrap()["post"]["content"], "hello");
+    hello();
     assert_eq!(threads_named(pid, "lane"), lanes);
     assert_eq!(cpus_allowed(pid, lanes[0]), own);
     drop(others);
     // Quiet again: bound again.
     assert!(eventually(|| {
-        hello().unwrap();
-        cpus_allowed(pid, lanes[0]).parse::<usize>().is_ok()
+        hello();
+        one_cpu()
     }));
 }
 
@@ -1408,7 +1428,7 @@ fn a_host_that_names_another_process_as_its_lane_thread_gets_nothing_bound() {
     let s = Scratch::new("iso-placement-lie");
     let d = TestDaemon::start(
         &s,
-        "[[plugin]]\nname = \"liar\"\nlibrary = \"faults\"\nsandbox = { read = [\"/proc\"] }\n[plugin.hooks.flaskbb_authenticate]\nenabled = false\n",
+        "[log]\nfilter = \"info,flaskbbd::ipc::placement=debug\"\n[[plugin]]\nname = \"liar\"\nlibrary = \"faults\"\nsandbox = { read = [\"/proc\"] }\n[plugin.hooks.flaskbb_authenticate]\nenabled = false\n",
     );
     let daemon_pid = d.child.id();
     let daemon_cpus: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{daemon_pid}/task"))
@@ -1419,7 +1439,12 @@ fn a_host_that_names_another_process_as_its_lane_thread_gets_nothing_bound() {
             (tid, cpus_allowed(daemon_pid, tid))
         })
         .collect();
-    let post = |content: &str| d.send(&post_save_before(json!({ "content": content })));
+    let client = std::cell::RefCell::new(d.client());
+    let post = |content: &str| {
+        client
+            .borrow_mut()
+            .send(&post_save_before(json!({ "content": content })))
+    };
     // Busy (so the daemon reads no page yet), the plugin names the daemon's main
     // thread as the thread serving its lane, in the lane's shared page.
     let others = held_open(&d, 3);
@@ -1430,6 +1455,15 @@ fn a_host_that_names_another_process_as_its_lane_thread_gets_nothing_bound() {
     // Quiet: the daemon would bind the lane's thread to the caller's CPU, and finds
     // that the thread the page names is not the host's. Nothing of the daemon's is
     // bound, the calls go on, and the lane runs where the scheduler puts it.
+    let refused = "which is not one of its own";
+    assert!(
+        eventually(|| {
+            assert_eq!(post("hello").unwrap()["post"]["content"], "hello");
+            d.log_text().contains(refused)
+        }),
+        "{}",
+        d.log_text()
+    );
     for _ in 0..20 {
         assert_eq!(post("hello").unwrap()["post"]["content"], "hello");
     }

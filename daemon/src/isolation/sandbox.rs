@@ -352,6 +352,9 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_ioperm,
 ];
 
+/// `ioprio_set`'s `which` for one process (linux/ioprio.h; not in the libc crate).
+const IOPRIO_WHO_PROCESS: u64 = 1;
+
 /// Namespace flags refused in `clone` (a thread has none).
 const NAMESPACE_FLAGS: &[libc::c_int] = &[
     libc::CLONE_NEWNS,
@@ -436,6 +439,48 @@ fn refused_rules(
     rules.insert(libc::SYS_tgkill, to_others()?);
     rules.insert(libc::SYS_rt_sigqueueinfo, to_others()?);
     rules.insert(libc::SYS_rt_tgsigqueueinfo, to_others()?);
+    // Scheduling and limits of itself only (0 or its own pid): the host runs as the
+    // daemon's user, so these could otherwise pin, starve or renice the daemon (or any
+    // process of its user), or take away its open files (`prlimit64`). A thread's own
+    // id is refused too: a plugin cannot pin its threads one by one.
+    let id_not_own = |arg| -> Result<Vec<SeccompCondition>, String> {
+        Ok(vec![
+            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, 0)
+                .map_err(fail)?,
+            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, pid)
+                .map_err(fail)?,
+        ])
+    };
+    for nr in [
+        libc::SYS_sched_setaffinity,
+        libc::SYS_sched_setscheduler,
+        libc::SYS_sched_setparam,
+        libc::SYS_sched_setattr,
+        libc::SYS_prlimit64,
+    ] {
+        rules.insert(nr, vec![SeccompRule::new(id_not_own(0)?).map_err(fail)?]);
+    }
+    // `setpriority(which, who, ..)` and `ioprio_set(which, who, ..)`: a process only
+    // (not a process group or a user's every process), and only itself.
+    for (nr, process) in [
+        (libc::SYS_setpriority, libc::PRIO_PROCESS as u64),
+        (libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS),
+    ] {
+        rules.insert(
+            nr,
+            vec![
+                SeccompRule::new(vec![SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Ne,
+                    process,
+                )
+                .map_err(fail)?])
+                .map_err(fail)?,
+                SeccompRule::new(id_not_own(1)?).map_err(fail)?,
+            ],
+        );
+    }
     rules.insert(libc::SYS_clone, clone_rules()?);
     rules.insert(libc::SYS_socket, socket_rules(network)?);
     // A pair of connected sockets reaches nothing outside the host; only Unix ones
