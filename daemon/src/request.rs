@@ -119,7 +119,7 @@ pub(crate) struct Request {
     /// lockout, the provider and the failure hook share one lookup.
     users: Mutex<std::collections::HashMap<String, Option<UserRecord>>>,
     /// The daemon was serving nothing else when this request came: the plugin hosts
-    /// it crosses to run beside its thread ([`crate::isolation::placement`]).
+    /// it crosses to run beside its thread ([`crate::ipc::placement`]).
     near: std::sync::atomic::AtomicBool,
 }
 

@@ -11,6 +11,9 @@
 //!
 //! A message is a frame: a 4-byte little-endian length, then that many bytes of JSON.
 //! Neither side logs frames: a call's arguments hold the password.
+//!
+//! Beside them: [`page`], the lane's shared page, and [`placement`], which CPU the
+//! host's thread for a lane runs on (its caller's, while the daemon is quiet).
 
 use std::{
     io::{self, Read, Write},
@@ -28,6 +31,7 @@ use plugin_abi::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 pub(crate) mod page;
+pub(crate) mod placement;
 
 use crate::proto::{convert, Context, Post, Topic, User};
 pub(crate) use page::Page;
@@ -246,7 +250,7 @@ pub(crate) struct AsyncLane {
     out: Vec<u8>,
     page: Option<Arc<Page>>,
     /// Where the host's thread for this lane may run.
-    placement: crate::isolation::placement::Placement,
+    placement: placement::Placement,
 }
 
 impl AsyncLane {
@@ -282,7 +286,7 @@ impl AsyncLane {
     }
 
     /// Before a call to host `pid`: its thread for this lane runs on this thread's CPU
-    /// when `near`, on its own CPUs otherwise ([`crate::isolation::placement`]).
+    /// when `near`, on its own CPUs otherwise ([`placement`]).
     pub(crate) fn place(&mut self, pid: u32, near: bool) {
         self.placement.place(pid, self.page.as_deref(), near);
     }

@@ -1,13 +1,13 @@
 //! A lane's shared page: a few words of memory the daemon and a plugin host both map,
 //! for what the daemon must be able to learn about a call even when the host died or
 //! hangs in it (which impl of a run it is in), without a message and its wake-up, and
-//! which of the host's threads serves the lane (for [`crate::isolation::placement`]).
+//! which of the host's threads serves the lane (for [`crate::ipc::placement`]).
 //!
 //! The daemon makes the page (a sealed memfd: the host cannot shrink it, so reading
 //! it can never fault the daemon) and sends it with the lane. The host writes; the
 //! daemon reads to place blame and to find the lane's thread, and checks what it
 //! reads: a host is not trusted to write the truth, only to be unable to hurt the
-//! daemon (or anything else) through the page.
+//! daemon (or anything else) through what it writes on the page.
 
 use std::{
     io,

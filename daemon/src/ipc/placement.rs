@@ -14,19 +14,24 @@
 //! before the call is sent; when more is going on, the lane gets its own CPUs back
 //! and the scheduler spreads the work over the cores as before.
 //!
-//! Binding a sleeping thread only sets its allowed CPUs: the kernel acts on it at the
-//! next wake-up (the call), and moves nothing now. It costs a system call when the
-//! caller's CPU changes between calls, nothing otherwise.
+//! Binding a sleeping thread (as a lane's is between calls at one client) only sets
+//! its allowed CPUs: the kernel acts on it at the next wake-up (the call), and moves
+//! nothing now; a thread still running is moved at once. It costs `sched_getcpu` (no
+//! system call) on every call, and two system calls (a check and the binding) when
+//! the caller's CPU changes between calls. Only the lanes that a task awaits (an event
+//! whose chain only crosses to plugin hosts, as the shipped defaults' does) are
+//! placed; the blocking lanes of logins and mixed chains are not.
 //!
 //! The host says which of its threads serves a lane (it writes the thread id to the
 //! lane's page). A host is not trusted to say the truth: the daemon binds only a
 //! thread of the host's own process (`tgkill` with signal 0 checks that the thread
 //! belongs to it), and any failure turns placement off for the lane, which then runs
-//! wherever the scheduler puts it, as it did before.
+//! wherever the scheduler puts it, as it did before. (A host cannot set another
+//! process's CPUs itself either: its seccomp filter refuses it, `sandbox`.)
 
 use std::mem::{size_of, zeroed};
 
-use crate::ipc::Page;
+use super::Page;
 
 /// Where one lane's host thread may run, as the daemon last set it.
 #[derive(Default)]
@@ -78,7 +83,13 @@ impl Placement {
         };
         match bind(pid, *tid, &set) {
             Ok(()) => *bound = wanted,
-            Err(e) => self.state = off(pid, &e),
+            Err(e) => {
+                // Not left on one CPU when placement turns off (a cpuset changed, say).
+                if bound.is_some() {
+                    let _ = bind(pid, *tid, own);
+                }
+                self.state = off(pid, &e);
+            }
         }
     }
 
@@ -127,15 +138,18 @@ fn check_thread(pid: u32, tid: libc::pid_t) -> std::io::Result<()> {
     }
 }
 
-/// Binds thread `tid` of host `pid` to `set`, checking first that it is still the
-/// host's.
+/// Binds thread `tid` of host `pid` to `set`, checking before and after that it is
+/// the host's. The thread could end and its id be taken by another process's thread
+/// between the check and the binding (the host cannot choose which); the check after
+/// turns placement off then, and what was bound is one thread on one CPU, which the
+/// host could not have arranged on purpose.
 fn bind(pid: u32, tid: libc::pid_t, set: &libc::cpu_set_t) -> std::io::Result<()> {
     check_thread(pid, tid)?;
     // SAFETY: `set` is a whole cpu_set_t.
     if unsafe { libc::sched_setaffinity(tid, size_of::<libc::cpu_set_t>(), set) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(())
+    check_thread(pid, tid)
 }
 
 /// Placement off for a lane of host `pid`, said once at debug level (the lane works

@@ -261,7 +261,7 @@ fn serve_lane(s: &Served, lane: Lane) {
     let page = lane.page().cloned();
     if let Some(page) = &page {
         // Which thread serves this lane, for the daemon to place it (see
-        // `crate::isolation::placement`).
+        // `crate::ipc::placement`).
         // SAFETY: gettid takes nothing.
         page.set_thread(unsafe { libc::gettid() } as u32);
     }

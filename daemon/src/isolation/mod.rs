@@ -14,17 +14,13 @@
 //!   when it keeps dying, and kills it when a call runs past its timeout;
 //! - [`hooks`] (daemon side): [`IsolatedHooks`], an isolated instance as a chain
 //!   calls it: each hook sent to its host over a lane, its answer taken back;
-//! - [`host`] (host side): the host process's main loop;
-//! - [`placement`] (daemon side): a lane's host thread runs on its caller's CPU while
-//!   the daemon is quiet, so that a crossing costs context switches, not wake-ups of
-//!   idle CPUs.
+//! - [`host`] (host side): the host process's main loop.
 //!
 //! A host serves its instance's calls concurrently, one thread per lane, so the
 //! instance's own state (a rate limiter's counters) is shared as it is in-process.
 
 pub(crate) mod hooks;
 pub(crate) mod host;
-pub(crate) mod placement;
 
 pub(crate) mod sandbox;
 pub(crate) mod supervisor;
