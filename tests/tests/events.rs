@@ -153,9 +153,16 @@ fn events_answered_ok_log_at_debug_and_refusals_and_logins_at_info() {
         log.contains("method=\"org.flaskbb.Auth.Authenticate\" outcome=\"org.flaskbb.Auth.AuthenticationFailed\""),
         "{log}"
     );
-    // At debug, every request has its line.
+    // At debug (whatever RUST_LOG says), every request has its line.
     let s = Scratch::new("events-log-debug");
-    let d = TestDaemon::start(&s, &format!("[log]\nfilter = \"debug\"\n{spam}"));
+    let mut command = std::process::Command::new(flaskbbd_bin());
+    command.env_remove("RUST_LOG");
+    let config = s.config(&format!(
+        "[database]\nurl = {:?}\n[log]\nfilter = \"debug\"\n{spam}",
+        s.db_url()
+    ));
+    let mut d = TestDaemon::spawn(&s, command, config);
+    d.wait_ready();
     calls(&d);
     assert!(d.log_text().contains(ok_line), "{}", d.log_text());
 }
