@@ -120,6 +120,17 @@ fn a_failing_event_plugin_is_an_internal_error_naming_it() {
     );
 }
 
+/// A daemon on `extra` whose log level is its configuration's, whatever RUST_LOG the
+/// tests run with (it would win over `log.filter`).
+fn without_rust_log(s: &Scratch, extra: &str) -> TestDaemon {
+    let mut command = std::process::Command::new(flaskbbd_bin());
+    command.env_remove("RUST_LOG");
+    let config = s.config(&format!("[database]\nurl = {:?}\n{extra}", s.db_url()));
+    let mut d = TestDaemon::spawn(s, command, config);
+    d.wait_ready();
+    d
+}
+
 #[test]
 fn events_answered_ok_log_at_debug_and_refusals_and_logins_at_info() {
     let spam = "[[plugin]]\nname = \"spam\"\nlibrary = \"scripted\"\nconfig = { on = { flaskbb_event_topic_save_before = { action = \"reject\", reason = \"Looks like spam.\" } } }\n";
@@ -135,11 +146,7 @@ fn events_answered_ok_log_at_debug_and_refusals_and_logins_at_info() {
     // At the shipped level (info, whatever RUST_LOG the tests run with): the forum's
     // routine traffic makes no line each.
     let s = Scratch::new("events-log-info");
-    let mut command = std::process::Command::new(flaskbbd_bin());
-    command.env_remove("RUST_LOG");
-    let config = s.config(&format!("[database]\nurl = {:?}\n{spam}", s.db_url()));
-    let mut d = TestDaemon::spawn(&s, command, config);
-    d.wait_ready();
+    let d = without_rust_log(&s, spam);
     calls(&d);
     let log = d.log_text();
     assert!(!log.contains(ok_line), "{log}");
@@ -155,14 +162,7 @@ fn events_answered_ok_log_at_debug_and_refusals_and_logins_at_info() {
     );
     // At debug (whatever RUST_LOG says), every request has its line.
     let s = Scratch::new("events-log-debug");
-    let mut command = std::process::Command::new(flaskbbd_bin());
-    command.env_remove("RUST_LOG");
-    let config = s.config(&format!(
-        "[database]\nurl = {:?}\n[log]\nfilter = \"debug\"\n{spam}",
-        s.db_url()
-    ));
-    let mut d = TestDaemon::spawn(&s, command, config);
-    d.wait_ready();
+    let d = without_rust_log(&s, &format!("[log]\nfilter = \"debug\"\n{spam}"));
     calls(&d);
     assert!(d.log_text().contains(ok_line), "{}", d.log_text());
 }

@@ -416,41 +416,28 @@ fn compile(
 }
 
 /// The calls the first filter refuses: every one in [`DENIED`]; signals to other
-/// processes; the `clone`s of [`clone_rules`]; the `socket`s of [`socket_rules`]; and
-/// socket pairs other than Unix ones.
+/// processes; changes to another process's scheduling or limits; the `clone`s of
+/// [`clone_rules`]; the `socket`s of [`socket_rules`]; and socket pairs other than
+/// Unix ones.
 fn refused_rules(
     network: bool,
 ) -> Result<std::collections::BTreeMap<i64, Vec<SeccompRule>>, String> {
-    let fail = |e: seccompiler::BackendError| format!("seccomp: {e}");
     let pid = u64::from(std::process::id());
     let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|&nr| (nr, vec![])).collect();
     // Signals to itself (abort, a thread's) only.
-    let to_others = || -> Result<Vec<SeccompRule>, String> {
-        Ok(vec![SeccompRule::new(vec![SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::Ne,
-            pid,
-        )
-        .map_err(fail)?])
-        .map_err(fail)?])
-    };
-    rules.insert(libc::SYS_tgkill, to_others()?);
-    rules.insert(libc::SYS_rt_sigqueueinfo, to_others()?);
-    rules.insert(libc::SYS_rt_tgsigqueueinfo, to_others()?);
+    for nr in [
+        libc::SYS_tgkill,
+        libc::SYS_rt_sigqueueinfo,
+        libc::SYS_rt_tgsigqueueinfo,
+    ] {
+        rules.insert(nr, vec![when(vec![ne(0, pid)?])?]);
+    }
     // Scheduling and limits of itself only (0 or its own pid): the host runs as the
     // daemon's user, so these could otherwise pin, starve or renice the daemon (or any
     // process of its user), or take away its open files (`prlimit64`). A thread's own
     // id is refused too: a plugin cannot pin its threads one by one.
-    let id_not_own = |arg| -> Result<Vec<SeccompCondition>, String> {
-        Ok(vec![
-            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, 0)
-                .map_err(fail)?,
-            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, pid)
-                .map_err(fail)?,
-        ])
-    };
+    let not_own = |index| Ok::<_, String>(vec![ne(index, 0)?, ne(index, pid)?]);
     for nr in [
         libc::SYS_sched_setaffinity,
         libc::SYS_sched_setscheduler,
@@ -458,7 +445,7 @@ fn refused_rules(
         libc::SYS_sched_setattr,
         libc::SYS_prlimit64,
     ] {
-        rules.insert(nr, vec![SeccompRule::new(id_not_own(0)?).map_err(fail)?]);
+        rules.insert(nr, vec![when(not_own(0)?)?]);
     }
     // `setpriority(which, who, ..)` and `ioprio_set(which, who, ..)`: a process only
     // (not a process group or a user's every process), and only itself.
@@ -466,20 +453,7 @@ fn refused_rules(
         (libc::SYS_setpriority, libc::PRIO_PROCESS as u64),
         (libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS),
     ] {
-        rules.insert(
-            nr,
-            vec![
-                SeccompRule::new(vec![SeccompCondition::new(
-                    0,
-                    SeccompCmpArgLen::Dword,
-                    SeccompCmpOp::Ne,
-                    process,
-                )
-                .map_err(fail)?])
-                .map_err(fail)?,
-                SeccompRule::new(id_not_own(1)?).map_err(fail)?,
-            ],
-        );
+        rules.insert(nr, vec![when(vec![ne(0, process)?])?, when(not_own(1)?)?]);
     }
     rules.insert(libc::SYS_clone, clone_rules()?);
     rules.insert(libc::SYS_socket, socket_rules(network)?);
@@ -487,16 +461,20 @@ fn refused_rules(
     // (the kernel makes no other family's pairs today: this keeps it so).
     rules.insert(
         libc::SYS_socketpair,
-        vec![SeccompRule::new(vec![SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::Ne,
-            libc::AF_UNIX as u64,
-        )
-        .map_err(fail)?])
-        .map_err(fail)?],
+        vec![when(vec![ne(0, libc::AF_UNIX as u64)?])?],
     );
     Ok(rules)
+}
+
+/// The condition "32-bit argument `index` is not `value`".
+fn ne(index: u8, value: u64) -> Result<SeccompCondition, String> {
+    SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, value)
+        .map_err(|e| format!("seccomp: {e}"))
+}
+
+/// The rule that matches when all of `conditions` hold.
+fn when(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
+    SeccompRule::new(conditions).map_err(|e| format!("seccomp: {e}"))
 }
 
 /// The `clone` calls refused: one with any of the [`NAMESPACE_FLAGS`], and one that
