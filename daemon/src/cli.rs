@@ -716,6 +716,7 @@ mod tests {
             last_exit: None,
             landlock: "enforced".into(),
             round_trips: 0,
+            pipelined: 0,
             shared_with: vec![],
         };
         let st = proto::Status {

@@ -612,6 +612,7 @@ impl Generation {
                     last_exit: status.last_exit,
                     landlock: landlock.clone(),
                     round_trips: status.round_trips,
+                    pipelined: status.pipelined,
                     shared_with: status
                         .instances
                         .into_iter()

@@ -185,6 +185,10 @@ pub struct PluginHost {
     /// in one chain is one round trip).
     #[serde(default)]
     pub round_trips: u64,
+    /// Of those, the runs the daemon sent down the host's pipe behind another still
+    /// unanswered, for the host to take without a wake-up (docs/isolation.md).
+    #[serde(default)]
+    pub pipelined: u64,
     /// The other instances its host serves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared_with: Vec<String>,

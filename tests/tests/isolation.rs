@@ -1408,12 +1408,15 @@ fn a_quiet_daemon_runs_a_lane_on_the_callers_cpu_and_a_busy_one_lets_it_go() {
         "the lane's thread may run on {}, not on one CPU (its host on {own})",
         cpus_allowed(pid, lanes[0])
     );
-    // With more connections open the daemon is busy: the next call gives the lane back
-    // the CPUs it had, for the scheduler to spread the work.
+    // With more connections open the daemon is busy: calls go down the host's pipe
+    // (a lane of its own, whose thread nobody binds), for the scheduler to spread the
+    // work.
     let others = held_open(&d, 3);
     hello();
-    assert_eq!(threads_named(pid, "lane"), lanes);
-    assert_eq!(cpus_allowed(pid, lanes[0]), own);
+    let now: Vec<u32> = threads_named(pid, "lane");
+    assert_eq!(now.len(), 2, "the quiet lane and the pipe's");
+    let pipe = now.iter().find(|t| !lanes.contains(t)).unwrap();
+    assert_eq!(cpus_allowed(pid, *pipe), own);
     drop(others);
     // Quiet again: bound again.
     assert!(eventually(|| {
@@ -1446,11 +1449,25 @@ fn a_host_that_names_another_process_as_its_lane_thread_gets_nothing_bound() {
             .send(&post_save_before(json!({ "content": content })))
     };
     // Busy (so the daemon reads no page yet), the plugin names the daemon's main
-    // thread as the thread serving its lane, in the lane's shared page.
+    // thread as the thread serving its lanes, in the lanes' shared pages: the pipe's,
+    // napping, and the lane of its own that the next call takes because the pipe is
+    // slow (one the daemon will use when quiet).
     let others = held_open(&d, 3);
-    let (name, p) = err(post("name-parent"));
-    assert_eq!(name, "org.flaskbb.Events.Rejected", "{p}");
-    assert_eq!(p["reason"], "named the parent in 1 pages", "{p}");
+    std::thread::scope(|scope| {
+        let napping = scope.spawn(|| {
+            let mut c = d.client();
+            c.send(&post_save_before(json!({ "content": "nap:1500" })))
+        });
+        thread::sleep(Duration::from_millis(300));
+        let (name, p) = err(post("name-parent"));
+        assert_eq!(name, "org.flaskbb.Events.Rejected", "{p}");
+        assert_eq!(p["reason"], "named the parent in 2 pages", "{p}");
+        assert!(!napping.is_finished(), "went round the nap");
+        assert_eq!(
+            napping.join().unwrap().unwrap()["post"]["content"],
+            "nap:1500"
+        );
+    });
     drop(others);
     // Quiet: the daemon would bind the lane's thread to the caller's CPU, and finds
     // that the thread the page names is not the host's. Nothing of the daemon's is
@@ -1475,5 +1492,143 @@ fn a_host_that_names_another_process_as_its_lane_thread_gets_nothing_bound() {
     let pid = host_pid(&d, "liar");
     for lane in threads_named(pid, "lane") {
         assert_eq!(cpus_allowed(pid, lane), cpus_allowed(pid, pid));
+    }
+}
+
+/// ListPlugins' count of runs sent down `name`'s host's pipe behind another.
+fn pipelined(d: &TestDaemon, name: &str) -> u64 {
+    d.plugin(name)["host"]["pipelined"].as_u64().unwrap()
+}
+
+/// `posts` sent at once, one per connection and thread, from a barrier: their answers
+/// (or errors), in order.
+fn at_once(d: &TestDaemon, posts: &[&str]) -> Vec<Result<Value, (String, Value)>> {
+    let start = std::sync::Barrier::new(posts.len());
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = posts
+            .iter()
+            .map(|content| {
+                let start = &start;
+                let mut c = d.client();
+                scope.spawn(move || {
+                    start.wait();
+                    c.send(&post_save_before(json!({ "content": content })))
+                        .map_err(|e| err(Err(e)))
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn a_busy_daemon_sends_runs_down_one_pipe_and_those_behind_a_slow_one_go_round_it() {
+    fixture("faults");
+    let s = Scratch::new("iso-pipe");
+    let d = TestDaemon::start(
+        &s,
+        "[log]\nfilter = \"info,flaskbbd::isolation::supervisor=debug\"\n[daemon]\nhook_timeout_ms = 20000\n[[plugin]]\nname = \"faults\"\nlibrary = \"faults\"\n[plugin.hooks.flaskbb_authenticate]\nenabled = false\n",
+    );
+    let _busy = held_open(&d, 3);
+    // Calls at once from sixteen clients: every one answered as it was sent, several
+    // behind another in the pipe (each taken by the host's thread without a wake-up).
+    for _ in 0..10 {
+        let posts: Vec<String> = (0..16).map(|i| format!("post {i}")).collect();
+        let posts: Vec<&str> = posts.iter().map(String::as_str).collect();
+        for (post, answer) in posts.iter().zip(at_once(&d, &posts)) {
+            assert_eq!(answer.unwrap()["post"]["content"], *post);
+        }
+    }
+    let behind = pipelined(&d, "faults");
+    assert!(behind > 0, "no run went down the pipe behind another");
+
+    // A slow run does not hold the runs behind it: those the host has not begun are
+    // taken back and go on lanes of their own, answered while it naps.
+    let took_back = "took back";
+    assert!(
+        eventually(|| {
+            let start = std::sync::Barrier::new(9);
+            let (nap_done, quick_done) = std::thread::scope(|scope| {
+                let mut c = d.client();
+                let start = &start;
+                let nap = scope.spawn(move || {
+                    start.wait();
+                    let r = c.send(&post_save_before(json!({ "content": "nap:1500" })));
+                    assert_eq!(r.unwrap()["post"]["content"], "nap:1500");
+                    Instant::now()
+                });
+                let quick: Vec<_> = (0..8)
+                    .map(|_| {
+                        let mut c = d.client();
+                        scope.spawn(move || {
+                            start.wait();
+                            let r = c.send(&post_save_before(json!({ "content": "quick" })));
+                            assert_eq!(r.unwrap()["post"]["content"], "quick");
+                            Instant::now()
+                        })
+                    })
+                    .collect();
+                let quick = quick.into_iter().map(|q| q.join().unwrap()).max();
+                (nap.join().unwrap(), quick.unwrap())
+            });
+            assert!(quick_done < nap_done, "a quick post waited for the nap");
+            d.log_text().contains(took_back)
+        }),
+        "nothing was taken back: {}",
+        d.log_text()
+    );
+    // Posts that come while a run is slow go round the pipe at once.
+    std::thread::scope(|scope| {
+        let nap = scope.spawn(|| {
+            let mut c = d.client();
+            c.send(&post_save_before(json!({ "content": "nap:3000" })))
+        });
+        thread::sleep(Duration::from_millis(200));
+        for answer in at_once(&d, &["quick"; 8]) {
+            assert_eq!(answer.unwrap()["post"]["content"], "quick");
+        }
+        assert!(!nap.is_finished(), "the quick posts waited for the nap");
+        assert!(nap.join().unwrap().is_ok());
+    });
+
+    // The host API from runs in the pipe: a run's host call is answered while runs
+    // sent after it wait in the host; every call is answered from the store.
+    let before = pipelined(&d, "faults");
+    assert!(
+        eventually(|| {
+            for answer in at_once(&d, &["stored"; 12]) {
+                let (name, p) = answer.unwrap_err();
+                assert_eq!(name, "org.flaskbb.Events.Rejected", "{p}");
+                assert!(p["reason"].as_str().unwrap().starts_with("stored "), "{p}");
+            }
+            pipelined(&d, "faults") > before
+        }),
+        "no host-API run went behind another"
+    );
+
+    // A crash with runs queued behind it: every call is answered (its own answer or
+    // the host's death), and a new host serves the next ones.
+    let pid = host_pid(&d, "faults");
+    let mut posts = vec!["segv"];
+    posts.extend(["after"; 8]);
+    let answers = at_once(&d, &posts);
+    let (code, e) = answers[0].clone().unwrap_err();
+    assert_eq!(code, "org.flaskbb.Events.InternalError", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("SIGSEGV"), "{e}");
+    for answer in &answers[1..] {
+        match answer {
+            Ok(v) => assert_eq!(v["post"]["content"], "after"),
+            Err((code, e)) => {
+                assert_eq!(code, "org.flaskbb.Events.InternalError", "{e}");
+                assert!(
+                    e["message"].as_str().unwrap().contains("plugin host"),
+                    "{e}"
+                );
+            }
+        }
+    }
+    assert!(gone(pid));
+    for answer in at_once(&d, &["again"; 8]) {
+        assert_eq!(answer.unwrap()["post"]["content"], "again");
     }
 }

@@ -31,6 +31,7 @@ use plugin_abi::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 pub(crate) mod page;
+pub(crate) mod pipe;
 pub(crate) mod placement;
 
 use crate::proto::{convert, Context, Post, Topic, User};

@@ -1,7 +1,8 @@
 //! A lane's shared page: a few words of memory the daemon and a plugin host both map,
 //! for what the daemon must be able to learn about a call even when the host died or
-//! hangs in it (which impl of a run it is in), without a message and its wake-up, and
-//! which of the host's threads serves the lane (for [`crate::ipc::placement`]).
+//! hangs in it (which run it is in, and which impl of it), without a message and its
+//! wake-up, and which of the host's threads serves the lane (for
+//! [`crate::ipc::placement`]).
 //!
 //! The daemon makes the page (a sealed memfd: the host cannot shrink it, so reading
 //! it can never fault the daemon) and sends it with the lane. The host writes; the
@@ -24,6 +25,17 @@ const STEP: usize = 0;
 
 /// Word 1: the id of the host's thread that serves the lane (0 until it says).
 const THREAD: usize = 1;
+
+/// Word 2: how many runs (calls and chains) the host has begun on the lane: the one
+/// it is in now is this count less one (see [`super::pipe`]).
+const RUNS: usize = 2;
+
+/// Word 3: the number of the next run that may begin (the runs before it have begun,
+/// or the daemon took them back to send them elsewhere): the host claims a run by
+/// moving it on by one, the daemon takes unbegun runs back by moving it past them,
+/// each with a compare-and-swap, so a run either begins in the host or is taken back,
+/// never both ([`super::pipe`]).
+const NEXT: usize = 3;
 
 /// One lane's shared page, mapped.
 pub(crate) struct Page {
@@ -120,6 +132,44 @@ impl Page {
         self.word(STEP).store(step, Ordering::Release);
     }
 
+    /// How many runs the host said it has begun on the lane (as it wrote it: a hint).
+    pub(crate) fn runs(&self) -> u32 {
+        self.word(RUNS).load(Ordering::Acquire)
+    }
+
+    /// Says that a run begins (the host's side): its step is 0 until it says another,
+    /// and it is run number `runs` less one.
+    pub(crate) fn begin_run(&self, runs: u32) {
+        self.word(STEP).store(0, Ordering::Release);
+        self.word(RUNS).store(runs, Ordering::Release);
+    }
+
+    /// Claims run `run` to begin it (the host's side): false when the daemon took it
+    /// back (the host then skips it: no step, no answer).
+    pub(crate) fn claim(&self, run: u32) -> bool {
+        self.word(NEXT)
+            .compare_exchange(
+                run,
+                run.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The number of the next run that may begin (as the host left it: a hint).
+    pub(crate) fn next_run(&self) -> u32 {
+        self.word(NEXT).load(Ordering::Acquire)
+    }
+
+    /// Takes back the runs from `from` to `to` (not included), unless the host has
+    /// moved on from `from` meanwhile (the daemon's side).
+    pub(crate) fn take_back(&self, from: u32, to: u32) -> bool {
+        self.word(NEXT)
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     /// The thread the host said serves the lane, 0 until it said (as it wrote it:
     /// check it before use).
     pub(crate) fn thread(&self) -> u32 {
@@ -157,5 +207,15 @@ mod tests {
         // SAFETY: ftruncate on our own descriptor.
         assert_ne!(unsafe { libc::ftruncate(fd.as_raw_fd(), 0) }, 0);
         assert_eq!(daemon.step(), 0);
+        host.set_step(2);
+        host.begin_run(7);
+        assert_eq!((daemon.runs(), daemon.step()), (7, 0));
+        // A run is begun or taken back, never both.
+        assert!(host.claim(0));
+        assert!(daemon.take_back(1, 3));
+        assert!(!host.claim(1) && !host.claim(2));
+        assert!(!daemon.take_back(1, 4));
+        assert!(host.claim(3));
+        assert_eq!(daemon.next_run(), 4);
     }
 }

@@ -12,6 +12,7 @@
 //! gone): it waits for its lanes to close, drops the instances and exits.
 
 use std::{
+    collections::VecDeque,
     io::{self, Write},
     os::fd::AsFd,
     os::unix::net::UnixStream,
@@ -266,12 +267,29 @@ fn serve_lane(s: &Served, lane: Lane) {
         page.set_thread(unsafe { libc::gettid() } as u32);
     }
     // The plugin may call the host API from threads of its own during a call.
-    let lane = Mutex::new(lane);
+    let lane = Mutex::new(HostLane {
+        lane,
+        backlog: VecDeque::new(),
+    });
+    let mut runs = 0u32;
     loop {
-        let down: Down = match lock(&lane).recv() {
+        let down: Down = match lock(&lane).next_run() {
+            // A reply when no host call waits for one: the daemon never sends it, and
+            // answering it would answer a run that is not this one. Dropped.
+            Ok(Down::Reply(_)) => continue,
             Ok(down) => down,
             Err(_) => return,
         };
+        // The run's number on the lane; the daemon may have taken it back to send it
+        // on another lane (`crate::ipc::pipe`): then it is skipped, unanswered.
+        let number = runs;
+        runs = runs.wrapping_add(1);
+        if let Some(page) = &page {
+            if !page.claim(number) {
+                continue;
+            }
+            page.begin_run(runs);
+        }
         let up = match down {
             Down::Chain {
                 of,
@@ -295,14 +313,44 @@ fn serve_lane(s: &Served, lane: Lane) {
             )),
             other => Up::Done(serve_one(s, &lane, other)),
         };
-        if lock(&lane).send(&up).is_err() {
+        if lock(&lane).lane.send(&up).is_err() {
             return;
         }
     }
 }
 
+/// A host's end of a lane, with the runs the daemon sent ahead: a lane carries one
+/// run at a time or, when the daemon pipelines runs onto it (`crate::ipc::pipe`),
+/// several in order, so a run's host call may find the next run's frame before its
+/// [`Down::Reply`].
+struct HostLane {
+    lane: Lane,
+    /// Runs read while a host call waited for its reply, in the order they came.
+    backlog: VecDeque<Down>,
+}
+
+impl HostLane {
+    /// The next run to serve: the first of the backlog, else the next frame.
+    fn next_run(&mut self) -> io::Result<Down> {
+        match self.backlog.pop_front() {
+            Some(down) => Ok(down),
+            None => self.lane.recv(),
+        }
+    }
+
+    /// The reply to the host call just sent; runs that come first wait in the backlog.
+    fn reply(&mut self) -> io::Result<Result<HostValue, WireError>> {
+        loop {
+            match self.lane.recv::<Down>()? {
+                Down::Reply(r) => return Ok(r),
+                run => self.backlog.push_back(run),
+            }
+        }
+    }
+}
+
 /// One call of one instance.
-fn serve_one(s: &Served, lane: &Mutex<Lane>, down: Down) -> Result<Answer, WireError> {
+fn serve_one(s: &Served, lane: &Mutex<HostLane>, down: Down) -> Result<Answer, WireError> {
     match down {
         Down::Call {
             of,
@@ -368,7 +416,7 @@ struct ChainRun<'a> {
 /// knows whom to blame when the host dies or hangs in it.
 fn run_chain(
     s: &Served,
-    lane: &Mutex<Lane>,
+    lane: &Mutex<HostLane>,
     page: Option<&Page>,
     context: &Context,
     run: ChainRun<'_>,
@@ -444,14 +492,19 @@ fn from_abi<T>(r: RResult<T, ErrorBox>) -> Result<T, WireError> {
 /// configuration, the request's context) is answered here; the rest asks the daemon,
 /// naming the impl of a chain run (`step`) that asks.
 struct Remote<'a> {
-    lane: &'a Mutex<Lane>,
+    lane: &'a Mutex<HostLane>,
     served: &'a Made,
     context: &'a Context,
     step: u32,
 }
 
 impl<'a> Remote<'a> {
-    fn new(lane: &'a Mutex<Lane>, served: &'a Made, context: &'a Context, step: u32) -> Remote<'a> {
+    fn new(
+        lane: &'a Mutex<HostLane>,
+        served: &'a Made,
+        context: &'a Context,
+        step: u32,
+    ) -> Remote<'a> {
         Remote {
             lane,
             served,
@@ -472,22 +525,18 @@ impl<'a> Remote<'a> {
             ))
         };
         let mut lane = lock(self.lane);
-        lane.send(&Up::Host {
-            step: self.step,
-            call,
-        })
-        .map_err(lost)?;
-        match lane.recv::<Down>().map_err(lost)? {
-            Down::Reply(r) => r,
-            _ => Err(WireError::Failed(
-                "the daemon answered a host call with something other than a reply".into(),
-            )),
-        }
+        lane.lane
+            .send(&Up::Host {
+                step: self.step,
+                call,
+            })
+            .map_err(lost)?;
+        lane.reply().map_err(lost)?
     }
 
     /// A call the daemon does not answer.
     fn tell(&self, call: HostCall) {
-        let _ = lock(self.lane).send(&Up::Host {
+        let _ = lock(self.lane).lane.send(&Up::Host {
             step: self.step,
             call,
         });

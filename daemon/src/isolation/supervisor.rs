@@ -35,8 +35,8 @@ use crate::{
     hook::Hook,
     instance::{CallCx, Instance},
     ipc::{
-        self, page::Page, Answer, AsyncLane, ChainAnswer, Down, HostCall, HostValue, Init, Lane,
-        Started, Up, WireError, WireUser,
+        self, page::Page, pipe::Pipe, Answer, AsyncLane, ChainAnswer, Down, HostCall, HostValue,
+        Init, Lane, Started, Up, WireError, WireUser,
     },
     request::{Blame, Cancel, Request},
 };
@@ -113,6 +113,8 @@ pub(crate) struct HostStatus {
     pub last_exit: Option<String>,
     /// Round trips to its hosts so far (a run of several impls in one counts once).
     pub round_trips: u64,
+    /// Of those, runs sent down the host's pipe behind another (`crate::ipc::pipe`).
+    pub pipelined: u64,
     /// The instances the host serves.
     pub instances: Vec<String>,
 }
@@ -186,6 +188,9 @@ struct Proc {
     idle: Mutex<Vec<Lane>>,
     /// Idle lanes of calls that wait as async tasks ([`Supervisor::call_chain_async`]).
     idle_async: Mutex<Vec<AsyncLane>>,
+    /// The lane that carries several awaited runs at once while it keeps up
+    /// ([`Pipe`]); made at the first call that is not quiet.
+    pipe: Mutex<Option<Arc<Pipe>>>,
     life: Mutex<Life>,
     ended: Condvar,
 }
@@ -269,12 +274,31 @@ impl Proc {
         Ok(Lane::split(up_ours, down_ours, Some(page)))
     }
 
+    /// The pipe to send an awaited run down ([`Pipe`]), made on first use; `None` while
+    /// it does not keep up (or a lane for it could not be opened): the run then takes
+    /// a lane of its own.
+    fn pipe(&self) -> Option<Arc<Pipe>> {
+        let mut slot = lock(&self.pipe);
+        if slot.as_ref().is_some_and(|p| p.is_done()) {
+            *slot = None;
+        }
+        if let Some(pipe) = &*slot {
+            return pipe.takes(PIPE_MOST, PIPE_STALL).then(|| pipe.clone());
+        }
+        let pipe = Arc::new(Pipe::of(self.lane().and_then(AsyncLane::of).ok()?));
+        *slot = Some(pipe.clone());
+        Some(pipe)
+    }
+
     /// Tells the host to exit (its control channel and idle lanes close) and kills it
     /// if it has not after [`RETIRE_GRACE`].
     fn retire(self: &Arc<Self>) {
         lock(&self.life).retiring = true;
         lock(&self.idle).clear();
         lock(&self.idle_async).clear();
+        if let Some(pipe) = lock(&self.pipe).take() {
+            pipe.close();
+        }
         let _ = lock(&self.control).shutdown(std::net::Shutdown::Both);
         let proc = self.clone();
         let spawned = std::thread::Builder::new()
@@ -289,6 +313,37 @@ impl Proc {
         }
     }
 }
+
+/// The first thing the host says about `run` in `pipe` of host `pid`. Behind another
+/// run: every [`PIPE_STALL`] until the host begins this one, the runs it has not begun
+/// are taken back (this one among them, which then hears so).
+async fn first_heard(pipe: &Pipe, run: &mut ipc::pipe::Run, pid: u32) -> io::Result<Up> {
+    loop {
+        if !run.behind || pipe.has_begun(run.number) {
+            return run.next().await;
+        }
+        if let Ok(heard) = tokio::time::timeout(PIPE_STALL, run.next()).await {
+            return heard;
+        }
+        let taken = pipe.take_back();
+        if taken > 0 {
+            tracing::debug!(
+                host = pid,
+                "took back {taken} runs waiting in the pipe behind a slow one: each goes on a lane of its own"
+            );
+        }
+    }
+}
+
+/// The most runs a [`Pipe`] holds before a run takes a lane of its own.
+const PIPE_MOST: usize = 8;
+
+/// How long a run may have been in the host before the next run goes round it (on a
+/// lane of its own) rather than waiting behind it, and how long a run waits behind
+/// another before it takes back the runs the host has not begun: fifty times what the
+/// shipped five filters take, so only a run that is slow sends the others round (the
+/// runtime's timers tick in milliseconds).
+const PIPE_STALL: Duration = Duration::from_millis(1);
 
 /// The supervisor's record of its hosts (one at a time).
 #[derive(Default)]
@@ -311,6 +366,8 @@ pub(crate) struct Supervisor {
     who: Who,
     init: Init,
     round_trips: std::sync::atomic::AtomicU64,
+    /// Of those, runs sent down a host's [`Pipe`] behind another.
+    pipelined: std::sync::atomic::AtomicU64,
     start_timeout: Duration,
     state: Mutex<State>,
     me: Weak<Supervisor>,
@@ -335,6 +392,7 @@ impl Supervisor {
                 .into(),
             init,
             round_trips: std::sync::atomic::AtomicU64::new(0),
+            pipelined: std::sync::atomic::AtomicU64::new(0),
             start_timeout,
             state: Mutex::new(State::default()),
             me: me.clone(),
@@ -391,6 +449,7 @@ impl Supervisor {
             control: Mutex::new(control),
             idle: Mutex::new(Vec::new()),
             idle_async: Mutex::new(Vec::new()),
+            pipe: Mutex::new(None),
             life: Mutex::new(Life::default()),
             ended: Condvar::new(),
         });
@@ -744,6 +803,7 @@ impl Supervisor {
             restarts: st.restarts,
             last_exit,
             round_trips: self.round_trips.load(std::sync::atomic::Ordering::Relaxed),
+            pipelined: self.pipelined.load(std::sync::atomic::Ordering::Relaxed),
             instances: self.init.instances.iter().map(|i| i.name.clone()).collect(),
         }
     }
@@ -883,6 +943,19 @@ impl Supervisor {
             Some(proc) => proc,
             None => block_in_place(|| self.running()).map_err(at_start)?,
         };
+        if !callers.req().is_near() {
+            if let Some(pipe) = proc.pipe() {
+                if let Some(answered) = self
+                    .call_by_pipe(callers, &proc, &pipe, down, address)
+                    .await
+                {
+                    return answered;
+                }
+                // Taken back from behind a slow run: it goes on a lane of its own.
+                self.round_trips
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let idle = lock(&proc.idle_async).pop();
         let mut lane = match idle.map_or_else(|| proc.lane().and_then(AsyncLane::of), Ok) {
             Ok(lane) => lane,
@@ -917,6 +990,77 @@ impl Supervisor {
                     return Ok(done);
                 }
             }
+        }
+    }
+
+    /// [`Supervisor::call_host_async`] down `proc`'s [`Pipe`]: the run goes after those
+    /// already in it, and the task waits for what the pipe's reader hands it. A run
+    /// that waits behind another for longer than [`PIPE_STALL`] takes back those the
+    /// host has not begun (itself among them, unless the host began it meanwhile):
+    /// `None` when this one was, for the caller to send it on a lane of its own.
+    async fn call_by_pipe(
+        &self,
+        callers: &Callers<'_>,
+        proc: &Arc<Proc>,
+        pipe: &Pipe,
+        down: &Down,
+        address: Option<&str>,
+    ) -> Option<Result<Up, RunError>> {
+        use tokio::task::block_in_place;
+        let at_start = |error| Some(Err(RunError { error, step: 0 }));
+        if !self.arm(callers, proc, None) {
+            return at_start(given_up());
+        }
+        let mut run = match pipe.send(down).await {
+            Ok(run) => run,
+            // Nothing was sent: the pipe takes no more runs.
+            Err(e) if ipc::pipe::is_taken_back(&e) => return None,
+            Err(e) => return at_start(block_in_place(|| self.lost(proc, address, &e.to_string()))),
+        };
+        // The host is in this run while the page counts it begun: only then do its
+        // steps name one of this run's impls.
+        let page = pipe.page().cloned();
+        let number = run.number.wrapping_add(1);
+        let ours = move |page: &Page| page.runs() == number;
+        if let (Some(page), Some(names)) = (page.clone(), callers.names()) {
+            callers.req().arm_blame(Blame(Arc::new(move || {
+                ours(&page)
+                    .then(|| names.get(page.step() as usize).cloned())
+                    .flatten()
+            })));
+        }
+        let failed = |error| {
+            Some(Err(blamed(
+                error,
+                page.as_ref().filter(|p| ours(p)),
+                callers.len(),
+            )))
+        };
+        let mut heard = first_heard(pipe, &mut run, proc.pid).await;
+        loop {
+            match heard {
+                Ok(Up::Host { step, call }) => {
+                    let answers = call.answers();
+                    let reply = callers.serve(step, call, serve_on_task);
+                    if answers {
+                        if let Err(e) = run.reply(reply).await {
+                            return failed(block_in_place(|| {
+                                self.lost(proc, address, &e.to_string())
+                            }));
+                        }
+                    }
+                }
+                Err(e) if ipc::pipe::is_taken_back(&e) => return None,
+                Err(e) => return failed(block_in_place(|| self.broke(proc, address, e))),
+                Ok(done) => {
+                    if run.behind {
+                        self.pipelined
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Some(Ok(done));
+                }
+            }
+            heard = run.next().await;
         }
     }
 
