@@ -1453,6 +1453,8 @@ fn a_host_that_names_another_process_as_its_lane_thread_gets_nothing_bound() {
     // napping, and the lane of its own that the next call takes because the pipe is
     // slow (one the daemon will use when quiet).
     let others = held_open(&d, 3);
+    // The host starts, and its pipe opens, at a first call.
+    assert_eq!(post("hello").unwrap()["post"]["content"], "hello");
     std::thread::scope(|scope| {
         let napping = scope.spawn(|| {
             let mut c = d.client();
@@ -1606,8 +1608,9 @@ fn a_busy_daemon_sends_runs_down_one_pipe_and_those_behind_a_slow_one_go_round_i
         "no host-API run went behind another"
     );
 
-    // A crash with runs queued behind it: every call is answered (its own answer or
-    // the host's death), and a new host serves the next ones.
+    // A crash with runs queued behind it: every call is answered (its own answer, or
+    // the host's death for one in it; those it never began are sent again, to a new
+    // host), and a new host serves the next ones.
     let pid = host_pid(&d, "faults");
     let mut posts = vec!["segv"];
     posts.extend(["after"; 8]);

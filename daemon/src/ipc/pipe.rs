@@ -65,10 +65,19 @@ struct Tx {
     out: Vec<u8>,
 }
 
+/// Where the reader hands a run what the host says: its channel, and whether its
+/// caller is gone (then the reader answers the run's host calls itself). Both sides
+/// decide under `gone`'s lock, so a host call is handed over or answered, never
+/// neither and never both.
+struct Slot {
+    told: mpsc::Sender<Heard>,
+    gone: Mutex<bool>,
+}
+
 /// The runs in a pipe, and whether it still takes any.
 struct Queue {
     /// The runs sent and not yet answered (nor taken back), oldest first, by number.
-    runs: VecDeque<(u32, mpsc::Sender<Heard>)>,
+    runs: VecDeque<(u32, Arc<Slot>)>,
     /// Runs sent so far: the next run's number.
     sent: u32,
     /// The pipe failed or closed: it takes no more runs.
@@ -97,7 +106,7 @@ impl Shared {
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.queue)
     }
 
     /// Ends the pipe: it takes no more runs, every run in it hears `error` (or, when
@@ -112,7 +121,9 @@ impl Shared {
             queue.runs.drain(..).collect()
         };
         for (_, run) in left {
-            let _ = run.try_send(Err(io::Error::new(error.kind(), error.to_string())));
+            let _ = run
+                .told
+                .try_send(Err(io::Error::new(error.kind(), error.to_string())));
         }
         // SAFETY: shutdown(2) on the socket the pipe's `Tx` owns, alive while `self` is
         // (see `fd`); it closes no descriptor.
@@ -130,6 +141,7 @@ pub(crate) struct Run {
     /// took it without sleeping (unless it ran out of runs meanwhile).
     pub(crate) behind: bool,
     heard: mpsc::Receiver<Heard>,
+    slot: Arc<Slot>,
     /// The host waits for the reply to a host call of this run.
     owes_reply: bool,
     tx: Arc<tokio::sync::Mutex<Tx>>,
@@ -163,7 +175,13 @@ impl Pipe {
             fd: std::os::fd::AsRawFd::as_raw_fd(&tx),
         });
         let tx = Arc::new(tokio::sync::Mutex::new(Tx { sock: tx, out }));
-        tokio::spawn(read_answers(rx, frames, shared.clone(), tx.clone()));
+        tokio::spawn(read_answers(
+            rx,
+            frames,
+            shared.clone(),
+            tx.clone(),
+            page.clone(),
+        ));
         Pipe { tx, shared, page }
     }
 
@@ -189,32 +207,9 @@ impl Pipe {
     /// host begins the first of them meanwhile, or when what it wrote on the page
     /// cannot be (more runs unbegun than there are).
     pub(crate) fn take_back(&self) -> usize {
-        let Some(page) = &self.page else {
-            return 0;
-        };
-        let taken: Vec<_> = {
-            let mut queue = self.shared.queue();
-            let next = page.next_run();
-            let unbegun = queue.sent.wrapping_sub(next) as usize;
-            if queue.done
-                || unbegun == 0
-                || unbegun > queue.runs.len()
-                || !page.take_back(next, queue.sent)
-            {
-                return 0;
-            }
-            let keep = queue.runs.len() - unbegun;
-            self.shared.depth.fetch_sub(unbegun, Ordering::AcqRel);
-            queue.runs.drain(keep..).collect()
-        };
-        let n = taken.len();
-        for (_, run) in taken {
-            // Its channel holds nothing (the host never began it), so there is room.
-            let _ = run.try_send(Err(not_sent(
-                "the run was taken back from the pipe before the host began it",
-            )));
-        }
-        n
+        self.page
+            .as_deref()
+            .map_or(0, |page| take_back(&self.shared, page))
     }
 
     /// Whether the host has begun run `number` (or one after it), as its page says.
@@ -246,10 +241,18 @@ impl Pipe {
     /// frame is written whole even if the caller's task is dropped meanwhile. An error
     /// for which [`is_taken_back`] holds says that nothing was sent (the pipe takes no
     /// more runs).
-    pub(crate) async fn send(&self, down: &Down) -> io::Result<Run> {
-        let mut tx = self.tx.clone().lock_owned().await;
+    pub(crate) async fn send(&self, down: &Down, patience: Duration) -> io::Result<Run> {
+        // The lock is held long only while a frame waits for room in the socket, which
+        // the host makes only between runs: a slow run is in the host. Not behind it.
+        let Ok(mut tx) = tokio::time::timeout(patience, self.tx.clone().lock_owned()).await else {
+            return Err(not_sent("the pipe's socket is full"));
+        };
         encode(&mut tx.out, down)?;
         let (told, heard) = mpsc::channel(HEARD);
+        let slot = Arc::new(Slot {
+            told,
+            gone: Mutex::new(false),
+        });
         let (number, behind) = {
             let mut queue = self.shared.queue();
             if queue.done {
@@ -263,7 +266,7 @@ impl Pipe {
             }
             let number = queue.sent;
             queue.sent = number.wrapping_add(1);
-            queue.runs.push_back((number, told));
+            queue.runs.push_back((number, slot.clone()));
             self.shared.depth.fetch_add(1, Ordering::AcqRel);
             (number, behind)
         };
@@ -272,6 +275,7 @@ impl Pipe {
             number,
             behind,
             heard,
+            slot,
             owes_reply: false,
             tx: self.tx.clone(),
             shared: self.shared.clone(),
@@ -306,12 +310,15 @@ impl Drop for Run {
     /// over and not answered) gets one, an error, so that the host's thread goes on.
     fn drop(&mut self) {
         // The reader answers what it cannot hand over from now on.
+        let mut gone = lock(&self.slot.gone);
+        *gone = true;
         self.heard.close();
         while let Ok(heard) = self.heard.try_recv() {
             if let Ok(Up::Host { call, .. }) = heard {
                 self.owes_reply = call.answers();
             }
         }
+        drop(gone);
         if !self.owes_reply {
             return;
         }
@@ -322,6 +329,37 @@ impl Drop for Run {
             });
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// [`Pipe::take_back`], on the pipe's `shared` state and `page`.
+fn take_back(shared: &Shared, page: &Page) -> usize {
+    let taken: Vec<_> = {
+        let mut queue = shared.queue();
+        let next = page.next_run();
+        let unbegun = queue.sent.wrapping_sub(next) as usize;
+        if queue.done
+            || unbegun == 0
+            || unbegun > queue.runs.len()
+            || !page.take_back(next, queue.sent)
+        {
+            return 0;
+        }
+        let keep = queue.runs.len() - unbegun;
+        shared.depth.fetch_sub(unbegun, Ordering::AcqRel);
+        queue.runs.drain(keep..).collect()
+    };
+    let n = taken.len();
+    for (_, run) in taken {
+        // Its channel holds nothing (the host never began it), so there is room.
+        let _ = run.told.try_send(Err(not_sent(
+            "the run was taken back from the pipe before the host began it",
+        )));
+    }
+    n
 }
 
 /// What a run taken back from its pipe, or never sent down it, hears.
@@ -402,13 +440,15 @@ async fn send_reply(
 }
 
 /// The pipe's reader task: hands each frame from the host to the oldest run
-/// unanswered, and ends the pipe (every run left hears the error) when the host's
-/// side ends or says something it may not.
+/// unanswered, and ends the pipe when the host's side ends or says something it may
+/// not: the runs the host never began are taken back (nothing of them ran: their
+/// callers send them again, to a new host if this one died), the rest hear the error.
 async fn read_answers(
     mut rx: tokio::net::UnixStream,
     mut frames: Frames,
     shared: Arc<Shared>,
     tx: Arc<tokio::sync::Mutex<Tx>>,
+    page: Option<Arc<Page>>,
 ) {
     use tokio::io::AsyncReadExt;
     let error = loop {
@@ -447,12 +487,25 @@ async fn read_answers(
                 "the host said something about a call it was not given",
             );
         };
-        if run.send(Ok(up)).await.is_err() && answers_call {
+        let handed = match run.told.reserve().await {
+            Ok(room) => {
+                let gone = lock(&run.gone);
+                if !*gone {
+                    room.send(Ok(up));
+                }
+                !*gone
+            }
+            Err(_) => false,
+        };
+        if !handed && answers_call {
             // Its caller is gone: the host still waits for the reply.
             if send_reply(&tx, &shared, abandoned()).await.is_err() {
                 break broken_pipe();
             }
         }
     };
+    if let Some(page) = &page {
+        take_back(&shared, page);
+    }
     shared.fail(&error);
 }

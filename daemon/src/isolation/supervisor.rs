@@ -943,6 +943,7 @@ impl Supervisor {
             Some(proc) => proc,
             None => block_in_place(|| self.running()).map_err(at_start)?,
         };
+        let mut proc = proc;
         if !callers.req().is_near() {
             if let Some(pipe) = proc.pipe() {
                 if let Some(answered) = self
@@ -951,9 +952,14 @@ impl Supervisor {
                 {
                     return answered;
                 }
-                // Taken back from behind a slow run: it goes on a lane of its own.
+                // Not sent, or taken back unbegun: it goes on a lane of its own, of a
+                // new host if this one died meanwhile.
                 self.round_trips
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                proc = match self.running_now() {
+                    Some(proc) => proc,
+                    None => block_in_place(|| self.running()).map_err(at_start)?,
+                };
             }
         }
         let idle = lock(&proc.idle_async).pop();
@@ -1011,7 +1017,7 @@ impl Supervisor {
         if !self.arm(callers, proc, None) {
             return at_start(given_up());
         }
-        let mut run = match pipe.send(down).await {
+        let mut run = match pipe.send(down, PIPE_STALL).await {
             Ok(run) => run,
             // Nothing was sent: the pipe takes no more runs.
             Err(e) if ipc::pipe::is_taken_back(&e) => return None,
