@@ -1503,7 +1503,10 @@ fn pipelined(d: &TestDaemon, name: &str) -> u64 {
 }
 
 /// `posts` sent at once, one per connection and thread, from a barrier: their answers
-/// (or errors), in order.
+/// (or errors), in order. Unlike [`flaskbbd_tests::daemon::at_once`], the connections
+/// are open before the barrier, so that the calls reach the daemon together (runs
+/// behind others in the pipe, which the test needs, rather than calls spread out by
+/// each one's connect).
 fn at_once(d: &TestDaemon, posts: &[&str]) -> Vec<Result<Value, (String, Value)>> {
     let start = std::sync::Barrier::new(posts.len());
     std::thread::scope(|scope| {

@@ -34,10 +34,7 @@
 use std::{
     collections::VecDeque,
     io,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-        Arc, Mutex, MutexGuard,
-    },
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -82,19 +79,15 @@ struct Queue {
     sent: u32,
     /// The pipe failed or closed: it takes no more runs.
     done: bool,
+    /// When the oldest run unanswered began in the host (at the latest: when the one
+    /// before it was answered, or when it was sent), in µs since `Shared::epoch`.
+    head_since: u64,
 }
 
 /// What the reader task and the writers share.
 struct Shared {
     queue: Mutex<Queue>,
-    /// How many runs are in the pipe (read without the lock).
-    depth: AtomicUsize,
-    /// When the oldest run unanswered began in the host (at the latest: when the one
-    /// before it was answered, or when it was sent), in µs since `epoch`.
-    head_since: AtomicU64,
     epoch: Instant,
-    /// `Queue::done`, read without the lock.
-    done: AtomicBool,
     /// The writing socket's descriptor, owned by the pipe's `Tx`, which everyone who
     /// holds this (the pipe, its runs, its reader task) holds too.
     fd: std::os::fd::RawFd,
@@ -116,8 +109,6 @@ impl Shared {
         let left: Vec<_> = {
             let mut queue = self.queue();
             queue.done = true;
-            self.done.store(true, Ordering::Release);
-            self.depth.store(0, Ordering::Release);
             queue.runs.drain(..).collect()
         };
         for (_, run) in left {
@@ -167,11 +158,9 @@ impl Pipe {
                 runs: VecDeque::new(),
                 sent,
                 done: false,
+                head_since: 0,
             }),
-            depth: AtomicUsize::new(0),
-            head_since: AtomicU64::new(0),
             epoch: Instant::now(),
-            done: AtomicBool::new(false),
             fd: std::os::fd::AsRawFd::as_raw_fd(&tx),
         });
         let tx = Arc::new(tokio::sync::Mutex::new(Tx { sock: tx, out }));
@@ -189,16 +178,12 @@ impl Pipe {
     /// the pipe takes runs, holds fewer than `most`, and the one in the host began less
     /// than `stall` ago (a slow or hung run makes the others go round it).
     pub(crate) fn takes(&self, most: usize, stall: Duration) -> bool {
-        if self.is_done() {
-            return false;
-        }
-        let depth = self.shared.depth.load(Ordering::Acquire);
-        if depth == 0 {
-            return true;
-        }
-        let since = self.shared.head_since.load(Ordering::Acquire);
+        let queue = self.shared.queue();
         let stall = u64::try_from(stall.as_micros()).unwrap_or(u64::MAX);
-        depth < most && self.shared.now().saturating_sub(since) < stall
+        !queue.done
+            && (queue.runs.is_empty()
+                || queue.runs.len() < most
+                    && self.shared.now().saturating_sub(queue.head_since) < stall)
     }
 
     /// Takes back every run of the pipe that the host has not begun (they wait behind
@@ -223,7 +208,7 @@ impl Pipe {
 
     /// Whether the pipe takes no more runs (it failed or closed).
     pub(crate) fn is_done(&self) -> bool {
-        self.shared.done.load(Ordering::Acquire)
+        self.shared.queue().done
     }
 
     /// Closes the pipe (its host is retiring, which happens once no call of its
@@ -260,14 +245,11 @@ impl Pipe {
             }
             let behind = !queue.runs.is_empty();
             if !behind {
-                self.shared
-                    .head_since
-                    .store(self.shared.now(), Ordering::Release);
+                queue.head_since = self.shared.now();
             }
             let number = queue.sent;
             queue.sent = number.wrapping_add(1);
             queue.runs.push_back((number, slot.clone()));
-            self.shared.depth.fetch_add(1, Ordering::AcqRel);
             (number, behind)
         };
         write_whole(tx, self.shared.clone())?;
@@ -349,7 +331,6 @@ fn take_back(shared: &Shared, page: &Page) -> usize {
             return 0;
         }
         let keep = queue.runs.len() - unbegun;
-        shared.depth.fetch_sub(unbegun, Ordering::AcqRel);
         queue.runs.drain(keep..).collect()
     };
     let n = taken.len();
@@ -432,7 +413,7 @@ async fn send_reply(
     reply: Result<HostValue, WireError>,
 ) -> io::Result<()> {
     let mut guard = tx.clone().lock_owned().await;
-    if shared.done.load(Ordering::Acquire) {
+    if shared.queue().done {
         return Err(broken_pipe());
     }
     encode(&mut guard.out, &Down::Reply(reply))?;
@@ -476,8 +457,7 @@ async fn read_answers(
                 queue.runs.front().map(|(_, run)| run.clone())
             };
             if ends_run && run.is_some() {
-                shared.depth.fetch_sub(1, Ordering::AcqRel);
-                shared.head_since.store(shared.now(), Ordering::Release);
+                queue.head_since = shared.now();
             }
             run
         };
