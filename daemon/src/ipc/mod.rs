@@ -9,8 +9,9 @@
 //! API the plugin called; those that answer get a [`Down::Reply`]) and then one
 //! [`Up::Done`] (or [`Up::ChainDone`]).
 //!
-//! A message is a frame: a 4-byte little-endian length, then that many bytes of JSON.
-//! Neither side logs frames: a call's arguments hold the password.
+//! A message is a frame: a 4-byte little-endian length, then that many bytes of
+//! MessagePack, fields by name (see [`to_body`]). Neither side logs frames: a call's
+//! arguments hold the password.
 //!
 //! Beside them: [`page`], the lane's shared page, and [`placement`], which CPU the
 //! host's thread for a lane runs on (its caller's, while the daemon is quiet).
@@ -40,9 +41,27 @@ pub(crate) use page::Page;
 /// The largest frame either side accepts (a post is at most `daemon.max_message_bytes`).
 pub(crate) const MAX_FRAME: usize = 16 << 20;
 
+/// Appends `msg` to `out` as a frame's body: MessagePack with fields by name. Not
+/// JSON, because a crossing encodes and decodes a post twice each way, and JSON's
+/// escaping and number parsing were a tenth of a busy daemon's and its hosts' CPU
+/// per call (docs/benchmarks.md); by name, so that the messages' optional fields
+/// (left out when empty) and any self-describing values decode as they were meant.
+/// Both ends are the same binary (a host runs `/proc/self/exe`), so this never
+/// has to be read by anything else.
+fn to_body<T: Serialize>(out: &mut Vec<u8>, msg: &T) -> io::Result<()> {
+    rmp_serde::encode::write_named(out, msg).map_err(io::Error::other)
+}
+
+/// Decodes a frame's body written by [`to_body`]; `InvalidData` when it is not one
+/// (a host that sends such a thing is killed: see the supervisor).
+fn from_body<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
+    rmp_serde::from_slice(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// Writes one frame.
 pub(crate) fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
-    let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    let mut body = Vec::new();
+    to_body(&mut body, msg)?;
     let len = u32::try_from(body.len())
         .ok()
         .filter(|&n| n as usize <= MAX_FRAME)
@@ -69,7 +88,7 @@ pub(crate) fn recv<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
-    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    from_body(&body)
 }
 
 /// What a lane has read and not yet taken as frames: shared by the blocking
@@ -104,8 +123,7 @@ impl Frames {
             )));
         }
         if let Some(body) = avail.get(4..4 + len) {
-            let msg = serde_json::from_slice(body)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+            let msg = from_body(body);
             self.start += 4 + len;
             if self.start == self.end {
                 (self.start, self.end) = (0, 0);
@@ -147,7 +165,7 @@ impl Frames {
 fn encode<T: Serialize>(out: &mut Vec<u8>, msg: &T) -> io::Result<()> {
     out.clear();
     out.extend_from_slice(&[0; 4]);
-    serde_json::to_writer(&mut *out, msg).map_err(io::Error::other)?;
+    to_body(out, msg)?;
     let len = out.len() - 4;
     let len = u32::try_from(len)
         .ok()
@@ -1098,7 +1116,8 @@ mod tests {
         let (mut raw, theirs) = UnixStream::pair().unwrap();
         let mut lane = Lane::new(theirs);
         let frame = |msg: &Up| {
-            let body = serde_json::to_vec(msg).unwrap();
+            let mut body = Vec::new();
+            to_body(&mut body, msg).unwrap();
             let mut f = (body.len() as u32).to_le_bytes().to_vec();
             f.extend(body);
             f
@@ -1122,10 +1141,14 @@ mod tests {
                 raw.write_all(&[b]).unwrap();
             }
             let big = "x".repeat(100_000);
-            let body = serde_json::to_vec(&Up::Done(Ok(Answer::Post(Post {
-                content: big,
-                ..Default::default()
-            }))))
+            let mut body = Vec::new();
+            to_body(
+                &mut body,
+                &Up::Done(Ok(Answer::Post(Post {
+                    content: big,
+                    ..Default::default()
+                }))),
+            )
             .unwrap();
             raw.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
             raw.write_all(&body).unwrap();
