@@ -1638,3 +1638,121 @@ fn a_busy_daemon_sends_runs_down_one_pipe_and_those_behind_a_slow_one_go_round_i
         assert_eq!(answer.unwrap()["post"]["content"], "again");
     }
 }
+
+/// Checks that every answer of a burst sent to a host that misbehaves in it is the
+/// post itself or an internal error naming the plugin host (a call it was in when it
+/// was killed), never anything else and never missing.
+fn each_post_or_the_hosts_end(answers: &[Result<Value, (String, Value)>], post: &str) {
+    for answer in answers {
+        match answer {
+            Ok(v) => assert_eq!(v["post"]["content"], post),
+            Err((code, e)) => {
+                assert_eq!(code, "org.flaskbb.Events.InternalError", "{e}");
+                assert!(
+                    e["message"].as_str().unwrap().contains("plugin host"),
+                    "{e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_host_that_sends_what_does_not_decode_is_killed_and_a_new_one_serves() {
+    fixture("faults");
+    let s = Scratch::new("iso-junk-frame");
+    let d = TestDaemon::start(
+        &s,
+        "[daemon]\nhook_timeout_ms = 20000\n[[plugin]]\nname = \"faults\"\nlibrary = \"faults\"\n[plugin.hooks.flaskbb_authenticate]\nenabled = false\n",
+    );
+    let save = |content: &str| {
+        d.client()
+            .send(&post_save_before(json!({ "content": content })))
+            .map_err(|e| err(Err(e)))
+    };
+    // On a quiet daemon (the call on a lane of its own): the frame before the answer
+    // is what the daemon reads, and it ends the host.
+    assert_eq!(save("first").unwrap()["post"]["content"], "first");
+    let pid = host_pid(&d, "faults");
+    let (code, e) = save("junk-frame").unwrap_err();
+    assert_eq!(code, "org.flaskbb.Events.InternalError", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("unreadable message"),
+        "{e}"
+    );
+    assert!(gone(pid));
+    assert_eq!(save("next").unwrap()["post"]["content"], "next");
+
+    // On a busy daemon, with runs in the pipe behind it: every call answered, the
+    // host killed, and a new one serves.
+    let _busy = held_open(&d, 3);
+    let pid = host_pid(&d, "faults");
+    let mut posts = vec!["junk-frame"];
+    posts.extend(["after"; 8]);
+    let answers = at_once(&d, &posts);
+    let (code, e) = answers[0].clone().unwrap_err();
+    assert_eq!(code, "org.flaskbb.Events.InternalError", "{e}");
+    each_post_or_the_hosts_end(&answers[1..], "after");
+    assert!(gone(pid));
+    for answer in at_once(&d, &["again"; 8]) {
+        assert_eq!(answer.unwrap()["post"]["content"], "again");
+    }
+    assert!(
+        d.log_text().contains("it sent an unreadable message"),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn a_host_that_lies_on_its_pipes_page_about_the_next_run_is_killed_and_a_new_one_serves() {
+    fixture("faults");
+    let s = Scratch::new("iso-junk-next");
+    // A short timeout: a burst whose runs none went behind another in the pipe (so
+    // that the lie is not seen) ends with it, and the test tries again.
+    let d = TestDaemon::start(
+        &s,
+        "[log]\nfilter = \"info,flaskbbd::isolation::supervisor=debug\"\n[daemon]\nhook_timeout_ms = 3000\n[[plugin]]\nname = \"faults\"\nlibrary = \"faults\"\nsandbox = { read = [\"/proc\"] }\n[plugin.hooks.flaskbb_authenticate]\nenabled = false\n",
+    );
+    let _busy = held_open(&d, 3);
+    let lie = "is the next to begin";
+    assert!(
+        eventually(|| {
+            // Runs in the pipe first, so that the host has the pipe's page to lie on.
+            for answer in at_once(&d, &["before"; 16]) {
+                assert_eq!(answer.unwrap()["post"]["content"], "before");
+            }
+            if pipelined(&d, "faults") == 0 {
+                return false;
+            }
+            let pid = host_pid(&d, "faults");
+            let (code, e) = d
+                .client()
+                .send(&post_save_before(json!({ "content": "junk-next" })))
+                .map_err(|e| err(Err(e)))
+                .unwrap_err();
+            assert_eq!(code, "org.flaskbb.Events.Rejected", "{e}");
+            assert!(
+                e["reason"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("wrote the next run in "),
+                "{e}"
+            );
+            // The host now skips every run it is sent (none is the one its page names):
+            // the first run behind another that waits the pipe's stall finds the page
+            // says what cannot be, and the host is killed with every call in it.
+            each_post_or_the_hosts_end(&at_once(&d, &["after"; 16]), "after");
+            assert!(gone(pid), "the host was not killed");
+            d.log_text().contains(lie)
+        }),
+        "the lie was never seen: {}",
+        d.log_text()
+    );
+    for answer in at_once(&d, &["again"; 8]) {
+        assert_eq!(answer.unwrap()["post"]["content"], "again");
+    }
+}

@@ -189,12 +189,14 @@ impl Pipe {
     /// Takes back every run of the pipe that the host has not begun (they wait behind
     /// one that is slow), and says how many: each of their callers hears
     /// [`is_taken_back`] and may send its run another way. Nothing is taken when the
-    /// host begins the first of them meanwhile, or when what it wrote on the page
-    /// cannot be (more runs unbegun than there are).
-    pub(crate) fn take_back(&self) -> usize {
+    /// host begins the first of them meanwhile. An error, and nothing taken, when
+    /// what the host wrote on the page cannot be (more runs unbegun than the pipe
+    /// holds, or runs begun that were never sent): a host that lies about its runs,
+    /// which its supervisor kills.
+    pub(crate) fn take_back(&self) -> Result<usize, String> {
         self.page
             .as_deref()
-            .map_or(0, |page| take_back(&self.shared, page))
+            .map_or(Ok(0), |page| take_back(&self.shared, page))
     }
 
     /// Whether the host has begun run `number` (or one after it), as its page says.
@@ -318,17 +320,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// [`Pipe::take_back`], on the pipe's `shared` state and `page`.
-fn take_back(shared: &Shared, page: &Page) -> usize {
+fn take_back(shared: &Shared, page: &Page) -> Result<usize, String> {
     let taken: Vec<_> = {
         let mut queue = shared.queue();
         let next = page.next_run();
+        // The host begins runs in order, only runs it was sent and after the runs
+        // answered: of those sent, the unbegun are at most those still in the pipe.
         let unbegun = queue.sent.wrapping_sub(next) as usize;
-        if queue.done
-            || unbegun == 0
-            || unbegun > queue.runs.len()
-            || !page.take_back(next, queue.sent)
-        {
-            return 0;
+        if queue.done {
+            return Ok(0);
+        }
+        if unbegun > queue.runs.len() {
+            return Err(format!(
+                "it wrote on its pipe's page that run {next} is the next to begin, when {} runs were sent and {} of them are unanswered",
+                queue.sent,
+                queue.runs.len()
+            ));
+        }
+        if unbegun == 0 || !page.take_back(next, queue.sent) {
+            return Ok(0);
         }
         let keep = queue.runs.len() - unbegun;
         queue.runs.drain(keep..).collect()
@@ -340,7 +350,7 @@ fn take_back(shared: &Shared, page: &Page) -> usize {
             "the run was taken back from the pipe before the host began it",
         )));
     }
-    n
+    Ok(n)
 }
 
 /// What a run taken back from its pipe, or never sent down it, hears.
@@ -485,7 +495,8 @@ async fn read_answers(
         }
     };
     if let Some(page) = &page {
-        take_back(&shared, page);
+        // A host that lied about its runs has them all fail with it.
+        let _ = take_back(&shared, page);
     }
     shared.fail(&error);
 }

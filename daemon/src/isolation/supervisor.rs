@@ -314,10 +314,11 @@ impl Proc {
     }
 }
 
-/// The first thing the host says about `run` in `pipe` of host `pid`. Behind another
+/// The first thing the host says about `run` in `pipe` of host `proc`. Behind another
 /// run: every [`PIPE_STALL`] until the host begins this one, the runs it has not begun
-/// are taken back (this one among them, which then hears so).
-async fn first_heard(pipe: &Pipe, run: &mut ipc::pipe::Run, pid: u32) -> io::Result<Up> {
+/// are taken back (this one among them, which then hears so). A host whose page says
+/// what cannot be is killed (and the run hears of its death).
+async fn first_heard(pipe: &Pipe, run: &mut ipc::pipe::Run, proc: &Proc) -> io::Result<Up> {
     loop {
         if !run.behind || pipe.has_begun(run.number) {
             return run.next().await;
@@ -325,12 +326,13 @@ async fn first_heard(pipe: &Pipe, run: &mut ipc::pipe::Run, pid: u32) -> io::Res
         if let Ok(heard) = tokio::time::timeout(PIPE_STALL, run.next()).await {
             return heard;
         }
-        let taken = pipe.take_back();
-        if taken > 0 {
-            tracing::debug!(
-                host = pid,
+        match pipe.take_back() {
+            Ok(0) => {}
+            Ok(taken) => tracing::debug!(
+                host = proc.pid,
                 "took back {taken} runs waiting in the pipe behind a slow one: each goes on a lane of its own"
-            );
+            ),
+            Err(lie) => proc.kill(format!("was killed by the daemon: {lie}")),
         }
     }
 }
@@ -1042,7 +1044,7 @@ impl Supervisor {
                 callers.len(),
             )))
         };
-        let mut heard = first_heard(pipe, &mut run, proc.pid).await;
+        let mut heard = first_heard(pipe, &mut run, proc).await;
         loop {
             match heard {
                 Ok(Up::Host { step, call }) => {
