@@ -60,20 +60,50 @@ pub(crate) fn measure(
     seconds: f64,
     check: fn(&serde_json::Value),
 ) -> Row {
-    let (times, wall) = run_clients(
-        clients,
-        seconds,
-        &|| Client::connect(socket).expect("connect"),
-        &|c| {
-            let r = c.send(&the_call()).expect("PostSaveBefore");
-            check(&r);
-        },
-    );
-    Row {
-        calls: times.len(),
-        rate: times.len() as f64 / wall.as_secs_f64(),
-        p50: percentile(times.clone(), 0.5),
-        p99: percentile(times, 0.99),
+    let mut tally = Tally::default();
+    tally.sample(socket, clients, seconds, check);
+    tally.row()
+}
+
+/// Round trips gathered over one or more spells of [`measure`]'s loop against one
+/// server: the spells of several servers can be interleaved, so that a slow drift in
+/// what the machine's neighbours take affects each server alike.
+#[derive(Default)]
+pub(crate) struct Tally {
+    times: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Tally {
+    /// One more spell of `seconds`, as [`measure`] makes it.
+    pub(crate) fn sample(
+        &mut self,
+        socket: &Path,
+        clients: usize,
+        seconds: f64,
+        check: fn(&serde_json::Value),
+    ) {
+        let (times, wall) = run_clients(
+            clients,
+            seconds,
+            &|| Client::connect(socket).expect("connect"),
+            &|c| {
+                let r = c.send(&the_call()).expect("PostSaveBefore");
+                check(&r);
+            },
+        );
+        self.times.extend(times);
+        self.wall += wall;
+    }
+
+    /// Every spell's round trips together: calls/s over their time, percentiles of all.
+    pub(crate) fn row(&self) -> Row {
+        Row {
+            calls: self.times.len(),
+            rate: self.times.len() as f64 / self.wall.as_secs_f64(),
+            p50: percentile(self.times.clone(), 0.5),
+            p99: percentile(self.times.clone(), 0.99),
+        }
     }
 }
 

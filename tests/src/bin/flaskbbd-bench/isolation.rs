@@ -15,18 +15,20 @@ use flaskbbd::embed::{Chains, Context, EventCall};
 use flaskbbd_tests::{build_release, fixture_release, Scratch};
 
 use crate::{
-    events::{five_filters, measure, micros, EchoServer, Row, CONTENT},
+    events::{five_filters, micros, EchoServer, Row, Tally, CONTENT},
     stats::{arg, percentile, release_daemon, release_daemon_bin},
 };
 
-/// `flaskbbd-bench isolation [--calls N] [--seconds N] [--baseline DAEMON]
-/// [--filters-only]`: with `--baseline`, another build of the daemon (say, the last
-/// release) is measured isolated beside this one in the five-filter rows;
-/// `--filters-only` measures only those rows. Each row also says what the daemon and
+/// `flaskbbd-bench isolation [--calls N] [--seconds N] [--rounds N] [--baseline
+/// DAEMON] [--filters-only]`: with `--baseline`, another build of the daemon (say,
+/// the last release) is measured isolated beside this one in the five-filter rows;
+/// `--filters-only` measures only those rows, each server for `--seconds` per cell in
+/// `--rounds` turns. Each row also says what the daemon and
 /// its hosts spent per call: CPU time and sleeps (each a wake-up to come).
 pub(crate) fn isolation(args: &[String]) {
     let calls = arg(args, "--calls", 20_000) as usize;
     let seconds = arg(args, "--seconds", 5) as f64;
+    let rounds = arg(args, "--rounds", 5).max(1) as usize;
     let baseline = args
         .iter()
         .position(|a| a == "--baseline")
@@ -40,7 +42,7 @@ pub(crate) fn isolation(args: &[String]) {
         floor_under_load(seconds);
         println!();
     }
-    five_filters_each_way(seconds, baseline.as_deref());
+    five_filters_each_way(seconds, rounds, baseline.as_deref());
 }
 
 /// What a daemon and its plugin hosts spent: CPU time and the times their threads
@@ -106,6 +108,16 @@ impl Usage {
         u
     }
 
+    /// `self` plus what was spent from `before` to `after`. (A host that did not
+    /// exist before counts from nothing; one that ended takes nothing back.)
+    fn plus(self, before: Usage, after: Usage) -> Usage {
+        Usage {
+            ticks: self.ticks + after.ticks.saturating_sub(before.ticks),
+            sleeps: self.sleeps + after.sleeps.saturating_sub(before.sleeps),
+            preempted: self.preempted + after.preempted.saturating_sub(before.preempted),
+        }
+    }
+
     /// Per call, from `before` to `self`: CPU µs, sleeps, preemptions. (A host that
     /// did not exist before counts from nothing.)
     fn per_call(self, before: Usage, calls: usize) -> (f64, f64, f64) {
@@ -118,21 +130,58 @@ impl Usage {
     }
 }
 
-/// [`measure`] against a daemon, with what it and its hosts spent per call.
-fn measure_daemon(
-    d: &flaskbbd_tests::daemon::TestDaemon,
-    clients: usize,
-    seconds: f64,
+/// One server of the five-filter rows: its socket, how its answer is checked, and,
+/// for a daemon, its process (to read what it and its hosts spent).
+struct Server<'a> {
+    socket: &'a std::path::Path,
     check: fn(&serde_json::Value),
-) -> (Row, [(f64, f64, f64); 2]) {
-    let before = Usage::of(d.child.id());
-    let row = measure(&d.socket, clients, seconds, check);
-    let after = Usage::of(d.child.id());
-    let per = [
-        after[0].per_call(before[0], row.calls),
-        after[1].per_call(before[1], row.calls),
-    ];
-    (row, per)
+    pid: Option<u32>,
+}
+
+/// What one server did in a cell: its round trips, and for a daemon what it and its
+/// hosts spent over them.
+#[derive(Default)]
+struct Spent {
+    tally: Tally,
+    usage: [Usage; 2],
+}
+
+impl Spent {
+    /// The row, and per call what the daemon and its hosts spent (CPU µs, sleeps,
+    /// preemptions).
+    fn per_call(&self) -> (Row, [(f64, f64, f64); 2]) {
+        let row = self.tally.row();
+        let per = self.usage.map(|u| u.per_call(Usage::default(), row.calls));
+        (row, per)
+    }
+}
+
+/// `servers` at `clients` clients each, in `rounds` spells of `seconds / rounds`,
+/// the servers taking turns within each round and each round starting one server
+/// further on: a drift in what the machine's neighbours take (these machines are
+/// shared) then falls on every server alike instead of on whichever ran at the time.
+fn interleaved(servers: &[Server<'_>], clients: usize, seconds: f64, rounds: usize) -> Vec<Spent> {
+    let mut spent: Vec<Spent> = servers.iter().map(|_| Spent::default()).collect();
+    let spell = seconds / rounds as f64;
+    for round in 0..rounds {
+        for k in 0..servers.len() {
+            let i = (round + k) % servers.len();
+            let server = &servers[i];
+            let before = server.pid.map(Usage::of);
+            spent[i]
+                .tally
+                .sample(server.socket, clients, spell, server.check);
+            if let (Some(pid), Some(before)) = (server.pid, before) {
+                let after = Usage::of(pid);
+                let u = &mut spent[i].usage;
+                *u = [
+                    u[0].plus(before[0], after[0]),
+                    u[1].plus(before[1], after[1]),
+                ];
+            }
+        }
+    }
+    spent
 }
 
 /// One busy loop per core, each a process of its own at the benchmark's priority (as
@@ -340,7 +389,7 @@ fn one_call(calls: usize) {
 /// `PostSaveBefore` over the socket through five `wordfilter`s, in-process and
 /// isolated (the shipped default), beside a Varlink echo server answering the same
 /// message, at 1 and 16 clients; on quiet cores, then with a busy loop on every core.
-fn five_filters_each_way(seconds: f64, baseline: Option<&std::path::Path>) {
+fn five_filters_each_way(seconds: f64, rounds: usize, baseline: Option<&std::path::Path>) {
     // The shipped log level (info), as every other default.
     let config = |isolation: &str| {
         format!(
@@ -371,7 +420,7 @@ fn five_filters_each_way(seconds: f64, baseline: Option<&std::path::Path>) {
     let echoed = |r: &serde_json::Value| {
         assert_eq!(r["post"]["content"].as_str(), Some(CONTENT));
     };
-    println!("PostSaveBefore through 5 wordfilter instances over the socket, in-process (none) and isolated (process, the default), beside a Varlink echo server; {seconds} s per cell, the three alternating, release build:");
+    println!("PostSaveBefore through 5 wordfilter instances over the socket, in-process (none) and isolated (process, the default), beside a Varlink echo server; {seconds} s per cell and server, in {rounds} spells taking turns, release build:");
     println!(
         "{:>5} {:>7} | {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>9} {:>9}",
         "load",
@@ -390,12 +439,35 @@ fn five_filters_each_way(seconds: f64, baseline: Option<&std::path::Path>) {
     for load in ["quiet", "busy"] {
         let hogs = (load == "busy").then(Hogs::start);
         for clients in [1usize, 16] {
-            let (none, none_use) = measure_daemon(&inline, clients, seconds, masked);
-            let (process, proc_use) = measure_daemon(&isolated, clients, seconds, masked);
-            let bare: Row = measure(&echo.socket, clients, seconds, echoed);
-            let before = base
-                .as_ref()
-                .map(|(_, d)| measure(&d.socket, clients, seconds, masked));
+            let mut servers = vec![
+                Server {
+                    socket: &inline.socket,
+                    check: masked,
+                    pid: Some(inline.child.id()),
+                },
+                Server {
+                    socket: &isolated.socket,
+                    check: masked,
+                    pid: Some(isolated.child.id()),
+                },
+                Server {
+                    socket: &echo.socket,
+                    check: echoed,
+                    pid: None,
+                },
+            ];
+            if let Some((_, d)) = &base {
+                servers.push(Server {
+                    socket: &d.socket,
+                    check: masked,
+                    pid: None,
+                });
+            }
+            let spent = interleaved(&servers, clients, seconds, rounds);
+            let (none, none_use) = spent[0].per_call();
+            let (process, proc_use) = spent[1].per_call();
+            let bare = spent[2].tally.row();
+            let before = spent.get(3).map(|b| b.tally.row());
             println!(
                 "{load:>5} {clients:>7} | {:>9.0} {:>9.0} {:>9.0} | {:>8.1} {:>8.1} {:>8.1} | {:>9.3} {:>9.3} | {:>9.2} {:>9.2}",
                 none.rate,
