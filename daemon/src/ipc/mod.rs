@@ -44,7 +44,7 @@ pub(crate) const MAX_FRAME: usize = 16 << 20;
 /// Appends `msg` to `out` as a frame's body: MessagePack with fields by name. Not
 /// JSON, because a crossing encodes and decodes a post twice each way, and JSON's
 /// escaping and number parsing were a tenth of a busy daemon's and its hosts' CPU
-/// per call (docs/benchmarks.md); by name, so that the messages' optional fields
+/// per call (docs/benchmarks.md, "frames in MessagePack"); by name, so that the messages' optional fields
 /// (left out when empty) and any self-describing values decode as they were meant.
 /// Both ends are the same binary (a host runs `/proc/self/exe`), so this never
 /// has to be read by anything else.
@@ -52,10 +52,20 @@ fn to_body<T: Serialize>(out: &mut Vec<u8>, msg: &T) -> io::Result<()> {
     rmp_serde::encode::write_named(out, msg).map_err(io::Error::other)
 }
 
-/// Decodes a frame's body written by [`to_body`]; `InvalidData` when it is not one
-/// (a host that sends such a thing is killed: see the supervisor).
+/// Decodes a frame's body written by [`to_body`]; `InvalidData` when it is not one,
+/// or has bytes after the message (a host that sends such a thing is killed: see the
+/// supervisor).
 fn from_body<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
-    rmp_serde::from_slice(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let mut rest = body;
+    let msg = T::deserialize(&mut rmp_serde::Deserializer::new(&mut rest))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if !rest.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} bytes after the message", rest.len()),
+        ));
+    }
+    Ok(msg)
 }
 
 /// Writes one frame.
@@ -1109,6 +1119,136 @@ mod tests {
         drop(a);
         let e = recv::<Down>(&mut b).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// `msg` through a frame's body and back, as Debug (every message type has it).
+    fn round_trip<T: Serialize + DeserializeOwned + std::fmt::Debug>(msg: &T) {
+        let mut body = Vec::new();
+        to_body(&mut body, msg).unwrap();
+        let back: T = from_body(&body).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{msg:?}"));
+    }
+
+    #[test]
+    fn every_kind_of_message_crosses_as_it_was_sent() {
+        let user = crate::proto::User {
+            id: 7,
+            username: "ann".into(),
+            email: "ann@example.org".into(),
+            activated: true,
+            login_attempts: 2,
+            last_failed_login: Some("2026-12-08T01:00:00Z".into()),
+            date_joined: "2026-01-01T00:00:00Z".into(),
+            primary_group_id: None,
+            groups: vec!["Member".into(), "Ünïcode \"quoted\"".into()],
+        };
+        let post = Post {
+            id: Some(3),
+            topic_id: Some(-4),
+            user_id: None,
+            username: Some(String::new()),
+            content: "\\*\\*\\* and a NUL \0 and é".into(),
+            date_created: None,
+        };
+        let topic = Topic {
+            title: "t".into(),
+            content: Some(String::new()),
+            ..Default::default()
+        };
+        let context: Context = [("remote_addr".to_string(), "192.0.2.1".to_string())].into();
+        round_trip(&Down::Chain {
+            of: vec![0, 4, u32::MAX],
+            hook: "flaskbb_event_post_save_before".into(),
+            args: vec![
+                Arg::Post(post.clone()),
+                Arg::Topic(topic.clone()),
+                Arg::User(WireUser(user.clone(), true)),
+                Arg::Str(String::new()),
+                Arg::Bool(false),
+            ],
+            draft: Some(0),
+            firstresult: true,
+            context: context.clone(),
+        });
+        round_trip(&Down::WrapAfter {
+            of: 1,
+            hook: "h".into(),
+            args_json: "{\"a\":1}".into(),
+            context,
+            outcome: WireOutcome {
+                result: Err(WireError::Rejected("no".into())),
+                decided_by: Some("x".into()),
+                duration_us: u64::MAX,
+            },
+        });
+        round_trip(&Down::Reply(Ok(HostValue::User(None))));
+        round_trip(&Down::Reply(Ok(HostValue::Text(Some(String::new())))));
+        round_trip(&Down::Reply(Ok(HostValue::Provisioned(WireUser(
+            user.clone(),
+            false,
+        )))));
+        round_trip(&Down::Reply(Err(WireError::Failed("down".into()))));
+        round_trip(&Up::Host {
+            step: 2,
+            call: HostCall::StoreSwap {
+                key: "k".into(),
+                expected: None,
+                value: Some("v".into()),
+            },
+        });
+        round_trip(&Up::Done(Ok(Answer::User(None))));
+        round_trip(&Up::Done(Ok(Answer::User(Some(WireUser(user, false))))));
+        round_trip(&Up::ChainDone(ChainAnswer {
+            steps: vec![
+                Step {
+                    result: Ok(true),
+                    ns: 0,
+                },
+                Step {
+                    result: Err(WireError::Stop("stop".into())),
+                    ns: u64::MAX,
+                },
+            ],
+            value: Some(Answer::Post(post)),
+        }));
+        round_trip(&Up::ChainDone(ChainAnswer {
+            steps: vec![],
+            value: Some(Answer::Topic(topic)),
+        }));
+        round_trip(&Started::Making { instance: 3 });
+        let init = Init {
+            mapped: "/var/lib/flaskbbd/libs/abc.so".into(),
+            library: "plugins/libx.so".into(),
+            instances: vec![InitInstance {
+                name: "x".into(),
+                config_json: "{\"words\":[\"a\"]}".into(),
+            }],
+            base_dir: "/etc/flaskbbd".into(),
+            sandbox: Sandbox {
+                network: true,
+                read: vec!["/proc".into()],
+                write: vec![],
+                memory_bytes: 1 << 30,
+            },
+        };
+        let mut body = Vec::new();
+        to_body(&mut body, &init).unwrap();
+        let back: Init = from_body(&body).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{init:?}"));
+        assert_eq!(back.instances[0].config_json, init.instances[0].config_json);
+    }
+
+    #[test]
+    fn a_body_with_bytes_after_its_message_is_refused() {
+        let mut body = Vec::new();
+        to_body(&mut body, &Up::Done(Ok(Answer::True(true)))).unwrap();
+        body.push(0xc0);
+        let e = from_body::<Up>(&body).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("1 bytes after the message"), "{e}");
+        // And what is no message at all (0xc1: never used), or a message cut short.
+        assert!(from_body::<Up>(&[0xc1]).is_err());
+        assert!(from_body::<Up>(&body[..body.len() / 2]).is_err());
     }
 
     #[test]
