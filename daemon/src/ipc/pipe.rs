@@ -141,7 +141,9 @@ pub(crate) struct Run {
 
 impl Pipe {
     /// Makes `lane` a pipe and starts its reader task (on the runtime: call it there).
-    pub(crate) fn of(lane: AsyncLane) -> Pipe {
+    /// `unreadable` hears what the host sent that is no message, or an answer to a
+    /// run it was not sent (whether or not a run was waiting): its supervisor kills it.
+    pub(crate) fn of(lane: AsyncLane, unreadable: impl Fn(&io::Error) + Send + 'static) -> Pipe {
         let AsyncLane {
             rx,
             tx,
@@ -170,6 +172,7 @@ impl Pipe {
             shared.clone(),
             tx.clone(),
             page.clone(),
+            unreadable,
         ));
         Pipe { tx, shared, page }
     }
@@ -440,6 +443,7 @@ async fn read_answers(
     shared: Arc<Shared>,
     tx: Arc<tokio::sync::Mutex<Tx>>,
     page: Option<Arc<Page>>,
+    unreadable: impl Fn(&io::Error),
 ) {
     use tokio::io::AsyncReadExt;
     let error = loop {
@@ -494,6 +498,9 @@ async fn read_answers(
             }
         }
     };
+    if error.kind() == io::ErrorKind::InvalidData {
+        unreadable(&error);
+    }
     if let Some(page) = &page {
         // A host that lied about its runs has them all fail with it.
         let _ = take_back(&shared, page);

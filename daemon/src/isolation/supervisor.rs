@@ -274,10 +274,18 @@ impl Proc {
         Ok(Lane::split(up_ours, down_ours, Some(page)))
     }
 
+    /// Kills the host for sending `e` (on `way`: a lane, its pipe): what is no message,
+    /// or an answer to a call it was not given.
+    fn kill_unreadable(&self, way: &str, e: &io::Error) {
+        self.kill(format!(
+            "was killed by the daemon: it sent an unreadable message on {way} ({e})"
+        ));
+    }
+
     /// The pipe to send an awaited run down ([`Pipe`]), made on first use; `None` while
     /// it does not keep up (or a lane for it could not be opened): the run then takes
     /// a lane of its own.
-    fn pipe(&self) -> Option<Arc<Pipe>> {
+    fn pipe(self: &Arc<Self>) -> Option<Arc<Pipe>> {
         let mut slot = lock(&self.pipe);
         if slot.as_ref().is_some_and(|p| p.is_done()) {
             *slot = None;
@@ -285,7 +293,14 @@ impl Proc {
         if let Some(pipe) = &*slot {
             return pipe.takes(PIPE_MOST, PIPE_STALL).then(|| pipe.clone());
         }
-        let pipe = Arc::new(Pipe::of(self.lane().and_then(AsyncLane::of).ok()?));
+        let proc = Arc::downgrade(self);
+        let unreadable = move |e: &io::Error| {
+            if let Some(proc) = proc.upgrade() {
+                proc.kill_unreadable("its pipe", e);
+            }
+        };
+        let lane = self.lane().and_then(AsyncLane::of).ok()?;
+        let pipe = Arc::new(Pipe::of(lane, unreadable));
         *slot = Some(pipe.clone());
         Some(pipe)
     }
@@ -332,7 +347,11 @@ async fn first_heard(pipe: &Pipe, run: &mut ipc::pipe::Run, proc: &Proc) -> io::
                 host = proc.pid,
                 "took back {taken} runs waiting in the pipe behind a slow one: each goes on a lane of its own"
             ),
-            Err(lie) => proc.kill(format!("was killed by the daemon: {lie}")),
+            Err(lie) => {
+                proc.kill(format!("was killed by the daemon: {lie}"));
+                // Its death ends the run; nothing is taken back meanwhile.
+                return run.next().await;
+            }
         }
     }
 }
@@ -1111,9 +1130,7 @@ impl Supervisor {
     /// no message, for which it is killed).
     fn broke(&self, proc: &Arc<Proc>, address: Option<&str>, e: io::Error) -> HookError {
         if e.kind() == io::ErrorKind::InvalidData {
-            proc.kill(format!(
-                "was killed by the daemon: it sent an unreadable message ({e})"
-            ));
+            proc.kill_unreadable("a lane", &e);
         }
         self.lost(proc, address, &e.to_string())
     }
