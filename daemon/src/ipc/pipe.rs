@@ -498,7 +498,9 @@ async fn read_answers(
             }
         }
     };
-    if error.kind() == io::ErrorKind::InvalidData {
+    // Not when the daemon had ended the pipe itself (the host retiring, or a write
+    // that failed): a run the host was still in then finds no run to answer.
+    if error.kind() == io::ErrorKind::InvalidData && !shared.queue().done {
         unreadable(&error);
     }
     if let Some(page) = &page {
