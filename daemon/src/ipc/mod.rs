@@ -44,8 +44,8 @@ pub(crate) const MAX_FRAME: usize = 16 << 20;
 /// Appends `msg` to `out` as a frame's body: MessagePack with fields by name. Not
 /// JSON, because a crossing encodes and decodes a post twice each way, and JSON's
 /// escaping and number parsing were a tenth of a busy daemon's and its hosts' CPU
-/// per call (docs/benchmarks.md, "frames in MessagePack"); by name, so that the messages' optional fields
-/// (left out when empty) and any self-describing values decode as they were meant.
+/// per call (docs/benchmarks.md, "frames in MessagePack"); by name, so that the
+/// messages' optional fields (left out when empty) decode as they were meant.
 /// Both ends are the same binary (a host runs `/proc/self/exe`), so this never
 /// has to be read by anything else.
 fn to_body<T: Serialize>(out: &mut Vec<u8>, msg: &T) -> io::Result<()> {
@@ -85,19 +85,10 @@ impl<'de> serde::de::Visitor<'de> for NoValue {
     }
 }
 
-/// Writes one frame.
+/// Writes one frame (with one write, the length before the body: see [`encode`]).
 pub(crate) fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> {
-    let mut body = Vec::new();
-    to_body(&mut body, msg)?;
-    let len = u32::try_from(body.len())
-        .ok()
-        .filter(|&n| n as usize <= MAX_FRAME)
-        .ok_or_else(|| {
-            io::Error::other(format!("a message of {} bytes is too large", body.len()))
-        })?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&len.to_le_bytes());
-    frame.extend_from_slice(&body);
+    let mut frame = Vec::new();
+    encode(&mut frame, msg)?;
     w.write_all(&frame)
 }
 

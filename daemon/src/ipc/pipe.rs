@@ -142,7 +142,8 @@ pub(crate) struct Run {
 impl Pipe {
     /// Makes `lane` a pipe and starts its reader task (on the runtime: call it there).
     /// `unreadable` hears what the host sent that is no message, or an answer to a
-    /// run it was not sent (whether or not a run was waiting): its supervisor kills it.
+    /// run it was not sent (whether or not a run was waiting; not once the daemon
+    /// ended the pipe itself): its supervisor kills it.
     pub(crate) fn of(lane: AsyncLane, unreadable: impl Fn(&io::Error) + Send + 'static) -> Pipe {
         let AsyncLane {
             rx,

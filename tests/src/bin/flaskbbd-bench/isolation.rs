@@ -436,33 +436,33 @@ fn five_filters_each_way(seconds: f64, rounds: usize, baseline: Option<&std::pat
         "proc÷none",
         "proc÷echo"
     );
+    let mut servers = vec![
+        Server {
+            socket: &inline.socket,
+            check: masked,
+            pid: Some(inline.child.id()),
+        },
+        Server {
+            socket: &isolated.socket,
+            check: masked,
+            pid: Some(isolated.child.id()),
+        },
+        Server {
+            socket: &echo.socket,
+            check: echoed,
+            pid: None,
+        },
+    ];
+    if let Some((_, d)) = &base {
+        servers.push(Server {
+            socket: &d.socket,
+            check: masked,
+            pid: None,
+        });
+    }
     for load in ["quiet", "busy"] {
         let hogs = (load == "busy").then(Hogs::start);
         for clients in [1usize, 16] {
-            let mut servers = vec![
-                Server {
-                    socket: &inline.socket,
-                    check: masked,
-                    pid: Some(inline.child.id()),
-                },
-                Server {
-                    socket: &isolated.socket,
-                    check: masked,
-                    pid: Some(isolated.child.id()),
-                },
-                Server {
-                    socket: &echo.socket,
-                    check: echoed,
-                    pid: None,
-                },
-            ];
-            if let Some((_, d)) = &base {
-                servers.push(Server {
-                    socket: &d.socket,
-                    check: masked,
-                    pid: None,
-                });
-            }
             let spent = interleaved(&servers, clients, seconds, rounds);
             let (none, none_use) = spent[0].per_call();
             let (process, proc_use) = spent[1].per_call();
